@@ -1,0 +1,134 @@
+//! The key-value engine seam. The row store talks to storage only through [`KvEngine`];
+//! [`rocks::RocksEngine`] is what the server runs on, [`memory::MemoryEngine`] (a `BTreeMap`)
+//! serves tests. Only `engine/rocks.rs` imports `rocksdb`.
+//!
+//! Write batches are an engine-neutral list of operations ([`WriteBatch`]) rather than a
+//! per-engine type: the same batch is what a transaction hands to replication as the payload
+//! of a log entry, so it has to be plain, serialisable data.
+
+pub mod memory;
+pub mod rocks;
+
+use std::sync::Arc;
+
+use crate::error::Result;
+
+/// One mutation inside a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+    /// Deletes every key in `[start, end)`.
+    DeleteRange { start: Vec<u8>, end: Vec<u8> },
+}
+
+/// An atomic group of mutations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Put { key: key.into(), value: value.into() });
+    }
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Delete { key: key.into() });
+    }
+    pub fn delete_range(&mut self, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::DeleteRange { start: start.into(), end: end.into() });
+    }
+    pub fn ops(&self) -> &[WriteOp] {
+        &self.ops
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Ordered key-value storage with atomic batches.
+pub trait KvEngine: Send + Sync + 'static {
+    /// Point read of the latest value.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies `batch` atomically; with `sync` the write is on stable storage (fsync'd WAL)
+    /// before this returns.
+    fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()>;
+    /// Calls `f` on each pair in `[start, end)` in key order until it returns `false`.
+    fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool)
+        -> Result<()>;
+    /// Calls `f` on each pair in `[start, end)` in reverse key order until it returns `false`.
+    fn scan_rev(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
+    /// Flushes memtables; used on clean shutdown.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Shared handle to an engine.
+pub type KvEngineRef = Arc<dyn KvEngine>;
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! One suite every engine must pass.
+    use super::*;
+
+    pub fn run(engine: &dyn KvEngine) {
+        let mut b = WriteBatch::new();
+        b.put(b"a".to_vec(), b"1".to_vec());
+        b.put(b"b".to_vec(), b"2".to_vec());
+        b.put(b"c".to_vec(), b"3".to_vec());
+        b.put(b"d".to_vec(), b"4".to_vec());
+        engine.write(&b, true).unwrap();
+        assert_eq!(engine.get(b"b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(engine.get(b"x").unwrap(), None);
+
+        let mut seen = vec![];
+        engine
+            .scan(b"b", b"d", &mut |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
+
+        let mut rev = vec![];
+        engine
+            .scan_rev(b"a", b"d", &mut |k, _| {
+                rev.push(k.to_vec());
+                true
+            })
+            .unwrap();
+        assert_eq!(rev, vec![b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
+
+        let mut first = vec![];
+        engine
+            .scan(b"a", b"z", &mut |k, _| {
+                first.push(k.to_vec());
+                false
+            })
+            .unwrap();
+        assert_eq!(first, vec![b"a".to_vec()]);
+
+        let mut b = WriteBatch::new();
+        b.delete(b"a".to_vec());
+        b.delete_range(b"b".to_vec(), b"d".to_vec());
+        engine.write(&b, false).unwrap();
+        let mut rest = vec![];
+        engine
+            .scan(b"", b"\xff", &mut |k, _| {
+                rest.push(k.to_vec());
+                true
+            })
+            .unwrap();
+        assert_eq!(rest, vec![b"d".to_vec()]);
+    }
+}

@@ -1,0 +1,229 @@
+//! Scenario tests of the store and transactions, on the memory engine and on RocksDB.
+
+use std::sync::Arc;
+
+use crate::catalog::{ColumnDef, IndexDef, TableDef, CATALOG_FORMAT};
+use crate::codec::memcmp::encode_tuple;
+use crate::engine::memory::MemoryEngine;
+use crate::engine::rocks::RocksEngine;
+use crate::engine::KvEngineRef;
+use crate::error::Error;
+use crate::store::{Store, StoreOptions, StoreRef};
+use crate::txn::Transaction;
+use crate::types::{Datum, SqlType};
+
+fn col(name: &str, ty: SqlType, nullable: bool) -> ColumnDef {
+    ColumnDef { name: name.into(), ty, nullable, default_expr: None, missing: Datum::Null }
+}
+
+fn accounts(store: &StoreRef) -> Arc<TableDef> {
+    store
+        .create_table(TableDef {
+            format: CATALOG_FORMAT,
+            id: 0,
+            name: "accounts".into(),
+            storage_id: 0,
+            columns: vec![col("id", SqlType::Int32, false), col("owner", SqlType::Text, true), col("balance", SqlType::Int64, true)],
+            primary_key: vec![0],
+            pk_name: "accounts_pkey".into(),
+            indexes: vec![IndexDef { id: 0, name: "accounts_owner_key".into(), columns: vec![1], unique: true }],
+        })
+        .unwrap()
+}
+
+fn row(id: i64, owner: &str, bal: i64) -> Vec<Datum> {
+    vec![Datum::Int(id), Datum::Text(owner.into()), Datum::Int(bal)]
+}
+
+fn engines() -> Vec<(KvEngineRef, Option<tempfile_dir::Dir>)> {
+    let dir = tempfile_dir::Dir::new();
+    let rocks: KvEngineRef = Arc::new(RocksEngine::open(&dir.0).unwrap());
+    vec![(Arc::new(MemoryEngine::new()), None), (rocks, Some(dir))]
+}
+
+/// A tiny temp-dir helper (the crate has no tempfile dependency).
+mod tempfile_dir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(format!(
+                "duet-rowstore-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn pk(id: i64) -> Vec<u8> {
+    encode_tuple(&[Datum::Int(id)])
+}
+
+#[test]
+fn snapshot_isolation_and_read_your_writes() {
+    for (engine, _dir) in engines() {
+        let store = Store::open(engine, StoreOptions::default()).unwrap();
+        let t = accounts(&store);
+        let mut w = Transaction::begin(&store);
+        w.insert(&t, row(1, "ann", 10)).unwrap();
+        let reader = Transaction::begin(&store);
+        // Own write visible, other's uncommitted write not.
+        assert_eq!(w.get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 10)));
+        assert_eq!(reader.get_row(&t, &pk(1)).unwrap(), None);
+        w.commit().unwrap();
+        // The old snapshot still does not see it; a new one does.
+        assert_eq!(reader.get_row(&t, &pk(1)).unwrap(), None);
+        assert_eq!(Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 10)));
+    }
+}
+
+#[test]
+fn first_committer_wins() {
+    for (engine, _dir) in engines() {
+        let store = Store::open(engine, StoreOptions::default()).unwrap();
+        let t = accounts(&store);
+        let mut setup = Transaction::begin(&store);
+        setup.insert(&t, row(1, "ann", 10)).unwrap();
+        setup.commit().unwrap();
+        let mut a = Transaction::begin(&store);
+        let mut b = Transaction::begin(&store);
+        a.update(&t, &pk(1), row(1, "ann", 20)).unwrap();
+        b.update(&t, &pk(1), row(1, "ann", 30)).unwrap();
+        a.commit().unwrap();
+        let err = b.commit().unwrap_err();
+        assert!(matches!(err, Error::WriteConflict), "{err:?}");
+        assert!(err.is_retryable());
+        assert_eq!(Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 20)));
+    }
+}
+
+#[test]
+fn constraints_and_merged_scans() {
+    for (engine, _dir) in engines() {
+        let store = Store::open(engine, StoreOptions::default()).unwrap();
+        let t = accounts(&store);
+        let mut x = Transaction::begin(&store);
+        for i in [5, 1, 3] {
+            x.insert(&t, row(i, &format!("o{i}"), i * 10)).unwrap();
+        }
+        x.commit().unwrap();
+        let mut y = Transaction::begin(&store);
+        assert!(matches!(y.insert(&t, row(3, "new", 0)), Err(Error::UniqueViolation { .. })));
+        assert!(matches!(y.insert(&t, row(9, "o5", 0)), Err(Error::UniqueViolation { .. })));
+        assert!(matches!(
+            y.insert(&t, vec![Datum::Null, Datum::Null, Datum::Null]),
+            Err(Error::NotNullViolation { .. })
+        ));
+        y.insert(&t, row(2, "o2", 20)).unwrap();
+        y.delete(&t, &pk(3)).unwrap();
+        let mut ids = vec![];
+        y.scan_rows(&t, None, None, &mut |_, r| {
+            ids.push(r[0].clone());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(ids, vec![Datum::Int(1), Datum::Int(2), Datum::Int(5)]);
+        // Range [2, 5): only 2.
+        let mut ids = vec![];
+        y.scan_rows(&t, Some(&pk(2)), Some(&pk(5)), &mut |_, r| {
+            ids.push(r[0].clone());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(ids, vec![Datum::Int(2)]);
+        // Index lookup sees own writes.
+        let idx = t.indexes[0].clone();
+        let probe = encode_tuple(&[Datum::Text("o2".into())]);
+        let mut hits = vec![];
+        y.scan_index(&t, &idx, Some(&probe), Some(&crate::codec::memcmp::prefix_end(&probe)), &mut |p| {
+            hits.push(p.to_vec());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(hits, vec![pk(2)]);
+    }
+}
+
+#[test]
+fn catalog_and_data_survive_reopen() {
+    let dir = tempfile_dir::Dir::new();
+    {
+        let store = Store::open(Arc::new(RocksEngine::open(&dir.0).unwrap()), StoreOptions::default()).unwrap();
+        let t = accounts(&store);
+        let mut x = Transaction::begin(&store);
+        x.insert(&t, row(1, "ann", 10)).unwrap();
+        x.commit().unwrap();
+        store
+            .add_column("accounts", ColumnDef { missing: Datum::Int(7), ..col("extra", SqlType::Int32, true) })
+            .unwrap();
+        // Uncommitted: must vanish.
+        let mut y = Transaction::begin(&store);
+        y.insert(&t, row(2, "bob", 10)).unwrap();
+        drop(y);
+    }
+    let store = Store::open(Arc::new(RocksEngine::open(&dir.0).unwrap()), StoreOptions::default()).unwrap();
+    let t = store.table("accounts").unwrap();
+    assert_eq!(t.columns.len(), 4);
+    let r = Transaction::begin(&store);
+    assert_eq!(r.get_row(&t, &pk(1)).unwrap(), Some(vec![Datum::Int(1), Datum::Text("ann".into()), Datum::Int(10), Datum::Int(7)]));
+    assert_eq!(r.get_row(&t, &pk(2)).unwrap(), None);
+}
+
+#[test]
+fn ddl_truncate_index_and_primary_key() {
+    for (engine, _dir) in engines() {
+        let store = Store::open(engine, StoreOptions::default()).unwrap();
+        let t = store
+            .create_table(TableDef {
+                format: CATALOG_FORMAT,
+                id: 0,
+                name: "h".into(),
+                storage_id: 0,
+                columns: vec![col("a", SqlType::Int32, true), col("b", SqlType::Text, true)],
+                primary_key: vec![],
+                pk_name: String::new(),
+                indexes: vec![],
+            })
+            .unwrap();
+        let mut x = Transaction::begin(&store);
+        x.insert(&t, vec![Datum::Int(2), Datum::Text("x".into())]).unwrap();
+        x.insert(&t, vec![Datum::Int(1), Datum::Text("x".into())]).unwrap();
+        x.commit().unwrap();
+        let e = store.create_index("h", IndexDef { id: 0, name: "h_b".into(), columns: vec![1], unique: true }, false);
+        assert!(matches!(e, Err(Error::UniqueViolation { .. })));
+        store.create_index("h", IndexDef { id: 0, name: "h_b".into(), columns: vec![1], unique: false }, false).unwrap();
+        store.add_primary_key("h", vec![0], "h_pkey".into()).unwrap();
+        let t = store.table("h").unwrap();
+        let r = Transaction::begin(&store);
+        assert_eq!(r.get_row(&t, &pk(1)).unwrap(), Some(vec![Datum::Int(1), Datum::Text("x".into())]));
+        let mut n = 0;
+        r.scan_index(&t, &t.indexes[0], None, None, &mut |_| {
+            n += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        store.truncate("h").unwrap();
+        let t = store.table("h").unwrap();
+        let mut n = 0;
+        Transaction::begin(&store)
+            .scan_rows(&t, None, None, &mut |_, _| {
+                n += 1;
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(store.drop_index("h_b").unwrap());
+        store.drop_table("h").unwrap();
+        assert!(store.table("h").is_none());
+    }
+}

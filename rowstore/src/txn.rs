@@ -1,0 +1,268 @@
+//! Snapshot-isolation transactions. Reads see the snapshot the transaction started at plus its
+//! own writes (buffered here until commit); commit detects write-write conflicts.
+
+use crate::catalog::{IndexDef, TableDef};
+use crate::codec::key::{self, Key};
+use crate::codec::memcmp::{self, prefix_end};
+use crate::codec::row;
+use crate::error::{Error, Result};
+use crate::mvcc::Version;
+use crate::store::{Store, StoreRef, WriteSet};
+use crate::types::{Datum, Row};
+
+/// A transaction (also used, one per statement, for autocommit).
+pub struct Transaction {
+    store: StoreRef,
+    snapshot: Version,
+    writes: WriteSet,
+}
+
+fn describe_key(def: &TableDef, cols: &[usize], row: &Row) -> String {
+    let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+    let vals: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
+    format!("Key ({})=({}) already exists.", names.join(", "), vals.join(", "))
+}
+
+impl Transaction {
+    /// Starts a transaction at the store's current version.
+    pub fn begin(store: &StoreRef) -> Self {
+        Self { snapshot: store.current_version(), store: store.clone(), writes: WriteSet::new() }
+    }
+
+    /// The version this transaction reads at.
+    pub fn snapshot(&self) -> Version {
+        self.snapshot
+    }
+
+    /// The store this transaction runs on.
+    pub fn store(&self) -> &StoreRef {
+        &self.store
+    }
+
+    /// Whether the transaction has written anything.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    /// Commits; returns the commit version (the snapshot if nothing was written).
+    pub fn commit(self) -> Result<Version> {
+        if self.writes.is_empty() {
+            return Ok(self.snapshot);
+        }
+        self.store.commit_txn(self.snapshot, &self.writes)
+    }
+
+    fn get_raw(&self, key: &Key) -> Result<Option<Vec<u8>>> {
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.clone());
+        }
+        self.store.get(key, self.snapshot)
+    }
+
+    /// Visits the live payloads of `[start, end)` as this transaction sees them.
+    pub fn scan_raw(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut pending = self
+            .writes
+            .range(Key::from_raw(start.to_vec())..Key::from_raw(end.to_vec()))
+            .peekable();
+        let mut stopped = false;
+        self.store.scan_versions(start, end, self.snapshot, &mut |k, v| {
+            while let Some((wk, wv)) = pending.peek() {
+                if wk.as_bytes() >= k {
+                    break;
+                }
+                if let Some(p) = wv {
+                    if !f(wk.as_bytes(), p)? {
+                        stopped = true;
+                        return Ok(false);
+                    }
+                }
+                pending.next();
+            }
+            if let Some((wk, wv)) = pending.peek() {
+                if wk.as_bytes() == k {
+                    let go = match wv {
+                        Some(p) => f(k, p)?,
+                        None => true,
+                    };
+                    pending.next();
+                    if !go {
+                        stopped = true;
+                    }
+                    return Ok(go);
+                }
+            }
+            let go = f(k, v)?;
+            stopped = !go;
+            Ok(go)
+        })?;
+        if !stopped {
+            for (wk, wv) in pending {
+                if let Some(p) = wv {
+                    if !f(wk.as_bytes(), p)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The row with encoded primary key `pk`.
+    pub fn get_row(&self, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
+        match self.get_raw(&key::record_key(def.storage_id, pk))? {
+            Some(p) => Ok(Some(Store::decode_row(def, &p)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits rows whose encoded primary key is in `[start, end)` (`None` = unbounded),
+    /// in key order, as `(encoded pk, row)`.
+    pub fn scan_rows(
+        &self,
+        def: &TableDef,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        f: &mut dyn FnMut(&[u8], Row) -> Result<bool>,
+    ) -> Result<()> {
+        let prefix = key::record_prefix(def.storage_id);
+        let lo = [prefix.as_slice(), start.unwrap_or(&[])].concat();
+        let hi = match end {
+            Some(e) => [prefix.as_slice(), e].concat(),
+            None => prefix_end(&prefix),
+        };
+        let types = def.types();
+        let plen = prefix.len();
+        self.scan_raw(&lo, &hi, &mut |k, v| {
+            let r = row::decode_row(v, &types, &|i| def.columns[i].missing.clone())?;
+            f(&k[plen..], r)
+        })
+    }
+
+    /// Visits the encoded primary keys of index entries whose index tuple is in
+    /// `[start, end)` (encoded; `None` = unbounded).
+    pub fn scan_index(
+        &self,
+        def: &TableDef,
+        index: &IndexDef,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        f: &mut dyn FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let prefix = key::index_prefix(def.storage_id, index.id);
+        let lo = [prefix.as_slice(), start.unwrap_or(&[])].concat();
+        let hi = match end {
+            Some(e) => [prefix.as_slice(), e].concat(),
+            None => prefix_end(&prefix),
+        };
+        self.scan_raw(&lo, &hi, &mut |_, pk| f(pk))
+    }
+
+    fn check_not_null(def: &TableDef, row: &Row) -> Result<()> {
+        for (i, c) in def.columns.iter().enumerate() {
+            let pk_col = def.primary_key.contains(&i);
+            if (!c.nullable || pk_col) && row.get(i).is_none_or(Datum::is_null) {
+                return Err(Error::NotNullViolation { table: def.name.clone(), column: c.name.clone() });
+            }
+        }
+        if row.len() != def.columns.len() {
+            return Err(Error::Internal(format!(
+                "row has {} values, table {} has {} columns",
+                row.len(),
+                def.name,
+                def.columns.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn index_key_of(def: &TableDef, idx: &IndexDef, row: &Row, pk: &[u8]) -> (Key, bool) {
+        let (tuple, has_null) = def.index_tuple(idx, row);
+        let unique = idx.unique && !has_null;
+        (key::index_key(def.storage_id, idx.id, &tuple, if unique { None } else { Some(pk) }), unique)
+    }
+
+    fn add_index_entries(&mut self, def: &TableDef, row: &Row, pk: &[u8]) -> Result<()> {
+        for idx in &def.indexes {
+            let (k, unique) = Self::index_key_of(def, idx, row, pk);
+            if unique && self.get_raw(&k)?.is_some() {
+                return Err(Error::UniqueViolation {
+                    constraint: idx.name.clone(),
+                    detail: describe_key(def, &idx.columns, row),
+                });
+            }
+            self.writes.insert(k, Some(pk.to_vec()));
+        }
+        Ok(())
+    }
+
+    fn remove_index_entries(&mut self, def: &TableDef, row: &Row, pk: &[u8]) {
+        for idx in &def.indexes {
+            let (k, _) = Self::index_key_of(def, idx, row, pk);
+            self.writes.insert(k, None);
+        }
+    }
+
+    /// Inserts a full row (one datum per column, already of the column types).
+    pub fn insert(&mut self, def: &TableDef, row: Row) -> Result<()> {
+        Self::check_not_null(def, &row)?;
+        let pk = if def.has_hidden_rowid() {
+            memcmp::encode_tuple(&[Datum::Int(self.store.alloc_rowid())])
+        } else {
+            memcmp::encode_tuple(&def.pk_of(&row))
+        };
+        let rk = key::record_key(def.storage_id, &pk);
+        if self.get_raw(&rk)?.is_some() {
+            return Err(Error::UniqueViolation {
+                constraint: def.pk_name.clone(),
+                detail: describe_key(def, &def.primary_key, &row),
+            });
+        }
+        self.add_index_entries(def, &row, &pk)?;
+        self.writes.insert(rk, Some(row::encode_row(&row)));
+        Ok(())
+    }
+
+    /// Deletes the row with encoded primary key `pk`; returns the old row.
+    pub fn delete(&mut self, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
+        let Some(old) = self.get_row(def, pk)? else {
+            return Ok(None);
+        };
+        self.remove_index_entries(def, &old, pk);
+        self.writes.insert(key::record_key(def.storage_id, pk), None);
+        Ok(Some(old))
+    }
+
+    /// Replaces the row at encoded primary key `old_pk` with `new_row` (which may have a
+    /// different primary key).
+    pub fn update(&mut self, def: &TableDef, old_pk: &[u8], new_row: Row) -> Result<()> {
+        Self::check_not_null(def, &new_row)?;
+        let Some(old) = self.get_row(def, old_pk)? else {
+            return Err(Error::Internal("updated row vanished within its transaction".into()));
+        };
+        let new_pk = if def.has_hidden_rowid() {
+            old_pk.to_vec()
+        } else {
+            memcmp::encode_tuple(&def.pk_of(&new_row))
+        };
+        self.remove_index_entries(def, &old, old_pk);
+        if new_pk != old_pk {
+            let nk = key::record_key(def.storage_id, &new_pk);
+            if self.get_raw(&nk)?.is_some() {
+                return Err(Error::UniqueViolation {
+                    constraint: def.pk_name.clone(),
+                    detail: describe_key(def, &def.primary_key, &new_row),
+                });
+            }
+            self.writes.insert(key::record_key(def.storage_id, old_pk), None);
+        }
+        self.add_index_entries(def, &new_row, &new_pk)?;
+        self.writes.insert(key::record_key(def.storage_id, &new_pk), Some(row::encode_row(&new_row)));
+        Ok(())
+    }
+}

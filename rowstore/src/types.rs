@@ -1,0 +1,116 @@
+//! SQL column types and the in-memory value ([`Datum`]) the row store works with.
+
+use std::fmt;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// A column's declared SQL type. The modifiers (`varchar(n)`, `numeric(p,s)`) are enforced
+/// on write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlType {
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// `numeric(p, s)`; an unconstrained `numeric` is stored as (38, 10).
+    Numeric { precision: u8, scale: i8 },
+    Text,
+    /// `varchar(n)`; `None` = unlimited.
+    Varchar(Option<u32>),
+    /// `char(n)`, blank-padded.
+    Char(u32),
+    Bool,
+    Date,
+    Timestamp,
+    Bytea,
+}
+
+/// Precision and scale of an unconstrained `numeric`.
+pub const DEFAULT_NUMERIC: (u8, i8) = (38, 10);
+
+impl SqlType {
+    /// The Arrow type scans produce for this column.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            SqlType::Int16 => DataType::Int16,
+            SqlType::Int32 => DataType::Int32,
+            SqlType::Int64 => DataType::Int64,
+            SqlType::Float32 => DataType::Float32,
+            SqlType::Float64 => DataType::Float64,
+            SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => DataType::Utf8,
+            SqlType::Bool => DataType::Boolean,
+            SqlType::Date => DataType::Date32,
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::Bytea => DataType::Binary,
+        }
+    }
+
+    /// PostgreSQL's spelling, as `format_type` would print it.
+    pub fn pg_name(&self) -> String {
+        match self {
+            SqlType::Int16 => "smallint".into(),
+            SqlType::Int32 => "integer".into(),
+            SqlType::Int64 => "bigint".into(),
+            SqlType::Float32 => "real".into(),
+            SqlType::Float64 => "double precision".into(),
+            SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+            SqlType::Text => "text".into(),
+            SqlType::Varchar(None) => "character varying".into(),
+            SqlType::Varchar(Some(n)) => format!("character varying({n})"),
+            SqlType::Char(n) => format!("character({n})"),
+            SqlType::Bool => "boolean".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::Bytea => "bytea".into(),
+        }
+    }
+}
+
+/// One SQL value. Integers of every width are held as `Int` (the column type says which);
+/// a decimal is its unscaled mantissa (the column's scale applies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Datum {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Unscaled value of a `numeric(p, s)`; the scale is the column's.
+    Decimal(i128),
+    Text(String),
+    Bytes(Vec<u8>),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since 1970-01-01 00:00:00.
+    Timestamp(i64),
+}
+
+impl Datum {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+}
+
+impl fmt::Display for Datum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Datum::Null => write!(f, "NULL"),
+            Datum::Bool(b) => write!(f, "{}", if *b { "t" } else { "f" }),
+            Datum::Int(v) => write!(f, "{v}"),
+            Datum::Float(v) => write!(f, "{v}"),
+            Datum::Decimal(v) => write!(f, "{v}"),
+            Datum::Text(s) => write!(f, "{s}"),
+            Datum::Bytes(b) => {
+                write!(f, "\\x")?;
+                b.iter().try_for_each(|x| write!(f, "{x:02x}"))
+            }
+            Datum::Date(d) => write!(f, "{d}"),
+            Datum::Timestamp(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// A row: one datum per column of the table, in column order.
+pub type Row = Vec<Datum>;

@@ -1,1 +1,55 @@
-fn main() {}
+//! The `duetdb` server binary: CLI, config, telemetry, run.
+
+mod config;
+mod telemetry;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::config::{Cli, Config};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli)?;
+    telemetry::init(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("Failed to start the tokio runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let store = duet_sql::open_store(&config.data_dir)
+        .with_context(|| format!("Failed to open the data directory {}", config.data_dir.display()))?;
+    let listen = config.listen.parse().with_context(|| format!("Invalid listen address {}", config.listen))?;
+    let server = duet_sql::Server::start(store, listen).await.with_context(|| format!("Failed to listen on {}", config.listen))?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "DuetDB {} listening on {} (data in {}); connect with: psql -h {} -p {} -U duet duetdb",
+            env!("CARGO_PKG_VERSION"),
+            server.local_addr(),
+            config.data_dir.display(),
+            server.local_addr().ip(),
+            server.local_addr().port()
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

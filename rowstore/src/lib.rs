@@ -32,7 +32,7 @@ pub use catalog::{ColumnDef, IndexDef, TableDef, TableDefRef};
 pub use error::{Error, Result};
 pub use mvcc::Version;
 pub use store::{Store, StoreOptions, StoreRef};
-pub use txn::Transaction;
+pub use txn::{ReadView, Transaction};
 pub use types::{Datum, Row, SqlType};
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ fn constraints_and_merged_scans() {
         let idx = t.indexes[0].clone();
         let probe = encode_tuple(&[Datum::Text("o2".into())]);
         let mut hits = vec![];
-        y.scan_index(&t, &idx, Some(&probe), Some(&crate::codec::memcmp::prefix_end(&probe)), &mut |p| {
+        y.scan_index(&t, &idx, Some(&probe), Some(&crate::codec::memcmp::prefix_end(&probe)), &mut |_, p| {
             hits.push(p.to_vec());
             Ok(true)
         })
@@ -206,7 +206,7 @@ fn ddl_truncate_index_and_primary_key() {
         let r = Transaction::begin(&store);
         assert_eq!(r.get_row(&t, &pk(1)).unwrap(), Some(vec![Datum::Int(1), Datum::Text("x".into())]));
         let mut n = 0;
-        r.scan_index(&t, &t.indexes[0], None, None, &mut |_| {
+        r.scan_index(&t, &t.indexes[0], None, None, &mut |_, _| {
             n += 1;
             Ok(true)
         })

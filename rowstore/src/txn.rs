@@ -1,6 +1,8 @@
 //! Snapshot-isolation transactions. Reads see the snapshot the transaction started at plus its
 //! own writes (buffered here until commit); commit detects write-write conflicts.
 
+use std::sync::Arc;
+
 use crate::catalog::{IndexDef, TableDef};
 use crate::codec::key::{self, Key};
 use crate::codec::memcmp::{self, prefix_end};
@@ -10,11 +12,38 @@ use crate::mvcc::Version;
 use crate::store::{Store, StoreRef, WriteSet};
 use crate::types::{Datum, Row};
 
-/// A transaction (also used, one per statement, for autocommit).
-pub struct Transaction {
+/// A consistent read position: a snapshot version plus the (frozen) writes of the
+/// transaction it came from. Cheap to clone; scans hold one for as long as they stream.
+#[derive(Clone)]
+pub struct ReadView {
     store: StoreRef,
     snapshot: Version,
-    writes: WriteSet,
+    writes: Arc<WriteSet>,
+}
+
+/// A transaction (also used, one per statement, for autocommit). Reads go through its
+/// [`ReadView`] (`Deref`); writes are buffered until [`Transaction::commit`].
+pub struct Transaction {
+    view: ReadView,
+}
+
+impl std::ops::Deref for Transaction {
+    type Target = ReadView;
+    fn deref(&self) -> &ReadView {
+        &self.view
+    }
+}
+
+impl std::fmt::Debug for ReadView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadView").field("snapshot", &self.snapshot).field("writes", &self.writes.len()).finish()
+    }
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view.fmt(f)
+    }
 }
 
 fn describe_key(def: &TableDef, cols: &[usize], row: &Row) -> String {
@@ -23,36 +52,23 @@ fn describe_key(def: &TableDef, cols: &[usize], row: &Row) -> String {
     format!("Key ({})=({}) already exists.", names.join(", "), vals.join(", "))
 }
 
-impl Transaction {
-    /// Starts a transaction at the store's current version.
-    pub fn begin(store: &StoreRef) -> Self {
-        Self { snapshot: store.current_version(), store: store.clone(), writes: WriteSet::new() }
-    }
-
-    /// The version this transaction reads at.
+impl ReadView {
+    /// The version this view reads at.
     pub fn snapshot(&self) -> Version {
         self.snapshot
     }
 
-    /// The store this transaction runs on.
+    /// The store this view reads from.
     pub fn store(&self) -> &StoreRef {
         &self.store
     }
 
-    /// Whether the transaction has written anything.
+    /// Whether the transaction had written anything when the view was taken.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()
     }
 
-    /// Commits; returns the commit version (the snapshot if nothing was written).
-    pub fn commit(self) -> Result<Version> {
-        if self.writes.is_empty() {
-            return Ok(self.snapshot);
-        }
-        self.store.commit_txn(self.snapshot, &self.writes)
-    }
-
-    fn get_raw(&self, key: &Key) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get_raw(&self, key: &Key) -> Result<Option<Vec<u8>>> {
         if let Some(w) = self.writes.get(key) {
             return Ok(w.clone());
         }
@@ -144,15 +160,15 @@ impl Transaction {
         })
     }
 
-    /// Visits the encoded primary keys of index entries whose index tuple is in
-    /// `[start, end)` (encoded; `None` = unbounded).
+    /// Visits index entries whose index tuple is in `[start, end)` (encoded; `None` =
+    /// unbounded) as `(entry key after the index prefix, encoded primary key)`.
     pub fn scan_index(
         &self,
         def: &TableDef,
         index: &IndexDef,
         start: Option<&[u8]>,
         end: Option<&[u8]>,
-        f: &mut dyn FnMut(&[u8]) -> Result<bool>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         let prefix = key::index_prefix(def.storage_id, index.id);
         let lo = [prefix.as_slice(), start.unwrap_or(&[])].concat();
@@ -160,7 +176,33 @@ impl Transaction {
             Some(e) => [prefix.as_slice(), e].concat(),
             None => prefix_end(&prefix),
         };
-        self.scan_raw(&lo, &hi, &mut |_, pk| f(pk))
+        let plen = prefix.len();
+        self.scan_raw(&lo, &hi, &mut |k, pk| f(&k[plen..], pk))
+    }
+
+}
+
+impl Transaction {
+    /// Starts a transaction at the store's current version.
+    pub fn begin(store: &StoreRef) -> Self {
+        Self { view: ReadView { snapshot: store.current_version(), store: store.clone(), writes: Arc::new(WriteSet::new()) } }
+    }
+
+    /// A read view of the transaction as it is now (its writes so far included).
+    pub fn view(&self) -> ReadView {
+        self.view.clone()
+    }
+
+    /// Commits; returns the commit version (the snapshot if nothing was written).
+    pub fn commit(self) -> Result<Version> {
+        if self.view.writes.is_empty() {
+            return Ok(self.view.snapshot);
+        }
+        self.view.store.commit_txn(self.view.snapshot, &self.view.writes)
+    }
+
+    fn writes_mut(&mut self) -> &mut WriteSet {
+        Arc::make_mut(&mut self.view.writes)
     }
 
     fn check_not_null(def: &TableDef, row: &Row) -> Result<()> {
@@ -196,7 +238,7 @@ impl Transaction {
                     detail: describe_key(def, &idx.columns, row),
                 });
             }
-            self.writes.insert(k, Some(pk.to_vec()));
+            self.writes_mut().insert(k, Some(pk.to_vec()));
         }
         Ok(())
     }
@@ -204,7 +246,7 @@ impl Transaction {
     fn remove_index_entries(&mut self, def: &TableDef, row: &Row, pk: &[u8]) {
         for idx in &def.indexes {
             let (k, _) = Self::index_key_of(def, idx, row, pk);
-            self.writes.insert(k, None);
+            self.writes_mut().insert(k, None);
         }
     }
 
@@ -212,7 +254,7 @@ impl Transaction {
     pub fn insert(&mut self, def: &TableDef, row: Row) -> Result<()> {
         Self::check_not_null(def, &row)?;
         let pk = if def.has_hidden_rowid() {
-            memcmp::encode_tuple(&[Datum::Int(self.store.alloc_rowid())])
+            memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())])
         } else {
             memcmp::encode_tuple(&def.pk_of(&row))
         };
@@ -224,7 +266,7 @@ impl Transaction {
             });
         }
         self.add_index_entries(def, &row, &pk)?;
-        self.writes.insert(rk, Some(row::encode_row(&row)));
+        self.writes_mut().insert(rk, Some(row::encode_row(&row)));
         Ok(())
     }
 
@@ -234,7 +276,7 @@ impl Transaction {
             return Ok(None);
         };
         self.remove_index_entries(def, &old, pk);
-        self.writes.insert(key::record_key(def.storage_id, pk), None);
+        self.writes_mut().insert(key::record_key(def.storage_id, pk), None);
         Ok(Some(old))
     }
 
@@ -259,10 +301,10 @@ impl Transaction {
                     detail: describe_key(def, &def.primary_key, &new_row),
                 });
             }
-            self.writes.insert(key::record_key(def.storage_id, old_pk), None);
+            self.writes_mut().insert(key::record_key(def.storage_id, old_pk), None);
         }
         self.add_index_entries(def, &new_row, &new_pk)?;
-        self.writes.insert(key::record_key(def.storage_id, &new_pk), Some(row::encode_row(&new_row)));
+        self.writes_mut().insert(key::record_key(def.storage_id, &new_pk), Some(row::encode_row(&new_row)));
         Ok(())
     }
 }

@@ -1,0 +1,167 @@
+//! DataFusion catalog objects over the row store: one [`RowTableProvider`] per table,
+//! resolved on each lookup from the store's catalog so DDL is visible at once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use duet_rowstore::batch::table_schema;
+use duet_rowstore::{StoreRef, TableDefRef};
+
+use crate::keyrange::plan_ranges;
+use crate::row_scan::RowScanExec;
+use crate::ViewSlot;
+
+/// Name of the extra column (encoded primary key) that DML scans carry to address rows.
+pub const KEY_COLUMN: &str = "__duet_key";
+
+/// A row-store table as DataFusion sees it.
+pub struct RowTableProvider {
+    def: TableDefRef,
+    txn: ViewSlot,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for RowTableProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowTableProvider").field("table", &self.def.name).finish()
+    }
+}
+
+impl RowTableProvider {
+    /// A provider for `def` that reads through the session transaction in `txn`.
+    /// With `expose_key`, the schema ends with [`KEY_COLUMN`] (binary).
+    pub fn new(def: TableDefRef, txn: ViewSlot, expose_key: bool) -> Self {
+        let base = table_schema(&def, None);
+        let schema = if expose_key {
+            let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
+            Arc::new(Schema::new(fields))
+        } else {
+            base
+        };
+        Self { def, txn, schema }
+    }
+
+    /// The table definition this provider was resolved with.
+    pub fn def(&self) -> &TableDefRef {
+        &self.def
+    }
+}
+
+#[async_trait]
+impl TableProvider for RowTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters narrow the key ranges; DataFusion still evaluates them on the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let projection = projection.cloned().unwrap_or(all);
+        let schema = Arc::new(self.schema.project(&projection)?);
+        let ranges = plan_ranges(&self.def, filters);
+        let view = self
+            .txn
+            .lock()
+            .clone()
+            .ok_or_else(|| DataFusionError::Internal(format!("table {} scanned outside a transaction", self.def.name)))?;
+        Ok(Arc::new(RowScanExec::new(view, self.def.clone(), ranges, projection, schema, limit)))
+    }
+}
+
+/// The `public` schema: every table of the store.
+pub struct RowSchemaProvider {
+    store: StoreRef,
+    txn: ViewSlot,
+    expose_key: bool,
+    listed: bool,
+}
+
+impl fmt::Debug for RowSchemaProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RowSchemaProvider")
+    }
+}
+
+impl RowSchemaProvider {
+    /// The user-visible schema.
+    pub fn new(store: StoreRef, txn: ViewSlot) -> Self {
+        Self { store, txn, expose_key: false, listed: true }
+    }
+
+    /// A schema that is never listed and whose tables carry [`KEY_COLUMN`]: DML statements
+    /// read the rows they change through it.
+    pub fn for_dml(store: StoreRef, txn: ViewSlot) -> Self {
+        Self { store, txn, expose_key: true, listed: false }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for RowSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        if !self.listed {
+            return vec![];
+        }
+        self.store.tables().iter().map(|t| t.name.clone()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self
+            .store
+            .table(name)
+            .map(|def| Arc::new(RowTableProvider::new(def, self.txn.clone(), self.expose_key)) as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.store.table(name).is_some()
+    }
+}
+
+/// A catalog that lists nothing but resolves `public` to a DML schema and `scratch` to a
+/// per-session schema of temporary tables (e.g. the rows a RETURNING clause reads).
+#[derive(Debug)]
+pub struct HiddenCatalog {
+    schema: Arc<dyn SchemaProvider>,
+    scratch: Arc<dyn SchemaProvider>,
+}
+
+impl HiddenCatalog {
+    pub fn new(schema: Arc<dyn SchemaProvider>, scratch: Arc<dyn SchemaProvider>) -> Self {
+        Self { schema, scratch }
+    }
+}
+
+impl CatalogProvider for HiddenCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match name {
+            "public" => Some(self.schema.clone()),
+            "scratch" => Some(self.scratch.clone()),
+            _ => None,
+        }
+    }
+}

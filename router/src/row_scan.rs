@@ -1,0 +1,252 @@
+//! [`RowScanExec`]: a DataFusion leaf that streams a row-table scan out of RocksDB in
+//! batches, reading at the session transaction's snapshot (with its own writes).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BinaryArray};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use duet_rowstore::batch::datums_to_array;
+use duet_rowstore::codec::memcmp::prefix_end;
+use duet_rowstore::{ReadView, Row, TableDefRef};
+
+use crate::keyrange::{Access, KeyRange, ScanRanges};
+
+
+/// Rows per output batch (and per visit to the storage engine).
+pub const BATCH_ROWS: usize = 4096;
+
+/// Scan of one row table.
+#[derive(Debug)]
+pub struct RowScanExec {
+    view: ReadView,
+    def: TableDefRef,
+    ranges: ScanRanges,
+    /// Positions in the provider schema; `def.columns.len()` is the key column.
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    limit: Option<usize>,
+    props: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl RowScanExec {
+    pub fn new(
+        view: ReadView,
+        def: TableDefRef,
+        ranges: ScanRanges,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+        limit: Option<usize>,
+    ) -> Self {
+        let props = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self { view, def, ranges, projection, schema, limit, props, metrics: ExecutionPlanMetricsSet::new() }
+    }
+
+    /// How the scan reaches its rows (for tests and EXPLAIN).
+    pub fn ranges(&self) -> &ScanRanges {
+        &self.ranges
+    }
+}
+
+impl DisplayAs for RowScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let cols: Vec<&str> = self
+            .projection
+            .iter()
+            .map(|&i| self.def.columns.get(i).map_or(crate::provider::KEY_COLUMN, |c| c.name.as_str()))
+            .collect();
+        write!(f, "RowScan: table={}, engine=row, access={}, ranges={}, projection=[{}]", self.def.name, self.ranges.kind, self.ranges.ranges.len(), cols.join(", "))?;
+        if let Some(l) = self.limit {
+            write!(f, ", limit={l}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for RowScanExec {
+    fn name(&self) -> &str {
+        "RowScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let state = ScanState {
+            view: self.view.clone(),
+            def: self.def.clone(),
+            access: self.ranges.access.clone(),
+            ranges: self.ranges.ranges.iter().cloned().collect(),
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            remaining: self.limit,
+            done: false,
+            metrics: BaselineMetrics::new(&self.metrics, partition),
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            let elapsed = st.metrics.elapsed_compute().clone();
+            let timer = elapsed.timer();
+            let next = st.next_batch();
+            timer.done();
+            match next {
+                Ok(Some(b)) => {
+                    st.metrics.record_output(b.num_rows());
+                    Some((Ok(b), st))
+                }
+                Ok(None) => {
+                    st.metrics.done();
+                    None
+                }
+                Err(e) => {
+                    st.done = true;
+                    Some((Err(e), st))
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+struct ScanState {
+    view: ReadView,
+    def: TableDefRef,
+    access: Access,
+    ranges: VecDeque<KeyRange>,
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    remaining: Option<usize>,
+    done: bool,
+    metrics: BaselineMetrics,
+}
+
+fn storage_err(e: duet_rowstore::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+impl ScanState {
+    fn next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
+        loop {
+            if self.remaining == Some(0) {
+                return Ok(None);
+            }
+            let Some(range) = self.ranges.front().cloned() else {
+                return Ok(None);
+            };
+            let want = self.remaining.map_or(BATCH_ROWS, |r| r.min(BATCH_ROWS));
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            let mut rows: Vec<Row> = Vec::new();
+            let mut resume: Option<Vec<u8>> = None;
+            {
+                let txn = &self.view;
+                match &self.access {
+                    Access::PrimaryKey => {
+                        txn.scan_rows(&self.def, Some(&range.start), range.end.as_deref(), &mut |pk, row| {
+                            keys.push(pk.to_vec());
+                            rows.push(row);
+                            if rows.len() >= want {
+                                resume = Some(prefix_end(pk));
+                                return Ok(false);
+                            }
+                            Ok(true)
+                        })
+                        .map_err(storage_err)?;
+                    }
+                    Access::Index(idx) => {
+                        let mut pks = Vec::new();
+                        txn.scan_index(&self.def, idx, Some(&range.start), range.end.as_deref(), &mut |entry, pk| {
+                            pks.push(pk.to_vec());
+                            if pks.len() >= want {
+                                resume = Some(prefix_end(entry));
+                                return Ok(false);
+                            }
+                            Ok(true)
+                        })
+                        .map_err(storage_err)?;
+                        for pk in pks {
+                            if let Some(row) = txn.get_row(&self.def, &pk).map_err(storage_err)? {
+                                keys.push(pk);
+                                rows.push(row);
+                            }
+                        }
+                    }
+                }
+            }
+            match resume {
+                Some(r) => {
+                    if let Some(front) = self.ranges.front_mut() {
+                        front.start = r;
+                    }
+                }
+                None => {
+                    self.ranges.pop_front();
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            if let Some(rem) = self.remaining.as_mut() {
+                *rem = rem.saturating_sub(rows.len());
+            }
+            return self.build(&keys, &rows).map(Some);
+        }
+    }
+
+    fn build(&self, keys: &[Vec<u8>], rows: &[Row]) -> DfResult<RecordBatch> {
+        let ncols = self.def.columns.len();
+        let columns = self
+            .projection
+            .iter()
+            .map(|&c| -> DfResult<ArrayRef> {
+                if c == ncols {
+                    Ok(Arc::new(BinaryArray::from_iter_values(keys.iter())))
+                } else {
+                    datums_to_array(&self.def.columns[c].ty, rows.iter().map(|r| &r[c])).map_err(storage_err)
+                }
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?)
+    }
+}

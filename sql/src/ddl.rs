@@ -1,0 +1,315 @@
+//! DDL: CREATE/DROP TABLE, CREATE/DROP INDEX, ALTER TABLE, TRUNCATE. Each statement is one
+//! atomic catalog change in the row store, effective immediately (DDL inside BEGIN … COMMIT
+//! is not transactional yet).
+
+use duet_rowstore::catalog::CATALOG_FORMAT;
+use duet_rowstore::{ColumnDef, Datum, IndexDef, TableDef};
+use sqlparser::ast::{
+    AlterTableOperation, ColumnDef as AstColumn, ColumnOption, CreateIndex, CreateTable, Expr, IndexColumn, ObjectType,
+    Statement, TableConstraint,
+};
+
+use crate::error::{PgError, Result, SqlState};
+use crate::ident::{ident_name, table_name};
+use crate::session::{Outcome, Session};
+use crate::{dml, types};
+
+/// Runs a statement that is neither a query, DML, transaction control nor SET/SHOW.
+pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> {
+    match stmt {
+        Statement::CreateTable(ct) => create_table(session, ct).await,
+        Statement::Drop { object_type, if_exists, names, .. } => drop(session, object_type, if_exists, &names),
+        Statement::CreateIndex(ci) => create_index(session, ci),
+        Statement::AlterTable(at) => {
+            let name = table_name(&at.name)?;
+            if session.shared.store.table(&name).is_none() {
+                if at.if_exists {
+                    session.notices.push(format!("relation \"{name}\" does not exist, skipping"));
+                    return Ok(Outcome::Command("ALTER TABLE".into()));
+                }
+                return Err(PgError::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")));
+            }
+            for op in at.operations {
+                alter(session, &name, op).await?;
+            }
+            Ok(Outcome::Command("ALTER TABLE".into()))
+        }
+        Statement::Truncate(t) => {
+            for target in &t.table_names {
+                let name = table_name(&target.name)?;
+                if session.shared.store.table(&name).is_none() {
+                    return Err(PgError::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")));
+                }
+            }
+            for target in &t.table_names {
+                session.shared.store.truncate(&table_name(&target.name)?)?;
+            }
+            Ok(Outcome::Command("TRUNCATE TABLE".into()))
+        }
+        // Statistics and space reclamation arrive with the router and compaction work;
+        // accepting them keeps tools such as pgbench working.
+        Statement::Analyze(_) => Ok(Outcome::Command("ANALYZE".into())),
+        Statement::Vacuum(_) => Ok(Outcome::Command("VACUUM".into())),
+        other => Err(PgError::unsupported(format!("statement {}", first_words(&other.to_string())))),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn index_columns(def: &TableDef, cols: &[IndexColumn]) -> Result<Vec<usize>> {
+    cols.iter()
+        .map(|c| match &c.column.expr {
+            Expr::Identifier(i) => column_position(def, &ident_name(i)),
+            other => Err(PgError::unsupported(format!("index on expression {other}"))),
+        })
+        .collect()
+}
+
+fn column_position(def: &TableDef, name: &str) -> Result<usize> {
+    def.column_index(name).ok_or_else(|| {
+        PgError::new(SqlState::UndefinedColumn, format!("column \"{name}\" does not exist"))
+    })
+}
+
+/// Column definition plus the constraints it declares inline.
+struct ParsedColumn {
+    def: ColumnDef,
+    primary_key: bool,
+    unique: bool,
+}
+
+async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColumn> {
+    let ty = types::column_type(&c.data_type)?;
+    let name = ident_name(&c.name);
+    let mut def = ColumnDef { name: name.clone(), ty, nullable: true, default_expr: None, missing: Datum::Null };
+    let (mut primary_key, mut unique) = (false, false);
+    for opt in &c.options {
+        match &opt.option {
+            ColumnOption::Null => def.nullable = true,
+            ColumnOption::NotNull => def.nullable = false,
+            ColumnOption::Default(e) => {
+                // Evaluate once now so a bad default fails at CREATE, not at the first INSERT.
+                dml::eval_const(session, &e.to_string(), &def.ty, &name).await?;
+                def.default_expr = Some(e.to_string());
+            }
+            ColumnOption::PrimaryKey(_) => {
+                primary_key = true;
+                def.nullable = false;
+            }
+            ColumnOption::Unique(_) => unique = true,
+            ColumnOption::Check(_) | ColumnOption::ForeignKey(_) => {
+                return Err(PgError::unsupported(format!("constraint {}", opt.option)));
+            }
+            _ => {}
+        }
+    }
+    Ok(ParsedColumn { def, primary_key, unique })
+}
+
+async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome> {
+    let name = table_name(&ct.name)?;
+    if ct.query.is_some() {
+        return Err(PgError::unsupported("CREATE TABLE … AS"));
+    }
+    if session.shared.store.table(&name).is_some() {
+        if ct.if_not_exists {
+            session.notices.push(format!("relation \"{name}\" already exists, skipping"));
+            return Ok(Outcome::Command("CREATE TABLE".into()));
+        }
+        return Err(PgError::new(SqlState::DuplicateTable, format!("relation \"{name}\" already exists")));
+    }
+    let mut def = TableDef {
+        format: CATALOG_FORMAT,
+        id: 0,
+        name: name.clone(),
+        storage_id: 0,
+        columns: vec![],
+        primary_key: vec![],
+        pk_name: format!("{name}_pkey"),
+        indexes: vec![],
+    };
+    let mut uniques: Vec<(Option<String>, Vec<usize>)> = vec![];
+    for c in &ct.columns {
+        let parsed = parse_column(session, c).await?;
+        if def.column_index(&parsed.def.name).is_some() {
+            return Err(PgError::new(SqlState::DuplicateColumn, format!("column \"{}\" specified more than once", parsed.def.name)));
+        }
+        let pos = def.columns.len();
+        if parsed.primary_key {
+            if !def.primary_key.is_empty() {
+                return Err(multiple_pk(&name));
+            }
+            def.primary_key = vec![pos];
+        }
+        if parsed.unique {
+            uniques.push((None, vec![pos]));
+        }
+        def.columns.push(parsed.def);
+    }
+    if def.columns.len() > 1600 {
+        return Err(PgError::new(SqlState::InvalidTableDefinition, "tables can have at most 1600 columns"));
+    }
+    for tc in &ct.constraints {
+        match tc {
+            TableConstraint::PrimaryKey(pk) => {
+                if !def.primary_key.is_empty() {
+                    return Err(multiple_pk(&name));
+                }
+                def.primary_key = index_columns(&def, &pk.columns)?;
+                if let Some(n) = &pk.name {
+                    def.pk_name = ident_name(n);
+                }
+            }
+            TableConstraint::Unique(u) => {
+                uniques.push((u.name.as_ref().map(ident_name), index_columns(&def, &u.columns)?));
+            }
+            other => return Err(PgError::unsupported(format!("constraint {other}"))),
+        }
+    }
+    for &c in &def.primary_key.clone() {
+        def.columns[c].nullable = false;
+    }
+    for (n, cols) in uniques {
+        let cname = n.unwrap_or_else(|| {
+            let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+            format!("{name}_{}_key", names.join("_"))
+        });
+        def.indexes.push(IndexDef { id: 0, name: cname, columns: cols, unique: true });
+    }
+    session.shared.store.create_table(def)?;
+    Ok(Outcome::Command("CREATE TABLE".into()))
+}
+
+fn multiple_pk(table: &str) -> PgError {
+    PgError::new(SqlState::InvalidTableDefinition, format!("multiple primary keys for table \"{table}\" are not allowed"))
+}
+
+fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: &[sqlparser::ast::ObjectName]) -> Result<Outcome> {
+    let store = session.shared.store.clone();
+    match object_type {
+        ObjectType::Table => {
+            for n in names {
+                let name = table_name(n)?;
+                if store.table(&name).is_none() {
+                    if if_exists {
+                        session.notices.push(format!("table \"{name}\" does not exist, skipping"));
+                        continue;
+                    }
+                    return Err(PgError::new(SqlState::UndefinedTable, format!("table \"{name}\" does not exist")));
+                }
+                store.drop_table(&name)?;
+            }
+            Ok(Outcome::Command("DROP TABLE".into()))
+        }
+        ObjectType::Index => {
+            for n in names {
+                let name = table_name(n)?;
+                if let Some(t) = store.tables().into_iter().find(|t| t.index(&name).is_some() || t.pk_name == name) {
+                    if t.pk_name == name && t.index(&name).is_none() {
+                        return Err(PgError::new(
+                            SqlState::FeatureNotSupported,
+                            format!("cannot drop index {name} because constraint {name} on table {} requires it", t.name),
+                        ));
+                    }
+                }
+                if !store.drop_index(&name)? {
+                    if if_exists {
+                        session.notices.push(format!("index \"{name}\" does not exist, skipping"));
+                        continue;
+                    }
+                    return Err(PgError::new(SqlState::UndefinedObject, format!("index \"{name}\" does not exist")));
+                }
+            }
+            Ok(Outcome::Command("DROP INDEX".into()))
+        }
+        other => Err(PgError::unsupported(format!("DROP {other}"))),
+    }
+}
+
+fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
+    let table = table_name(&ci.table_name)?;
+    let def = session
+        .shared
+        .store
+        .table(&table)
+        .ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist")))?;
+    if ci.predicate.is_some() {
+        return Err(PgError::unsupported("partial indexes"));
+    }
+    let columns = index_columns(&def, &ci.columns)?;
+    let name = match &ci.name {
+        Some(n) => table_name(n)?,
+        None => {
+            let names: Vec<&str> = columns.iter().map(|&c| def.columns[c].name.as_str()).collect();
+            format!("{table}_{}_{}", names.join("_"), if ci.unique { "key" } else { "idx" })
+        }
+    };
+    session
+        .shared
+        .store
+        .create_index(&table, IndexDef { id: 0, name: name.clone(), columns, unique: ci.unique }, ci.if_not_exists)
+        .map_err(|e| match e {
+            duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
+                SqlState::UniqueViolation,
+                format!("could not create unique index \"{name}\""),
+            )
+            .with_detail("Key values are duplicated."),
+            other => other.into(),
+        })?;
+    Ok(Outcome::Command("CREATE INDEX".into()))
+}
+
+async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> Result<()> {
+    let store = session.shared.store.clone();
+    match op {
+        AlterTableOperation::AddColumn { column_def, if_not_exists, .. } => {
+            let parsed = parse_column(session, &column_def).await?;
+            let def = store.table(table).ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist")))?;
+            if def.column_index(&parsed.def.name).is_some() && if_not_exists {
+                session.notices.push(format!("column \"{}\" of relation \"{table}\" already exists, skipping", parsed.def.name));
+                return Ok(());
+            }
+            if parsed.primary_key || parsed.unique {
+                return Err(PgError::unsupported("ADD COLUMN with PRIMARY KEY or UNIQUE"));
+            }
+            let mut col = parsed.def;
+            if let Some(e) = &col.default_expr {
+                col.missing = dml::eval_const(session, e, &col.ty, &col.name).await?;
+            }
+            store.add_column(table, col)?;
+            Ok(())
+        }
+        AlterTableOperation::AddConstraint { constraint, .. } => {
+            let def = store.table(table).ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist")))?;
+            match constraint {
+                TableConstraint::PrimaryKey(pk) => {
+                    let cols = index_columns(&def, &pk.columns)?;
+                    let name = pk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{table}_pkey"));
+                    store.add_primary_key(table, cols, name.clone()).map_err(|e| match e {
+                        duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
+                            SqlState::UniqueViolation,
+                            format!("could not create unique index \"{name}\""),
+                        )
+                        .with_detail("Key values are duplicated."),
+                        duet_rowstore::Error::InvalidDefinition(m) => PgError::new(SqlState::InvalidTableDefinition, m),
+                        other => other.into(),
+                    })?;
+                    Ok(())
+                }
+                TableConstraint::Unique(u) => {
+                    let cols = index_columns(&def, &u.columns)?;
+                    let name = u.name.as_ref().map(ident_name).unwrap_or_else(|| {
+                        let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+                        format!("{table}_{}_key", names.join("_"))
+                    });
+                    store.create_index(table, IndexDef { id: 0, name, columns: cols, unique: true }, false)?;
+                    Ok(())
+                }
+                other => Err(PgError::unsupported(format!("constraint {other}"))),
+            }
+        }
+        other => Err(PgError::unsupported(format!("ALTER TABLE {other}"))),
+    }
+}

@@ -1,0 +1,425 @@
+//! INSERT, UPDATE and DELETE. The rows to write are computed by DataFusion (VALUES or a
+//! query for INSERT; a SELECT over the target table for UPDATE and DELETE, whose scan also
+//! yields each row's encoded primary key), cast to the column types with PostgreSQL's
+//! assignment rules, and written into the session transaction.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BinaryArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::ParamValues;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::common::collect;
+use duet_router::provider::KEY_COLUMN;
+use duet_rowstore::batch::rows_to_batch;
+use duet_rowstore::{Datum, Row, TableDef, TableDefRef, Transaction};
+use sqlparser::ast::{
+    AssignmentTarget, CharacterLength, DataType as AstType, ExactNumberInfo, Expr, FromTable, Ident, Insert,
+    SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, TimezoneInfo, UpdateTableFromKind,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::error::{PgError, Result, SqlState};
+use crate::ident::{ident_name, quote, table_name};
+use crate::session::{bind, Outcome, Session, DML_CATALOG};
+use crate::types::assign;
+
+const RETURNING_TABLE: &str = "__duet_returning";
+
+/// Runs INSERT/UPDATE/DELETE inside `txn`.
+pub async fn execute(session: &mut Session, txn: &mut Transaction, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+    match stmt {
+        Statement::Insert(ins) => insert(session, txn, ins, params).await,
+        Statement::Update(upd) => {
+            let (table, alias) = target_of(&upd.table)?;
+            let from = match upd.from {
+                None => vec![],
+                Some(UpdateTableFromKind::AfterSet(f)) | Some(UpdateTableFromKind::BeforeSet(f)) => f,
+            };
+            let mut sets = Vec::with_capacity(upd.assignments.len());
+            for a in upd.assignments {
+                match a.target {
+                    AssignmentTarget::ColumnName(n) => {
+                        let col = n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+                        sets.push((col, a.value));
+                    }
+                    AssignmentTarget::Tuple(_) => return Err(PgError::unsupported("UPDATE … SET (a, b) = …")),
+                }
+            }
+            update(session, txn, &table, &alias, sets, from, upd.selection, upd.returning, params).await
+        }
+        Statement::Delete(del) => {
+            let tables = match del.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            let [target] = tables.as_slice() else {
+                return Err(PgError::unsupported("DELETE from several tables"));
+            };
+            let (table, alias) = target_of(target)?;
+            delete(session, txn, &table, &alias, del.using.unwrap_or_default(), del.selection, del.returning, params).await
+        }
+        other => Err(PgError::new(SqlState::InternalError, format!("not a DML statement: {other}"))),
+    }
+}
+
+fn target_of(t: &TableWithJoins) -> Result<(String, String)> {
+    if !t.joins.is_empty() {
+        return Err(PgError::unsupported("JOIN in the target of UPDATE/DELETE"));
+    }
+    match &t.relation {
+        TableFactor::Table { name, alias, .. } => {
+            let table = table_name(name)?;
+            let alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
+            Ok((table, alias))
+        }
+        other => Err(PgError::unsupported(format!("DML target {other}"))),
+    }
+}
+
+fn table_def(session: &Session, name: &str) -> Result<TableDefRef> {
+    session
+        .shared
+        .store
+        .table(name)
+        .ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")))
+}
+
+fn parse_one(sql: &str) -> Result<Statement> {
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql)?;
+    match stmts.len() {
+        1 => Ok(stmts.remove(0)),
+        _ => Err(PgError::new(SqlState::InternalError, "generated SQL is not one statement")),
+    }
+}
+
+/// The SQL type that declares a parameter of Arrow type `dt` (for typed planning).
+fn ast_type_for(dt: &DataType) -> AstType {
+    match dt {
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => AstType::SmallInt(None),
+        DataType::Int32 | DataType::UInt16 => AstType::Int(None),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => AstType::BigInt(None),
+        DataType::Float16 | DataType::Float32 => AstType::Real,
+        DataType::Float64 => AstType::DoublePrecision,
+        DataType::Decimal128(p, s) => AstType::Numeric(ExactNumberInfo::PrecisionAndScale(*p as u64, *s as i64)),
+        DataType::Boolean => AstType::Boolean,
+        DataType::Date32 | DataType::Date64 => AstType::Date,
+        DataType::Timestamp(_, None) => AstType::Timestamp(None, TimezoneInfo::None),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => AstType::Bytea,
+        _ => AstType::Varchar(None::<CharacterLength>),
+    }
+}
+
+/// Plans `stmt` with its placeholders typed by the bound values, binds them and collects
+/// the result. DataFusion cannot type a bare `$1` in a VALUES list or a projection; typing
+/// the placeholders through a PREPARE wrapper lets it.
+pub(crate) async fn run_collect(session: &mut Session, stmt: Statement, params: &ParamValues) -> Result<Vec<RecordBatch>> {
+    let list = match params {
+        ParamValues::List(l) => l.clone(),
+        ParamValues::Map(_) => vec![],
+    };
+    let plan = if list.is_empty() {
+        session.plan(stmt).await?
+    } else {
+        let data_types = list.iter().map(|p| ast_type_for(&p.value.data_type())).collect();
+        let prepare = Statement::Prepare { name: Ident::new("__duet_dml"), data_types, statement: Box::new(stmt) };
+        match session.plan(prepare).await? {
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => Arc::unwrap_or_clone(p.input),
+            other => other,
+        }
+    };
+    let plan = bind(plan, params)?;
+    let df = session.ctx.execute_logical_plan(plan).await?;
+    let stream = df.execute_stream().await?;
+    Ok(collect(stream).await?)
+}
+
+/// Evaluates a constant SQL expression (a column DEFAULT) as a value of `ty`.
+pub async fn eval_const(session: &mut Session, expr_sql: &str, ty: &duet_rowstore::SqlType, column: &str) -> Result<Datum> {
+    session.publish_view();
+    let stmt = parse_one(&format!("SELECT {expr_sql}"))?;
+    let batches = run_collect(session, stmt, &ParamValues::List(vec![])).await?;
+    let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| PgError::new(SqlState::InternalError, "constant produced no row"))?;
+    let mut d = assign(batch.column(0), ty, column)?;
+    Ok(d.swap_remove(0))
+}
+
+async fn defaults(session: &mut Session, def: &TableDef, needed: &[usize]) -> Result<Vec<Datum>> {
+    let mut out = vec![Datum::Null; def.columns.len()];
+    for &c in needed {
+        if let Some(e) = &def.columns[c].default_expr {
+            out[c] = eval_const(session, e, &def.columns[c].ty, &def.columns[c].name).await?;
+        }
+    }
+    Ok(out)
+}
+
+fn is_default_keyword(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+async fn insert(session: &mut Session, txn: &mut Transaction, ins: Insert, params: &ParamValues) -> Result<Outcome> {
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(PgError::unsupported("INSERT into a table function"));
+    };
+    if ins.on.is_some() {
+        return Err(PgError::unsupported("INSERT … ON CONFLICT"));
+    }
+    let table = table_name(name)?;
+    let def = table_def(session, &table)?;
+    let alias = ins.table_alias.as_ref().map(|a| ident_name(&a.alias)).unwrap_or_else(|| table.clone());
+    let mut target: Vec<usize> = Vec::new();
+    for c in &ins.columns {
+        let cname = c.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+        let pos = def.column_index(&cname).ok_or_else(|| {
+            PgError::new(SqlState::UndefinedColumn, format!("column \"{cname}\" of relation \"{table}\" does not exist"))
+        })?;
+        if target.contains(&pos) {
+            return Err(PgError::new(SqlState::DuplicateColumn, format!("column \"{cname}\" specified more than once")));
+        }
+        target.push(pos);
+    }
+    let explicit = !target.is_empty();
+    if !explicit {
+        target = (0..def.columns.len()).collect();
+    }
+
+    // VALUES items written as DEFAULT become NULL in the query and take the default after.
+    let mut default_cells: HashSet<(usize, usize)> = HashSet::new();
+    let mut source = ins.source;
+    if let Some(q) = source.as_mut() {
+        if let SetExpr::Values(values) = q.body.as_mut() {
+            for (r, row) in values.rows.iter_mut().enumerate() {
+                for (c, item) in row.content.iter_mut().enumerate() {
+                    if is_default_keyword(item) {
+                        default_cells.insert((r, c));
+                        *item = Expr::value(sqlparser::ast::Value::Null);
+                    }
+                }
+            }
+        }
+    }
+
+    let default_values = source.is_none();
+    let batches = match source {
+        None => vec![],
+        Some(q) => {
+            *session.view.lock() = Some(txn.view());
+            run_collect(session, Statement::Query(q), params).await?
+        }
+    };
+    let width = batches.first().map(|b| b.num_columns());
+    if let Some(w) = width {
+        if w > target.len() {
+            return Err(PgError::new(SqlState::SyntaxError, "INSERT has more expressions than target columns"));
+        }
+        if w < target.len() {
+            if explicit {
+                return Err(PgError::new(SqlState::SyntaxError, "INSERT has more target columns than expressions"));
+            }
+            target.truncate(w);
+        }
+    }
+    let unassigned: Vec<usize> =
+        (0..def.columns.len()).filter(|c| default_values || !target.contains(c) || !default_cells.is_empty()).collect();
+    let base = defaults(session, &def, &unassigned).await?;
+
+    let mut inserted: Vec<Row> = Vec::new();
+    let mut count = 0usize;
+    let mut row_no = 0usize;
+    if default_values {
+        // INSERT … DEFAULT VALUES: one row of defaults.
+        txn.insert(&def, base.clone())?;
+        if ins.returning.is_some() {
+            inserted.push(base.clone());
+        }
+        count = 1;
+    }
+    for batch in &batches {
+        let cols: Vec<Vec<Datum>> = target
+            .iter()
+            .enumerate()
+            .map(|(j, &c)| assign(batch.column(j), &def.columns[c].ty, &def.columns[c].name))
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            let mut row = base.clone();
+            for (j, &c) in target.iter().enumerate() {
+                if !default_cells.contains(&(row_no, j)) {
+                    row[c] = cols[j][i].clone();
+                }
+            }
+            txn.insert(&def, row.clone())?;
+            if ins.returning.is_some() {
+                inserted.push(row);
+            }
+            count += 1;
+            row_no += 1;
+        }
+    }
+    match ins.returning {
+        Some(items) => returning(session, &def, &alias, &inserted, &items, "INSERT 0".to_string()).await,
+        None => Ok(Outcome::Command(format!("INSERT 0 {count}"))),
+    }
+}
+
+/// Reads the target rows: every column, then the key, then `extra` expressions.
+async fn read_targets(
+    session: &mut Session,
+    txn: &Transaction,
+    table: &str,
+    alias: &str,
+    extra: &[Expr],
+    from: &[TableWithJoins],
+    selection: Option<&Expr>,
+    params: &ParamValues,
+) -> Result<Vec<RecordBatch>> {
+    let mut sql = format!("SELECT {}.*", quote(alias));
+    for (i, e) in extra.iter().enumerate() {
+        sql.push_str(&format!(", ({e}) AS \"__duet_new_{i}\""));
+    }
+    sql.push_str(&format!(" FROM {DML_CATALOG}.public.{} AS {}", quote(table), quote(alias)));
+    for f in from {
+        sql.push_str(&format!(", {f}"));
+    }
+    if let Some(w) = selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    let stmt = parse_one(&sql)?;
+    *session.view.lock() = Some(txn.view());
+    run_collect(session, stmt, params).await
+}
+
+fn keys_of(batch: &RecordBatch, key_col: usize) -> Result<&BinaryArray> {
+    batch
+        .column(key_col)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, format!("{KEY_COLUMN} is not binary")))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn update(
+    session: &mut Session,
+    txn: &mut Transaction,
+    table: &str,
+    alias: &str,
+    sets: Vec<(String, Expr)>,
+    from: Vec<TableWithJoins>,
+    selection: Option<Expr>,
+    returning_items: Option<Vec<SelectItem>>,
+    params: &ParamValues,
+) -> Result<Outcome> {
+    let def = table_def(session, table)?;
+    let mut targets = Vec::with_capacity(sets.len());
+    for (col, _) in &sets {
+        let pos = def.column_index(col).ok_or_else(|| {
+            PgError::new(SqlState::UndefinedColumn, format!("column \"{col}\" of relation \"{table}\" does not exist"))
+        })?;
+        targets.push(pos);
+    }
+    let exprs: Vec<Expr> = sets.into_iter().map(|(_, e)| e).collect();
+    let batches = read_targets(session, txn, table, alias, &exprs, &from, selection.as_ref(), params).await?;
+    let ncols = def.columns.len();
+    let types = def.types();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut updated = Vec::new();
+    for batch in &batches {
+        let keys = keys_of(batch, ncols)?;
+        let old_cols: Vec<Vec<Datum>> = (0..ncols)
+            .map(|c| duet_rowstore::batch::array_to_datums(batch.column(c).as_ref(), types[c]).map_err(PgError::from))
+            .collect::<Result<_>>()?;
+        let new_cols: Vec<Vec<Datum>> = targets
+            .iter()
+            .enumerate()
+            .map(|(j, &c)| assign(batch.column(ncols + 1 + j), &def.columns[c].ty, &def.columns[c].name))
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            let key = keys.value(i);
+            // UPDATE … FROM may join a row more than once; PostgreSQL updates it once.
+            if !seen.insert(key.to_vec()) {
+                continue;
+            }
+            let mut row: Row = old_cols.iter().map(|c| c[i].clone()).collect();
+            for (j, &c) in targets.iter().enumerate() {
+                row[c] = new_cols[j][i].clone();
+            }
+            txn.update(&def, key, row.clone())?;
+            if returning_items.is_some() {
+                updated.push(row);
+            }
+        }
+    }
+    let n = seen.len();
+    match returning_items {
+        Some(items) => returning(session, &def, alias, &updated, &items, "UPDATE".into()).await,
+        None => Ok(Outcome::Command(format!("UPDATE {n}"))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn delete(
+    session: &mut Session,
+    txn: &mut Transaction,
+    table: &str,
+    alias: &str,
+    using: Vec<TableWithJoins>,
+    selection: Option<Expr>,
+    returning_items: Option<Vec<SelectItem>>,
+    params: &ParamValues,
+) -> Result<Outcome> {
+    let def = table_def(session, table)?;
+    let batches = read_targets(session, txn, table, alias, &[], &using, selection.as_ref(), params).await?;
+    let ncols = def.columns.len();
+    let mut deleted = Vec::new();
+    let mut n = 0usize;
+    for batch in &batches {
+        let keys = keys_of(batch, ncols)?;
+        for i in 0..batch.num_rows() {
+            if let Some(old) = txn.delete(&def, keys.value(i))? {
+                n += 1;
+                if returning_items.is_some() {
+                    deleted.push(old);
+                }
+            }
+        }
+    }
+    match returning_items {
+        Some(items) => returning(session, &def, alias, &deleted, &items, "DELETE".into()).await,
+        None => Ok(Outcome::Command(format!("DELETE {n}"))),
+    }
+}
+
+/// Evaluates a RETURNING list over the written rows.
+async fn returning(
+    session: &mut Session,
+    def: &TableDef,
+    alias: &str,
+    rows: &[Row],
+    items: &[SelectItem],
+    tag: String,
+) -> Result<Outcome> {
+    let all: Vec<usize> = (0..def.columns.len()).collect();
+    let batch = rows_to_batch(def, &all, rows)?;
+    let schema = batch.schema();
+    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
+    session.scratch.register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
+    let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+    let sql = format!("SELECT {} FROM {DML_CATALOG}.scratch.{RETURNING_TABLE} AS {}", list.join(", "), quote(alias));
+    let result = async {
+        let stmt = parse_one(&sql)?;
+        let plan = session.plan(stmt).await?;
+        let df = session.ctx.execute_logical_plan(plan).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok::<_, PgError>((schema, batches))
+    }
+    .await;
+    session.scratch.deregister_table(RETURNING_TABLE)?;
+    let (schema, batches) = result?;
+    Ok(Outcome::Batches { schema, batches, tag })
+}
+

@@ -1,0 +1,408 @@
+//! The one SQLSTATE mapping: every error that reaches a client goes through [`PgError`].
+
+use std::fmt;
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{DataFusionError, SchemaError};
+use duet_rowstore::error::ValueErrorKind;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// SQLSTATE codes DuetDB reports. Each variant's doc is its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlState {
+    /// 01000
+    Warning,
+    /// 0A000
+    FeatureNotSupported,
+    /// 08P01
+    ProtocolViolation,
+    /// 21000
+    CardinalityViolation,
+    /// 22001
+    StringDataRightTruncation,
+    /// 22003
+    NumericValueOutOfRange,
+    /// 22007
+    InvalidDatetimeFormat,
+    /// 22012
+    DivisionByZero,
+    /// 22023
+    InvalidParameterValue,
+    /// 22P02
+    InvalidTextRepresentation,
+    /// 23502
+    NotNullViolation,
+    /// 23505
+    UniqueViolation,
+    /// 25001
+    ActiveSqlTransaction,
+    /// 25P01
+    NoActiveSqlTransaction,
+    /// 25P02
+    InFailedSqlTransaction,
+    /// 26000
+    InvalidSqlStatementName,
+    /// 34000
+    InvalidCursorName,
+    /// 40001
+    SerializationFailure,
+    /// 42601
+    SyntaxError,
+    /// 42701
+    DuplicateColumn,
+    /// 42702
+    AmbiguousColumn,
+    /// 42703
+    UndefinedColumn,
+    /// 42704
+    UndefinedObject,
+    /// 42804
+    DatatypeMismatch,
+    /// 42883
+    UndefinedFunction,
+    /// 42P01
+    UndefinedTable,
+    /// 42P07
+    DuplicateTable,
+    /// 42P16
+    InvalidTableDefinition,
+    /// 42P18
+    IndeterminateDatatype,
+    /// 53200
+    OutOfMemory,
+    /// 53300
+    TooManyConnections,
+    /// 54001
+    StatementTooComplex,
+    /// 57014
+    QueryCanceled,
+    /// 58030
+    IoError,
+    /// XX000
+    InternalError,
+}
+
+impl SqlState {
+    /// Every code, for tests and docs.
+    pub const ALL: &'static [SqlState] = &[
+        SqlState::Warning, SqlState::FeatureNotSupported, SqlState::ProtocolViolation,
+        SqlState::CardinalityViolation, SqlState::StringDataRightTruncation,
+        SqlState::NumericValueOutOfRange, SqlState::InvalidDatetimeFormat, SqlState::DivisionByZero,
+        SqlState::InvalidParameterValue, SqlState::InvalidTextRepresentation,
+        SqlState::NotNullViolation, SqlState::UniqueViolation, SqlState::ActiveSqlTransaction,
+        SqlState::NoActiveSqlTransaction, SqlState::InFailedSqlTransaction,
+        SqlState::InvalidSqlStatementName, SqlState::InvalidCursorName,
+        SqlState::SerializationFailure, SqlState::SyntaxError, SqlState::DuplicateColumn,
+        SqlState::AmbiguousColumn, SqlState::UndefinedColumn, SqlState::UndefinedObject,
+        SqlState::DatatypeMismatch, SqlState::UndefinedFunction, SqlState::UndefinedTable,
+        SqlState::DuplicateTable, SqlState::InvalidTableDefinition, SqlState::IndeterminateDatatype,
+        SqlState::OutOfMemory, SqlState::TooManyConnections, SqlState::StatementTooComplex,
+        SqlState::QueryCanceled, SqlState::IoError, SqlState::InternalError,
+    ];
+
+    /// The five-character code.
+    pub fn code(self) -> &'static str {
+        match self {
+            SqlState::Warning => "01000",
+            SqlState::FeatureNotSupported => "0A000",
+            SqlState::ProtocolViolation => "08P01",
+            SqlState::CardinalityViolation => "21000",
+            SqlState::StringDataRightTruncation => "22001",
+            SqlState::NumericValueOutOfRange => "22003",
+            SqlState::InvalidDatetimeFormat => "22007",
+            SqlState::DivisionByZero => "22012",
+            SqlState::InvalidParameterValue => "22023",
+            SqlState::InvalidTextRepresentation => "22P02",
+            SqlState::NotNullViolation => "23502",
+            SqlState::UniqueViolation => "23505",
+            SqlState::ActiveSqlTransaction => "25001",
+            SqlState::NoActiveSqlTransaction => "25P01",
+            SqlState::InFailedSqlTransaction => "25P02",
+            SqlState::InvalidSqlStatementName => "26000",
+            SqlState::InvalidCursorName => "34000",
+            SqlState::SerializationFailure => "40001",
+            SqlState::SyntaxError => "42601",
+            SqlState::DuplicateColumn => "42701",
+            SqlState::AmbiguousColumn => "42702",
+            SqlState::UndefinedColumn => "42703",
+            SqlState::UndefinedObject => "42704",
+            SqlState::DatatypeMismatch => "42804",
+            SqlState::UndefinedFunction => "42883",
+            SqlState::UndefinedTable => "42P01",
+            SqlState::DuplicateTable => "42P07",
+            SqlState::InvalidTableDefinition => "42P16",
+            SqlState::IndeterminateDatatype => "42P18",
+            SqlState::OutOfMemory => "53200",
+            SqlState::TooManyConnections => "53300",
+            SqlState::StatementTooComplex => "54001",
+            SqlState::QueryCanceled => "57014",
+            SqlState::IoError => "58030",
+            SqlState::InternalError => "XX000",
+        }
+    }
+
+    /// Whether this is the server's fault (logged at `error!`, message hidden).
+    pub fn is_server_fault(self) -> bool {
+        matches!(self, SqlState::InternalError | SqlState::IoError)
+    }
+}
+
+/// An error on its way to a client.
+#[derive(Debug, Clone)]
+pub struct PgError {
+    pub state: SqlState,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = PgError> = std::result::Result<T, E>;
+
+impl PgError {
+    pub fn new(state: SqlState, message: impl Into<String>) -> Self {
+        Self { state, message: message.into(), detail: None }
+    }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    pub fn unsupported(what: impl fmt::Display) -> Self {
+        Self::new(SqlState::FeatureNotSupported, format!("{what} is not supported"))
+    }
+    /// Whether retrying the transaction may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.state == SqlState::SerializationFailure
+    }
+
+    /// The wire form. Server faults are logged here and their text is not sent.
+    pub fn into_error_info(self) -> ErrorInfo {
+        let message = if self.state.is_server_fault() {
+            tracing::error!(sqlstate = self.state.code(), error = %self.message, "server fault");
+            "internal error; the server log has the details".to_string()
+        } else {
+            tracing::debug!(sqlstate = self.state.code(), error = %self.message, "user error");
+            self.message
+        };
+        let mut info = ErrorInfo::new("ERROR".to_owned(), self.state.code().to_owned(), message);
+        info.detail = self.detail;
+        info
+    }
+
+    pub fn into_pgwire(self) -> PgWireError {
+        PgWireError::UserError(Box::new(self.into_error_info()))
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.state.code())
+    }
+}
+
+impl From<duet_rowstore::Error> for PgError {
+    fn from(e: duet_rowstore::Error) -> Self {
+        use duet_rowstore::Error as E;
+        let state = match &e {
+            E::UniqueViolation { .. } => SqlState::UniqueViolation,
+            E::NotNullViolation { .. } => SqlState::NotNullViolation,
+            E::WriteConflict => SqlState::SerializationFailure,
+            E::Value { kind, .. } => match kind {
+                ValueErrorKind::StringTooLong => SqlState::StringDataRightTruncation,
+                ValueErrorKind::OutOfRange => SqlState::NumericValueOutOfRange,
+                ValueErrorKind::InvalidText => SqlState::InvalidTextRepresentation,
+                ValueErrorKind::DatatypeMismatch => SqlState::DatatypeMismatch,
+            },
+            E::TableExists(_) => SqlState::DuplicateTable,
+            E::TableNotFound(_) => SqlState::UndefinedTable,
+            E::IndexNotFound(_) => SqlState::UndefinedObject,
+            E::ColumnNotFound { .. } => SqlState::UndefinedColumn,
+            E::ColumnExists { .. } => SqlState::DuplicateColumn,
+            E::InvalidDefinition(_) => SqlState::InvalidTableDefinition,
+            E::Engine(_) => SqlState::IoError,
+            E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
+        };
+        let detail = match &e {
+            E::UniqueViolation { detail, .. } => Some(detail.clone()),
+            _ => None,
+        };
+        PgError { state, message: e.to_string(), detail }
+    }
+}
+
+fn arrow_state(e: &ArrowError) -> SqlState {
+    match e {
+        ArrowError::CastError(m) | ArrowError::ParseError(m) | ArrowError::InvalidArgumentError(m) => {
+            let m = m.to_ascii_lowercase();
+            if m.contains("overflow") || m.contains("too large") || m.contains("out of range") || m.contains("can't cast value") {
+                SqlState::NumericValueOutOfRange
+            } else if m.contains("cannot cast string") || m.contains("error parsing") || m.contains("parse") {
+                SqlState::InvalidTextRepresentation
+            } else {
+                SqlState::InvalidParameterValue
+            }
+        }
+        ArrowError::DivideByZero => SqlState::DivisionByZero,
+        ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
+        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => SqlState::NumericValueOutOfRange,
+        ArrowError::MemoryError(_) => SqlState::OutOfMemory,
+        ArrowError::ExternalError(_) | ArrowError::IoError(..) => SqlState::InternalError,
+        _ => SqlState::InternalError,
+    }
+}
+
+/// Maps a DataFusion error (including storage errors wrapped in it).
+pub fn from_datafusion(e: DataFusionError) -> PgError {
+    // Storage errors travel through DataFusion as External.
+    if let DataFusionError::External(inner) = e.find_root() {
+        if let Some(se) = inner.downcast_ref::<duet_rowstore::Error>() {
+            return storage_clone(se);
+        }
+        if let Some(pe) = inner.downcast_ref::<PgErrorBox>() {
+            return pe.0.clone();
+        }
+    }
+    let root = e.find_root();
+    let state = match root {
+        DataFusionError::SQL(..) => SqlState::SyntaxError,
+        DataFusionError::SchemaError(se, _) => match se.as_ref() {
+            SchemaError::FieldNotFound { .. } => SqlState::UndefinedColumn,
+            SchemaError::AmbiguousReference { .. } => SqlState::AmbiguousColumn,
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. }
+            => SqlState::DuplicateColumn,
+        },
+        DataFusionError::ArrowError(ae, _) => arrow_state(ae),
+        DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
+        DataFusionError::ResourcesExhausted(_) => SqlState::OutOfMemory,
+        DataFusionError::Plan(m) => plan_state(m),
+        DataFusionError::Execution(m) => {
+            let l = m.to_ascii_lowercase();
+            if l.contains("divide by zero") || l.contains("division by zero") {
+                SqlState::DivisionByZero
+            } else if l.contains("overflow") {
+                SqlState::NumericValueOutOfRange
+            } else if l.contains("cast") || l.contains("parse") {
+                SqlState::InvalidTextRepresentation
+            } else {
+                SqlState::InternalError
+            }
+        }
+        DataFusionError::Configuration(_) => SqlState::InvalidParameterValue,
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => SqlState::IoError,
+        _ => SqlState::InternalError,
+    };
+    let msg = root.message().to_string();
+    PgError::new(state, clean_message(&msg))
+}
+
+/// A [`PgError`] that must travel through DataFusion unchanged.
+#[derive(Debug)]
+pub struct PgErrorBox(pub PgError);
+
+impl fmt::Display for PgErrorBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for PgErrorBox {}
+
+fn storage_clone(e: &duet_rowstore::Error) -> PgError {
+    // Rebuild the error from its display form and kind without requiring Clone on it.
+    use duet_rowstore::Error as E;
+    let cloned = match e {
+        E::UniqueViolation { constraint, detail } => E::UniqueViolation { constraint: constraint.clone(), detail: detail.clone() },
+        E::NotNullViolation { table, column } => E::NotNullViolation { table: table.clone(), column: column.clone() },
+        E::WriteConflict => E::WriteConflict,
+        E::Value { kind, message } => E::Value { kind: *kind, message: message.clone() },
+        E::TableExists(s) => E::TableExists(s.clone()),
+        E::TableNotFound(s) => E::TableNotFound(s.clone()),
+        E::IndexNotFound(s) => E::IndexNotFound(s.clone()),
+        E::ColumnNotFound { table, column } => E::ColumnNotFound { table: table.clone(), column: column.clone() },
+        E::ColumnExists { table, column } => E::ColumnExists { table: table.clone(), column: column.clone() },
+        E::InvalidDefinition(s) => E::InvalidDefinition(s.clone()),
+        E::Engine(s) => E::Engine(s.clone()),
+        E::Corrupt(s) => E::Corrupt(s.clone()),
+        E::Internal(s) => E::Internal(s.clone()),
+    };
+    PgError::from(cloned)
+}
+
+fn plan_state(m: &str) -> SqlState {
+    let l = m.to_ascii_lowercase();
+    if l.contains("table '") && l.contains("not found") || l.contains("table does not exist") {
+        SqlState::UndefinedTable
+    } else if l.contains("no field named") || l.contains("column") && l.contains("not found") {
+        SqlState::UndefinedColumn
+    } else if l.contains("invalid function") || l.contains("no function matches") || l.contains("function") && l.contains("not found") {
+        SqlState::UndefinedFunction
+    } else if l.contains("cannot infer common") || l.contains("cannot be coerced") || l.contains("type mismatch") || l.contains("coercion") || l.contains("does not support") && l.contains("type") {
+        SqlState::DatatypeMismatch
+    } else if l.contains("projection references non-aggregate") || l.contains("must appear in the group by") {
+        SqlState::SyntaxError
+    } else if l.contains("placeholder") {
+        SqlState::IndeterminateDatatype
+    } else {
+        SqlState::SyntaxError
+    }
+}
+
+fn clean_message(m: &str) -> String {
+    let m = m.trim();
+    // DataFusion appends a backtrace marker and sometimes multi-line hints.
+    m.split("\n\nbacktrace").next().unwrap_or(m).to_string()
+}
+
+impl From<DataFusionError> for PgError {
+    fn from(e: DataFusionError) -> Self {
+        from_datafusion(e)
+    }
+}
+
+impl From<sqlparser::parser::ParserError> for PgError {
+    fn from(e: sqlparser::parser::ParserError) -> Self {
+        match e {
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                PgError::new(SqlState::StatementTooComplex, "statement is too deeply nested")
+            }
+            other => PgError::new(SqlState::SyntaxError, other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_five_distinct_characters() {
+        let mut seen = std::collections::HashSet::new();
+        for s in SqlState::ALL {
+            assert_eq!(s.code().len(), 5, "{s:?}");
+            assert!(seen.insert(s.code()), "duplicate code {}", s.code());
+        }
+    }
+
+    #[test]
+    fn storage_errors_map_to_their_sqlstates() {
+        let e: PgError = duet_rowstore::Error::WriteConflict.into();
+        assert_eq!(e.state.code(), "40001");
+        assert!(e.is_retryable());
+        let e: PgError = duet_rowstore::Error::TableNotFound("t".into()).into();
+        assert_eq!(e.state.code(), "42P01");
+        let wrapped = DataFusionError::External(Box::new(duet_rowstore::Error::UniqueViolation {
+            constraint: "t_pkey".into(),
+            detail: "Key (a)=(1) already exists.".into(),
+        }));
+        let e = from_datafusion(wrapped);
+        assert_eq!(e.state.code(), "23505");
+        assert_eq!(e.detail.as_deref(), Some("Key (a)=(1) already exists."));
+    }
+
+    #[test]
+    fn internal_messages_are_not_sent_verbatim_but_user_errors_are() {
+        let info = PgError::new(SqlState::UndefinedTable, "relation \"x\" does not exist").into_error_info();
+        assert_eq!(info.code, "42P01");
+        assert_eq!(info.message, "relation \"x\" does not exist");
+    }
+}

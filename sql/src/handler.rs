@@ -1,0 +1,465 @@
+//! The pgwire front end: one [`Connection`] per client socket, implementing the simple and
+//! extended query protocols over a [`Session`].
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::ParamValues;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use futures::sink::{Sink, SinkExt};
+use futures::{stream, StreamExt};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler,
+};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::PgWireBackendMessage;
+use sqlparser::ast::{Expr, SetExpr, Statement, Value};
+use tokio::sync::Mutex;
+
+use crate::error::{from_datafusion, PgError, SqlState};
+use crate::ident::{ident_name, quote, table_name};
+use crate::session::{Outcome, Session, SharedRef, DML_CATALOG};
+
+/// Largest accepted query text; longer ones get 54000 without being parsed.
+pub const MAX_QUERY_BYTES: usize = 16 << 20;
+
+/// A prepared statement: the parsed statement plus what Describe reports.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub statement: Statement,
+    pub param_types: Vec<Option<DataType>>,
+    pub schema: Option<SchemaRef>,
+}
+
+/// Parses SQL text with PostgreSQL's dialect and the pg_catalog compatibility rewrites.
+pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(PgError::new(SqlState::StatementTooComplex, "query text is too long"));
+    }
+    PostgresCompatibilityParser::new().parse(sql).map_err(PgError::from)
+}
+
+/// One client connection.
+pub struct Connection {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<DuetQueryParser>,
+}
+
+impl Connection {
+    /// A new connection with a fresh session.
+    pub fn new(shared: SharedRef) -> Result<Self, PgError> {
+        let session = Arc::new(Mutex::new(Session::new(shared)?));
+        Ok(Self { parser: Arc::new(DuetQueryParser { session: session.clone() }), session })
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(Handler { session: self.session.clone(), parser: self.parser.clone() })
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(Handler { session: self.session.clone(), parser: self.parser.clone() })
+    }
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::new(Handler { session: self.session.clone(), parser: self.parser.clone() })
+    }
+}
+
+/// Implements the pgwire handler traits for one connection.
+pub struct Handler {
+    session: Arc<Mutex<Session>>,
+    parser: Arc<DuetQueryParser>,
+}
+
+/// Trust authentication (password authentication comes later).
+impl NoopStartupHandler for Handler {}
+
+fn status_of(session: &Session) -> TransactionStatus {
+    if session.is_failed() {
+        TransactionStatus::Error
+    } else if session.in_transaction() {
+        TransactionStatus::Transaction
+    } else {
+        TransactionStatus::Idle
+    }
+}
+
+async fn send_notices<C>(client: &mut C, session: &mut Session) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for n in session.notices.drain(..) {
+        let info = ErrorInfo::new("NOTICE".into(), "00000".into(), n);
+        client.feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
+    }
+    Ok(())
+}
+
+fn query_response(schema: SchemaRef, batches: stream::BoxStream<'static, datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>>, tag: &str, format: &Format) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, None)?);
+    let f2 = fields.clone();
+    let rows = batches
+        .map(move |rb| {
+            let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match rb {
+                Ok(rb) => encode_recordbatch(f2.clone(), rb),
+                Err(e) => Box::new(std::iter::once(Err(from_datafusion(e).into_pgwire()))),
+            };
+            stream::iter(it)
+        })
+        .flatten();
+    let mut resp = QueryResponse::new(fields, rows);
+    if tag != "SELECT" {
+        resp.set_command_tag(tag);
+    }
+    Ok(resp)
+}
+
+fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+    Ok(match outcome {
+        Outcome::Stream { stream, tag } => {
+            let schema = stream.schema();
+            Response::Query(query_response(schema, stream.boxed(), &tag, format)?)
+        }
+        Outcome::Batches { schema, batches, tag } => {
+            let s = stream::iter(batches.into_iter().map(Ok)).boxed();
+            Response::Query(query_response(schema, s, &tag, format)?)
+        }
+        Outcome::Command(tag) => Response::Execution(Tag::new(&tag)),
+        Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Outcome::End(tag) => Response::TransactionEnd(Tag::new(tag)),
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let responses = SimpleQueryHandler::do_query(self, client, &query.query).await?;
+        if responses.is_empty() {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+        }
+        for r in responses {
+            match r {
+                Response::Query(results) => send_query_response(client, results, true).await?,
+                Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                    send_execution_response(client, tag).await?
+                }
+                Response::Error(e) => client.feed(PgWireBackendMessage::ErrorResponse((*e).into())).await?,
+                Response::EmptyQuery => client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?,
+                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                    let e = PgError::unsupported("COPY").into_error_info();
+                    client.feed(PgWireBackendMessage::ErrorResponse(e.into())).await?
+                }
+            }
+        }
+        let status = status_of(&*self.session.lock().await);
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        send_ready_for_query(client, status).await
+    }
+
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = match parse_sql(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(e.into_error_info()))]),
+        };
+        let mut session = self.session.lock().await;
+        let mut out = Vec::with_capacity(statements.len());
+        let empty = ParamValues::List(vec![]);
+        for stmt in statements {
+            let result = session.execute(stmt, &empty).await;
+            send_notices(client, &mut session).await?;
+            match result.and_then(|o| into_response(o, &Format::UnifiedText).map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    out.push(Response::Error(Box::new(e.into_error_info())));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses statements for the extended protocol and works out their parameter and result
+/// types for Describe.
+pub struct DuetQueryParser {
+    session: Arc<Mutex<Session>>,
+}
+
+fn placeholder_index(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn max_placeholder(stmt: &Statement) -> usize {
+    let mut max = 0;
+    let _ = sqlparser::ast::visit_expressions(stmt, |e| {
+        if let Some(i) = placeholder_index(e) {
+            max = max.max(i);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    max
+}
+
+fn merge_plan_types(out: &mut [Option<DataType>], found: HashMap<String, Option<DataType>>) {
+    for (k, v) in found {
+        if let Some(i) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            if i >= 1 && i <= out.len() && out[i - 1].is_none() {
+                out[i - 1] = v;
+            }
+        }
+    }
+}
+
+impl DuetQueryParser {
+    async fn describe(&self, stmt: &Statement) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>), PgError> {
+        let mut session = self.session.lock().await;
+        let n = max_placeholder(stmt);
+        let mut types: Vec<Option<DataType>> = vec![None; n];
+        session.publish_view();
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let plan = session.plan(stmt.clone()).await?;
+                merge_plan_types(&mut types, plan.get_parameter_types()?);
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                return Ok((types, Some(schema)));
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+                return Ok((types, Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))));
+            }
+            Statement::Insert(ins) => {
+                if let sqlparser::ast::TableObject::TableName(name) = &ins.table {
+                    if let Some(def) = session.shared.store.table(&table_name(name)?) {
+                        let target: Vec<usize> = if ins.columns.is_empty() {
+                            (0..def.columns.len()).collect()
+                        } else {
+                            ins.columns
+                                .iter()
+                                .filter_map(|c| c.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i))))
+                                .collect()
+                        };
+                        if let Some(q) = &ins.source {
+                            if let SetExpr::Values(values) = q.body.as_ref() {
+                                for row in &values.rows {
+                                    for (j, item) in row.content.iter().enumerate() {
+                                        if let (Some(p), Some(&c)) = (placeholder_index(item), target.get(j)) {
+                                            if p >= 1 && p <= n {
+                                                types[p - 1] = Some(def.columns[c].ty.arrow_type());
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        let alias = ins.table_alias.as_ref().map(|a| ident_name(&a.alias)).unwrap_or_else(|| def.name.clone());
+                        let schema = returning_schema(&mut session, &def, &alias, ins.returning.as_deref()).await?;
+                        return Ok((types, schema));
+                    }
+                }
+            }
+            Statement::Update(upd) => {
+                if let sqlparser::ast::TableFactor::Table { name, alias, .. } = &upd.table.relation {
+                    if let Some(def) = session.shared.store.table(&table_name(name)?) {
+                        let alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| def.name.clone());
+                        for a in &upd.assignments {
+                            if let (sqlparser::ast::AssignmentTarget::ColumnName(c), Some(p)) = (&a.target, placeholder_index(&a.value)) {
+                                if let Some(pos) = c.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i))) {
+                                    if p >= 1 && p <= n {
+                                        types[p - 1] = Some(def.columns[pos].ty.arrow_type());
+                                    }
+                                }
+                            }
+                        }
+                        let mut sql = format!("SELECT 1 FROM {DML_CATALOG}.public.{} AS {}", quote(&def.name), quote(&alias));
+                        if let Some(w) = &upd.selection {
+                            sql.push_str(&format!(" WHERE {w}"));
+                        }
+                        if let Ok(plan_stmt) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql) {
+                            if let Some(s) = plan_stmt.into_iter().next() {
+                                if let Ok(plan) = session.plan(s).await {
+                                    if let Ok(found) = plan.get_parameter_types() {
+                                        merge_plan_types(&mut types, found);
+                                    }
+                                }
+                            }
+                        }
+                        let schema = returning_schema(&mut session, &def, &alias, upd.returning.as_deref()).await?;
+                        return Ok((types, schema));
+                    }
+                }
+            }
+            Statement::Delete(del) => {
+                let tables = match &del.from {
+                    sqlparser::ast::FromTable::WithFromKeyword(t) | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+                };
+                if let Some(sqlparser::ast::TableFactor::Table { name, alias, .. }) = tables.first().map(|t| &t.relation) {
+                    if let Some(def) = session.shared.store.table(&table_name(name)?) {
+                        let alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| def.name.clone());
+                        if let Some(w) = &del.selection {
+                            let sql = format!("SELECT 1 FROM {DML_CATALOG}.public.{} AS {} WHERE {w}", quote(&def.name), quote(&alias));
+                            if let Ok(mut s) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql) {
+                                if let Ok(plan) = session.plan(s.remove(0)).await {
+                                    if let Ok(found) = plan.get_parameter_types() {
+                                        merge_plan_types(&mut types, found);
+                                    }
+                                }
+                            }
+                        }
+                        let schema = returning_schema(&mut session, &def, &alias, del.returning.as_deref()).await?;
+                        return Ok((types, schema));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok((types, None))
+    }
+}
+
+async fn returning_schema(
+    session: &mut Session,
+    def: &duet_rowstore::TableDef,
+    alias: &str,
+    items: Option<&[sqlparser::ast::SelectItem]>,
+) -> Result<Option<SchemaRef>, PgError> {
+    let Some(items) = items else { return Ok(None) };
+    let schema = duet_rowstore::batch::table_schema(def, None);
+    let mem = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    session.scratch.register_table("__duet_describe".into(), Arc::new(mem))?;
+    let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+    let sql = format!("SELECT {} FROM {DML_CATALOG}.scratch.__duet_describe AS {}", list.join(", "), quote(alias));
+    let result = async {
+        let mut stmts = parse_sql(&sql)?;
+        let plan = session.plan(stmts.remove(0)).await?;
+        Ok::<_, PgError>(Arc::new(plan.schema().as_arrow().clone()))
+    }
+    .await;
+    session.scratch.deregister_table("__duet_describe")?;
+    result.map(Some)
+}
+
+#[async_trait]
+impl QueryParser for DuetQueryParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = parse_sql(sql).map_err(PgError::into_pgwire)?;
+        match stmts.len() {
+            0 => Ok(None),
+            1 => {
+                let statement = stmts.remove(0);
+                // Describe information is best effort: a statement that cannot be planned now
+                // (e.g. its table is created later in the same transaction) still prepares.
+                let (param_types, schema) = match self.describe(&statement).await {
+                    Ok(d) => d,
+                    Err(e) if matches!(statement, Statement::Query(_)) => return Err(e.into_pgwire()),
+                    Err(_) => (vec![None; max_placeholder(&statement)], None),
+                };
+                Ok(Some(Prepared { statement, param_types, schema }))
+            }
+            _ => Err(PgError::new(SqlState::SyntaxError, "cannot insert multiple commands into a prepared statement").into_pgwire()),
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .param_types
+            .iter()
+            .map(|t| match t {
+                Some(dt) => arrow_pg::datatypes::into_pg_type(dt).unwrap_or(Type::TEXT),
+                None => Type::TEXT,
+            })
+            .collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.schema {
+            Some(s) => arrow_schema_to_pg_fields(s, format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = Prepared;
+    type QueryParser = DuetQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self._on_execute(client, message).await;
+        // The session, not pgwire's bookkeeping, knows whether a transaction is open or failed.
+        let status = status_of(&*self.session.lock().await);
+        client.set_transaction_status(status);
+        result
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let inferred: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+        let params = deserialize_parameters(portal, &inferred)?;
+        let mut session = self.session.lock().await;
+        let result = session.execute(prepared.statement.clone(), &params).await;
+        send_notices(client, &mut session).await?;
+        let outcome = result.map_err(PgError::into_pgwire)?;
+        into_response(outcome, &portal.result_column_format)
+    }
+}

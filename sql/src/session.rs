@@ -1,0 +1,387 @@
+//! A client session: its DataFusion context, transaction state and settings, and the
+//! dispatch of each parsed statement.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{create_udf, ColumnarValue, LogicalPlan, Volatility};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::scalar::ScalarValue;
+use duet_router::provider::{HiddenCatalog, RowSchemaProvider};
+use duet_router::ViewSlot;
+use duet_rowstore::{StoreRef, Transaction};
+use sqlparser::ast::{Expr, Set, Statement, TransactionIsolationLevel, TransactionMode, Value};
+
+use crate::error::{PgError, Result, SqlState};
+use crate::{ddl, dml};
+
+/// Name of the database (catalog) every session sees.
+pub const DATABASE: &str = "duetdb";
+/// Catalog through which DML statements read the rows they change.
+pub const DML_CATALOG: &str = "duet_dml";
+/// The version string `SELECT version()` returns; drivers parse the leading part.
+pub const VERSION_STRING: &str = concat!("PostgreSQL 15.0 (DuetDB ", env!("CARGO_PKG_VERSION"), ")");
+
+/// What running one statement produced.
+pub enum Outcome {
+    /// Rows streamed from DataFusion.
+    Stream { stream: SendableRecordBatchStream, tag: String },
+    /// Rows already computed (SHOW, RETURNING).
+    Batches { schema: SchemaRef, batches: Vec<RecordBatch>, tag: String },
+    /// A command without rows: its full command tag (e.g. `INSERT 0 3`).
+    Command(String),
+    /// BEGIN / START TRANSACTION.
+    Begin,
+    /// COMMIT or ROLLBACK; the tag says which happened.
+    End(&'static str),
+}
+
+/// Server-wide state shared by sessions.
+pub struct Shared {
+    pub store: StoreRef,
+}
+
+/// Shared handle.
+pub type SharedRef = Arc<Shared>;
+
+/// One connection's session.
+pub struct Session {
+    pub(crate) shared: SharedRef,
+    pub(crate) ctx: SessionContext,
+    pub(crate) view: ViewSlot,
+    /// Explicit transaction (BEGIN … COMMIT), if any.
+    txn: Option<Transaction>,
+    /// An error happened inside the explicit transaction: only ROLLBACK/COMMIT go on.
+    failed: bool,
+    settings: BTreeMap<String, String>,
+    /// Notices to send to the client before the statement's result.
+    pub(crate) notices: Vec<String>,
+    pub(crate) scratch: Arc<MemorySchemaProvider>,
+}
+
+fn default_settings() -> BTreeMap<String, String> {
+    [
+        ("application_name", ""),
+        ("client_encoding", "UTF8"),
+        ("client_min_messages", "notice"),
+        ("datestyle", "ISO, MDY"),
+        ("default_transaction_isolation", "repeatable read"),
+        ("default_transaction_read_only", "off"),
+        ("extra_float_digits", "1"),
+        ("integer_datetimes", "on"),
+        ("intervalstyle", "postgres"),
+        ("lc_messages", "C"),
+        ("lock_timeout", "0"),
+        ("max_identifier_length", "63"),
+        ("search_path", "\"$user\", public"),
+        ("server_encoding", "UTF8"),
+        ("server_version", "15.0"),
+        ("server_version_num", "150000"),
+        ("standard_conforming_strings", "on"),
+        ("statement_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "0"),
+        ("timezone", "UTC"),
+        ("transaction_isolation", "repeatable read"),
+        ("transaction_read_only", "off"),
+        ("bytea_output", "hex"),
+        ("synchronous_commit", "on"),
+        ("row_security", "on"),
+        ("geqo", "on"),
+        ("jit", "off"),
+        ("work_mem", "4MB"),
+        ("maintenance_work_mem", "64MB"),
+        ("duet.engine", "row"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Canonical (lower-case, alias-resolved) name of a setting.
+fn setting_name(raw: &str) -> String {
+    let n = raw.trim_matches('"').to_ascii_lowercase();
+    match n.as_str() {
+        "time zone" | "time_zone" => "timezone".into(),
+        "names" => "client_encoding".into(),
+        _ => n,
+    }
+}
+
+fn single_text(name: &str, value: &str) -> Outcome {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
+    let col: ArrayRef = Arc::new(StringArray::from(vec![value.to_string()]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![col]).expect("one utf8 column matches its schema");
+    Outcome::Batches { schema, batches: vec![batch], tag: "SHOW".into() }
+}
+
+fn expr_setting_value(e: &Expr) -> String {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Number(n, _) => n.clone(),
+            Value::Boolean(b) => if *b { "on".into() } else { "off".into() },
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Session {
+    /// A new session on `shared`.
+    pub fn new(shared: SharedRef) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, "public")
+            .with_information_schema(true)
+            .with_target_partitions(2);
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let ctx = SessionContext::new_with_config(config);
+        let view: ViewSlot = Arc::new(parking_lot::Mutex::new(None));
+
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog.register_schema("public", Arc::new(RowSchemaProvider::new(shared.store.clone(), view.clone())))?;
+        ctx.register_catalog(DATABASE, catalog);
+
+        let scratch = Arc::new(MemorySchemaProvider::new());
+        let dml: Arc<dyn SchemaProvider> = Arc::new(RowSchemaProvider::for_dml(shared.store.clone(), view.clone()));
+        ctx.register_catalog(DML_CATALOG, Arc::new(HiddenCatalog::new(dml, scratch.clone())));
+
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
+            .map_err(|e| PgError::from(*e))?;
+        ctx.register_udf(create_udf(
+            "version",
+            vec![],
+            DataType::Utf8,
+            Volatility::Immutable,
+            Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(VERSION_STRING.to_string()))))),
+        ));
+        Ok(Self { shared, ctx, view, txn: None, failed: false, settings: default_settings(), notices: Vec::new(), scratch })
+    }
+
+    /// Whether an explicit transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// Whether the open transaction has failed.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Current value of a setting.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(&setting_name(name)).map(String::as_str)
+    }
+
+    /// Runs one statement with bound parameters.
+    #[tracing::instrument(skip_all, fields(stmt_kind = statement_kind(&stmt)))]
+    pub async fn execute(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+        match &stmt {
+            Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
+            Statement::Commit { .. } => return self.commit(),
+            Statement::Rollback { savepoint: None, .. } => {
+                if self.txn.is_none() {
+                    self.notices.push("there is no transaction in progress".into());
+                }
+                self.txn = None;
+                self.failed = false;
+                return Ok(Outcome::End("ROLLBACK"));
+            }
+            _ => {}
+        }
+        if self.failed {
+            return Err(PgError::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let result = self.execute_in_txn(stmt, params).await;
+        if result.is_err() && self.txn.is_some() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn begin(&mut self, modes: &[TransactionMode]) -> Outcome {
+        if self.txn.is_some() {
+            self.notices.push("there is already a transaction in progress".into());
+            return Outcome::Begin;
+        }
+        self.note_isolation(modes);
+        self.txn = Some(Transaction::begin(&self.shared.store));
+        self.failed = false;
+        Outcome::Begin
+    }
+
+    fn note_isolation(&mut self, modes: &[TransactionMode]) {
+        for m in modes {
+            if let TransactionMode::IsolationLevel(level) = m {
+                if matches!(level, TransactionIsolationLevel::Serializable) {
+                    self.notices.push("DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)".into());
+                }
+            }
+        }
+    }
+
+    /// Ends the explicit transaction. A failed commit (write conflict) still ends the
+    /// block: the error is returned and the session is idle again, as in PostgreSQL.
+    fn commit(&mut self) -> Result<Outcome> {
+        let Some(txn) = self.txn.take() else {
+            self.notices.push("there is no transaction in progress".into());
+            return Ok(Outcome::End("COMMIT"));
+        };
+        if self.failed {
+            self.failed = false;
+            return Ok(Outcome::End("ROLLBACK"));
+        }
+        txn.commit()?;
+        Ok(Outcome::End("COMMIT"))
+    }
+
+    async fn execute_in_txn(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                self.publish_view();
+                self.run_query(stmt, params).await
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                let autocommit = self.txn.is_none();
+                let mut txn = match self.txn.take() {
+                    Some(t) => t,
+                    None => Transaction::begin(&self.shared.store),
+                };
+                let result = dml::execute(self, &mut txn, stmt, params).await;
+                *self.view.lock() = None;
+                if autocommit {
+                    let outcome = result?;
+                    txn.commit()?;
+                    Ok(outcome)
+                } else {
+                    self.txn = Some(txn);
+                    result
+                }
+            }
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+                let key = setting_name(&name);
+                match self.settings.get(&key) {
+                    Some(v) => Ok(single_text(&key, v)),
+                    None if key == "all" => Err(PgError::unsupported("SHOW ALL")),
+                    None => Err(PgError::new(SqlState::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""))),
+                }
+            }
+            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } | Statement::Rollback { .. } => {
+                Err(PgError::unsupported("SAVEPOINT"))
+            }
+            Statement::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
+            other => ddl::execute(self, other).await,
+        }
+    }
+
+    fn set(&mut self, set: Set) -> Result<Outcome> {
+        match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = setting_name(&variable.to_string());
+                let value = values.iter().map(expr_setting_value).collect::<Vec<_>>().join(", ");
+                self.assign_setting(&name, value)?;
+            }
+            Set::SetTimeZone { value, .. } => {
+                self.assign_setting("timezone", expr_setting_value(&value))?;
+            }
+            Set::SetNames { charset_name, .. } => {
+                self.assign_setting("client_encoding", charset_name.value)?;
+            }
+            Set::SetTransaction { modes, .. } => {
+                self.note_isolation(&modes);
+            }
+            Set::MultipleAssignments { assignments } => {
+                for a in assignments {
+                    let name = setting_name(&a.name.to_string());
+                    self.assign_setting(&name, expr_setting_value(&a.value))?;
+                }
+            }
+            Set::SetSessionParam(_) | Set::SetRole { .. } | Set::SetSessionAuthorization(_) | Set::SetNamesDefault {} => {}
+            other => return Err(PgError::unsupported(format!("SET form {other}"))),
+        }
+        Ok(Outcome::Command("SET".into()))
+    }
+
+    fn assign_setting(&mut self, name: &str, value: String) -> Result<()> {
+        if name == "client_encoding" && !matches!(value.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE") {
+            return Err(PgError::unsupported(format!("client_encoding {value}")));
+        }
+        if name == "duet.engine" && !matches!(value.as_str(), "auto" | "row" | "column") {
+            return Err(PgError::new(SqlState::InvalidParameterValue, format!("invalid value for parameter \"duet.engine\": \"{value}\"")));
+        }
+        if name == "duet.engine" && value == "column" {
+            return Err(PgError::unsupported("duet.engine = 'column' (the column replica arrives with the replication issue)"));
+        }
+        if !self.settings.contains_key(name) && !name.contains('.') {
+            return Err(PgError::new(SqlState::UndefinedObject, format!("unrecognized configuration parameter \"{name}\"")));
+        }
+        if name == "transaction_isolation" || name == "default_transaction_isolation" {
+            if value.eq_ignore_ascii_case("serializable") {
+                self.notices.push("DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)".into());
+            }
+            return Ok(());
+        }
+        self.settings.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    /// Makes the current transaction's snapshot (or a fresh one) what scans read.
+    pub(crate) fn publish_view(&self) {
+        let view = match &self.txn {
+            Some(t) => t.view(),
+            None => Transaction::begin(&self.shared.store).view(),
+        };
+        *self.view.lock() = Some(view);
+    }
+
+    /// Plans a statement with DataFusion (no execution).
+    pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+        let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        Ok(plan)
+    }
+
+    async fn run_query(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+        let plan = self.plan(stmt).await?;
+        let plan = bind(plan, params)?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let stream = df.execute_stream().await?;
+        Ok(Outcome::Stream { stream, tag: "SELECT".into() })
+    }
+}
+
+/// Substitutes parameter values into a plan (no-op without parameters).
+pub(crate) fn bind(plan: LogicalPlan, params: &ParamValues) -> Result<LogicalPlan> {
+    let empty = match params {
+        ParamValues::List(l) => l.is_empty(),
+        ParamValues::Map(m) => m.is_empty(),
+    };
+    if empty {
+        return Ok(plan);
+    }
+    Ok(plan.with_param_values(params.clone())?)
+}
+
+fn statement_kind(s: &Statement) -> &'static str {
+    match s {
+        Statement::Query(_) => "query",
+        Statement::Insert(_) => "insert",
+        Statement::Update(_) => "update",
+        Statement::Delete(_) => "delete",
+        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => "txn",
+        Statement::CreateTable(_) | Statement::Drop { .. } | Statement::AlterTable(_) | Statement::CreateIndex(_) => "ddl",
+        _ => "other",
+    }
+}

@@ -1,0 +1,183 @@
+//! SQL types: declared column types (sqlparser → [`SqlType`]) and the assignment cast of
+//! values into a column's type (with PostgreSQL's error codes).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::FormatOptions;
+use duet_rowstore::types::DEFAULT_NUMERIC;
+use duet_rowstore::{Datum, SqlType};
+use sqlparser::ast::{CharacterLength, DataType as AstType, ExactNumberInfo, TimezoneInfo};
+
+use crate::error::{from_datafusion, PgError, Result, SqlState};
+
+fn char_len(l: &Option<CharacterLength>) -> Option<u32> {
+    match l {
+        Some(CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
+        _ => None,
+    }
+}
+
+/// The column type for a declared SQL type.
+pub fn column_type(t: &AstType) -> Result<SqlType> {
+    Ok(match t {
+        AstType::SmallInt(_) | AstType::Int2(_) => SqlType::Int16,
+        AstType::Int(_) | AstType::Integer(_) | AstType::Int4(_) => SqlType::Int32,
+        AstType::BigInt(_) | AstType::Int8(_) => SqlType::Int64,
+        AstType::Real | AstType::Float4 => SqlType::Float32,
+        AstType::Double(_) | AstType::DoublePrecision | AstType::Float8 | AstType::Float64 => SqlType::Float64,
+        AstType::Float(info) => match info {
+            ExactNumberInfo::Precision(p) if *p <= 24 => SqlType::Float32,
+            _ => SqlType::Float64,
+        },
+        AstType::Numeric(info) | AstType::Decimal(info) | AstType::Dec(info) => match info {
+            ExactNumberInfo::None => SqlType::Numeric { precision: DEFAULT_NUMERIC.0, scale: DEFAULT_NUMERIC.1 },
+            ExactNumberInfo::Precision(p) => numeric(*p, 0)?,
+            ExactNumberInfo::PrecisionAndScale(p, s) => numeric(*p, *s)?,
+        },
+        AstType::Text => SqlType::Text,
+        AstType::Varchar(l) | AstType::CharacterVarying(l) | AstType::CharVarying(l) => SqlType::Varchar(char_len(l)),
+        AstType::Char(l) | AstType::Character(l) => SqlType::Char(char_len(l).unwrap_or(1)),
+        AstType::Bool | AstType::Boolean => SqlType::Bool,
+        AstType::Date => SqlType::Date,
+        AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
+        AstType::Bytea => SqlType::Bytea,
+        AstType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+            "int2" => SqlType::Int16,
+            "int4" => SqlType::Int32,
+            "int8" => SqlType::Int64,
+            "float4" => SqlType::Float32,
+            "float8" => SqlType::Float64,
+            "bpchar" => SqlType::Char(1),
+            other => return Err(PgError::new(SqlState::UndefinedObject, format!("type \"{other}\" does not exist"))),
+        },
+        other => return Err(PgError::unsupported(format!("type {other}"))),
+    })
+}
+
+fn numeric(p: u64, s: i64) -> Result<SqlType> {
+    if !(1..=38).contains(&p) {
+        return Err(PgError::new(SqlState::InvalidParameterValue, format!("NUMERIC precision {p} must be between 1 and 38")));
+    }
+    if s < 0 || s as u64 > p {
+        return Err(PgError::new(SqlState::InvalidParameterValue, format!("NUMERIC scale {s} must be between 0 and precision {p}")));
+    }
+    Ok(SqlType::Numeric { precision: p as u8, scale: s as i8 })
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+/// PostgreSQL's bytea input: `\x` hex, otherwise the bytes of the text (escape format
+/// backslashes are taken literally except `\\`).
+fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if hex.len() % 2 != 0 {
+            return Err(PgError::new(SqlState::InvalidTextRepresentation, "invalid hexadecimal data: odd number of digits"));
+        }
+        hex.chunks(2)
+            .map(|p| {
+                std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| PgError::new(SqlState::InvalidTextRepresentation, "invalid hexadecimal digit"))
+            })
+            .collect()
+    } else {
+        Ok(s.replace("\\\\", "\\").into_bytes())
+    }
+}
+
+/// Casts `array` to the storage type of `ty` as an assignment (INSERT/UPDATE) would, and
+/// reads it into datums with the type's modifiers enforced.
+pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>> {
+    let target = ty.arrow_type();
+    let source = array.data_type().clone();
+    let casted: ArrayRef = if source == target {
+        array.clone()
+    } else if matches!(ty, SqlType::Bytea) && is_string(&source) {
+        let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default()).map_err(|e| from_datafusion(e.into()))?;
+        let strings = strings.as_any().downcast_ref::<StringArray>().ok_or_else(|| PgError::new(SqlState::InternalError, "utf8 cast"))?;
+        let mut b = BinaryBuilder::new();
+        for v in strings.iter() {
+            match v {
+                Some(s) => b.append_value(parse_bytea(s)?),
+                None => b.append_null(),
+            }
+        }
+        Arc::new(b.finish())
+    } else {
+        let rounded = round_for_integer(array, ty)?;
+        let opts = CastOptions { safe: false, format_options: FormatOptions::default() };
+        cast_with_options(&rounded, &target, &opts).map_err(|e| {
+            let state = if is_string(&source) {
+                SqlState::InvalidTextRepresentation
+            } else if matches!(source, DataType::Null) || source.is_numeric() {
+                SqlState::NumericValueOutOfRange
+            } else {
+                SqlState::DatatypeMismatch
+            };
+            let msg = match state {
+                SqlState::InvalidTextRepresentation => format!("invalid input syntax for type {}: {e}", ty.pg_name()),
+                SqlState::NumericValueOutOfRange => format!("{} out of range for column \"{column}\"", ty.pg_name()),
+                _ => format!("column \"{column}\" is of type {} but expression is of type {source}", ty.pg_name()),
+            };
+            PgError::new(state, msg)
+        })?
+    };
+    duet_rowstore::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
+}
+
+/// PostgreSQL rounds (half away from zero) when assigning a fractional number to an
+/// integer column; Arrow's cast truncates. Round first.
+fn round_for_integer(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
+    let int_target = matches!(ty, SqlType::Int16 | SqlType::Int32 | SqlType::Int64);
+    match array.data_type() {
+        DataType::Float32 | DataType::Float64 if int_target => {
+            let f = cast_with_options(array, &DataType::Float64, &CastOptions::default()).map_err(|e| from_datafusion(e.into()))?;
+            let f = f.as_any().downcast_ref::<datafusion::arrow::array::Float64Array>().ok_or_else(|| PgError::new(SqlState::InternalError, "f64"))?;
+            Ok(Arc::new(datafusion::arrow::compute::kernels::arity::unary::<_, _, datafusion::arrow::datatypes::Float64Type>(f, |v: f64| v.round())))
+        }
+        DataType::Decimal128(_, s) if int_target && *s > 0 => {
+            let d = array.as_any().downcast_ref::<datafusion::arrow::array::Decimal128Array>().ok_or_else(|| PgError::new(SqlState::InternalError, "decimal"))?;
+            let scale = 10i128.pow(*s as u32);
+            let out: datafusion::arrow::array::Int64Array = d
+                .iter()
+                .map(|v| {
+                    v.map(|m| {
+                        let q = m / scale;
+                        let r = m % scale;
+                        let q = if r.abs() * 2 >= scale { q + m.signum() } else { q };
+                        i64::try_from(q).unwrap_or(if q > 0 { i64::MAX } else { i64::MIN })
+                    })
+                })
+                .collect();
+            Ok(Arc::new(out))
+        }
+        _ => Ok(array.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array};
+
+    #[test]
+    fn assignment_casts_round_and_report_pg_codes() {
+        let a: ArrayRef = Arc::new(Float64Array::from(vec![1.5, -2.5, 2.4]));
+        assert_eq!(assign(&a, &SqlType::Int32, "c").unwrap(), vec![Datum::Int(2), Datum::Int(-3), Datum::Int(2)]);
+        let big: ArrayRef = Arc::new(Int64Array::from(vec![1i64 << 40]));
+        assert_eq!(assign(&big, &SqlType::Int32, "c").unwrap_err().state, SqlState::NumericValueOutOfRange);
+        let txt: ArrayRef = Arc::new(StringArray::from(vec!["abc"]));
+        assert_eq!(assign(&txt, &SqlType::Int32, "c").unwrap_err().state, SqlState::InvalidTextRepresentation);
+        let hex: ArrayRef = Arc::new(StringArray::from(vec!["\\x00ff"]));
+        assert_eq!(assign(&hex, &SqlType::Bytea, "c").unwrap(), vec![Datum::Bytes(vec![0, 255])]);
+        let long: ArrayRef = Arc::new(StringArray::from(vec!["abcdef"]));
+        assert_eq!(assign(&long, &SqlType::Varchar(Some(3)), "c").unwrap_err().state, SqlState::StringDataRightTruncation);
+    }
+}

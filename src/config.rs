@@ -1,0 +1,98 @@
+//! Command line and TOML configuration. Precedence: defaults, then the TOML file, then flags.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+
+/// DuetDB: an HTAP database that speaks the PostgreSQL wire protocol.
+#[derive(Debug, Parser)]
+#[command(name = "duetdb", version)]
+pub struct Cli {
+    /// Directory for all data (created if missing). Default: ./duet-data
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// SQL listen address. Default: 127.0.0.1:5433
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// TOML config file; its keys mirror these flags (data_dir, listen, log_level).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log filter (tracing's EnvFilter syntax). Default: info
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Only validate the configuration and print it.
+    #[arg(long)]
+    pub config_check: bool,
+}
+
+/// Effective configuration.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for all data.
+    pub data_dir: PathBuf,
+    /// SQL listen address.
+    pub listen: String,
+    /// Log filter.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./duet-data"), listen: "127.0.0.1:5433".into(), log_level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Layers defaults, the config file and the flags, then validates.
+    pub fn load(cli: &Cli) -> anyhow::Result<Config> {
+        let mut config = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("Invalid config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = &cli.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(l) = &cli.listen {
+            config.listen = l.clone();
+        }
+        if let Some(l) = &cli.log_level {
+            config.log_level = l.clone();
+        }
+        config.validate()?;
+        if cli.config_check {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{config:#?}");
+            }
+            std::process::exit(0);
+        }
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("listen must be host:port, got {:?}", self.listen))?;
+        anyhow::ensure!(!self.data_dir.as_os_str().is_empty(), "data_dir must not be empty");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_and_known_ones_load() {
+        let ok: Config = toml::from_str("data_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:6000\"").unwrap();
+        assert_eq!(ok.listen, "127.0.0.1:6000");
+        assert_eq!(ok.log_level, "info");
+        assert!(toml::from_str::<Config>("data_dri = \"/tmp/x\"").is_err());
+    }
+}

@@ -1,1 +1,31 @@
-//! placeholder
+//! # duet-tests: run DuetDB inside your tests
+//!
+//! [`Cluster`] starts a DuetDB node in-process: its own tokio runtime, a temporary data
+//! directory (or one you give it), the SQL listener on `127.0.0.1:0`. It hands out
+//! connection strings and connected `tokio_postgres::Client`s, restarts the node on the same
+//! data directory, and kills it abruptly (no flush, every connection cut) to test recovery.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let cluster = duet_tests::ClusterBuilder::new("demo").build().await?;
+//! let client = cluster.client().await?;
+//! client.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Today a cluster is one node (one row replica). Learners and several voters arrive with
+//! the replication issue; the builder is where they will be asked for.
+
+mod cluster;
+
+pub use cluster::{Cluster, ClusterBuilder};
+
+/// Initialises test logging once (respects `RUST_LOG`, default `warn`).
+pub fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}

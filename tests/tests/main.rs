@@ -1,1 +1,13 @@
+//! DuetDB's integration tests: one binary (link time), one module per area. Every test
+//! talks to a real server over a real socket with a real Postgres client.
 
+mod bad_input;
+mod crash;
+mod slt;
+mod txn;
+mod wire;
+
+/// The SQLSTATE of a tokio-postgres error, if the server sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.code().code().to_string())
+}

@@ -1,0 +1,160 @@
+//! The in-process cluster harness.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use duet_sql::Server;
+use tokio::runtime::Runtime;
+
+/// Builds a [`Cluster`].
+pub struct ClusterBuilder {
+    name: String,
+    data_dir: Option<PathBuf>,
+    port: u16,
+}
+
+impl ClusterBuilder {
+    /// A one-node cluster called `name` (used in the temp dir name and logs).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), data_dir: None, port: 0 }
+    }
+
+    /// Keep data in `dir` instead of a temporary directory (not removed afterwards).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Listen on a fixed port instead of an ephemeral one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Starts the node.
+    pub async fn build(self) -> anyhow::Result<Cluster> {
+        crate::init_test_logging();
+        let (temp, dir) = match self.data_dir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::Builder::new().prefix(&format!("duet-{}-", self.name)).tempdir()?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let mut cluster = Cluster { name: self.name, _temp: temp, dir, node: None, addr: SocketAddr::from(([127, 0, 0, 1], self.port)) };
+        cluster.start().await?;
+        Ok(cluster)
+    }
+}
+
+struct Node {
+    runtime: Runtime,
+    server: Option<Server>,
+}
+
+/// A running DuetDB deployment for tests.
+pub struct Cluster {
+    name: String,
+    _temp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    node: Option<Node>,
+    addr: SocketAddr,
+}
+
+impl Cluster {
+    /// Starts the node if it is not running (after [`Cluster::kill`]).
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        if self.node.is_some() {
+            return Ok(());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("duet-{}", self.name))
+            .enable_all()
+            .build()?;
+        // RocksDB's lock may outlive a killed node for a moment while its tasks are dropped.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match duet_sql::open_store(&self.dir) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline && e.to_string().contains("lock") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(anyhow!("Failed to open store in {}: {e}", self.dir.display())),
+            }
+        };
+        let addr = self.addr;
+        let server = runtime
+            .spawn(async move { Server::start(store, addr).await })
+            .await
+            .context("server task panicked")?
+            .with_context(|| format!("Failed to listen on {addr}"))?;
+        self.addr = server.local_addr();
+        self.node = Some(Node { runtime, server: Some(server) });
+        Ok(())
+    }
+
+    /// Clean stop (flush, close) and start again on the same data directory and port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if let Some(mut node) = self.node.take() {
+            if let Some(server) = node.server.take() {
+                node.runtime.spawn(server.shutdown()).await.context("shutdown panicked")?;
+            }
+            node.runtime.shutdown_background();
+        }
+        self.start().await
+    }
+
+    /// Abrupt stop: every task and connection is dropped at once, nothing is flushed.
+    /// What was acknowledged must still be there after [`Cluster::start`].
+    pub fn kill(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.runtime.shutdown_background();
+        }
+    }
+
+    /// Whether the node is running.
+    pub fn is_running(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Where the SQL listener is.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A libpq-style connection string.
+    pub fn connection_string(&self) -> String {
+        format!("host={} port={} user=duet dbname=duetdb", self.addr.ip(), self.addr.port())
+    }
+
+    /// A `postgres://` URL.
+    pub fn url(&self) -> String {
+        format!("postgres://duet@{}:{}/duetdb", self.addr.ip(), self.addr.port())
+    }
+
+    /// A connected client; its connection task runs on the caller's runtime.
+    pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "test connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

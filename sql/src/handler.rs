@@ -115,10 +115,11 @@ where
 fn query_response(schema: SchemaRef, batches: stream::BoxStream<'static, datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>>, tag: &str, format: &Format) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, None)?);
     let f2 = fields.clone();
+    let text: Vec<bool> = (0..schema.fields().len()).map(|i| format.is_text(i)).collect();
     let rows = batches
         .map(move |rb| {
             let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match rb {
-                Ok(rb) => encode_recordbatch(f2.clone(), rb),
+                Ok(rb) => encode_recordbatch(f2.clone(), crate::types::pg_text_columns(&rb, &|i| text[i])),
                 Err(e) => Box::new(std::iter::once(Err(from_datafusion(e).into_pgwire()))),
             };
             stream::iter(it)

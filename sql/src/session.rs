@@ -362,6 +362,18 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // datafusion-pg-catalog's schema holds the catalog list it is registered in: an Arc
+        // cycle. Unregistering it frees the context, and with it the store handle.
+        if let Some(catalog) = self.ctx.catalog(DATABASE) {
+            if let Err(e) = catalog.deregister_schema("pg_catalog", true) {
+                tracing::warn!(error = %e, "failed to unregister pg_catalog at session end");
+            }
+        }
+    }
+}
+
 /// Substitutes parameter values into a plan (no-op without parameters).
 pub(crate) fn bind(plan: LogicalPlan, params: &ParamValues) -> Result<LogicalPlan> {
     let empty = match params {

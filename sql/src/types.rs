@@ -181,3 +181,126 @@ mod tests {
         assert_eq!(assign(&long, &SqlType::Varchar(Some(3)), "c").unwrap_err().state, SqlState::StringDataRightTruncation);
     }
 }
+
+/// PostgreSQL's text output of a float (shortest round-trip digits, exponent form outside
+/// `1e-4 ..< 1e<exp_limit>`; 15 for float8, 6 for float4).
+pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let a = v.abs();
+    if a != 0.0 && (a >= 10f64.powi(exp_limit) || a < 1e-4) {
+        let e = shortest(true);
+        match e.split_once('e') {
+            Some((m, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exp),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => e,
+        }
+    } else {
+        shortest(false)
+    }
+}
+
+/// Re-encodes, for text-format result columns, the types whose text form arrow-pg writes
+/// differently from PostgreSQL (floats, timestamps) as strings in PostgreSQL's format.
+pub fn pg_text_columns(batch: &datafusion::arrow::record_batch::RecordBatch, is_text: &dyn Fn(usize) -> bool) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::array::{Float32Array, Float64Array, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+    let mut changed = false;
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (i, col) in batch.columns().iter().enumerate() {
+        if !is_text(i) {
+            cols.push(col.clone());
+            continue;
+        }
+        let out: Option<ArrayRef> = match col.data_type() {
+            DataType::Float64 => col.as_any().downcast_ref::<Float64Array>().map(|a| {
+                Arc::new(a.iter().map(|v| v.map(|f| pg_float_text(f, |e| if e { format!("{f:e}") } else { format!("{f}") }, 15))).collect::<StringArray>()) as ArrayRef
+            }),
+            DataType::Float32 => col.as_any().downcast_ref::<Float32Array>().map(|a| {
+                Arc::new(
+                    a.iter()
+                        .map(|v| v.map(|f| pg_float_text(f as f64, |e| if e { format!("{f:e}") } else { format!("{f}") }, 6)))
+                        .collect::<StringArray>(),
+                ) as ArrayRef
+            }),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => col.as_any().downcast_ref::<TimestampMicrosecondArray>().map(|a| {
+                Arc::new(a.iter().map(|v| v.map(pg_timestamp_text)).collect::<StringArray>()) as ArrayRef
+            }),
+            _ => None,
+        };
+        match out {
+            Some(o) => {
+                changed = true;
+                cols.push(o);
+            }
+            None => cols.push(col.clone()),
+        }
+    }
+    if !changed {
+        return batch.clone();
+    }
+    let fields: Vec<datafusion::arrow::datatypes::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&cols)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols).unwrap_or_else(|_| batch.clone())
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff without trailing zeros]`, as PostgreSQL prints a timestamp.
+pub fn pg_timestamp_text(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let Some(dt) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return micros.to_string();
+    };
+    let base = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+    if frac == 0 {
+        base
+    } else {
+        let f = format!("{frac:06}");
+        format!("{base}.{}", f.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    fn f8(v: f64) -> String {
+        pg_float_text(v, |e| if e { format!("{v:e}") } else { format!("{v}") }, 15)
+    }
+
+    #[test]
+    fn floats_print_like_postgres() {
+        assert_eq!(f8(1e15), "1e+15");
+        assert_eq!(f8(1e14), "100000000000000");
+        assert_eq!(f8(123456789012345678.0), "1.2345678901234568e+17");
+        assert_eq!(f8(0.0001), "0.0001");
+        assert_eq!(f8(0.00001), "1e-05");
+        assert_eq!(f8(-1e10), "-10000000000");
+        assert_eq!(f8(f64::NAN), "NaN");
+        assert_eq!(f8(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(f8(-0.0), "-0");
+        let f = 1234567f32;
+        assert_eq!(pg_float_text(f as f64, |e| if e { format!("{f:e}") } else { format!("{f}") }, 6), "1.234567e+06");
+    }
+
+    #[test]
+    fn timestamps_print_like_postgres() {
+        assert_eq!(pg_timestamp_text(1_704_067_200_120_000), "2024-01-01 00:00:00.12");
+        assert_eq!(pg_timestamp_text(0), "1970-01-01 00:00:00");
+    }
+}

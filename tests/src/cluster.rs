@@ -75,26 +75,52 @@ impl Cluster {
             .thread_name(format!("duet-{}", self.name))
             .enable_all()
             .build()?;
+        match self.start_on(&runtime).await {
+            Ok(server) => {
+                self.addr = server.local_addr();
+                self.node = Some(Node { runtime, server: Some(server) });
+                Ok(())
+            }
+            Err(e) => {
+                // Dropping a runtime inside an async context panics; let it go in the background.
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_on(&self, runtime: &Runtime) -> anyhow::Result<Server> {
         // RocksDB's lock may outlive a killed node for a moment while its tasks are dropped.
         let deadline = Instant::now() + Duration::from_secs(10);
         let store = loop {
             match duet_sql::open_store(&self.dir) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() < deadline && e.to_string().contains("lock") => {
+                Err(e) if Instant::now() < deadline && e.to_string().to_lowercase().contains("lock") => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => return Err(anyhow!("Failed to open store in {}: {e}", self.dir.display())),
             }
         };
         let addr = self.addr;
-        let server = runtime
+        runtime
             .spawn(async move { Server::start(store, addr).await })
             .await
             .context("server task panicked")?
-            .with_context(|| format!("Failed to listen on {addr}"))?;
-        self.addr = server.local_addr();
-        self.node = Some(Node { runtime, server: Some(server) });
-        Ok(())
+            .with_context(|| format!("Failed to listen on {addr}"))
+    }
+
+    /// Stops the node's runtime and waits (on a helper thread, so this may be called from
+    /// async code) until every task is gone and the store is closed.
+    fn stop_runtime(node: Node) {
+        let Node { runtime, server } = node;
+        let joined = std::thread::spawn(move || {
+            runtime.shutdown_timeout(Duration::from_secs(10));
+            drop(server);
+        })
+        .join();
+        if joined.is_err() {
+            tracing::error!("node runtime panicked while stopping");
+        }
     }
 
     /// Clean stop (flush, close) and start again on the same data directory and port.
@@ -103,7 +129,7 @@ impl Cluster {
             if let Some(server) = node.server.take() {
                 node.runtime.spawn(server.shutdown()).await.context("shutdown panicked")?;
             }
-            node.runtime.shutdown_background();
+            Self::stop_runtime(node);
         }
         self.start().await
     }
@@ -112,7 +138,7 @@ impl Cluster {
     /// What was acknowledged must still be there after [`Cluster::start`].
     pub fn kill(&mut self) {
         if let Some(node) = self.node.take() {
-            node.runtime.shutdown_background();
+            Self::stop_runtime(node);
         }
     }
 

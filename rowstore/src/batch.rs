@@ -24,7 +24,10 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
         cols.iter()
             .map(|&i| {
                 let c = &def.columns[i];
-                Field::new(&c.name, c.ty.arrow_type(), true)
+                // NOT NULL (and key) columns are non-nullable fields: pg_catalog reports
+                // attnotnull from this, and DataFusion may use it.
+                let nullable = c.nullable && !def.primary_key.contains(&i);
+                Field::new(&c.name, c.ty.arrow_type(), nullable)
             })
             .collect::<Vec<_>>(),
     ))

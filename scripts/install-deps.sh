@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs the system packages DuetDB's build needs on Debian: Debian's RocksDB (linked, see
+# .cargo/config.toml) and libclang (bindgen for RocksDB's bindings). Uses sudo when not root.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq librocksdb-dev libclang-dev clang "$@" >/dev/null

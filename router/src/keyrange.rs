@@ -158,6 +158,12 @@ fn collect_bounds(def: &TableDef, filters: &[Expr]) -> HashMap<usize, ColumnBoun
     }
     for p in preds {
         match p {
+            // `a = 1 OR a = 2 OR a IN (3, 4)`: DataFusion rewrites short IN lists this way.
+            Expr::BinaryExpr(BinaryExpr { op: Operator::Or, .. }) => {
+                if let Some((col, values)) = disjunction_points(p, def) {
+                    intersect_points(bounds.entry(col).or_default(), values);
+                }
+            }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 let (col, lit, op) = match (column_of(left, def), literal(right), column_of(right, def), literal(left)) {
                     (Some(c), Some(l), _, _) => (c, l, *op),
@@ -203,6 +209,46 @@ fn collect_bounds(def: &TableDef, filters: &[Expr]) -> HashMap<usize, ColumnBoun
         }
     }
     bounds
+}
+
+fn flatten_or<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            flatten_or(left, out);
+            flatten_or(right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// The column and values of a disjunction of equalities (or IN lists) on one column.
+fn disjunction_points(e: &Expr, def: &TableDef) -> Option<(usize, Vec<Datum>)> {
+    let mut col = None;
+    let mut values = Vec::new();
+    let mut branches = Vec::new();
+    flatten_or(e, &mut branches);
+    for branch in branches {
+        let (c, vals) = match branch {
+            Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
+                match (column_of(left, def), literal(right), column_of(right, def), literal(left)) {
+                    (Some(c), Some(l), _, _) | (_, _, Some(c), Some(l)) => (c, vec![scalar_to_datum(l, &def.columns[c].ty)?]),
+                    _ => return None,
+                }
+            }
+            Expr::InList(il) if !il.negated => {
+                let c = column_of(&il.expr, def)?;
+                let ty = &def.columns[c].ty;
+                let vals = il.list.iter().map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty))).collect::<Option<Vec<_>>>()?;
+                (c, vals)
+            }
+            _ => return None,
+        };
+        if *col.get_or_insert(c) != c {
+            return None;
+        }
+        values.extend(vals);
+    }
+    Some((col?, values))
 }
 
 fn intersect_points(b: &mut ColumnBounds, mut values: Vec<Datum>) {
@@ -377,6 +423,15 @@ mod tests {
         // A contradiction yields no ranges at all.
         let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)), col("a").eq(lit(2i32))]);
         assert!(r.ranges.is_empty());
+    }
+
+    #[test]
+    fn or_of_equalities_on_one_column_gives_points() {
+        let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)).or(col("a").eq(lit(2i32)))]);
+        assert_eq!(r.ranges.len(), 2);
+        // An OR across columns cannot narrow the key.
+        let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)).or(col("b").eq(lit(2i32)))]);
+        assert_eq!(r.kind, "full scan");
     }
 
     #[test]

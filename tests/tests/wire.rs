@@ -173,3 +173,93 @@ async fn ssl_request_is_refused_with_n() {
     let c = cluster.client().await.unwrap();
     assert_eq!(c.query_one("SELECT 1::int", &[]).await.unwrap().get::<_, i32>(0), 1);
 }
+
+#[tokio::test]
+async fn client_declared_parameter_types_are_honoured() {
+    let cluster = ClusterBuilder::new("typed").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute("CREATE TABLE tp (id int PRIMARY KEY, v text); INSERT INTO tp VALUES (1, 'a'), (2, 'b')").await.unwrap();
+    // The client says int8 for a comparison with an int4 column.
+    let stmt = c.prepare_typed("SELECT v FROM tp WHERE id = $1", &[Type::INT8]).await.unwrap();
+    let v: String = c.query_one(&stmt, &[&2i64]).await.unwrap().get(0);
+    assert_eq!(v, "b");
+    // And text for an integer column in an INSERT.
+    let ins = c.prepare_typed("INSERT INTO tp VALUES ($1, $2)", &[Type::TEXT, Type::TEXT]).await.unwrap();
+    c.execute(&ins, &[&"3", &"c"]).await.unwrap();
+    let n: i64 = c.query_one("SELECT count(*) FROM tp WHERE id = 3", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    let v: String = c.query_one("SELECT current_schema()", &[]).await.unwrap().get(0);
+    assert_eq!(v, "public");
+}
+
+#[tokio::test]
+async fn key_predicates_become_point_and_range_reads() {
+    let cluster = ClusterBuilder::new("explain").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute("CREATE TABLE ex (id int PRIMARY KEY, tag text, n int); CREATE INDEX ex_tag ON ex (tag)").await.unwrap();
+    let plan = |sql: &'static str| {
+        let c = &c;
+        async move {
+            let rows = c.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
+            rows.iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let p = plan("SELECT * FROM ex WHERE id = 7").await;
+    assert!(p.contains("access=pk point x1"), "{p}");
+    let p = plan("SELECT * FROM ex WHERE id IN (1, 2, 3)").await;
+    assert!(p.contains("access=pk point x3"), "{p}");
+    let p = plan("SELECT * FROM ex WHERE id > 10 AND id <= 20").await;
+    assert!(p.contains("access=pk range"), "{p}");
+    let p = plan("SELECT * FROM ex WHERE tag = 'x'").await;
+    assert!(p.contains("access=index ex_tag range"), "{p}");
+    let p = plan("SELECT * FROM ex WHERE n = 1").await;
+    assert!(p.contains("access=full scan"), "{p}");
+}
+
+#[tokio::test]
+async fn ready_for_query_reports_idle_transaction_and_failed() {
+    let cluster = ClusterBuilder::new("rfq").build().await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(cluster.addr()).await.unwrap();
+    let mut startup = vec![0, 3, 0, 0];
+    for part in ["user", "duet", "database", "duetdb"] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    startup.push(0);
+    let mut msg = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    msg.extend(startup);
+    s.write_all(&msg).await.unwrap();
+    async fn status(s: &mut tokio::net::TcpStream) -> u8 {
+        // Read messages until ReadyForQuery; return its status byte.
+        loop {
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len - 4];
+            s.read_exact(&mut body).await.unwrap();
+            if head[0] == b'Z' {
+                return body[0];
+            }
+        }
+    }
+    async fn query(s: &mut tokio::net::TcpStream, sql: &str) -> u8 {
+        let mut m = vec![b'Q'];
+        m.extend(((sql.len() + 5) as u32).to_be_bytes());
+        m.extend(sql.as_bytes());
+        m.push(0);
+        s.write_all(&m).await.unwrap();
+        status(s).await
+    }
+    assert_eq!(status(&mut s).await, b'I');
+    assert_eq!(query(&mut s, "BEGIN").await, b'T');
+    assert_eq!(query(&mut s, "SELECT * FROM missing").await, b'E');
+    assert_eq!(query(&mut s, "SELECT 1").await, b'E');
+    assert_eq!(query(&mut s, "ROLLBACK").await, b'I');
+    assert_eq!(query(&mut s, "SELECT * FROM missing").await, b'I');
+}

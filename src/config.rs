@@ -41,7 +41,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./duet-data"), listen: "127.0.0.1:5433".into(), log_level: "info".into() }
+        Self {
+            data_dir: PathBuf::from("./duet-data"),
+            listen: "127.0.0.1:5433".into(),
+            log_level: "info".into(),
+        }
     }
 }
 
@@ -50,8 +54,10 @@ impl Config {
     pub fn load(cli: &Cli) -> anyhow::Result<Config> {
         let mut config = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("Invalid config file {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("Failed to read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("Invalid config file {}", path.display()))?
             }
             None => Config::default(),
         };
@@ -79,7 +85,10 @@ impl Config {
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen must be host:port, got {:?}", self.listen))?;
-        anyhow::ensure!(!self.data_dir.as_os_str().is_empty(), "data_dir must not be empty");
+        anyhow::ensure!(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir must not be empty"
+        );
         Ok(())
     }
 }
@@ -90,7 +99,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_and_known_ones_load() {
-        let ok: Config = toml::from_str("data_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:6000\"").unwrap();
+        let ok: Config =
+            toml::from_str("data_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:6000\"").unwrap();
         assert_eq!(ok.listen, "127.0.0.1:6000");
         assert_eq!(ok.log_level, "info");
         assert!(toml::from_str::<Config>("data_dri = \"/tmp/x\"").is_err());

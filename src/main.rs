@@ -12,15 +12,27 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     telemetry::init(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("Failed to start the tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start the tokio runtime")?;
     runtime.block_on(run(config))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let store = duet_sql::open_store(&config.data_dir)
-        .with_context(|| format!("Failed to open the data directory {}", config.data_dir.display()))?;
-    let listen = config.listen.parse().with_context(|| format!("Invalid listen address {}", config.listen))?;
-    let server = duet_sql::Server::start(store, listen).await.with_context(|| format!("Failed to listen on {}", config.listen))?;
+    let store = duet_sql::open_store(&config.data_dir).with_context(|| {
+        format!(
+            "Failed to open the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let listen = config
+        .listen
+        .parse()
+        .with_context(|| format!("Invalid listen address {}", config.listen))?;
+    let server = duet_sql::Server::start(store, listen)
+        .await
+        .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]
     {
         println!(

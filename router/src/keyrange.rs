@@ -32,7 +32,10 @@ pub struct KeyRange {
 
 impl KeyRange {
     pub fn full() -> Self {
-        KeyRange { start: Vec::new(), end: None }
+        KeyRange {
+            start: Vec::new(),
+            end: None,
+        }
     }
 }
 
@@ -84,18 +87,21 @@ pub fn scalar_to_datum(v: &ScalarValue, ty: &SqlType) -> Option<Datum> {
                 if s == cs {
                     Some(Datum::Decimal(m))
                 } else if s < cs {
-                    m.checked_mul(10i128.checked_pow((cs - s) as u32)?).map(Datum::Decimal)
+                    m.checked_mul(10i128.checked_pow((cs - s) as u32)?)
+                        .map(Datum::Decimal)
                 } else {
                     let d = 10i128.checked_pow((s - cs) as u32)?;
                     (m % d == 0).then(|| Datum::Decimal(m / d))
                 }
             }
-            _ => int().and_then(|i| (i as i128).checked_mul(10i128.checked_pow(*scale as u32)?)).map(Datum::Decimal),
+            _ => int()
+                .and_then(|i| (i as i128).checked_mul(10i128.checked_pow(*scale as u32)?))
+                .map(Datum::Decimal),
         },
         SqlType::Text | SqlType::Varchar(_) => match v {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
-                Some(Datum::Text(s.clone()))
-            }
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => Some(Datum::Text(s.clone())),
             _ => None,
         },
         // char(n) values are stored blank-padded; comparisons have their own rules.
@@ -110,15 +116,21 @@ pub fn scalar_to_datum(v: &ScalarValue, ty: &SqlType) -> Option<Datum> {
         },
         SqlType::Timestamp => match v {
             ScalarValue::TimestampMicrosecond(Some(t), None) => Some(Datum::Timestamp(*t)),
-            ScalarValue::TimestampMillisecond(Some(t), None) => t.checked_mul(1000).map(Datum::Timestamp),
-            ScalarValue::TimestampSecond(Some(t), None) => t.checked_mul(1_000_000).map(Datum::Timestamp),
-            ScalarValue::TimestampNanosecond(Some(t), None) => Some(Datum::Timestamp(t.div_euclid(1000))).filter(|_| t % 1000 == 0),
+            ScalarValue::TimestampMillisecond(Some(t), None) => {
+                t.checked_mul(1000).map(Datum::Timestamp)
+            }
+            ScalarValue::TimestampSecond(Some(t), None) => {
+                t.checked_mul(1_000_000).map(Datum::Timestamp)
+            }
+            ScalarValue::TimestampNanosecond(Some(t), None) => {
+                Some(Datum::Timestamp(t.div_euclid(1000))).filter(|_| t % 1000 == 0)
+            }
             _ => None,
         },
         SqlType::Bytea => match v {
-            ScalarValue::Binary(Some(b)) | ScalarValue::LargeBinary(Some(b)) | ScalarValue::BinaryView(Some(b)) => {
-                Some(Datum::Bytes(b.clone()))
-            }
+            ScalarValue::Binary(Some(b))
+            | ScalarValue::LargeBinary(Some(b))
+            | ScalarValue::BinaryView(Some(b)) => Some(Datum::Bytes(b.clone())),
             _ => None,
         },
     }
@@ -159,13 +171,20 @@ fn collect_bounds(def: &TableDef, filters: &[Expr]) -> HashMap<usize, ColumnBoun
     for p in preds {
         match p {
             // `a = 1 OR a = 2 OR a IN (3, 4)`: DataFusion rewrites short IN lists this way.
-            Expr::BinaryExpr(BinaryExpr { op: Operator::Or, .. }) => {
+            Expr::BinaryExpr(BinaryExpr {
+                op: Operator::Or, ..
+            }) => {
                 if let Some((col, values)) = disjunction_points(p, def) {
                     intersect_points(bounds.entry(col).or_default(), values);
                 }
             }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (col, lit, op) = match (column_of(left, def), literal(right), column_of(right, def), literal(left)) {
+                let (col, lit, op) = match (
+                    column_of(left, def),
+                    literal(right),
+                    column_of(right, def),
+                    literal(left),
+                ) {
                     (Some(c), Some(l), _, _) => (c, l, *op),
                     (_, _, Some(c), Some(l)) => match op.swap() {
                         Some(o) => (c, l, o),
@@ -173,7 +192,9 @@ fn collect_bounds(def: &TableDef, filters: &[Expr]) -> HashMap<usize, ColumnBoun
                     },
                     _ => continue,
                 };
-                let Some(d) = scalar_to_datum(lit, &def.columns[col].ty) else { continue };
+                let Some(d) = scalar_to_datum(lit, &def.columns[col].ty) else {
+                    continue;
+                };
                 let b = bounds.entry(col).or_default();
                 match op {
                     Operator::Eq => intersect_points(b, vec![d]),
@@ -185,15 +206,23 @@ fn collect_bounds(def: &TableDef, filters: &[Expr]) -> HashMap<usize, ColumnBoun
                 }
             }
             Expr::InList(il) if !il.negated => {
-                let Some(col) = column_of(&il.expr, def) else { continue };
+                let Some(col) = column_of(&il.expr, def) else {
+                    continue;
+                };
                 let ty = &def.columns[col].ty;
-                let values: Option<Vec<Datum>> = il.list.iter().map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty))).collect();
+                let values: Option<Vec<Datum>> = il
+                    .list
+                    .iter()
+                    .map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty)))
+                    .collect();
                 if let Some(values) = values {
                     intersect_points(bounds.entry(col).or_default(), values);
                 }
             }
             Expr::Between(bt) if !bt.negated => {
-                let Some(col) = column_of(&bt.expr, def) else { continue };
+                let Some(col) = column_of(&bt.expr, def) else {
+                    continue;
+                };
                 let ty = &def.columns[col].ty;
                 let (Some(lo), Some(hi)) = (
                     literal(&bt.low).and_then(|v| scalar_to_datum(v, ty)),
@@ -213,7 +242,11 @@ fn collect_bounds(def: &TableDef, filters: &[Expr]) -> HashMap<usize, ColumnBoun
 
 fn flatten_or<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
             flatten_or(left, out);
             flatten_or(right, out);
         }
@@ -229,16 +262,31 @@ fn disjunction_points(e: &Expr, def: &TableDef) -> Option<(usize, Vec<Datum>)> {
     flatten_or(e, &mut branches);
     for branch in branches {
         let (c, vals) = match branch {
-            Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
-                match (column_of(left, def), literal(right), column_of(right, def), literal(left)) {
-                    (Some(c), Some(l), _, _) | (_, _, Some(c), Some(l)) => (c, vec![scalar_to_datum(l, &def.columns[c].ty)?]),
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                match (
+                    column_of(left, def),
+                    literal(right),
+                    column_of(right, def),
+                    literal(left),
+                ) {
+                    (Some(c), Some(l), _, _) | (_, _, Some(c), Some(l)) => {
+                        (c, vec![scalar_to_datum(l, &def.columns[c].ty)?])
+                    }
                     _ => return None,
                 }
             }
             Expr::InList(il) if !il.negated => {
                 let c = column_of(&il.expr, def)?;
                 let ty = &def.columns[c].ty;
-                let vals = il.list.iter().map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty))).collect::<Option<Vec<_>>>()?;
+                let vals = il
+                    .list
+                    .iter()
+                    .map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty)))
+                    .collect::<Option<Vec<_>>>()?;
                 (c, vals)
             }
             _ => return None,
@@ -256,7 +304,10 @@ fn intersect_points(b: &mut ColumnBounds, mut values: Vec<Datum>) {
     values.dedup_by(|a, b| datum_cmp(a, b).is_eq());
     b.points = Some(match b.points.take() {
         None => values,
-        Some(old) => old.into_iter().filter(|o| values.iter().any(|v| datum_cmp(o, v).is_eq())).collect(),
+        Some(old) => old
+            .into_iter()
+            .filter(|o| values.iter().any(|v| datum_cmp(o, v).is_eq()))
+            .collect(),
     });
 }
 
@@ -290,7 +341,10 @@ fn tighten_upper(b: &mut ColumnBounds, d: Datum, inclusive: bool) {
 
 /// Ranges over a key made of `cols`, or `None` if the leading column is unconstrained.
 /// The second value is true when every range is a single full-key point.
-fn key_ranges(cols: &[usize], bounds: &HashMap<usize, ColumnBounds>) -> Option<(Vec<KeyRange>, bool)> {
+fn key_ranges(
+    cols: &[usize],
+    bounds: &HashMap<usize, ColumnBounds>,
+) -> Option<(Vec<KeyRange>, bool)> {
     let first = bounds.get(cols.first()?)?;
     if first.points.is_none() && first.lower.is_none() && first.upper.is_none() {
         return None;
@@ -298,7 +352,9 @@ fn key_ranges(cols: &[usize], bounds: &HashMap<usize, ColumnBounds>) -> Option<(
     let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
     let mut used = 0;
     for c in cols {
-        let Some(points) = bounds.get(c).and_then(|b| b.points.as_ref()) else { break };
+        let Some(points) = bounds.get(c).and_then(|b| b.points.as_ref()) else {
+            break;
+        };
         if prefixes.len() * points.len().max(1) > MAX_POINTS {
             break;
         }
@@ -326,7 +382,11 @@ fn key_ranges(cols: &[usize], bounds: &HashMap<usize, ColumnBounds>) -> Option<(
             Some((d, inc)) => {
                 let mut k = p.clone();
                 encode_datum(&mut k, d);
-                if *inc { k } else { prefix_end(&k) }
+                if *inc {
+                    k
+                } else {
+                    prefix_end(&k)
+                }
             }
             // Skip NULLs (flag 0x00) of the range column: a comparison never matches them.
             None if used < cols.len() && upper.is_some() => [p.as_slice(), &[0x01]].concat(),
@@ -354,24 +414,42 @@ pub fn plan_ranges(def: &TableDef, filters: &[Expr]) -> ScanRanges {
     let bounds = collect_bounds(def, filters);
     if !def.primary_key.is_empty() {
         if let Some((ranges, points)) = key_ranges(&def.primary_key, &bounds) {
-            let kind = if points { format!("pk point x{}", ranges.len()) } else { "pk range".to_string() };
-            return ScanRanges { access: Access::PrimaryKey, ranges, kind };
+            let kind = if points {
+                format!("pk point x{}", ranges.len())
+            } else {
+                "pk range".to_string()
+            };
+            return ScanRanges {
+                access: Access::PrimaryKey,
+                ranges,
+                kind,
+            };
         }
     }
     // Prefer an index whose leading column has an equality, then any usable one.
     let mut best: Option<(bool, &IndexDef, Vec<KeyRange>)> = None;
     for idx in &def.indexes {
         if let Some((ranges, _)) = key_ranges(&idx.columns, &bounds) {
-            let eq = bounds.get(&idx.columns[0]).is_some_and(|b| b.points.is_some());
+            let eq = bounds
+                .get(&idx.columns[0])
+                .is_some_and(|b| b.points.is_some());
             if best.as_ref().is_none_or(|(beq, _, _)| eq && !beq) {
                 best = Some((eq, idx, ranges));
             }
         }
     }
     if let Some((_, idx, ranges)) = best {
-        return ScanRanges { access: Access::Index(idx.clone()), kind: format!("index {} range", idx.name), ranges };
+        return ScanRanges {
+            access: Access::Index(idx.clone()),
+            kind: format!("index {} range", idx.name),
+            ranges,
+        };
     }
-    ScanRanges { access: Access::PrimaryKey, ranges: vec![KeyRange::full()], kind: "full scan".into() }
+    ScanRanges {
+        access: Access::PrimaryKey,
+        ranges: vec![KeyRange::full()],
+        kind: "full scan".into(),
+    }
 }
 
 #[cfg(test)]
@@ -383,39 +461,79 @@ mod tests {
     use duet_rowstore::ColumnDef;
 
     fn def() -> TableDef {
-        let c = |n: &str, ty| ColumnDef { name: n.into(), ty, nullable: true, default_expr: None, missing: Datum::Null };
+        let c = |n: &str, ty| ColumnDef {
+            name: n.into(),
+            ty,
+            nullable: true,
+            default_expr: None,
+            missing: Datum::Null,
+        };
         TableDef {
             format: CATALOG_FORMAT,
             id: 1,
             name: "t".into(),
             storage_id: 2,
-            columns: vec![c("a", SqlType::Int32), c("b", SqlType::Int32), c("s", SqlType::Text)],
+            columns: vec![
+                c("a", SqlType::Int32),
+                c("b", SqlType::Int32),
+                c("s", SqlType::Text),
+            ],
             primary_key: vec![0, 1],
             pk_name: "t_pkey".into(),
-            indexes: vec![IndexDef { id: 3, name: "t_s".into(), columns: vec![2], unique: false }],
+            indexes: vec![IndexDef {
+                id: 3,
+                name: "t_s".into(),
+                columns: vec![2],
+                unique: false,
+            }],
         }
     }
 
     #[test]
     fn full_key_equality_is_a_point() {
-        let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)).and(col("b").eq(lit(2i32)))]);
+        let r = plan_ranges(
+            &def(),
+            &[col("a").eq(lit(1i32)).and(col("b").eq(lit(2i32)))],
+        );
         assert_eq!(r.kind, "pk point x1");
         let k = encode_tuple(&[Datum::Int(1), Datum::Int(2)]);
-        assert_eq!(r.ranges, vec![KeyRange { start: k.clone(), end: Some(prefix_end(&k)) }]);
+        assert_eq!(
+            r.ranges,
+            vec![KeyRange {
+                start: k.clone(),
+                end: Some(prefix_end(&k))
+            }]
+        );
     }
 
     #[test]
     fn prefix_equality_and_range_on_next_column() {
-        let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)), col("b").gt(lit(5i32)), col("b").lt_eq(lit(9i32))]);
+        let r = plan_ranges(
+            &def(),
+            &[
+                col("a").eq(lit(1i32)),
+                col("b").gt(lit(5i32)),
+                col("b").lt_eq(lit(9i32)),
+            ],
+        );
         assert_eq!(r.kind, "pk range");
         let lo = encode_tuple(&[Datum::Int(1), Datum::Int(5)]);
         let hi = encode_tuple(&[Datum::Int(1), Datum::Int(9)]);
-        assert_eq!(r.ranges, vec![KeyRange { start: prefix_end(&lo), end: Some(prefix_end(&hi)) }]);
+        assert_eq!(
+            r.ranges,
+            vec![KeyRange {
+                start: prefix_end(&lo),
+                end: Some(prefix_end(&hi))
+            }]
+        );
     }
 
     #[test]
     fn in_list_gives_sorted_points_and_unusable_filters_give_full_scan() {
-        let r = plan_ranges(&def(), &[col("a").in_list(vec![lit(3i32), lit(1i32), lit(3i32)], false)]);
+        let r = plan_ranges(
+            &def(),
+            &[col("a").in_list(vec![lit(3i32), lit(1i32), lit(3i32)], false)],
+        );
         assert_eq!(r.ranges.len(), 2);
         assert!(r.ranges[0] < r.ranges[1]);
         let r = plan_ranges(&def(), &[col("b").eq(lit(1i32))]);

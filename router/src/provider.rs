@@ -30,7 +30,9 @@ pub struct RowTableProvider {
 
 impl fmt::Debug for RowTableProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RowTableProvider").field("table", &self.def.name).finish()
+        f.debug_struct("RowTableProvider")
+            .field("table", &self.def.name)
+            .finish()
     }
 }
 
@@ -65,7 +67,10 @@ impl TableProvider for RowTableProvider {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // Filters narrow the key ranges; DataFusion still evaluates them on the rows.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -81,12 +86,20 @@ impl TableProvider for RowTableProvider {
         let projection = projection.cloned().unwrap_or(all);
         let schema = Arc::new(self.schema.project(&projection)?);
         let ranges = plan_ranges(&self.def, filters);
-        let view = self
-            .txn
-            .lock()
-            .clone()
-            .ok_or_else(|| DataFusionError::Internal(format!("table {} scanned outside a transaction", self.def.name)))?;
-        Ok(Arc::new(RowScanExec::new(view, self.def.clone(), ranges, projection, schema, limit)))
+        let view = self.txn.lock().clone().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "table {} scanned outside a transaction",
+                self.def.name
+            ))
+        })?;
+        Ok(Arc::new(RowScanExec::new(
+            view,
+            self.def.clone(),
+            ranges,
+            projection,
+            schema,
+            limit,
+        )))
     }
 }
 
@@ -107,13 +120,23 @@ impl fmt::Debug for RowSchemaProvider {
 impl RowSchemaProvider {
     /// The user-visible schema.
     pub fn new(store: StoreRef, txn: ViewSlot) -> Self {
-        Self { store, txn, expose_key: false, listed: true }
+        Self {
+            store,
+            txn,
+            expose_key: false,
+            listed: true,
+        }
     }
 
     /// A schema that is never listed and whose tables carry [`KEY_COLUMN`]: DML statements
     /// read the rows they change through it.
     pub fn for_dml(store: StoreRef, txn: ViewSlot) -> Self {
-        Self { store, txn, expose_key: true, listed: false }
+        Self {
+            store,
+            txn,
+            expose_key: true,
+            listed: false,
+        }
     }
 }
 
@@ -127,10 +150,13 @@ impl SchemaProvider for RowSchemaProvider {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(self
-            .store
-            .table(name)
-            .map(|def| Arc::new(RowTableProvider::new(def, self.txn.clone(), self.expose_key)) as Arc<dyn TableProvider>))
+        Ok(self.store.table(name).map(|def| {
+            Arc::new(RowTableProvider::new(
+                def,
+                self.txn.clone(),
+                self.expose_key,
+            )) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {

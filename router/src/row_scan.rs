@@ -8,20 +8,21 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, BinaryArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use duet_rowstore::batch::datums_to_array;
 use duet_rowstore::codec::memcmp::prefix_end;
 use duet_rowstore::{ReadView, Row, TableDefRef};
 
 use crate::keyrange::{Access, KeyRange, ScanRanges};
-
 
 /// Rows per output batch (and per visit to the storage engine).
 pub const BATCH_ROWS: usize = 4096;
@@ -55,7 +56,16 @@ impl RowScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self { view, def, ranges, projection, schema, limit, props, metrics: ExecutionPlanMetricsSet::new() }
+        Self {
+            view,
+            def,
+            ranges,
+            projection,
+            schema,
+            limit,
+            props,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
     }
 
     /// How the scan reaches its rows (for tests and EXPLAIN).
@@ -69,9 +79,21 @@ impl DisplayAs for RowScanExec {
         let cols: Vec<&str> = self
             .projection
             .iter()
-            .map(|&i| self.def.columns.get(i).map_or(crate::provider::KEY_COLUMN, |c| c.name.as_str()))
+            .map(|&i| {
+                self.def
+                    .columns
+                    .get(i)
+                    .map_or(crate::provider::KEY_COLUMN, |c| c.name.as_str())
+            })
             .collect();
-        write!(f, "RowScan: table={}, engine=row, access={}, ranges={}, projection=[{}]", self.def.name, self.ranges.kind, self.ranges.ranges.len(), cols.join(", "))?;
+        write!(
+            f,
+            "RowScan: table={}, engine=row, access={}, ranges={}, projection=[{}]",
+            self.def.name,
+            self.ranges.kind,
+            self.ranges.ranges.len(),
+            cols.join(", ")
+        )?;
         if let Some(l) = self.limit {
             write!(f, ", limit={l}")?;
         }
@@ -99,11 +121,18 @@ impl ExecutionPlan for RowScanExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let state = ScanState {
             view: self.view.clone(),
             def: self.def.clone(),
@@ -138,7 +167,10 @@ impl ExecutionPlan for RowScanExec {
                 }
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -179,27 +211,38 @@ impl ScanState {
                 let txn = &self.view;
                 match &self.access {
                     Access::PrimaryKey => {
-                        txn.scan_rows(&self.def, Some(&range.start), range.end.as_deref(), &mut |pk, row| {
-                            keys.push(pk.to_vec());
-                            rows.push(row);
-                            if rows.len() >= want {
-                                resume = Some(prefix_end(pk));
-                                return Ok(false);
-                            }
-                            Ok(true)
-                        })
+                        txn.scan_rows(
+                            &self.def,
+                            Some(&range.start),
+                            range.end.as_deref(),
+                            &mut |pk, row| {
+                                keys.push(pk.to_vec());
+                                rows.push(row);
+                                if rows.len() >= want {
+                                    resume = Some(prefix_end(pk));
+                                    return Ok(false);
+                                }
+                                Ok(true)
+                            },
+                        )
                         .map_err(storage_err)?;
                     }
                     Access::Index(idx) => {
                         let mut pks = Vec::new();
-                        txn.scan_index(&self.def, idx, Some(&range.start), range.end.as_deref(), &mut |entry, pk| {
-                            pks.push(pk.to_vec());
-                            if pks.len() >= want {
-                                resume = Some(prefix_end(entry));
-                                return Ok(false);
-                            }
-                            Ok(true)
-                        })
+                        txn.scan_index(
+                            &self.def,
+                            idx,
+                            Some(&range.start),
+                            range.end.as_deref(),
+                            &mut |entry, pk| {
+                                pks.push(pk.to_vec());
+                                if pks.len() >= want {
+                                    resume = Some(prefix_end(entry));
+                                    return Ok(false);
+                                }
+                                Ok(true)
+                            },
+                        )
                         .map_err(storage_err)?;
                         for pk in pks {
                             if let Some(row) = txn.get_row(&self.def, &pk).map_err(storage_err)? {
@@ -239,7 +282,8 @@ impl ScanState {
                 if c == ncols {
                     Ok(Arc::new(BinaryArray::from_iter_values(keys.iter())))
                 } else {
-                    datums_to_array(&self.def.columns[c].ty, rows.iter().map(|r| &r[c])).map_err(storage_err)
+                    datums_to_array(&self.def.columns[c].ty, rows.iter().map(|r| &r[c]))
+                        .map_err(storage_err)
                 }
             })
             .collect::<DfResult<Vec<_>>>()?;

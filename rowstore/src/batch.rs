@@ -34,7 +34,10 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
 }
 
 /// Builds one Arrow array of type `ty` from `values`.
-pub fn datums_to_array<'a>(ty: &SqlType, values: impl Iterator<Item = &'a Datum>) -> Result<ArrayRef> {
+pub fn datums_to_array<'a>(
+    ty: &SqlType,
+    values: impl Iterator<Item = &'a Datum>,
+) -> Result<ArrayRef> {
     fn bad(ty: &SqlType, d: &Datum) -> Error {
         Error::Internal(format!("datum {d:?} stored in a {ty:?} column"))
     }
@@ -117,10 +120,9 @@ pub fn array_to_datums(array: &dyn Array, ty: &SqlType) -> Result<Vec<Datum>> {
     let mut out = Vec::with_capacity(n);
     macro_rules! read {
         ($arr:ty, |$v:ident| $conv:expr) => {{
-            let a = array
-                .as_any()
-                .downcast_ref::<$arr>()
-                .ok_or_else(|| Error::Internal(format!("expected {} for {ty:?}", stringify!($arr))))?;
+            let a = array.as_any().downcast_ref::<$arr>().ok_or_else(|| {
+                Error::Internal(format!("expected {} for {ty:?}", stringify!($arr)))
+            })?;
             for i in 0..n {
                 if a.is_null(i) {
                     out.push(Datum::Null);
@@ -141,14 +143,23 @@ pub fn array_to_datums(array: &dyn Array, ty: &SqlType) -> Result<Vec<Datum>> {
             let bound = 10i128.pow(*precision as u32);
             read!(Decimal128Array, |v| {
                 if v.abs() >= bound {
-                    return Err(Error::value(ValueErrorKind::OutOfRange, "numeric field overflow"));
+                    return Err(Error::value(
+                        ValueErrorKind::OutOfRange,
+                        "numeric field overflow",
+                    ));
                 }
                 Datum::Decimal(v)
             })
         }
-        SqlType::Text | SqlType::Varchar(None) => read!(StringArray, |v| Datum::Text(v.to_string())),
-        SqlType::Varchar(Some(limit)) => read!(StringArray, |v| Datum::Text(pad_or_check(v, *limit, false, ty)?)),
-        SqlType::Char(limit) => read!(StringArray, |v| Datum::Text(pad_or_check(v, *limit, true, ty)?)),
+        SqlType::Text | SqlType::Varchar(None) => {
+            read!(StringArray, |v| Datum::Text(v.to_string()))
+        }
+        SqlType::Varchar(Some(limit)) => read!(StringArray, |v| Datum::Text(pad_or_check(
+            v, *limit, false, ty
+        )?)),
+        SqlType::Char(limit) => read!(StringArray, |v| Datum::Text(pad_or_check(
+            v, *limit, true, ty
+        )?)),
         SqlType::Bool => read!(BooleanArray, |v| Datum::Bool(v)),
         SqlType::Date => read!(Date32Array, |v| Datum::Date(v)),
         SqlType::Timestamp => read!(TimestampMicrosecondArray, |v| Datum::Timestamp(v)),
@@ -165,18 +176,46 @@ mod tests {
     fn varchar_limits_and_char_padding() {
         let a = StringArray::from(vec![Some("abc"), None, Some("ab   ")]);
         let d = array_to_datums(&a, &SqlType::Varchar(Some(3))).unwrap();
-        assert_eq!(d, vec![Datum::Text("abc".into()), Datum::Null, Datum::Text("ab ".into())]);
+        assert_eq!(
+            d,
+            vec![
+                Datum::Text("abc".into()),
+                Datum::Null,
+                Datum::Text("ab ".into())
+            ]
+        );
         let long = StringArray::from(vec!["abcd"]);
         let e = array_to_datums(&long, &SqlType::Varchar(Some(3))).unwrap_err();
-        assert!(matches!(e, Error::Value { kind: ValueErrorKind::StringTooLong, .. }));
+        assert!(matches!(
+            e,
+            Error::Value {
+                kind: ValueErrorKind::StringTooLong,
+                ..
+            }
+        ));
         let c = array_to_datums(&StringArray::from(vec!["a"]), &SqlType::Char(3)).unwrap();
         assert_eq!(c, vec![Datum::Text("a  ".into())]);
     }
 
     #[test]
     fn numeric_precision_is_enforced() {
-        let a = Decimal128Array::from(vec![99999i128, 100000]).with_precision_and_scale(38, 2).unwrap();
-        let e = array_to_datums(&a, &SqlType::Numeric { precision: 5, scale: 2 }).unwrap_err();
-        assert!(matches!(e, Error::Value { kind: ValueErrorKind::OutOfRange, .. }));
+        let a = Decimal128Array::from(vec![99999i128, 100000])
+            .with_precision_and_scale(38, 2)
+            .unwrap();
+        let e = array_to_datums(
+            &a,
+            &SqlType::Numeric {
+                precision: 5,
+                scale: 2,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Value {
+                kind: ValueErrorKind::OutOfRange,
+                ..
+            }
+        ));
     }
 }

@@ -81,7 +81,10 @@ impl TableDef {
         if self.has_hidden_rowid() {
             vec![&ROWID_TYPE]
         } else {
-            self.primary_key.iter().map(|&i| &self.columns[i].ty).collect()
+            self.primary_key
+                .iter()
+                .map(|&i| &self.columns[i].ty)
+                .collect()
         }
     }
 
@@ -109,14 +112,23 @@ impl TableDef {
 
     /// Serialises for the catalog.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::Internal(format!("Failed to encode table definition {}: {e}", self.name)))
+        serde_json::to_vec(self).map_err(|e| {
+            Error::Internal(format!(
+                "Failed to encode table definition {}: {e}",
+                self.name
+            ))
+        })
     }
 
     /// Reads a stored definition.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
-        let def: TableDef = serde_json::from_slice(b).map_err(|e| Error::Corrupt(format!("table definition: {e}")))?;
+        let def: TableDef = serde_json::from_slice(b)
+            .map_err(|e| Error::Corrupt(format!("table definition: {e}")))?;
         if def.format != CATALOG_FORMAT {
-            return Err(Error::Corrupt(format!("table definition format {} is not supported", def.format)));
+            return Err(Error::Corrupt(format!(
+                "table definition format {} is not supported",
+                def.format
+            )));
         }
         Ok(def)
     }
@@ -143,7 +155,10 @@ impl Catalog {
     }
     /// Finds the table that owns index `name`.
     pub fn table_of_index(&self, name: &str) -> Option<TableDefRef> {
-        self.tables.values().find(|t| t.index(name).is_some()).cloned()
+        self.tables
+            .values()
+            .find(|t| t.index(name).is_some())
+            .cloned()
     }
 }
 

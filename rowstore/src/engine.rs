@@ -16,10 +16,18 @@ use crate::error::Result;
 /// One mutation inside a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     /// Deletes every key in `[start, end)`.
-    DeleteRange { start: Vec<u8>, end: Vec<u8> },
+    DeleteRange {
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 /// An atomic group of mutations.
@@ -33,13 +41,19 @@ impl WriteBatch {
         Self::default()
     }
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::Put { key: key.into(), value: value.into() });
+        self.ops.push(WriteOp::Put {
+            key: key.into(),
+            value: value.into(),
+        });
     }
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
         self.ops.push(WriteOp::Delete { key: key.into() });
     }
     pub fn delete_range(&mut self, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::DeleteRange { start: start.into(), end: end.into() });
+        self.ops.push(WriteOp::DeleteRange {
+            start: start.into(),
+            end: end.into(),
+        });
     }
     pub fn ops(&self) -> &[WriteOp] {
         &self.ops
@@ -98,7 +112,13 @@ pub(crate) mod conformance {
                 true
             })
             .unwrap();
-        assert_eq!(seen, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
+        assert_eq!(
+            seen,
+            vec![
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"c".to_vec(), b"3".to_vec())
+            ]
+        );
 
         let mut rev = vec![];
         engine

@@ -15,7 +15,9 @@ pub enum Error {
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
     UniqueViolation { constraint: String, detail: String },
     /// A NOT NULL column received NULL.
-    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
     NotNullViolation { table: String, column: String },
     /// First committer wins: another transaction committed a write to the same key after
     /// this transaction's snapshot.
@@ -23,7 +25,10 @@ pub enum Error {
     WriteConflict,
     /// A value does not fit its column (too long string, numeric overflow, bad literal).
     #[error("{message}")]
-    Value { kind: ValueErrorKind, message: String },
+    Value {
+        kind: ValueErrorKind,
+        message: String,
+    },
     /// A table with this name exists already.
     #[error("relation \"{0}\" already exists")]
     TableExists(String),
@@ -73,6 +78,9 @@ impl Error {
     }
 
     pub(crate) fn value(kind: ValueErrorKind, message: impl Into<String>) -> Self {
-        Error::Value { kind, message: message.into() }
+        Error::Value {
+            kind,
+            message: message.into(),
+        }
     }
 }

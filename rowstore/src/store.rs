@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 use crate::mvcc::Version;
 use crate::types::{Datum, Row};
 
+/// Visits `(key, value)` pairs; returns `Ok(false)` to stop.
+pub type PairVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// Writes of one transaction: user key → new payload (`None` deletes).
 pub type WriteSet = BTreeMap<Key, Option<Vec<u8>>>;
 
@@ -63,9 +66,11 @@ pub type StoreRef = Arc<Store>;
 fn read_u64(engine: &KvEngineRef, name: &str) -> Result<Option<u64>> {
     match engine.get(&key::system_key(name))? {
         None => Ok(None),
-        Some(b) => Ok(Some(u64::from_be_bytes(
-            b.as_slice().try_into().map_err(|_| Error::Corrupt(format!("system key {name}")))?,
-        ))),
+        Some(b) => {
+            Ok(Some(u64::from_be_bytes(b.as_slice().try_into().map_err(
+                |_| Error::Corrupt(format!("system key {name}")),
+            )?)))
+        }
     }
 }
 
@@ -96,7 +101,11 @@ impl Store {
             }
         })?;
         *store.catalog.write() = catalog;
-        tracing::info!(version, tables = store.catalog.read().tables().count(), "row store opened");
+        tracing::info!(
+            version,
+            tables = store.catalog.read().tables().count(),
+            "row store opened"
+        );
         Ok(Arc::new(store))
     }
 
@@ -166,7 +175,7 @@ impl Store {
         start: &[u8],
         end: &[u8],
         version: Version,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+        f: &mut PairVisitor<'_>,
     ) -> Result<()> {
         let mut decided: Vec<u8> = Vec::new();
         let mut have_decided = false;
@@ -243,12 +252,28 @@ impl Store {
                     value.extend_from_slice(&def.to_bytes()?);
                     batch.put(key::catalog_key(def.id).at_version(version), value);
                 }
-                Err((id, _)) => batch.put(key::catalog_key(*id).at_version(version), vec![TOMBSTONE]),
+                Err((id, _)) => {
+                    batch.put(key::catalog_key(*id).at_version(version), vec![TOMBSTONE])
+                }
             }
         }
-        batch.put(key::system_key(VERSION_KEY), version.get().to_be_bytes().to_vec());
-        batch.put(key::system_key(NEXT_ID_KEY), (self.next_id.load(Ordering::Relaxed) as u64).to_be_bytes().to_vec());
-        batch.put(key::system_key(NEXT_ROWID_KEY), self.next_rowid.load(Ordering::Relaxed).to_be_bytes().to_vec());
+        batch.put(
+            key::system_key(VERSION_KEY),
+            version.get().to_be_bytes().to_vec(),
+        );
+        batch.put(
+            key::system_key(NEXT_ID_KEY),
+            (self.next_id.load(Ordering::Relaxed) as u64)
+                .to_be_bytes()
+                .to_vec(),
+        );
+        batch.put(
+            key::system_key(NEXT_ROWID_KEY),
+            self.next_rowid
+                .load(Ordering::Relaxed)
+                .to_be_bytes()
+                .to_vec(),
+        );
         self.engine.write(&batch, self.options.sync_commits)?;
         if !catalog.is_empty() {
             let mut cat = self.catalog.write();
@@ -289,25 +314,39 @@ impl Store {
             idx.id = self.alloc_id();
         }
         let def = Arc::new(def);
-        self.commit_locked(None, &WriteSet::new(), WriteBatch::new(), vec![Ok(def.clone())])?;
+        self.commit_locked(
+            None,
+            &WriteSet::new(),
+            WriteBatch::new(),
+            vec![Ok(def.clone())],
+        )?;
         Ok(def)
     }
 
     /// Drops a table and its data.
     pub fn drop_table(&self, name: &str) -> Result<()> {
         let _guard = self.commit_lock.lock();
-        let def = self.table(name).ok_or_else(|| Error::TableNotFound(name.into()))?;
+        let def = self
+            .table(name)
+            .ok_or_else(|| Error::TableNotFound(name.into()))?;
         let mut extra = WriteBatch::new();
         let prefix = key::storage_prefix(def.storage_id);
         extra.delete_range(prefix.clone(), prefix_end(&prefix));
-        self.commit_locked(None, &WriteSet::new(), extra, vec![Err((def.id, def.name.clone()))])?;
+        self.commit_locked(
+            None,
+            &WriteSet::new(),
+            extra,
+            vec![Err((def.id, def.name.clone()))],
+        )?;
         Ok(())
     }
 
     /// Removes every row: the table moves to a new, empty storage id.
     pub fn truncate(&self, name: &str) -> Result<()> {
         let _guard = self.commit_lock.lock();
-        let def = self.table(name).ok_or_else(|| Error::TableNotFound(name.into()))?;
+        let def = self
+            .table(name)
+            .ok_or_else(|| Error::TableNotFound(name.into()))?;
         let mut new = (*def).clone();
         new.storage_id = self.alloc_id();
         let mut extra = WriteBatch::new();
@@ -320,26 +359,44 @@ impl Store {
     /// Adds a column; existing rows read `column.missing`.
     pub fn add_column(&self, table: &str, column: ColumnDef) -> Result<()> {
         let _guard = self.commit_lock.lock();
-        let def = self.table(table).ok_or_else(|| Error::TableNotFound(table.into()))?;
+        let def = self
+            .table(table)
+            .ok_or_else(|| Error::TableNotFound(table.into()))?;
         if def.column_index(&column.name).is_some() {
-            return Err(Error::ColumnExists { table: table.into(), column: column.name });
+            return Err(Error::ColumnExists {
+                table: table.into(),
+                column: column.name,
+            });
         }
         if !column.nullable && column.missing.is_null() && self.has_rows(&def)? {
-            return Err(Error::NotNullViolation { table: table.into(), column: column.name });
+            return Err(Error::NotNullViolation {
+                table: table.into(),
+                column: column.name,
+            });
         }
         let mut new = (*def).clone();
         new.columns.push(column);
-        self.commit_locked(None, &WriteSet::new(), WriteBatch::new(), vec![Ok(Arc::new(new))])?;
+        self.commit_locked(
+            None,
+            &WriteSet::new(),
+            WriteBatch::new(),
+            vec![Ok(Arc::new(new))],
+        )?;
         Ok(())
     }
 
     fn has_rows(&self, def: &TableDef) -> Result<bool> {
         let prefix = key::record_prefix(def.storage_id);
         let mut any = false;
-        self.scan_versions(&prefix, &prefix_end(&prefix), self.current_version(), &mut |_, _| {
-            any = true;
-            Ok(false)
-        })?;
+        self.scan_versions(
+            &prefix,
+            &prefix_end(&prefix),
+            self.current_version(),
+            &mut |_, _| {
+                any = true;
+                Ok(false)
+            },
+        )?;
         Ok(any)
     }
 
@@ -348,19 +405,34 @@ impl Store {
         let prefix = key::record_prefix(def.storage_id);
         let types = def.types();
         let mut rows = Vec::new();
-        self.scan_versions(&prefix, &prefix_end(&prefix), self.current_version(), &mut |k, v| {
-            let r = row::decode_row(v, &types, &|i| def.columns[i].missing.clone())?;
-            rows.push((k[prefix.len()..].to_vec(), r));
-            Ok(true)
-        })?;
+        self.scan_versions(
+            &prefix,
+            &prefix_end(&prefix),
+            self.current_version(),
+            &mut |k, v| {
+                let r = row::decode_row(v, &types, &|i| def.columns[i].missing.clone())?;
+                rows.push((k[prefix.len()..].to_vec(), r));
+                Ok(true)
+            },
+        )?;
         Ok(rows)
     }
 
-    fn index_entries(def: &TableDef, idx: &IndexDef, rows: &[(Vec<u8>, Row)], out: &mut WriteSet) -> Result<()> {
+    fn index_entries(
+        def: &TableDef,
+        idx: &IndexDef,
+        rows: &[(Vec<u8>, Row)],
+        out: &mut WriteSet,
+    ) -> Result<()> {
         for (pk, r) in rows {
             let (tuple, has_null) = def.index_tuple(idx, r);
             let unique_key = idx.unique && !has_null;
-            let k = key::index_key(def.storage_id, idx.id, &tuple, if unique_key { None } else { Some(pk) });
+            let k = key::index_key(
+                def.storage_id,
+                idx.id,
+                &tuple,
+                if unique_key { None } else { Some(pk) },
+            );
             if unique_key && out.contains_key(&k) {
                 return Err(Error::UniqueViolation {
                     constraint: idx.name.clone(),
@@ -373,10 +445,19 @@ impl Store {
     }
 
     /// Creates an index and fills it from the existing rows.
-    pub fn create_index(&self, table: &str, mut index: IndexDef, if_not_exists: bool) -> Result<()> {
+    pub fn create_index(
+        &self,
+        table: &str,
+        mut index: IndexDef,
+        if_not_exists: bool,
+    ) -> Result<()> {
         let _guard = self.commit_lock.lock();
-        let def = self.table(table).ok_or_else(|| Error::TableNotFound(table.into()))?;
-        if self.catalog.read().table_of_index(&index.name).is_some() || self.table(&index.name).is_some() {
+        let def = self
+            .table(table)
+            .ok_or_else(|| Error::TableNotFound(table.into()))?;
+        if self.catalog.read().table_of_index(&index.name).is_some()
+            || self.table(&index.name).is_some()
+        {
             if if_not_exists {
                 return Ok(());
             }
@@ -414,7 +495,9 @@ impl Store {
     /// fresh storage id (indexes rebuilt), after checking NOT NULL and uniqueness.
     pub fn add_primary_key(&self, table: &str, columns: Vec<usize>, name: String) -> Result<()> {
         let _guard = self.commit_lock.lock();
-        let def = self.table(table).ok_or_else(|| Error::TableNotFound(table.into()))?;
+        let def = self
+            .table(table)
+            .ok_or_else(|| Error::TableNotFound(table.into()))?;
         if !def.primary_key.is_empty() {
             return Err(Error::InvalidDefinition(format!(
                 "multiple primary keys for table \"{table}\" are not allowed"
@@ -433,13 +516,19 @@ impl Store {
         for (_, r) in rows {
             for &c in &columns {
                 if r[c].is_null() {
-                    return Err(Error::NotNullViolation { table: table.into(), column: new.columns[c].name.clone() });
+                    return Err(Error::NotNullViolation {
+                        table: table.into(),
+                        column: new.columns[c].name.clone(),
+                    });
                 }
             }
             let pk = memcmp::encode_tuple(&new.pk_of(&r));
             let k = key::record_key(new.storage_id, &pk);
             if writes.contains_key(&k) {
-                return Err(Error::UniqueViolation { constraint: name, detail: "duplicate values exist".into() });
+                return Err(Error::UniqueViolation {
+                    constraint: name,
+                    detail: "duplicate values exist".into(),
+                });
             }
             writes.insert(k, Some(row::encode_row(&r)));
             rekeyed.push((pk, r));

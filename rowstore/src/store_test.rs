@@ -13,7 +13,13 @@ use crate::txn::Transaction;
 use crate::types::{Datum, SqlType};
 
 fn col(name: &str, ty: SqlType, nullable: bool) -> ColumnDef {
-    ColumnDef { name: name.into(), ty, nullable, default_expr: None, missing: Datum::Null }
+    ColumnDef {
+        name: name.into(),
+        ty,
+        nullable,
+        default_expr: None,
+        missing: Datum::Null,
+    }
 }
 
 fn accounts(store: &StoreRef) -> Arc<TableDef> {
@@ -23,10 +29,19 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
             id: 0,
             name: "accounts".into(),
             storage_id: 0,
-            columns: vec![col("id", SqlType::Int32, false), col("owner", SqlType::Text, true), col("balance", SqlType::Int64, true)],
+            columns: vec![
+                col("id", SqlType::Int32, false),
+                col("owner", SqlType::Text, true),
+                col("balance", SqlType::Int64, true),
+            ],
             primary_key: vec![0],
             pk_name: "accounts_pkey".into(),
-            indexes: vec![IndexDef { id: 0, name: "accounts_owner_key".into(), columns: vec![1], unique: true }],
+            indexes: vec![IndexDef {
+                id: 0,
+                name: "accounts_owner_key".into(),
+                columns: vec![1],
+                unique: true,
+            }],
         })
         .unwrap()
 }
@@ -82,7 +97,10 @@ fn snapshot_isolation_and_read_your_writes() {
         w.commit().unwrap();
         // The old snapshot still does not see it; a new one does.
         assert_eq!(reader.get_row(&t, &pk(1)).unwrap(), None);
-        assert_eq!(Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 10)));
+        assert_eq!(
+            Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(),
+            Some(row(1, "ann", 10))
+        );
     }
 }
 
@@ -102,7 +120,10 @@ fn first_committer_wins() {
         let err = b.commit().unwrap_err();
         assert!(matches!(err, Error::WriteConflict), "{err:?}");
         assert!(err.is_retryable());
-        assert_eq!(Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 20)));
+        assert_eq!(
+            Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(),
+            Some(row(1, "ann", 20))
+        );
     }
 }
 
@@ -117,8 +138,14 @@ fn constraints_and_merged_scans() {
         }
         x.commit().unwrap();
         let mut y = Transaction::begin(&store);
-        assert!(matches!(y.insert(&t, row(3, "new", 0)), Err(Error::UniqueViolation { .. })));
-        assert!(matches!(y.insert(&t, row(9, "o5", 0)), Err(Error::UniqueViolation { .. })));
+        assert!(matches!(
+            y.insert(&t, row(3, "new", 0)),
+            Err(Error::UniqueViolation { .. })
+        ));
+        assert!(matches!(
+            y.insert(&t, row(9, "o5", 0)),
+            Err(Error::UniqueViolation { .. })
+        ));
         assert!(matches!(
             y.insert(&t, vec![Datum::Null, Datum::Null, Datum::Null]),
             Err(Error::NotNullViolation { .. })
@@ -144,10 +171,16 @@ fn constraints_and_merged_scans() {
         let idx = t.indexes[0].clone();
         let probe = encode_tuple(&[Datum::Text("o2".into())]);
         let mut hits = vec![];
-        y.scan_index(&t, &idx, Some(&probe), Some(&crate::codec::memcmp::prefix_end(&probe)), &mut |_, p| {
-            hits.push(p.to_vec());
-            Ok(true)
-        })
+        y.scan_index(
+            &t,
+            &idx,
+            Some(&probe),
+            Some(&crate::codec::memcmp::prefix_end(&probe)),
+            &mut |_, p| {
+                hits.push(p.to_vec());
+                Ok(true)
+            },
+        )
         .unwrap();
         assert_eq!(hits, vec![pk(2)]);
     }
@@ -157,24 +190,46 @@ fn constraints_and_merged_scans() {
 fn catalog_and_data_survive_reopen() {
     let dir = tempfile_dir::Dir::new();
     {
-        let store = Store::open(Arc::new(RocksEngine::open(&dir.0).unwrap()), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            Arc::new(RocksEngine::open(&dir.0).unwrap()),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = accounts(&store);
         let mut x = Transaction::begin(&store);
         x.insert(&t, row(1, "ann", 10)).unwrap();
         x.commit().unwrap();
         store
-            .add_column("accounts", ColumnDef { missing: Datum::Int(7), ..col("extra", SqlType::Int32, true) })
+            .add_column(
+                "accounts",
+                ColumnDef {
+                    missing: Datum::Int(7),
+                    ..col("extra", SqlType::Int32, true)
+                },
+            )
             .unwrap();
         // Uncommitted: must vanish.
         let mut y = Transaction::begin(&store);
         y.insert(&t, row(2, "bob", 10)).unwrap();
         drop(y);
     }
-    let store = Store::open(Arc::new(RocksEngine::open(&dir.0).unwrap()), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        Arc::new(RocksEngine::open(&dir.0).unwrap()),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let t = store.table("accounts").unwrap();
     assert_eq!(t.columns.len(), 4);
     let r = Transaction::begin(&store);
-    assert_eq!(r.get_row(&t, &pk(1)).unwrap(), Some(vec![Datum::Int(1), Datum::Text("ann".into()), Datum::Int(10), Datum::Int(7)]));
+    assert_eq!(
+        r.get_row(&t, &pk(1)).unwrap(),
+        Some(vec![
+            Datum::Int(1),
+            Datum::Text("ann".into()),
+            Datum::Int(10),
+            Datum::Int(7)
+        ])
+    );
     assert_eq!(r.get_row(&t, &pk(2)).unwrap(), None);
 }
 
@@ -188,23 +243,53 @@ fn ddl_truncate_index_and_primary_key() {
                 id: 0,
                 name: "h".into(),
                 storage_id: 0,
-                columns: vec![col("a", SqlType::Int32, true), col("b", SqlType::Text, true)],
+                columns: vec![
+                    col("a", SqlType::Int32, true),
+                    col("b", SqlType::Text, true),
+                ],
                 primary_key: vec![],
                 pk_name: String::new(),
                 indexes: vec![],
             })
             .unwrap();
         let mut x = Transaction::begin(&store);
-        x.insert(&t, vec![Datum::Int(2), Datum::Text("x".into())]).unwrap();
-        x.insert(&t, vec![Datum::Int(1), Datum::Text("x".into())]).unwrap();
+        x.insert(&t, vec![Datum::Int(2), Datum::Text("x".into())])
+            .unwrap();
+        x.insert(&t, vec![Datum::Int(1), Datum::Text("x".into())])
+            .unwrap();
         x.commit().unwrap();
-        let e = store.create_index("h", IndexDef { id: 0, name: "h_b".into(), columns: vec![1], unique: true }, false);
+        let e = store.create_index(
+            "h",
+            IndexDef {
+                id: 0,
+                name: "h_b".into(),
+                columns: vec![1],
+                unique: true,
+            },
+            false,
+        );
         assert!(matches!(e, Err(Error::UniqueViolation { .. })));
-        store.create_index("h", IndexDef { id: 0, name: "h_b".into(), columns: vec![1], unique: false }, false).unwrap();
-        store.add_primary_key("h", vec![0], "h_pkey".into()).unwrap();
+        store
+            .create_index(
+                "h",
+                IndexDef {
+                    id: 0,
+                    name: "h_b".into(),
+                    columns: vec![1],
+                    unique: false,
+                },
+                false,
+            )
+            .unwrap();
+        store
+            .add_primary_key("h", vec![0], "h_pkey".into())
+            .unwrap();
         let t = store.table("h").unwrap();
         let r = Transaction::begin(&store);
-        assert_eq!(r.get_row(&t, &pk(1)).unwrap(), Some(vec![Datum::Int(1), Datum::Text("x".into())]));
+        assert_eq!(
+            r.get_row(&t, &pk(1)).unwrap(),
+            Some(vec![Datum::Int(1), Datum::Text("x".into())])
+        );
         let mut n = 0;
         r.scan_index(&t, &t.indexes[0], None, None, &mut |_, _| {
             n += 1;

@@ -9,7 +9,7 @@ use crate::codec::memcmp::{self, prefix_end};
 use crate::codec::row;
 use crate::error::{Error, Result};
 use crate::mvcc::Version;
-use crate::store::{Store, StoreRef, WriteSet};
+use crate::store::{PairVisitor, Store, StoreRef, WriteSet};
 use crate::types::{Datum, Row};
 
 /// A consistent read position: a snapshot version plus the (frozen) writes of the
@@ -36,7 +36,10 @@ impl std::ops::Deref for Transaction {
 
 impl std::fmt::Debug for ReadView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadView").field("snapshot", &self.snapshot).field("writes", &self.writes.len()).finish()
+        f.debug_struct("ReadView")
+            .field("snapshot", &self.snapshot)
+            .field("writes", &self.writes.len())
+            .finish()
     }
 }
 
@@ -49,7 +52,11 @@ impl std::fmt::Debug for Transaction {
 fn describe_key(def: &TableDef, cols: &[usize], row: &Row) -> String {
     let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
     let vals: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
-    format!("Key ({})=({}) already exists.", names.join(", "), vals.join(", "))
+    format!(
+        "Key ({})=({}) already exists.",
+        names.join(", "),
+        vals.join(", ")
+    )
 }
 
 impl ReadView {
@@ -76,47 +83,43 @@ impl ReadView {
     }
 
     /// Visits the live payloads of `[start, end)` as this transaction sees them.
-    pub fn scan_raw(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    pub fn scan_raw(&self, start: &[u8], end: &[u8], f: &mut PairVisitor<'_>) -> Result<()> {
         let mut pending = self
             .writes
             .range(Key::from_raw(start.to_vec())..Key::from_raw(end.to_vec()))
             .peekable();
         let mut stopped = false;
-        self.store.scan_versions(start, end, self.snapshot, &mut |k, v| {
-            while let Some((wk, wv)) = pending.peek() {
-                if wk.as_bytes() >= k {
-                    break;
-                }
-                if let Some(p) = wv {
-                    if !f(wk.as_bytes(), p)? {
-                        stopped = true;
-                        return Ok(false);
+        self.store
+            .scan_versions(start, end, self.snapshot, &mut |k, v| {
+                while let Some((wk, wv)) = pending.peek() {
+                    if wk.as_bytes() >= k {
+                        break;
                     }
-                }
-                pending.next();
-            }
-            if let Some((wk, wv)) = pending.peek() {
-                if wk.as_bytes() == k {
-                    let go = match wv {
-                        Some(p) => f(k, p)?,
-                        None => true,
-                    };
+                    if let Some(p) = wv {
+                        if !f(wk.as_bytes(), p)? {
+                            stopped = true;
+                            return Ok(false);
+                        }
+                    }
                     pending.next();
-                    if !go {
-                        stopped = true;
-                    }
-                    return Ok(go);
                 }
-            }
-            let go = f(k, v)?;
-            stopped = !go;
-            Ok(go)
-        })?;
+                if let Some((wk, wv)) = pending.peek() {
+                    if wk.as_bytes() == k {
+                        let go = match wv {
+                            Some(p) => f(k, p)?,
+                            None => true,
+                        };
+                        pending.next();
+                        if !go {
+                            stopped = true;
+                        }
+                        return Ok(go);
+                    }
+                }
+                let go = f(k, v)?;
+                stopped = !go;
+                Ok(go)
+            })?;
         if !stopped {
             for (wk, wv) in pending {
                 if let Some(p) = wv {
@@ -168,7 +171,7 @@ impl ReadView {
         index: &IndexDef,
         start: Option<&[u8]>,
         end: Option<&[u8]>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+        f: &mut PairVisitor<'_>,
     ) -> Result<()> {
         let prefix = key::index_prefix(def.storage_id, index.id);
         let lo = [prefix.as_slice(), start.unwrap_or(&[])].concat();
@@ -179,13 +182,18 @@ impl ReadView {
         let plen = prefix.len();
         self.scan_raw(&lo, &hi, &mut |k, pk| f(&k[plen..], pk))
     }
-
 }
 
 impl Transaction {
     /// Starts a transaction at the store's current version.
     pub fn begin(store: &StoreRef) -> Self {
-        Self { view: ReadView { snapshot: store.current_version(), store: store.clone(), writes: Arc::new(WriteSet::new()) } }
+        Self {
+            view: ReadView {
+                snapshot: store.current_version(),
+                store: store.clone(),
+                writes: Arc::new(WriteSet::new()),
+            },
+        }
     }
 
     /// A read view of the transaction as it is now (its writes so far included).
@@ -198,7 +206,9 @@ impl Transaction {
         if self.view.writes.is_empty() {
             return Ok(self.view.snapshot);
         }
-        self.view.store.commit_txn(self.view.snapshot, &self.view.writes)
+        self.view
+            .store
+            .commit_txn(self.view.snapshot, &self.view.writes)
     }
 
     fn writes_mut(&mut self) -> &mut WriteSet {
@@ -209,7 +219,10 @@ impl Transaction {
         for (i, c) in def.columns.iter().enumerate() {
             let pk_col = def.primary_key.contains(&i);
             if (!c.nullable || pk_col) && row.get(i).is_none_or(Datum::is_null) {
-                return Err(Error::NotNullViolation { table: def.name.clone(), column: c.name.clone() });
+                return Err(Error::NotNullViolation {
+                    table: def.name.clone(),
+                    column: c.name.clone(),
+                });
             }
         }
         if row.len() != def.columns.len() {
@@ -226,7 +239,15 @@ impl Transaction {
     fn index_key_of(def: &TableDef, idx: &IndexDef, row: &Row, pk: &[u8]) -> (Key, bool) {
         let (tuple, has_null) = def.index_tuple(idx, row);
         let unique = idx.unique && !has_null;
-        (key::index_key(def.storage_id, idx.id, &tuple, if unique { None } else { Some(pk) }), unique)
+        (
+            key::index_key(
+                def.storage_id,
+                idx.id,
+                &tuple,
+                if unique { None } else { Some(pk) },
+            ),
+            unique,
+        )
     }
 
     fn add_index_entries(&mut self, def: &TableDef, row: &Row, pk: &[u8]) -> Result<()> {
@@ -276,7 +297,8 @@ impl Transaction {
             return Ok(None);
         };
         self.remove_index_entries(def, &old, pk);
-        self.writes_mut().insert(key::record_key(def.storage_id, pk), None);
+        self.writes_mut()
+            .insert(key::record_key(def.storage_id, pk), None);
         Ok(Some(old))
     }
 
@@ -285,7 +307,9 @@ impl Transaction {
     pub fn update(&mut self, def: &TableDef, old_pk: &[u8], new_row: Row) -> Result<()> {
         Self::check_not_null(def, &new_row)?;
         let Some(old) = self.get_row(def, old_pk)? else {
-            return Err(Error::Internal("updated row vanished within its transaction".into()));
+            return Err(Error::Internal(
+                "updated row vanished within its transaction".into(),
+            ));
         };
         let new_pk = if def.has_hidden_rowid() {
             old_pk.to_vec()
@@ -301,10 +325,14 @@ impl Transaction {
                     detail: describe_key(def, &def.primary_key, &new_row),
                 });
             }
-            self.writes_mut().insert(key::record_key(def.storage_id, old_pk), None);
+            self.writes_mut()
+                .insert(key::record_key(def.storage_id, old_pk), None);
         }
         self.add_index_entries(def, &new_row, &new_pk)?;
-        self.writes_mut().insert(key::record_key(def.storage_id, &new_pk), Some(row::encode_row(&new_row)));
+        self.writes_mut().insert(
+            key::record_key(def.storage_id, &new_pk),
+            Some(row::encode_row(&new_row)),
+        );
         Ok(())
     }
 }

@@ -15,7 +15,10 @@ pub enum SqlType {
     Float32,
     Float64,
     /// `numeric(p, s)`; an unconstrained `numeric` is stored as (38, 10).
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     /// `varchar(n)`; `None` = unlimited.
     Varchar(Option<u32>),

@@ -5,8 +5,8 @@
 use duet_rowstore::catalog::CATALOG_FORMAT;
 use duet_rowstore::{ColumnDef, Datum, IndexDef, TableDef};
 use sqlparser::ast::{
-    AlterTableOperation, ColumnDef as AstColumn, ColumnOption, CreateIndex, CreateTable, Expr, IndexColumn, ObjectType,
-    Statement, TableConstraint,
+    AlterTableOperation, ColumnDef as AstColumn, ColumnOption, CreateIndex, CreateTable, Expr,
+    IndexColumn, ObjectType, Statement, TableConstraint,
 };
 
 use crate::error::{PgError, Result, SqlState};
@@ -18,16 +18,26 @@ use crate::{dml, types};
 pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> {
     match stmt {
         Statement::CreateTable(ct) => create_table(session, ct).await,
-        Statement::Drop { object_type, if_exists, names, .. } => drop(session, object_type, if_exists, &names),
+        Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => drop(session, object_type, if_exists, &names),
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::AlterTable(at) => {
             let name = table_name(&at.name)?;
             if session.shared.store.table(&name).is_none() {
                 if at.if_exists {
-                    session.notices.push(format!("relation \"{name}\" does not exist, skipping"));
+                    session
+                        .notices
+                        .push(format!("relation \"{name}\" does not exist, skipping"));
                     return Ok(Outcome::Command("ALTER TABLE".into()));
                 }
-                return Err(PgError::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")));
+                return Err(PgError::new(
+                    SqlState::UndefinedTable,
+                    format!("relation \"{name}\" does not exist"),
+                ));
             }
             for op in at.operations {
                 alter(session, &name, op).await?;
@@ -38,7 +48,10 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             for target in &t.table_names {
                 let name = table_name(&target.name)?;
                 if session.shared.store.table(&name).is_none() {
-                    return Err(PgError::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")));
+                    return Err(PgError::new(
+                        SqlState::UndefinedTable,
+                        format!("relation \"{name}\" does not exist"),
+                    ));
                 }
             }
             for target in &t.table_names {
@@ -50,7 +63,10 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
         // accepting them keeps tools such as pgbench working.
         Statement::Analyze(_) => Ok(Outcome::Command("ANALYZE".into())),
         Statement::Vacuum(_) => Ok(Outcome::Command("VACUUM".into())),
-        other => Err(PgError::unsupported(format!("statement {}", first_words(&other.to_string())))),
+        other => Err(PgError::unsupported(format!(
+            "statement {}",
+            first_words(&other.to_string())
+        ))),
     }
 }
 
@@ -69,7 +85,10 @@ fn index_columns(def: &TableDef, cols: &[IndexColumn]) -> Result<Vec<usize>> {
 
 fn column_position(def: &TableDef, name: &str) -> Result<usize> {
     def.column_index(name).ok_or_else(|| {
-        PgError::new(SqlState::UndefinedColumn, format!("column \"{name}\" does not exist"))
+        PgError::new(
+            SqlState::UndefinedColumn,
+            format!("column \"{name}\" does not exist"),
+        )
     })
 }
 
@@ -83,7 +102,13 @@ struct ParsedColumn {
 async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColumn> {
     let ty = types::column_type(&c.data_type)?;
     let name = ident_name(&c.name);
-    let mut def = ColumnDef { name: name.clone(), ty, nullable: true, default_expr: None, missing: Datum::Null };
+    let mut def = ColumnDef {
+        name: name.clone(),
+        ty,
+        nullable: true,
+        default_expr: None,
+        missing: Datum::Null,
+    };
     let (mut primary_key, mut unique) = (false, false);
     for opt in &c.options {
         match &opt.option {
@@ -105,7 +130,11 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
             _ => {}
         }
     }
-    Ok(ParsedColumn { def, primary_key, unique })
+    Ok(ParsedColumn {
+        def,
+        primary_key,
+        unique,
+    })
 }
 
 async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome> {
@@ -115,10 +144,15 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
     }
     if session.shared.store.table(&name).is_some() {
         if ct.if_not_exists {
-            session.notices.push(format!("relation \"{name}\" already exists, skipping"));
+            session
+                .notices
+                .push(format!("relation \"{name}\" already exists, skipping"));
             return Ok(Outcome::Command("CREATE TABLE".into()));
         }
-        return Err(PgError::new(SqlState::DuplicateTable, format!("relation \"{name}\" already exists")));
+        return Err(PgError::new(
+            SqlState::DuplicateTable,
+            format!("relation \"{name}\" already exists"),
+        ));
     }
     let mut def = TableDef {
         format: CATALOG_FORMAT,
@@ -134,7 +168,10 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
     for c in &ct.columns {
         let parsed = parse_column(session, c).await?;
         if def.column_index(&parsed.def.name).is_some() {
-            return Err(PgError::new(SqlState::DuplicateColumn, format!("column \"{}\" specified more than once", parsed.def.name)));
+            return Err(PgError::new(
+                SqlState::DuplicateColumn,
+                format!("column \"{}\" specified more than once", parsed.def.name),
+            ));
         }
         let pos = def.columns.len();
         if parsed.primary_key {
@@ -149,7 +186,10 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         def.columns.push(parsed.def);
     }
     if def.columns.len() > 1600 {
-        return Err(PgError::new(SqlState::InvalidTableDefinition, "tables can have at most 1600 columns"));
+        return Err(PgError::new(
+            SqlState::InvalidTableDefinition,
+            "tables can have at most 1600 columns",
+        ));
     }
     for tc in &ct.constraints {
         match tc {
@@ -163,7 +203,10 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
                 }
             }
             TableConstraint::Unique(u) => {
-                uniques.push((u.name.as_ref().map(ident_name), index_columns(&def, &u.columns)?));
+                uniques.push((
+                    u.name.as_ref().map(ident_name),
+                    index_columns(&def, &u.columns)?,
+                ));
             }
             other => return Err(PgError::unsupported(format!("constraint {other}"))),
         }
@@ -176,17 +219,30 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
             format!("{name}_{}_key", names.join("_"))
         });
-        def.indexes.push(IndexDef { id: 0, name: cname, columns: cols, unique: true });
+        def.indexes.push(IndexDef {
+            id: 0,
+            name: cname,
+            columns: cols,
+            unique: true,
+        });
     }
     session.shared.store.create_table(def)?;
     Ok(Outcome::Command("CREATE TABLE".into()))
 }
 
 fn multiple_pk(table: &str) -> PgError {
-    PgError::new(SqlState::InvalidTableDefinition, format!("multiple primary keys for table \"{table}\" are not allowed"))
+    PgError::new(
+        SqlState::InvalidTableDefinition,
+        format!("multiple primary keys for table \"{table}\" are not allowed"),
+    )
 }
 
-fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: &[sqlparser::ast::ObjectName]) -> Result<Outcome> {
+fn drop(
+    session: &mut Session,
+    object_type: ObjectType,
+    if_exists: bool,
+    names: &[sqlparser::ast::ObjectName],
+) -> Result<Outcome> {
     let store = session.shared.store.clone();
     match object_type {
         ObjectType::Table => {
@@ -194,10 +250,15 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
                 let name = table_name(n)?;
                 if store.table(&name).is_none() {
                     if if_exists {
-                        session.notices.push(format!("table \"{name}\" does not exist, skipping"));
+                        session
+                            .notices
+                            .push(format!("table \"{name}\" does not exist, skipping"));
                         continue;
                     }
-                    return Err(PgError::new(SqlState::UndefinedTable, format!("table \"{name}\" does not exist")));
+                    return Err(PgError::new(
+                        SqlState::UndefinedTable,
+                        format!("table \"{name}\" does not exist"),
+                    ));
                 }
                 store.drop_table(&name)?;
             }
@@ -206,7 +267,11 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
         ObjectType::Index => {
             for n in names {
                 let name = table_name(n)?;
-                if let Some(t) = store.tables().into_iter().find(|t| t.index(&name).is_some() || t.pk_name == name) {
+                if let Some(t) = store
+                    .tables()
+                    .into_iter()
+                    .find(|t| t.index(&name).is_some() || t.pk_name == name)
+                {
                     if t.pk_name == name && t.index(&name).is_none() {
                         return Err(PgError::new(
                             SqlState::FeatureNotSupported,
@@ -216,10 +281,15 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
                 }
                 if !store.drop_index(&name)? {
                     if if_exists {
-                        session.notices.push(format!("index \"{name}\" does not exist, skipping"));
+                        session
+                            .notices
+                            .push(format!("index \"{name}\" does not exist, skipping"));
                         continue;
                     }
-                    return Err(PgError::new(SqlState::UndefinedObject, format!("index \"{name}\" does not exist")));
+                    return Err(PgError::new(
+                        SqlState::UndefinedObject,
+                        format!("index \"{name}\" does not exist"),
+                    ));
                 }
             }
             Ok(Outcome::Command("DROP INDEX".into()))
@@ -230,11 +300,12 @@ fn drop(session: &mut Session, object_type: ObjectType, if_exists: bool, names: 
 
 fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
     let table = table_name(&ci.table_name)?;
-    let def = session
-        .shared
-        .store
-        .table(&table)
-        .ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist")))?;
+    let def = session.shared.store.table(&table).ok_or_else(|| {
+        PgError::new(
+            SqlState::UndefinedTable,
+            format!("relation \"{table}\" does not exist"),
+        )
+    })?;
     if ci.predicate.is_some() {
         return Err(PgError::unsupported("partial indexes"));
     }
@@ -242,14 +313,30 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
     let name = match &ci.name {
         Some(n) => table_name(n)?,
         None => {
-            let names: Vec<&str> = columns.iter().map(|&c| def.columns[c].name.as_str()).collect();
-            format!("{table}_{}_{}", names.join("_"), if ci.unique { "key" } else { "idx" })
+            let names: Vec<&str> = columns
+                .iter()
+                .map(|&c| def.columns[c].name.as_str())
+                .collect();
+            format!(
+                "{table}_{}_{}",
+                names.join("_"),
+                if ci.unique { "key" } else { "idx" }
+            )
         }
     };
     session
         .shared
         .store
-        .create_index(&table, IndexDef { id: 0, name: name.clone(), columns, unique: ci.unique }, ci.if_not_exists)
+        .create_index(
+            &table,
+            IndexDef {
+                id: 0,
+                name: name.clone(),
+                columns,
+                unique: ci.unique,
+            },
+            ci.if_not_exists,
+        )
         .map_err(|e| match e {
             duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
                 SqlState::UniqueViolation,
@@ -264,15 +351,29 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
 async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> Result<()> {
     let store = session.shared.store.clone();
     match op {
-        AlterTableOperation::AddColumn { column_def, if_not_exists, .. } => {
+        AlterTableOperation::AddColumn {
+            column_def,
+            if_not_exists,
+            ..
+        } => {
             let parsed = parse_column(session, &column_def).await?;
-            let def = store.table(table).ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist")))?;
+            let def = store.table(table).ok_or_else(|| {
+                PgError::new(
+                    SqlState::UndefinedTable,
+                    format!("relation \"{table}\" does not exist"),
+                )
+            })?;
             if def.column_index(&parsed.def.name).is_some() && if_not_exists {
-                session.notices.push(format!("column \"{}\" of relation \"{table}\" already exists, skipping", parsed.def.name));
+                session.notices.push(format!(
+                    "column \"{}\" of relation \"{table}\" already exists, skipping",
+                    parsed.def.name
+                ));
                 return Ok(());
             }
             if parsed.primary_key || parsed.unique {
-                return Err(PgError::unsupported("ADD COLUMN with PRIMARY KEY or UNIQUE"));
+                return Err(PgError::unsupported(
+                    "ADD COLUMN with PRIMARY KEY or UNIQUE",
+                ));
             }
             let mut col = parsed.def;
             if let Some(e) = &col.default_expr {
@@ -282,29 +383,52 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             Ok(())
         }
         AlterTableOperation::AddConstraint { constraint, .. } => {
-            let def = store.table(table).ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{table}\" does not exist")))?;
+            let def = store.table(table).ok_or_else(|| {
+                PgError::new(
+                    SqlState::UndefinedTable,
+                    format!("relation \"{table}\" does not exist"),
+                )
+            })?;
             match constraint {
                 TableConstraint::PrimaryKey(pk) => {
                     let cols = index_columns(&def, &pk.columns)?;
-                    let name = pk.name.as_ref().map(ident_name).unwrap_or_else(|| format!("{table}_pkey"));
-                    store.add_primary_key(table, cols, name.clone()).map_err(|e| match e {
-                        duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
-                            SqlState::UniqueViolation,
-                            format!("could not create unique index \"{name}\""),
-                        )
-                        .with_detail("Key values are duplicated."),
-                        duet_rowstore::Error::InvalidDefinition(m) => PgError::new(SqlState::InvalidTableDefinition, m),
-                        other => other.into(),
-                    })?;
+                    let name = pk
+                        .name
+                        .as_ref()
+                        .map(ident_name)
+                        .unwrap_or_else(|| format!("{table}_pkey"));
+                    store
+                        .add_primary_key(table, cols, name.clone())
+                        .map_err(|e| match e {
+                            duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
+                                SqlState::UniqueViolation,
+                                format!("could not create unique index \"{name}\""),
+                            )
+                            .with_detail("Key values are duplicated."),
+                            duet_rowstore::Error::InvalidDefinition(m) => {
+                                PgError::new(SqlState::InvalidTableDefinition, m)
+                            }
+                            other => other.into(),
+                        })?;
                     Ok(())
                 }
                 TableConstraint::Unique(u) => {
                     let cols = index_columns(&def, &u.columns)?;
                     let name = u.name.as_ref().map(ident_name).unwrap_or_else(|| {
-                        let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+                        let names: Vec<&str> =
+                            cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
                         format!("{table}_{}_key", names.join("_"))
                     });
-                    store.create_index(table, IndexDef { id: 0, name, columns: cols, unique: true }, false)?;
+                    store.create_index(
+                        table,
+                        IndexDef {
+                            id: 0,
+                            name,
+                            columns: cols,
+                            unique: true,
+                        },
+                        false,
+                    )?;
                     Ok(())
                 }
                 other => Err(PgError::unsupported(format!("constraint {other}"))),

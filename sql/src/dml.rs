@@ -18,8 +18,9 @@ use duet_router::provider::KEY_COLUMN;
 use duet_rowstore::batch::rows_to_batch;
 use duet_rowstore::{Datum, Row, TableDef, TableDefRef, Transaction};
 use sqlparser::ast::{
-    AssignmentTarget, CharacterLength, DataType as AstType, ExactNumberInfo, Expr, FromTable, Ident, Insert,
-    SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, TimezoneInfo, UpdateTableFromKind,
+    AssignmentTarget, CharacterLength, DataType as AstType, ExactNumberInfo, Expr, FromTable,
+    Ident, Insert, SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
+    TimezoneInfo, UpdateTableFromKind,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -32,26 +33,49 @@ use crate::types::assign;
 const RETURNING_TABLE: &str = "__duet_returning";
 
 /// Runs INSERT/UPDATE/DELETE inside `txn`.
-pub async fn execute(session: &mut Session, txn: &mut Transaction, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+pub async fn execute(
+    session: &mut Session,
+    txn: &mut Transaction,
+    stmt: Statement,
+    params: &ParamValues,
+) -> Result<Outcome> {
     match stmt {
         Statement::Insert(ins) => insert(session, txn, ins, params).await,
         Statement::Update(upd) => {
             let (table, alias) = target_of(&upd.table)?;
             let from = match upd.from {
                 None => vec![],
-                Some(UpdateTableFromKind::AfterSet(f)) | Some(UpdateTableFromKind::BeforeSet(f)) => f,
+                Some(UpdateTableFromKind::AfterSet(f))
+                | Some(UpdateTableFromKind::BeforeSet(f)) => f,
             };
             let mut sets = Vec::with_capacity(upd.assignments.len());
             for a in upd.assignments {
                 match a.target {
                     AssignmentTarget::ColumnName(n) => {
-                        let col = n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+                        let col =
+                            n.0.last()
+                                .and_then(|p| p.as_ident())
+                                .map(ident_name)
+                                .unwrap_or_default();
                         sets.push((col, a.value));
                     }
-                    AssignmentTarget::Tuple(_) => return Err(PgError::unsupported("UPDATE … SET (a, b) = …")),
+                    AssignmentTarget::Tuple(_) => {
+                        return Err(PgError::unsupported("UPDATE … SET (a, b) = …"))
+                    }
                 }
             }
-            update(session, txn, &table, &alias, sets, from, upd.selection, upd.returning, params).await
+            update(
+                session,
+                txn,
+                &table,
+                &alias,
+                sets,
+                from,
+                upd.selection,
+                upd.returning,
+                params,
+            )
+            .await
         }
         Statement::Delete(del) => {
             let tables = match del.from {
@@ -61,9 +85,22 @@ pub async fn execute(session: &mut Session, txn: &mut Transaction, stmt: Stateme
                 return Err(PgError::unsupported("DELETE from several tables"));
             };
             let (table, alias) = target_of(target)?;
-            delete(session, txn, &table, &alias, del.using.unwrap_or_default(), del.selection, del.returning, params).await
+            delete(
+                session,
+                txn,
+                &table,
+                &alias,
+                del.using.unwrap_or_default(),
+                del.selection,
+                del.returning,
+                params,
+            )
+            .await
         }
-        other => Err(PgError::new(SqlState::InternalError, format!("not a DML statement: {other}"))),
+        other => Err(PgError::new(
+            SqlState::InternalError,
+            format!("not a DML statement: {other}"),
+        )),
     }
 }
 
@@ -74,7 +111,10 @@ fn target_of(t: &TableWithJoins) -> Result<(String, String)> {
     match &t.relation {
         TableFactor::Table { name, alias, .. } => {
             let table = table_name(name)?;
-            let alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| table.clone());
+            let alias = alias
+                .as_ref()
+                .map(|a| ident_name(&a.name))
+                .unwrap_or_else(|| table.clone());
             Ok((table, alias))
         }
         other => Err(PgError::unsupported(format!("DML target {other}"))),
@@ -82,18 +122,22 @@ fn target_of(t: &TableWithJoins) -> Result<(String, String)> {
 }
 
 fn table_def(session: &Session, name: &str) -> Result<TableDefRef> {
-    session
-        .shared
-        .store
-        .table(name)
-        .ok_or_else(|| PgError::new(SqlState::UndefinedTable, format!("relation \"{name}\" does not exist")))
+    session.shared.store.table(name).ok_or_else(|| {
+        PgError::new(
+            SqlState::UndefinedTable,
+            format!("relation \"{name}\" does not exist"),
+        )
+    })
 }
 
 fn parse_one(sql: &str) -> Result<Statement> {
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql)?;
     match stmts.len() {
         1 => Ok(stmts.remove(0)),
-        _ => Err(PgError::new(SqlState::InternalError, "generated SQL is not one statement")),
+        _ => Err(PgError::new(
+            SqlState::InternalError,
+            "generated SQL is not one statement",
+        )),
     }
 }
 
@@ -105,7 +149,9 @@ fn ast_type_for(dt: &DataType) -> AstType {
         DataType::Int64 | DataType::UInt32 | DataType::UInt64 => AstType::BigInt(None),
         DataType::Float16 | DataType::Float32 => AstType::Real,
         DataType::Float64 => AstType::DoublePrecision,
-        DataType::Decimal128(p, s) => AstType::Numeric(ExactNumberInfo::PrecisionAndScale(*p as u64, *s as i64)),
+        DataType::Decimal128(p, s) => {
+            AstType::Numeric(ExactNumberInfo::PrecisionAndScale(*p as u64, *s as i64))
+        }
         DataType::Boolean => AstType::Boolean,
         DataType::Date32 | DataType::Date64 => AstType::Date,
         DataType::Timestamp(_, None) => AstType::Timestamp(None, TimezoneInfo::None),
@@ -117,7 +163,11 @@ fn ast_type_for(dt: &DataType) -> AstType {
 /// Plans `stmt` with its placeholders typed by the bound values, binds them and collects
 /// the result. DataFusion cannot type a bare `$1` in a VALUES list or a projection; typing
 /// the placeholders through a PREPARE wrapper lets it.
-pub(crate) async fn run_collect(session: &mut Session, stmt: Statement, params: &ParamValues) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn run_collect(
+    session: &mut Session,
+    stmt: Statement,
+    params: &ParamValues,
+) -> Result<Vec<RecordBatch>> {
     let list = match params {
         ParamValues::List(l) => l.clone(),
         ParamValues::Map(_) => vec![],
@@ -125,10 +175,19 @@ pub(crate) async fn run_collect(session: &mut Session, stmt: Statement, params: 
     let plan = if list.is_empty() {
         session.plan(stmt).await?
     } else {
-        let data_types = list.iter().map(|p| ast_type_for(&p.value.data_type())).collect();
-        let prepare = Statement::Prepare { name: Ident::new("__duet_dml"), data_types, statement: Box::new(stmt) };
+        let data_types = list
+            .iter()
+            .map(|p| ast_type_for(&p.value.data_type()))
+            .collect();
+        let prepare = Statement::Prepare {
+            name: Ident::new("__duet_dml"),
+            data_types,
+            statement: Box::new(stmt),
+        };
         match session.plan(prepare).await? {
-            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => Arc::unwrap_or_clone(p.input),
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(p)) => {
+                Arc::unwrap_or_clone(p.input)
+            }
             other => other,
         }
     };
@@ -139,11 +198,19 @@ pub(crate) async fn run_collect(session: &mut Session, stmt: Statement, params: 
 }
 
 /// Evaluates a constant SQL expression (a column DEFAULT) as a value of `ty`.
-pub async fn eval_const(session: &mut Session, expr_sql: &str, ty: &duet_rowstore::SqlType, column: &str) -> Result<Datum> {
+pub async fn eval_const(
+    session: &mut Session,
+    expr_sql: &str,
+    ty: &duet_rowstore::SqlType,
+    column: &str,
+) -> Result<Datum> {
     session.publish_view();
     let stmt = parse_one(&format!("SELECT {expr_sql}"))?;
     let batches = run_collect(session, stmt, &ParamValues::List(vec![])).await?;
-    let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| PgError::new(SqlState::InternalError, "constant produced no row"))?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "constant produced no row"))?;
     let mut d = assign(batch.column(0), ty, column)?;
     Ok(d.swap_remove(0))
 }
@@ -162,7 +229,12 @@ fn is_default_keyword(e: &Expr) -> bool {
     matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
 }
 
-async fn insert(session: &mut Session, txn: &mut Transaction, ins: Insert, params: &ParamValues) -> Result<Outcome> {
+async fn insert(
+    session: &mut Session,
+    txn: &mut Transaction,
+    ins: Insert,
+    params: &ParamValues,
+) -> Result<Outcome> {
     let TableObject::TableName(name) = &ins.table else {
         return Err(PgError::unsupported("INSERT into a table function"));
     };
@@ -171,15 +243,29 @@ async fn insert(session: &mut Session, txn: &mut Transaction, ins: Insert, param
     }
     let table = table_name(name)?;
     let def = table_def(session, &table)?;
-    let alias = ins.table_alias.as_ref().map(|a| ident_name(&a.alias)).unwrap_or_else(|| table.clone());
+    let alias = ins
+        .table_alias
+        .as_ref()
+        .map(|a| ident_name(&a.alias))
+        .unwrap_or_else(|| table.clone());
     let mut target: Vec<usize> = Vec::new();
     for c in &ins.columns {
-        let cname = c.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+        let cname =
+            c.0.last()
+                .and_then(|p| p.as_ident())
+                .map(ident_name)
+                .unwrap_or_default();
         let pos = def.column_index(&cname).ok_or_else(|| {
-            PgError::new(SqlState::UndefinedColumn, format!("column \"{cname}\" of relation \"{table}\" does not exist"))
+            PgError::new(
+                SqlState::UndefinedColumn,
+                format!("column \"{cname}\" of relation \"{table}\" does not exist"),
+            )
         })?;
         if target.contains(&pos) {
-            return Err(PgError::new(SqlState::DuplicateColumn, format!("column \"{cname}\" specified more than once")));
+            return Err(PgError::new(
+                SqlState::DuplicateColumn,
+                format!("column \"{cname}\" specified more than once"),
+            ));
         }
         target.push(pos);
     }
@@ -215,17 +301,24 @@ async fn insert(session: &mut Session, txn: &mut Transaction, ins: Insert, param
     let width = batches.first().map(|b| b.num_columns());
     if let Some(w) = width {
         if w > target.len() {
-            return Err(PgError::new(SqlState::SyntaxError, "INSERT has more expressions than target columns"));
+            return Err(PgError::new(
+                SqlState::SyntaxError,
+                "INSERT has more expressions than target columns",
+            ));
         }
         if w < target.len() {
             if explicit {
-                return Err(PgError::new(SqlState::SyntaxError, "INSERT has more target columns than expressions"));
+                return Err(PgError::new(
+                    SqlState::SyntaxError,
+                    "INSERT has more target columns than expressions",
+                ));
             }
             target.truncate(w);
         }
     }
-    let unassigned: Vec<usize> =
-        (0..def.columns.len()).filter(|c| default_values || !target.contains(c) || !default_cells.is_empty()).collect();
+    let unassigned: Vec<usize> = (0..def.columns.len())
+        .filter(|c| default_values || !target.contains(c) || !default_cells.is_empty())
+        .collect();
     let base = defaults(session, &def, &unassigned).await?;
 
     let mut inserted: Vec<Row> = Vec::new();
@@ -245,6 +338,7 @@ async fn insert(session: &mut Session, txn: &mut Transaction, ins: Insert, param
             .enumerate()
             .map(|(j, &c)| assign(batch.column(j), &def.columns[c].ty, &def.columns[c].name))
             .collect::<Result<_>>()?;
+        #[allow(clippy::needless_range_loop)] // `i` indexes every column of `cols`
         for i in 0..batch.num_rows() {
             let mut row = base.clone();
             for (j, &c) in target.iter().enumerate() {
@@ -261,12 +355,23 @@ async fn insert(session: &mut Session, txn: &mut Transaction, ins: Insert, param
         }
     }
     match ins.returning {
-        Some(items) => returning(session, &def, &alias, &inserted, &items, "INSERT 0".to_string()).await,
+        Some(items) => {
+            returning(
+                session,
+                &def,
+                &alias,
+                &inserted,
+                &items,
+                "INSERT 0".to_string(),
+            )
+            .await
+        }
         None => Ok(Outcome::Command(format!("INSERT 0 {count}"))),
     }
 }
 
 /// Reads the target rows: every column, then the key, then `extra` expressions.
+#[allow(clippy::too_many_arguments)]
 async fn read_targets(
     session: &mut Session,
     txn: &Transaction,
@@ -281,7 +386,11 @@ async fn read_targets(
     for (i, e) in extra.iter().enumerate() {
         sql.push_str(&format!(", ({e}) AS \"__duet_new_{i}\""));
     }
-    sql.push_str(&format!(" FROM {DML_CATALOG}.public.{} AS {}", quote(table), quote(alias)));
+    sql.push_str(&format!(
+        " FROM {DML_CATALOG}.public.{} AS {}",
+        quote(table),
+        quote(alias)
+    ));
     for f in from {
         sql.push_str(&format!(", {f}"));
     }
@@ -298,7 +407,12 @@ fn keys_of(batch: &RecordBatch, key_col: usize) -> Result<&BinaryArray> {
         .column(key_col)
         .as_any()
         .downcast_ref::<BinaryArray>()
-        .ok_or_else(|| PgError::new(SqlState::InternalError, format!("{KEY_COLUMN} is not binary")))
+        .ok_or_else(|| {
+            PgError::new(
+                SqlState::InternalError,
+                format!("{KEY_COLUMN} is not binary"),
+            )
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -317,12 +431,25 @@ async fn update(
     let mut targets = Vec::with_capacity(sets.len());
     for (col, _) in &sets {
         let pos = def.column_index(col).ok_or_else(|| {
-            PgError::new(SqlState::UndefinedColumn, format!("column \"{col}\" of relation \"{table}\" does not exist"))
+            PgError::new(
+                SqlState::UndefinedColumn,
+                format!("column \"{col}\" of relation \"{table}\" does not exist"),
+            )
         })?;
         targets.push(pos);
     }
     let exprs: Vec<Expr> = sets.into_iter().map(|(_, e)| e).collect();
-    let batches = read_targets(session, txn, table, alias, &exprs, &from, selection.as_ref(), params).await?;
+    let batches = read_targets(
+        session,
+        txn,
+        table,
+        alias,
+        &exprs,
+        &from,
+        selection.as_ref(),
+        params,
+    )
+    .await?;
     let ncols = def.columns.len();
     let types = def.types();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
@@ -330,12 +457,21 @@ async fn update(
     for batch in &batches {
         let keys = keys_of(batch, ncols)?;
         let old_cols: Vec<Vec<Datum>> = (0..ncols)
-            .map(|c| duet_rowstore::batch::array_to_datums(batch.column(c).as_ref(), types[c]).map_err(PgError::from))
+            .map(|c| {
+                duet_rowstore::batch::array_to_datums(batch.column(c).as_ref(), types[c])
+                    .map_err(PgError::from)
+            })
             .collect::<Result<_>>()?;
         let new_cols: Vec<Vec<Datum>> = targets
             .iter()
             .enumerate()
-            .map(|(j, &c)| assign(batch.column(ncols + 1 + j), &def.columns[c].ty, &def.columns[c].name))
+            .map(|(j, &c)| {
+                assign(
+                    batch.column(ncols + 1 + j),
+                    &def.columns[c].ty,
+                    &def.columns[c].name,
+                )
+            })
             .collect::<Result<_>>()?;
         for i in 0..batch.num_rows() {
             let key = keys.value(i);
@@ -372,7 +508,17 @@ async fn delete(
     params: &ParamValues,
 ) -> Result<Outcome> {
     let def = table_def(session, table)?;
-    let batches = read_targets(session, txn, table, alias, &[], &using, selection.as_ref(), params).await?;
+    let batches = read_targets(
+        session,
+        txn,
+        table,
+        alias,
+        &[],
+        &using,
+        selection.as_ref(),
+        params,
+    )
+    .await?;
     let ncols = def.columns.len();
     let mut deleted = Vec::new();
     let mut n = 0usize;
@@ -406,9 +552,15 @@ async fn returning(
     let batch = rows_to_batch(def, &all, rows)?;
     let schema = batch.schema();
     let mem = MemTable::try_new(schema, vec![vec![batch]])?;
-    session.scratch.register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
+    session
+        .scratch
+        .register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-    let sql = format!("SELECT {} FROM {DML_CATALOG}.scratch.{RETURNING_TABLE} AS {}", list.join(", "), quote(alias));
+    let sql = format!(
+        "SELECT {} FROM {DML_CATALOG}.scratch.{RETURNING_TABLE} AS {}",
+        list.join(", "),
+        quote(alias)
+    );
     let result = async {
         let stmt = parse_one(&sql)?;
         let plan = session.plan(stmt).await?;
@@ -420,6 +572,9 @@ async fn returning(
     .await;
     session.scratch.deregister_table(RETURNING_TABLE)?;
     let (schema, batches) = result?;
-    Ok(Outcome::Batches { schema, batches, tag })
+    Ok(Outcome::Batches {
+        schema,
+        batches,
+        tag,
+    })
 }
-

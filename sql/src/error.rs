@@ -85,19 +85,41 @@ pub enum SqlState {
 impl SqlState {
     /// Every code, for tests and docs.
     pub const ALL: &'static [SqlState] = &[
-        SqlState::Warning, SqlState::FeatureNotSupported, SqlState::ProtocolViolation,
-        SqlState::CardinalityViolation, SqlState::StringDataRightTruncation,
-        SqlState::NumericValueOutOfRange, SqlState::InvalidDatetimeFormat, SqlState::DivisionByZero,
-        SqlState::InvalidParameterValue, SqlState::InvalidTextRepresentation,
-        SqlState::NotNullViolation, SqlState::UniqueViolation, SqlState::ActiveSqlTransaction,
-        SqlState::NoActiveSqlTransaction, SqlState::InFailedSqlTransaction,
-        SqlState::InvalidSqlStatementName, SqlState::InvalidCursorName,
-        SqlState::SerializationFailure, SqlState::SyntaxError, SqlState::DuplicateColumn,
-        SqlState::AmbiguousColumn, SqlState::UndefinedColumn, SqlState::UndefinedObject,
-        SqlState::DatatypeMismatch, SqlState::UndefinedFunction, SqlState::UndefinedTable,
-        SqlState::DuplicateTable, SqlState::InvalidTableDefinition, SqlState::IndeterminateDatatype,
-        SqlState::OutOfMemory, SqlState::TooManyConnections, SqlState::StatementTooComplex,
-        SqlState::QueryCanceled, SqlState::IoError, SqlState::InternalError,
+        SqlState::Warning,
+        SqlState::FeatureNotSupported,
+        SqlState::ProtocolViolation,
+        SqlState::CardinalityViolation,
+        SqlState::StringDataRightTruncation,
+        SqlState::NumericValueOutOfRange,
+        SqlState::InvalidDatetimeFormat,
+        SqlState::DivisionByZero,
+        SqlState::InvalidParameterValue,
+        SqlState::InvalidTextRepresentation,
+        SqlState::NotNullViolation,
+        SqlState::UniqueViolation,
+        SqlState::ActiveSqlTransaction,
+        SqlState::NoActiveSqlTransaction,
+        SqlState::InFailedSqlTransaction,
+        SqlState::InvalidSqlStatementName,
+        SqlState::InvalidCursorName,
+        SqlState::SerializationFailure,
+        SqlState::SyntaxError,
+        SqlState::DuplicateColumn,
+        SqlState::AmbiguousColumn,
+        SqlState::UndefinedColumn,
+        SqlState::UndefinedObject,
+        SqlState::DatatypeMismatch,
+        SqlState::UndefinedFunction,
+        SqlState::UndefinedTable,
+        SqlState::DuplicateTable,
+        SqlState::InvalidTableDefinition,
+        SqlState::IndeterminateDatatype,
+        SqlState::OutOfMemory,
+        SqlState::TooManyConnections,
+        SqlState::StatementTooComplex,
+        SqlState::QueryCanceled,
+        SqlState::IoError,
+        SqlState::InternalError,
     ];
 
     /// The five-character code.
@@ -160,14 +182,21 @@ pub type Result<T, E = PgError> = std::result::Result<T, E>;
 
 impl PgError {
     pub fn new(state: SqlState, message: impl Into<String>) -> Self {
-        Self { state, message: message.into(), detail: None }
+        Self {
+            state,
+            message: message.into(),
+            detail: None,
+        }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
     pub fn unsupported(what: impl fmt::Display) -> Self {
-        Self::new(SqlState::FeatureNotSupported, format!("{what} is not supported"))
+        Self::new(
+            SqlState::FeatureNotSupported,
+            format!("{what} is not supported"),
+        )
     }
     /// Whether retrying the transaction may succeed.
     pub fn is_retryable(&self) -> bool {
@@ -225,17 +254,30 @@ impl From<duet_rowstore::Error> for PgError {
             E::UniqueViolation { detail, .. } => Some(detail.clone()),
             _ => None,
         };
-        PgError { state, message: e.to_string(), detail }
+        PgError {
+            state,
+            message: e.to_string(),
+            detail,
+        }
     }
 }
 
 fn arrow_state(e: &ArrowError) -> SqlState {
     match e {
-        ArrowError::CastError(m) | ArrowError::ParseError(m) | ArrowError::InvalidArgumentError(m) => {
+        ArrowError::CastError(m)
+        | ArrowError::ParseError(m)
+        | ArrowError::InvalidArgumentError(m) => {
             let m = m.to_ascii_lowercase();
-            if m.contains("overflow") || m.contains("too large") || m.contains("out of range") || m.contains("can't cast value") {
+            if m.contains("overflow")
+                || m.contains("too large")
+                || m.contains("out of range")
+                || m.contains("can't cast value")
+            {
                 SqlState::NumericValueOutOfRange
-            } else if m.contains("cannot cast string") || m.contains("error parsing") || m.contains("parse") {
+            } else if m.contains("cannot cast string")
+                || m.contains("error parsing")
+                || m.contains("parse")
+            {
                 SqlState::InvalidTextRepresentation
             } else {
                 SqlState::InvalidParameterValue
@@ -243,7 +285,9 @@ fn arrow_state(e: &ArrowError) -> SqlState {
         }
         ArrowError::DivideByZero => SqlState::DivisionByZero,
         ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
-        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => SqlState::NumericValueOutOfRange,
+        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+            SqlState::NumericValueOutOfRange
+        }
         ArrowError::MemoryError(_) => SqlState::OutOfMemory,
         ArrowError::ExternalError(_) | ArrowError::IoError(..) => SqlState::InternalError,
         _ => SqlState::InternalError,
@@ -268,8 +312,7 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
             SchemaError::FieldNotFound { .. } => SqlState::UndefinedColumn,
             SchemaError::AmbiguousReference { .. } => SqlState::AmbiguousColumn,
             SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. }
-            => SqlState::DuplicateColumn,
+            | SchemaError::DuplicateUnqualifiedField { .. } => SqlState::DuplicateColumn,
         },
         DataFusionError::ArrowError(ae, _) => arrow_state(ae),
         DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
@@ -311,15 +354,30 @@ fn storage_clone(e: &duet_rowstore::Error) -> PgError {
     // Rebuild the error from its display form and kind without requiring Clone on it.
     use duet_rowstore::Error as E;
     let cloned = match e {
-        E::UniqueViolation { constraint, detail } => E::UniqueViolation { constraint: constraint.clone(), detail: detail.clone() },
-        E::NotNullViolation { table, column } => E::NotNullViolation { table: table.clone(), column: column.clone() },
+        E::UniqueViolation { constraint, detail } => E::UniqueViolation {
+            constraint: constraint.clone(),
+            detail: detail.clone(),
+        },
+        E::NotNullViolation { table, column } => E::NotNullViolation {
+            table: table.clone(),
+            column: column.clone(),
+        },
         E::WriteConflict => E::WriteConflict,
-        E::Value { kind, message } => E::Value { kind: *kind, message: message.clone() },
+        E::Value { kind, message } => E::Value {
+            kind: *kind,
+            message: message.clone(),
+        },
         E::TableExists(s) => E::TableExists(s.clone()),
         E::TableNotFound(s) => E::TableNotFound(s.clone()),
         E::IndexNotFound(s) => E::IndexNotFound(s.clone()),
-        E::ColumnNotFound { table, column } => E::ColumnNotFound { table: table.clone(), column: column.clone() },
-        E::ColumnExists { table, column } => E::ColumnExists { table: table.clone(), column: column.clone() },
+        E::ColumnNotFound { table, column } => E::ColumnNotFound {
+            table: table.clone(),
+            column: column.clone(),
+        },
+        E::ColumnExists { table, column } => E::ColumnExists {
+            table: table.clone(),
+            column: column.clone(),
+        },
         E::InvalidDefinition(s) => E::InvalidDefinition(s.clone()),
         E::Engine(s) => E::Engine(s.clone()),
         E::Corrupt(s) => E::Corrupt(s.clone()),
@@ -334,11 +392,21 @@ fn plan_state(m: &str) -> SqlState {
         SqlState::UndefinedTable
     } else if l.contains("no field named") || l.contains("column") && l.contains("not found") {
         SqlState::UndefinedColumn
-    } else if l.contains("invalid function") || l.contains("no function matches") || l.contains("function") && l.contains("not found") {
+    } else if l.contains("invalid function")
+        || l.contains("no function matches")
+        || l.contains("function") && l.contains("not found")
+    {
         SqlState::UndefinedFunction
-    } else if l.contains("cannot infer common") || l.contains("cannot be coerced") || l.contains("type mismatch") || l.contains("coercion") || l.contains("does not support") && l.contains("type") {
+    } else if l.contains("cannot infer common")
+        || l.contains("cannot be coerced")
+        || l.contains("type mismatch")
+        || l.contains("coercion")
+        || l.contains("does not support") && l.contains("type")
+    {
         SqlState::DatatypeMismatch
-    } else if l.contains("projection references non-aggregate") || l.contains("must appear in the group by") {
+    } else if l.contains("projection references non-aggregate")
+        || l.contains("must appear in the group by")
+    {
         SqlState::SyntaxError
     } else if l.contains("placeholder") {
         SqlState::IndeterminateDatatype
@@ -362,9 +430,10 @@ impl From<DataFusionError> for PgError {
 impl From<sqlparser::parser::ParserError> for PgError {
     fn from(e: sqlparser::parser::ParserError) -> Self {
         match e {
-            sqlparser::parser::ParserError::RecursionLimitExceeded => {
-                PgError::new(SqlState::StatementTooComplex, "statement is too deeply nested")
-            }
+            sqlparser::parser::ParserError::RecursionLimitExceeded => PgError::new(
+                SqlState::StatementTooComplex,
+                "statement is too deeply nested",
+            ),
             other => PgError::new(SqlState::SyntaxError, other.to_string()),
         }
     }
@@ -401,7 +470,8 @@ mod tests {
 
     #[test]
     fn internal_messages_are_not_sent_verbatim_but_user_errors_are() {
-        let info = PgError::new(SqlState::UndefinedTable, "relation \"x\" does not exist").into_error_info();
+        let info = PgError::new(SqlState::UndefinedTable, "relation \"x\" does not exist")
+            .into_error_info();
         assert_eq!(info.code, "42P01");
         assert_eq!(info.message, "relation \"x\" does not exist");
     }

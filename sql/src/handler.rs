@@ -17,12 +17,15 @@ use futures::{stream, StreamExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
-    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler,
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
+    SimpleQueryHandler,
 };
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse, TransactionStatus};
@@ -49,9 +52,14 @@ pub struct Prepared {
 /// Parses SQL text with PostgreSQL's dialect and the pg_catalog compatibility rewrites.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
     if sql.len() > MAX_QUERY_BYTES {
-        return Err(PgError::new(SqlState::StatementTooComplex, "query text is too long"));
+        return Err(PgError::new(
+            SqlState::StatementTooComplex,
+            "query text is too long",
+        ));
     }
-    PostgresCompatibilityParser::new().parse(sql).map_err(PgError::from)
+    PostgresCompatibilityParser::new()
+        .parse(sql)
+        .map_err(PgError::from)
 }
 
 /// One client connection.
@@ -64,19 +72,33 @@ impl Connection {
     /// A new connection with a fresh session.
     pub fn new(shared: SharedRef) -> Result<Self, PgError> {
         let session = Arc::new(Mutex::new(Session::new(shared)?));
-        Ok(Self { parser: Arc::new(DuetQueryParser { session: session.clone() }), session })
+        Ok(Self {
+            parser: Arc::new(DuetQueryParser {
+                session: session.clone(),
+            }),
+            session,
+        })
     }
 }
 
 impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(Handler { session: self.session.clone(), parser: self.parser.clone() })
+        Arc::new(Handler {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
     }
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(Handler { session: self.session.clone(), parser: self.parser.clone() })
+        Arc::new(Handler {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
     }
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::new(Handler { session: self.session.clone(), parser: self.parser.clone() })
+        Arc::new(Handler {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
     }
 }
 
@@ -107,19 +129,37 @@ where
 {
     for n in session.notices.drain(..) {
         let info = ErrorInfo::new("NOTICE".into(), "00000".into(), n);
-        client.feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                info,
+            )))
+            .await?;
     }
     Ok(())
 }
 
-fn query_response(schema: SchemaRef, batches: stream::BoxStream<'static, datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>>, tag: &str, format: &Format) -> PgWireResult<QueryResponse> {
+fn query_response(
+    schema: SchemaRef,
+    batches: stream::BoxStream<
+        'static,
+        datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>,
+    >,
+    tag: &str,
+    format: &Format,
+) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, None)?);
     let f2 = fields.clone();
-    let text: Vec<bool> = (0..schema.fields().len()).map(|i| format.is_text(i)).collect();
+    let text: Vec<bool> = (0..schema.fields().len())
+        .map(|i| format.is_text(i))
+        .collect();
     let rows = batches
         .map(move |rb| {
-            let it: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match rb {
-                Ok(rb) => encode_recordbatch(f2.clone(), crate::types::pg_text_columns(&rb, &|i| text[i])),
+            let it: Box<
+                dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
+            > = match rb {
+                Ok(rb) => {
+                    encode_recordbatch(f2.clone(), crate::types::pg_text_columns(&rb, &|i| text[i]))
+                }
                 Err(e) => Box::new(std::iter::once(Err(from_datafusion(e).into_pgwire()))),
             };
             stream::iter(it)
@@ -138,7 +178,11 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
             let schema = stream.schema();
             Response::Query(query_response(schema, stream.boxed(), &tag, format)?)
         }
-        Outcome::Batches { schema, batches, tag } => {
+        Outcome::Batches {
+            schema,
+            batches,
+            tag,
+        } => {
             let s = stream::iter(batches.into_iter().map(Ok)).boxed();
             Response::Query(query_response(schema, s, &tag, format)?)
         }
@@ -163,19 +207,35 @@ impl SimpleQueryHandler for Handler {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let responses = SimpleQueryHandler::do_query(self, client, &query.query).await?;
         if responses.is_empty() {
-            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
         }
         for r in responses {
             match r {
                 Response::Query(results) => send_query_response(client, results, true).await?,
-                Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
-                    send_execution_response(client, tag).await?
+                Response::Execution(tag)
+                | Response::TransactionStart(tag)
+                | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                Response::Error(e) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                        .await?
                 }
-                Response::Error(e) => client.feed(PgWireBackendMessage::ErrorResponse((*e).into())).await?,
-                Response::EmptyQuery => client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?,
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?
+                }
                 Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
                     let e = PgError::unsupported("COPY").into_error_info();
-                    client.feed(PgWireBackendMessage::ErrorResponse(e.into())).await?
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse(e.into()))
+                        .await?
                 }
             }
         }
@@ -202,7 +262,10 @@ impl SimpleQueryHandler for Handler {
         for stmt in statements {
             let result = session.execute(stmt, &empty).await;
             send_notices(client, &mut session).await?;
-            match result.and_then(|o| into_response(o, &Format::UnifiedText).map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))) {
+            match result.and_then(|o| {
+                into_response(o, &Format::UnifiedText)
+                    .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
+            }) {
                 Ok(r) => out.push(r),
                 Err(e) => {
                     out.push(Response::Error(Box::new(e.into_error_info())));
@@ -252,7 +315,10 @@ fn merge_plan_types(out: &mut [Option<DataType>], found: HashMap<String, Option<
 }
 
 impl DuetQueryParser {
-    async fn describe(&self, stmt: &Statement) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>), PgError> {
+    async fn describe(
+        &self,
+        stmt: &Statement,
+    ) -> Result<(Vec<Option<DataType>>, Option<SchemaRef>), PgError> {
         let mut session = self.session.lock().await;
         let n = max_placeholder(stmt);
         let mut types: Vec<Option<DataType>> = vec![None; n];
@@ -265,8 +331,19 @@ impl DuetQueryParser {
                 return Ok((types, Some(schema)));
             }
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
-                return Ok((types, Some(Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)])))));
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return Ok((
+                    types,
+                    Some(Arc::new(Schema::new(vec![Field::new(
+                        name,
+                        DataType::Utf8,
+                        true,
+                    )]))),
+                ));
             }
             Statement::Insert(ins) => {
                 if let sqlparser::ast::TableObject::TableName(name) = &ins.table {
@@ -276,14 +353,20 @@ impl DuetQueryParser {
                         } else {
                             ins.columns
                                 .iter()
-                                .filter_map(|c| c.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i))))
+                                .filter_map(|c| {
+                                    c.0.last()
+                                        .and_then(|p| p.as_ident())
+                                        .and_then(|i| def.column_index(&ident_name(i)))
+                                })
                                 .collect()
                         };
                         if let Some(q) = &ins.source {
                             if let SetExpr::Values(values) = q.body.as_ref() {
                                 for row in &values.rows {
                                     for (j, item) in row.content.iter().enumerate() {
-                                        if let (Some(p), Some(&c)) = (placeholder_index(item), target.get(j)) {
+                                        if let (Some(p), Some(&c)) =
+                                            (placeholder_index(item), target.get(j))
+                                        {
                                             if p >= 1 && p <= n {
                                                 types[p - 1] = Some(def.columns[c].ty.arrow_type());
                                             }
@@ -292,30 +375,53 @@ impl DuetQueryParser {
                                 }
                             }
                         }
-                        let alias = ins.table_alias.as_ref().map(|a| ident_name(&a.alias)).unwrap_or_else(|| def.name.clone());
-                        let schema = returning_schema(&mut session, &def, &alias, ins.returning.as_deref()).await?;
+                        let alias = ins
+                            .table_alias
+                            .as_ref()
+                            .map(|a| ident_name(&a.alias))
+                            .unwrap_or_else(|| def.name.clone());
+                        let schema =
+                            returning_schema(&mut session, &def, &alias, ins.returning.as_deref())
+                                .await?;
                         return Ok((types, schema));
                     }
                 }
             }
             Statement::Update(upd) => {
-                if let sqlparser::ast::TableFactor::Table { name, alias, .. } = &upd.table.relation {
+                if let sqlparser::ast::TableFactor::Table { name, alias, .. } = &upd.table.relation
+                {
                     if let Some(def) = session.shared.store.table(&table_name(name)?) {
-                        let alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| def.name.clone());
+                        let alias = alias
+                            .as_ref()
+                            .map(|a| ident_name(&a.name))
+                            .unwrap_or_else(|| def.name.clone());
                         for a in &upd.assignments {
-                            if let (sqlparser::ast::AssignmentTarget::ColumnName(c), Some(p)) = (&a.target, placeholder_index(&a.value)) {
-                                if let Some(pos) = c.0.last().and_then(|p| p.as_ident()).and_then(|i| def.column_index(&ident_name(i))) {
+                            if let (sqlparser::ast::AssignmentTarget::ColumnName(c), Some(p)) =
+                                (&a.target, placeholder_index(&a.value))
+                            {
+                                if let Some(pos) =
+                                    c.0.last()
+                                        .and_then(|p| p.as_ident())
+                                        .and_then(|i| def.column_index(&ident_name(i)))
+                                {
                                     if p >= 1 && p <= n {
                                         types[p - 1] = Some(def.columns[pos].ty.arrow_type());
                                     }
                                 }
                             }
                         }
-                        let mut sql = format!("SELECT 1 FROM {DML_CATALOG}.public.{} AS {}", quote(&def.name), quote(&alias));
+                        let mut sql = format!(
+                            "SELECT 1 FROM {DML_CATALOG}.public.{} AS {}",
+                            quote(&def.name),
+                            quote(&alias)
+                        );
                         if let Some(w) = &upd.selection {
                             sql.push_str(&format!(" WHERE {w}"));
                         }
-                        if let Ok(plan_stmt) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql) {
+                        if let Ok(plan_stmt) = sqlparser::parser::Parser::parse_sql(
+                            &sqlparser::dialect::PostgreSqlDialect {},
+                            &sql,
+                        ) {
                             if let Some(s) = plan_stmt.into_iter().next() {
                                 if let Ok(plan) = session.plan(s).await {
                                     if let Ok(found) = plan.get_parameter_types() {
@@ -324,21 +430,36 @@ impl DuetQueryParser {
                                 }
                             }
                         }
-                        let schema = returning_schema(&mut session, &def, &alias, upd.returning.as_deref()).await?;
+                        let schema =
+                            returning_schema(&mut session, &def, &alias, upd.returning.as_deref())
+                                .await?;
                         return Ok((types, schema));
                     }
                 }
             }
             Statement::Delete(del) => {
                 let tables = match &del.from {
-                    sqlparser::ast::FromTable::WithFromKeyword(t) | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+                    sqlparser::ast::FromTable::WithFromKeyword(t)
+                    | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
                 };
-                if let Some(sqlparser::ast::TableFactor::Table { name, alias, .. }) = tables.first().map(|t| &t.relation) {
+                if let Some(sqlparser::ast::TableFactor::Table { name, alias, .. }) =
+                    tables.first().map(|t| &t.relation)
+                {
                     if let Some(def) = session.shared.store.table(&table_name(name)?) {
-                        let alias = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or_else(|| def.name.clone());
+                        let alias = alias
+                            .as_ref()
+                            .map(|a| ident_name(&a.name))
+                            .unwrap_or_else(|| def.name.clone());
                         if let Some(w) = &del.selection {
-                            let sql = format!("SELECT 1 FROM {DML_CATALOG}.public.{} AS {} WHERE {w}", quote(&def.name), quote(&alias));
-                            if let Ok(mut s) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql) {
+                            let sql = format!(
+                                "SELECT 1 FROM {DML_CATALOG}.public.{} AS {} WHERE {w}",
+                                quote(&def.name),
+                                quote(&alias)
+                            );
+                            if let Ok(mut s) = sqlparser::parser::Parser::parse_sql(
+                                &sqlparser::dialect::PostgreSqlDialect {},
+                                &sql,
+                            ) {
                                 if let Ok(plan) = session.plan(s.remove(0)).await {
                                     if let Ok(found) = plan.get_parameter_types() {
                                         merge_plan_types(&mut types, found);
@@ -346,7 +467,9 @@ impl DuetQueryParser {
                                 }
                             }
                         }
-                        let schema = returning_schema(&mut session, &def, &alias, del.returning.as_deref()).await?;
+                        let schema =
+                            returning_schema(&mut session, &def, &alias, del.returning.as_deref())
+                                .await?;
                         return Ok((types, schema));
                     }
                 }
@@ -366,9 +489,15 @@ async fn returning_schema(
     let Some(items) = items else { return Ok(None) };
     let schema = duet_rowstore::batch::table_schema(def, None);
     let mem = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-    session.scratch.register_table("__duet_describe".into(), Arc::new(mem))?;
+    session
+        .scratch
+        .register_table("__duet_describe".into(), Arc::new(mem))?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-    let sql = format!("SELECT {} FROM {DML_CATALOG}.scratch.__duet_describe AS {}", list.join(", "), quote(alias));
+    let sql = format!(
+        "SELECT {} FROM {DML_CATALOG}.scratch.__duet_describe AS {}",
+        list.join(", "),
+        quote(alias)
+    );
     let result = async {
         let mut stmts = parse_sql(&sql)?;
         let plan = session.plan(stmts.remove(0)).await?;
@@ -383,7 +512,12 @@ async fn returning_schema(
 impl QueryParser for DuetQueryParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -396,12 +530,22 @@ impl QueryParser for DuetQueryParser {
                 // (e.g. its table is created later in the same transaction) still prepares.
                 let (param_types, schema) = match self.describe(&statement).await {
                     Ok(d) => d,
-                    Err(e) if matches!(statement, Statement::Query(_)) => return Err(e.into_pgwire()),
+                    Err(e) if matches!(statement, Statement::Query(_)) => {
+                        return Err(e.into_pgwire())
+                    }
                     Err(_) => (vec![None; max_placeholder(&statement)], None),
                 };
-                Ok(Some(Prepared { statement, param_types, schema }))
+                Ok(Some(Prepared {
+                    statement,
+                    param_types,
+                    schema,
+                }))
             }
-            _ => Err(PgError::new(SqlState::SyntaxError, "cannot insert multiple commands into a prepared statement").into_pgwire()),
+            _ => Err(PgError::new(
+                SqlState::SyntaxError,
+                "cannot insert multiple commands into a prepared statement",
+            )
+            .into_pgwire()),
         }
     }
 
@@ -416,7 +560,11 @@ impl QueryParser for DuetQueryParser {
             .collect())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
             Some(s) => arrow_schema_to_pg_fields(s, format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
@@ -447,7 +595,12 @@ impl ExtendedQueryHandler for Handler {
         result
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -455,7 +608,8 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let inferred: Vec<Option<&DataType>> = prepared.param_types.iter().map(|t| t.as_ref()).collect();
+        let inferred: Vec<Option<&DataType>> =
+            prepared.param_types.iter().map(|t| t.as_ref()).collect();
         let params = deserialize_parameters(portal, &inferred)?;
         let mut session = self.session.lock().await;
         let result = session.execute(prepared.statement.clone(), &params).await;

@@ -16,20 +16,28 @@ pub fn ident_name(i: &Ident) -> String {
 
 /// The table name in `[database.][public.]name`.
 pub fn table_name(n: &ObjectName) -> Result<String> {
-    let parts: Vec<String> = n
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Ok(ident_name(i)),
-            other => Err(PgError::new(SqlState::SyntaxError, format!("unexpected name part {other}"))),
-        })
-        .collect::<Result<_>>()?;
+    let parts: Vec<String> =
+        n.0.iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => Ok(ident_name(i)),
+                other => Err(PgError::new(
+                    SqlState::SyntaxError,
+                    format!("unexpected name part {other}"),
+                )),
+            })
+            .collect::<Result<_>>()?;
     match parts.as_slice() {
         [t] => Ok(t.clone()),
         [s, t] if s == "public" => Ok(t.clone()),
         [d, s, t] if d == DATABASE && s == "public" => Ok(t.clone()),
-        [s, _] => Err(PgError::new(SqlState::UndefinedObject, format!("schema \"{s}\" does not exist"))),
-        _ => Err(PgError::new(SqlState::SyntaxError, format!("improper qualified name: {n}"))),
+        [s, _] => Err(PgError::new(
+            SqlState::UndefinedObject,
+            format!("schema \"{s}\" does not exist"),
+        )),
+        _ => Err(PgError::new(
+            SqlState::SyntaxError,
+            format!("improper qualified name: {n}"),
+        )),
     }
 }
 
@@ -50,6 +58,9 @@ mod tests {
         let n = ObjectName::from(vec![Ident::new("public"), Ident::new("T")]);
         assert_eq!(table_name(&n).unwrap(), "t");
         let bad = ObjectName::from(vec![Ident::new("other"), Ident::new("t")]);
-        assert_eq!(table_name(&bad).unwrap_err().state, SqlState::UndefinedObject);
+        assert_eq!(
+            table_name(&bad).unwrap_err().state,
+            SqlState::UndefinedObject
+        );
     }
 }

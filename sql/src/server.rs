@@ -14,9 +14,16 @@ use crate::session::{Shared, SharedRef};
 
 /// Opens the row store in `data_dir` (RocksDB in `data_dir/rowstore`).
 pub fn open_store(data_dir: &std::path::Path) -> anyhow_free::Result<StoreRef> {
-    std::fs::create_dir_all(data_dir).map_err(|e| anyhow_free::Error(format!("Failed to create data dir {}: {e}", data_dir.display())))?;
-    let engine = RocksEngine::open(&data_dir.join("rowstore")).map_err(|e| anyhow_free::Error(e.to_string()))?;
-    Store::open(Arc::new(engine), StoreOptions::default()).map_err(|e| anyhow_free::Error(e.to_string()))
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        anyhow_free::Error(format!(
+            "Failed to create data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let engine = RocksEngine::open(&data_dir.join("rowstore"))
+        .map_err(|e| anyhow_free::Error(e.to_string()))?;
+    Store::open(Arc::new(engine), StoreOptions::default())
+        .map_err(|e| anyhow_free::Error(e.to_string()))
 }
 
 /// Errors of server start-up (kept free of anyhow, which only the binary and tests use).
@@ -78,7 +85,12 @@ impl Server {
                 }
             }
         });
-        Ok(Server { addr, shared, shutdown: tx, task })
+        Ok(Server {
+            addr,
+            shared,
+            shutdown: tx,
+            task,
+        })
     }
 
     /// The address clients connect to.

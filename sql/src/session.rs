@@ -7,13 +7,15 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{create_udf, ColumnarValue, LogicalPlan, Volatility};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::Statement as DFStatement;
 use duet_router::provider::{HiddenCatalog, RowSchemaProvider};
 use duet_router::ViewSlot;
 use duet_rowstore::{StoreRef, Transaction};
@@ -27,14 +29,22 @@ pub const DATABASE: &str = "duetdb";
 /// Catalog through which DML statements read the rows they change.
 pub const DML_CATALOG: &str = "duet_dml";
 /// The version string `SELECT version()` returns; drivers parse the leading part.
-pub const VERSION_STRING: &str = concat!("PostgreSQL 15.0 (DuetDB ", env!("CARGO_PKG_VERSION"), ")");
+pub const VERSION_STRING: &str =
+    concat!("PostgreSQL 15.0 (DuetDB ", env!("CARGO_PKG_VERSION"), ")");
 
 /// What running one statement produced.
 pub enum Outcome {
     /// Rows streamed from DataFusion.
-    Stream { stream: SendableRecordBatchStream, tag: String },
+    Stream {
+        stream: SendableRecordBatchStream,
+        tag: String,
+    },
     /// Rows already computed (SHOW, RETURNING).
-    Batches { schema: SchemaRef, batches: Vec<RecordBatch>, tag: String },
+    Batches {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        tag: String,
+    },
     /// A command without rows: its full command tag (e.g. `INSERT 0 3`).
     Command(String),
     /// BEGIN / START TRANSACTION.
@@ -117,8 +127,13 @@ fn setting_name(raw: &str) -> String {
 fn single_text(name: &str, value: &str) -> Outcome {
     let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
     let col: ArrayRef = Arc::new(StringArray::from(vec![value.to_string()]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![col]).expect("one utf8 column matches its schema");
-    Outcome::Batches { schema, batches: vec![batch], tag: "SHOW".into() }
+    let batch = RecordBatch::try_new(schema.clone(), vec![col])
+        .expect("one utf8 column matches its schema");
+    Outcome::Batches {
+        schema,
+        batches: vec![batch],
+        tag: "SHOW".into(),
+    }
 }
 
 fn expr_setting_value(e: &Expr) -> String {
@@ -126,7 +141,13 @@ fn expr_setting_value(e: &Expr) -> String {
         Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
             Value::Number(n, _) => n.clone(),
-            Value::Boolean(b) => if *b { "on".into() } else { "off".into() },
+            Value::Boolean(b) => {
+                if *b {
+                    "on".into()
+                } else {
+                    "off".into()
+                }
+            }
             other => other.to_string(),
         },
         Expr::Identifier(i) => i.value.clone(),
@@ -147,23 +168,49 @@ impl Session {
         let view: ViewSlot = Arc::new(parking_lot::Mutex::new(None));
 
         let catalog = Arc::new(MemoryCatalogProvider::new());
-        catalog.register_schema("public", Arc::new(RowSchemaProvider::new(shared.store.clone(), view.clone())))?;
+        catalog.register_schema(
+            "public",
+            Arc::new(RowSchemaProvider::new(shared.store.clone(), view.clone())),
+        )?;
         ctx.register_catalog(DATABASE, catalog);
 
         let scratch = Arc::new(MemorySchemaProvider::new());
-        let dml: Arc<dyn SchemaProvider> = Arc::new(RowSchemaProvider::for_dml(shared.store.clone(), view.clone()));
-        ctx.register_catalog(DML_CATALOG, Arc::new(HiddenCatalog::new(dml, scratch.clone())));
+        let dml: Arc<dyn SchemaProvider> = Arc::new(RowSchemaProvider::for_dml(
+            shared.store.clone(),
+            view.clone(),
+        ));
+        ctx.register_catalog(
+            DML_CATALOG,
+            Arc::new(HiddenCatalog::new(dml, scratch.clone())),
+        );
 
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
-            .map_err(|e| PgError::from(*e))?;
+        datafusion_pg_catalog::setup_pg_catalog(
+            &ctx,
+            DATABASE,
+            datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| PgError::from(*e))?;
         ctx.register_udf(create_udf(
             "version",
             vec![],
             DataType::Utf8,
             Volatility::Immutable,
-            Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(VERSION_STRING.to_string()))))),
+            Arc::new(|_args: &[ColumnarValue]| {
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                    VERSION_STRING.to_string(),
+                ))))
+            }),
         ));
-        Ok(Self { shared, ctx, view, txn: None, failed: false, settings: default_settings(), notices: Vec::new(), scratch })
+        Ok(Self {
+            shared,
+            ctx,
+            view,
+            txn: None,
+            failed: false,
+            settings: default_settings(),
+            notices: Vec::new(),
+            scratch,
+        })
     }
 
     /// Whether an explicit transaction is open.
@@ -187,9 +234,12 @@ impl Session {
         match &stmt {
             Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
             Statement::Commit { .. } => return self.commit(),
-            Statement::Rollback { savepoint: None, .. } => {
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
                 if self.txn.is_none() {
-                    self.notices.push("there is no transaction in progress".into());
+                    self.notices
+                        .push("there is no transaction in progress".into());
                 }
                 self.txn = None;
                 self.failed = false;
@@ -212,7 +262,8 @@ impl Session {
 
     fn begin(&mut self, modes: &[TransactionMode]) -> Outcome {
         if self.txn.is_some() {
-            self.notices.push("there is already a transaction in progress".into());
+            self.notices
+                .push("there is already a transaction in progress".into());
             return Outcome::Begin;
         }
         self.note_isolation(modes);
@@ -235,7 +286,8 @@ impl Session {
     /// block: the error is returned and the session is idle again, as in PostgreSQL.
     fn commit(&mut self) -> Result<Outcome> {
         let Some(txn) = self.txn.take() else {
-            self.notices.push("there is no transaction in progress".into());
+            self.notices
+                .push("there is no transaction in progress".into());
             return Ok(Outcome::End("COMMIT"));
         };
         if self.failed {
@@ -271,17 +323,24 @@ impl Session {
             }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let key = setting_name(&name);
                 match self.settings.get(&key) {
                     Some(v) => Ok(single_text(&key, v)),
                     None if key == "all" => Err(PgError::unsupported("SHOW ALL")),
-                    None => Err(PgError::new(SqlState::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""))),
+                    None => Err(PgError::new(
+                        SqlState::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )),
                 }
             }
-            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } | Statement::Rollback { .. } => {
-                Err(PgError::unsupported("SAVEPOINT"))
-            }
+            Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Rollback { .. } => Err(PgError::unsupported("SAVEPOINT")),
             Statement::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
             other => ddl::execute(self, other).await,
         }
@@ -289,9 +348,15 @@ impl Session {
 
     fn set(&mut self, set: Set) -> Result<Outcome> {
         match set {
-            Set::SingleAssignment { variable, values, .. } => {
+            Set::SingleAssignment {
+                variable, values, ..
+            } => {
                 let name = setting_name(&variable.to_string());
-                let value = values.iter().map(expr_setting_value).collect::<Vec<_>>().join(", ");
+                let value = values
+                    .iter()
+                    .map(expr_setting_value)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.assign_setting(&name, value)?;
             }
             Set::SetTimeZone { value, .. } => {
@@ -309,24 +374,40 @@ impl Session {
                     self.assign_setting(&name, expr_setting_value(&a.value))?;
                 }
             }
-            Set::SetSessionParam(_) | Set::SetRole { .. } | Set::SetSessionAuthorization(_) | Set::SetNamesDefault {} => {}
+            Set::SetSessionParam(_)
+            | Set::SetRole { .. }
+            | Set::SetSessionAuthorization(_)
+            | Set::SetNamesDefault {} => {}
             other => return Err(PgError::unsupported(format!("SET form {other}"))),
         }
         Ok(Outcome::Command("SET".into()))
     }
 
     fn assign_setting(&mut self, name: &str, value: String) -> Result<()> {
-        if name == "client_encoding" && !matches!(value.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE") {
+        if name == "client_encoding"
+            && !matches!(
+                value.to_ascii_uppercase().as_str(),
+                "UTF8" | "UTF-8" | "UNICODE"
+            )
+        {
             return Err(PgError::unsupported(format!("client_encoding {value}")));
         }
         if name == "duet.engine" && !matches!(value.as_str(), "auto" | "row" | "column") {
-            return Err(PgError::new(SqlState::InvalidParameterValue, format!("invalid value for parameter \"duet.engine\": \"{value}\"")));
+            return Err(PgError::new(
+                SqlState::InvalidParameterValue,
+                format!("invalid value for parameter \"duet.engine\": \"{value}\""),
+            ));
         }
         if name == "duet.engine" && value == "column" {
-            return Err(PgError::unsupported("duet.engine = 'column' (the column replica arrives with the replication issue)"));
+            return Err(PgError::unsupported(
+                "duet.engine = 'column' (the column replica arrives with the replication issue)",
+            ));
         }
         if !self.settings.contains_key(name) && !name.contains('.') {
-            return Err(PgError::new(SqlState::UndefinedObject, format!("unrecognized configuration parameter \"{name}\"")));
+            return Err(PgError::new(
+                SqlState::UndefinedObject,
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
         }
         if name == "transaction_isolation" || name == "default_transaction_isolation" {
             if value.eq_ignore_ascii_case("serializable") {
@@ -349,7 +430,11 @@ impl Session {
 
     /// Plans a statement with DataFusion (no execution).
     pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
-        let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+            .await?;
         Ok(plan)
     }
 
@@ -358,7 +443,10 @@ impl Session {
         let plan = bind(plan, params)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let stream = df.execute_stream().await?;
-        Ok(Outcome::Stream { stream, tag: "SELECT".into() })
+        Ok(Outcome::Stream {
+            stream,
+            tag: "SELECT".into(),
+        })
     }
 }
 
@@ -392,8 +480,13 @@ fn statement_kind(s: &Statement) -> &'static str {
         Statement::Insert(_) => "insert",
         Statement::Update(_) => "update",
         Statement::Delete(_) => "delete",
-        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => "txn",
-        Statement::CreateTable(_) | Statement::Drop { .. } | Statement::AlterTable(_) | Statement::CreateIndex(_) => "ddl",
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. } => "txn",
+        Statement::CreateTable(_)
+        | Statement::Drop { .. }
+        | Statement::AlterTable(_)
+        | Statement::CreateIndex(_) => "ddl",
         _ => "other",
     }
 }

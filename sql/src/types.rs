@@ -27,22 +27,31 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
         AstType::Int(_) | AstType::Integer(_) | AstType::Int4(_) => SqlType::Int32,
         AstType::BigInt(_) | AstType::Int8(_) => SqlType::Int64,
         AstType::Real | AstType::Float4 => SqlType::Float32,
-        AstType::Double(_) | AstType::DoublePrecision | AstType::Float8 | AstType::Float64 => SqlType::Float64,
+        AstType::Double(_) | AstType::DoublePrecision | AstType::Float8 | AstType::Float64 => {
+            SqlType::Float64
+        }
         AstType::Float(info) => match info {
             ExactNumberInfo::Precision(p) if *p <= 24 => SqlType::Float32,
             _ => SqlType::Float64,
         },
         AstType::Numeric(info) | AstType::Decimal(info) | AstType::Dec(info) => match info {
-            ExactNumberInfo::None => SqlType::Numeric { precision: DEFAULT_NUMERIC.0, scale: DEFAULT_NUMERIC.1 },
+            ExactNumberInfo::None => SqlType::Numeric {
+                precision: DEFAULT_NUMERIC.0,
+                scale: DEFAULT_NUMERIC.1,
+            },
             ExactNumberInfo::Precision(p) => numeric(*p, 0)?,
             ExactNumberInfo::PrecisionAndScale(p, s) => numeric(*p, *s)?,
         },
         AstType::Text => SqlType::Text,
-        AstType::Varchar(l) | AstType::CharacterVarying(l) | AstType::CharVarying(l) => SqlType::Varchar(char_len(l)),
+        AstType::Varchar(l) | AstType::CharacterVarying(l) | AstType::CharVarying(l) => {
+            SqlType::Varchar(char_len(l))
+        }
         AstType::Char(l) | AstType::Character(l) => SqlType::Char(char_len(l).unwrap_or(1)),
         AstType::Bool | AstType::Boolean => SqlType::Bool,
         AstType::Date => SqlType::Date,
-        AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Timestamp,
+        AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+            SqlType::Timestamp
+        }
         AstType::Bytea => SqlType::Bytea,
         AstType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "int2" => SqlType::Int16,
@@ -51,7 +60,12 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
             "float4" => SqlType::Float32,
             "float8" => SqlType::Float64,
             "bpchar" => SqlType::Char(1),
-            other => return Err(PgError::new(SqlState::UndefinedObject, format!("type \"{other}\" does not exist"))),
+            other => {
+                return Err(PgError::new(
+                    SqlState::UndefinedObject,
+                    format!("type \"{other}\" does not exist"),
+                ))
+            }
         },
         other => return Err(PgError::unsupported(format!("type {other}"))),
     })
@@ -59,12 +73,21 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
 
 fn numeric(p: u64, s: i64) -> Result<SqlType> {
     if !(1..=38).contains(&p) {
-        return Err(PgError::new(SqlState::InvalidParameterValue, format!("NUMERIC precision {p} must be between 1 and 38")));
+        return Err(PgError::new(
+            SqlState::InvalidParameterValue,
+            format!("NUMERIC precision {p} must be between 1 and 38"),
+        ));
     }
     if s < 0 || s as u64 > p {
-        return Err(PgError::new(SqlState::InvalidParameterValue, format!("NUMERIC scale {s} must be between 0 and precision {p}")));
+        return Err(PgError::new(
+            SqlState::InvalidParameterValue,
+            format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+        ));
     }
-    Ok(SqlType::Numeric { precision: p as u8, scale: s as i8 })
+    Ok(SqlType::Numeric {
+        precision: p as u8,
+        scale: s as i8,
+    })
 }
 
 fn is_string(t: &DataType) -> bool {
@@ -76,15 +99,23 @@ fn is_string(t: &DataType) -> bool {
 fn parse_bytea(s: &str) -> Result<Vec<u8>> {
     if let Some(hex) = s.strip_prefix("\\x") {
         let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if hex.len() % 2 != 0 {
-            return Err(PgError::new(SqlState::InvalidTextRepresentation, "invalid hexadecimal data: odd number of digits"));
+        if !hex.len().is_multiple_of(2) {
+            return Err(PgError::new(
+                SqlState::InvalidTextRepresentation,
+                "invalid hexadecimal data: odd number of digits",
+            ));
         }
         hex.chunks(2)
             .map(|p| {
                 std::str::from_utf8(p)
                     .ok()
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| PgError::new(SqlState::InvalidTextRepresentation, "invalid hexadecimal digit"))
+                    .ok_or_else(|| {
+                        PgError::new(
+                            SqlState::InvalidTextRepresentation,
+                            "invalid hexadecimal digit",
+                        )
+                    })
             })
             .collect()
     } else {
@@ -100,8 +131,12 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
     let casted: ArrayRef = if source == target {
         array.clone()
     } else if matches!(ty, SqlType::Bytea) && is_string(&source) {
-        let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default()).map_err(|e| from_datafusion(e.into()))?;
-        let strings = strings.as_any().downcast_ref::<StringArray>().ok_or_else(|| PgError::new(SqlState::InternalError, "utf8 cast"))?;
+        let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
+            .map_err(|e| from_datafusion(e.into()))?;
+        let strings = strings
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| PgError::new(SqlState::InternalError, "utf8 cast"))?;
         let mut b = BinaryBuilder::new();
         for v in strings.iter() {
             match v {
@@ -112,7 +147,10 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
         Arc::new(b.finish())
     } else {
         let rounded = round_for_integer(array, ty)?;
-        let opts = CastOptions { safe: false, format_options: FormatOptions::default() };
+        let opts = CastOptions {
+            safe: false,
+            format_options: FormatOptions::default(),
+        };
         cast_with_options(&rounded, &target, &opts).map_err(|e| {
             let state = if is_string(&source) {
                 SqlState::InvalidTextRepresentation
@@ -122,9 +160,16 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
                 SqlState::DatatypeMismatch
             };
             let msg = match state {
-                SqlState::InvalidTextRepresentation => format!("invalid input syntax for type {}: {e}", ty.pg_name()),
-                SqlState::NumericValueOutOfRange => format!("{} out of range for column \"{column}\"", ty.pg_name()),
-                _ => format!("column \"{column}\" is of type {} but expression is of type {source}", ty.pg_name()),
+                SqlState::InvalidTextRepresentation => {
+                    format!("invalid input syntax for type {}: {e}", ty.pg_name())
+                }
+                SqlState::NumericValueOutOfRange => {
+                    format!("{} out of range for column \"{column}\"", ty.pg_name())
+                }
+                _ => format!(
+                    "column \"{column}\" is of type {} but expression is of type {source}",
+                    ty.pg_name()
+                ),
             };
             PgError::new(state, msg)
         })?
@@ -138,12 +183,25 @@ fn round_for_integer(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
     let int_target = matches!(ty, SqlType::Int16 | SqlType::Int32 | SqlType::Int64);
     match array.data_type() {
         DataType::Float32 | DataType::Float64 if int_target => {
-            let f = cast_with_options(array, &DataType::Float64, &CastOptions::default()).map_err(|e| from_datafusion(e.into()))?;
-            let f = f.as_any().downcast_ref::<datafusion::arrow::array::Float64Array>().ok_or_else(|| PgError::new(SqlState::InternalError, "f64"))?;
-            Ok(Arc::new(datafusion::arrow::compute::kernels::arity::unary::<_, _, datafusion::arrow::datatypes::Float64Type>(f, |v: f64| v.round())))
+            let f = cast_with_options(array, &DataType::Float64, &CastOptions::default())
+                .map_err(|e| from_datafusion(e.into()))?;
+            let f = f
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .ok_or_else(|| PgError::new(SqlState::InternalError, "f64"))?;
+            Ok(Arc::new(
+                datafusion::arrow::compute::kernels::arity::unary::<
+                    _,
+                    _,
+                    datafusion::arrow::datatypes::Float64Type,
+                >(f, |v: f64| v.round()),
+            ))
         }
         DataType::Decimal128(_, s) if int_target && *s > 0 => {
-            let d = array.as_any().downcast_ref::<datafusion::arrow::array::Decimal128Array>().ok_or_else(|| PgError::new(SqlState::InternalError, "decimal"))?;
+            let d = array
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Decimal128Array>()
+                .ok_or_else(|| PgError::new(SqlState::InternalError, "decimal"))?;
             let scale = 10i128.pow(*s as u32);
             let out: datafusion::arrow::array::Int64Array = d
                 .iter()
@@ -151,7 +209,11 @@ fn round_for_integer(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
                     v.map(|m| {
                         let q = m / scale;
                         let r = m % scale;
-                        let q = if r.abs() * 2 >= scale { q + m.signum() } else { q };
+                        let q = if r.abs() * 2 >= scale {
+                            q + m.signum()
+                        } else {
+                            q
+                        };
                         i64::try_from(q).unwrap_or(if q > 0 { i64::MAX } else { i64::MIN })
                     })
                 })
@@ -170,15 +232,32 @@ mod tests {
     #[test]
     fn assignment_casts_round_and_report_pg_codes() {
         let a: ArrayRef = Arc::new(Float64Array::from(vec![1.5, -2.5, 2.4]));
-        assert_eq!(assign(&a, &SqlType::Int32, "c").unwrap(), vec![Datum::Int(2), Datum::Int(-3), Datum::Int(2)]);
+        assert_eq!(
+            assign(&a, &SqlType::Int32, "c").unwrap(),
+            vec![Datum::Int(2), Datum::Int(-3), Datum::Int(2)]
+        );
         let big: ArrayRef = Arc::new(Int64Array::from(vec![1i64 << 40]));
-        assert_eq!(assign(&big, &SqlType::Int32, "c").unwrap_err().state, SqlState::NumericValueOutOfRange);
+        assert_eq!(
+            assign(&big, &SqlType::Int32, "c").unwrap_err().state,
+            SqlState::NumericValueOutOfRange
+        );
         let txt: ArrayRef = Arc::new(StringArray::from(vec!["abc"]));
-        assert_eq!(assign(&txt, &SqlType::Int32, "c").unwrap_err().state, SqlState::InvalidTextRepresentation);
+        assert_eq!(
+            assign(&txt, &SqlType::Int32, "c").unwrap_err().state,
+            SqlState::InvalidTextRepresentation
+        );
         let hex: ArrayRef = Arc::new(StringArray::from(vec!["\\x00ff"]));
-        assert_eq!(assign(&hex, &SqlType::Bytea, "c").unwrap(), vec![Datum::Bytes(vec![0, 255])]);
+        assert_eq!(
+            assign(&hex, &SqlType::Bytea, "c").unwrap(),
+            vec![Datum::Bytes(vec![0, 255])]
+        );
         let long: ArrayRef = Arc::new(StringArray::from(vec!["abcdef"]));
-        assert_eq!(assign(&long, &SqlType::Varchar(Some(3)), "c").unwrap_err().state, SqlState::StringDataRightTruncation);
+        assert_eq!(
+            assign(&long, &SqlType::Varchar(Some(3)), "c")
+                .unwrap_err()
+                .state,
+            SqlState::StringDataRightTruncation
+        );
     }
 }
 
@@ -189,7 +268,11 @@ pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) 
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     let a = v.abs();
     if a != 0.0 && (a >= 10f64.powi(exp_limit) || a < 1e-4) {
@@ -211,7 +294,10 @@ pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) 
 
 /// Re-encodes, for text-format result columns, the types whose text form arrow-pg writes
 /// differently from PostgreSQL (floats, timestamps) as strings in PostgreSQL's format.
-pub fn pg_text_columns(batch: &datafusion::arrow::record_batch::RecordBatch, is_text: &dyn Fn(usize) -> bool) -> datafusion::arrow::record_batch::RecordBatch {
+pub fn pg_text_columns(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    is_text: &dyn Fn(usize) -> bool,
+) -> datafusion::arrow::record_batch::RecordBatch {
     use datafusion::arrow::array::{Float32Array, Float64Array, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::TimeUnit;
     let mut changed = false;
@@ -223,18 +309,45 @@ pub fn pg_text_columns(batch: &datafusion::arrow::record_batch::RecordBatch, is_
         }
         let out: Option<ArrayRef> = match col.data_type() {
             DataType::Float64 => col.as_any().downcast_ref::<Float64Array>().map(|a| {
-                Arc::new(a.iter().map(|v| v.map(|f| pg_float_text(f, |e| if e { format!("{f:e}") } else { format!("{f}") }, 15))).collect::<StringArray>()) as ArrayRef
+                Arc::new(
+                    a.iter()
+                        .map(|v| {
+                            v.map(|f| {
+                                pg_float_text(
+                                    f,
+                                    |e| if e { format!("{f:e}") } else { format!("{f}") },
+                                    15,
+                                )
+                            })
+                        })
+                        .collect::<StringArray>(),
+                ) as ArrayRef
             }),
             DataType::Float32 => col.as_any().downcast_ref::<Float32Array>().map(|a| {
                 Arc::new(
                     a.iter()
-                        .map(|v| v.map(|f| pg_float_text(f as f64, |e| if e { format!("{f:e}") } else { format!("{f}") }, 6)))
+                        .map(|v| {
+                            v.map(|f| {
+                                pg_float_text(
+                                    f as f64,
+                                    |e| if e { format!("{f:e}") } else { format!("{f}") },
+                                    6,
+                                )
+                            })
+                        })
                         .collect::<StringArray>(),
                 ) as ArrayRef
             }),
-            DataType::Timestamp(TimeUnit::Microsecond, None) => col.as_any().downcast_ref::<TimestampMicrosecondArray>().map(|a| {
-                Arc::new(a.iter().map(|v| v.map(pg_timestamp_text)).collect::<StringArray>()) as ArrayRef
-            }),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => col
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .map(|a| {
+                    Arc::new(
+                        a.iter()
+                            .map(|v| v.map(pg_timestamp_text))
+                            .collect::<StringArray>(),
+                    ) as ArrayRef
+                }),
             _ => None,
         };
         match out {
@@ -256,7 +369,8 @@ pub fn pg_text_columns(batch: &datafusion::arrow::record_batch::RecordBatch, is_
         .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
         .collect();
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols).unwrap_or_else(|_| batch.clone())
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
+        .unwrap_or_else(|_| batch.clone())
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff without trailing zeros]`, as PostgreSQL prints a timestamp.
@@ -295,12 +409,22 @@ mod text_tests {
         assert_eq!(f8(f64::NEG_INFINITY), "-Infinity");
         assert_eq!(f8(-0.0), "-0");
         let f = 1234567f32;
-        assert_eq!(pg_float_text(f as f64, |e| if e { format!("{f:e}") } else { format!("{f}") }, 6), "1.234567e+06");
+        assert_eq!(
+            pg_float_text(
+                f as f64,
+                |e| if e { format!("{f:e}") } else { format!("{f}") },
+                6
+            ),
+            "1.234567e+06"
+        );
     }
 
     #[test]
     fn timestamps_print_like_postgres() {
-        assert_eq!(pg_timestamp_text(1_704_067_200_120_000), "2024-01-01 00:00:00.12");
+        assert_eq!(
+            pg_timestamp_text(1_704_067_200_120_000),
+            "2024-01-01 00:00:00.12"
+        );
         assert_eq!(pg_timestamp_text(0), "1970-01-01 00:00:00");
     }
 }

@@ -18,7 +18,11 @@ pub struct ClusterBuilder {
 impl ClusterBuilder {
     /// A one-node cluster called `name` (used in the temp dir name and logs).
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), data_dir: None, port: 0 }
+        Self {
+            name: name.into(),
+            data_dir: None,
+            port: 0,
+        }
     }
 
     /// Keep data in `dir` instead of a temporary directory (not removed afterwards).
@@ -39,12 +43,20 @@ impl ClusterBuilder {
         let (temp, dir) = match self.data_dir {
             Some(d) => (None, d),
             None => {
-                let t = tempfile::Builder::new().prefix(&format!("duet-{}-", self.name)).tempdir()?;
+                let t = tempfile::Builder::new()
+                    .prefix(&format!("duet-{}-", self.name))
+                    .tempdir()?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
         };
-        let mut cluster = Cluster { name: self.name, _temp: temp, dir, node: None, addr: SocketAddr::from(([127, 0, 0, 1], self.port)) };
+        let mut cluster = Cluster {
+            name: self.name,
+            _temp: temp,
+            dir,
+            node: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
+        };
         cluster.start().await?;
         Ok(cluster)
     }
@@ -78,7 +90,10 @@ impl Cluster {
         match self.start_on(&runtime).await {
             Ok(server) => {
                 self.addr = server.local_addr();
-                self.node = Some(Node { runtime, server: Some(server) });
+                self.node = Some(Node {
+                    runtime,
+                    server: Some(server),
+                });
                 Ok(())
             }
             Err(e) => {
@@ -95,10 +110,18 @@ impl Cluster {
         let store = loop {
             match duet_sql::open_store(&self.dir) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() < deadline && e.to_string().to_lowercase().contains("lock") => {
+                Err(e)
+                    if Instant::now() < deadline
+                        && e.to_string().to_lowercase().contains("lock") =>
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(anyhow!("Failed to open store in {}: {e}", self.dir.display())),
+                Err(e) => {
+                    return Err(anyhow!(
+                        "Failed to open store in {}: {e}",
+                        self.dir.display()
+                    ))
+                }
             }
         };
         let addr = self.addr;
@@ -127,7 +150,10 @@ impl Cluster {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(mut node) = self.node.take() {
             if let Some(server) = node.server.take() {
-                node.runtime.spawn(server.shutdown()).await.context("shutdown panicked")?;
+                node.runtime
+                    .spawn(server.shutdown())
+                    .await
+                    .context("shutdown panicked")?;
             }
             Self::stop_runtime(node);
         }
@@ -159,17 +185,26 @@ impl Cluster {
 
     /// A libpq-style connection string.
     pub fn connection_string(&self) -> String {
-        format!("host={} port={} user=duet dbname=duetdb", self.addr.ip(), self.addr.port())
+        format!(
+            "host={} port={} user=duet dbname=duetdb",
+            self.addr.ip(),
+            self.addr.port()
+        )
     }
 
     /// A `postgres://` URL.
     pub fn url(&self) -> String {
-        format!("postgres://duet@{}:{}/duetdb", self.addr.ip(), self.addr.port())
+        format!(
+            "postgres://duet@{}:{}/duetdb",
+            self.addr.ip(),
+            self.addr.port()
+        )
     }
 
     /// A connected client; its connection task runs on the caller's runtime.
     pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, conn) = tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls).await?;
+        let (client, conn) =
+            tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "test connection ended");

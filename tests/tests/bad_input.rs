@@ -7,7 +7,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn still_serving(cluster: &duet_tests::Cluster) {
     let c = cluster.client().await.unwrap();
-    let v: i32 = c.query_one("SELECT (41 + 1)::int", &[]).await.unwrap().get(0);
+    let v: i32 = c
+        .query_one("SELECT (41 + 1)::int", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, 42);
 }
 
@@ -38,8 +42,12 @@ fn startup_message() -> Vec<u8> {
 #[tokio::test]
 async fn garbage_bytes_end_only_that_connection() {
     let cluster = ClusterBuilder::new("garbage").build().await.unwrap();
-    let mut s = tokio::net::TcpStream::connect(cluster.addr()).await.unwrap();
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let mut s = tokio::net::TcpStream::connect(cluster.addr())
+        .await
+        .unwrap();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let _ = s.write_all(&garbage).await;
     drain(&mut s).await;
     still_serving(&cluster).await;
@@ -54,13 +62,21 @@ async fn malformed_messages_after_startup_end_only_that_connection() {
         // An unknown message type.
         vec![b'@', 0, 0, 0, 4],
         // A Bind for a statement that does not exist, then Sync.
-        vec![b'B', 0, 0, 0, 14, 0, b'n', b'o', b'p', b'e', 0, 0, 0, 0, 0, b'S', 0, 0, 0, 4],
+        vec![
+            b'B', 0, 0, 0, 14, 0, b'n', b'o', b'p', b'e', 0, 0, 0, 0, 0, b'S', 0, 0, 0, 4,
+        ],
     ] {
-        let mut s = tokio::net::TcpStream::connect(cluster.addr()).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(cluster.addr())
+            .await
+            .unwrap();
         s.write_all(&startup_message()).await.unwrap();
         let mut buf = [0u8; 1024];
         let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0 && buf[0] == b'R', "startup answered with {:?}", &buf[..n.min(8)]);
+        assert!(
+            n > 0 && buf[0] == b'R',
+            "startup answered with {:?}",
+            &buf[..n.min(8)]
+        );
         let _ = s.write_all(&bad).await;
         drain(&mut s).await;
     }
@@ -77,7 +93,13 @@ async fn huge_and_deeply_nested_queries_get_errors() {
     let huge = format!("SELECT '{}'", "x".repeat(17 << 20));
     let e = c.simple_query(&huge).await.unwrap_err();
     assert!(crate::sqlstate(&e).is_some(), "{e:?}");
-    let long_in = format!("SELECT 1 WHERE 1 IN ({})", (0..20000).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+    let long_in = format!(
+        "SELECT 1 WHERE 1 IN ({})",
+        (0..20000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let _ = c.simple_query(&long_in).await;
     still_serving(&cluster).await;
 }

@@ -11,24 +11,49 @@ async fn committed_rows_survive_an_in_process_kill_and_a_clean_restart() {
     let mut cluster = ClusterBuilder::new("kill").build().await.unwrap();
     {
         let c = cluster.client().await.unwrap();
-        c.batch_execute("CREATE TABLE d (id int PRIMARY KEY, v text); CREATE INDEX d_v ON d (v)").await.unwrap();
+        c.batch_execute("CREATE TABLE d (id int PRIMARY KEY, v text); CREATE INDEX d_v ON d (v)")
+            .await
+            .unwrap();
         for i in 0..50 {
-            c.execute("INSERT INTO d VALUES ($1, $2)", &[&i, &format!("v{}", i % 7)]).await.unwrap();
+            c.execute(
+                "INSERT INTO d VALUES ($1, $2)",
+                &[&i, &format!("v{}", i % 7)],
+            )
+            .await
+            .unwrap();
         }
-        c.batch_execute("BEGIN; INSERT INTO d VALUES (1000, 'uncommitted')").await.unwrap();
+        c.batch_execute("BEGIN; INSERT INTO d VALUES (1000, 'uncommitted')")
+            .await
+            .unwrap();
     }
     cluster.kill();
     cluster.start().await.unwrap();
     let c = cluster.client().await.unwrap();
-    let n: i64 = c.query_one("SELECT count(*) FROM d", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 50);
-    let n: i64 = c.query_one("SELECT count(*) FROM d WHERE v = 'v3'", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d WHERE v = 'v3'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 7);
     cluster.restart().await.unwrap();
     let c = cluster.client().await.unwrap();
-    let n: i64 = c.query_one("SELECT count(*) FROM d WHERE id = 1000", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d WHERE id = 1000", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0);
-    let n: i64 = c.query_one("SELECT count(*) FROM d", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 50);
 }
 
@@ -37,9 +62,19 @@ async fn committed_rows_survive_an_in_process_kill_and_a_clean_restart() {
 #[tokio::test]
 #[ignore = "run only as the child of kill_9_loses_no_acknowledged_commit"]
 async fn child_server() {
-    let Ok(dir) = std::env::var("DUET_CHILD_DIR") else { return };
-    let cluster = ClusterBuilder::new("child").data_dir(&dir).build().await.unwrap();
-    std::fs::write(PathBuf::from(&dir).join("port"), cluster.addr().port().to_string()).unwrap();
+    let Ok(dir) = std::env::var("DUET_CHILD_DIR") else {
+        return;
+    };
+    let cluster = ClusterBuilder::new("child")
+        .data_dir(&dir)
+        .build()
+        .await
+        .unwrap();
+    std::fs::write(
+        PathBuf::from(&dir).join("port"),
+        cluster.addr().port().to_string(),
+    )
+    .unwrap();
     loop {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
@@ -64,26 +99,51 @@ async fn kill_9_loses_no_acknowledged_commit() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let port: u16 = std::fs::read_to_string(&port_file).unwrap().trim().parse().unwrap();
-    let (c, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=duet dbname=duetdb"), tokio_postgres::NoTls)
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (c, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=duet dbname=duetdb"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("CREATE TABLE k (id int PRIMARY KEY, v text NOT NULL)")
         .await
         .unwrap();
-    tokio::spawn(conn);
-    c.batch_execute("CREATE TABLE k (id int PRIMARY KEY, v text NOT NULL)").await.unwrap();
     let mut acknowledged = 0;
     for i in 0..200 {
-        c.execute("INSERT INTO k VALUES ($1, 'x')", &[&i]).await.unwrap();
+        c.execute("INSERT INTO k VALUES ($1, 'x')", &[&i])
+            .await
+            .unwrap();
         acknowledged += 1;
     }
-    c.batch_execute("BEGIN; INSERT INTO k VALUES (-1, 'never committed')").await.unwrap();
+    c.batch_execute("BEGIN; INSERT INTO k VALUES (-1, 'never committed')")
+        .await
+        .unwrap();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     drop(c);
 
-    let cluster = ClusterBuilder::new("after-kill").data_dir(&data).build().await.unwrap();
+    let cluster = ClusterBuilder::new("after-kill")
+        .data_dir(&data)
+        .build()
+        .await
+        .unwrap();
     let c = cluster.client().await.unwrap();
-    let n: i64 = c.query_one("SELECT count(*) FROM k", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, acknowledged);
-    let n: i64 = c.query_one("SELECT count(*) FROM k WHERE id < 0", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM k WHERE id < 0", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0);
 }

@@ -1,6 +1,8 @@
 //! DuetDB's integration tests: one binary (link time), one module per area. Every test
 //! talks to a real server over a real socket with a real Postgres client.
 
+#![allow(clippy::print_stderr)] // tests report what they measured
+
 mod bad_input;
 mod crash;
 mod slt;

@@ -44,7 +44,10 @@ impl sqllogictest::AsyncDB for Pg {
             }
         }
         Ok(match width {
-            Some(w) => DBOutput::Rows { types: vec![DefaultColumnType::Any; w], rows },
+            Some(w) => DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; w],
+                rows,
+            },
             None => DBOutput::StatementComplete(complete),
         })
     }
@@ -78,20 +81,38 @@ async fn run_file(conn_str: String, path: &PathBuf) {
 }
 
 async fn check(name: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("slt").join(format!("{name}.slt"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("slt")
+        .join(format!("{name}.slt"));
     // PostgreSQL first: a failure there means the expected output is wrong, not DuetDB.
     if let Ok(admin) = std::env::var("DUET_TEST_PG") {
         let db = format!("duet_slt_{name}_{}", std::process::id());
-        let a = connect(&admin).await.expect("DUET_TEST_PG is set but PostgreSQL is unreachable");
-        a.client.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
-        a.client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+        let a = connect(&admin)
+            .await
+            .expect("DUET_TEST_PG is set but PostgreSQL is unreachable");
+        a.client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .unwrap();
+        a.client
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
         let conn = format!("{admin} dbname={db}");
         run_file(conn, &path).await;
-        a.client.batch_execute(&format!("DROP DATABASE {db}")).await.unwrap();
+        a.client
+            .batch_execute(&format!("DROP DATABASE {db}"))
+            .await
+            .unwrap();
     } else {
-        eprintln!("slt {name}: DUET_TEST_PG not set, expected results not re-checked against PostgreSQL");
+        eprintln!(
+            "slt {name}: DUET_TEST_PG not set, expected results not re-checked against PostgreSQL"
+        );
     }
-    let cluster = ClusterBuilder::new(&format!("slt-{name}")).build().await.unwrap();
+    let cluster = ClusterBuilder::new(format!("slt-{name}"))
+        .build()
+        .await
+        .unwrap();
     run_file(cluster.connection_string(), &path).await;
 }
 

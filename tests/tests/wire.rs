@@ -19,12 +19,20 @@ async fn simple_protocol_runs_several_statements_with_correct_tags() {
     let mut counts = vec![];
     for m in msgs {
         match m {
-            SimpleQueryMessage::Row(r) => rows.push((r.get(0).map(str::to_string), r.get(1).map(str::to_string))),
+            SimpleQueryMessage::Row(r) => {
+                rows.push((r.get(0).map(str::to_string), r.get(1).map(str::to_string)))
+            }
             SimpleQueryMessage::CommandComplete(n) => counts.push(n),
             _ => {}
         }
     }
-    assert_eq!(rows, vec![(Some("a".into()), Some("1".into())), (None, Some("2".into()))]);
+    assert_eq!(
+        rows,
+        vec![
+            (Some("a".into()), Some("1".into())),
+            (None, Some("2".into()))
+        ]
+    );
     // CREATE TABLE, INSERT 0 2, SELECT 2, UPDATE 1, DELETE 1
     assert_eq!(counts, vec![0, 2, 2, 1, 1]);
 }
@@ -40,26 +48,45 @@ async fn extended_protocol_binds_and_returns_every_type() {
     .await
     .unwrap();
     let ins = c
-        .prepare("INSERT INTO all_types VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+        .prepare(
+            "INSERT INTO all_types VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
         .await
         .unwrap();
     // Parameter types are inferred from the target columns.
     let expected_types = [
-        Type::INT2, Type::INT4, Type::INT8, Type::FLOAT4, Type::FLOAT8, Type::NUMERIC, Type::TEXT, Type::TEXT,
-        Type::TEXT, Type::BOOL, Type::DATE, Type::TIMESTAMP, Type::BYTEA,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::NUMERIC,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BOOL,
+        Type::DATE,
+        Type::TIMESTAMP,
+        Type::BYTEA,
     ];
     assert_eq!(ins.params(), &expected_types[..]);
     let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
-    let ts = NaiveDateTime::parse_from_str("2024-02-29 13:14:15.123456", "%Y-%m-%d %H:%M:%S%.f").unwrap();
+    let ts = NaiveDateTime::parse_from_str("2024-02-29 13:14:15.123456", "%Y-%m-%d %H:%M:%S%.f")
+        .unwrap();
     c.execute(
         "INSERT INTO all_types (i2, i4, i8, f4, f8, t, vc, ch, b, d, ts, by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[&-7i16, &1i32, &(1i64 << 40), &1.5f32, &-2.25f64, &"héllo", &"vc", &"ab", &true, &d, &ts, &vec![0u8, 1, 255]],
     )
     .await
     .unwrap();
-    c.execute("INSERT INTO all_types (i4) VALUES ($1)", &[&2i32]).await.unwrap();
+    c.execute("INSERT INTO all_types (i4) VALUES ($1)", &[&2i32])
+        .await
+        .unwrap();
     let row = c
-        .query_one("SELECT i2, i4, i8, f4, f8, t, vc, ch, b, d, ts, by FROM all_types WHERE i4 = $1", &[&1i32])
+        .query_one(
+            "SELECT i2, i4, i8, f4, f8, t, vc, ch, b, d, ts, by FROM all_types WHERE i4 = $1",
+            &[&1i32],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, i16>(0), -7);
@@ -75,7 +102,13 @@ async fn extended_protocol_binds_and_returns_every_type() {
     assert_eq!(row.get::<_, NaiveDateTime>(10), ts);
     assert_eq!(row.get::<_, Vec<u8>>(11), vec![0u8, 1, 255]);
     // Every column NULL but the key.
-    let row = c.query_one("SELECT i2, i8, t, b, d, ts, by FROM all_types WHERE i4 = 2", &[]).await.unwrap();
+    let row = c
+        .query_one(
+            "SELECT i2, i8, t, b, d, ts, by FROM all_types WHERE i4 = 2",
+            &[],
+        )
+        .await
+        .unwrap();
     for i in 0..7 {
         let v: Option<String> = match i {
             0 => row.get::<_, Option<i16>>(i).map(|x| x.to_string()),
@@ -83,14 +116,22 @@ async fn extended_protocol_binds_and_returns_every_type() {
             2 => row.get::<_, Option<String>>(i),
             3 => row.get::<_, Option<bool>>(i).map(|x| x.to_string()),
             4 => row.get::<_, Option<NaiveDate>>(i).map(|x| x.to_string()),
-            5 => row.get::<_, Option<NaiveDateTime>>(i).map(|x| x.to_string()),
+            5 => row
+                .get::<_, Option<NaiveDateTime>>(i)
+                .map(|x| x.to_string()),
             _ => row.get::<_, Option<Vec<u8>>>(i).map(|x| format!("{x:?}")),
         };
         assert_eq!(v, None, "column {i}");
     }
     // numeric survives as text.
-    c.execute("UPDATE all_types SET n = 12.5 WHERE i4 = $1", &[&1i32]).await.unwrap();
-    let n: String = c.query_one("SELECT n::text FROM all_types WHERE i4 = 1", &[]).await.unwrap().get(0);
+    c.execute("UPDATE all_types SET n = 12.5 WHERE i4 = $1", &[&1i32])
+        .await
+        .unwrap();
+    let n: String = c
+        .query_one("SELECT n::text FROM all_types WHERE i4 = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, "12.500");
 }
 
@@ -122,19 +163,39 @@ async fn portals_return_rows_in_chunks() {
 async fn parameters_work_in_where_update_delete_and_returning() {
     let cluster = ClusterBuilder::new("params").build().await.unwrap();
     let c = cluster.client().await.unwrap();
-    c.batch_execute("CREATE TABLE kv (k bigint PRIMARY KEY, v text NOT NULL)").await.unwrap();
+    c.batch_execute("CREATE TABLE kv (k bigint PRIMARY KEY, v text NOT NULL)")
+        .await
+        .unwrap();
     for i in 0..10i64 {
-        c.execute("INSERT INTO kv VALUES ($1, $2)", &[&i, &format!("v{i}")]).await.unwrap();
+        c.execute("INSERT INTO kv VALUES ($1, $2)", &[&i, &format!("v{i}")])
+            .await
+            .unwrap();
     }
-    let n = c.execute("UPDATE kv SET v = $1 WHERE k >= $2", &[&"big", &5i64]).await.unwrap();
+    let n = c
+        .execute("UPDATE kv SET v = $1 WHERE k >= $2", &[&"big", &5i64])
+        .await
+        .unwrap();
     assert_eq!(n, 5);
-    let n = c.execute("DELETE FROM kv WHERE k < $1", &[&2i64]).await.unwrap();
+    let n = c
+        .execute("DELETE FROM kv WHERE k < $1", &[&2i64])
+        .await
+        .unwrap();
     assert_eq!(n, 2);
-    let rows = c.query("UPDATE kv SET v = 'x' WHERE k = $1 RETURNING k, v", &[&3i64]).await.unwrap();
+    let rows = c
+        .query(
+            "UPDATE kv SET v = 'x' WHERE k = $1 RETURNING k, v",
+            &[&3i64],
+        )
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, i64>(0), 3);
     assert_eq!(rows[0].get::<_, String>(1), "x");
-    let count: i64 = c.query_one("SELECT count(*) FROM kv WHERE v = $1", &[&"big"]).await.unwrap().get(0);
+    let count: i64 = c
+        .query_one("SELECT count(*) FROM kv WHERE v = $1", &[&"big"])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 5);
 }
 
@@ -149,46 +210,89 @@ async fn session_statements_drivers_send() {
     )
     .await
     .unwrap();
-    let v: String = c.query_one("SHOW application_name", &[]).await.unwrap().get(0);
+    let v: String = c
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "test");
     let v: String = c.query_one("SELECT version()", &[]).await.unwrap().get(0);
     assert!(v.starts_with("PostgreSQL 15"), "{v}");
-    let v: String = c.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+    let v: String = c
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "duetdb");
-    let v: String = c.query_one("SHOW transaction_isolation", &[]).await.unwrap().get(0);
+    let v: String = c
+        .query_one("SHOW transaction_isolation", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "repeatable read");
-    let e = c.batch_execute("SET no_such_setting = 1").await.unwrap_err();
+    let e = c
+        .batch_execute("SET no_such_setting = 1")
+        .await
+        .unwrap_err();
     assert_eq!(crate::sqlstate(&e).as_deref(), Some("42704"));
 }
 
 #[tokio::test]
 async fn ssl_request_is_refused_with_n() {
     let cluster = ClusterBuilder::new("ssl").build().await.unwrap();
-    let mut s = tokio::net::TcpStream::connect(cluster.addr()).await.unwrap();
-    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(cluster.addr())
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap();
     let mut b = [0u8; 1];
     s.read_exact(&mut b).await.unwrap();
     assert_eq!(b[0], b'N');
     // The same connection goes on in plain text: a normal client still connects too.
     let c = cluster.client().await.unwrap();
-    assert_eq!(c.query_one("SELECT 1::int", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one("SELECT 1::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
 }
 
 #[tokio::test]
 async fn client_declared_parameter_types_are_honoured() {
     let cluster = ClusterBuilder::new("typed").build().await.unwrap();
     let c = cluster.client().await.unwrap();
-    c.batch_execute("CREATE TABLE tp (id int PRIMARY KEY, v text); INSERT INTO tp VALUES (1, 'a'), (2, 'b')").await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE tp (id int PRIMARY KEY, v text); INSERT INTO tp VALUES (1, 'a'), (2, 'b')",
+    )
+    .await
+    .unwrap();
     // The client says int8 for a comparison with an int4 column.
-    let stmt = c.prepare_typed("SELECT v FROM tp WHERE id = $1", &[Type::INT8]).await.unwrap();
+    let stmt = c
+        .prepare_typed("SELECT v FROM tp WHERE id = $1", &[Type::INT8])
+        .await
+        .unwrap();
     let v: String = c.query_one(&stmt, &[&2i64]).await.unwrap().get(0);
     assert_eq!(v, "b");
     // And text for an integer column in an INSERT.
-    let ins = c.prepare_typed("INSERT INTO tp VALUES ($1, $2)", &[Type::TEXT, Type::TEXT]).await.unwrap();
+    let ins = c
+        .prepare_typed("INSERT INTO tp VALUES ($1, $2)", &[Type::TEXT, Type::TEXT])
+        .await
+        .unwrap();
     c.execute(&ins, &[&"3", &"c"]).await.unwrap();
-    let n: i64 = c.query_one("SELECT count(*) FROM tp WHERE id = 3", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM tp WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
-    let v: String = c.query_one("SELECT current_schema()", &[]).await.unwrap().get(0);
+    let v: String = c
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "public");
 }
 
@@ -196,7 +300,11 @@ async fn client_declared_parameter_types_are_honoured() {
 async fn key_predicates_become_point_and_range_reads() {
     let cluster = ClusterBuilder::new("explain").build().await.unwrap();
     let c = cluster.client().await.unwrap();
-    c.batch_execute("CREATE TABLE ex (id int PRIMARY KEY, tag text, n int); CREATE INDEX ex_tag ON ex (tag)").await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE ex (id int PRIMARY KEY, tag text, n int); CREATE INDEX ex_tag ON ex (tag)",
+    )
+    .await
+    .unwrap();
     let plan = |sql: &'static str| {
         let c = &c;
         async move {
@@ -225,7 +333,9 @@ async fn key_predicates_become_point_and_range_reads() {
 #[tokio::test]
 async fn ready_for_query_reports_idle_transaction_and_failed() {
     let cluster = ClusterBuilder::new("rfq").build().await.unwrap();
-    let mut s = tokio::net::TcpStream::connect(cluster.addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(cluster.addr())
+        .await
+        .unwrap();
     let mut startup = vec![0, 3, 0, 0];
     for part in ["user", "duet", "database", "duetdb"] {
         startup.extend_from_slice(part.as_bytes());

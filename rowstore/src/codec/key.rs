@@ -109,7 +109,12 @@ pub fn index_prefix(storage_id: u32, index_id: u32) -> Vec<u8> {
 
 /// User key of an index entry. Unique indexes leave `encoded_pk` out (unless the indexed
 /// tuple has a NULL, which never conflicts), so two rows with one value collide on one key.
-pub fn index_key(storage_id: u32, index_id: u32, encoded_tuple: &[u8], encoded_pk: Option<&[u8]>) -> Key {
+pub fn index_key(
+    storage_id: u32,
+    index_id: u32,
+    encoded_tuple: &[u8],
+    encoded_pk: Option<&[u8]>,
+) -> Key {
     let mut k = index_prefix(storage_id, index_id);
     k.extend_from_slice(encoded_tuple);
     if let Some(pk) = encoded_pk {

@@ -32,9 +32,19 @@ pub fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
         Datum::Float(f) => {
             out.push(VALUE_FLAG);
             // -0.0 and 0.0 are equal in SQL; all NaNs are one value that sorts last.
-            let f = if *f == 0.0 { 0.0 } else if f.is_nan() { f64::NAN } else { *f };
+            let f = if *f == 0.0 {
+                0.0
+            } else if f.is_nan() {
+                f64::NAN
+            } else {
+                *f
+            };
             let bits = f.to_bits();
-            let enc = if bits >> 63 == 0 { bits ^ (1 << 63) } else { !bits };
+            let enc = if bits >> 63 == 0 {
+                bits ^ (1 << 63)
+            } else {
+                !bits
+            };
             out.extend_from_slice(&enc.to_be_bytes());
         }
         Datum::Decimal(m) => {
@@ -178,7 +188,10 @@ mod tests {
 
     fn check_order(ty: SqlType, values: Vec<Datum>) {
         // `values` is given in SQL order; the encodings must sort the same way.
-        let enc: Vec<Vec<u8>> = values.iter().map(|d| encode_tuple(std::slice::from_ref(d))).collect();
+        let enc: Vec<Vec<u8>> = values
+            .iter()
+            .map(|d| encode_tuple(std::slice::from_ref(d)))
+            .collect();
         for w in enc.windows(2) {
             assert!(w[0] < w[1], "{ty:?}: {:?} !< {:?}", w[0], w[1]);
         }
@@ -192,7 +205,15 @@ mod tests {
     fn integers_sort_with_negatives_and_null_first() {
         check_order(
             SqlType::Int64,
-            vec![Datum::Null, Datum::Int(i64::MIN), Datum::Int(-5), Datum::Int(-1), Datum::Int(0), Datum::Int(7), Datum::Int(i64::MAX)],
+            vec![
+                Datum::Null,
+                Datum::Int(i64::MIN),
+                Datum::Int(-5),
+                Datum::Int(-1),
+                Datum::Int(0),
+                Datum::Int(7),
+                Datum::Int(i64::MAX),
+            ],
         );
     }
 
@@ -200,7 +221,15 @@ mod tests {
     fn floats_sort() {
         check_order(
             SqlType::Float64,
-            vec![Datum::Float(f64::NEG_INFINITY), Datum::Float(-2.5), Datum::Float(-1e-300), Datum::Float(0.0), Datum::Float(1e-300), Datum::Float(3.0), Datum::Float(f64::INFINITY)],
+            vec![
+                Datum::Float(f64::NEG_INFINITY),
+                Datum::Float(-2.5),
+                Datum::Float(-1e-300),
+                Datum::Float(0.0),
+                Datum::Float(1e-300),
+                Datum::Float(3.0),
+                Datum::Float(f64::INFINITY),
+            ],
         );
     }
 
@@ -208,7 +237,14 @@ mod tests {
     fn strings_sort_and_are_prefix_free() {
         check_order(
             SqlType::Text,
-            vec![Datum::Text("".into()), Datum::Text("a".into()), Datum::Text("a\0".into()), Datum::Text("a\0b".into()), Datum::Text("ab".into()), Datum::Text("b".into())],
+            vec![
+                Datum::Text("".into()),
+                Datum::Text("a".into()),
+                Datum::Text("a\0".into()),
+                Datum::Text("a\0b".into()),
+                Datum::Text("ab".into()),
+                Datum::Text("b".into()),
+            ],
         );
         // A composite key (text, int) keeps order on the first column.
         let k1 = encode_tuple(&[Datum::Text("a".into()), Datum::Int(9)]);
@@ -218,11 +254,43 @@ mod tests {
 
     #[test]
     fn decimals_dates_timestamps_bools() {
-        check_order(SqlType::Numeric { precision: 10, scale: 2 }, vec![Datum::Decimal(-1000), Datum::Decimal(-1), Datum::Decimal(0), Datum::Decimal(12345)]);
-        check_order(SqlType::Date, vec![Datum::Date(-10), Datum::Date(0), Datum::Date(19000)]);
-        check_order(SqlType::Timestamp, vec![Datum::Timestamp(-1), Datum::Timestamp(0), Datum::Timestamp(1_700_000_000_000_000)]);
-        check_order(SqlType::Bool, vec![Datum::Null, Datum::Bool(false), Datum::Bool(true)]);
-        check_order(SqlType::Bytea, vec![Datum::Bytes(vec![]), Datum::Bytes(vec![0]), Datum::Bytes(vec![0, 0]), Datum::Bytes(vec![1])]);
+        check_order(
+            SqlType::Numeric {
+                precision: 10,
+                scale: 2,
+            },
+            vec![
+                Datum::Decimal(-1000),
+                Datum::Decimal(-1),
+                Datum::Decimal(0),
+                Datum::Decimal(12345),
+            ],
+        );
+        check_order(
+            SqlType::Date,
+            vec![Datum::Date(-10), Datum::Date(0), Datum::Date(19000)],
+        );
+        check_order(
+            SqlType::Timestamp,
+            vec![
+                Datum::Timestamp(-1),
+                Datum::Timestamp(0),
+                Datum::Timestamp(1_700_000_000_000_000),
+            ],
+        );
+        check_order(
+            SqlType::Bool,
+            vec![Datum::Null, Datum::Bool(false), Datum::Bool(true)],
+        );
+        check_order(
+            SqlType::Bytea,
+            vec![
+                Datum::Bytes(vec![]),
+                Datum::Bytes(vec![0]),
+                Datum::Bytes(vec![0, 0]),
+                Datum::Bytes(vec![1]),
+            ],
+        );
     }
 
     #[test]

@@ -58,11 +58,20 @@ pub fn decode_row(
     if buf.first() != Some(&ROW_FORMAT) {
         return Err(corrupt("unknown format version"));
     }
-    let n = u16::from_le_bytes(buf.get(1..3).ok_or_else(|| corrupt("short header"))?.try_into().map_err(|_| corrupt("header"))?) as usize;
-    let bitmap = buf.get(3..3 + n.div_ceil(8)).ok_or_else(|| corrupt("short bitmap"))?;
+    let n = u16::from_le_bytes(
+        buf.get(1..3)
+            .ok_or_else(|| corrupt("short header"))?
+            .try_into()
+            .map_err(|_| corrupt("header"))?,
+    ) as usize;
+    let bitmap = buf
+        .get(3..3 + n.div_ceil(8))
+        .ok_or_else(|| corrupt("short bitmap"))?;
     let mut pos = 3 + n.div_ceil(8);
     let mut take = |len: usize| -> Result<&[u8]> {
-        let s = buf.get(pos..pos + len).ok_or_else(|| corrupt("truncated value"))?;
+        let s = buf
+            .get(pos..pos + len)
+            .ok_or_else(|| corrupt("truncated value"))?;
         pos += len;
         Ok(s)
     };
@@ -79,15 +88,20 @@ pub fn decode_row(
         let fixed8 = |s: &[u8]| -> [u8; 8] { s.try_into().unwrap_or([0; 8]) };
         let d = match ty {
             SqlType::Bool => Datum::Bool(take(1)?[0] != 0),
-            SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => Datum::Int(i64::from_le_bytes(fixed8(take(8)?))),
+            SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => {
+                Datum::Int(i64::from_le_bytes(fixed8(take(8)?)))
+            }
             SqlType::Timestamp => Datum::Timestamp(i64::from_le_bytes(fixed8(take(8)?))),
             SqlType::Date => Datum::Date(i64::from_le_bytes(fixed8(take(8)?)) as i32),
-            SqlType::Float32 | SqlType::Float64 => Datum::Float(f64::from_le_bytes(fixed8(take(8)?))),
-            SqlType::Numeric { .. } => {
-                Datum::Decimal(i128::from_le_bytes(take(16)?.try_into().map_err(|_| corrupt("decimal"))?))
+            SqlType::Float32 | SqlType::Float64 => {
+                Datum::Float(f64::from_le_bytes(fixed8(take(8)?)))
             }
+            SqlType::Numeric { .. } => Datum::Decimal(i128::from_le_bytes(
+                take(16)?.try_into().map_err(|_| corrupt("decimal"))?,
+            )),
             SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Bytea => {
-                let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("length"))?) as usize;
+                let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("length"))?)
+                    as usize;
                 let bytes = take(len)?.to_vec();
                 if matches!(ty, SqlType::Bytea) {
                     Datum::Bytes(bytes)
@@ -108,14 +122,29 @@ mod tests {
     #[test]
     fn round_trip_every_type() {
         let types = [
-            SqlType::Int32, SqlType::Text, SqlType::Bool, SqlType::Float64,
-            SqlType::Numeric { precision: 10, scale: 2 }, SqlType::Date, SqlType::Timestamp,
-            SqlType::Bytea, SqlType::Int16,
+            SqlType::Int32,
+            SqlType::Text,
+            SqlType::Bool,
+            SqlType::Float64,
+            SqlType::Numeric {
+                precision: 10,
+                scale: 2,
+            },
+            SqlType::Date,
+            SqlType::Timestamp,
+            SqlType::Bytea,
+            SqlType::Int16,
         ];
         let row = vec![
-            Datum::Int(-42), Datum::Text("héllo".into()), Datum::Bool(true), Datum::Float(2.5),
-            Datum::Decimal(-12345), Datum::Date(19000), Datum::Timestamp(1_700_000_000_123_456),
-            Datum::Bytes(vec![0, 1, 255]), Datum::Null,
+            Datum::Int(-42),
+            Datum::Text("héllo".into()),
+            Datum::Bool(true),
+            Datum::Float(2.5),
+            Datum::Decimal(-12345),
+            Datum::Date(19000),
+            Datum::Timestamp(1_700_000_000_123_456),
+            Datum::Bytes(vec![0, 1, 255]),
+            Datum::Null,
         ];
         let refs: Vec<&SqlType> = types.iter().collect();
         let back = decode_row(&encode_row(&row), &refs, &|_| Datum::Null).unwrap();
@@ -127,7 +156,14 @@ mod tests {
         let old = encode_row(&[Datum::Int(1)]);
         let types = [SqlType::Int32, SqlType::Text];
         let refs: Vec<&SqlType> = types.iter().collect();
-        let back = decode_row(&old, &refs, &|i| if i == 1 { Datum::Text("dflt".into()) } else { Datum::Null }).unwrap();
+        let back = decode_row(&old, &refs, &|i| {
+            if i == 1 {
+                Datum::Text("dflt".into())
+            } else {
+                Datum::Null
+            }
+        })
+        .unwrap();
         assert_eq!(back, vec![Datum::Int(1), Datum::Text("dflt".into())]);
     }
 

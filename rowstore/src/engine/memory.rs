@@ -21,7 +21,10 @@ impl MemoryEngine {
 }
 
 fn range(start: &[u8], end: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-    (Bound::Included(start.to_vec()), Bound::Excluded(end.to_vec()))
+    (
+        Bound::Included(start.to_vec()),
+        Bound::Excluded(end.to_vec()),
+    )
 }
 
 impl KvEngine for MemoryEngine {
@@ -41,8 +44,10 @@ impl KvEngine for MemoryEngine {
                 }
                 WriteOp::DeleteRange { start, end } => {
                     if start < end {
-                        let doomed: Vec<_> =
-                            map.range(range(start, end)).map(|(k, _)| k.clone()).collect();
+                        let doomed: Vec<_> = map
+                            .range(range(start, end))
+                            .map(|(k, _)| k.clone())
+                            .collect();
                         for k in doomed {
                             map.remove(&k);
                         }
@@ -53,7 +58,12 @@ impl KvEngine for MemoryEngine {
         Ok(())
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         if start >= end {
             return Ok(());
         }

@@ -54,13 +54,19 @@ impl KvEngine for RocksEngine {
         self.db.write_opt(wb, &wo).map_err(engine_err)
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         if start >= end {
             return Ok(());
         }
-        let iter = self
-            .db
-            .iterator_opt(IteratorMode::From(start, Direction::Forward), Self::bounded(start, end));
+        let iter = self.db.iterator_opt(
+            IteratorMode::From(start, Direction::Forward),
+            Self::bounded(start, end),
+        );
         for item in iter {
             let (k, v) = item.map_err(engine_err)?;
             if !f(&k, &v) {
@@ -79,7 +85,9 @@ impl KvEngine for RocksEngine {
         if start >= end {
             return Ok(());
         }
-        let iter = self.db.iterator_opt(IteratorMode::End, Self::bounded(start, end));
+        let iter = self
+            .db
+            .iterator_opt(IteratorMode::End, Self::bounded(start, end));
         for item in iter {
             let (k, v) = item.map_err(engine_err)?;
             if !f(&k, &v) {

@@ -15,6 +15,7 @@ pub mod dml;
 pub mod error;
 pub mod handler;
 pub mod ident;
+pub mod pgsemantics;
 pub mod server;
 pub mod session;
 pub mod types;

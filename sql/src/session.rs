@@ -190,6 +190,17 @@ impl Session {
             datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| PgError::from(*e))?;
+        {
+            // PostgreSQL semantics on top of DataFusion's analyzer rules (see pgsemantics.rs).
+            let state = ctx.state();
+            let mut rules = state.analyzer().rules.clone();
+            rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
+            let new_state =
+                datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+                    .with_analyzer_rules(rules)
+                    .build();
+            *ctx.state_ref().write() = new_state;
+        }
         ctx.register_udf(create_udf(
             "version",
             vec![],

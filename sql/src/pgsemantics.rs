@@ -167,3 +167,166 @@ impl ScalarUDFImpl for CheckedOp {
         }
     }
 }
+
+/// PostgreSQL types an integer literal that fits in 32 bits as `integer`; DataFusion types
+/// every integer literal as `bigint`. Where a literal is an operand (arithmetic, comparison,
+/// IN list, BETWEEN) or a select-list item, this makes it an explicit `integer`, so
+/// `int_col + 1` stays `integer` and `SELECT 1` is int4 as in PostgreSQL. Positions
+/// (`ORDER BY 1`), LIMIT/OFFSET and function arguments keep DataFusion's typing.
+pub fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{BinaryOperator as B, Expr as E, VisitMut};
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        match e {
+            E::BinaryOp { left, op, right }
+                if matches!(
+                    op,
+                    B::Plus
+                        | B::Minus
+                        | B::Multiply
+                        | B::Divide
+                        | B::Modulo
+                        | B::Eq
+                        | B::NotEq
+                        | B::Lt
+                        | B::LtEq
+                        | B::Gt
+                        | B::GtEq
+                ) =>
+            {
+                narrow(left);
+                narrow(right);
+            }
+            E::InList { list, .. } => list.iter_mut().for_each(narrow),
+            E::Between { low, high, .. } => {
+                narrow(low);
+                narrow(high);
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let _ = stmt.visit(&mut SelectItems);
+}
+
+struct SelectItems;
+
+impl sqlparser::ast::VisitorMut for SelectItems {
+    type Break = ();
+
+    fn post_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+        if let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() {
+            for item in &mut select.projection {
+                if let sqlparser::ast::SelectItem::UnnamedExpr(e)
+                | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    narrow(e);
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn narrow(e: &mut sqlparser::ast::Expr) {
+    use sqlparser::ast::{CastKind, DataType as T, Expr as E, Value};
+    let fits = match e {
+        E::Value(v) => matches!(&v.value, Value::Number(n, false) if n.parse::<i32>().is_ok()),
+        _ => false,
+    };
+    if fits {
+        let inner = std::mem::replace(e, E::value(Value::Null));
+        *e = E::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(inner),
+            data_type: T::Int(None),
+            array: false,
+            format: None,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(sql: &str) -> String {
+        let mut s =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+        type_integer_literals(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn operands_and_select_items_become_int4_but_positions_and_limits_do_not() {
+        assert_eq!(rewrite("SELECT 1"), "SELECT CAST(1 AS INT)");
+        assert_eq!(
+            rewrite("SELECT a + 1 FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"),
+            "SELECT a + CAST(1 AS INT) FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"
+        );
+        assert_eq!(
+            rewrite("SELECT lag(x, 1) OVER () FROM t WHERE x IN (1, 2)"),
+            "SELECT lag(x, 1) OVER () FROM t WHERE x IN (CAST(1 AS INT), CAST(2 AS INT))"
+        );
+    }
+}
+
+/// `pg_typeof(x)`: the PostgreSQL name of the argument's type.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgTypeOf {
+    signature: Signature,
+}
+
+impl Default for PgTypeOf {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// PostgreSQL's name for an Arrow type as DuetDB maps it.
+pub fn pg_type_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Int16 | DataType::Int8 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "text",
+        DataType::Boolean => "boolean",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Timestamp(_, None) => "timestamp without time zone",
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea",
+        DataType::Null => "unknown",
+        _ => "unknown",
+    }
+}
+
+impl ScalarUDFImpl for PgTypeOf {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = args
+            .args
+            .first()
+            .map(|a| pg_type_name(&a.data_type()))
+            .unwrap_or("unknown");
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            name.to_string(),
+        ))))
+    }
+}

@@ -201,6 +201,9 @@ impl Session {
                     .build();
             *ctx.state_ref().write() = new_state;
         }
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::PgTypeOf::default(),
+        ));
         ctx.register_udf(create_udf(
             "version",
             vec![],
@@ -440,7 +443,8 @@ impl Session {
     }
 
     /// Plans a statement with DataFusion (no execution).
-    pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+    pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
+        crate::pgsemantics::type_integer_literals(&mut stmt);
         let plan = self
             .ctx
             .state()
@@ -499,5 +503,33 @@ fn statement_kind(s: &Statement) -> &'static str {
         | Statement::AlterTable(_)
         | Statement::CreateIndex(_) => "ddl",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duet_rowstore::engine::memory::MemoryEngine;
+    use duet_rowstore::{Store, StoreOptions};
+
+    fn session() -> Session {
+        let store = Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).unwrap();
+        Session::new(Arc::new(Shared { store })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn integer_literals_are_int4() {
+        let s = session();
+        let stmt = crate::handler::parse_sql("SELECT 41 + 1, 5000000000")
+            .unwrap()
+            .remove(0);
+        let plan = s.plan(stmt).await.unwrap();
+        let types: Vec<DataType> = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(types, vec![DataType::Int32, DataType::Int64], "{plan}");
     }
 }

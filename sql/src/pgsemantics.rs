@@ -177,22 +177,22 @@ pub fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
     use sqlparser::ast::{BinaryOperator as B, Expr as E, VisitMut};
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
         match e {
-            E::BinaryOp { left, op, right }
-                if matches!(
-                    op,
+            E::BinaryOp {
+                left,
+                op:
                     B::Plus
-                        | B::Minus
-                        | B::Multiply
-                        | B::Divide
-                        | B::Modulo
-                        | B::Eq
-                        | B::NotEq
-                        | B::Lt
-                        | B::LtEq
-                        | B::Gt
-                        | B::GtEq
-                ) =>
-            {
+                    | B::Minus
+                    | B::Multiply
+                    | B::Divide
+                    | B::Modulo
+                    | B::Eq
+                    | B::NotEq
+                    | B::Lt
+                    | B::LtEq
+                    | B::Gt
+                    | B::GtEq,
+                right,
+            } => {
                 narrow(left);
                 narrow(right);
             }

@@ -164,30 +164,54 @@ impl SchemaProvider for RowSchemaProvider {
     }
 }
 
-/// A catalog that lists nothing but resolves `public` to a DML schema and `scratch` to a
-/// per-session schema of temporary tables (e.g. the rows a RETURNING clause reads).
+/// The database's catalog: lists its user-visible schemas (`public`, and `pg_catalog` once
+/// registered) and also resolves hidden schemas that never appear in listings (the DML
+/// schema whose tables carry [`KEY_COLUMN`], and a per-session scratch schema).
 #[derive(Debug)]
-pub struct HiddenCatalog {
-    schema: Arc<dyn SchemaProvider>,
-    scratch: Arc<dyn SchemaProvider>,
+pub struct DuetCatalog {
+    listed: parking_lot::RwLock<std::collections::BTreeMap<String, Arc<dyn SchemaProvider>>>,
+    hidden: std::collections::BTreeMap<String, Arc<dyn SchemaProvider>>,
 }
 
-impl HiddenCatalog {
-    pub fn new(schema: Arc<dyn SchemaProvider>, scratch: Arc<dyn SchemaProvider>) -> Self {
-        Self { schema, scratch }
+impl DuetCatalog {
+    /// A catalog with `listed` schemas and `hidden` ones.
+    pub fn new(
+        listed: Vec<(String, Arc<dyn SchemaProvider>)>,
+        hidden: Vec<(String, Arc<dyn SchemaProvider>)>,
+    ) -> Self {
+        Self {
+            listed: parking_lot::RwLock::new(listed.into_iter().collect()),
+            hidden: hidden.into_iter().collect(),
+        }
     }
 }
 
-impl CatalogProvider for HiddenCatalog {
+impl CatalogProvider for DuetCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![]
+        self.listed.read().keys().cloned().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        match name {
-            "public" => Some(self.schema.clone()),
-            "scratch" => Some(self.scratch.clone()),
-            _ => None,
-        }
+        self.listed
+            .read()
+            .get(name)
+            .cloned()
+            .or_else(|| self.hidden.get(name).cloned())
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self.listed.write().insert(name.to_string(), schema))
+    }
+
+    fn deregister_schema(
+        &self,
+        name: &str,
+        _cascade: bool,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self.listed.write().remove(name))
     }
 }

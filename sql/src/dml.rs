@@ -27,7 +27,7 @@ use sqlparser::parser::Parser;
 
 use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, quote, table_name};
-use crate::session::{bind, Outcome, Session, DML_CATALOG};
+use crate::session::{bind, Outcome, Session, DML_SCHEMA, SCRATCH_SCHEMA};
 use crate::types::assign;
 
 const RETURNING_TABLE: &str = "__duet_returning";
@@ -387,7 +387,7 @@ async fn read_targets(
         sql.push_str(&format!(", ({e}) AS \"__duet_new_{i}\""));
     }
     sql.push_str(&format!(
-        " FROM {DML_CATALOG}.public.{} AS {}",
+        " FROM {DML_SCHEMA}.{} AS {}",
         quote(table),
         quote(alias)
     ));
@@ -557,7 +557,7 @@ async fn returning(
         .register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
     let sql = format!(
-        "SELECT {} FROM {DML_CATALOG}.scratch.{RETURNING_TABLE} AS {}",
+        "SELECT {} FROM {SCRATCH_SCHEMA}.{RETURNING_TABLE} AS {}",
         list.join(", "),
         quote(alias)
     );

@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{from_datafusion, PgError, SqlState};
 use crate::ident::{ident_name, quote, table_name};
-use crate::session::{Outcome, Session, SharedRef, DML_CATALOG};
+use crate::session::{Outcome, Session, SharedRef, DML_SCHEMA, SCRATCH_SCHEMA};
 
 /// Largest accepted query text; longer ones get 54000 without being parsed.
 pub const MAX_QUERY_BYTES: usize = 16 << 20;
@@ -411,7 +411,7 @@ impl DuetQueryParser {
                             }
                         }
                         let mut sql = format!(
-                            "SELECT 1 FROM {DML_CATALOG}.public.{} AS {}",
+                            "SELECT 1 FROM {DML_SCHEMA}.{} AS {}",
                             quote(&def.name),
                             quote(&alias)
                         );
@@ -452,7 +452,7 @@ impl DuetQueryParser {
                             .unwrap_or_else(|| def.name.clone());
                         if let Some(w) = &del.selection {
                             let sql = format!(
-                                "SELECT 1 FROM {DML_CATALOG}.public.{} AS {} WHERE {w}",
+                                "SELECT 1 FROM {DML_SCHEMA}.{} AS {} WHERE {w}",
                                 quote(&def.name),
                                 quote(&alias)
                             );
@@ -494,7 +494,7 @@ async fn returning_schema(
         .register_table("__duet_describe".into(), Arc::new(mem))?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
     let sql = format!(
-        "SELECT {} FROM {DML_CATALOG}.scratch.__duet_describe AS {}",
+        "SELECT {} FROM {SCRATCH_SCHEMA}.__duet_describe AS {}",
         list.join(", "),
         quote(alias)
     );

@@ -7,16 +7,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
-};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{create_udf, ColumnarValue, LogicalPlan, Volatility};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DFStatement;
-use duet_router::provider::{HiddenCatalog, RowSchemaProvider};
+use duet_router::provider::{DuetCatalog, RowSchemaProvider};
 use duet_router::ViewSlot;
 use duet_rowstore::{StoreRef, Transaction};
 use sqlparser::ast::{Expr, Set, Statement, TransactionIsolationLevel, TransactionMode, Value};
@@ -26,8 +24,10 @@ use crate::{ddl, dml};
 
 /// Name of the database (catalog) every session sees.
 pub const DATABASE: &str = "duetdb";
-/// Catalog through which DML statements read the rows they change.
-pub const DML_CATALOG: &str = "duet_dml";
+/// Hidden schema through which DML statements read the rows they change.
+pub const DML_SCHEMA: &str = "duet_dml";
+/// Hidden per-session schema of temporary tables (RETURNING, Describe).
+pub const SCRATCH_SCHEMA: &str = "duet_scratch";
 /// The version string `SELECT version()` returns; drivers parse the leading part.
 pub const VERSION_STRING: &str =
     concat!("PostgreSQL 15.0 (DuetDB ", env!("CARGO_PKG_VERSION"), ")");
@@ -167,22 +167,24 @@ impl Session {
         let ctx = SessionContext::new_with_config(config);
         let view: ViewSlot = Arc::new(parking_lot::Mutex::new(None));
 
-        let catalog = Arc::new(MemoryCatalogProvider::new());
-        catalog.register_schema(
-            "public",
-            Arc::new(RowSchemaProvider::new(shared.store.clone(), view.clone())),
-        )?;
-        ctx.register_catalog(DATABASE, catalog);
-
-        let scratch = Arc::new(MemorySchemaProvider::new());
+        let public: Arc<dyn SchemaProvider> =
+            Arc::new(RowSchemaProvider::new(shared.store.clone(), view.clone()));
         let dml: Arc<dyn SchemaProvider> = Arc::new(RowSchemaProvider::for_dml(
             shared.store.clone(),
             view.clone(),
         ));
-        ctx.register_catalog(
-            DML_CATALOG,
-            Arc::new(HiddenCatalog::new(dml, scratch.clone())),
+        let scratch = Arc::new(MemorySchemaProvider::new());
+        let catalog = DuetCatalog::new(
+            vec![("public".to_string(), public)],
+            vec![
+                (DML_SCHEMA.to_string(), dml),
+                (
+                    SCRATCH_SCHEMA.to_string(),
+                    scratch.clone() as Arc<dyn SchemaProvider>,
+                ),
+            ],
         );
+        ctx.register_catalog(DATABASE, Arc::new(catalog));
 
         datafusion_pg_catalog::setup_pg_catalog(
             &ctx,

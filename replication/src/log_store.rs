@@ -1,0 +1,308 @@
+//! The Raft log and hard state in raft-engine, behind raft-rs's `Storage` trait.
+//!
+//! One raft-engine directory per node; one raft group (`GROUP`) today. Entries and the hard
+//! state of one `Ready` are written in a single raft-engine batch (one fsync), which is what
+//! makes group commit possible: every proposal collected into that `Ready` shares the write.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Config, Engine, LogBatch, MessageExt};
+
+use crate::error::{Error, Result};
+
+/// The raft group every entry belongs to until sharding.
+pub const GROUP: u64 = 1;
+
+const HARD_STATE_KEY: &[u8] = b"hard_state";
+const CONF_STATE_KEY: &[u8] = b"conf_state";
+/// Index and term of the last entry removed by compaction (raft needs its term).
+const TRUNCATED_KEY: &[u8] = b"truncated";
+
+#[derive(Clone)]
+struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Truncated {
+    index: u64,
+    term: u64,
+}
+
+/// A node's Raft log on raft-engine. Cheap to clone.
+#[derive(Clone)]
+pub struct LogStore {
+    engine: Arc<Engine>,
+    dir: String,
+    state: Arc<RwLock<Cached>>,
+}
+
+#[derive(Default)]
+struct Cached {
+    hard_state: HardState,
+    conf_state: ConfState,
+    truncated: Truncated,
+}
+
+impl LogStore {
+    /// Opens (creating) the log in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let dir_s = dir.display().to_string();
+        let cfg = Config {
+            dir: dir_s.clone(),
+            ..Default::default()
+        };
+        let engine = Engine::open(cfg).map_err(|source| Error::Log {
+            dir: dir_s.clone(),
+            source,
+        })?;
+        let log_err = |source| Error::Log {
+            dir: dir_s.clone(),
+            source,
+        };
+        let hard_state: HardState = engine
+            .get_message(GROUP, HARD_STATE_KEY)
+            .map_err(log_err)?
+            .unwrap_or_default();
+        let conf_state: ConfState = engine
+            .get_message(GROUP, CONF_STATE_KEY)
+            .map_err(log_err)?
+            .unwrap_or_default();
+        let truncated = match engine.get(GROUP, TRUNCATED_KEY) {
+            Some(b) if b.len() == 16 => Truncated {
+                index: u64::from_be_bytes(
+                    b[..8]
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("truncated".into()))?,
+                ),
+                term: u64::from_be_bytes(
+                    b[8..]
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("truncated".into()))?,
+                ),
+            },
+            Some(_) => return Err(Error::Corrupt("truncated index".into())),
+            None => Truncated::default(),
+        };
+        Ok(Self {
+            engine: Arc::new(engine),
+            dir: dir_s,
+            state: Arc::new(RwLock::new(Cached {
+                hard_state,
+                conf_state,
+                truncated,
+            })),
+        })
+    }
+
+    fn err(&self, source: raft_engine::Error) -> Error {
+        Error::Log {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// Persists `entries` (overwriting any conflicting suffix) and the hard state in one
+    /// write; with `sync` it is on disk when this returns.
+    pub fn append(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<()> {
+        let mut batch = LogBatch::default();
+        if !entries.is_empty() {
+            batch
+                .add_entries::<EntryExt>(GROUP, entries)
+                .map_err(|e| self.err(e))?;
+        }
+        if let Some(hs) = hard_state {
+            batch
+                .put_message(GROUP, HARD_STATE_KEY.to_vec(), hs)
+                .map_err(|e| self.err(e))?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.engine
+            .write(&mut batch, sync)
+            .map_err(|e| self.err(e))?;
+        if let Some(hs) = hard_state {
+            self.state.write().hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Records the commit index without other hard-state changes.
+    pub fn set_commit(&self, commit: u64) -> Result<()> {
+        let mut hs = self.state.read().hard_state.clone();
+        hs.commit = commit;
+        self.append(&[], Some(&hs), false)
+    }
+
+    /// Persists the membership.
+    pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
+        let mut batch = LogBatch::default();
+        batch
+            .put_message(GROUP, CONF_STATE_KEY.to_vec(), cs)
+            .map_err(|e| self.err(e))?;
+        self.engine
+            .write(&mut batch, true)
+            .map_err(|e| self.err(e))?;
+        self.state.write().conf_state = cs.clone();
+        Ok(())
+    }
+
+    /// Drops entries before `index` (every replica has applied them).
+    pub fn compact_to(&self, index: u64) -> Result<()> {
+        let last = self.last();
+        if index <= self.first() || index > last + 1 {
+            return Ok(());
+        }
+        let term = self.term_of(index - 1)?;
+        let mut batch = LogBatch::default();
+        let mut t = (index - 1).to_be_bytes().to_vec();
+        t.extend_from_slice(&term.to_be_bytes());
+        batch
+            .put(GROUP, TRUNCATED_KEY.to_vec(), t)
+            .map_err(|e| self.err(e))?;
+        self.engine
+            .write(&mut batch, true)
+            .map_err(|e| self.err(e))?;
+        self.engine.compact_to(GROUP, index);
+        self.state.write().truncated = Truncated {
+            index: index - 1,
+            term,
+        };
+        Ok(())
+    }
+
+    fn first(&self) -> u64 {
+        self.engine
+            .first_index(GROUP)
+            .unwrap_or(self.state.read().truncated.index + 1)
+    }
+
+    fn last(&self) -> u64 {
+        self.engine
+            .last_index(GROUP)
+            .unwrap_or(self.state.read().truncated.index)
+    }
+
+    fn term_of(&self, idx: u64) -> Result<u64> {
+        let t = self.state.read().truncated;
+        if idx == t.index {
+            return Ok(t.term);
+        }
+        match self
+            .engine
+            .get_entry::<EntryExt>(GROUP, idx)
+            .map_err(|e| self.err(e))?
+        {
+            Some(e) => Ok(e.term),
+            None => Err(Error::Raft(raft::Error::Store(StorageError::Unavailable))),
+        }
+    }
+
+    /// The persisted hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.state.read().hard_state.clone()
+    }
+
+    /// Entries `[low, high)` (for tests and replay).
+    pub fn read_entries(&self, low: u64, high: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.engine
+            .fetch_entries_to::<EntryExt>(GROUP, low, high, None, &mut out)
+            .map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+}
+
+fn store_err(e: Error) -> raft::Error {
+    match e {
+        Error::Raft(r) => r,
+        other => raft::Error::Store(StorageError::Other(Box::new(other))),
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let s = self.state.read();
+        Ok(RaftState {
+            hard_state: s.hard_state.clone(),
+            conf_state: s.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let max = max_size.into().map(|m| m as usize);
+        self.engine
+            .fetch_entries_to::<EntryExt>(GROUP, low, high, max, &mut out)
+            .map_err(|e| store_err(self.err(e)))?;
+        // raft-rs expects at least one entry even if it alone exceeds max_size.
+        if out.is_empty() && low < high {
+            self.engine
+                .fetch_entries_to::<EntryExt>(GROUP, low, low + 1, None, &mut out)
+                .map_err(|e| store_err(self.err(e)))?;
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let t = self.state.read().truncated;
+        if idx == t.index {
+            return Ok(t.term);
+        }
+        if idx < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        self.term_of(idx).map_err(store_err)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshots of the state machines come with the learner work (issue #3).
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").field("dir", &self.dir).finish()
+    }
+}

@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Variants up to [`Error::Engine`] are the user's doing (constraint violations, conflicts,
 /// bad values); `Engine`, `Corrupt` and `Internal` are faults of the server.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum Error {
     /// A unique or primary-key constraint would be violated.
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]

@@ -550,8 +550,28 @@ async fn returning(
 ) -> Result<Outcome> {
     let all: Vec<usize> = (0..def.columns.len()).collect();
     let batch = rows_to_batch(def, &all, rows)?;
-    let schema = batch.schema();
-    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
+    let plan = plan_over_rows(session, batch.schema(), vec![batch], alias, items).await?;
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    let df = session.ctx.execute_logical_plan(plan).await?;
+    let batches = df.collect().await?;
+    Ok(Outcome::Batches {
+        schema,
+        batches,
+        tag,
+    })
+}
+
+/// Plans `SELECT <items> FROM <rows> AS <alias>`: the rows (with the table's schema) are a
+/// scratch table for the duration of planning. RETURNING runs the plan; Describe only
+/// needs its schema.
+pub(crate) async fn plan_over_rows(
+    session: &mut Session,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+    alias: &str,
+    items: &[SelectItem],
+) -> Result<LogicalPlan> {
+    let mem = MemTable::try_new(schema, vec![batches])?;
     session
         .scratch
         .register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
@@ -561,20 +581,11 @@ async fn returning(
         list.join(", "),
         quote(alias)
     );
-    let result = async {
-        let stmt = parse_one(&sql)?;
-        let plan = session.plan(stmt).await?;
-        let df = session.ctx.execute_logical_plan(plan).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok::<_, PgError>((schema, batches))
-    }
-    .await;
+    let planned = match parse_one(&sql) {
+        Ok(stmt) => session.plan(stmt).await,
+        Err(e) => Err(e),
+    };
+    // The plan holds the table itself, so it stays valid after the name is gone.
     session.scratch.deregister_table(RETURNING_TABLE)?;
-    let (schema, batches) = result?;
-    Ok(Outcome::Batches {
-        schema,
-        batches,
-        tag,
-    })
+    planned
 }

@@ -299,7 +299,7 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
     // Storage errors travel through DataFusion as External.
     if let DataFusionError::External(inner) = e.find_root() {
         if let Some(se) = inner.downcast_ref::<duet_rowstore::Error>() {
-            return storage_clone(se);
+            return PgError::from(se.clone());
         }
         if let Some(pe) = inner.downcast_ref::<PgErrorBox>() {
             return pe.0.clone();
@@ -349,42 +349,6 @@ impl fmt::Display for PgErrorBox {
 }
 
 impl std::error::Error for PgErrorBox {}
-
-fn storage_clone(e: &duet_rowstore::Error) -> PgError {
-    // Rebuild the error from its display form and kind without requiring Clone on it.
-    use duet_rowstore::Error as E;
-    let cloned = match e {
-        E::UniqueViolation { constraint, detail } => E::UniqueViolation {
-            constraint: constraint.clone(),
-            detail: detail.clone(),
-        },
-        E::NotNullViolation { table, column } => E::NotNullViolation {
-            table: table.clone(),
-            column: column.clone(),
-        },
-        E::WriteConflict => E::WriteConflict,
-        E::Value { kind, message } => E::Value {
-            kind: *kind,
-            message: message.clone(),
-        },
-        E::TableExists(s) => E::TableExists(s.clone()),
-        E::TableNotFound(s) => E::TableNotFound(s.clone()),
-        E::IndexNotFound(s) => E::IndexNotFound(s.clone()),
-        E::ColumnNotFound { table, column } => E::ColumnNotFound {
-            table: table.clone(),
-            column: column.clone(),
-        },
-        E::ColumnExists { table, column } => E::ColumnExists {
-            table: table.clone(),
-            column: column.clone(),
-        },
-        E::InvalidDefinition(s) => E::InvalidDefinition(s.clone()),
-        E::Engine(s) => E::Engine(s.clone()),
-        E::Corrupt(s) => E::Corrupt(s.clone()),
-        E::Internal(s) => E::Internal(s.clone()),
-    };
-    PgError::from(cloned)
-}
 
 fn plan_state(m: &str) -> SqlState {
     let l = m.to_ascii_lowercase();

@@ -9,7 +9,6 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::SchemaProvider;
 use datafusion::common::ParamValues;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::sink::{Sink, SinkExt};
@@ -36,7 +35,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{from_datafusion, PgError, SqlState};
 use crate::ident::{ident_name, quote, table_name};
-use crate::session::{Outcome, Session, SharedRef, DML_SCHEMA, SCRATCH_SCHEMA};
+use crate::session::{Outcome, Session, SharedRef, DML_SCHEMA};
 
 /// Largest accepted query text; longer ones get 54000 without being parsed.
 pub const MAX_QUERY_BYTES: usize = 16 << 20;
@@ -410,26 +409,14 @@ impl DuetQueryParser {
                                 }
                             }
                         }
-                        let mut sql = format!(
-                            "SELECT 1 FROM {DML_SCHEMA}.{} AS {}",
-                            quote(&def.name),
-                            quote(&alias)
-                        );
-                        if let Some(w) = &upd.selection {
-                            sql.push_str(&format!(" WHERE {w}"));
-                        }
-                        if let Ok(plan_stmt) = sqlparser::parser::Parser::parse_sql(
-                            &sqlparser::dialect::PostgreSqlDialect {},
-                            &sql,
-                        ) {
-                            if let Some(s) = plan_stmt.into_iter().next() {
-                                if let Ok(plan) = session.plan(s).await {
-                                    if let Ok(found) = plan.get_parameter_types() {
-                                        merge_plan_types(&mut types, found);
-                                    }
-                                }
-                            }
-                        }
+                        infer_where_params(
+                            &session,
+                            &def.name,
+                            &alias,
+                            upd.selection.as_ref(),
+                            &mut types,
+                        )
+                        .await;
                         let schema =
                             returning_schema(&mut session, &def, &alias, upd.returning.as_deref())
                                 .await?;
@@ -450,23 +437,14 @@ impl DuetQueryParser {
                             .as_ref()
                             .map(|a| ident_name(&a.name))
                             .unwrap_or_else(|| def.name.clone());
-                        if let Some(w) = &del.selection {
-                            let sql = format!(
-                                "SELECT 1 FROM {DML_SCHEMA}.{} AS {} WHERE {w}",
-                                quote(&def.name),
-                                quote(&alias)
-                            );
-                            if let Ok(mut s) = sqlparser::parser::Parser::parse_sql(
-                                &sqlparser::dialect::PostgreSqlDialect {},
-                                &sql,
-                            ) {
-                                if let Ok(plan) = session.plan(s.remove(0)).await {
-                                    if let Ok(found) = plan.get_parameter_types() {
-                                        merge_plan_types(&mut types, found);
-                                    }
-                                }
-                            }
-                        }
+                        infer_where_params(
+                            &session,
+                            &def.name,
+                            &alias,
+                            del.selection.as_ref(),
+                            &mut types,
+                        )
+                        .await;
                         let schema =
                             returning_schema(&mut session, &def, &alias, del.returning.as_deref())
                                 .await?;
@@ -480,6 +458,34 @@ impl DuetQueryParser {
     }
 }
 
+/// Types of the placeholders in a DML statement's WHERE clause, as DataFusion infers them
+/// when the clause filters the target table (best effort: unknown stays unknown).
+async fn infer_where_params(
+    session: &Session,
+    table: &str,
+    alias: &str,
+    selection: Option<&Expr>,
+    types: &mut [Option<DataType>],
+) {
+    let Some(w) = selection else { return };
+    let sql = format!(
+        "SELECT 1 FROM {DML_SCHEMA}.{} AS {} WHERE {w}",
+        quote(table),
+        quote(alias)
+    );
+    let Ok(mut stmts) = parse_sql(&sql) else {
+        return;
+    };
+    if stmts.len() != 1 {
+        return;
+    }
+    if let Ok(plan) = session.plan(stmts.remove(0)).await {
+        if let Ok(found) = plan.get_parameter_types() {
+            merge_plan_types(types, found);
+        }
+    }
+}
+
 async fn returning_schema(
     session: &mut Session,
     def: &duet_rowstore::TableDef,
@@ -488,24 +494,8 @@ async fn returning_schema(
 ) -> Result<Option<SchemaRef>, PgError> {
     let Some(items) = items else { return Ok(None) };
     let schema = duet_rowstore::batch::table_schema(def, None);
-    let mem = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-    session
-        .scratch
-        .register_table("__duet_describe".into(), Arc::new(mem))?;
-    let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-    let sql = format!(
-        "SELECT {} FROM {SCRATCH_SCHEMA}.__duet_describe AS {}",
-        list.join(", "),
-        quote(alias)
-    );
-    let result = async {
-        let mut stmts = parse_sql(&sql)?;
-        let plan = session.plan(stmts.remove(0)).await?;
-        Ok::<_, PgError>(Arc::new(plan.schema().as_arrow().clone()))
-    }
-    .await;
-    session.scratch.deregister_table("__duet_describe")?;
-    result.map(Some)
+    let plan = crate::dml::plan_over_rows(session, schema, vec![], alias, items).await?;
+    Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
 }
 
 #[async_trait]

@@ -543,7 +543,7 @@ impl Store {
         Ok(())
     }
 
-    /// The missing value of every column of `def` (for decoding).
+    /// Decodes a stored row of `def`; columns the row predates read their `missing` value.
     pub fn decode_row(def: &TableDef, payload: &[u8]) -> Result<Row> {
         row::decode_row(payload, &def.types(), &|i| def.columns[i].missing.clone())
     }

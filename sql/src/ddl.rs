@@ -27,18 +27,13 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::AlterTable(at) => {
             let name = table_name(&at.name)?;
-            if session.shared.store.table(&name).is_none() {
-                if at.if_exists {
-                    session
-                        .notices
-                        .push(format!("relation \"{name}\" does not exist, skipping"));
-                    return Ok(Outcome::Command("ALTER TABLE".into()));
-                }
-                return Err(PgError::new(
-                    SqlState::UndefinedTable,
-                    format!("relation \"{name}\" does not exist"),
-                ));
+            if at.if_exists && session.shared.store.table(&name).is_none() {
+                session
+                    .notices
+                    .push(format!("relation \"{name}\" does not exist, skipping"));
+                return Ok(Outcome::Command("ALTER TABLE".into()));
             }
+            session.table(&name)?;
             for op in at.operations {
                 alter(session, &name, op).await?;
             }
@@ -46,13 +41,7 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
         }
         Statement::Truncate(t) => {
             for target in &t.table_names {
-                let name = table_name(&target.name)?;
-                if session.shared.store.table(&name).is_none() {
-                    return Err(PgError::new(
-                        SqlState::UndefinedTable,
-                        format!("relation \"{name}\" does not exist"),
-                    ));
-                }
+                session.table(&table_name(&target.name)?)?;
             }
             for target in &t.table_names {
                 session.shared.store.truncate(&table_name(&target.name)?)?;
@@ -300,12 +289,7 @@ fn drop(
 
 fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
     let table = table_name(&ci.table_name)?;
-    let def = session.shared.store.table(&table).ok_or_else(|| {
-        PgError::new(
-            SqlState::UndefinedTable,
-            format!("relation \"{table}\" does not exist"),
-        )
-    })?;
+    let def = session.table(&table)?;
     if ci.predicate.is_some() {
         return Err(PgError::unsupported("partial indexes"));
     }
@@ -357,12 +341,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             ..
         } => {
             let parsed = parse_column(session, &column_def).await?;
-            let def = store.table(table).ok_or_else(|| {
-                PgError::new(
-                    SqlState::UndefinedTable,
-                    format!("relation \"{table}\" does not exist"),
-                )
-            })?;
+            let def = session.table(table)?;
             if def.column_index(&parsed.def.name).is_some() && if_not_exists {
                 session.notices.push(format!(
                     "column \"{}\" of relation \"{table}\" already exists, skipping",
@@ -383,12 +362,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             Ok(())
         }
         AlterTableOperation::AddConstraint { constraint, .. } => {
-            let def = store.table(table).ok_or_else(|| {
-                PgError::new(
-                    SqlState::UndefinedTable,
-                    format!("relation \"{table}\" does not exist"),
-                )
-            })?;
+            let def = session.table(table)?;
             match constraint {
                 TableConstraint::PrimaryKey(pk) => {
                     let cols = index_columns(&def, &pk.columns)?;

@@ -16,7 +16,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::common::collect;
 use duet_router::provider::KEY_COLUMN;
 use duet_rowstore::batch::rows_to_batch;
-use duet_rowstore::{Datum, Row, TableDef, TableDefRef, Transaction};
+use duet_rowstore::{Datum, Row, TableDef, Transaction};
 use sqlparser::ast::{
     AssignmentTarget, CharacterLength, DataType as AstType, ExactNumberInfo, Expr, FromTable,
     Ident, Insert, SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
@@ -119,15 +119,6 @@ fn target_of(t: &TableWithJoins) -> Result<(String, String)> {
         }
         other => Err(PgError::unsupported(format!("DML target {other}"))),
     }
-}
-
-fn table_def(session: &Session, name: &str) -> Result<TableDefRef> {
-    session.shared.store.table(name).ok_or_else(|| {
-        PgError::new(
-            SqlState::UndefinedTable,
-            format!("relation \"{name}\" does not exist"),
-        )
-    })
 }
 
 fn parse_one(sql: &str) -> Result<Statement> {
@@ -242,7 +233,7 @@ async fn insert(
         return Err(PgError::unsupported("INSERT … ON CONFLICT"));
     }
     let table = table_name(name)?;
-    let def = table_def(session, &table)?;
+    let def = session.table(&table)?;
     let alias = ins
         .table_alias
         .as_ref()
@@ -427,7 +418,7 @@ async fn update(
     returning_items: Option<Vec<SelectItem>>,
     params: &ParamValues,
 ) -> Result<Outcome> {
-    let def = table_def(session, table)?;
+    let def = session.table(table)?;
     let mut targets = Vec::with_capacity(sets.len());
     for (col, _) in &sets {
         let pos = def.column_index(col).ok_or_else(|| {
@@ -507,7 +498,7 @@ async fn delete(
     returning_items: Option<Vec<SelectItem>>,
     params: &ParamValues,
 ) -> Result<Outcome> {
-    let def = table_def(session, table)?;
+    let def = session.table(table)?;
     let batches = read_targets(
         session,
         txn,

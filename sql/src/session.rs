@@ -229,6 +229,14 @@ impl Session {
         })
     }
 
+    /// The table called `name`, or 42P01 (the row store's own "does not exist" error).
+    pub(crate) fn table(&self, name: &str) -> Result<duet_rowstore::TableDefRef> {
+        self.shared
+            .store
+            .table(name)
+            .ok_or_else(|| duet_rowstore::Error::TableNotFound(name.to_string()).into())
+    }
+
     /// Whether an explicit transaction is open.
     pub fn in_transaction(&self) -> bool {
         self.txn.is_some()

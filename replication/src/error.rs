@@ -20,6 +20,12 @@ pub enum Error {
     /// A state machine failed to apply an entry (the node stops applying).
     #[error("Failed to apply entry {index}: {message}")]
     Apply { index: u64, message: String },
+    /// The peer's driver has stopped (shutdown or failure).
+    #[error("The raft peer has stopped")]
+    Stopped,
+    /// This peer is not the leader and cannot take proposals.
+    #[error("This node is not the raft leader")]
+    NotLeader,
     /// A stored message could not be decoded.
     #[error("Failed to decode stored raft state: {0}")]
     Corrupt(String),
@@ -28,6 +34,6 @@ pub enum Error {
 impl Error {
     /// Whether retrying may succeed.
     pub fn is_retryable(&self) -> bool {
-        false
+        matches!(self, Error::NotLeader)
     }
 }

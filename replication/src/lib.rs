@@ -1,24 +1,26 @@
 //! # duet-replication: the Raft log
 //!
-//! Built so far (first slice of issue #3):
-//!
 //! - [`log_store::LogStore`]: the Raft log and hard state in raft-engine (one directory per
-//!   node), implementing raft-rs's `Storage`; the entries and hard state of one `Ready` go in
-//!   one fsync'd raft-engine write; compaction keeps the term of the last removed entry.
-//! - [`node::StateMachine`]: what replication calls with committed entries, knowing nothing
-//!   of what is inside them; [`node::Node`]: a single-voter peer driven synchronously, which
-//!   replays entries a state machine has not applied after a restart and never applies an
-//!   index twice.
-//!
-//! Still to come here (issue #3): the tokio driver with group commit across sessions, the
-//! `Transport` trait (in-process, then TCP), learners, ReadIndex, snapshots for replicas
-//! behind the compacted log, and wiring the row store's commit path through `propose`.
-//! The commit version of a transaction becomes the index of its entry.
+//!   peer), implementing raft-rs's `Storage`; the entries and hard state of one `Ready` go in
+//!   one fsync'd raft-engine write; compaction keeps the term of the last removed entry;
+//!   snapshots come from the state machine's [`peer::SnapshotSource`].
+//! - [`peer::Peer`]: raft-rs's `RawNode` driven by a thread: group commit (every proposal
+//!   queued while a write is in flight shares the next one), messages through a
+//!   [`peer::Transport`] ([`peer::LocalTransport`] in one process), committed entries applied
+//!   to a [`peer::StateMachine`] that knows nothing of raft and whose contents replication
+//!   knows nothing of. A proposer hears back with the entry's index once its own peer has
+//!   applied it: that index is the commit version.
+//! - Learners: a learner peer receives the same log, persists it in its own raft-engine
+//!   directory and applies it at its own pace (it can be paused); one that is behind the
+//!   leader's compacted log is sent a snapshot.
 
 pub mod error;
 pub mod log_store;
-pub mod node;
+pub mod peer;
 
 pub use error::{Error, Result};
 pub use log_store::LogStore;
-pub use node::{Node, StateMachine};
+pub use peer::{
+    LocalTransport, PeerOptions, PeerStatus, PendingProposal, Peer, Proposer, Role,
+    SnapshotSource, StateMachine, Transport,
+};

@@ -5,6 +5,7 @@
 //! makes group commit possible: every proposal collected into that `Ready` shares the write.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -13,6 +14,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Config, Engine, LogBatch, MessageExt};
 
 use crate::error::{Error, Result};
+use crate::peer::SnapshotSource;
 
 /// The raft group every entry belongs to until sharding.
 pub const GROUP: u64 = 1;
@@ -44,6 +46,9 @@ pub struct LogStore {
     engine: Arc<Engine>,
     dir: String,
     state: Arc<RwLock<Cached>>,
+    /// The index the peer's state machine has applied (a snapshot is taken there).
+    applied: Arc<AtomicU64>,
+    snapshot_source: Arc<RwLock<Option<Arc<dyn SnapshotSource>>>>,
 }
 
 #[derive(Default)]
@@ -101,6 +106,8 @@ impl LogStore {
                 conf_state,
                 truncated,
             })),
+            applied: Arc::new(AtomicU64::new(0)),
+            snapshot_source: Arc::new(RwLock::new(None)),
         })
     }
 
@@ -160,6 +167,58 @@ impl LogStore {
             .map_err(|e| self.err(e))?;
         self.state.write().conf_state = cs.clone();
         Ok(())
+    }
+
+    /// Records what the state machine has applied (where a snapshot would be taken).
+    pub fn set_applied(&self, index: u64) {
+        self.applied.store(index, Ordering::Release);
+    }
+
+    /// Where snapshots come from when a replica is behind the compacted log.
+    pub fn set_snapshot_source(&self, source: Arc<dyn SnapshotSource>) {
+        *self.snapshot_source.write() = Some(source);
+    }
+
+    /// Replaces the log by `snap`: every entry goes, the log restarts after the snapshot's
+    /// index with its membership.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let mut hs = self.hard_state();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        let mut batch = LogBatch::default();
+        batch.add_command(GROUP, raft_engine::Command::Clean);
+        self.engine
+            .write(&mut batch, true)
+            .map_err(|e| self.err(e))?;
+        let mut batch = LogBatch::default();
+        let mut t = meta.index.to_be_bytes().to_vec();
+        t.extend_from_slice(&meta.term.to_be_bytes());
+        batch
+            .put(GROUP, TRUNCATED_KEY.to_vec(), t)
+            .map_err(|e| self.err(e))?;
+        batch
+            .put_message(GROUP, HARD_STATE_KEY.to_vec(), &hs)
+            .map_err(|e| self.err(e))?;
+        batch
+            .put_message(GROUP, CONF_STATE_KEY.to_vec(), meta.get_conf_state())
+            .map_err(|e| self.err(e))?;
+        self.engine
+            .write(&mut batch, true)
+            .map_err(|e| self.err(e))?;
+        let mut s = self.state.write();
+        s.truncated = Truncated {
+            index: meta.index,
+            term: meta.term,
+        };
+        s.hard_state = hs;
+        s.conf_state = meta.get_conf_state().clone();
+        Ok(())
+    }
+
+    /// Last index in the log (the snapshot's index when it is empty).
+    pub fn last_index(&self) -> u64 {
+        self.last()
     }
 
     /// Drops entries before `index` (every replica has applied them).
@@ -293,11 +352,25 @@ impl raft::Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshots of the state machines come with the learner work (issue #3).
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let Some(source) = self.snapshot_source.read().clone() else {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        };
+        let index = self.applied.load(Ordering::Acquire);
+        let term = raft::Storage::term(self, index)?;
+        let data = source.build().map_err(|e| {
+            raft::Error::Store(StorageError::Other(Box::new(Error::Corrupt(e))))
+        })?;
+        tracing::info!(index, to, bytes = data.len(), "built a snapshot");
+        let mut snap = Snapshot::default();
+        snap.data = data.into();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.state.read().conf_state.clone());
+        Ok(snap)
     }
 }
 

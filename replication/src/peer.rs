@@ -1,0 +1,924 @@
+//! A Raft peer: raft-rs's `RawNode` over a [`LogStore`], driven by its own thread.
+//!
+//! The driver loop owns the `RawNode`. Proposals, Raft messages and control requests reach it
+//! through one channel; each turn it takes everything queued, lets raft produce one `Ready`,
+//! persists that Ready's entries and hard state in **one** raft-engine write (fsync'd), sends
+//! messages through the [`Transport`], and applies committed entries to the
+//! [`StateMachine`]. Every proposal that arrived while the previous write was in flight shares
+//! the next write: that is group commit.
+//!
+//! The loop is a thread rather than a tokio task because almost all of its time is spent in
+//! blocking fsyncs and state-machine writes; a task would need `spawn_blocking` per turn.
+//!
+//! A proposer hears back when its entry has been **applied** by this peer's state machine
+//! (the row replica on the leader), with the entry's index, which is the commit version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message};
+use raft::{Config, RawNode, StateRole};
+
+use crate::error::{Error, Result};
+use crate::log_store::LogStore;
+
+/// What replication calls with committed entries. It knows nothing of what is inside them.
+pub trait StateMachine: Send + 'static {
+    /// Applies the payload of the committed entry at `index`. Called in log order, once per
+    /// index greater than [`StateMachine::applied_index`].
+    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String>;
+
+    /// The highest index applied. After a restart this is what the state machine has kept
+    /// durably; replay starts after it.
+    fn applied_index(&self) -> u64;
+
+    /// Makes everything applied so far durable (the log before it may then be compacted) and
+    /// returns the index that is now durable.
+    fn persist(&mut self) -> std::result::Result<u64, String> {
+        Ok(self.applied_index())
+    }
+
+    /// Replaces the whole state by a snapshot taken at `index` (see [`SnapshotSource`]).
+    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        let _ = (index, data);
+        Err("this state machine cannot restore snapshots".into())
+    }
+
+    /// Where this peer's snapshots come from when it leads and a replica has fallen behind the
+    /// compacted log.
+    fn snapshot_source(&self) -> Option<Arc<dyn SnapshotSource>> {
+        None
+    }
+}
+
+/// Builds the snapshot data of a state machine as of its current applied state. Called on the
+/// driver thread between applies, so the state is exactly that of the applied index.
+pub trait SnapshotSource: Send + Sync {
+    fn build(&self) -> std::result::Result<Vec<u8>, String>;
+}
+
+/// How a Raft message reaches another peer. Delivery is best effort: raft retries.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, msg: Message);
+}
+
+/// The transport of the embedded deployment: every peer lives in this process.
+#[derive(Default)]
+pub struct LocalTransport {
+    mailboxes: RwLock<HashMap<u64, Sender<Event>>>,
+}
+
+impl LocalTransport {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    fn register(&self, id: u64, tx: Sender<Event>) {
+        self.mailboxes.write().insert(id, tx);
+    }
+    fn unregister(&self, id: u64) {
+        self.mailboxes.write().remove(&id);
+    }
+}
+
+impl Transport for LocalTransport {
+    fn send(&self, msg: Message) {
+        if let Some(tx) = self.mailboxes.read().get(&msg.to) {
+            let _ = tx.send(Event::Message(Box::new(msg)));
+        }
+    }
+}
+
+/// Whether a peer votes or only learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Voter,
+    Learner,
+}
+
+/// How to start a peer.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    pub id: u64,
+    /// The peer's raft-engine directory.
+    pub dir: PathBuf,
+    /// Membership written into a fresh log (ignored when the log has one).
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// fsync each Ready's write.
+    pub sync_log: bool,
+    /// Raft's logical clock.
+    pub tick: Duration,
+    /// Compact the log once this many entries are applied everywhere.
+    pub compact_every: u64,
+}
+
+impl PeerOptions {
+    pub fn new(id: u64, dir: PathBuf, voters: Vec<u64>, learners: Vec<u64>) -> Self {
+        Self {
+            id,
+            dir,
+            voters,
+            learners,
+            sync_log: true,
+            tick: Duration::from_millis(100),
+            compact_every: 10_000,
+        }
+    }
+    fn role(&self) -> Role {
+        if self.learners.contains(&self.id) {
+            Role::Learner
+        } else {
+            Role::Voter
+        }
+    }
+}
+
+/// Live figures of a peer, shared with readers (metrics, ReadIndex waits, tests).
+pub struct PeerStatus {
+    pub id: u64,
+    pub role: Role,
+    applied: AtomicU64,
+    committed: AtomicU64,
+    first_index: AtomicU64,
+    last_index: AtomicU64,
+    snapshots_restored: AtomicU64,
+    leader: AtomicBool,
+    paused: AtomicBool,
+    running: AtomicBool,
+    failed: Mutex<Option<String>>,
+    applied_changed: Condvar,
+    applied_lock: Mutex<()>,
+}
+
+impl PeerStatus {
+    fn new(id: u64, role: Role) -> Self {
+        Self {
+            id,
+            role,
+            applied: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            first_index: AtomicU64::new(0),
+            last_index: AtomicU64::new(0),
+            snapshots_restored: AtomicU64::new(0),
+            leader: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            failed: Mutex::new(None),
+            applied_changed: Condvar::new(),
+            applied_lock: Mutex::new(()),
+        }
+    }
+    /// Highest index applied by the state machine.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+    /// Highest index known committed.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+    /// First index still in the log (older ones were compacted away).
+    pub fn first_index(&self) -> u64 {
+        self.first_index.load(Ordering::Acquire)
+    }
+    /// Last index in the log.
+    pub fn last_index(&self) -> u64 {
+        self.last_index.load(Ordering::Acquire)
+    }
+    /// How many snapshots this peer has restored from.
+    pub fn snapshots_restored(&self) -> u64 {
+        self.snapshots_restored.load(Ordering::Acquire)
+    }
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+    /// Whether the apply loop is paused (tests create lag this way).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+    /// Whether the driver thread is running.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+    /// Why applying stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+
+    fn set_applied(&self, index: u64) {
+        let _g = self.applied_lock.lock();
+        self.applied.store(index, Ordering::Release);
+        self.applied_changed.notify_all();
+    }
+
+    /// Waits until the state machine has applied `index`; false on timeout or if the peer
+    /// stopped.
+    pub fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.applied_lock.lock();
+        loop {
+            if self.applied() >= index {
+                return true;
+            }
+            if !self.is_running() || self.failed.lock().is_some() {
+                return false;
+            }
+            // Wake periodically: a stopping peer does not notify.
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
+            if step.is_zero() {
+                return false;
+            }
+            self.applied_changed.wait_for(&mut g, step);
+        }
+    }
+}
+
+/// A message to a peer's driver loop.
+pub enum Event {
+    Propose {
+        data: Vec<u8>,
+        done: SyncSender<Result<u64>>,
+    },
+    Message(Box<Message>),
+    Pause,
+    Resume,
+    /// Compact the log now; `force` ignores replicas that have not caught up (they will need a
+    /// snapshot).
+    Compact {
+        force: bool,
+        done: SyncSender<Result<u64>>,
+    },
+    Stop,
+}
+
+/// Sends proposals to a peer. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: Sender<Event>,
+    status: Arc<PeerStatus>,
+}
+
+/// A proposal on its way; [`PendingProposal::wait`] returns its index once applied.
+pub struct PendingProposal(Receiver<Result<u64>>);
+
+impl PendingProposal {
+    /// Blocks until the entry is applied by the proposing peer's state machine.
+    pub fn wait(self) -> Result<u64> {
+        self.0.recv().map_err(|_| Error::Stopped)?
+    }
+}
+
+impl Proposer {
+    /// Queues `data` for the log. The index is the entry's position, known once it is applied.
+    pub fn propose(&self, data: Vec<u8>) -> Result<PendingProposal> {
+        let (done, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Event::Propose { data, done })
+            .map_err(|_| Error::Stopped)?;
+        Ok(PendingProposal(rx))
+    }
+    /// The peer's figures.
+    pub fn status(&self) -> &Arc<PeerStatus> {
+        &self.status
+    }
+}
+
+/// A running peer. Dropping it stops the driver thread.
+pub struct Peer {
+    tx: Sender<Event>,
+    status: Arc<PeerStatus>,
+    thread: Option<JoinHandle<()>>,
+    transport: Arc<LocalTransport>,
+}
+
+impl Peer {
+    /// Opens the log in `opts.dir`, starts the driver thread and registers the peer with
+    /// `transport`. A voter that is the only voter campaigns at once. Returns when entries
+    /// committed before a restart have been applied again (up to the persisted commit index).
+    pub fn start<S: StateMachine>(
+        opts: PeerOptions,
+        sm: S,
+        transport: Arc<LocalTransport>,
+    ) -> Result<Peer> {
+        let role = opts.role();
+        let log = LogStore::open(&opts.dir)?;
+        let mut cs = raft::Storage::initial_state(&log)?.conf_state;
+        if cs.voters.is_empty() {
+            cs = ConfState::from((opts.voters.clone(), opts.learners.clone()));
+            log.set_conf_state(&cs)?;
+        }
+        if let Some(src) = sm.snapshot_source() {
+            log.set_snapshot_source(src);
+        }
+        let commit = log.hard_state().commit;
+        let applied = sm.applied_index().min(commit);
+        let cfg = Config {
+            id: opts.id,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        cfg.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&cfg, log.clone(), &logger)?;
+        let single_voter = cs.voters.len() == 1 && cs.voters[0] == opts.id;
+        if single_voter {
+            raw.campaign()?;
+        }
+        let status = Arc::new(PeerStatus::new(opts.id, role));
+        status.applied.store(sm.applied_index(), Ordering::Release);
+        let (tx, rx) = mpsc::channel();
+        transport.register(opts.id, tx.clone());
+        let driver = Driver {
+            raw,
+            log,
+            sm,
+            opts: opts.clone(),
+            status: status.clone(),
+            transport: transport.clone(),
+            pending: BTreeMap::new(),
+            applied: applied.max(status.applied()),
+            backlog: true,
+            last_tick: Instant::now(),
+            last_compact_check: 0,
+        };
+        driver.log.set_applied(driver.applied);
+        driver.publish();
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{}", opts.id))
+            .spawn(move || driver.run(rx))
+            .map_err(|e| Error::Corrupt(format!("cannot start the raft thread: {e}")))?;
+        let peer = Peer {
+            tx,
+            status,
+            thread: Some(thread),
+            transport,
+        };
+        if role == Role::Voter && !peer.status.wait_applied(commit, Duration::from_secs(600)) {
+            return Err(peer.stop_with_failure());
+        }
+        Ok(peer)
+    }
+
+    fn stop_with_failure(mut self) -> Error {
+        let msg = self
+            .status
+            .failure()
+            .unwrap_or_else(|| "peer stopped".into());
+        self.shutdown();
+        Error::Apply {
+            index: 0,
+            message: msg,
+        }
+    }
+
+    /// A handle for proposals.
+    pub fn proposer(&self) -> Proposer {
+        Proposer {
+            tx: self.tx.clone(),
+            status: self.status.clone(),
+        }
+    }
+
+    /// The peer's figures.
+    pub fn status(&self) -> &Arc<PeerStatus> {
+        &self.status
+    }
+
+    /// Stops applying committed entries (they keep arriving and being persisted).
+    pub fn pause_apply(&self) {
+        self.status.paused.store(true, Ordering::Release);
+        let _ = self.tx.send(Event::Pause);
+    }
+
+    /// Resumes applying.
+    pub fn resume_apply(&self) {
+        self.status.paused.store(false, Ordering::Release);
+        let _ = self.tx.send(Event::Resume);
+    }
+
+    /// Compacts the log up to what is durable everywhere (or, with `force`, up to what this
+    /// peer has made durable). Returns the new first index.
+    pub fn compact(&self, force: bool) -> Result<u64> {
+        let (done, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Event::Compact { force, done })
+            .map_err(|_| Error::Stopped)?;
+        rx.recv().map_err(|_| Error::Stopped)?
+    }
+
+    /// Stops the driver thread and waits for it.
+    pub fn shutdown(&mut self) {
+        self.transport.unregister(self.status.id);
+        let _ = self.tx.send(Event::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Driver<S: StateMachine> {
+    raw: RawNode<LogStore>,
+    log: LogStore,
+    sm: S,
+    opts: PeerOptions,
+    status: Arc<PeerStatus>,
+    transport: Arc<LocalTransport>,
+    /// Proposals waiting for their entry to be applied: index → (term, reply).
+    pending: BTreeMap<u64, (u64, SyncSender<Result<u64>>)>,
+    /// Raft index applied (every entry, including empty and conf-change ones).
+    applied: u64,
+    /// Committed entries handed over by raft were not applied (paused, or a gap): read them
+    /// back from the log.
+    backlog: bool,
+    last_tick: Instant,
+    last_compact_check: u64,
+}
+
+impl<S: StateMachine> Driver<S> {
+    fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            let timeout = self
+                .opts
+                .tick
+                .saturating_sub(self.last_tick.elapsed())
+                .max(Duration::from_millis(1));
+            let first = match rx.recv_timeout(timeout) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut stop = false;
+            if let Some(ev) = first {
+                stop |= self.handle(ev);
+                // Everything already queued joins this turn (group commit).
+                for _ in 0..16_384 {
+                    match rx.try_recv() {
+                        Ok(ev) => stop |= self.handle(ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if stop {
+                break;
+            }
+            if self.last_tick.elapsed() >= self.opts.tick {
+                self.raw.tick();
+                self.last_tick = Instant::now();
+            }
+            if let Err(e) = self.turn() {
+                self.fail(e.to_string());
+                break;
+            }
+        }
+        self.status.running.store(false, Ordering::Release);
+        self.status.leader.store(false, Ordering::Release);
+        for (_, (_, done)) in std::mem::take(&mut self.pending) {
+            let _ = done.send(Err(Error::Stopped));
+        }
+        self.status.applied_changed.notify_all();
+    }
+
+    fn fail(&mut self, msg: String) {
+        tracing::error!(peer = self.opts.id, error = %msg, "raft peer stopped");
+        *self.status.failed.lock() = Some(msg.clone());
+        for (_, (_, done)) in std::mem::take(&mut self.pending) {
+            let _ = done.send(Err(Error::Apply {
+                index: 0,
+                message: msg.clone(),
+            }));
+        }
+    }
+
+    /// Returns true to stop.
+    fn handle(&mut self, ev: Event) -> bool {
+        match ev {
+            Event::Propose { data, done } => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = done.send(Err(Error::NotLeader));
+                    return false;
+                }
+                match self.raw.propose(vec![], data) {
+                    Ok(()) => {
+                        let index = self.raw.raft.raft_log.last_index();
+                        self.pending.insert(index, (self.raw.raft.term, done));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e.into()));
+                    }
+                }
+            }
+            Event::Message(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(peer = self.opts.id, error = %e, "raft message dropped");
+                }
+            }
+            Event::Pause => {}
+            Event::Resume => self.backlog = true,
+            Event::Compact { force, done } => {
+                let _ = done.send(self.compact(force));
+            }
+            Event::Stop => return true,
+        }
+        false
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            self.transport.send(m);
+        }
+    }
+
+    fn turn(&mut self) -> Result<()> {
+        if self.raw.has_ready() {
+            let mut rd = self.raw.ready();
+            self.send(rd.take_messages());
+            if !rd.snapshot().is_empty() {
+                let snap = rd.snapshot().clone();
+                let index = snap.get_metadata().index;
+                self.log.apply_snapshot(&snap)?;
+                self.sm
+                    .restore(index, snap.get_data())
+                    .map_err(|message| Error::Apply { index, message })?;
+                self.applied = index;
+                self.log.set_applied(index);
+                self.backlog = true;
+                self.status.snapshots_restored.fetch_add(1, Ordering::AcqRel);
+                self.status.set_applied(self.sm.applied_index());
+                tracing::info!(peer = self.opts.id, index, "restored from snapshot");
+            }
+            let committed = rd.take_committed_entries();
+            self.apply_entries(committed)?;
+            self.log.append(rd.entries(), rd.hs(), self.opts.sync_log)?;
+            self.send(rd.take_persisted_messages());
+            let mut light = self.raw.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                self.log.set_commit(commit)?;
+            }
+            self.send(light.take_messages());
+            let committed = light.take_committed_entries();
+            self.apply_entries(committed)?;
+            self.raw.advance_apply();
+        }
+        self.catch_up()?;
+        self.publish();
+        self.maybe_compact()?;
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let s = &self.status;
+        s.committed
+            .store(self.raw.raft.raft_log.committed, Ordering::Release);
+        s.first_index
+            .store(raft::Storage::first_index(&self.log).unwrap_or(0), Ordering::Release);
+        s.last_index
+            .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
+        s.leader.store(
+            self.raw.raft.state == StateRole::Leader,
+            Ordering::Release,
+        );
+    }
+
+    fn paused(&self) -> bool {
+        self.status.paused.load(Ordering::Acquire)
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if self.paused() || self.backlog {
+            self.backlog = true;
+            return Ok(());
+        }
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            if e.index != self.applied + 1 {
+                self.backlog = true;
+                return Ok(());
+            }
+            self.apply_one(e)?;
+        }
+        Ok(())
+    }
+
+    /// Applies committed entries raft handed over earlier but we did not apply, reading them
+    /// back from the log (bounded per turn so messages keep flowing).
+    fn catch_up(&mut self) -> Result<()> {
+        if !self.backlog || self.paused() {
+            return Ok(());
+        }
+        let committed = self.raw.raft.raft_log.committed.min(self.log.last_index());
+        if self.applied >= committed {
+            self.backlog = false;
+            return Ok(());
+        }
+        let high = committed.min(self.applied + 1024) + 1;
+        let entries = self.log.read_entries(self.applied + 1, high)?;
+        for e in entries {
+            if e.index != self.applied + 1 {
+                return Err(Error::Corrupt(format!(
+                    "log gap: expected entry {}, found {}",
+                    self.applied + 1,
+                    e.index
+                )));
+            }
+            self.apply_one(e)?;
+        }
+        if self.applied >= committed {
+            self.backlog = false;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, e: Entry) -> Result<()> {
+        let index = e.index;
+        match e.get_entry_type() {
+            EntryType::EntryNormal => {
+                if !e.data.is_empty() && index > self.sm.applied_index() {
+                    self.sm
+                        .apply(index, &e.data)
+                        .map_err(|message| Error::Apply { index, message })?;
+                }
+            }
+            EntryType::EntryConfChange => {
+                let mut cc = ConfChange::default();
+                cc.merge_from_bytes(&e.data)
+                    .map_err(|err| Error::Corrupt(format!("conf change {index}: {err}")))?;
+                let cs = self.raw.apply_conf_change(&cc)?;
+                self.log.set_conf_state(&cs)?;
+            }
+            EntryType::EntryConfChangeV2 => {
+                return Err(Error::Corrupt(format!(
+                    "entry {index}: joint consensus is not supported"
+                )));
+            }
+        }
+        self.applied = index;
+        self.log.set_applied(index);
+        self.status.set_applied(index);
+        if let Some((term, done)) = self.pending.remove(&index) {
+            let r = if term == e.term {
+                Ok(index)
+            } else {
+                Err(Error::NotLeader)
+            };
+            let _ = done.send(r);
+        }
+        Ok(())
+    }
+
+    /// Drops the log before what every replica has durably applied (what this peer alone has,
+    /// with `force`).
+    fn compact(&mut self, force: bool) -> Result<u64> {
+        let durable = self
+            .sm
+            .persist()
+            .map_err(|message| Error::Apply { index: 0, message })?
+            .min(self.applied);
+        let mut upto = durable;
+        if !force && self.raw.raft.state == StateRole::Leader {
+            for (id, pr) in self.raw.raft.prs().iter() {
+                if *id != self.opts.id {
+                    upto = upto.min(pr.matched);
+                }
+            }
+        }
+        if upto > 0 {
+            self.log.compact_to(upto + 1)?;
+        }
+        self.publish();
+        Ok(raft::Storage::first_index(&self.log)?)
+    }
+
+    fn maybe_compact(&mut self) -> Result<()> {
+        if self.applied < self.last_compact_check + self.opts.compact_every {
+            return Ok(());
+        }
+        self.last_compact_check = self.applied;
+        self.compact(false).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it applied; persists nothing unless `durable` is set by the test.
+    struct Recorder {
+        applied: u64,
+        seen: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    }
+
+    impl Recorder {
+        fn new(applied: u64) -> (Self, Arc<Mutex<Vec<(u64, Vec<u8>)>>>) {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            (
+                Recorder {
+                    applied,
+                    seen: seen.clone(),
+                },
+                seen,
+            )
+        }
+    }
+
+    struct Dump(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+
+    impl SnapshotSource for Dump {
+        fn build(&self) -> std::result::Result<Vec<u8>, String> {
+            let seen = self.0.lock();
+            let mut out = Vec::new();
+            for (_, d) in seen.iter() {
+                out.extend_from_slice(d);
+                out.push(b',');
+            }
+            Ok(out)
+        }
+    }
+
+    impl StateMachine for Recorder {
+        fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+            if index <= self.applied {
+                return Err(format!("index {index} applied twice"));
+            }
+            self.applied = index;
+            self.seen.lock().push((index, data.to_vec()));
+            Ok(())
+        }
+        fn applied_index(&self) -> u64 {
+            self.applied
+        }
+        fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+            let mut seen = self.seen.lock();
+            seen.clear();
+            for part in data.split(|b| *b == b',').filter(|p| !p.is_empty()) {
+                seen.push((0, part.to_vec()));
+            }
+            self.applied = index;
+            Ok(())
+        }
+        fn snapshot_source(&self) -> Option<Arc<dyn SnapshotSource>> {
+            Some(Arc::new(Dump(self.seen.clone())))
+        }
+    }
+
+    fn payloads(seen: &Mutex<Vec<(u64, Vec<u8>)>>) -> Vec<String> {
+        seen.lock()
+            .iter()
+            .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+            .collect()
+    }
+
+    fn voter(dir: &std::path::Path, learners: Vec<u64>) -> PeerOptions {
+        let mut o = PeerOptions::new(1, dir.join("voter"), vec![1], learners);
+        o.tick = Duration::from_millis(20);
+        o
+    }
+
+    fn learner(dir: &std::path::Path) -> PeerOptions {
+        let mut o = PeerOptions::new(2, dir.join("learner"), vec![1], vec![2]);
+        o.tick = Duration::from_millis(20);
+        o
+    }
+
+    /// Proposes from many threads at once; returns the indexes handed back.
+    fn propose_concurrently(p: &Proposer, threads: usize, each: usize, tag: &str) -> Vec<u64> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let p = p.clone();
+                let tag = tag.to_string();
+                std::thread::spawn(move || {
+                    (0..each)
+                        .map(|i| {
+                            p.propose(format!("{tag}{t}-{i}").into_bytes())
+                                .unwrap()
+                                .wait()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn concurrent_proposals_get_distinct_indexes_and_replay_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, seen) = Recorder::new(0);
+        let peer = Peer::start(voter(dir.path(), vec![]), sm, t.clone()).unwrap();
+        let idx = propose_concurrently(&peer.proposer(), 8, 25, "w");
+        let mut dedup = idx.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 200, "every proposal has its own index");
+        assert_eq!(seen.lock().len(), 200);
+        // Applied in index order.
+        let order: Vec<u64> = seen.lock().iter().map(|(i, _)| *i).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+        let last = *idx.last().unwrap();
+        drop(peer);
+
+        // A state machine that lost everything gets the whole log again, once.
+        let (sm, seen2) = Recorder::new(0);
+        let peer = Peer::start(voter(dir.path(), vec![]), sm, t.clone()).unwrap();
+        assert!(peer.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(payloads(&seen2), payloads(&seen));
+        drop(peer);
+
+        // One that had applied up to `last - 50` gets only the rest.
+        let (sm, seen3) = Recorder::new(last - 50);
+        let peer = Peer::start(voter(dir.path(), vec![]), sm, t).unwrap();
+        assert!(peer.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(seen3.lock().len(), 50);
+        assert!(seen3.lock().iter().all(|(i, _)| *i > last - 50));
+    }
+
+    #[test]
+    fn learner_receives_the_same_log_and_can_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, vseen) = Recorder::new(0);
+        let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+        let (lsm, lseen) = Recorder::new(0);
+        let l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+        let idx = propose_concurrently(&v.proposer(), 4, 10, "a");
+        let last = *idx.last().unwrap();
+        assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+
+        // Paused, the learner falls behind while the voter keeps committing.
+        l.pause_apply();
+        let idx = propose_concurrently(&v.proposer(), 2, 10, "b");
+        let last2 = *idx.last().unwrap();
+        assert!(!l.status().wait_applied(last2, Duration::from_millis(300)));
+        assert!(l.status().applied() <= last);
+        l.resume_apply();
+        assert!(l.status().wait_applied(last2, Duration::from_secs(10)));
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+    }
+
+    #[test]
+    fn a_learner_behind_the_compacted_log_is_caught_up_by_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, vseen) = Recorder::new(0);
+        let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+        let (lsm, lseen) = Recorder::new(0);
+        let mut l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+        let first = propose_concurrently(&v.proposer(), 2, 5, "x");
+        assert!(l.status().wait_applied(*first.last().unwrap(), Duration::from_secs(10)));
+        l.shutdown();
+        drop(l);
+
+        let more = propose_concurrently(&v.proposer(), 2, 20, "y");
+        let last = *more.last().unwrap();
+        // Without force the learner's progress holds compaction back.
+        let kept = v.compact(false).unwrap();
+        assert!(kept <= *first.last().unwrap() + 1, "first index {kept}");
+        let first_index = v.compact(true).unwrap();
+        assert_eq!(first_index, last + 1);
+
+        // The learner restarts with its old log and state; the entries it misses are gone.
+        let (lsm, _) = Recorder::new(lseen.lock().last().unwrap().0);
+        *lsm.seen.lock() = lseen.lock().clone();
+        let lseen = lsm.seen.clone();
+        let l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+        assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(l.status().snapshots_restored(), 1);
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+
+        // And it follows the log normally afterwards.
+        let after = propose_concurrently(&v.proposer(), 1, 3, "z");
+        assert!(l.status().wait_applied(*after.last().unwrap(), Duration::from_secs(10)));
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+    }
+}

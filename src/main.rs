@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let store = duet_sql::open_store(&config.data_dir).with_context(|| {
+    let node = duet_sql::DuetNode::open(&config.data_dir).with_context(|| {
         format!(
             "Failed to open the data directory {}",
             config.data_dir.display()
@@ -30,7 +30,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .listen
         .parse()
         .with_context(|| format!("Invalid listen address {}", config.listen))?;
-    let server = duet_sql::Server::start(store, listen)
+    let server = duet_sql::Server::start(node, listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]

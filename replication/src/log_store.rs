@@ -62,6 +62,10 @@ impl LogStore {
     /// Opens (creating) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let dir_s = dir.display().to_string();
+        std::fs::create_dir_all(dir).map_err(|e| Error::Log {
+            dir: dir_s.clone(),
+            source: raft_engine::Error::Io(e),
+        })?;
         let cfg = Config {
             dir: dir_s.clone(),
             ..Default::default()
@@ -360,9 +364,9 @@ impl raft::Storage for LogStore {
         };
         let index = self.applied.load(Ordering::Acquire);
         let term = raft::Storage::term(self, index)?;
-        let data = source.build().map_err(|e| {
-            raft::Error::Store(StorageError::Other(Box::new(Error::Corrupt(e))))
-        })?;
+        let data = source
+            .build()
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(Error::Corrupt(e)))))?;
         tracing::info!(index, to, bytes = data.len(), "built a snapshot");
         let mut snap = Snapshot::default();
         snap.data = data.into();

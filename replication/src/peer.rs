@@ -560,7 +560,9 @@ impl<S: StateMachine> Driver<S> {
                 self.applied = index;
                 self.log.set_applied(index);
                 self.backlog = true;
-                self.status.snapshots_restored.fetch_add(1, Ordering::AcqRel);
+                self.status
+                    .snapshots_restored
+                    .fetch_add(1, Ordering::AcqRel);
                 self.status.set_applied(self.sm.applied_index());
                 tracing::info!(peer = self.opts.id, index, "restored from snapshot");
             }
@@ -587,14 +589,14 @@ impl<S: StateMachine> Driver<S> {
         let s = &self.status;
         s.committed
             .store(self.raw.raft.raft_log.committed, Ordering::Release);
-        s.first_index
-            .store(raft::Storage::first_index(&self.log).unwrap_or(0), Ordering::Release);
-        s.last_index
-            .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
-        s.leader.store(
-            self.raw.raft.state == StateRole::Leader,
+        s.first_index.store(
+            raft::Storage::first_index(&self.log).unwrap_or(0),
             Ordering::Release,
         );
+        s.last_index
+            .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
+        s.leader
+            .store(self.raw.raft.state == StateRole::Leader, Ordering::Release);
     }
 
     fn paused(&self) -> bool {
@@ -895,7 +897,9 @@ mod tests {
         let (lsm, lseen) = Recorder::new(0);
         let mut l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
         let first = propose_concurrently(&v.proposer(), 2, 5, "x");
-        assert!(l.status().wait_applied(*first.last().unwrap(), Duration::from_secs(10)));
+        assert!(l
+            .status()
+            .wait_applied(*first.last().unwrap(), Duration::from_secs(10)));
         l.shutdown();
         drop(l);
 
@@ -918,7 +922,9 @@ mod tests {
 
         // And it follows the log normally afterwards.
         let after = propose_concurrently(&v.proposer(), 1, 3, "z");
-        assert!(l.status().wait_applied(*after.last().unwrap(), Duration::from_secs(10)));
+        assert!(l
+            .status()
+            .wait_applied(*after.last().unwrap(), Duration::from_secs(10)));
         assert_eq!(payloads(&lseen), payloads(&vseen));
     }
 }

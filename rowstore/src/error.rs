@@ -54,6 +54,8 @@ pub enum Error {
     #[error("Failed to decode stored data: {0}")]
     Corrupt(String),
     /// A broken invariant: a bug.
+    #[error("Failed to replicate the commit: {0}")]
+    Replication(String),
     #[error("Internal error: {0}")]
     Internal(String),
 }

@@ -1,17 +1,23 @@
 //! [`Store`]: MVCC over a [`KvEngine`], the catalog, and the commit path.
 //!
-//! Commit protocol (today, single node): under the commit lock, check every written key for a
-//! version newer than the transaction's snapshot (first committer wins), take the next
-//! version, write the batch with `sync` (durable before the client hears COMMIT), then publish
-//! the version to readers. Readers never lock: a read at version `v` only looks at versions
-//! `<= v`, and `v` is only published after its batch is fully written.
+//! Commit protocol: latch the written keys (in memory; a key latched by a commit in flight is
+//! a conflict), check every written key for a version newer than the transaction's snapshot
+//! (first committer wins), encode the writes as one [`Command`] and propose it to Raft. The
+//! row replica's state machine ([`crate::replica::RowStateMachine`]) applies committed
+//! commands with [`Store::apply_command`] at version = the entry's index, then publishes
+//! that version to readers and releases the latches; the committer hears back after that.
+//! Readers never lock: a read at version `v` only looks at versions `<= v`, and `v` is only
+//! published after its batch is fully written.
 //!
-//! TODO(duet): the commit lock is a global section; issue #3 replaces it with Raft proposals
-//! (group commit) and per-key latches.
+//! DDL takes the gate exclusively: it waits for the commits already proposed (a barrier
+//! entry), reads what it needs, proposes its command. Commits share the gate only while they
+//! check and propose, never while they wait for the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use duet_replication::{PendingProposal, Proposer};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -19,6 +25,7 @@ use crate::catalog::{Catalog, ColumnDef, IndexDef, TableDef, TableDefRef, CATALO
 use crate::codec::key::{self, Key, LIVE, TOMBSTONE};
 use crate::codec::memcmp::{self, prefix_end};
 use crate::codec::row;
+use crate::command::Command;
 use crate::engine::{KvEngineRef, WriteBatch};
 use crate::error::{Error, Result};
 use crate::mvcc::Version;
@@ -33,28 +40,20 @@ pub type WriteSet = BTreeMap<Key, Option<Vec<u8>>>;
 const VERSION_KEY: &str = "version";
 const NEXT_ID_KEY: &str = "next_id";
 const NEXT_ROWID_KEY: &str = "next_rowid";
-
-/// Options of the row store.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// fsync every commit before acknowledging it. Turning this off loses the last commits
-    /// on a power failure (not on a process crash).
-    pub sync_commits: bool,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self { sync_commits: true }
-    }
-}
+const FORMAT_KEY: &str = "format";
+/// Format 2: versions are Raft indexes and the store is a state machine of the log.
+const DATA_FORMAT: u64 = 2;
 
 /// The row store of one node.
 pub struct Store {
     engine: KvEngineRef,
-    options: StoreOptions,
     /// Highest version whose batch is fully written; new snapshots read at it.
     visible: AtomicU64,
-    commit_lock: Mutex<()>,
+    /// Shared by a commit while it checks and proposes; exclusive for a DDL statement.
+    ddl_gate: RwLock<()>,
+    /// Keys written by commits proposed but not yet applied (per-key latches).
+    latches: Mutex<HashSet<Key>>,
+    proposer: OnceLock<Proposer>,
     catalog: RwLock<Catalog>,
     next_id: AtomicU32,
     next_rowid: AtomicU64,
@@ -76,15 +75,27 @@ fn read_u64(engine: &KvEngineRef, name: &str) -> Result<Option<u64>> {
 
 impl Store {
     /// Opens the store on `engine`, loading the catalog and counters.
-    pub fn open(engine: KvEngineRef, options: StoreOptions) -> Result<StoreRef> {
+    pub fn open(engine: KvEngineRef) -> Result<StoreRef> {
         let version = read_u64(&engine, VERSION_KEY)?.unwrap_or(0);
+        match read_u64(&engine, FORMAT_KEY)? {
+            Some(DATA_FORMAT) => {}
+            None if version == 0 => {}
+            found => {
+                return Err(Error::Corrupt(format!(
+                    "data directory has row-store format {}, this build reads {DATA_FORMAT} \
+                     (format 1 predates replication: dump and reload it)",
+                    found.unwrap_or(1)
+                )))
+            }
+        }
         let next_id = read_u64(&engine, NEXT_ID_KEY)?.unwrap_or(1) as u32;
         let next_rowid = read_u64(&engine, NEXT_ROWID_KEY)?.unwrap_or(1);
         let store = Store {
             engine,
-            options,
             visible: AtomicU64::new(version),
-            commit_lock: Mutex::new(()),
+            ddl_gate: RwLock::new(()),
+            latches: Mutex::new(HashSet::new()),
+            proposer: OnceLock::new(),
             catalog: RwLock::new(Catalog::default()),
             next_id: AtomicU32::new(next_id),
             next_rowid: AtomicU64::new(next_rowid),
@@ -213,152 +224,288 @@ impl Store {
 
     // ---------------------------------------------------------------- commit
 
-    /// Commits `writes` read at `snapshot` (`None`: no conflict check, used by DDL under the
-    /// commit lock). `extra` carries unversioned operations; `catalog` the definitions this
-    /// batch creates (`Ok`) or drops (`Err(name)`).
-    fn commit_locked(
-        &self,
-        snapshot: Option<Version>,
-        writes: &WriteSet,
-        extra: WriteBatch,
-        catalog: Vec<std::result::Result<TableDefRef, (u32, String)>>,
-    ) -> Result<Version> {
-        if let Some(snap) = snapshot {
-            for k in writes.keys() {
-                if let Some(v) = self.latest_version(k)? {
-                    if v > snap {
-                        return Err(Error::WriteConflict);
-                    }
-                }
-            }
-        }
-        let version = self.current_version().next();
-        let mut batch = extra;
-        for (k, v) in writes {
-            let mut value = Vec::with_capacity(v.as_ref().map_or(1, |p| p.len() + 1));
-            match v {
-                Some(p) => {
-                    value.push(LIVE);
-                    value.extend_from_slice(p);
-                }
-                None => value.push(TOMBSTONE),
-            }
-            batch.put(k.at_version(version), value);
-        }
-        for c in &catalog {
-            match c {
-                Ok(def) => {
-                    let mut value = vec![LIVE];
-                    value.extend_from_slice(&def.to_bytes()?);
-                    batch.put(key::catalog_key(def.id).at_version(version), value);
-                }
-                Err((id, _)) => {
-                    batch.put(key::catalog_key(*id).at_version(version), vec![TOMBSTONE])
-                }
-            }
-        }
-        batch.put(
-            key::system_key(VERSION_KEY),
-            version.get().to_be_bytes().to_vec(),
-        );
-        batch.put(
-            key::system_key(NEXT_ID_KEY),
-            (self.next_id.load(Ordering::Relaxed) as u64)
-                .to_be_bytes()
-                .to_vec(),
-        );
-        batch.put(
-            key::system_key(NEXT_ROWID_KEY),
-            self.next_rowid
-                .load(Ordering::Relaxed)
-                .to_be_bytes()
-                .to_vec(),
-        );
-        self.engine.write(&batch, self.options.sync_commits)?;
-        if !catalog.is_empty() {
-            let mut cat = self.catalog.write();
-            for c in catalog {
-                match c {
-                    Ok(def) => {
-                        // A rename would leave the old name behind; we never rename.
-                        cat.put(def)
-                    }
-                    Err((_, name)) => {
-                        cat.remove(&name);
-                    }
-                }
-            }
-        }
-        self.visible.store(version.get(), Ordering::Release);
-        Ok(version)
+    /// Connects the commit path to the Raft peer whose state machine applies to this store.
+    pub fn attach(&self, proposer: Proposer) {
+        let _ = self.proposer.set(proposer);
     }
 
-    /// Commits a transaction's writes (see [`crate::txn::Transaction::commit`]).
+    fn proposer(&self) -> Result<&Proposer> {
+        self.proposer
+            .get()
+            .ok_or_else(|| Error::Internal("the row store is not attached to a raft peer".into()))
+    }
+
+    /// Proposes `cmd` and waits until this node has applied it; returns its version.
+    fn replicate(&self, cmd: &Command) -> Result<Version> {
+        let pending = self
+            .proposer()?
+            .propose(cmd.encode())
+            .map_err(|e| Error::Replication(e.to_string()))?;
+        Self::await_applied(pending)
+    }
+
+    fn await_applied(pending: PendingProposal) -> Result<Version> {
+        pending
+            .wait()
+            .map(Version::new)
+            .map_err(|e| Error::Replication(e.to_string()))
+    }
+
+    fn counters(&self, mut cmd: Command) -> Command {
+        cmd.next_id = self.next_id.load(Ordering::Relaxed) as u64;
+        cmd.next_rowid = self.next_rowid.load(Ordering::Relaxed);
+        cmd
+    }
+
+    /// Commits a transaction's writes (see [`crate::txn::Transaction::commit`]): latch the
+    /// written keys (a key latched by a commit in flight is a conflict), check that no key has
+    /// a version newer than `snapshot` (first committer wins), propose one entry, wait until
+    /// it is applied here. The entry's index is the commit version.
     pub(crate) fn commit_txn(&self, snapshot: Version, writes: &WriteSet) -> Result<Version> {
-        let _guard = self.commit_lock.lock();
-        self.commit_locked(Some(snapshot), writes, WriteBatch::new(), vec![])
+        let pending = {
+            let _gate = self.ddl_gate.read();
+            {
+                let mut latches = self.latches.lock();
+                if writes.keys().any(|k| latches.contains(k)) {
+                    return Err(Error::WriteConflict);
+                }
+                latches.extend(writes.keys().cloned());
+            }
+            let release = |this: &Self| {
+                let mut latches = this.latches.lock();
+                for k in writes.keys() {
+                    latches.remove(k);
+                }
+            };
+            // A commit that released its latches has written RocksDB first, so checking
+            // after latching sees it.
+            for k in writes.keys() {
+                match self.latest_version(k) {
+                    Ok(Some(v)) if v > snapshot => {
+                        release(self);
+                        return Err(Error::WriteConflict);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        release(self);
+                        return Err(e);
+                    }
+                }
+            }
+            let cmd = self.counters(Command {
+                writes: writes
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+                    .collect(),
+                ..Default::default()
+            });
+            match self.proposer().and_then(|p| {
+                p.propose(cmd.encode())
+                    .map_err(|e| Error::Replication(e.to_string()))
+            }) {
+                Ok(p) => p,
+                Err(e) => {
+                    release(self);
+                    return Err(e);
+                }
+            }
+        };
+        let r = Self::await_applied(pending);
+        if r.is_err() {
+            // Applying releases the latches; a failed proposal must too.
+            let mut latches = self.latches.lock();
+            for k in writes.keys() {
+                latches.remove(k);
+            }
+        }
+        r
+    }
+
+    /// Runs a DDL statement exclusively: no commit proposes while it runs, and every commit
+    /// proposed before it is applied before `f` reads. `f` returns the command to replicate.
+    fn ddl<T>(&self, f: impl FnOnce() -> Result<(Command, T)>) -> Result<T> {
+        let _gate = self.ddl_gate.write();
+        // A barrier: once this empty entry is applied, so is everything before it.
+        self.replicate(&Command::default())?;
+        let (cmd, out) = f()?;
+        if !cmd.is_empty() {
+            self.replicate(&self.counters(cmd))?;
+        }
+        Ok(out)
+    }
+
+    fn catalog_write(def: &TableDef) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+        Ok((key::catalog_key(def.id).into_bytes(), Some(def.to_bytes()?)))
+    }
+
+    // ---------------------------------------------------------------- apply
+
+    /// Applies a replicated command at `index` (the row replica's state machine). Written
+    /// without fsync: the Raft log is durable, and the applied index is in the same batch, so
+    /// a crash replays exactly what is missing.
+    pub fn apply_command(&self, index: u64, cmd: &Command) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        if cmd.snapshot {
+            batch.delete_range(vec![key::CATALOG_PREFIX], vec![key::DATA_PREFIX + 1]);
+        }
+        for (start, end) in &cmd.delete_ranges {
+            batch.delete_range(start.clone(), end.clone());
+        }
+        for (k, v) in &cmd.writes {
+            let mut ek = Vec::with_capacity(k.len() + key::VERSION_LEN);
+            ek.extend_from_slice(k);
+            ek.extend_from_slice(&(u64::MAX - index).to_be_bytes());
+            let value = match v {
+                Some(p) => {
+                    let mut value = Vec::with_capacity(p.len() + 1);
+                    value.push(LIVE);
+                    value.extend_from_slice(p);
+                    value
+                }
+                None => vec![TOMBSTONE],
+            };
+            batch.put(ek, value);
+        }
+        let next_id = (self.next_id.load(Ordering::Relaxed) as u64).max(cmd.next_id);
+        let next_rowid = self.next_rowid.load(Ordering::Relaxed).max(cmd.next_rowid);
+        batch.put(key::system_key(VERSION_KEY), index.to_be_bytes().to_vec());
+        batch.put(key::system_key(NEXT_ID_KEY), next_id.to_be_bytes().to_vec());
+        batch.put(
+            key::system_key(NEXT_ROWID_KEY),
+            next_rowid.to_be_bytes().to_vec(),
+        );
+        batch.put(
+            key::system_key(FORMAT_KEY),
+            DATA_FORMAT.to_be_bytes().to_vec(),
+        );
+        self.engine.write(&batch, false)?;
+        let catalog_changes: Vec<_> = cmd
+            .writes
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&key::CATALOG_PREFIX))
+            .collect();
+        if cmd.snapshot || !catalog_changes.is_empty() {
+            let mut cat = self.catalog.write();
+            if cmd.snapshot {
+                *cat = Catalog::default();
+            }
+            for (k, v) in catalog_changes {
+                match v {
+                    Some(payload) => cat.put(Arc::new(TableDef::from_bytes(payload)?)),
+                    None => {
+                        let id = key::catalog_id(k)
+                            .ok_or_else(|| Error::Corrupt("catalog key".into()))?;
+                        let name = cat.tables().find(|t| t.id == id).map(|t| t.name.clone());
+                        if let Some(name) = name {
+                            cat.remove(&name);
+                        }
+                    }
+                }
+            }
+        }
+        self.next_id.fetch_max(next_id as u32, Ordering::Relaxed);
+        self.next_rowid.fetch_max(next_rowid, Ordering::Relaxed);
+        self.visible.store(index, Ordering::Release);
+        if !cmd.writes.is_empty() {
+            let mut latches = self.latches.lock();
+            if !latches.is_empty() {
+                for (k, _) in &cmd.writes {
+                    latches.remove(k.as_slice());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything at the current version as one snapshot command (catalog, rows, indexes).
+    pub fn dump(&self) -> Result<Command> {
+        let mut writes = Vec::new();
+        self.scan_versions(
+            &[key::CATALOG_PREFIX],
+            &[key::DATA_PREFIX + 1],
+            self.current_version(),
+            &mut |k, v| {
+                writes.push((k.to_vec(), Some(v.to_vec())));
+                Ok(true)
+            },
+        )?;
+        Ok(self.counters(Command {
+            writes,
+            snapshot: true,
+            ..Default::default()
+        }))
+    }
+
+    /// Makes applied commands durable (before the log under them is compacted).
+    pub fn sync(&self) -> Result<()> {
+        self.engine.flush()
     }
 
     // ---------------------------------------------------------------- DDL
 
     /// Creates a table. `def.id`, `storage_id` and index ids are assigned here.
     pub fn create_table(&self, mut def: TableDef) -> Result<TableDefRef> {
-        let _guard = self.commit_lock.lock();
-        if self.table(&def.name).is_some() {
-            return Err(Error::TableExists(def.name));
-        }
-        def.format = CATALOG_FORMAT;
-        def.id = self.alloc_id();
-        def.storage_id = self.alloc_id();
-        for idx in &mut def.indexes {
-            idx.id = self.alloc_id();
-        }
-        let def = Arc::new(def);
-        self.commit_locked(
-            None,
-            &WriteSet::new(),
-            WriteBatch::new(),
-            vec![Ok(def.clone())],
-        )?;
-        Ok(def)
+        let name = def.name.clone();
+        self.ddl(|| {
+            if self.table(&def.name).is_some() {
+                return Err(Error::TableExists(def.name));
+            }
+            def.format = CATALOG_FORMAT;
+            def.id = self.alloc_id();
+            def.storage_id = self.alloc_id();
+            for idx in &mut def.indexes {
+                idx.id = self.alloc_id();
+            }
+            let cmd = Command {
+                writes: vec![Self::catalog_write(&def)?],
+                ..Default::default()
+            };
+            Ok((cmd, ()))
+        })?;
+        self.table(&name)
+            .ok_or_else(|| Error::Internal("created table is missing".into()))
     }
 
     /// Drops a table and its data.
     pub fn drop_table(&self, name: &str) -> Result<()> {
-        let _guard = self.commit_lock.lock();
-        let def = self
-            .table(name)
-            .ok_or_else(|| Error::TableNotFound(name.into()))?;
-        let mut extra = WriteBatch::new();
-        let prefix = key::storage_prefix(def.storage_id);
-        extra.delete_range(prefix.clone(), prefix_end(&prefix));
-        self.commit_locked(
-            None,
-            &WriteSet::new(),
-            extra,
-            vec![Err((def.id, def.name.clone()))],
-        )?;
-        Ok(())
+        self.ddl(|| {
+            let def = self
+                .table(name)
+                .ok_or_else(|| Error::TableNotFound(name.into()))?;
+            let prefix = key::storage_prefix(def.storage_id);
+            let cmd = Command {
+                writes: vec![(key::catalog_key(def.id).into_bytes(), None)],
+                delete_ranges: vec![(prefix.clone(), prefix_end(&prefix))],
+                ..Default::default()
+            };
+            Ok((cmd, ()))
+        })
     }
 
     /// Removes every row: the table moves to a new, empty storage id.
     pub fn truncate(&self, name: &str) -> Result<()> {
-        let _guard = self.commit_lock.lock();
-        let def = self
-            .table(name)
-            .ok_or_else(|| Error::TableNotFound(name.into()))?;
-        let mut new = (*def).clone();
-        new.storage_id = self.alloc_id();
-        let mut extra = WriteBatch::new();
-        let prefix = key::storage_prefix(def.storage_id);
-        extra.delete_range(prefix.clone(), prefix_end(&prefix));
-        self.commit_locked(None, &WriteSet::new(), extra, vec![Ok(Arc::new(new))])?;
-        Ok(())
+        self.ddl(|| {
+            let def = self
+                .table(name)
+                .ok_or_else(|| Error::TableNotFound(name.into()))?;
+            let mut new = (*def).clone();
+            new.storage_id = self.alloc_id();
+            let prefix = key::storage_prefix(def.storage_id);
+            let cmd = Command {
+                writes: vec![Self::catalog_write(&new)?],
+                delete_ranges: vec![(prefix.clone(), prefix_end(&prefix))],
+                ..Default::default()
+            };
+            Ok((cmd, ()))
+        })
     }
 
     /// Adds a column; existing rows read `column.missing`.
     pub fn add_column(&self, table: &str, column: ColumnDef) -> Result<()> {
-        let _guard = self.commit_lock.lock();
+        self.ddl(|| self.add_column_cmd(table, column))
+    }
+
+    fn add_column_cmd(&self, table: &str, column: ColumnDef) -> Result<(Command, ())> {
         let def = self
             .table(table)
             .ok_or_else(|| Error::TableNotFound(table.into()))?;
@@ -376,13 +523,11 @@ impl Store {
         }
         let mut new = (*def).clone();
         new.columns.push(column);
-        self.commit_locked(
-            None,
-            &WriteSet::new(),
-            WriteBatch::new(),
-            vec![Ok(Arc::new(new))],
-        )?;
-        Ok(())
+        let cmd = Command {
+            writes: vec![Self::catalog_write(&new)?],
+            ..Default::default()
+        };
+        Ok((cmd, ()))
     }
 
     fn has_rows(&self, def: &TableDef) -> Result<bool> {
@@ -445,13 +590,16 @@ impl Store {
     }
 
     /// Creates an index and fills it from the existing rows.
-    pub fn create_index(
+    pub fn create_index(&self, table: &str, index: IndexDef, if_not_exists: bool) -> Result<()> {
+        self.ddl(|| self.create_index_cmd(table, index, if_not_exists))
+    }
+
+    fn create_index_cmd(
         &self,
         table: &str,
         mut index: IndexDef,
         if_not_exists: bool,
-    ) -> Result<()> {
-        let _guard = self.commit_lock.lock();
+    ) -> Result<(Command, ())> {
         let def = self
             .table(table)
             .ok_or_else(|| Error::TableNotFound(table.into()))?;
@@ -459,7 +607,7 @@ impl Store {
             || self.table(&index.name).is_some()
         {
             if if_not_exists {
-                return Ok(());
+                return Ok((Command::default(), ()));
             }
             return Err(Error::TableExists(index.name));
         }
@@ -469,32 +617,54 @@ impl Store {
         Self::index_entries(&def, &index, &rows, &mut writes)?;
         let mut new = (*def).clone();
         new.indexes.push(index);
-        self.commit_locked(None, &writes, WriteBatch::new(), vec![Ok(Arc::new(new))])?;
-        Ok(())
+        let mut cmd = Self::write_set_command(writes);
+        cmd.writes.push(Self::catalog_write(&new)?);
+        Ok((cmd, ()))
+    }
+
+    fn write_set_command(writes: WriteSet) -> Command {
+        Command {
+            writes: writes
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), v))
+                .collect(),
+            ..Default::default()
+        }
     }
 
     /// Drops index `name`. Returns false if no such index.
     pub fn drop_index(&self, name: &str) -> Result<bool> {
-        let _guard = self.commit_lock.lock();
-        let Some(def) = self.catalog.read().table_of_index(name) else {
-            return Ok(false);
-        };
-        let mut new = (*def).clone();
-        let Some(pos) = new.indexes.iter().position(|i| i.name == name) else {
-            return Ok(false);
-        };
-        let idx = new.indexes.remove(pos);
-        let mut extra = WriteBatch::new();
-        let prefix = key::index_prefix(def.storage_id, idx.id);
-        extra.delete_range(prefix.clone(), prefix_end(&prefix));
-        self.commit_locked(None, &WriteSet::new(), extra, vec![Ok(Arc::new(new))])?;
-        Ok(true)
+        self.ddl(|| {
+            let Some(def) = self.catalog.read().table_of_index(name) else {
+                return Ok((Command::default(), false));
+            };
+            let mut new = (*def).clone();
+            let Some(pos) = new.indexes.iter().position(|i| i.name == name) else {
+                return Ok((Command::default(), false));
+            };
+            let idx = new.indexes.remove(pos);
+            let prefix = key::index_prefix(def.storage_id, idx.id);
+            let cmd = Command {
+                writes: vec![Self::catalog_write(&new)?],
+                delete_ranges: vec![(prefix.clone(), prefix_end(&prefix))],
+                ..Default::default()
+            };
+            Ok((cmd, true))
+        })
     }
 
     /// Gives a hidden-rowid table a primary key: rows are rewritten under their new keys in a
     /// fresh storage id (indexes rebuilt), after checking NOT NULL and uniqueness.
     pub fn add_primary_key(&self, table: &str, columns: Vec<usize>, name: String) -> Result<()> {
-        let _guard = self.commit_lock.lock();
+        self.ddl(|| self.add_primary_key_cmd(table, columns, name))
+    }
+
+    fn add_primary_key_cmd(
+        &self,
+        table: &str,
+        columns: Vec<usize>,
+        name: String,
+    ) -> Result<(Command, ())> {
         let def = self
             .table(table)
             .ok_or_else(|| Error::TableNotFound(table.into()))?;
@@ -536,11 +706,12 @@ impl Store {
         for idx in &new.indexes {
             Self::index_entries(&new, idx, &rekeyed, &mut writes)?;
         }
-        let mut extra = WriteBatch::new();
         let prefix = key::storage_prefix(def.storage_id);
-        extra.delete_range(prefix.clone(), prefix_end(&prefix));
-        self.commit_locked(None, &writes, extra, vec![Ok(Arc::new(new))])?;
-        Ok(())
+        let mut cmd = Self::write_set_command(writes);
+        cmd.writes.push(Self::catalog_write(&new)?);
+        cmd.delete_ranges
+            .push((prefix.clone(), prefix_end(&prefix)));
+        Ok((cmd, ()))
     }
 
     /// Decodes a stored row of `def`; columns the row predates read their `missing` value.

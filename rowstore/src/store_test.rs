@@ -8,9 +8,11 @@ use crate::engine::memory::MemoryEngine;
 use crate::engine::rocks::RocksEngine;
 use crate::engine::KvEngineRef;
 use crate::error::Error;
-use crate::store::{Store, StoreOptions, StoreRef};
+use crate::replica::{start_voter, voter_options};
+use crate::store::StoreRef;
 use crate::txn::Transaction;
 use crate::types::{Datum, SqlType};
+use duet_replication::{LocalTransport, Peer};
 
 fn col(name: &str, ty: SqlType, nullable: bool) -> ColumnDef {
     ColumnDef {
@@ -50,10 +52,24 @@ fn row(id: i64, owner: &str, bal: i64) -> Vec<Datum> {
     vec![Datum::Int(id), Datum::Text(owner.into()), Datum::Int(bal)]
 }
 
-fn engines() -> Vec<(KvEngineRef, Option<tempfile_dir::Dir>)> {
+/// Each engine with a directory for its Raft log (and RocksDB's files).
+fn engines() -> Vec<(KvEngineRef, tempfile_dir::Dir)> {
     let dir = tempfile_dir::Dir::new();
-    let rocks: KvEngineRef = Arc::new(RocksEngine::open(&dir.0).unwrap());
-    vec![(Arc::new(MemoryEngine::new()), None), (rocks, Some(dir))]
+    let rocks: KvEngineRef = Arc::new(RocksEngine::open(&dir.0.join("rocks")).unwrap());
+    vec![
+        (Arc::new(MemoryEngine::new()), tempfile_dir::Dir::new()),
+        (rocks, dir),
+    ]
+}
+
+/// The store with its Raft peer (a real raft-engine log in `dir`).
+fn start(engine: KvEngineRef, dir: &tempfile_dir::Dir) -> (StoreRef, Peer) {
+    start_voter(
+        engine,
+        voter_options(&dir.0.join("raft"), vec![]),
+        LocalTransport::new(),
+    )
+    .unwrap()
 }
 
 /// A tiny temp-dir helper (the crate has no tempfile dependency).
@@ -85,8 +101,8 @@ fn pk(id: i64) -> Vec<u8> {
 
 #[test]
 fn snapshot_isolation_and_read_your_writes() {
-    for (engine, _dir) in engines() {
-        let store = Store::open(engine, StoreOptions::default()).unwrap();
+    for (engine, dir) in engines() {
+        let (store, _peer) = start(engine, &dir);
         let t = accounts(&store);
         let mut w = Transaction::begin(&store);
         w.insert(&t, row(1, "ann", 10)).unwrap();
@@ -106,8 +122,8 @@ fn snapshot_isolation_and_read_your_writes() {
 
 #[test]
 fn first_committer_wins() {
-    for (engine, _dir) in engines() {
-        let store = Store::open(engine, StoreOptions::default()).unwrap();
+    for (engine, dir) in engines() {
+        let (store, _peer) = start(engine, &dir);
         let t = accounts(&store);
         let mut setup = Transaction::begin(&store);
         setup.insert(&t, row(1, "ann", 10)).unwrap();
@@ -129,8 +145,8 @@ fn first_committer_wins() {
 
 #[test]
 fn constraints_and_merged_scans() {
-    for (engine, _dir) in engines() {
-        let store = Store::open(engine, StoreOptions::default()).unwrap();
+    for (engine, dir) in engines() {
+        let (store, _peer) = start(engine, &dir);
         let t = accounts(&store);
         let mut x = Transaction::begin(&store);
         for i in [5, 1, 3] {
@@ -189,12 +205,9 @@ fn constraints_and_merged_scans() {
 #[test]
 fn catalog_and_data_survive_reopen() {
     let dir = tempfile_dir::Dir::new();
+    let rocks = || -> KvEngineRef { Arc::new(RocksEngine::open(&dir.0.join("rocks")).unwrap()) };
     {
-        let store = Store::open(
-            Arc::new(RocksEngine::open(&dir.0).unwrap()),
-            StoreOptions::default(),
-        )
-        .unwrap();
+        let (store, _peer) = start(rocks(), &dir);
         let t = accounts(&store);
         let mut x = Transaction::begin(&store);
         x.insert(&t, row(1, "ann", 10)).unwrap();
@@ -213,14 +226,18 @@ fn catalog_and_data_survive_reopen() {
         y.insert(&t, row(2, "bob", 10)).unwrap();
         drop(y);
     }
-    let store = Store::open(
-        Arc::new(RocksEngine::open(&dir.0).unwrap()),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    // Reopened on its own RocksDB, and rebuilt from nothing but the Raft log (an empty
+    // engine replays every entry): both hold the same committed state.
+    for engine in [rocks(), Arc::new(MemoryEngine::new()) as KvEngineRef] {
+        let (store, _peer) = start(engine, &dir);
+        check_reopened(&store);
+    }
+}
+
+fn check_reopened(store: &StoreRef) {
     let t = store.table("accounts").unwrap();
     assert_eq!(t.columns.len(), 4);
-    let r = Transaction::begin(&store);
+    let r = Transaction::begin(store);
     assert_eq!(
         r.get_row(&t, &pk(1)).unwrap(),
         Some(vec![
@@ -235,8 +252,8 @@ fn catalog_and_data_survive_reopen() {
 
 #[test]
 fn ddl_truncate_index_and_primary_key() {
-    for (engine, _dir) in engines() {
-        let store = Store::open(engine, StoreOptions::default()).unwrap();
+    for (engine, dir) in engines() {
+        let (store, _peer) = start(engine, &dir);
         let t = store
             .create_table(TableDef {
                 format: CATALOG_FORMAT,

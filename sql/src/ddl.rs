@@ -11,7 +11,7 @@ use sqlparser::ast::{
 
 use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, table_name};
-use crate::session::{Outcome, Session};
+use crate::session::{blocking, Outcome, Session};
 use crate::{dml, types};
 
 /// Runs a statement that is neither a query, DML, transaction control nor SET/SHOW.
@@ -44,7 +44,8 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
                 session.table(&table_name(&target.name)?)?;
             }
             for target in &t.table_names {
-                session.shared.store.truncate(&table_name(&target.name)?)?;
+                let name = table_name(&target.name)?;
+                blocking(|| session.shared.store.truncate(&name))?;
             }
             Ok(Outcome::Command("TRUNCATE TABLE".into()))
         }
@@ -215,7 +216,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             unique: true,
         });
     }
-    session.shared.store.create_table(def)?;
+    blocking(|| session.shared.store.create_table(def))?;
     Ok(Outcome::Command("CREATE TABLE".into()))
 }
 
@@ -249,7 +250,7 @@ fn drop(
                         format!("table \"{name}\" does not exist"),
                     ));
                 }
-                store.drop_table(&name)?;
+                blocking(|| store.drop_table(&name))?;
             }
             Ok(Outcome::Command("DROP TABLE".into()))
         }
@@ -268,7 +269,7 @@ fn drop(
                         ));
                     }
                 }
-                if !store.drop_index(&name)? {
+                if !blocking(|| store.drop_index(&name))? {
                     if if_exists {
                         session
                             .notices
@@ -308,10 +309,8 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
             )
         }
     };
-    session
-        .shared
-        .store
-        .create_index(
+    blocking(|| {
+        session.shared.store.create_index(
             &table,
             IndexDef {
                 id: 0,
@@ -321,14 +320,15 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
             },
             ci.if_not_exists,
         )
-        .map_err(|e| match e {
-            duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
-                SqlState::UniqueViolation,
-                format!("could not create unique index \"{name}\""),
-            )
-            .with_detail("Key values are duplicated."),
-            other => other.into(),
-        })?;
+    })
+    .map_err(|e| match e {
+        duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
+            SqlState::UniqueViolation,
+            format!("could not create unique index \"{name}\""),
+        )
+        .with_detail("Key values are duplicated."),
+        other => other.into(),
+    })?;
     Ok(Outcome::Command("CREATE INDEX".into()))
 }
 
@@ -358,7 +358,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             if let Some(e) = &col.default_expr {
                 col.missing = dml::eval_const(session, e, &col.ty, &col.name).await?;
             }
-            store.add_column(table, col)?;
+            blocking(|| store.add_column(table, col))?;
             Ok(())
         }
         AlterTableOperation::AddConstraint { constraint, .. } => {
@@ -371,9 +371,8 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                         .as_ref()
                         .map(ident_name)
                         .unwrap_or_else(|| format!("{table}_pkey"));
-                    store
-                        .add_primary_key(table, cols, name.clone())
-                        .map_err(|e| match e {
+                    blocking(|| store.add_primary_key(table, cols, name.clone())).map_err(|e| {
+                        match e {
                             duet_rowstore::Error::UniqueViolation { .. } => PgError::new(
                                 SqlState::UniqueViolation,
                                 format!("could not create unique index \"{name}\""),
@@ -383,7 +382,8 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                                 PgError::new(SqlState::InvalidTableDefinition, m)
                             }
                             other => other.into(),
-                        })?;
+                        }
+                    })?;
                     Ok(())
                 }
                 TableConstraint::Unique(u) => {
@@ -393,16 +393,18 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                             cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
                         format!("{table}_{}_key", names.join("_"))
                     });
-                    store.create_index(
-                        table,
-                        IndexDef {
-                            id: 0,
-                            name,
-                            columns: cols,
-                            unique: true,
-                        },
-                        false,
-                    )?;
+                    blocking(|| {
+                        store.create_index(
+                            table,
+                            IndexDef {
+                                id: 0,
+                                name,
+                                columns: cols,
+                                unique: true,
+                            },
+                            false,
+                        )
+                    })?;
                     Ok(())
                 }
                 other => Err(PgError::unsupported(format!("constraint {other}"))),

@@ -247,7 +247,7 @@ impl From<duet_rowstore::Error> for PgError {
             E::ColumnNotFound { .. } => SqlState::UndefinedColumn,
             E::ColumnExists { .. } => SqlState::DuplicateColumn,
             E::InvalidDefinition(_) => SqlState::InvalidTableDefinition,
-            E::Engine(_) => SqlState::IoError,
+            E::Engine(_) | E::Replication(_) => SqlState::IoError,
             E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
         };
         let detail = match &e {

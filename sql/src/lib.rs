@@ -15,10 +15,12 @@ pub mod dml;
 pub mod error;
 pub mod handler;
 pub mod ident;
+pub mod node;
 pub mod pgsemantics;
 pub mod server;
 pub mod session;
 pub mod types;
 
 pub use error::{PgError, SqlState};
-pub use server::{open_store, Server};
+pub use node::{DuetNode, NodeRef};
+pub use server::Server;

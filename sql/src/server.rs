@@ -3,28 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use duet_rowstore::engine::rocks::RocksEngine;
-use duet_rowstore::{Store, StoreOptions, StoreRef};
+use duet_rowstore::StoreRef;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::handler::Connection;
+use crate::node::NodeRef;
 use crate::session::{Shared, SharedRef};
-
-/// Opens the row store in `data_dir` (RocksDB in `data_dir/rowstore`).
-pub fn open_store(data_dir: &std::path::Path) -> anyhow_free::Result<StoreRef> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        anyhow_free::Error(format!(
-            "Failed to create data dir {}: {e}",
-            data_dir.display()
-        ))
-    })?;
-    let engine = RocksEngine::open(&data_dir.join("rowstore"))
-        .map_err(|e| anyhow_free::Error(e.to_string()))?;
-    Store::open(Arc::new(engine), StoreOptions::default())
-        .map_err(|e| anyhow_free::Error(e.to_string()))
-}
 
 /// Errors of server start-up (kept free of anyhow, which only the binary and tests use).
 pub mod anyhow_free {
@@ -50,10 +36,13 @@ pub struct Server {
 
 impl Server {
     /// Binds `listen` and starts accepting clients on the current tokio runtime.
-    pub async fn start(store: StoreRef, listen: SocketAddr) -> std::io::Result<Server> {
+    pub async fn start(node: NodeRef, listen: SocketAddr) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { store });
+        let shared = Arc::new(Shared {
+            store: node.store.clone(),
+            node: Some(node),
+        });
         let (tx, mut rx) = watch::channel(false);
         let sh = shared.clone();
         let task = tokio::spawn(async move {
@@ -101,6 +90,11 @@ impl Server {
     /// The row store this server runs on.
     pub fn store(&self) -> &StoreRef {
         &self.shared.store
+    }
+
+    /// The replicas this server runs on.
+    pub fn node(&self) -> Option<&NodeRef> {
+        self.shared.node.as_ref()
     }
 
     /// Stops accepting, then flushes the store. Open connections end when their tasks see

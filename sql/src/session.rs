@@ -56,10 +56,24 @@ pub enum Outcome {
 /// Server-wide state shared by sessions.
 pub struct Shared {
     pub store: StoreRef,
+    /// The process's replicas (absent in planning-only unit tests).
+    pub node: Option<crate::node::NodeRef>,
 }
 
 /// Shared handle.
 pub type SharedRef = Arc<Shared>;
+
+/// Runs `f`, which may wait for the Raft log (a commit, a DDL statement), without holding up
+/// the other tasks of this runtime worker: many sessions can then wait on the same group
+/// commit at once.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 /// One connection's session.
 pub struct Session {
@@ -318,7 +332,7 @@ impl Session {
             self.failed = false;
             return Ok(Outcome::End("ROLLBACK"));
         }
-        txn.commit()?;
+        blocking(|| txn.commit())?;
         Ok(Outcome::End("COMMIT"))
     }
 
@@ -338,7 +352,7 @@ impl Session {
                 *self.view.lock() = None;
                 if autocommit {
                     let outcome = result?;
-                    txn.commit()?;
+                    blocking(|| txn.commit())?;
                     Ok(outcome)
                 } else {
                     self.txn = Some(txn);
@@ -520,11 +534,12 @@ fn statement_kind(s: &Statement) -> &'static str {
 mod tests {
     use super::*;
     use duet_rowstore::engine::memory::MemoryEngine;
-    use duet_rowstore::{Store, StoreOptions};
+    use duet_rowstore::Store;
 
     fn session() -> Session {
-        let store = Store::open(Arc::new(MemoryEngine::new()), StoreOptions::default()).unwrap();
-        Session::new(Arc::new(Shared { store })).unwrap()
+        // Planning only: nothing is committed, so no Raft peer is needed.
+        let store = Store::open(Arc::new(MemoryEngine::new())).unwrap();
+        Session::new(Arc::new(Shared { store, node: None })).unwrap()
     }
 
     #[tokio::test]

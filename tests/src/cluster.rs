@@ -107,8 +107,8 @@ impl Cluster {
     async fn start_on(&self, runtime: &Runtime) -> anyhow::Result<Server> {
         // RocksDB's lock may outlive a killed node for a moment while its tasks are dropped.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let store = loop {
-            match duet_sql::open_store(&self.dir) {
+        let node = loop {
+            match duet_sql::DuetNode::open(&self.dir) {
                 Ok(s) => break s,
                 Err(e)
                     if Instant::now() < deadline
@@ -126,7 +126,7 @@ impl Cluster {
         };
         let addr = self.addr;
         runtime
-            .spawn(async move { Server::start(store, addr).await })
+            .spawn(async move { Server::start(node, addr).await })
             .await
             .context("server task panicked")?
             .with_context(|| format!("Failed to listen on {addr}"))

@@ -32,6 +32,12 @@ pub const LIVE: u8 = 0x01;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key(Vec<u8>);
 
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Key {
     pub fn from_raw(raw: Vec<u8>) -> Self {
         Key(raw)
@@ -74,6 +80,14 @@ pub fn catalog_key(table_id: u32) -> Key {
 }
 
 /// Range of all catalog keys.
+/// The table id of a catalog key.
+pub fn catalog_id(user_key: &[u8]) -> Option<u32> {
+    match user_key {
+        [CATALOG_PREFIX, a, b, c, d] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
 pub fn catalog_range() -> (Vec<u8>, Vec<u8>) {
     (vec![CATALOG_PREFIX], vec![CATALOG_PREFIX + 1])
 }

@@ -1,0 +1,179 @@
+//! The payload of a Raft entry: one committed transaction or DDL statement.
+//!
+//! A command carries **user keys** (catalog, record and index keys without a version) and
+//! their new payloads; the version is the index of the entry that carries it, known only when
+//! the entry is appended, so replicas add it when they apply. Row replicas write the keys to
+//! RocksDB at that version; the column replica decodes the record and catalog keys.
+//!
+//! Format 1, all integers big-endian:
+//! `"DC" u8:format u8:flags u64:next_id u64:next_rowid u32:n (u32:klen key u8:live [u32:vlen
+//! value])* u32:m (u32:len start u32:len end)*`.
+
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 2] = b"DC";
+const FORMAT: u8 = 1;
+const FLAG_SNAPSHOT: u8 = 1;
+
+/// One entry's worth of changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Command {
+    /// User key → new payload (`None`: deleted).
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Unversioned removals of whole key ranges (old storage of a dropped or truncated table).
+    pub delete_ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Id and row-id allocators after this command (replayed on restart).
+    pub next_id: u64,
+    pub next_rowid: u64,
+    /// The command is a full snapshot: a replica restoring it drops everything first.
+    pub snapshot: bool,
+}
+
+impl Command {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.delete_ranges.is_empty()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let size: usize = self
+            .writes
+            .iter()
+            .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, |v| v.len() + 4))
+            .sum::<usize>()
+            + 32;
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(MAGIC);
+        out.push(FORMAT);
+        out.push(if self.snapshot { FLAG_SNAPSHOT } else { 0 });
+        out.extend_from_slice(&self.next_id.to_be_bytes());
+        out.extend_from_slice(&self.next_rowid.to_be_bytes());
+        out.extend_from_slice(&(self.writes.len() as u32).to_be_bytes());
+        for (k, v) in &self.writes {
+            put_bytes(&mut out, k);
+            match v {
+                Some(v) => {
+                    out.push(1);
+                    put_bytes(&mut out, v);
+                }
+                None => out.push(0),
+            }
+        }
+        out.extend_from_slice(&(self.delete_ranges.len() as u32).to_be_bytes());
+        for (s, e) in &self.delete_ranges {
+            put_bytes(&mut out, s);
+            put_bytes(&mut out, e);
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Command> {
+        let mut r = Reader { b, pos: 0 };
+        if r.take(2)? != MAGIC {
+            return Err(Error::Corrupt("log entry is not a DuetDB command".into()));
+        }
+        let format = r.take(1)?[0];
+        if format != FORMAT {
+            return Err(Error::Corrupt(format!(
+                "log entry has command format {format}, this build reads {FORMAT}"
+            )));
+        }
+        let flags = r.take(1)?[0];
+        let next_id = r.u64()?;
+        let next_rowid = r.u64()?;
+        let n = r.u32()? as usize;
+        let mut writes = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let k = r.bytes()?.to_vec();
+            let v = match r.take(1)?[0] {
+                0 => None,
+                _ => Some(r.bytes()?.to_vec()),
+            };
+            writes.push((k, v));
+        }
+        let m = r.u32()? as usize;
+        let mut delete_ranges = Vec::with_capacity(m.min(1024));
+        for _ in 0..m {
+            let s = r.bytes()?.to_vec();
+            let e = r.bytes()?.to_vec();
+            delete_ranges.push((s, e));
+        }
+        if r.pos != b.len() {
+            return Err(Error::Corrupt("trailing bytes after a command".into()));
+        }
+        Ok(Command {
+            writes,
+            delete_ranges,
+            next_id,
+            next_rowid,
+            snapshot: flags & FLAG_SNAPSHOT != 0,
+        })
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or_else(|| Error::Corrupt("truncated command".into()))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let s = self.take(4)?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejects_damage() {
+        let c = Command {
+            writes: vec![
+                (b"k1".to_vec(), Some(b"v1".to_vec())),
+                (b"k2".to_vec(), None),
+                (vec![], Some(vec![])),
+            ],
+            delete_ranges: vec![(b"a".to_vec(), b"b".to_vec())],
+            next_id: 7,
+            next_rowid: 9,
+            snapshot: true,
+        };
+        let b = c.encode();
+        assert_eq!(Command::decode(&b).unwrap(), c);
+        for cut in [0, 3, 10, b.len() - 1] {
+            assert!(Command::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(Command::decode(&extra).is_err());
+        let mut wrong = b;
+        wrong[2] = 9;
+        assert!(Command::decode(&wrong).is_err());
+    }
+}

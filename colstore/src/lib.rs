@@ -1,16 +1,34 @@
-//! # duet-colstore: the column replica (not built yet)
+//! # duet-colstore: the column replica
 //!
-//! This crate will own DuetDB's column replica, the learner side of the design in
-//! `DESIGN.md`:
+//! The learner side of the design in `DESIGN.md`:
 //!
-//! - the state machine a Raft learner applies: it decodes each committed entry's row writes
-//!   with `duet-rowstore`'s codec and appends them, with their versions, to a per-table
-//!   **delta** layer (persisted, so a restart does not need the whole log);
-//! - the **stable** layer: immutable Arrow column chunks sorted by primary key, with
-//!   per-chunk min/max (zone maps), and background compaction from delta into stable that
-//!   drops versions no reader can still see;
-//! - MVCC-filtered, vectorized scans (newest version `<= v` per key, deletions skipped) as a
-//!   DataFusion `TableProvider` + `ExecutionPlan` with projection, filter and limit
-//!   pushdown, chunk pruning and statistics.
+//! - [`store::LearnerStateMachine`]: what the Raft learner applies. It decodes each committed
+//!   entry ([`duet_rowstore::command::Command`]) with the row store's codec: catalog changes
+//!   create, alter, truncate, drop and (re)build tables; record writes become versioned
+//!   changes in the table's **delta** layer.
+//! - [`table`]: per table, an immutable **stable** layer of Arrow chunks sorted by primary
+//!   key and the delta; a read at version `v` takes each key's newest change `<= v` and
+//!   skips deletions, merging sorted keys rather than probing a map per row.
+//! - [`store::ColumnStore`]: background compaction folds the delta into new stable chunks
+//!   (untouched chunks are kept), then checkpoints (Arrow IPC files + a manifest) so a
+//!   restart replays only the learner's log after the checkpoint. `SET COLUMNAR REPLICA 1`
+//!   builds a table's replica from the row data at the entry's version while later entries
+//!   collect in the delta.
+//! - [`scan::ColumnScanExec`]: the DataFusion leaf over a table snapshot.
 //!
-//! It must never write to RocksDB. Issues #3 (replication) and #4 (analytics) build it.
+//! It never writes to RocksDB. Issue #4 adds filter pushdown, zone-map pruning and
+//! statistics to the scan.
+
+pub mod error;
+pub mod persist;
+pub mod scan;
+pub mod store;
+pub mod table;
+
+pub use error::{Error, Result};
+pub use scan::ColumnScanExec;
+pub use store::{
+    ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine, RowSource,
+    TableStatus,
+};
+pub use table::{ReplicaState, TableSnapshot};

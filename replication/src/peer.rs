@@ -153,6 +153,8 @@ pub struct PeerStatus {
     paused: AtomicBool,
     running: AtomicBool,
     failed: Mutex<Option<String>>,
+    /// When the commit index passed each recorded value (one sample per driver turn).
+    commit_times: Mutex<std::collections::VecDeque<(u64, Instant)>>,
     applied_changed: Condvar,
     applied_lock: Mutex<()>,
 }
@@ -171,6 +173,7 @@ impl PeerStatus {
             paused: AtomicBool::new(false),
             running: AtomicBool::new(true),
             failed: Mutex::new(None),
+            commit_times: Mutex::new(std::collections::VecDeque::new()),
             applied_changed: Condvar::new(),
             applied_lock: Mutex::new(()),
         }
@@ -209,6 +212,23 @@ impl PeerStatus {
     /// Why applying stopped, if it did.
     pub fn failure(&self) -> Option<String> {
         self.failed.lock().clone()
+    }
+
+    fn record_commit(&self, committed: u64) {
+        let mut t = self.commit_times.lock();
+        if t.back().is_none_or(|(i, _)| *i < committed) {
+            t.push_back((committed, Instant::now()));
+            if t.len() > 65_536 {
+                t.pop_front();
+            }
+        }
+    }
+
+    /// When `index` became committed here (the first sample at or past it), if still known.
+    pub fn committed_at(&self, index: u64) -> Option<Instant> {
+        let t = self.commit_times.lock();
+        let pos = t.partition_point(|(i, _)| *i < index);
+        t.get(pos).map(|(_, at)| *at)
     }
 
     fn set_applied(&self, index: u64) {
@@ -587,8 +607,9 @@ impl<S: StateMachine> Driver<S> {
 
     fn publish(&self) {
         let s = &self.status;
-        s.committed
-            .store(self.raw.raft.raft_log.committed, Ordering::Release);
+        let committed = self.raw.raft.raft_log.committed;
+        s.committed.store(committed, Ordering::Release);
+        s.record_commit(committed);
         s.first_index.store(
             raft::Storage::first_index(&self.log).unwrap_or(0),
             Ordering::Release,

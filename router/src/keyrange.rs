@@ -486,6 +486,7 @@ mod tests {
                 columns: vec![2],
                 unique: false,
             }],
+            columnar: true,
         }
     }
 

@@ -1,16 +1,19 @@
 //! # duet-router: where each table scan goes
 //!
-//! DataFusion sees every DuetDB table through this crate. Today every scan goes to the row
-//! replica ([`provider::RowTableProvider`] → [`row_scan::RowScanExec`]), with the pushed-down
-//! filters turned into primary-key or secondary-index ranges ([`keyrange`]) so point and
-//! range queries never scan the whole table.
+//! DataFusion sees every DuetDB table through this crate ([`provider::RowTableProvider`]).
+//! A scan goes to the row replica ([`row_scan::RowScanExec`]), with the pushed-down filters
+//! turned into primary-key or secondary-index ranges ([`keyrange`]) so point and range
+//! queries never scan the whole table, or, when the session asks for it with
+//! `duet.engine = 'column'`, to the column replica ([`duet_colstore::ColumnScanExec`]) at the
+//! same snapshot, after waiting (bounded) for the learner to reach it; when it cannot, the
+//! scan falls back to the row replica and says why ([`routing`]).
 //!
-//! Later (issues #3–#5) this crate owns statistics (ANALYZE), the cost model that picks the
-//! row or the column replica per scan, hints and `duet.engine`, the routing log and the
-//! inspector. It never parses SQL text.
+//! Issue #5 adds statistics (ANALYZE), the cost model behind `auto`, hints, the routing log
+//! and the inspector. It never parses SQL text.
 
 pub mod keyrange;
 pub mod provider;
+pub mod routing;
 pub mod row_scan;
 
 use std::sync::Arc;
@@ -21,3 +24,12 @@ use duet_rowstore::ReadView;
 /// transaction's snapshot plus the writes made so far). Each scan clones the view when it
 /// is planned, so a result can stream after the statement that produced it has ended.
 pub type ViewSlot = Arc<parking_lot::Mutex<Option<ReadView>>>;
+
+/// What a session's table providers read through: its read view, its routing settings and
+/// the process's column replica.
+#[derive(Clone)]
+pub struct ScanContext {
+    pub view: ViewSlot,
+    pub route: routing::RouteSlot,
+    pub columns: Arc<routing::ColumnAccess>,
+}

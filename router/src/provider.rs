@@ -15,8 +15,9 @@ use duet_rowstore::batch::table_schema;
 use duet_rowstore::{StoreRef, TableDefRef};
 
 use crate::keyrange::plan_ranges;
+use crate::routing::{Engine, Fallback};
 use crate::row_scan::RowScanExec;
-use crate::ViewSlot;
+use crate::ScanContext;
 
 /// Name of the extra column (encoded primary key) that DML scans carry to address rows.
 pub const KEY_COLUMN: &str = "__duet_key";
@@ -24,7 +25,8 @@ pub const KEY_COLUMN: &str = "__duet_key";
 /// A row-store table as DataFusion sees it.
 pub struct RowTableProvider {
     def: TableDefRef,
-    txn: ViewSlot,
+    ctx: ScanContext,
+    expose_key: bool,
     schema: SchemaRef,
 }
 
@@ -37,9 +39,10 @@ impl fmt::Debug for RowTableProvider {
 }
 
 impl RowTableProvider {
-    /// A provider for `def` that reads through the session transaction in `txn`.
-    /// With `expose_key`, the schema ends with [`KEY_COLUMN`] (binary).
-    pub fn new(def: TableDefRef, txn: ViewSlot, expose_key: bool) -> Self {
+    /// A provider for `def` that reads through the session's `ctx`.
+    /// With `expose_key`, the schema ends with [`KEY_COLUMN`] (binary) and scans always read
+    /// the row replica (DML addresses rows by their keys).
+    pub fn new(def: TableDefRef, ctx: ScanContext, expose_key: bool) -> Self {
         let base = table_schema(&def, None);
         let schema = if expose_key {
             let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -48,7 +51,58 @@ impl RowTableProvider {
         } else {
             base
         };
-        Self { def, txn, schema }
+        Self {
+            def,
+            ctx,
+            expose_key,
+            schema,
+        }
+    }
+
+    /// A column-replica scan at `view`'s snapshot, or why there cannot be one.
+    async fn column_scan(
+        &self,
+        view: &duet_rowstore::ReadView,
+        projection: &[usize],
+        limit: Option<usize>,
+        partitions: usize,
+    ) -> Result<Arc<dyn ExecutionPlan>, (Fallback, String)> {
+        if view.has_writes() {
+            return Err((
+                Fallback::UncommittedWrites,
+                "the transaction has uncommitted writes, which only the row replica holds".into(),
+            ));
+        }
+        let Some(columns) = self.ctx.columns.get() else {
+            return Err((
+                Fallback::ReplicaDown,
+                "the column replica is not running".into(),
+            ));
+        };
+        // Both replicas read the same snapshot: the version the row replica would read,
+        // which the leader has committed; the learner must have applied it.
+        let version = view.snapshot().get();
+        let wait = self.ctx.route.settings.lock().learner_wait;
+        if !columns.wait_applied(version, wait).await {
+            return Err((
+                Fallback::WaitTimeout,
+                format!(
+                    "the learner did not reach version {version} within {} ms (it is at {})",
+                    wait.as_millis(),
+                    columns.applied()
+                ),
+            ));
+        }
+        let snapshot = columns
+            .snapshot(&self.def, version)
+            .map_err(|why| (Fallback::NotAvailable, why))?;
+        Ok(Arc::new(duet_colstore::ColumnScanExec::new(
+            snapshot,
+            version,
+            projection.to_vec(),
+            limit,
+            partitions,
+        )))
     }
 
     /// The table definition this provider was resolved with.
@@ -77,7 +131,7 @@ impl TableProvider for RowTableProvider {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -86,27 +140,46 @@ impl TableProvider for RowTableProvider {
         let projection = projection.cloned().unwrap_or(all);
         let schema = Arc::new(self.schema.project(&projection)?);
         let ranges = plan_ranges(&self.def, filters);
-        let view = self.txn.lock().clone().ok_or_else(|| {
+        let view = self.ctx.view.lock().clone().ok_or_else(|| {
             DataFusionError::Internal(format!(
                 "table {} scanned outside a transaction",
                 self.def.name
             ))
         })?;
-        Ok(Arc::new(RowScanExec::new(
-            view,
-            self.def.clone(),
-            ranges,
-            projection,
-            schema,
-            limit,
-        )))
+        let engine = self.ctx.route.settings.lock().engine;
+        let mut fallback = None;
+        if engine == Engine::Column && !self.expose_key {
+            let partitions = state.config().target_partitions();
+            match self
+                .column_scan(&view, &projection, limit, partitions)
+                .await
+            {
+                Ok(plan) => {
+                    self.ctx.columns.count_scan();
+                    return Ok(plan);
+                }
+                Err((why, message)) => {
+                    self.ctx.columns.count_fallback(why);
+                    tracing::debug!(table = %self.def.name, reason = %message, "column scan fell back to the row replica");
+                    self.ctx.route.notices.lock().push(format!(
+                        "table \"{}\" is read from the row replica: {message}",
+                        self.def.name
+                    ));
+                    fallback = Some(message);
+                }
+            }
+        }
+        Ok(Arc::new(
+            RowScanExec::new(view, self.def.clone(), ranges, projection, schema, limit)
+                .with_fallback(fallback),
+        ))
     }
 }
 
 /// The `public` schema: every table of the store.
 pub struct RowSchemaProvider {
     store: StoreRef,
-    txn: ViewSlot,
+    ctx: ScanContext,
     expose_key: bool,
     listed: bool,
 }
@@ -119,10 +192,10 @@ impl fmt::Debug for RowSchemaProvider {
 
 impl RowSchemaProvider {
     /// The user-visible schema.
-    pub fn new(store: StoreRef, txn: ViewSlot) -> Self {
+    pub fn new(store: StoreRef, ctx: ScanContext) -> Self {
         Self {
             store,
-            txn,
+            ctx,
             expose_key: false,
             listed: true,
         }
@@ -130,10 +203,10 @@ impl RowSchemaProvider {
 
     /// A schema that is never listed and whose tables carry [`KEY_COLUMN`]: DML statements
     /// read the rows they change through it.
-    pub fn for_dml(store: StoreRef, txn: ViewSlot) -> Self {
+    pub fn for_dml(store: StoreRef, ctx: ScanContext) -> Self {
         Self {
             store,
-            txn,
+            ctx,
             expose_key: true,
             listed: false,
         }
@@ -153,7 +226,7 @@ impl SchemaProvider for RowSchemaProvider {
         Ok(self.store.table(name).map(|def| {
             Arc::new(RowTableProvider::new(
                 def,
-                self.txn.clone(),
+                self.ctx.clone(),
                 self.expose_key,
             )) as Arc<dyn TableProvider>
         }))

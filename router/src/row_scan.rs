@@ -39,6 +39,8 @@ pub struct RowScanExec {
     limit: Option<usize>,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Why the column replica was asked for but not used.
+    fallback: Option<String>,
 }
 
 impl RowScanExec {
@@ -65,7 +67,14 @@ impl RowScanExec {
             limit,
             props,
             metrics: ExecutionPlanMetricsSet::new(),
+            fallback: None,
         }
+    }
+
+    /// Records why this scan reads the row replica although the column one was asked for.
+    pub fn with_fallback(mut self, why: Option<String>) -> Self {
+        self.fallback = why;
+        self
     }
 
     /// How the scan reaches its rows (for tests and EXPLAIN).
@@ -96,6 +105,9 @@ impl DisplayAs for RowScanExec {
         )?;
         if let Some(l) = self.limit {
             write!(f, ", limit={l}")?;
+        }
+        if let Some(why) = &self.fallback {
+            write!(f, ", fallback=\"{why}\"")?;
         }
         Ok(())
     }

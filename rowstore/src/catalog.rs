@@ -57,6 +57,13 @@ pub struct TableDef {
     #[serde(default)]
     pub pk_name: String,
     pub indexes: Vec<IndexDef>,
+    /// Whether the table has a column replica (`ALTER TABLE … SET COLUMNAR REPLICA 0|1`).
+    #[serde(default = "yes")]
+    pub columnar: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Shared handle to a table definition.

@@ -44,6 +44,7 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
                 columns: vec![1],
                 unique: true,
             }],
+            columnar: true,
         })
         .unwrap()
 }
@@ -267,6 +268,7 @@ fn ddl_truncate_index_and_primary_key() {
                 primary_key: vec![],
                 pk_name: String::new(),
                 indexes: vec![],
+                columnar: true,
             })
             .unwrap();
         let mut x = Transaction::begin(&store);

@@ -153,6 +153,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         primary_key: vec![],
         pk_name: format!("{name}_pkey"),
         indexes: vec![],
+        columnar: true,
     };
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = vec![];
     for c in &ct.columns {

@@ -126,7 +126,8 @@ where
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    for n in session.notices.drain(..) {
+    let routed: Vec<String> = session.route.notices.lock().drain(..).collect();
+    for n in session.notices.drain(..).chain(routed) {
         let info = ErrorInfo::new("NOTICE".into(), "00000".into(), n);
         client
             .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(

@@ -1,29 +1,50 @@
-//! One DuetDB process: the row replica (Raft voter) and, once wired, the column replica
-//! (Raft learner), each with its own raft-engine log under the data directory:
+//! One DuetDB process: the row replica (Raft voter) and the column replica (Raft learner),
+//! each with its own raft-engine log, joined by the in-process transport:
 //!
 //! ```text
 //! <data-dir>/rowstore        RocksDB (row replica)
 //! <data-dir>/raft/voter-1    raft-engine log of the voter
+//! <data-dir>/raft/learner-2  raft-engine log of the learner
+//! <data-dir>/colstore        column replica checkpoints (manifest + Arrow IPC files)
 //! ```
+//!
+//! The learner can be paused, stopped and restarted alone (tests do, to create lag and to
+//! exercise recovery); while it is down, column scans fall back to the row replica.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use duet_replication::{LocalTransport, Peer, PeerStatus};
+use duet_colstore::{
+    ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine,
+};
+use duet_replication::{LocalTransport, Peer, PeerOptions, PeerStatus};
+use duet_router::routing::ColumnAccess;
 use duet_rowstore::engine::rocks::RocksEngine;
 use duet_rowstore::{start_voter, voter_options, StoreRef};
+use parking_lot::Mutex;
 
 use crate::server::anyhow_free::{Error, Result};
 
 /// Raft id of the embedded voter.
 pub const VOTER_ID: u64 = 1;
+/// Raft id of the embedded learner.
+pub const LEARNER_ID: u64 = 2;
+
+struct Learner {
+    peer: Peer,
+    store: ColumnStoreRef,
+}
 
 /// The replicas of one process.
 pub struct DuetNode {
     pub store: StoreRef,
     voter: Peer,
+    learner: Mutex<Option<Learner>>,
+    columns: Arc<ColumnAccess>,
+    lag: Arc<LagHistogram>,
     data_dir: PathBuf,
-    _transport: Arc<LocalTransport>,
+    transport: Arc<LocalTransport>,
 }
 
 /// Shared handle.
@@ -33,27 +54,127 @@ fn fail(what: &str, dir: &Path, e: impl std::fmt::Display) -> Error {
     Error(format!("Failed to {what} in {}: {e}", dir.display()))
 }
 
+/// Figures of the learner for `duet.replicas` and metrics.
+#[derive(Debug, Clone)]
+pub struct LearnerStatus {
+    pub running: bool,
+    pub paused: bool,
+    pub applied: u64,
+    pub leader_commit: u64,
+    pub lag_entries: u64,
+    pub lag_ms: u64,
+    pub snapshots_restored: u64,
+}
+
 impl DuetNode {
-    /// Opens (creating) the data directory: RocksDB, then the voter's log, replaying what the
-    /// row replica had not applied.
+    /// Opens (creating) the data directory: RocksDB and the voter's log (replaying what the
+    /// row replica had not applied), then the column replica and the learner's log.
     pub fn open(data_dir: &Path) -> Result<NodeRef> {
         std::fs::create_dir_all(data_dir).map_err(|e| fail("create the data dir", data_dir, e))?;
         let engine = RocksEngine::open(&data_dir.join("rowstore"))
             .map_err(|e| fail("open RocksDB", data_dir, e))?;
         let transport = LocalTransport::new();
-        let raft_dir = data_dir.join("raft").join(format!("voter-{VOTER_ID}"));
         let (store, voter) = start_voter(
             Arc::new(engine),
-            voter_options(&raft_dir, vec![]),
+            voter_options(&Self::voter_dir(data_dir), vec![LEARNER_ID]),
             transport.clone(),
         )
         .map_err(|e| fail("start the row replica", data_dir, e))?;
-        Ok(Arc::new(DuetNode {
+        let node = Arc::new(DuetNode {
             store,
             voter,
+            learner: Mutex::new(None),
+            columns: ColumnAccess::new(),
+            lag: Arc::new(LagHistogram::default()),
             data_dir: data_dir.to_path_buf(),
-            _transport: transport,
-        }))
+            transport,
+        });
+        node.start_learner()?;
+        Ok(node)
+    }
+
+    fn voter_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("raft").join(format!("voter-{VOTER_ID}"))
+    }
+
+    /// Starts the learner (no-op if it runs): loads the column store's checkpoint and
+    /// replays the learner's log after it; the leader sends what the learner misses, or a
+    /// snapshot if its log was compacted past it.
+    pub fn start_learner(&self) -> Result<()> {
+        let mut slot = self.learner.lock();
+        if slot.is_some() {
+            return Ok(());
+        }
+        let dir = &self.data_dir;
+        let store = ColumnStore::open(
+            &dir.join("colstore"),
+            ColumnStoreOptions::default(),
+            self.store.clone(),
+        )
+        .map_err(|e| fail("open the column store", dir, e))?;
+        let sm = LearnerStateMachine::new(
+            store.clone(),
+            Some(self.voter.status().clone()),
+            self.lag.clone(),
+        );
+        let opts = PeerOptions::new(
+            LEARNER_ID,
+            dir.join("raft").join(format!("learner-{LEARNER_ID}")),
+            vec![VOTER_ID],
+            vec![LEARNER_ID],
+        );
+        let peer = Peer::start(opts, sm, self.transport.clone())
+            .map_err(|e| fail("start the column replica", dir, e))?;
+        self.columns.set(Some(store.clone()));
+        *slot = Some(Learner { peer, store });
+        Ok(())
+    }
+
+    /// Stops the learner abruptly (nothing is checkpointed); column scans fall back to the
+    /// row replica until [`DuetNode::start_learner`].
+    pub fn stop_learner(&self) {
+        let learner = self.learner.lock().take();
+        self.columns.set(None);
+        if let Some(mut l) = learner {
+            l.peer.shutdown();
+            l.store.stop();
+        }
+    }
+
+    /// Stops (true) or resumes (false) the learner's apply loop.
+    pub fn pause_learner(&self, pause: bool) {
+        if let Some(l) = self.learner.lock().as_ref() {
+            if pause {
+                l.peer.pause_apply();
+            } else {
+                l.peer.resume_apply();
+            }
+        }
+    }
+
+    /// Waits until the learner has applied `index`.
+    pub fn wait_learner(&self, index: u64, timeout: Duration) -> bool {
+        let status = self
+            .learner
+            .lock()
+            .as_ref()
+            .map(|l| l.peer.status().clone());
+        status.is_some_and(|s| s.wait_applied(index, timeout))
+    }
+
+    /// The column store, while the learner runs.
+    pub fn column_store(&self) -> Option<ColumnStoreRef> {
+        self.learner.lock().as_ref().map(|l| l.store.clone())
+    }
+
+    /// What column scans read through.
+    pub fn columns(&self) -> &Arc<ColumnAccess> {
+        &self.columns
+    }
+
+    /// Commit-to-learner latencies.
+    pub fn lag_histogram(&self) -> &Arc<LagHistogram> {
+        &self.lag
     }
 
     /// The voter's Raft figures.
@@ -61,15 +182,59 @@ impl DuetNode {
         self.voter.status()
     }
 
+    /// The learner's figures (applied index, lag behind the leader's commit index).
+    pub fn learner_status(&self) -> LearnerStatus {
+        let leader_commit = self.voter.status().committed();
+        let l = self.learner.lock();
+        let Some(l) = l.as_ref() else {
+            return LearnerStatus {
+                running: false,
+                paused: false,
+                applied: 0,
+                leader_commit,
+                lag_entries: leader_commit,
+                lag_ms: 0,
+                snapshots_restored: 0,
+            };
+        };
+        let s = l.peer.status();
+        let applied = s.applied();
+        let lag_entries = leader_commit.saturating_sub(applied);
+        let lag_ms = if lag_entries == 0 {
+            0
+        } else {
+            self.voter
+                .status()
+                .committed_at(applied + 1)
+                .map_or(0, |t| t.elapsed().as_millis() as u64)
+        };
+        LearnerStatus {
+            running: s.is_running(),
+            paused: s.is_paused(),
+            applied,
+            leader_commit,
+            lag_entries,
+            lag_ms,
+            snapshots_restored: s.snapshots_restored(),
+        }
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
-    /// Compacts the voter's log (`force`: even past replicas that have not caught up).
+    /// Compacts the voter's log (`force`: even past the learner, which then needs a
+    /// snapshot). Returns the log's new first index.
     pub fn compact_log(&self, force: bool) -> Result<u64> {
         self.voter
             .compact(force)
             .map_err(|e| fail("compact the raft log", &self.data_dir, e))
+    }
+}
+
+impl Drop for DuetNode {
+    fn drop(&mut self) {
+        self.stop_learner();
     }
 }

@@ -15,7 +15,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DFStatement;
 use duet_router::provider::{DuetCatalog, RowSchemaProvider};
-use duet_router::ViewSlot;
+use duet_router::routing::{ColumnAccess, Engine, RouteSlot};
+use duet_router::{ScanContext, ViewSlot};
 use duet_rowstore::{StoreRef, Transaction};
 use sqlparser::ast::{Expr, Set, Statement, TransactionIsolationLevel, TransactionMode, Value};
 
@@ -80,6 +81,7 @@ pub struct Session {
     pub(crate) shared: SharedRef,
     pub(crate) ctx: SessionContext,
     pub(crate) view: ViewSlot,
+    pub(crate) route: RouteSlot,
     /// Explicit transaction (BEGIN … COMMIT), if any.
     txn: Option<Transaction>,
     /// An error happened inside the explicit transaction: only ROLLBACK/COMMIT go on.
@@ -121,11 +123,28 @@ fn default_settings() -> BTreeMap<String, String> {
         ("jit", "off"),
         ("work_mem", "4MB"),
         ("maintenance_work_mem", "64MB"),
-        ("duet.engine", "row"),
+        ("duet.engine", "auto"),
+        ("duet.learner_wait_timeout", "2s"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// A PostgreSQL-style duration setting: a number of milliseconds, or with a unit
+/// (`ms`, `s`, `min`).
+fn parse_duration_ms(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim().to_ascii_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "min" => n.checked_mul(60_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// Canonical (lower-case, alias-resolved) name of a setting.
@@ -180,13 +199,21 @@ impl Session {
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(config);
         let view: ViewSlot = Arc::new(parking_lot::Mutex::new(None));
+        let route: RouteSlot = Arc::default();
+        let scan = ScanContext {
+            view: view.clone(),
+            route: route.clone(),
+            columns: shared
+                .node
+                .as_ref()
+                .map(|n| n.columns().clone())
+                .unwrap_or_else(ColumnAccess::new),
+        };
 
         let public: Arc<dyn SchemaProvider> =
-            Arc::new(RowSchemaProvider::new(shared.store.clone(), view.clone()));
-        let dml: Arc<dyn SchemaProvider> = Arc::new(RowSchemaProvider::for_dml(
-            shared.store.clone(),
-            view.clone(),
-        ));
+            Arc::new(RowSchemaProvider::new(shared.store.clone(), scan.clone()));
+        let dml: Arc<dyn SchemaProvider> =
+            Arc::new(RowSchemaProvider::for_dml(shared.store.clone(), scan));
         let scratch = Arc::new(MemorySchemaProvider::new());
         let catalog = DuetCatalog::new(
             vec![("public".to_string(), public)],
@@ -235,6 +262,7 @@ impl Session {
             shared,
             ctx,
             view,
+            route,
             txn: None,
             failed: false,
             settings: default_settings(),
@@ -430,16 +458,19 @@ impl Session {
         {
             return Err(PgError::unsupported(format!("client_encoding {value}")));
         }
-        if name == "duet.engine" && !matches!(value.as_str(), "auto" | "row" | "column") {
-            return Err(PgError::new(
+        let invalid = || {
+            PgError::new(
                 SqlState::InvalidParameterValue,
-                format!("invalid value for parameter \"duet.engine\": \"{value}\""),
-            ));
+                format!("invalid value for parameter \"{name}\": \"{value}\""),
+            )
+        };
+        if name == "duet.engine" {
+            let engine = Engine::parse(&value.to_ascii_lowercase()).ok_or_else(invalid)?;
+            self.route.settings.lock().engine = engine;
         }
-        if name == "duet.engine" && value == "column" {
-            return Err(PgError::unsupported(
-                "duet.engine = 'column' (the column replica arrives with the replication issue)",
-            ));
+        if name == "duet.learner_wait_timeout" {
+            let wait = parse_duration_ms(&value).ok_or_else(invalid)?;
+            self.route.settings.lock().learner_wait = wait;
         }
         if !self.settings.contains_key(name) && !name.contains('.') {
             return Err(PgError::new(

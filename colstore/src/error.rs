@@ -1,0 +1,35 @@
+//! Errors of the column store.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the column store.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Failed to access {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Row(#[from] duet_rowstore::Error),
+    #[error("Failed to decode column data: {0}")]
+    Corrupt(String),
+    #[error("Internal error in the column store: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! [`ColumnStore`]: every table's column data on one learner, the state machine that feeds it
+//! from the Raft log ([`LearnerStateMachine`]), background compaction and checkpoints.
+//!
+//! Durability: the delta layer lives in memory and is made durable by the learner's own
+//! raft-engine log, which is compacted only up to the last **checkpoint** (manifest + one
+//! Arrow IPC file per table, written after each compaction folded the delta into the stable
+//! layer). A restart loads the checkpoint and replays the learner's log after it, so it never
+//! needs the whole log.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use duet_replication::{PeerStatus, StateMachine};
+use duet_rowstore::codec::key;
+use duet_rowstore::command::Command;
+use duet_rowstore::{Row, Store, TableDef, TableDefRef};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::persist;
+use crate::table::{chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot};
+
+/// Where a column replica is (re)built from: the row data at a version. In one process this
+/// is the row store itself; across machines it becomes a snapshot stream from a voter.
+pub trait RowSource: Send + Sync {
+    /// Waits until the source has applied `version`.
+    fn wait_version(&self, version: u64, timeout: Duration) -> bool;
+    /// Visits the rows of `def` at `version` in key order as (encoded key, row payload).
+    fn scan_table(
+        &self,
+        def: &TableDef,
+        version: u64,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()>;
+}
+
+impl RowSource for Store {
+    fn wait_version(&self, version: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.current_version().get() < version {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    fn scan_table(
+        &self,
+        def: &TableDef,
+        version: u64,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let prefix = key::record_prefix(def.storage_id);
+        let end = duet_rowstore::codec::memcmp::prefix_end(&prefix);
+        let mut err = None;
+        self.scan_versions(
+            &prefix,
+            &end,
+            duet_rowstore::Version::new(version),
+            &mut |k, v| match f(&k[prefix.len()..], v) {
+                Ok(go) => Ok(go),
+                Err(e) => {
+                    err = Some(e);
+                    Ok(false)
+                }
+            },
+        )?;
+        err.map_or(Ok(()), Err)
+    }
+}
+
+/// Tuning of the column store.
+#[derive(Debug, Clone)]
+pub struct ColumnStoreOptions {
+    /// Fold the delta into the stable layer once it holds this many versions …
+    pub compact_delta_versions: usize,
+    /// … or once the oldest unfolded change is this old.
+    pub compact_interval: Duration,
+}
+
+impl Default for ColumnStoreOptions {
+    fn default() -> Self {
+        Self {
+            compact_delta_versions: 200_000,
+            compact_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    by_id: HashMap<u32, Arc<RwLock<ColumnTable>>>,
+    by_storage: HashMap<u32, u32>,
+}
+
+/// Per-table figures for `duet.replicas` and metrics.
+#[derive(Debug, Clone)]
+pub struct TableStatus {
+    pub table: String,
+    pub replicated: bool,
+    pub state: &'static str,
+    pub progress: f64,
+    pub stable_rows: usize,
+    pub delta_versions: usize,
+    pub stable_version: u64,
+}
+
+/// Counters of the learner (for metrics and benchmarks).
+#[derive(Debug, Default)]
+pub struct ColumnCounters {
+    /// Row changes converted into the delta.
+    pub rows_applied: AtomicU64,
+    /// Time spent applying entries, in nanoseconds.
+    pub apply_nanos: AtomicU64,
+    pub compactions: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub builds: AtomicU64,
+}
+
+/// The column replica of one learner.
+pub struct ColumnStore {
+    dir: PathBuf,
+    options: ColumnStoreOptions,
+    tables: RwLock<Tables>,
+    applied: AtomicU64,
+    applied_tx: tokio::sync::watch::Sender<u64>,
+    checkpoint: AtomicU64,
+    /// Stable layers already written, by table id (pointer identity) → file name.
+    persisted: Mutex<HashMap<u32, (usize, String)>>,
+    compact_lock: Mutex<()>,
+    wake: (Mutex<bool>, Condvar),
+    stopped: AtomicBool,
+    last_fold: Mutex<Instant>,
+    source: RwLock<Option<Arc<dyn RowSource>>>,
+    pub counters: ColumnCounters,
+}
+
+/// Shared handle.
+pub type ColumnStoreRef = Arc<ColumnStore>;
+
+impl ColumnStore {
+    /// Opens the column store in `dir`, loading its last checkpoint, and starts background
+    /// compaction. Builds of column replicas read from `source`.
+    pub fn open(
+        dir: &Path,
+        options: ColumnStoreOptions,
+        source: Arc<dyn RowSource>,
+    ) -> Result<ColumnStoreRef> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let loaded = persist::load(dir)?;
+        let (tx, _) = tokio::sync::watch::channel(loaded.index);
+        let store = Arc::new(ColumnStore {
+            dir: dir.to_path_buf(),
+            options,
+            tables: RwLock::new(Tables::default()),
+            applied: AtomicU64::new(loaded.index),
+            applied_tx: tx,
+            checkpoint: AtomicU64::new(loaded.index),
+            persisted: Mutex::new(HashMap::new()),
+            compact_lock: Mutex::new(()),
+            wake: (Mutex::new(false), Condvar::new()),
+            stopped: AtomicBool::new(false),
+            last_fold: Mutex::new(Instant::now()),
+            source: RwLock::new(Some(source)),
+            counters: ColumnCounters::default(),
+        });
+        let mut rebuild = Vec::new();
+        {
+            let mut tables = store.tables.write();
+            for t in loaded.tables {
+                let id = t.def.id;
+                tables.by_storage.insert(t.def.storage_id, id);
+                if let Some(file) = &t.file {
+                    store
+                        .persisted
+                        .lock()
+                        .insert(id, (Arc::as_ptr(&t.stable) as usize, file.clone()));
+                }
+                let mut ct = ColumnTable::new(t.def.clone(), t.state, t.stable_version);
+                ct.stable = t.stable;
+                if let ReplicaState::Building { .. } = t.state {
+                    // The delta of an interrupted build was not kept: start again from the
+                    // row data at the checkpoint.
+                    ct.state = ReplicaState::Building {
+                        from: loaded.index,
+                        progress: 0.0,
+                    };
+                    rebuild.push((id, t.def.clone()));
+                }
+                tables.by_id.insert(id, Arc::new(RwLock::new(ct)));
+            }
+        }
+        for (id, def) in rebuild {
+            store.start_build(id, def, loaded.index);
+        }
+        let weak = Arc::downgrade(&store);
+        std::thread::Builder::new()
+            .name("colstore-compact".into())
+            .spawn(move || compaction_loop(weak))
+            .map_err(|e| Error::io(dir, e))?;
+        tracing::info!(index = loaded.index, "column store opened");
+        Ok(store)
+    }
+
+    /// Stops background work (builds finish on their own).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let (m, c) = &self.wake;
+        *m.lock() = true;
+        c.notify_all();
+    }
+
+    /// Highest log index applied.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Index of the last checkpoint (what a restart starts from).
+    pub fn checkpoint_index(&self) -> u64 {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Waits until `index` is applied; false on timeout.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied_tx.subscribe();
+        let reached = async move { rx.wait_for(|a| *a >= index).await.is_ok() };
+        tokio::time::timeout(timeout, reached)
+            .await
+            .unwrap_or(false)
+    }
+
+    fn table(&self, id: u32) -> Option<Arc<RwLock<ColumnTable>>> {
+        self.tables.read().by_id.get(&id).cloned()
+    }
+
+    /// The data of table `def` as of `version`, if this replica can serve it: the table has a
+    /// column replica that is available, with the same definition, and its stable layer is
+    /// not newer than `version`. Otherwise the reason it cannot.
+    pub fn snapshot(
+        &self,
+        def: &TableDef,
+        version: u64,
+    ) -> std::result::Result<TableSnapshot, String> {
+        let Some(t) = self.table(def.id) else {
+            return Err("the table has no column replica".into());
+        };
+        let t = t.read();
+        match t.state {
+            ReplicaState::Off => return Err("the table has no column replica".into()),
+            ReplicaState::Building { progress, .. } => {
+                return Err(format!(
+                    "the column replica is being built ({:.0}%)",
+                    progress * 100.0
+                ))
+            }
+            ReplicaState::Available => {}
+        }
+        if t.def.storage_id != def.storage_id || t.def.columns != def.columns {
+            return Err("the column replica has a different definition of the table".into());
+        }
+        t.snapshot(version).ok_or_else(|| {
+            format!(
+                "the snapshot (version {version}) is older than the column replica's stable \
+                 layer (version {})",
+                t.stable_version
+            )
+        })
+    }
+
+    /// Figures of every table.
+    pub fn status(&self) -> Vec<TableStatus> {
+        let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
+        let mut out: Vec<TableStatus> = tables
+            .iter()
+            .map(|t| {
+                let t = t.read();
+                let (replicated, state, progress) = match t.state {
+                    ReplicaState::Off => (false, "none", 0.0),
+                    ReplicaState::Building { progress, .. } => (true, "building", progress),
+                    ReplicaState::Available => (true, "available", 1.0),
+                };
+                TableStatus {
+                    table: t.def.name.clone(),
+                    replicated,
+                    state,
+                    progress,
+                    stable_rows: t.stable.rows,
+                    delta_versions: t.delta_versions,
+                    stable_version: t.stable_version,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.table.cmp(&b.table));
+        out
+    }
+
+    // ------------------------------------------------------------------ apply
+
+    fn set_applied(&self, index: u64) {
+        self.applied.store(index, Ordering::Release);
+        self.applied_tx.send_replace(index);
+    }
+
+    /// Applies the command of log entry `index`.
+    pub fn apply(self: &Arc<Self>, index: u64, cmd: &Command) -> Result<()> {
+        let started = Instant::now();
+        if cmd.snapshot {
+            return self.restore(index, cmd);
+        }
+        for (k, v) in &cmd.writes {
+            if k.first() == Some(&key::CATALOG_PREFIX) {
+                let id = key::catalog_id(k).ok_or_else(|| Error::Corrupt("catalog key".into()))?;
+                match v {
+                    Some(payload) => self.put_def(index, Arc::new(TableDef::from_bytes(payload)?)),
+                    None => self.drop_table(id),
+                }
+            }
+        }
+        let mut current: Option<(u32, Arc<RwLock<ColumnTable>>)> = None;
+        let mut rows = 0u64;
+        for (k, v) in &cmd.writes {
+            let Some((storage_id, pk)) = record_parts(k) else {
+                continue;
+            };
+            if current.as_ref().map(|(s, _)| *s) != Some(storage_id) {
+                let tables = self.tables.read();
+                current = tables
+                    .by_storage
+                    .get(&storage_id)
+                    .and_then(|id| tables.by_id.get(id))
+                    .map(|t| (storage_id, t.clone()));
+            }
+            let Some((_, table)) = &current else {
+                continue;
+            };
+            let mut t = table.write();
+            if t.state == ReplicaState::Off {
+                continue;
+            }
+            let row = match v {
+                Some(p) => Some(Store::decode_row(&t.def, p)?),
+                None => None,
+            };
+            t.write(pk.to_vec(), index, row);
+            rows += 1;
+        }
+        self.set_applied(index);
+        self.counters
+            .rows_applied
+            .fetch_add(rows, Ordering::Relaxed);
+        self.counters
+            .apply_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if rows > 0 && self.delta_versions() >= self.options.compact_delta_versions {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    fn delta_versions(&self) -> usize {
+        let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
+        tables.iter().map(|t| t.read().delta_versions).sum()
+    }
+
+    fn wake(&self) {
+        let (m, c) = &self.wake;
+        *m.lock() = true;
+        c.notify_all();
+    }
+
+    fn put_def(self: &Arc<Self>, index: u64, def: TableDefRef) {
+        let existing = self.table(def.id);
+        let mut tables = self.tables.write();
+        let Some(t) = existing else {
+            let state = if def.columnar {
+                ReplicaState::Available
+            } else {
+                ReplicaState::Off
+            };
+            tables.by_storage.insert(def.storage_id, def.id);
+            tables.by_id.insert(
+                def.id,
+                Arc::new(RwLock::new(ColumnTable::new(def, state, 0))),
+            );
+            return;
+        };
+        let mut g = t.write();
+        let old = g.def.clone();
+        if old.storage_id != def.storage_id {
+            tables.by_storage.remove(&old.storage_id);
+            tables.by_storage.insert(def.storage_id, def.id);
+        }
+        drop(tables);
+        let was_on = g.state != ReplicaState::Off;
+        if !def.columnar {
+            *g = ColumnTable::new(def, ReplicaState::Off, 0);
+        } else if !was_on {
+            // SET COLUMNAR REPLICA 1: build from the row data at this entry; later entries
+            // land in the delta meanwhile.
+            *g = ColumnTable::new(
+                def.clone(),
+                ReplicaState::Building {
+                    from: index,
+                    progress: 0.0,
+                },
+                index,
+            );
+            drop(g);
+            self.start_build(def.id, def, index);
+        } else if old.storage_id != def.storage_id {
+            // TRUNCATE or ADD PRIMARY KEY: the rows moved to a new storage id; the entry
+            // itself carries any rows the table now has.
+            *g = ColumnTable::new(def, ReplicaState::Available, 0);
+        } else {
+            g.def = def;
+        }
+    }
+
+    fn drop_table(&self, id: u32) {
+        let mut tables = self.tables.write();
+        if let Some(t) = tables.by_id.remove(&id) {
+            let sid = t.read().def.storage_id;
+            tables.by_storage.remove(&sid);
+        }
+    }
+
+    /// Replaces everything by a snapshot of the row replica taken at `index`.
+    fn restore(&self, index: u64, cmd: &Command) -> Result<()> {
+        let mut defs: Vec<TableDefRef> = Vec::new();
+        for (k, v) in &cmd.writes {
+            if k.first() == Some(&key::CATALOG_PREFIX) {
+                if let Some(p) = v {
+                    defs.push(Arc::new(TableDef::from_bytes(p)?));
+                }
+            }
+        }
+        let by_storage: HashMap<u32, TableDefRef> =
+            defs.iter().map(|d| (d.storage_id, d.clone())).collect();
+        let mut rows: HashMap<u32, Vec<(Vec<u8>, Row)>> = HashMap::new();
+        for (k, v) in &cmd.writes {
+            let (Some((sid, pk)), Some(p)) = (record_parts(k), v) else {
+                continue;
+            };
+            if let Some(def) = by_storage.get(&sid).filter(|d| d.columnar) {
+                rows.entry(sid)
+                    .or_default()
+                    .push((pk.to_vec(), Store::decode_row(def, p)?));
+            }
+        }
+        let mut fresh = Tables::default();
+        for def in defs {
+            let mut t = if def.columnar {
+                ColumnTable::new(def.clone(), ReplicaState::Available, index)
+            } else {
+                ColumnTable::new(def.clone(), ReplicaState::Off, index)
+            };
+            if let Some(r) = rows.get(&def.storage_id) {
+                let chunks = chunks_from_rows(&def, r)?;
+                t.stable = Arc::new(Stable {
+                    rows: r.len(),
+                    chunks,
+                });
+            }
+            fresh.by_storage.insert(def.storage_id, def.id);
+            fresh.by_id.insert(def.id, Arc::new(RwLock::new(t)));
+        }
+        *self.tables.write() = fresh;
+        self.set_applied(index);
+        // The learner's log now starts after `index`: the checkpoint must too.
+        self.checkpoint_now(index)?;
+        tracing::info!(index, "column store restored from a snapshot");
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ build
+
+    fn start_build(self: &Arc<Self>, id: u32, def: TableDefRef, from: u64) {
+        let Some(source) = self.source.read().clone() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let name = def.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("colstore-build-{id}"))
+            .spawn(move || {
+                if let Err(e) = build(weak, source, id, def, from) {
+                    tracing::error!(table = %name, error = %e, "column replica build failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a column replica build");
+        }
+    }
+
+    // ------------------------------------------------------------------ compaction
+
+    /// Folds every table's delta up to the applied index into its stable layer, then writes
+    /// a checkpoint. Returns the checkpoint index.
+    pub fn compact(&self) -> Result<u64> {
+        let _one = self.compact_lock.lock();
+        let upto = self.applied();
+        let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
+        for t in tables {
+            let (def, stable, changes) = {
+                let g = t.read();
+                if g.state != ReplicaState::Available || g.delta.is_empty() {
+                    continue;
+                }
+                let Some(snap) = g.snapshot(upto) else {
+                    continue;
+                };
+                let changes: Vec<_> = snap
+                    .delta_keys
+                    .iter()
+                    .cloned()
+                    .zip(snap.delta_rows.iter().cloned())
+                    .collect();
+                (g.def.clone(), g.stable.clone(), changes)
+            };
+            if changes.is_empty() {
+                continue;
+            }
+            let merged = Arc::new(merge(&def, &stable, &changes)?);
+            let mut g = t.write();
+            if Arc::ptr_eq(&g.stable, &stable)
+                && g.def.storage_id == def.storage_id
+                && g.state == ReplicaState::Available
+            {
+                g.fold(merged, upto);
+            }
+        }
+        *self.last_fold.lock() = Instant::now();
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_now(upto)?;
+        Ok(upto)
+    }
+
+    /// Writes the manifest and the stable files that changed; the state written is that of
+    /// `index` plus possibly later changes that replaying the log after `index` redoes.
+    fn checkpoint_now(&self, index: u64) -> Result<()> {
+        let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
+        let mut entries = Vec::new();
+        let mut persisted = self.persisted.lock();
+        for t in &tables {
+            let g = t.read();
+            let id = g.def.id;
+            let ptr = Arc::as_ptr(&g.stable) as usize;
+            let file = match g.state {
+                ReplicaState::Available if g.stable.rows > 0 => match persisted.get(&id) {
+                    Some((p, f)) if *p == ptr => Some(f.clone()),
+                    _ => {
+                        let f = persist::write_stable(&self.dir, &g.def, &g.stable, index)?;
+                        persisted.insert(id, (ptr, f.clone()));
+                        Some(f)
+                    }
+                },
+                _ => None,
+            };
+            entries.push(persist::TableEntry {
+                def: (*g.def).clone(),
+                state: match g.state {
+                    ReplicaState::Off => "off".into(),
+                    ReplicaState::Building { .. } => "building".into(),
+                    ReplicaState::Available => "available".into(),
+                },
+                stable_version: g.stable_version,
+                file,
+            });
+        }
+        persisted.retain(|id, _| tables.iter().any(|t| t.read().def.id == *id));
+        persist::write_manifest(&self.dir, index, &entries)?;
+        self.checkpoint.store(index, Ordering::Release);
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `(storage id, encoded pk)` of a record key.
+fn record_parts(k: &[u8]) -> Option<(u32, &[u8])> {
+    if k.len() < 6 || k[0] != key::DATA_PREFIX || k[5] != key::RECORD_TAG {
+        return None;
+    }
+    Some((u32::from_be_bytes([k[1], k[2], k[3], k[4]]), &k[6..]))
+}
+
+fn build(
+    weak: Weak<ColumnStore>,
+    source: Arc<dyn RowSource>,
+    id: u32,
+    def: TableDefRef,
+    from: u64,
+) -> Result<()> {
+    if !source.wait_version(from, Duration::from_secs(600)) {
+        return Err(Error::Internal(format!(
+            "the row replica never reached version {from}"
+        )));
+    }
+    let mut total = 0usize;
+    source.scan_table(&def, from, &mut |_, _| {
+        total += 1;
+        Ok(true)
+    })?;
+    let mut rows = Vec::with_capacity(total);
+    let still_building = |store: &ColumnStore, progress: f64| -> bool {
+        let Some(t) = store.table(id) else {
+            return false;
+        };
+        let mut g = t.write();
+        match g.state {
+            ReplicaState::Building { from: f, .. } if f == from => {
+                g.state = ReplicaState::Building { from, progress };
+                true
+            }
+            _ => false,
+        }
+    };
+    let mut cancelled = false;
+    source.scan_table(&def, from, &mut |k, v| {
+        rows.push((k.to_vec(), Store::decode_row(&def, v)?));
+        if rows.len() % 10_000 == 0 {
+            let Some(store) = weak.upgrade() else {
+                cancelled = true;
+                return Ok(false);
+            };
+            let progress = 0.99 * rows.len() as f64 / total.max(1) as f64;
+            if !still_building(&store, progress.min(0.99)) {
+                cancelled = true;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    if cancelled {
+        return Ok(());
+    }
+    let chunks = chunks_from_rows(&def, &rows)?;
+    let Some(store) = weak.upgrade() else {
+        return Ok(());
+    };
+    let Some(t) = store.table(id) else {
+        return Ok(());
+    };
+    let mut g = t.write();
+    if !matches!(g.state, ReplicaState::Building { from: f, .. } if f == from) {
+        return Ok(());
+    }
+    g.stable = Arc::new(Stable {
+        rows: rows.len(),
+        chunks,
+    });
+    g.stable_version = from;
+    g.state = ReplicaState::Available;
+    drop(g);
+    store.counters.builds.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(table = %def.name, rows = rows.len(), from, "column replica built");
+    Ok(())
+}
+
+fn compaction_loop(weak: Weak<ColumnStore>) {
+    loop {
+        let Some(store) = weak.upgrade() else {
+            return;
+        };
+        if store.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let (m, c) = &store.wake;
+            let mut woken = m.lock();
+            if !*woken {
+                c.wait_for(&mut woken, Duration::from_millis(500));
+            }
+            *woken = false;
+        }
+        if store.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let pending = store.delta_versions();
+        let due = pending >= store.options.compact_delta_versions
+            || (pending > 0 && store.last_fold.lock().elapsed() >= store.options.compact_interval);
+        if due {
+            if let Err(e) = store.compact() {
+                tracing::error!(error = %e, "column store compaction failed");
+            }
+        }
+    }
+}
+
+/// The learner's state machine: applies the log to a [`ColumnStore`].
+pub struct LearnerStateMachine {
+    store: ColumnStoreRef,
+    leader: Option<Arc<PeerStatus>>,
+    lag: Arc<LagHistogram>,
+}
+
+impl LearnerStateMachine {
+    /// `leader`, when in the same process, lets the learner measure how long after commit
+    /// each entry became visible here.
+    pub fn new(
+        store: ColumnStoreRef,
+        leader: Option<Arc<PeerStatus>>,
+        lag: Arc<LagHistogram>,
+    ) -> Self {
+        Self { store, leader, lag }
+    }
+}
+
+impl StateMachine for LearnerStateMachine {
+    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        let cmd = Command::decode(data).map_err(|e| e.to_string())?;
+        self.store.apply(index, &cmd).map_err(|e| e.to_string())?;
+        if let Some(at) = self.leader.as_ref().and_then(|l| l.committed_at(index)) {
+            self.lag.record(at.elapsed());
+        }
+        Ok(())
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.store.applied()
+    }
+
+    fn persist(&mut self) -> std::result::Result<u64, String> {
+        Ok(self.store.checkpoint_index())
+    }
+
+    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        let cmd = Command::decode(data).map_err(|e| e.to_string())?;
+        if !cmd.snapshot {
+            return Err(format!("entry {index} is not a snapshot"));
+        }
+        self.store.apply(index, &cmd).map_err(|e| e.to_string())
+    }
+}
+
+/// Commit-to-learner-visibility latencies, in power-of-two microsecond buckets.
+#[derive(Debug, Default)]
+pub struct LagHistogram {
+    buckets: [AtomicU64; 32],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl LagHistogram {
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let b = (64 - us.leading_zeros() as usize).min(31);
+        self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// `(upper bound in seconds, cumulative count)` per bucket, and the total count and sum
+    /// in seconds (Prometheus histogram shape).
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut cum = 0;
+        let mut out = Vec::with_capacity(32);
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Ordering::Relaxed);
+            out.push(((1u64 << i) as f64 / 1e6, cum));
+        }
+        (
+            out,
+            self.count.load(Ordering::Relaxed),
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+
+    /// The `q` quantile (upper bound of its bucket), in seconds.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let (buckets, count, _) = self.snapshot();
+        if count == 0 {
+            return None;
+        }
+        let target = (q * count as f64).ceil().max(1.0) as u64;
+        buckets.iter().find(|(_, c)| *c >= target).map(|(b, _)| *b)
+    }
+}

@@ -1,0 +1,516 @@
+//! One table's column data: an immutable **stable** layer of Arrow chunks sorted by primary
+//! key, and a **delta** layer of versioned row changes newer than the stable layer.
+//!
+//! Reading at version `v` ([`ColumnTable::snapshot`]) takes, per key, the newest delta
+//! version `<= v` if there is one (a deletion hides the key), else the stable row. The stable
+//! layer holds each key's newest version `<= stable_version`, so a read needs
+//! `v >= stable_version`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use duet_rowstore::batch::{array_to_datums, datums_to_array, rows_to_batch, table_schema};
+use duet_rowstore::{Row, TableDef, TableDefRef};
+
+use crate::error::{Error, Result};
+
+/// Rows per stable chunk.
+pub const CHUNK_ROWS: usize = 65_536;
+
+/// A run of rows sorted by key, as Arrow arrays.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Encoded primary keys (memcomparable, so byte order is key order), ascending.
+    pub keys: BinaryArray,
+    /// The table's columns when the chunk was written (a later `ADD COLUMN` is filled in at
+    /// scan time from the column's `missing` value).
+    pub batch: RecordBatch,
+}
+
+impl Chunk {
+    pub fn rows(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn min_key(&self) -> &[u8] {
+        self.keys.value(0)
+    }
+    pub fn max_key(&self) -> &[u8] {
+        self.keys.value(self.keys.len() - 1)
+    }
+}
+
+/// The immutable layer.
+#[derive(Debug, Default)]
+pub struct Stable {
+    pub chunks: Vec<Arc<Chunk>>,
+    pub rows: usize,
+}
+
+/// Whether a table's column replica can serve reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplicaState {
+    /// The table has no column replica (`SET COLUMNAR REPLICA 0`).
+    Off,
+    /// Being built from a snapshot of the row data at `from`; progress 0..1.
+    Building {
+        from: u64,
+        progress: f64,
+    },
+    Available,
+}
+
+/// Versions of one key in the delta, oldest first; `None` is a deletion.
+type Versions = Vec<(u64, Option<Arc<Row>>)>;
+
+/// One table of the column replica.
+#[derive(Debug)]
+pub struct ColumnTable {
+    pub def: TableDefRef,
+    pub state: ReplicaState,
+    pub stable: Arc<Stable>,
+    pub stable_version: u64,
+    pub delta: BTreeMap<Vec<u8>, Versions>,
+    /// Number of versions in `delta`.
+    pub delta_versions: usize,
+}
+
+/// What a scan reads: the stable chunks and the delta resolved at the read version.
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    pub def: TableDefRef,
+    pub stable: Arc<Stable>,
+    /// Keys with a delta version `<= v`, ascending, and that version's row (`None`: deleted).
+    pub delta_keys: Arc<Vec<Vec<u8>>>,
+    pub delta_rows: Arc<Vec<Option<Arc<Row>>>>,
+}
+
+impl ColumnTable {
+    pub fn new(def: TableDefRef, state: ReplicaState, stable_version: u64) -> Self {
+        Self {
+            def,
+            state,
+            stable: Arc::new(Stable::default()),
+            stable_version,
+            delta: BTreeMap::new(),
+            delta_versions: 0,
+        }
+    }
+
+    /// Records the change of `key` at `version` (versions arrive in increasing order).
+    pub fn write(&mut self, key: Vec<u8>, version: u64, row: Option<Row>) {
+        self.delta
+            .entry(key)
+            .or_default()
+            .push((version, row.map(Arc::new)));
+        self.delta_versions += 1;
+    }
+
+    /// Live rows at the newest version (stable plus delta), for `duet.replicas`.
+    pub fn delta_rows(&self) -> usize {
+        self.delta_versions
+    }
+
+    /// The data a read at `version` sees. `None` if the stable layer is already past it.
+    pub fn snapshot(&self, version: u64) -> Option<TableSnapshot> {
+        if version < self.stable_version {
+            return None;
+        }
+        let mut keys = Vec::new();
+        let mut rows = Vec::new();
+        for (k, versions) in &self.delta {
+            // Versions are ascending: the last one <= version wins.
+            let newest = versions.iter().rev().find(|(v, _)| *v <= version);
+            if let Some((_, row)) = newest {
+                keys.push(k.clone());
+                rows.push(row.clone());
+            }
+        }
+        Some(TableSnapshot {
+            def: self.def.clone(),
+            stable: self.stable.clone(),
+            delta_keys: Arc::new(keys),
+            delta_rows: Arc::new(rows),
+        })
+    }
+
+    /// Drops the delta versions `<= upto` that a new stable layer (built at `upto`) now holds.
+    pub fn fold(&mut self, stable: Arc<Stable>, upto: u64) {
+        self.stable = stable;
+        self.stable_version = upto;
+        let mut removed = 0;
+        self.delta.retain(|_, versions| {
+            let before = versions.len();
+            versions.retain(|(v, _)| *v > upto);
+            removed += before - versions.len();
+            !versions.is_empty()
+        });
+        self.delta_versions -= removed;
+    }
+}
+
+/// Output column `c` of `chunk` for a table now defined as `def`.
+pub(crate) fn chunk_column(def: &TableDef, chunk: &Chunk, c: usize) -> Result<ArrayRef> {
+    if c < chunk.batch.num_columns() {
+        return Ok(chunk.batch.column(c).clone());
+    }
+    let missing = &def.columns[c].missing;
+    datums_to_array(
+        &def.columns[c].ty,
+        std::iter::repeat_n(missing, chunk.rows()),
+    )
+    .map_err(Error::from)
+}
+
+impl TableSnapshot {
+    /// Arrow schema of the projected columns.
+    pub fn schema(&self, projection: &[usize]) -> SchemaRef {
+        table_schema(&self.def, Some(projection))
+    }
+
+    /// Delta keys that fall inside `chunk`'s key range, as a range of indexes.
+    fn delta_range(&self, chunk: &Chunk) -> std::ops::Range<usize> {
+        let keys = &self.delta_keys;
+        let lo = keys.partition_point(|k| k.as_slice() < chunk.min_key());
+        let hi = keys.partition_point(|k| k.as_slice() <= chunk.max_key());
+        lo..hi
+    }
+
+    /// Chunk `i` at the read version, projected: the chunk as it is when no delta key falls
+    /// in its range, else filtered by a merge of its sorted keys with the delta's.
+    pub fn scan_chunk(&self, i: usize, projection: &[usize]) -> Result<RecordBatch> {
+        let chunk = &self.stable.chunks[i];
+        let columns = projection
+            .iter()
+            .map(|&c| chunk_column(&self.def, chunk, c))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new_with_options(
+            self.schema(projection),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(chunk.rows())),
+        )?;
+        let range = self.delta_range(chunk);
+        if range.is_empty() {
+            return Ok(batch);
+        }
+        let shadow = &self.delta_keys[range];
+        let mut keep = Vec::with_capacity(chunk.rows());
+        let mut d = 0;
+        for r in 0..chunk.rows() {
+            let k = chunk.keys.value(r);
+            while d < shadow.len() && shadow[d].as_slice() < k {
+                d += 1;
+            }
+            keep.push(!(d < shadow.len() && shadow[d].as_slice() == k));
+        }
+        Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
+    }
+
+    /// The delta's live rows at the read version, projected, in batches of `batch_rows`.
+    pub fn scan_delta(&self, projection: &[usize], batch_rows: usize) -> Result<Vec<RecordBatch>> {
+        let live: Vec<Row> = self
+            .delta_rows
+            .iter()
+            .filter_map(|r| r.as_ref().map(|r| self.fill(r)))
+            .collect();
+        live.chunks(batch_rows.max(1))
+            .map(|rows| rows_to_batch(&self.def, projection, rows).map_err(Error::from))
+            .collect()
+    }
+
+    /// A row written before a later `ADD COLUMN`, completed with the columns' `missing`.
+    fn fill(&self, row: &Row) -> Row {
+        let mut r = row.clone();
+        for c in r.len()..self.def.columns.len() {
+            r.push(self.def.columns[c].missing.clone());
+        }
+        r
+    }
+
+    /// Live rows at the read version: stable rows minus shadowed ones, plus delta rows.
+    pub fn live_rows(&self) -> usize {
+        let shadowed: usize = self
+            .stable
+            .chunks
+            .iter()
+            .map(|c| {
+                let r = self.delta_range(c);
+                let mut n = 0;
+                let mut d = r.start;
+                for i in 0..c.rows() {
+                    let k = c.keys.value(i);
+                    while d < r.end && self.delta_keys[d].as_slice() < k {
+                        d += 1;
+                    }
+                    if d < r.end && self.delta_keys[d].as_slice() == k {
+                        n += 1;
+                    }
+                }
+                n
+            })
+            .sum();
+        self.stable.rows - shadowed + self.delta_rows.iter().filter(|r| r.is_some()).count()
+    }
+}
+
+/// Decodes a chunk back into `(key, row)` pairs (rows completed to `def`'s width).
+fn chunk_rows(def: &TableDef, chunk: &Chunk) -> Result<Vec<(Vec<u8>, Row)>> {
+    let n = chunk.rows();
+    let mut rows: Vec<Row> = (0..n)
+        .map(|_| Vec::with_capacity(def.columns.len()))
+        .collect();
+    for c in 0..def.columns.len() {
+        let col = chunk_column(def, chunk, c)?;
+        let datums = array_to_datums(col.as_ref(), &def.columns[c].ty)?;
+        for (r, d) in rows.iter_mut().zip(datums) {
+            r.push(d);
+        }
+    }
+    Ok((0..n)
+        .map(|i| chunk.keys.value(i).to_vec())
+        .zip(rows)
+        .collect())
+}
+
+/// Builds chunks from rows sorted by key.
+pub fn chunks_from_rows(def: &TableDef, rows: &[(Vec<u8>, Row)]) -> Result<Vec<Arc<Chunk>>> {
+    let all: Vec<usize> = (0..def.columns.len()).collect();
+    rows.chunks(CHUNK_ROWS)
+        .map(|part| {
+            let keys = BinaryArray::from_iter_values(part.iter().map(|(k, _)| k.as_slice()));
+            let data: Vec<Row> = part.iter().map(|(_, r)| r.clone()).collect();
+            let batch = rows_to_batch(def, &all, &data)?;
+            Ok(Arc::new(Chunk { keys, batch }))
+        })
+        .collect()
+}
+
+/// A new stable layer: `stable` with the changes of `delta` (key-sorted, each key's newest
+/// version, `None` deleted) merged in. Chunks no change falls into are kept as they are;
+/// the others, and runs of new keys between chunks, are rewritten; a small trailing chunk is
+/// merged with what follows so appends do not leave many tiny chunks.
+pub fn merge(
+    def: &TableDef,
+    stable: &Stable,
+    delta: &[(Vec<u8>, Option<Arc<Row>>)],
+) -> Result<Stable> {
+    let mut out: Vec<Arc<Chunk>> = Vec::with_capacity(stable.chunks.len() + 1);
+    let mut pending: Vec<(Vec<u8>, Row)> = Vec::new();
+    let fill = |r: &Row| -> Row {
+        let mut r = r.clone();
+        for c in r.len()..def.columns.len() {
+            r.push(def.columns[c].missing.clone());
+        }
+        r
+    };
+    let flush = |out: &mut Vec<Arc<Chunk>>, pending: &mut Vec<(Vec<u8>, Row)>| -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if let Some(last) = out.last() {
+            if last.rows() < CHUNK_ROWS / 2 {
+                let last = out
+                    .pop()
+                    .ok_or_else(|| Error::Internal("no chunk".into()))?;
+                let mut rows = chunk_rows(def, &last)?;
+                rows.append(pending);
+                *pending = rows;
+            }
+        }
+        out.extend(chunks_from_rows(def, pending)?);
+        pending.clear();
+        Ok(())
+    };
+    let mut d = 0;
+    for chunk in &stable.chunks {
+        while d < delta.len() && delta[d].0.as_slice() < chunk.min_key() {
+            if let Some(r) = &delta[d].1 {
+                pending.push((delta[d].0.clone(), fill(r)));
+            }
+            d += 1;
+        }
+        let start = d;
+        while d < delta.len() && delta[d].0.as_slice() <= chunk.max_key() {
+            d += 1;
+        }
+        if start == d {
+            flush(&mut out, &mut pending)?;
+            out.push(chunk.clone());
+            continue;
+        }
+        let old = chunk_rows(def, chunk)?;
+        let changes = &delta[start..d];
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < changes.len() {
+            let take_old = j >= changes.len() || (i < old.len() && old[i].0 < changes[j].0);
+            if take_old {
+                pending.push(old[i].clone());
+                i += 1;
+                continue;
+            }
+            if i < old.len() && old[i].0 == changes[j].0 {
+                i += 1;
+            }
+            if let Some(r) = &changes[j].1 {
+                pending.push((changes[j].0.clone(), fill(r)));
+            }
+            j += 1;
+        }
+    }
+    for (k, r) in &delta[d..] {
+        if let Some(r) = r {
+            pending.push((k.clone(), fill(r)));
+        }
+    }
+    flush(&mut out, &mut pending)?;
+    let rows = out.iter().map(|c| c.rows()).sum();
+    Ok(Stable { chunks: out, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duet_rowstore::catalog::{ColumnDef, CATALOG_FORMAT};
+    use duet_rowstore::codec::memcmp::encode_tuple;
+    use duet_rowstore::{Datum, SqlType};
+
+    fn def() -> TableDef {
+        let col = |n: &str, ty| ColumnDef {
+            name: n.into(),
+            ty,
+            nullable: true,
+            default_expr: None,
+            missing: Datum::Null,
+        };
+        TableDef {
+            format: CATALOG_FORMAT,
+            id: 1,
+            name: "t".into(),
+            storage_id: 2,
+            columns: vec![col("k", SqlType::Int64), col("v", SqlType::Text)],
+            primary_key: vec![0],
+            pk_name: "t_pkey".into(),
+            indexes: vec![],
+            columnar: true,
+        }
+    }
+
+    fn key(i: i64) -> Vec<u8> {
+        encode_tuple(&[Datum::Int(i)])
+    }
+
+    fn row(i: i64, v: &str) -> Row {
+        vec![Datum::Int(i), Datum::Text(v.into())]
+    }
+
+    /// Every live row at `version`, sorted by key, via the scan path.
+    fn read(t: &ColumnTable, version: u64) -> Vec<(i64, String)> {
+        let snap = t.snapshot(version).expect("readable");
+        let proj = [0, 1];
+        let mut batches: Vec<RecordBatch> = (0..snap.stable.chunks.len())
+            .map(|i| snap.scan_chunk(i, &proj).unwrap())
+            .collect();
+        batches.extend(snap.scan_delta(&proj, 3).unwrap());
+        let mut out = Vec::new();
+        for b in batches {
+            let k = array_to_datums(b.column(0).as_ref(), &SqlType::Int64).unwrap();
+            let v = array_to_datums(b.column(1).as_ref(), &SqlType::Text).unwrap();
+            for (k, v) in k.into_iter().zip(v) {
+                match (k, v) {
+                    (Datum::Int(k), Datum::Text(v)) => out.push((k, v)),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        out.sort();
+        assert_eq!(snap.live_rows(), out.len());
+        out
+    }
+
+    #[test]
+    fn reads_see_the_newest_version_at_or_below_theirs_before_and_after_folding() {
+        let d = Arc::new(def());
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        for i in 0..10 {
+            t.write(key(i), 1, Some(row(i, "a")));
+        }
+        t.write(key(3), 2, Some(row(3, "b")));
+        t.write(key(4), 2, None);
+        t.write(key(20), 3, Some(row(20, "c")));
+        let at1: Vec<_> = (0..10).map(|i| (i, "a".to_string())).collect();
+        assert_eq!(read(&t, 1), at1);
+        let mut at3 = at1.clone();
+        at3[3].1 = "b".into();
+        at3.remove(4);
+        at3.push((20, "c".into()));
+        assert_eq!(read(&t, 3), at3);
+
+        // Fold versions <= 2 into the stable layer; reads at >= 2 are unchanged.
+        let snap = t.snapshot(2).unwrap();
+        let changes: Vec<_> = snap
+            .delta_keys
+            .iter()
+            .cloned()
+            .zip(snap.delta_rows.iter().cloned())
+            .collect();
+        let stable = merge(&d, &t.stable, &changes).unwrap();
+        t.fold(Arc::new(stable), 2);
+        assert_eq!(t.delta_versions, 1);
+        assert_eq!(read(&t, 3), at3);
+        assert!(t.snapshot(1).is_none(), "version 1 was folded away");
+
+        // Later changes land in the existing chunk's range: the chunk is filtered on read,
+        // then rewritten by the next fold.
+        t.write(key(0), 4, None);
+        t.write(key(5), 4, Some(row(5, "d")));
+        let mut at4 = at3.clone();
+        at4.remove(0);
+        at4.iter_mut().find(|r| r.0 == 5).unwrap().1 = "d".into();
+        assert_eq!(read(&t, 4), at4);
+        let snap = t.snapshot(4).unwrap();
+        let changes: Vec<_> = snap
+            .delta_keys
+            .iter()
+            .cloned()
+            .zip(snap.delta_rows.iter().cloned())
+            .collect();
+        let stable = merge(&d, &t.stable, &changes).unwrap();
+        t.fold(Arc::new(stable), 4);
+        assert_eq!(t.delta_versions, 0);
+        assert_eq!(read(&t, 4), at4);
+        assert_eq!(t.stable.rows, at4.len());
+    }
+
+    #[test]
+    fn added_columns_read_their_missing_value_from_old_chunks() {
+        let d = Arc::new(def());
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        t.write(key(1), 1, Some(row(1, "a")));
+        let snap = t.snapshot(1).unwrap();
+        let changes: Vec<_> = snap
+            .delta_keys
+            .iter()
+            .cloned()
+            .zip(snap.delta_rows.iter().cloned())
+            .collect();
+        t.fold(Arc::new(merge(&d, &t.stable, &changes).unwrap()), 1);
+        let mut d2 = def();
+        d2.columns.push(ColumnDef {
+            name: "x".into(),
+            ty: SqlType::Int32,
+            nullable: true,
+            default_expr: None,
+            missing: Datum::Int(7),
+        });
+        t.def = Arc::new(d2);
+        let snap = t.snapshot(1).unwrap();
+        let b = snap.scan_chunk(0, &[2]).unwrap();
+        assert_eq!(
+            array_to_datums(b.column(0).as_ref(), &SqlType::Int32).unwrap(),
+            vec![Datum::Int(7)]
+        );
+    }
+}

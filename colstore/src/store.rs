@@ -26,6 +26,8 @@ use crate::table::{chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, T
 /// Where a column replica is (re)built from: the row data at a version. In one process this
 /// is the row store itself; across machines it becomes a snapshot stream from a voter.
 pub trait RowSource: Send + Sync {
+    /// The oldest version a reader may still ask for (compaction keeps what is newer).
+    fn oldest_read_version(&self) -> u64;
     /// Waits until the source has applied `version`.
     fn wait_version(&self, version: u64, timeout: Duration) -> bool;
     /// Visits the rows of `def` at `version` in key order as (encoded key, row payload).
@@ -38,6 +40,10 @@ pub trait RowSource: Send + Sync {
 }
 
 impl RowSource for Store {
+    fn oldest_read_version(&self) -> u64 {
+        Store::oldest_read_version(self).get()
+    }
+
     fn wait_version(&self, version: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while self.current_version().get() < version {
@@ -503,7 +509,14 @@ impl ColumnStore {
     /// a checkpoint. Returns the checkpoint index.
     pub fn compact(&self) -> Result<u64> {
         let _one = self.compact_lock.lock();
-        let upto = self.applied();
+        // Fold no further than the oldest snapshot a reader holds (or may take next), so a
+        // running transaction can still read the column replica.
+        let oldest = self
+            .source
+            .read()
+            .as_ref()
+            .map_or(u64::MAX, |s| s.oldest_read_version());
+        let upto = self.applied().min(oldest);
         let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
         for t in tables {
             let (def, stable, changes) = {

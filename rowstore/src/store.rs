@@ -54,6 +54,8 @@ pub struct Store {
     /// Keys written by commits proposed but not yet applied (per-key latches).
     latches: Mutex<HashSet<Key>>,
     proposer: OnceLock<Proposer>,
+    /// Snapshots in use by open transactions and running scans: version → count.
+    pins: Mutex<BTreeMap<u64, usize>>,
     catalog: RwLock<Catalog>,
     next_id: AtomicU32,
     next_rowid: AtomicU64,
@@ -61,6 +63,30 @@ pub struct Store {
 
 /// Shared handle to the store.
 pub type StoreRef = Arc<Store>;
+
+/// A snapshot registered as in use (see [`Store::pin`]).
+pub struct SnapshotPin {
+    store: StoreRef,
+    version: Version,
+}
+
+impl SnapshotPin {
+    pub fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl Drop for SnapshotPin {
+    fn drop(&mut self) {
+        let mut pins = self.store.pins.lock();
+        if let Some(n) = pins.get_mut(&self.version.get()) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.version.get());
+            }
+        }
+    }
+}
 
 fn read_u64(engine: &KvEngineRef, name: &str) -> Result<Option<u64>> {
     match engine.get(&key::system_key(name))? {
@@ -96,6 +122,7 @@ impl Store {
             ddl_gate: RwLock::new(()),
             latches: Mutex::new(HashSet::new()),
             proposer: OnceLock::new(),
+            pins: Mutex::new(BTreeMap::new()),
             catalog: RwLock::new(Catalog::default()),
             next_id: AtomicU32::new(next_id),
             next_rowid: AtomicU64::new(next_rowid),
@@ -123,6 +150,28 @@ impl Store {
     /// The newest published version.
     pub fn current_version(&self) -> Version {
         Version::new(self.visible.load(Ordering::Acquire))
+    }
+
+    /// Registers a read at the current version until the returned pin is dropped.
+    pub fn pin(self: &Arc<Self>) -> SnapshotPin {
+        let mut pins = self.pins.lock();
+        let version = self.current_version();
+        *pins.entry(version.get()).or_default() += 1;
+        SnapshotPin {
+            store: self.clone(),
+            version,
+        }
+    }
+
+    /// The oldest version a reader may still ask for: the oldest pinned snapshot, or the
+    /// current version when none is. Anything that drops old versions (the column
+    /// replica's compaction) keeps what is newer than this.
+    pub fn oldest_read_version(&self) -> Version {
+        let pins = self.pins.lock();
+        match pins.keys().next() {
+            Some(v) => Version::new(*v),
+            None => self.current_version(),
+        }
     }
 
     /// Flushes the engine (clean shutdown).

@@ -9,7 +9,7 @@ use crate::codec::memcmp::{self, prefix_end};
 use crate::codec::row;
 use crate::error::{Error, Result};
 use crate::mvcc::Version;
-use crate::store::{PairVisitor, Store, StoreRef, WriteSet};
+use crate::store::{PairVisitor, SnapshotPin, Store, StoreRef, WriteSet};
 use crate::types::{Datum, Row};
 
 /// A consistent read position: a snapshot version plus the (frozen) writes of the
@@ -19,6 +19,8 @@ pub struct ReadView {
     store: StoreRef,
     snapshot: Version,
     writes: Arc<WriteSet>,
+    /// Keeps the snapshot registered as in use while any clone of the view lives.
+    _pin: Arc<SnapshotPin>,
 }
 
 /// A transaction (also used, one per statement, for autocommit). Reads go through its
@@ -187,11 +189,13 @@ impl ReadView {
 impl Transaction {
     /// Starts a transaction at the store's current version.
     pub fn begin(store: &StoreRef) -> Self {
+        let pin = store.pin();
         Self {
             view: ReadView {
-                snapshot: store.current_version(),
+                snapshot: pin.version(),
                 store: store.clone(),
                 writes: Arc::new(WriteSet::new()),
+                _pin: Arc::new(pin),
             },
         }
     }

@@ -173,6 +173,68 @@ impl Cluster {
         self.node.is_some()
     }
 
+    /// The running node's replicas.
+    pub fn node(&self) -> anyhow::Result<duet_sql::NodeRef> {
+        self.node
+            .as_ref()
+            .and_then(|n| n.server.as_ref())
+            .and_then(|s| s.node().cloned())
+            .ok_or_else(|| anyhow!("the node is not running"))
+    }
+
+    /// Pauses the learner's apply loop: it keeps receiving the log but applies nothing, so
+    /// the column replica falls behind on purpose.
+    pub fn pause_learner(&self) -> anyhow::Result<()> {
+        self.node()?.pause_learner(true);
+        Ok(())
+    }
+
+    /// Resumes the learner's apply loop.
+    pub fn resume_learner(&self) -> anyhow::Result<()> {
+        self.node()?.pause_learner(false);
+        Ok(())
+    }
+
+    /// Waits until the learner has applied `index` (false on timeout).
+    pub fn wait_learner(&self, index: u64, timeout: Duration) -> anyhow::Result<bool> {
+        let node = self.node()?;
+        Ok(node.wait_learner(index, timeout))
+    }
+
+    /// Waits until the learner has applied everything the leader has committed so far.
+    pub fn wait_learner_caught_up(&self, timeout: Duration) -> anyhow::Result<bool> {
+        let node = self.node()?;
+        let commit = node.voter().committed();
+        Ok(node.wait_learner(commit, timeout))
+    }
+
+    /// `(row replica, column replica)` applied Raft indexes (column is 0 while it is down).
+    pub fn applied_indexes(&self) -> anyhow::Result<(u64, u64)> {
+        let node = self.node()?;
+        Ok((node.voter().applied(), node.learner_status().applied))
+    }
+
+    /// Stops the learner alone, abruptly; the row replica keeps serving.
+    pub fn kill_learner(&self) -> anyhow::Result<()> {
+        self.node()?.stop_learner();
+        Ok(())
+    }
+
+    /// Starts the learner again (from its checkpoint and its own log).
+    pub fn start_learner(&self) -> anyhow::Result<()> {
+        self.node()?
+            .start_learner()
+            .map_err(|e| anyhow!(e.to_string()))
+    }
+
+    /// Compacts the leader's log; `force` compacts past a lagging learner, which will then
+    /// be caught up by a snapshot. Returns the log's new first index.
+    pub fn compact_log(&self, force: bool) -> anyhow::Result<u64> {
+        self.node()?
+            .compact_log(force)
+            .map_err(|e| anyhow!(e.to_string()))
+    }
+
     /// Where the SQL listener is.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -80,19 +80,18 @@ async fn child_server() {
     }
 }
 
-#[tokio::test]
-async fn kill_9_loses_no_acknowledged_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+/// Starts [`child_server`] on `data` in a child process; returns it and its SQL port.
+pub async fn spawn_child_server(data: &std::path::Path) -> (std::process::Child, u16) {
+    std::fs::create_dir_all(data).unwrap();
+    let port_file = data.join("port");
+    let _ = std::fs::remove_file(&port_file);
+    let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash::child_server", "--ignored", "--nocapture"])
-        .env("DUET_CHILD_DIR", &data)
+        .env("DUET_CHILD_DIR", data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let port_file = data.join("port");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !port_file.exists() {
         assert!(Instant::now() < deadline, "child server did not start");
@@ -104,6 +103,14 @@ async fn kill_9_loses_no_acknowledged_commit() {
         .trim()
         .parse()
         .unwrap();
+    (child, port)
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_acknowledged_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, port) = spawn_child_server(&data).await;
     let (c, conn) = tokio_postgres::connect(
         &format!("host=127.0.0.1 port={port} user=duet dbname=duetdb"),
         tokio_postgres::NoTls,

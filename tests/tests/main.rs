@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod replication;
 mod slt;
 mod txn;
 mod wire;

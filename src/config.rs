@@ -16,7 +16,11 @@ pub struct Cli {
     /// SQL listen address. Default: 127.0.0.1:5433
     #[arg(long)]
     pub listen: Option<String>,
-    /// TOML config file; its keys mirror these flags (data_dir, listen, log_level).
+    /// HTTP listen address (metrics, health, replica status), or "off". Default:
+    /// 127.0.0.1:8433
+    #[arg(long)]
+    pub http: Option<String>,
+    /// TOML config file; its keys mirror these flags (data_dir, listen, http, log_level).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Log filter (tracing's EnvFilter syntax). Default: info
@@ -35,6 +39,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// SQL listen address.
     pub listen: String,
+    /// HTTP listen address, or "off".
+    pub http: String,
     /// Log filter.
     pub log_level: String,
 }
@@ -44,6 +50,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./duet-data"),
             listen: "127.0.0.1:5433".into(),
+            http: "127.0.0.1:8433".into(),
             log_level: "info".into(),
         }
     }
@@ -67,6 +74,9 @@ impl Config {
         if let Some(l) = &cli.listen {
             config.listen = l.clone();
         }
+        if let Some(h) = &cli.http {
+            config.http = h.clone();
+        }
         if let Some(l) = &cli.log_level {
             config.log_level = l.clone();
         }
@@ -85,6 +95,11 @@ impl Config {
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen must be host:port, got {:?}", self.listen))?;
+        if self.http != "off" {
+            self.http
+                .parse::<std::net::SocketAddr>()
+                .with_context(|| format!("http must be host:port or off, got {:?}", self.http))?;
+        }
         anyhow::ensure!(
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"

@@ -30,16 +30,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .listen
         .parse()
         .with_context(|| format!("Invalid listen address {}", config.listen))?;
+    let http = match config.http.as_str() {
+        "off" => None,
+        addr => {
+            let addr = addr
+                .parse()
+                .with_context(|| format!("Invalid http address {addr}"))?;
+            Some(
+                duet_sql::HttpServer::start(node.clone(), addr)
+                    .await
+                    .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
+            )
+        }
+    };
     let server = duet_sql::Server::start(node, listen)
         .await
         .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "DuetDB {} listening on {} (data in {}); connect with: psql -h {} -p {} -U duet duetdb",
+            "DuetDB {} listening on {} (data in {}, metrics on {}); connect with: psql -h {} -p {} -U duet duetdb",
             env!("CARGO_PKG_VERSION"),
             server.local_addr(),
             config.data_dir.display(),
+            http.as_ref()
+                .map_or("off".to_string(), |h| format!("http://{}/metrics", h.local_addr())),
             server.local_addr().ip(),
             server.local_addr().port()
         );
@@ -47,6 +62,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
+    if let Some(h) = http {
+        h.shutdown().await;
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod keyrange;
 pub mod provider;
 pub mod routing;
 pub mod row_scan;
+pub mod sysviews;
 
 use std::sync::Arc;
 

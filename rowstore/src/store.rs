@@ -549,6 +549,26 @@ impl Store {
         })
     }
 
+    /// Adds (`true`) or removes the table's column replica. Returns false if it already was
+    /// so. The learner builds a new replica from the row data at this entry's version.
+    pub fn set_columnar(&self, table: &str, on: bool) -> Result<bool> {
+        self.ddl(|| {
+            let def = self
+                .table(table)
+                .ok_or_else(|| Error::TableNotFound(table.into()))?;
+            if def.columnar == on {
+                return Ok((Command::default(), false));
+            }
+            let mut new = (*def).clone();
+            new.columnar = on;
+            let cmd = Command {
+                writes: vec![Self::catalog_write(&new)?],
+                ..Default::default()
+            };
+            Ok((cmd, true))
+        })
+    }
+
     /// Adds a column; existing rows read `column.missing`.
     pub fn add_column(&self, table: &str, column: ColumnDef) -> Result<()> {
         self.ddl(|| self.add_column_cmd(table, column))

@@ -6,7 +6,7 @@ use duet_rowstore::catalog::CATALOG_FORMAT;
 use duet_rowstore::{ColumnDef, Datum, IndexDef, TableDef};
 use sqlparser::ast::{
     AlterTableOperation, ColumnDef as AstColumn, ColumnOption, CreateIndex, CreateTable, Expr,
-    IndexColumn, ObjectType, Statement, TableConstraint,
+    IndexColumn, ObjectType, SqlOption, Statement, TableConstraint,
 };
 
 use crate::error::{PgError, Result, SqlState};
@@ -333,9 +333,91 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
     Ok(Outcome::Command("CREATE INDEX".into()))
 }
 
+/// `ALTER TABLE t SET COLUMNAR REPLICA n` arrives as `SET (columnar_replica = n)` (see
+/// [`rewrite_columnar_replica`]).
+const COLUMNAR_OPTION: &str = "columnar_replica";
+
+/// Rewrites DuetDB's `SET COLUMNAR REPLICA <n>` into the PostgreSQL form
+/// `SET (columnar_replica = <n>)` so the stock parser reads it; other text is untouched.
+pub fn rewrite_columnar_replica(sql: &str) -> String {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.to_ascii_lowercase().contains("columnar") {
+        return sql.to_string();
+    }
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return sql.to_string();
+    };
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w) && x.quote_style.is_none());
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let mut replace: Vec<(usize, usize, String)> = Vec::new();
+    for w in significant.windows(4) {
+        let [a, b, c, d] = [w[0], w[1], w[2], w[3]];
+        if word(&tokens[a], "set") && word(&tokens[b], "columnar") && word(&tokens[c], "replica") {
+            if let Token::Number(n, _) = &tokens[d] {
+                replace.push((a, d, format!("SET ({COLUMNAR_OPTION} = {n})")));
+            }
+        }
+    }
+    if replace.is_empty() {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut i = 0;
+    for (from, to, text) in replace {
+        for t in &tokens[i..from] {
+            out.push_str(&t.to_string());
+        }
+        out.push_str(&text);
+        i = to + 1;
+    }
+    for t in &tokens[i..] {
+        out.push_str(&t.to_string());
+    }
+    out
+}
+
 async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> Result<()> {
     let store = session.shared.store.clone();
     match op {
+        AlterTableOperation::SetOptionsParens { options } => {
+            for o in options {
+                let SqlOption::KeyValue { key, value } = &o else {
+                    return Err(PgError::unsupported(format!("ALTER TABLE SET ({o})")));
+                };
+                if !key.value.eq_ignore_ascii_case(COLUMNAR_OPTION) {
+                    return Err(PgError::new(
+                        SqlState::InvalidParameterValue,
+                        format!("unrecognized parameter \"{}\"", key.value),
+                    ));
+                }
+                let on = match value
+                    .to_string()
+                    .trim_matches('\'')
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "1" | "true" | "on" => true,
+                    "0" | "false" | "off" => false,
+                    other => {
+                        return Err(PgError::new(
+                            SqlState::InvalidParameterValue,
+                            format!("invalid value for COLUMNAR REPLICA: {other} (use 0 or 1)"),
+                        ))
+                    }
+                };
+                session.table(table)?;
+                if !blocking(|| store.set_columnar(table, on))? {
+                    session.notices.push(format!(
+                        "table \"{table}\" {} a column replica",
+                        if on { "already has" } else { "has no" }
+                    ));
+                }
+            }
+            Ok(())
+        }
         AlterTableOperation::AddColumn {
             column_def,
             if_not_exists,

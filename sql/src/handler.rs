@@ -57,7 +57,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
         ));
     }
     PostgresCompatibilityParser::new()
-        .parse(sql)
+        .parse(&crate::ddl::rewrite_columnar_replica(sql))
         .map_err(PgError::from)
 }
 

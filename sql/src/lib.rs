@@ -14,6 +14,7 @@ pub mod ddl;
 pub mod dml;
 pub mod error;
 pub mod handler;
+pub mod http;
 pub mod ident;
 pub mod node;
 pub mod pgsemantics;
@@ -22,5 +23,6 @@ pub mod session;
 pub mod types;
 
 pub use error::{PgError, SqlState};
+pub use http::HttpServer;
 pub use node::{DuetNode, NodeRef};
 pub use server::Server;

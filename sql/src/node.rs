@@ -20,6 +20,7 @@ use duet_colstore::{
 };
 use duet_replication::{LocalTransport, Peer, PeerOptions, PeerStatus};
 use duet_router::routing::ColumnAccess;
+use duet_router::sysviews::{ReplicaInfo, ReplicaRow};
 use duet_rowstore::engine::rocks::RocksEngine;
 use duet_rowstore::{start_voter, voter_options, StoreRef};
 use parking_lot::Mutex;
@@ -230,6 +231,47 @@ impl DuetNode {
         self.voter
             .compact(force)
             .map_err(|e| fail("compact the raft log", &self.data_dir, e))
+    }
+}
+
+impl ReplicaInfo for DuetNode {
+    fn replica_rows(&self) -> Vec<ReplicaRow> {
+        let learner = self.learner_status();
+        let columns: std::collections::HashMap<String, duet_colstore::TableStatus> = self
+            .column_store()
+            .map(|c| {
+                c.status()
+                    .into_iter()
+                    .map(|s| (s.table.clone(), s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.store
+            .tables()
+            .iter()
+            .map(|def| {
+                let col = columns.get(&def.name);
+                let state = match (learner.running, def.columnar, col) {
+                    (false, _, _) => "down",
+                    (true, false, _) => "none",
+                    (true, true, Some(c)) => c.state,
+                    // Created after the learner's applied index: not there yet.
+                    (true, true, None) => "pending",
+                };
+                ReplicaRow {
+                    table_name: def.name.clone(),
+                    column_replica: def.columnar,
+                    state: state.to_string(),
+                    progress: col.map_or(0.0, |c| c.progress),
+                    applied_index: learner.applied,
+                    commit_index: learner.leader_commit,
+                    lag_entries: learner.lag_entries,
+                    lag_ms: learner.lag_ms,
+                    delta_rows: col.map_or(0, |c| c.delta_versions as u64),
+                    stable_rows: col.map_or(0, |c| c.stable_rows as u64),
+                }
+            })
+            .collect()
     }
 }
 

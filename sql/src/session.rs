@@ -215,8 +215,16 @@ impl Session {
         let dml: Arc<dyn SchemaProvider> =
             Arc::new(RowSchemaProvider::for_dml(shared.store.clone(), scan));
         let scratch = Arc::new(MemorySchemaProvider::new());
+        let mut listed = vec![("public".to_string(), public)];
+        if let Some(node) = &shared.node {
+            let info: Arc<dyn duet_router::sysviews::ReplicaInfo> = node.clone();
+            listed.push((
+                duet_router::sysviews::SystemSchema::NAME.to_string(),
+                Arc::new(duet_router::sysviews::SystemSchema::new(info)),
+            ));
+        }
         let catalog = DuetCatalog::new(
-            vec![("public".to_string(), public)],
+            listed,
             vec![
                 (DML_SCHEMA.to_string(), dml),
                 (

@@ -65,6 +65,7 @@ impl ClusterBuilder {
 struct Node {
     runtime: Runtime,
     server: Option<Server>,
+    http: Option<duet_sql::HttpServer>,
 }
 
 /// A running DuetDB deployment for tests.
@@ -88,11 +89,12 @@ impl Cluster {
             .enable_all()
             .build()?;
         match self.start_on(&runtime).await {
-            Ok(server) => {
+            Ok((server, http)) => {
                 self.addr = server.local_addr();
                 self.node = Some(Node {
                     runtime,
                     server: Some(server),
+                    http: Some(http),
                 });
                 Ok(())
             }
@@ -104,7 +106,7 @@ impl Cluster {
         }
     }
 
-    async fn start_on(&self, runtime: &Runtime) -> anyhow::Result<Server> {
+    async fn start_on(&self, runtime: &Runtime) -> anyhow::Result<(Server, duet_sql::HttpServer)> {
         // RocksDB's lock may outlive a killed node for a moment while its tasks are dropped.
         let deadline = Instant::now() + Duration::from_secs(10);
         let node = loop {
@@ -125,19 +127,33 @@ impl Cluster {
             }
         };
         let addr = self.addr;
-        runtime
+        let http_node = node.clone();
+        let http = runtime
+            .spawn(async move {
+                duet_sql::HttpServer::start(http_node, SocketAddr::from(([127, 0, 0, 1], 0))).await
+            })
+            .await
+            .context("HTTP task panicked")?
+            .context("Failed to start the HTTP listener")?;
+        let server = runtime
             .spawn(async move { Server::start(node, addr).await })
             .await
             .context("server task panicked")?
-            .with_context(|| format!("Failed to listen on {addr}"))
+            .with_context(|| format!("Failed to listen on {addr}"))?;
+        Ok((server, http))
     }
 
     /// Stops the node's runtime and waits (on a helper thread, so this may be called from
     /// async code) until every task is gone and the store is closed.
     fn stop_runtime(node: Node) {
-        let Node { runtime, server } = node;
+        let Node {
+            runtime,
+            server,
+            http,
+        } = node;
         let joined = std::thread::spawn(move || {
             runtime.shutdown_timeout(Duration::from_secs(10));
+            drop(http);
             drop(server);
         })
         .join();
@@ -171,6 +187,34 @@ impl Cluster {
     /// Whether the node is running.
     pub fn is_running(&self) -> bool {
         self.node.is_some()
+    }
+
+    /// Where the HTTP listener (metrics, health, replica status) is.
+    pub fn http_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.node
+            .as_ref()
+            .and_then(|n| n.http.as_ref())
+            .map(|h| h.local_addr())
+            .ok_or_else(|| anyhow!("the node is not running"))
+    }
+
+    /// `GET path` on the HTTP listener; returns the body (errors on a non-200 status).
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.http_addr()?;
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        Ok(body.to_string())
     }
 
     /// The running node's replicas.

@@ -484,3 +484,159 @@ async fn both_replicas_hold_exactly_the_acknowledged_writes_after_kill_9() {
         drop(cluster);
     }
 }
+
+/// A `duet.replicas` row of `table` as (state, progress, applied, commit, lag entries, lag ms,
+/// delta rows, stable rows).
+async fn replica_row(c: &Client, table: &str) -> Vec<Option<String>> {
+    let r = rows(
+        c,
+        &format!(
+            "SELECT column_replica, state, progress, applied_index, commit_index, lag_entries, \
+             lag_ms, delta_rows, stable_rows FROM duet.replicas WHERE table_name = '{table}'"
+        ),
+    )
+    .await;
+    assert_eq!(r.len(), 1, "{table} in duet.replicas: {r:?}");
+    r.into_iter().next().unwrap()
+}
+
+fn num(v: &Option<String>) -> f64 {
+    v.as_deref().unwrap().parse().unwrap()
+}
+
+/// The value of a Prometheus sample `name{labels}` in `text`.
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).map(str::trim))
+        .unwrap_or_else(|| panic!("{sample} not in metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replica_lag_and_progress_are_visible_in_sql_and_metrics() {
+    let cluster = ClusterBuilder::new("replicas-view").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE v (id int PRIMARY KEY, x int);
+         INSERT INTO v SELECT i, i * 2 FROM generate_series(1, 100) AS s(i);",
+    )
+    .await
+    .unwrap();
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    let r = replica_row(&c, "v").await;
+    assert_eq!(r[0].as_deref(), Some("t"));
+    assert_eq!(r[1].as_deref(), Some("available"));
+    assert_eq!(num(&r[2]), 1.0);
+    assert_eq!(num(&r[5]), 0.0, "no lag once caught up: {r:?}");
+    assert_eq!(
+        num(&r[7]) + num(&r[8]),
+        100.0,
+        "rows in delta + stable: {r:?}"
+    );
+
+    cluster.pause_learner().unwrap();
+    for i in 1..=20 {
+        c.execute("UPDATE v SET x = x + 1 WHERE id = $1", &[&i])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = replica_row(&c, "v").await;
+    assert!(num(&r[5]) >= 20.0, "lag in entries: {r:?}");
+    assert!(num(&r[6]) >= 50.0, "lag in ms: {r:?}");
+    assert!(num(&r[4]) - num(&r[3]) >= 20.0, "commit - applied: {r:?}");
+    let m = cluster.http_get("/metrics").await.unwrap();
+    assert!(metric(&m, "duet_learner_lag{unit=\"entries\"}") >= 20.0);
+    assert!(metric(&m, "duet_raft_index{kind=\"commit\",peer=\"voter\"}") >= num(&r[4]));
+    assert_eq!(
+        metric(&m, "duet_column_replica{figure=\"available\",table=\"v\"}"),
+        1.0
+    );
+    cluster.resume_learner().unwrap();
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    let m = cluster.http_get("/metrics").await.unwrap();
+    assert_eq!(metric(&m, "duet_learner_lag{unit=\"entries\"}"), 0.0);
+    assert!(metric(&m, "duet_learner_visibility_seconds_count") >= 20.0);
+    assert!(metric(&m, "duet_column_events_total{event=\"rows_applied\"}") >= 120.0);
+    let json = cluster.http_get("/api/replicas").await.unwrap();
+    assert!(json.contains("\"table_name\": \"v\""), "{json}");
+    assert_eq!(cluster.http_get("/health").await.unwrap(), "ok\n");
+}
+
+#[tokio::test]
+async fn column_replica_is_removed_and_rebuilt_online_while_writes_go_on() {
+    let cluster = ClusterBuilder::new("set-columnar").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO b SELECT i, 'v' || i FROM generate_series(1, 30000) AS s(i);",
+    )
+    .await
+    .unwrap();
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    c.batch_execute("ALTER TABLE b SET COLUMNAR REPLICA 0")
+        .await
+        .unwrap();
+    let r = replica_row(&c, "b").await;
+    assert_eq!(r[0].as_deref(), Some("f"));
+    let col = cluster.client().await.unwrap();
+    col.batch_execute("SET duet.engine = 'column'")
+        .await
+        .unwrap();
+    let plan = format!("{:?}", rows(&col, "EXPLAIN SELECT count(*) FROM b").await);
+    assert!(plan.contains("has no column replica"), "{plan}");
+    // Setting it again is a no-op with a notice, not an error.
+    c.batch_execute("ALTER TABLE b SET COLUMNAR REPLICA 0")
+        .await
+        .unwrap();
+    let bad = c
+        .batch_execute("ALTER TABLE b SET COLUMNAR REPLICA 7")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::sqlstate(&bad).as_deref(), Some("22023"));
+
+    // Rebuild while a writer keeps inserting and updating.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let w = cluster.client().await.unwrap();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut i = 100_000;
+            while !stop.load(Ordering::Relaxed) {
+                w.execute("INSERT INTO b VALUES ($1, 'w')", &[&i])
+                    .await
+                    .unwrap();
+                w.execute("UPDATE b SET v = 'u' WHERE id = $1", &[&(i - 99_000)])
+                    .await
+                    .unwrap();
+                i += 1;
+            }
+            i - 100_000
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.batch_execute("ALTER TABLE b SET COLUMNAR REPLICA 1")
+        .await
+        .unwrap();
+    let mut seen_states = BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = replica_row(&c, "b").await;
+        let state = r[1].clone().unwrap();
+        seen_states.insert(state.clone());
+        if state == "available" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never available: {r:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written > 0);
+    eprintln!("rebuild: states seen {seen_states:?}, {written} rows written meanwhile");
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    let content = same_content(&cluster, "b").await;
+    assert_eq!(content.len(), 30_000 + written as usize);
+}

@@ -1,0 +1,166 @@
+//! DuetDB's system views, in the `duet` schema: `duet.replicas` (per table: its column
+//! replica, state, build progress, the learner's applied index against the leader's commit
+//! index, lag, delta and stable sizes). Rows are computed when the view is scanned.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+/// One row of `duet.replicas`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaRow {
+    pub table_name: String,
+    pub column_replica: bool,
+    /// `available`, `building`, `none` (no column replica) or `down` (learner not running).
+    pub state: String,
+    pub progress: f64,
+    pub applied_index: u64,
+    pub commit_index: u64,
+    pub lag_entries: u64,
+    pub lag_ms: u64,
+    pub delta_rows: u64,
+    pub stable_rows: u64,
+}
+
+/// Where the rows come from (the process's replicas).
+pub trait ReplicaInfo: Send + Sync {
+    fn replica_rows(&self) -> Vec<ReplicaRow>;
+}
+
+fn replicas_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_replica", DataType::Boolean, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("progress", DataType::Float64, false),
+        Field::new("applied_index", DataType::Int64, false),
+        Field::new("commit_index", DataType::Int64, false),
+        Field::new("lag_entries", DataType::Int64, false),
+        Field::new("lag_ms", DataType::Int64, false),
+        Field::new("delta_rows", DataType::Int64, false),
+        Field::new("stable_rows", DataType::Int64, false),
+    ]))
+}
+
+/// The `duet.replicas` view.
+pub struct ReplicasView {
+    info: Arc<dyn ReplicaInfo>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for ReplicasView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("duet.replicas")
+    }
+}
+
+impl ReplicasView {
+    fn batch(&self) -> DfResult<RecordBatch> {
+        let rows = self.info.replica_rows();
+        let int = |f: fn(&ReplicaRow) -> u64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| f(r).min(i64::MAX as u64) as i64),
+            ))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.table_name.as_str()),
+            )),
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|r| r.column_replica).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.state.as_str()),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.progress),
+            )),
+            int(|r| r.applied_index),
+            int(|r| r.commit_index),
+            int(|r| r.lag_entries),
+            int(|r| r.lag_ms),
+            int(|r| r.delta_rows),
+            int(|r| r.stable_rows),
+        ];
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for ReplicasView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.batch()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// The `duet` schema.
+pub struct SystemSchema {
+    replicas: Arc<ReplicasView>,
+}
+
+impl fmt::Debug for SystemSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("duet schema")
+    }
+}
+
+impl SystemSchema {
+    /// The schema's name.
+    pub const NAME: &'static str = "duet";
+
+    pub fn new(info: Arc<dyn ReplicaInfo>) -> Self {
+        Self {
+            replicas: Arc::new(ReplicasView {
+                info,
+                schema: replicas_schema(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec!["replicas".into()]
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(match name {
+            "replicas" => Some(self.replicas.clone() as Arc<dyn TableProvider>),
+            _ => None,
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == "replicas"
+    }
+}

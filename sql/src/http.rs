@@ -1,0 +1,215 @@
+//! The HTTP listener (default `127.0.0.1:8433`): `GET /metrics` (Prometheus text format),
+//! `GET /health`, and `GET /api/replicas` (the rows of `duet.replicas` as JSON).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use duet_router::sysviews::ReplicaInfo;
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::node::NodeRef;
+
+/// A running HTTP listener.
+pub struct HttpServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `listen` and serves on the current runtime.
+    pub async fn start(node: NodeRef, listen: SocketAddr) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/health", get(|| async { "ok\n" }))
+            .route("/api/replicas", get(replicas))
+            .with_state(node);
+        let (tx, mut rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.changed().await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        });
+        Ok(HttpServer {
+            addr,
+            shutdown: tx,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn replicas(State(node): State<NodeRef>) -> impl IntoResponse {
+    let rows = node.replica_rows();
+    match serde_json::to_string_pretty(&rows) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        ),
+    }
+}
+
+async fn metrics(State(node): State<NodeRef>) -> impl IntoResponse {
+    match render_metrics(&node) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        ),
+    }
+}
+
+/// The node's figures in the Prometheus text format, gathered now.
+pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
+    let registry = Registry::new();
+    let raft = IntGaugeVec::new(
+        Opts::new("duet_raft_index", "Raft log indexes per peer"),
+        &["peer", "kind"],
+    )?;
+    let learner_lag = IntGaugeVec::new(
+        Opts::new(
+            "duet_learner_lag",
+            "How far the learner is behind the leader",
+        ),
+        &["unit"],
+    )?;
+    let table = GaugeVec::new(
+        Opts::new("duet_column_replica", "Per-table column replica figures"),
+        &["table", "figure"],
+    )?;
+    let counters = IntCounterVec::new(
+        Opts::new("duet_column_events_total", "Column replica events"),
+        &["event"],
+    )?;
+    let fallbacks = IntCounterVec::new(
+        Opts::new(
+            "duet_column_fallbacks_total",
+            "Scans that asked for the column replica and read the row replica",
+        ),
+        &["reason"],
+    )?;
+    registry.register(Box::new(raft.clone()))?;
+    registry.register(Box::new(learner_lag.clone()))?;
+    registry.register(Box::new(table.clone()))?;
+    registry.register(Box::new(counters.clone()))?;
+    registry.register(Box::new(fallbacks.clone()))?;
+
+    let voter = node.voter();
+    let as_i64 = |v: u64| v.min(i64::MAX as u64) as i64;
+    raft.with_label_values(&["voter", "commit"])
+        .set(as_i64(voter.committed()));
+    raft.with_label_values(&["voter", "applied"])
+        .set(as_i64(voter.applied()));
+    raft.with_label_values(&["voter", "first"])
+        .set(as_i64(voter.first_index()));
+    raft.with_label_values(&["voter", "last"])
+        .set(as_i64(voter.last_index()));
+    let l = node.learner_status();
+    raft.with_label_values(&["learner", "applied"])
+        .set(as_i64(l.applied));
+    learner_lag
+        .with_label_values(&["entries"])
+        .set(as_i64(l.lag_entries));
+    learner_lag
+        .with_label_values(&["milliseconds"])
+        .set(as_i64(l.lag_ms));
+    for r in node.replica_rows() {
+        let state = match r.state.as_str() {
+            "available" => 1.0,
+            "building" => 0.5,
+            _ => 0.0,
+        };
+        table
+            .with_label_values(&[r.table_name.as_str(), "available"])
+            .set(state);
+        table
+            .with_label_values(&[r.table_name.as_str(), "build_progress"])
+            .set(r.progress);
+        table
+            .with_label_values(&[r.table_name.as_str(), "delta_rows"])
+            .set(r.delta_rows as f64);
+        table
+            .with_label_values(&[r.table_name.as_str(), "stable_rows"])
+            .set(r.stable_rows as f64);
+    }
+    if let Some(cs) = node.column_store() {
+        let c = &cs.counters;
+        for (name, v) in [
+            ("rows_applied", c.rows_applied.load(Ordering::Relaxed)),
+            ("compactions", c.compactions.load(Ordering::Relaxed)),
+            ("checkpoints", c.checkpoints.load(Ordering::Relaxed)),
+            ("builds", c.builds.load(Ordering::Relaxed)),
+            (
+                "apply_microseconds",
+                c.apply_nanos.load(Ordering::Relaxed) / 1000,
+            ),
+        ] {
+            counters.with_label_values(&[name]).inc_by(v);
+        }
+    }
+    counters
+        .with_label_values(&["column_scans"])
+        .inc_by(node.columns().column_scans());
+    for (reason, n) in node.columns().fallbacks() {
+        fallbacks.with_label_values(&[reason]).inc_by(n);
+    }
+
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
+    let mut out = String::from_utf8_lossy(&buf).into_owned();
+    // Commit-to-learner visibility, already bucketed by the learner.
+    let (buckets, count, sum) = node.lag_histogram().snapshot();
+    out.push_str(
+        "# HELP duet_learner_visibility_seconds Time from commit on the leader to apply on the learner\n\
+         # TYPE duet_learner_visibility_seconds histogram\n",
+    );
+    for (le, c) in buckets {
+        let _ = writeln!(
+            out,
+            "duet_learner_visibility_seconds_bucket{{le=\"{le}\"}} {c}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "duet_learner_visibility_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(out, "duet_learner_visibility_seconds_sum {sum}");
+    let _ = writeln!(out, "duet_learner_visibility_seconds_count {count}");
+    Ok(out)
+}

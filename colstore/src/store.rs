@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::persist;
 use crate::table::{chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot};
 
+/// Visits `(encoded key, row payload)` pairs; returns `Ok(false)` to stop.
+pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// Where a column replica is (re)built from: the row data at a version. In one process this
 /// is the row store itself; across machines it becomes a snapshot stream from a voter.
 pub trait RowSource: Send + Sync {
@@ -31,12 +34,7 @@ pub trait RowSource: Send + Sync {
     /// Waits until the source has applied `version`.
     fn wait_version(&self, version: u64, timeout: Duration) -> bool;
     /// Visits the rows of `def` at `version` in key order as (encoded key, row payload).
-    fn scan_table(
-        &self,
-        def: &TableDef,
-        version: u64,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()>;
+    fn scan_table(&self, def: &TableDef, version: u64, f: &mut RowVisitor<'_>) -> Result<()>;
 }
 
 impl RowSource for Store {
@@ -55,12 +53,7 @@ impl RowSource for Store {
         true
     }
 
-    fn scan_table(
-        &self,
-        def: &TableDef,
-        version: u64,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn scan_table(&self, def: &TableDef, version: u64, f: &mut RowVisitor<'_>) -> Result<()> {
         let prefix = key::record_prefix(def.storage_id);
         let end = duet_rowstore::codec::memcmp::prefix_end(&prefix);
         let mut err = None;

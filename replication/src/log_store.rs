@@ -368,8 +368,10 @@ impl raft::Storage for LogStore {
             .build()
             .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(Error::Corrupt(e)))))?;
         tracing::info!(index, to, bytes = data.len(), "built a snapshot");
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

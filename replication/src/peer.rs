@@ -747,14 +747,17 @@ impl<S: StateMachine> Driver<S> {
 mod tests {
     use super::*;
 
+    /// What a recorder has seen: (index, payload).
+    type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
     /// Records what it applied; persists nothing unless `durable` is set by the test.
     struct Recorder {
         applied: u64,
-        seen: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+        seen: Seen,
     }
 
     impl Recorder {
-        fn new(applied: u64) -> (Self, Arc<Mutex<Vec<(u64, Vec<u8>)>>>) {
+        fn new(applied: u64) -> (Self, Seen) {
             let seen = Arc::new(Mutex::new(Vec::new()));
             (
                 Recorder {
@@ -766,7 +769,7 @@ mod tests {
         }
     }
 
-    struct Dump(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+    struct Dump(Seen);
 
     impl SnapshotSource for Dump {
         fn build(&self) -> std::result::Result<Vec<u8>, String> {

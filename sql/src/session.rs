@@ -15,7 +15,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DFStatement;
 use duet_router::provider::{DuetCatalog, RowSchemaProvider};
-use duet_router::routing::{ColumnAccess, Engine, RouteSlot};
+use duet_router::routing::{Engine, RouteSlot};
 use duet_router::{ScanContext, ViewSlot};
 use duet_rowstore::{StoreRef, Transaction};
 use sqlparser::ast::{Expr, Set, Statement, TransactionIsolationLevel, TransactionMode, Value};
@@ -207,7 +207,7 @@ impl Session {
                 .node
                 .as_ref()
                 .map(|n| n.columns().clone())
-                .unwrap_or_else(ColumnAccess::new),
+                .unwrap_or_default(),
         };
 
         let public: Arc<dyn SchemaProvider> =

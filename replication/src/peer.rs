@@ -64,34 +64,52 @@ pub trait SnapshotSource: Send + Sync {
     fn build(&self) -> std::result::Result<Vec<u8>, String>;
 }
 
-/// How a Raft message reaches another peer. Delivery is best effort: raft retries.
+/// How Raft messages travel between peers. Delivery is best effort: raft retries. A peer
+/// registers its [`Mailbox`] when it starts: a network transport delivers what arrives for
+/// that peer into it; [`LocalTransport`] hands messages over directly.
 pub trait Transport: Send + Sync + 'static {
+    /// Sends `msg` to peer `msg.to`.
     fn send(&self, msg: Message);
+    /// Peer `id` receives its messages through `mailbox` from now on.
+    fn register(&self, id: u64, mailbox: Mailbox);
+    /// Peer `id` stopped.
+    fn unregister(&self, id: u64);
+}
+
+/// Where a peer's incoming messages go.
+#[derive(Clone)]
+pub struct Mailbox(Sender<Event>);
+
+impl Mailbox {
+    /// Delivers `msg`; false if the peer has stopped.
+    pub fn deliver(&self, msg: Message) -> bool {
+        self.0.send(Event::Message(Box::new(msg))).is_ok()
+    }
 }
 
 /// The transport of the embedded deployment: every peer lives in this process.
 #[derive(Default)]
 pub struct LocalTransport {
-    mailboxes: RwLock<HashMap<u64, Sender<Event>>>,
+    mailboxes: RwLock<HashMap<u64, Mailbox>>,
 }
 
 impl LocalTransport {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
-    fn register(&self, id: u64, tx: Sender<Event>) {
-        self.mailboxes.write().insert(id, tx);
-    }
-    fn unregister(&self, id: u64) {
-        self.mailboxes.write().remove(&id);
-    }
 }
 
 impl Transport for LocalTransport {
     fn send(&self, msg: Message) {
-        if let Some(tx) = self.mailboxes.read().get(&msg.to) {
-            let _ = tx.send(Event::Message(Box::new(msg)));
+        if let Some(m) = self.mailboxes.read().get(&msg.to) {
+            m.deliver(msg);
         }
+    }
+    fn register(&self, id: u64, mailbox: Mailbox) {
+        self.mailboxes.write().insert(id, mailbox);
+    }
+    fn unregister(&self, id: u64) {
+        self.mailboxes.write().remove(&id);
     }
 }
 
@@ -316,7 +334,7 @@ pub struct Peer {
     tx: Sender<Event>,
     status: Arc<PeerStatus>,
     thread: Option<JoinHandle<()>>,
-    transport: Arc<LocalTransport>,
+    transport: Arc<dyn Transport>,
 }
 
 impl Peer {
@@ -326,7 +344,7 @@ impl Peer {
     pub fn start<S: StateMachine>(
         opts: PeerOptions,
         sm: S,
-        transport: Arc<LocalTransport>,
+        transport: Arc<dyn Transport>,
     ) -> Result<Peer> {
         let role = opts.role();
         let log = LogStore::open(&opts.dir)?;
@@ -359,7 +377,7 @@ impl Peer {
         let status = Arc::new(PeerStatus::new(opts.id, role));
         status.applied.store(sm.applied_index(), Ordering::Release);
         let (tx, rx) = mpsc::channel();
-        transport.register(opts.id, tx.clone());
+        transport.register(opts.id, Mailbox(tx.clone()));
         let driver = Driver {
             raw,
             log,
@@ -460,7 +478,7 @@ struct Driver<S: StateMachine> {
     sm: S,
     opts: PeerOptions,
     status: Arc<PeerStatus>,
-    transport: Arc<LocalTransport>,
+    transport: Arc<dyn Transport>,
     /// Proposals waiting for their entry to be applied: index → (term, reply).
     pending: BTreeMap<u64, (u64, SyncSender<Result<u64>>)>,
     /// Raft index applied (every entry, including empty and conf-change ones).

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use duet_replication::{LocalTransport, Peer, PeerOptions, SnapshotSource, StateMachine};
+use duet_replication::{Peer, PeerOptions, SnapshotSource, StateMachine, Transport};
 
 use crate::command::Command;
 use crate::engine::KvEngineRef;
@@ -68,7 +68,7 @@ impl StateMachine for RowStateMachine {
 pub fn start_voter(
     engine: KvEngineRef,
     opts: PeerOptions,
-    transport: Arc<LocalTransport>,
+    transport: Arc<dyn Transport>,
 ) -> Result<(StoreRef, Peer)> {
     let store = Store::open(engine)?;
     let peer = Peer::start(opts, RowStateMachine::new(store.clone()), transport)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use duet_colstore::{
     ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine,
 };
-use duet_replication::{LocalTransport, Peer, PeerOptions, PeerStatus};
+use duet_replication::{LocalTransport, Peer, PeerOptions, PeerStatus, Transport};
 use duet_router::routing::ColumnAccess;
 use duet_router::sysviews::{ReplicaInfo, ReplicaRow};
 use duet_rowstore::engine::rocks::RocksEngine;
@@ -45,7 +45,7 @@ pub struct DuetNode {
     columns: Arc<ColumnAccess>,
     lag: Arc<LagHistogram>,
     data_dir: PathBuf,
-    transport: Arc<LocalTransport>,
+    transport: Arc<dyn Transport>,
 }
 
 /// Shared handle.
@@ -74,7 +74,7 @@ impl DuetNode {
         std::fs::create_dir_all(data_dir).map_err(|e| fail("create the data dir", data_dir, e))?;
         let engine = RocksEngine::open(&data_dir.join("rowstore"))
             .map_err(|e| fail("open RocksDB", data_dir, e))?;
-        let transport = LocalTransport::new();
+        let transport: Arc<dyn Transport> = LocalTransport::new();
         let (store, voter) = start_voter(
             Arc::new(engine),
             voter_options(&Self::voter_dir(data_dir), vec![LEARNER_ID]),

@@ -743,19 +743,36 @@ impl StateMachine for LearnerStateMachine {
     }
 }
 
-/// Commit-to-learner-visibility latencies, in power-of-two microsecond buckets.
-#[derive(Debug, Default)]
+/// Commit-to-learner-visibility latencies in quarter-octave buckets (bucket `i` holds values
+/// up to 2^((i+1)/4) µs, so a quantile is known within ~19%), from 1 µs to ~17 minutes.
+#[derive(Debug)]
 pub struct LagHistogram {
-    buckets: [AtomicU64; 32],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum_micros: AtomicU64,
+}
+
+const LAG_BUCKETS: usize = 120;
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: (0..LAG_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
 }
 
 impl LagHistogram {
     pub fn record(&self, d: Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
-        let b = (64 - us.leading_zeros() as usize).min(31);
-        self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        let b = if us <= 1 {
+            0
+        } else {
+            ((4.0 * (us as f64).log2()).ceil() as usize).saturating_sub(1)
+        };
+        self.buckets[b.min(LAG_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(us, Ordering::Relaxed);
     }
@@ -764,10 +781,10 @@ impl LagHistogram {
     /// in seconds (Prometheus histogram shape).
     pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
         let mut cum = 0;
-        let mut out = Vec::with_capacity(32);
+        let mut out = Vec::with_capacity(LAG_BUCKETS);
         for (i, b) in self.buckets.iter().enumerate() {
             cum += b.load(Ordering::Relaxed);
-            out.push(((1u64 << i) as f64 / 1e6, cum));
+            out.push((2f64.powf((i + 1) as f64 / 4.0) / 1e6, cum));
         }
         (
             out,
@@ -784,5 +801,26 @@ impl LagHistogram {
         }
         let target = (q * count as f64).ceil().max(1.0) as u64;
         buckets.iter().find(|(_, c)| *c >= target).map(|(b, _)| *b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles_land_in_the_right_bucket() {
+        let h = LagHistogram::default();
+        for ms in 1..=100u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((0.050..0.050 * 1.2).contains(&p50), "p50 {p50}");
+        assert!((0.099..0.099 * 1.2).contains(&p99), "p99 {p99}");
+        let (buckets, count, sum) = h.snapshot();
+        assert_eq!(count, 100);
+        assert!((sum - 5.05).abs() < 1e-9);
+        assert_eq!(buckets.last().unwrap().1, 100);
     }
 }

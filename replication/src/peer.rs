@@ -609,6 +609,8 @@ impl<S: StateMachine> Driver<S> {
             self.log.append(rd.entries(), rd.hs(), self.opts.sync_log)?;
             self.send(rd.take_persisted_messages());
             let mut light = self.raw.advance(rd);
+            // Stamp the commit before anyone (the learner included) can hear of it.
+            self.status.record_commit(self.raw.raft.raft_log.committed);
             if let Some(commit) = light.commit_index() {
                 self.log.set_commit(commit)?;
             }

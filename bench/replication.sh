@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Replication lag and row→column conversion on a release build (fresh data dir):
+#
+# 1. Lag: pgbench inserts single rows at a fixed rate (RATE txn/s, default 5000) with 8
+#    clients for DURATION s (default 30); the learner records, for every entry it applies, the
+#    time since the leader committed it (`duet_learner_visibility_seconds` on /metrics). The
+#    script prints p50/p90/p99/max of that histogram (bucket upper bounds, ~19% resolution)
+#    and the achieved rate.
+# 2. Conversion: one transaction inserts BULK rows (default 1,000,000) in batches of 100,000
+#    via INSERT … SELECT generate_series; reports the learner's pure apply rate
+#    (rows_applied / apply time from /metrics) and the wall time from the last commit
+#    until the learner has applied it.
+#
+#   cargo build --release && bench/replication.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${RATE:-5000}
+DURATION=${DURATION:-30}
+BULK=${BULK:-1000000}
+BIN=${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}
+PORT=${DUET_PORT:-55433}
+HTTP=${DUET_HTTP:-127.0.0.1:58433}
+DATA=$(mktemp -d /var/tmp/duet-repl-XXXXXX)
+"$BIN" --data-dir "$DATA" --listen "127.0.0.1:$PORT" --http "$HTTP" --log-level warn >"$DATA/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
+for _ in $(seq 200); do
+  psql -h 127.0.0.1 -p "$PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+PSQL="psql -h 127.0.0.1 -p $PORT -U duet duetdb -Atq"
+metrics() { curl -s "http://$HTTP/metrics"; }
+quantiles() { # reads the histogram from stdin
+  awk '/^duet_learner_visibility_seconds_bucket/ {
+         match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5);
+         n++; bound[n] = le; cum[n] = $2 }
+       /^duet_learner_visibility_seconds_count/ { total = $2 }
+       END {
+         split("0.5 0.9 0.99 1.0", qs, " ");
+         for (i = 1; i <= 4; i++) {
+           target = qs[i] * total; if (target < 1) target = 1;
+           for (j = 1; j <= n; j++) if (cum[j] >= target) { printf "p%s=%.3f ms  ", qs[i] * 100, bound[j] * 1000; break }
+         }
+         printf "(n=%d)\n", total
+       }'
+}
+
+$PSQL -c "CREATE TABLE bench_kv (id bigint PRIMARY KEY, v text)"
+base=$(metrics | sed -n 's/^duet_learner_visibility_seconds_count //p')
+out=$(pgbench -h 127.0.0.1 -p "$PORT" -U duet duetdb -n -M prepared -f bench/commit_insert.sql \
+  -c 8 -j 2 -R "$RATE" -T "$DURATION" 2>&1)
+echo "$out" | grep -E "^(tps|latency average|number of failed)" || true
+echo "lag (commit on leader → applied on learner), all entries since start:"
+metrics | quantiles
+echo "learner lag now: $(metrics | grep '^duet_learner_lag' | tr '\n' ' ')"
+
+$PSQL -c "CREATE TABLE bulk (id bigint PRIMARY KEY, a int, b text, c double precision)"
+before_rows=$(metrics | sed -n 's/^duet_column_events_total{event="rows_applied"} //p')
+before_us=$(metrics | sed -n 's/^duet_column_events_total{event="apply_microseconds"} //p')
+start=$(date +%s.%N)
+for ((off = 0; off < BULK; off += 100000)); do
+  $PSQL -c "INSERT INTO bulk SELECT i, (i % 1000)::int, 'row ' || i, i * 0.5 FROM generate_series($off + 1, $off + 100000) AS s(i)"
+done
+committed=$(date +%s.%N)
+commit_index=$(metrics | sed -n 's/^duet_raft_index{kind="commit",peer="voter"} //p')
+while :; do
+  applied=$(metrics | sed -n 's/^duet_raft_index{kind="applied",peer="learner"} //p')
+  [ "${applied:-0}" -ge "$commit_index" ] && break
+  sleep 0.01
+done
+caught_up=$(date +%s.%N)
+after_rows=$(metrics | sed -n 's/^duet_column_events_total{event="rows_applied"} //p')
+after_us=$(metrics | sed -n 's/^duet_column_events_total{event="apply_microseconds"} //p')
+awk -v r0="$before_rows" -v r1="$after_rows" -v u0="$before_us" -v u1="$after_us" \
+    -v s="$start" -v c="$committed" -v e="$caught_up" -v n="$BULK" 'BEGIN {
+  printf "bulk: %d rows committed in %.2f s (%.0f rows/s through Raft + RocksDB)\n", n, c - s, n / (c - s);
+  printf "learner: %d rows converted in %.2f s of apply time = %.0f rows/s; caught up %.3f s after the last commit\n",
+    r1 - r0, (u1 - u0) / 1e6, (r1 - r0) / ((u1 - u0) / 1e6), e - c }'

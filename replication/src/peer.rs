@@ -339,8 +339,8 @@ pub struct Peer {
 
 impl Peer {
     /// Opens the log in `opts.dir`, starts the driver thread and registers the peer with
-    /// `transport`. A voter that is the only voter campaigns at once. Returns when entries
-    /// committed before a restart have been applied again (up to the persisted commit index).
+    /// `transport`. A voter that is the only voter campaigns at once. A voter returns when the
+    /// entries of its log from before the restart have been applied again.
     pub fn start<S: StateMachine>(
         opts: PeerOptions,
         sm: S,
@@ -357,6 +357,7 @@ impl Peer {
             log.set_snapshot_source(src);
         }
         let commit = log.hard_state().commit;
+        let last_at_open = log.last_index();
         let applied = sm.applied_index().min(commit);
         let cfg = Config {
             id: opts.id,
@@ -403,7 +404,11 @@ impl Peer {
             thread: Some(thread),
             transport,
         };
-        if role == Role::Voter && !peer.status.wait_applied(commit, Duration::from_secs(600)) {
+        // A single voter commits its whole log once it leads again, including entries whose
+        // commit index was not yet persisted: wait for all of them, so no reader can see a
+        // state older than an acknowledged commit.
+        let replay_to = if single_voter { last_at_open } else { commit };
+        if role == Role::Voter && !peer.status.wait_applied(replay_to, Duration::from_secs(600)) {
             return Err(peer.stop_with_failure());
         }
         Ok(peer)

@@ -408,7 +408,11 @@ impl Peer {
         // commit index was not yet persisted: wait for all of them, so no reader can see a
         // state older than an acknowledged commit.
         let replay_to = if single_voter { last_at_open } else { commit };
-        if role == Role::Voter && !peer.status.wait_applied(replay_to, Duration::from_secs(600)) {
+        if role == Role::Voter
+            && !peer
+                .status
+                .wait_applied(replay_to, Duration::from_secs(600))
+        {
             return Err(peer.stop_with_failure());
         }
         Ok(peer)

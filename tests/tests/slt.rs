@@ -69,15 +69,26 @@ async fn connect(conn_str: &str) -> Result<Pg, tokio_postgres::Error> {
     Ok(Pg { client })
 }
 
-async fn run_file(conn_str: String, path: &PathBuf) {
+/// Runs `path` on fresh connections; `init` is sent first on each (e.g. to pick a replica).
+async fn run_file_with(conn_str: String, path: &PathBuf, init: Option<&'static str>) {
     let mut runner = sqllogictest::Runner::new(move || {
         let s = conn_str.clone();
-        async move { connect(&s).await }
+        async move {
+            let db = connect(&s).await?;
+            if let Some(sql) = init {
+                db.client.batch_execute(sql).await?;
+            }
+            Ok(db)
+        }
     });
     runner.with_column_validator(|_, _| true);
     if let Err(e) = runner.run_file_async(path).await {
-        panic!("{}", e.display(true));
+        panic!("{}{}", init.unwrap_or(""), e.display(true));
     }
+}
+
+async fn run_file(conn_str: String, path: &PathBuf) {
+    run_file_with(conn_str, path, None).await
 }
 
 async fn check(name: &str) {
@@ -114,6 +125,30 @@ async fn check(name: &str) {
         .await
         .unwrap();
     run_file(cluster.connection_string(), &path).await;
+    // Again on a fresh node, every scan forced to the column replica: same answers.
+    let cluster = ClusterBuilder::new(format!("slt-{name}-column"))
+        .build()
+        .await
+        .unwrap();
+    run_file_with(
+        cluster.connection_string(),
+        &path,
+        Some("SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s'"),
+    )
+    .await;
+    let columns = cluster.node().unwrap().columns().clone();
+    let fallbacks = columns.fallbacks();
+    eprintln!(
+        "slt {name} on the column replica: {} column scans, fallbacks {fallbacks:?}",
+        columns.column_scans()
+    );
+    // Only reads inside transactions that have written may use the row replica.
+    assert!(
+        fallbacks
+            .iter()
+            .all(|(why, _)| *why == "uncommitted_writes"),
+        "{fallbacks:?}"
+    );
 }
 
 macro_rules! slt_tests {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Replication lag and row→column conversion on a release build (fresh data dir):
 #
-# 1. Lag: pgbench inserts single rows at a fixed rate (RATE txn/s, default 5000) with 8
-#    clients for DURATION s (default 30); the learner records, for every entry it applies, the
+# 1. Lag: pgbench inserts 10-row transactions (bench/lag_insert.sql) at a fixed rate (ROWS
+#    rows/s, default 5000, i.e. ROWS/10 transactions/s) with 8 clients for DURATION s
+#    (default 30); the learner records, for every entry it applies, the
 #    time since the leader committed it (`duet_learner_visibility_seconds` on /metrics). The
 #    script prints p50/p90/p99/max of that histogram (bucket upper bounds, ~19% resolution)
 #    and the achieved rate.
@@ -14,7 +15,7 @@
 #   cargo build --release && bench/replication.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RATE=${RATE:-5000}
+ROWS=${ROWS:-5000}
 DURATION=${DURATION:-30}
 BULK=${BULK:-1000000}
 BIN=${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}
@@ -47,9 +48,10 @@ quantiles() { # reads the histogram from stdin
 
 $PSQL -c "CREATE TABLE bench_kv (id bigint PRIMARY KEY, v text)"
 base=$(metrics | sed -n 's/^duet_learner_visibility_seconds_count //p')
-out=$(pgbench -h 127.0.0.1 -p "$PORT" -U duet duetdb -n -M prepared -f bench/commit_insert.sql \
-  -c 8 -j 2 -R "$RATE" -T "$DURATION" 2>&1)
-echo "$out" | grep -E "^(tps|latency average|number of failed)" || true
+out=$(pgbench -h 127.0.0.1 -p "$PORT" -U duet duetdb -n -M prepared -f bench/lag_insert.sql \
+  -c 8 -j 2 -R "$((ROWS / 10))" -T "$DURATION" 2>&1)
+echo "$out" | grep -E "^(tps|latency average|latency stddev|rate limit schedule lag|number of failed)" || true
+echo "rows in bench_kv: $($PSQL -c 'SELECT count(*) FROM bench_kv')"
 echo "lag (commit on leader → applied on learner), all entries since start:"
 metrics | quantiles
 echo "learner lag now: $(metrics | grep '^duet_learner_lag' | tr '\n' ' ')"

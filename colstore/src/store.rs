@@ -117,6 +117,9 @@ pub struct ColumnCounters {
     /// Time spent applying entries, in nanoseconds.
     pub apply_nanos: AtomicU64,
     pub compactions: AtomicU64,
+    /// Time spent folding deltas into stable chunks, in nanoseconds, and versions folded.
+    pub compact_nanos: AtomicU64,
+    pub versions_folded: AtomicU64,
     pub checkpoints: AtomicU64,
     pub builds: AtomicU64,
 }
@@ -502,6 +505,8 @@ impl ColumnStore {
     /// a checkpoint. Returns the checkpoint index.
     pub fn compact(&self) -> Result<u64> {
         let _one = self.compact_lock.lock();
+        let started = Instant::now();
+        let mut folded = 0u64;
         // Fold no further than the oldest snapshot a reader holds (or may take next), so a
         // running transaction can still read the column replica.
         let oldest = self
@@ -537,11 +542,19 @@ impl ColumnStore {
                 && g.def.storage_id == def.storage_id
                 && g.state == ReplicaState::Available
             {
+                let before = g.delta_versions;
                 g.fold(merged, upto);
+                folded += (before - g.delta_versions) as u64;
             }
         }
         *self.last_fold.lock() = Instant::now();
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .versions_folded
+            .fetch_add(folded, Ordering::Relaxed);
+        self.counters
+            .compact_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.checkpoint_now(upto)?;
         Ok(upto)
     }

@@ -167,6 +167,10 @@ pub struct PeerStatus {
     first_index: AtomicU64,
     last_index: AtomicU64,
     snapshots_restored: AtomicU64,
+    /// raft-engine writes of entries, and entries written (their ratio is the group-commit
+    /// batch size).
+    log_writes: AtomicU64,
+    entries_written: AtomicU64,
     leader: AtomicBool,
     paused: AtomicBool,
     running: AtomicBool,
@@ -187,6 +191,8 @@ impl PeerStatus {
             first_index: AtomicU64::new(0),
             last_index: AtomicU64::new(0),
             snapshots_restored: AtomicU64::new(0),
+            log_writes: AtomicU64::new(0),
+            entries_written: AtomicU64::new(0),
             leader: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             running: AtomicBool::new(true),
@@ -215,6 +221,13 @@ impl PeerStatus {
     /// How many snapshots this peer has restored from.
     pub fn snapshots_restored(&self) -> u64 {
         self.snapshots_restored.load(Ordering::Acquire)
+    }
+    /// Log writes that carried entries, and the entries they carried.
+    pub fn log_writes(&self) -> (u64, u64) {
+        (
+            self.log_writes.load(Ordering::Relaxed),
+            self.entries_written.load(Ordering::Relaxed),
+        )
     }
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
@@ -616,6 +629,12 @@ impl<S: StateMachine> Driver<S> {
             let committed = rd.take_committed_entries();
             self.apply_entries(committed)?;
             self.log.append(rd.entries(), rd.hs(), self.opts.sync_log)?;
+            if !rd.entries().is_empty() {
+                self.status.log_writes.fetch_add(1, Ordering::Relaxed);
+                self.status
+                    .entries_written
+                    .fetch_add(rd.entries().len() as u64, Ordering::Relaxed);
+            }
             self.send(rd.take_persisted_messages());
             let mut light = self.raw.advance(rd);
             // Stamp the commit before anyone (the learner included) can hear of it.

@@ -124,7 +124,15 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
         ),
         &["reason"],
     )?;
+    let raft_events = IntCounterVec::new(
+        Opts::new(
+            "duet_raft_events_total",
+            "Raft log writes and the entries they carried (entries / writes = group-commit batch)",
+        ),
+        &["peer", "event"],
+    )?;
     registry.register(Box::new(raft.clone()))?;
+    registry.register(Box::new(raft_events.clone()))?;
     registry.register(Box::new(learner_lag.clone()))?;
     registry.register(Box::new(table.clone()))?;
     registry.register(Box::new(counters.clone()))?;
@@ -140,6 +148,13 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
         .set(as_i64(voter.first_index()));
     raft.with_label_values(&["voter", "last"])
         .set(as_i64(voter.last_index()));
+    let (writes, entries) = voter.log_writes();
+    raft_events
+        .with_label_values(&["voter", "log_writes"])
+        .inc_by(writes);
+    raft_events
+        .with_label_values(&["voter", "entries_written"])
+        .inc_by(entries);
     let l = node.learner_status();
     raft.with_label_values(&["learner", "applied"])
         .set(as_i64(l.applied));
@@ -178,6 +193,11 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
             (
                 "apply_microseconds",
                 c.apply_nanos.load(Ordering::Relaxed) / 1000,
+            ),
+            ("versions_folded", c.versions_folded.load(Ordering::Relaxed)),
+            (
+                "compact_microseconds",
+                c.compact_nanos.load(Ordering::Relaxed) / 1000,
             ),
         ] {
             counters.with_label_values(&[name]).inc_by(v);

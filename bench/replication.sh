@@ -71,6 +71,17 @@ while :; do
   sleep 0.01
 done
 caught_up=$(date +%s.%N)
+# Background compaction folds the delta into Arrow stable chunks (every 5 s or 200,000 versions).
+folded0=$(metrics | sed -n 's/^duet_column_events_total{event="versions_folded"} //p')
+for _ in $(seq 600); do
+  folded=$(metrics | sed -n 's/^duet_column_events_total{event="versions_folded"} //p')
+  delta=$($PSQL -c "SELECT delta_rows FROM duet.replicas WHERE table_name = 'bulk'")
+  [ "${delta:-1}" -eq 0 ] && break
+  sleep 0.1
+done
+compact_us=$(metrics | sed -n 's/^duet_column_events_total{event="compact_microseconds"} //p')
+folded=$(metrics | sed -n 's/^duet_column_events_total{event="versions_folded"} //p')
+echo "compaction since start: $folded versions folded into stable chunks in $((compact_us / 1000)) ms ($(awk -v f="$folded" -v u="$compact_us" 'BEGIN { printf "%.0f", f / (u / 1e6) }') versions/s, checkpoint included); stable rows of bulk: $($PSQL -c "SELECT stable_rows FROM duet.replicas WHERE table_name = 'bulk'")"
 after_rows=$(metrics | sed -n 's/^duet_column_events_total{event="rows_applied"} //p')
 after_us=$(metrics | sed -n 's/^duet_column_events_total{event="apply_microseconds"} //p')
 awk -v r0="$before_rows" -v r1="$after_rows" -v u0="$before_us" -v u1="$after_us" \

@@ -137,7 +137,7 @@ fn read_stable(path: &Path, def: &TableDef) -> Result<Stable> {
         }
         rows += keys.len();
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
-        chunks.push(Arc::new(Chunk { keys, batch }));
+        chunks.push(Arc::new(Chunk::new(keys, batch)?));
     }
     Ok(Stable { chunks, rows })
 }

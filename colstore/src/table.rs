@@ -13,6 +13,9 @@ use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::Accumulator;
 use duet_rowstore::batch::{array_to_datums, datums_to_array, rows_to_batch, table_schema};
 use duet_rowstore::{Row, TableDef, TableDefRef};
 
@@ -20,6 +23,15 @@ use crate::error::{Error, Result};
 
 /// Rows per stable chunk.
 pub const CHUNK_ROWS: usize = 65_536;
+
+/// A column's value range within one chunk (a zone map entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnRange {
+    /// Smallest and largest non-null value (null scalars when the column is all NULL).
+    pub min: ScalarValue,
+    pub max: ScalarValue,
+    pub nulls: usize,
+}
 
 /// A run of rows sorted by key, as Arrow arrays.
 #[derive(Debug)]
@@ -29,9 +41,34 @@ pub struct Chunk {
     /// The table's columns when the chunk was written (a later `ADD COLUMN` is filled in at
     /// scan time from the column's `missing` value).
     pub batch: RecordBatch,
+    /// Per column of `batch`: its min/max in this chunk, for pruning scans (issue #4).
+    pub zone: Vec<ColumnRange>,
 }
 
 impl Chunk {
+    /// A chunk with its zone map computed.
+    pub fn new(keys: BinaryArray, batch: RecordBatch) -> Result<Chunk> {
+        let zone = batch
+            .columns()
+            .iter()
+            .map(|col| {
+                let mut lo = MinAccumulator::try_new(col.data_type())
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let mut hi = MaxAccumulator::try_new(col.data_type())
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                lo.update_batch(std::slice::from_ref(col))
+                    .and_then(|_| hi.update_batch(std::slice::from_ref(col)))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                Ok(ColumnRange {
+                    min: lo.evaluate().map_err(|e| Error::Internal(e.to_string()))?,
+                    max: hi.evaluate().map_err(|e| Error::Internal(e.to_string()))?,
+                    nulls: col.null_count(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Chunk { keys, batch, zone })
+    }
+
     pub fn rows(&self) -> usize {
         self.keys.len()
     }
@@ -283,7 +320,7 @@ pub fn chunks_from_rows(def: &TableDef, rows: &[(Vec<u8>, Row)]) -> Result<Vec<A
             let keys = BinaryArray::from_iter_values(part.iter().map(|(k, _)| k.as_slice()));
             let data: Vec<Row> = part.iter().map(|(_, r)| r.clone()).collect();
             let batch = rows_to_batch(def, &all, &data)?;
-            Ok(Arc::new(Chunk { keys, batch }))
+            Ok(Arc::new(Chunk::new(keys, batch)?))
         })
         .collect()
 }
@@ -482,6 +519,13 @@ mod tests {
         assert_eq!(t.delta_versions, 0);
         assert_eq!(read(&t, 4), at4);
         assert_eq!(t.stable.rows, at4.len());
+        // Each chunk knows its columns' ranges.
+        let zone = &t.stable.chunks[0].zone;
+        assert_eq!(zone[0].min, ScalarValue::Int64(Some(1)));
+        assert_eq!(zone[0].max, ScalarValue::Int64(Some(20)));
+        assert_eq!(zone[1].min, ScalarValue::Utf8(Some("a".into())));
+        assert_eq!(zone[1].max, ScalarValue::Utf8(Some("d".into())));
+        assert_eq!(zone[1].nulls, 0);
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct PeerOptions {
     pub tick: Duration,
     /// Compact the log once this many entries are applied everywhere.
     pub compact_every: u64,
+    /// A leader keeps at most this many entries for a replica that is behind (down, or too
+    /// slow); past that it compacts anyway and the replica is caught up by a snapshot.
+    pub max_log_behind: u64,
 }
 
 impl PeerOptions {
@@ -147,6 +150,7 @@ impl PeerOptions {
             sync_log: true,
             tick: Duration::from_millis(100),
             compact_every: 10_000,
+            max_log_behind: 1_000_000,
         }
     }
     fn role(&self) -> Role {
@@ -787,7 +791,16 @@ impl<S: StateMachine> Driver<S> {
             return Ok(());
         }
         self.last_compact_check = self.applied;
-        self.compact(false).map(|_| ())
+        let first = self.compact(false)?;
+        if self.applied.saturating_sub(first) > self.opts.max_log_behind {
+            tracing::warn!(
+                peer = self.opts.id,
+                kept = self.applied - first,
+                "a replica is too far behind: compacting past it (it will need a snapshot)"
+            );
+            self.compact(true)?;
+        }
+        Ok(())
     }
 }
 
@@ -997,6 +1010,37 @@ mod tests {
         assert!(l
             .status()
             .wait_applied(*after.last().unwrap(), Duration::from_secs(10)));
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+    }
+
+    #[test]
+    fn a_leader_does_not_keep_an_unbounded_log_for_a_replica_that_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, vseen) = Recorder::new(0);
+        let mut vo = voter(dir.path(), vec![2]);
+        vo.compact_every = 10;
+        vo.max_log_behind = 30;
+        let v = Peer::start(vo, sm, t.clone()).unwrap();
+        let (lsm, _) = Recorder::new(0);
+        let mut l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+        let first = propose_concurrently(&v.proposer(), 1, 5, "p");
+        assert!(l
+            .status()
+            .wait_applied(*first.last().unwrap(), Duration::from_secs(10)));
+        l.shutdown();
+        drop(l);
+        let more = propose_concurrently(&v.proposer(), 2, 50, "q");
+        let last = *more.last().unwrap();
+        assert!(
+            v.status().first_index() > *first.last().unwrap() + 1,
+            "the log was kept for the learner: first index {}",
+            v.status().first_index()
+        );
+        let (lsm, lseen) = Recorder::new(0);
+        let l = Peer::start(learner(dir.path()), lsm, t).unwrap();
+        assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(l.status().snapshots_restored(), 1);
         assert_eq!(payloads(&lseen), payloads(&vseen));
     }
 }

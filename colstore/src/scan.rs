@@ -139,32 +139,13 @@ impl ExecutionPlan for ColumnScanExec {
             },
             delta_started: false,
             remaining: self.limit,
-            metrics: BaselineMetrics::new(&self.metrics, partition),
         };
-        let stream = futures::stream::unfold(state, |mut st| async move {
-            let timer = st.metrics.elapsed_compute().clone();
-            let t = timer.timer();
-            let next = st.next();
-            t.done();
-            match next {
-                Ok(Some(b)) => {
-                    st.metrics.record_output(b.num_rows());
-                    Some((Ok(b), st))
-                }
-                Ok(None) => {
-                    st.metrics.done();
-                    None
-                }
-                Err(e) => {
-                    st.remaining = Some(0);
-                    Some((Err(e), st))
-                }
-            }
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
+        Ok(batch_stream(
             self.schema.clone(),
-            stream,
-        )))
+            state,
+            BaselineMetrics::new(&self.metrics, partition),
+            State::next,
+        ))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -180,7 +161,39 @@ struct State {
     delta: Option<Vec<RecordBatch>>,
     delta_started: bool,
     remaining: Option<usize>,
+}
+
+/// The stream of a leaf plan: calls `next` on `state` until it returns `None` or an error
+/// (which ends the stream), timing each call as the plan's compute time and counting rows.
+pub fn batch_stream<S: Send + 'static>(
+    schema: SchemaRef,
+    state: S,
     metrics: BaselineMetrics,
+    next: fn(&mut S) -> DfResult<Option<RecordBatch>>,
+) -> SendableRecordBatchStream {
+    let stream = futures::stream::unfold(
+        (state, metrics, false),
+        move |(mut st, metrics, done)| async move {
+            if done {
+                return None;
+            }
+            let timer = metrics.elapsed_compute().timer();
+            let out = next(&mut st);
+            timer.done();
+            match out {
+                Ok(Some(b)) => {
+                    metrics.record_output(b.num_rows());
+                    Some((Ok(b), (st, metrics, false)))
+                }
+                Ok(None) => {
+                    metrics.done();
+                    None
+                }
+                Err(e) => Some((Err(e), (st, metrics, true))),
+            }
+        },
+    );
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 
 fn col_err(e: crate::Error) -> DataFusionError {

@@ -525,13 +525,7 @@ impl ColumnStore {
                 let Some(snap) = g.snapshot(upto) else {
                     continue;
                 };
-                let changes: Vec<_> = snap
-                    .delta_keys
-                    .iter()
-                    .cloned()
-                    .zip(snap.delta_rows.iter().cloned())
-                    .collect();
-                (g.def.clone(), g.stable.clone(), changes)
+                (g.def.clone(), g.stable.clone(), snap.changes())
             };
             if changes.is_empty() {
                 continue;

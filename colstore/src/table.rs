@@ -267,6 +267,15 @@ impl TableSnapshot {
         r
     }
 
+    /// The delta at the read version as `(key, newest row or None if deleted)`, key order.
+    pub fn changes(&self) -> Vec<(Vec<u8>, Option<Arc<Row>>)> {
+        self.delta_keys
+            .iter()
+            .cloned()
+            .zip(self.delta_rows.iter().cloned())
+            .collect()
+    }
+
     /// Live rows at the read version: stable rows minus shadowed ones, plus delta rows.
     pub fn live_rows(&self) -> usize {
         let shadowed: usize = self
@@ -486,13 +495,7 @@ mod tests {
         assert_eq!(read(&t, 3), at3);
 
         // Fold versions <= 2 into the stable layer; reads at >= 2 are unchanged.
-        let snap = t.snapshot(2).unwrap();
-        let changes: Vec<_> = snap
-            .delta_keys
-            .iter()
-            .cloned()
-            .zip(snap.delta_rows.iter().cloned())
-            .collect();
+        let changes = t.snapshot(2).unwrap().changes();
         let stable = merge(&d, &t.stable, &changes).unwrap();
         t.fold(Arc::new(stable), 2);
         assert_eq!(t.delta_versions, 1);
@@ -507,13 +510,7 @@ mod tests {
         at4.remove(0);
         at4.iter_mut().find(|r| r.0 == 5).unwrap().1 = "d".into();
         assert_eq!(read(&t, 4), at4);
-        let snap = t.snapshot(4).unwrap();
-        let changes: Vec<_> = snap
-            .delta_keys
-            .iter()
-            .cloned()
-            .zip(snap.delta_rows.iter().cloned())
-            .collect();
+        let changes = t.snapshot(4).unwrap().changes();
         let stable = merge(&d, &t.stable, &changes).unwrap();
         t.fold(Arc::new(stable), 4);
         assert_eq!(t.delta_versions, 0);
@@ -533,13 +530,7 @@ mod tests {
         let d = Arc::new(def());
         let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
         t.write(key(1), 1, Some(row(1, "a")));
-        let snap = t.snapshot(1).unwrap();
-        let changes: Vec<_> = snap
-            .delta_keys
-            .iter()
-            .cloned()
-            .zip(snap.delta_rows.iter().cloned())
-            .collect();
+        let changes = t.snapshot(1).unwrap().changes();
         t.fold(Arc::new(merge(&d, &t.stable, &changes).unwrap()), 1);
         let mut d2 = def();
         d2.columns.push(ColumnDef {

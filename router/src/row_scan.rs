@@ -14,7 +14,6 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
@@ -153,36 +152,13 @@ impl ExecutionPlan for RowScanExec {
             projection: self.projection.clone(),
             schema: self.schema.clone(),
             remaining: self.limit,
-            done: false,
-            metrics: BaselineMetrics::new(&self.metrics, partition),
         };
-        let stream = futures::stream::unfold(state, |mut st| async move {
-            if st.done {
-                return None;
-            }
-            let elapsed = st.metrics.elapsed_compute().clone();
-            let timer = elapsed.timer();
-            let next = st.next_batch();
-            timer.done();
-            match next {
-                Ok(Some(b)) => {
-                    st.metrics.record_output(b.num_rows());
-                    Some((Ok(b), st))
-                }
-                Ok(None) => {
-                    st.metrics.done();
-                    None
-                }
-                Err(e) => {
-                    st.done = true;
-                    Some((Err(e), st))
-                }
-            }
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
+        Ok(duet_colstore::scan::batch_stream(
             self.schema.clone(),
-            stream,
-        )))
+            state,
+            BaselineMetrics::new(&self.metrics, partition),
+            ScanState::next_batch,
+        ))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -198,8 +174,6 @@ struct ScanState {
     projection: Vec<usize>,
     schema: SchemaRef,
     remaining: Option<usize>,
-    done: bool,
-    metrics: BaselineMetrics,
 }
 
 fn storage_err(e: duet_rowstore::Error) -> DataFusionError {

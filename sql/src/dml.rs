@@ -206,7 +206,11 @@ pub async fn eval_const(
     Ok(d.swap_remove(0))
 }
 
-async fn defaults(session: &mut Session, def: &TableDef, needed: &[usize]) -> Result<Vec<Datum>> {
+pub(crate) async fn defaults(
+    session: &mut Session,
+    def: &TableDef,
+    needed: &[usize],
+) -> Result<Vec<Datum>> {
     let mut out = vec![Datum::Null; def.columns.len()];
     for &c in needed {
         if let Some(e) = &def.columns[c].default_expr {

@@ -30,6 +30,8 @@ pub enum SqlState {
     InvalidParameterValue,
     /// 22P02
     InvalidTextRepresentation,
+    BadCopyFileFormat,
+    CharacterNotInRepertoire,
     /// 23502
     NotNullViolation,
     /// 23505
@@ -95,6 +97,8 @@ impl SqlState {
         SqlState::DivisionByZero,
         SqlState::InvalidParameterValue,
         SqlState::InvalidTextRepresentation,
+        SqlState::BadCopyFileFormat,
+        SqlState::CharacterNotInRepertoire,
         SqlState::NotNullViolation,
         SqlState::UniqueViolation,
         SqlState::ActiveSqlTransaction,
@@ -135,6 +139,8 @@ impl SqlState {
             SqlState::DivisionByZero => "22012",
             SqlState::InvalidParameterValue => "22023",
             SqlState::InvalidTextRepresentation => "22P02",
+            SqlState::BadCopyFileFormat => "22P04",
+            SqlState::CharacterNotInRepertoire => "22021",
             SqlState::NotNullViolation => "23502",
             SqlState::UniqueViolation => "23505",
             SqlState::ActiveSqlTransaction => "25001",

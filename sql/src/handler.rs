@@ -14,18 +14,20 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::sink::{Sink, SinkExt};
 use futures::{stream, StreamExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::copy::{send_copy_in_response, CopyHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
     SimpleQueryHandler,
 };
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
@@ -81,6 +83,12 @@ impl Connection {
 }
 
 impl PgWireServerHandlers for Connection {
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(Handler {
+            session: self.session.clone(),
+            parser: self.parser.clone(),
+        })
+    }
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
         Arc::new(Handler {
             session: self.session.clone(),
@@ -98,6 +106,70 @@ impl PgWireServerHandlers for Connection {
             session: self.session.clone(),
             parser: self.parser.clone(),
         })
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Handler {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        if let Some(mut copy) = session.copy.take() {
+            // Errors are kept in `copy` and reported at CopyDone: the client is still sending.
+            copy.data(&mut session, &data.data);
+            session.copy = Some(copy);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        let Some(copy) = session.copy.take() else {
+            return Err(
+                PgError::new(SqlState::ProtocolViolation, "CopyDone without COPY").into_pgwire(),
+            );
+        };
+        let result = copy.done(&mut session);
+        if result.is_err() && session.in_transaction() {
+            session.mark_failed();
+        }
+        let n = result.map_err(PgError::into_pgwire)?;
+        let status = status_of(&session);
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(n as usize).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        session.copy = None;
+        if session.in_transaction() {
+            session.mark_failed();
+        }
+        client.set_transaction_status(status_of(&session));
+        PgError::new(
+            SqlState::QueryCanceled,
+            format!("COPY from stdin failed: {}", fail.message),
+        )
+        .into_pgwire()
     }
 }
 
@@ -189,6 +261,9 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
         Outcome::Command(tag) => Response::Execution(Tag::new(&tag)),
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::End(tag) => Response::TransactionEnd(Tag::new(tag)),
+        Outcome::CopyIn { columns } => {
+            Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+        }
     })
 }
 
@@ -231,7 +306,15 @@ impl SimpleQueryHandler for Handler {
                         ))
                         .await?
                 }
-                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                Response::CopyIn(copy) => {
+                    // The rest happens in the CopyHandler; ReadyForQuery comes after CopyDone.
+                    send_copy_in_response(client, copy).await?;
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    let status = status_of(&*self.session.lock().await);
+                    client.set_transaction_status(status);
+                    return Ok(());
+                }
+                Response::CopyOut(_) | Response::CopyBoth(_) => {
                     let e = PgError::unsupported("COPY").into_error_info();
                     client
                         .feed(PgWireBackendMessage::ErrorResponse(e.into()))
@@ -266,6 +349,12 @@ impl SimpleQueryHandler for Handler {
                 into_response(o, &Format::UnifiedText)
                     .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
             }) {
+                Ok(r @ Response::CopyIn(_)) => {
+                    // The data that follows belongs to this COPY; later statements of
+                    // the same message are not run (as in PostgreSQL, COPY ends it).
+                    out.push(r);
+                    break;
+                }
                 Ok(r) => out.push(r),
                 Err(e) => {
                     out.push(Response::Error(Box::new(e.into_error_info())));

@@ -52,6 +52,8 @@ pub enum Outcome {
     Begin,
     /// COMMIT or ROLLBACK; the tag says which happened.
     End(&'static str),
+    /// COPY … FROM STDIN started: the client sends CopyData next (`columns` wide).
+    CopyIn { columns: usize },
 }
 
 /// Server-wide state shared by sessions.
@@ -90,6 +92,8 @@ pub struct Session {
     /// Notices to send to the client before the statement's result.
     pub(crate) notices: Vec<String>,
     pub(crate) scratch: Arc<MemorySchemaProvider>,
+    /// A COPY FROM STDIN waiting for its data.
+    pub(crate) copy: Option<crate::copy::CopyIn>,
 }
 
 fn default_settings() -> BTreeMap<String, String> {
@@ -271,6 +275,7 @@ impl Session {
             ctx,
             view,
             route,
+            copy: None,
             txn: None,
             failed: false,
             settings: default_settings(),
@@ -285,6 +290,18 @@ impl Session {
             .store
             .table(name)
             .ok_or_else(|| duet_rowstore::Error::TableNotFound(name.to_string()).into())
+    }
+
+    /// Marks the open transaction failed (only ROLLBACK/COMMIT go on).
+    pub(crate) fn mark_failed(&mut self) {
+        if self.txn.is_some() {
+            self.failed = true;
+        }
+    }
+
+    /// The explicit transaction, if one is open.
+    pub(crate) fn txn_mut(&mut self) -> Option<&mut Transaction> {
+        self.txn.as_mut()
     }
 
     /// Whether an explicit transaction is open.
@@ -394,6 +411,12 @@ impl Session {
                     self.txn = Some(txn);
                     result
                 }
+            }
+            Statement::Copy { .. } => {
+                let copy = crate::copy::start(self, stmt).await?;
+                let columns = copy.width();
+                self.copy = Some(copy);
+                Ok(Outcome::CopyIn { columns })
             }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => {

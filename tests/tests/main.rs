@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)] // tests report what they measured
 
 mod bad_input;
+mod copy;
 mod crash;
 mod replication;
 mod slt;

@@ -1,0 +1,459 @@
+//! `COPY t [(cols)] FROM STDIN` in PostgreSQL's text and CSV formats (`DELIMITER`, `NULL`,
+//! `HEADER`; `FREEZE` and other hints are accepted and ignored).
+//!
+//! Data arrives in CopyData messages of any size; complete records are parsed as they
+//! arrive, converted with the same assignment casts as INSERT, and inserted into the
+//! transaction. Outside an explicit transaction the rows are committed in batches of
+//! [`COMMIT_ROWS`] (one Raft entry each), so a load is not one giant entry; unlike
+//! PostgreSQL, a COPY that fails midway keeps the batches committed before the failure.
+//! Inside `BEGIN … COMMIT` everything stays in the transaction.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray};
+use duet_rowstore::{Datum, TableDefRef, Transaction};
+use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement};
+
+use crate::error::{PgError, Result, SqlState};
+use crate::session::{blocking, Session};
+use crate::types::assign;
+
+/// Rows converted and inserted at a time.
+const INSERT_ROWS: usize = 8192;
+/// Rows per committed batch in autocommit mode.
+pub const COMMIT_ROWS: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Format {
+    Text,
+    Csv,
+}
+
+/// A COPY FROM STDIN in progress.
+pub struct CopyIn {
+    def: TableDefRef,
+    /// Target column positions, in input order.
+    columns: Vec<usize>,
+    /// A row with every column the input does not name at its default.
+    base: Vec<Datum>,
+    format: Format,
+    delimiter: u8,
+    null: String,
+    header: bool,
+    /// Bytes not yet forming a complete record.
+    buf: Vec<u8>,
+    /// Parsed records waiting to be inserted.
+    pending: Vec<Vec<Option<String>>>,
+    /// Rows inserted so far.
+    pub count: u64,
+    /// Rows inserted but not committed (autocommit mode).
+    uncommitted: usize,
+    /// The first error; later data is ignored and the error is reported at CopyDone.
+    pub failed: Option<PgError>,
+    /// The transaction rows go into when the session has none.
+    own_txn: Option<Transaction>,
+    line: u64,
+}
+
+fn bad(msg: impl Into<String>) -> PgError {
+    PgError::new(SqlState::SyntaxError, msg)
+}
+
+fn single_byte(v: &str, what: &str) -> Result<u8> {
+    match v.as_bytes() {
+        [b] => Ok(*b),
+        _ => Err(PgError::new(
+            SqlState::FeatureNotSupported,
+            format!("COPY {what} must be a single one-byte character"),
+        )),
+    }
+}
+
+/// Starts a COPY statement. Only `FROM STDIN` is handled here.
+pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
+    let Statement::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        ..
+    } = stmt
+    else {
+        return Err(PgError::new(
+            SqlState::InternalError,
+            "not a COPY statement",
+        ));
+    };
+    if to || !matches!(target, CopyTarget::Stdin) {
+        return Err(PgError::unsupported(
+            "COPY other than FROM STDIN (COPY TO and files are not supported yet)",
+        ));
+    }
+    let CopySource::Table {
+        table_name,
+        columns,
+    } = source
+    else {
+        return Err(PgError::unsupported("COPY (query)"));
+    };
+    let name = crate::ident::table_name(&table_name)?;
+    let def = session.table(&name)?;
+    let columns = if columns.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        columns
+            .iter()
+            .map(|c| {
+                let n = crate::ident::ident_name(c);
+                def.column_index(&n).ok_or_else(|| {
+                    PgError::new(
+                        SqlState::UndefinedColumn,
+                        format!("column \"{n}\" of relation \"{name}\" does not exist"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let mut format = Format::Text;
+    let mut delimiter = None;
+    let mut null = None;
+    let mut header = false;
+    for o in options {
+        match o {
+            CopyOption::Format(f) => {
+                format = match f.value.to_ascii_lowercase().as_str() {
+                    "text" => Format::Text,
+                    "csv" => Format::Csv,
+                    other => return Err(PgError::unsupported(format!("COPY format \"{other}\""))),
+                }
+            }
+            CopyOption::Delimiter(c) => delimiter = Some(single_byte(&c.to_string(), "delimiter")?),
+            CopyOption::Null(s) => null = Some(s),
+            CopyOption::Header(h) => header = h,
+            // FREEZE, ENCODING (UTF8 only is accepted below), QUOTE/ESCAPE defaults.
+            CopyOption::Freeze(_) => {}
+            CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") => {}
+            other => return Err(PgError::unsupported(format!("COPY option {other}"))),
+        }
+    }
+    for o in legacy_options {
+        match o {
+            CopyLegacyOption::Csv(csv) => {
+                format = Format::Csv;
+                for c in csv {
+                    match c {
+                        sqlparser::ast::CopyLegacyCsvOption::Header => header = true,
+                        other => {
+                            return Err(PgError::unsupported(format!("COPY CSV option {other}")))
+                        }
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => {
+                delimiter = Some(single_byte(&c.to_string(), "delimiter")?)
+            }
+            CopyLegacyOption::Null(s) => null = Some(s),
+            other => return Err(PgError::unsupported(format!("COPY option {other}"))),
+        }
+    }
+    if header && format == Format::Text {
+        return Err(PgError::new(
+            SqlState::FeatureNotSupported,
+            "COPY HEADER available only in CSV mode",
+        ));
+    }
+    // Columns the input does not name get their defaults (evaluated once per COPY).
+    let missing: Vec<usize> = (0..def.columns.len())
+        .filter(|c| !columns.contains(c))
+        .collect();
+    let base = crate::dml::defaults(session, &def, &missing).await?;
+    let own_txn = if session.in_transaction() {
+        None
+    } else {
+        Some(Transaction::begin(&session.shared.store))
+    };
+    Ok(CopyIn {
+        def,
+        columns,
+        base,
+        delimiter: delimiter.unwrap_or(if format == Format::Csv { b',' } else { b'\t' }),
+        null: null.unwrap_or_else(|| {
+            if format == Format::Csv {
+                String::new()
+            } else {
+                "\\N".into()
+            }
+        }),
+        format,
+        header,
+        buf: Vec::new(),
+        pending: Vec::new(),
+        count: 0,
+        uncommitted: 0,
+        failed: None,
+        own_txn,
+        line: 0,
+    })
+}
+
+impl CopyIn {
+    /// Number of columns each record has.
+    pub fn width(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Takes a CopyData payload.
+    pub fn data(&mut self, session: &mut Session, bytes: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        if let Err(e) = self.parse(false).and_then(|_| self.flush(session, false)) {
+            self.failed = Some(e);
+        }
+    }
+
+    /// The client finished: insert what is left, commit (autocommit mode), return the count.
+    pub fn done(mut self, session: &mut Session) -> Result<u64> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.parse(true)?;
+        self.flush(session, true)?;
+        if let Some(txn) = self.own_txn.take() {
+            blocking(|| txn.commit())?;
+        }
+        Ok(self.count)
+    }
+
+    /// Splits complete records off `buf` into `pending` (all of it at the end).
+    fn parse(&mut self, at_end: bool) -> Result<()> {
+        let mut start = 0;
+        let mut in_quotes = false;
+        let mut i = 0;
+        let bytes = std::mem::take(&mut self.buf);
+        while i < bytes.len() {
+            let b = bytes[i];
+            if self.format == Format::Csv && b == b'"' {
+                in_quotes = !in_quotes;
+            } else if b == b'\\' && self.format == Format::Text {
+                i += 1; // an escaped byte never ends a record
+            } else if b == b'\n' && !in_quotes {
+                let mut line = &bytes[start..i];
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                self.record(line)?;
+                start = i + 1;
+            }
+            i += 1;
+        }
+        if at_end && start < bytes.len() {
+            self.record(&bytes[start..])?;
+            start = bytes.len();
+        }
+        self.buf = bytes[start.min(bytes.len())..].to_vec();
+        Ok(())
+    }
+
+    fn record(&mut self, line: &[u8]) -> Result<()> {
+        self.line += 1;
+        if self.header && self.line == 1 {
+            return Ok(());
+        }
+        if self.format == Format::Text && line == b"\\." {
+            return Ok(());
+        }
+        let text = std::str::from_utf8(line).map_err(|_| {
+            PgError::new(
+                SqlState::CharacterNotInRepertoire,
+                format!(
+                    "invalid byte sequence for encoding \"UTF8\" in COPY line {}",
+                    self.line
+                ),
+            )
+        })?;
+        let fields = match self.format {
+            Format::Text => self.text_fields(text)?,
+            Format::Csv => self.csv_fields(text)?,
+        };
+        if fields.len() != self.columns.len() {
+            return Err(PgError::new(
+                SqlState::BadCopyFileFormat,
+                format!(
+                    "COPY line {}: expected {} columns, found {}",
+                    self.line,
+                    self.columns.len(),
+                    fields.len()
+                ),
+            ));
+        }
+        self.pending.push(fields);
+        Ok(())
+    }
+
+    fn text_fields(&self, line: &str) -> Result<Vec<Option<String>>> {
+        let d = self.delimiter as char;
+        let mut out = Vec::with_capacity(self.columns.len());
+        let mut raw = String::new();
+        let mut field = String::new();
+        let mut chars = line.chars().peekable();
+        let finish = |raw: &mut String, field: &mut String, out: &mut Vec<Option<String>>| {
+            if *raw == self.null {
+                out.push(None);
+            } else {
+                out.push(Some(std::mem::take(field)));
+            }
+            raw.clear();
+            field.clear();
+        };
+        while let Some(c) = chars.next() {
+            if c == d {
+                finish(&mut raw, &mut field, &mut out);
+                continue;
+            }
+            raw.push(c);
+            if c != '\\' {
+                field.push(c);
+                continue;
+            }
+            let Some(e) = chars.next() else {
+                return Err(bad(format!("COPY line {}: trailing backslash", self.line)));
+            };
+            raw.push(e);
+            match e {
+                'b' => field.push('\u{8}'),
+                'f' => field.push('\u{c}'),
+                'n' => field.push('\n'),
+                'r' => field.push('\r'),
+                't' => field.push('\t'),
+                'v' => field.push('\u{b}'),
+                '0'..='7' => {
+                    let mut v = e.to_digit(8).unwrap_or(0);
+                    for _ in 0..2 {
+                        match chars.peek().and_then(|c| c.to_digit(8)) {
+                            Some(x) => {
+                                v = v * 8 + x;
+                                raw.push(chars.next().unwrap_or('0'));
+                            }
+                            None => break,
+                        }
+                    }
+                    field.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                }
+                'x' => {
+                    let mut v = 0;
+                    let mut n = 0;
+                    while n < 2 {
+                        match chars.peek().and_then(|c| c.to_digit(16)) {
+                            Some(x) => {
+                                v = v * 16 + x;
+                                raw.push(chars.next().unwrap_or('0'));
+                                n += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    if n == 0 {
+                        field.push('x');
+                    } else {
+                        field.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                    }
+                }
+                other => field.push(other),
+            }
+        }
+        finish(&mut raw, &mut field, &mut out);
+        Ok(out)
+    }
+
+    fn csv_fields(&self, line: &str) -> Result<Vec<Option<String>>> {
+        let d = self.delimiter as char;
+        let mut out = Vec::with_capacity(self.columns.len());
+        let mut field = String::new();
+        let mut quoted = false;
+        let mut in_quotes = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if in_quotes {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        field.push('"');
+                        chars.next();
+                    } else {
+                        in_quotes = false;
+                    }
+                } else {
+                    field.push(c);
+                }
+            } else if c == '"' {
+                in_quotes = true;
+                quoted = true;
+            } else if c == d {
+                out.push(self.csv_value(std::mem::take(&mut field), quoted));
+                quoted = false;
+            } else {
+                field.push(c);
+            }
+        }
+        if in_quotes {
+            return Err(PgError::new(
+                SqlState::BadCopyFileFormat,
+                format!("COPY line {}: unterminated CSV quoted field", self.line),
+            ));
+        }
+        out.push(self.csv_value(field, quoted));
+        Ok(out)
+    }
+
+    fn csv_value(&self, field: String, quoted: bool) -> Option<String> {
+        // An unquoted field equal to the NULL string is NULL; a quoted one never is.
+        if !quoted && field == self.null {
+            None
+        } else {
+            Some(field)
+        }
+    }
+
+    /// Converts and inserts pending records (all of them with `all`, else in full chunks),
+    /// committing a batch in autocommit mode when it is large enough.
+    fn flush(&mut self, session: &mut Session, all: bool) -> Result<()> {
+        while self.pending.len() >= INSERT_ROWS || (all && !self.pending.is_empty()) {
+            let n = self.pending.len().min(INSERT_ROWS);
+            let chunk: Vec<Vec<Option<String>>> = self.pending.drain(..n).collect();
+            let mut cols: Vec<Vec<Datum>> = Vec::with_capacity(self.columns.len());
+            for (j, &c) in self.columns.iter().enumerate() {
+                let array: ArrayRef = Arc::new(StringArray::from(
+                    chunk.iter().map(|r| r[j].as_deref()).collect::<Vec<_>>(),
+                ));
+                let col = &self.def.columns[c];
+                cols.push(assign(&array, &col.ty, &col.name)?);
+            }
+            let txn = match self.own_txn.as_mut() {
+                Some(t) => t,
+                None => session.txn_mut().ok_or_else(|| {
+                    PgError::new(SqlState::InternalError, "COPY lost its transaction")
+                })?,
+            };
+            let mut iters: Vec<_> = cols.into_iter().map(Vec::into_iter).collect();
+            for _ in 0..n {
+                let mut row = self.base.clone();
+                for (it, &c) in iters.iter_mut().zip(&self.columns) {
+                    row[c] = it.next().unwrap_or(Datum::Null);
+                }
+                txn.insert(&self.def, row)?;
+            }
+            self.count += n as u64;
+            self.uncommitted += n;
+            if self.uncommitted >= COMMIT_ROWS {
+                if let Some(t) = self.own_txn.take() {
+                    blocking(|| t.commit())?;
+                    self.own_txn = Some(Transaction::begin(&session.shared.store));
+                    self.uncommitted = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}

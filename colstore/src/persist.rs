@@ -126,7 +126,8 @@ fn read_stable(path: &Path, def: &TableDef) -> Result<Stable> {
             .ok_or_else(|| Error::Corrupt(format!("{}: key column", path.display())))?
             .clone();
         let columns = batch.columns()[1..].to_vec();
-        if columns.len() != schema.fields().len() {
+        // Older files may lack columns added since (they read their `missing` value).
+        if columns.len() > schema.fields().len() {
             return Err(Error::Corrupt(format!(
                 "{}: {} columns, table {} has {}",
                 path.display(),
@@ -136,15 +137,23 @@ fn read_stable(path: &Path, def: &TableDef) -> Result<Stable> {
             )));
         }
         rows += keys.len();
-        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        let fields: Vec<usize> = (0..columns.len()).collect();
+        let batch = RecordBatch::try_new(Arc::new(schema.project(&fields)?), columns)?;
         chunks.push(Arc::new(Chunk::new(keys, batch)?));
     }
     Ok(Stable { chunks, rows })
 }
 
-/// Writes `stable` of `def` to a new file; returns its name.
-pub fn write_stable(dir: &Path, def: &TableDef, stable: &Stable, index: u64) -> Result<String> {
-    let name = format!("t{}-s{}-{index}.arrow", def.id, def.storage_id);
+/// Writes `stable` of `def` (table generation `gen`) to a new file; returns its name. Names
+/// are never reused, so the file a current manifest names is never overwritten.
+pub fn write_stable(
+    dir: &Path,
+    def: &TableDef,
+    stable: &Stable,
+    index: u64,
+    gen: u64,
+) -> Result<String> {
+    let name = format!("t{}-s{}-{index}-g{gen}.arrow", def.id, def.storage_id);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     let base = table_schema(def, None);

@@ -132,8 +132,8 @@ pub struct ColumnStore {
     applied: AtomicU64,
     applied_tx: tokio::sync::watch::Sender<u64>,
     checkpoint: AtomicU64,
-    /// Stable layers already written, by table id (pointer identity) → file name.
-    persisted: Mutex<HashMap<u32, (usize, String)>>,
+    /// Stable layers already written: table id → (table generation, file name).
+    persisted: Mutex<HashMap<u32, (u64, String)>>,
     compact_lock: Mutex<()>,
     wake: (Mutex<bool>, Condvar),
     stopped: AtomicBool,
@@ -177,14 +177,11 @@ impl ColumnStore {
             for t in loaded.tables {
                 let id = t.def.id;
                 tables.by_storage.insert(t.def.storage_id, id);
-                if let Some(file) = &t.file {
-                    store
-                        .persisted
-                        .lock()
-                        .insert(id, (Arc::as_ptr(&t.stable) as usize, file.clone()));
-                }
                 let mut ct = ColumnTable::new(t.def.clone(), t.state, t.stable_version);
                 ct.stable = t.stable;
+                if let Some(file) = &t.file {
+                    store.persisted.lock().insert(id, (ct.gen, file.clone()));
+                }
                 if let ReplicaState::Building { .. } = t.state {
                     // The delta of an interrupted build was not kept: start again from the
                     // row data at the checkpoint.
@@ -215,6 +212,8 @@ impl ColumnStore {
         let (m, c) = &self.wake;
         *m.lock() = true;
         c.notify_all();
+        // Wait for a compaction in progress: it writes files a restarted store will use.
+        drop(self.compact_lock.lock());
     }
 
     /// Highest log index applied.
@@ -420,6 +419,7 @@ impl ColumnStore {
             *g = ColumnTable::new(def, ReplicaState::Available, 0);
         } else {
             g.def = def;
+            g.gen = crate::table::next_gen();
         }
     }
 
@@ -433,6 +433,8 @@ impl ColumnStore {
 
     /// Replaces everything by a snapshot of the row replica taken at `index`.
     fn restore(&self, index: u64, cmd: &Command) -> Result<()> {
+        // No compaction may checkpoint an older index over this one.
+        let _one = self.compact_lock.lock();
         let mut defs: Vec<TableDefRef> = Vec::new();
         for (k, v) in &cmd.writes {
             if k.first() == Some(&key::CATALOG_PREFIX) {
@@ -505,6 +507,9 @@ impl ColumnStore {
     /// a checkpoint. Returns the checkpoint index.
     pub fn compact(&self) -> Result<u64> {
         let _one = self.compact_lock.lock();
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(self.checkpoint_index());
+        }
         let started = Instant::now();
         let mut folded = 0u64;
         // Fold no further than the oldest snapshot a reader holds (or may take next), so a
@@ -556,19 +561,22 @@ impl ColumnStore {
     /// Writes the manifest and the stable files that changed; the state written is that of
     /// `index` plus possibly later changes that replaying the log after `index` redoes.
     fn checkpoint_now(&self, index: u64) -> Result<()> {
+        if index < self.checkpoint_index() {
+            // A restore moved the checkpoint past this (older) compaction point.
+            return Ok(());
+        }
         let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
         let mut entries = Vec::new();
         let mut persisted = self.persisted.lock();
         for t in &tables {
             let g = t.read();
             let id = g.def.id;
-            let ptr = Arc::as_ptr(&g.stable) as usize;
             let file = match g.state {
                 ReplicaState::Available if g.stable.rows > 0 => match persisted.get(&id) {
-                    Some((p, f)) if *p == ptr => Some(f.clone()),
+                    Some((gen, f)) if *gen == g.gen => Some(f.clone()),
                     _ => {
-                        let f = persist::write_stable(&self.dir, &g.def, &g.stable, index)?;
-                        persisted.insert(id, (ptr, f.clone()));
+                        let f = persist::write_stable(&self.dir, &g.def, &g.stable, index, g.gen)?;
+                        persisted.insert(id, (g.gen, f.clone()));
                         Some(f)
                     }
                 },
@@ -658,10 +666,14 @@ fn build(
     let Some(t) = store.table(id) else {
         return Ok(());
     };
+    // Not while a compaction runs: it would checkpoint this table as available at its own
+    // index without the delta between `from` and that index.
+    let _one = store.compact_lock.lock();
     let mut g = t.write();
     if !matches!(g.state, ReplicaState::Building { from: f, .. } if f == from) {
         return Ok(());
     }
+    g.gen = crate::table::next_gen();
     g.stable = Arc::new(Stable {
         rows: rows.len(),
         chunks,

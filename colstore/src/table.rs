@@ -103,9 +103,18 @@ pub enum ReplicaState {
 /// Versions of one key in the delta, oldest first; `None` is a deletion.
 type Versions = Vec<(u64, Option<Arc<Row>>)>;
 
+/// A fresh generation number (see [`ColumnTable::gen`]).
+pub fn next_gen() -> u64 {
+    static GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One table of the column replica.
 #[derive(Debug)]
 pub struct ColumnTable {
+    /// Changes whenever the stable layer or the definition does (a checkpoint rewrites the
+    /// table's file when it differs from the one written).
+    pub gen: u64,
     pub def: TableDefRef,
     pub state: ReplicaState,
     pub stable: Arc<Stable>,
@@ -128,6 +137,7 @@ pub struct TableSnapshot {
 impl ColumnTable {
     pub fn new(def: TableDefRef, state: ReplicaState, stable_version: u64) -> Self {
         Self {
+            gen: next_gen(),
             def,
             state,
             stable: Arc::new(Stable::default()),
@@ -176,6 +186,7 @@ impl ColumnTable {
 
     /// Drops the delta versions `<= upto` that a new stable layer (built at `upto`) now holds.
     pub fn fold(&mut self, stable: Arc<Stable>, upto: u64) {
+        self.gen = next_gen();
         self.stable = stable;
         self.stable_version = upto;
         let mut removed = 0;

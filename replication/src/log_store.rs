@@ -242,6 +242,8 @@ impl LogStore {
             .write(&mut batch, true)
             .map_err(|e| self.err(e))?;
         self.engine.compact_to(GROUP, index);
+        // compact_to only marks entries obsolete; files go when purged.
+        self.engine.purge_expired_files().map_err(|e| self.err(e))?;
         self.state.write().truncated = Truncated {
             index: index - 1,
             term,

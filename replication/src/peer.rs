@@ -68,8 +68,9 @@ pub trait SnapshotSource: Send + Sync {
 /// registers its [`Mailbox`] when it starts: a network transport delivers what arrives for
 /// that peer into it; [`LocalTransport`] hands messages over directly.
 pub trait Transport: Send + Sync + 'static {
-    /// Sends `msg` to peer `msg.to`.
-    fn send(&self, msg: Message);
+    /// Sends `msg` to peer `msg.to`; false if it certainly did not arrive (the peer is not
+    /// reachable), so raft can stop waiting for it.
+    fn send(&self, msg: Message) -> bool;
     /// Peer `id` receives its messages through `mailbox` from now on.
     fn register(&self, id: u64, mailbox: Mailbox);
     /// Peer `id` stopped.
@@ -100,9 +101,10 @@ impl LocalTransport {
 }
 
 impl Transport for LocalTransport {
-    fn send(&self, msg: Message) {
-        if let Some(m) = self.mailboxes.read().get(&msg.to) {
-            m.deliver(msg);
+    fn send(&self, msg: Message) -> bool {
+        match self.mailboxes.read().get(&msg.to) {
+            Some(m) => m.deliver(msg),
+            None => false,
         }
     }
     fn register(&self, id: u64, mailbox: Mailbox) {
@@ -604,9 +606,17 @@ impl<S: StateMachine> Driver<S> {
         false
     }
 
-    fn send(&self, msgs: Vec<Message>) {
+    fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
-            self.transport.send(m);
+            let to = m.to;
+            let snapshot = m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
+            if !self.transport.send(m) {
+                // Tell raft, or a lost snapshot would leave the peer paused forever.
+                self.raw.report_unreachable(to);
+                if snapshot {
+                    self.raw.report_snapshot(to, raft::SnapshotStatus::Failure);
+                }
+            }
         }
     }
 
@@ -617,10 +627,13 @@ impl<S: StateMachine> Driver<S> {
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
                 let index = snap.get_metadata().index;
-                self.log.apply_snapshot(&snap)?;
+                // The state machine first (durably): a crash before the log is replaced
+                // leaves an old log under a newer state, which replay skips; the other order
+                // would leave a log starting past what the state machine holds.
                 self.sm
                     .restore(index, snap.get_data())
                     .map_err(|message| Error::Apply { index, message })?;
+                self.log.apply_snapshot(&snap)?;
                 self.applied = index;
                 self.log.set_applied(index);
                 self.backlog = true;

@@ -271,6 +271,16 @@ impl Cluster {
             .map_err(|e| anyhow!(e.to_string()))
     }
 
+    /// Folds the column replica's delta into its stable layer and writes a checkpoint now
+    /// (instead of waiting for the background compaction). Returns the checkpoint index.
+    pub fn compact_columns(&self) -> anyhow::Result<u64> {
+        let store = self
+            .node()?
+            .column_store()
+            .ok_or_else(|| anyhow!("the learner is not running"))?;
+        store.compact().map_err(|e| anyhow!(e.to_string()))
+    }
+
     /// Compacts the leader's log; `force` compacts past a lagging learner, which will then
     /// be caught up by a snapshot. Returns the log's new first index.
     pub fn compact_log(&self, force: bool) -> anyhow::Result<u64> {

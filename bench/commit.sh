@@ -16,29 +16,11 @@ DURATION=${DURATION:-15}
 CLIENTS=${CLIENTS:-"1 8 32"}
 MODE=${MODE:-prepared}
 DUET_BINS=${DUET_BINS:-duetdb=${CARGO_TARGET_DIR:-target}/release/duetdb}
-DUET_PORT=${DUET_PORT:-55433}
 
 PG_CONN=$(scripts/reference-pg.sh start)
-DUET_PID=
-DATA=
-stop_duet() {
-  if [ -n "$DUET_PID" ]; then kill "$DUET_PID" 2>/dev/null || true; wait "$DUET_PID" 2>/dev/null || true; fi
-  if [ -n "$DATA" ]; then rm -rf "$DATA"; fi
-  DUET_PID= DATA=
-}
-trap stop_duet EXIT
-
-start_duet() { # binary
-  DATA=$(mktemp -d /var/tmp/duet-bench-XXXXXX)
-  "$1" --data-dir "$DATA" --listen "127.0.0.1:$DUET_PORT" --log-level warn >"$DATA/server.log" 2>&1 &
-  DUET_PID=$!
-  for _ in $(seq 200); do
-    psql -h 127.0.0.1 -p "$DUET_PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "DuetDB ($1) did not start" >&2
-  exit 1
-}
+# Builds from before issue #3 have no --http flag.
+DUET_HTTP=${DUET_HTTP:-none}
+source bench/lib.sh
 
 run() { # name, libpq args...
   local name=$1; shift
@@ -61,8 +43,8 @@ echo "|---|---|---|---|---|"
 for entry in $DUET_BINS; do
   name=${entry%%=*}
   bin=${entry#*=}
-  start_duet "$bin"
+  duet_start "$bin"
   run "$name" -h 127.0.0.1 -p "$DUET_PORT" -U duet duetdb
-  stop_duet
+  duet_stop
 done
 run postgres $(echo "$PG_CONN" | sed 's/host=\([^ ]*\) port=\([^ ]*\) user=\([^ ]*\) dbname=\([^ ]*\)/-h \1 -p \2 -U \3 \4/')

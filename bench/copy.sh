@@ -9,18 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
-BIN=${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}
-PORT=${DUET_PORT:-55433}
-HTTP=${DUET_HTTP:-127.0.0.1:58433}
-WORK=$(mktemp -d /var/tmp/duet-copy-XXXXXX)
 PG_CONN=$(scripts/reference-pg.sh start)
-"$BIN" --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --http "$HTTP" --log-level warn >"$WORK/server.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 200); do
-  psql -h 127.0.0.1 -p "$PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+source bench/lib.sh
+duet_start "${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}"
+PORT=$DUET_PORT
+HTTP=$DUET_HTTP
+WORK=$DUET_DATA
 awk -v n="$ROWS" 'BEGIN { for (i = 1; i <= n; i++) printf "%d\t%d\trow number %d\t%.3f\n", i, i % 1000, i, i * 0.5 }' >"$WORK/data.tsv"
 echo "input: $ROWS rows, $(du -h "$WORK/data.tsv" | cut -f1)"
 

@@ -18,17 +18,10 @@ cd "$(dirname "$0")/.."
 ROWS=${ROWS:-5000}
 DURATION=${DURATION:-30}
 BULK=${BULK:-1000000}
-BIN=${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}
-PORT=${DUET_PORT:-55433}
-HTTP=${DUET_HTTP:-127.0.0.1:58433}
-DATA=$(mktemp -d /var/tmp/duet-repl-XXXXXX)
-"$BIN" --data-dir "$DATA" --listen "127.0.0.1:$PORT" --http "$HTTP" --log-level warn >"$DATA/server.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-for _ in $(seq 200); do
-  psql -h 127.0.0.1 -p "$PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+source bench/lib.sh
+duet_start "${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}"
+PORT=$DUET_PORT
+HTTP=$DUET_HTTP
 PSQL="psql -h 127.0.0.1 -p $PORT -U duet duetdb -Atq"
 metrics() { curl -s "http://$HTTP/metrics"; }
 quantiles() { # reads the histogram from stdin

@@ -1,0 +1,31 @@
+# Shared by the bench scripts: start and stop a DuetDB server on a fresh data directory.
+# Source it, then `duet_start BINARY`; it sets DUET_PID and DUET_DATA and stops the server
+# and removes the directory at exit (or at `duet_stop`). Uses DUET_PORT and DUET_HTTP.
+DUET_PORT=${DUET_PORT:-55433}
+DUET_HTTP=${DUET_HTTP:-127.0.0.1:58433}
+DUET_PID=
+DUET_DATA=
+
+duet_stop() {
+  if [ -n "$DUET_PID" ]; then kill "$DUET_PID" 2>/dev/null || true; wait "$DUET_PID" 2>/dev/null || true; fi
+  if [ -n "$DUET_DATA" ]; then rm -rf "$DUET_DATA"; fi
+  DUET_PID= DUET_DATA=
+}
+
+duet_start() { # binary [extra args…]; older builds without --http: set DUET_HTTP=none
+  local bin=$1; shift
+  DUET_DATA=$(mktemp -d /var/tmp/duet-bench-XXXXXX)
+  local http=()
+  if [ "$DUET_HTTP" != none ]; then http=(--http "$DUET_HTTP"); fi
+  "$bin" --data-dir "$DUET_DATA/data" --listen "127.0.0.1:$DUET_PORT" "${http[@]}" --log-level warn "$@" \
+    >"$DUET_DATA/server.log" 2>&1 &
+  DUET_PID=$!
+  trap duet_stop EXIT
+  for _ in $(seq 200); do
+    psql -h 127.0.0.1 -p "$DUET_PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "DuetDB ($bin) did not start; its log:" >&2
+  cat "$DUET_DATA/server.log" >&2
+  exit 1
+}

@@ -45,12 +45,7 @@ impl ColumnScanExec {
     ) -> Self {
         let schema = snapshot.schema(&projection);
         let partitions = partitions.clamp(1, snapshot.stable.chunks.len().max(1));
-        let props = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(partitions),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let props = leaf_properties(&schema, partitions);
         Self {
             snapshot,
             version,
@@ -61,11 +56,6 @@ impl ColumnScanExec {
             props,
             metrics: ExecutionPlanMetricsSet::new(),
         }
-    }
-
-    /// The version this scan reads at.
-    pub fn version(&self) -> u64 {
-        self.version
     }
 }
 
@@ -161,6 +151,16 @@ struct State {
     delta: Option<Vec<RecordBatch>>,
     delta_started: bool,
     remaining: Option<usize>,
+}
+
+/// Plan properties of a bounded, incrementally emitting scan with `partitions` partitions.
+pub fn leaf_properties(schema: &SchemaRef, partitions: usize) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema.clone()),
+        Partitioning::UnknownPartitioning(partitions),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    ))
 }
 
 /// The stream of a leaf plan: calls `next` on `state` until it returns `None` or an error

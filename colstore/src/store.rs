@@ -322,33 +322,43 @@ impl ColumnStore {
                 }
             }
         }
-        let mut current: Option<(u32, Arc<RwLock<ColumnTable>>)> = None;
+        // A command's keys are sorted and lead with the storage id, so one table's records
+        // come in runs: look the table up and lock it once per run, not per row.
         let mut rows = 0u64;
-        for (k, v) in &cmd.writes {
-            let Some((storage_id, pk)) = record_parts(k) else {
+        let mut i = 0;
+        let writes = &cmd.writes;
+        while i < writes.len() {
+            let Some((storage_id, _)) = record_parts(&writes[i].0) else {
+                i += 1;
                 continue;
             };
-            if current.as_ref().map(|(s, _)| *s) != Some(storage_id) {
+            let end = i + writes[i..]
+                .iter()
+                .take_while(|(k, _)| record_parts(k).map(|(s, _)| s) == Some(storage_id))
+                .count();
+            let table = {
                 let tables = self.tables.read();
-                current = tables
+                tables
                     .by_storage
                     .get(&storage_id)
                     .and_then(|id| tables.by_id.get(id))
-                    .map(|t| (storage_id, t.clone()));
-            }
-            let Some((_, table)) = &current else {
-                continue;
+                    .cloned()
             };
-            let mut t = table.write();
-            if t.state == ReplicaState::Off {
-                continue;
+            if let Some(table) = table {
+                let mut t = table.write();
+                if t.state != ReplicaState::Off {
+                    for (k, v) in &writes[i..end] {
+                        let pk = &k[6..];
+                        let row = match v {
+                            Some(p) => Some(Store::decode_row(&t.def, p)?),
+                            None => None,
+                        };
+                        t.write(pk.to_vec(), index, row);
+                    }
+                    rows += (end - i) as u64;
+                }
             }
-            let row = match v {
-                Some(p) => Some(Store::decode_row(&t.def, p)?),
-                None => None,
-            };
-            t.write(pk.to_vec(), index, row);
-            rows += 1;
+            i = end;
         }
         self.set_applied(index);
         self.counters

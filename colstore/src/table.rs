@@ -156,11 +156,6 @@ impl ColumnTable {
         self.delta_versions += 1;
     }
 
-    /// Live rows at the newest version (stable plus delta), for `duet.replicas`.
-    pub fn delta_rows(&self) -> usize {
-        self.delta_versions
-    }
-
     /// The data a read at `version` sees. `None` if the stable layer is already past it.
     pub fn snapshot(&self, version: u64) -> Option<TableSnapshot> {
         if version < self.stable_version {

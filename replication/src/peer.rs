@@ -177,7 +177,6 @@ pub struct PeerStatus {
     /// batch size).
     log_writes: AtomicU64,
     entries_written: AtomicU64,
-    leader: AtomicBool,
     paused: AtomicBool,
     running: AtomicBool,
     failed: Mutex<Option<String>>,
@@ -199,7 +198,6 @@ impl PeerStatus {
             snapshots_restored: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
-            leader: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             running: AtomicBool::new(true),
             failed: Mutex::new(None),
@@ -234,9 +232,6 @@ impl PeerStatus {
             self.log_writes.load(Ordering::Relaxed),
             self.entries_written.load(Ordering::Relaxed),
         )
-    }
-    pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Acquire)
     }
     /// Whether the apply loop is paused (tests create lag this way).
     pub fn is_paused(&self) -> bool {
@@ -555,7 +550,6 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         self.status.running.store(false, Ordering::Release);
-        self.status.leader.store(false, Ordering::Release);
         for (_, (_, done)) in std::mem::take(&mut self.pending) {
             let _ = done.send(Err(Error::Stopped));
         }
@@ -681,8 +675,6 @@ impl<S: StateMachine> Driver<S> {
         );
         s.last_index
             .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
-        s.leader
-            .store(self.raw.raft.state == StateRole::Leader, Ordering::Release);
     }
 
     fn paused(&self) -> bool {

@@ -35,35 +35,15 @@ impl Command {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let size: usize = self
-            .writes
-            .iter()
-            .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, |v| v.len() + 4))
-            .sum::<usize>()
-            + 32;
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(MAGIC);
-        out.push(FORMAT);
-        out.push(if self.snapshot { FLAG_SNAPSHOT } else { 0 });
-        out.extend_from_slice(&self.next_id.to_be_bytes());
-        out.extend_from_slice(&self.next_rowid.to_be_bytes());
-        out.extend_from_slice(&(self.writes.len() as u32).to_be_bytes());
-        for (k, v) in &self.writes {
-            put_bytes(&mut out, k);
-            match v {
-                Some(v) => {
-                    out.push(1);
-                    put_bytes(&mut out, v);
-                }
-                None => out.push(0),
-            }
-        }
-        out.extend_from_slice(&(self.delete_ranges.len() as u32).to_be_bytes());
-        for (s, e) in &self.delete_ranges {
-            put_bytes(&mut out, s);
-            put_bytes(&mut out, e);
-        }
-        out
+        encode_parts(
+            self.writes
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref())),
+            &self.delete_ranges,
+            self.next_id,
+            self.next_rowid,
+            self.snapshot,
+        )
     }
 
     pub fn decode(b: &[u8]) -> Result<Command> {
@@ -108,6 +88,45 @@ impl Command {
             snapshot: flags & FLAG_SNAPSHOT != 0,
         })
     }
+}
+
+/// Encodes a command from borrowed parts (a transaction's write set is encoded without being
+/// copied into a [`Command`] first).
+pub fn encode_parts<'a>(
+    writes: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
+    delete_ranges: &[(Vec<u8>, Vec<u8>)],
+    next_id: u64,
+    next_rowid: u64,
+    snapshot: bool,
+) -> Vec<u8> {
+    let size: usize = writes
+        .clone()
+        .map(|(k, v)| 9 + k.len() + v.map_or(0, |v| v.len() + 4))
+        .sum::<usize>()
+        + 32;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT);
+    out.push(if snapshot { FLAG_SNAPSHOT } else { 0 });
+    out.extend_from_slice(&next_id.to_be_bytes());
+    out.extend_from_slice(&next_rowid.to_be_bytes());
+    out.extend_from_slice(&(writes.len() as u32).to_be_bytes());
+    for (k, v) in writes {
+        put_bytes(&mut out, k);
+        match v {
+            Some(v) => {
+                out.push(1);
+                put_bytes(&mut out, v);
+            }
+            None => out.push(0),
+        }
+    }
+    out.extend_from_slice(&(delete_ranges.len() as u32).to_be_bytes());
+    for (s, e) in delete_ranges {
+        put_bytes(&mut out, s);
+        put_bytes(&mut out, e);
+    }
+    out
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

@@ -25,7 +25,7 @@ use crate::catalog::{Catalog, ColumnDef, IndexDef, TableDef, TableDefRef, CATALO
 use crate::codec::key::{self, Key, LIVE, TOMBSTONE};
 use crate::codec::memcmp::{self, prefix_end};
 use crate::codec::row;
-use crate::command::Command;
+use crate::command::{encode_parts, Command};
 use crate::engine::{KvEngineRef, WriteBatch};
 use crate::error::{Error, Result};
 use crate::mvcc::Version;
@@ -341,15 +341,15 @@ impl Store {
                     }
                 }
             }
-            let cmd = self.counters(Command {
-                writes: writes
-                    .iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
-                    .collect(),
-                ..Default::default()
-            });
+            let data = encode_parts(
+                writes.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+                &[],
+                self.next_id.load(Ordering::Relaxed) as u64,
+                self.next_rowid.load(Ordering::Relaxed),
+                false,
+            );
             match self.proposer().and_then(|p| {
-                p.propose(cmd.encode())
+                p.propose(data)
                     .map_err(|e| Error::Replication(e.to_string()))
             }) {
                 Ok(p) => p,

@@ -29,31 +29,15 @@ async fn committed_rows_survive_an_in_process_kill_and_a_clean_restart() {
     cluster.kill();
     cluster.start().await.unwrap();
     let c = cluster.client().await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM d").await;
     assert_eq!(n, 50);
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d WHERE v = 'v3'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM d WHERE v = 'v3'").await;
     assert_eq!(n, 7);
     cluster.restart().await.unwrap();
     let c = cluster.client().await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d WHERE id = 1000", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM d WHERE id = 1000").await;
     assert_eq!(n, 0);
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM d", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM d").await;
     assert_eq!(n, 50);
 }
 
@@ -141,16 +125,8 @@ async fn kill_9_loses_no_acknowledged_commit() {
         .await
         .unwrap();
     let c = cluster.client().await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM k", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM k").await;
     assert_eq!(n, acknowledged);
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM k WHERE id < 0", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM k WHERE id < 0").await;
     assert_eq!(n, 0);
 }

@@ -43,21 +43,13 @@ async fn snapshot_isolation_and_read_your_writes() {
         .await
         .unwrap();
     b.batch_execute("BEGIN").await.unwrap();
-    let n: i64 = b
-        .query_one("SELECT count(*) FROM s", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&b, "SELECT count(*) FROM s").await;
     assert_eq!(n, 0);
     a.batch_execute("INSERT INTO s VALUES (1, 'committed later')")
         .await
         .unwrap();
     // b's snapshot does not move.
-    let n: i64 = b
-        .query_one("SELECT count(*) FROM s", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&b, "SELECT count(*) FROM s").await;
     assert_eq!(n, 0);
     b.batch_execute("INSERT INTO s VALUES (2, 'mine')")
         .await
@@ -68,11 +60,7 @@ async fn snapshot_isolation_and_read_your_writes() {
         vec![2]
     );
     b.batch_execute("COMMIT").await.unwrap();
-    let n: i64 = a
-        .query_one("SELECT count(*) FROM s", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&a, "SELECT count(*) FROM s").await;
     assert_eq!(n, 2);
 }
 
@@ -86,11 +74,7 @@ async fn rollback_leaves_nothing_and_errors_abort_the_block() {
     c.batch_execute("BEGIN; INSERT INTO r VALUES (1), (2); ROLLBACK")
         .await
         .unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM r", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM r").await;
     assert_eq!(n, 0);
     c.batch_execute("BEGIN; INSERT INTO r VALUES (1)")
         .await
@@ -104,11 +88,7 @@ async fn rollback_leaves_nothing_and_errors_abort_the_block() {
     assert_eq!(crate::sqlstate(&e).as_deref(), Some("25P02"));
     // COMMIT of a failed block rolls back.
     c.batch_execute("COMMIT").await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM r", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM r").await;
     assert_eq!(n, 0);
     let e = c.batch_execute("SAVEPOINT s1").await.unwrap_err();
     assert_eq!(crate::sqlstate(&e).as_deref(), Some("0A000"));
@@ -169,11 +149,7 @@ async fn concurrent_bank_transfers_keep_the_total() {
         tokio::spawn(async move {
             let mut checks = 0;
             while !done.load(Ordering::Relaxed) {
-                let total: i64 = c
-                    .query_one("SELECT sum(bal)::bigint FROM bank", &[])
-                    .await
-                    .unwrap()
-                    .get(0);
+                let total = crate::int(&c, "SELECT sum(bal)::bigint FROM bank").await;
                 assert_eq!(total, ACCOUNTS as i64 * 1000);
                 checks += 1;
             }
@@ -186,11 +162,7 @@ async fn concurrent_bank_transfers_keep_the_total() {
     done.store(true, Ordering::Relaxed);
     let checks = reader.await.unwrap();
     assert!(checks > 0);
-    let total: i64 = setup
-        .query_one("SELECT sum(bal)::bigint FROM bank", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let total = crate::int(&setup, "SELECT sum(bal)::bigint FROM bank").await;
     assert_eq!(total, ACCOUNTS as i64 * 1000);
     eprintln!(
         "bank: {} transfers, {} conflicts retried, {checks} invariant checks",

@@ -282,11 +282,7 @@ async fn client_declared_parameter_types_are_honoured() {
         .await
         .unwrap();
     c.execute(&ins, &[&"3", &"c"]).await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM tp WHERE id = 3", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = crate::int(&c, "SELECT count(*) FROM tp WHERE id = 3").await;
     assert_eq!(n, 1);
     let v: String = c
         .query_one("SELECT current_schema()", &[])

@@ -27,7 +27,15 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
                 // NOT NULL (and key) columns are non-nullable fields: pg_catalog reports
                 // attnotnull from this, and DataFusion may use it.
                 let nullable = c.nullable && !def.primary_key.contains(&i);
-                Field::new(&c.name, c.ty.arrow_type(), nullable)
+                let f = Field::new(&c.name, c.ty.arrow_type(), nullable);
+                match c.ty {
+                    SqlType::Char(n) => f.with_metadata(
+                        [(BPCHAR_WIDTH.to_string(), n.to_string())]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    _ => f,
+                }
             })
             .collect::<Vec<_>>(),
     ))
@@ -91,11 +99,15 @@ pub fn rows_to_batch(def: &TableDef, projection: &[usize], rows: &[Row]) -> Resu
     .map_err(|e| Error::Internal(format!("Failed to build record batch: {e}")))
 }
 
-fn pad_or_check(s: &str, limit: u32, pad: bool, ty: &SqlType) -> Result<String> {
-    let n = s.chars().count();
+/// Fits `s` into a `varchar(limit)` or `char(limit)` column. As in PostgreSQL, excess
+/// characters that are all spaces are cut silently. A `char(n)` value is stored without its
+/// trailing spaces, its canonical form: PostgreSQL ignores them in comparisons, `LIKE`,
+/// `length` and casts to text, so stripped values compare as PostgreSQL compares them. The
+/// padding is put back on output (see [`BPCHAR_WIDTH`]).
+fn fit_string(s: &str, limit: u32, is_char: bool, ty: &SqlType) -> Result<String> {
+    let s = if is_char { s.trim_end_matches(' ') } else { s };
     let limit = limit as usize;
-    if n > limit {
-        // As in PostgreSQL: excess characters that are all spaces are cut silently.
+    if s.chars().count() > limit {
         let cut: String = s.chars().take(limit).collect();
         if s.chars().skip(limit).all(|c| c == ' ') {
             return Ok(cut);
@@ -105,13 +117,12 @@ fn pad_or_check(s: &str, limit: u32, pad: bool, ty: &SqlType) -> Result<String> 
             format!("value too long for type {}", ty.pg_name()),
         ));
     }
-    if pad && n < limit {
-        let mut out = s.to_string();
-        out.extend(std::iter::repeat_n(' ', limit - n));
-        return Ok(out);
-    }
     Ok(s.to_string())
 }
+
+/// Field metadata key marking a `char(n)` column; the value is `n`. The wire encoder pads
+/// such values to `n` and reports them as `bpchar`.
+pub const BPCHAR_WIDTH: &str = "duet.bpchar_width";
 
 /// Reads an Arrow array that has already been cast to `ty.arrow_type()` into datums,
 /// enforcing the type's modifiers (length of varchar/char, precision of numeric).
@@ -154,12 +165,16 @@ pub fn array_to_datums(array: &dyn Array, ty: &SqlType) -> Result<Vec<Datum>> {
         SqlType::Text | SqlType::Varchar(None) => {
             read!(StringArray, |v| Datum::Text(v.to_string()))
         }
-        SqlType::Varchar(Some(limit)) => read!(StringArray, |v| Datum::Text(pad_or_check(
-            v, *limit, false, ty
-        )?)),
-        SqlType::Char(limit) => read!(StringArray, |v| Datum::Text(pad_or_check(
-            v, *limit, true, ty
-        )?)),
+        SqlType::Varchar(Some(limit)) => {
+            read!(StringArray, |v| Datum::Text(fit_string(
+                v, *limit, false, ty
+            )?))
+        }
+        SqlType::Char(limit) => {
+            read!(StringArray, |v| Datum::Text(fit_string(
+                v, *limit, true, ty
+            )?))
+        }
         SqlType::Bool => read!(BooleanArray, |v| Datum::Bool(v)),
         SqlType::Date => read!(Date32Array, |v| Datum::Date(v)),
         SqlType::Timestamp => read!(TimestampMicrosecondArray, |v| Datum::Timestamp(v)),
@@ -193,8 +208,25 @@ mod tests {
                 ..
             }
         ));
-        let c = array_to_datums(&StringArray::from(vec!["a"]), &SqlType::Char(3)).unwrap();
-        assert_eq!(c, vec![Datum::Text("a  ".into())]);
+        // char(n) is stored without trailing spaces; padding returns on output.
+        let c = array_to_datums(
+            &StringArray::from(vec!["a", "b  ", "cd   "]),
+            &SqlType::Char(3),
+        )
+        .unwrap();
+        let want: Vec<Datum> = ["a", "b", "cd"]
+            .iter()
+            .map(|s| Datum::Text(s.to_string()))
+            .collect();
+        assert_eq!(c, want);
+        let e = array_to_datums(&StringArray::from(vec!["abcd"]), &SqlType::Char(3)).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Value {
+                kind: ValueErrorKind::StringTooLong,
+                ..
+            }
+        ));
     }
 
     #[test]

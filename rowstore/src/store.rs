@@ -42,7 +42,7 @@ const NEXT_ID_KEY: &str = "next_id";
 const NEXT_ROWID_KEY: &str = "next_rowid";
 const FORMAT_KEY: &str = "format";
 /// Format 2: versions are Raft indexes and the store is a state machine of the log.
-const DATA_FORMAT: u64 = 2;
+const DATA_FORMAT: u64 = 3;
 
 /// The row store of one node.
 pub struct Store {
@@ -109,7 +109,7 @@ impl Store {
             found => {
                 return Err(Error::Corrupt(format!(
                     "data directory has row-store format {}, this build reads {DATA_FORMAT} \
-                     (format 1 predates replication: dump and reload it)",
+                     (format 1 predates replication, format 2 stores char(n) padded: dump and reload it)",
                     found.unwrap_or(1)
                 )))
             }

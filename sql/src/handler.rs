@@ -210,6 +210,22 @@ where
     Ok(())
 }
 
+/// The RowDescription of `schema`: arrow-pg's mapping, with `char(n)` columns reported as
+/// `bpchar` (atttypmod n + 4, as in PostgreSQL).
+fn pg_fields(
+    schema: &datafusion::arrow::datatypes::Schema,
+    format: &Format,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let mut fields = arrow_schema_to_pg_fields(schema, format, None)?;
+    for (f, w) in fields.iter_mut().zip(crate::types::bpchar_widths(schema)) {
+        if let Some(w) = w {
+            *f = FieldInfo::new(f.name().into(), None, None, Type::BPCHAR, f.format())
+                .with_type_modifier(w as i32 + 4);
+        }
+    }
+    Ok(fields)
+}
+
 fn query_response(
     schema: SchemaRef,
     batches: stream::BoxStream<
@@ -219,7 +235,8 @@ fn query_response(
     tag: &str,
     format: &Format,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, None)?);
+    let widths = crate::types::bpchar_widths(&schema);
+    let fields = Arc::new(pg_fields(&schema, format)?);
     let f2 = fields.clone();
     let text: Vec<bool> = (0..schema.fields().len())
         .map(|i| format.is_text(i))
@@ -230,6 +247,7 @@ fn query_response(
                 dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
             > = match rb {
                 Ok(rb) => {
+                    let rb = crate::types::pad_bpchar_columns(&rb, &widths);
                     encode_recordbatch(f2.clone(), crate::types::pg_text_columns(&rb, &|i| text[i]))
                 }
                 Err(e) => Box::new(std::iter::once(Err(from_datafusion(e).into_pgwire()))),
@@ -646,7 +664,7 @@ impl QueryParser for DuetQueryParser {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
-            Some(s) => arrow_schema_to_pg_fields(s, format.unwrap_or(&Format::UnifiedText), None),
+            Some(s) => pg_fields(s, format.unwrap_or(&Format::UnifiedText)),
             None => Ok(vec![]),
         }
     }

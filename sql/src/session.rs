@@ -250,6 +250,7 @@ impl Session {
             let state = ctx.state();
             let mut rules = state.analyzer().rules.clone();
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
+            rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             let new_state =
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)

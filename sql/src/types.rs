@@ -292,6 +292,76 @@ pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) 
     }
 }
 
+/// The declared width of each result column that is a `char(n)` column (field metadata
+/// [`duet_rowstore::batch::BPCHAR_WIDTH`]), `None` for the others.
+pub fn bpchar_widths(schema: &datafusion::arrow::datatypes::Schema) -> Vec<Option<usize>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.metadata()
+                .get(duet_rowstore::batch::BPCHAR_WIDTH)
+                .and_then(|n| n.parse().ok())
+                .filter(|_| {
+                    matches!(
+                        f.data_type(),
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Pads the values of `char(n)` result columns with spaces to `n` characters, as PostgreSQL
+/// returns them (they are stored without trailing spaces).
+pub fn pad_bpchar_columns(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    widths: &[Option<usize>],
+) -> datafusion::arrow::record_batch::RecordBatch {
+    if widths.iter().all(Option::is_none) {
+        return batch.clone();
+    }
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    for ((col, f), w) in batch
+        .columns()
+        .iter()
+        .zip(batch.schema().fields())
+        .zip(widths)
+    {
+        let padded = w.and_then(|w| {
+            let s = datafusion::arrow::compute::cast(col, &DataType::Utf8).ok()?;
+            let s = s.as_any().downcast_ref::<StringArray>()?.clone();
+            let out: StringArray = s
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        let n = v.chars().count();
+                        let mut o = String::with_capacity(v.len() + w.saturating_sub(n));
+                        o.push_str(v);
+                        o.extend(std::iter::repeat_n(' ', w.saturating_sub(n)));
+                        o
+                    })
+                })
+                .collect();
+            Some(Arc::new(out) as ArrayRef)
+        });
+        match padded {
+            Some(p) => {
+                fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+                cols.push(p);
+            }
+            None => {
+                fields.push(f.as_ref().clone());
+                cols.push(col.clone());
+            }
+        }
+    }
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
+        .unwrap_or_else(|_| batch.clone())
+}
+
 /// Re-encodes, for text-format result columns, the types whose text form arrow-pg writes
 /// differently from PostgreSQL (floats, timestamps) as strings in PostgreSQL's format.
 pub fn pg_text_columns(

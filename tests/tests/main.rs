@@ -8,6 +8,7 @@ mod copy;
 mod crash;
 mod replication;
 mod slt;
+mod tpch;
 mod txn;
 mod wire;
 

@@ -31,7 +31,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
-use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sqlparser::ast::{Expr, SetExpr, Statement, Value};
 use tokio::sync::Mutex;
 
@@ -67,13 +67,16 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
 pub struct Connection {
     session: Arc<Mutex<Session>>,
     parser: Arc<DuetQueryParser>,
+    cancels: Arc<crate::cancel::CancelRegistry>,
 }
 
 impl Connection {
     /// A new connection with a fresh session.
     pub fn new(shared: SharedRef) -> Result<Self, PgError> {
+        let cancels = shared.cancels.clone();
         let session = Arc::new(Mutex::new(Session::new(shared)?));
         Ok(Self {
+            cancels,
             parser: Arc::new(DuetQueryParser {
                 session: session.clone(),
             }),
@@ -100,6 +103,9 @@ impl PgWireServerHandlers for Connection {
             session: self.session.clone(),
             parser: self.parser.clone(),
         })
+    }
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::new(crate::cancel::Canceller(self.cancels.clone()))
     }
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         Arc::new(Handler {
@@ -179,8 +185,28 @@ pub struct Handler {
     parser: Arc<DuetQueryParser>,
 }
 
-/// Trust authentication (password authentication comes later).
-impl NoopStartupHandler for Handler {}
+/// Trust authentication (password authentication comes later). After startup the
+/// connection's backend key is registered for CancelRequest.
+#[async_trait]
+impl NoopStartupHandler for Handler {
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, key) = client.pid_and_secret_key();
+        self.session
+            .lock()
+            .await
+            .register_cancel(pid, key.to_bytes());
+        Ok(())
+    }
+}
 
 fn status_of(session: &Session) -> TransactionStatus {
     if session.is_failed() {
@@ -262,11 +288,16 @@ fn query_response(
     Ok(resp)
 }
 
-fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+fn into_response(
+    outcome: Outcome,
+    format: &Format,
+    guard: crate::cancel::StatementGuard,
+) -> PgWireResult<Response> {
     Ok(match outcome {
         Outcome::Stream { stream, tag } => {
             let schema = stream.schema();
-            Response::Query(query_response(schema, stream.boxed(), &tag, format)?)
+            let batches = guard.guard_stream(stream.boxed());
+            Response::Query(query_response(schema, batches, &tag, format)?)
         }
         Outcome::Batches {
             schema,
@@ -283,6 +314,21 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
             Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
         }
     })
+}
+
+/// Executes `stmt` unless it is cancelled or times out first; a statement stopped inside a
+/// transaction block fails the block, as any other error does.
+async fn run_guarded(
+    session: &mut Session,
+    guard: &crate::cancel::StatementGuard,
+    stmt: Statement,
+    params: &ParamValues,
+) -> Result<Outcome, PgError> {
+    let result = guard.run(session.execute(stmt, params)).await;
+    if result.is_err() {
+        session.mark_failed();
+    }
+    result
 }
 
 #[async_trait]
@@ -361,10 +407,11 @@ impl SimpleQueryHandler for Handler {
         let mut out = Vec::with_capacity(statements.len());
         let empty = ParamValues::List(vec![]);
         for stmt in statements {
-            let result = session.execute(stmt, &empty).await;
+            let guard = session.statement_guard();
+            let result = run_guarded(&mut session, &guard, stmt, &empty).await;
             send_notices(client, &mut session).await?;
             match result.and_then(|o| {
-                into_response(o, &Format::UnifiedText)
+                into_response(o, &Format::UnifiedText, guard)
                     .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
             }) {
                 Ok(r @ Response::CopyIn(_)) => {
@@ -710,9 +757,10 @@ impl ExtendedQueryHandler for Handler {
             prepared.param_types.iter().map(|t| t.as_ref()).collect();
         let params = deserialize_parameters(portal, &inferred)?;
         let mut session = self.session.lock().await;
-        let result = session.execute(prepared.statement.clone(), &params).await;
+        let guard = session.statement_guard();
+        let result = run_guarded(&mut session, &guard, prepared.statement.clone(), &params).await;
         send_notices(client, &mut session).await?;
         let outcome = result.map_err(PgError::into_pgwire)?;
-        into_response(outcome, &portal.result_column_format)
+        into_response(outcome, &portal.result_column_format, guard)
     }
 }

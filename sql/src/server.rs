@@ -39,10 +39,7 @@ impl Server {
     pub async fn start(node: NodeRef, listen: SocketAddr) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            store: node.store.clone(),
-            node: Some(node),
-        });
+        let shared = Shared::new(node.store.clone(), Some(node));
         let (tx, mut rx) = watch::channel(false);
         let sh = shared.clone();
         let task = tokio::spawn(async move {

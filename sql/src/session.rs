@@ -61,6 +61,19 @@ pub struct Shared {
     pub store: StoreRef,
     /// The process's replicas (absent in planning-only unit tests).
     pub node: Option<crate::node::NodeRef>,
+    /// Every connection's cancel key, for CancelRequest.
+    pub cancels: Arc<crate::cancel::CancelRegistry>,
+}
+
+impl Shared {
+    /// Shared state for sessions on `store` (and `node`'s replicas).
+    pub fn new(store: StoreRef, node: Option<crate::node::NodeRef>) -> SharedRef {
+        Arc::new(Self {
+            store,
+            node,
+            cancels: Arc::default(),
+        })
+    }
 }
 
 /// Shared handle.
@@ -94,6 +107,78 @@ pub struct Session {
     pub(crate) scratch: Arc<MemorySchemaProvider>,
     /// A COPY FROM STDIN waiting for its data.
     pub(crate) copy: Option<crate::copy::CopyIn>,
+    /// The running statement's cancel token.
+    cancel: crate::cancel::CancelSlot,
+    /// This connection's backend pid, once registered for CancelRequest.
+    pid: Option<i32>,
+    /// A statement's result stream ended in an error after the statement returned (see
+    /// `StatementGuard`): inside a transaction block, the block has failed.
+    stream_failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The default `duet.query_memory_limit`: a quarter of the machine's memory (1 GiB if
+/// /proc/meminfo cannot be read).
+fn default_query_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024 / 4)
+        .unwrap_or(1 << 30)
+}
+
+/// A PostgreSQL-style memory setting: a number with a unit (`B`, `kB`, `MB`, `GB`, `TB`);
+/// a bare number is kilobytes, as for `work_mem`.
+fn parse_memory(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1,
+        "" | "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        "tb" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Gives `ctx` a memory pool of `limit` bytes per query. Each sort keeps a reservation
+/// for merging its spill files (DataFusion's default 10 MB per partition); it is scaled down
+/// to an eighth of the limit so that small limits still leave room to sort and spill.
+fn set_memory_limit(ctx: &SessionContext, limit: u64) -> Result<()> {
+    let state = ctx.state();
+    let mut config = state.config().clone();
+    let reserve = usize::try_from(limit / 8)
+        .unwrap_or(usize::MAX)
+        .min(10 << 20);
+    config.options_mut().execution.sort_spill_reservation_bytes = reserve;
+    let new_state =
+        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .with_runtime_env(runtime_env(limit)?)
+            .build();
+    *ctx.state_ref().write() = new_state;
+    Ok(())
+}
+
+/// A runtime whose memory pool bounds each query of the session to `limit` bytes. Sorts
+/// and aggregations spill to temporary files past it; what cannot spill (a hash join's
+/// build side) fails with ResourcesExhausted, which is SQLSTATE 53200.
+fn runtime_env(limit: u64) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(usize::try_from(limit).unwrap_or(usize::MAX)),
+        std::num::NonZeroUsize::new(3).expect("3 is not zero"),
+    );
+    Ok(datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()?)
 }
 
 fn default_settings() -> BTreeMap<String, String> {
@@ -132,6 +217,10 @@ fn default_settings() -> BTreeMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([(
+        "duet.query_memory_limit".to_string(),
+        format!("{}MB", default_query_memory() >> 20),
+    )])
     .collect()
 }
 
@@ -202,6 +291,7 @@ impl Session {
         config.options_mut().sql_parser.parse_float_as_decimal = true;
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(config);
+        set_memory_limit(&ctx, default_query_memory())?;
         let view: ViewSlot = Arc::new(parking_lot::Mutex::new(None));
         let route: RouteSlot = Arc::default();
         let scan = ScanContext {
@@ -282,7 +372,25 @@ impl Session {
             settings: default_settings(),
             notices: Vec::new(),
             scratch,
+            cancel: Arc::default(),
+            pid: None,
+            stream_failed: Arc::default(),
         })
+    }
+
+    /// Makes this session's statements cancellable by a CancelRequest naming `pid` and `key`.
+    pub fn register_cancel(&mut self, pid: i32, key: bytes::Bytes) {
+        self.shared.cancels.register(pid, key, self.cancel.clone());
+        self.pid = Some(pid);
+    }
+
+    /// Starts the clock and a fresh cancel token for the next statement.
+    pub fn statement_guard(&self) -> crate::cancel::StatementGuard {
+        let timeout = self
+            .setting("statement_timeout")
+            .and_then(parse_duration_ms)
+            .unwrap_or_default();
+        crate::cancel::StatementGuard::start(&self.cancel, timeout, self.stream_failed.clone())
     }
 
     /// The table called `name`, or 42P01 (the row store's own "does not exist" error).
@@ -313,6 +421,21 @@ impl Session {
     /// Whether the open transaction has failed.
     pub fn is_failed(&self) -> bool {
         self.failed
+            || (self.txn.is_some()
+                && self
+                    .stream_failed
+                    .load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Folds a failed result stream of the previous statement into the transaction state.
+    fn take_stream_failure(&mut self) {
+        if self
+            .stream_failed
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+            && self.txn.is_some()
+        {
+            self.failed = true;
+        }
     }
 
     /// Current value of a setting.
@@ -323,6 +446,7 @@ impl Session {
     /// Runs one statement with bound parameters.
     #[tracing::instrument(skip_all, fields(stmt_kind = statement_kind(&stmt)))]
     pub async fn execute(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+        self.take_stream_failure();
         match &stmt {
             Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
             Statement::Commit { .. } => return self.commit(),
@@ -426,7 +550,20 @@ impl Session {
                     .map(|i| i.value.clone())
                     .collect::<Vec<_>>()
                     .join(" ");
-                let key = setting_name(&name);
+                let mut key = setting_name(&name);
+                if !self.settings.contains_key(&key) {
+                    // `SHOW duet.engine` arrives as two identifiers.
+                    let dotted = setting_name(
+                        &variable
+                            .iter()
+                            .map(|i| i.value.clone())
+                            .collect::<Vec<_>>()
+                            .join("."),
+                    );
+                    if self.settings.contains_key(&dotted) {
+                        key = dotted;
+                    }
+                }
                 match self.settings.get(&key) {
                     Some(v) => Ok(single_text(&key, v)),
                     None if key == "all" => Err(PgError::unsupported("SHOW ALL")),
@@ -504,6 +641,15 @@ impl Session {
             let wait = parse_duration_ms(&value).ok_or_else(invalid)?;
             self.route.settings.lock().learner_wait = wait;
         }
+        if name == "statement_timeout" {
+            parse_duration_ms(&value).ok_or_else(invalid)?;
+        }
+        if name == "duet.query_memory_limit" {
+            let limit = parse_memory(&value)
+                .filter(|&l| l > 0)
+                .ok_or_else(invalid)?;
+            set_memory_limit(&self.ctx, limit)?;
+        }
         if !self.settings.contains_key(name) && !name.contains('.') {
             return Err(PgError::new(
                 SqlState::UndefinedObject,
@@ -554,6 +700,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.shared.cancels.unregister(pid);
+        }
         // datafusion-pg-catalog's schema holds the catalog list it is registered in: an Arc
         // cycle. Unregistering it frees the context, and with it the store handle.
         if let Some(catalog) = self.ctx.catalog(DATABASE) {
@@ -602,7 +751,7 @@ mod tests {
     fn session() -> Session {
         // Planning only: nothing is committed, so no Raft peer is needed.
         let store = Store::open(Arc::new(MemoryEngine::new())).unwrap();
-        Session::new(Arc::new(Shared { store, node: None })).unwrap()
+        Session::new(Shared::new(store, None)).unwrap()
     }
 
     #[tokio::test]

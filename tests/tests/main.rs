@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stderr)] // tests report what they measured
 
+mod analytics;
 mod bad_input;
 mod copy;
 mod crash;

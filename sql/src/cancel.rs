@@ -1,0 +1,157 @@
+//! Stopping a running statement: a PostgreSQL CancelRequest (a second connection that
+//! names the backend's pid and secret key) and `statement_timeout`. Both end the statement
+//! with SQLSTATE 57014 and leave the connection usable.
+//!
+//! Each session has a [`CancelSlot`] holding the token of the statement it is running. The
+//! server keeps a [`CancelRegistry`] from pid to (secret key, slot); the CancelRequest
+//! handler looks the pid up, checks the key and fires the token. A [`StatementGuard`] races
+//! a statement's execution, and then its result stream, against the token and the deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use futures::stream::{self, BoxStream, StreamExt};
+use parking_lot::Mutex;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::messages::cancel::CancelRequest;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{PgError, PgErrorBox, Result, SqlState};
+
+/// The token of the statement a session is running (a fresh one per statement).
+pub type CancelSlot = Arc<Mutex<CancellationToken>>;
+
+/// pid → (secret key, the session's slot), for every open connection.
+#[derive(Default)]
+pub struct CancelRegistry {
+    sessions: Mutex<HashMap<i32, (Bytes, CancelSlot)>>,
+}
+
+impl CancelRegistry {
+    /// Registers a connection's backend key.
+    pub fn register(&self, pid: i32, key: Bytes, slot: CancelSlot) {
+        self.sessions.lock().insert(pid, (key, slot));
+    }
+
+    /// Forgets a connection.
+    pub fn unregister(&self, pid: i32) {
+        self.sessions.lock().remove(&pid);
+    }
+
+    /// Cancels the statement running on `pid` if `key` matches; false if nothing matched.
+    /// As in PostgreSQL, a cancel that arrives between statements does nothing.
+    pub fn cancel(&self, pid: i32, key: &[u8]) -> bool {
+        let slot = match self.sessions.lock().get(&pid) {
+            Some((k, slot)) if k.as_ref() == key => slot.clone(),
+            _ => return false,
+        };
+        slot.lock().cancel();
+        true
+    }
+}
+
+/// pgwire's CancelRequest hook.
+pub struct Canceller(pub Arc<CancelRegistry>);
+
+#[async_trait]
+impl CancelHandler for Canceller {
+    async fn on_cancel_request(&self, req: CancelRequest) {
+        if !self.0.cancel(req.pid, &req.secret_key.to_bytes()) {
+            tracing::debug!(pid = req.pid, "cancel request for no running statement");
+        }
+    }
+}
+
+fn canceled(timeout: bool) -> PgError {
+    PgError::new(
+        SqlState::QueryCanceled,
+        if timeout {
+            "canceling statement due to statement timeout"
+        } else {
+            "canceling statement due to user request"
+        },
+    )
+}
+
+/// What may stop one statement: its cancel token and its deadline.
+#[derive(Clone)]
+pub struct StatementGuard {
+    token: CancellationToken,
+    deadline: Option<Instant>,
+    /// Set when the result stream ends in an error (a stop or any other): the session's
+    /// transaction block has then failed.
+    stream_failed: Arc<AtomicBool>,
+}
+
+impl StatementGuard {
+    /// Installs a fresh token in `slot` and starts the clock (`timeout` zero = none).
+    pub fn start(slot: &CancelSlot, timeout: Duration, stream_failed: Arc<AtomicBool>) -> Self {
+        let token = CancellationToken::new();
+        *slot.lock() = token.clone();
+        Self {
+            token,
+            deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
+            stream_failed,
+        }
+    }
+
+    /// Resolves when the statement must stop, with the error to report.
+    async fn stopped(&self) -> PgError {
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.token.cancelled() => canceled(false),
+            _ = deadline => canceled(true),
+        }
+    }
+
+    /// Runs `fut` unless the statement is stopped first. A future that has finished its work
+    /// (a commit) wins over a cancel that arrives in the same instant.
+    pub async fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            biased;
+            r = fut => r,
+            e = self.stopped() => Err(e),
+        }
+    }
+
+    /// Ends `batches` with the 57014 error as soon as the statement is stopped. Dropping the
+    /// inner stream stops DataFusion's tasks for it.
+    pub fn guard_stream(
+        self,
+        batches: BoxStream<'static, datafusion::error::Result<RecordBatch>>,
+    ) -> BoxStream<'static, datafusion::error::Result<RecordBatch>> {
+        let failed = self.stream_failed.clone();
+        let stop: std::pin::Pin<Box<dyn Future<Output = PgError> + Send>> =
+            Box::pin(async move { self.stopped().await });
+        stream::unfold(Some((batches, stop)), |state| async move {
+            let (mut batches, mut stop) = state?;
+            tokio::select! {
+                biased;
+                e = &mut stop => Some((
+                    Err(DataFusionError::External(Box::new(PgErrorBox(e)))),
+                    None,
+                )),
+                item = batches.next() => item.map(|i| (i, Some((batches, stop)))),
+            }
+        })
+        .inspect(move |item| {
+            if item.is_err() {
+                failed.store(true, Ordering::Release);
+            }
+        })
+        .boxed()
+    }
+}

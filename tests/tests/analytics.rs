@@ -1,0 +1,193 @@
+//! Analytical queries under limits: the per-query memory pool (53200), statement_timeout
+//! and CancelRequest (57014), and scans that keep their snapshot while writes and
+//! compactions go on underneath.
+
+use std::time::{Duration, Instant};
+
+use duet_tests::{Cluster, ClusterBuilder};
+use tokio_postgres::{Client, NoTls};
+
+use crate::{int, sqlstate};
+
+/// `big(k, g, pad)`: `n` rows, `g` = k % 100, a 100-byte pad.
+async fn big_table(cluster: &Cluster, n: i64) -> Client {
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE big (k bigint PRIMARY KEY, g bigint NOT NULL, pad text NOT NULL);
+         INSERT INTO big SELECT k, k % 100, repeat('x', 100) FROM generate_series(1, {n}) AS s(k)"
+    ))
+    .await
+    .unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_the_memory_limit_fails_with_53200_and_the_next_one_works() {
+    let cluster = ClusterBuilder::new("memlimit").build().await.unwrap();
+    let c = big_table(&cluster, 100_000).await;
+    let default: String = c
+        .query_one("SHOW duet.query_memory_limit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(default.ends_with("MB"), "{default}");
+
+    // A hash join must hold its build side (100k rows, ~12 MB) in memory: it cannot spill.
+    let join = "SELECT count(*) FROM big a JOIN big b ON a.pad || a.k::text = b.pad || b.k::text";
+    for engine in ["row", "column"] {
+        c.batch_execute(&format!(
+            "SET duet.engine = '{engine}'; SET duet.learner_wait_timeout = '30s'; \
+             SET duet.query_memory_limit = '2MB'"
+        ))
+        .await
+        .unwrap();
+        let e = c.query_one(join, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("53200"), "{engine}: {e:?}");
+        // The session goes on, and a query within the limit works.
+        assert_eq!(int(&c, "SELECT count(*) FROM big").await, 100_000);
+        c.batch_execute("SET duet.query_memory_limit = '1GB'")
+            .await
+            .unwrap();
+        assert_eq!(int(&c, join).await, 100_000, "{engine}");
+    }
+    let e = c
+        .batch_execute("SET duet.query_memory_limit = 'lots'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("22023"));
+}
+
+/// Big enough that it runs for many seconds: 100k × 1k matches per group.
+const SLOW: &str = "SELECT count(*) FROM big a JOIN big b ON a.g = b.g";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_and_cancel_stop_a_running_query_with_57014() {
+    let cluster = ClusterBuilder::new("cancel").build().await.unwrap();
+    let c = big_table(&cluster, 100_000).await;
+
+    for engine in ["row", "column"] {
+        c.batch_execute(&format!(
+            "SET duet.engine = '{engine}'; SET duet.learner_wait_timeout = '30s'; \
+             SET statement_timeout = '300ms'"
+        ))
+        .await
+        .unwrap();
+        let t = Instant::now();
+        let e = c.query_one(SLOW, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{engine}: {e:?}");
+        assert!(
+            e.as_db_error()
+                .unwrap()
+                .message()
+                .contains("statement timeout"),
+            "{e:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert_eq!(int(&c, "SELECT count(*) FROM big").await, 100_000);
+        c.batch_execute("SET statement_timeout = 0").await.unwrap();
+
+        // CancelRequest from another socket, while the query runs.
+        let token = c.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            token.cancel_query(NoTls).await.unwrap();
+        });
+        let t = Instant::now();
+        let e = c.query_one(SLOW, &[]).await.unwrap_err();
+        canceller.await.unwrap();
+        assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{engine}: {e:?}");
+        assert!(
+            e.as_db_error().unwrap().message().contains("user request"),
+            "{e:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert_eq!(int(&c, "SELECT count(*) FROM big").await, 100_000);
+    }
+
+    // Inside a transaction block a cancelled statement fails the block.
+    c.batch_execute("BEGIN; SET statement_timeout = '200ms'")
+        .await
+        .unwrap();
+    let e = c.query_one(SLOW, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"));
+    let e = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("25P02"));
+    c.batch_execute("ROLLBACK; SET statement_timeout = 0")
+        .await
+        .unwrap();
+    assert_eq!(int(&c, "SELECT 1::bigint").await, 1);
+
+    // A cancel between statements does nothing.
+    c.cancel_token().cancel_query(NoTls).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(int(&c, "SELECT count(*) FROM big").await, 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_keeps_its_snapshot_while_writes_and_compactions_go_on() {
+    let cluster = ClusterBuilder::new("freshness").build().await.unwrap();
+    let mut c = big_table(&cluster, 20_000).await;
+    assert!(cluster
+        .wait_learner_caught_up(Duration::from_secs(30))
+        .unwrap());
+    cluster.compact_columns().unwrap();
+    let w = cluster.client().await.unwrap();
+    c.batch_execute("SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s'")
+        .await
+        .unwrap();
+    let columns = cluster.node().unwrap().columns().clone();
+    let fallbacks = columns.fallbacks();
+
+    let tx = c.transaction().await.unwrap();
+    let before: i64 = tx
+        .query_one("SELECT sum(g)::bigint FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let stmt = tx.prepare("SELECT k, g FROM big ORDER BY k").await.unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let mut seen: Vec<(i64, i64)> = Vec::new();
+    let mut round = 0;
+    loop {
+        let rows = tx.query_portal(&portal, 2_000).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        seen.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
+        // Between chunks: change every row, delete some, fold it all into stable chunks.
+        round += 1;
+        w.batch_execute(&format!(
+            "UPDATE big SET g = g + 1000 WHERE k % 7 = {}; DELETE FROM big WHERE k = {}",
+            round % 7,
+            round * 3
+        ))
+        .await
+        .unwrap();
+        assert!(cluster
+            .wait_learner_caught_up(Duration::from_secs(30))
+            .unwrap());
+        cluster.compact_columns().unwrap();
+    }
+    assert!(round >= 10, "{round} chunks");
+    let expected: Vec<(i64, i64)> = (1..=20_000).map(|k| (k, k % 100)).collect();
+    assert_eq!(seen, expected, "the scan saw writes made after it started");
+    let after: i64 = tx
+        .query_one("SELECT sum(g)::bigint FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(before, after);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        columns.fallbacks(),
+        fallbacks,
+        "a snapshot read fell back to the row replica"
+    );
+    // Outside the transaction the changes are visible on the column replica.
+    let now: i64 = c
+        .query_one("SELECT count(*) FROM big WHERE g >= 1000", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(now > 0);
+}

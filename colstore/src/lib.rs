@@ -20,6 +20,7 @@
 //! statistics to the scan.
 
 pub mod error;
+pub mod filter;
 pub mod persist;
 pub mod scan;
 pub mod store;

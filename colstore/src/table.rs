@@ -225,6 +225,21 @@ impl TableSnapshot {
     /// Chunk `i` at the read version, projected: the chunk as it is when no delta key falls
     /// in its range, else filtered by a merge of its sorted keys with the delta's.
     pub fn scan_chunk(&self, i: usize, projection: &[usize]) -> Result<RecordBatch> {
+        let (batch, visible) = self.chunk_with_visibility(i, projection)?;
+        Ok(match visible {
+            Some(v) => filter_record_batch(&batch, &v)?,
+            None => batch,
+        })
+    }
+
+    /// Chunk `i`, projected, unfiltered, and which of its rows the read version sees: `None`
+    /// when all of them (no delta key falls in the chunk's key range, the common case),
+    /// else the mask from one merge of the chunk's sorted keys with the delta's.
+    pub fn chunk_with_visibility(
+        &self,
+        i: usize,
+        projection: &[usize],
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         let chunk = &self.stable.chunks[i];
         let columns = projection
             .iter()
@@ -237,7 +252,7 @@ impl TableSnapshot {
         )?;
         let range = self.delta_range(chunk);
         if range.is_empty() {
-            return Ok(batch);
+            return Ok((batch, None));
         }
         let shadow = &self.delta_keys[range];
         let mut keep = Vec::with_capacity(chunk.rows());
@@ -249,7 +264,7 @@ impl TableSnapshot {
             }
             keep.push(!(d < shadow.len() && shadow[d].as_slice() == k));
         }
-        Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
+        Ok((batch, Some(BooleanArray::from(keep))))
     }
 
     /// The delta's live rows at the read version, projected, in batches of `batch_rows`.

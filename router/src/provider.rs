@@ -11,6 +11,7 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use duet_colstore::filter::ScanFilter;
 use duet_rowstore::batch::table_schema;
 use duet_rowstore::{StoreRef, TableDefRef};
 
@@ -63,7 +64,7 @@ impl RowTableProvider {
     async fn column_scan(
         &self,
         view: &duet_rowstore::ReadView,
-        projection: &[usize],
+        filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
     ) -> Result<Arc<dyn ExecutionPlan>, (Fallback, String)> {
@@ -99,7 +100,7 @@ impl RowTableProvider {
         Ok(Arc::new(duet_colstore::ColumnScanExec::new(
             snapshot,
             version,
-            projection.to_vec(),
+            filter.clone(),
             limit,
             partitions,
         )))
@@ -125,8 +126,18 @@ impl TableProvider for RowTableProvider {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Filters narrow the key ranges; DataFusion still evaluates them on the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Filters narrow the key ranges. Those a scan can evaluate itself it does, exactly
+        // (`ScanFilter`); DataFusion evaluates the others above the scan.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if duet_colstore::filter::evaluable(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -138,7 +149,7 @@ impl TableProvider for RowTableProvider {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.cloned().unwrap_or(all);
-        let schema = Arc::new(self.schema.project(&projection)?);
+        let filter = ScanFilter::new(state, &self.schema, &projection, filters)?;
         let ranges = plan_ranges(&self.def, filters);
         let view = self.ctx.view.lock().clone().ok_or_else(|| {
             DataFusionError::Internal(format!(
@@ -150,10 +161,7 @@ impl TableProvider for RowTableProvider {
         let mut fallback = None;
         if engine == Engine::Column && !self.expose_key {
             let partitions = state.config().target_partitions();
-            match self
-                .column_scan(&view, &projection, limit, partitions)
-                .await
-            {
+            match self.column_scan(&view, &filter, limit, partitions).await {
                 Ok(plan) => {
                     self.ctx.columns.count_scan();
                     return Ok(plan);
@@ -170,8 +178,7 @@ impl TableProvider for RowTableProvider {
             }
         }
         Ok(Arc::new(
-            RowScanExec::new(view, self.def.clone(), ranges, projection, schema, limit)
-                .with_fallback(fallback),
+            RowScanExec::new(view, self.def.clone(), ranges, filter, limit).with_fallback(fallback),
         ))
     }
 }

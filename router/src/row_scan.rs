@@ -19,6 +19,7 @@ use duet_rowstore::codec::memcmp::prefix_end;
 use duet_rowstore::{ReadView, Row, TableDefRef};
 
 use crate::keyrange::{Access, KeyRange, ScanRanges};
+use duet_colstore::filter::ScanFilter;
 
 /// Rows per output batch (and per visit to the storage engine).
 pub const BATCH_ROWS: usize = 4096;
@@ -29,8 +30,9 @@ pub struct RowScanExec {
     view: ReadView,
     def: TableDefRef,
     ranges: ScanRanges,
-    /// Positions in the provider schema; `def.columns.len()` is the key column.
-    projection: Vec<usize>,
+    /// Columns read (positions in the provider schema; `def.columns.len()` is the key
+    /// column), the filter evaluated on them, and the output projection.
+    filter: ScanFilter,
     schema: SchemaRef,
     limit: Option<usize>,
     props: Arc<PlanProperties>,
@@ -44,16 +46,16 @@ impl RowScanExec {
         view: ReadView,
         def: TableDefRef,
         ranges: ScanRanges,
-        projection: Vec<usize>,
-        schema: SchemaRef,
+        filter: ScanFilter,
         limit: Option<usize>,
     ) -> Self {
+        let schema = filter.output_schema.clone();
         let props = duet_colstore::scan::leaf_properties(&schema, 1);
         Self {
             view,
             def,
             ranges,
-            projection,
+            filter,
             schema,
             limit,
             props,
@@ -77,14 +79,10 @@ impl RowScanExec {
 impl DisplayAs for RowScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let cols: Vec<&str> = self
-            .projection
+            .schema
+            .fields()
             .iter()
-            .map(|&i| {
-                self.def
-                    .columns
-                    .get(i)
-                    .map_or(crate::provider::KEY_COLUMN, |c| c.name.as_str())
-            })
+            .map(|f| f.name().as_str())
             .collect();
         write!(
             f,
@@ -94,6 +92,9 @@ impl DisplayAs for RowScanExec {
             self.ranges.ranges.len(),
             cols.join(", ")
         )?;
+        if self.filter.is_some() {
+            write!(f, ", filter=[{}]", self.filter.display())?;
+        }
         if let Some(l) = self.limit {
             write!(f, ", limit={l}")?;
         }
@@ -141,8 +142,7 @@ impl ExecutionPlan for RowScanExec {
             def: self.def.clone(),
             access: self.ranges.access.clone(),
             ranges: self.ranges.ranges.iter().cloned().collect(),
-            projection: self.projection.clone(),
-            schema: self.schema.clone(),
+            filter: self.filter.clone(),
             remaining: self.limit,
         };
         Ok(duet_colstore::scan::batch_stream(
@@ -163,8 +163,7 @@ struct ScanState {
     def: TableDefRef,
     access: Access,
     ranges: VecDeque<KeyRange>,
-    projection: Vec<usize>,
-    schema: SchemaRef,
+    filter: ScanFilter,
     remaining: Option<usize>,
 }
 
@@ -181,7 +180,11 @@ impl ScanState {
             let Some(range) = self.ranges.front().cloned() else {
                 return Ok(None);
             };
-            let want = self.remaining.map_or(BATCH_ROWS, |r| r.min(BATCH_ROWS));
+            // With a filter, a limit counts the rows that pass it, not the rows read.
+            let want = match self.remaining {
+                Some(r) if !self.filter.is_some() => r.min(BATCH_ROWS),
+                _ => BATCH_ROWS,
+            };
             let mut keys: Vec<Vec<u8>> = Vec::new();
             let mut rows: Vec<Row> = Vec::new();
             let mut resume: Option<Vec<u8>> = None;
@@ -244,17 +247,25 @@ impl ScanState {
             if rows.is_empty() {
                 continue;
             }
-            if let Some(rem) = self.remaining.as_mut() {
-                *rem = rem.saturating_sub(rows.len());
+            let mut batch = self.filter.apply(self.build(&keys, &rows)?, None)?;
+            if batch.num_rows() == 0 {
+                continue;
             }
-            return self.build(&keys, &rows).map(Some);
+            if let Some(rem) = self.remaining.as_mut() {
+                if batch.num_rows() > *rem {
+                    batch = batch.slice(0, *rem);
+                }
+                *rem -= batch.num_rows();
+            }
+            return Ok(Some(batch));
         }
     }
 
     fn build(&self, keys: &[Vec<u8>], rows: &[Row]) -> DfResult<RecordBatch> {
         let ncols = self.def.columns.len();
         let columns = self
-            .projection
+            .filter
+            .read
             .iter()
             .map(|&c| -> DfResult<ArrayRef> {
                 if c == ncols {
@@ -266,7 +277,7 @@ impl ScanState {
             })
             .collect::<DfResult<Vec<_>>>()?;
         Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
+            self.filter.read_schema.clone(),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows.len())),
         )?)

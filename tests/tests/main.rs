@@ -17,7 +17,7 @@ mod wire;
 pub async fn int(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[])
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         .get(0)
 }
 

@@ -1,0 +1,171 @@
+//! Filters evaluated inside a table scan (both replicas' scans use this).
+//!
+//! DataFusion hands a table provider the WHERE conjuncts that mention only that table.
+//! Those that are deterministic and self-contained ([`evaluable`]) the scan evaluates
+//! itself, exactly, on each batch it reads (so DataFusion drops its own `FilterExec`); the
+//! column scan also uses them to skip whole chunks by their zone maps (`scan.rs`). The scan
+//! reads the union of the output columns and the columns the filter needs, evaluates the
+//! filter, and projects to the output.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray};
+use arrow::compute::kernels::boolean::and;
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result as DfResult};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
+
+/// Whether a scan may evaluate `e` itself in place of DataFusion: no subqueries, no
+/// parameters left unbound, no volatile functions (evaluating `random()` twice would change
+/// the answer), nothing but row-local expressions.
+pub fn evaluable(e: &Expr) -> bool {
+    !e.exists(|n| {
+        Ok(match n {
+            Expr::ScalarSubquery(_)
+            | Expr::Exists(_)
+            | Expr::InSubquery(_)
+            | Expr::Placeholder(_)
+            | Expr::OuterReferenceColumn(..)
+            | Expr::AggregateFunction(_)
+            | Expr::WindowFunction(_)
+            | Expr::Unnest(_) => true,
+            Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Volatile,
+            _ => false,
+        })
+    })
+    .unwrap_or(false)
+}
+
+/// The filter of one scan, planned against the columns the scan reads.
+#[derive(Debug, Clone)]
+pub struct ScanFilter {
+    /// Columns the scan reads (positions in the provider's schema), ascending.
+    pub read: Vec<usize>,
+    /// Schema of a batch of `read`.
+    pub read_schema: SchemaRef,
+    /// The conjunction of the evaluable filters over `read_schema`; `None` = no filter.
+    pub predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// The same, as DataFusion expressions over unqualified column names (for display and
+    /// zone-map pruning).
+    pub exprs: Vec<Expr>,
+    /// For each output column, its position in `read`.
+    output: Vec<usize>,
+    /// Schema of the output (`projection`).
+    pub output_schema: SchemaRef,
+}
+
+impl ScanFilter {
+    /// Plans `filters` (those DataFusion pushed down; the non-evaluable ones are ignored
+    /// here) for a scan of `schema` projected to `projection`.
+    pub fn new(
+        state: &dyn Session,
+        schema: &SchemaRef,
+        projection: &[usize],
+        filters: &[Expr],
+    ) -> DfResult<Self> {
+        let exprs: Vec<Expr> = filters
+            .iter()
+            .filter(|f| evaluable(f))
+            .map(|f| unqualify(f.clone()))
+            .collect::<DfResult<_>>()?;
+        let mut read: Vec<usize> = projection.to_vec();
+        for e in &exprs {
+            for c in e.column_refs() {
+                if let Ok(i) = schema.index_of(&c.name) {
+                    read.push(i);
+                }
+            }
+        }
+        read.sort_unstable();
+        read.dedup();
+        let read_schema = Arc::new(schema.project(&read)?);
+        let predicate = match conjunction(exprs.clone()) {
+            Some(e) => {
+                let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
+                Some(state.create_physical_expr(e, &df_schema)?)
+            }
+            None => None,
+        };
+        let output = projection
+            .iter()
+            .map(|p| read.binary_search(p).expect("projection is part of read"))
+            .collect();
+        let output_schema = Arc::new(schema.project(projection)?);
+        Ok(Self {
+            read,
+            read_schema,
+            predicate,
+            exprs,
+            output,
+            output_schema,
+        })
+    }
+
+    /// The rows of `batch` (columns `read`) that pass the filter and `keep` (a mask from
+    /// the caller, e.g. MVCC visibility), projected to the output columns.
+    pub fn apply(&self, batch: RecordBatch, keep: Option<BooleanArray>) -> DfResult<RecordBatch> {
+        let mask = match &self.predicate {
+            Some(p) => {
+                let v = p.evaluate(&batch)?.into_array(batch.num_rows())?;
+                let b = v
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| {
+                        datafusion::error::DataFusionError::Internal(
+                            "scan filter is not boolean".into(),
+                        )
+                    })?
+                    .clone();
+                let b = if b.null_count() > 0 {
+                    prep_null_mask_filter(&b)
+                } else {
+                    b
+                };
+                Some(match keep {
+                    Some(k) => and(&b, &k)?,
+                    None => b,
+                })
+            }
+            None => keep,
+        };
+        let batch = match mask {
+            Some(m) if m.true_count() < m.len() => filter_record_batch(&batch, &m)?,
+            _ => batch,
+        };
+        Ok(batch
+            .project(&self.output)?
+            .with_schema(self.output_schema.clone())?)
+    }
+
+    /// Whether the scan evaluates a filter.
+    pub fn is_some(&self) -> bool {
+        self.predicate.is_some()
+    }
+
+    /// The filter for EXPLAIN.
+    pub fn display(&self) -> String {
+        self.exprs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
+/// `e` with table qualifiers dropped from its columns: a scan's filters name only its
+/// table's columns, and the scan resolves them against its own (unqualified) schema.
+fn unqualify(e: Expr) -> DfResult<Expr> {
+    e.transform_up(|n| match n {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+            Column::new_unqualified(c.name),
+        ))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}

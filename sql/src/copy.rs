@@ -1,5 +1,6 @@
-//! `COPY t [(cols)] FROM STDIN` in PostgreSQL's text and CSV formats (`DELIMITER`, `NULL`,
-//! `HEADER`; `FREEZE` and other hints are accepted and ignored).
+//! `COPY t [(cols)] FROM STDIN` and `COPY t [(cols)] | (query) TO STDOUT` in PostgreSQL's
+//! text and CSV formats (`DELIMITER`, `NULL`, `HEADER`; `FREEZE` and other hints are
+//! accepted and ignored). Binary format and files are not supported.
 //!
 //! Data arrives in CopyData messages of any size; complete records are parsed as they
 //! arrive, converted with the same assignment casts as INSERT, and inserted into the
@@ -14,7 +15,7 @@ use arrow::array::{ArrayRef, StringArray};
 use duet_rowstore::{Datum, TableDefRef, Transaction};
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement};
 
-use crate::error::{PgError, Result, SqlState};
+use crate::error::{from_datafusion, PgError, Result, SqlState};
 use crate::session::{blocking, Session};
 use crate::types::assign;
 
@@ -69,6 +70,85 @@ fn single_byte(v: &str, what: &str) -> Result<u8> {
     }
 }
 
+/// The options of a COPY statement (both directions).
+struct CopyOptions {
+    format: Format,
+    delimiter: u8,
+    null: String,
+    header: bool,
+}
+
+impl CopyOptions {
+    fn parse(options: Vec<CopyOption>, legacy_options: Vec<CopyLegacyOption>) -> Result<Self> {
+        let mut format = Format::Text;
+        let mut delimiter = None;
+        let mut null = None;
+        let mut header = false;
+        for o in options {
+            match o {
+                CopyOption::Format(f) => {
+                    format = match f.value.to_ascii_lowercase().as_str() {
+                        "text" => Format::Text,
+                        "csv" => Format::Csv,
+                        other => {
+                            return Err(PgError::unsupported(format!("COPY format \"{other}\"")))
+                        }
+                    }
+                }
+                CopyOption::Delimiter(c) => {
+                    delimiter = Some(single_byte(&c.to_string(), "delimiter")?)
+                }
+                CopyOption::Null(s) => null = Some(s),
+                CopyOption::Header(h) => header = h,
+                // FREEZE, ENCODING (UTF8 only is accepted below), QUOTE/ESCAPE defaults.
+                CopyOption::Freeze(_) => {}
+                CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") => {}
+                other => return Err(PgError::unsupported(format!("COPY option {other}"))),
+            }
+        }
+        for o in legacy_options {
+            match o {
+                CopyLegacyOption::Csv(csv) => {
+                    format = Format::Csv;
+                    for c in csv {
+                        match c {
+                            sqlparser::ast::CopyLegacyCsvOption::Header => header = true,
+                            other => {
+                                return Err(PgError::unsupported(format!(
+                                    "COPY CSV option {other}"
+                                )))
+                            }
+                        }
+                    }
+                }
+                CopyLegacyOption::Delimiter(c) => {
+                    delimiter = Some(single_byte(&c.to_string(), "delimiter")?)
+                }
+                CopyLegacyOption::Null(s) => null = Some(s),
+                other => return Err(PgError::unsupported(format!("COPY option {other}"))),
+            }
+        }
+        if header && format == Format::Text {
+            return Err(PgError::new(
+                SqlState::FeatureNotSupported,
+                "COPY HEADER available only in CSV mode",
+            ));
+        }
+        Ok(Self {
+            delimiter: delimiter.unwrap_or(if format == Format::Csv { b',' } else { b'\t' }),
+            null: null.unwrap_or_else(|| {
+                if format == Format::Csv {
+                    String::new()
+                } else {
+                    "\\N".into()
+                }
+            }),
+            format,
+            header,
+        })
+    }
+}
+
 /// Starts a COPY statement. Only `FROM STDIN` is handled here.
 pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
     let Statement::Copy {
@@ -115,54 +195,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let mut format = Format::Text;
-    let mut delimiter = None;
-    let mut null = None;
-    let mut header = false;
-    for o in options {
-        match o {
-            CopyOption::Format(f) => {
-                format = match f.value.to_ascii_lowercase().as_str() {
-                    "text" => Format::Text,
-                    "csv" => Format::Csv,
-                    other => return Err(PgError::unsupported(format!("COPY format \"{other}\""))),
-                }
-            }
-            CopyOption::Delimiter(c) => delimiter = Some(single_byte(&c.to_string(), "delimiter")?),
-            CopyOption::Null(s) => null = Some(s),
-            CopyOption::Header(h) => header = h,
-            // FREEZE, ENCODING (UTF8 only is accepted below), QUOTE/ESCAPE defaults.
-            CopyOption::Freeze(_) => {}
-            CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") => {}
-            other => return Err(PgError::unsupported(format!("COPY option {other}"))),
-        }
-    }
-    for o in legacy_options {
-        match o {
-            CopyLegacyOption::Csv(csv) => {
-                format = Format::Csv;
-                for c in csv {
-                    match c {
-                        sqlparser::ast::CopyLegacyCsvOption::Header => header = true,
-                        other => {
-                            return Err(PgError::unsupported(format!("COPY CSV option {other}")))
-                        }
-                    }
-                }
-            }
-            CopyLegacyOption::Delimiter(c) => {
-                delimiter = Some(single_byte(&c.to_string(), "delimiter")?)
-            }
-            CopyLegacyOption::Null(s) => null = Some(s),
-            other => return Err(PgError::unsupported(format!("COPY option {other}"))),
-        }
-    }
-    if header && format == Format::Text {
-        return Err(PgError::new(
-            SqlState::FeatureNotSupported,
-            "COPY HEADER available only in CSV mode",
-        ));
-    }
+    let opts = CopyOptions::parse(options, legacy_options)?;
     // Columns the input does not name get their defaults (evaluated once per COPY).
     let missing: Vec<usize> = (0..def.columns.len())
         .filter(|c| !columns.contains(c))
@@ -177,16 +210,10 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
         def,
         columns,
         base,
-        delimiter: delimiter.unwrap_or(if format == Format::Csv { b',' } else { b'\t' }),
-        null: null.unwrap_or_else(|| {
-            if format == Format::Csv {
-                String::new()
-            } else {
-                "\\N".into()
-            }
-        }),
-        format,
-        header,
+        delimiter: opts.delimiter,
+        null: opts.null,
+        format: opts.format,
+        header: opts.header,
         buf: Vec::new(),
         pending: Vec::new(),
         count: 0,
@@ -456,4 +483,211 @@ impl CopyIn {
         }
         Ok(())
     }
+}
+
+/// `COPY t [(cols)] TO STDOUT` / `COPY (query) TO STDOUT`: the rows are read like a
+/// `SELECT` (so the router may read the column replica) and streamed back as CopyData, one
+/// message per row, in the text or CSV format.
+pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::session::Outcome> {
+    let Statement::Copy {
+        source,
+        target,
+        options,
+        legacy_options,
+        ..
+    } = stmt
+    else {
+        return Err(PgError::new(
+            SqlState::InternalError,
+            "not a COPY statement",
+        ));
+    };
+    if !matches!(target, CopyTarget::Stdout) {
+        return Err(PgError::new(
+            SqlState::FeatureNotSupported,
+            "COPY TO a file is not supported; use COPY … TO STDOUT",
+        ));
+    }
+    let opts = CopyOptions::parse(options, legacy_options)?;
+    let query = match source {
+        CopySource::Query(q) => Statement::Query(q),
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let name = crate::ident::table_name(&table_name)?;
+            let def = session.table(&name)?;
+            let cols: Vec<String> = if columns.is_empty() {
+                def.columns
+                    .iter()
+                    .map(|c| crate::ident::quote(&c.name))
+                    .collect()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| {
+                        let n = crate::ident::ident_name(c);
+                        def.column_index(&n)
+                            .map(|_| crate::ident::quote(&n))
+                            .ok_or_else(|| {
+                                PgError::new(
+                                    SqlState::UndefinedColumn,
+                                    format!("column \"{n}\" of relation \"{name}\" does not exist"),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let sql = format!(
+                "SELECT {} FROM {}",
+                cols.join(", "),
+                crate::ident::quote(&name)
+            );
+            crate::handler::parse_sql(&sql)?
+                .pop()
+                .ok_or_else(|| PgError::new(SqlState::InternalError, "empty COPY query"))?
+        }
+    };
+    let crate::session::Outcome::Stream { stream, .. } = session.query(query).await? else {
+        return Err(PgError::new(
+            SqlState::InternalError,
+            "COPY query did not stream",
+        ));
+    };
+    let schema = stream.schema();
+    Ok(crate::session::Outcome::CopyOut {
+        columns: schema.fields().len(),
+        stream,
+        encoder: CopyOutEncoder {
+            header: opts
+                .header
+                .then(|| schema.fields().iter().map(|f| f.name().clone()).collect()),
+            opts,
+            widths: crate::types::bpchar_widths(&schema),
+        },
+    })
+}
+
+/// Turns result batches into COPY text or CSV rows.
+pub struct CopyOutEncoder {
+    opts: CopyOptions,
+    /// Column names, until the header line has been written.
+    header: Option<Vec<String>>,
+    widths: Vec<Option<usize>>,
+}
+
+impl CopyOutEncoder {
+    /// One line per row of `batch` (the header goes in front of the first row).
+    pub fn encode(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let batch = crate::types::pad_bpchar_columns(batch, &self.widths);
+        let batch = crate::types::pg_text_columns(&batch, &|_| true);
+        let texts: Vec<Vec<Option<String>>> = batch
+            .columns()
+            .iter()
+            .map(copy_text_values)
+            .collect::<Result<_>>()?;
+        let mut lines = Vec::with_capacity(batch.num_rows());
+        for r in 0..batch.num_rows() {
+            let mut line = Vec::new();
+            if let Some(names) = self.header.take() {
+                let fields: Vec<Option<String>> = names.into_iter().map(Some).collect();
+                self.write_record(&mut line, fields.iter().map(|f| f.as_deref()));
+            }
+            self.write_record(&mut line, texts.iter().map(|c| c[r].as_deref()));
+            lines.push(line);
+        }
+        Ok(lines)
+    }
+
+    /// The header alone, if no row carried it.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let names = self.header.take()?;
+        let mut line = Vec::new();
+        let fields: Vec<Option<String>> = names.into_iter().map(Some).collect();
+        self.write_record(&mut line, fields.iter().map(|f| f.as_deref()));
+        Some(line)
+    }
+
+    fn write_record<'a>(&self, out: &mut Vec<u8>, fields: impl Iterator<Item = Option<&'a str>>) {
+        let d = self.opts.delimiter;
+        for (i, f) in fields.enumerate() {
+            if i > 0 {
+                out.push(d);
+            }
+            match (f, &self.opts.format) {
+                (None, _) => out.extend_from_slice(self.opts.null.as_bytes()),
+                (Some(v), Format::Text) => {
+                    for &b in v.as_bytes() {
+                        match b {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            b if b == d => {
+                                out.push(b'\\');
+                                out.push(b);
+                            }
+                            b => out.push(b),
+                        }
+                    }
+                }
+                (Some(v), Format::Csv) => {
+                    let quote = v == self.opts.null
+                        || v.bytes()
+                            .any(|b| b == d || b == b'"' || b == b'\n' || b == b'\r');
+                    if quote {
+                        out.push(b'"');
+                        for b in v.bytes() {
+                            if b == b'"' {
+                                out.push(b'"');
+                            }
+                            out.push(b);
+                        }
+                        out.push(b'"');
+                    } else {
+                        out.extend_from_slice(v.as_bytes());
+                    }
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+/// PostgreSQL's text form of each value of `col` (after `pg_text_columns`, which already
+/// rewrote floats and timestamps): booleans `t`/`f`, bytea `\x…` hex, the rest as Arrow
+/// prints it.
+fn copy_text_values(col: &ArrayRef) -> Result<Vec<Option<String>>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    let n = col.len();
+    Ok(match col.data_type() {
+        DataType::Boolean => col
+            .as_boolean()
+            .iter()
+            .map(|v| v.map(|b| if b { "t" } else { "f" }.to_string()))
+            .collect(),
+        DataType::Binary => col
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| {
+                v.map(|b| {
+                    let mut s = String::with_capacity(2 + 2 * b.len());
+                    s.push_str("\\x");
+                    for byte in b {
+                        s.push_str(&format!("{byte:02x}"));
+                    }
+                    s
+                })
+            })
+            .collect(),
+        _ => {
+            let s = arrow::compute::cast(col, &DataType::Utf8)
+                .map_err(|e| from_datafusion(e.into()))?;
+            let s = s.as_string::<i32>();
+            (0..n)
+                .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
+                .collect()
+        }
+    })
 }

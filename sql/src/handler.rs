@@ -313,6 +313,39 @@ fn into_response(
         Outcome::CopyIn { columns } => {
             Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
         }
+        Outcome::CopyOut {
+            columns,
+            stream,
+            encoder,
+        } => {
+            // One CopyData per row (pgwire counts them for the `COPY n` tag); a header with
+            // no rows after it goes out at the end.
+            let encoder = Arc::new(parking_lot::Mutex::new(encoder));
+            let last = encoder.clone();
+            let rows = guard
+                .guard_stream(stream.boxed())
+                .map(move |b| -> Vec<PgWireResult<CopyData>> {
+                    match b
+                        .map_err(from_datafusion)
+                        .and_then(|b| encoder.lock().encode(&b))
+                    {
+                        Ok(lines) => lines
+                            .into_iter()
+                            .map(|l| Ok(CopyData::new(l.into())))
+                            .collect(),
+                        Err(e) => vec![Err(e.into_pgwire())],
+                    }
+                })
+                .chain(stream::once(async move {
+                    last.lock()
+                        .finish()
+                        .map(|h| Ok(CopyData::new(h.into())))
+                        .into_iter()
+                        .collect()
+                }))
+                .flat_map(stream::iter);
+            Response::CopyOut(CopyResponse::new(0, columns, rows))
+        }
     })
 }
 
@@ -378,7 +411,10 @@ impl SimpleQueryHandler for Handler {
                     client.set_transaction_status(status);
                     return Ok(());
                 }
-                Response::CopyOut(_) | Response::CopyBoth(_) => {
+                Response::CopyOut(copy) => {
+                    pgwire::api::copy::send_copy_out_response(client, copy).await?
+                }
+                Response::CopyBoth(_) => {
                     let e = PgError::unsupported("COPY").into_error_info();
                     client
                         .feed(PgWireBackendMessage::ErrorResponse(e.into()))

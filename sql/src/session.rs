@@ -54,6 +54,12 @@ pub enum Outcome {
     End(&'static str),
     /// COPY … FROM STDIN started: the client sends CopyData next (`columns` wide).
     CopyIn { columns: usize },
+    /// COPY … TO STDOUT: rows to encode and send as CopyData.
+    CopyOut {
+        columns: usize,
+        stream: SendableRecordBatchStream,
+        encoder: crate::copy::CopyOutEncoder,
+    },
 }
 
 /// Server-wide state shared by sessions.
@@ -537,6 +543,10 @@ impl Session {
                     result
                 }
             }
+            Statement::Copy { to: true, .. } => {
+                self.publish_view();
+                crate::copy::copy_to(self, stmt).await
+            }
             Statement::Copy { .. } => {
                 let copy = crate::copy::start(self, stmt).await?;
                 let columns = copy.width();
@@ -684,6 +694,11 @@ impl Session {
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await?;
         Ok(plan)
+    }
+
+    /// Runs a query (no parameters) whose snapshot view is already published.
+    pub(crate) async fn query(&mut self, stmt: Statement) -> Result<Outcome> {
+        self.run_query(stmt, &ParamValues::List(vec![])).await
     }
 
     async fn run_query(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {

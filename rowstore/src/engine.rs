@@ -85,6 +85,27 @@ pub trait KvEngine: Send + Sync + 'static {
     ) -> Result<()>;
     /// Flushes memtables; used on clean shutdown.
     fn flush(&self) -> Result<()>;
+    /// For each range `i` of `ranges` (in ascending order for speed), calls `f(i, pair)`
+    /// with the first pair in `[start, end)`, or `None` if there is none. Engines serve all
+    /// ranges with one iterator; this default seeks each range on its own.
+    fn first_in_each(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        f: &mut dyn FnMut(usize, Option<(&[u8], &[u8])>),
+    ) -> Result<()> {
+        for (i, (start, end)) in ranges.iter().enumerate() {
+            let mut found = false;
+            self.scan(start, end, &mut |k, v| {
+                found = true;
+                f(i, Some((k, v)));
+                false
+            })?;
+            if !found {
+                f(i, None);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Shared handle to an engine.
@@ -137,6 +158,39 @@ pub(crate) mod conformance {
             })
             .unwrap();
         assert_eq!(first, vec![b"a".to_vec()]);
+
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = [
+            ("a", "b"),
+            ("bb", "c"),
+            ("c", "z"),
+            ("x", "z"),
+            ("d", "c"),
+            ("ca", "cz"),
+            ("cb", "e"),
+            ("dd", "zz"),
+        ]
+        .iter()
+        .map(|(s, e)| (s.as_bytes().to_vec(), e.as_bytes().to_vec()))
+        .collect();
+        let mut firsts = vec![];
+        engine
+            .first_in_each(&ranges, &mut |i, p| {
+                firsts.push((i, p.map(|(k, v)| (k.to_vec(), v.to_vec()))))
+            })
+            .unwrap();
+        assert_eq!(
+            firsts,
+            vec![
+                (0, Some((b"a".to_vec(), b"1".to_vec()))),
+                (1, None),
+                (2, Some((b"c".to_vec(), b"3".to_vec()))),
+                (3, None),
+                (4, None),
+                (5, None),
+                (6, Some((b"d".to_vec(), b"4".to_vec()))),
+                (7, None),
+            ]
+        );
 
         let mut b = WriteBatch::new();
         b.delete(b"a".to_vec());

@@ -216,16 +216,36 @@ impl Store {
         Ok(found)
     }
 
-    /// Newest committed version of `key` at all (for conflict checks).
-    fn latest_version(&self, key: &Key) -> Result<Option<Version>> {
-        let mut found = None;
-        let start = key.at_version(Version::MAX);
-        let end = prefix_end(key.as_bytes());
-        self.engine.scan(&start, &end, &mut |k, _| {
-            found = key::split_version(k).map(|(_, v)| v);
-            false
+    /// Whether each of `keys` (ascending for speed) has a live payload at `version`, read
+    /// with one engine iterator.
+    pub fn exists_many<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a Key>,
+        version: Version,
+    ) -> Result<Vec<bool>> {
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .map(|k| (k.at_version(version), prefix_end(k.as_bytes())))
+            .collect();
+        let mut out = vec![false; ranges.len()];
+        self.engine.first_in_each(&ranges, &mut |i, pair| {
+            out[i] = pair.is_some_and(|(_, v)| v.first() == Some(&LIVE));
         })?;
-        Ok(found)
+        Ok(out)
+    }
+
+    /// Newest committed version of each of `keys` (ascending), for conflict checks.
+    fn latest_versions<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a Key>,
+    ) -> Result<Vec<Option<Version>>> {
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .map(|k| (k.at_version(Version::MAX), prefix_end(k.as_bytes())))
+            .collect();
+        let mut out = vec![None; ranges.len()];
+        self.engine.first_in_each(&ranges, &mut |i, pair| {
+            out[i] = pair.and_then(|(k, _)| key::split_version(k).map(|(_, v)| v));
+        })?;
+        Ok(out)
     }
 
     /// Visits, in key order, the newest live payload `<= version` of every user key in
@@ -328,17 +348,16 @@ impl Store {
             };
             // A commit that released its latches has written RocksDB first, so checking
             // after latching sees it.
-            for k in writes.keys() {
-                match self.latest_version(k) {
-                    Ok(Some(v)) if v > snapshot => {
+            match self.latest_versions(writes.keys()) {
+                Ok(versions) => {
+                    if versions.iter().any(|v| v.is_some_and(|v| v > snapshot)) {
                         release(self);
                         return Err(Error::WriteConflict);
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        release(self);
-                        return Err(e);
-                    }
+                }
+                Err(e) => {
+                    release(self);
+                    return Err(e);
                 }
             }
             let data = encode_parts(

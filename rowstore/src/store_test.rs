@@ -204,6 +204,52 @@ fn constraints_and_merged_scans() {
 }
 
 #[test]
+fn batched_inserts_check_keys_like_single_ones() {
+    for (engine, dir) in engines() {
+        let (store, _peer) = start(engine, &dir);
+        let t = accounts(&store);
+        let mut x = Transaction::begin(&store);
+        x.insert_many(&t, vec![row(5, "o5", 1), row(1, "o1", 1), row(3, "o3", 1)])
+            .unwrap();
+        x.commit().unwrap();
+        // A stored key, wherever it is in the batch.
+        let mut y = Transaction::begin(&store);
+        assert!(matches!(
+            y.insert_many(&t, vec![row(7, "a", 0), row(3, "b", 0)]),
+            Err(Error::UniqueViolation { .. })
+        ));
+        // A key twice in one batch.
+        let mut y = Transaction::begin(&store);
+        assert!(matches!(
+            y.insert_many(&t, vec![row(8, "c", 0), row(9, "d", 0), row(8, "e", 0)]),
+            Err(Error::UniqueViolation { .. })
+        ));
+        // A key this transaction deleted may come back; one it inserted may not.
+        let mut y = Transaction::begin(&store);
+        y.delete(&t, &pk(5)).unwrap();
+        y.insert_many(&t, vec![row(5, "f", 0), row(6, "g", 0)])
+            .unwrap();
+        assert!(matches!(
+            y.insert_many(&t, vec![row(10, "h", 0), row(6, "i", 0)]),
+            Err(Error::UniqueViolation { .. })
+        ));
+        y.commit().unwrap();
+        let z = Transaction::begin(&store);
+        let mut ids = vec![];
+        z.scan_rows(&t, None, None, &mut |_, r| {
+            ids.push((r[0].clone(), r[1].clone()));
+            Ok(true)
+        })
+        .unwrap();
+        let want: Vec<(Datum, Datum)> = [(1, "o1"), (3, "o3"), (5, "f"), (6, "g"), (10, "h")]
+            .iter()
+            .map(|(i, o)| (Datum::Int(*i), Datum::Text(o.to_string())))
+            .collect();
+        assert_eq!(ids, want);
+    }
+}
+
+#[test]
 fn catalog_and_data_survive_reopen() {
     let dir = tempfile_dir::Dir::new();
     let rocks = || -> KvEngineRef { Arc::new(RocksEngine::open(&dir.0.join("rocks")).unwrap()) };

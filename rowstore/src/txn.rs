@@ -295,6 +295,47 @@ impl Transaction {
         Ok(())
     }
 
+    /// Inserts `rows` as [`Transaction::insert`] would one by one, with the primary-key
+    /// checks against stored data done in one ordered pass (COPY, multi-row INSERT).
+    pub fn insert_many(&mut self, def: &TableDef, rows: Vec<Row>) -> Result<()> {
+        if def.has_hidden_rowid() || rows.len() < 2 {
+            return rows.into_iter().try_for_each(|r| self.insert(def, r));
+        }
+        let mut keyed = Vec::with_capacity(rows.len());
+        for row in rows {
+            Self::check_not_null(def, &row)?;
+            let pk = memcmp::encode_tuple(&def.pk_of(&row));
+            let rk = key::record_key(def.storage_id, &pk);
+            keyed.push((pk, rk, row));
+        }
+        let mut order: Vec<usize> = (0..keyed.len()).collect();
+        order.sort_by(|&a, &b| keyed[a].1.cmp(&keyed[b].1));
+        let found = self
+            .store
+            .exists_many(order.iter().map(|&i| &keyed[i].1), self.snapshot)?;
+        let mut stored = vec![false; keyed.len()];
+        for (&i, f) in order.iter().zip(found) {
+            stored[i] = f;
+        }
+        for ((pk, rk, row), stored) in keyed.into_iter().zip(stored) {
+            // This transaction's own writes decide where they exist (a deleted key may be
+            // inserted again; a key written earlier, in this batch too, is a duplicate).
+            let exists = match self.writes.get(&rk) {
+                Some(w) => w.is_some(),
+                None => stored,
+            };
+            if exists {
+                return Err(Error::UniqueViolation {
+                    constraint: def.pk_name.clone(),
+                    detail: describe_key(def, &def.primary_key, &row),
+                });
+            }
+            self.add_index_entries(def, &row, &pk)?;
+            self.writes_mut().insert(rk, Some(row::encode_row(&row)));
+        }
+        Ok(())
+    }
+
     /// Deletes the row with encoded primary key `pk`; returns the old row.
     pub fn delete(&mut self, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
         let Some(old) = self.get_row(def, pk)? else {

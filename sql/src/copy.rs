@@ -464,13 +464,16 @@ impl CopyIn {
                 })?,
             };
             let mut iters: Vec<_> = cols.into_iter().map(Vec::into_iter).collect();
-            for _ in 0..n {
-                let mut row = self.base.clone();
-                for (it, &c) in iters.iter_mut().zip(&self.columns) {
-                    row[c] = it.next().unwrap_or(Datum::Null);
-                }
-                txn.insert(&self.def, row)?;
-            }
+            let rows = (0..n)
+                .map(|_| {
+                    let mut row = self.base.clone();
+                    for (it, &c) in iters.iter_mut().zip(&self.columns) {
+                        row[c] = it.next().unwrap_or(Datum::Null);
+                    }
+                    row
+                })
+                .collect();
+            txn.insert_many(&self.def, rows)?;
             self.count += n as u64;
             self.uncommitted += n;
             if self.uncommitted >= COMMIT_ROWS {

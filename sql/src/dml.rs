@@ -333,6 +333,7 @@ async fn insert(
             .enumerate()
             .map(|(j, &c)| assign(batch.column(j), &def.columns[c].ty, &def.columns[c].name))
             .collect::<Result<_>>()?;
+        let mut rows = Vec::with_capacity(batch.num_rows());
         #[allow(clippy::needless_range_loop)] // `i` indexes every column of `cols`
         for i in 0..batch.num_rows() {
             let mut row = base.clone();
@@ -341,13 +342,14 @@ async fn insert(
                     row[c] = cols[j][i].clone();
                 }
             }
-            txn.insert(&def, row.clone())?;
-            if ins.returning.is_some() {
-                inserted.push(row);
-            }
-            count += 1;
+            rows.push(row);
             row_no += 1;
         }
+        count += rows.len();
+        if ins.returning.is_some() {
+            inserted.extend(rows.iter().cloned());
+        }
+        txn.insert_many(&def, rows)?;
     }
     match ins.returning {
         Some(items) => {

@@ -66,6 +66,9 @@ impl WriteBatch {
     }
 }
 
+/// Receives, for range `i`, its first pair (see [`KvEngine::first_in_each`]).
+pub type FirstVisitor<'a> = dyn FnMut(usize, Option<(&[u8], &[u8])>) + 'a;
+
 /// Ordered key-value storage with atomic batches.
 pub trait KvEngine: Send + Sync + 'static {
     /// Point read of the latest value.
@@ -88,11 +91,7 @@ pub trait KvEngine: Send + Sync + 'static {
     /// For each range `i` of `ranges` (in ascending order for speed), calls `f(i, pair)`
     /// with the first pair in `[start, end)`, or `None` if there is none. Engines serve all
     /// ranges with one iterator; this default seeks each range on its own.
-    fn first_in_each(
-        &self,
-        ranges: &[(Vec<u8>, Vec<u8>)],
-        f: &mut dyn FnMut(usize, Option<(&[u8], &[u8])>),
-    ) -> Result<()> {
+    fn first_in_each(&self, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut FirstVisitor<'_>) -> Result<()> {
         for (i, (start, end)) in ranges.iter().enumerate() {
             let mut found = false;
             self.scan(start, end, &mut |k, v| {

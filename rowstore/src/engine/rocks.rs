@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteOptions, DB};
 
-use super::{KvEngine, WriteBatch, WriteOp};
+use super::{FirstVisitor, KvEngine, WriteBatch, WriteOp};
 use crate::error::{Error, Result};
 
 /// A RocksDB database in one directory, default column family.
@@ -76,11 +76,7 @@ impl KvEngine for RocksEngine {
         Ok(())
     }
 
-    fn first_in_each(
-        &self,
-        ranges: &[(Vec<u8>, Vec<u8>)],
-        f: &mut dyn FnMut(usize, Option<(&[u8], &[u8])>),
-    ) -> Result<()> {
+    fn first_in_each(&self, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut FirstVisitor<'_>) -> Result<()> {
         // One iterator for every seek: creating one per key (with its bounds) was most of
         // the cost of checking a large write set. And a seek that landed at `e` answers
         // every later range starting in `[its start, e]` without seeking again: there is
@@ -88,7 +84,8 @@ impl KvEngine for RocksEngine {
         // seek per batch instead of one per key.
         let mut it = self.db.raw_iterator();
         // The last seek: its target and the first pair at or after it (None: end of data).
-        let mut last: Option<(&[u8], Option<(Vec<u8>, Vec<u8>)>)> = None;
+        type Landed = Option<(Vec<u8>, Vec<u8>)>;
+        let mut last: Option<(&[u8], Landed)> = None;
         for (i, (start, end)) in ranges.iter().enumerate() {
             if start >= end {
                 f(i, None);

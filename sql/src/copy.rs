@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray};
+use std::borrow::Cow;
+
+use arrow::array::{ArrayRef, StringBuilder};
 use duet_rowstore::{Datum, TableDefRef, Transaction};
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement};
 
@@ -43,8 +45,9 @@ pub struct CopyIn {
     header: bool,
     /// Bytes not yet forming a complete record.
     buf: Vec<u8>,
-    /// Parsed records waiting to be inserted.
-    pending: Vec<Vec<Option<String>>>,
+    /// Parsed records waiting to be inserted, one string column per input column.
+    pending: Vec<StringBuilder>,
+    pending_rows: usize,
     /// Rows inserted so far.
     pub count: u64,
     /// Rows inserted but not committed (autocommit mode).
@@ -196,6 +199,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
             .collect::<Result<Vec<_>>>()?
     };
     let opts = CopyOptions::parse(options, legacy_options)?;
+    let width = columns.len();
     // Columns the input does not name get their defaults (evaluated once per COPY).
     let missing: Vec<usize> = (0..def.columns.len())
         .filter(|c| !columns.contains(c))
@@ -215,7 +219,8 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
         format: opts.format,
         header: opts.header,
         buf: Vec::new(),
-        pending: Vec::new(),
+        pending: (0..width).map(|_| StringBuilder::new()).collect(),
+        pending_rows: 0,
         count: 0,
         uncommitted: 0,
         failed: None,
@@ -301,9 +306,21 @@ impl CopyIn {
                 ),
             )
         })?;
-        let fields = match self.format {
-            Format::Text => self.text_fields(text)?,
-            Format::Csv => self.csv_fields(text)?,
+        // Lines without escapes (text) or quotes (CSV), nearly all of a bulk load, are split
+        // in place; the others go through the full parsers.
+        let fields: Vec<Option<Cow<str>>> = match self.format {
+            Format::Text if !text.contains('\\') => self.split_plain(text),
+            Format::Csv if !text.contains('"') => self.split_plain(text),
+            Format::Text => self
+                .text_fields(text)?
+                .into_iter()
+                .map(|f| f.map(Cow::Owned))
+                .collect(),
+            Format::Csv => self
+                .csv_fields(text)?
+                .into_iter()
+                .map(|f| f.map(Cow::Owned))
+                .collect(),
         };
         if fields.len() != self.columns.len() {
             return Err(PgError::new(
@@ -316,8 +333,18 @@ impl CopyIn {
                 ),
             ));
         }
-        self.pending.push(fields);
+        for (b, f) in self.pending.iter_mut().zip(&fields) {
+            b.append_option(f.as_deref());
+        }
+        self.pending_rows += 1;
         Ok(())
+    }
+
+    /// Fields of a line with nothing to unescape: slices of it, `None` for the NULL string.
+    fn split_plain<'a>(&self, line: &'a str) -> Vec<Option<Cow<'a, str>>> {
+        line.split(self.delimiter as char)
+            .map(|f| (f != self.null).then_some(Cow::Borrowed(f)))
+            .collect()
     }
 
     fn text_fields(&self, line: &str) -> Result<Vec<Option<String>>> {
@@ -446,14 +473,14 @@ impl CopyIn {
     /// Converts and inserts pending records (all of them with `all`, else in full chunks),
     /// committing a batch in autocommit mode when it is large enough.
     fn flush(&mut self, session: &mut Session, all: bool) -> Result<()> {
-        while self.pending.len() >= INSERT_ROWS || (all && !self.pending.is_empty()) {
-            let n = self.pending.len().min(INSERT_ROWS);
-            let chunk: Vec<Vec<Option<String>>> = self.pending.drain(..n).collect();
+        // Records are parsed a CopyData message at a time, so a flush may hold more than
+        // INSERT_ROWS; they are converted together.
+        while self.pending_rows >= INSERT_ROWS || (all && self.pending_rows > 0) {
+            let n = self.pending_rows;
+            self.pending_rows = 0;
             let mut cols: Vec<Vec<Datum>> = Vec::with_capacity(self.columns.len());
             for (j, &c) in self.columns.iter().enumerate() {
-                let array: ArrayRef = Arc::new(StringArray::from(
-                    chunk.iter().map(|r| r[j].as_deref()).collect::<Vec<_>>(),
-                ));
+                let array: ArrayRef = Arc::new(self.pending[j].finish());
                 let col = &self.def.columns[c];
                 cols.push(assign(&array, &col.ty, &col.name)?);
             }

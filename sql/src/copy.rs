@@ -152,6 +152,29 @@ impl CopyOptions {
     }
 }
 
+/// Positions of the columns a COPY names (all of them when it names none), or 42703.
+fn column_positions(
+    def: &duet_rowstore::TableDef,
+    table: &str,
+    columns: &[sqlparser::ast::Ident],
+) -> Result<Vec<usize>> {
+    if columns.is_empty() {
+        return Ok((0..def.columns.len()).collect());
+    }
+    columns
+        .iter()
+        .map(|c| {
+            let n = crate::ident::ident_name(c);
+            def.column_index(&n).ok_or_else(|| {
+                PgError::new(
+                    SqlState::UndefinedColumn,
+                    format!("column \"{n}\" of relation \"{table}\" does not exist"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Starts a COPY statement. Only `FROM STDIN` is handled here.
 pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
     let Statement::Copy {
@@ -182,22 +205,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
     };
     let name = crate::ident::table_name(&table_name)?;
     let def = session.table(&name)?;
-    let columns = if columns.is_empty() {
-        (0..def.columns.len()).collect()
-    } else {
-        columns
-            .iter()
-            .map(|c| {
-                let n = crate::ident::ident_name(c);
-                def.column_index(&n).ok_or_else(|| {
-                    PgError::new(
-                        SqlState::UndefinedColumn,
-                        format!("column \"{n}\" of relation \"{name}\" does not exist"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?
-    };
+    let columns = column_positions(&def, &name, &columns)?;
     let opts = CopyOptions::parse(options, legacy_options)?;
     let width = columns.len();
     // Columns the input does not name get their defaults (evaluated once per COPY).
@@ -547,27 +555,10 @@ pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::se
         } => {
             let name = crate::ident::table_name(&table_name)?;
             let def = session.table(&name)?;
-            let cols: Vec<String> = if columns.is_empty() {
-                def.columns
-                    .iter()
-                    .map(|c| crate::ident::quote(&c.name))
-                    .collect()
-            } else {
-                columns
-                    .iter()
-                    .map(|c| {
-                        let n = crate::ident::ident_name(c);
-                        def.column_index(&n)
-                            .map(|_| crate::ident::quote(&n))
-                            .ok_or_else(|| {
-                                PgError::new(
-                                    SqlState::UndefinedColumn,
-                                    format!("column \"{n}\" of relation \"{name}\" does not exist"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>>>()?
-            };
+            let cols: Vec<String> = column_positions(&def, &name, &columns)?
+                .into_iter()
+                .map(|c| crate::ident::quote(&def.columns[c].name))
+                .collect();
             let sql = format!(
                 "SELECT {} FROM {}",
                 cols.join(", "),

@@ -171,6 +171,35 @@ pub async fn load(
     Ok(loaded)
 }
 
+/// Writes every table at `sf` as `|`-delimited text (dbgen's TBL format without the trailing
+/// `|`, the same text [`load`] sends) to `dir/<table>.tbl`. `progress(table, rows_so_far)` is
+/// called per chunk. Returns the rows written per table.
+pub fn write_tbl(
+    dir: &std::path::Path,
+    sf: f64,
+    mut progress: impl FnMut(&str, u64),
+) -> std::io::Result<Vec<(String, u64)>> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for (table, _) in SCHEMA {
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{table}.tbl")))?);
+        let (mut rows, mut result) = (0, Ok(()));
+        generate(table, sf, 1 << 20, |buf, n| {
+            if result.is_ok() {
+                result = out.write_all(&buf);
+                rows += n;
+                progress(table, rows);
+            }
+        });
+        result?;
+        out.flush()?;
+        written.push((table.to_string(), rows));
+    }
+    Ok(written)
+}
+
 /// The 22 queries: (number, text).
 pub fn queries() -> Vec<(u32, &'static str)> {
     macro_rules! q {

@@ -264,37 +264,9 @@ async fn column_scans_prune_chunks_by_zone_maps_and_filter_inside_the_scan() {
     ];
     for (sql, pruned) in queries {
         c.batch_execute("SET duet.engine = 'row'").await.unwrap();
-        let row: Vec<String> = c
-            .simple_query(sql)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                    (0..r.len())
-                        .map(|i| r.get(i).unwrap_or("NULL"))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-                _ => None,
-            })
-            .collect();
+        let row = duet_tests::tpch::query_text(&c, sql).await.unwrap();
         c.batch_execute("SET duet.engine = 'column'").await.unwrap();
-        let column: Vec<String> = c
-            .simple_query(sql)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                    (0..r.len())
-                        .map(|i| r.get(i).unwrap_or("NULL"))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-                _ => None,
-            })
-            .collect();
+        let column = duet_tests::tpch::query_text(&c, sql).await.unwrap();
         assert_eq!(row, column, "{sql}");
         let plan = explain(&c, sql).await;
         assert!(plan.contains("ColumnScan: table=ev"), "{sql}\n{plan}");

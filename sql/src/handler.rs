@@ -504,6 +504,15 @@ fn merge_plan_types(out: &mut [Option<DataType>], found: HashMap<String, Option<
     }
 }
 
+/// Empties a session's view slot when dropped.
+struct UnpinView(duet_router::ViewSlot);
+
+impl Drop for UnpinView {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
+    }
+}
+
 impl DuetQueryParser {
     async fn describe(
         &self,
@@ -513,6 +522,8 @@ impl DuetQueryParser {
         let n = max_placeholder(stmt);
         let mut types: Vec<Option<DataType>> = vec![None; n];
         session.publish_view();
+        // Planning for Describe must not leave the snapshot pinned afterwards.
+        let _unpin = UnpinView(session.view.clone());
         match stmt {
             Statement::Query(_) | Statement::Explain { .. } => {
                 let plan = session.plan(stmt.clone()).await?;

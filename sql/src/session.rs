@@ -476,6 +476,9 @@ impl Session {
             ));
         }
         let result = self.execute_in_txn(stmt, params).await;
+        // The plans hold their own read views; the slot must not keep this statement's
+        // snapshot pinned while the session sits idle (a pin holds back column compaction).
+        *self.view.lock() = None;
         if result.is_err() && self.txn.is_some() {
             self.failed = true;
         }

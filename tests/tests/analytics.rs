@@ -286,3 +286,33 @@ async fn column_scans_prune_chunks_by_zone_maps_and_filter_inside_the_scan() {
     );
     assert_eq!(int(&c, "SELECT count(*) FROM ev WHERE amount < 0").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_does_not_hold_back_column_compaction() {
+    let cluster = ClusterBuilder::new("idle-pin").build().await.unwrap();
+    let idle = cluster.client().await.unwrap();
+    idle.batch_execute("CREATE TABLE t (k bigint PRIMARY KEY, v bigint)")
+        .await
+        .unwrap();
+    // The idle session's last statement read a snapshot; a prepared statement was described.
+    assert_eq!(int(&idle, "SELECT count(*) FROM t").await, 0);
+    idle.prepare("SELECT v FROM t WHERE k = $1").await.unwrap();
+    let w = cluster.client().await.unwrap();
+    w.batch_execute("INSERT INTO t SELECT k, k * 2 FROM generate_series(1, 5000) AS s(k)")
+        .await
+        .unwrap();
+    assert!(cluster
+        .wait_learner_caught_up(Duration::from_secs(30))
+        .unwrap());
+    cluster.compact_columns().unwrap();
+    let delta = int(
+        &w,
+        "SELECT delta_rows FROM duet.replicas WHERE table_name = 't'",
+    )
+    .await;
+    assert_eq!(
+        delta, 0,
+        "compaction was held back by an idle session's snapshot"
+    );
+    assert_eq!(int(&idle, "SELECT count(*) FROM t").await, 5000);
+}

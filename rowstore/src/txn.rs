@@ -277,34 +277,20 @@ impl Transaction {
 
     /// Inserts a full row (one datum per column, already of the column types).
     pub fn insert(&mut self, def: &TableDef, row: Row) -> Result<()> {
-        Self::check_not_null(def, &row)?;
-        let pk = if def.has_hidden_rowid() {
-            memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())])
-        } else {
-            memcmp::encode_tuple(&def.pk_of(&row))
-        };
-        let rk = key::record_key(def.storage_id, &pk);
-        if self.get_raw(&rk)?.is_some() {
-            return Err(Error::UniqueViolation {
-                constraint: def.pk_name.clone(),
-                detail: describe_key(def, &def.primary_key, &row),
-            });
-        }
-        self.add_index_entries(def, &row, &pk)?;
-        self.writes_mut().insert(rk, Some(row::encode_row(&row)));
-        Ok(())
+        self.insert_many(def, vec![row])
     }
 
     /// Inserts `rows` as [`Transaction::insert`] would one by one, with the primary-key
     /// checks against stored data done in one ordered pass (COPY, multi-row INSERT).
     pub fn insert_many(&mut self, def: &TableDef, rows: Vec<Row>) -> Result<()> {
-        if def.has_hidden_rowid() || rows.len() < 2 {
-            return rows.into_iter().try_for_each(|r| self.insert(def, r));
-        }
         let mut keyed = Vec::with_capacity(rows.len());
         for row in rows {
             Self::check_not_null(def, &row)?;
-            let pk = memcmp::encode_tuple(&def.pk_of(&row));
+            let pk = if def.has_hidden_rowid() {
+                memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())])
+            } else {
+                memcmp::encode_tuple(&def.pk_of(&row))
+            };
             let rk = key::record_key(def.storage_id, &pk);
             keyed.push((pk, rk, row));
         }

@@ -609,23 +609,19 @@ impl CopyOutEncoder {
             .collect::<Result<_>>()?;
         let mut lines = Vec::with_capacity(batch.num_rows());
         for r in 0..batch.num_rows() {
-            let mut line = Vec::new();
-            if let Some(names) = self.header.take() {
-                let fields: Vec<Option<String>> = names.into_iter().map(Some).collect();
-                self.write_record(&mut line, fields.iter().map(|f| f.as_deref()));
-            }
+            let mut line = self.finish().unwrap_or_default();
             self.write_record(&mut line, texts.iter().map(|c| c[r].as_deref()));
             lines.push(line);
         }
         Ok(lines)
     }
 
-    /// The header alone, if no row carried it.
+    /// The header line if it has not been written yet (it goes in front of the first row,
+    /// or alone at the end when there are no rows).
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         let names = self.header.take()?;
         let mut line = Vec::new();
-        let fields: Vec<Option<String>> = names.into_iter().map(Some).collect();
-        self.write_record(&mut line, fields.iter().map(|f| f.as_deref()));
+        self.write_record(&mut line, names.iter().map(|n| Some(n.as_str())));
         Some(line)
     }
 
@@ -696,7 +692,8 @@ fn copy_text_values(col: &ArrayRef) -> Result<Vec<Option<String>>> {
                     let mut s = String::with_capacity(2 + 2 * b.len());
                     s.push_str("\\x");
                     for byte in b {
-                        s.push_str(&format!("{byte:02x}"));
+                        use std::fmt::Write;
+                        let _ = write!(s, "{byte:02x}");
                     }
                     s
                 })

@@ -331,20 +331,24 @@ pub fn pad_bpchar_columns(
     {
         let padded = w.and_then(|w| {
             let s = datafusion::arrow::compute::cast(col, &DataType::Utf8).ok()?;
-            let s = s.as_any().downcast_ref::<StringArray>()?.clone();
-            let out: StringArray = s
-                .iter()
-                .map(|v| {
-                    v.map(|v| {
-                        let n = v.chars().count();
-                        let mut o = String::with_capacity(v.len() + w.saturating_sub(n));
-                        o.push_str(v);
-                        o.extend(std::iter::repeat_n(' ', w.saturating_sub(n)));
-                        o
-                    })
-                })
-                .collect();
-            Some(Arc::new(out) as ArrayRef)
+            let s = s.as_any().downcast_ref::<StringArray>()?;
+            // Values are written straight into the builder's buffer: no String per value.
+            let mut out = datafusion::arrow::array::StringBuilder::with_capacity(
+                s.len(),
+                s.value_data().len() + s.len() * w,
+            );
+            for v in s.iter() {
+                match v {
+                    Some(v) => {
+                        use std::fmt::Write;
+                        let pad = w.saturating_sub(v.chars().count());
+                        let _ = write!(out, "{v}{:pad$}", "");
+                        out.append_value("");
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Some(Arc::new(out.finish()) as ArrayRef)
         });
         match padded {
             Some(p) => {

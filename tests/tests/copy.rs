@@ -193,21 +193,7 @@ async fn psql_copies_through_the_simple_protocol() {
     let addr = cluster.addr();
     let out = tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        let mut child = std::process::Command::new("psql")
-            .args([
-                "-h",
-                &addr.ip().to_string(),
-                "-p",
-                &addr.port().to_string(),
-                "-U",
-                "duet",
-                "-d",
-                "duetdb",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                "COPY p FROM STDIN WITH CSV HEADER",
-            ])
+        let mut child = psql(addr, &["-c", "COPY p FROM STDIN WITH CSV HEADER"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -240,25 +226,17 @@ async fn psql_copies_through_the_simple_protocol() {
     );
     // COPY TO STDOUT through the simple protocol, and psql's \copy.
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("psql")
-            .args([
-                "-h",
-                &addr.ip().to_string(),
-                "-p",
-                &addr.port().to_string(),
-                "-U",
-                "duet",
-                "-d",
-                "duetdb",
-                "-v",
-                "ON_ERROR_STOP=1",
+        psql(
+            addr,
+            &[
                 "-c",
                 "COPY p TO STDOUT WITH (FORMAT csv, HEADER)",
                 "-c",
                 "\\copy (SELECT v FROM p WHERE k = 2) TO STDOUT",
-            ])
-            .output()
-            .unwrap()
+            ],
+        )
+        .output()
+        .unwrap()
     })
     .await
     .unwrap();
@@ -271,6 +249,15 @@ async fn psql_copies_through_the_simple_protocol() {
         String::from_utf8_lossy(&out.stdout),
         "k,v\n1,one\n2,\"t,wo\"\nt,wo\n"
     );
+}
+
+/// psql (Debian's postgresql-client) against the node at `addr`, stopping at the first error.
+fn psql(addr: std::net::SocketAddr, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-U", "duet", "-d", "duetdb", "-v", "ON_ERROR_STOP=1"])
+        .args(args);
+    cmd
 }
 
 /// Everything `COPY … TO STDOUT` sends, as text.

@@ -104,6 +104,12 @@ async fn statement_timeout_and_cancel_stop_a_running_query_with_57014() {
         assert_eq!(int(&c, "SELECT count(*) FROM big").await, 100_000);
     }
 
+    let e = c
+        .batch_execute("SET statement_timeout = 'soon'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("22023"));
+
     // Inside a transaction block a cancelled statement fails the block.
     c.batch_execute("BEGIN; SET statement_timeout = '200ms'")
         .await

@@ -302,6 +302,14 @@ async fn copy_to_stdout_writes_what_postgres_writes_and_reads_back() {
         ours.push(outs);
     }
     assert_eq!(ours[0], ours[1], "row and column replicas differ");
+    for (bad, state) in [
+        ("COPY out_t TO '/tmp/out_t.txt'", "0A000"),
+        ("COPY out_t (nope) TO STDOUT", "42703"),
+        ("COPY out_t TO STDOUT WITH (FORMAT binary)", "0A000"),
+    ] {
+        let e = c.simple_query(bad).await.unwrap_err();
+        assert_eq!(crate::sqlstate(&e).as_deref(), Some(state), "{bad}: {e:?}");
+    }
     let ours = &ours[0];
     // Table order is key order: the whole-table COPY is sorted by id.
     assert!(

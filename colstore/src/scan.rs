@@ -52,6 +52,17 @@ pub struct ColumnScanExec {
     partitions: usize,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    observer: Option<Arc<dyn ScanObserver>>,
+}
+
+/// Someone who wants to know what a scan did (the router's routing log): it adds text to
+/// the scan's EXPLAIN line and hears, once per partition stream, how many rows the stream
+/// produced and how long its work took.
+pub trait ScanObserver: Send + Sync + fmt::Debug {
+    /// Text appended to the scan's line in EXPLAIN.
+    fn describe(&self) -> String;
+    /// A partition stream ended or was dropped after `rows` rows and `elapsed` of work.
+    fn partition_done(&self, rows: u64, elapsed: std::time::Duration);
 }
 
 impl ColumnScanExec {
@@ -76,7 +87,29 @@ impl ColumnScanExec {
             partitions,
             props,
             metrics: ExecutionPlanMetricsSet::new(),
+            observer: None,
         }
+    }
+
+    /// Reports this scan's work to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn ScanObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Output partitions.
+    pub fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    /// Rows of the stable chunks kept after pruning, and of the delta.
+    pub fn rows_to_read(&self) -> (usize, usize) {
+        let stable: usize = self
+            .chunks
+            .iter()
+            .map(|&i| self.snapshot.stable.chunks[i].rows())
+            .sum();
+        (stable, self.snapshot.delta_rows.len())
     }
 
     /// Rows in the chunks kept after pruning, plus the delta's.
@@ -219,6 +252,9 @@ impl DisplayAs for ColumnScanExec {
         if let Some(l) = self.limit {
             write!(f, ", limit={l}")?;
         }
+        if let Some(o) = &self.observer {
+            write!(f, ", {}", o.describe())?;
+        }
         Ok(())
     }
 }
@@ -279,6 +315,7 @@ impl ExecutionPlan for ColumnScanExec {
             state,
             BaselineMetrics::new(&self.metrics, partition),
             State::next,
+            self.observer.clone(),
         ))
     }
 
@@ -376,33 +413,58 @@ pub fn leaf_properties(schema: &SchemaRef, partitions: usize) -> Arc<PlanPropert
     ))
 }
 
+/// What a partition stream reports to its observer when it ends or is dropped.
+struct Report {
+    observer: Option<Arc<dyn ScanObserver>>,
+    rows: u64,
+    elapsed: std::time::Duration,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(o) = self.observer.take() {
+            o.partition_done(self.rows, self.elapsed);
+        }
+    }
+}
+
 /// The stream of a leaf plan: calls `next` on `state` until it returns `None` or an error
-/// (which ends the stream), timing each call as the plan's compute time and counting rows.
+/// (which ends the stream), timing each call as the plan's compute time and counting rows;
+/// `observer` hears the totals when the stream ends or is dropped.
 pub fn batch_stream<S: Send + 'static>(
     schema: SchemaRef,
     state: S,
     metrics: BaselineMetrics,
     next: fn(&mut S) -> DfResult<Option<RecordBatch>>,
+    observer: Option<Arc<dyn ScanObserver>>,
 ) -> SendableRecordBatchStream {
+    let report = Report {
+        observer,
+        rows: 0,
+        elapsed: std::time::Duration::ZERO,
+    };
     let stream = futures::stream::unfold(
-        (state, metrics, false),
-        move |(mut st, metrics, done)| async move {
+        (state, metrics, report, false),
+        move |(mut st, metrics, mut report, done)| async move {
             if done {
                 return None;
             }
+            let started = std::time::Instant::now();
             let timer = metrics.elapsed_compute().timer();
             let out = next(&mut st);
             timer.done();
+            report.elapsed += started.elapsed();
             match out {
                 Ok(Some(b)) => {
                     metrics.record_output(b.num_rows());
-                    Some((Ok(b), (st, metrics, false)))
+                    report.rows += b.num_rows() as u64;
+                    Some((Ok(b), (st, metrics, report, false)))
                 }
                 Ok(None) => {
                     metrics.done();
                     None
                 }
-                Err(e) => Some((Err(e), (st, metrics, true))),
+                Err(e) => Some((Err(e), (st, metrics, report, true))),
             }
         },
     );

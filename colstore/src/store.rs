@@ -235,6 +235,15 @@ impl ColumnStore {
             .unwrap_or(false)
     }
 
+    /// Rows of table `table_id`'s available column replica: its stable layer's, and the
+    /// versions waiting in its delta. `None` if it has no available replica.
+    pub fn row_counts(&self, table_id: u32) -> Option<(u64, u64)> {
+        let t = self.table(table_id)?;
+        let t = t.read();
+        matches!(t.state, ReplicaState::Available)
+            .then(|| (t.stable.rows as u64, t.delta_versions as u64))
+    }
+
     fn table(&self, id: u32) -> Option<Arc<RwLock<ColumnTable>>> {
         self.tables.read().by_id.get(&id).cloned()
     }

@@ -8,14 +8,23 @@
 //! same snapshot, after waiting (bounded) for the learner to reach it; when it cannot, the
 //! scan falls back to the row replica and says why ([`routing`]).
 //!
-//! Issue #5 adds statistics (ANALYZE), the cost model behind `auto`, hints, the routing log
-//! and the inspector. It never parses SQL text.
+//! With `duet.engine = 'auto'` (the default) each scan goes where the cost model
+//! ([`cost`]) says it is cheaper, from statistics gathered by `ANALYZE` ([`stats`]) and the
+//! pushed-down filters ([`decide`]); hints and the session setting override it
+//! ([`routing`]). Every decision is kept in the routing log with its estimate and, once the
+//! scan ends, its actual rows and time, which calibrate the model. The crate never parses
+//! SQL text: the session hands it the statement's text and its parsed hints.
 
+pub mod cost;
+pub mod decide;
 pub mod keyrange;
 pub mod provider;
 pub mod routing;
 pub mod row_scan;
+pub mod stats;
 pub mod sysviews;
+
+pub use decide::{Router, RouterRef};
 
 use std::sync::Arc;
 
@@ -33,4 +42,22 @@ pub struct ScanContext {
     pub view: ViewSlot,
     pub route: routing::RouteSlot,
     pub columns: Arc<routing::ColumnAccess>,
+    pub router: RouterRef,
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file: a
+/// temporary file is written and synced, renamed over `path`, and the directory synced.
+pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -15,8 +15,12 @@ use duet_colstore::filter::ScanFilter;
 use duet_rowstore::batch::table_schema;
 use duet_rowstore::{StoreRef, TableDefRef};
 
+use crate::cost::ColumnWork;
+use crate::decide::DEFAULT_TABLE_ROWS;
 use crate::keyrange::plan_ranges;
-use crate::routing::{Engine, Fallback};
+use crate::routing::{
+    Engine, Fallback, Replica, RouteRecord, Sample, SampleObserver, MAX_SAMPLE_COST_US,
+};
 use crate::row_scan::RowScanExec;
 use crate::ScanContext;
 
@@ -67,7 +71,7 @@ impl RowTableProvider {
         filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
-    ) -> Result<Arc<dyn ExecutionPlan>, (Fallback, String)> {
+    ) -> Result<duet_colstore::ColumnScanExec, (Fallback, String)> {
         if view.has_writes() {
             return Err((
                 Fallback::UncommittedWrites,
@@ -97,13 +101,13 @@ impl RowTableProvider {
         let snapshot = columns
             .snapshot(&self.def, version)
             .map_err(|why| (Fallback::NotAvailable, why))?;
-        Ok(Arc::new(duet_colstore::ColumnScanExec::new(
+        Ok(duet_colstore::ColumnScanExec::new(
             snapshot,
             version,
             filter.clone(),
             limit,
             partitions,
-        )))
+        ))
     }
 
     /// The table definition this provider was resolved with.
@@ -157,29 +161,311 @@ impl TableProvider for RowTableProvider {
                 self.def.name
             ))
         })?;
-        let engine = self.ctx.route.settings.lock().engine;
+        if self.expose_key {
+            // DML addresses rows by key: always the row replica, and not a routing decision.
+            return Ok(Arc::new(RowScanExec::new(
+                view,
+                self.def.clone(),
+                ranges,
+                filter,
+                limit,
+            )));
+        }
+        let partitions = state.config().target_partitions();
+        self.route(view, ranges, filter, filters, limit, partitions)
+            .await
+    }
+}
+
+/// What the router settled on before building the scan.
+enum Want {
+    Row(String),
+    Column(String),
+    Cost,
+}
+
+impl RowTableProvider {
+    /// Chooses the replica of one scan (hint, then session setting, then cost), builds the
+    /// scan, and records the decision in the routing log.
+    async fn route(
+        &self,
+        view: duet_rowstore::ReadView,
+        ranges: crate::keyrange::ScanRanges,
+        filter: ScanFilter,
+        filters: &[Expr],
+        limit: Option<usize>,
+        partitions: usize,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let router = &self.ctx.router;
+        let settings = self.ctx.route.settings.lock().clone();
+        let statement = self.ctx.route.statement.lock().clone();
+        let columns = self.ctx.columns.get();
+        let column_possible = self.def.columnar && columns.is_some();
+
+        let mut want = Want::Cost;
+        match statement.hints.for_table(&self.def.name) {
+            Some(Engine::Row) => want = Want::Row("hint".into()),
+            Some(Engine::Column) if column_possible => want = Want::Column("hint".into()),
+            Some(Engine::Column) => self.notice(format!(
+                "hint engine(column) for table \"{}\" is ignored: {}",
+                self.def.name,
+                if self.def.columnar {
+                    "the column replica is not running"
+                } else {
+                    "the table has no column replica"
+                }
+            )),
+            Some(Engine::Auto) | None => {}
+        }
+        if matches!(want, Want::Cost) {
+            want = match settings.engine {
+                Engine::Row => Want::Row("session setting".into()),
+                Engine::Column => Want::Column("session setting".into()),
+                Engine::Auto => Want::Cost,
+            };
+        }
+
+        // Estimates (always: EXPLAIN and the log show both costs).
+        let stats = router.table_stats(&self.def);
+        let counts = columns.as_ref().and_then(|c| c.row_counts(self.def.id));
+        let table_rows = match (counts, &stats) {
+            (Some((stable, delta)), _) => (stable + delta) as f64,
+            (None, Some(s)) => s.row_count,
+            (None, None) => DEFAULT_TABLE_ROWS,
+        };
+        let est = router.estimate(
+            &self.def,
+            table_rows,
+            stats.as_deref(),
+            &filter.read,
+            filters,
+            &ranges,
+            limit,
+        );
+        let (row_parts, row_cost) = router.row_cost(&est.row);
+        let version = view.snapshot().get();
+        let learner_ready = columns.as_ref().is_some_and(|c| c.applied() >= version);
+        let column_work = |stable_rows: f64, delta_rows: f64, parts: usize, wait: f64| {
+            let limited = |r: f64| match limit {
+                Some(l) => r.min(l as f64 / est.selectivity.max(1e-9)),
+                None => r,
+            };
+            ColumnWork {
+                rows: limited(stable_rows),
+                read_bytes: est.read_bytes,
+                delta_rows: delta_rows,
+                partitions: parts as f64,
+                lag_wait_us: wait,
+            }
+        };
+        let wait = if learner_ready {
+            0.0
+        } else {
+            router.expected_lag_us()
+        };
+        let (stable_rows, delta_rows) =
+            counts.map_or((table_rows, 0.0), |(s, d)| (s as f64, d as f64));
+        let mut column_estimate = column_possible
+            .then(|| router.column_cost(&column_work(stable_rows, delta_rows, partitions, wait)));
+
+        let access_reason = || -> String {
+            match (&ranges.access, ranges.kind.as_str()) {
+                (_, k) if k.starts_with("pk point") => "pk point lookup".into(),
+                (_, "pk range") => "pk range".into(),
+                (crate::keyrange::Access::Index(_), _) => "index range".into(),
+                _ => "cost".into(),
+            }
+        };
+        let mut column_plan: Option<duet_colstore::ColumnScanExec> = None;
+        let (replica, reason) = match want {
+            Want::Row(r) => (Replica::Row, r),
+            Want::Column(r) => (Replica::Column, r),
+            Want::Cost if !column_possible => (
+                Replica::Row,
+                if self.def.columnar {
+                    "column replica down".into()
+                } else {
+                    "no column replica".into()
+                },
+            ),
+            Want::Cost if view.has_writes() => (Replica::Row, "uncommitted writes".into()),
+            Want::Cost if row_cost <= router.column_floor() => (Replica::Row, access_reason()),
+            Want::Cost => {
+                // Close enough to matter: with the learner caught up, build the column
+                // scan now (its zone-map pruning tells how many rows it would really read).
+                if learner_ready {
+                    if let Ok(plan) = self.column_scan_now(&view, &filter, limit, partitions) {
+                        let (stable, delta) = plan.rows_to_read();
+                        column_estimate = Some(router.column_cost(&column_work(
+                            stable as f64,
+                            delta as f64,
+                            plan.partitions(),
+                            0.0,
+                        )));
+                        column_plan = Some(plan);
+                    }
+                }
+                match column_estimate {
+                    Some((_, c)) if c < row_cost => (Replica::Column, "cost".into()),
+                    _ => (Replica::Row, access_reason()),
+                }
+            }
+        };
+
         let mut fallback = None;
-        if engine == Engine::Column && !self.expose_key {
-            let partitions = state.config().target_partitions();
-            match self.column_scan(&view, &filter, limit, partitions).await {
+        let mut chosen: Option<duet_colstore::ColumnScanExec> = None;
+        let mut chosen_partitions = 1;
+        let mut chosen_parts = row_parts;
+        let mut final_replica = Replica::Row;
+        let mut final_reason = reason.clone();
+        if replica == Replica::Column {
+            let built = match column_plan.take() {
+                Some(p) => Ok(p),
+                None => self.column_scan(&view, &filter, limit, partitions).await,
+            };
+            match built {
                 Ok(plan) => {
                     self.ctx.columns.count_scan();
-                    return Ok(plan);
+                    let (stable, delta) = plan.rows_to_read();
+                    let (parts, cost) = router.column_cost(&column_work(
+                        stable as f64,
+                        delta as f64,
+                        plan.partitions(),
+                        0.0,
+                    ));
+                    column_estimate = Some((parts, cost));
+                    chosen_parts = parts;
+                    chosen_partitions = plan.partitions();
+                    final_replica = Replica::Column;
+                    chosen = Some(plan);
                 }
                 Err((why, message)) => {
                     self.ctx.columns.count_fallback(why);
                     tracing::debug!(table = %self.def.name, reason = %message, "column scan fell back to the row replica");
-                    self.ctx.route.notices.lock().push(format!(
+                    self.notice(format!(
                         "table \"{}\" is read from the row replica: {message}",
                         self.def.name
                     ));
+                    final_reason = format!("{reason}; fell back: {}", why.label());
                     fallback = Some(message);
                 }
             }
         }
-        Ok(Arc::new(
-            RowScanExec::new(view, self.def.clone(), ranges, filter, limit).with_fallback(fallback),
+
+        let record = Arc::new(RouteRecord::new(
+            router.next_id(),
+            statement.text.clone(),
+            self.def.name.clone(),
+            final_replica,
+            final_reason,
+            est.out_rows,
+            row_cost,
+            column_estimate.map(|(_, c)| c),
+            chosen_parts,
+            chosen_partitions,
+            Arc::downgrade(router),
+        ));
+
+        // Sampling: also run the other replica afterwards, when it is cheap enough.
+        if settings.sample_rate > 0.0 && router.random() < settings.sample_rate {
+            self.attach_sample(
+                &record,
+                &view,
+                &ranges,
+                &filter,
+                limit,
+                partitions,
+                row_parts,
+                row_cost,
+                column_estimate,
+                learner_ready,
+            );
+        }
+        router.log.push(record.clone());
+
+        let plan: Arc<dyn ExecutionPlan> = match chosen {
+            Some(p) => Arc::new(p.with_observer(record)),
+            None => Arc::new(
+                RowScanExec::new(view, self.def.clone(), ranges, filter, limit)
+                    .with_fallback(fallback)
+                    .with_observer(record),
+            ),
+        };
+        Ok(plan)
+    }
+
+    fn notice(&self, message: String) {
+        self.ctx.route.notices.lock().push(message);
+    }
+
+    /// A column scan at `view`'s version without waiting for the learner.
+    fn column_scan_now(
+        &self,
+        view: &duet_rowstore::ReadView,
+        filter: &ScanFilter,
+        limit: Option<usize>,
+        partitions: usize,
+    ) -> Result<duet_colstore::ColumnScanExec, String> {
+        let columns = self
+            .ctx
+            .columns
+            .get()
+            .ok_or("the column replica is not running")?;
+        let version = view.snapshot().get();
+        let snapshot = columns.snapshot(&self.def, version)?;
+        Ok(duet_colstore::ColumnScanExec::new(
+            snapshot,
+            version,
+            filter.clone(),
+            limit,
+            partitions,
         ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attach_sample(
+        &self,
+        record: &Arc<RouteRecord>,
+        view: &duet_rowstore::ReadView,
+        ranges: &crate::keyrange::ScanRanges,
+        filter: &ScanFilter,
+        limit: Option<usize>,
+        partitions: usize,
+        row_parts: crate::cost::CostParts,
+        row_cost: f64,
+        column_estimate: Option<(crate::cost::CostParts, f64)>,
+        learner_ready: bool,
+    ) {
+        let plan: Option<Arc<dyn ExecutionPlan>> = match record.replica {
+            Replica::Column if row_cost <= MAX_SAMPLE_COST_US => {
+                let obs = SampleObserver::new(record, Replica::Row, row_parts, 1);
+                Some(Arc::new(
+                    RowScanExec::new(
+                        view.clone(),
+                        self.def.clone(),
+                        ranges.clone(),
+                        filter.clone(),
+                        limit,
+                    )
+                    .with_observer(Arc::new(obs)),
+                ))
+            }
+            Replica::Row if learner_ready && !view.has_writes() => match column_estimate {
+                Some((parts, cost)) if cost <= MAX_SAMPLE_COST_US => self
+                    .column_scan_now(view, filter, limit, partitions)
+                    .ok()
+                    .map(|p| {
+                        let obs =
+                            SampleObserver::new(record, Replica::Column, parts, p.partitions());
+                        Arc::new(p.with_observer(Arc::new(obs))) as Arc<dyn ExecutionPlan>
+                    }),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(plan) = plan {
+            *record.sample.lock() = Some(Sample { plan });
+        }
     }
 }
 

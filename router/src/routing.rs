@@ -1,5 +1,13 @@
-//! Which replica a scan reads: the session's `duet.engine` setting, the column replica's
-//! availability, and the bounded wait for the learner (issue #5 adds the cost model).
+//! Which replica a scan reads, and the record of every decision.
+//!
+//! Precedence: a hint in the statement (`/*+ engine(column) */`, `/*+ engine(row t1) */`),
+//! then the session's `duet.engine`, then the cost model ([`crate::cost`]) over the table's
+//! statistics ([`crate::stats`]). A scan that wants the column replica but cannot have it
+//! (uncommitted writes, learner down or late, no replica) reads the row replica and says
+//! why. Every routed scan is a [`RouteRecord`] in the [`RoutingLog`]: both costs, the
+//! estimated rows, and, once its streams end, the actual rows and time, which also feed the
+//! calibration. A sampled fraction of scans is also run on the other replica afterwards, so
+//! the log can show the regret of a decision.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,10 +17,27 @@ use std::time::Duration;
 use duet_colstore::ColumnStoreRef;
 use parking_lot::{Mutex, RwLock};
 
+/// A replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replica {
+    Row,
+    Column,
+}
+
+impl Replica {
+    pub fn label(self) -> &'static str {
+        match self {
+            Replica::Row => "row",
+            Replica::Column => "column",
+        }
+    }
+}
+
 /// The replica a session asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// The router decides (row only until the cost model lands).
+    /// The router decides by cost.
     Auto,
     Row,
     Column,
@@ -36,6 +61,9 @@ pub struct RouteSettings {
     /// How long a column scan waits for the learner to reach its read version before it
     /// falls back to the row replica (`duet.learner_wait_timeout`).
     pub learner_wait: Duration,
+    /// Fraction of routed scans also run on the other replica afterwards, to measure the
+    /// decision's regret (`duet.routing_sample_rate`).
+    pub sample_rate: f64,
 }
 
 impl Default for RouteSettings {
@@ -43,8 +71,46 @@ impl Default for RouteSettings {
         Self {
             engine: Engine::Auto,
             learner_wait: Duration::from_secs(2),
+            sample_rate: DEFAULT_SAMPLE_RATE,
         }
     }
+}
+
+/// Default `duet.routing_sample_rate`.
+pub const DEFAULT_SAMPLE_RATE: f64 = 0.01;
+/// A sampled re-run on the other replica is skipped when its estimated cost is above this
+/// (microseconds), so sampling never costs more than a second of work.
+pub const MAX_SAMPLE_COST_US: f64 = 1_000_000.0;
+
+/// Engine hints of one statement (`/*+ engine(column) */`, `/*+ engine(row t1) */`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hints {
+    /// A hint that names no table: every scan.
+    pub all: Option<Engine>,
+    /// Per table (lower-case name or alias as written).
+    pub tables: Vec<(String, Engine)>,
+}
+
+impl Hints {
+    /// The hint for `table`, if any (a table's own hint wins over one for all).
+    pub fn for_table(&self, table: &str) -> Option<Engine> {
+        self.tables
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(table))
+            .map(|(_, e)| *e)
+            .or(self.all)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_none() && self.tables.is_empty()
+    }
+}
+
+/// The statement a session is running: its text (for the routing log) and its hints.
+#[derive(Debug, Clone, Default)]
+pub struct StatementInfo {
+    pub text: Arc<str>,
+    pub hints: Hints,
 }
 
 /// Per-session routing state shared with the session's table providers.
@@ -53,6 +119,8 @@ pub struct SessionRouting {
     pub settings: Mutex<RouteSettings>,
     /// Messages for the client (a forced column scan that fell back, and why).
     pub notices: Mutex<Vec<String>>,
+    /// The statement being planned.
+    pub statement: Mutex<StatementInfo>,
 }
 
 /// Shared handle.
@@ -118,5 +186,331 @@ impl ColumnAccess {
             .iter()
             .map(|(k, v)| (k.label(), *v))
             .collect()
+    }
+}
+
+/// What a routed scan actually did (summed over its partition streams).
+#[derive(Debug, Default, Clone, Copy)]
+struct Actual {
+    rows: u64,
+    elapsed: Duration,
+    reported: usize,
+}
+
+/// One routing decision: what the router knew, what it chose and why, and what happened.
+pub struct RouteRecord {
+    pub id: u64,
+    pub at_ms: u64,
+    pub query: Arc<str>,
+    pub table: String,
+    pub replica: Replica,
+    /// `pk point lookup`, `cost`, `hint`, `session setting`, `no column replica`, …
+    pub reason: String,
+    pub est_rows: f64,
+    /// Estimated cost of each replica (µs, calibrated); `None` where a replica could not
+    /// serve the scan.
+    pub cost_row: f64,
+    pub cost_column: Option<f64>,
+    /// The chosen replica's cost split, for calibration.
+    pub(crate) parts: crate::cost::CostParts,
+    pub(crate) partitions: usize,
+    actual: Mutex<Actual>,
+    /// Time of the same scan on the other replica, when sampled (µs).
+    other_us: Mutex<Option<f64>>,
+    pub(crate) sample: Mutex<Option<Sample>>,
+    pub(crate) router: std::sync::Weak<crate::Router>,
+}
+
+/// A scan of the other replica kept to be run after the chosen one, for the regret.
+pub(crate) struct Sample {
+    pub plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+}
+
+impl std::fmt::Debug for RouteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteRecord")
+            .field("id", &self.id)
+            .field("table", &self.table)
+            .field("replica", &self.replica)
+            .finish()
+    }
+}
+
+/// A routing decision as the log, the system view and the inspector show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteEntry {
+    pub id: u64,
+    pub at_ms: u64,
+    pub query: String,
+    pub fingerprint: String,
+    pub table: String,
+    pub engine: Replica,
+    pub reason: String,
+    pub est_rows: f64,
+    pub cost_row_us: f64,
+    pub cost_column_us: Option<f64>,
+    pub actual_rows: Option<u64>,
+    pub actual_us: Option<f64>,
+    pub other_us: Option<f64>,
+    /// How much slower the chosen replica was than the other one (µs, ≥ 0), when both
+    /// were measured.
+    pub regret_us: Option<f64>,
+}
+
+/// A query's text with literals replaced by `?` and blanks collapsed, so the same query
+/// with other parameters gets the same fingerprint.
+pub fn normalize_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut last_space = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            while let Some(n) = chars.next() {
+                if n == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                        continue;
+                    }
+                    break;
+                }
+            }
+            out.push('?');
+            last_space = false;
+        } else if c.is_ascii_digit()
+            && !out
+                .chars()
+                .last()
+                .is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '$')
+        {
+            while chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_digit() || *n == '.')
+            {
+                chars.next();
+            }
+            out.push('?');
+            last_space = false;
+        } else if c.is_whitespace() {
+            if !last_space && !out.is_empty() {
+                out.push(' ');
+            }
+            last_space = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            last_space = false;
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// A short stable fingerprint of a normalized query (FNV-1a, 64 bits, hex).
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in normalize_query(text).bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+impl RouteRecord {
+    pub(crate) fn new(
+        id: u64,
+        query: Arc<str>,
+        table: String,
+        replica: Replica,
+        reason: String,
+        est_rows: f64,
+        cost_row: f64,
+        cost_column: Option<f64>,
+        parts: crate::cost::CostParts,
+        partitions: usize,
+        router: std::sync::Weak<crate::Router>,
+    ) -> Self {
+        RouteRecord {
+            id,
+            at_ms: crate::stats::now_ms(),
+            query,
+            table,
+            replica,
+            reason,
+            est_rows,
+            cost_row,
+            cost_column,
+            parts,
+            partitions: partitions.max(1),
+            actual: Mutex::new(Actual::default()),
+            other_us: Mutex::new(None),
+            sample: Mutex::new(None),
+            router,
+        }
+    }
+
+    /// The scan's actual time (µs, its partitions' work divided by their number, i.e. the
+    /// time the scan took with its partitions in parallel), once every partition reported.
+    pub fn actual(&self) -> Option<(u64, f64)> {
+        let a = *self.actual.lock();
+        (a.reported >= self.partitions).then(|| {
+            (
+                a.rows,
+                a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64,
+            )
+        })
+    }
+
+    pub fn other_us(&self) -> Option<f64> {
+        *self.other_us.lock()
+    }
+
+    pub(crate) fn set_other(&self, us: f64) {
+        *self.other_us.lock() = Some(us);
+    }
+
+    pub fn entry(&self) -> RouteEntry {
+        let actual = self.actual();
+        let other = self.other_us();
+        let regret = match (actual, other) {
+            (Some((_, mine)), Some(other)) => Some((mine - other).max(0.0)),
+            _ => None,
+        };
+        RouteEntry {
+            id: self.id,
+            at_ms: self.at_ms,
+            query: self.query.chars().take(500).collect(),
+            fingerprint: fingerprint(&self.query),
+            table: self.table.clone(),
+            engine: self.replica,
+            reason: self.reason.clone(),
+            est_rows: self.est_rows,
+            cost_row_us: self.cost_row,
+            cost_column_us: self.cost_column,
+            actual_rows: actual.map(|a| a.0),
+            actual_us: actual.map(|a| a.1),
+            other_us: other,
+            regret_us: regret,
+        }
+    }
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2}s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.1}ms", us / 1e3)
+    } else {
+        format!("{us:.0}us")
+    }
+}
+
+impl duet_colstore::scan::ScanObserver for RouteRecord {
+    fn describe(&self) -> String {
+        let column = self.cost_column.map_or_else(|| "n/a".to_string(), fmt_us);
+        format!(
+            "route=[reason={}, est_rows={:.0}, cost_row={}, cost_column={}]",
+            self.reason,
+            self.est_rows,
+            fmt_us(self.cost_row),
+            column
+        )
+    }
+
+    fn partition_done(&self, rows: u64, elapsed: Duration) {
+        let finished = {
+            let mut a = self.actual.lock();
+            a.rows += rows;
+            a.elapsed += elapsed;
+            a.reported += 1;
+            a.reported == self.partitions
+        };
+        if finished {
+            if let Some(router) = self.router.upgrade() {
+                router.scan_finished(self);
+            }
+        }
+    }
+}
+
+/// Decisions kept by the routing log.
+pub const ROUTING_LOG_SIZE: usize = 1000;
+
+/// The most recent routing decisions.
+#[derive(Default)]
+pub struct RoutingLog {
+    entries: Mutex<std::collections::VecDeque<Arc<RouteRecord>>>,
+}
+
+impl RoutingLog {
+    pub fn push(&self, r: Arc<RouteRecord>) {
+        let mut e = self.entries.lock();
+        if e.len() >= ROUTING_LOG_SIZE {
+            e.pop_front();
+        }
+        e.push_back(r);
+    }
+
+    /// The decisions, oldest first.
+    pub fn entries(&self) -> Vec<RouteEntry> {
+        self.entries.lock().iter().map(|r| r.entry()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A sampled scan of the other replica: a record that only fills its parent's `other_us`
+/// (and calibrates the other replica).
+#[derive(Debug)]
+pub(crate) struct SampleObserver {
+    /// Weak: the parent holds this scan until it runs.
+    parent: std::sync::Weak<RouteRecord>,
+    pub replica: Replica,
+    pub parts: crate::cost::CostParts,
+    pub partitions: usize,
+    acc: Mutex<Actual>,
+}
+
+impl SampleObserver {
+    pub(crate) fn new(
+        parent: &Arc<RouteRecord>,
+        replica: Replica,
+        parts: crate::cost::CostParts,
+        partitions: usize,
+    ) -> Self {
+        SampleObserver {
+            parent: Arc::downgrade(parent),
+            replica,
+            parts,
+            partitions: partitions.max(1),
+            acc: Mutex::new(Actual::default()),
+        }
+    }
+}
+
+impl duet_colstore::scan::ScanObserver for SampleObserver {
+    fn describe(&self) -> String {
+        let id = self.parent.upgrade().map_or(0, |p| p.id);
+        format!("route=[sample of decision {id}]")
+    }
+
+    fn partition_done(&self, rows: u64, elapsed: Duration) {
+        let done = {
+            let mut a = self.acc.lock();
+            a.rows += rows;
+            a.elapsed += elapsed;
+            a.reported += 1;
+            (a.reported == self.partitions)
+                .then(|| a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64)
+        };
+        if let (Some(us), Some(parent)) = (done, self.parent.upgrade()) {
+            parent.set_other(us);
+            if let Some(router) = parent.router.upgrade() {
+                router.calibrator.observe(self.replica, self.parts, us);
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ use duet_rowstore::{ReadView, Row, TableDefRef};
 
 use crate::keyrange::{Access, KeyRange, ScanRanges};
 use duet_colstore::filter::ScanFilter;
+use duet_colstore::scan::ScanObserver;
 
 /// Rows per output batch (and per visit to the storage engine).
 pub const BATCH_ROWS: usize = 4096;
@@ -39,6 +40,7 @@ pub struct RowScanExec {
     metrics: ExecutionPlanMetricsSet,
     /// Why the column replica was asked for but not used.
     fallback: Option<String>,
+    observer: Option<Arc<dyn ScanObserver>>,
 }
 
 impl RowScanExec {
@@ -61,7 +63,14 @@ impl RowScanExec {
             props,
             metrics: ExecutionPlanMetricsSet::new(),
             fallback: None,
+            observer: None,
         }
+    }
+
+    /// Reports this scan's work to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn ScanObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Records why this scan reads the row replica although the column one was asked for.
@@ -100,6 +109,9 @@ impl DisplayAs for RowScanExec {
         }
         if let Some(why) = &self.fallback {
             write!(f, ", fallback=\"{why}\"")?;
+        }
+        if let Some(o) = &self.observer {
+            write!(f, ", {}", o.describe())?;
         }
         Ok(())
     }
@@ -150,6 +162,7 @@ impl ExecutionPlan for RowScanExec {
             state,
             BaselineMetrics::new(&self.metrics, partition),
             ScanState::next_batch,
+            self.observer.clone(),
         ))
     }
 

@@ -1,6 +1,8 @@
 //! DuetDB's system views, in the `duet` schema: `duet.replicas` (per table: its column
 //! replica, state, build progress, the learner's applied index against the leader's commit
-//! index, lag, delta and stable sizes). Rows are computed when the view is scanned.
+//! index, lag, delta and stable sizes) and `duet.routing_log` (the router's recent
+//! decisions with both costs, estimated and actual rows, actual time and regret). Rows are
+//! computed when the view is scanned.
 
 use std::fmt;
 use std::sync::Arc;
@@ -122,9 +124,108 @@ impl TableProvider for ReplicasView {
     }
 }
 
+fn routing_log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new(
+            "at",
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("query", DataType::Utf8, false),
+        Field::new("fingerprint", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("engine", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("est_rows", DataType::Float64, false),
+        Field::new("cost_row_us", DataType::Float64, false),
+        Field::new("cost_column_us", DataType::Float64, true),
+        Field::new("actual_rows", DataType::Int64, true),
+        Field::new("actual_us", DataType::Float64, true),
+        Field::new("other_us", DataType::Float64, true),
+        Field::new("regret_us", DataType::Float64, true),
+    ]))
+}
+
+/// The `duet.routing_log` view: the router's most recent decisions, oldest first.
+pub struct RoutingLogView {
+    router: crate::RouterRef,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for RoutingLogView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("duet.routing_log")
+    }
+}
+
+impl RoutingLogView {
+    fn batch(&self) -> DfResult<RecordBatch> {
+        let rows = self.router.log.entries();
+        let float = |f: fn(&crate::routing::RouteEntry) -> Option<f64>| -> ArrayRef {
+            Arc::new(Float64Array::from_iter(rows.iter().map(f)))
+        };
+        let text = |f: fn(&crate::routing::RouteEntry) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.id as i64),
+            )),
+            Arc::new(
+                datafusion::arrow::array::TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.at_ms as i64),
+                ),
+            ),
+            text(|r| &r.query),
+            text(|r| &r.fingerprint),
+            text(|r| &r.table),
+            text(|r| r.engine.label()),
+            text(|r| &r.reason),
+            float(|r| Some(r.est_rows)),
+            float(|r| Some(r.cost_row_us)),
+            float(|r| r.cost_column_us),
+            Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.actual_rows.map(|v| v as i64)),
+            )),
+            float(|r| r.actual_us),
+            float(|r| r.other_us),
+            float(|r| r.regret_us),
+        ];
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for RoutingLogView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.batch()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
 /// The `duet` schema.
 pub struct SystemSchema {
     replicas: Arc<ReplicasView>,
+    routing_log: Arc<RoutingLogView>,
 }
 
 impl fmt::Debug for SystemSchema {
@@ -137,11 +238,15 @@ impl SystemSchema {
     /// The schema's name.
     pub const NAME: &'static str = "duet";
 
-    pub fn new(info: Arc<dyn ReplicaInfo>) -> Self {
+    pub fn new(info: Arc<dyn ReplicaInfo>, router: crate::RouterRef) -> Self {
         Self {
             replicas: Arc::new(ReplicasView {
                 info,
                 schema: replicas_schema(),
+            }),
+            routing_log: Arc::new(RoutingLogView {
+                router,
+                schema: routing_log_schema(),
             }),
         }
     }
@@ -150,17 +255,18 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["replicas".into()]
+        vec!["replicas".into(), "routing_log".into()]
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         Ok(match name {
             "replicas" => Some(self.replicas.clone() as Arc<dyn TableProvider>),
+            "routing_log" => Some(self.routing_log.clone() as Arc<dyn TableProvider>),
             _ => None,
         })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == "replicas"
+        matches!(name, "replicas" | "routing_log")
     }
 }

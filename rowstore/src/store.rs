@@ -13,7 +13,7 @@
 //! entry), reads what it needs, proposes its command. Commits share the gate only while they
 //! check and propose, never while they wait for the log.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -59,6 +59,9 @@ pub struct Store {
     catalog: RwLock<Catalog>,
     next_id: AtomicU32,
     next_rowid: AtomicU64,
+    /// Rows written (inserted, updated or deleted) per storage id since the process started,
+    /// counted as commands are applied; the router uses it to know when statistics are stale.
+    changes: Mutex<HashMap<u32, u64>>,
 }
 
 /// Shared handle to the store.
@@ -121,6 +124,7 @@ impl Store {
             visible: AtomicU64::new(version),
             ddl_gate: RwLock::new(()),
             latches: Mutex::new(HashSet::new()),
+            changes: Mutex::new(HashMap::new()),
             proposer: OnceLock::new(),
             pins: Mutex::new(BTreeMap::new()),
             catalog: RwLock::new(Catalog::default()),
@@ -471,6 +475,7 @@ impl Store {
                 }
             }
         }
+        self.count_changes(cmd);
         self.next_id.fetch_max(next_id as u32, Ordering::Relaxed);
         self.next_rowid.fetch_max(next_rowid, Ordering::Relaxed);
         self.visible.store(index, Ordering::Release);
@@ -483,6 +488,34 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    fn count_changes(&self, cmd: &Command) {
+        let mut current: Option<(u32, u64)> = None;
+        let mut changes = self.changes.lock();
+        for (k, _) in &cmd.writes {
+            if k.len() < 6 || k[0] != key::DATA_PREFIX || k[5] != key::RECORD_TAG {
+                continue;
+            }
+            let id = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+            match &mut current {
+                Some((cur, n)) if *cur == id => *n += 1,
+                _ => {
+                    if let Some((cur, n)) = current.take() {
+                        *changes.entry(cur).or_default() += n;
+                    }
+                    current = Some((id, 1));
+                }
+            }
+        }
+        if let Some((cur, n)) = current {
+            *changes.entry(cur).or_default() += n;
+        }
+    }
+
+    /// Rows of storage `storage_id` written since the process started.
+    pub fn changes(&self, storage_id: u32) -> u64 {
+        self.changes.lock().get(&storage_id).copied().unwrap_or(0)
     }
 
     /// Everything at the current version as one snapshot command (catalog, rows, indexes).

@@ -49,9 +49,12 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             }
             Ok(Outcome::Command("TRUNCATE TABLE".into()))
         }
-        // Statistics and space reclamation arrive with the router and compaction work;
-        // accepting them keeps tools such as pgbench working.
-        Statement::Analyze(_) => Ok(Outcome::Command("ANALYZE".into())),
+        Statement::Analyze(a) => {
+            let table = a.table_name.as_ref().map(table_name).transpose()?;
+            crate::analyze::analyze(session, table.as_deref()).await
+        }
+        // Space reclamation is the column replica's compaction and RocksDB's; accepting
+        // VACUUM keeps tools such as pgbench working.
         Statement::Vacuum(_) => Ok(Outcome::Command("VACUUM".into())),
         other => Err(PgError::unsupported(format!(
             "statement {}",

@@ -46,6 +46,8 @@ pub const MAX_QUERY_BYTES: usize = 16 << 20;
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub statement: Statement,
+    /// The text it was prepared from (the routing log shows it; hints are read from it).
+    pub text: Arc<str>,
     pub param_types: Vec<Option<DataType>>,
     pub schema: Option<SchemaRef>,
 }
@@ -442,7 +444,9 @@ impl SimpleQueryHandler for Handler {
         let mut session = self.session.lock().await;
         let mut out = Vec::with_capacity(statements.len());
         let empty = ParamValues::List(vec![]);
+        let text: Arc<str> = Arc::from(query);
         for stmt in statements {
+            session.set_statement(&text);
             let guard = session.statement_guard();
             let result = run_guarded(&mut session, &guard, stmt, &empty).await;
             send_notices(client, &mut session).await?;
@@ -729,6 +733,7 @@ impl QueryParser for DuetQueryParser {
                 };
                 Ok(Some(Prepared {
                     statement,
+                    text: Arc::from(sql),
                     param_types,
                     schema,
                 }))
@@ -804,6 +809,7 @@ impl ExtendedQueryHandler for Handler {
             prepared.param_types.iter().map(|t| t.as_ref()).collect();
         let params = deserialize_parameters(portal, &inferred)?;
         let mut session = self.session.lock().await;
+        session.set_statement(&prepared.text);
         let guard = session.statement_guard();
         let result = run_guarded(&mut session, &guard, prepared.statement.clone(), &params).await;
         send_notices(client, &mut session).await?;

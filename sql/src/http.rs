@@ -1,5 +1,8 @@
 //! The HTTP listener (default `127.0.0.1:8433`): `GET /metrics` (Prometheus text format),
-//! `GET /health`, and `GET /api/replicas` (the rows of `duet.replicas` as JSON).
+//! `GET /health`, `GET /api/replicas` (the rows of `duet.replicas` as JSON),
+//! `GET /api/routing` (the router's recent decisions, per-table statistics freshness,
+//! replica lag, cost constants and calibration history, as JSON) and `GET /inspector`, a
+//! page that shows the same (`sql/src/inspector.html`, plain HTML and JavaScript).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -34,6 +37,8 @@ impl HttpServer {
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok\n" }))
             .route("/api/replicas", get(replicas))
+            .route("/api/routing", get(routing))
+            .route("/inspector", get(inspector))
             .with_state(node);
         let (tx, mut rx) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -78,6 +83,74 @@ async fn replicas(State(node): State<NodeRef>) -> impl IntoResponse {
             e.to_string(),
         ),
     }
+}
+
+/// One table's statistics freshness, for the inspector.
+#[derive(serde::Serialize)]
+struct TableFreshness {
+    table: String,
+    column_replica: bool,
+    analyzed_at_ms: Option<u64>,
+    analyzed_rows: Option<f64>,
+    changes_since: u64,
+    stale: bool,
+}
+
+/// What `GET /api/routing` returns.
+#[derive(serde::Serialize)]
+struct RoutingReport {
+    /// Newest first.
+    decisions: Vec<duet_router::routing::RouteEntry>,
+    tables: Vec<TableFreshness>,
+    replicas: Vec<duet_router::sysviews::ReplicaRow>,
+    calibration: duet_router::cost::CalibrationView,
+}
+
+/// The routing report of `node`.
+pub fn routing_report(node: &NodeRef) -> serde_json::Value {
+    let router = node.router();
+    let mut decisions = router.log.entries();
+    decisions.reverse();
+    let tables = node
+        .store
+        .tables()
+        .iter()
+        .map(|def| {
+            let stats = router.table_stats(def);
+            let (changes_since, stale) = router.staleness(def);
+            TableFreshness {
+                table: def.name.clone(),
+                column_replica: def.columnar,
+                analyzed_at_ms: stats.as_ref().map(|s| s.analyzed_at_ms),
+                analyzed_rows: stats.as_ref().map(|s| s.row_count),
+                changes_since,
+                stale,
+            }
+        })
+        .collect();
+    let report = RoutingReport {
+        decisions,
+        tables,
+        replicas: node.replica_rows(),
+        calibration: router.calibrator.view(),
+    };
+    serde_json::to_value(report).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+async fn routing(State(node): State<NodeRef>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        routing_report(&node).to_string(),
+    )
+}
+
+async fn inspector() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("inspector.html"),
+    )
 }
 
 async fn metrics(State(node): State<NodeRef>) -> impl IntoResponse {

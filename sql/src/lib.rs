@@ -10,12 +10,14 @@
 //! computes its rows with DataFusion and writes them through the row store's transactions.
 //! This crate never touches RocksDB or Arrow storage directly.
 
+pub mod analyze;
 pub mod cancel;
 pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod error;
 pub mod handler;
+pub mod hints;
 pub mod http;
 pub mod ident;
 pub mod node;

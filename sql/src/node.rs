@@ -46,6 +46,8 @@ pub struct DuetNode {
     lag: Arc<LagHistogram>,
     data_dir: PathBuf,
     transport: Arc<dyn Transport>,
+    /// Statistics, cost model and routing log (kept in `<data>/router`).
+    router: duet_router::RouterRef,
 }
 
 /// Shared handle.
@@ -81,17 +83,27 @@ impl DuetNode {
             transport.clone(),
         )
         .map_err(|e| fail("start the row replica", data_dir, e))?;
+        let router = duet_router::Router::open(store.clone(), Some(&data_dir.join("router")))
+            .map_err(|e| fail("open the router's statistics", data_dir, e))?;
+        let lag = Arc::new(LagHistogram::default());
+        router.set_lag(Some(lag.clone()));
         let node = Arc::new(DuetNode {
             store,
             voter,
             learner: Mutex::new(None),
             columns: ColumnAccess::new(),
-            lag: Arc::new(LagHistogram::default()),
+            lag,
             data_dir: data_dir.to_path_buf(),
             transport,
+            router,
         });
         node.start_learner()?;
         Ok(node)
+    }
+
+    /// The router (statistics, calibration, routing log).
+    pub fn router(&self) -> &duet_router::RouterRef {
+        &self.router
     }
 
     fn voter_dir(data_dir: &Path) -> PathBuf {

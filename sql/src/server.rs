@@ -41,6 +41,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let shared = Shared::new(node.store.clone(), Some(node));
         let (tx, mut rx) = watch::channel(false);
+        tokio::spawn(crate::analyze::autoanalyze(shared.clone(), rx.clone()));
         let sh = shared.clone();
         let task = tokio::spawn(async move {
             loop {

@@ -69,15 +69,23 @@ pub struct Shared {
     pub node: Option<crate::node::NodeRef>,
     /// Every connection's cancel key, for CancelRequest.
     pub cancels: Arc<crate::cancel::CancelRegistry>,
+    /// The node's router, or an in-memory one without a node.
+    pub router: duet_router::RouterRef,
 }
 
 impl Shared {
     /// Shared state for sessions on `store` (and `node`'s replicas).
     pub fn new(store: StoreRef, node: Option<crate::node::NodeRef>) -> SharedRef {
+        let router = match &node {
+            Some(n) => n.router().clone(),
+            None => duet_router::Router::open(store.clone(), None)
+                .expect("an in-memory router opens no file"),
+        };
         Arc::new(Self {
             store,
             node,
             cancels: Arc::default(),
+            router,
         })
     }
 }
@@ -220,6 +228,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("maintenance_work_mem", "64MB"),
         ("duet.engine", "auto"),
         ("duet.learner_wait_timeout", "2s"),
+        ("duet.routing_sample_rate", "0.01"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -308,6 +317,7 @@ impl Session {
                 .as_ref()
                 .map(|n| n.columns().clone())
                 .unwrap_or_default(),
+            router: shared.router.clone(),
         };
 
         let public: Arc<dyn SchemaProvider> =
@@ -320,7 +330,10 @@ impl Session {
             let info: Arc<dyn duet_router::sysviews::ReplicaInfo> = node.clone();
             listed.push((
                 duet_router::sysviews::SystemSchema::NAME.to_string(),
-                Arc::new(duet_router::sysviews::SystemSchema::new(info)),
+                Arc::new(duet_router::sysviews::SystemSchema::new(
+                    info,
+                    shared.router.clone(),
+                )),
             ));
         }
         let catalog = DuetCatalog::new(
@@ -654,6 +667,14 @@ impl Session {
             let wait = parse_duration_ms(&value).ok_or_else(invalid)?;
             self.route.settings.lock().learner_wait = wait;
         }
+        if name == "duet.routing_sample_rate" {
+            let rate: f64 = value
+                .parse()
+                .ok()
+                .filter(|r: &f64| (0.0..=1.0).contains(r))
+                .ok_or_else(invalid)?;
+            self.route.settings.lock().sample_rate = rate;
+        }
         if name == "statement_timeout" {
             parse_duration_ms(&value).ok_or_else(invalid)?;
         }
@@ -677,6 +698,22 @@ impl Session {
         }
         self.settings.insert(name.to_string(), value);
         Ok(())
+    }
+
+    /// Tells the router which statement runs next: its text (for the routing log) and the
+    /// engine hints in its comments (a malformed hint is reported as a notice).
+    pub fn set_statement(&mut self, text: &Arc<str>) {
+        let hints = if text.contains("/*+") {
+            let (hints, problems) = crate::hints::parse(text);
+            self.notices.extend(problems);
+            hints
+        } else {
+            Default::default()
+        };
+        *self.route.statement.lock() = duet_router::routing::StatementInfo {
+            text: text.clone(),
+            hints,
+        };
     }
 
     /// Makes the current transaction's snapshot (or a fresh one) what scans read.

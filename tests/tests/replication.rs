@@ -232,10 +232,18 @@ async fn row_and_column_answers_match_under_concurrent_writes() {
     );
     assert!(rounds >= 3, "only {rounds} rounds");
     assert!(committed.load(Ordering::Relaxed) > 20);
-    assert_eq!(
-        column_scans, expected,
-        "some checks did not read the column replica"
+    // Background ANALYZE may read the column replica too, so the counter is a lower bound;
+    // the routing log says whether any check fell back.
+    assert!(
+        column_scans >= expected,
+        "some checks did not read the column replica ({column_scans} < {expected})"
     );
+    let fell_back = rows(
+        &checker,
+        "SELECT table_name, reason FROM duet.routing_log WHERE reason LIKE '%fell back%'",
+    )
+    .await;
+    assert!(fell_back.is_empty(), "scans fell back: {fell_back:?}");
     // Money is conserved by transfers, and both replicas agree on it at the end.
     cluster.wait_learner_caught_up(WAIT).unwrap();
     same_content(&cluster, "acct").await;

@@ -1,7 +1,9 @@
 //! The cost model: what a table scan is expected to take on each replica, in microseconds,
 //! and the calibration that fits the model to the scans the router has timed.
 //!
-//! Each replica's cost is `fixed × fixed_scale + work × work_scale`:
+//! Each replica's cost is `fixed × fixed_scale + work × work_scale + filter × filter_scale`,
+//! where `filter` is the filter conditions evaluated per row read
+//! ([`CostConstants::row_filter_us`], [`CostConstants::col_filter_us`]):
 //!
 //! - **row** — fixed: [`CostConstants::row_startup_us`] plus one seek per key range
 //!   ([`CostConstants::row_seek_us`]); work: per row read ([`CostConstants::row_row_us`],
@@ -17,8 +19,10 @@
 //!   learner to reach the read version.
 //!
 //! The constants are starting points measured on the development machine (2 vCPU); the
-//! [`Calibrator`] records every routed scan's actual time and refits the two scales of each
-//! replica by least squares on relative error, bounded to [[`MIN_SCALE`], [`MAX_SCALE`]].
+//! [`Calibrator`] records every routed scan's actual time and refits the three scales of each
+//! replica by least squares on relative error (with a small pull towards the current scales,
+//! so a part no observation exercised keeps its scale), bounded to
+//! [[`MIN_SCALE`], [`MAX_SCALE`]].
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -36,10 +40,12 @@ pub struct CostConstants {
     pub row_row_us: f64,
     pub row_byte_us: f64,
     pub row_index_lookup_us: f64,
+    pub row_filter_us: f64,
     pub col_startup_us: f64,
     pub col_row_us: f64,
     pub col_byte_us: f64,
     pub col_delta_row_us: f64,
+    pub col_filter_us: f64,
 }
 
 impl Default for CostConstants {
@@ -50,10 +56,12 @@ impl Default for CostConstants {
             row_row_us: 0.6,
             row_byte_us: 0.004,
             row_index_lookup_us: 4.0,
+            row_filter_us: 0.01,
             col_startup_us: 400.0,
-            col_row_us: 0.002,
-            col_byte_us: 0.0005,
+            col_row_us: 0.0005,
+            col_byte_us: 0.0001,
             col_delta_row_us: 0.8,
+            col_filter_us: 0.003,
         }
     }
 }
@@ -67,6 +75,8 @@ pub struct RowWork {
     pub row_bytes: f64,
     /// Rows reached through a secondary index (each a point read of its record).
     pub index_lookups: f64,
+    /// Filter conditions evaluated per row read.
+    pub filter_terms: f64,
 }
 
 /// What a column-replica scan will do.
@@ -78,15 +88,20 @@ pub struct ColumnWork {
     pub read_bytes: f64,
     pub delta_rows: f64,
     pub partitions: f64,
+    /// Filter conditions evaluated per row read.
+    pub filter_terms: f64,
     /// Expected wait for the learner, microseconds.
     pub lag_wait_us: f64,
 }
 
-/// A cost split into its fixed and its per-row part (before scaling).
+/// A cost split into its fixed part, its per-row reading and its per-row filtering
+/// (before scaling).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct CostParts {
     pub fixed: f64,
     pub work: f64,
+    #[serde(default)]
+    pub filter: f64,
     /// Added unscaled (the learner's lag).
     pub wait: f64,
 }
@@ -97,6 +112,7 @@ impl CostConstants {
             fixed: self.row_startup_us + w.seeks * self.row_seek_us,
             work: w.rows_read * (self.row_row_us + w.row_bytes * self.row_byte_us)
                 + w.index_lookups * self.row_index_lookup_us,
+            filter: w.rows_read * w.filter_terms * self.row_filter_us,
             wait: 0.0,
         }
     }
@@ -108,6 +124,7 @@ impl CostConstants {
             work: (w.rows * (self.col_row_us + w.read_bytes * self.col_byte_us)
                 + w.delta_rows * self.col_delta_row_us)
                 / per_partition,
+            filter: (w.rows + w.delta_rows) * w.filter_terms * self.col_filter_us / per_partition,
             wait: w.lag_wait_us,
         }
     }
@@ -123,11 +140,17 @@ pub const REFIT_EVERY: usize = 16;
 /// A fit needs at least this many observations.
 pub const MIN_OBSERVATIONS: usize = 8;
 
-/// The calibrated scales of one replica's fixed and per-row costs.
+/// The calibrated scales of one replica's fixed, per-row and filtering costs.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Scales {
     pub fixed: f64,
     pub work: f64,
+    #[serde(default = "one")]
+    pub filter: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for Scales {
@@ -135,13 +158,14 @@ impl Default for Scales {
         Scales {
             fixed: 1.0,
             work: 1.0,
+            filter: 1.0,
         }
     }
 }
 
 impl Scales {
     pub fn apply(&self, p: &CostParts) -> f64 {
-        p.fixed * self.fixed + p.work * self.work + p.wait
+        p.fixed * self.fixed + p.work * self.work + p.filter * self.filter + p.wait
     }
 }
 
@@ -161,6 +185,8 @@ pub struct CalibrationStep {
 struct Observation {
     fixed: f64,
     work: f64,
+    #[serde(default)]
+    filter: f64,
     actual_us: f64,
 }
 
@@ -211,6 +237,7 @@ fn relative_error(s: &Scales, obs: &VecDeque<Observation>) -> f64 {
             let p = CostParts {
                 fixed: o.fixed,
                 work: o.work,
+                filter: o.filter,
                 wait: 0.0,
             };
             ((s.apply(&p) - o.actual_us) / o.actual_us.max(1.0)).abs()
@@ -219,41 +246,72 @@ fn relative_error(s: &Scales, obs: &VecDeque<Observation>) -> f64 {
         / obs.len() as f64
 }
 
-/// Least squares on relative error: minimise Σ ((a·F + b·W − y) / y)², with `a`, `b` clamped
-/// to the scale bounds. When the observations cannot tell the two apart (all fixed or all
-/// work), one common scale is fitted.
-fn fit(obs: &VecDeque<Observation>) -> Scales {
-    let (mut ff, mut fw, mut ww, mut fy, mut wy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+/// Weight of the pull towards the current scales in a fit (ridge regularisation): it keeps
+/// a scale that the observations say nothing about (say, no filtered scans yet) where it is.
+const RIDGE: f64 = 0.05;
+
+/// Least squares on relative error: minimise Σ ((a·F + b·W + c·L − y) / y)² + λ·Σ (s − s₀)²
+/// over the scales s = (a, b, c) of the fixed, per-row and filtering parts, starting from
+/// the current scales s₀; the result is clamped to the scale bounds.
+fn fit(obs: &VecDeque<Observation>, current: &Scales) -> Scales {
+    let mut m = [[0.0f64; 3]; 3];
+    let mut v = [0.0f64; 3];
     for o in obs {
-        let w = 1.0 / o.actual_us.max(1.0).powi(2);
-        ff += w * o.fixed * o.fixed;
-        fw += w * o.fixed * o.work;
-        ww += w * o.work * o.work;
-        fy += w * o.fixed * o.actual_us;
-        wy += w * o.work * o.actual_us;
-    }
-    let det = ff * ww - fw * fw;
-    let clamp = |x: f64| x.clamp(MIN_SCALE, MAX_SCALE);
-    if det.abs() > 1e-9 * (ff * ww).max(1e-300) {
-        let a = (fy * ww - wy * fw) / det;
-        let b = (ff * wy - fw * fy) / det;
-        if a > 0.0 && b > 0.0 {
-            return Scales {
-                fixed: clamp(a),
-                work: clamp(b),
-            };
+        let y = o.actual_us.max(1.0);
+        let x = [o.fixed / y, o.work / y, o.filter / y];
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i][j] += x[i] * x[j];
+            }
+            v[i] += x[i];
         }
     }
-    // One scale for both: minimise Σ ((k·(F+W) − y)/y)².
-    let (mut tt, mut ty) = (0.0, 0.0);
-    for o in obs {
-        let w = 1.0 / o.actual_us.max(1.0).powi(2);
-        let t = o.fixed + o.work;
-        tt += w * t * t;
-        ty += w * t * o.actual_us;
+    let prior = [current.fixed, current.work, current.filter];
+    for i in 0..3 {
+        m[i][i] += RIDGE;
+        v[i] += RIDGE * prior[i];
     }
-    let k = if tt > 0.0 { clamp(ty / tt) } else { 1.0 };
-    Scales { fixed: k, work: k }
+    let s = solve3(m, v).unwrap_or(prior);
+    let clamp = |x: f64| {
+        if x.is_finite() {
+            x.clamp(MIN_SCALE, MAX_SCALE)
+        } else {
+            1.0
+        }
+    };
+    Scales {
+        fixed: clamp(s[0]),
+        work: clamp(s[1]),
+        filter: clamp(s[2]),
+    }
+}
+
+/// Solves `m · x = v` by Gaussian elimination with partial pivoting.
+fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        if m[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        m.swap(col, pivot);
+        v.swap(col, pivot);
+        for r in col + 1..3 {
+            let f = m[r][col] / m[col][col];
+            for c in col..3 {
+                m[r][c] -= f * m[col][c];
+            }
+            v[r] -= f * v[col];
+        }
+    }
+    let mut x = [0.0; 3];
+    for r in (0..3).rev() {
+        let mut acc = v[r];
+        for c in r + 1..3 {
+            acc -= m[r][c] * x[c];
+        }
+        x[r] = acc / m[r][r];
+    }
+    Some(x)
 }
 
 impl Calibrator {
@@ -319,6 +377,7 @@ impl Calibrator {
             fitstate.window.push_back(Observation {
                 fixed: parts.fixed,
                 work: parts.work,
+                filter: parts.filter,
                 actual_us,
             });
             if fitstate.window.len() > WINDOW {
@@ -329,11 +388,13 @@ impl Calibrator {
             if fitstate.since_fit >= REFIT_EVERY && fitstate.window.len() >= MIN_OBSERVATIONS {
                 fitstate.since_fit = 0;
                 let before = relative_error(&fitstate.scales, &fitstate.window);
-                let scales = fit(&fitstate.window);
+                let scales = fit(&fitstate.window, &fitstate.scales);
                 let after = relative_error(&scales, &fitstate.window);
+                let moved = |a: f64, b: f64| (a / b - 1.0).abs() > 0.02;
                 let changed = after < before
-                    && ((scales.fixed / fitstate.scales.fixed - 1.0).abs() > 0.02
-                        || (scales.work / fitstate.scales.work - 1.0).abs() > 0.02);
+                    && (moved(scales.fixed, fitstate.scales.fixed)
+                        || moved(scales.work, fitstate.scales.work)
+                        || moved(scales.filter, fitstate.scales.filter));
                 if changed {
                     fitstate.scales = scales;
                     let observations = fitstate.window.len();
@@ -389,19 +450,28 @@ mod tests {
     #[test]
     fn calibration_recovers_the_true_scales_and_stays_bounded() {
         let c = Calibrator::in_memory();
-        // The "true" machine: fixed costs 3× the model, per-row work 0.5×.
-        for i in 0..64 {
-            let parts = CostParts {
-                fixed: 100.0 + (i % 7) as f64 * 10.0,
-                work: 10.0 * (1 << (i % 10)) as f64,
-                wait: 0.0,
-            };
-            let actual = 3.0 * parts.fixed + 0.5 * parts.work;
-            c.observe(Replica::Column, parts, actual);
+        // The "true" machine: fixed costs 3× the model, per-row work 0.5×, filters 2×.
+        for round in 0..4 {
+            for i in 0..64 {
+                let parts = CostParts {
+                    fixed: 100.0 + (i % 7) as f64 * 10.0,
+                    work: 10.0 * (1 << (i % 10)) as f64,
+                    filter: if i % 3 == 0 {
+                        0.0
+                    } else {
+                        5.0 * (1 << (i % 8)) as f64
+                    },
+                    wait: 0.0,
+                };
+                let actual = 3.0 * parts.fixed + 0.5 * parts.work + 2.0 * parts.filter;
+                c.observe(Replica::Column, parts, actual);
+            }
+            let _ = round;
         }
         let s = c.scales(Replica::Column);
-        assert!((s.fixed - 3.0).abs() < 0.05, "{s:?}");
+        assert!((s.fixed - 3.0).abs() < 0.1, "{s:?}");
         assert!((s.work - 0.5).abs() < 0.05, "{s:?}");
+        assert!((s.filter - 2.0).abs() < 0.1, "{s:?}");
         assert_eq!(c.scales(Replica::Row), Scales::default());
         assert!(!c.view().history.is_empty());
         // Absurd observations are clamped to the bounds.
@@ -409,6 +479,7 @@ mod tests {
             let parts = CostParts {
                 fixed: 1.0,
                 work: 1.0,
+                filter: 0.0,
                 wait: 0.0,
             };
             c.observe(Replica::Row, parts, 1e9);
@@ -421,21 +492,26 @@ mod tests {
     fn a_frozen_calibration_does_not_move_and_persists() {
         let dir = tempfile::tempdir().unwrap();
         let c = Calibrator::open(dir.path()).unwrap();
-        for _ in 0..32 {
+        for i in 0..64 {
             let parts = CostParts {
                 fixed: 10.0,
-                work: 10.0,
+                work: 10.0 * (1 + i % 5) as f64,
+                filter: 0.0,
                 wait: 0.0,
             };
-            c.observe(Replica::Row, parts, 40.0);
+            c.observe(Replica::Row, parts, 2.0 * parts.fixed + 2.0 * parts.work);
         }
         let fitted = c.scales(Replica::Row);
-        assert!((fitted.fixed - 2.0).abs() < 0.1, "{fitted:?}");
+        assert!((fitted.fixed - 2.0).abs() < 0.2, "{fitted:?}");
+        assert!((fitted.work - 2.0).abs() < 0.2, "{fitted:?}");
+        // No filtered scans were seen: that scale stays where it was.
+        assert!((fitted.filter - 1.0).abs() < 0.05, "{fitted:?}");
         c.set_frozen(true).unwrap();
         for _ in 0..32 {
             let parts = CostParts {
                 fixed: 10.0,
                 work: 10.0,
+                filter: 0.0,
                 wait: 0.0,
             };
             c.observe(Replica::Row, parts, 400.0);

@@ -78,6 +78,8 @@ pub struct ScanEstimate {
     pub selectivity: f64,
     /// Bytes per row of the columns a column scan reads.
     pub read_bytes: f64,
+    /// Filter conditions a scan evaluates on each row it reads.
+    pub filter_terms: f64,
 }
 
 /// The process's router.
@@ -265,6 +267,10 @@ impl Router {
         } else {
             0.0
         };
+        let filter_terms = filters
+            .iter()
+            .map(|f| datafusion::logical_expr::utils::split_conjunction(f).len())
+            .sum::<usize>() as f64;
         ScanEstimate {
             table_rows,
             out_rows,
@@ -273,7 +279,9 @@ impl Router {
                 rows_read,
                 row_bytes: (0..def.columns.len()).map(width).sum(),
                 index_lookups,
+                filter_terms,
             },
+            filter_terms,
             selectivity,
             read_bytes: read
                 .iter()

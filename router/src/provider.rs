@@ -253,8 +253,9 @@ impl RowTableProvider {
             ColumnWork {
                 rows: limited(stable_rows),
                 read_bytes: est.read_bytes,
-                delta_rows: delta_rows,
+                delta_rows,
                 partitions: parts as f64,
+                filter_terms: est.filter_terms,
                 lag_wait_us: wait,
             }
         };

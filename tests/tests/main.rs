@@ -8,6 +8,7 @@ mod bad_input;
 mod copy;
 mod crash;
 mod replication;
+mod routing;
 mod slt;
 mod tpch;
 mod txn;

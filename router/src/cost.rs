@@ -295,10 +295,11 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
         }
         m.swap(col, pivot);
         v.swap(col, pivot);
+        let pivot_row = m[col];
         for r in col + 1..3 {
-            let f = m[r][col] / m[col][col];
-            for c in col..3 {
-                m[r][c] -= f * m[col][c];
+            let f = m[r][col] / pivot_row[col];
+            for (c, x) in m[r].iter_mut().enumerate().skip(col) {
+                *x -= f * pivot_row[c];
             }
             v[r] -= f * v[col];
         }

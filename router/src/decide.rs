@@ -181,6 +181,7 @@ impl Router {
     }
 
     /// Estimates a scan of `def` reading columns `read` with `filters`, through `ranges`.
+    #[allow(clippy::too_many_arguments)] // the scan's own arguments, as DataFusion gives them
     pub fn estimate(
         &self,
         def: &TableDef,

@@ -314,6 +314,7 @@ pub fn fingerprint(text: &str) -> String {
 }
 
 impl RouteRecord {
+    #[allow(clippy::too_many_arguments)] // one field each
     pub(crate) fn new(
         id: u64,
         query: Arc<str>,
@@ -376,7 +377,7 @@ impl RouteRecord {
         RouteEntry {
             id: self.id,
             at_ms: self.at_ms,
-            query: self.query.chars().take(500).collect(),
+            query: self.query.chars().take(MAX_QUERY_CHARS).collect(),
             fingerprint: fingerprint(&self.query),
             table: self.table.clone(),
             engine: self.replica,
@@ -429,6 +430,9 @@ impl duet_colstore::scan::ScanObserver for RouteRecord {
         }
     }
 }
+
+/// Characters of a query's text the log shows (the fingerprint covers all of it).
+pub const MAX_QUERY_CHARS: usize = 8192;
 
 /// Decisions kept by the routing log.
 pub const ROUTING_LOG_SIZE: usize = 1000;

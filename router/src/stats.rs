@@ -741,7 +741,7 @@ fn summarize(
         .copied()
         .filter(|&(_, count)| complete || (count >= MIN_MCV_COUNT && count as f64 > 1.25 * avg))
         .collect();
-    candidates.sort_by(|a, b| b.1.cmp(&a.1));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
     candidates.truncate(MAX_MCV);
     let mut in_mcv = vec![false; groups.len()];
     let mcv: Vec<(StatValue, f64)> = candidates

@@ -17,6 +17,7 @@
 //! the replication issue; the builder is where they will be asked for.
 
 mod cluster;
+pub mod routing_bench;
 pub mod tpch;
 
 pub use cluster::{Cluster, ClusterBuilder};

@@ -425,3 +425,68 @@ async fn inspector_page_shows_the_routing_log_in_a_real_browser() {
         "{dom}"
     );
 }
+
+/// The routing-quality workload at a small scale: every query answers the same on row,
+/// column and auto, and the routing log has every decision auto made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_quality_workload_runs_and_logs_every_decision() {
+    use duet_tests::{routing_bench, tpch};
+    let cluster = ClusterBuilder::new("routing-quality")
+        .build()
+        .await
+        .unwrap();
+    {
+        let loader = cluster.client().await.unwrap();
+        tpch::load(&loader, 0.01, |_, _| {}).await.unwrap();
+    }
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    cluster.compact_columns().unwrap();
+    let c = cluster.client().await.unwrap();
+    routing_bench::prepare(&c).await.unwrap();
+    let queries = routing_bench::workload(&c).await.unwrap();
+    assert!(queries.len() >= 40, "{}", queries.len());
+    let measured = routing_bench::run(&c, &queries, 0, 120, |_, _, _| {})
+        .await
+        .unwrap();
+    let mut engines_used = std::collections::BTreeSet::new();
+    for m in &measured {
+        let label = &m.query.label;
+        let answers: Vec<&tpch::Rows> = m
+            .runs
+            .iter()
+            .map(|r| {
+                r.answer
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{label}: {:?}", r.error))
+            })
+            .collect();
+        let sorted = |r: &tpch::Rows| {
+            let mut r = r.clone();
+            r.sort();
+            r
+        };
+        for (i, a) in answers.iter().enumerate().skip(1) {
+            if let Err(e) = tpch::compare(&sorted(answers[0]), &sorted(a)) {
+                panic!("{label}: {} and row differ: {e}", routing_bench::ENGINES[i]);
+            }
+        }
+        assert!(m.scans_in_plan > 0, "{label}");
+        let auto_runs = m.runs[2].executions;
+        assert_eq!(
+            m.auto_decisions_logged,
+            m.scans_in_plan * auto_runs,
+            "{label}: {} scans × {auto_runs} runs, {} decisions logged",
+            m.scans_in_plan,
+            m.auto_decisions_logged
+        );
+        for choice in m.auto_choice.split(' ') {
+            engines_used.insert(choice.rsplit(':').next().unwrap().to_string());
+        }
+    }
+    // The workload is built so that auto needs both replicas.
+    assert_eq!(
+        engines_used.into_iter().collect::<Vec<_>>(),
+        vec!["column".to_string(), "row".to_string()]
+    );
+    eprintln!("{}", routing_bench::report(&measured, 120));
+}

@@ -26,6 +26,10 @@ pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax). Default: info
     #[arg(long)]
     pub log_level: Option<String>,
+    /// The router's cost calibration: "learning" (refit from measured scans) or "frozen"
+    /// (keep the current scales). Default: learning
+    #[arg(long)]
+    pub router_calibration: Option<String>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -43,6 +47,8 @@ pub struct Config {
     pub http: String,
     /// Log filter.
     pub log_level: String,
+    /// `learning` or `frozen`.
+    pub router_calibration: String,
 }
 
 impl Default for Config {
@@ -52,6 +58,7 @@ impl Default for Config {
             listen: "127.0.0.1:5433".into(),
             http: "127.0.0.1:8433".into(),
             log_level: "info".into(),
+            router_calibration: "learning".into(),
         }
     }
 }
@@ -80,6 +87,9 @@ impl Config {
         if let Some(l) = &cli.log_level {
             config.log_level = l.clone();
         }
+        if let Some(c) = &cli.router_calibration {
+            config.router_calibration = c.clone();
+        }
         config.validate()?;
         if cli.config_check {
             #[allow(clippy::print_stdout)]
@@ -91,7 +101,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether the router's calibration is frozen.
+    pub fn calibration_frozen(&self) -> bool {
+        self.router_calibration == "frozen"
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.router_calibration.as_str(), "learning" | "frozen"),
+            "router_calibration must be \"learning\" or \"frozen\", got {:?}",
+            self.router_calibration
+        );
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen must be host:port, got {:?}", self.listen))?;
@@ -119,5 +139,14 @@ mod tests {
         assert_eq!(ok.listen, "127.0.0.1:6000");
         assert_eq!(ok.log_level, "info");
         assert!(toml::from_str::<Config>("data_dri = \"/tmp/x\"").is_err());
+    }
+
+    #[test]
+    fn router_calibration_is_learning_or_frozen() {
+        let frozen: Config = toml::from_str("router_calibration = \"frozen\"").unwrap();
+        assert!(frozen.validate().is_ok() && frozen.calibration_frozen());
+        assert!(!Config::default().calibration_frozen());
+        let bad: Config = toml::from_str("router_calibration = \"off\"").unwrap();
+        assert!(bad.validate().is_err());
     }
 }

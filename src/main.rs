@@ -26,6 +26,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
+    node.router()
+        .calibrator
+        .set_frozen(config.calibration_frozen())
+        .context("Failed to save the router's calibration")?;
     let listen = config
         .listen
         .parse()

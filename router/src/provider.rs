@@ -98,16 +98,8 @@ impl RowTableProvider {
                 ),
             ));
         }
-        let snapshot = columns
-            .snapshot(&self.def, version)
-            .map_err(|why| (Fallback::NotAvailable, why))?;
-        Ok(duet_colstore::ColumnScanExec::new(
-            snapshot,
-            version,
-            filter.clone(),
-            limit,
-            partitions,
-        ))
+        self.column_scan_now(view, filter, limit, partitions)
+            .map_err(|why| (Fallback::NotAvailable, why))
     }
 
     /// The table definition this provider was resolved with.

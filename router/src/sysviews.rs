@@ -54,52 +54,21 @@ fn replicas_schema() -> SchemaRef {
     ]))
 }
 
-/// The `duet.replicas` view.
-pub struct ReplicasView {
-    info: Arc<dyn ReplicaInfo>,
+/// A system view: its rows are computed by `rows` each time it is scanned.
+pub struct ComputedView {
+    name: &'static str,
     schema: SchemaRef,
+    rows: Box<dyn Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync>,
 }
 
-impl fmt::Debug for ReplicasView {
+impl fmt::Debug for ComputedView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("duet.replicas")
-    }
-}
-
-impl ReplicasView {
-    fn batch(&self) -> DfResult<RecordBatch> {
-        let rows = self.info.replica_rows();
-        let int = |f: fn(&ReplicaRow) -> u64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|r| f(r).min(i64::MAX as u64) as i64),
-            ))
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.table_name.as_str()),
-            )),
-            Arc::new(BooleanArray::from(
-                rows.iter().map(|r| r.column_replica).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.state.as_str()),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                rows.iter().map(|r| r.progress),
-            )),
-            int(|r| r.applied_index),
-            int(|r| r.commit_index),
-            int(|r| r.lag_entries),
-            int(|r| r.lag_ms),
-            int(|r| r.delta_rows),
-            int(|r| r.stable_rows),
-        ];
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        write!(f, "duet.{}", self.name)
     }
 }
 
 #[async_trait]
-impl TableProvider for ReplicasView {
+impl TableProvider for ComputedView {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -115,13 +84,44 @@ impl TableProvider for ReplicasView {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch()?;
+        let batch = (self.rows)(&self.schema)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.schema.clone(),
             projection.cloned(),
         )?)
     }
+}
+
+/// The rows of `duet.replicas`.
+fn replicas_batch(info: &dyn ReplicaInfo, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let rows = info.replica_rows();
+    let int = |f: fn(&ReplicaRow) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| f(r).min(i64::MAX as u64) as i64),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.table_name.as_str()),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.column_replica).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.state.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.progress),
+        )),
+        int(|r| r.applied_index),
+        int(|r| r.commit_index),
+        int(|r| r.lag_entries),
+        int(|r| r.lag_ms),
+        int(|r| r.delta_rows),
+        int(|r| r.stable_rows),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 fn routing_log_schema() -> SchemaRef {
@@ -147,85 +147,46 @@ fn routing_log_schema() -> SchemaRef {
     ]))
 }
 
-/// The `duet.routing_log` view: the router's most recent decisions, oldest first.
-pub struct RoutingLogView {
-    router: crate::RouterRef,
-    schema: SchemaRef,
-}
-
-impl fmt::Debug for RoutingLogView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("duet.routing_log")
-    }
-}
-
-impl RoutingLogView {
-    fn batch(&self) -> DfResult<RecordBatch> {
-        let rows = self.router.log.entries();
-        let float = |f: fn(&crate::routing::RouteEntry) -> Option<f64>| -> ArrayRef {
-            Arc::new(Float64Array::from_iter(rows.iter().map(f)))
-        };
-        let text = |f: fn(&crate::routing::RouteEntry) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|r| r.id as i64),
-            )),
-            Arc::new(
-                datafusion::arrow::array::TimestampMillisecondArray::from_iter_values(
-                    rows.iter().map(|r| r.at_ms as i64),
-                ),
+/// The rows of `duet.routing_log`, oldest first.
+fn routing_log_batch(router: &crate::Router, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let rows = router.log.entries();
+    let float = |f: fn(&crate::routing::RouteEntry) -> Option<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(rows.iter().map(f)))
+    };
+    let text = |f: fn(&crate::routing::RouteEntry) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.id as i64),
+        )),
+        Arc::new(
+            datafusion::arrow::array::TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.at_ms as i64),
             ),
-            text(|r| &r.query),
-            text(|r| &r.fingerprint),
-            text(|r| &r.table),
-            text(|r| r.engine.label()),
-            text(|r| &r.reason),
-            float(|r| Some(r.est_rows)),
-            float(|r| Some(r.cost_row_us)),
-            float(|r| r.cost_column_us),
-            Arc::new(Int64Array::from_iter(
-                rows.iter().map(|r| r.actual_rows.map(|v| v as i64)),
-            )),
-            float(|r| r.actual_us),
-            float(|r| r.other_us),
-            float(|r| r.regret_us),
-        ];
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
-#[async_trait]
-impl TableProvider for RoutingLogView {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
-    }
+        ),
+        text(|r| &r.query),
+        text(|r| &r.fingerprint),
+        text(|r| &r.table),
+        text(|r| r.engine.label()),
+        text(|r| &r.reason),
+        float(|r| Some(r.est_rows)),
+        float(|r| Some(r.cost_row_us)),
+        float(|r| r.cost_column_us),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|r| r.actual_rows.map(|v| v as i64)),
+        )),
+        float(|r| r.actual_us),
+        float(|r| r.other_us),
+        float(|r| r.regret_us),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// The `duet` schema.
 pub struct SystemSchema {
-    replicas: Arc<ReplicasView>,
-    routing_log: Arc<RoutingLogView>,
+    replicas: Arc<ComputedView>,
+    routing_log: Arc<ComputedView>,
 }
 
 impl fmt::Debug for SystemSchema {
@@ -240,13 +201,15 @@ impl SystemSchema {
 
     pub fn new(info: Arc<dyn ReplicaInfo>, router: crate::RouterRef) -> Self {
         Self {
-            replicas: Arc::new(ReplicasView {
-                info,
+            replicas: Arc::new(ComputedView {
+                name: "replicas",
                 schema: replicas_schema(),
+                rows: Box::new(move |schema| replicas_batch(info.as_ref(), schema)),
             }),
-            routing_log: Arc::new(RoutingLogView {
-                router,
+            routing_log: Arc::new(ComputedView {
+                name: "routing_log",
                 schema: routing_log_schema(),
+                rows: Box::new(move |schema| routing_log_batch(&router, schema)),
             }),
         }
     }

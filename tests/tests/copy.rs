@@ -16,20 +16,6 @@ async fn copy_in(c: &Client, sql: &str, data: &[u8]) -> Result<u64, tokio_postgr
     sink.finish().await
 }
 
-async fn texts(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    c.simple_query(sql)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 /// The same rows from both replicas.
 async fn both(cluster: &Cluster, sql: &str) -> Vec<Vec<Option<String>>> {
     let row = cluster.client().await.unwrap();
@@ -37,8 +23,8 @@ async fn both(cluster: &Cluster, sql: &str) -> Vec<Vec<Option<String>>> {
     col.batch_execute("SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s'")
         .await
         .unwrap();
-    let a = texts(&row, sql).await;
-    let b = texts(&col, sql).await;
+    let a = crate::rows(&row, sql).await;
+    let b = crate::rows(&col, sql).await;
     assert_eq!(a, b, "replicas differ for {sql}");
     a
 }
@@ -221,7 +207,7 @@ async fn psql_copies_through_the_simple_protocol() {
     );
     // The connection is usable after COPY (a second statement in a new message).
     assert_eq!(
-        texts(&c, "SELECT count(*) FROM p").await,
+        crate::rows(&c, "SELECT count(*) FROM p").await,
         vec![vec![s("2")]]
     );
     // COPY TO STDOUT through the simple protocol, and psql's \copy.
@@ -332,8 +318,8 @@ async fn copy_to_stdout_writes_what_postgres_writes_and_reads_back() {
         .await
         .unwrap();
     assert_eq!(
-        texts(&c, "SELECT * FROM back_t2 ORDER BY id").await,
-        texts(&c, "SELECT * FROM out_t ORDER BY id").await
+        crate::rows(&c, "SELECT * FROM back_t2 ORDER BY id").await,
+        crate::rows(&c, "SELECT * FROM out_t ORDER BY id").await
     );
     c.batch_execute("DELETE FROM back_t2").await.unwrap();
     copy_in(
@@ -344,8 +330,8 @@ async fn copy_to_stdout_writes_what_postgres_writes_and_reads_back() {
     .await
     .unwrap();
     assert_eq!(
-        texts(&c, "SELECT * FROM back_t2 ORDER BY id").await,
-        texts(&c, "SELECT * FROM out_t ORDER BY id").await
+        crate::rows(&c, "SELECT * FROM back_t2 ORDER BY id").await,
+        crate::rows(&c, "SELECT * FROM out_t ORDER BY id").await
     );
 
     // Byte for byte what PostgreSQL 15 writes for the same data.

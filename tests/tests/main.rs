@@ -14,6 +14,21 @@ mod tpch;
 mod txn;
 mod wire;
 
+/// Rows of `sql` (simple protocol) as text, in the order returned; panics on an error.
+pub async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The single `bigint` value `sql` returns (a count, a sum).
 pub async fn int(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[])

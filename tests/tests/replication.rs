@@ -2,6 +2,7 @@
 //! exactly what the row replica answers at the same version, across lag, DDL, restarts,
 //! crashes and snapshots.
 
+use crate::rows;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use duet_tests::{Cluster, ClusterBuilder};
 use rand::{Rng, SeedableRng};
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -22,21 +23,6 @@ async fn client_on(cluster: &Cluster, engine: &str) -> Client {
     .await
     .unwrap();
     c
-}
-
-/// Rows of `sql` as text, in the order returned.
-async fn rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    c.simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// The plan of `sql` must read every table from the column replica.

@@ -2,26 +2,13 @@
 //! on it, hints and settings, EXPLAIN, the routing log, statistics, and the inspector page in
 //! a real browser.
 
+use crate::rows;
 use std::time::{Duration, Instant};
 
 use duet_tests::ClusterBuilder;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    c.simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 async fn sorted_rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     let mut r = rows(c, sql).await;

@@ -54,11 +54,14 @@ fn replicas_schema() -> SchemaRef {
     ]))
 }
 
+/// Computes a view's rows (as one batch of the given schema).
+type RowsFn = Box<dyn Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync>;
+
 /// A system view: its rows are computed by `rows` each time it is scanned.
 pub struct ComputedView {
     name: &'static str,
     schema: SchemaRef,
-    rows: Box<dyn Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync>,
+    rows: RowsFn,
 }
 
 impl fmt::Debug for ComputedView {

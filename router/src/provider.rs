@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -270,6 +271,8 @@ impl RowTableProvider {
             }
         };
         let mut column_plan: Option<duet_colstore::ColumnScanExec> = None;
+        // Time spent building the column scan at planning (part of its cost).
+        let mut setup = Duration::ZERO;
         let (replica, reason) = match want {
             Want::Row(r) => (Replica::Row, r),
             Want::Column(r) => (Replica::Column, r),
@@ -283,11 +286,24 @@ impl RowTableProvider {
             ),
             Want::Cost if view.has_writes() => (Replica::Row, "uncommitted writes".into()),
             Want::Cost if row_cost <= router.column_floor() => (Replica::Row, access_reason()),
+            // A primary-key point lookup cheaper than the column replica's documented
+            // start-up stays on the row replica whatever the calibration says: part of a
+            // column plan's overhead (repartitioning, its tasks) is outside the scan's own
+            // time, which is all calibration sees.
+            Want::Cost
+                if ranges.kind.starts_with("pk point")
+                    && row_cost <= router.calibrator.constants.col_startup_us =>
+            {
+                (Replica::Row, access_reason())
+            }
             Want::Cost => {
                 // Close enough to matter: with the learner caught up, build the column
                 // scan now (its zone-map pruning tells how many rows it would really read).
                 if learner_ready {
-                    if let Ok(plan) = self.column_scan_now(&view, &filter, limit, partitions) {
+                    let started = Instant::now();
+                    let built = self.column_scan_now(&view, &filter, limit, partitions);
+                    setup = started.elapsed();
+                    if let Ok(plan) = built {
                         let (stable, delta) = plan.rows_to_read();
                         column_estimate = Some(router.column_cost(&column_work(
                             stable as f64,
@@ -314,7 +330,12 @@ impl RowTableProvider {
         if replica == Replica::Column {
             let built = match column_plan.take() {
                 Some(p) => Ok(p),
-                None => self.column_scan(&view, &filter, limit, partitions).await,
+                None => {
+                    let started = Instant::now();
+                    let built = self.column_scan(&view, &filter, limit, partitions).await;
+                    setup = started.elapsed();
+                    built
+                }
             };
             match built {
                 Ok(plan) => {
@@ -345,7 +366,7 @@ impl RowTableProvider {
             }
         }
 
-        let record = Arc::new(RouteRecord::new(
+        let mut record = RouteRecord::new(
             router.next_id(),
             statement.text.clone(),
             self.def.name.clone(),
@@ -357,7 +378,11 @@ impl RowTableProvider {
             chosen_parts,
             chosen_partitions,
             Arc::downgrade(router),
-        ));
+        );
+        if final_replica == Replica::Column {
+            record.setup = setup;
+        }
+        let record = Arc::new(record);
 
         // Sampling: also run the other replica afterwards, when it is cheap enough.
         if settings.sample_rate > 0.0 && router.random() < settings.sample_rate {
@@ -431,7 +456,7 @@ impl RowTableProvider {
     ) {
         let plan: Option<Arc<dyn ExecutionPlan>> = match record.replica {
             Replica::Column if row_cost <= MAX_SAMPLE_COST_US => {
-                let obs = SampleObserver::new(record, Replica::Row, row_parts, 1);
+                let obs = SampleObserver::new(record, Replica::Row, row_parts, 1, Duration::ZERO);
                 Some(Arc::new(
                     RowScanExec::new(
                         view.clone(),
@@ -444,14 +469,21 @@ impl RowTableProvider {
                 ))
             }
             Replica::Row if learner_ready && !view.has_writes() => match column_estimate {
-                Some((parts, cost)) if cost <= MAX_SAMPLE_COST_US => self
-                    .column_scan_now(view, filter, limit, partitions)
-                    .ok()
-                    .map(|p| {
-                        let obs =
-                            SampleObserver::new(record, Replica::Column, parts, p.partitions());
+                Some((parts, cost)) if cost <= MAX_SAMPLE_COST_US => {
+                    let started = Instant::now();
+                    let built = self.column_scan_now(view, filter, limit, partitions);
+                    let setup = started.elapsed();
+                    built.ok().map(|p| {
+                        let obs = SampleObserver::new(
+                            record,
+                            Replica::Column,
+                            parts,
+                            p.partitions(),
+                            setup,
+                        );
                         Arc::new(p.with_observer(Arc::new(obs))) as Arc<dyn ExecutionPlan>
-                    }),
+                    })
+                }
                 _ => None,
             },
             _ => None,

@@ -214,6 +214,9 @@ pub struct RouteRecord {
     /// The chosen replica's cost split, for calibration.
     pub(crate) parts: crate::cost::CostParts,
     pub(crate) partitions: usize,
+    /// Time spent building the scan at planning (the column snapshot, pruning, the wait
+    /// for the learner); added to the measured time.
+    pub(crate) setup: Duration,
     actual: Mutex<Actual>,
     /// Time of the same scan on the other replica, when sampled (µs).
     other_us: Mutex<Option<f64>>,
@@ -340,6 +343,7 @@ impl RouteRecord {
             cost_column,
             parts,
             partitions: partitions.max(1),
+            setup: Duration::ZERO,
             actual: Mutex::new(Actual::default()),
             other_us: Mutex::new(None),
             sample: Mutex::new(None),
@@ -347,14 +351,16 @@ impl RouteRecord {
         }
     }
 
-    /// The scan's actual time (µs, its partitions' work divided by their number, i.e. the
-    /// time the scan took with its partitions in parallel), once every partition reported.
+    /// The scan's actual time (µs: building it at planning, plus its partitions' work
+    /// divided by their number, i.e. the time with its partitions in parallel), once every
+    /// partition reported.
     pub fn actual(&self) -> Option<(u64, f64)> {
         let a = *self.actual.lock();
         (a.reported >= self.partitions).then(|| {
             (
                 a.rows,
-                a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64,
+                self.setup.as_secs_f64() * 1e6
+                    + a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64,
             )
         })
     }
@@ -475,6 +481,7 @@ pub(crate) struct SampleObserver {
     pub replica: Replica,
     pub parts: crate::cost::CostParts,
     pub partitions: usize,
+    setup: Duration,
     acc: Mutex<Actual>,
 }
 
@@ -484,12 +491,14 @@ impl SampleObserver {
         replica: Replica,
         parts: crate::cost::CostParts,
         partitions: usize,
+        setup: Duration,
     ) -> Self {
         SampleObserver {
             parent: Arc::downgrade(parent),
             replica,
             parts,
             partitions: partitions.max(1),
+            setup,
             acc: Mutex::new(Actual::default()),
         }
     }
@@ -507,8 +516,10 @@ impl duet_colstore::scan::ScanObserver for SampleObserver {
             a.rows += rows;
             a.elapsed += elapsed;
             a.reported += 1;
-            (a.reported == self.partitions)
-                .then(|| a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64)
+            (a.reported == self.partitions).then(|| {
+                self.setup.as_secs_f64() * 1e6
+                    + a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64
+            })
         };
         if let (Some(us), Some(parent)) = (done, self.parent.upgrade()) {
             parent.set_other(us);

@@ -53,6 +53,32 @@ pub struct ColumnScanExec {
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
     observer: Option<Arc<dyn ScanObserver>>,
+    estimates: Option<Estimates>,
+}
+
+/// What the router expects a scan to return: rows after its filters and limit, and the
+/// distinct values of each output column (from ANALYZE). DataFusion uses them to order and
+/// size joins.
+#[derive(Debug, Clone, Default)]
+pub struct Estimates {
+    pub rows: f64,
+    /// One per output column; `None` where unknown.
+    pub distinct: Vec<Option<f64>>,
+}
+
+impl Estimates {
+    /// Overrides the row count and distinct counts of `stats` (all inexact); `share` is the
+    /// fraction of the scan one partition holds.
+    pub fn apply(&self, stats: &mut Statistics, share: f64) {
+        let rows = (self.rows * share).ceil().max(0.0) as usize;
+        stats.num_rows = Precision::Inexact(rows);
+        for (c, d) in stats.column_statistics.iter_mut().zip(&self.distinct) {
+            if let Some(d) = d {
+                c.distinct_count =
+                    Precision::Inexact((d.min(self.rows).ceil() as usize).min(rows.max(1)));
+            }
+        }
+    }
 }
 
 /// Someone who wants to know what a scan did (the router's routing log): it adds text to
@@ -88,12 +114,19 @@ impl ColumnScanExec {
             props,
             metrics: ExecutionPlanMetricsSet::new(),
             observer: None,
+            estimates: None,
         }
     }
 
     /// Reports this scan's work to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn ScanObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Reports `estimates` to DataFusion instead of the zone maps' row count.
+    pub fn with_estimates(mut self, estimates: Estimates) -> Self {
+        self.estimates = Some(estimates);
         self
     }
 
@@ -385,11 +418,20 @@ impl ExecutionPlan for ColumnScanExec {
                 }
             })
             .collect();
-        Ok(Arc::new(Statistics {
+        let mut stats = Statistics {
             num_rows: Precision::Inexact(rows),
             total_byte_size: Precision::Absent,
             column_statistics,
-        }))
+        };
+        if let Some(e) = &self.estimates {
+            let share = if partition.is_some() {
+                1.0 / self.partitions as f64
+            } else {
+                1.0
+            };
+            e.apply(&mut stats, share);
+        }
+        Ok(Arc::new(stats))
     }
 }
 

@@ -19,7 +19,7 @@ use parking_lot::RwLock;
 
 use crate::cost::{Calibrator, ColumnWork, CostParts, RowWork};
 use crate::keyrange::{Access, ScanRanges};
-use crate::routing::{Replica, RouteRecord, RoutingLog};
+use crate::routing::{Replica, RouteRecord, RoutingLog, Sample};
 use crate::stats::{StatsStore, TableStats};
 
 /// Rows assumed for a table the router knows nothing about.
@@ -311,11 +311,11 @@ impl Router {
 
     /// Called when every partition of a routed scan has reported: calibrates, and runs the
     /// sampled scan of the other replica, if any.
-    pub(crate) fn scan_finished(&self, r: &RouteRecord) {
+    pub(crate) fn scan_finished(&self, r: &RouteRecord, sample: Option<Sample>) {
         if let Some((_, us)) = r.actual() {
             self.calibrator.observe(r.replica, r.parts, us);
         }
-        let Some(sample) = r.sample.lock().take() else {
+        let Some(sample) = sample else {
             return;
         };
         let Ok(handle) = tokio::runtime::Handle::try_current() else {

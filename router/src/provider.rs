@@ -20,7 +20,7 @@ use crate::cost::ColumnWork;
 use crate::decide::DEFAULT_TABLE_ROWS;
 use crate::keyrange::plan_ranges;
 use crate::routing::{
-    Engine, Fallback, Replica, RouteRecord, Sample, SampleObserver, MAX_SAMPLE_COST_US,
+    Engine, Fallback, Replica, RouteHook, RouteRecord, Sample, SampleObserver, MAX_SAMPLE_COST_US,
 };
 use crate::row_scan::RowScanExec;
 use crate::ScanContext;
@@ -385,8 +385,9 @@ impl RowTableProvider {
         let record = Arc::new(record);
 
         // Sampling: also run the other replica afterwards, when it is cheap enough.
+        let mut sample = None;
         if settings.sample_rate > 0.0 && router.random() < settings.sample_rate {
-            self.attach_sample(
+            sample = self.sample(
                 &record,
                 &view,
                 &ranges,
@@ -400,13 +401,35 @@ impl RowTableProvider {
             );
         }
         router.log.push(record.clone());
+        let hook = Arc::new(RouteHook {
+            record,
+            sample: parking_lot::Mutex::new(sample),
+        });
 
+        // What DataFusion sees of the scan's output: the router's rows and, from ANALYZE,
+        // each output column's distinct values, at most the rows (it sizes and orders joins
+        // with them).
+        let estimates = duet_colstore::scan::Estimates {
+            rows: est.out_rows,
+            distinct: filter
+                .output_schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    stats
+                        .as_ref()
+                        .and_then(|s| s.columns.get(f.name()))
+                        .map(|c| c.ndv)
+                })
+                .collect(),
+        };
         let plan: Arc<dyn ExecutionPlan> = match chosen {
-            Some(p) => Arc::new(p.with_observer(record)),
+            Some(p) => Arc::new(p.with_observer(hook).with_estimates(estimates)),
             None => Arc::new(
                 RowScanExec::new(view, self.def.clone(), ranges, filter, limit)
                     .with_fallback(fallback)
-                    .with_observer(record),
+                    .with_observer(hook)
+                    .with_estimates(estimates),
             ),
         };
         Ok(plan)
@@ -440,8 +463,10 @@ impl RowTableProvider {
         ))
     }
 
+    /// The same scan on the other replica, to run after the chosen one (if it is cheap
+    /// enough and possible without waiting).
     #[allow(clippy::too_many_arguments)]
-    fn attach_sample(
+    fn sample(
         &self,
         record: &Arc<RouteRecord>,
         view: &duet_rowstore::ReadView,
@@ -453,7 +478,7 @@ impl RowTableProvider {
         row_cost: f64,
         column_estimate: Option<(crate::cost::CostParts, f64)>,
         learner_ready: bool,
-    ) {
+    ) -> Option<Sample> {
         let plan: Option<Arc<dyn ExecutionPlan>> = match record.replica {
             Replica::Column if row_cost <= MAX_SAMPLE_COST_US => {
                 let obs = SampleObserver::new(record, Replica::Row, row_parts, 1, Duration::ZERO);
@@ -488,9 +513,7 @@ impl RowTableProvider {
             },
             _ => None,
         };
-        if let Some(plan) = plan {
-            *record.sample.lock() = Some(Sample { plan });
-        }
+        plan.map(|plan| Sample { plan })
     }
 }
 

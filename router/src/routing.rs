@@ -220,7 +220,6 @@ pub struct RouteRecord {
     actual: Mutex<Actual>,
     /// Time of the same scan on the other replica, when sampled (µs).
     other_us: Mutex<Option<f64>>,
-    pub(crate) sample: Mutex<Option<Sample>>,
     pub(crate) router: std::sync::Weak<crate::Router>,
 }
 
@@ -346,7 +345,6 @@ impl RouteRecord {
             setup: Duration::ZERO,
             actual: Mutex::new(Actual::default()),
             other_us: Mutex::new(None),
-            sample: Mutex::new(None),
             router,
         }
     }
@@ -409,29 +407,47 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
-impl duet_colstore::scan::ScanObserver for RouteRecord {
+/// What a routed scan's plan carries: its record (shared with the log) and, when sampled,
+/// the other replica's scan to run once this one has finished. The sample lives only as long
+/// as the plan: a plan dropped unexecuted (EXPLAIN, an error) drops it, and with it the read
+/// view it holds, so a logged decision never keeps a snapshot pinned.
+#[derive(Debug)]
+pub struct RouteHook {
+    pub record: Arc<RouteRecord>,
+    pub(crate) sample: Mutex<Option<Sample>>,
+}
+
+impl std::fmt::Debug for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sample")
+    }
+}
+
+impl duet_colstore::scan::ScanObserver for RouteHook {
     fn describe(&self) -> String {
-        let column = self.cost_column.map_or_else(|| "n/a".to_string(), fmt_us);
+        let r = &self.record;
+        let column = r.cost_column.map_or_else(|| "n/a".to_string(), fmt_us);
         format!(
             "route=[reason={}, est_rows={:.0}, cost_row={}, cost_column={}]",
-            self.reason,
-            self.est_rows,
-            fmt_us(self.cost_row),
+            r.reason,
+            r.est_rows,
+            fmt_us(r.cost_row),
             column
         )
     }
 
     fn partition_done(&self, rows: u64, elapsed: Duration) {
+        let r = &self.record;
         let finished = {
-            let mut a = self.actual.lock();
+            let mut a = r.actual.lock();
             a.rows += rows;
             a.elapsed += elapsed;
             a.reported += 1;
-            a.reported == self.partitions
+            a.reported == r.partitions
         };
         if finished {
-            if let Some(router) = self.router.upgrade() {
-                router.scan_finished(self);
+            if let Some(router) = r.router.upgrade() {
+                router.scan_finished(r, self.sample.lock().take());
             }
         }
     }

@@ -19,8 +19,9 @@ use duet_rowstore::codec::memcmp::prefix_end;
 use duet_rowstore::{ReadView, Row, TableDefRef};
 
 use crate::keyrange::{Access, KeyRange, ScanRanges};
+use datafusion::common::Statistics;
 use duet_colstore::filter::ScanFilter;
-use duet_colstore::scan::ScanObserver;
+use duet_colstore::scan::{Estimates, ScanObserver};
 
 /// Rows per output batch (and per visit to the storage engine).
 pub const BATCH_ROWS: usize = 4096;
@@ -41,6 +42,7 @@ pub struct RowScanExec {
     /// Why the column replica was asked for but not used.
     fallback: Option<String>,
     observer: Option<Arc<dyn ScanObserver>>,
+    estimates: Option<Estimates>,
 }
 
 impl RowScanExec {
@@ -64,7 +66,14 @@ impl RowScanExec {
             metrics: ExecutionPlanMetricsSet::new(),
             fallback: None,
             observer: None,
+            estimates: None,
         }
+    }
+
+    /// Reports the router's `estimates` to DataFusion (row count, distinct values).
+    pub fn with_estimates(mut self, estimates: Estimates) -> Self {
+        self.estimates = Some(estimates);
+        self
     }
 
     /// Reports this scan's work to `observer`.
@@ -168,6 +177,15 @@ impl ExecutionPlan for RowScanExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+
+    /// The router's estimates, when it made some; otherwise unknown.
+    fn partition_statistics(&self, _partition: Option<usize>) -> DfResult<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema);
+        if let Some(e) = &self.estimates {
+            e.apply(&mut stats, 1.0);
+        }
+        Ok(Arc::new(stats))
     }
 }
 

@@ -678,6 +678,22 @@ impl Session {
         if name == "statement_timeout" {
             parse_duration_ms(&value).ok_or_else(invalid)?;
         }
+        if name.starts_with("datafusion.") {
+            // DataFusion's own options (e.g. datafusion.explain.show_statistics), per session.
+            // PostgreSQL spells booleans on/off; DataFusion wants true/false.
+            let df_value = match value.as_str() {
+                "on" => "true",
+                "off" => "false",
+                v => v,
+            };
+            let state = self.ctx.state_ref();
+            let mut state = state.write();
+            state
+                .config_mut()
+                .options_mut()
+                .set(name, df_value)
+                .map_err(|e| PgError::new(SqlState::InvalidParameterValue, e.to_string()))?;
+        }
         if name == "duet.query_memory_limit" {
             let limit = parse_memory(&value)
                 .filter(|&l| l > 0)

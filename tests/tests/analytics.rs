@@ -300,9 +300,17 @@ async fn an_idle_session_does_not_hold_back_column_compaction() {
     idle.batch_execute("CREATE TABLE t (k bigint PRIMARY KEY, v bigint)")
         .await
         .unwrap();
-    // The idle session's last statement read a snapshot; a prepared statement was described.
+    // The idle session's last statement read a snapshot; a prepared statement was described;
+    // an EXPLAIN planned scans (every one sampled, so each logged decision had a scan of the
+    // other replica attached, which holds a read view) and never ran them.
     assert_eq!(int(&idle, "SELECT count(*) FROM t").await, 0);
     idle.prepare("SELECT v FROM t WHERE k = $1").await.unwrap();
+    idle.batch_execute(
+        "SET duet.routing_sample_rate = 1; EXPLAIN SELECT * FROM t WHERE k = 1; \
+         EXPLAIN SELECT /*+ engine(column) */ sum(v) FROM t",
+    )
+    .await
+    .unwrap();
     let w = cluster.client().await.unwrap();
     w.batch_execute("INSERT INTO t SELECT k, k * 2 FROM generate_series(1, 5000) AS s(k)")
         .await

@@ -157,6 +157,36 @@ async fn auto_sends_each_scan_to_the_cheaper_replica_and_never_changes_an_answer
         (1.0..=40.0).contains(&k_est),
         "k = 77 has 4 rows, estimated {k_est}"
     );
+    // DataFusion sees the router's estimates (it sizes and orders joins with them): the
+    // index lookup's rows, and the distinct values of a column from ANALYZE.
+    c.batch_execute("SET datafusion.explain.show_statistics = true")
+        .await
+        .unwrap();
+    let (_, plan) = scans(&c, "SELECT id, grp FROM big WHERE k = 77").await;
+    let scan_line = plan
+        .lines()
+        .find(|l| l.contains("RowScan: table=big"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    let est_rows: usize = scan_line
+        .split("Rows=Inexact(")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row estimate in {scan_line}"));
+    assert!((1..=40).contains(&est_rows), "{scan_line}");
+    let (_, plan) = scans(&c, "SELECT grp FROM big").await;
+    assert!(
+        plan.contains("Distinct=Inexact(10)"),
+        "grp has 10 values: {plan}"
+    );
+    let bad = c
+        .batch_execute("SET datafusion.no_such_option = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::sqlstate(&bad).as_deref(), Some("22023"), "{bad}");
+    c.batch_execute("SET datafusion.explain.show_statistics = false")
+        .await
+        .unwrap();
     let all = rows(&c, "SELECT table_name, engine, reason, est_rows, actual_rows, actual_us, cost_row_us, cost_column_us FROM duet.routing_log").await;
     for r in &all {
         eprintln!("routing_log: {r:?}");

@@ -20,7 +20,7 @@ struct Args {
     #[arg(long, default_value_t = 1.0)]
     sf: f64,
     /// Extra timed runs of a query that took under 2 s (after its first run, the warm-up).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: u32,
     /// statement_timeout for every run, seconds (a forced engine may be very slow).
     #[arg(long, default_value_t = routing_bench::DEFAULT_TIMEOUT.as_secs())]

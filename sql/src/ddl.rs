@@ -337,15 +337,21 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
 }
 
 /// `ALTER TABLE t SET COLUMNAR REPLICA n` arrives as `SET (columnar_replica = n)` (see
-/// [`rewrite_columnar_replica`]).
+/// [`rewrite_compat`]).
 const COLUMNAR_OPTION: &str = "columnar_replica";
 
-/// Rewrites DuetDB's `SET COLUMNAR REPLICA <n>` into the PostgreSQL form
-/// `SET (columnar_replica = <n>)` so the stock parser reads it; other text is untouched.
-pub fn rewrite_columnar_replica(sql: &str) -> String {
+/// Token-level rewrites that let the stock parser read what it does not know:
+/// DuetDB's `SET COLUMNAR REPLICA <n>` becomes the PostgreSQL form
+/// `SET (columnar_replica = <n>)`; PostgreSQL's `FREEZE on|off` COPY option (sent by
+/// pgbench) becomes `FREEZE true|false`; and PostgreSQL's `VACUUM [FULL] [FREEZE]
+/// [VERBOSE] [ANALYZE] [(options)] [table]` becomes `ANALYZE [table]` when it analyzes and
+/// `VACUUM [table]` otherwise (the parser knows only Redshift's VACUUM). Other text is
+/// untouched.
+pub fn rewrite_compat(sql: &str) -> String {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
-    if !sql.to_ascii_lowercase().contains("columnar") {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("columnar") && !lower.contains("freeze") && !lower.contains("vacuum") {
         return sql.to_string();
     }
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
@@ -356,11 +362,60 @@ pub fn rewrite_columnar_replica(sql: &str) -> String {
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();
     let mut replace: Vec<(usize, usize, String)> = Vec::new();
-    for w in significant.windows(4) {
-        let [a, b, c, d] = [w[0], w[1], w[2], w[3]];
-        if word(&tokens[a], "set") && word(&tokens[b], "columnar") && word(&tokens[c], "replica") {
-            if let Token::Number(n, _) = &tokens[d] {
-                replace.push((a, d, format!("SET ({COLUMNAR_OPTION} = {n})")));
+    for (k, &a) in significant.iter().enumerate() {
+        let at = |j: usize| significant.get(k + j).map(|&i| (i, &tokens[i]));
+        if word(&tokens[a], "set") {
+            if let (Some((_, b)), Some((_, c)), Some((d, Token::Number(n, _)))) =
+                (at(1), at(2), at(3))
+            {
+                if word(b, "columnar") && word(c, "replica") {
+                    replace.push((a, d, format!("SET ({COLUMNAR_OPTION} = {n})")));
+                }
+            }
+        } else if word(&tokens[a], "vacuum")
+            && (k == 0 || matches!(tokens[significant[k - 1]], Token::SemiColon))
+        {
+            let mut last = a;
+            let mut analyze = false;
+            let mut j = 1;
+            while let Some((i, t)) = at(j) {
+                if ["full", "freeze", "verbose", "analyze", "analyse"]
+                    .iter()
+                    .any(|w| word(t, w))
+                {
+                    analyze |= word(t, "analyze") || word(t, "analyse");
+                } else if matches!(t, Token::LParen) {
+                    let mut depth = 0;
+                    let mut m = j;
+                    while let Some((i2, t2)) = at(m) {
+                        match t2 {
+                            Token::LParen => depth += 1,
+                            Token::RParen => depth -= 1,
+                            t2 => analyze |= word(t2, "analyze") || word(t2, "analyse"),
+                        }
+                        last = i2;
+                        if depth == 0 {
+                            break;
+                        }
+                        m += 1;
+                    }
+                    j = m + 1;
+                    continue;
+                } else {
+                    break;
+                }
+                last = i;
+                j += 1;
+            }
+            let verb = if analyze { "ANALYZE" } else { "VACUUM" };
+            replace.push((a, last, verb.into()));
+        } else if word(&tokens[a], "freeze") {
+            if let Some((b, t)) = at(1) {
+                if word(t, "on") {
+                    replace.push((a, b, "FREEZE TRUE".into()));
+                } else if word(t, "off") {
+                    replace.push((a, b, "FREEZE FALSE".into()));
+                }
             }
         }
     }
@@ -497,5 +552,42 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             }
         }
         other => Err(PgError::unsupported(format!("ALTER TABLE {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_compat;
+
+    #[test]
+    fn compatibility_rewrites() {
+        assert_eq!(
+            rewrite_compat("ALTER TABLE t SET COLUMNAR REPLICA 0"),
+            "ALTER TABLE t SET (columnar_replica = 0)"
+        );
+        assert_eq!(
+            rewrite_compat("copy pgbench_accounts from stdin with (freeze on)"),
+            "copy pgbench_accounts from stdin with (FREEZE TRUE)"
+        );
+        assert_eq!(
+            rewrite_compat("vacuum analyze pgbench_branches"),
+            "ANALYZE pgbench_branches"
+        );
+        assert_eq!(rewrite_compat("VACUUM (VERBOSE, ANALYZE) t"), "ANALYZE t");
+        assert_eq!(rewrite_compat("vacuum full verbose t"), "VACUUM t");
+        assert_eq!(rewrite_compat("vacuum"), "VACUUM");
+        assert_eq!(
+            rewrite_compat("select 1; vacuum analyze"),
+            "select 1; ANALYZE"
+        );
+        // Only as a statement's first word, and never inside literals or identifiers.
+        assert_eq!(
+            rewrite_compat("select 'vacuum analyze'"),
+            "select 'vacuum analyze'"
+        );
+        assert_eq!(
+            rewrite_compat("select freeze from t"),
+            "select freeze from t"
+        );
     }
 }

@@ -61,7 +61,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
         ));
     }
     PostgresCompatibilityParser::new()
-        .parse(&crate::ddl::rewrite_columnar_replica(sql))
+        .parse(&crate::ddl::rewrite_compat(sql))
         .map_err(PgError::from)
 }
 
@@ -615,11 +615,27 @@ impl DuetQueryParser {
                                 }
                             }
                         }
+                        // `SET a = a + $1`: the assignment as a comparison lets DataFusion
+                        // type `$1` like `a` (pgbench's tpcb-like sends exactly this).
+                        let mut conditions: Vec<String> = upd
+                            .assignments
+                            .iter()
+                            .filter_map(|a| match &a.target {
+                                sqlparser::ast::AssignmentTarget::ColumnName(c)
+                                    if placeholder_index(&a.value).is_none() =>
+                                {
+                                    Some(format!("{c} = ({})", a.value))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        conditions.extend(upd.selection.as_ref().map(|w| format!("({w})")));
+                        let condition = conditions.join(" AND ");
                         infer_where_params(
                             &session,
                             &def.name,
                             &alias,
-                            upd.selection.as_ref(),
+                            (!condition.is_empty()).then_some(condition.as_str()),
                             &mut types,
                         )
                         .await;
@@ -643,11 +659,12 @@ impl DuetQueryParser {
                             .as_ref()
                             .map(|a| ident_name(&a.name))
                             .unwrap_or_else(|| def.name.clone());
+                        let condition = del.selection.as_ref().map(|w| w.to_string());
                         infer_where_params(
                             &session,
                             &def.name,
                             &alias,
-                            del.selection.as_ref(),
+                            condition.as_deref(),
                             &mut types,
                         )
                         .await;
@@ -670,7 +687,7 @@ async fn infer_where_params(
     session: &Session,
     table: &str,
     alias: &str,
-    selection: Option<&Expr>,
+    selection: Option<&str>,
     types: &mut [Option<DataType>],
 ) {
     let Some(w) = selection else { return };

@@ -300,17 +300,9 @@ async fn an_idle_session_does_not_hold_back_column_compaction() {
     idle.batch_execute("CREATE TABLE t (k bigint PRIMARY KEY, v bigint)")
         .await
         .unwrap();
-    // The idle session's last statement read a snapshot; a prepared statement was described;
-    // an EXPLAIN planned scans (every one sampled, so each logged decision had a scan of the
-    // other replica attached, which holds a read view) and never ran them.
+    // The idle session's last statement read a snapshot; a prepared statement was described.
     assert_eq!(int(&idle, "SELECT count(*) FROM t").await, 0);
     idle.prepare("SELECT v FROM t WHERE k = $1").await.unwrap();
-    idle.batch_execute(
-        "SET duet.routing_sample_rate = 1; EXPLAIN SELECT * FROM t WHERE k = 1; \
-         EXPLAIN SELECT /*+ engine(column) */ sum(v) FROM t",
-    )
-    .await
-    .unwrap();
     let w = cluster.client().await.unwrap();
     w.batch_execute("INSERT INTO t SELECT k, k * 2 FROM generate_series(1, 5000) AS s(k)")
         .await
@@ -329,4 +321,51 @@ async fn an_idle_session_does_not_hold_back_column_compaction() {
         "compaction was held back by an idle session's snapshot"
     );
     assert_eq!(int(&idle, "SELECT count(*) FROM t").await, 5000);
+}
+
+/// Routing samples hold read views (a sampled row scan reads at the statement's snapshot):
+/// none may outlive its statement, whether the plan ran (the sample then runs in the
+/// background and ends) or not (EXPLAIN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_routing_decisions_leave_no_snapshot_pinned() {
+    let cluster = ClusterBuilder::new("sample-pins").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE t (k bigint PRIMARY KEY, v bigint);
+         INSERT INTO t SELECT k, k + 1 FROM generate_series(1, 1000) AS s(k)",
+    )
+    .await
+    .unwrap();
+    assert!(cluster
+        .wait_learner_caught_up(Duration::from_secs(30))
+        .unwrap());
+    let store = cluster.node().unwrap().store.clone();
+    c.batch_execute(
+        "SET duet.routing_sample_rate = 1;
+         EXPLAIN SELECT * FROM t WHERE k = 1;
+         EXPLAIN SELECT /*+ engine(column) */ sum(v) FROM t;
+         SELECT /*+ engine(column) */ sum(v) FROM t;
+         SELECT * FROM t WHERE k = 7",
+    )
+    .await
+    .unwrap();
+    // A later commit moves the current version on: a snapshot still pinned would now be
+    // older than it. Every decision was sampled; the samples of the two executed scans run
+    // in the background and must end.
+    c.batch_execute("INSERT INTO t VALUES (5000, 1)")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let oldest = store.oldest_read_version();
+        let current = store.current_version();
+        if oldest == current {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a snapshot stays pinned at {oldest:?} (current {current:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -214,6 +214,8 @@ pub struct Calibrator {
     pub constants: CostConstants,
     path: Option<PathBuf>,
     state: Mutex<CalibrationState>,
+    /// One writer of the file at a time, so the last one written is the newest.
+    saving: Mutex<()>,
 }
 
 /// What the inspector shows of the calibration.
@@ -322,6 +324,7 @@ impl Calibrator {
             constants: CostConstants::default(),
             path: None,
             state: Mutex::new(CalibrationState::default()),
+            saving: Mutex::new(()),
         }
     }
 
@@ -337,6 +340,7 @@ impl Calibrator {
             constants: CostConstants::default(),
             path: Some(path),
             state: Mutex::new(state),
+            saving: Mutex::new(()),
         })
     }
 
@@ -439,6 +443,7 @@ impl Calibrator {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        let _one = self.saving.lock();
         let bytes = serde_json::to_vec(&*self.state.lock()).map_err(std::io::Error::other)?;
         crate::write_durably(path, &bytes)
     }

@@ -47,9 +47,16 @@ pub struct ScanContext {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file: a
 /// temporary file is written and synced, renamed over `path`, and the directory synced.
+/// Concurrent writers of one path each use their own temporary file; the last rename wins.
 pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

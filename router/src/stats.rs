@@ -774,6 +774,7 @@ fn summarize(
 pub struct StatsStore {
     path: Option<PathBuf>,
     tables: RwLock<HashMap<u32, Arc<TableStats>>>,
+    saving: parking_lot::Mutex<()>,
 }
 
 impl StatsStore {
@@ -782,6 +783,7 @@ impl StatsStore {
         StatsStore {
             path: None,
             tables: RwLock::new(HashMap::new()),
+            saving: parking_lot::Mutex::new(()),
         }
     }
 
@@ -801,6 +803,7 @@ impl StatsStore {
                     .map(|t| (t.table_id, Arc::new(t)))
                     .collect(),
             ),
+            saving: parking_lot::Mutex::new(()),
         })
     }
 
@@ -836,6 +839,8 @@ impl StatsStore {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        // One writer at a time, so the file written last holds the newest statistics.
+        let _one = self.saving.lock();
         let all: Vec<TableStats> = self.all().iter().map(|t| (**t).clone()).collect();
         let bytes = serde_json::to_vec(&all).map_err(std::io::Error::other)?;
         crate::write_durably(path, &bytes)
@@ -994,6 +999,28 @@ mod tests {
             1e-4,
             1e-5,
         );
+    }
+
+    #[test]
+    fn concurrent_saves_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(StatsStore::open(dir.path()).unwrap());
+        let threads: Vec<_> = (0..8u32)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let mut s = analyze(vec![("a", ints((0..10).map(Some)))]);
+                        s.table_id = i;
+                        store.put(s).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(StatsStore::open(dir.path()).unwrap().all().len(), 8);
     }
 
     #[test]

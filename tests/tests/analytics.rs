@@ -316,9 +316,24 @@ async fn an_idle_session_does_not_hold_back_column_compaction() {
         "SELECT delta_rows FROM duet.replicas WHERE table_name = 't'",
     )
     .await;
+    let store = cluster.node().unwrap().store.clone();
     assert_eq!(
-        delta, 0,
-        "compaction was held back by an idle session's snapshot"
+        delta,
+        0,
+        "compaction was held back: oldest pinned snapshot {:?}, current {:?}, applied \
+         (voter, learner) {:?}, decisions {:?}",
+        store.oldest_read_version(),
+        store.current_version(),
+        cluster.applied_indexes().unwrap(),
+        cluster
+            .node()
+            .unwrap()
+            .router()
+            .log
+            .entries()
+            .iter()
+            .map(|e| (e.query.clone(), e.engine, e.actual_rows))
+            .collect::<Vec<_>>()
     );
     assert_eq!(int(&idle, "SELECT count(*) FROM t").await, 5000);
 }

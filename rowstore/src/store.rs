@@ -475,10 +475,11 @@ impl Store {
                 }
             }
         }
-        self.count_changes(cmd);
         self.next_id.fetch_max(next_id as u32, Ordering::Relaxed);
         self.next_rowid.fetch_max(next_rowid, Ordering::Relaxed);
         self.visible.store(index, Ordering::Release);
+        // After the version is visible: whoever sees the count can read the rows it counts.
+        self.count_changes(cmd);
         if !cmd.writes.is_empty() {
             let mut latches = self.latches.lock();
             if !latches.is_empty() {

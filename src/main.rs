@@ -8,6 +8,12 @@ use clap::Parser;
 
 use crate::config::{Cli, Config};
 
+/// mimalloc instead of glibc's malloc: a bulk load allocates and frees many row-sized and
+/// batch-sized buffers across threads, and glibc's free-list consolidation took a fifth of a
+/// COPY's server CPU (measured with perf, see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli)?;

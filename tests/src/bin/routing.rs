@@ -7,6 +7,10 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
 
+/// The allocator the `duetdb` server uses (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

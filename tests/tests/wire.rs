@@ -369,3 +369,28 @@ async fn ready_for_query_reports_idle_transaction_and_failed() {
     assert_eq!(query(&mut s, "ROLLBACK").await, b'I');
     assert_eq!(query(&mut s, "SELECT * FROM missing").await, b'I');
 }
+
+/// `now()` is the statement's start time: the same within a statement, later in the next
+/// one, in both protocols (the session reuses its planning state between statements).
+#[tokio::test]
+async fn now_is_each_statements_start_time() {
+    let cluster = ClusterBuilder::new("now").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    let sql = "SELECT CAST(now() AS text) AS a, CAST(now() AS text) AS b";
+    let first = crate::rows(&c, sql).await;
+    assert_eq!(first[0][0], first[0][1], "now() moved within a statement");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = crate::rows(&c, sql).await;
+    assert_ne!(
+        first[0][0], second[0][0],
+        "now() did not move between statements"
+    );
+    let stmt = c.prepare(sql).await.unwrap();
+    let a: String = c.query_one(&stmt, &[]).await.unwrap().get(0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let b: String = c.query_one(&stmt, &[]).await.unwrap().get(0);
+    assert_ne!(
+        a, b,
+        "now() did not move between executions of a prepared statement"
+    );
+}

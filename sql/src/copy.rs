@@ -580,9 +580,13 @@ pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::se
         columns: schema.fields().len(),
         stream,
         encoder: CopyOutEncoder {
-            header: opts
-                .header
-                .then(|| schema.fields().iter().map(|f| f.name().clone()).collect()),
+            header: opts.header.then(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| crate::pgsemantics::output_name(f.name()).to_string())
+                    .collect()
+            }),
             opts,
             widths: crate::types::bpchar_widths(&schema),
         },

@@ -246,9 +246,19 @@ fn pg_fields(
 ) -> PgWireResult<Vec<FieldInfo>> {
     let mut fields = arrow_schema_to_pg_fields(schema, format, None)?;
     for (f, w) in fields.iter_mut().zip(crate::types::bpchar_widths(schema)) {
+        let name = crate::pgsemantics::output_name(f.name());
         if let Some(w) = w {
-            *f = FieldInfo::new(f.name().into(), None, None, Type::BPCHAR, f.format())
+            *f = FieldInfo::new(name.into(), None, None, Type::BPCHAR, f.format())
                 .with_type_modifier(w as i32 + 4);
+        } else if name.len() != f.name().len() {
+            *f = FieldInfo::new(
+                name.into(),
+                f.table_id(),
+                f.column_id(),
+                f.datatype().clone(),
+                f.format(),
+            )
+            .with_type_modifier(f.type_modifier());
         }
     }
     Ok(fields)

@@ -255,6 +255,58 @@ impl ScalarUDFImpl for CheckedOp {
     }
 }
 
+/// Prefix of the internal alias given to a repeated output column name (see
+/// [`alias_duplicate_outputs`]); [`output_name`] removes it.
+pub const DUPLICATE_PREFIX: &str = "__duet_dup";
+
+/// The name a client sees for an output column named `name` internally.
+pub fn output_name(name: &str) -> &str {
+    match name.strip_prefix(DUPLICATE_PREFIX) {
+        Some(rest) => rest.split_once('_').map_or(name, |(_, n)| n),
+        None => name,
+    }
+}
+
+/// PostgreSQL lets a select list repeat an output name (`SELECT k, k`, `SELECT a AS x, b AS
+/// x`, `SELECT count(*), count(*)`); DataFusion requires unique names. Each repeat of a
+/// name in the top-level select list gets the alias `__duet_dup<n>_<name>`, which
+/// [`output_name`] turns back into `<name>` for the client. The name of an unaliased item
+/// is its last identifier for a column reference and its SQL text otherwise (how
+/// DataFusion names most expressions); a repeat this does not recognise still gets
+/// DataFusion's error, as before.
+pub fn alias_duplicate_outputs(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement};
+    let Statement::Query(q) = stmt else { return };
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in select.projection.iter_mut() {
+        let name = match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value.to_ascii_lowercase(),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts
+                .last()
+                .map(|i| i.value.to_ascii_lowercase())
+                .unwrap_or_default(),
+            SelectItem::UnnamedExpr(e) => e.to_string(),
+            _ => continue,
+        };
+        let n = seen.entry(name.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            continue;
+        }
+        let alias = Ident::with_quote('"', format!("{DUPLICATE_PREFIX}{n}_{name}"));
+        *item = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
+            SelectItem::ExprWithAlias { expr, .. } | SelectItem::UnnamedExpr(expr) => {
+                SelectItem::ExprWithAlias { expr, alias }
+            }
+            other => other,
+        };
+    }
+}
+
 /// PostgreSQL types an integer literal that fits in 32 bits as `integer`; DataFusion types
 /// every integer literal as `bigint`. Where a literal is an operand (arithmetic, comparison,
 /// IN list, BETWEEN) or a select-list item, this makes it an explicit `integer`, so

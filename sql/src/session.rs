@@ -760,6 +760,7 @@ impl Session {
     /// Plans a statement with DataFusion (no execution).
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
         crate::pgsemantics::type_integer_literals(&mut stmt);
+        crate::pgsemantics::alias_duplicate_outputs(&mut stmt);
         let plan = self
             .planning()
             .state

@@ -394,3 +394,38 @@ async fn now_is_each_statements_start_time() {
         "now() did not move between executions of a prepared statement"
     );
 }
+
+/// A select list may repeat an output name, as in PostgreSQL; clients see the names as
+/// written, in RowDescription (both protocols) and in a COPY header.
+#[tokio::test]
+async fn repeated_output_names_are_allowed_and_kept() {
+    let cluster = ClusterBuilder::new("dup-names").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute("CREATE TABLE t (k int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 10)")
+        .await
+        .unwrap();
+    let sql = "SELECT k, k, v AS x, k AS x, t.k FROM t";
+    let stmt = c.prepare(sql).await.unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["k", "k", "x", "x", "k"]);
+    let row = c.query_one(&stmt, &[]).await.unwrap();
+    let values: Vec<i32> = (0..5).map(|i| row.get(i)).collect();
+    assert_eq!(values, [1, 1, 10, 1, 1]);
+    let simple = c.simple_query(sql).await.unwrap();
+    let SimpleQueryMessage::Row(r) = &simple[1] else {
+        panic!("{simple:?}")
+    };
+    let names: Vec<&str> = r.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["k", "k", "x", "x", "k"]);
+    let out = c
+        .copy_out("COPY (SELECT k, k FROM t) TO STDOUT WITH (FORMAT csv, HEADER)")
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let chunks: Vec<_> = out.collect().await;
+    let text: String = chunks
+        .into_iter()
+        .map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(text, "k,k\n1,1\n");
+}

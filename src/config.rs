@@ -26,6 +26,9 @@ pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax). Default: info
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Most clients connected at once; one more gets SQLSTATE 53300. Default: 100
+    #[arg(long)]
+    pub max_connections: Option<usize>,
     /// The router's cost calibration: "learning" (refit from measured scans) or "frozen"
     /// (keep the current scales). Default: learning
     #[arg(long)]
@@ -49,6 +52,8 @@ pub struct Config {
     pub log_level: String,
     /// `learning` or `frozen`.
     pub router_calibration: String,
+    /// Most clients connected at once.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             http: "127.0.0.1:8433".into(),
             log_level: "info".into(),
             router_calibration: "learning".into(),
+            max_connections: 100,
         }
     }
 }
@@ -90,6 +96,9 @@ impl Config {
         if let Some(c) = &cli.router_calibration {
             config.router_calibration = c.clone();
         }
+        if let Some(n) = cli.max_connections {
+            config.max_connections = n;
+        }
         config.validate()?;
         if cli.config_check {
             #[allow(clippy::print_stdout)]
@@ -107,6 +116,10 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "max_connections must be at least 1"
+        );
         anyhow::ensure!(
             matches!(self.router_calibration.as_str(), "learning" | "frozen"),
             "router_calibration must be \"learning\" or \"frozen\", got {:?}",

@@ -53,7 +53,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             )
         }
     };
-    let server = duet_sql::Server::start(node, listen)
+    let server = duet_sql::Server::start_with(node, listen, config.max_connections)
         .await
         .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]

@@ -1,6 +1,7 @@
 //! The SQL listener: accepts sockets and runs one [`Connection`] per client.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use duet_rowstore::StoreRef;
@@ -26,6 +27,79 @@ pub mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Error>;
 }
 
+/// PostgreSQL's default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// One of the `max_connections` places, given back when the connection ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+        let mut n = open.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match open.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(ConnectionSlot(open.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells a client over the limit why, as PostgreSQL does: it reads the client's first
+/// message (an SSLRequest is answered `N` and the startup message read next), then sends
+/// `ErrorResponse` (FATAL, 53300) and closes.
+async fn refuse_too_many(socket: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn read_message(socket: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        socket.read_exact(&mut len).await?;
+        let n = (u32::from_be_bytes(len) as usize).clamp(4, 10_000);
+        let mut body = vec![0u8; n - 4];
+        socket.read_exact(&mut body).await?;
+        Ok(body)
+    }
+    let work = async {
+        let first = read_message(socket).await?;
+        // SSLRequest / GSSENCRequest: code 80877103 / 80877104.
+        if first.len() == 4
+            && matches!(
+                u32::from_be_bytes([first[0], first[1], first[2], first[3]]),
+                80877103 | 80877104
+            )
+        {
+            socket.write_all(b"N").await?;
+            read_message(socket).await?;
+        }
+        let mut body = Vec::new();
+        for (code, value) in [
+            (b'S', "FATAL"),
+            (b'V', "FATAL"),
+            (b'C', "53300"),
+            (b'M', "sorry, too many clients already"),
+        ] {
+            body.push(code);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = vec![b'E'];
+        msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        msg.extend_from_slice(&body);
+        socket.write_all(&msg).await?;
+        socket.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), work).await;
+}
+
 /// A running SQL server.
 pub struct Server {
     addr: SocketAddr,
@@ -35,23 +109,43 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `listen` and starts accepting clients on the current tokio runtime.
+    /// Binds `listen` and starts accepting clients on the current tokio runtime, at most
+    /// [`DEFAULT_MAX_CONNECTIONS`] at a time.
     pub async fn start(node: NodeRef, listen: SocketAddr) -> std::io::Result<Server> {
+        Self::start_with(node, listen, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Like [`Server::start`], with at most `max_connections` clients at a time; one more
+    /// is told `FATAL 53300 sorry, too many clients already` and disconnected, as by
+    /// PostgreSQL.
+    pub async fn start_with(
+        node: NodeRef,
+        listen: SocketAddr,
+        max_connections: usize,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Shared::new(node.store.clone(), Some(node));
         let (tx, mut rx) = watch::channel(false);
         tokio::spawn(crate::analyze::autoanalyze(shared.clone(), rx.clone()));
+        let open = Arc::new(AtomicUsize::new(0));
         let sh = shared.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = rx.changed() => break,
                     accepted = listener.accept() => match accepted {
-                        Ok((socket, peer)) => {
+                        Ok((mut socket, peer)) => {
                             let _ = socket.set_nodelay(true);
+                            let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
+                                tokio::spawn(async move {
+                                    refuse_too_many(&mut socket).await;
+                                });
+                                continue;
+                            };
                             let sh = sh.clone();
                             tokio::spawn(async move {
+                                let _slot = slot;
                                 let conn = match Connection::new(sh) {
                                     Ok(c) => Arc::new(c),
                                     Err(e) => {

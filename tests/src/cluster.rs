@@ -13,6 +13,7 @@ pub struct ClusterBuilder {
     name: String,
     data_dir: Option<PathBuf>,
     port: u16,
+    max_connections: usize,
 }
 
 impl ClusterBuilder {
@@ -22,7 +23,14 @@ impl ClusterBuilder {
             name: name.into(),
             data_dir: None,
             port: 0,
+            max_connections: duet_sql::server::DEFAULT_MAX_CONNECTIONS,
         }
+    }
+
+    /// Accept at most `n` clients at a time (the server's `max_connections`).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
     }
 
     /// Keep data in `dir` instead of a temporary directory (not removed afterwards).
@@ -56,6 +64,7 @@ impl ClusterBuilder {
             dir,
             node: None,
             addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
+            max_connections: self.max_connections,
         };
         cluster.start().await?;
         Ok(cluster)
@@ -75,6 +84,7 @@ pub struct Cluster {
     dir: PathBuf,
     node: Option<Node>,
     addr: SocketAddr,
+    max_connections: usize,
 }
 
 impl Cluster {
@@ -127,6 +137,7 @@ impl Cluster {
             }
         };
         let addr = self.addr;
+        let max_connections = self.max_connections;
         let http_node = node.clone();
         let http = runtime
             .spawn(async move {
@@ -136,7 +147,7 @@ impl Cluster {
             .context("HTTP task panicked")?
             .context("Failed to start the HTTP listener")?;
         let server = runtime
-            .spawn(async move { Server::start(node, addr).await })
+            .spawn(async move { Server::start_with(node, addr, max_connections).await })
             .await
             .context("server task panicked")?
             .with_context(|| format!("Failed to listen on {addr}"))?;

@@ -429,3 +429,59 @@ async fn repeated_output_names_are_allowed_and_kept() {
         .collect();
     assert_eq!(text, "k,k\n1,1\n");
 }
+
+/// Past `max_connections` a client is refused with 53300, as by PostgreSQL, and the server
+/// goes on; a place freed by a disconnect is available again.
+#[tokio::test]
+async fn connections_past_max_connections_get_53300() {
+    let cluster = ClusterBuilder::new("max-conn")
+        .max_connections(2)
+        .build()
+        .await
+        .unwrap();
+    let a = cluster.client().await.unwrap();
+    let b = cluster.client().await.unwrap();
+    let err = cluster.client().await.expect_err("a third client got in");
+    let db = err
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.as_db_error())
+        .unwrap_or_else(|| panic!("{err:?}"));
+    assert_eq!(db.code().code(), "53300", "{db:?}");
+    assert_eq!(db.message(), "sorry, too many clients already");
+    // psql, which asks for SSL first, hears the same.
+    let addr = cluster.addr();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+            .args(["-U", "duet", "-d", "duetdb", "-c", "SELECT 1"])
+            .env("PGSSLMODE", "prefer")
+            .output()
+            .expect("psql (postgresql-client) must be installed")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sorry, too many clients already"),
+        "{stderr}"
+    );
+    assert_eq!(
+        crate::int(&a, "SELECT count(*) FROM (VALUES (1)) v(x)").await,
+        1
+    );
+    drop(b);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let c = loop {
+        match cluster.client().await {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the freed place never came back: {e}"),
+        }
+    };
+    assert_eq!(
+        crate::int(&c, "SELECT count(*) FROM (VALUES (1)) v(x)").await,
+        1
+    );
+}

@@ -455,8 +455,15 @@ impl SimpleQueryHandler for Handler {
         let mut out = Vec::with_capacity(statements.len());
         let empty = ParamValues::List(vec![]);
         let text: Arc<str> = Arc::from(query);
+        let several = statements.len() > 1;
         for stmt in statements {
-            session.set_statement(&text);
+            if several {
+                // The log shows each statement of the message on its own; hints come from
+                // the whole message (the parser drops comments).
+                session.set_statement_from(Arc::from(stmt.to_string()), &text);
+            } else {
+                session.set_statement(&text);
+            }
             let guard = session.statement_guard();
             let result = run_guarded(&mut session, &guard, stmt, &empty).await;
             send_notices(client, &mut session).await?;

@@ -735,17 +735,20 @@ impl Session {
     /// Tells the router which statement runs next: its text (for the routing log) and the
     /// engine hints in its comments (a malformed hint is reported as a notice).
     pub fn set_statement(&mut self, text: &Arc<str>) {
-        let hints = if text.contains("/*+") {
-            let (hints, problems) = crate::hints::parse(text);
+        self.set_statement_from(text.clone(), text);
+    }
+
+    /// Like [`Session::set_statement`] for one statement of a longer message: `text` is the
+    /// statement's own text for the log, `hints_from` the text its hints are read from.
+    pub fn set_statement_from(&mut self, text: Arc<str>, hints_from: &str) {
+        let hints = if hints_from.contains("/*+") {
+            let (hints, problems) = crate::hints::parse(hints_from);
             self.notices.extend(problems);
             hints
         } else {
             Default::default()
         };
-        *self.route.statement.lock() = duet_router::routing::StatementInfo {
-            text: text.clone(),
-            hints,
-        };
+        *self.route.statement.lock() = duet_router::routing::StatementInfo { text, hints };
     }
 
     /// Makes the current transaction's snapshot (or a fresh one) what scans read.

@@ -157,6 +157,18 @@ async fn auto_sends_each_scan_to_the_cheaper_replica_and_never_changes_an_answer
         (1.0..=40.0).contains(&k_est),
         "k = 77 has 4 rows, estimated {k_est}"
     );
+    // Each statement of a several-statement message is logged with its own text.
+    c.batch_execute("SELECT count(*) FROM tiny WHERE id > 0; SELECT name FROM tiny WHERE id = 4")
+        .await
+        .unwrap();
+    let own = rows(
+        &c,
+        "SELECT count(*) FROM duet.routing_log WHERE query IN \
+         ('SELECT count(*) FROM tiny WHERE id > 0', 'SELECT name FROM tiny WHERE id = 4')",
+    )
+    .await;
+    assert_eq!(own[0][0].as_deref(), Some("2"), "{own:?}");
+
     // DataFusion sees the router's estimates (it sizes and orders joins with them): the
     // index lookup's rows, and the distinct values of a column from ANALYZE.
     c.batch_execute("SET datafusion.explain.show_statistics = true")

@@ -455,17 +455,20 @@ pub fn leaf_properties(schema: &SchemaRef, partitions: usize) -> Arc<PlanPropert
     ))
 }
 
-/// What a partition stream reports to its observer when it ends or is dropped.
+/// A partition stream's metrics and its observer, who hears the stream's output rows and
+/// compute time (from those metrics) when the stream ends or is dropped.
 struct Report {
+    metrics: BaselineMetrics,
     observer: Option<Arc<dyn ScanObserver>>,
-    rows: u64,
-    elapsed: std::time::Duration,
 }
 
 impl Drop for Report {
     fn drop(&mut self) {
         if let Some(o) = self.observer.take() {
-            o.partition_done(self.rows, self.elapsed);
+            o.partition_done(
+                self.metrics.output_rows().value() as u64,
+                std::time::Duration::from_nanos(self.metrics.elapsed_compute().value() as u64),
+            );
         }
     }
 }
@@ -480,33 +483,26 @@ pub fn batch_stream<S: Send + 'static>(
     next: fn(&mut S) -> DfResult<Option<RecordBatch>>,
     observer: Option<Arc<dyn ScanObserver>>,
 ) -> SendableRecordBatchStream {
-    let report = Report {
-        observer,
-        rows: 0,
-        elapsed: std::time::Duration::ZERO,
-    };
+    let report = Report { metrics, observer };
     let stream = futures::stream::unfold(
-        (state, metrics, report, false),
-        move |(mut st, metrics, mut report, done)| async move {
+        (state, report, false),
+        move |(mut st, report, done)| async move {
             if done {
                 return None;
             }
-            let started = std::time::Instant::now();
-            let timer = metrics.elapsed_compute().timer();
+            let timer = report.metrics.elapsed_compute().timer();
             let out = next(&mut st);
             timer.done();
-            report.elapsed += started.elapsed();
             match out {
                 Ok(Some(b)) => {
-                    metrics.record_output(b.num_rows());
-                    report.rows += b.num_rows() as u64;
-                    Some((Ok(b), (st, metrics, report, false)))
+                    report.metrics.record_output(b.num_rows());
+                    Some((Ok(b), (st, report, false)))
                 }
                 Ok(None) => {
-                    metrics.done();
+                    report.metrics.done();
                     None
                 }
-                Err(e) => Some((Err(e), (st, metrics, report, true))),
+                Err(e) => Some((Err(e), (st, report, true))),
             }
         },
     );

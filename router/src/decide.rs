@@ -18,7 +18,7 @@ use futures::StreamExt;
 use parking_lot::RwLock;
 
 use crate::cost::{Calibrator, ColumnWork, CostParts, RowWork};
-use crate::keyrange::{Access, ScanRanges};
+use crate::keyrange::{Access, ScanKind, ScanRanges};
 use crate::routing::{Replica, RouteRecord, RoutingLog, Sample};
 use crate::stats::{StatsStore, TableStats};
 
@@ -238,11 +238,11 @@ impl Router {
         let seeks = ranges.ranges.len() as f64;
         let (mut rows_read, key_sel) = match &ranges.access {
             _ if ranges.ranges.is_empty() => (0.0, 0.0),
-            Access::PrimaryKey if ranges.kind.starts_with("pk point") => (
+            _ if ranges.kind == ScanKind::PkPoints => (
                 seeks.min(table_rows),
                 (seeks / table_rows.max(1.0)).min(1.0),
             ),
-            Access::PrimaryKey if ranges.kind == "pk range" => {
+            _ if ranges.kind == ScanKind::PkRange => {
                 let s = on_columns(&def.primary_key);
                 (table_rows * s, s)
             }

@@ -39,13 +39,38 @@ impl KeyRange {
     }
 }
 
+/// The shape of a scan's ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanKind {
+    /// Every range is one full primary key.
+    PkPoints,
+    /// Ranges of the primary key.
+    PkRange,
+    /// Ranges of a secondary index ([`Access::Index`]).
+    IndexRange,
+    /// The whole table.
+    FullScan,
+}
+
 /// What a scan will read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanRanges {
     pub access: Access,
     pub ranges: Vec<KeyRange>,
+    pub kind: ScanKind,
+}
+
+impl ScanRanges {
     /// For EXPLAIN: e.g. `pk point x3`, `pk range`, `index t_b range`, `full scan`.
-    pub kind: String,
+    pub fn describe(&self) -> String {
+        match (self.kind, &self.access) {
+            (ScanKind::PkPoints, _) => format!("pk point x{}", self.ranges.len()),
+            (ScanKind::PkRange, _) => "pk range".into(),
+            (ScanKind::IndexRange, Access::Index(idx)) => format!("index {} range", idx.name),
+            (ScanKind::IndexRange, Access::PrimaryKey) => "index range".into(),
+            (ScanKind::FullScan, _) => "full scan".into(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -415,9 +440,9 @@ pub fn plan_ranges(def: &TableDef, filters: &[Expr]) -> ScanRanges {
     if !def.primary_key.is_empty() {
         if let Some((ranges, points)) = key_ranges(&def.primary_key, &bounds) {
             let kind = if points {
-                format!("pk point x{}", ranges.len())
+                ScanKind::PkPoints
             } else {
-                "pk range".to_string()
+                ScanKind::PkRange
             };
             return ScanRanges {
                 access: Access::PrimaryKey,
@@ -441,14 +466,14 @@ pub fn plan_ranges(def: &TableDef, filters: &[Expr]) -> ScanRanges {
     if let Some((_, idx, ranges)) = best {
         return ScanRanges {
             access: Access::Index(idx.clone()),
-            kind: format!("index {} range", idx.name),
+            kind: ScanKind::IndexRange,
             ranges,
         };
     }
     ScanRanges {
         access: Access::PrimaryKey,
         ranges: vec![KeyRange::full()],
-        kind: "full scan".into(),
+        kind: ScanKind::FullScan,
     }
 }
 
@@ -496,7 +521,7 @@ mod tests {
             &def(),
             &[col("a").eq(lit(1i32)).and(col("b").eq(lit(2i32)))],
         );
-        assert_eq!(r.kind, "pk point x1");
+        assert_eq!(r.describe(), "pk point x1");
         let k = encode_tuple(&[Datum::Int(1), Datum::Int(2)]);
         assert_eq!(
             r.ranges,
@@ -517,7 +542,7 @@ mod tests {
                 col("b").lt_eq(lit(9i32)),
             ],
         );
-        assert_eq!(r.kind, "pk range");
+        assert_eq!(r.describe(), "pk range");
         let lo = encode_tuple(&[Datum::Int(1), Datum::Int(5)]);
         let hi = encode_tuple(&[Datum::Int(1), Datum::Int(9)]);
         assert_eq!(
@@ -538,7 +563,7 @@ mod tests {
         assert_eq!(r.ranges.len(), 2);
         assert!(r.ranges[0] < r.ranges[1]);
         let r = plan_ranges(&def(), &[col("b").eq(lit(1i32))]);
-        assert_eq!(r.kind, "full scan");
+        assert_eq!(r.describe(), "full scan");
         // A contradiction yields no ranges at all.
         let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)), col("a").eq(lit(2i32))]);
         assert!(r.ranges.is_empty());
@@ -550,7 +575,7 @@ mod tests {
         assert_eq!(r.ranges.len(), 2);
         // An OR across columns cannot narrow the key.
         let r = plan_ranges(&def(), &[col("a").eq(lit(1i32)).or(col("b").eq(lit(2i32)))]);
-        assert_eq!(r.kind, "full scan");
+        assert_eq!(r.describe(), "full scan");
     }
 
     #[test]

@@ -18,9 +18,10 @@ use duet_rowstore::{StoreRef, TableDefRef};
 
 use crate::cost::ColumnWork;
 use crate::decide::DEFAULT_TABLE_ROWS;
-use crate::keyrange::plan_ranges;
+use crate::keyrange::{plan_ranges, ScanKind};
 use crate::routing::{
-    Engine, Fallback, Replica, RouteHook, RouteRecord, Sample, SampleObserver, MAX_SAMPLE_COST_US,
+    Engine, Fallback, Replica, RouteHook, RouteRecord, Sample, SampleObserver, ScanTiming,
+    MAX_SAMPLE_COST_US,
 };
 use crate::row_scan::RowScanExec;
 use crate::ScanContext;
@@ -257,18 +258,29 @@ impl RowTableProvider {
         } else {
             router.expected_lag_us()
         };
+        // A built column scan knows the rows it will read after pruning.
+        let built_cost = |plan: &duet_colstore::ColumnScanExec| {
+            let (stable, delta) = plan.rows_to_read();
+            router.column_cost(&column_work(
+                stable as f64,
+                delta as f64,
+                plan.partitions(),
+                0.0,
+            ))
+        };
         let (stable_rows, delta_rows) =
             counts.map_or((table_rows, 0.0), |(s, d)| (s as f64, d as f64));
         let mut column_estimate = column_possible
             .then(|| router.column_cost(&column_work(stable_rows, delta_rows, partitions, wait)));
 
         let access_reason = || -> String {
-            match (&ranges.access, ranges.kind.as_str()) {
-                (_, k) if k.starts_with("pk point") => "pk point lookup".into(),
-                (_, "pk range") => "pk range".into(),
-                (crate::keyrange::Access::Index(_), _) => "index range".into(),
-                _ => "cost".into(),
+            match ranges.kind {
+                ScanKind::PkPoints => "pk point lookup",
+                ScanKind::PkRange => "pk range",
+                ScanKind::IndexRange => "index range",
+                ScanKind::FullScan => "cost",
             }
+            .into()
         };
         let mut column_plan: Option<duet_colstore::ColumnScanExec> = None;
         // Time spent building the column scan at planning (part of its cost).
@@ -291,7 +303,7 @@ impl RowTableProvider {
             // column plan's overhead (repartitioning, its tasks) is outside the scan's own
             // time, which is all calibration sees.
             Want::Cost
-                if ranges.kind.starts_with("pk point")
+                if ranges.kind == ScanKind::PkPoints
                     && row_cost <= router.calibrator.constants.col_startup_us =>
             {
                 (Replica::Row, access_reason())
@@ -304,13 +316,7 @@ impl RowTableProvider {
                     let built = self.column_scan_now(&view, &filter, limit, partitions);
                     setup = started.elapsed();
                     if let Ok(plan) = built {
-                        let (stable, delta) = plan.rows_to_read();
-                        column_estimate = Some(router.column_cost(&column_work(
-                            stable as f64,
-                            delta as f64,
-                            plan.partitions(),
-                            0.0,
-                        )));
+                        column_estimate = Some(built_cost(&plan));
                         column_plan = Some(plan);
                     }
                 }
@@ -340,13 +346,7 @@ impl RowTableProvider {
             match built {
                 Ok(plan) => {
                     self.ctx.columns.count_scan();
-                    let (stable, delta) = plan.rows_to_read();
-                    let (parts, cost) = router.column_cost(&column_work(
-                        stable as f64,
-                        delta as f64,
-                        plan.partitions(),
-                        0.0,
-                    ));
+                    let (parts, cost) = built_cost(&plan);
                     column_estimate = Some((parts, cost));
                     chosen_parts = parts;
                     chosen_partitions = plan.partitions();
@@ -366,7 +366,7 @@ impl RowTableProvider {
             }
         }
 
-        let mut record = RouteRecord::new(
+        let record = Arc::new(RouteRecord::new(
             router.next_id(),
             statement.text.clone(),
             self.def.name.clone(),
@@ -376,13 +376,16 @@ impl RowTableProvider {
             row_cost,
             column_estimate.map(|(_, c)| c),
             chosen_parts,
-            chosen_partitions,
+            ScanTiming::new(
+                chosen_partitions,
+                if final_replica == Replica::Column {
+                    setup
+                } else {
+                    Duration::ZERO
+                },
+            ),
             Arc::downgrade(router),
-        );
-        if final_replica == Replica::Column {
-            record.setup = setup;
-        }
-        let record = Arc::new(record);
+        ));
 
         // Sampling: also run the other replica afterwards, when it is cheap enough.
         let mut sample = None;
@@ -481,7 +484,12 @@ impl RowTableProvider {
     ) -> Option<Sample> {
         let plan: Option<Arc<dyn ExecutionPlan>> = match record.replica {
             Replica::Column if row_cost <= MAX_SAMPLE_COST_US => {
-                let obs = SampleObserver::new(record, Replica::Row, row_parts, 1, Duration::ZERO);
+                let obs = SampleObserver::new(
+                    record,
+                    Replica::Row,
+                    row_parts,
+                    ScanTiming::new(1, Duration::ZERO),
+                );
                 Some(Arc::new(
                     RowScanExec::new(
                         view.clone(),
@@ -503,8 +511,7 @@ impl RowTableProvider {
                             record,
                             Replica::Column,
                             parts,
-                            p.partitions(),
-                            setup,
+                            ScanTiming::new(p.partitions(), setup),
                         );
                         Arc::new(p.with_observer(Arc::new(obs))) as Arc<dyn ExecutionPlan>
                     })

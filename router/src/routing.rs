@@ -189,12 +189,51 @@ impl ColumnAccess {
     }
 }
 
-/// What a routed scan actually did (summed over its partition streams).
+/// What a scan did, summed over its partition streams as they report.
 #[derive(Debug, Default, Clone, Copy)]
 struct Actual {
     rows: u64,
     elapsed: Duration,
     reported: usize,
+}
+
+/// The measured time of one scan: the time spent building it at planning (the column
+/// snapshot, pruning, the wait for the learner) plus its partitions' work divided by their
+/// number, i.e. the time with its partitions in parallel.
+#[derive(Debug)]
+pub(crate) struct ScanTiming {
+    partitions: usize,
+    setup: Duration,
+    acc: Mutex<Actual>,
+}
+
+impl ScanTiming {
+    pub(crate) fn new(partitions: usize, setup: Duration) -> Self {
+        ScanTiming {
+            partitions: partitions.max(1),
+            setup,
+            acc: Mutex::new(Actual::default()),
+        }
+    }
+
+    fn us(&self, a: &Actual) -> f64 {
+        self.setup.as_secs_f64() * 1e6 + a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64
+    }
+
+    /// Adds one partition's report; the scan's time (µs) once the last one has reported.
+    fn add(&self, rows: u64, elapsed: Duration) -> Option<f64> {
+        let mut a = self.acc.lock();
+        a.rows += rows;
+        a.elapsed += elapsed;
+        a.reported += 1;
+        (a.reported == self.partitions).then(|| self.us(&a))
+    }
+
+    /// Rows and time (µs), once every partition has reported.
+    fn result(&self) -> Option<(u64, f64)> {
+        let a = *self.acc.lock();
+        (a.reported >= self.partitions).then(|| (a.rows, self.us(&a)))
+    }
 }
 
 /// One routing decision: what the router knew, what it chose and why, and what happened.
@@ -213,11 +252,7 @@ pub struct RouteRecord {
     pub cost_column: Option<f64>,
     /// The chosen replica's cost split, for calibration.
     pub(crate) parts: crate::cost::CostParts,
-    pub(crate) partitions: usize,
-    /// Time spent building the scan at planning (the column snapshot, pruning, the wait
-    /// for the learner); added to the measured time.
-    pub(crate) setup: Duration,
-    actual: Mutex<Actual>,
+    timing: ScanTiming,
     /// Time of the same scan on the other replica, when sampled (µs).
     other_us: Mutex<Option<f64>>,
     pub(crate) router: std::sync::Weak<crate::Router>,
@@ -327,7 +362,7 @@ impl RouteRecord {
         cost_row: f64,
         cost_column: Option<f64>,
         parts: crate::cost::CostParts,
-        partitions: usize,
+        timing: ScanTiming,
         router: std::sync::Weak<crate::Router>,
     ) -> Self {
         RouteRecord {
@@ -341,26 +376,15 @@ impl RouteRecord {
             cost_row,
             cost_column,
             parts,
-            partitions: partitions.max(1),
-            setup: Duration::ZERO,
-            actual: Mutex::new(Actual::default()),
+            timing,
             other_us: Mutex::new(None),
             router,
         }
     }
 
-    /// The scan's actual time (µs: building it at planning, plus its partitions' work
-    /// divided by their number, i.e. the time with its partitions in parallel), once every
-    /// partition reported.
+    /// The scan's actual rows and time (µs, see [`ScanTiming`]), once it has ended.
     pub fn actual(&self) -> Option<(u64, f64)> {
-        let a = *self.actual.lock();
-        (a.reported >= self.partitions).then(|| {
-            (
-                a.rows,
-                self.setup.as_secs_f64() * 1e6
-                    + a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64,
-            )
-        })
+        self.timing.result()
     }
 
     pub fn other_us(&self) -> Option<f64> {
@@ -438,14 +462,7 @@ impl duet_colstore::scan::ScanObserver for RouteHook {
 
     fn partition_done(&self, rows: u64, elapsed: Duration) {
         let r = &self.record;
-        let finished = {
-            let mut a = r.actual.lock();
-            a.rows += rows;
-            a.elapsed += elapsed;
-            a.reported += 1;
-            a.reported == r.partitions
-        };
-        if finished {
+        if r.timing.add(rows, elapsed).is_some() {
             if let Some(router) = r.router.upgrade() {
                 router.scan_finished(r, self.sample.lock().take());
             }
@@ -494,11 +511,9 @@ impl RoutingLog {
 pub(crate) struct SampleObserver {
     /// Weak: the parent holds this scan until it runs.
     parent: std::sync::Weak<RouteRecord>,
-    pub replica: Replica,
-    pub parts: crate::cost::CostParts,
-    pub partitions: usize,
-    setup: Duration,
-    acc: Mutex<Actual>,
+    replica: Replica,
+    parts: crate::cost::CostParts,
+    timing: ScanTiming,
 }
 
 impl SampleObserver {
@@ -506,16 +521,13 @@ impl SampleObserver {
         parent: &Arc<RouteRecord>,
         replica: Replica,
         parts: crate::cost::CostParts,
-        partitions: usize,
-        setup: Duration,
+        timing: ScanTiming,
     ) -> Self {
         SampleObserver {
             parent: Arc::downgrade(parent),
             replica,
             parts,
-            partitions: partitions.max(1),
-            setup,
-            acc: Mutex::new(Actual::default()),
+            timing,
         }
     }
 }
@@ -527,16 +539,7 @@ impl duet_colstore::scan::ScanObserver for SampleObserver {
     }
 
     fn partition_done(&self, rows: u64, elapsed: Duration) {
-        let done = {
-            let mut a = self.acc.lock();
-            a.rows += rows;
-            a.elapsed += elapsed;
-            a.reported += 1;
-            (a.reported == self.partitions).then(|| {
-                self.setup.as_secs_f64() * 1e6
-                    + a.elapsed.as_secs_f64() * 1e6 / self.partitions as f64
-            })
-        };
+        let done = self.timing.add(rows, elapsed);
         if let (Some(us), Some(parent)) = (done, self.parent.upgrade()) {
             parent.set_other(us);
             if let Some(router) = parent.router.upgrade() {

@@ -106,7 +106,7 @@ impl DisplayAs for RowScanExec {
             f,
             "RowScan: table={}, engine=row, access={}, ranges={}, projection=[{}]",
             self.def.name,
-            self.ranges.kind,
+            self.ranges.describe(),
             self.ranges.ranges.len(),
             cols.join(", ")
         )?;

@@ -241,14 +241,9 @@ fn literal(e: &Expr) -> Option<&ScalarValue> {
     }
 }
 
+/// `op` with its operands swapped (`a < b` is `b > a`).
 fn flip(op: Operator) -> Operator {
-    match op {
-        Operator::Lt => Operator::Gt,
-        Operator::LtEq => Operator::GtEq,
-        Operator::Gt => Operator::Lt,
-        Operator::GtEq => Operator::LtEq,
-        o => o,
-    }
+    op.swap().unwrap_or(op)
 }
 
 /// The smallest string greater than every string starting with `prefix`, if there is one.

@@ -494,11 +494,11 @@ impl Store {
     fn count_changes(&self, cmd: &Command) {
         let mut current: Option<(u32, u64)> = None;
         let mut changes = self.changes.lock();
-        for (k, _) in &cmd.writes {
-            if k.len() < 6 || k[0] != key::DATA_PREFIX || k[5] != key::RECORD_TAG {
-                continue;
-            }
-            let id = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+        for id in cmd
+            .writes
+            .iter()
+            .filter_map(|(k, _)| key::record_storage_id(k))
+        {
             match &mut current {
                 Some((cur, n)) if *cur == id => *n += 1,
                 _ => {

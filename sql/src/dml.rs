@@ -183,8 +183,7 @@ pub(crate) async fn run_collect(
         }
     };
     let plan = bind(plan, params)?;
-    let df = session.ctx.execute_logical_plan(plan).await?;
-    let stream = df.execute_stream().await?;
+    let stream = session.execute_plan(plan).await?;
     Ok(collect(stream).await?)
 }
 
@@ -549,8 +548,7 @@ async fn returning(
     let batch = rows_to_batch(def, &all, rows)?;
     let plan = plan_over_rows(session, batch.schema(), vec![batch], alias, items).await?;
     let schema = Arc::new(plan.schema().as_arrow().clone());
-    let df = session.ctx.execute_logical_plan(plan).await?;
-    let batches = df.collect().await?;
+    let batches = collect(session.execute_plan(plan).await?).await?;
     Ok(Outcome::Batches {
         schema,
         batches,

@@ -765,7 +765,7 @@ impl Session {
         crate::pgsemantics::type_integer_literals(&mut stmt);
         crate::pgsemantics::alias_duplicate_outputs(&mut stmt);
         let plan = self
-            .planning()
+            .planning(false)
             .state
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await?;
@@ -773,7 +773,10 @@ impl Session {
     }
 
     /// The state statements are planned and run with (built once, until a setting changes).
-    pub(crate) fn planning(&self) -> PlanningState {
+    /// With `start`, the state's start time (`now()`, `current_timestamp`, fixed when the
+    /// physical plan is optimized) becomes now, as `SessionContext::state()` would set it;
+    /// this does not clone, since the previous statement's handle is gone by then.
+    pub(crate) fn planning(&self, start: bool) -> PlanningState {
         let mut slot = self.planning.lock();
         let p = slot.get_or_insert_with(|| {
             let state = self.ctx.state();
@@ -783,19 +786,19 @@ impl Session {
                 task,
             }
         });
-        // Each statement has its own start time (now(), current_timestamp), as
-        // `SessionContext::state()` would give it. No clone: the previous statement's
-        // handle is gone by now.
-        Arc::make_mut(&mut p.state).mark_start_execution();
+        if start {
+            Arc::make_mut(&mut p.state).mark_start_execution();
+        }
         p.clone()
     }
 
-    /// Plans and starts `plan` (a query or EXPLAIN) on the cached planning state.
+    /// Optimizes and starts a logical plan (a query, EXPLAIN, or a DML statement's read)
+    /// on the cached planning state.
     pub(crate) async fn execute_plan(
         &self,
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
-        let p = self.planning();
+        let p = self.planning(true);
         let physical = p.state.create_physical_plan(&plan).await?;
         Ok(datafusion::physical_plan::execute_stream(physical, p.task)?)
     }

@@ -79,7 +79,6 @@ pub fn catalog_key(table_id: u32) -> Key {
     Key(k)
 }
 
-/// Range of all catalog keys.
 /// The table id of a catalog key.
 pub fn catalog_id(user_key: &[u8]) -> Option<u32> {
     match user_key {
@@ -88,6 +87,7 @@ pub fn catalog_id(user_key: &[u8]) -> Option<u32> {
     }
 }
 
+/// Range of all catalog keys.
 pub fn catalog_range() -> (Vec<u8>, Vec<u8>) {
     (vec![CATALOG_PREFIX], vec![CATALOG_PREFIX + 1])
 }
@@ -104,6 +104,14 @@ pub fn record_prefix(storage_id: u32) -> Vec<u8> {
     let mut k = storage_prefix(storage_id);
     k.push(RECORD_TAG);
     k
+}
+
+/// The storage id of a record key (`None` for any other key).
+pub fn record_storage_id(user_key: &[u8]) -> Option<u32> {
+    match user_key {
+        [DATA_PREFIX, a, b, c, d, RECORD_TAG, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 /// User key of one record, from its encoded primary key tuple.
@@ -140,6 +148,14 @@ pub fn index_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_keys_name_their_storage() {
+        assert_eq!(record_storage_id(record_key(7, b"pk").as_bytes()), Some(7));
+        assert_eq!(record_storage_id(&index_prefix(7, 3)), None);
+        assert_eq!(record_storage_id(catalog_key(7).as_bytes()), None);
+        assert_eq!(record_storage_id(&record_prefix(7)[..5]), None);
+    }
 
     #[test]
     fn newer_versions_sort_first() {

@@ -58,6 +58,8 @@ impl Drop for ConnectionSlot {
 /// message (an SSLRequest is answered `N` and the startup message read next), then sends
 /// `ErrorResponse` (FATAL, 53300) and closes.
 async fn refuse_too_many(socket: &mut tokio::net::TcpStream) {
+    use pgwire::messages::startup::{GssEncRequest, SslRequest};
+    use pgwire::messages::Message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     async fn read_message(socket: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8>> {
         let mut len = [0u8; 4];
@@ -69,31 +71,26 @@ async fn refuse_too_many(socket: &mut tokio::net::TcpStream) {
     }
     let work = async {
         let first = read_message(socket).await?;
-        // SSLRequest / GSSENCRequest: code 80877103 / 80877104.
-        if first.len() == 4
-            && matches!(
-                u32::from_be_bytes([first[0], first[1], first[2], first[3]]),
-                80877103 | 80877104
-            )
+        // An SSLRequest or GSSENCRequest comes before the startup message.
+        let code = <[u8; 4]>::try_from(first.as_slice())
+            .ok()
+            .map(i32::from_be_bytes);
+        if code == Some(SslRequest::BODY_MAGIC_NUMBER)
+            || code == Some(GssEncRequest::BODY_MAGIC_NUMBER)
         {
             socket.write_all(b"N").await?;
             read_message(socket).await?;
         }
-        let mut body = Vec::new();
-        for (code, value) in [
-            (b'S', "FATAL"),
-            (b'V', "FATAL"),
-            (b'C', "53300"),
-            (b'M', "sorry, too many clients already"),
-        ] {
-            body.push(code);
-            body.extend_from_slice(value.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut msg = vec![b'E'];
-        msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        msg.extend_from_slice(&body);
+        // FATAL, as PostgreSQL sends it (the session never started).
+        let info = pgwire::error::ErrorInfo::new(
+            "FATAL".into(),
+            crate::error::SqlState::TooManyConnections.code().into(),
+            "sorry, too many clients already".into(),
+        );
+        let mut msg = bytes::BytesMut::new();
+        pgwire::messages::response::ErrorResponse::from(info)
+            .encode(&mut msg)
+            .map_err(std::io::Error::other)?;
         socket.write_all(&msg).await?;
         socket.shutdown().await
     };

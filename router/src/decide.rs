@@ -304,6 +304,39 @@ impl Router {
         (parts, self.calibrator.scales(Replica::Column).apply(&parts))
     }
 
+    /// Logs a statement the SQL layer ran on its fast path: one primary-key point read or
+    /// write on the row replica, no scan plan. Its cost is the row model's point read; it
+    /// does not calibrate (it is not a scan the model chose).
+    pub fn log_fast_path(
+        &self,
+        query: Arc<str>,
+        table: &str,
+        reason: &'static str,
+        rows: u64,
+        elapsed: std::time::Duration,
+    ) {
+        let (parts, cost) = self.row_cost(&RowWork {
+            seeks: 1.0,
+            rows_read: 1.0,
+            ..RowWork::default()
+        });
+        let timing = crate::routing::ScanTiming::new(1, std::time::Duration::ZERO);
+        timing.add(rows, elapsed);
+        self.log.push(Arc::new(RouteRecord::new(
+            self.next_id(),
+            query,
+            table.to_string(),
+            Replica::Row,
+            reason.to_string(),
+            1.0,
+            cost,
+            None,
+            parts,
+            timing,
+            std::sync::Weak::new(),
+        )));
+    }
+
     /// The least a column scan can cost (its start-up).
     pub fn column_floor(&self) -> f64 {
         self.calibrator.constants.col_startup_us * self.calibrator.scales(Replica::Column).fixed

@@ -221,7 +221,7 @@ impl ScanTiming {
     }
 
     /// Adds one partition's report; the scan's time (µs) once the last one has reported.
-    fn add(&self, rows: u64, elapsed: Duration) -> Option<f64> {
+    pub(crate) fn add(&self, rows: u64, elapsed: Duration) -> Option<f64> {
         let mut a = self.acc.lock();
         a.rows += rows;
         a.elapsed += elapsed;

@@ -336,18 +336,30 @@ impl Transaction {
     /// Replaces the row at encoded primary key `old_pk` with `new_row` (which may have a
     /// different primary key).
     pub fn update(&mut self, def: &TableDef, old_pk: &[u8], new_row: Row) -> Result<()> {
-        Self::check_not_null(def, &new_row)?;
         let Some(old) = self.get_row(def, old_pk)? else {
             return Err(Error::Internal(
                 "updated row vanished within its transaction".into(),
             ));
         };
+        self.replace(def, old_pk, &old, new_row)
+    }
+
+    /// [`Transaction::update`] of a row the caller has just read (`old`, as this transaction
+    /// sees it at `old_pk`), without reading it again.
+    pub fn replace(
+        &mut self,
+        def: &TableDef,
+        old_pk: &[u8],
+        old: &Row,
+        new_row: Row,
+    ) -> Result<()> {
+        Self::check_not_null(def, &new_row)?;
         let new_pk = if def.has_hidden_rowid() {
             old_pk.to_vec()
         } else {
             memcmp::encode_tuple(&def.pk_of(&new_row))
         };
-        self.remove_index_entries(def, &old, old_pk);
+        self.remove_index_entries(def, old, old_pk);
         if new_pk != old_pk {
             let nk = key::record_key(def.storage_id, &new_pk);
             if self.get_raw(&nk)?.is_some() {

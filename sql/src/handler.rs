@@ -50,6 +50,8 @@ pub struct Prepared {
     pub text: Arc<str>,
     pub param_types: Vec<Option<DataType>>,
     pub schema: Option<SchemaRef>,
+    /// The statement's fast-path plan, recognised once at Parse (see fastpath.rs).
+    pub fast: Option<Arc<crate::fastpath::FastPlan>>,
 }
 
 /// Parses SQL text with PostgreSQL's dialect and the pg_catalog compatibility rewrites.
@@ -765,11 +767,17 @@ impl QueryParser for DuetQueryParser {
                     }
                     Err(_) => (vec![None; max_placeholder(&statement)], None),
                 };
+                let fast = crate::fastpath::FastPlan::recognize(
+                    &statement,
+                    &self.session.lock().await.shared.store,
+                )
+                .map(Arc::new);
                 Ok(Some(Prepared {
                     statement,
                     text: Arc::from(sql),
                     param_types,
                     schema,
+                    fast,
                 }))
             }
             _ => Err(PgError::new(
@@ -845,7 +853,10 @@ impl ExtendedQueryHandler for Handler {
         let mut session = self.session.lock().await;
         session.set_statement(&prepared.text);
         let guard = session.statement_guard();
-        let result = run_guarded(&mut session, &guard, prepared.statement.clone(), &params).await;
+        let result = guard.run(session.execute_prepared(prepared, &params)).await;
+        if result.is_err() {
+            session.mark_failed();
+        }
         send_notices(client, &mut session).await?;
         let outcome = result.map_err(PgError::into_pgwire)?;
         into_response(outcome, &portal.result_column_format, guard)

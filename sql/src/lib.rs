@@ -16,6 +16,7 @@ pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod error;
+pub mod fastpath;
 pub mod handler;
 pub mod hints;
 pub mod http;

@@ -21,6 +21,7 @@ use duet_rowstore::{StoreRef, Transaction};
 use sqlparser::ast::{Expr, Set, Statement, TransactionIsolationLevel, TransactionMode, Value};
 
 use crate::error::{PgError, Result, SqlState};
+use crate::fastpath::{Bound, FastPlan};
 use crate::{ddl, dml};
 
 /// Name of the database (catalog) every session sees.
@@ -140,6 +141,8 @@ pub struct Session {
     /// A statement's result stream ended in an error after the statement returned (see
     /// `StatementGuard`): inside a transaction block, the block has failed.
     stream_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// `duet.fast_path`: primary-key point statements skip DataFusion (see fastpath.rs).
+    fast_path: bool,
 }
 
 /// The default `duet.query_memory_limit`: a quarter of the machine's memory (1 GiB if
@@ -241,6 +244,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("duet.engine", "auto"),
         ("duet.learner_wait_timeout", "2s"),
         ("duet.routing_sample_rate", "0.01"),
+        ("duet.fast_path", "on"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -407,6 +411,7 @@ impl Session {
             cancel: Arc::default(),
             pid: None,
             stream_failed: Arc::default(),
+            fast_path: true,
         })
     }
 
@@ -478,8 +483,55 @@ impl Session {
     /// Runs one statement with bound parameters.
     #[tracing::instrument(skip_all, fields(stmt_kind = statement_kind(&stmt)))]
     pub async fn execute(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
+        self.execute_with(&stmt, None, params).await
+    }
+
+    /// Runs a prepared statement: through its fast-path plan when it has one that binds.
+    pub async fn execute_prepared(
+        &mut self,
+        prepared: &crate::handler::Prepared,
+        params: &ParamValues,
+    ) -> Result<Outcome> {
+        self.execute_with(&prepared.statement, prepared.fast.as_deref(), params)
+            .await
+    }
+
+    /// The fast-path plan of `stmt` as this session would run it now: `cached` if its table
+    /// has not changed since, else recognised afresh.
+    fn fast_plan(&self, stmt: &Statement, cached: Option<&FastPlan>) -> Option<Arc<FastPlan>> {
+        if !self.fast_path
+            || !matches!(
+                stmt,
+                Statement::Query(_)
+                    | Statement::Insert(_)
+                    | Statement::Update(_)
+                    | Statement::Delete(_)
+            )
+        {
+            return None;
+        }
+        let store = &self.shared.store;
+        let plan = match cached {
+            Some(p) if p.is_current(store) => Arc::new(p.clone()),
+            _ => Arc::new(FastPlan::recognize(stmt, store)?),
+        };
+        // A forced column replica (setting or hint) is a request for the general path.
+        if self.route.settings.lock().engine == Engine::Column
+            || !self.route.statement.lock().hints.is_empty()
+        {
+            return None;
+        }
+        Some(plan)
+    }
+
+    async fn execute_with(
+        &mut self,
+        stmt: &Statement,
+        cached: Option<&FastPlan>,
+        params: &ParamValues,
+    ) -> Result<Outcome> {
         self.take_stream_failure();
-        match &stmt {
+        match stmt {
             Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
             Statement::Commit { .. } => return self.commit(),
             Statement::Rollback {
@@ -501,7 +553,13 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        let result = self.execute_in_txn(stmt, params).await;
+        let fast = self
+            .fast_plan(stmt, cached)
+            .and_then(|plan| self.run_fast(&plan, params));
+        let result = match fast {
+            Some(r) => r,
+            None => self.execute_in_txn(stmt.clone(), params).await,
+        };
         // The plans hold their own read views; the slot must not keep this statement's
         // snapshot pinned while the session sits idle (a pin holds back column compaction).
         *self.view.lock() = None;
@@ -509,6 +567,119 @@ impl Session {
             self.failed = true;
         }
         result
+    }
+
+    /// Runs a fast-path plan. `None` when its parameters do not bind exactly, or an UPDATE's
+    /// result cannot be computed here: nothing has been written then, and the caller runs
+    /// the statement the general way (which reports any error).
+    fn run_fast(&mut self, plan: &FastPlan, params: &ParamValues) -> Option<Result<Outcome>> {
+        let bound = plan.bind(params)?;
+        let def = &plan.def;
+        let store = self.shared.store.clone();
+        let start = std::time::Instant::now();
+        let (rows, result) = match bound {
+            Bound::Select {
+                pk,
+                columns,
+                schema,
+            } => {
+                let row = match pk {
+                    None => Ok(None),
+                    Some(pk) => match &self.txn {
+                        Some(t) => t.get_row(def, &pk),
+                        None => Transaction::begin(&store).get_row(def, &pk),
+                    },
+                };
+                let result = row.map_err(PgError::from).and_then(|row| {
+                    let rows: Vec<duet_rowstore::Row> = row.into_iter().collect();
+                    let batch = duet_rowstore::batch::rows_to_batch(def, &columns, &rows)?;
+                    let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                        .map_err(datafusion::error::DataFusionError::from)?;
+                    Ok(Outcome::Batches {
+                        schema,
+                        batches: vec![batch],
+                        tag: "SELECT".into(),
+                    })
+                });
+                let n = match &result {
+                    Ok(Outcome::Batches { batches, .. }) => batches[0].num_rows() as u64,
+                    _ => 0,
+                };
+                (n, result)
+            }
+            write => {
+                let autocommit = self.txn.is_none();
+                let mut txn = match self.txn.take() {
+                    Some(t) => t,
+                    None => Transaction::begin(&store),
+                };
+                let done = match write {
+                    Bound::Update { pk, plan: set } => (|| -> Result<Option<String>> {
+                        let old = match &pk {
+                            Some(pk) => txn.get_row(def, pk)?,
+                            None => None,
+                        };
+                        let (Some(pk), Some(old)) = (pk, old) else {
+                            return Ok(Some("UPDATE 0".into()));
+                        };
+                        let Some(new) = set.apply(def, &old) else {
+                            return Ok(None);
+                        };
+                        txn.replace(def, &pk, &old, new)?;
+                        Ok(Some("UPDATE 1".into()))
+                    })(),
+                    Bound::Delete { pk } => match pk {
+                        Some(pk) => txn
+                            .delete(def, &pk)
+                            .map(|old| Some(format!("DELETE {}", old.is_some() as u8)))
+                            .map_err(PgError::from),
+                        None => Ok(Some("DELETE 0".into())),
+                    },
+                    Bound::Insert { rows } => {
+                        let n = rows.len();
+                        txn.insert_many(def, rows)
+                            .map(|()| Some(format!("INSERT 0 {n}")))
+                            .map_err(PgError::from)
+                    }
+                    Bound::Select { .. } => unreachable!("handled above"),
+                };
+                let result = match done {
+                    Ok(None) => {
+                        if !autocommit {
+                            self.txn = Some(txn);
+                        }
+                        return None;
+                    }
+                    Ok(Some(tag)) if autocommit => blocking(|| txn.commit())
+                        .map(|_| Outcome::Command(tag))
+                        .map_err(PgError::from),
+                    Ok(Some(tag)) => {
+                        self.txn = Some(txn);
+                        Ok(Outcome::Command(tag))
+                    }
+                    Err(e) => {
+                        if !autocommit {
+                            self.txn = Some(txn);
+                        }
+                        Err(e)
+                    }
+                };
+                let n = match &result {
+                    Ok(Outcome::Command(tag)) => tag
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                    _ => 0,
+                };
+                (n, result)
+            }
+        };
+        let text = self.route.statement.lock().text.clone();
+        self.shared
+            .router
+            .log_fast_path(text, &def.name, plan.reason(), rows, start.elapsed());
+        Some(result)
     }
 
     fn begin(&mut self, modes: &[TransactionMode]) -> Outcome {
@@ -551,6 +722,37 @@ impl Session {
 
     async fn execute_in_txn(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
         match stmt {
+            Statement::Explain {
+                analyze: false,
+                verbose: false,
+                query_plan: false,
+                estimate: false,
+                ref statement,
+                format: None,
+                options: None,
+                ..
+            } if self.fast_plan(statement, None).is_some() => {
+                let plan = self.fast_plan(statement, None).ok_or_else(|| {
+                    PgError::new(SqlState::InternalError, "fast-path plan vanished")
+                })?;
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("plan_type", DataType::Utf8, false),
+                    Field::new("plan", DataType::Utf8, false),
+                ]));
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(vec!["physical_plan"])) as ArrayRef,
+                        Arc::new(StringArray::from(vec![plan.describe()])),
+                    ],
+                )
+                .map_err(datafusion::error::DataFusionError::from)?;
+                Ok(Outcome::Batches {
+                    schema,
+                    batches: vec![batch],
+                    tag: "SELECT".into(),
+                })
+            }
             Statement::Query(_) | Statement::Explain { .. } => {
                 self.publish_view();
                 self.run_query(stmt, params).await
@@ -690,6 +892,13 @@ impl Session {
         }
         if name == "statement_timeout" {
             parse_duration_ms(&value).ok_or_else(invalid)?;
+        }
+        if name == "duet.fast_path" {
+            self.fast_path = match value.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => return Err(invalid()),
+            };
         }
         if name.starts_with("datafusion.") {
             // DataFusion's own options (e.g. datafusion.explain.show_statistics), per session.

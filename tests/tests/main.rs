@@ -7,6 +7,7 @@ mod analytics;
 mod bad_input;
 mod copy;
 mod crash;
+mod fastpath;
 mod pgbench;
 mod replication;
 mod routing;

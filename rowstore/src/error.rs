@@ -23,6 +23,23 @@ pub enum Error {
     /// this transaction's snapshot.
     #[error("could not serialize access due to concurrent update")]
     WriteConflict,
+    /// Waiting for a row lock would close a cycle of transactions waiting for each other.
+    #[error("deadlock detected")]
+    Deadlock,
+    /// A row lock was not granted within `lock_timeout`.
+    #[error("canceling statement due to lock timeout")]
+    LockTimeout,
+    /// A wait for a row lock was cancelled (CancelRequest).
+    #[error("canceling statement due to user request")]
+    Canceled,
+    /// A wait for a row lock ran past `statement_timeout`.
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+    /// READ COMMITTED: a row this statement is about to write was changed by a transaction
+    /// that committed after the statement's snapshot. The SQL layer runs the statement again
+    /// on a fresh snapshot (keeping the locks it has); it never reaches a client as such.
+    #[error("could not serialize access due to concurrent update")]
+    StatementRestart,
     /// A value does not fit its column (too long string, numeric overflow, bad literal).
     #[error("{message}")]
     Value {
@@ -76,7 +93,10 @@ pub enum ValueErrorKind {
 impl Error {
     /// Whether retrying the same transaction may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::WriteConflict)
+        matches!(
+            self,
+            Error::WriteConflict | Error::Deadlock | Error::StatementRestart
+        )
     }
 
     pub(crate) fn value(kind: ValueErrorKind, message: impl Into<String>) -> Self {

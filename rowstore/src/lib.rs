@@ -27,6 +27,7 @@ pub mod codec;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod lock;
 pub mod mvcc;
 pub mod replica;
 pub mod store;
@@ -35,10 +36,11 @@ pub mod types;
 
 pub use catalog::{ColumnDef, IndexDef, TableDef, TableDefRef};
 pub use error::{Error, Result};
+pub use lock::LockWait;
 pub use mvcc::Version;
 pub use replica::{start_voter, voter_options, RowStateMachine};
 pub use store::{Store, StoreRef};
-pub use txn::{ReadView, Transaction};
+pub use txn::{Isolation, ReadView, Transaction};
 pub use types::{Datum, Row, SqlType};
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub struct Store {
     ddl_gate: RwLock<()>,
     /// Keys written by commits proposed but not yet applied (per-key latches).
     latches: Mutex<HashSet<Key>>,
+    /// Row locks held by open transactions until they end.
+    pub(crate) locks: crate::lock::LockTable,
+    next_txn: AtomicU64,
     proposer: OnceLock<Proposer>,
     /// Snapshots in use by open transactions and running scans: version → count.
     pins: Mutex<BTreeMap<u64, usize>>,
@@ -124,6 +127,8 @@ impl Store {
             visible: AtomicU64::new(version),
             ddl_gate: RwLock::new(()),
             latches: Mutex::new(HashSet::new()),
+            locks: crate::lock::LockTable::default(),
+            next_txn: AtomicU64::new(1),
             changes: Mutex::new(HashMap::new()),
             proposer: OnceLock::new(),
             pins: Mutex::new(BTreeMap::new()),
@@ -157,6 +162,15 @@ impl Store {
     }
 
     /// Registers a read at the current version until the returned pin is dropped.
+    pub(crate) fn next_txn_id(&self) -> u64 {
+        self.next_txn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Row locks held by open transactions.
+    pub fn locks_held(&self) -> usize {
+        self.locks.held()
+    }
+
     pub fn pin(self: &Arc<Self>) -> SnapshotPin {
         let mut pins = self.pins.lock();
         let version = self.current_version();
@@ -238,7 +252,7 @@ impl Store {
     }
 
     /// Newest committed version of each of `keys` (ascending), for conflict checks.
-    fn latest_versions<'a>(
+    pub(crate) fn latest_versions<'a>(
         &self,
         keys: impl Iterator<Item = &'a Key>,
     ) -> Result<Vec<Option<Version>>> {

@@ -122,24 +122,55 @@ fn snapshot_isolation_and_read_your_writes() {
 }
 
 #[test]
-fn first_committer_wins() {
+fn row_locks_and_first_committer_wins() {
+    use crate::txn::Isolation;
     for (engine, dir) in engines() {
         let (store, _peer) = start(engine, &dir);
         let t = accounts(&store);
         let mut setup = Transaction::begin(&store);
         setup.insert(&t, row(1, "ann", 10)).unwrap();
         setup.commit().unwrap();
+        let mut rr = Transaction::begin_with(&store, Isolation::RepeatableRead);
+        let mut rc = Transaction::begin(&store);
         let mut a = Transaction::begin(&store);
-        let mut b = Transaction::begin(&store);
         a.update(&t, &pk(1), row(1, "ann", 20)).unwrap();
-        b.update(&t, &pk(1), row(1, "ann", 30)).unwrap();
+        assert_eq!(store.locks_held(), 1);
         a.commit().unwrap();
-        let err = b.commit().unwrap_err();
+        assert_eq!(store.locks_held(), 0, "commit releases the row lock");
+        // A row changed after the snapshot: REPEATABLE READ fails, READ COMMITTED restarts
+        // the statement, which then succeeds on a fresh snapshot.
+        let err = rr.update(&t, &pk(1), row(1, "ann", 30)).unwrap_err();
         assert!(matches!(err, Error::WriteConflict), "{err:?}");
         assert!(err.is_retryable());
+        // Its lock is held until it ends (as PostgreSQL keeps it until ROLLBACK).
+        drop(rr);
+        let err = rc.update(&t, &pk(1), row(1, "ann", 40)).unwrap_err();
+        assert!(matches!(err, Error::StatementRestart), "{err:?}");
+        let mark = rc.begin_statement();
+        rc.update(&t, &pk(1), row(1, "ann", 30)).unwrap();
+        assert_eq!(rc.get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 30)));
+        // Restarting undoes the statement's writes and keeps the lock.
+        rc.restart_statement(&mark);
+        assert_eq!(rc.get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 20)));
+        assert_eq!(store.locks_held(), 1);
+        rc.update(&t, &pk(1), row(1, "ann", 40)).unwrap();
+        rc.commit().unwrap();
+        // Keys without row locks (a unique index entry) still conflict at commit.
+        let mut x = Transaction::begin(&store);
+        let mut y = Transaction::begin(&store);
+        x.insert(&t, row(2, "bob", 1)).unwrap();
+        y.insert(&t, row(3, "bob", 1)).unwrap();
+        x.commit().unwrap();
+        let err = y.commit().unwrap_err();
+        assert!(matches!(err, Error::WriteConflict), "{err:?}");
         assert_eq!(
             Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(),
-            Some(row(1, "ann", 20))
+            Some(row(1, "ann", 40))
+        );
+        assert_eq!(
+            store.locks_held(),
+            0,
+            "an aborted transaction releases its locks"
         );
     }
 }

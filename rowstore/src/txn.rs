@@ -1,5 +1,15 @@
-//! Snapshot-isolation transactions. Reads see the snapshot the transaction started at plus its
-//! own writes (buffered here until commit); commit detects write-write conflicts.
+//! Transactions. Reads see a snapshot plus the transaction's own writes (buffered here until
+//! commit). Two isolation levels, as PostgreSQL has them:
+//! - READ COMMITTED (the default): each statement reads a fresh snapshot. A row about to be
+//!   written is locked first; if a transaction that committed after the statement's snapshot
+//!   changed it, the statement fails with [`Error::StatementRestart`] and the SQL layer runs
+//!   it again on a new snapshot, keeping its locks (so it acts on the newest version).
+//! - REPEATABLE READ (snapshot isolation): one snapshot for the whole transaction; the same
+//!   situation is a serialization failure ([`Error::WriteConflict`], 40001).
+//!
+//! Row locks are held until the transaction ends (see `lock.rs`). Commit still checks every
+//! written key against the last snapshot (first committer wins), which covers the keys that
+//! are not locked: index entries and the rows of large inserts.
 
 use std::sync::Arc;
 
@@ -23,10 +33,41 @@ pub struct ReadView {
     _pin: Arc<SnapshotPin>,
 }
 
+/// Isolation level of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    #[default]
+    ReadCommitted,
+    /// Snapshot isolation (also what SERIALIZABLE gets).
+    RepeatableRead,
+}
+
+/// Inserts of at most this many rows lock their rows; larger ones (COPY, INSERT … SELECT)
+/// rely on the commit check alone, so a bulk load does not fill the lock table.
+pub const MAX_LOCKED_INSERT: usize = 1024;
+
+/// Where a statement started: its writes so far, to go back to when it restarts.
+pub struct StatementMark {
+    writes: Arc<WriteSet>,
+}
+
 /// A transaction (also used, one per statement, for autocommit). Reads go through its
 /// [`ReadView`] (`Deref`); writes are buffered until [`Transaction::commit`].
 pub struct Transaction {
     view: ReadView,
+    id: crate::lock::TxnId,
+    isolation: Isolation,
+    /// Record keys this transaction has locked (released when it ends).
+    locked: Vec<Key>,
+    wait: crate::lock::LockWait,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.locked.is_empty() {
+            self.view.store.locks.release(self.id, &self.locked);
+        }
+    }
 }
 
 impl std::ops::Deref for Transaction {
@@ -187,8 +228,13 @@ impl ReadView {
 }
 
 impl Transaction {
-    /// Starts a transaction at the store's current version.
+    /// Starts a READ COMMITTED transaction at the store's current version.
     pub fn begin(store: &StoreRef) -> Self {
+        Self::begin_with(store, Isolation::ReadCommitted)
+    }
+
+    /// Starts a transaction at the store's current version.
+    pub fn begin_with(store: &StoreRef, isolation: Isolation) -> Self {
         let pin = store.pin();
         Self {
             view: ReadView {
@@ -197,7 +243,70 @@ impl Transaction {
                 writes: Arc::new(WriteSet::new()),
                 _pin: Arc::new(pin),
             },
+            id: store.next_txn_id(),
+            isolation,
+            locked: Vec::new(),
+            wait: crate::lock::LockWait::default(),
         }
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// SET TRANSACTION ISOLATION LEVEL inside the block.
+    pub fn set_isolation(&mut self, level: Isolation) {
+        self.isolation = level;
+    }
+
+    /// What may end this transaction's waits for row locks (set per statement).
+    pub fn set_lock_wait(&mut self, wait: crate::lock::LockWait) {
+        self.wait = wait;
+    }
+
+    /// A statement starts: under READ COMMITTED it reads the newest committed state.
+    /// Returns the mark to restart it from.
+    pub fn begin_statement(&mut self) -> StatementMark {
+        if self.isolation == Isolation::ReadCommitted {
+            self.refresh_snapshot();
+        }
+        StatementMark {
+            writes: self.view.writes.clone(),
+        }
+    }
+
+    /// Undoes the writes of the statement begun at `mark` and moves to a fresh snapshot,
+    /// keeping the locks (READ COMMITTED's re-run after [`Error::StatementRestart`]).
+    pub fn restart_statement(&mut self, mark: &StatementMark) {
+        self.view.writes = mark.writes.clone();
+        self.refresh_snapshot();
+    }
+
+    fn refresh_snapshot(&mut self) {
+        let current = self.view.store.current_version();
+        if current != self.view.snapshot {
+            let pin = self.view.store.pin();
+            self.view.snapshot = pin.version();
+            self.view._pin = Arc::new(pin);
+        }
+    }
+
+    /// Locks the row at record key `rk` (waiting for its holder to end), then checks that no
+    /// transaction committed a change to it after this statement's snapshot.
+    fn lock_row(&mut self, rk: &Key) -> Result<()> {
+        let store = self.view.store.clone();
+        if !store.locks.acquire(self.id, rk, &self.wait)? {
+            return Ok(());
+        }
+        self.locked.push(rk.clone());
+        let latest = store.latest_versions(std::iter::once(rk))?;
+        if latest[0].is_some_and(|v| v > self.view.snapshot) {
+            return Err(match self.isolation {
+                Isolation::ReadCommitted => Error::StatementRestart,
+                Isolation::RepeatableRead => Error::WriteConflict,
+            });
+        }
+        Ok(())
     }
 
     /// A read view of the transaction as it is now (its writes so far included).
@@ -296,6 +405,12 @@ impl Transaction {
         }
         let mut order: Vec<usize> = (0..keyed.len()).collect();
         order.sort_by(|&a, &b| keyed[a].1.cmp(&keyed[b].1));
+        if !def.has_hidden_rowid() && keyed.len() <= MAX_LOCKED_INSERT {
+            for &i in &order {
+                let rk = keyed[i].1.clone();
+                self.lock_row(&rk)?;
+            }
+        }
         let found = self
             .store
             .exists_many(order.iter().map(|&i| &keyed[i].1), self.snapshot)?;
@@ -324,6 +439,7 @@ impl Transaction {
 
     /// Deletes the row with encoded primary key `pk`; returns the old row.
     pub fn delete(&mut self, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
+        self.lock_row(&key::record_key(def.storage_id, pk))?;
         let Some(old) = self.get_row(def, pk)? else {
             return Ok(None);
         };
@@ -336,6 +452,7 @@ impl Transaction {
     /// Replaces the row at encoded primary key `old_pk` with `new_row` (which may have a
     /// different primary key).
     pub fn update(&mut self, def: &TableDef, old_pk: &[u8], new_row: Row) -> Result<()> {
+        self.lock_row(&key::record_key(def.storage_id, old_pk))?;
         let Some(old) = self.get_row(def, old_pk)? else {
             return Err(Error::Internal(
                 "updated row vanished within its transaction".into(),
@@ -345,7 +462,8 @@ impl Transaction {
     }
 
     /// [`Transaction::update`] of a row the caller has just read (`old`, as this transaction
-    /// sees it at `old_pk`), without reading it again.
+    /// sees it at `old_pk`), without reading it again. The row is locked here: if it changed
+    /// after the read's snapshot, this fails as [`Transaction::update`] does.
     pub fn replace(
         &mut self,
         def: &TableDef,
@@ -353,6 +471,7 @@ impl Transaction {
         old: &Row,
         new_row: Row,
     ) -> Result<()> {
+        self.lock_row(&key::record_key(def.storage_id, old_pk))?;
         Self::check_not_null(def, &new_row)?;
         let new_pk = if def.has_hidden_rowid() {
             old_pk.to_vec()
@@ -362,6 +481,7 @@ impl Transaction {
         self.remove_index_entries(def, old, old_pk);
         if new_pk != old_pk {
             let nk = key::record_key(def.storage_id, &new_pk);
+            self.lock_row(&nk)?;
             if self.get_raw(&nk)?.is_some() {
                 return Err(Error::UniqueViolation {
                     constraint: def.pk_name.clone(),

@@ -48,6 +48,10 @@ pub enum SqlState {
     InvalidCursorName,
     /// 40001
     SerializationFailure,
+    /// 40P01
+    DeadlockDetected,
+    /// 55P03
+    LockNotAvailable,
     /// 42601
     SyntaxError,
     /// 42701
@@ -107,6 +111,8 @@ impl SqlState {
         SqlState::InvalidSqlStatementName,
         SqlState::InvalidCursorName,
         SqlState::SerializationFailure,
+        SqlState::DeadlockDetected,
+        SqlState::LockNotAvailable,
         SqlState::SyntaxError,
         SqlState::DuplicateColumn,
         SqlState::AmbiguousColumn,
@@ -149,6 +155,8 @@ impl SqlState {
             SqlState::InvalidSqlStatementName => "26000",
             SqlState::InvalidCursorName => "34000",
             SqlState::SerializationFailure => "40001",
+            SqlState::DeadlockDetected => "40P01",
+            SqlState::LockNotAvailable => "55P03",
             SqlState::SyntaxError => "42601",
             SqlState::DuplicateColumn => "42701",
             SqlState::AmbiguousColumn => "42702",
@@ -181,6 +189,9 @@ pub struct PgError {
     pub state: SqlState,
     pub message: String,
     pub detail: Option<String>,
+    /// READ COMMITTED: the statement must run again on a fresh snapshot (the row store's
+    /// `StatementRestart`); the session does that and the client never sees this error.
+    pub(crate) restart: bool,
 }
 
 /// Result alias of this crate.
@@ -192,6 +203,7 @@ impl PgError {
             state,
             message: message.into(),
             detail: None,
+            restart: false,
         }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -206,7 +218,10 @@ impl PgError {
     }
     /// Whether retrying the transaction may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.state == SqlState::SerializationFailure
+        matches!(
+            self.state,
+            SqlState::SerializationFailure | SqlState::DeadlockDetected
+        )
     }
 
     /// The wire form. Server faults are logged here and their text is not sent.
@@ -240,7 +255,10 @@ impl From<duet_rowstore::Error> for PgError {
         let state = match &e {
             E::UniqueViolation { .. } => SqlState::UniqueViolation,
             E::NotNullViolation { .. } => SqlState::NotNullViolation,
-            E::WriteConflict => SqlState::SerializationFailure,
+            E::WriteConflict | E::StatementRestart => SqlState::SerializationFailure,
+            E::Deadlock => SqlState::DeadlockDetected,
+            E::LockTimeout => SqlState::LockNotAvailable,
+            E::Canceled | E::StatementTimeout => SqlState::QueryCanceled,
             E::Value { kind, .. } => match kind {
                 ValueErrorKind::StringTooLong => SqlState::StringDataRightTruncation,
                 ValueErrorKind::OutOfRange => SqlState::NumericValueOutOfRange,
@@ -264,6 +282,7 @@ impl From<duet_rowstore::Error> for PgError {
             state,
             message: e.to_string(),
             detail,
+            restart: matches!(e, E::StatementRestart),
         }
     }
 }

@@ -17,7 +17,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use duet_router::provider::{DuetCatalog, RowSchemaProvider};
 use duet_router::routing::{Engine, RouteSlot};
 use duet_router::{ScanContext, ViewSlot};
-use duet_rowstore::{StoreRef, Transaction};
+use duet_rowstore::{Isolation, LockWait, StoreRef, Transaction};
 use sqlparser::ast::{Expr, Set, Statement, TransactionIsolationLevel, TransactionMode, Value};
 
 use crate::error::{PgError, Result, SqlState};
@@ -106,6 +106,25 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Times a READ COMMITTED statement runs again after rows it writes changed under it,
+/// before it gives up with 40001.
+const MAX_RESTARTS: usize = 100;
+
+const SERIALIZABLE_NOTICE: &str =
+    "DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)";
+
+fn isolation_name(level: Isolation) -> &'static str {
+    match level {
+        Isolation::ReadCommitted => "read committed",
+        Isolation::RepeatableRead => "repeatable read",
+    }
+}
+
+/// Runs a row-lock wait on a thread of its own (see [`blocking`]).
+fn wait_in_place(f: &mut dyn FnMut()) {
+    blocking(f)
+}
+
 /// What statements are planned and run with (see `Session::planning`).
 #[derive(Clone)]
 pub(crate) struct PlanningState {
@@ -143,6 +162,8 @@ pub struct Session {
     stream_failed: Arc<std::sync::atomic::AtomicBool>,
     /// `duet.fast_path`: primary-key point statements skip DataFusion (see fastpath.rs).
     fast_path: bool,
+    /// `default_transaction_isolation` (SET SESSION CHARACTERISTICS sets it too).
+    default_isolation: Isolation,
 }
 
 /// The default `duet.query_memory_limit`: a quarter of the machine's memory (1 GiB if
@@ -216,7 +237,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("client_encoding", "UTF8"),
         ("client_min_messages", "notice"),
         ("datestyle", "ISO, MDY"),
-        ("default_transaction_isolation", "repeatable read"),
+        ("default_transaction_isolation", "read committed"),
         ("default_transaction_read_only", "off"),
         ("extra_float_digits", "1"),
         ("integer_datetimes", "on"),
@@ -232,7 +253,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("statement_timeout", "0"),
         ("idle_in_transaction_session_timeout", "0"),
         ("timezone", "UTC"),
-        ("transaction_isolation", "repeatable read"),
+        ("transaction_isolation", "read committed"),
         ("transaction_read_only", "off"),
         ("bytea_output", "hex"),
         ("synchronous_commit", "on"),
@@ -412,6 +433,7 @@ impl Session {
             pid: None,
             stream_failed: Arc::default(),
             fast_path: true,
+            default_isolation: Isolation::ReadCommitted,
         })
     }
 
@@ -543,6 +565,8 @@ impl Session {
                 }
                 self.txn = None;
                 self.failed = false;
+                let d = self.default_isolation;
+                self.show_isolation(d);
                 return Ok(Outcome::End("ROLLBACK"));
             }
             _ => {}
@@ -552,6 +576,14 @@ impl Session {
                 SqlState::InFailedSqlTransaction,
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
+        }
+        if self.txn.is_some() {
+            // READ COMMITTED: every statement of the block reads the newest committed state.
+            let wait = self.lock_wait();
+            if let Some(t) = &mut self.txn {
+                t.set_lock_wait(wait);
+                drop(t.begin_statement());
+            }
         }
         let fast = self
             .fast_plan(stmt, cached)
@@ -611,38 +643,52 @@ impl Session {
                 let autocommit = self.txn.is_none();
                 let mut txn = match self.txn.take() {
                     Some(t) => t,
-                    None => Transaction::begin(&store),
+                    None => self.autocommit_txn(),
                 };
-                let done = match write {
-                    Bound::Update { pk, plan: set } => (|| -> Result<Option<String>> {
-                        let old = match &pk {
-                            Some(pk) => txn.get_row(def, pk)?,
-                            None => None,
-                        };
-                        let (Some(pk), Some(old)) = (pk, old) else {
-                            return Ok(Some("UPDATE 0".into()));
-                        };
-                        let Some(new) = set.apply(def, &old) else {
-                            return Ok(None);
-                        };
-                        txn.replace(def, &pk, &old, new)?;
-                        Ok(Some("UPDATE 1".into()))
-                    })(),
-                    Bound::Delete { pk } => match pk {
-                        Some(pk) => txn
-                            .delete(def, &pk)
-                            .map(|old| Some(format!("DELETE {}", old.is_some() as u8)))
-                            .map_err(PgError::from),
-                        None => Ok(Some("DELETE 0".into())),
-                    },
-                    Bound::Insert { rows } => {
-                        let n = rows.len();
-                        txn.insert_many(def, rows)
-                            .map(|()| Some(format!("INSERT 0 {n}")))
-                            .map_err(PgError::from)
+                let mark = txn.begin_statement();
+                let mut restarts = 0;
+                let done = loop {
+                    let done = match &write {
+                        Bound::Update { pk, plan: set } => (|| -> Result<Option<String>> {
+                            let old = match pk {
+                                Some(pk) => txn.get_row(def, pk)?,
+                                None => None,
+                            };
+                            let (Some(pk), Some(old)) = (pk, old) else {
+                                return Ok(Some("UPDATE 0".into()));
+                            };
+                            let Some(new) = set.apply(def, &old) else {
+                                return Ok(None);
+                            };
+                            txn.replace(def, pk, &old, new)?;
+                            Ok(Some("UPDATE 1".into()))
+                        })(),
+                        Bound::Delete { pk } => match pk {
+                            Some(pk) => txn
+                                .delete(def, pk)
+                                .map(|old| Some(format!("DELETE {}", old.is_some() as u8)))
+                                .map_err(PgError::from),
+                            None => Ok(Some("DELETE 0".into())),
+                        },
+                        Bound::Insert { rows } => {
+                            let n = rows.len();
+                            txn.insert_many(def, rows.clone())
+                                .map(|()| Some(format!("INSERT 0 {n}")))
+                                .map_err(PgError::from)
+                        }
+                        Bound::Select { .. } => unreachable!("handled above"),
+                    };
+                    match done {
+                        // READ COMMITTED: the row changed under the statement; its lock is
+                        // held now, so the next read sees its newest version.
+                        Err(e) if e.restart && restarts < MAX_RESTARTS => {
+                            restarts += 1;
+                            txn.restart_statement(&mark);
+                        }
+                        done => break done,
                     }
-                    Bound::Select { .. } => unreachable!("handled above"),
                 };
+                drop(mark);
                 let result = match done {
                     Ok(None) => {
                         if !autocommit {
@@ -688,25 +734,76 @@ impl Session {
                 .push("there is already a transaction in progress".into());
             return Outcome::Begin;
         }
-        self.note_isolation(modes);
-        self.txn = Some(Transaction::begin(&self.shared.store));
+        let level = self.isolation_of(modes).unwrap_or(self.default_isolation);
+        self.show_isolation(level);
+        self.txn = Some(Transaction::begin_with(&self.shared.store, level));
         self.failed = false;
         Outcome::Begin
     }
 
-    fn note_isolation(&mut self, modes: &[TransactionMode]) {
+    /// The isolation level `modes` ask for, if any (SERIALIZABLE runs as REPEATABLE READ,
+    /// with a notice).
+    fn isolation_of(&mut self, modes: &[TransactionMode]) -> Option<Isolation> {
+        let mut out = None;
         for m in modes {
             if let TransactionMode::IsolationLevel(level) = m {
-                if matches!(level, TransactionIsolationLevel::Serializable) {
-                    self.notices.push("DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)".into());
-                }
+                out = Some(match level {
+                    TransactionIsolationLevel::ReadUncommitted
+                    | TransactionIsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+                    TransactionIsolationLevel::RepeatableRead
+                    | TransactionIsolationLevel::Snapshot => Isolation::RepeatableRead,
+                    TransactionIsolationLevel::Serializable => {
+                        self.notices.push(SERIALIZABLE_NOTICE.into());
+                        Isolation::RepeatableRead
+                    }
+                });
             }
         }
+        out
+    }
+
+    fn show_isolation(&mut self, level: Isolation) {
+        self.settings
+            .insert("transaction_isolation".into(), isolation_name(level).into());
+    }
+
+    /// What may end a row-lock wait of the statement about to run: its cancel token,
+    /// `lock_timeout` and `statement_timeout`.
+    fn lock_wait(&self) -> LockWait {
+        let token = self.cancel.lock().clone();
+        let ms = |name: &str| {
+            self.setting(name)
+                .and_then(parse_duration_ms)
+                .filter(|d| !d.is_zero())
+        };
+        let now = std::time::Instant::now();
+        let lock = ms("lock_timeout").map(|d| (now + d, duet_rowstore::Error::LockTimeout));
+        let stmt =
+            ms("statement_timeout").map(|d| (now + d, duet_rowstore::Error::StatementTimeout));
+        let first = match (lock, stmt) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        LockWait {
+            deadline: first.as_ref().map(|f| f.0),
+            deadline_error: first.map(|f| f.1),
+            cancelled: Some(Arc::new(move || token.is_cancelled())),
+            blocking: Some(wait_in_place),
+        }
+    }
+
+    /// A transaction for one statement outside a block (READ COMMITTED, as in PostgreSQL).
+    fn autocommit_txn(&self) -> Transaction {
+        let mut t = Transaction::begin(&self.shared.store);
+        t.set_lock_wait(self.lock_wait());
+        t
     }
 
     /// Ends the explicit transaction. A failed commit (write conflict) still ends the
     /// block: the error is returned and the session is idle again, as in PostgreSQL.
     fn commit(&mut self) -> Result<Outcome> {
+        let d = self.default_isolation;
+        self.show_isolation(d);
         let Some(txn) = self.txn.take() else {
             self.notices
                 .push("there is no transaction in progress".into());
@@ -761,9 +858,25 @@ impl Session {
                 let autocommit = self.txn.is_none();
                 let mut txn = match self.txn.take() {
                     Some(t) => t,
-                    None => Transaction::begin(&self.shared.store),
+                    None => self.autocommit_txn(),
                 };
-                let result = dml::execute(self, &mut txn, stmt, params).await;
+                let mark = txn.begin_statement();
+                let mut restarts = 0;
+                let result = loop {
+                    match dml::execute(self, &mut txn, stmt.clone(), params).await {
+                        // READ COMMITTED: a target row changed after the statement's
+                        // snapshot. Its lock is held now: run the statement again on a fresh
+                        // snapshot, where it sees the newest version (PostgreSQL re-checks
+                        // the row; re-running the statement is the same for one row and
+                        // safe for many).
+                        Err(e) if e.restart && restarts < MAX_RESTARTS => {
+                            restarts += 1;
+                            txn.restart_statement(&mark);
+                        }
+                        r => break r,
+                    }
+                };
+                drop(mark);
                 *self.view.lock() = None;
                 if autocommit {
                     let outcome = result?;
@@ -841,8 +954,32 @@ impl Session {
             Set::SetNames { charset_name, .. } => {
                 self.assign_setting("client_encoding", charset_name.value)?;
             }
-            Set::SetTransaction { modes, .. } => {
-                self.note_isolation(&modes);
+            Set::SetTransaction { modes, session, .. } => {
+                if let Some(level) = self.isolation_of(&modes) {
+                    if session {
+                        self.default_isolation = level;
+                        self.settings.insert(
+                            "default_transaction_isolation".into(),
+                            isolation_name(level).into(),
+                        );
+                    }
+                    match &mut self.txn {
+                        Some(t) if !session => {
+                            t.set_isolation(level);
+                            self.show_isolation(level);
+                        }
+                        Some(_) => {}
+                        None => {
+                            if !session {
+                                self.notices.push(
+                                    "SET TRANSACTION can only be used in transaction blocks".into(),
+                                );
+                            }
+                            let d = self.default_isolation;
+                            self.show_isolation(d);
+                        }
+                    }
+                }
             }
             Set::MultipleAssignments { assignments } => {
                 for a in assignments {
@@ -932,8 +1069,25 @@ impl Session {
             ));
         }
         if name == "transaction_isolation" || name == "default_transaction_isolation" {
-            if value.eq_ignore_ascii_case("serializable") {
-                self.notices.push("DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)".into());
+            let level = match value.to_ascii_lowercase().trim_matches('\'') {
+                "read committed" | "read uncommitted" => Isolation::ReadCommitted,
+                "repeatable read" => Isolation::RepeatableRead,
+                "serializable" => {
+                    self.notices.push(SERIALIZABLE_NOTICE.into());
+                    Isolation::RepeatableRead
+                }
+                _ => return Err(invalid()),
+            };
+            if name == "default_transaction_isolation" {
+                self.default_isolation = level;
+                self.settings
+                    .insert(name.into(), isolation_name(level).into());
+                if self.txn.is_none() {
+                    self.show_isolation(level);
+                }
+            } else if let Some(t) = &mut self.txn {
+                t.set_isolation(level);
+                self.show_isolation(level);
             }
             return Ok(());
         }

@@ -290,13 +290,18 @@ async fn plan_choice(c: &tokio_postgres::Client, sql: &str) -> anyhow::Result<(S
         };
         for line in text.lines() {
             let line = line.trim();
-            for kind in ["RowScan: table=", "ColumnScan: table="] {
+            // A primary-key point query runs on the row replica's fast path.
+            for kind in [
+                "RowScan: table=",
+                "ColumnScan: table=",
+                "PointLookup: table=",
+            ] {
                 if let Some(rest) = line.strip_prefix(kind) {
                     let table = rest.split(',').next().unwrap_or_default();
-                    let engine = if kind.starts_with("Row") {
-                        "row"
-                    } else {
+                    let engine = if kind.starts_with("Column") {
                         "column"
+                    } else {
+                        "row"
                     };
                     choices.push(format!("{table}:{engine}"));
                 }

@@ -315,6 +315,13 @@ async fn key_predicates_become_point_and_range_reads() {
         }
     };
     let p = plan("SELECT * FROM ex WHERE id = 7").await;
+    assert!(
+        p.contains("PointLookup: table=ex, engine=row (fast path)"),
+        "{p}"
+    );
+    // The general path's scan of the same lookup.
+    c.batch_execute("SET duet.fast_path = off").await.unwrap();
+    let p = plan("SELECT * FROM ex WHERE id = 7").await;
     assert!(p.contains("access=pk point x1"), "{p}");
     let p = plan("SELECT * FROM ex WHERE id IN (1, 2, 3)").await;
     assert!(p.contains("access=pk point x3"), "{p}");

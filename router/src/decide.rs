@@ -311,7 +311,7 @@ impl Router {
         &self,
         query: Arc<str>,
         table: &str,
-        reason: &'static str,
+        reason: String,
         rows: u64,
         elapsed: std::time::Duration,
     ) {
@@ -327,7 +327,7 @@ impl Router {
             query,
             table.to_string(),
             Replica::Row,
-            reason.to_string(),
+            reason,
             1.0,
             cost,
             None,

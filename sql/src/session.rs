@@ -722,9 +722,15 @@ impl Session {
             }
         };
         let text = self.route.statement.lock().text.clone();
+        // Under `duet.engine = 'row'` the choice was the session's, as for a routed scan.
+        let reason = if self.route.settings.lock().engine == Engine::Row {
+            format!("session setting; {}", plan.reason())
+        } else {
+            plan.reason().to_string()
+        };
         self.shared
             .router
-            .log_fast_path(text, &def.name, plan.reason(), rows, start.elapsed());
+            .log_fast_path(text, &def.name, reason, rows, start.elapsed());
         Some(result)
     }
 

@@ -139,7 +139,13 @@ async fn a_scan_keeps_its_snapshot_while_writes_and_compactions_go_on() {
     let columns = cluster.node().unwrap().columns().clone();
     let fallbacks = columns.fallbacks();
 
-    let tx = c.transaction().await.unwrap();
+    // REPEATABLE READ: the block's second query must see the first one's snapshot too.
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
     let before: i64 = tx
         .query_one("SELECT sum(g)::bigint FROM big", &[])
         .await

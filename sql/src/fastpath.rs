@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use duet_rowstore::{Datum, Row, SqlType, Store, TableDefRef};
@@ -913,6 +913,60 @@ impl FastPlan {
                 Bound::Insert { rows: out }
             }
         })
+    }
+
+    /// What Describe reports for the statement, without planning it: the type of each of
+    /// its `n` parameters (its column's, as DataFusion infers it on the general path) and
+    /// the result schema. `None` if a parameter is used nowhere the fast path can type it.
+    pub fn describe_types(&self, n: usize) -> Option<(Vec<Option<DataType>>, Option<SchemaRef>)> {
+        let mut types: Vec<Option<DataType>> = vec![None; n];
+        let def = &self.def;
+        let mut note = |o: &Operand, col: usize| {
+            if let Operand::Param(i) = o {
+                if let Some(t) = types.get_mut(*i) {
+                    *t = Some(def.columns[col].ty.arrow_type());
+                }
+            }
+        };
+        let key = |key: &[Operand], note: &mut dyn FnMut(&Operand, usize)| {
+            for (o, &c) in key.iter().zip(&def.primary_key) {
+                note(o, c);
+            }
+        };
+        let schema = match &self.op {
+            Op::Select { key: k, schema, .. } => {
+                key(k, &mut note);
+                Some(schema.clone())
+            }
+            Op::Update { key: k, sets } => {
+                key(k, &mut note);
+                for (target, a) in sets {
+                    match a {
+                        Assign::Value(o) => note(o, *target),
+                        // `c = c2 + $1`: typed like `c2`.
+                        Assign::Add {
+                            column, operand, ..
+                        } => note(operand, *column),
+                    }
+                }
+                None
+            }
+            Op::Delete { key: k } => {
+                key(k, &mut note);
+                None
+            }
+            Op::Insert { rows } => {
+                for r in rows {
+                    for (c, o) in r.iter().enumerate() {
+                        if let Some(o) = o {
+                            note(o, c);
+                        }
+                    }
+                }
+                None
+            }
+        };
+        types.iter().all(Option::is_some).then_some((types, schema))
     }
 
     /// Why the statement ran on the row replica, as the routing log and EXPLAIN say it.

@@ -518,6 +518,11 @@ impl Session {
             .await
     }
 
+    /// `duet.fast_path`.
+    pub fn fast_path_enabled(&self) -> bool {
+        self.fast_path
+    }
+
     /// The fast-path plan of `stmt` as this session would run it now: `cached` if its table
     /// has not changed since, else recognised afresh.
     fn fast_plan(&self, stmt: &Statement, cached: Option<&FastPlan>) -> Option<Arc<FastPlan>> {

@@ -514,7 +514,7 @@ impl Session {
         prepared: &crate::handler::Prepared,
         params: &ParamValues,
     ) -> Result<Outcome> {
-        self.execute_with(&prepared.statement, prepared.fast.as_deref(), params)
+        self.execute_with(&prepared.statement, prepared.fast.as_ref(), params)
             .await
     }
 
@@ -525,7 +525,7 @@ impl Session {
 
     /// The fast-path plan of `stmt` as this session would run it now: `cached` if its table
     /// has not changed since, else recognised afresh.
-    fn fast_plan(&self, stmt: &Statement, cached: Option<&FastPlan>) -> Option<Arc<FastPlan>> {
+    fn fast_plan(&self, stmt: &Statement, cached: Option<&Arc<FastPlan>>) -> Option<Arc<FastPlan>> {
         if !self.fast_path
             || !matches!(
                 stmt,
@@ -539,7 +539,7 @@ impl Session {
         }
         let store = &self.shared.store;
         let plan = match cached {
-            Some(p) if p.is_current(store) => Arc::new(p.clone()),
+            Some(p) if p.is_current(store) => p.clone(),
             _ => Arc::new(FastPlan::recognize(stmt, store)?),
         };
         // A forced column replica (setting or hint) is a request for the general path.
@@ -554,7 +554,7 @@ impl Session {
     async fn execute_with(
         &mut self,
         stmt: &Statement,
-        cached: Option<&FastPlan>,
+        cached: Option<&Arc<FastPlan>>,
         params: &ParamValues,
     ) -> Result<Outcome> {
         self.take_stream_failure();

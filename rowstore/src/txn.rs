@@ -309,6 +309,19 @@ impl Transaction {
         Ok(())
     }
 
+    /// Locks the rows at encoded primary keys `pks` as a write would (SELECT … FOR UPDATE):
+    /// waits for their holders, and fails like a write when one changed after the snapshot.
+    pub fn lock_rows<'a>(
+        &mut self,
+        def: &TableDef,
+        pks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<()> {
+        for pk in pks {
+            self.lock_row(&key::record_key(def.storage_id, pk))?;
+        }
+        Ok(())
+    }
+
     /// A read view of the transaction as it is now (its writes so far included).
     pub fn view(&self) -> ReadView {
         self.view.clone()

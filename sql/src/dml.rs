@@ -368,7 +368,7 @@ async fn insert(
 
 /// Reads the target rows: every column, then the key, then `extra` expressions.
 #[allow(clippy::too_many_arguments)]
-async fn read_targets(
+pub(crate) async fn read_targets(
     session: &mut Session,
     txn: &Transaction,
     table: &str,
@@ -398,7 +398,7 @@ async fn read_targets(
     run_collect(session, stmt, params).await
 }
 
-fn keys_of(batch: &RecordBatch, key_col: usize) -> Result<&BinaryArray> {
+pub(crate) fn keys_of(batch: &RecordBatch, key_col: usize) -> Result<&BinaryArray> {
     batch
         .column(key_col)
         .as_any()

@@ -308,10 +308,15 @@ async fn concurrent_bank_transfers_keep_the_total() {
         let done = done.clone();
         tokio::spawn(async move {
             let mut checks = 0;
-            while !done.load(Ordering::Relaxed) {
+            // At least one check, however fast the transfers finish.
+            loop {
+                let finished = done.load(Ordering::Relaxed);
                 let total = crate::int(&c, "SELECT sum(bal)::bigint FROM bank").await;
                 assert_eq!(total, ACCOUNTS as i64 * 1000);
                 checks += 1;
+                if finished {
+                    break;
+                }
             }
             checks
         })
@@ -332,3 +337,69 @@ async fn concurrent_bank_transfers_keep_the_total() {
 }
 
 use rand::SeedableRng;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_for_update_locks_the_rows_it_reads() {
+    let (_cluster, a, b) = acc_with_one_row("for-update").await;
+    // Read-modify-write under READ COMMITTED: the second reader waits for the first
+    // writer and reads its result, so no update is lost.
+    a.batch_execute("BEGIN").await.unwrap();
+    let v: i32 = a
+        .query_one("SELECT bal FROM acc WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 100);
+    b.batch_execute("BEGIN").await.unwrap();
+    let h = tokio::spawn(async move {
+        let r = b
+            .query_one("SELECT bal FROM acc AS x WHERE x.id = 1 FOR UPDATE", &[])
+            .await
+            .map(|r| r.get::<_, i32>(0));
+        (b, r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!h.is_finished(), "FOR UPDATE did not wait for the row lock");
+    a.batch_execute("UPDATE acc SET bal = 90 WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    let (b, r) = h.await.unwrap();
+    assert_eq!(
+        r.unwrap(),
+        90,
+        "the waiting reader sees the committed write"
+    );
+    b.batch_execute("UPDATE acc SET bal = 80 WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::int(&a, "SELECT bal::bigint FROM acc WHERE id = 1").await,
+        80
+    );
+
+    // NOWAIT fails at once; SKIP LOCKED and joins are refused rather than ignored.
+    a.batch_execute("BEGIN; SELECT * FROM acc WHERE bal > 0 FOR SHARE")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    let e = b
+        .batch_execute("SELECT * FROM acc WHERE id = 2 FOR UPDATE NOWAIT")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("55P03"), "{e:?}");
+    b.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+    for sql in [
+        "SELECT * FROM acc FOR UPDATE SKIP LOCKED",
+        "SELECT * FROM acc x JOIN acc y ON x.id = y.id FOR UPDATE",
+    ] {
+        let e = b.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            crate::sqlstate(&e).as_deref(),
+            Some("0A000"),
+            "{sql}: {e:?}"
+        );
+        b.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+    }
+    b.batch_execute("ROLLBACK").await.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+}

@@ -889,7 +889,9 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let result = self._on_execute(client, message).await;
+        let result = self
+            ._on_execute(&mut crate::deferred::Deferred::new(client), message)
+            .await;
         // The session, not pgwire's bookkeeping, knows whether a transaction is open or failed.
         let status = status_of(&*self.session.lock().await);
         client.set_transaction_status(status);

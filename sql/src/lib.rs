@@ -14,6 +14,7 @@ pub mod analyze;
 pub mod cancel;
 pub mod copy;
 pub mod ddl;
+pub mod deferred;
 pub mod dml;
 pub mod error;
 pub mod fastpath;

@@ -319,12 +319,15 @@ pub struct Proposer {
 }
 
 /// A proposal on its way; [`PendingProposal::wait`] returns its index once applied.
-pub struct PendingProposal(Receiver<Result<u64>>);
+/// (The receiver sits in a mutex only so the handle is `Sync` and a session that keeps one
+/// can be shared; it is locked once, by `wait`.)
+pub struct PendingProposal(std::sync::Mutex<Receiver<Result<u64>>>);
 
 impl PendingProposal {
     /// Blocks until the entry is applied by the proposing peer's state machine.
     pub fn wait(self) -> Result<u64> {
-        self.0.recv().map_err(|_| Error::Stopped)?
+        let rx = self.0.into_inner().map_err(|_| Error::Stopped)?;
+        rx.recv().map_err(|_| Error::Stopped)?
     }
 }
 
@@ -335,7 +338,7 @@ impl Proposer {
         self.tx
             .send(Event::Propose { data, done })
             .map_err(|_| Error::Stopped)?;
-        Ok(PendingProposal(rx))
+        Ok(PendingProposal(std::sync::Mutex::new(rx)))
     }
     /// The peer's figures.
     pub fn status(&self) -> &Arc<PeerStatus> {

@@ -349,53 +349,69 @@ impl Store {
     /// a version newer than `snapshot` (first committer wins), propose one entry, wait until
     /// it is applied here. The entry's index is the commit version.
     pub(crate) fn commit_txn(&self, snapshot: Version, writes: &WriteSet) -> Result<Version> {
-        let pending = {
-            let _gate = self.ddl_gate.read();
-            {
-                let mut latches = self.latches.lock();
-                if writes.keys().any(|k| latches.contains(k)) {
-                    return Err(Error::WriteConflict);
-                }
-                latches.extend(writes.keys().cloned());
+        let pending = self.propose_txn(snapshot, writes)?;
+        self.finish_txn(pending, writes)
+    }
+
+    /// The first half of [`Store::commit_txn`]: latch, check and propose, without waiting.
+    pub(crate) fn propose_txn(
+        &self,
+        snapshot: Version,
+        writes: &WriteSet,
+    ) -> Result<PendingProposal> {
+        let _gate = self.ddl_gate.read();
+        {
+            let mut latches = self.latches.lock();
+            if writes.keys().any(|k| latches.contains(k)) {
+                return Err(Error::WriteConflict);
             }
-            let release = |this: &Self| {
-                let mut latches = this.latches.lock();
-                for k in writes.keys() {
-                    latches.remove(k);
-                }
-            };
-            // A commit that released its latches has written RocksDB first, so checking
-            // after latching sees it.
-            match self.latest_versions(writes.keys()) {
-                Ok(versions) => {
-                    if versions.iter().any(|v| v.is_some_and(|v| v > snapshot)) {
-                        release(self);
-                        return Err(Error::WriteConflict);
-                    }
-                }
-                Err(e) => {
-                    release(self);
-                    return Err(e);
-                }
-            }
-            let data = encode_parts(
-                writes.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
-                &[],
-                self.next_id.load(Ordering::Relaxed) as u64,
-                self.next_rowid.load(Ordering::Relaxed),
-                false,
-            );
-            match self.proposer().and_then(|p| {
-                p.propose(data)
-                    .map_err(|e| Error::Replication(e.to_string()))
-            }) {
-                Ok(p) => p,
-                Err(e) => {
-                    release(self);
-                    return Err(e);
-                }
+            latches.extend(writes.keys().cloned());
+        }
+        let release = |this: &Self| {
+            let mut latches = this.latches.lock();
+            for k in writes.keys() {
+                latches.remove(k);
             }
         };
+        // A commit that released its latches has written RocksDB first, so checking
+        // after latching sees it.
+        match self.latest_versions(writes.keys()) {
+            Ok(versions) => {
+                if versions.iter().any(|v| v.is_some_and(|v| v > snapshot)) {
+                    release(self);
+                    return Err(Error::WriteConflict);
+                }
+            }
+            Err(e) => {
+                release(self);
+                return Err(e);
+            }
+        }
+        let data = encode_parts(
+            writes.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+            &[],
+            self.next_id.load(Ordering::Relaxed) as u64,
+            self.next_rowid.load(Ordering::Relaxed),
+            false,
+        );
+        match self.proposer().and_then(|p| {
+            p.propose(data)
+                .map_err(|e| Error::Replication(e.to_string()))
+        }) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                release(self);
+                Err(e)
+            }
+        }
+    }
+
+    /// The second half of [`Store::commit_txn`]: wait until the proposal is applied here.
+    pub(crate) fn finish_txn(
+        &self,
+        pending: PendingProposal,
+        writes: &WriteSet,
+    ) -> Result<Version> {
         let r = Self::await_applied(pending);
         if r.is_err() {
             // Applying releases the latches; a failed proposal must too.

@@ -46,6 +46,22 @@ pub enum Isolation {
 /// rely on the commit check alone, so a bulk load does not fill the lock table.
 pub const MAX_LOCKED_INSERT: usize = 1024;
 
+/// A commit proposed by [`Transaction::commit_pipelined`] and not yet known to be applied.
+pub struct PendingCommit {
+    txn: Transaction,
+    pending: Option<duet_replication::PendingProposal>,
+}
+
+impl PendingCommit {
+    /// Waits until the commit is applied here; returns its version.
+    pub fn wait(self) -> Result<Version> {
+        match self.pending {
+            None => Ok(self.txn.view.snapshot),
+            Some(p) => self.txn.view.store.finish_txn(p, &self.txn.view.writes),
+        }
+    }
+}
+
 /// Where a statement started: its writes so far, to go back to when it restarts.
 pub struct StatementMark {
     writes: Arc<WriteSet>,
@@ -335,6 +351,22 @@ impl Transaction {
         self.view
             .store
             .commit_txn(self.view.snapshot, &self.view.writes)
+    }
+
+    /// Proposes the commit and returns without waiting for it (a bulk load goes on with its
+    /// next batch meanwhile). The transaction's locks and snapshot are held until
+    /// [`PendingCommit::wait`].
+    pub fn commit_pipelined(self) -> Result<PendingCommit> {
+        let pending = if self.view.writes.is_empty() {
+            None
+        } else {
+            Some(
+                self.view
+                    .store
+                    .propose_txn(self.view.snapshot, &self.view.writes)?,
+            )
+        };
+        Ok(PendingCommit { txn: self, pending })
     }
 
     fn writes_mut(&mut self) -> &mut WriteSet {

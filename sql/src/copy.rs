@@ -56,6 +56,8 @@ pub struct CopyIn {
     pub failed: Option<PgError>,
     /// The transaction rows go into when the session has none.
     own_txn: Option<Transaction>,
+    /// The previous batch's commit, proposed and not yet waited for (autocommit mode).
+    in_flight: Option<duet_rowstore::txn::PendingCommit>,
     line: u64,
 }
 
@@ -231,6 +233,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
         pending_rows: 0,
         count: 0,
         uncommitted: 0,
+        in_flight: None,
         failed: None,
         own_txn,
         line: 0,
@@ -261,6 +264,9 @@ impl CopyIn {
         }
         self.parse(true)?;
         self.flush(session, true)?;
+        if let Some(previous) = self.in_flight.take() {
+            blocking(|| previous.wait())?;
+        }
         if let Some(txn) = self.own_txn.take() {
             blocking(|| txn.commit())?;
         }
@@ -513,7 +519,11 @@ impl CopyIn {
             self.uncommitted += n;
             if self.uncommitted >= COMMIT_ROWS {
                 if let Some(t) = self.own_txn.take() {
-                    blocking(|| t.commit())?;
+                    // The batch commits while the next one is parsed; at most one waits.
+                    let pending = t.commit_pipelined()?;
+                    if let Some(previous) = self.in_flight.replace(pending) {
+                        blocking(|| previous.wait())?;
+                    }
                     self.own_txn = Some(Transaction::begin(&session.shared.store));
                     self.uncommitted = 0;
                 }

@@ -218,7 +218,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
     let own_txn = if session.in_transaction() {
         None
     } else {
-        Some(Transaction::begin(&session.shared.store))
+        Some(session.autocommit_txn())
     };
     Ok(CopyIn {
         def,
@@ -524,7 +524,7 @@ impl CopyIn {
                     if let Some(previous) = self.in_flight.replace(pending) {
                         blocking(|| previous.wait())?;
                     }
-                    self.own_txn = Some(Transaction::begin(&session.shared.store));
+                    self.own_txn = Some(session.autocommit_txn());
                     self.uncommitted = 0;
                 }
             }

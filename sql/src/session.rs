@@ -804,7 +804,7 @@ impl Session {
     }
 
     /// A transaction for one statement outside a block (READ COMMITTED, as in PostgreSQL).
-    fn autocommit_txn(&self) -> Transaction {
+    pub(crate) fn autocommit_txn(&self) -> Transaction {
         let mut t = Transaction::begin(&self.shared.store);
         t.set_lock_wait(self.lock_wait());
         t

@@ -46,7 +46,7 @@ pub const MAX_QUERY_BYTES: usize = 16 << 20;
 /// A prepared statement: the parsed statement plus what Describe reports.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    pub statement: Statement,
+    pub statement: Arc<Statement>,
     /// The text it was prepared from (the routing log shows it; hints are read from it).
     pub text: Arc<str>,
     pub param_types: Vec<Option<DataType>>,
@@ -89,6 +89,7 @@ impl Connection {
         Ok(Self {
             cancels,
             parser: Arc::new(DuetQueryParser {
+                parsed: Default::default(),
                 session: session.clone(),
             }),
             session,
@@ -501,7 +502,15 @@ impl SimpleQueryHandler for Handler {
 /// types for Describe.
 pub struct DuetQueryParser {
     session: Arc<Mutex<Session>>,
+    /// Fast-path statements this connection has parsed, by text: a client that parses the
+    /// same text for every execution (the extended protocol's unnamed statement, as
+    /// pgbench -M extended and many drivers do) skips the parser. An entry is used only while
+    /// its table's definition is the one it was recognised against.
+    parsed: parking_lot::Mutex<HashMap<String, Prepared>>,
 }
+
+/// Texts the per-connection parse cache keeps (it is emptied when full).
+const PARSE_CACHE_SIZE: usize = 256;
 
 fn placeholder_index(e: &Expr) -> Option<usize> {
     match e {
@@ -760,6 +769,17 @@ impl QueryParser for DuetQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let hit = self.parsed.lock().get(sql).cloned();
+        if let Some(p) = hit {
+            let session = self.session.lock().await;
+            let current = p
+                .fast
+                .as_ref()
+                .is_some_and(|f| f.is_current(&session.shared.store));
+            if current && session.fast_path_enabled() {
+                return Ok(Some(p));
+            }
+        }
         let mut stmts = parse_sql(sql).map_err(PgError::into_pgwire)?;
         match stmts.len() {
             0 => Ok(None),
@@ -780,7 +800,7 @@ impl QueryParser for DuetQueryParser {
                 };
                 // Describe information is best effort: a statement that cannot be planned now
                 // (e.g. its table is created later in the same transaction) still prepares.
-                let (param_types, schema) = match fast_describe {
+                let (param_types, schema) = match fast_describe.clone() {
                     Some(d) => d,
                     None => match self.describe(&statement).await {
                         Ok(d) => d,
@@ -790,13 +810,22 @@ impl QueryParser for DuetQueryParser {
                         Err(_) => (vec![None; max_placeholder(&statement)], None),
                     },
                 };
-                Ok(Some(Prepared {
-                    statement,
+                let described_fast = fast_describe.is_some();
+                let prepared = Prepared {
+                    statement: Arc::new(statement),
                     text: Arc::from(sql),
                     param_types,
                     schema,
                     fast,
-                }))
+                };
+                if described_fast {
+                    let mut cache = self.parsed.lock();
+                    if cache.len() >= PARSE_CACHE_SIZE {
+                        cache.clear();
+                    }
+                    cache.insert(sql.to_string(), prepared.clone());
+                }
+                Ok(Some(prepared))
             }
             _ => Err(PgError::new(
                 SqlState::SyntaxError,

@@ -415,3 +415,42 @@ async fn fast_path_writes_equal_the_general_path() {
     let n: usize = logged[0][0].as_deref().unwrap().parse().unwrap();
     assert!(n > 100, "{n}");
 }
+
+/// A driver that parses the same text for every execution gets it from the connection's
+/// parse cache, until the table changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reparsed_texts_follow_table_changes() {
+    let cluster = ClusterBuilder::new("fastpath-reparse")
+        .build()
+        .await
+        .unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute("CREATE TABLE kx (k int PRIMARY KEY, a int); INSERT INTO kx VALUES (1, 10)")
+        .await
+        .unwrap();
+    let sql = "SELECT * FROM kx WHERE k = $1";
+    for _ in 0..3 {
+        let rows = c.query(sql, &[&1i32]).await.unwrap();
+        assert_eq!(rows[0].len(), 2);
+        assert_eq!(rows[0].get::<_, i32>(1), 10);
+    }
+    c.batch_execute(
+        "DROP TABLE kx; CREATE TABLE kx (k int PRIMARY KEY, a text, b int);
+         INSERT INTO kx VALUES (1, 'new', 7)",
+    )
+    .await
+    .unwrap();
+    let rows = c.query(sql, &[&1i32]).await.unwrap();
+    assert_eq!(
+        rows[0].len(),
+        3,
+        "the cached parse of the old table was used"
+    );
+    assert_eq!(rows[0].get::<_, &str>(1), "new");
+    c.batch_execute("ALTER TABLE kx ADD COLUMN d int DEFAULT 5")
+        .await
+        .unwrap();
+    let rows = c.query(sql, &[&1i32]).await.unwrap();
+    assert_eq!(rows[0].len(), 4);
+    assert_eq!(rows[0].get::<_, i32>(3), 5);
+}

@@ -788,6 +788,29 @@ fn recognize_insert(i: &sqlparser::ast::Insert, store: &Store) -> Option<FastPla
     })
 }
 
+/// Longest text [`parse_if_fast`] tries.
+const FAST_PARSE_MAX: usize = 4096;
+
+/// The statements of `sql` parsed by sqlparser alone, if every one of them is a fast-path
+/// statement. datafusion-pg-catalog's parser (which `handler::parse_sql` uses) scans the
+/// tokens for whole catalog queries of known clients and runs a dozen rewrite passes; none
+/// of them applies to the shapes recognised here (plain columns of a user table, literals,
+/// parameters, `=` and AND), so for those the plain parse is the same tree, for less work
+/// (simple-query mode parses every execution's text).
+pub fn parse_if_fast(sql: &str, store: &Store) -> Option<Vec<Statement>> {
+    if sql.len() > FAST_PARSE_MAX {
+        return None;
+    }
+    let stmts =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .ok()?;
+    (!stmts.is_empty()
+        && stmts
+            .iter()
+            .all(|s| FastPlan::recognize(s, store).is_some()))
+    .then_some(stmts)
+}
+
 fn param(params: &ParamValues, i: usize) -> Option<&ScalarValue> {
     match params {
         ParamValues::List(l) => l.get(i).map(|p| &p.value),
@@ -1146,6 +1169,28 @@ mod tests {
             "INSERT INTO acc (aid, aid) VALUES (1, 2)",
         ] {
             assert!(plan(&s, sql).is_none(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_plain_parse_is_the_compatibility_parse_for_fast_shapes() {
+        let s = store();
+        for sql in [
+            "SELECT bal FROM acc WHERE aid = 1;",
+            "SELECT a.bal AS b, name FROM public.acc a WHERE (a.aid = -3)",
+            "UPDATE acc SET bal = bal + -5, name = 'it''s' WHERE aid = 7; DELETE FROM acc WHERE aid = 2",
+            "INSERT INTO acc (aid, bal) VALUES (1, NULL)",
+        ] {
+            let plain = parse_if_fast(sql, &s).unwrap_or_else(|| panic!("{sql}"));
+            assert_eq!(plain, crate::handler::parse_sql(sql).unwrap(), "{sql}");
+        }
+        for sql in [
+            "SELECT bal FROM acc WHERE aid > 1",
+            "SELECT bal FROM acc WHERE aid = 1; SELECT 1",
+            "SELECT * FROM pg_class WHERE oid = 1",
+            "not sql at all",
+        ] {
+            assert!(parse_if_fast(sql, &s).is_none(), "{sql}");
         }
     }
 

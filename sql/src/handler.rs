@@ -457,11 +457,15 @@ impl SimpleQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = match parse_sql(query) {
+        let mut session = self.session.lock().await;
+        let fast = session
+            .fast_path_enabled()
+            .then(|| crate::fastpath::parse_if_fast(query, &session.shared.store))
+            .flatten();
+        let statements = match fast.map(Ok).unwrap_or_else(|| parse_sql(query)) {
             Ok(s) => s,
             Err(e) => return Ok(vec![Response::Error(Box::new(e.into_error_info()))]),
         };
-        let mut session = self.session.lock().await;
         let mut out = Vec::with_capacity(statements.len());
         let empty = ParamValues::List(vec![]);
         let text: Arc<str> = Arc::from(query);

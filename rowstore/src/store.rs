@@ -344,16 +344,11 @@ impl Store {
         cmd
     }
 
-    /// Commits a transaction's writes (see [`crate::txn::Transaction::commit`]): latch the
+    /// Proposes a transaction's writes (see [`crate::txn::Transaction::commit`]): latch the
     /// written keys (a key latched by a commit in flight is a conflict), check that no key has
-    /// a version newer than `snapshot` (first committer wins), propose one entry, wait until
-    /// it is applied here. The entry's index is the commit version.
-    pub(crate) fn commit_txn(&self, snapshot: Version, writes: &WriteSet) -> Result<Version> {
-        let pending = self.propose_txn(snapshot, writes)?;
-        self.finish_txn(pending, writes)
-    }
-
-    /// The first half of [`Store::commit_txn`]: latch, check and propose, without waiting.
+    /// a version newer than `snapshot` (first committer wins), propose one entry.
+    /// [`Store::finish_txn`] then waits until it is applied here; the entry's index is the
+    /// commit version.
     pub(crate) fn propose_txn(
         &self,
         snapshot: Version,
@@ -406,7 +401,7 @@ impl Store {
         }
     }
 
-    /// The second half of [`Store::commit_txn`]: wait until the proposal is applied here.
+    /// Waits until a proposal of [`Store::propose_txn`] is applied here.
     pub(crate) fn finish_txn(
         &self,
         pending: PendingProposal,

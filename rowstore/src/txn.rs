@@ -310,12 +310,11 @@ impl Transaction {
     /// Locks the row at record key `rk` (waiting for its holder to end), then checks that no
     /// transaction committed a change to it after this statement's snapshot.
     fn lock_row(&mut self, rk: &Key) -> Result<()> {
-        let store = self.view.store.clone();
-        if !store.locks.acquire(self.id, rk, &self.wait)? {
+        if !self.view.store.locks.acquire(self.id, rk, &self.wait)? {
             return Ok(());
         }
         self.locked.push(rk.clone());
-        let latest = store.latest_versions(std::iter::once(rk))?;
+        let latest = self.view.store.latest_versions(std::iter::once(rk))?;
         if latest[0].is_some_and(|v| v > self.view.snapshot) {
             return Err(match self.isolation {
                 Isolation::ReadCommitted => Error::StatementRestart,
@@ -345,12 +344,7 @@ impl Transaction {
 
     /// Commits; returns the commit version (the snapshot if nothing was written).
     pub fn commit(self) -> Result<Version> {
-        if self.view.writes.is_empty() {
-            return Ok(self.view.snapshot);
-        }
-        self.view
-            .store
-            .commit_txn(self.view.snapshot, &self.view.writes)
+        self.commit_pipelined()?.wait()
     }
 
     /// Proposes the commit and returns without waiting for it (a bulk load goes on with its
@@ -452,8 +446,7 @@ impl Transaction {
         order.sort_by(|&a, &b| keyed[a].1.cmp(&keyed[b].1));
         if !def.has_hidden_rowid() && keyed.len() <= MAX_LOCKED_INSERT {
             for &i in &order {
-                let rk = keyed[i].1.clone();
-                self.lock_row(&rk)?;
+                self.lock_row(&keyed[i].1)?;
             }
         }
         let found = self

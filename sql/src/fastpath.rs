@@ -797,18 +797,25 @@ const FAST_PARSE_MAX: usize = 4096;
 /// of them applies to the shapes recognised here (plain columns of a user table, literals,
 /// parameters, `=` and AND), so for those the plain parse is the same tree, for less work
 /// (simple-query mode parses every execution's text).
-pub fn parse_if_fast(sql: &str, store: &Store) -> Option<Vec<Statement>> {
+///
+/// Each statement comes with its plan, so it is not recognised again when it runs.
+pub fn parse_if_fast(sql: &str, store: &Store) -> Option<Vec<(Statement, Arc<FastPlan>)>> {
     if sql.len() > FAST_PARSE_MAX {
         return None;
     }
     let stmts =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
             .ok()?;
-    (!stmts.is_empty()
-        && stmts
-            .iter()
-            .all(|s| FastPlan::recognize(s, store).is_some()))
-    .then_some(stmts)
+    if stmts.is_empty() {
+        return None;
+    }
+    stmts
+        .into_iter()
+        .map(|s| {
+            let plan = FastPlan::recognize(&s, store)?;
+            Some((s, Arc::new(plan)))
+        })
+        .collect()
 }
 
 fn param(params: &ParamValues, i: usize) -> Option<&ScalarValue> {
@@ -1181,7 +1188,11 @@ mod tests {
             "UPDATE acc SET bal = bal + -5, name = 'it''s' WHERE aid = 7; DELETE FROM acc WHERE aid = 2",
             "INSERT INTO acc (aid, bal) VALUES (1, NULL)",
         ] {
-            let plain = parse_if_fast(sql, &s).unwrap_or_else(|| panic!("{sql}"));
+            let plain: Vec<Statement> = parse_if_fast(sql, &s)
+                .unwrap_or_else(|| panic!("{sql}"))
+                .into_iter()
+                .map(|(stmt, _)| stmt)
+                .collect();
             assert_eq!(plain, crate::handler::parse_sql(sql).unwrap(), "{sql}");
         }
         for sql in [

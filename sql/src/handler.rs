@@ -376,10 +376,11 @@ fn into_response(
 async fn run_guarded(
     session: &mut Session,
     guard: &crate::cancel::StatementGuard,
-    stmt: Statement,
+    stmt: &Statement,
+    plan: Option<&Arc<crate::fastpath::FastPlan>>,
     params: &ParamValues,
 ) -> Result<Outcome, PgError> {
-    let result = guard.run(session.execute(stmt, params)).await;
+    let result = guard.run(session.execute_planned(stmt, plan, params)).await;
     if result.is_err() {
         session.mark_failed();
     }
@@ -462,15 +463,21 @@ impl SimpleQueryHandler for Handler {
             .fast_path_enabled()
             .then(|| crate::fastpath::parse_if_fast(query, &session.shared.store))
             .flatten();
-        let statements = match fast.map(Ok).unwrap_or_else(|| parse_sql(query)) {
-            Ok(s) => s,
-            Err(e) => return Ok(vec![Response::Error(Box::new(e.into_error_info()))]),
+        let statements: Vec<(Statement, Option<Arc<crate::fastpath::FastPlan>>)> = match fast {
+            Some(planned) => planned
+                .into_iter()
+                .map(|(stmt, plan)| (stmt, Some(plan)))
+                .collect(),
+            None => match parse_sql(query) {
+                Ok(s) => s.into_iter().map(|stmt| (stmt, None)).collect(),
+                Err(e) => return Ok(vec![Response::Error(Box::new(e.into_error_info()))]),
+            },
         };
         let mut out = Vec::with_capacity(statements.len());
         let empty = ParamValues::List(vec![]);
         let text: Arc<str> = Arc::from(query);
         let several = statements.len() > 1;
-        for stmt in statements {
+        for (stmt, plan) in statements {
             if several {
                 // The log shows each statement of the message on its own; hints come from
                 // the whole message (the parser drops comments).
@@ -479,7 +486,7 @@ impl SimpleQueryHandler for Handler {
                 session.set_statement(&text);
             }
             let guard = session.statement_guard();
-            let result = run_guarded(&mut session, &guard, stmt, &empty).await;
+            let result = run_guarded(&mut session, &guard, &stmt, plan.as_ref(), &empty).await;
             send_notices(client, &mut session).await?;
             match result.and_then(|o| {
                 into_response(o, &Format::UnifiedText, guard)
@@ -950,10 +957,14 @@ impl ExtendedQueryHandler for Handler {
         let mut session = self.session.lock().await;
         session.set_statement(&prepared.text);
         let guard = session.statement_guard();
-        let result = guard.run(session.execute_prepared(prepared, &params)).await;
-        if result.is_err() {
-            session.mark_failed();
-        }
+        let result = run_guarded(
+            &mut session,
+            &guard,
+            &prepared.statement,
+            prepared.fast.as_ref(),
+            &params,
+        )
+        .await;
         send_notices(client, &mut session).await?;
         let outcome = result.map_err(PgError::into_pgwire)?;
         into_response(outcome, &portal.result_column_format, guard)

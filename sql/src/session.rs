@@ -110,6 +110,32 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// before it gives up with 40001.
 const MAX_RESTARTS: usize = 100;
 
+/// One statement's READ COMMITTED re-runs: where it started and how often it has run again.
+struct StatementRetry {
+    mark: duet_rowstore::txn::StatementMark,
+    restarts: usize,
+}
+
+impl StatementRetry {
+    fn start(txn: &mut Transaction) -> Self {
+        StatementRetry {
+            mark: txn.begin_statement(),
+            restarts: 0,
+        }
+    }
+
+    /// Whether `e` asks for the statement to run again; if so `txn` is ready for it (its
+    /// writes back at the mark, a fresh snapshot, its locks kept).
+    fn again(&mut self, txn: &mut Transaction, e: &PgError) -> bool {
+        if !e.restart || self.restarts >= MAX_RESTARTS {
+            return false;
+        }
+        self.restarts += 1;
+        txn.restart_statement(&self.mark);
+        true
+    }
+}
+
 const SERIALIZABLE_NOTICE: &str =
     "DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)";
 
@@ -508,14 +534,16 @@ impl Session {
         self.execute_with(&stmt, None, params).await
     }
 
-    /// Runs a prepared statement: through its fast-path plan when it has one that binds.
-    pub async fn execute_prepared(
+    /// Runs a statement whose fast-path plan was made when it was parsed (a prepared
+    /// statement, or a simple query parsed for the fast path); the plan is used if its table
+    /// is unchanged and its parameters bind.
+    pub async fn execute_planned(
         &mut self,
-        prepared: &crate::handler::Prepared,
+        stmt: &Statement,
+        plan: Option<&Arc<FastPlan>>,
         params: &ParamValues,
     ) -> Result<Outcome> {
-        self.execute_with(&prepared.statement, prepared.fast.as_ref(), params)
-            .await
+        self.execute_with(stmt, plan, params).await
     }
 
     /// `duet.fast_path`.
@@ -537,18 +565,17 @@ impl Session {
         {
             return None;
         }
-        let store = &self.shared.store;
-        let plan = match cached {
-            Some(p) if p.is_current(store) => p.clone(),
-            _ => Arc::new(FastPlan::recognize(stmt, store)?),
-        };
         // A forced column replica (setting or hint) is a request for the general path.
         if self.route.settings.lock().engine == Engine::Column
             || !self.route.statement.lock().hints.is_empty()
         {
             return None;
         }
-        Some(plan)
+        let store = &self.shared.store;
+        match cached {
+            Some(p) if p.is_current(store) => Some(p.clone()),
+            _ => FastPlan::recognize(stmt, store).map(Arc::new),
+        }
     }
 
     async fn execute_with(
@@ -612,7 +639,6 @@ impl Session {
     fn run_fast(&mut self, plan: &FastPlan, params: &ParamValues) -> Option<Result<Outcome>> {
         let bound = plan.bind(params)?;
         let def = &plan.def;
-        let store = self.shared.store.clone();
         let start = std::time::Instant::now();
         let (rows, result) = match bound {
             Bound::Select {
@@ -624,7 +650,7 @@ impl Session {
                     None => Ok(None),
                     Some(pk) => match &self.txn {
                         Some(t) => t.get_row(def, &pk),
-                        None => Transaction::begin(&store).get_row(def, &pk),
+                        None => Transaction::begin(&self.shared.store).get_row(def, &pk),
                     },
                 };
                 let result = row.map_err(PgError::from).and_then(|row| {
@@ -650,78 +676,62 @@ impl Session {
                     Some(t) => t,
                     None => self.autocommit_txn(),
                 };
-                let mark = txn.begin_statement();
-                let mut restarts = 0;
+                let mut retry = StatementRetry::start(&mut txn);
+                // The command tag's verb and the rows written; `None`: the general path.
                 let done = loop {
-                    let done = match &write {
-                        Bound::Update { pk, plan: set } => (|| -> Result<Option<String>> {
+                    let done: Result<Option<(&str, u64)>> = match &write {
+                        Bound::Update { pk, plan: set } => (|| {
                             let old = match pk {
                                 Some(pk) => txn.get_row(def, pk)?,
                                 None => None,
                             };
                             let (Some(pk), Some(old)) = (pk, old) else {
-                                return Ok(Some("UPDATE 0".into()));
+                                return Ok(Some(("UPDATE", 0)));
                             };
                             let Some(new) = set.apply(def, &old) else {
                                 return Ok(None);
                             };
                             txn.replace(def, pk, &old, new)?;
-                            Ok(Some("UPDATE 1".into()))
+                            Ok(Some(("UPDATE", 1)))
                         })(),
                         Bound::Delete { pk } => match pk {
                             Some(pk) => txn
                                 .delete(def, pk)
-                                .map(|old| Some(format!("DELETE {}", old.is_some() as u8)))
+                                .map(|old| Some(("DELETE", old.is_some() as u64)))
                                 .map_err(PgError::from),
-                            None => Ok(Some("DELETE 0".into())),
+                            None => Ok(Some(("DELETE", 0))),
                         },
-                        Bound::Insert { rows } => {
-                            let n = rows.len();
-                            txn.insert_many(def, rows.clone())
-                                .map(|()| Some(format!("INSERT 0 {n}")))
-                                .map_err(PgError::from)
-                        }
+                        Bound::Insert { rows } => txn
+                            .insert_many(def, rows.clone())
+                            .map(|()| Some(("INSERT 0", rows.len() as u64)))
+                            .map_err(PgError::from),
                         Bound::Select { .. } => unreachable!("handled above"),
                     };
                     match done {
                         // READ COMMITTED: the row changed under the statement; its lock is
                         // held now, so the next read sees its newest version.
-                        Err(e) if e.restart && restarts < MAX_RESTARTS => {
-                            restarts += 1;
-                            txn.restart_statement(&mark);
-                        }
+                        Err(e) if retry.again(&mut txn, &e) => {}
                         done => break done,
                     }
                 };
-                drop(mark);
-                let result = match done {
-                    Ok(None) => {
+                let (verb, n) = match done {
+                    Ok(Some(written)) => written,
+                    other => {
                         if !autocommit {
                             self.txn = Some(txn);
                         }
-                        return None;
-                    }
-                    Ok(Some(tag)) if autocommit => blocking(|| txn.commit())
-                        .map(|_| Outcome::Command(tag))
-                        .map_err(PgError::from),
-                    Ok(Some(tag)) => {
-                        self.txn = Some(txn);
-                        Ok(Outcome::Command(tag))
-                    }
-                    Err(e) => {
-                        if !autocommit {
-                            self.txn = Some(txn);
-                        }
-                        Err(e)
+                        // Ok(None): nothing was written; the general path runs it.
+                        return other.err().map(Err);
                     }
                 };
-                let n = match &result {
-                    Ok(Outcome::Command(tag)) => tag
-                        .rsplit(' ')
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0),
-                    _ => 0,
+                let tag = Outcome::Command(format!("{verb} {n}"));
+                let result = if autocommit {
+                    blocking(|| txn.commit())
+                        .map(|_| tag)
+                        .map_err(PgError::from)
+                } else {
+                    self.txn = Some(txn);
+                    Ok(tag)
                 };
                 (n, result)
             }
@@ -839,10 +849,7 @@ impl Session {
                 format: None,
                 options: None,
                 ..
-            } if self.fast_plan(statement, None).is_some() => {
-                let plan = self.fast_plan(statement, None).ok_or_else(|| {
-                    PgError::new(SqlState::InternalError, "fast-path plan vanished")
-                })?;
+            } if let Some(plan) = self.fast_plan(statement, None) => {
                 let schema = Arc::new(Schema::new(vec![
                     Field::new("plan_type", DataType::Utf8, false),
                     Field::new("plan", DataType::Utf8, false),
@@ -872,8 +879,7 @@ impl Session {
                     Some(t) => t,
                     None => self.autocommit_txn(),
                 };
-                let mark = txn.begin_statement();
-                let mut restarts = 0;
+                let mut retry = StatementRetry::start(&mut txn);
                 let result = loop {
                     match dml::execute(self, &mut txn, stmt.clone(), params).await {
                         // READ COMMITTED: a target row changed after the statement's
@@ -881,14 +887,11 @@ impl Session {
                         // snapshot, where it sees the newest version (PostgreSQL re-checks
                         // the row; re-running the statement is the same for one row and
                         // safe for many).
-                        Err(e) if e.restart && restarts < MAX_RESTARTS => {
-                            restarts += 1;
-                            txn.restart_statement(&mark);
-                        }
+                        Err(e) if retry.again(&mut txn, &e) => {}
                         r => break r,
                     }
                 };
-                drop(mark);
+                drop(retry);
                 *self.view.lock() = None;
                 if autocommit {
                     let outcome = result?;
@@ -1001,8 +1004,7 @@ impl Session {
             wait.deadline_error = Some(duet_rowstore::Error::LockTimeout);
             txn.set_lock_wait(wait);
         }
-        let mark = txn.begin_statement();
-        let mut restarts = 0;
+        let mut retry = StatementRetry::start(&mut txn);
         let locked = loop {
             let r = match dml::read_targets(
                 self,
@@ -1027,14 +1029,11 @@ impl Session {
                 Err(e) => Err(e),
             };
             match r {
-                Err(e) if e.restart && restarts < MAX_RESTARTS => {
-                    restarts += 1;
-                    txn.restart_statement(&mark);
-                }
+                Err(e) if retry.again(&mut txn, &e) => {}
                 r => break r,
             }
         };
-        drop(mark);
+        drop(retry);
         self.txn = Some(txn);
         locked?;
         self.publish_view();

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use futures::channel::oneshot;
 use parking_lot::{Condvar, Mutex, RwLock};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message};
@@ -297,7 +298,7 @@ impl PeerStatus {
 pub enum Event {
     Propose {
         data: Vec<u8>,
-        done: SyncSender<Result<u64>>,
+        done: oneshot::Sender<Result<u64>>,
     },
     Message(Box<Message>),
     Pause,
@@ -318,27 +319,31 @@ pub struct Proposer {
     status: Arc<PeerStatus>,
 }
 
-/// A proposal on its way; [`PendingProposal::wait`] returns its index once applied.
-/// (The receiver sits in a mutex only so the handle is `Sync` and a session that keeps one
-/// can be shared; it is locked once, by `wait`.)
-pub struct PendingProposal(std::sync::Mutex<Receiver<Result<u64>>>);
+/// A proposal on its way; [`PendingProposal::wait`] (blocking) or
+/// [`PendingProposal::applied`] (async) returns its index once applied.
+pub struct PendingProposal(oneshot::Receiver<Result<u64>>);
 
 impl PendingProposal {
     /// Blocks until the entry is applied by the proposing peer's state machine.
     pub fn wait(self) -> Result<u64> {
-        let rx = self.0.into_inner().map_err(|_| Error::Stopped)?;
-        rx.recv().map_err(|_| Error::Stopped)?
+        futures::executor::block_on(self.applied())
+    }
+
+    /// Resolves when the entry is applied by the proposing peer's state machine: a session
+    /// waits for its commit without holding a thread.
+    pub async fn applied(self) -> Result<u64> {
+        self.0.await.map_err(|_| Error::Stopped)?
     }
 }
 
 impl Proposer {
     /// Queues `data` for the log. The index is the entry's position, known once it is applied.
     pub fn propose(&self, data: Vec<u8>) -> Result<PendingProposal> {
-        let (done, rx) = mpsc::sync_channel(1);
+        let (done, rx) = oneshot::channel();
         self.tx
             .send(Event::Propose { data, done })
             .map_err(|_| Error::Stopped)?;
-        Ok(PendingProposal(std::sync::Mutex::new(rx)))
+        Ok(PendingProposal(rx))
     }
     /// The peer's figures.
     pub fn status(&self) -> &Arc<PeerStatus> {
@@ -506,7 +511,7 @@ struct Driver<S: StateMachine> {
     status: Arc<PeerStatus>,
     transport: Arc<dyn Transport>,
     /// Proposals waiting for their entry to be applied: index → (term, reply).
-    pending: BTreeMap<u64, (u64, SyncSender<Result<u64>>)>,
+    pending: BTreeMap<u64, (u64, oneshot::Sender<Result<u64>>)>,
     /// Raft index applied (every entry, including empty and conf-change ones).
     applied: u64,
     /// Committed entries handed over by raft were not applied (paused, or a gap): read them

@@ -86,6 +86,20 @@ pub trait KvEngine: Send + Sync + 'static {
         end: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()>;
+    /// Calls `f` with the first pair in `[start, end)` if there is one, where `start` is a
+    /// versioned key (user key ++ version) and `end` is at most the end of its user key:
+    /// one version of one key, which an engine may find with a prefix filter.
+    fn first_of_key(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        self.scan(start, end, &mut |k, v| {
+            f(k, v);
+            false
+        })
+    }
     /// Flushes memtables; used on clean shutdown.
     fn flush(&self) -> Result<()>;
     /// For each range `i` of `ranges` (in ascending order for speed), calls `f(i, pair)`
@@ -203,5 +217,43 @@ pub(crate) mod conformance {
             })
             .unwrap();
         assert_eq!(rest, vec![b"d".to_vec()]);
+
+        versions(engine);
+        // Again from SST files (RocksDB: the prefix bloom filters there, not the memtable's).
+        engine.flush().unwrap();
+        versions(engine);
+    }
+
+    /// `first_of_key` over versioned data keys: the newest version at or below the seek,
+    /// never a neighbouring key's.
+    fn versions(engine: &dyn KvEngine) {
+        use crate::codec::key::{Key, DATA_PREFIX};
+        use crate::codec::memcmp::prefix_end;
+        use crate::mvcc::Version;
+        let key = |s: &str| Key::from_raw([&[DATA_PREFIX][..], s.as_bytes()].concat());
+        let (k1, k2, k3) = (key("t1"), key("t2"), key("t3"));
+        let mut b = WriteBatch::new();
+        for (k, v) in [(&k1, 5), (&k1, 10), (&k3, 7)] {
+            b.put(k.at_version(Version::new(v)), format!("{v}").into_bytes());
+        }
+        engine.write(&b, true).unwrap();
+        let first = |k: &Key, at: u64| {
+            let mut out = None;
+            engine
+                .first_of_key(
+                    &k.at_version(Version::new(at)),
+                    &prefix_end(k.as_bytes()),
+                    &mut |_, v| out = Some(String::from_utf8(v.to_vec()).unwrap()),
+                )
+                .unwrap();
+            out
+        };
+        assert_eq!(first(&k1, 20).as_deref(), Some("10"));
+        assert_eq!(first(&k1, 10).as_deref(), Some("10"));
+        assert_eq!(first(&k1, 7).as_deref(), Some("5"));
+        assert_eq!(first(&k1, 3), None);
+        assert_eq!(first(&k2, 100), None);
+        assert_eq!(first(&k3, 6), None);
+        assert_eq!(first(&k3, 8).as_deref(), Some("7"));
     }
 }

@@ -225,11 +225,10 @@ impl Store {
         let mut found = None;
         let start = key.at_version(version);
         let end = prefix_end(key.as_bytes());
-        self.engine.scan(&start, &end, &mut |_, v| {
+        self.engine.first_of_key(&start, &end, &mut |_, v| {
             if v.first() == Some(&LIVE) {
                 found = Some(v[1..].to_vec());
             }
-            false
         })?;
         Ok(found)
     }
@@ -407,7 +406,26 @@ impl Store {
         pending: PendingProposal,
         writes: &WriteSet,
     ) -> Result<Version> {
-        let r = Self::await_applied(pending);
+        self.settle_txn(pending.wait(), writes)
+    }
+
+    /// [`Store::finish_txn`] for an async caller.
+    pub(crate) async fn finish_txn_async(
+        &self,
+        pending: PendingProposal,
+        writes: &WriteSet,
+    ) -> Result<Version> {
+        self.settle_txn(pending.applied().await, writes)
+    }
+
+    fn settle_txn(
+        &self,
+        applied: duet_replication::Result<u64>,
+        writes: &WriteSet,
+    ) -> Result<Version> {
+        let r = applied
+            .map(Version::new)
+            .map_err(|e| Error::Replication(e.to_string()));
         if r.is_err() {
             // Applying releases the latches; a failed proposal must too.
             let mut latches = self.latches.lock();

@@ -60,6 +60,19 @@ impl PendingCommit {
             Some(p) => self.txn.view.store.finish_txn(p, &self.txn.view.writes),
         }
     }
+
+    /// [`PendingCommit::wait`] without holding a thread. Dropping the future before it
+    /// resolves ends the transaction (its row locks go) while the commit may still apply;
+    /// callers run it to the end.
+    pub async fn applied(self) -> Result<Version> {
+        match self.pending {
+            None => Ok(self.txn.view.snapshot),
+            Some(p) => {
+                let view = &self.txn.view;
+                view.store.finish_txn_async(p, &view.writes).await
+            }
+        }
+    }
 }
 
 /// Where a statement started: its writes so far, to go back to when it restarts.

@@ -21,7 +21,7 @@ use pgwire::api::query::{
     SimpleQueryHandler,
 };
 use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -29,7 +29,9 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::extendedquery::{Bind, BindComplete, Execute};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete,
+};
 use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -380,7 +382,18 @@ async fn run_guarded(
     plan: Option<&Arc<crate::fastpath::FastPlan>>,
     params: &ParamValues,
 ) -> Result<Outcome, PgError> {
-    let result = guard.run(session.execute_planned(stmt, plan, params)).await;
+    // The fast path runs without the guard's race: it awaits only its commit, and its lock
+    // waits check the same cancel token and deadlines themselves. Nor is a COMMIT raced: once
+    // proposed it finishes, and stopping the wait would report a commit as failed (PostgreSQL
+    // does not cancel one either). The general path's future is large, so it is boxed
+    // rather than copied into every caller's state.
+    let result = match session.execute_fast(stmt, plan, params).await {
+        Some(r) => r,
+        None if matches!(stmt, Statement::Commit { .. }) => {
+            Box::pin(session.execute_general(stmt, params)).await
+        }
+        None => guard.run(Box::pin(session.execute_general(stmt, params))).await,
+    };
     if result.is_err() {
         session.mark_failed();
     }
@@ -876,6 +889,41 @@ impl ExtendedQueryHandler for Handler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Parses as pgwire's default does, but queues ParseComplete: it goes out with the Sync
+    /// (or Flush) that ends the exchange, as in PostgreSQL, instead of costing a `sendto` of
+    /// its own (`pgbench -M extended` sends Parse with every query).
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(name),
+        }
+        client
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// Describes on a [`Deferred`](crate::deferred::Deferred) client: libpq sends Describe
+    /// with every `PQexecPrepared`, and pgwire flushed its RowDescription at once (half of
+    /// the `sendto` calls of `pgbench -M prepared`).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_describe(&mut crate::deferred::Deferred::new(client), message)
+            .await
     }
 
     /// Binds a portal as pgwire's default does, but queues BindComplete instead of flushing

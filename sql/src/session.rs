@@ -136,6 +136,21 @@ impl StatementRetry {
     }
 }
 
+/// A fast-path statement that has run; an autocommit write's commit is still on its way.
+struct FastDone {
+    outcome: Outcome,
+    commit: Option<duet_rowstore::txn::PendingCommit>,
+}
+
+/// The outcome of a fast-path statement once its commit (if any) is applied.
+async fn settle_fast(done: Result<FastDone>) -> Result<Outcome> {
+    let done = done?;
+    if let Some(commit) = done.commit {
+        commit.applied().await?;
+    }
+    Ok(done.outcome)
+}
+
 const SERIALIZABLE_NOTICE: &str =
     "DuetDB runs SERIALIZABLE transactions under snapshot isolation (REPEATABLE READ)";
 
@@ -531,7 +546,7 @@ impl Session {
     /// Runs one statement with bound parameters.
     #[tracing::instrument(skip_all, fields(stmt_kind = statement_kind(&stmt)))]
     pub async fn execute(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
-        self.execute_with(&stmt, None, params).await
+        self.execute_with(&stmt, None, params, true).await
     }
 
     /// Runs a statement whose fast-path plan was made when it was parsed (a prepared
@@ -543,7 +558,37 @@ impl Session {
         plan: Option<&Arc<FastPlan>>,
         params: &ParamValues,
     ) -> Result<Outcome> {
-        self.execute_with(stmt, plan, params).await
+        match self.execute_fast(stmt, plan, params).await {
+            Some(r) => r,
+            None => self.execute_general(stmt, params).await,
+        }
+    }
+
+    /// The fast path alone, synchronously: `None` when `stmt` does not run there now (not a
+    /// fast-path shape, the fast path is off, the block has failed, or its parameters do not
+    /// bind exactly); the caller then runs [`Self::execute_general`]. Kept apart from the
+    /// general path's future, which is large: awaiting it for a point query cost a copy of
+    /// its whole state per statement.
+    pub async fn execute_fast(
+        &mut self,
+        stmt: &Statement,
+        cached: Option<&Arc<FastPlan>>,
+        params: &ParamValues,
+    ) -> Option<Result<Outcome>> {
+        self.take_stream_failure();
+        if self.failed {
+            return None;
+        }
+        let plan = self.fast_plan(stmt, cached)?;
+        self.begin_block_statement();
+        let result = settle_fast(self.run_fast(&plan, params)?).await;
+        self.end_statement(&result);
+        Some(result)
+    }
+
+    /// Runs one statement without the fast path.
+    pub async fn execute_general(&mut self, stmt: &Statement, params: &ParamValues) -> Result<Outcome> {
+        self.execute_with(stmt, None, params, false).await
     }
 
     /// `duet.fast_path`.
@@ -583,11 +628,12 @@ impl Session {
         stmt: &Statement,
         cached: Option<&Arc<FastPlan>>,
         params: &ParamValues,
+        try_fast: bool,
     ) -> Result<Outcome> {
         self.take_stream_failure();
         match stmt {
             Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
-            Statement::Commit { .. } => return self.commit(),
+            Statement::Commit { .. } => return self.commit().await,
             Statement::Rollback {
                 savepoint: None, ..
             } => {
@@ -609,34 +655,47 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        self.begin_block_statement();
+        let fast = match try_fast {
+            true => self
+                .fast_plan(stmt, cached)
+                .and_then(|plan| self.run_fast(&plan, params)),
+            false => None,
+        };
+        let result = match fast {
+            Some(r) => settle_fast(r).await,
+            None => self.execute_in_txn(stmt.clone(), params).await,
+        };
+        self.end_statement(&result);
+        result
+    }
+
+    /// READ COMMITTED: every statement of a block reads the newest committed state.
+    fn begin_block_statement(&mut self) {
         if self.txn.is_some() {
-            // READ COMMITTED: every statement of the block reads the newest committed state.
             let wait = self.lock_wait();
             if let Some(t) = &mut self.txn {
                 t.set_lock_wait(wait);
                 drop(t.begin_statement());
             }
         }
-        let fast = self
-            .fast_plan(stmt, cached)
-            .and_then(|plan| self.run_fast(&plan, params));
-        let result = match fast {
-            Some(r) => r,
-            None => self.execute_in_txn(stmt.clone(), params).await,
-        };
+    }
+
+    fn end_statement(&mut self, result: &Result<Outcome>) {
         // The plans hold their own read views; the slot must not keep this statement's
         // snapshot pinned while the session sits idle (a pin holds back column compaction).
         *self.view.lock() = None;
         if result.is_err() && self.txn.is_some() {
             self.failed = true;
         }
-        result
     }
 
     /// Runs a fast-path plan. `None` when its parameters do not bind exactly, or an UPDATE's
     /// result cannot be computed here: nothing has been written then, and the caller runs
     /// the statement the general way (which reports any error).
-    fn run_fast(&mut self, plan: &FastPlan, params: &ParamValues) -> Option<Result<Outcome>> {
+    /// An autocommit write comes back with its commit proposed, not yet applied: the caller
+    /// awaits it ([`settle_fast`]), so no thread waits for the Raft log.
+    fn run_fast(&mut self, plan: &FastPlan, params: &ParamValues) -> Option<Result<FastDone>> {
         let bound = plan.bind(params)?;
         let def = &plan.def;
         let start = std::time::Instant::now();
@@ -658,14 +717,20 @@ impl Session {
                     let batch = duet_rowstore::batch::rows_to_batch(def, &columns, &rows)?;
                     let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
                         .map_err(datafusion::error::DataFusionError::from)?;
-                    Ok(Outcome::Batches {
-                        schema,
-                        batches: vec![batch],
-                        tag: "SELECT".into(),
+                    Ok(FastDone {
+                        outcome: Outcome::Batches {
+                            schema,
+                            batches: vec![batch],
+                            tag: "SELECT".into(),
+                        },
+                        commit: None,
                     })
                 });
                 let n = match &result {
-                    Ok(Outcome::Batches { batches, .. }) => batches[0].num_rows() as u64,
+                    Ok(FastDone {
+                        outcome: Outcome::Batches { batches, .. },
+                        ..
+                    }) => batches[0].num_rows() as u64,
                     _ => 0,
                 };
                 (n, result)
@@ -726,12 +791,18 @@ impl Session {
                 };
                 let tag = Outcome::Command(format!("{verb} {n}"));
                 let result = if autocommit {
-                    blocking(|| txn.commit())
-                        .map(|_| tag)
+                    txn.commit_pipelined()
+                        .map(|p| FastDone {
+                            outcome: tag,
+                            commit: Some(p),
+                        })
                         .map_err(PgError::from)
                 } else {
                     self.txn = Some(txn);
-                    Ok(tag)
+                    Ok(FastDone {
+                        outcome: tag,
+                        commit: None,
+                    })
                 };
                 (n, result)
             }
@@ -822,7 +893,7 @@ impl Session {
 
     /// Ends the explicit transaction. A failed commit (write conflict) still ends the
     /// block: the error is returned and the session is idle again, as in PostgreSQL.
-    fn commit(&mut self) -> Result<Outcome> {
+    async fn commit(&mut self) -> Result<Outcome> {
         let d = self.default_isolation;
         self.show_isolation(d);
         let Some(txn) = self.txn.take() else {
@@ -834,7 +905,7 @@ impl Session {
             self.failed = false;
             return Ok(Outcome::End("ROLLBACK"));
         }
-        blocking(|| txn.commit())?;
+        txn.commit_pipelined()?.applied().await?;
         Ok(Outcome::End("COMMIT"))
     }
 
@@ -895,7 +966,7 @@ impl Session {
                 *self.view.lock() = None;
                 if autocommit {
                     let outcome = result?;
-                    blocking(|| txn.commit())?;
+                    txn.commit_pipelined()?.applied().await?;
                     Ok(outcome)
                 } else {
                     self.txn = Some(txn);

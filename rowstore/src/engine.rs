@@ -74,7 +74,9 @@ pub trait KvEngine: Send + Sync + 'static {
     /// Point read of the latest value.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies `batch` atomically; with `sync` the write is on stable storage (fsync'd WAL)
-    /// before this returns.
+    /// before this returns. Without `sync` it may be lost in a crash (RocksDB skips its WAL)
+    /// until the next [`KvEngine::flush`]: the caller keeps another durable copy (the Raft
+    /// log) until then.
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()>;
     /// Calls `f` on each pair in `[start, end)` in key order until it returns `false`.
     fn scan(&self, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool)
@@ -100,7 +102,7 @@ pub trait KvEngine: Send + Sync + 'static {
             false
         })
     }
-    /// Flushes memtables; used on clean shutdown.
+    /// Flushes memtables: every write before it is on stable storage.
     fn flush(&self) -> Result<()>;
     /// For each range `i` of `ranges` (in ascending order for speed), calls `f(i, pair)`
     /// with the first pair in `[start, end)`, or `None` if there is none. Engines serve all

@@ -55,7 +55,9 @@ impl StateMachine for RowStateMachine {
         }
         self.store
             .apply_command(index, &cmd)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // Durably: the log is replaced by the snapshot next, so nothing could replay it.
+        self.store.sync().map_err(|e| e.to_string())
     }
 
     fn snapshot_source(&self) -> Option<Arc<dyn SnapshotSource>> {

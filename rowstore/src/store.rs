@@ -456,8 +456,9 @@ impl Store {
     // ---------------------------------------------------------------- apply
 
     /// Applies a replicated command at `index` (the row replica's state machine). Written
-    /// without fsync: the Raft log is durable, and the applied index is in the same batch, so
-    /// a crash replays exactly what is missing.
+    /// without fsync and without RocksDB's WAL: the Raft log is durable and is compacted only
+    /// past a memtable flush ([`Store::sync`]), and the applied index is in the same batch,
+    /// so a crash replays exactly what is missing.
     pub fn apply_command(&self, index: u64, cmd: &Command) -> Result<()> {
         let mut batch = WriteBatch::new();
         if cmd.snapshot {

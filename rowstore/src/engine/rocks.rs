@@ -100,6 +100,10 @@ impl KvEngine for RocksEngine {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
+        // Unsynced writes are Raft applies: the Raft log makes them durable, and the log is
+        // compacted only past what a memtable flush has made durable (`Store::sync`), so
+        // RocksDB's own WAL would be a second copy of every write.
+        wo.disable_wal(!sync);
         self.db.write_opt(wb, &wo).map_err(engine_err)
     }
 

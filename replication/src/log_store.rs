@@ -75,7 +75,9 @@ impl Cached {
         let Some(first) = entries.first() else {
             return;
         };
-        let keep = self.terms.partition_point(|&(start, _)| start < first.index);
+        let keep = self
+            .terms
+            .partition_point(|&(start, _)| start < first.index);
         self.terms.truncate(keep);
         for e in entries {
             if self.terms.last().map(|&(_, t)| t) != Some(e.term) {

@@ -102,6 +102,11 @@ pub trait KvEngine: Send + Sync + 'static {
             false
         })
     }
+    /// [`KvEngine::first_in_each`] where every range is one versioned key's versions, as
+    /// for [`KvEngine::first_of_key`]: an engine may use prefix filters for each.
+    fn first_of_keys(&self, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut FirstVisitor<'_>) -> Result<()> {
+        self.first_in_each(ranges, f)
+    }
     /// Flushes memtables: every write before it is on stable storage.
     fn flush(&self) -> Result<()>;
     /// For each range `i` of `ranges` (in ascending order for speed), calls `f(i, pair)`
@@ -257,5 +262,29 @@ pub(crate) mod conformance {
         assert_eq!(first(&k2, 100), None);
         assert_eq!(first(&k3, 6), None);
         assert_eq!(first(&k3, 8).as_deref(), Some("7"));
+
+        // Several keys at once: a few (RocksDB: prefix seeks), and many (total order).
+        let asks = [
+            (&k1, 20, Some("10")),
+            (&k2, 100, None),
+            (&k3, 6, None),
+            (&k3, 8, Some("7")),
+        ];
+        for copies in [1, 20] {
+            let wanted: Vec<_> = (0..copies).flat_map(|_| asks.iter()).collect();
+            let ranges: Vec<(Vec<u8>, Vec<u8>)> = wanted
+                .iter()
+                .map(|(k, at, _)| (k.at_version(Version::new(*at)), prefix_end(k.as_bytes())))
+                .collect();
+            let mut got = vec![None; ranges.len()];
+            engine
+                .first_of_keys(&ranges, &mut |i, p| {
+                    got[i] = p.map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
+                })
+                .unwrap();
+            let want: Vec<Option<String>> =
+                wanted.iter().map(|(_, _, v)| v.map(String::from)).collect();
+            assert_eq!(got, want, "{} keys", ranges.len());
+        }
     }
 }

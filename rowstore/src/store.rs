@@ -244,7 +244,7 @@ impl Store {
             .map(|k| (k.at_version(version), prefix_end(k.as_bytes())))
             .collect();
         let mut out = vec![false; ranges.len()];
-        self.engine.first_in_each(&ranges, &mut |i, pair| {
+        self.engine.first_of_keys(&ranges, &mut |i, pair| {
             out[i] = pair.is_some_and(|(_, v)| v.first() == Some(&LIVE));
         })?;
         Ok(out)
@@ -259,7 +259,7 @@ impl Store {
             .map(|k| (k.at_version(Version::MAX), prefix_end(k.as_bytes())))
             .collect();
         let mut out = vec![None; ranges.len()];
-        self.engine.first_in_each(&ranges, &mut |i, pair| {
+        self.engine.first_of_keys(&ranges, &mut |i, pair| {
             out[i] = pair.and_then(|(k, _)| key::split_version(k).map(|(_, v)| v));
         })?;
         Ok(out)

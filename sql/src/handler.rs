@@ -392,7 +392,11 @@ async fn run_guarded(
         None if matches!(stmt, Statement::Commit { .. }) => {
             Box::pin(session.execute_general(stmt, params)).await
         }
-        None => guard.run(Box::pin(session.execute_general(stmt, params))).await,
+        None => {
+            guard
+                .run(Box::pin(session.execute_general(stmt, params)))
+                .await
+        }
     };
     if result.is_err() {
         session.mark_failed();

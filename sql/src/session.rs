@@ -587,7 +587,11 @@ impl Session {
     }
 
     /// Runs one statement without the fast path.
-    pub async fn execute_general(&mut self, stmt: &Statement, params: &ParamValues) -> Result<Outcome> {
+    pub async fn execute_general(
+        &mut self,
+        stmt: &Statement,
+        params: &ParamValues,
+    ) -> Result<Outcome> {
         self.execute_with(stmt, None, params, false).await
     }
 

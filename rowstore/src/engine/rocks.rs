@@ -57,6 +57,15 @@ impl RocksEngine {
         ro
     }
 
+    /// Options of a seek within one user key: prefix mode, so the seek consults the prefix
+    /// bloom filters, and the iterator turns invalid once it leaves the seek's user key
+    /// (each seek sets that anew, so one iterator serves many keys).
+    fn prefix_mode() -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        ro
+    }
+
     fn total_order() -> ReadOptions {
         let mut ro = ReadOptions::default();
         ro.set_total_order_seek(true);
@@ -67,6 +76,31 @@ impl RocksEngine {
 /// RocksDB's block cache (uncompressed blocks of SST files). Reads past it go to the
 /// operating system's page cache.
 const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
+/// [`KvEngine::first_of_keys`] seeks one by one up to this many keys.
+const PREFIX_SEEKS_UP_TO: usize = 64;
+
+/// The first pair in `[start, end)`, where `start` is a versioned key and `end` at most the
+/// end of its user key, read with a prefix-mode iterator.
+fn seek_in_key<'a>(
+    it: &'a mut rocksdb::DBRawIterator<'_>,
+    start: &[u8],
+    end: &[u8],
+) -> Result<Option<(&'a [u8], &'a [u8])>> {
+    if start >= end {
+        return Ok(None);
+    }
+    debug_assert!(has_user_key(start));
+    it.seek(start);
+    if !it.valid() {
+        it.status().map_err(engine_err)?;
+        return Ok(None);
+    }
+    Ok(match (it.key(), it.value()) {
+        (Some(k), Some(v)) if k < end => Some((k, v)),
+        _ => None,
+    })
+}
 
 /// Whether `key` is a versioned key (catalog or data: prefix byte, user key, 8-byte
 /// version); system keys are not.
@@ -182,22 +216,25 @@ impl KvEngine for RocksEngine {
         end: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<()> {
-        if start >= end {
-            return Ok(());
+        let mut it = self.db.raw_iterator_opt(Self::prefix_mode());
+        if let Some((k, v)) = seek_in_key(&mut it, start, end)? {
+            f(k, v);
         }
-        debug_assert!(has_user_key(start));
-        // Prefix mode: the seek consults the prefix bloom filters, and the iterator is
-        // invalid once it leaves `start`'s user key.
-        let mut ro = ReadOptions::default();
-        ro.set_prefix_same_as_start(true);
-        let mut it = self.db.raw_iterator_opt(ro);
-        it.seek(start);
-        if let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if k < end {
-                f(k, v);
-            }
+        Ok(())
+    }
+
+    fn first_of_keys(&self, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut FirstVisitor<'_>) -> Result<()> {
+        // Many keys (a bulk insert's uniqueness or commit check) are cheaper in total order,
+        // where one seek can answer a run of absent keys; a few (an OLTP transaction's) are
+        // cheaper one by one with the filters.
+        if ranges.len() > PREFIX_SEEKS_UP_TO {
+            return self.first_in_each(ranges, f);
         }
-        it.status().map_err(engine_err)
+        let mut it = self.db.raw_iterator_opt(Self::prefix_mode());
+        for (i, (start, end)) in ranges.iter().enumerate() {
+            f(i, seek_in_key(&mut it, start, end)?);
+        }
+        Ok(())
     }
 
     fn scan_rev(

@@ -361,23 +361,17 @@ impl Store {
             }
             latches.extend(writes.keys().cloned());
         }
-        let release = |this: &Self| {
-            let mut latches = this.latches.lock();
-            for k in writes.keys() {
-                latches.remove(k);
-            }
-        };
         // A commit that released its latches has written RocksDB first, so checking
         // after latching sees it.
         match self.latest_versions(writes.keys()) {
             Ok(versions) => {
                 if versions.iter().any(|v| v.is_some_and(|v| v > snapshot)) {
-                    release(self);
+                    self.release_latches(writes);
                     return Err(Error::WriteConflict);
                 }
             }
             Err(e) => {
-                release(self);
+                self.release_latches(writes);
                 return Err(e);
             }
         }
@@ -394,46 +388,35 @@ impl Store {
         }) {
             Ok(p) => Ok(p),
             Err(e) => {
-                release(self);
+                self.release_latches(writes);
                 Err(e)
             }
         }
     }
 
-    /// Waits until a proposal of [`Store::propose_txn`] is applied here.
-    pub(crate) fn finish_txn(
+    /// Resolves when a proposal of [`Store::propose_txn`] is applied here.
+    pub(crate) async fn finish_txn(
         &self,
         pending: PendingProposal,
         writes: &WriteSet,
     ) -> Result<Version> {
-        self.settle_txn(pending.wait(), writes)
-    }
-
-    /// [`Store::finish_txn`] for an async caller.
-    pub(crate) async fn finish_txn_async(
-        &self,
-        pending: PendingProposal,
-        writes: &WriteSet,
-    ) -> Result<Version> {
-        self.settle_txn(pending.applied().await, writes)
-    }
-
-    fn settle_txn(
-        &self,
-        applied: duet_replication::Result<u64>,
-        writes: &WriteSet,
-    ) -> Result<Version> {
-        let r = applied
+        let r = pending
+            .applied()
+            .await
             .map(Version::new)
             .map_err(|e| Error::Replication(e.to_string()));
         if r.is_err() {
             // Applying releases the latches; a failed proposal must too.
-            let mut latches = self.latches.lock();
-            for k in writes.keys() {
-                latches.remove(k);
-            }
+            self.release_latches(writes);
         }
         r
+    }
+
+    fn release_latches(&self, writes: &WriteSet) {
+        let mut latches = self.latches.lock();
+        for k in writes.keys() {
+            latches.remove(k);
+        }
     }
 
     /// Runs a DDL statement exclusively: no commit proposes while it runs, and every commit

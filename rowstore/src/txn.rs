@@ -53,12 +53,9 @@ pub struct PendingCommit {
 }
 
 impl PendingCommit {
-    /// Waits until the commit is applied here; returns its version.
+    /// Blocks until the commit is applied here; returns its version.
     pub fn wait(self) -> Result<Version> {
-        match self.pending {
-            None => Ok(self.txn.view.snapshot),
-            Some(p) => self.txn.view.store.finish_txn(p, &self.txn.view.writes),
-        }
+        futures::executor::block_on(self.applied())
     }
 
     /// [`PendingCommit::wait`] without holding a thread. Dropping the future before it
@@ -69,7 +66,7 @@ impl PendingCommit {
             None => Ok(self.txn.view.snapshot),
             Some(p) => {
                 let view = &self.txn.view;
-                view.store.finish_txn_async(p, &view.writes).await
+                view.store.finish_txn(p, &view.writes).await
             }
         }
     }

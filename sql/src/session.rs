@@ -543,32 +543,22 @@ impl Session {
         self.settings.get(&setting_name(name)).map(String::as_str)
     }
 
-    /// Runs one statement with bound parameters.
+    /// Runs one statement with bound parameters: the fast path if it takes the statement,
+    /// else the general path.
     #[tracing::instrument(skip_all, fields(stmt_kind = statement_kind(&stmt)))]
     pub async fn execute(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
-        self.execute_with(&stmt, None, params, true).await
-    }
-
-    /// Runs a statement whose fast-path plan was made when it was parsed (a prepared
-    /// statement, or a simple query parsed for the fast path); the plan is used if its table
-    /// is unchanged and its parameters bind.
-    pub async fn execute_planned(
-        &mut self,
-        stmt: &Statement,
-        plan: Option<&Arc<FastPlan>>,
-        params: &ParamValues,
-    ) -> Result<Outcome> {
-        match self.execute_fast(stmt, plan, params).await {
+        match self.execute_fast(&stmt, None, params).await {
             Some(r) => r,
-            None => self.execute_general(stmt, params).await,
+            None => self.execute_general(&stmt, params).await,
         }
     }
 
-    /// The fast path alone, synchronously: `None` when `stmt` does not run there now (not a
-    /// fast-path shape, the fast path is off, the block has failed, or its parameters do not
-    /// bind exactly); the caller then runs [`Self::execute_general`]. Kept apart from the
-    /// general path's future, which is large: awaiting it for a point query cost a copy of
-    /// its whole state per statement.
+    /// The fast path alone: `None` when `stmt` does not run there now (not a fast-path shape,
+    /// the fast path is off, the block has failed, or its parameters do not bind exactly);
+    /// the caller then runs [`Self::execute_general`]. `cached` is the plan made when the
+    /// statement was parsed, used while its table is unchanged. Kept apart from the general
+    /// path's future, which is large: awaiting it for a point query cost a copy of its whole
+    /// state per statement. Its only await is an autocommit write's commit.
     pub async fn execute_fast(
         &mut self,
         stmt: &Statement,
@@ -586,13 +576,41 @@ impl Session {
         Some(result)
     }
 
-    /// Runs one statement without the fast path.
+    /// Runs one statement without the fast path (transaction control, DDL, DataFusion).
     pub async fn execute_general(
         &mut self,
         stmt: &Statement,
         params: &ParamValues,
     ) -> Result<Outcome> {
-        self.execute_with(stmt, None, params, false).await
+        self.take_stream_failure();
+        match stmt {
+            Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
+            Statement::Commit { .. } => return self.commit().await,
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                if self.txn.is_none() {
+                    self.notices
+                        .push("there is no transaction in progress".into());
+                }
+                self.txn = None;
+                self.failed = false;
+                let d = self.default_isolation;
+                self.show_isolation(d);
+                return Ok(Outcome::End("ROLLBACK"));
+            }
+            _ => {}
+        }
+        if self.failed {
+            return Err(PgError::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        self.begin_block_statement();
+        let result = self.execute_in_txn(stmt.clone(), params).await;
+        self.end_statement(&result);
+        result
     }
 
     /// `duet.fast_path`.
@@ -625,53 +643,6 @@ impl Session {
             Some(p) if p.is_current(store) => Some(p.clone()),
             _ => FastPlan::recognize(stmt, store).map(Arc::new),
         }
-    }
-
-    async fn execute_with(
-        &mut self,
-        stmt: &Statement,
-        cached: Option<&Arc<FastPlan>>,
-        params: &ParamValues,
-        try_fast: bool,
-    ) -> Result<Outcome> {
-        self.take_stream_failure();
-        match stmt {
-            Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
-            Statement::Commit { .. } => return self.commit().await,
-            Statement::Rollback {
-                savepoint: None, ..
-            } => {
-                if self.txn.is_none() {
-                    self.notices
-                        .push("there is no transaction in progress".into());
-                }
-                self.txn = None;
-                self.failed = false;
-                let d = self.default_isolation;
-                self.show_isolation(d);
-                return Ok(Outcome::End("ROLLBACK"));
-            }
-            _ => {}
-        }
-        if self.failed {
-            return Err(PgError::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
-        }
-        self.begin_block_statement();
-        let fast = match try_fast {
-            true => self
-                .fast_plan(stmt, cached)
-                .and_then(|plan| self.run_fast(&plan, params)),
-            false => None,
-        };
-        let result = match fast {
-            Some(r) => settle_fast(r).await,
-            None => self.execute_in_txn(stmt.clone(), params).await,
-        };
-        self.end_statement(&result);
-        result
     }
 
     /// READ COMMITTED: every statement of a block reads the newest committed state.

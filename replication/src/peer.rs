@@ -211,7 +211,7 @@ impl PeerStatus {
     pub fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
     }
-    /// Highest index known committed.
+    /// Highest index known committed (never below [`Self::applied`]).
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
     }
@@ -265,6 +265,10 @@ impl PeerStatus {
     }
 
     fn set_applied(&self, index: u64) {
+        // An applied entry is committed: `committed()` never trails `applied()`, so whoever
+        // heard of a commit (its proposer is told at apply, before the turn publishes the
+        // commit index) reads at least that index.
+        self.committed.fetch_max(index, Ordering::AcqRel);
         let _g = self.applied_lock.lock();
         self.applied.store(index, Ordering::Release);
         self.applied_changed.notify_all();
@@ -675,7 +679,7 @@ impl<S: StateMachine> Driver<S> {
     fn publish(&self) {
         let s = &self.status;
         let committed = self.raw.raft.raft_log.committed;
-        s.committed.store(committed, Ordering::Release);
+        s.committed.fetch_max(committed, Ordering::AcqRel);
         s.record_commit(committed);
         s.first_index.store(
             raft::Storage::first_index(&self.log).unwrap_or(0),

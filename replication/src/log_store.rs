@@ -4,6 +4,7 @@
 //! state of one `Ready` are written in a single raft-engine batch (one fsync), which is what
 //! makes group commit possible: every proposal collected into that `Ready` shares the write.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ const HARD_STATE_KEY: &[u8] = b"hard_state";
 const CONF_STATE_KEY: &[u8] = b"conf_state";
 /// Index and term of the last entry removed by compaction (raft needs its term).
 const TRUNCATED_KEY: &[u8] = b"truncated";
+/// Payload bytes of recently appended entries kept in memory (see [`Cached::recent`]).
+const RECENT_BYTES: usize = 64 << 20;
 
 #[derive(Clone)]
 struct EntryExt;
@@ -61,6 +64,13 @@ struct Cached {
     /// the time, and raft-engine can only answer by reading and decoding the whole entry (a
     /// bulk load's entry is megabytes: 6% of a COPY's server CPU went there).
     terms: Vec<(u64, u64)>,
+    /// The last entries appended, contiguous, up to [`RECENT_BYTES`] of payload (entry
+    /// data is shared `Bytes`, so this holds no copy). Once raft has persisted an entry it
+    /// drops its own copy and asks storage again to apply it and to send it to a follower
+    /// or the learner; raft-engine can only answer by reading the entry back from its file
+    /// and decoding it (as TiKV's entry cache, this answers recent reads from memory).
+    recent: VecDeque<Entry>,
+    recent_bytes: usize,
 }
 
 impl Cached {
@@ -84,6 +94,23 @@ impl Cached {
                 self.terms.push((e.index, e.term));
             }
         }
+        while self.recent.back().is_some_and(|e| e.index >= first.index) {
+            self.pop_recent_back();
+        }
+        if self
+            .recent
+            .back()
+            .is_some_and(|e| e.index + 1 != first.index)
+        {
+            self.clear_recent();
+        }
+        for e in entries {
+            self.recent_bytes += e.data.len();
+            self.recent.push_back(e.clone());
+        }
+        while self.recent_bytes > RECENT_BYTES && self.recent.len() > 1 {
+            self.pop_recent_front();
+        }
     }
 
     /// Entries before `first` are gone.
@@ -92,6 +119,42 @@ impl Cached {
         if covering > 1 {
             self.terms.drain(..covering - 1);
         }
+        while self.recent.front().is_some_and(|e| e.index < first) {
+            self.pop_recent_front();
+        }
+    }
+
+    /// Entries `[low, high)` if they are all in memory.
+    fn recent_entries(&self, low: u64, high: u64) -> Option<Vec<Entry>> {
+        let first = self.recent.front()?.index;
+        let last = self.recent.back()?.index;
+        if low < first || high > last + 1 || low >= high {
+            return None;
+        }
+        let from = (low - first) as usize;
+        Some(
+            self.recent
+                .range(from..from + (high - low) as usize)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn pop_recent_front(&mut self) {
+        if let Some(e) = self.recent.pop_front() {
+            self.recent_bytes -= e.data.len();
+        }
+    }
+
+    fn pop_recent_back(&mut self) {
+        if let Some(e) = self.recent.pop_back() {
+            self.recent_bytes -= e.data.len();
+        }
+    }
+
+    fn clear_recent(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
     }
 }
 
@@ -152,7 +215,7 @@ impl LogStore {
                 hard_state,
                 conf_state,
                 truncated,
-                terms: Vec::new(),
+                ..Cached::default()
             })),
             applied: Arc::new(AtomicU64::new(0)),
             snapshot_source: Arc::new(RwLock::new(None)),
@@ -264,6 +327,7 @@ impl LogStore {
         s.hard_state = hs;
         s.conf_state = meta.get_conf_state().clone();
         s.terms.clear();
+        s.clear_recent();
         Ok(())
     }
 
@@ -376,8 +440,13 @@ impl raft::Storage for LogStore {
         if high > self.last() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
+        let max_size = max_size.into();
+        if let Some(mut out) = self.state.read().recent_entries(low, high) {
+            raft::util::limit_size(&mut out, max_size);
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity((high - low) as usize);
-        let max = max_size.into().map(|m| m as usize);
+        let max = max_size.map(|m| m as usize);
         self.engine
             .fetch_entries_to::<EntryExt>(GROUP, low, high, max, &mut out)
             .map_err(|e| store_err(self.err(e)))?;
@@ -457,13 +526,29 @@ mod tests {
             .collect()
     }
 
-    /// Every answer of the term runs equals the term stored in the entry itself.
+    /// Every answer of the term runs equals the term stored in the entry itself, and every
+    /// range raft can ask for comes back as stored, from memory or not.
     fn check(log: &LogStore) {
-        let stored = log.read_entries(log.first(), log.last() + 1).unwrap();
+        let (first, last) = (log.first(), log.last());
+        let stored = log.read_entries(first, last + 1).unwrap();
         assert!(!stored.is_empty());
-        for e in stored {
+        for e in &stored {
             assert_eq!(log.term_of(e.index).unwrap(), e.term, "entry {}", e.index);
-            assert_eq!(log.state.read().known_term(e.index), Some(e.term));
+            let s = log.state.read();
+            if s.terms.first().is_some_and(|&(start, _)| start <= e.index) {
+                assert_eq!(s.known_term(e.index), Some(e.term), "run of {}", e.index);
+            }
+        }
+        let ctx = || GetEntriesContext::empty(false);
+        for low in first..=last {
+            for high in low + 1..=last + 1 {
+                let want = &stored[(low - first) as usize..(high - first) as usize];
+                let got = raft::Storage::entries(log, low, high, None, ctx()).unwrap();
+                assert_eq!(got, want, "entries [{low}, {high})");
+                // A size limit keeps the first entry and what fits after it.
+                let one = raft::Storage::entries(log, low, high, Some(1), ctx()).unwrap();
+                assert_eq!(one, &want[..1], "entries [{low}, {high}) limited");
+            }
         }
     }
 
@@ -486,13 +571,50 @@ mod tests {
         assert_eq!(log.term_of(15).unwrap(), 3, "the truncated entry's term");
         check(&log);
         assert_eq!(log.state.read().terms, vec![(15, 3)]);
-        // Reopened, the runs are empty and the terms come from the entries.
+        let recent: Vec<u64> = log.state.read().recent.iter().map(|e| e.index).collect();
+        assert_eq!(
+            recent,
+            (16..=25).collect::<Vec<_>>(),
+            "the entries in memory"
+        );
+        // Reopened, the runs and the entries in memory are empty; answers come from disk.
         drop(log);
         let log = LogStore::open(dir.path()).unwrap();
         assert!(log.state.read().terms.is_empty());
+        assert!(log.state.read().recent.is_empty());
+        check(&log);
         assert_eq!(log.term_of(20).unwrap(), 3);
         log.append(&entries(26, 27, 4), None, false).unwrap();
         assert_eq!(log.term_of(25).unwrap(), 3);
         assert_eq!(log.term_of(26).unwrap(), 4);
+        // Appended after a gap in memory: only the new entries are kept, the rest is read.
+        check(&log);
+        assert_eq!(log.state.read().recent.len(), 2);
+    }
+
+    /// Entries past the memory budget are dropped from memory, oldest first, and still read
+    /// back from disk.
+    #[test]
+    fn entries_in_memory_stay_within_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let big = |index| Entry {
+            index,
+            term: 1,
+            data: vec![index as u8; RECENT_BYTES / 3].into(),
+            ..Default::default()
+        };
+        for i in 1..=5 {
+            log.append(&[big(i)], None, false).unwrap();
+        }
+        {
+            let s = log.state.read();
+            let kept: Vec<u64> = s.recent.iter().map(|e| e.index).collect();
+            assert_eq!(kept, vec![3, 4, 5]);
+            assert_eq!(s.recent_bytes, 3 * (RECENT_BYTES / 3));
+        }
+        let ctx = GetEntriesContext::empty(false);
+        let all = raft::Storage::entries(&log, 1, 6, None, ctx).unwrap();
+        assert_eq!(all, (1..=5).map(big).collect::<Vec<_>>());
     }
 }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod lock;
 pub mod mvcc;
 pub mod replica;
+pub mod rowcache;
 pub mod store;
 pub mod txn;
 pub mod types;

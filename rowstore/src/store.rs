@@ -41,6 +41,8 @@ const VERSION_KEY: &str = "version";
 const NEXT_ID_KEY: &str = "next_id";
 const NEXT_ROWID_KEY: &str = "next_rowid";
 const FORMAT_KEY: &str = "format";
+/// Bytes of the row cache (see [`crate::rowcache`]).
+pub const ROW_CACHE_BYTES: usize = 256 << 20;
 /// Format 2: versions are Raft indexes and the store is a state machine of the log.
 const DATA_FORMAT: u64 = 3;
 
@@ -65,6 +67,8 @@ pub struct Store {
     /// Rows written (inserted, updated or deleted) per storage id since the process started,
     /// counted as commands are applied; the router uses it to know when statistics are stale.
     changes: Mutex<HashMap<u32, u64>>,
+    /// Newest versions of recently read rows (point reads skip the engine).
+    row_cache: crate::rowcache::RowCache,
 }
 
 /// Shared handle to the store.
@@ -135,6 +139,7 @@ impl Store {
             catalog: RwLock::new(Catalog::default()),
             next_id: AtomicU32::new(next_id),
             next_rowid: AtomicU64::new(next_rowid),
+            row_cache: crate::rowcache::RowCache::new(ROW_CACHE_BYTES),
         };
         let (start, end) = key::catalog_range();
         let mut catalog = Catalog::default();
@@ -222,15 +227,41 @@ impl Store {
 
     /// Newest payload of `key` at `version` (`None` if absent or deleted).
     pub fn get(&self, key: &Key, version: Version) -> Result<Option<Vec<u8>>> {
+        if let Some(c) = self.row_cache.get(key.as_bytes(), version.get()) {
+            return Ok(c.payload.map(|p| p.to_vec()));
+        }
+        // What a read at the newest version finds is the key's newest version: the cache
+        // may keep it (unless an apply starts meanwhile, which the ticket detects).
+        let ticket = self
+            .row_cache
+            .ticket()
+            .filter(|_| version.get() == self.visible.load(Ordering::Acquire));
         let mut found = None;
+        let mut found_version = 0;
         let start = key.at_version(version);
         let end = prefix_end(key.as_bytes());
-        self.engine.first_of_key(&start, &end, &mut |_, v| {
+        self.engine.first_of_key(&start, &end, &mut |k, v| {
+            found_version = key::split_version(k).map_or(0, |(_, v)| v.get());
             if v.first() == Some(&LIVE) {
                 found = Some(v[1..].to_vec());
             }
         })?;
+        if let Some(t) = ticket {
+            self.row_cache.fill(
+                t,
+                key.as_bytes(),
+                crate::rowcache::Cached {
+                    version: found_version,
+                    payload: found.as_deref().map(Arc::from),
+                },
+            );
+        }
         Ok(found)
+    }
+
+    /// `(hits, misses)` of the row cache since start.
+    pub fn row_cache_stats(&self) -> (u64, u64) {
+        self.row_cache.stats()
     }
 
     /// Whether each of `keys` (ascending for speed) has a live payload at `version`, read
@@ -250,18 +281,30 @@ impl Store {
         Ok(out)
     }
 
-    /// Newest committed version of each of `keys` (ascending), for conflict checks.
+    /// Newest committed version of each of `keys` (ascending), for conflict checks: from
+    /// the row cache where it holds the key (its entries follow every apply), else read.
     pub(crate) fn latest_versions<'a>(
         &self,
         keys: impl Iterator<Item = &'a Key>,
     ) -> Result<Vec<Option<Version>>> {
-        let ranges: Vec<(Vec<u8>, Vec<u8>)> = keys
-            .map(|k| (k.at_version(Version::MAX), prefix_end(k.as_bytes())))
-            .collect();
-        let mut out = vec![None; ranges.len()];
-        self.engine.first_of_keys(&ranges, &mut |i, pair| {
-            out[i] = pair.and_then(|(k, _)| key::split_version(k).map(|(_, v)| v));
-        })?;
+        let mut out = Vec::new();
+        let mut ranges: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut uncached = Vec::new();
+        for k in keys {
+            match self.row_cache.get(k.as_bytes(), u64::MAX) {
+                Some(c) => out.push((c.version > 0).then(|| Version::new(c.version))),
+                None => {
+                    uncached.push(out.len());
+                    out.push(None);
+                    ranges.push((k.at_version(Version::MAX), prefix_end(k.as_bytes())));
+                }
+            }
+        }
+        if !ranges.is_empty() {
+            self.engine.first_of_keys(&ranges, &mut |i, pair| {
+                out[uncached[i]] = pair.and_then(|(k, _)| key::split_version(k).map(|(_, v)| v));
+            })?;
+        }
         Ok(out)
     }
 
@@ -443,6 +486,8 @@ impl Store {
     /// past a memtable flush ([`Store::sync`]), and the applied index is in the same batch,
     /// so a crash replays exactly what is missing.
     pub fn apply_command(&self, index: u64, cmd: &Command) -> Result<()> {
+        // Until the version is published, fills of the row cache are refused.
+        let cache = self.row_cache.begin_apply();
         let mut batch = WriteBatch::new();
         if cmd.snapshot {
             batch.delete_range(vec![key::CATALOG_PREFIX], vec![key::DATA_PREFIX + 1]);
@@ -478,6 +523,12 @@ impl Store {
             DATA_FORMAT.to_be_bytes().to_vec(),
         );
         self.engine.write(&batch, false)?;
+        if cmd.snapshot || !cmd.delete_ranges.is_empty() {
+            cache.clear();
+        }
+        for (k, v) in &cmd.writes {
+            cache.written(k, index, v.as_deref());
+        }
         let catalog_changes: Vec<_> = cmd
             .writes
             .iter()
@@ -505,6 +556,7 @@ impl Store {
         self.next_id.fetch_max(next_id as u32, Ordering::Relaxed);
         self.next_rowid.fetch_max(next_rowid, Ordering::Relaxed);
         self.visible.store(index, Ordering::Release);
+        drop(cache);
         // After the version is visible: whoever sees the count can read the rows it counts.
         self.count_changes(cmd);
         if !cmd.writes.is_empty() {

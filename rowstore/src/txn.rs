@@ -253,6 +253,18 @@ impl ReadView {
     }
 }
 
+/// The newest committed version of the row with encoded primary key `pk`, read outside any
+/// transaction (an autocommit point read). No snapshot is pinned: one read finishes at the
+/// version it started at, and the row replica keeps every version (pins only hold back the
+/// column replica's compaction, which this read does not touch).
+pub fn read_row_now(store: &StoreRef, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
+    let key = key::record_key(def.storage_id, pk);
+    match store.get(&key, store.current_version())? {
+        Some(p) => Ok(Some(Store::decode_row(def, &p)?)),
+        None => Ok(None),
+    }
+}
+
 impl Transaction {
     /// Starts a READ COMMITTED transaction at the store's current version.
     pub fn begin(store: &StoreRef) -> Self {

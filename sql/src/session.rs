@@ -684,7 +684,7 @@ impl Session {
                     None => Ok(None),
                     Some(pk) => match &self.txn {
                         Some(t) => t.get_row(def, &pk),
-                        None => Transaction::begin(&self.shared.store).get_row(def, &pk),
+                        None => duet_rowstore::txn::read_row_now(&self.shared.store, def, &pk),
                     },
                 };
                 let result = row.map_err(PgError::from).and_then(|row| {

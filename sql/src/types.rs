@@ -130,6 +130,8 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
     let source = array.data_type().clone();
     let casted: ArrayRef = if source == target {
         array.clone()
+    } else if let Some(decimals) = plain_decimals(array, &target) {
+        decimals
     } else if matches!(ty, SqlType::Bytea) && is_string(&source) {
         let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
             .map_err(|e| from_datafusion(e.into()))?;
@@ -175,6 +177,62 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
         })?
     };
     duet_rowstore::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
+}
+
+/// Text to `Decimal128(precision, scale)` when every value is plainly written (an optional
+/// `-`, digits, and at most `scale` digits after a point, within `precision`): such a value
+/// converts exactly, with no rounding or error to report, as Arrow's cast would convert it.
+/// `None` (anything else, or another cast) leaves the column to the general cast. A COPY of
+/// decimal columns spent most of its conversion time in Arrow's general parser.
+fn plain_decimals(array: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
+    let DataType::Decimal128(precision, scale) = *target else {
+        return None;
+    };
+    let strings = array.as_any().downcast_ref::<StringArray>()?;
+    let scale = u32::try_from(scale).ok()?;
+    if precision > 38 || scale > u32::from(precision) {
+        return None;
+    }
+    let limit = 10i128.pow(u32::from(precision));
+    let mut values = Vec::with_capacity(strings.len());
+    for v in strings.iter() {
+        values.push(match v {
+            None => None,
+            Some(text) => Some(plain_decimal(text.as_bytes(), scale, limit)?),
+        });
+    }
+    let out = datafusion::arrow::array::Decimal128Array::from(values)
+        .with_precision_and_scale(precision, scale as i8)
+        .ok()?;
+    Some(Arc::new(out))
+}
+
+/// `text` as an integer count of `10^-scale`, if it is `-?digits(.digits)?` with at most
+/// `scale` fractional digits and a magnitude below `limit`.
+fn plain_decimal(text: &[u8], scale: u32, limit: i128) -> Option<i128> {
+    let (negative, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (int, frac) = match body.iter().position(|&b| b == b'.') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &body[body.len()..]),
+    };
+    if int.is_empty() || frac.len() > scale as usize || int.len() + scale as usize > 38 {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for &b in int.iter().chain(frac) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i128::from(b - b'0');
+    }
+    v *= 10i128.pow(scale - frac.len() as u32);
+    if v >= limit {
+        return None;
+    }
+    Some(if negative { -v } else { v })
 }
 
 /// PostgreSQL rounds (half away from zero) when assigning a fractional number to an
@@ -258,6 +316,73 @@ mod tests {
                 .state,
             SqlState::StringDataRightTruncation
         );
+    }
+
+    /// Plainly written decimals convert to what Arrow's cast gives; everything else is left
+    /// to the cast (and its errors).
+    #[test]
+    fn plain_decimals_equal_the_general_cast() {
+        let target = DataType::Decimal128(15, 2);
+        let plain = [
+            "0",
+            "-0",
+            "1",
+            "12.3",
+            "12.30",
+            "-7.05",
+            "0.01",
+            "007.50",
+            "9999999999999.99",
+            "-9999999999999.99",
+            "123456789012.3",
+        ];
+        let texts: ArrayRef = Arc::new(StringArray::from(
+            plain
+                .iter()
+                .map(|s| Some(*s))
+                .chain([None])
+                .collect::<Vec<_>>(),
+        ));
+        let fast = plain_decimals(&texts, &target).expect("all plain");
+        let opts = CastOptions {
+            safe: false,
+            format_options: FormatOptions::default(),
+        };
+        let slow = cast_with_options(&texts, &target, &opts).unwrap();
+        assert_eq!(fast.as_ref(), slow.as_ref());
+        let ty = SqlType::Numeric {
+            precision: 15,
+            scale: 2,
+        };
+        assert_eq!(assign(&texts, &ty, "c").unwrap()[3], {
+            let d = duet_rowstore::batch::array_to_datums(slow.as_ref(), &ty).unwrap();
+            d[3].clone()
+        });
+        // Not plain: more digits than the scale (rounds), too many for the precision
+        // (an error), signs, spaces, exponents, empty, no integer part, non-digits.
+        for odd in [
+            "1.005",
+            "10000000000000",
+            "+1",
+            " 1",
+            "1 ",
+            "1e3",
+            "",
+            ".5",
+            "1.2.3",
+            "1,5",
+            "-",
+            "NaN",
+        ] {
+            let one: ArrayRef = Arc::new(StringArray::from(vec!["1", odd]));
+            assert!(plain_decimals(&one, &target).is_none(), "{odd:?}");
+        }
+        assert!(plain_decimal(&[b'9'; 40], 2, 10i128.pow(38)).is_none());
+        // The general cast still rounds and reports.
+        let round: ArrayRef = Arc::new(StringArray::from(vec!["1.005"]));
+        assert_eq!(assign(&round, &ty, "c").unwrap().len(), 1);
+        let wide: ArrayRef = Arc::new(StringArray::from(vec!["10000000000000"]));
+        assert!(assign(&wide, &ty, "c").is_err());
     }
 }
 

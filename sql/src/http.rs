@@ -204,13 +204,24 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
         ),
         &["peer", "event"],
     )?;
+    let row_cache = IntCounterVec::new(
+        Opts::new(
+            "duet_row_cache_lookups_total",
+            "Point reads and commit checks answered by the row cache (hit) or by RocksDB (miss)",
+        ),
+        &["result"],
+    )?;
     registry.register(Box::new(raft.clone()))?;
+    registry.register(Box::new(row_cache.clone()))?;
     registry.register(Box::new(raft_events.clone()))?;
     registry.register(Box::new(learner_lag.clone()))?;
     registry.register(Box::new(table.clone()))?;
     registry.register(Box::new(counters.clone()))?;
     registry.register(Box::new(fallbacks.clone()))?;
 
+    let (hits, misses) = node.store.row_cache_stats();
+    row_cache.with_label_values(&["hit"]).inc_by(hits);
+    row_cache.with_label_values(&["miss"]).inc_by(misses);
     let voter = node.voter();
     let as_i64 = |v: u64| v.min(i64::MAX as u64) as i64;
     raft.with_label_values(&["voter", "commit"])

@@ -454,3 +454,71 @@ async fn reparsed_texts_follow_table_changes() {
     assert_eq!(rows[0].len(), 4);
     assert_eq!(rows[0].get::<_, i32>(3), 5);
 }
+
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).map(str::trim))
+        .unwrap_or_else(|| panic!("{sample} not in metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Repeated point reads are answered by the row cache, and each sees every commit made on
+/// another connection in between (updates, a delete, a re-insert), in both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_reads_from_the_row_cache_see_every_commit() {
+    let cluster = ClusterBuilder::new("row-cache").build().await.unwrap();
+    let r = cluster.client().await.unwrap();
+    let w = cluster.client().await.unwrap();
+    w.batch_execute("CREATE TABLE kv (k int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    w.batch_execute("INSERT INTO kv VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let read = r.prepare("SELECT v FROM kv WHERE k = $1").await.unwrap();
+    let get = |k: i32| {
+        let (r, read) = (&r, &read);
+        async move {
+            let extended: Option<String> = r
+                .query(read, &[&k])
+                .await
+                .unwrap()
+                .first()
+                .map(|row| row.get(0));
+            let simple = rows(r, &format!("SELECT v FROM kv WHERE k = {k}")).await;
+            assert_eq!(
+                simple,
+                extended
+                    .iter()
+                    .map(|v| vec![Some(v.clone())])
+                    .collect::<Vec<_>>()
+            );
+            extended
+        }
+    };
+    assert_eq!(get(1).await.as_deref(), Some("one"));
+    let hits = |m: &str| metric(m, "duet_row_cache_lookups_total{result=\"hit\"}");
+    let before = hits(&cluster.http_get("/metrics").await.unwrap());
+    for i in 0..20 {
+        let v = format!("v{i}");
+        w.execute("UPDATE kv SET v = $1 WHERE k = 1", &[&v])
+            .await
+            .unwrap();
+        assert_eq!(get(1).await, Some(v));
+    }
+    w.batch_execute("DELETE FROM kv WHERE k = 1").await.unwrap();
+    assert_eq!(get(1).await, None);
+    assert_eq!(get(3).await, None);
+    w.batch_execute("INSERT INTO kv VALUES (1, 'back'), (3, 'three')")
+        .await
+        .unwrap();
+    assert_eq!(get(1).await.as_deref(), Some("back"));
+    assert_eq!(get(3).await.as_deref(), Some("three"));
+    assert_eq!(get(2).await.as_deref(), Some("two"));
+    let after = hits(&cluster.http_get("/metrics").await.unwrap());
+    assert!(
+        after >= before + 40.0,
+        "reads after each commit should hit the cache: {before} -> {after}"
+    );
+}

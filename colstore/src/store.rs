@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use duet_replication::{PeerStatus, StateMachine};
 use duet_rowstore::codec::key;
-use duet_rowstore::command::Command;
+use duet_rowstore::command::CommandRef;
 use duet_rowstore::{Row, Store, TableDef, TableDefRef};
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -317,7 +317,7 @@ impl ColumnStore {
     }
 
     /// Applies the command of log entry `index`.
-    pub fn apply(self: &Arc<Self>, index: u64, cmd: &Command) -> Result<()> {
+    pub fn apply(self: &Arc<Self>, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
         let started = Instant::now();
         if cmd.snapshot {
             return self.restore(index, cmd);
@@ -451,7 +451,7 @@ impl ColumnStore {
     }
 
     /// Replaces everything by a snapshot of the row replica taken at `index`.
-    fn restore(&self, index: u64, cmd: &Command) -> Result<()> {
+    fn restore(&self, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
         // No compaction may checkpoint an older index over this one.
         let _one = self.compact_lock.lock();
         let mut defs: Vec<TableDefRef> = Vec::new();
@@ -756,7 +756,7 @@ impl LearnerStateMachine {
 
 impl StateMachine for LearnerStateMachine {
     fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = Command::decode(data).map_err(|e| e.to_string())?;
+        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
         self.store.apply(index, &cmd).map_err(|e| e.to_string())?;
         if let Some(at) = self.leader.as_ref().and_then(|l| l.committed_at(index)) {
             self.lag.record(at.elapsed());
@@ -773,7 +773,7 @@ impl StateMachine for LearnerStateMachine {
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = Command::decode(data).map_err(|e| e.to_string())?;
+        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
         if !cmd.snapshot {
             return Err(format!("entry {index} is not a snapshot"));
         }

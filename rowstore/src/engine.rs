@@ -13,54 +13,99 @@ use std::sync::Arc;
 
 use crate::error::Result;
 
-/// One mutation inside a [`WriteBatch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOp {
+/// One mutation inside a [`WriteBatch`], borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp<'a> {
     Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
+        key: &'a [u8],
+        value: &'a [u8],
     },
     Delete {
-        key: Vec<u8>,
+        key: &'a [u8],
     },
     /// Deletes every key in `[start, end)`.
     DeleteRange {
-        start: Vec<u8>,
-        end: Vec<u8>,
+        start: &'a [u8],
+        end: &'a [u8],
     },
 }
 
-/// An atomic group of mutations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Put,
+    Delete,
+    DeleteRange,
+}
+
+/// An atomic group of mutations. Keys and values sit back to back in one buffer (a bulk
+/// apply writes each row's bytes once, with no allocation per row).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
-    ops: Vec<WriteOp>,
+    data: Vec<u8>,
+    /// Per operation: its kind and where its first and second byte strings end in `data`
+    /// (the first starts where the previous operation ended; `Delete` has an empty second).
+    ops: Vec<(OpKind, usize, usize)>,
 }
 
 impl WriteBatch {
     pub fn new() -> Self {
         Self::default()
     }
-    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::Put {
-            key: key.into(),
-            value: value.into(),
-        });
+
+    /// Room for `ops` operations of `bytes` key and value bytes in all.
+    pub fn with_capacity(ops: usize, bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            ops: Vec::with_capacity(ops),
+        }
     }
-    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::Delete { key: key.into() });
+
+    fn push(&mut self, kind: OpKind, first: &[&[u8]], second: &[&[u8]]) {
+        for p in first {
+            self.data.extend_from_slice(p);
+        }
+        let mid = self.data.len();
+        for p in second {
+            self.data.extend_from_slice(p);
+        }
+        self.ops.push((kind, mid, self.data.len()));
     }
-    pub fn delete_range(&mut self, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::DeleteRange {
-            start: start.into(),
-            end: end.into(),
-        });
+
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.push(OpKind::Put, &[key.as_ref()], &[value.as_ref()]);
     }
-    pub fn ops(&self) -> &[WriteOp] {
-        &self.ops
+
+    /// A put whose key and value are the concatenations of their parts.
+    pub fn put_parts(&mut self, key: &[&[u8]], value: &[&[u8]]) {
+        self.push(OpKind::Put, key, value);
     }
+
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.push(OpKind::Delete, &[key.as_ref()], &[]);
+    }
+
+    pub fn delete_range(&mut self, start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) {
+        self.push(OpKind::DeleteRange, &[start.as_ref()], &[end.as_ref()]);
+    }
+
+    /// The operations in the order they were added.
+    pub fn ops(&self) -> impl Iterator<Item = WriteOp<'_>> + '_ {
+        let mut from = 0;
+        self.ops.iter().map(move |&(kind, mid, end)| {
+            let (a, b) = (&self.data[from..mid], &self.data[mid..end]);
+            from = end;
+            match kind {
+                OpKind::Put => WriteOp::Put { key: a, value: b },
+                OpKind::Delete => WriteOp::Delete { key: a },
+                OpKind::DeleteRange => WriteOp::DeleteRange { start: a, end: b },
+            }
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use duet_replication::{Peer, PeerOptions, SnapshotSource, StateMachine, Transport};
 
-use crate::command::Command;
+use crate::command::CommandRef;
 use crate::engine::KvEngineRef;
 use crate::error::{Error, Result};
 use crate::store::{Store, StoreRef};
@@ -32,7 +32,7 @@ impl SnapshotSource for StoreDump {
 
 impl StateMachine for RowStateMachine {
     fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = Command::decode(data).map_err(|e| e.to_string())?;
+        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
         self.store
             .apply_command(index, &cmd)
             .map_err(|e| e.to_string())
@@ -49,7 +49,7 @@ impl StateMachine for RowStateMachine {
     }
 
     fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = Command::decode(data).map_err(|e| e.to_string())?;
+        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
         if !cmd.snapshot {
             return Err(format!("entry {index} is not a snapshot"));
         }

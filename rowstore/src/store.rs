@@ -25,7 +25,7 @@ use crate::catalog::{Catalog, ColumnDef, IndexDef, TableDef, TableDefRef, CATALO
 use crate::codec::key::{self, Key, LIVE, TOMBSTONE};
 use crate::codec::memcmp::{self, prefix_end};
 use crate::codec::row;
-use crate::command::{encode_parts, Command};
+use crate::command::{encode_parts, Command, CommandRef};
 use crate::engine::{KvEngineRef, WriteBatch};
 use crate::error::{Error, Result};
 use crate::mvcc::Version;
@@ -485,30 +485,27 @@ impl Store {
     /// without fsync and without RocksDB's WAL: the Raft log is durable and is compacted only
     /// past a memtable flush ([`Store::sync`]), and the applied index is in the same batch,
     /// so a crash replays exactly what is missing.
-    pub fn apply_command(&self, index: u64, cmd: &Command) -> Result<()> {
+    pub fn apply_command(&self, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
         // Until the version is published, fills of the row cache are refused.
         let cache = self.row_cache.begin_apply();
-        let mut batch = WriteBatch::new();
+        let bytes: usize = cmd
+            .writes
+            .iter()
+            .map(|(k, v)| k.len() + key::VERSION_LEN + 1 + v.map_or(0, <[u8]>::len))
+            .sum();
+        let mut batch = WriteBatch::with_capacity(cmd.writes.len() + 8, bytes + 256);
         if cmd.snapshot {
-            batch.delete_range(vec![key::CATALOG_PREFIX], vec![key::DATA_PREFIX + 1]);
+            batch.delete_range([key::CATALOG_PREFIX], [key::DATA_PREFIX + 1]);
         }
         for (start, end) in &cmd.delete_ranges {
-            batch.delete_range(start.clone(), end.clone());
+            batch.delete_range(start, end);
         }
+        let version = (u64::MAX - index).to_be_bytes();
         for (k, v) in &cmd.writes {
-            let mut ek = Vec::with_capacity(k.len() + key::VERSION_LEN);
-            ek.extend_from_slice(k);
-            ek.extend_from_slice(&(u64::MAX - index).to_be_bytes());
-            let value = match v {
-                Some(p) => {
-                    let mut value = Vec::with_capacity(p.len() + 1);
-                    value.push(LIVE);
-                    value.extend_from_slice(p);
-                    value
-                }
-                None => vec![TOMBSTONE],
-            };
-            batch.put(ek, value);
+            match v {
+                Some(p) => batch.put_parts(&[k, &version], &[&[LIVE], p]),
+                None => batch.put_parts(&[k, &version], &[&[TOMBSTONE]]),
+            }
         }
         let next_id = (self.next_id.load(Ordering::Relaxed) as u64).max(cmd.next_id);
         let next_rowid = self.next_rowid.load(Ordering::Relaxed).max(cmd.next_rowid);
@@ -563,14 +560,14 @@ impl Store {
             let mut latches = self.latches.lock();
             if !latches.is_empty() {
                 for (k, _) in &cmd.writes {
-                    latches.remove(k.as_slice());
+                    latches.remove(*k);
                 }
             }
         }
         Ok(())
     }
 
-    fn count_changes(&self, cmd: &Command) {
+    fn count_changes(&self, cmd: &CommandRef<'_>) {
         let mut current: Option<(u32, u64)> = None;
         let mut changes = self.changes.lock();
         for id in cmd

@@ -1124,7 +1124,7 @@ mod tests {
             )],
             ..Default::default()
         };
-        store.apply_command(1, &cmd).unwrap();
+        store.apply_command(1, &cmd.view()).unwrap();
         store
     }
 

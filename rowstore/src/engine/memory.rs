@@ -37,7 +37,7 @@ impl KvEngine for MemoryEngine {
         for op in batch.ops() {
             match op {
                 WriteOp::Put { key, value } => {
-                    map.insert(key.clone(), value.clone());
+                    map.insert(key.to_vec(), value.to_vec());
                 }
                 WriteOp::Delete { key } => {
                     map.remove(key);

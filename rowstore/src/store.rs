@@ -62,6 +62,8 @@ pub struct Store {
     /// Snapshots in use by open transactions and running scans: version → count.
     pins: Mutex<BTreeMap<u64, usize>>,
     catalog: RwLock<Catalog>,
+    /// Bumped whenever the catalog changes (DDL applied, snapshot restored).
+    catalog_generation: AtomicU64,
     next_id: AtomicU32,
     next_rowid: AtomicU64,
     /// Rows written (inserted, updated or deleted) per storage id since the process started,
@@ -137,6 +139,7 @@ impl Store {
             proposer: OnceLock::new(),
             pins: Mutex::new(BTreeMap::new()),
             catalog: RwLock::new(Catalog::default()),
+            catalog_generation: AtomicU64::new(0),
             next_id: AtomicU32::new(next_id),
             next_rowid: AtomicU64::new(next_rowid),
             row_cache: crate::rowcache::RowCache::new(ROW_CACHE_BYTES),
@@ -200,6 +203,11 @@ impl Store {
     /// Flushes the engine (clean shutdown).
     pub fn flush(&self) -> Result<()> {
         self.engine.flush()
+    }
+
+    /// Changes whenever any table definition does (for caches of what a text means).
+    pub fn catalog_generation(&self) -> u64 {
+        self.catalog_generation.load(Ordering::Acquire)
     }
 
     /// The table called `name`, as of now.
@@ -533,6 +541,7 @@ impl Store {
             .collect();
         if cmd.snapshot || !catalog_changes.is_empty() {
             let mut cat = self.catalog.write();
+            self.catalog_generation.fetch_add(1, Ordering::AcqRel);
             if cmd.snapshot {
                 *cat = Catalog::default();
             }

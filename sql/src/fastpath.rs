@@ -818,6 +818,139 @@ pub fn parse_if_fast(sql: &str, store: &Store) -> Option<Vec<(Statement, Arc<Fas
         .collect()
 }
 
+/// A simple-query text with its literals taken out: the text with each number and string
+/// literal replaced by `$1`, `$2`, … in order (its *shape*), and the literals as parameter
+/// values. Texts that differ only in their literals (pgbench's, most applications') share a
+/// shape, so simple-query mode can keep a parsed, recognised plan per shape as the extended
+/// protocol keeps one per statement. The values are typed so that binding them converts
+/// exactly as the literals would (`literal` and `param_datum` agree): integers as `Int32`
+/// when they fit, else `Int64` (the width a literal has in `c = c + 5`), other numbers as
+/// `Float64`, strings as `Utf8`; a `-` directly after an operator, `(` or `,` belongs to the
+/// number. `None` for texts this does not read plainly (comments, which may carry routing
+/// hints, `$`, escape or prefixed strings, unterminated quotes, numbers run into words).
+pub fn literal_shape(sql: &str) -> Option<(String, Vec<ScalarValue>)> {
+    if sql.len() > FAST_PARSE_MAX {
+        return None;
+    }
+    let b = sql.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 8);
+    let mut lits: Vec<ScalarValue> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'$' => return None,
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b'"' => {
+                let end = i + 1 + b[i + 1..].iter().position(|&q| q == b'"')?;
+                out.extend_from_slice(&b[i..=end]);
+                i = end + 1;
+                continue;
+            }
+            b'\'' => {
+                if i > 0 && ident(b[i - 1]) {
+                    return None; // E'…', X'…', B'…', N'…'
+                }
+                let mut text = Vec::new();
+                let mut j = i + 1;
+                loop {
+                    match b.get(j)? {
+                        b'\'' if b.get(j + 1) == Some(&b'\'') => {
+                            text.push(b'\'');
+                            j += 2;
+                        }
+                        b'\'' => break,
+                        &other => {
+                            text.push(other);
+                            j += 1;
+                        }
+                    }
+                }
+                lits.push(ScalarValue::Utf8(Some(String::from_utf8(text).ok()?)));
+                let _ = write!(DollarSink(&mut out), "${}", lits.len());
+                i = j + 1;
+                continue;
+            }
+            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) && !(i > 0 && ident(b[i - 1])) => {
+                return None;
+            }
+            b'0'..=b'9' if !(i > 0 && (ident(b[i - 1]) || b[i - 1] == b'.')) => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let mut float = false;
+                if i < b.len() && b[i] == b'.' {
+                    float = true;
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+                    float = true;
+                    i += 1;
+                    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                        i += 1;
+                    }
+                    let digits = i;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    if digits == i {
+                        return None;
+                    }
+                }
+                if i < b.len() && (ident(b[i]) || b[i] == b'.') {
+                    return None;
+                }
+                // A minus sign right after an operator, `(` or `,` is the number's.
+                let mut negative = false;
+                let trimmed = out.iter().rposition(|c| !c.is_ascii_whitespace());
+                if let Some(m) = trimmed.filter(|&m| out[m] == b'-') {
+                    let before = out[..m].iter().rposition(|c| !c.is_ascii_whitespace());
+                    if before.is_none_or(|p| b"=<>+-*/(,".contains(&out[p])) {
+                        negative = true;
+                        out.truncate(m);
+                    }
+                }
+                let text = std::str::from_utf8(&b[start..i]).ok()?;
+                let text = if negative {
+                    format!("-{text}")
+                } else {
+                    text.to_string()
+                };
+                lits.push(if float {
+                    ScalarValue::Float64(Some(text.parse().ok()?))
+                } else {
+                    let v: i64 = text.parse().ok()?;
+                    match i32::try_from(v) {
+                        Ok(v) => ScalarValue::Int32(Some(v)),
+                        Err(_) => ScalarValue::Int64(Some(v)),
+                    }
+                });
+                let _ = write!(DollarSink(&mut out), "${}", lits.len());
+                continue;
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    Some((String::from_utf8(out).ok()?, lits))
+}
+
+/// `write!` into a byte buffer.
+struct DollarSink<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for DollarSink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 fn param(params: &ParamValues, i: usize) -> Option<&ScalarValue> {
     match params {
         ParamValues::List(l) => l.get(i).map(|p| &p.value),
@@ -1252,5 +1385,56 @@ mod tests {
             .apply(&def, &vec![Datum::Int(1), Datum::Int(4), Datum::Null])
             .unwrap();
         assert_eq!(new[1], Datum::Int(7));
+    }
+
+    #[test]
+    fn literal_shapes_take_numbers_and_strings_out() {
+        let shape = |sql: &str| literal_shape(sql).map(|(s, v)| (s, v));
+        assert_eq!(
+            shape("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;"),
+            Some((
+                "SELECT abalance FROM pgbench_accounts WHERE aid = $1;".into(),
+                vec![ScalarValue::Int32(Some(12345))]
+            ))
+        );
+        assert_eq!(
+            shape("UPDATE t SET b = b + -42, c = 'it''s', d = 1.5e3 WHERE k = 9999999999").unwrap(),
+            (
+                "UPDATE t SET b = b + $1, c = $2, d = $3 WHERE k = $4".into(),
+                vec![
+                    ScalarValue::Int32(Some(-42)),
+                    ScalarValue::Utf8(Some("it's".into())),
+                    ScalarValue::Float64(Some(1500.0)),
+                    ScalarValue::Int64(Some(9_999_999_999)),
+                ]
+            )
+        );
+        // Digits inside names and quoted identifiers stay; a binary minus stays.
+        assert_eq!(
+            shape(r#"SELECT "c 1", t2.x1 FROM t2 WHERE a-1 = (-2)"#).unwrap(),
+            (
+                r#"SELECT "c 1", t2.x1 FROM t2 WHERE a-$1 = ($2)"#.into(),
+                vec![ScalarValue::Int32(Some(1)), ScalarValue::Int32(Some(-2))]
+            )
+        );
+        assert_eq!(shape("BEGIN").unwrap(), ("BEGIN".into(), vec![]));
+        // Not read plainly: comments (hints), placeholders, dollar quotes, prefixed or
+        // unterminated strings, numbers run into words, leading dots, huge integers.
+        for odd in [
+            "SELECT 1 -- c",
+            "/*+ engine(column) */ SELECT 1",
+            "SELECT $1",
+            "SELECT $$x$$",
+            "SELECT E'\\n'",
+            "SELECT X'ff'",
+            "SELECT 'open",
+            "SELECT \"open",
+            "SELECT 1abc",
+            "SELECT .5",
+            "SELECT 1e",
+            "SELECT 99999999999999999999",
+        ] {
+            assert!(literal_shape(odd).is_none(), "{odd}");
+        }
     }
 }

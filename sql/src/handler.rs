@@ -92,6 +92,7 @@ impl Connection {
             cancels,
             parser: Arc::new(DuetQueryParser {
                 parsed: Default::default(),
+                shapes: Default::default(),
                 session: session.clone(),
             }),
             session,
@@ -404,6 +405,80 @@ async fn run_guarded(
     result
 }
 
+impl Handler {
+    /// Runs a simple query whose literal shape has fast-path plans (see
+    /// [`DuetQueryParser::shaped`]) with its literals as parameters. A statement whose
+    /// values do not bind exactly runs the general way from the text as written (parsed
+    /// then), so the literals keep their own types there.
+    async fn run_shaped<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        query: &str,
+        shape: &[(Statement, Arc<crate::fastpath::FastPlan>)],
+        params: &ParamValues,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut out = Vec::with_capacity(shape.len());
+        let text: Arc<str> = Arc::from(query);
+        let empty = ParamValues::List(vec![]);
+        let mut written: Option<Vec<Statement>> = None;
+        for (i, (stmt, plan)) in shape.iter().enumerate() {
+            if shape.len() > 1 {
+                session.set_statement_from(Arc::from(stmt.to_string()), &text);
+            } else {
+                session.set_statement(&text);
+            }
+            let guard = session.statement_guard();
+            let result = match session.execute_fast(stmt, Some(plan), params).await {
+                Some(r) => {
+                    if r.is_err() {
+                        session.mark_failed();
+                    }
+                    r
+                }
+                None => {
+                    if written.is_none() {
+                        match parse_sql(query) {
+                            Ok(s) if s.len() == shape.len() => written = Some(s),
+                            Ok(_) => {
+                                let e = PgError::new(
+                                    SqlState::InternalError,
+                                    "statements of a query and of its literal shape differ",
+                                );
+                                out.push(Response::Error(Box::new(e.into_error_info())));
+                                break;
+                            }
+                            Err(e) => {
+                                out.push(Response::Error(Box::new(e.into_error_info())));
+                                break;
+                            }
+                        }
+                    }
+                    let original = &written.as_ref().map_or(stmt, |w| &w[i]);
+                    run_guarded(session, &guard, original, None, &empty).await
+                }
+            };
+            send_notices(client, session).await?;
+            match result.and_then(|o| {
+                into_response(o, &Format::UnifiedText, guard)
+                    .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
+            }) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    out.push(Response::Error(Box::new(e.into_error_info())));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Handler {
     async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
@@ -476,8 +551,19 @@ impl SimpleQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let mut session = self.session.lock().await;
-        let fast = session
-            .fast_path_enabled()
+        let mut try_fast = session.fast_path_enabled();
+        if try_fast {
+            match self.parser.shaped(query, &session.shared.store) {
+                ShapeLookup::Fast(shape, params) => {
+                    return self
+                        .run_shaped(client, &mut session, query, &shape, &params)
+                        .await;
+                }
+                ShapeLookup::General { literal_free } => try_fast = !literal_free,
+                ShapeLookup::Unknown => {}
+            }
+        }
+        let fast = try_fast
             .then(|| crate::fastpath::parse_if_fast(query, &session.shared.store))
             .flatten();
         let statements: Vec<(Statement, Option<Arc<crate::fastpath::FastPlan>>)> = match fast {
@@ -535,6 +621,60 @@ pub struct DuetQueryParser {
     /// pgbench -M extended and many drivers do) skips the parser. An entry is used only while
     /// its table's definition is the one it was recognised against.
     parsed: parking_lot::Mutex<HashMap<String, Prepared>>,
+    /// Simple-query texts by literal shape (`fastpath::literal_shape`): the shape's parsed
+    /// statements with their fast-path plans, or, for a shape that is not all fast-path
+    /// statements, the catalog generation at which that was found (tried again after DDL).
+    shapes: parking_lot::Mutex<HashMap<String, Shaped>>,
+}
+
+/// See [`DuetQueryParser::shapes`].
+#[derive(Clone)]
+enum Shaped {
+    Fast(Arc<[(Statement, Arc<crate::fastpath::FastPlan>)]>),
+    General(u64),
+}
+
+impl DuetQueryParser {
+    /// What `query`'s literal shape is known to be (see [`ShapeLookup`]).
+    fn shaped(&self, query: &str, store: &duet_rowstore::Store) -> ShapeLookup {
+        let Some((shape, literals)) = crate::fastpath::literal_shape(query) else {
+            return ShapeLookup::Unknown;
+        };
+        let general = ShapeLookup::General {
+            literal_free: literals.is_empty(),
+        };
+        let params = || ParamValues::List(literals.into_iter().map(Into::into).collect());
+        let generation = store.catalog_generation();
+        match self.shapes.lock().get(&shape) {
+            Some(Shaped::Fast(s)) => return ShapeLookup::Fast(s.clone(), params()),
+            Some(Shaped::General(g)) if *g == generation => return general,
+            _ => {}
+        }
+        let entry = match crate::fastpath::parse_if_fast(&shape, store) {
+            Some(planned) => Shaped::Fast(planned.into()),
+            None => Shaped::General(generation),
+        };
+        let mut shapes = self.shapes.lock();
+        if shapes.len() >= PARSE_CACHE_SIZE {
+            shapes.clear();
+        }
+        shapes.insert(shape, entry.clone());
+        match entry {
+            Shaped::Fast(s) => ShapeLookup::Fast(s, params()),
+            Shaped::General(_) => general,
+        }
+    }
+}
+
+/// What a simple query's literal shape says about it.
+enum ShapeLookup {
+    /// Its statements are fast-path statements: the shape's, with the literals as parameters.
+    Fast(Arc<[(Statement, Arc<crate::fastpath::FastPlan>)]>, ParamValues),
+    /// Not all fast-path statements; `literal_free`: the shape is the text itself, so the
+    /// text as written is not either.
+    General { literal_free: bool },
+    /// The text has no plain shape.
+    Unknown,
 }
 
 /// Texts the per-connection parse cache keeps (it is emptied when full).

@@ -522,3 +522,85 @@ async fn point_reads_from_the_row_cache_see_every_commit() {
         "reads after each commit should hit the cache: {before} -> {after}"
     );
 }
+
+/// Simple-query texts that differ only in their literals share a plan (the literals become
+/// parameters); literals that do not bind exactly (a fraction or a string for an integer
+/// key, an integer for a float column) run the general way from the text as written, with
+/// PostgreSQL's coercions; a changed table is recognised again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_queries_share_plans_by_literal_shape() {
+    let cluster = ClusterBuilder::new("literal-shapes").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE s (k int PRIMARY KEY, f float8, t text);
+         INSERT INTO s VALUES (5, 0.5, 'five'), (-7, 1.5, 'minus seven'), (8, NULL, 'it''s');",
+    )
+    .await
+    .unwrap();
+    let one = |sql: &'static str| {
+        let c = &c;
+        async move { rows(c, sql).await }
+    };
+    let some = |v: &str| vec![vec![Some(v.to_string())]];
+    assert_eq!(one("SELECT t FROM s WHERE k = 5").await, some("five"));
+    assert_eq!(one("SELECT t FROM s WHERE k = 8").await, some("it's"));
+    assert_eq!(
+        one("SELECT t FROM s WHERE k = -7").await,
+        some("minus seven")
+    );
+    assert_eq!(one("SELECT t FROM s WHERE k=-7").await, some("minus seven"));
+    assert_eq!(
+        one("SELECT t FROM s WHERE k = 6").await,
+        Vec::<Vec<Option<String>>>::new()
+    );
+    assert_eq!(one("SELECT t FROM s WHERE k = 5.0").await, some("five"));
+    assert_eq!(
+        one("SELECT t FROM s WHERE k = 5.5").await,
+        Vec::<Vec<Option<String>>>::new()
+    );
+    assert_eq!(one("SELECT t FROM s WHERE k = '5'").await, some("five"));
+    assert_eq!(
+        sqlstate(
+            &c.simple_query("SELECT t FROM s WHERE k = 'x'")
+                .await
+                .unwrap_err()
+        )
+        .as_deref(),
+        Some("22P02")
+    );
+    assert_eq!(
+        one("SELECT t FROM s WHERE k = 99999999999").await,
+        Vec::<Vec<Option<String>>>::new()
+    );
+    c.batch_execute(
+        "UPDATE s SET f = 2 WHERE k = 5; UPDATE s SET f = f + 1, t = 'x''y' WHERE k = -7",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        one("SELECT f, t FROM s WHERE k = -7").await,
+        vec![vec![Some("2.5".to_string()), Some("x'y".to_string())]]
+    );
+    assert_eq!(one("SELECT f FROM s WHERE k = 5").await, some("2"));
+    // The table changes under the cached shape: the key becomes text.
+    c.batch_execute("DROP TABLE s; CREATE TABLE s (k text PRIMARY KEY, f float8, t text)")
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO s VALUES ('5', 1, 'text five')")
+        .await
+        .unwrap();
+    assert_eq!(
+        one("SELECT t FROM s WHERE k = '5'").await,
+        some("text five")
+    );
+    c.batch_execute("DROP TABLE s").await.unwrap();
+    assert_eq!(
+        sqlstate(
+            &c.simple_query("SELECT t FROM s WHERE k = '5'")
+                .await
+                .unwrap_err()
+        )
+        .as_deref(),
+        Some("42P01")
+    );
+}

@@ -669,7 +669,10 @@ impl DuetQueryParser {
 /// What a simple query's literal shape says about it.
 enum ShapeLookup {
     /// Its statements are fast-path statements: the shape's, with the literals as parameters.
-    Fast(Arc<[(Statement, Arc<crate::fastpath::FastPlan>)]>, ParamValues),
+    Fast(
+        Arc<[(Statement, Arc<crate::fastpath::FastPlan>)]>,
+        ParamValues,
+    ),
     /// Not all fast-path statements; `literal_free`: the shape is the text itself, so the
     /// text as written is not either.
     General { literal_free: bool },

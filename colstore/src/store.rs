@@ -337,7 +337,7 @@ impl ColumnStore {
         let mut i = 0;
         let writes = &cmd.writes;
         while i < writes.len() {
-            let Some((storage_id, _)) = record_parts(&writes[i].0) else {
+            let Some((storage_id, _)) = record_parts(writes[i].0) else {
                 i += 1;
                 continue;
             };

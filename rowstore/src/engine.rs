@@ -183,10 +183,10 @@ pub(crate) mod conformance {
 
     pub fn run(engine: &dyn KvEngine) {
         let mut b = WriteBatch::new();
-        b.put(b"a".to_vec(), b"1".to_vec());
-        b.put(b"b".to_vec(), b"2".to_vec());
-        b.put(b"c".to_vec(), b"3".to_vec());
-        b.put(b"d".to_vec(), b"4".to_vec());
+        b.put(b"a", b"1");
+        b.put(b"b", b"2");
+        b.put(b"c", b"3");
+        b.put(b"d", b"4");
         engine.write(&b, true).unwrap();
         assert_eq!(engine.get(b"b").unwrap(), Some(b"2".to_vec()));
         assert_eq!(engine.get(b"x").unwrap(), None);
@@ -258,8 +258,8 @@ pub(crate) mod conformance {
         );
 
         let mut b = WriteBatch::new();
-        b.delete(b"a".to_vec());
-        b.delete_range(b"b".to_vec(), b"d".to_vec());
+        b.delete(b"a");
+        b.delete_range(b"b", b"d");
         engine.write(&b, false).unwrap();
         let mut rest = vec![];
         engine

@@ -7,9 +7,10 @@
 //! then the newest version `<= s`), and goes to the engine otherwise.
 //!
 //! Entries are kept exact by the apply path, not by expiry:
-//! - applying a command updates the entries of the keys it writes (it never adds keys, so a
-//!   bulk load does not flood the cache); a command that removes ranges, or a snapshot,
-//!   empties the cache;
+//! - applying a command updates the entries of the keys it writes, and adds the others while
+//!   the shard has room (an apply never evicts: a bulk load fills an empty cache but does
+//!   not push out what readers use); a command that removes ranges, or a snapshot, empties
+//!   the cache;
 //! - a reader adds an entry only for what it read at the newest published version, and only
 //!   if no apply began since it looked (`seq`, even while no apply runs, odd during one;
 //!   checked under the shard's lock, which the apply takes after making `seq` odd).
@@ -109,7 +110,7 @@ impl RowCache {
     /// Taken by a reader before it reads the engine; `None` while an apply runs.
     pub fn ticket(&self) -> Option<Ticket> {
         let s = self.seq.load(Ordering::SeqCst);
-        (self.enabled() && s % 2 == 0).then_some(Ticket(s))
+        (self.enabled() && s.is_multiple_of(2)).then_some(Ticket(s))
     }
 
     /// Adds what a reader read, under `ticket`: `entry` must be the newest version of `key`
@@ -161,22 +162,37 @@ impl RowCache {
 pub struct ApplyGuard<'a>(&'a RowCache);
 
 impl ApplyGuard<'_> {
-    /// `key` now has `payload` at `version` (updated only if cached).
-    pub fn written(&self, key: &[u8], version: u64, payload: Option<&[u8]>) {
+    /// `key` now has `payload` at `version`: its entry is updated, or added while the shard
+    /// has room (an apply never evicts, so a bulk load fills an empty cache, as a freshly
+    /// loaded table sits in PostgreSQL's buffers and the OS cache, but cannot push out
+    /// what readers use).
+    /// `add: false` only updates (keys point reads never ask for).
+    pub fn written(&self, key: &[u8], version: u64, payload: Option<&[u8]>, add: bool) {
         if !self.0.enabled() {
             return;
         }
         let mut shard = self.0.shard(key).lock();
-        let Some(c) = shard.map.get_mut(key) else {
-            return;
-        };
-        let before = Shard::cost(key, c);
-        *c = Cached {
+        let entry = Cached {
             version,
             payload: payload.map(Arc::from),
         };
-        let after = Shard::cost(key, c);
-        shard.bytes = shard.bytes + after - before;
+        match shard.map.get_mut(key) {
+            Some(c) => {
+                let before = Shard::cost(key, c);
+                *c = entry;
+                let after = Shard::cost(key, c);
+                shard.bytes = shard.bytes + after - before;
+            }
+            None if add => {
+                let cost = Shard::cost(key, &entry);
+                if shard.bytes + cost <= self.0.shard_budget {
+                    shard.bytes += cost;
+                    shard.map.insert(key.into(), entry);
+                    shard.order.push_back(key.into());
+                }
+            }
+            None => {}
+        }
     }
 
     /// Everything may have changed (ranges removed, a snapshot restored).
@@ -216,8 +232,9 @@ mod tests {
         assert_eq!(c.get(b"k", 9), Some(entry(5, b"v5")));
         assert_eq!(c.get(b"k", 4), None, "an older snapshot reads the engine");
         let a = c.begin_apply();
-        a.written(b"k", 7, None);
-        a.written(b"other", 7, Some(b"x"));
+        a.written(b"k", 7, None, true);
+        a.written(b"other", 7, Some(b"x"), true);
+        a.written(b"index", 7, Some(b"x"), false);
         drop(a);
         assert_eq!(
             c.get(b"k", 8),
@@ -227,8 +244,13 @@ mod tests {
             })
         );
         assert_eq!(c.get(b"k", 6), None);
-        assert_eq!(c.get(b"other", 8), None, "applies do not add keys");
-        assert_eq!(c.stats(), (3, 3));
+        assert_eq!(
+            c.get(b"other", 8),
+            Some(entry(7, b"x")),
+            "applies add keys while there is room"
+        );
+        assert_eq!(c.get(b"index", 8), None, "unless told not to");
+        assert_eq!(c.stats(), (4, 3));
     }
 
     #[test]
@@ -269,6 +291,14 @@ mod tests {
         // The newest key is still there, the first one is not.
         assert!(c.get(&9_999u32.to_be_bytes(), 1).is_some());
         assert!(c.get(&0u32.to_be_bytes(), 1).is_none());
+        // Applies add nothing to a full cache, and evict nothing.
+        let a = c.begin_apply();
+        for i in 10_000..20_000u32 {
+            a.written(&i.to_be_bytes(), 2, Some(&[1u8; 100]), true);
+        }
+        drop(a);
+        assert_eq!(c.len(), held);
+        assert!(c.get(&9_999u32.to_be_bytes(), 1).is_some());
         assert!(!RowCache::new(0).enabled());
     }
 }

@@ -517,22 +517,18 @@ impl Store {
         }
         let next_id = (self.next_id.load(Ordering::Relaxed) as u64).max(cmd.next_id);
         let next_rowid = self.next_rowid.load(Ordering::Relaxed).max(cmd.next_rowid);
-        batch.put(key::system_key(VERSION_KEY), index.to_be_bytes().to_vec());
-        batch.put(key::system_key(NEXT_ID_KEY), next_id.to_be_bytes().to_vec());
-        batch.put(
-            key::system_key(NEXT_ROWID_KEY),
-            next_rowid.to_be_bytes().to_vec(),
-        );
-        batch.put(
-            key::system_key(FORMAT_KEY),
-            DATA_FORMAT.to_be_bytes().to_vec(),
-        );
+        batch.put(key::system_key(VERSION_KEY), index.to_be_bytes());
+        batch.put(key::system_key(NEXT_ID_KEY), next_id.to_be_bytes());
+        batch.put(key::system_key(NEXT_ROWID_KEY), next_rowid.to_be_bytes());
+        batch.put(key::system_key(FORMAT_KEY), DATA_FORMAT.to_be_bytes());
         self.engine.write(&batch, false)?;
         if cmd.snapshot || !cmd.delete_ranges.is_empty() {
             cache.clear();
         }
         for (k, v) in &cmd.writes {
-            cache.written(k, index, v.as_deref());
+            // Only rows are read by key; index and catalog entries are not worth room.
+            let add = key::record_storage_id(k).is_some();
+            cache.written(k, index, v.as_deref(), add);
         }
         let catalog_changes: Vec<_> = cmd
             .writes

@@ -203,10 +203,7 @@ impl ReadView {
 
     /// The row with encoded primary key `pk`.
     pub fn get_row(&self, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
-        match self.get_raw(&key::record_key(def.storage_id, pk))? {
-            Some(p) => Ok(Some(Store::decode_row(def, &p)?)),
-            None => Ok(None),
-        }
+        decode_found(def, self.get_raw(&key::record_key(def.storage_id, pk))?)
     }
 
     /// Visits rows whose encoded primary key is in `[start, end)` (`None` = unbounded),
@@ -259,10 +256,12 @@ impl ReadView {
 /// column replica's compaction, which this read does not touch).
 pub fn read_row_now(store: &StoreRef, def: &TableDef, pk: &[u8]) -> Result<Option<Row>> {
     let key = key::record_key(def.storage_id, pk);
-    match store.get(&key, store.current_version())? {
-        Some(p) => Ok(Some(Store::decode_row(def, &p)?)),
-        None => Ok(None),
-    }
+    decode_found(def, store.get(&key, store.current_version())?)
+}
+
+/// The row of a payload a point read found.
+fn decode_found(def: &TableDef, payload: Option<Vec<u8>>) -> Result<Option<Row>> {
+    payload.map(|p| Store::decode_row(def, &p)).transpose()
 }
 
 impl Transaction {

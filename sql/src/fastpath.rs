@@ -869,7 +869,7 @@ pub fn literal_shape(sql: &str) -> Option<(String, Vec<ScalarValue>)> {
                     }
                 }
                 lits.push(ScalarValue::Utf8(Some(String::from_utf8(text).ok()?)));
-                let _ = write!(DollarSink(&mut out), "${}", lits.len());
+                push_placeholder(&mut out, lits.len());
                 i = j + 1;
                 continue;
             }
@@ -931,7 +931,7 @@ pub fn literal_shape(sql: &str) -> Option<(String, Vec<ScalarValue>)> {
                         Err(_) => ScalarValue::Int64(Some(v)),
                     }
                 });
-                let _ = write!(DollarSink(&mut out), "${}", lits.len());
+                push_placeholder(&mut out, lits.len());
                 continue;
             }
             _ => out.push(c),
@@ -941,14 +941,10 @@ pub fn literal_shape(sql: &str) -> Option<(String, Vec<ScalarValue>)> {
     Some((String::from_utf8(out).ok()?, lits))
 }
 
-/// `write!` into a byte buffer.
-struct DollarSink<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for DollarSink<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
+/// Appends `$n` to a shape being built.
+fn push_placeholder(out: &mut Vec<u8>, n: usize) {
+    // Writing into a Vec cannot fail.
+    let _ = std::io::Write::write_fmt(out, format_args!("${n}"));
 }
 
 fn param(params: &ParamValues, i: usize) -> Option<&ScalarValue> {

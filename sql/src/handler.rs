@@ -406,68 +406,80 @@ async fn run_guarded(
 }
 
 impl Handler {
-    /// Runs a simple query whose literal shape has fast-path plans (see
-    /// [`DuetQueryParser::shaped`]) with its literals as parameters. A statement whose
-    /// values do not bind exactly runs the general way from the text as written (parsed
-    /// then), so the literals keep their own types there.
-    async fn run_shaped<C>(
+    /// Runs the statements of one simple query, in order, until one fails or starts a COPY.
+    /// With `literals`, `statements` are the fast-path statements of the query's literal
+    /// shape (see [`DuetQueryParser::shaped`]) and `literals` their parameters; a statement
+    /// whose values do not bind exactly runs the general way from the text as written
+    /// (parsed then), so the literals keep their own types there.
+    async fn run_statements<'s, C>(
         &self,
         client: &mut C,
         session: &mut Session,
         query: &str,
-        shape: &[(Statement, Arc<crate::fastpath::FastPlan>)],
-        params: &ParamValues,
+        statements: impl ExactSizeIterator<
+            Item = (&'s Statement, Option<&'s Arc<crate::fastpath::FastPlan>>),
+        >,
+        literals: Option<&ParamValues>,
     ) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut out = Vec::with_capacity(shape.len());
-        let text: Arc<str> = Arc::from(query);
+        let n = statements.len();
+        let mut out = Vec::with_capacity(n);
         let empty = ParamValues::List(vec![]);
-        let mut written: Option<Vec<Statement>> = None;
-        for (i, (stmt, plan)) in shape.iter().enumerate() {
-            if shape.len() > 1 {
+        let text: Arc<str> = Arc::from(query);
+        let mut written: Option<Result<Vec<Statement>, PgError>> = None;
+        for (i, (stmt, plan)) in statements.enumerate() {
+            if n > 1 {
+                // The log shows each statement of the message on its own; hints come from
+                // the whole message (the parser drops comments).
                 session.set_statement_from(Arc::from(stmt.to_string()), &text);
             } else {
                 session.set_statement(&text);
             }
             let guard = session.statement_guard();
-            let result = match session.execute_fast(stmt, Some(plan), params).await {
-                Some(r) => {
-                    if r.is_err() {
-                        session.mark_failed();
+            let result = match literals {
+                None => run_guarded(session, &guard, stmt, plan, &empty).await,
+                Some(params) => match session.execute_fast(stmt, plan, params).await {
+                    Some(r) => {
+                        if r.is_err() {
+                            session.mark_failed();
+                        }
+                        r
                     }
-                    r
-                }
-                None => {
-                    if written.is_none() {
-                        match parse_sql(query) {
-                            Ok(s) if s.len() == shape.len() => written = Some(s),
-                            Ok(_) => {
-                                let e = PgError::new(
-                                    SqlState::InternalError,
-                                    "statements of a query and of its literal shape differ",
-                                );
-                                out.push(Response::Error(Box::new(e.into_error_info())));
-                                break;
-                            }
-                            Err(e) => {
-                                out.push(Response::Error(Box::new(e.into_error_info())));
-                                break;
-                            }
+                    None => {
+                        let parsed = written.get_or_insert_with(|| {
+                            parse_sql(query).and_then(|w| {
+                                if w.len() == n {
+                                    Ok(w)
+                                } else {
+                                    Err(PgError::new(
+                                        SqlState::InternalError,
+                                        "statements of a query and of its literal shape differ",
+                                    ))
+                                }
+                            })
+                        });
+                        match parsed {
+                            Ok(w) => run_guarded(session, &guard, &w[i], None, &empty).await,
+                            Err(e) => Err(e.clone()),
                         }
                     }
-                    let original = &written.as_ref().map_or(stmt, |w| &w[i]);
-                    run_guarded(session, &guard, original, None, &empty).await
-                }
+                },
             };
             send_notices(client, session).await?;
             match result.and_then(|o| {
                 into_response(o, &Format::UnifiedText, guard)
                     .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
             }) {
+                Ok(r @ Response::CopyIn(_)) => {
+                    // The data that follows belongs to this COPY; later statements of
+                    // the same message are not run (as in PostgreSQL, COPY ends it).
+                    out.push(r);
+                    break;
+                }
                 Ok(r) => out.push(r),
                 Err(e) => {
                     out.push(Response::Error(Box::new(e.into_error_info())));
@@ -555,8 +567,9 @@ impl SimpleQueryHandler for Handler {
         if try_fast {
             match self.parser.shaped(query, &session.shared.store) {
                 ShapeLookup::Fast(shape, params) => {
+                    let statements = shape.iter().map(|(s, p)| (s, Some(p)));
                     return self
-                        .run_shaped(client, &mut session, query, &shape, &params)
+                        .run_statements(client, &mut session, query, statements, Some(&params))
                         .await;
                 }
                 ShapeLookup::General { literal_free } => try_fast = !literal_free,
@@ -576,39 +589,9 @@ impl SimpleQueryHandler for Handler {
                 Err(e) => return Ok(vec![Response::Error(Box::new(e.into_error_info()))]),
             },
         };
-        let mut out = Vec::with_capacity(statements.len());
-        let empty = ParamValues::List(vec![]);
-        let text: Arc<str> = Arc::from(query);
-        let several = statements.len() > 1;
-        for (stmt, plan) in statements {
-            if several {
-                // The log shows each statement of the message on its own; hints come from
-                // the whole message (the parser drops comments).
-                session.set_statement_from(Arc::from(stmt.to_string()), &text);
-            } else {
-                session.set_statement(&text);
-            }
-            let guard = session.statement_guard();
-            let result = run_guarded(&mut session, &guard, &stmt, plan.as_ref(), &empty).await;
-            send_notices(client, &mut session).await?;
-            match result.and_then(|o| {
-                into_response(o, &Format::UnifiedText, guard)
-                    .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
-            }) {
-                Ok(r @ Response::CopyIn(_)) => {
-                    // The data that follows belongs to this COPY; later statements of
-                    // the same message are not run (as in PostgreSQL, COPY ends it).
-                    out.push(r);
-                    break;
-                }
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    out.push(Response::Error(Box::new(e.into_error_info())));
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        let statements = statements.iter().map(|(s, p)| (s, p.as_ref()));
+        self.run_statements(client, &mut session, query, statements, None)
+            .await
     }
 }
 

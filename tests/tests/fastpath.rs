@@ -3,7 +3,7 @@
 //! protocol, must give byte-identical results, equal command tags and equal SQLSTATEs.
 //! The general path is `SET duet.fast_path = off` on a second connection.
 
-use crate::{rows, sqlstate};
+use crate::{metric, rows, sqlstate};
 use duet_tests::ClusterBuilder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -453,14 +453,6 @@ async fn reparsed_texts_follow_table_changes() {
     let rows = c.query(sql, &[&1i32]).await.unwrap();
     assert_eq!(rows[0].len(), 4);
     assert_eq!(rows[0].get::<_, i32>(3), 5);
-}
-
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample).map(str::trim))
-        .unwrap_or_else(|| panic!("{sample} not in metrics:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 /// Repeated point reads are answered by the row cache, and each sees every commit made on

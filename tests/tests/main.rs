@@ -43,3 +43,12 @@ pub async fn int(c: &tokio_postgres::Client, sql: &str) -> i64 {
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_string())
 }
+
+/// The value of one sample (`name{labels}`) in a Prometheus text page.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).map(str::trim))
+        .unwrap_or_else(|| panic!("{sample} not in metrics:\n{text}"))
+        .parse()
+        .unwrap()
+}

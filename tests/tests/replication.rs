@@ -2,7 +2,7 @@
 //! exactly what the row replica answers at the same version, across lag, DDL, restarts,
 //! crashes and snapshots.
 
-use crate::rows;
+use crate::{metric, rows};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -499,14 +499,6 @@ fn num(v: &Option<String>) -> f64 {
 }
 
 /// The value of a Prometheus sample `name{labels}` in `text`.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample).map(str::trim))
-        .unwrap_or_else(|| panic!("{sample} not in metrics:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn replica_lag_and_progress_are_visible_in_sql_and_metrics() {
     let cluster = ClusterBuilder::new("replicas-view").build().await.unwrap();

@@ -21,6 +21,6 @@ pub mod peer;
 pub use error::{Error, Result};
 pub use log_store::LogStore;
 pub use peer::{
-    LocalTransport, Peer, PeerOptions, PeerStatus, PendingProposal, Proposer, Role, SnapshotSource,
-    StateMachine, Transport,
+    LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, PendingProposal, Proposer, Role,
+    SnapshotSource, StateMachine, Transport,
 };

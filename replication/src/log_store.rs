@@ -262,6 +262,11 @@ impl LogStore {
         Ok(())
     }
 
+    /// Makes every write so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.engine.sync().map_err(|e| self.err(e))
+    }
+
     /// Records the commit index without other hard-state changes.
     pub fn set_commit(&self, commit: u64) -> Result<()> {
         let mut hs = self.state.read().hard_state.clone();

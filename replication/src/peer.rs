@@ -7,6 +7,11 @@
 //! [`StateMachine`]. Every proposal that arrived while the previous write was in flight shares
 //! the next write: that is group commit.
 //!
+//! A peer whose log need not be on disk before it answers (the column learner:
+//! [`LogSync::Batched`]) writes without fsync and syncs at most once per interval; the
+//! messages that report its log as persisted (append responses) wait for that sync, so the
+//! leader never counts on an entry the learner could lose.
+//!
 //! The loop is a thread rather than a tokio task because almost all of its time is spent in
 //! blocking fsyncs and state-machine writes; a task would need `spawn_blocking` per turn.
 //!
@@ -123,6 +128,23 @@ pub enum Role {
     Learner,
 }
 
+/// With [`LogSync::Batched`], a sync comes early once this many messages wait for it (a
+/// quarter of the leader's window of appends in flight, `max_inflight_msgs`).
+const HELD_MESSAGES_MAX: usize = 64;
+
+/// When a peer's log writes are fsync'd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSync {
+    /// Every Ready's write, before its messages go out (a voter: its vote and the entries it
+    /// acknowledges must survive a power loss).
+    EachWrite,
+    /// At most once per interval. Messages that tell the leader the log holds entries (append
+    /// and snapshot responses) are held until the sync that covers them. A replica without a
+    /// vote can use it: after a power loss it may restart with a shorter log, below what its
+    /// state machine already holds, and the leader sends the rest again (or a snapshot).
+    Batched(Duration),
+}
+
 /// How to start a peer.
 #[derive(Debug, Clone)]
 pub struct PeerOptions {
@@ -132,8 +154,8 @@ pub struct PeerOptions {
     /// Membership written into a fresh log (ignored when the log has one).
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
-    /// fsync each Ready's write.
-    pub sync_log: bool,
+    /// When the log's writes reach the disk.
+    pub log_sync: LogSync,
     /// Raft's logical clock.
     pub tick: Duration,
     /// Compact the log once this many entries are applied everywhere.
@@ -150,7 +172,7 @@ impl PeerOptions {
             dir,
             voters,
             learners,
-            sync_log: true,
+            log_sync: LogSync::EachWrite,
             tick: Duration::from_millis(100),
             compact_every: 10_000,
             max_log_behind: 1_000_000,
@@ -178,6 +200,8 @@ pub struct PeerStatus {
     /// batch size).
     log_writes: AtomicU64,
     entries_written: AtomicU64,
+    /// fsyncs of the log made for Ready writes.
+    log_syncs: AtomicU64,
     paused: AtomicBool,
     running: AtomicBool,
     failed: Mutex<Option<String>>,
@@ -199,6 +223,7 @@ impl PeerStatus {
             snapshots_restored: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
+            log_syncs: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             running: AtomicBool::new(true),
             failed: Mutex::new(None),
@@ -233,6 +258,10 @@ impl PeerStatus {
             self.log_writes.load(Ordering::Relaxed),
             self.entries_written.load(Ordering::Relaxed),
         )
+    }
+    /// fsyncs of the log for Ready writes (one per write with [`LogSync::EachWrite`]).
+    pub fn log_syncs(&self) -> u64 {
+        self.log_syncs.load(Ordering::Relaxed)
     }
     /// Whether the apply loop is paused (tests create lag this way).
     pub fn is_paused(&self) -> bool {
@@ -417,6 +446,8 @@ impl Peer {
             backlog: true,
             last_tick: Instant::now(),
             last_compact_check: 0,
+            held: Vec::new(),
+            unsynced_since: None,
         };
         driver.log.set_applied(driver.applied);
         driver.publish();
@@ -523,16 +554,22 @@ struct Driver<S: StateMachine> {
     backlog: bool,
     last_tick: Instant,
     last_compact_check: u64,
+    /// With [`LogSync::Batched`]: messages reporting log writes that are not yet fsync'd.
+    held: Vec<Message>,
+    /// With [`LogSync::Batched`]: when the oldest write not yet fsync'd was made.
+    unsynced_since: Option<Instant>,
 }
 
 impl<S: StateMachine> Driver<S> {
     fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let timeout = self
-                .opts
-                .tick
-                .saturating_sub(self.last_tick.elapsed())
-                .max(Duration::from_millis(1));
+            let mut timeout = self.opts.tick.saturating_sub(self.last_tick.elapsed());
+            if let (Some(since), LogSync::Batched(every)) =
+                (self.unsynced_since, self.opts.log_sync)
+            {
+                timeout = timeout.min(every.saturating_sub(since.elapsed()));
+            }
+            let timeout = timeout.max(Duration::from_millis(1));
             let first = match rx.recv_timeout(timeout) {
                 Ok(ev) => Some(ev),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -550,6 +587,9 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
             if stop {
+                if let Err(e) = self.sync_log(true) {
+                    self.fail(e.to_string());
+                }
                 break;
             }
             if self.last_tick.elapsed() >= self.opts.tick {
@@ -651,14 +691,27 @@ impl<S: StateMachine> Driver<S> {
             }
             let committed = rd.take_committed_entries();
             self.apply_entries(committed)?;
-            self.log.append(rd.entries(), rd.hs(), self.opts.sync_log)?;
+            let batched = matches!(self.opts.log_sync, LogSync::Batched(_));
+            self.log.append(rd.entries(), rd.hs(), !batched)?;
+            if !rd.entries().is_empty() || rd.hs().is_some() {
+                if batched {
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                } else {
+                    self.status.log_syncs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             if !rd.entries().is_empty() {
                 self.status.log_writes.fetch_add(1, Ordering::Relaxed);
                 self.status
                     .entries_written
                     .fetch_add(rd.entries().len() as u64, Ordering::Relaxed);
             }
-            self.send(rd.take_persisted_messages());
+            let persisted = rd.take_persisted_messages();
+            if self.unsynced_since.is_some() {
+                self.held.extend(persisted);
+            } else {
+                self.send(persisted);
+            }
             let mut light = self.raw.advance(rd);
             // Stamp the commit before anyone (the learner included) can hear of it.
             self.status.record_commit(self.raw.raft.raft_log.committed);
@@ -671,8 +724,28 @@ impl<S: StateMachine> Driver<S> {
             self.raw.advance_apply();
         }
         self.catch_up()?;
+        self.sync_log(false)?;
         self.publish();
         self.maybe_compact()?;
+        Ok(())
+    }
+
+    /// With [`LogSync::Batched`]: fsyncs the log once the oldest unsynced write is an
+    /// interval old (or with `now`), then sends the messages that waited for it.
+    fn sync_log(&mut self, now: bool) -> Result<()> {
+        let (Some(since), LogSync::Batched(every)) = (self.unsynced_since, self.opts.log_sync)
+        else {
+            return Ok(());
+        };
+        // The leader sends at most `max_inflight_msgs` appends before it hears back.
+        if !now && since.elapsed() < every && self.held.len() < HELD_MESSAGES_MAX {
+            return Ok(());
+        }
+        self.log.sync()?;
+        self.unsynced_since = None;
+        self.status.log_syncs.fetch_add(1, Ordering::Relaxed);
+        let held = std::mem::take(&mut self.held);
+        self.send(held);
         Ok(())
     }
 
@@ -1059,5 +1132,118 @@ mod tests {
         assert!(l.status().wait_applied(last, Duration::from_secs(10)));
         assert_eq!(l.status().snapshots_restored(), 1);
         assert_eq!(payloads(&lseen), payloads(&vseen));
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    fn batched_learner(dir: &std::path::Path, every: Duration) -> PeerOptions {
+        let mut o = learner(dir);
+        o.log_sync = LogSync::Batched(every);
+        o
+    }
+
+    #[test]
+    fn a_batched_learner_reports_entries_to_the_leader_only_once_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, vseen) = Recorder::new(0);
+        let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+        let (lsm, lseen) = Recorder::new(0);
+        let l = Peer::start(
+            batched_learner(dir.path(), Duration::from_secs(2)),
+            lsm,
+            t.clone(),
+        )
+        .unwrap();
+        // The learner's first writes (the leader's first entry) are synced after 2 s; the
+        // writes below start a new 2 s window.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while l.status().log_syncs() == 0 {
+            assert!(Instant::now() < deadline, "the learner never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let before = v.compact(false).unwrap();
+        let idx = propose_concurrently(&v.proposer(), 4, 10, "a");
+        let last = *idx.last().unwrap();
+        assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+        // Applied but not yet synced: the leader has not heard that the learner holds the
+        // entries, so it keeps them.
+        let kept = v.compact(false).unwrap();
+        assert!(kept <= before.max(idx[0]), "first index {kept}, {idx:?}");
+        // After the learner's sync it has.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while v.compact(false).unwrap() <= last {
+            assert!(
+                Instant::now() < deadline,
+                "the learner never reported {last}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (writes, _) = l.status().log_writes();
+        let syncs = l.status().log_syncs();
+        assert!(
+            syncs >= 1 && syncs < writes,
+            "{syncs} syncs for {writes} writes"
+        );
+        assert_eq!(v.status().log_syncs(), v.status().log_writes().0);
+    }
+
+    /// A batched learner that loses the unsynced tail of its log (a power loss) restarts with
+    /// its state machine ahead of its log, and the leader believes it holds entries it lost.
+    #[test]
+    fn a_batched_learner_that_lost_its_log_tail_is_sent_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, vseen) = Recorder::new(0);
+        let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+        let opts = batched_learner(dir.path(), Duration::from_millis(50));
+        let (lsm, lseen) = Recorder::new(0);
+        let mut l = Peer::start(opts.clone(), lsm, t.clone()).unwrap();
+        let a = propose_concurrently(&v.proposer(), 2, 10, "a");
+        assert!(l
+            .status()
+            .wait_applied(*a.last().unwrap(), Duration::from_secs(10)));
+        l.shutdown();
+        drop(l);
+        let saved = dir.path().join("saved-log");
+        copy_dir(&opts.dir, &saved);
+
+        let restart = |seen: &Seen| {
+            let (lsm, _) = Recorder::new(seen.lock().last().unwrap().0);
+            *lsm.seen.lock() = seen.lock().clone();
+            let seen = lsm.seen.clone();
+            (Peer::start(opts.clone(), lsm, t.clone()).unwrap(), seen)
+        };
+        let (mut l, lseen) = restart(&lseen);
+        let b = propose_concurrently(&v.proposer(), 2, 10, "b");
+        assert!(l
+            .status()
+            .wait_applied(*b.last().unwrap(), Duration::from_secs(10)));
+        // Let the leader hear that the learner holds "b".
+        std::thread::sleep(Duration::from_millis(200));
+        l.shutdown();
+        drop(l);
+
+        // The log loses everything after "a"; the state machine keeps "b".
+        std::fs::remove_dir_all(&opts.dir).unwrap();
+        copy_dir(&saved, &opts.dir);
+        let (l, lseen) = restart(&lseen);
+        let c = propose_concurrently(&v.proposer(), 1, 5, "c");
+        let last = *c.last().unwrap();
+        assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(payloads(&lseen), payloads(&vseen));
+        assert_eq!(l.status().snapshots_restored(), 0);
     }
 }

@@ -470,12 +470,15 @@ impl Transaction {
                 self.lock_row(&keyed[i].1)?;
             }
         }
-        let found = self
-            .store
-            .exists_many(order.iter().map(|&i| &keyed[i].1), self.snapshot)?;
         let mut stored = vec![false; keyed.len()];
-        for (&i, f) in order.iter().zip(found) {
-            stored[i] = f;
+        // A fresh row id is in no stored row: only primary keys are looked up.
+        if !def.has_hidden_rowid() {
+            let found = self
+                .store
+                .exists_many(order.iter().map(|&i| &keyed[i].1), self.snapshot)?;
+            for (&i, f) in order.iter().zip(found) {
+                stored[i] = f;
+            }
         }
         for ((pk, rk, row), stored) in keyed.into_iter().zip(stored) {
             // This transaction's own writes decide where they exist (a deleted key may be

@@ -232,13 +232,21 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
         .set(as_i64(voter.first_index()));
     raft.with_label_values(&["voter", "last"])
         .set(as_i64(voter.last_index()));
-    let (writes, entries) = voter.log_writes();
-    raft_events
-        .with_label_values(&["voter", "log_writes"])
-        .inc_by(writes);
-    raft_events
-        .with_label_values(&["voter", "entries_written"])
-        .inc_by(entries);
+    let peers = [
+        ("voter", Some(voter.clone())),
+        ("learner", node.learner_peer()),
+    ];
+    for (role, status) in peers {
+        let Some(status) = status else { continue };
+        let (writes, entries) = status.log_writes();
+        for (event, n) in [
+            ("log_writes", writes),
+            ("entries_written", entries),
+            ("log_syncs", status.log_syncs()),
+        ] {
+            raft_events.with_label_values(&[role, event]).inc_by(n);
+        }
+    }
     let l = node.learner_status();
     raft.with_label_values(&["learner", "applied"])
         .set(as_i64(l.applied));

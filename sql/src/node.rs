@@ -18,7 +18,7 @@ use std::time::Duration;
 use duet_colstore::{
     ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine,
 };
-use duet_replication::{LocalTransport, Peer, PeerOptions, PeerStatus, Transport};
+use duet_replication::{LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, Transport};
 use duet_router::routing::ColumnAccess;
 use duet_router::sysviews::{ReplicaInfo, ReplicaRow};
 use duet_rowstore::engine::rocks::RocksEngine;
@@ -31,6 +31,8 @@ use crate::server::anyhow_free::{Error, Result};
 pub const VOTER_ID: u64 = 1;
 /// Raft id of the embedded learner.
 pub const LEARNER_ID: u64 = 2;
+/// How often, at most, the learner fsyncs its log (see [`LogSync::Batched`]).
+const LEARNER_LOG_SYNC: Duration = Duration::from_millis(100);
 
 struct Learner {
     peer: Peer,
@@ -130,12 +132,16 @@ impl DuetNode {
             Some(self.voter.status().clone()),
             self.lag.clone(),
         );
-        let opts = PeerOptions::new(
+        let mut opts = PeerOptions::new(
             LEARNER_ID,
             dir.join("raft").join(format!("learner-{LEARNER_ID}")),
             vec![VOTER_ID],
             vec![LEARNER_ID],
         );
+        // The learner has no vote and its column state is checkpointed on its own: its log
+        // only spares the leader re-sending entries after a restart, so it is fsync'd in
+        // batches rather than per write (the voter's log keeps the commits durable).
+        opts.log_sync = LogSync::Batched(LEARNER_LOG_SYNC);
         let peer = Peer::start(opts, sm, self.transport.clone())
             .map_err(|e| fail("start the column replica", dir, e))?;
         self.columns.set(Some(store.clone()));
@@ -167,12 +173,8 @@ impl DuetNode {
 
     /// Waits until the learner has applied `index`.
     pub fn wait_learner(&self, index: u64, timeout: Duration) -> bool {
-        let status = self
-            .learner
-            .lock()
-            .as_ref()
-            .map(|l| l.peer.status().clone());
-        status.is_some_and(|s| s.wait_applied(index, timeout))
+        self.learner_peer()
+            .is_some_and(|s| s.wait_applied(index, timeout))
     }
 
     /// The column store, while the learner runs.
@@ -193,6 +195,14 @@ impl DuetNode {
     /// The voter's Raft figures.
     pub fn voter(&self) -> &Arc<PeerStatus> {
         self.voter.status()
+    }
+
+    /// The learner peer's Raft figures, while it runs.
+    pub fn learner_peer(&self) -> Option<Arc<PeerStatus>> {
+        self.learner
+            .lock()
+            .as_ref()
+            .map(|l| l.peer.status().clone())
     }
 
     /// The learner's figures (applied index, lag behind the leader's commit index).

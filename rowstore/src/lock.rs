@@ -24,7 +24,7 @@ pub type TxnId = u64;
 
 #[derive(Default)]
 struct State {
-    owners: HashMap<Key, TxnId>,
+    owners: HashMap<Key, TxnId, ahash::RandomState>,
     /// waiter → the owner it waits for.
     waits_for: HashMap<TxnId, TxnId>,
 }

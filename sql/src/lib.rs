@@ -10,6 +10,7 @@
 //! computes its rows with DataFusion and writes them through the row store's transactions.
 //! This crate never touches RocksDB or Arrow storage directly.
 
+pub mod allocator;
 pub mod analyze;
 pub mod cancel;
 pub mod copy;

@@ -325,13 +325,15 @@ impl TableSnapshot {
 
 /// Builds chunks from rows sorted by key.
 pub fn chunks_from_rows(def: &TableDef, rows: &[(Vec<u8>, Row)]) -> Result<Vec<Arc<Chunk>>> {
-    let all: Vec<usize> = (0..def.columns.len()).collect();
-    rows.chunks(CHUNK_ROWS)
+    let source = Source::of_rows(def, rows.iter().map(|(k, r)| (k.as_slice(), r)))?;
+    let runs: Vec<(usize, usize)> = (0..rows.len()).map(|r| (0, r)).collect();
+    runs.chunks(CHUNK_ROWS)
         .map(|part| {
-            let keys = BinaryArray::from_iter_values(part.iter().map(|(k, _)| k.as_slice()));
-            let data: Vec<Row> = part.iter().map(|(_, r)| r.clone()).collect();
-            let batch = rows_to_batch(def, &all, &data)?;
-            Ok(Arc::new(Chunk::new(keys, batch)?))
+            Ok(Arc::new(chunk_from_sources(
+                def,
+                std::slice::from_ref(&source),
+                part,
+            )?))
         })
         .collect()
 }
@@ -344,6 +346,28 @@ struct Source {
 }
 
 impl Source {
+    /// `(key, row)` pairs as arrays, with no row copied; a row written before an `ADD
+    /// COLUMN` lacks it and reads the column's `missing` value.
+    fn of_rows<'a>(
+        def: &TableDef,
+        rows: impl Iterator<Item = (&'a [u8], &'a Row)>,
+    ) -> Result<Source> {
+        let (keys, rows): (Vec<&[u8]>, Vec<&Row>) = rows.unzip();
+        let columns = def
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, col)| {
+                let values = rows.iter().map(|r| r.get(c).unwrap_or(&col.missing));
+                datums_to_array(&col.ty, values).map_err(Error::from)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Source {
+            keys: Arc::new(BinaryArray::from_iter_values(keys)),
+            columns,
+        })
+    }
+
     fn of_chunk(def: &TableDef, chunk: &Chunk) -> Result<Source> {
         Ok(Source {
             keys: Arc::new(chunk.keys.clone()),
@@ -404,30 +428,16 @@ pub fn merge(
     delta: &[(Vec<u8>, Option<Arc<Row>>)],
 ) -> Result<Stable> {
     // Source 0: the delta's live rows; `delta_row[j]` is change j's row in it.
-    let mut live: Vec<&Row> = Vec::new();
-    let mut live_keys: Vec<&[u8]> = Vec::new();
     let mut delta_row = Vec::with_capacity(delta.len());
-    for (k, r) in delta {
-        delta_row.push(live.len());
-        if let Some(r) = r {
-            live.push(r);
-            live_keys.push(k);
-        }
+    let mut live = 0;
+    for (_, r) in delta {
+        delta_row.push(live);
+        live += usize::from(r.is_some());
     }
-    let columns = def
-        .columns
+    let live_rows = delta
         .iter()
-        .enumerate()
-        .map(|(c, col)| {
-            // A row written before an `ADD COLUMN` lacks it: its `missing` value.
-            let values = live.iter().map(|r| r.get(c).unwrap_or(&col.missing));
-            datums_to_array(&col.ty, values).map_err(Error::from)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut sources = vec![Source {
-        keys: Arc::new(BinaryArray::from_iter_values(live_keys)),
-        columns,
-    }];
+        .filter_map(|(k, r)| r.as_deref().map(|r| (k.as_slice(), r)));
+    let mut sources = vec![Source::of_rows(def, live_rows)?];
     let from_delta = |j: usize| (0, delta_row[j]);
 
     let mut out: Vec<Arc<Chunk>> = Vec::with_capacity(stable.chunks.len() + 1);
@@ -439,10 +449,7 @@ pub fn merge(
         if pending.is_empty() {
             return Ok(());
         }
-        if out.last().is_some_and(|last| last.rows() < CHUNK_ROWS / 2) {
-            let last = out
-                .pop()
-                .ok_or_else(|| Error::Internal("no chunk".into()))?;
+        if let Some(last) = out.pop_if(|last| last.rows() < CHUNK_ROWS / 2) {
             sources.push(Source::of_chunk(def, &last)?);
             let s = sources.len() - 1;
             pending.splice(0..0, (0..last.rows()).map(|r| (s, r)));

@@ -463,16 +463,17 @@ impl Transaction {
             let rk = key::record_key(def.storage_id, &pk);
             keyed.push((pk, rk, row));
         }
-        let mut order: Vec<usize> = (0..keyed.len()).collect();
-        order.sort_by(|&a, &b| keyed[a].1.cmp(&keyed[b].1));
-        if !def.has_hidden_rowid() && keyed.len() <= MAX_LOCKED_INSERT {
-            for &i in &order {
-                self.lock_row(&keyed[i].1)?;
-            }
-        }
         let mut stored = vec![false; keyed.len()];
-        // A fresh row id is in no stored row: only primary keys are looked up.
+        // A fresh row id is in no stored row and no other transaction's: only primary keys
+        // are locked and looked up, in key order.
         if !def.has_hidden_rowid() {
+            let mut order: Vec<usize> = (0..keyed.len()).collect();
+            order.sort_by(|&a, &b| keyed[a].1.cmp(&keyed[b].1));
+            if keyed.len() <= MAX_LOCKED_INSERT {
+                for &i in &order {
+                    self.lock_row(&keyed[i].1)?;
+                }
+            }
             let found = self
                 .store
                 .exists_many(order.iter().map(|&i| &keyed[i].1), self.snapshot)?;

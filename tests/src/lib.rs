@@ -13,14 +13,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Today a cluster is one node (one row replica). Learners and several voters arrive with
-//! the replication issue; the builder is where they will be asked for.
+//! A cluster is one node: a Raft voter holding the row replica and a Raft learner holding
+//! the column replica, fed by the same log. [`Cluster::pause_learner`] holds the learner back
+//! to test freshness and routing; several voters are not built yet.
 
 mod cluster;
 pub mod routing_bench;
 pub mod tpch;
 
 pub use cluster::{Cluster, ClusterBuilder};
+
+/// The `tests/` crate's directory, where the SQL logic tests and TPC-H answers live. Taken
+/// from the environment when Cargo runs the tests (a test binary built in another checkout
+/// that shares the target directory would otherwise look in that checkout), else the
+/// directory this crate was compiled from.
+pub fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
 
 /// Initialises test logging once (respects `RUST_LOG`, default `warn`).
 pub fn init_test_logging() {

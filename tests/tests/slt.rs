@@ -92,7 +92,7 @@ async fn run_file(conn_str: String, path: &PathBuf) {
 }
 
 async fn check(name: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = duet_tests::crate_dir()
         .join("slt")
         .join(format!("{name}.slt"));
     // PostgreSQL first: a failure there means the expected output is wrong, not DuetDB.

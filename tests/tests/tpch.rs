@@ -13,7 +13,7 @@ use duet_tests::ClusterBuilder;
 const SF: f64 = 0.01;
 
 fn answers_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tpch/answers-sf0.01")
+    duet_tests::crate_dir().join("tpch/answers-sf0.01")
 }
 
 /// One row per line, columns separated by tabs, NULL as `\N`. TPC-H answers hold no tabs,

@@ -403,7 +403,7 @@ async fn datafusion(args: &Args, tbl: &Path, parquet: &Path) -> anyhow::Result<S
 
 /// DuckDB through `tpch/duckdb_bench.py`; `Ok(Err(why))` when it cannot run.
 fn duckdb(args: &Args, parquet: &Path, db: &Path) -> anyhow::Result<Result<Vec<System>, String>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch");
+    let root = duet_tests::crate_dir().join("tpch");
     let script = root.join("duckdb_bench.py");
     let output = Command::new("python3")
         .arg(&script)

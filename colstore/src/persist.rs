@@ -1,6 +1,12 @@
 //! Checkpoints of the column store: `manifest.json` (the log index it covers, every table's
-//! definition, state and stable file) and one Arrow IPC file per table's stable layer, each
-//! chunk one record batch, the encoded primary key first (`__key`).
+//! definition, state and stable chunks) and one Arrow IPC file per stable chunk, the encoded
+//! primary key first (`__key`), then the chunk's columns.
+//!
+//! Chunks are immutable and a compaction keeps the chunks its delta does not touch, so a
+//! checkpoint writes only the chunks created since the last one; the others keep their
+//! files. (Format 1 wrote one file per table with every chunk, so each checkpoint during a
+//! bulk load rewrote the whole table.) Format 1 manifests are still read; their tables are
+//! written as chunk files at the next checkpoint.
 
 use std::fs::File;
 use std::path::Path;
@@ -16,10 +22,12 @@ use duet_rowstore::{TableDef, TableDefRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::table::{chunk_column, Chunk, ReplicaState, Stable};
+use crate::table::{Chunk, ReplicaState, Stable};
 
 const MANIFEST: &str = "manifest.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// The oldest manifest format this build reads.
+const OLDEST_FORMAT: u32 = 1;
 const KEY_FIELD: &str = "__key";
 
 /// One table in the manifest.
@@ -29,7 +37,12 @@ pub struct TableEntry {
     /// `available`, `building` or `off`.
     pub state: String,
     pub stable_version: u64,
+    /// Format 1: one file with every chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// The stable layer's chunk files, in key order.
+    #[serde(default)]
+    pub chunks: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,7 +58,6 @@ pub struct LoadedTable {
     pub state: ReplicaState,
     pub stable_version: u64,
     pub stable: Arc<Stable>,
-    pub file: Option<String>,
 }
 
 /// A whole checkpoint.
@@ -75,9 +87,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     };
     let m: Manifest = serde_json::from_slice(&text)
         .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-    if m.format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&m.format) {
         return Err(Error::Corrupt(format!(
-            "{} has format {}, this build reads {FORMAT}",
+            "{} has format {}, this build reads {OLDEST_FORMAT} to {FORMAT}",
             path.display(),
             m.format
         )));
@@ -93,16 +105,23 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             },
             _ => ReplicaState::Available,
         };
-        let stable = match &t.file {
-            Some(f) => Arc::new(read_stable(&dir.join(f), &def)?),
-            None => Arc::new(Stable::default()),
-        };
+        let mut chunks = Vec::new();
+        if let Some(f) = &t.file {
+            // Not remembered as the chunks' file: it holds all of them.
+            chunks.extend(read_chunks(&dir.join(f), &def)?);
+        }
+        for f in &t.chunks {
+            for chunk in read_chunks(&dir.join(f), &def)? {
+                let _ = chunk.file.set(f.clone());
+                chunks.push(chunk);
+            }
+        }
+        let rows = chunks.iter().map(|c| c.rows()).sum();
         tables.push(LoadedTable {
             def,
             state,
             stable_version: t.stable_version,
-            stable,
-            file: t.file,
+            stable: Arc::new(Stable { chunks, rows }),
         });
     }
     Ok(Loaded {
@@ -111,12 +130,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     })
 }
 
-fn read_stable(path: &Path, def: &TableDef) -> Result<Stable> {
+/// The chunks in an Arrow IPC file, one per record batch.
+fn read_chunks(path: &Path, def: &TableDef) -> Result<Vec<Arc<Chunk>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = FileReader::try_new(file, None)?;
     let schema = table_schema(def, None);
     let mut chunks = Vec::new();
-    let mut rows = 0;
     for batch in reader {
         let batch = batch?;
         let keys = batch
@@ -126,7 +145,7 @@ fn read_stable(path: &Path, def: &TableDef) -> Result<Stable> {
             .ok_or_else(|| Error::Corrupt(format!("{}: key column", path.display())))?
             .clone();
         let columns = batch.columns()[1..].to_vec();
-        // Older files may lack columns added since (they read their `missing` value).
+        // Chunks written before an ADD COLUMN lack it (they read its `missing` value).
         if columns.len() > schema.fields().len() {
             return Err(Error::Corrupt(format!(
                 "{}: {} columns, table {} has {}",
@@ -136,44 +155,64 @@ fn read_stable(path: &Path, def: &TableDef) -> Result<Stable> {
                 schema.fields().len()
             )));
         }
-        rows += keys.len();
         let fields: Vec<usize> = (0..columns.len()).collect();
         let batch = RecordBatch::try_new(Arc::new(schema.project(&fields)?), columns)?;
         chunks.push(Arc::new(Chunk::new(keys, batch)?));
     }
-    Ok(Stable { chunks, rows })
+    Ok(chunks)
 }
 
-/// Writes `stable` of `def` (table generation `gen`) to a new file; returns its name. Names
-/// are never reused, so the file a current manifest names is never overwritten.
-pub fn write_stable(
+/// The files of `stable`'s chunks (table `def`, generation `gen`, checkpoint `index`),
+/// writing the chunks no checkpoint has written yet. Names are never reused, so a file a
+/// current manifest names is never overwritten.
+pub fn write_chunks(
     dir: &Path,
     def: &TableDef,
     stable: &Stable,
     index: u64,
     gen: u64,
-) -> Result<String> {
-    let name = format!("t{}-s{}-{index}-g{gen}.arrow", def.id, def.storage_id);
-    let path = dir.join(&name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let base = table_schema(def, None);
+) -> Result<Vec<String>> {
+    let mut names = Vec::with_capacity(stable.chunks.len());
+    let mut wrote = false;
+    for (pos, chunk) in stable.chunks.iter().enumerate() {
+        if let Some(name) = chunk.file.get() {
+            names.push(name.clone());
+            continue;
+        }
+        let stem = format!("t{}-s{}-{index}-g{gen}-c{pos}", def.id, def.storage_id);
+        let mut name = format!("{stem}.arrow");
+        let mut n = 0;
+        while dir.join(&name).exists() {
+            n += 1;
+            name = format!("{stem}-{n}.arrow");
+        }
+        write_chunk(&dir.join(&name), chunk)?;
+        names.push(chunk.file.get_or_init(|| name).clone());
+        wrote = true;
+    }
+    if wrote {
+        // The new names are durable before a manifest names them.
+        sync_dir(dir)?;
+    }
+    Ok(names)
+}
+
+/// Writes one chunk (its keys, then its columns) to `path`, durably.
+fn write_chunk(path: &Path, chunk: &Chunk) -> Result<()> {
     let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
-    fields.extend(base.fields().iter().cloned());
+    fields.extend(chunk.batch.schema().fields().iter().cloned());
     let schema = Arc::new(Schema::new(fields));
+    let mut columns = vec![Arc::new(chunk.keys.clone()) as Arc<dyn Array>];
+    columns.extend(chunk.batch.columns().iter().cloned());
+    let tmp = path.with_extension("arrow.tmp");
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = FileWriter::try_new(file, &schema)?;
-    for chunk in &stable.chunks {
-        let mut columns = vec![Arc::new(chunk.keys.clone()) as Arc<dyn Array>];
-        for c in 0..def.columns.len() {
-            columns.push(chunk_column(def, chunk, c)?);
-        }
-        w.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
-    }
+    w.write(&RecordBatch::try_new(schema, columns)?)?;
     w.finish()?;
     let file = w.into_inner()?;
     file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    Ok(name)
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
 }
 
 /// Atomically replaces the manifest, then removes files it no longer names.
@@ -194,8 +233,11 @@ pub fn write_manifest(dir: &Path, index: u64, tables: &[TableEntry]) -> Result<(
     }
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     sync_dir(dir)?;
-    let keep: std::collections::HashSet<&str> =
-        tables.iter().filter_map(|t| t.file.as_deref()).collect();
+    let keep: std::collections::HashSet<&str> = tables
+        .iter()
+        .flat_map(|t| t.file.iter().chain(&t.chunks))
+        .map(String::as_str)
+        .collect();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
@@ -212,4 +254,141 @@ struct ManifestRef<'a> {
     format: u32,
     index: u64,
     tables: &'a [TableEntry],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::tests::{def, key, row};
+    use crate::table::{merge, ColumnTable, CHUNK_ROWS};
+
+    fn arrow_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".arrow")
+            })
+            .count()
+    }
+
+    fn entry(t: &ColumnTable, file: Option<String>, chunks: Vec<String>) -> TableEntry {
+        TableEntry {
+            def: (*t.def).clone(),
+            state: "available".into(),
+            stable_version: t.stable_version,
+            file,
+            chunks,
+        }
+    }
+
+    fn fold(t: &mut ColumnTable, version: u64) {
+        let changes = t.snapshot(version).unwrap().changes();
+        let stable = merge(&t.def, &t.stable, &changes).unwrap();
+        t.fold(Arc::new(stable), version);
+    }
+
+    /// The loaded table's chunks hold the same keys and columns as `stable`'s.
+    fn assert_same(loaded: &Stable, stable: &Stable) {
+        assert_eq!(loaded.rows, stable.rows);
+        assert_eq!(loaded.chunks.len(), stable.chunks.len());
+        for (a, b) in loaded.chunks.iter().zip(&stable.chunks) {
+            assert_eq!(a.keys, b.keys);
+            assert_eq!(a.batch.columns(), b.batch.columns());
+        }
+    }
+
+    #[test]
+    fn checkpoints_write_only_new_chunks_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Arc::new(def());
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        let full = 2 * CHUNK_ROWS as i64;
+        for i in 0..full {
+            t.write(key(i), 1, Some(row(i, "a")));
+        }
+        fold(&mut t, 1);
+        let first = write_chunks(dir.path(), &d, &t.stable, 1, t.gen).unwrap();
+        assert_eq!(first.len(), 2);
+
+        // An append after the last key keeps both full chunks and their files.
+        for i in full..full + 1000 {
+            t.write(key(i), 2, Some(row(i, "b")));
+        }
+        fold(&mut t, 2);
+        let second = write_chunks(dir.path(), &d, &t.stable, 2, t.gen).unwrap();
+        assert_eq!(second.len(), 3);
+        assert_eq!(second[..2], first[..]);
+        assert_eq!(arrow_files(dir.path()), 3);
+
+        write_manifest(dir.path(), 2, &[entry(&t, None, second.clone())]).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.index, 2);
+        assert_same(&loaded.tables[0].stable, &t.stable);
+        // Loaded chunks know their files: checkpointing them again writes nothing.
+        let again = write_chunks(dir.path(), &d, &loaded.tables[0].stable, 3, 99).unwrap();
+        assert_eq!(again, second);
+        assert_eq!(arrow_files(dir.path()), 3);
+
+        // A change inside the first chunk replaces it; the manifest drops the old file.
+        t.write(key(5), 3, None);
+        fold(&mut t, 3);
+        let third = write_chunks(dir.path(), &d, &t.stable, 3, t.gen).unwrap();
+        assert_ne!(third[0], second[0]);
+        assert_eq!(third[1..], second[1..]);
+        write_manifest(dir.path(), 3, &[entry(&t, None, third)]).unwrap();
+        assert_eq!(arrow_files(dir.path()), 3);
+        assert_same(&load(dir.path()).unwrap().tables[0].stable, &t.stable);
+    }
+
+    #[test]
+    fn a_format_1_checkpoint_loads_and_is_written_again_as_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Arc::new(def());
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        for i in 0..CHUNK_ROWS as i64 + 10 {
+            t.write(key(i), 1, Some(row(i, "a")));
+        }
+        fold(&mut t, 1);
+        assert_eq!(t.stable.chunks.len(), 2);
+        // Format 1: one file, one record batch per chunk.
+        let schema = {
+            let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
+            fields.extend(t.stable.chunks[0].batch.schema().fields().iter().cloned());
+            Arc::new(Schema::new(fields))
+        };
+        let file = File::create(dir.path().join("t1-s2-1-g1.arrow")).unwrap();
+        let mut w = FileWriter::try_new(file, &schema).unwrap();
+        for c in &t.stable.chunks {
+            let mut columns = vec![Arc::new(c.keys.clone()) as Arc<dyn Array>];
+            columns.extend(c.batch.columns().iter().cloned());
+            w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+                .unwrap();
+        }
+        w.finish().unwrap();
+        let manifest = serde_json::json!({
+            "format": 1,
+            "index": 1,
+            "tables": [{
+                "def": &*d,
+                "state": "available",
+                "stable_version": 1,
+                "file": "t1-s2-1-g1.arrow",
+            }],
+        });
+        std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+
+        let loaded = load(dir.path()).unwrap();
+        let stable = &loaded.tables[0].stable;
+        assert_same(stable, &t.stable);
+        let chunks = write_chunks(dir.path(), &d, stable, 2, 1).unwrap();
+        assert_eq!(chunks.len(), 2);
+        let entry = TableEntry {
+            chunks,
+            ..entry(&t, None, vec![])
+        };
+        write_manifest(dir.path(), 2, &[entry]).unwrap();
+        assert_eq!(arrow_files(dir.path()), 2, "the format 1 file is removed");
+        assert_same(&load(dir.path()).unwrap().tables[0].stable, &t.stable);
+    }
 }

@@ -132,8 +132,6 @@ pub struct ColumnStore {
     applied: AtomicU64,
     applied_tx: tokio::sync::watch::Sender<u64>,
     checkpoint: AtomicU64,
-    /// Stable layers already written: table id → (table generation, file name).
-    persisted: Mutex<HashMap<u32, (u64, String)>>,
     compact_lock: Mutex<()>,
     wake: (Mutex<bool>, Condvar),
     stopped: AtomicBool,
@@ -163,7 +161,6 @@ impl ColumnStore {
             applied: AtomicU64::new(loaded.index),
             applied_tx: tx,
             checkpoint: AtomicU64::new(loaded.index),
-            persisted: Mutex::new(HashMap::new()),
             compact_lock: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
             stopped: AtomicBool::new(false),
@@ -179,9 +176,6 @@ impl ColumnStore {
                 tables.by_storage.insert(t.def.storage_id, id);
                 let mut ct = ColumnTable::new(t.def.clone(), t.state, t.stable_version);
                 ct.stable = t.stable;
-                if let Some(file) = &t.file {
-                    store.persisted.lock().insert(id, (ct.gen, file.clone()));
-                }
                 if let ReplicaState::Building { .. } = t.state {
                     // The delta of an interrupted build was not kept: start again from the
                     // row data at the checkpoint.
@@ -586,33 +580,36 @@ impl ColumnStore {
         }
         let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
         let mut entries = Vec::new();
-        let mut persisted = self.persisted.lock();
         for t in &tables {
-            let g = t.read();
-            let id = g.def.id;
-            let file = match g.state {
-                ReplicaState::Available if g.stable.rows > 0 => match persisted.get(&id) {
-                    Some((gen, f)) if *gen == g.gen => Some(f.clone()),
-                    _ => {
-                        let f = persist::write_stable(&self.dir, &g.def, &g.stable, index, g.gen)?;
-                        persisted.insert(id, (g.gen, f.clone()));
-                        Some(f)
-                    }
-                },
-                _ => None,
+            // Files are written outside the table's lock: the learner keeps applying.
+            let (def, state, stable_version, stable, gen) = {
+                let g = t.read();
+                (
+                    g.def.clone(),
+                    g.state,
+                    g.stable_version,
+                    g.stable.clone(),
+                    g.gen,
+                )
+            };
+            let chunks = match state {
+                ReplicaState::Available => {
+                    persist::write_chunks(&self.dir, &def, &stable, index, gen)?
+                }
+                _ => Vec::new(),
             };
             entries.push(persist::TableEntry {
-                def: (*g.def).clone(),
-                state: match g.state {
+                def: (*def).clone(),
+                state: match state {
                     ReplicaState::Off => "off".into(),
                     ReplicaState::Building { .. } => "building".into(),
                     ReplicaState::Available => "available".into(),
                 },
-                stable_version: g.stable_version,
-                file,
+                stable_version,
+                file: None,
+                chunks,
             });
         }
-        persisted.retain(|id, _| tables.iter().any(|t| t.read().def.id == *id));
         persist::write_manifest(&self.dir, index, &entries)?;
         self.checkpoint.store(index, Ordering::Release);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);

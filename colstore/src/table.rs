@@ -43,6 +43,9 @@ pub struct Chunk {
     pub batch: RecordBatch,
     /// Per column of `batch`: its min/max in this chunk, for pruning scans (issue #4).
     pub zone: Vec<ColumnRange>,
+    /// The checkpoint file holding this chunk, once one does (chunks are immutable, so a
+    /// chunk is written once and later checkpoints name the same file).
+    pub(crate) file: std::sync::OnceLock<String>,
 }
 
 impl Chunk {
@@ -66,7 +69,12 @@ impl Chunk {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Chunk { keys, batch, zone })
+        Ok(Chunk {
+            keys,
+            batch,
+            zone,
+            file: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -112,8 +120,8 @@ pub fn next_gen() -> u64 {
 /// One table of the column replica.
 #[derive(Debug)]
 pub struct ColumnTable {
-    /// Changes whenever the stable layer or the definition does (a checkpoint rewrites the
-    /// table's file when it differs from the one written).
+    /// Changes whenever the stable layer or the definition does (part of new chunk files'
+    /// names).
     pub gen: u64,
     pub def: TableDefRef,
     pub state: ReplicaState,
@@ -508,14 +516,14 @@ pub fn merge(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use duet_rowstore::batch::array_to_datums;
     use duet_rowstore::catalog::{ColumnDef, CATALOG_FORMAT};
     use duet_rowstore::codec::memcmp::encode_tuple;
     use duet_rowstore::{Datum, SqlType};
 
-    fn def() -> TableDef {
+    pub(crate) fn def() -> TableDef {
         let col = |n: &str, ty| ColumnDef {
             name: n.into(),
             ty,
@@ -536,11 +544,11 @@ mod tests {
         }
     }
 
-    fn key(i: i64) -> Vec<u8> {
+    pub(crate) fn key(i: i64) -> Vec<u8> {
         encode_tuple(&[Datum::Int(i)])
     }
 
-    fn row(i: i64, v: &str) -> Row {
+    pub(crate) fn row(i: i64, v: &str) -> Row {
         vec![Datum::Int(i), Datum::Text(v.into())]
     }
 

@@ -3,18 +3,27 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, IteratorMode, Options, ReadOptions, SliceTransform,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
+    ReadOptions, SliceTransform, WriteOptions, DB,
 };
 
 use super::{FirstVisitor, KvEngine, WriteBatch, WriteOp};
 use crate::codec::key;
 use crate::error::{Error, Result};
 
-/// A RocksDB database in one directory, default column family.
+/// A RocksDB database in one directory. Catalog and data keys are in the default column
+/// family; system keys (prefix `0x00`: the applied index and the allocators, rewritten by
+/// every apply) are in the `meta` column family and are only read by [`KvEngine::get`].
+///
+/// Kept in the default family, the system keys made every flushed SST span from them to
+/// the data it holds, so all of level 0 overlapped and a bulk load of ascending keys was
+/// merged and rewritten by compaction instead of moved down as whole files.
 pub struct RocksEngine {
     db: DB,
 }
+
+/// The column family of system keys.
+const META_CF: &str = "meta";
 
 fn engine_err(e: rocksdb::Error) -> Error {
     Error::Engine(e.into_string())
@@ -44,8 +53,20 @@ impl RocksEngine {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES).map_err(engine_err)?;
         table.set_block_cache(&cache);
         opts.set_block_based_table_factory(&table);
-        let db = DB::open(&opts, path).map_err(engine_err)?;
+        opts.create_missing_column_families(true);
+        // Applies write without the WAL (see `write`), so the two families must be flushed
+        // together: a memtable that fills flushes both at once.
+        opts.set_atomic_flush(true);
+        let meta = ColumnFamilyDescriptor::new(META_CF, Options::default());
+        let data = ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let db = DB::open_cf_descriptors(&opts, path, [data, meta]).map_err(engine_err)?;
         Ok(Self { db })
+    }
+
+    fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(META_CF)
+            .ok_or_else(|| Error::Engine("column family meta is missing".into()))
     }
 
     /// Options of a range scan: total order (a prefix-mode seek would skip data of other
@@ -108,6 +129,11 @@ fn has_user_key(key: &[u8]) -> bool {
     key.len() > key::VERSION_LEN + 1 && key[0] != key::SYSTEM_PREFIX
 }
 
+/// Whether `key` is a system key (kept in the meta column family).
+fn is_system(key: &[u8]) -> bool {
+    key.first() == Some(&key::SYSTEM_PREFIX)
+}
+
 /// The user key of a versioned key: the key without its version suffix. RocksDB also
 /// calls this on keys outside the domain (it must not panic there): they are their own
 /// prefix.
@@ -120,16 +146,33 @@ fn user_key_of(key: &[u8]) -> &[u8] {
 
 impl KvEngine for RocksEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get(key).map_err(engine_err)
+        if !is_system(key) {
+            return self.db.get(key).map_err(engine_err);
+        }
+        match self.db.get_cf(self.meta()?, key).map_err(engine_err)? {
+            Some(v) => Ok(Some(v)),
+            // Databases written before the meta family kept system keys with the data.
+            None => self.db.get(key).map_err(engine_err),
+        }
     }
 
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+        let meta = self.meta()?;
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops() {
             match op {
+                WriteOp::Put { key, value } if is_system(key) => wb.put_cf(meta, key, value),
                 WriteOp::Put { key, value } => wb.put(key, value),
+                WriteOp::Delete { key } if is_system(key) => wb.delete_cf(meta, key),
                 WriteOp::Delete { key } => wb.delete(key),
-                WriteOp::DeleteRange { start, end } => wb.delete_range(start, end),
+                WriteOp::DeleteRange { start, end } => {
+                    if is_system(start) {
+                        return Err(Error::Internal(
+                            "a range removal starting at system keys".into(),
+                        ));
+                    }
+                    wb.delete_range(start, end)
+                }
             }
         }
         let mut wo = WriteOptions::default();
@@ -259,7 +302,12 @@ impl KvEngine for RocksEngine {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(engine_err)
+        // Data first, then the applied index: a crash between leaves the index behind the
+        // data, and replaying the log rewrites what is already there. (RocksDB 7.8's C API
+        // cannot flush both families in one call; applies do not run during a flush, which
+        // the Raft thread does between them.)
+        self.db.flush().map_err(engine_err)?;
+        self.db.flush_cf(self.meta()?).map_err(engine_err)
     }
 }
 
@@ -274,5 +322,38 @@ mod tests {
             super::super::conformance::run(&engine);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn system_keys_live_in_the_meta_family_and_old_databases_still_read() {
+        use super::super::{KvEngine, WriteBatch};
+        use super::key;
+        let dir = tempfile::tempdir().unwrap();
+        let version = key::system_key("version");
+        let legacy = key::system_key("legacy");
+        {
+            let engine = super::RocksEngine::open(dir.path()).unwrap();
+            let mut b = WriteBatch::new();
+            b.put(&version, b"7");
+            b.put(b"\x02data", b"row");
+            engine.write(&b, false).unwrap();
+            // As a build before the meta family wrote it: with the data.
+            engine.db.put(&legacy, b"old").unwrap();
+            engine.db.put(&version, b"stale").unwrap();
+            let meta = engine.meta().unwrap();
+            assert_eq!(
+                engine.db.get_cf(meta, &version).unwrap(),
+                Some(b"7".to_vec())
+            );
+            assert_eq!(engine.db.get(b"\x02data").unwrap(), Some(b"row".to_vec()));
+            engine.flush().unwrap();
+        }
+        let engine = super::RocksEngine::open(dir.path()).unwrap();
+        assert_eq!(engine.get(&version).unwrap(), Some(b"7".to_vec()));
+        assert_eq!(engine.get(&legacy).unwrap(), Some(b"old".to_vec()));
+        assert_eq!(engine.get(b"\x02data").unwrap(), Some(b"row".to_vec()));
+        let mut b = WriteBatch::new();
+        b.delete_range(key::system_key(""), b"\x01");
+        assert!(engine.write(&b, false).is_err());
     }
 }

@@ -118,6 +118,31 @@ impl std::fmt::Debug for Transaction {
     }
 }
 
+/// [`describe_key`] of a primary key from its encoding.
+fn describe_pk(def: &TableDef, pk: &[u8]) -> String {
+    let mut rest = pk;
+    let mut values = Vec::with_capacity(def.primary_key.len());
+    for ty in def.pk_types() {
+        match memcmp::decode_datum(rest, ty) {
+            Ok((d, r)) => {
+                values.push(d.to_string());
+                rest = r;
+            }
+            Err(_) => values.push("?".into()),
+        }
+    }
+    let names: Vec<&str> = def
+        .primary_key
+        .iter()
+        .map(|&c| def.columns[c].name.as_str())
+        .collect();
+    format!(
+        "Key ({})=({}) already exists.",
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
 fn describe_key(def: &TableDef, cols: &[usize], row: &Row) -> String {
     let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
     let vals: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
@@ -452,17 +477,72 @@ impl Transaction {
     /// Inserts `rows` as [`Transaction::insert`] would one by one, with the primary-key
     /// checks against stored data done in one ordered pass (COPY, multi-row INSERT).
     pub fn insert_many(&mut self, def: &TableDef, rows: Vec<Row>) -> Result<()> {
-        let mut keyed = Vec::with_capacity(rows.len());
-        for row in rows {
-            Self::check_not_null(def, &row)?;
-            let pk = if def.has_hidden_rowid() {
+        let mut pks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            Self::check_not_null(def, row)?;
+            pks.push(if def.has_hidden_rowid() {
                 memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())])
             } else {
-                memcmp::encode_tuple(&def.pk_of(&row))
-            };
-            let rk = key::record_key(def.storage_id, &pk);
-            keyed.push((pk, rk, row));
+                memcmp::encode_tuple(&def.pk_of(row))
+            });
         }
+        let mut rows = rows.into_iter();
+        self.insert_keyed(def, pks, &mut |txn, pk| {
+            let row = rows
+                .next()
+                .ok_or_else(|| Error::Internal("rows ran out".into()))?;
+            txn.add_index_entries(def, &row, pk)?;
+            Ok(row::encode_row(&row))
+        })
+    }
+
+    /// Inserts rows already in the row format (see [`crate::batch::encode_rows`]) with
+    /// their encoded primary keys (`None`: the table has no primary key, each row gets a
+    /// row id), as [`Transaction::insert_many`] would insert them. For tables without
+    /// secondary indexes; NOT NULL is the caller's to check.
+    pub fn insert_encoded(
+        &mut self,
+        def: &TableDef,
+        pks: Option<Vec<Vec<u8>>>,
+        rows: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        if !def.indexes.is_empty() {
+            return Err(Error::Internal(format!(
+                "encoded insert into {}, which has indexes",
+                def.name
+            )));
+        }
+        let pks = match pks {
+            Some(pks) if pks.len() == rows.len() && !def.has_hidden_rowid() => pks,
+            None if def.has_hidden_rowid() => (0..rows.len())
+                .map(|_| memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())]))
+                .collect(),
+            _ => return Err(Error::Internal("encoded insert: keys do not fit".into())),
+        };
+        let mut rows = rows.into_iter();
+        self.insert_keyed(def, pks, &mut |_, _| {
+            rows.next()
+                .ok_or_else(|| Error::Internal("rows ran out".into()))
+        })
+    }
+
+    /// The checks and writes of an insert of rows with encoded primary keys `pks`: rows of
+    /// a table with a primary key are locked (up to [`MAX_LOCKED_INSERT`]) and looked up in
+    /// key order; then, in input order, a key that exists is a unique violation and
+    /// `payload(txn, pk)` gives the next row's payload (writing its index entries).
+    fn insert_keyed(
+        &mut self,
+        def: &TableDef,
+        pks: Vec<Vec<u8>>,
+        payload: &mut dyn FnMut(&mut Self, &[u8]) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let keyed: Vec<(Vec<u8>, Key)> = pks
+            .into_iter()
+            .map(|pk| {
+                let rk = key::record_key(def.storage_id, &pk);
+                (pk, rk)
+            })
+            .collect();
         let mut stored = vec![false; keyed.len()];
         // A fresh row id is in no stored row and no other transaction's: only primary keys
         // are locked and looked up, in key order.
@@ -481,7 +561,7 @@ impl Transaction {
                 stored[i] = f;
             }
         }
-        for ((pk, rk, row), stored) in keyed.into_iter().zip(stored) {
+        for ((pk, rk), stored) in keyed.into_iter().zip(stored) {
             // This transaction's own writes decide where they exist (a deleted key may be
             // inserted again; a key written earlier, in this batch too, is a duplicate).
             let exists = match self.writes.get(&rk) {
@@ -491,11 +571,11 @@ impl Transaction {
             if exists {
                 return Err(Error::UniqueViolation {
                     constraint: def.pk_name.clone(),
-                    detail: describe_key(def, &def.primary_key, &row),
+                    detail: describe_pk(def, &pk),
                 });
             }
-            self.add_index_entries(def, &row, &pk)?;
-            self.writes_mut().insert(rk, Some(row::encode_row(&row)));
+            let value = payload(self, &pk)?;
+            self.writes_mut().insert(rk, Some(value));
         }
         Ok(())
     }

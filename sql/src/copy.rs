@@ -11,15 +11,15 @@
 
 use std::sync::Arc;
 
-use std::borrow::Cow;
-
 use arrow::array::{ArrayRef, StringBuilder};
-use duet_rowstore::{Datum, TableDefRef, Transaction};
+use duet_rowstore::batch::{array_to_datums, datums_to_array, encode_rows};
+use duet_rowstore::codec::memcmp;
+use duet_rowstore::{Datum, TableDef, TableDefRef, Transaction};
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement};
 
 use crate::error::{from_datafusion, PgError, Result, SqlState};
 use crate::session::{blocking, Session};
-use crate::types::assign;
+use crate::types::assign_array;
 
 /// Rows converted and inserted at a time.
 const INSERT_ROWS: usize = 8192;
@@ -275,35 +275,51 @@ impl CopyIn {
 
     /// Splits complete records off `buf` into `pending` (all of it at the end).
     fn parse(&mut self, at_end: bool) -> Result<()> {
-        let mut start = 0;
-        let mut in_quotes = false;
-        let mut i = 0;
         let bytes = std::mem::take(&mut self.buf);
-        while i < bytes.len() {
-            let b = bytes[i];
-            if self.format == Format::Csv && b == b'"' {
-                in_quotes = !in_quotes;
-            } else if b == b'\\' && self.format == Format::Text {
-                i += 1; // an escaped byte never ends a record
-            } else if b == b'\n' && !in_quotes {
-                let mut line = &bytes[start..i];
-                if line.last() == Some(&b'\r') {
-                    line = &line[..line.len() - 1];
+        let mut start = 0;
+        match self.format {
+            Format::Text => {
+                // A newline ends a record unless a backslash escapes it (an odd run of
+                // backslashes before it).
+                let mut from = 0;
+                while let Some(i) = memchr::memchr(b'\n', &bytes[from..]).map(|i| from + i) {
+                    let slashes = bytes[start..i]
+                        .iter()
+                        .rev()
+                        .take_while(|&&b| b == b'\\')
+                        .count();
+                    from = i + 1;
+                    if slashes % 2 == 1 {
+                        continue;
+                    }
+                    self.record(&bytes[start..i])?;
+                    start = i + 1;
                 }
-                self.record(line)?;
-                start = i + 1;
             }
-            i += 1;
+            Format::Csv => {
+                let mut in_quotes = false;
+                for i in memchr::memchr2_iter(b'"', b'\n', &bytes) {
+                    if bytes[i] == b'"' {
+                        in_quotes = !in_quotes;
+                    } else if !in_quotes {
+                        self.record(&bytes[start..i])?;
+                        start = i + 1;
+                    }
+                }
+            }
         }
         if at_end && start < bytes.len() {
             self.record(&bytes[start..])?;
             start = bytes.len();
         }
-        self.buf = bytes[start.min(bytes.len())..].to_vec();
+        self.buf = bytes[start..].to_vec();
         Ok(())
     }
 
-    fn record(&mut self, line: &[u8]) -> Result<()> {
+    fn record(&mut self, mut line: &[u8]) -> Result<()> {
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
         self.line += 1;
         if self.header && self.line == 1 {
             return Ok(());
@@ -320,45 +336,50 @@ impl CopyIn {
                 ),
             )
         })?;
-        // Lines without escapes (text) or quotes (CSV), nearly all of a bulk load, are split
-        // in place; the others go through the full parsers.
-        let fields: Vec<Option<Cow<str>>> = match self.format {
-            Format::Text if !text.contains('\\') => self.split_plain(text),
-            Format::Csv if !text.contains('"') => self.split_plain(text),
-            Format::Text => self
-                .text_fields(text)?
-                .into_iter()
-                .map(|f| f.map(Cow::Owned))
-                .collect(),
-            Format::Csv => self
-                .csv_fields(text)?
-                .into_iter()
-                .map(|f| f.map(Cow::Owned))
-                .collect(),
+        // Lines without escapes (text) or quotes (CSV), nearly all of a bulk load, go
+        // straight into the builders; the others through the full parsers. A line with the
+        // wrong number of fields fails the COPY, so the builders it filled are dropped.
+        let special = match self.format {
+            Format::Text => b'\\',
+            Format::Csv => b'"',
         };
-        if fields.len() != self.columns.len() {
+        let found = if memchr::memchr(special, line).is_none() {
+            let mut n = 0;
+            for f in text.split(self.delimiter as char) {
+                if let Some(b) = self.pending.get_mut(n) {
+                    if f == self.null {
+                        b.append_null();
+                    } else {
+                        b.append_value(f);
+                    }
+                }
+                n += 1;
+            }
+            n
+        } else {
+            let fields = match self.format {
+                Format::Text => self.text_fields(text)?,
+                Format::Csv => self.csv_fields(text)?,
+            };
+            if fields.len() == self.columns.len() {
+                for (b, f) in self.pending.iter_mut().zip(&fields) {
+                    b.append_option(f.as_deref());
+                }
+            }
+            fields.len()
+        };
+        if found != self.columns.len() {
             return Err(PgError::new(
                 SqlState::BadCopyFileFormat,
                 format!(
-                    "COPY line {}: expected {} columns, found {}",
+                    "COPY line {}: expected {} columns, found {found}",
                     self.line,
                     self.columns.len(),
-                    fields.len()
                 ),
             ));
         }
-        for (b, f) in self.pending.iter_mut().zip(&fields) {
-            b.append_option(f.as_deref());
-        }
         self.pending_rows += 1;
         Ok(())
-    }
-
-    /// Fields of a line with nothing to unescape: slices of it, `None` for the NULL string.
-    fn split_plain<'a>(&self, line: &'a str) -> Vec<Option<Cow<'a, str>>> {
-        line.split(self.delimiter as char)
-            .map(|f| (f != self.null).then_some(Cow::Borrowed(f)))
-            .collect()
     }
 
     fn text_fields(&self, line: &str) -> Result<Vec<Option<String>>> {
@@ -492,11 +513,11 @@ impl CopyIn {
         while self.pending_rows >= INSERT_ROWS || (all && self.pending_rows > 0) {
             let n = self.pending_rows;
             self.pending_rows = 0;
-            let mut cols: Vec<Vec<Datum>> = Vec::with_capacity(self.columns.len());
+            let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
             for (j, &c) in self.columns.iter().enumerate() {
                 let array: ArrayRef = Arc::new(self.pending[j].finish());
                 let col = &self.def.columns[c];
-                cols.push(assign(&array, &col.ty, &col.name)?);
+                arrays.push(assign_array(&array, &col.ty, &col.name)?);
             }
             let txn = match self.own_txn.as_mut() {
                 Some(t) => t,
@@ -504,17 +525,26 @@ impl CopyIn {
                     PgError::new(SqlState::InternalError, "COPY lost its transaction")
                 })?,
             };
-            let mut iters: Vec<_> = cols.into_iter().map(Vec::into_iter).collect();
-            let rows = (0..n)
-                .map(|_| {
-                    let mut row = self.base.clone();
-                    for (it, &c) in iters.iter_mut().zip(&self.columns) {
-                        row[c] = it.next().unwrap_or(Datum::Null);
-                    }
-                    row
-                })
-                .collect();
-            txn.insert_many(&self.def, rows)?;
+            if self.def.indexes.is_empty() {
+                let (pks, rows) = encode_batch(&self.def, &self.columns, &self.base, arrays, n)?;
+                txn.insert_encoded(&self.def, pks, rows)?;
+            } else {
+                let mut iters = Vec::with_capacity(arrays.len());
+                for (a, &c) in arrays.iter().zip(&self.columns) {
+                    let ty = &self.def.columns[c].ty;
+                    iters.push(array_to_datums(a.as_ref(), ty)?.into_iter());
+                }
+                let rows = (0..n)
+                    .map(|_| {
+                        let mut row = self.base.clone();
+                        for (it, &c) in iters.iter_mut().zip(&self.columns) {
+                            row[c] = it.next().unwrap_or(Datum::Null);
+                        }
+                        row
+                    })
+                    .collect();
+                txn.insert_many(&self.def, rows)?;
+            }
             self.count += n as u64;
             self.uncommitted += n;
             if self.uncommitted >= COMMIT_ROWS {
@@ -531,6 +561,57 @@ impl CopyIn {
         }
         Ok(())
     }
+}
+
+/// A batch of `n` records of a table without secondary indexes, as encoded primary keys
+/// (`None` without a primary key) and rows: `arrays` are the input columns (at positions
+/// `columns`) in their storage types, the other columns take their value in `base`.
+fn encode_batch(
+    def: &TableDef,
+    columns: &[usize],
+    base: &[Datum],
+    arrays: Vec<ArrayRef>,
+    n: usize,
+) -> Result<(Option<Vec<Vec<u8>>>, Vec<Vec<u8>>)> {
+    let mut given: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
+    for (a, &c) in arrays.into_iter().zip(columns) {
+        given[c] = Some(a);
+    }
+    let mut all = Vec::with_capacity(given.len());
+    for (c, a) in given.into_iter().enumerate() {
+        let col = &def.columns[c];
+        let a = match a {
+            Some(a) => a,
+            None => datums_to_array(&col.ty, std::iter::repeat_n(&base[c], n))?,
+        };
+        if a.null_count() > 0 && (!col.nullable || def.primary_key.contains(&c)) {
+            return Err(duet_rowstore::Error::NotNullViolation {
+                table: def.name.clone(),
+                column: col.name.clone(),
+            }
+            .into());
+        }
+        all.push(a);
+    }
+    let pks = if def.has_hidden_rowid() {
+        None
+    } else {
+        let key_columns = def
+            .primary_key
+            .iter()
+            .map(|&c| array_to_datums(all[c].as_ref(), &def.columns[c].ty))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut tuple = Vec::with_capacity(key_columns.len());
+        let pks = (0..n)
+            .map(|r| {
+                tuple.clear();
+                tuple.extend(key_columns.iter().map(|c| c[r].clone()));
+                memcmp::encode_tuple(&tuple)
+            })
+            .collect();
+        Some(pks)
+    };
+    Ok((pks, encode_rows(&def.types(), &all)?))
 }
 
 /// `COPY t [(cols)] TO STDOUT` / `COPY (query) TO STDOUT`: the rows are read like a

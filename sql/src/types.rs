@@ -126,6 +126,13 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>> {
 /// Casts `array` to the storage type of `ty` as an assignment (INSERT/UPDATE) would, and
 /// reads it into datums with the type's modifiers enforced.
 pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>> {
+    let casted = assign_array(array, ty, column)?;
+    duet_rowstore::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
+}
+
+/// The cast of [`assign`], without reading the values: the array in the storage type of
+/// `ty` (its modifiers are enforced when the values are read or encoded).
+pub fn assign_array(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<ArrayRef> {
     let target = ty.arrow_type();
     let source = array.data_type().clone();
     let casted: ArrayRef = if source == target {
@@ -154,6 +161,15 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
             format_options: FormatOptions::default(),
         };
         cast_with_options(&rounded, &target, &opts).map_err(|e| {
+            let text = e.to_string();
+            // A well-formed number outside a numeric(p, s) (Arrow: "… is too large (small)
+            // to store in a Decimal128 …") is PostgreSQL's "numeric field overflow".
+            if is_string(&source)
+                && matches!(target, DataType::Decimal128(..))
+                && (text.contains("too large") || text.contains("too small"))
+            {
+                return PgError::new(SqlState::NumericValueOutOfRange, "numeric field overflow");
+            }
             let state = if is_string(&source) {
                 SqlState::InvalidTextRepresentation
             } else if matches!(source, DataType::Null) || source.is_numeric() {
@@ -176,7 +192,7 @@ pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>
             PgError::new(state, msg)
         })?
     };
-    duet_rowstore::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
+    Ok(casted)
 }
 
 /// Text to `Decimal128(precision, scale)` when every value is plainly written (an optional
@@ -304,6 +320,22 @@ mod tests {
             assign(&txt, &SqlType::Int32, "c").unwrap_err().state,
             SqlState::InvalidTextRepresentation
         );
+        let numeric = SqlType::Numeric {
+            precision: 4,
+            scale: 2,
+        };
+        for (text, state) in [
+            ("100", SqlState::NumericValueOutOfRange),
+            ("-100.5", SqlState::NumericValueOutOfRange),
+            ("1x", SqlState::InvalidTextRepresentation),
+        ] {
+            let a: ArrayRef = Arc::new(StringArray::from(vec![text]));
+            assert_eq!(
+                assign(&a, &numeric, "c").unwrap_err().state,
+                state,
+                "{text}"
+            );
+        }
         let hex: ArrayRef = Arc::new(StringArray::from(vec!["\\x00ff"]));
         assert_eq!(
             assign(&hex, &SqlType::Bytea, "c").unwrap(),

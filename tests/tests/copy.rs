@@ -99,6 +99,23 @@ async fn text_and_csv_formats_load_every_type_with_nulls_and_escapes() {
             ],
         ]
     );
+    // A backslash before a newline escapes it; an escaped backslash before one does not.
+    let n = copy_in(
+        &c,
+        "COPY t (id, name) FROM STDIN",
+        b"7\tsplit\\\nline\n8\tends in \\\\\n9\t\\\\\\\nx\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(
+        both(&cluster, "SELECT id, name FROM t WHERE id > 6 ORDER BY id").await,
+        vec![
+            vec![s("7"), s("split\nline")],
+            vec![s("8"), s("ends in \\")],
+            vec![s("9"), s("\\\nx")],
+        ]
+    );
 }
 
 #[tokio::test]
@@ -128,6 +145,67 @@ async fn bad_copy_data_gets_sqlstates_and_changes_nothing() {
         both(&cluster, "SELECT count(*) FROM e").await,
         vec![vec![s("0")]]
     );
+    // The checks of INSERT, on tables with and without a primary key or an index (each
+    // takes its own insert path), with PostgreSQL's states and details.
+    c.batch_execute(
+        "CREATE TABLE f (a int NOT NULL, b varchar(3), n numeric(4,2), k text, \
+         PRIMARY KEY (k, a)); \
+         CREATE TABLE g (a int NOT NULL, b varchar(3), n numeric(4,2)); \
+         CREATE TABLE h (a int PRIMARY KEY, b varchar(3), n numeric(4,2)); \
+         CREATE UNIQUE INDEX h_b ON h (b)",
+    )
+    .await
+    .unwrap();
+    for table in ["f", "g", "h"] {
+        let key = if table == "f" { "\tx" } else { "" };
+        let cols = if table == "f" {
+            "(a, b, n, k)"
+        } else {
+            "(a, b, n)"
+        };
+        for (data, state) in [
+            (format!("1\tab\t1{key}\n\\N\tab\t1{key}\n"), "23502"),
+            (format!("1\tabcd\t1{key}\n"), "22001"),
+            (format!("1\tab\t100{key}\n"), "22003"),
+        ] {
+            let sql = format!("COPY {table} {cols} FROM STDIN");
+            let err = copy_in(&c, &sql, data.as_bytes()).await.unwrap_err();
+            assert_eq!(
+                crate::sqlstate(&err).as_deref(),
+                Some(state),
+                "{table}: {err}"
+            );
+        }
+        // Trailing blanks past varchar(3) are cut, as PostgreSQL cuts them.
+        let data = format!("1\tab  \t1.5{key}\n2\tabc   \t\\N{key}\n");
+        let sql = format!("COPY {table} {cols} FROM STDIN");
+        assert_eq!(copy_in(&c, &sql, data.as_bytes()).await.unwrap(), 2);
+        assert_eq!(
+            both(&cluster, &format!("SELECT a, b, n FROM {table} ORDER BY a")).await,
+            vec![
+                vec![s("1"), s("ab "), s("1.50")],
+                vec![s("2"), s("abc"), None]
+            ],
+            "{table}"
+        );
+    }
+    for (sql, data, detail) in [
+        (
+            "COPY f (a, b, n, k) FROM STDIN",
+            "3\tq\t0\tx\n1\tq\t0\tx\n",
+            "Key (k, a)=(x, 1) already exists.",
+        ),
+        (
+            "COPY h (a, b, n) FROM STDIN",
+            "3\tq\t0\n2\tr\t0\n",
+            "Key (a)=(2) already exists.",
+        ),
+    ] {
+        let err = copy_in(&c, sql, data.as_bytes()).await.unwrap_err();
+        assert_eq!(crate::sqlstate(&err).as_deref(), Some("23505"), "{err}");
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.detail(), Some(detail), "{sql}");
+    }
     // Inside a transaction a COPY is rolled back with it.
     c.batch_execute("BEGIN").await.unwrap();
     copy_in(&c, "COPY e FROM STDIN", b"7\tx\n").await.unwrap();

@@ -72,6 +72,10 @@ impl PendingCommit {
     }
 }
 
+/// Gives an inserted row's payload from its encoded primary key (see
+/// [`Transaction::insert_keyed`]).
+type RowPayload<'a> = dyn FnMut(&mut Transaction, &[u8]) -> Result<Vec<u8>> + 'a;
+
 /// Where a statement started: its writes so far, to go back to when it restarts.
 pub struct StatementMark {
     writes: Arc<WriteSet>,
@@ -534,7 +538,7 @@ impl Transaction {
         &mut self,
         def: &TableDef,
         pks: Vec<Vec<u8>>,
-        payload: &mut dyn FnMut(&mut Self, &[u8]) -> Result<Vec<u8>>,
+        payload: &mut RowPayload<'_>,
     ) -> Result<()> {
         let keyed: Vec<(Vec<u8>, Key)> = pks
             .into_iter()

@@ -563,6 +563,9 @@ impl CopyIn {
     }
 }
 
+/// Encoded primary keys (`None`: the table has none) and rows, one per record.
+type EncodedBatch = (Option<Vec<Vec<u8>>>, Vec<Vec<u8>>);
+
 /// A batch of `n` records of a table without secondary indexes, as encoded primary keys
 /// (`None` without a primary key) and rows: `arrays` are the input columns (at positions
 /// `columns`) in their storage types, the other columns take their value in `base`.
@@ -572,7 +575,7 @@ fn encode_batch(
     base: &[Datum],
     arrays: Vec<ArrayRef>,
     n: usize,
-) -> Result<(Option<Vec<Vec<u8>>>, Vec<Vec<u8>>)> {
+) -> Result<EncodedBatch> {
     let mut given: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
     for (a, &c) in arrays.into_iter().zip(columns) {
         given[c] = Some(a);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Config, Engine, LogBatch, MessageExt};
@@ -52,6 +52,10 @@ pub struct LogStore {
     /// The index the peer's state machine has applied (a snapshot is taken there).
     applied: Arc<AtomicU64>,
     snapshot_source: Arc<RwLock<Option<Arc<dyn SnapshotSource>>>>,
+    /// The batch appends are encoded into, kept between them: raft-engine keeps its buffer
+    /// (up to 8 MiB) across writes, where a new batch grew from 4 KiB by doubling for every
+    /// large entry (a bulk load's reallocations and page faults).
+    batch: Arc<Mutex<LogBatch>>,
 }
 
 #[derive(Default)]
@@ -219,6 +223,7 @@ impl LogStore {
             })),
             applied: Arc::new(AtomicU64::new(0)),
             snapshot_source: Arc::new(RwLock::new(None)),
+            batch: Arc::new(Mutex::new(LogBatch::default())),
         })
     }
 
@@ -237,23 +242,25 @@ impl LogStore {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<()> {
-        let mut batch = LogBatch::default();
-        if !entries.is_empty() {
-            batch
-                .add_entries::<EntryExt>(GROUP, entries)
-                .map_err(|e| self.err(e))?;
+        let mut batch = self.batch.lock();
+        let written = (|| {
+            if !entries.is_empty() {
+                batch.add_entries::<EntryExt>(GROUP, entries)?;
+            }
+            if let Some(hs) = hard_state {
+                batch.put_message(GROUP, HARD_STATE_KEY.to_vec(), hs)?;
+            }
+            if !batch.is_empty() {
+                self.engine.write(&mut batch, sync)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // What a failed write left in the batch must not go out with the next one.
+            *batch = LogBatch::default();
+            return Err(self.err(e));
         }
-        if let Some(hs) = hard_state {
-            batch
-                .put_message(GROUP, HARD_STATE_KEY.to_vec(), hs)
-                .map_err(|e| self.err(e))?;
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.engine
-            .write(&mut batch, sync)
-            .map_err(|e| self.err(e))?;
+        drop(batch);
         let mut state = self.state.write();
         state.appended(entries);
         if let Some(hs) = hard_state {

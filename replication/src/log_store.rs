@@ -162,6 +162,9 @@ impl Cached {
     }
 }
 
+/// See `Config::purge_threshold` in [`LogStore::open`] (4 of raft-engine's 128 MB files).
+const PURGE_THRESHOLD_MB: u64 = 512;
+
 impl LogStore {
     /// Opens (creating) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -178,6 +181,9 @@ impl LogStore {
             // about 16% less server CPU and 14% less time (BENCHMARKS.md); the log files are
             // larger until purged. Batches already compressed are still read.
             batch_compression_threshold: raft_engine::ReadableSize(0),
+            // raft-engine deletes compacted log files only once the log passes this size
+            // (10 GB by default): an SF1 load left 2.5 GB of applied, compacted log behind.
+            purge_threshold: raft_engine::ReadableSize::mb(PURGE_THRESHOLD_MB),
             ..Default::default()
         };
         let engine = Engine::open(cfg).map_err(|source| Error::Log {

@@ -158,8 +158,12 @@ pub struct PeerOptions {
     pub log_sync: LogSync,
     /// Raft's logical clock.
     pub tick: Duration,
-    /// Compact the log once this many entries are applied everywhere.
+    /// Compact the log once this many entries, or [`PeerOptions::compact_bytes`] of
+    /// entries, are applied here since the last compaction.
     pub compact_every: u64,
+    /// A bulk load's entries are few and large (a COPY batch is megabytes): without a byte
+    /// bound its whole load stayed in the logs of both replicas.
+    pub compact_bytes: u64,
     /// A leader keeps at most this many entries for a replica that is behind (down, or too
     /// slow); past that it compacts anyway and the replica is caught up by a snapshot.
     pub max_log_behind: u64,
@@ -175,6 +179,7 @@ impl PeerOptions {
             log_sync: LogSync::EachWrite,
             tick: Duration::from_millis(100),
             compact_every: 10_000,
+            compact_bytes: 256 << 20,
             max_log_behind: 1_000_000,
         }
     }
@@ -446,6 +451,7 @@ impl Peer {
             backlog: true,
             last_tick: Instant::now(),
             last_compact_check: 0,
+            applied_bytes: 0,
             held: Vec::new(),
             unsynced_since: None,
         };
@@ -554,6 +560,8 @@ struct Driver<S: StateMachine> {
     backlog: bool,
     last_tick: Instant,
     last_compact_check: u64,
+    /// Bytes of entries applied since the last compaction check.
+    applied_bytes: u64,
     /// With [`LogSync::Batched`]: messages reporting log writes that are not yet fsync'd.
     held: Vec<Message>,
     /// With [`LogSync::Batched`]: when the oldest write not yet fsync'd was made.
@@ -840,6 +848,7 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         self.applied = index;
+        self.applied_bytes += e.data.len() as u64;
         self.log.set_applied(index);
         self.status.set_applied(index);
         if let Some((term, done)) = self.pending.remove(&index) {
@@ -877,10 +886,13 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn maybe_compact(&mut self) -> Result<()> {
-        if self.applied < self.last_compact_check + self.opts.compact_every {
+        if self.applied < self.last_compact_check + self.opts.compact_every
+            && self.applied_bytes < self.opts.compact_bytes
+        {
             return Ok(());
         }
         self.last_compact_check = self.applied;
+        self.applied_bytes = 0;
         let first = self.compact(false)?;
         if self.applied.saturating_sub(first) > self.opts.max_log_behind {
             tracing::warn!(
@@ -1101,6 +1113,29 @@ mod tests {
             .status()
             .wait_applied(*after.last().unwrap(), Duration::from_secs(10)));
         assert_eq!(payloads(&lseen), payloads(&vseen));
+    }
+
+    #[test]
+    fn a_few_large_entries_compact_the_log_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new();
+        let (sm, _) = Recorder::new(0);
+        let mut vo = voter(dir.path(), vec![]);
+        vo.compact_every = 1_000_000;
+        vo.compact_bytes = 64 << 10;
+        let v = Peer::start(vo, sm, t).unwrap();
+        let mut last = 0;
+        for i in 0..12u8 {
+            last = v
+                .proposer()
+                .propose(vec![i; 16 << 10])
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        // 192 KiB applied: compacted at least twice, far before a million entries.
+        let first = v.status().first_index();
+        assert!(first > last / 2, "first index {first}, last {last}");
     }
 
     #[test]

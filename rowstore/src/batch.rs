@@ -26,7 +26,7 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
                 let c = &def.columns[i];
                 // NOT NULL (and key) columns are non-nullable fields: pg_catalog reports
                 // attnotnull from this, and DataFusion may use it.
-                let nullable = c.nullable && !def.primary_key.contains(&i);
+                let nullable = !def.not_null(i);
                 let f = Field::new(&c.name, c.ty.arrow_type(), nullable);
                 match c.ty {
                     SqlType::Char(n) => f.with_metadata(

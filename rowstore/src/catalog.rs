@@ -78,6 +78,11 @@ impl TableDef {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// Whether column `i` must hold a value (declared NOT NULL, or part of the primary key).
+    pub fn not_null(&self, i: usize) -> bool {
+        !self.columns[i].nullable || self.primary_key.contains(&i)
+    }
+
     /// Whether rows are keyed by a hidden row id.
     pub fn has_hidden_rowid(&self) -> bool {
         self.primary_key.is_empty()

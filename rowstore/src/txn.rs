@@ -135,21 +135,17 @@ fn describe_pk(def: &TableDef, pk: &[u8]) -> String {
             Err(_) => values.push("?".into()),
         }
     }
-    let names: Vec<&str> = def
-        .primary_key
-        .iter()
-        .map(|&c| def.columns[c].name.as_str())
-        .collect();
-    format!(
-        "Key ({})=({}) already exists.",
-        names.join(", "),
-        values.join(", ")
-    )
+    describe_values(def, &def.primary_key, &values)
 }
 
 fn describe_key(def: &TableDef, cols: &[usize], row: &Row) -> String {
-    let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
     let vals: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
+    describe_values(def, cols, &vals)
+}
+
+/// PostgreSQL's detail of a unique violation: columns `cols` hold `vals`.
+fn describe_values(def: &TableDef, cols: &[usize], vals: &[String]) -> String {
+    let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
     format!(
         "Key ({})=({}) already exists.",
         names.join(", "),
@@ -419,8 +415,7 @@ impl Transaction {
 
     fn check_not_null(def: &TableDef, row: &Row) -> Result<()> {
         for (i, c) in def.columns.iter().enumerate() {
-            let pk_col = def.primary_key.contains(&i);
-            if (!c.nullable || pk_col) && row.get(i).is_none_or(Datum::is_null) {
+            if def.not_null(i) && row.get(i).is_none_or(Datum::is_null) {
                 return Err(Error::NotNullViolation {
                     table: def.name.clone(),
                     column: c.name.clone(),
@@ -481,15 +476,16 @@ impl Transaction {
     /// Inserts `rows` as [`Transaction::insert`] would one by one, with the primary-key
     /// checks against stored data done in one ordered pass (COPY, multi-row INSERT).
     pub fn insert_many(&mut self, def: &TableDef, rows: Vec<Row>) -> Result<()> {
-        let mut pks = Vec::with_capacity(rows.len());
         for row in &rows {
             Self::check_not_null(def, row)?;
-            pks.push(if def.has_hidden_rowid() {
-                memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())])
-            } else {
-                memcmp::encode_tuple(&def.pk_of(row))
-            });
         }
+        let pks = if def.has_hidden_rowid() {
+            self.fresh_rowid_keys(rows.len())
+        } else {
+            rows.iter()
+                .map(|row| memcmp::encode_tuple(&def.pk_of(row)))
+                .collect()
+        };
         let mut rows = rows.into_iter();
         self.insert_keyed(def, pks, &mut |txn, pk| {
             let row = rows
@@ -518,9 +514,7 @@ impl Transaction {
         }
         let pks = match pks {
             Some(pks) if pks.len() == rows.len() && !def.has_hidden_rowid() => pks,
-            None if def.has_hidden_rowid() => (0..rows.len())
-                .map(|_| memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())]))
-                .collect(),
+            None if def.has_hidden_rowid() => self.fresh_rowid_keys(rows.len()),
             _ => return Err(Error::Internal("encoded insert: keys do not fit".into())),
         };
         let mut rows = rows.into_iter();
@@ -528,6 +522,13 @@ impl Transaction {
             rows.next()
                 .ok_or_else(|| Error::Internal("rows ran out".into()))
         })
+    }
+
+    /// `n` newly allocated row ids, as keys of a table without a primary key.
+    fn fresh_rowid_keys(&self, n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| memcmp::encode_tuple(&[Datum::Int(self.view.store.alloc_rowid())]))
+            .collect()
     }
 
     /// The checks and writes of an insert of rows with encoded primary keys `pks`: rows of

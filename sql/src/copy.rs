@@ -601,7 +601,7 @@ fn encode_batch(
             Some(a) => a,
             None => datums_to_array(&col.ty, std::iter::repeat_n(&base[c], n))?,
         };
-        if a.null_count() > 0 && (!col.nullable || def.primary_key.contains(&c)) {
+        if a.null_count() > 0 && def.not_null(c) {
             return Err(duet_rowstore::Error::NotNullViolation {
                 table: def.name.clone(),
                 column: col.name.clone(),

@@ -170,7 +170,7 @@ impl Update {
                     _ => return None,
                 },
             };
-            if v.is_null() && (!def.columns[*target].nullable || def.primary_key.contains(target)) {
+            if v.is_null() && def.not_null(*target) {
                 return None;
             }
             new[*target] = v;

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use duet_replication::{PeerStatus, StateMachine};
 use duet_rowstore::codec::key;
+use duet_rowstore::codec::row::ROW_FORMAT;
 use duet_rowstore::command::CommandRef;
-use duet_rowstore::{Row, Store, TableDef, TableDefRef};
+use duet_rowstore::{Store, TableDef, TableDefRef};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
@@ -310,11 +312,13 @@ impl ColumnStore {
         self.applied_tx.send_replace(index);
     }
 
-    /// Applies the command of log entry `index`.
-    pub fn apply(self: &Arc<Self>, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
+    /// Applies log entry `index`, whose payload `data` is a command (`CommandRef`). Delta
+    /// rows keep slices of `data`.
+    pub fn apply(self: &Arc<Self>, index: u64, data: &Bytes) -> Result<()> {
         let started = Instant::now();
+        let cmd = CommandRef::decode(data)?;
         if cmd.snapshot {
-            return self.restore(index, cmd);
+            return self.restore(index, data, &cmd);
         }
         for (k, v) in &cmd.writes {
             if k.first() == Some(&key::CATALOG_PREFIX) {
@@ -351,12 +355,12 @@ impl ColumnStore {
                 let mut t = table.write();
                 if t.state != ReplicaState::Off {
                     for (k, v) in &writes[i..end] {
-                        let pk = &k[6..];
                         let row = match v {
-                            Some(p) => Some(Store::decode_row(&t.def, p)?),
+                            Some(p) if p.first() == Some(&ROW_FORMAT) => Some(data.slice_ref(p)),
+                            Some(_) => return Err(Error::Corrupt("row: unknown format".into())),
                             None => None,
                         };
-                        t.write(pk.to_vec(), index, row);
+                        t.write(data.slice_ref(&k[6..]), index, row);
                     }
                     rows += (end - i) as u64;
                 }
@@ -444,8 +448,9 @@ impl ColumnStore {
         }
     }
 
-    /// Replaces everything by a snapshot of the row replica taken at `index`.
-    fn restore(&self, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
+    /// Replaces everything by a snapshot of the row replica taken at `index` (`cmd`, decoded
+    /// from `data`).
+    fn restore(&self, index: u64, data: &Bytes, cmd: &CommandRef<'_>) -> Result<()> {
         // No compaction may checkpoint an older index over this one.
         let _one = self.compact_lock.lock();
         let mut defs: Vec<TableDefRef> = Vec::new();
@@ -458,15 +463,15 @@ impl ColumnStore {
         }
         let by_storage: HashMap<u32, TableDefRef> =
             defs.iter().map(|d| (d.storage_id, d.clone())).collect();
-        let mut rows: HashMap<u32, Vec<(Vec<u8>, Row)>> = HashMap::new();
+        let mut rows: HashMap<u32, Vec<(Bytes, Bytes)>> = HashMap::new();
         for (k, v) in &cmd.writes {
             let (Some((sid, pk)), Some(p)) = (record_parts(k), v) else {
                 continue;
             };
-            if let Some(def) = by_storage.get(&sid).filter(|d| d.columnar) {
+            if by_storage.get(&sid).is_some_and(|d| d.columnar) {
                 rows.entry(sid)
                     .or_default()
-                    .push((pk.to_vec(), Store::decode_row(def, p)?));
+                    .push((data.slice_ref(pk), data.slice_ref(p)));
             }
         }
         let mut fresh = Tables::default();
@@ -658,7 +663,7 @@ fn build(
     };
     let mut cancelled = false;
     source.scan_table(&def, from, &mut |k, v| {
-        rows.push((k.to_vec(), Store::decode_row(&def, v)?));
+        rows.push((k.to_vec(), v.to_vec()));
         if rows.len() % 10_000 == 0 {
             let Some(store) = weak.upgrade() else {
                 cancelled = true;
@@ -752,9 +757,8 @@ impl LearnerStateMachine {
 }
 
 impl StateMachine for LearnerStateMachine {
-    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
-        self.store.apply(index, &cmd).map_err(|e| e.to_string())?;
+    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), String> {
+        self.store.apply(index, data).map_err(|e| e.to_string())?;
         if let Some(at) = self.leader.as_ref().and_then(|l| l.committed_at(index)) {
             self.lag.record(at.elapsed());
         }
@@ -774,7 +778,9 @@ impl StateMachine for LearnerStateMachine {
         if !cmd.snapshot {
             return Err(format!("entry {index} is not a snapshot"));
         }
-        self.store.apply(index, &cmd).map_err(|e| e.to_string())
+        self.store
+            .apply(index, &Bytes::copy_from_slice(data))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -1,5 +1,8 @@
 //! One table's column data: an immutable **stable** layer of Arrow chunks sorted by primary
 //! key, and a **delta** layer of versioned row changes newer than the stable layer.
+//! Delta rows stay in the row format they were replicated in (slices of the log entry's
+//! buffer, no copy), and are decoded straight into Arrow arrays when a scan or a merge
+//! reads them.
 //!
 //! Reading at version `v` ([`ColumnTable::snapshot`]) takes, per key, the newest delta
 //! version `<= v` if there is one (a deletion hides the key), else the stable row. The stable
@@ -13,11 +16,12 @@ use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray};
 use arrow::compute::{filter_record_batch, interleave};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
-use duet_rowstore::batch::{datums_to_array, rows_to_batch, table_schema};
-use duet_rowstore::{Row, TableDef, TableDefRef};
+use duet_rowstore::batch::{datums_to_array, decode_rows, table_schema};
+use duet_rowstore::{TableDef, TableDefRef};
 
 use crate::error::{Error, Result};
 
@@ -108,8 +112,12 @@ pub enum ReplicaState {
     Available,
 }
 
-/// Versions of one key in the delta, oldest first; `None` is a deletion.
-type Versions = Vec<(u64, Option<Arc<Row>>)>;
+/// Versions of one key in the delta, oldest first: the row in the row format (see
+/// `duet_rowstore::codec::row`), or `None` for a deletion.
+type Versions = Vec<(u64, Option<Bytes>)>;
+
+/// A key and its newest delta row at some version (`None`: deleted).
+pub type Change = (Bytes, Option<Bytes>);
 
 /// A fresh generation number (see [`ColumnTable::gen`]).
 pub fn next_gen() -> u64 {
@@ -127,7 +135,7 @@ pub struct ColumnTable {
     pub state: ReplicaState,
     pub stable: Arc<Stable>,
     pub stable_version: u64,
-    pub delta: BTreeMap<Vec<u8>, Versions>,
+    pub delta: BTreeMap<Bytes, Versions>,
     /// Number of versions in `delta`.
     pub delta_versions: usize,
 }
@@ -138,8 +146,8 @@ pub struct TableSnapshot {
     pub def: TableDefRef,
     pub stable: Arc<Stable>,
     /// Keys with a delta version `<= v`, ascending, and that version's row (`None`: deleted).
-    pub delta_keys: Arc<Vec<Vec<u8>>>,
-    pub delta_rows: Arc<Vec<Option<Arc<Row>>>>,
+    pub delta_keys: Arc<Vec<Bytes>>,
+    pub delta_rows: Arc<Vec<Option<Bytes>>>,
 }
 
 impl ColumnTable {
@@ -155,12 +163,10 @@ impl ColumnTable {
         }
     }
 
-    /// Records the change of `key` at `version` (versions arrive in increasing order).
-    pub fn write(&mut self, key: Vec<u8>, version: u64, row: Option<Row>) {
-        self.delta
-            .entry(key)
-            .or_default()
-            .push((version, row.map(Arc::new)));
+    /// Records the change of `key` at `version` (versions arrive in increasing order):
+    /// `row` in the row format, or `None` for a deletion.
+    pub fn write(&mut self, key: Bytes, version: u64, row: Option<Bytes>) {
+        self.delta.entry(key).or_default().push((version, row));
         self.delta_versions += 1;
     }
 
@@ -225,8 +231,8 @@ impl TableSnapshot {
     /// Delta keys that fall inside `chunk`'s key range, as a range of indexes.
     fn delta_range(&self, chunk: &Chunk) -> std::ops::Range<usize> {
         let keys = &self.delta_keys;
-        let lo = keys.partition_point(|k| k.as_slice() < chunk.min_key());
-        let hi = keys.partition_point(|k| k.as_slice() <= chunk.max_key());
+        let lo = keys.partition_point(|k| &k[..] < chunk.min_key());
+        let hi = keys.partition_point(|k| &k[..] <= chunk.max_key());
         lo..hi
     }
 
@@ -267,37 +273,31 @@ impl TableSnapshot {
         let mut d = 0;
         for r in 0..chunk.rows() {
             let k = chunk.keys.value(r);
-            while d < shadow.len() && shadow[d].as_slice() < k {
+            while d < shadow.len() && &shadow[d][..] < k {
                 d += 1;
             }
-            keep.push(!(d < shadow.len() && shadow[d].as_slice() == k));
+            keep.push(!(d < shadow.len() && &shadow[d][..] == k));
         }
         Ok((batch, Some(BooleanArray::from(keep))))
     }
 
     /// The delta's live rows at the read version, projected, in batches of `batch_rows`.
     pub fn scan_delta(&self, projection: &[usize], batch_rows: usize) -> Result<Vec<RecordBatch>> {
-        let live: Vec<Row> = self
-            .delta_rows
-            .iter()
-            .filter_map(|r| r.as_ref().map(|r| self.fill(r)))
-            .collect();
+        let live: Vec<&[u8]> = self.delta_rows.iter().flatten().map(|r| &r[..]).collect();
         live.chunks(batch_rows.max(1))
-            .map(|rows| rows_to_batch(&self.def, projection, rows).map_err(Error::from))
+            .map(|rows| {
+                let columns = decode_rows(&self.def, projection, rows.iter().copied())?;
+                Ok(RecordBatch::try_new_with_options(
+                    self.schema(projection),
+                    columns,
+                    &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+                )?)
+            })
             .collect()
     }
 
-    /// A row written before a later `ADD COLUMN`, completed with the columns' `missing`.
-    fn fill(&self, row: &Row) -> Row {
-        let mut r = row.clone();
-        for c in r.len()..self.def.columns.len() {
-            r.push(self.def.columns[c].missing.clone());
-        }
-        r
-    }
-
     /// The delta at the read version as `(key, newest row or None if deleted)`, key order.
-    pub fn changes(&self) -> Vec<(Vec<u8>, Option<Arc<Row>>)> {
+    pub fn changes(&self) -> Vec<Change> {
         self.delta_keys
             .iter()
             .cloned()
@@ -317,10 +317,10 @@ impl TableSnapshot {
                 let mut d = r.start;
                 for i in 0..c.rows() {
                     let k = c.keys.value(i);
-                    while d < r.end && self.delta_keys[d].as_slice() < k {
+                    while d < r.end && &self.delta_keys[d][..] < k {
                         d += 1;
                     }
-                    if d < r.end && self.delta_keys[d].as_slice() == k {
+                    if d < r.end && &self.delta_keys[d][..] == k {
                         n += 1;
                     }
                 }
@@ -331,9 +331,12 @@ impl TableSnapshot {
     }
 }
 
-/// Builds chunks from rows sorted by key.
-pub fn chunks_from_rows(def: &TableDef, rows: &[(Vec<u8>, Row)]) -> Result<Vec<Arc<Chunk>>> {
-    let source = Source::of_rows(def, rows.iter().map(|(k, r)| (k.as_slice(), r)))?;
+/// Builds chunks from `(key, row in the row format)` pairs sorted by key.
+pub fn chunks_from_rows<K: AsRef<[u8]>, R: AsRef<[u8]>>(
+    def: &TableDef,
+    rows: &[(K, R)],
+) -> Result<Vec<Arc<Chunk>>> {
+    let source = Source::of_rows(def, rows.iter().map(|(k, r)| (k.as_ref(), r.as_ref())))?;
     let runs: Vec<(usize, usize)> = (0..rows.len()).map(|r| (0, r)).collect();
     runs.chunks(CHUNK_ROWS)
         .map(|part| {
@@ -354,22 +357,15 @@ struct Source {
 }
 
 impl Source {
-    /// `(key, row)` pairs as arrays, with no row copied; a row written before an `ADD
+    /// `(key, row in the row format)` pairs as arrays; a row written before an `ADD
     /// COLUMN` lacks it and reads the column's `missing` value.
     fn of_rows<'a>(
         def: &TableDef,
-        rows: impl Iterator<Item = (&'a [u8], &'a Row)>,
+        rows: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Source> {
-        let (keys, rows): (Vec<&[u8]>, Vec<&Row>) = rows.unzip();
-        let columns = def
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(c, col)| {
-                let values = rows.iter().map(|r| r.get(c).unwrap_or(&col.missing));
-                datums_to_array(&col.ty, values).map_err(Error::from)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (keys, rows): (Vec<&[u8]>, Vec<&[u8]>) = rows.unzip();
+        let all: Vec<usize> = (0..def.columns.len()).collect();
+        let columns = decode_rows(def, &all, rows.into_iter())?;
         Ok(Source {
             keys: Arc::new(BinaryArray::from_iter_values(keys)),
             columns,
@@ -430,11 +426,7 @@ fn chunk_from_sources(
 /// Vectorized: the delta's live rows become one set of arrays, the merge itself only lists
 /// `(source, row)` pairs in key order, and each new chunk is copied column by column from
 /// the old chunks and the delta arrays (Arrow's `interleave`); no row is materialised.
-pub fn merge(
-    def: &TableDef,
-    stable: &Stable,
-    delta: &[(Vec<u8>, Option<Arc<Row>>)],
-) -> Result<Stable> {
+pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable> {
     // Source 0: the delta's live rows; `delta_row[j]` is change j's row in it.
     let mut delta_row = Vec::with_capacity(delta.len());
     let mut live = 0;
@@ -444,7 +436,7 @@ pub fn merge(
     }
     let live_rows = delta
         .iter()
-        .filter_map(|(k, r)| r.as_deref().map(|r| (k.as_slice(), r)));
+        .filter_map(|(k, r)| r.as_deref().map(|r| (&k[..], r)));
     let mut sources = vec![Source::of_rows(def, live_rows)?];
     let from_delta = |j: usize| (0, delta_row[j]);
 
@@ -470,14 +462,14 @@ pub fn merge(
     };
     let mut d = 0;
     for chunk in &stable.chunks {
-        while d < delta.len() && delta[d].0.as_slice() < chunk.min_key() {
+        while d < delta.len() && &delta[d].0[..] < chunk.min_key() {
             if delta[d].1.is_some() {
                 pending.push(from_delta(d));
             }
             d += 1;
         }
         let start = d;
-        while d < delta.len() && delta[d].0.as_slice() <= chunk.max_key() {
+        while d < delta.len() && &delta[d].0[..] <= chunk.max_key() {
             d += 1;
         }
         if start == d {
@@ -489,14 +481,13 @@ pub fn merge(
         let s = sources.len() - 1;
         let (mut i, mut j) = (0, start);
         while i < chunk.rows() || j < d {
-            let take_old =
-                j >= d || (i < chunk.rows() && chunk.keys.value(i) < delta[j].0.as_slice());
+            let take_old = j >= d || (i < chunk.rows() && chunk.keys.value(i) < &delta[j].0[..]);
             if take_old {
                 pending.push((s, i));
                 i += 1;
                 continue;
             }
-            if i < chunk.rows() && chunk.keys.value(i) == delta[j].0.as_slice() {
+            if i < chunk.rows() && chunk.keys.value(i) == &delta[j].0[..] {
                 i += 1;
             }
             if delta[j].1.is_some() {
@@ -521,6 +512,7 @@ pub(crate) mod tests {
     use duet_rowstore::batch::array_to_datums;
     use duet_rowstore::catalog::{ColumnDef, CATALOG_FORMAT};
     use duet_rowstore::codec::memcmp::encode_tuple;
+    use duet_rowstore::codec::row::encode_row;
     use duet_rowstore::{Datum, SqlType};
 
     pub(crate) fn def() -> TableDef {
@@ -544,12 +536,12 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn key(i: i64) -> Vec<u8> {
-        encode_tuple(&[Datum::Int(i)])
+    pub(crate) fn key(i: i64) -> Bytes {
+        encode_tuple(&[Datum::Int(i)]).into()
     }
 
-    pub(crate) fn row(i: i64, v: &str) -> Row {
-        vec![Datum::Int(i), Datum::Text(v.into())]
+    pub(crate) fn row(i: i64, v: &str) -> Bytes {
+        encode_row(&[Datum::Int(i), Datum::Text(v.into())]).into()
     }
 
     /// Every live row at `version`, sorted by key, via the scan path.
@@ -646,6 +638,24 @@ pub(crate) mod tests {
         assert_eq!(
             array_to_datums(b.column(0).as_ref(), &SqlType::Int32).unwrap(),
             vec![Datum::Int(7)]
+        );
+        // A delta row replicated before the ADD COLUMN (two columns) reads it as missing,
+        // when scanned and when merged; a row written after has its own value.
+        t.write(key(2), 2, Some(row(2, "b")));
+        let with_x = encode_row(&[Datum::Int(3), Datum::Text("c".into()), Datum::Null]);
+        t.write(key(3), 2, Some(with_x.into()));
+        let snap = t.snapshot(2).unwrap();
+        let b = &snap.scan_delta(&[2, 0], 10).unwrap()[0];
+        assert_eq!(
+            array_to_datums(b.column(0).as_ref(), &SqlType::Int32).unwrap(),
+            vec![Datum::Int(7), Datum::Null]
+        );
+        let d2 = t.def.clone();
+        t.fold(Arc::new(merge(&d2, &t.stable, &snap.changes()).unwrap()), 2);
+        let b = t.snapshot(2).unwrap().scan_chunk(0, &[2]).unwrap();
+        assert_eq!(
+            array_to_datums(b.column(0).as_ref(), &SqlType::Int32).unwrap(),
+            vec![Datum::Int(7), Datum::Int(7), Datum::Null]
         );
     }
 

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::channel::oneshot;
 use parking_lot::{Condvar, Mutex, RwLock};
 use protobuf::Message as _;
@@ -38,8 +39,9 @@ use crate::log_store::LogStore;
 /// What replication calls with committed entries. It knows nothing of what is inside them.
 pub trait StateMachine: Send + 'static {
     /// Applies the payload of the committed entry at `index`. Called in log order, once per
-    /// index greater than [`StateMachine::applied_index`].
-    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String>;
+    /// index greater than [`StateMachine::applied_index`]. `data` is the entry's own shared
+    /// buffer: a state machine that keeps parts of it can hold slices instead of copies.
+    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), String>;
 
     /// The highest index applied. After a restart this is what the state machine has kept
     /// durably; replay starts after it.
@@ -947,7 +949,7 @@ mod tests {
     }
 
     impl StateMachine for Recorder {
-        fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), String> {
             if index <= self.applied {
                 return Err(format!("index {index} applied twice"));
             }

@@ -174,10 +174,17 @@ impl Router {
                 } else {
                     now
                 };
-                let threshold = (s.row_count * self.autoanalyze_fraction).max(50.0);
-                (since, since as f64 > threshold)
+                (since, since as f64 > self.analyze_threshold(def))
             }
         }
+    }
+
+    /// How many changed rows make `def`'s statistics stale: [`Router::autoanalyze_fraction`]
+    /// of its rows at the last `ANALYZE`, at least 50.
+    pub fn analyze_threshold(&self, def: &TableDef) -> f64 {
+        self.table_stats(def)
+            .map_or(0.0, |s| s.row_count * self.autoanalyze_fraction)
+            .max(50.0)
     }
 
     /// Estimates a scan of `def` reading columns `read` with `filters`, through `ranges`.

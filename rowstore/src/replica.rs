@@ -31,7 +31,7 @@ impl SnapshotSource for StoreDump {
 }
 
 impl StateMachine for RowStateMachine {
-    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+    fn apply(&mut self, index: u64, data: &bytes::Bytes) -> std::result::Result<(), String> {
         let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
         self.store
             .apply_command(index, &cmd)

@@ -1,8 +1,9 @@
 //! `ANALYZE [table]` and its automatic form: read the table at a fresh snapshot (from the
 //! column replica when it has one, by a hint) and store its statistics in the router.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use datafusion::common::TableReference;
 use duet_router::routing::{Engine, Hints, StatementInfo};
@@ -15,6 +16,45 @@ use crate::session::{Outcome, Session, SharedRef};
 
 /// How often the background task looks for tables whose statistics are stale.
 pub const AUTOANALYZE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The longest the background task puts off a table that keeps changing fast.
+pub const AUTOANALYZE_MAX_DEFER: Duration = Duration::from_secs(60);
+
+/// Which stale tables the background task leaves for later: one that changed by more than
+/// its staleness threshold since the previous look is being loaded, and statistics taken
+/// now would be stale again at the next look (a bulk load read the whole growing table
+/// every few seconds). It is analyzed once it settles, or after [`AUTOANALYZE_MAX_DEFER`].
+/// A table seen for the first time is analyzed at once.
+#[derive(Default)]
+struct LoadWatch {
+    /// Per storage id: its change count at the previous look, and since when it has been
+    /// put off.
+    seen: HashMap<u32, (u64, Option<Instant>)>,
+}
+
+impl LoadWatch {
+    /// Records `changes` of table `storage_id` at `now`; whether to put off analyzing it.
+    fn defer(&mut self, storage_id: u32, changes: u64, threshold: f64, now: Instant) -> bool {
+        let Some((before, since)) = self.seen.get_mut(&storage_id) else {
+            self.seen.insert(storage_id, (changes, None));
+            return false;
+        };
+        let moved = changes.saturating_sub(*before);
+        *before = changes;
+        let fast = moved as f64 > threshold;
+        let started = *since.get_or_insert(now);
+        if fast && now.duration_since(started) < AUTOANALYZE_MAX_DEFER {
+            return true;
+        }
+        *since = None;
+        false
+    }
+
+    /// Forgets the tables not in `live`.
+    fn retain(&mut self, live: &[u32]) {
+        self.seen.retain(|id, _| live.contains(id));
+    }
+}
 
 /// `ANALYZE` of one table or, with `None`, of every table.
 pub(crate) async fn analyze(session: &mut Session, table: Option<&str>) -> Result<Outcome> {
@@ -79,22 +119,72 @@ pub async fn autoanalyze(shared: SharedRef, mut stop: tokio::sync::watch::Receiv
             return;
         }
     };
+    let mut watch = LoadWatch::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(AUTOANALYZE_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        let live: Vec<u32> = shared.store.tables().iter().map(|t| t.id).collect();
+        let tables = shared.store.tables();
+        let live: Vec<u32> = tables.iter().map(|t| t.id).collect();
         if let Err(e) = shared.router.stats.retain(&live) {
             tracing::warn!(error = %e, "could not forget the statistics of dropped tables");
         }
-        for def in shared.store.tables() {
+        let storage: Vec<u32> = tables.iter().map(|t| t.storage_id).collect();
+        watch.retain(&storage);
+        for def in tables {
+            let changes = shared.store.changes(def.storage_id);
+            let threshold = shared.router.analyze_threshold(&def);
+            let defer = watch.defer(def.storage_id, changes, threshold, Instant::now());
             if !shared.router.staleness(&def).1 {
+                continue;
+            }
+            if defer {
+                tracing::debug!(table = %def.name, changes, "autoanalyze waits: the table is changing fast");
                 continue;
             }
             if let Err(e) = analyze_table(&mut session, &def).await {
                 tracing::debug!(table = %def.name, error = %e, "autoanalyze failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_keeps_changing_fast_is_put_off_for_a_while() {
+        let mut w = LoadWatch::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // First look: analyzed at once.
+        assert!(!w.defer(1, 1_000, 50.0, at(0)));
+        // Growing by more than the threshold per look: put off …
+        assert!(w.defer(1, 500_000, 100.0, at(5)));
+        assert!(w.defer(1, 1_000_000, 100.0, at(10)));
+        // … until it settles.
+        assert!(!w.defer(1, 1_000_010, 100.0, at(15)));
+        // A table that never settles is analyzed after AUTOANALYZE_MAX_DEFER, then put off
+        // again.
+        let mut n = 1_000_010;
+        let mut analyzed = Vec::new();
+        for s in (20..200).step_by(5) {
+            n += 100_000;
+            if !w.defer(1, n, 100_000.0 * 0.5, at(s)) {
+                analyzed.push(s);
+            }
+        }
+        // Put off from 20 s: analyzed at 80 s; put off again from 85 s: at 145 s.
+        assert_eq!(analyzed, vec![80, 145]);
+        // Slow changes are never put off; other tables are independent.
+        assert!(!w.defer(2, 10, 50.0, at(0)));
+        assert!(!w.defer(2, 40, 50.0, at(5)));
+        w.retain(&[2]);
+        assert!(
+            !w.defer(1, n + 1_000_000, 50.0, at(300)),
+            "forgotten: a first look"
+        );
     }
 }

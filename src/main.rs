@@ -15,7 +15,7 @@ use crate::config::{Cli, Config};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    duet_sql::allocator::keep_freed_memory();
+    duet_sql::allocator::configure();
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     telemetry::init(&config.log_level);

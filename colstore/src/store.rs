@@ -707,7 +707,12 @@ fn build(
     Ok(())
 }
 
+/// A delta at least this large is folded as soon as the log has been idle for one wake-up
+/// period (500 ms), not at the next interval: the tail of a bulk load.
+const FOLD_WHEN_IDLE: usize = 10_000;
+
 fn compaction_loop(weak: Weak<ColumnStore>) {
+    let mut applied_before = 0;
     loop {
         let Some(store) = weak.upgrade() else {
             return;
@@ -727,7 +732,11 @@ fn compaction_loop(weak: Weak<ColumnStore>) {
             return;
         }
         let pending = store.delta_versions();
+        let applied = store.applied();
+        let idle = applied == applied_before;
+        applied_before = applied;
         let due = pending >= store.options.compact_delta_versions
+            || (idle && pending >= FOLD_WHEN_IDLE)
             || (pending > 0 && store.last_fold.lock().elapsed() >= store.options.compact_interval);
         if due {
             if let Err(e) = store.compact() {

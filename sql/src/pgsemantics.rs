@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
@@ -408,6 +409,80 @@ mod tests {
             rewrite("SELECT lag(x, 1) OVER () FROM t WHERE x IN (1, 2)"),
             "SELECT lag(x, 1) OVER () FROM t WHERE x IN (CAST(1 AS INT), CAST(2 AS INT))"
         );
+    }
+}
+
+/// `pg_sleep(seconds)`: waits that long, once per row (as PostgreSQL calls it per row), on
+/// a timer rather than a thread, so a CancelRequest or `statement_timeout` ends it at once
+/// (the query's stream is dropped). NULL, zero or negative: no wait. Returns NULL of type
+/// `unknown` (PostgreSQL's is `void`; both print as an empty value).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgSleep {
+    signature: Signature,
+}
+
+impl Default for PgSleep {
+    fn default() -> Self {
+        Self {
+            signature: Signature::uniform(1, vec![DataType::Float64], Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgSleep {
+    fn name(&self) -> &str {
+        "pg_sleep"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Null)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Err(DataFusionError::Internal(
+            "pg_sleep runs only asynchronously".into(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncScalarUDFImpl for PgSleep {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let seconds: Vec<Option<f64>> = match args.args.first() {
+            Some(ColumnarValue::Scalar(v)) => {
+                let v = match v {
+                    ScalarValue::Float64(v) => *v,
+                    other => return Err(DataFusionError::Internal(format!("pg_sleep({other:?})"))),
+                };
+                vec![v; rows]
+            }
+            Some(ColumnarValue::Array(a)) => a
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .ok_or_else(|| DataFusionError::Internal("pg_sleep of a non-float".into()))?
+                .iter()
+                .collect(),
+            None => {
+                return Err(DataFusionError::Internal(
+                    "pg_sleep without argument".into(),
+                ))
+            }
+        };
+        for s in seconds.into_iter().flatten() {
+            if s > 0.0 && s.is_finite() {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await;
+            }
+        }
+        // An array of the batch's length: DataFusion widens a scalar answer of an async
+        // function to one row only.
+        Ok(ColumnarValue::Array(Arc::new(
+            datafusion::arrow::array::NullArray::new(rows),
+        )))
     }
 }
 

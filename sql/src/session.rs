@@ -447,6 +447,12 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::PgTypeOf::default(),
         ));
+        ctx.register_udf(
+            datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
+                crate::pgsemantics::PgSleep::default(),
+            ))
+            .into_scalar_udf(),
+        );
         ctx.register_udf(create_udf(
             "version",
             vec![],

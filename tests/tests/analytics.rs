@@ -124,6 +124,69 @@ async fn statement_timeout_and_cancel_stop_a_running_query_with_57014() {
     assert_eq!(int(&c, "SELECT 1::bigint").await, 1);
 }
 
+/// Rows a simple query returns.
+async fn rows(c: &Client, sql: &str) -> usize {
+    c.simple_query(sql)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_sleep_waits_per_row_and_ends_at_a_timeout_or_cancel() {
+    let cluster = ClusterBuilder::new("pg-sleep").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    let t = Instant::now();
+    assert_eq!(rows(&c, "SELECT pg_sleep(0.2)").await, 1);
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    // Once per row.
+    let t = Instant::now();
+    assert_eq!(
+        rows(&c, "SELECT pg_sleep(0.1) FROM generate_series(1, 4)").await,
+        4
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    // Integer, negative and NULL arguments: no wait.
+    let t = Instant::now();
+    assert_eq!(
+        rows(&c, "SELECT pg_sleep(0), pg_sleep(-1), pg_sleep(NULL)").await,
+        1
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // statement_timeout ends it with 57014, and the session goes on.
+    c.batch_execute("SET statement_timeout = '200ms'")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let e = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    c.batch_execute("SET statement_timeout = 0").await.unwrap();
+    // So does a CancelRequest.
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let t = Instant::now();
+    let e = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(int(&c, "SELECT 1::bigint").await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_keeps_its_snapshot_while_writes_and_compactions_go_on() {
     let cluster = ClusterBuilder::new("freshness").build().await.unwrap();

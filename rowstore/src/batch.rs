@@ -13,6 +13,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::catalog::TableDef;
+use crate::codec::row;
 use crate::error::{Error, Result, ValueErrorKind};
 use crate::types::{Datum, Row, SqlType};
 
@@ -199,8 +200,6 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                 continue;
             }
             len += match c {
-                EncodeColumn::Bool(_) => 1,
-                EncodeColumn::Numeric(..) => 16,
                 EncodeColumn::Text(a, fit) => {
                     let v = a.value(r);
                     let v = match fit {
@@ -211,11 +210,11 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                     4 + v.len()
                 }
                 EncodeColumn::Bytea(a) => 4 + a.value(r).len(),
-                _ => 8,
+                _ => row::fixed_width(ty).unwrap_or(0),
             };
         }
         let mut row = Vec::with_capacity(len);
-        row.push(crate::codec::row::ROW_FORMAT);
+        row.push(row::ROW_FORMAT);
         row.extend_from_slice(&(n as u16).to_le_bytes());
         row.resize(header, 0);
         for (i, (c, col)) in cols.iter().zip(columns).enumerate() {
@@ -365,11 +364,9 @@ pub fn decode_rows<'a>(
     projection: &[usize],
     payloads: impl ExactSizeIterator<Item = &'a [u8]>,
 ) -> Result<Vec<ArrayRef>> {
-    let corrupt = |what: &str| Error::Corrupt(format!("row: {what}"));
     let rows = payloads.len();
     let width = def.columns.len();
-    // The builder of each projected column (by position), and how each column's value
-    // is laid out: fixed width, or a u32 length first.
+    // The builder of each projected column, by position.
     let mut builders: Vec<Option<DecodeColumn>> = (0..width).map(|_| None).collect();
     for &c in projection {
         let ty = def
@@ -380,32 +377,15 @@ pub fn decode_rows<'a>(
             builders[c] = Some(DecodeColumn::new(&ty.ty, rows)?);
         }
     }
-    let fixed: Vec<Option<usize>> = def
-        .columns
-        .iter()
-        .map(|c| match c.ty {
-            SqlType::Bool => Some(1),
-            SqlType::Numeric { .. } => Some(16),
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Bytea => None,
-            _ => Some(8),
-        })
-        .collect();
     // The last projected column: the rest of a row need not be read.
     let last = projection.iter().max().map_or(0, |&c| c + 1);
     for buf in payloads {
-        if buf.first() != Some(&crate::codec::row::ROW_FORMAT) || buf.len() < 3 {
-            return Err(corrupt("unknown format version"));
-        }
-        let n = u16::from_le_bytes([buf[1], buf[2]]) as usize;
-        let bitmap = buf
-            .get(3..3 + n.div_ceil(8))
-            .ok_or_else(|| corrupt("short bitmap"))?;
-        let mut pos = 3 + n.div_ceil(8);
-        for c in 0..last {
+        let (n, bitmap, mut pos) = row::header(buf)?;
+        for (c, col) in def.columns[..last].iter().enumerate() {
             if c >= n {
                 // A column added after the row was written.
                 if let Some(b) = &mut builders[c] {
-                    append_datum(b, &def.columns[c].missing, &def.columns[c].ty)?;
+                    append_datum(b, &col.missing, &col.ty)?;
                 }
                 continue;
             }
@@ -415,22 +395,8 @@ pub fn decode_rows<'a>(
                 }
                 continue;
             }
-            let (start, len) = match fixed[c] {
-                Some(len) => (pos, len),
-                None => {
-                    let l = buf
-                        .get(pos..pos + 4)
-                        .ok_or_else(|| corrupt("truncated value"))?;
-                    (
-                        pos + 4,
-                        u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize,
-                    )
-                }
-            };
-            let v = buf
-                .get(start..start + len)
-                .ok_or_else(|| corrupt("truncated value"))?;
-            pos = start + len;
+            let (v, next) = row::value_at(buf, pos, &col.ty)?;
+            pos = next;
             if let Some(b) = &mut builders[c] {
                 b.append_stored(v)?;
             }

@@ -9,6 +9,7 @@
 //! are stored without them (see `duet_rowstore::batch::BPCHAR_WIDTH`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::kernels::numeric;
@@ -414,7 +415,7 @@ mod tests {
 
 /// `pg_sleep(seconds)`: waits that long, once per row (as PostgreSQL calls it per row), on
 /// a timer rather than a thread, so a CancelRequest or `statement_timeout` ends it at once
-/// (the query's stream is dropped). NULL, zero or negative: no wait. Returns NULL of type
+/// (the query's stream is dropped). NULL, zero, negative or NaN: no wait. Returns NULL of type
 /// `unknown` (PostgreSQL's is `void`; both print as an empty value).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PgSleep {
@@ -452,30 +453,20 @@ impl ScalarUDFImpl for PgSleep {
 #[async_trait::async_trait]
 impl AsyncScalarUDFImpl for PgSleep {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Float64Type;
         let rows = args.number_rows;
-        let seconds: Vec<Option<f64>> = match args.args.first() {
-            Some(ColumnarValue::Scalar(v)) => {
-                let v = match v {
-                    ScalarValue::Float64(v) => *v,
-                    other => return Err(DataFusionError::Internal(format!("pg_sleep({other:?})"))),
-                };
-                vec![v; rows]
-            }
-            Some(ColumnarValue::Array(a)) => a
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Float64Array>()
-                .ok_or_else(|| DataFusionError::Internal("pg_sleep of a non-float".into()))?
-                .iter()
-                .collect(),
-            None => {
-                return Err(DataFusionError::Internal(
-                    "pg_sleep without argument".into(),
-                ))
-            }
+        let [seconds] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "pg_sleep takes one argument".into(),
+            ));
         };
-        for s in seconds.into_iter().flatten() {
-            if s > 0.0 && s.is_finite() {
-                tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await;
+        let seconds = seconds.to_array(rows)?;
+        for s in seconds.as_primitive::<Float64Type>().iter().flatten() {
+            if s > 0.0 {
+                // Past Duration's range (or infinite): until cancelled, as in PostgreSQL.
+                let d = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+                tokio::time::sleep(d).await;
             }
         }
         // An array of the batch's length: DataFusion widens a scalar answer of an async

@@ -172,6 +172,9 @@ async fn pg_sleep_waits_per_row_and_ends_at_a_timeout_or_cancel() {
     let e = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
     assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Longer than any Duration: it waits until stopped too.
+    let e = c.simple_query("SELECT pg_sleep(1e30)").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
     c.batch_execute("SET statement_timeout = 0").await.unwrap();
     // So does a CancelRequest.
     let token = c.cancel_token();

@@ -47,6 +47,62 @@ pub fn encode_row(row: &[Datum]) -> Vec<u8> {
     out
 }
 
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("row: {what}"))
+}
+
+/// The header of a stored row: how many columns it has, its null bitmap (bit `i` set: column
+/// `i` is NULL), and where its values start.
+pub(crate) fn header(buf: &[u8]) -> Result<(usize, &[u8], usize)> {
+    if buf.first() != Some(&ROW_FORMAT) {
+        return Err(corrupt("unknown format version"));
+    }
+    let n = match buf.get(1..3) {
+        Some(b) => u16::from_le_bytes([b[0], b[1]]) as usize,
+        None => return Err(corrupt("short header")),
+    };
+    let start = 3 + n.div_ceil(8);
+    let bitmap = buf.get(3..start).ok_or_else(|| corrupt("short bitmap"))?;
+    Ok((n, bitmap, start))
+}
+
+/// The stored width of a non-NULL value of `ty`; `None`: a u32 length, then the bytes.
+pub(crate) fn fixed_width(ty: &SqlType) -> Option<usize> {
+    match ty {
+        SqlType::Bool => Some(1),
+        SqlType::Numeric { .. } => Some(16),
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Bytea => None,
+        SqlType::Int16
+        | SqlType::Int32
+        | SqlType::Int64
+        | SqlType::Float32
+        | SqlType::Float64
+        | SqlType::Date
+        | SqlType::Timestamp => Some(8),
+    }
+}
+
+/// The bytes of the non-NULL value of type `ty` at `pos` in `buf` (without a length
+/// prefix), and where the next value starts.
+pub(crate) fn value_at<'a>(buf: &'a [u8], pos: usize, ty: &SqlType) -> Result<(&'a [u8], usize)> {
+    let (start, len) = match fixed_width(ty) {
+        Some(len) => (pos, len),
+        None => {
+            let l = buf
+                .get(pos..pos + 4)
+                .ok_or_else(|| corrupt("truncated value"))?;
+            (
+                pos + 4,
+                u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize,
+            )
+        }
+    };
+    let v = buf
+        .get(start..start + len)
+        .ok_or_else(|| corrupt("truncated value"))?;
+    Ok((v, start + len))
+}
+
 /// Decodes a row of a table whose columns have `types`; `missing(i)` supplies the value of
 /// a column the stored row predates.
 pub fn decode_row(
@@ -54,27 +110,7 @@ pub fn decode_row(
     types: &[&SqlType],
     missing: &dyn Fn(usize) -> Datum,
 ) -> Result<Vec<Datum>> {
-    let corrupt = |what: &str| Error::Corrupt(format!("row: {what}"));
-    if buf.first() != Some(&ROW_FORMAT) {
-        return Err(corrupt("unknown format version"));
-    }
-    let n = u16::from_le_bytes(
-        buf.get(1..3)
-            .ok_or_else(|| corrupt("short header"))?
-            .try_into()
-            .map_err(|_| corrupt("header"))?,
-    ) as usize;
-    let bitmap = buf
-        .get(3..3 + n.div_ceil(8))
-        .ok_or_else(|| corrupt("short bitmap"))?;
-    let mut pos = 3 + n.div_ceil(8);
-    let mut take = |len: usize| -> Result<&[u8]> {
-        let s = buf
-            .get(pos..pos + len)
-            .ok_or_else(|| corrupt("truncated value"))?;
-        pos += len;
-        Ok(s)
-    };
+    let (n, bitmap, mut pos) = header(buf)?;
     let mut out = Vec::with_capacity(types.len());
     for (i, ty) in types.iter().enumerate() {
         if i >= n {
@@ -85,29 +121,23 @@ pub fn decode_row(
             out.push(Datum::Null);
             continue;
         }
+        let (v, next) = value_at(buf, pos, ty)?;
+        pos = next;
         let fixed8 = |s: &[u8]| -> [u8; 8] { s.try_into().unwrap_or([0; 8]) };
         let d = match ty {
-            SqlType::Bool => Datum::Bool(take(1)?[0] != 0),
+            SqlType::Bool => Datum::Bool(v[0] != 0),
             SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => {
-                Datum::Int(i64::from_le_bytes(fixed8(take(8)?)))
+                Datum::Int(i64::from_le_bytes(fixed8(v)))
             }
-            SqlType::Timestamp => Datum::Timestamp(i64::from_le_bytes(fixed8(take(8)?))),
-            SqlType::Date => Datum::Date(i64::from_le_bytes(fixed8(take(8)?)) as i32),
-            SqlType::Float32 | SqlType::Float64 => {
-                Datum::Float(f64::from_le_bytes(fixed8(take(8)?)))
-            }
+            SqlType::Timestamp => Datum::Timestamp(i64::from_le_bytes(fixed8(v))),
+            SqlType::Date => Datum::Date(i64::from_le_bytes(fixed8(v)) as i32),
+            SqlType::Float32 | SqlType::Float64 => Datum::Float(f64::from_le_bytes(fixed8(v))),
             SqlType::Numeric { .. } => Datum::Decimal(i128::from_le_bytes(
-                take(16)?.try_into().map_err(|_| corrupt("decimal"))?,
+                v.try_into().map_err(|_| corrupt("decimal"))?,
             )),
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Bytea => {
-                let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("length"))?)
-                    as usize;
-                let bytes = take(len)?.to_vec();
-                if matches!(ty, SqlType::Bytea) {
-                    Datum::Bytes(bytes)
-                } else {
-                    Datum::Text(String::from_utf8(bytes).map_err(|_| corrupt("utf8"))?)
-                }
+            SqlType::Bytea => Datum::Bytes(v.to_vec()),
+            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+                Datum::Text(String::from_utf8(v.to_vec()).map_err(|_| corrupt("utf8"))?)
             }
         };
         out.push(d);

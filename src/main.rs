@@ -15,7 +15,7 @@ use crate::config::{Cli, Config};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    duet_sql::allocator::configure();
+    duetdb::allocator::configure();
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     telemetry::init(&config.log_level);
@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let node = duet_sql::DuetNode::open(&config.data_dir).with_context(|| {
+    let node = duetdb::DuetNode::open(&config.data_dir).with_context(|| {
         format!(
             "Failed to open the data directory {}",
             config.data_dir.display()
@@ -48,13 +48,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .parse()
                 .with_context(|| format!("Invalid http address {addr}"))?;
             Some(
-                duet_sql::HttpServer::start(node.clone(), addr)
+                duetdb::HttpServer::start(node.clone(), addr)
                     .await
                     .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
             )
         }
     };
-    let server = duet_sql::Server::start_with(node, listen, config.max_connections)
+    let server = duet_sql::Server::start_with(node.shared(), listen, config.max_connections)
         .await
         .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]

@@ -18,7 +18,7 @@ pub enum Error {
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
     #[error(transparent)]
-    Row(#[from] duet_rowstore::Error),
+    Data(#[from] duet_common::Error),
     #[error("Failed to decode column data: {0}")]
     Corrupt(String),
     #[error("Internal error in the column store: {0}")]

@@ -3,7 +3,7 @@
 //! The learner side of the design in `DESIGN.md`:
 //!
 //! - [`store::LearnerStateMachine`]: what the Raft learner applies. It decodes each committed
-//!   entry ([`duet_rowstore::command::Command`]) with the row store's codec: catalog changes
+//!   entry ([`duet_common::command::Command`]) with the shared codecs: catalog changes
 //!   create, alter, truncate, drop and (re)build tables; record writes become versioned
 //!   changes in the table's **delta** layer.
 //! - [`table`]: per table, an immutable **stable** layer of Arrow chunks sorted by primary
@@ -12,15 +12,15 @@
 //! - [`store::ColumnStore`]: background compaction folds the delta into new stable chunks
 //!   (untouched chunks are kept), then checkpoints (Arrow IPC files + a manifest) so a
 //!   restart replays only the learner's log after the checkpoint. `SET COLUMNAR REPLICA 1`
-//!   builds a table's replica from the row data at the entry's version while later entries
-//!   collect in the delta.
-//! - [`scan::ColumnScanExec`]: the DataFusion leaf over a table snapshot.
+//!   builds a table's replica from the row data at the entry's version (read through a
+//!   [`duet_common::source::RowSource`]) while later entries collect in the delta.
+//! - [`scan::ColumnScanExec`]: the DataFusion leaf over a table snapshot, with filter
+//!   pushdown, zone-map pruning and statistics.
 //!
-//! It never writes to RocksDB. Issue #4 adds filter pushdown, zone-map pruning and
-//! statistics to the scan.
+//! It depends only on `duet-common` and `duet-replication`: a learner-only process links no
+//! RocksDB (`cargo tree -p duet-colstore` shows none).
 
 pub mod error;
-pub mod filter;
 pub mod persist;
 pub mod scan;
 pub mod store;
@@ -29,7 +29,6 @@ pub mod table;
 pub use error::{Error, Result};
 pub use scan::ColumnScanExec;
 pub use store::{
-    ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine, RowSource,
-    TableStatus,
+    ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine, TableStatus,
 };
 pub use table::{ReplicaState, TableSnapshot};

@@ -17,8 +17,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
-use duet_rowstore::batch::table_schema;
-use duet_rowstore::{TableDef, TableDefRef};
+use duet_common::batch::table_schema;
+use duet_common::{TableDef, TableDefRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -14,66 +14,17 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use duet_replication::{PeerStatus, StateMachine};
-use duet_rowstore::codec::key;
-use duet_rowstore::codec::row::ROW_FORMAT;
-use duet_rowstore::command::CommandRef;
-use duet_rowstore::{Store, TableDef, TableDefRef};
+use duet_common::codec::key;
+use duet_common::codec::row::ROW_FORMAT;
+use duet_common::command::CommandRef;
+use duet_common::source::RowSource;
+use duet_common::{TableDef, TableDefRef};
+use duet_replication::{PeerStatus, StateMachine, StateMachineError};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::persist;
 use crate::table::{chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot};
-
-/// Visits `(encoded key, row payload)` pairs; returns `Ok(false)` to stop.
-pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
-
-/// Where a column replica is (re)built from: the row data at a version. In one process this
-/// is the row store itself; across machines it becomes a snapshot stream from a voter.
-pub trait RowSource: Send + Sync {
-    /// The oldest version a reader may still ask for (compaction keeps what is newer).
-    fn oldest_read_version(&self) -> u64;
-    /// Waits until the source has applied `version`.
-    fn wait_version(&self, version: u64, timeout: Duration) -> bool;
-    /// Visits the rows of `def` at `version` in key order as (encoded key, row payload).
-    fn scan_table(&self, def: &TableDef, version: u64, f: &mut RowVisitor<'_>) -> Result<()>;
-}
-
-impl RowSource for Store {
-    fn oldest_read_version(&self) -> u64 {
-        Store::oldest_read_version(self).get()
-    }
-
-    fn wait_version(&self, version: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.current_version().get() < version {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        true
-    }
-
-    fn scan_table(&self, def: &TableDef, version: u64, f: &mut RowVisitor<'_>) -> Result<()> {
-        let prefix = key::record_prefix(def.storage_id);
-        let end = duet_rowstore::codec::memcmp::prefix_end(&prefix);
-        let mut err = None;
-        self.scan_versions(
-            &prefix,
-            &end,
-            duet_rowstore::Version::new(version),
-            &mut |k, v| match f(&k[prefix.len()..], v) {
-                Ok(go) => Ok(go),
-                Err(e) => {
-                    err = Some(e);
-                    Ok(false)
-                }
-            },
-        )?;
-        err.map_or(Ok(()), Err)
-    }
-}
 
 /// Tuning of the column store.
 #[derive(Debug, Clone)]
@@ -645,7 +596,7 @@ fn build(
     let mut total = 0usize;
     source.scan_table(&def, from, &mut |_, _| {
         total += 1;
-        Ok(true)
+        true
     })?;
     let mut rows = Vec::with_capacity(total);
     let still_building = |store: &ColumnStore, progress: f64| -> bool {
@@ -667,15 +618,15 @@ fn build(
         if rows.len() % 10_000 == 0 {
             let Some(store) = weak.upgrade() else {
                 cancelled = true;
-                return Ok(false);
+                return false;
             };
             let progress = 0.99 * rows.len() as f64 / total.max(1) as f64;
             if !still_building(&store, progress.min(0.99)) {
                 cancelled = true;
-                return Ok(false);
+                return false;
             }
         }
-        Ok(true)
+        true
     })?;
     if cancelled {
         return Ok(());
@@ -766,8 +717,8 @@ impl LearnerStateMachine {
 }
 
 impl StateMachine for LearnerStateMachine {
-    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), String> {
-        self.store.apply(index, data).map_err(|e| e.to_string())?;
+    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), StateMachineError> {
+        self.store.apply(index, data)?;
         if let Some(at) = self.leader.as_ref().and_then(|l| l.committed_at(index)) {
             self.lag.record(at.elapsed());
         }
@@ -778,18 +729,16 @@ impl StateMachine for LearnerStateMachine {
         self.store.applied()
     }
 
-    fn persist(&mut self) -> std::result::Result<u64, String> {
+    fn persist(&mut self) -> std::result::Result<u64, StateMachineError> {
         Ok(self.store.checkpoint_index())
     }
 
-    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
+    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), StateMachineError> {
+        let cmd = CommandRef::decode(data)?;
         if !cmd.snapshot {
-            return Err(format!("entry {index} is not a snapshot"));
+            return Err(format!("entry {index} is not a snapshot").into());
         }
-        self.store
-            .apply(index, &Bytes::copy_from_slice(data))
-            .map_err(|e| e.to_string())
+        Ok(self.store.apply(index, &Bytes::copy_from_slice(data))?)
     }
 }
 

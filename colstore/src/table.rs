@@ -20,8 +20,8 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
-use duet_rowstore::batch::{datums_to_array, decode_rows, table_schema};
-use duet_rowstore::{TableDef, TableDefRef};
+use duet_common::batch::{datums_to_array, decode_rows, table_schema};
+use duet_common::{TableDef, TableDefRef};
 
 use crate::error::{Error, Result};
 
@@ -113,7 +113,7 @@ pub enum ReplicaState {
 }
 
 /// Versions of one key in the delta, oldest first: the row in the row format (see
-/// `duet_rowstore::codec::row`), or `None` for a deletion.
+/// `duet_common::codec::row`), or `None` for a deletion.
 type Versions = Vec<(u64, Option<Bytes>)>;
 
 /// A key and its newest delta row at some version (`None`: deleted).
@@ -509,11 +509,11 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use duet_rowstore::batch::array_to_datums;
-    use duet_rowstore::catalog::{ColumnDef, CATALOG_FORMAT};
-    use duet_rowstore::codec::memcmp::encode_tuple;
-    use duet_rowstore::codec::row::encode_row;
-    use duet_rowstore::{Datum, SqlType};
+    use duet_common::batch::array_to_datums;
+    use duet_common::catalog::{ColumnDef, CATALOG_FORMAT};
+    use duet_common::codec::memcmp::encode_tuple;
+    use duet_common::codec::row::encode_row;
+    use duet_common::{Datum, SqlType};
 
     pub(crate) fn def() -> TableDef {
         let col = |n: &str, ty| ColumnDef {

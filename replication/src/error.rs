@@ -1,9 +1,15 @@
 //! Errors of replication.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A state machine's own failure (see [`crate::StateMachine`]), kept whole so its chain
+/// reaches the log. Replication never looks inside it.
+pub type StateMachineError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything that can go wrong in replication.
 #[derive(Debug, Error)]
@@ -17,21 +23,49 @@ pub enum Error {
     /// raft-rs rejected an operation.
     #[error("Failed to drive raft: {0}")]
     Raft(#[from] raft::Error),
-    /// A state machine failed to apply an entry (the node stops applying).
-    #[error("Failed to apply entry {index}: {message}")]
-    Apply { index: u64, message: String },
+    /// A state machine failed to apply, persist or restore at `index` (the peer stops
+    /// applying; every waiting proposal gets this error).
+    #[error("Failed to apply entry {index}: {source}")]
+    Apply {
+        index: u64,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// A snapshot could not be built from the state machine.
+    #[error("Failed to build a snapshot: {source}")]
+    Snapshot {
+        #[source]
+        source: StateMachineError,
+    },
+    /// The peer stopped after a failure; every later proposal gets it.
+    #[error("The raft peer stopped after a failure: {source}")]
+    Failed {
+        #[source]
+        source: Arc<Error>,
+    },
     /// The peer's driver has stopped (shutdown or failure).
     #[error("The raft peer has stopped")]
     Stopped,
     /// This peer is not the leader and cannot take proposals.
     #[error("This node is not the raft leader")]
     NotLeader,
+    /// The peer's driver thread could not be started.
+    #[error("Failed to start the raft thread: {source}")]
+    Spawn { source: std::io::Error },
     /// A stored message could not be decoded.
     #[error("Failed to decode stored raft state: {0}")]
     Corrupt(String),
 }
 
 impl Error {
+    /// A state machine's failure at `index`.
+    pub fn apply(index: u64, source: StateMachineError) -> Self {
+        Error::Apply {
+            index,
+            source: Arc::from(source),
+        }
+    }
+
     /// Whether retrying may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::NotLeader)

@@ -18,7 +18,7 @@ pub mod error;
 pub mod log_store;
 pub mod peer;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StateMachineError};
 pub use log_store::LogStore;
 pub use peer::{
     LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, PendingProposal, Proposer, Role,

@@ -507,9 +507,9 @@ impl raft::Storage for LogStore {
         };
         let index = self.applied.load(Ordering::Acquire);
         let term = raft::Storage::term(self, index)?;
-        let data = source
-            .build()
-            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(Error::Corrupt(e)))))?;
+        let data = source.build().map_err(|source| {
+            raft::Error::Store(StorageError::Other(Box::new(Error::Snapshot { source })))
+        })?;
         tracing::info!(index, to, bytes = data.len(), "built a snapshot");
         let mut snap = Snapshot {
             data: data.into(),

@@ -33,7 +33,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message};
 use raft::{Config, RawNode, StateRole};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StateMachineError};
 use crate::log_store::LogStore;
 
 /// What replication calls with committed entries. It knows nothing of what is inside them.
@@ -41,7 +41,7 @@ pub trait StateMachine: Send + 'static {
     /// Applies the payload of the committed entry at `index`. Called in log order, once per
     /// index greater than [`StateMachine::applied_index`]. `data` is the entry's own shared
     /// buffer: a state machine that keeps parts of it can hold slices instead of copies.
-    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), String>;
+    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), StateMachineError>;
 
     /// The highest index applied. After a restart this is what the state machine has kept
     /// durably; replay starts after it.
@@ -49,12 +49,12 @@ pub trait StateMachine: Send + 'static {
 
     /// Makes everything applied so far durable (the log before it may then be compacted) and
     /// returns the index that is now durable.
-    fn persist(&mut self) -> std::result::Result<u64, String> {
+    fn persist(&mut self) -> std::result::Result<u64, StateMachineError> {
         Ok(self.applied_index())
     }
 
     /// Replaces the whole state by a snapshot taken at `index` (see [`SnapshotSource`]).
-    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), StateMachineError> {
         let _ = (index, data);
         Err("this state machine cannot restore snapshots".into())
     }
@@ -69,7 +69,7 @@ pub trait StateMachine: Send + 'static {
 /// Builds the snapshot data of a state machine as of its current applied state. Called on the
 /// driver thread between applies, so the state is exactly that of the applied index.
 pub trait SnapshotSource: Send + Sync {
-    fn build(&self) -> std::result::Result<Vec<u8>, String>;
+    fn build(&self) -> std::result::Result<Vec<u8>, StateMachineError>;
 }
 
 /// How Raft messages travel between peers. Delivery is best effort: raft retries. A peer
@@ -211,7 +211,7 @@ pub struct PeerStatus {
     log_syncs: AtomicU64,
     paused: AtomicBool,
     running: AtomicBool,
-    failed: Mutex<Option<String>>,
+    failed: Mutex<Option<Arc<Error>>>,
     /// When the commit index passed each recorded value (one sample per driver turn).
     commit_times: Mutex<std::collections::VecDeque<(u64, Instant)>>,
     applied_changed: Condvar,
@@ -279,7 +279,7 @@ impl PeerStatus {
         self.running.load(Ordering::Acquire)
     }
     /// Why applying stopped, if it did.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<Arc<Error>> {
         self.failed.lock().clone()
     }
 
@@ -462,7 +462,7 @@ impl Peer {
         let thread = std::thread::Builder::new()
             .name(format!("raft-{}", opts.id))
             .spawn(move || driver.run(rx))
-            .map_err(|e| Error::Corrupt(format!("cannot start the raft thread: {e}")))?;
+            .map_err(|source| Error::Spawn { source })?;
         let peer = Peer {
             tx,
             status,
@@ -484,15 +484,9 @@ impl Peer {
     }
 
     fn stop_with_failure(mut self) -> Error {
-        let msg = self
-            .status
-            .failure()
-            .unwrap_or_else(|| "peer stopped".into());
+        let failure = self.status.failure();
         self.shutdown();
-        Error::Apply {
-            index: 0,
-            message: msg,
-        }
+        failure.map_or(Error::Stopped, |source| Error::Failed { source })
     }
 
     /// A handle for proposals.
@@ -598,7 +592,7 @@ impl<S: StateMachine> Driver<S> {
             }
             if stop {
                 if let Err(e) = self.sync_log(true) {
-                    self.fail(e.to_string());
+                    self.fail(e);
                 }
                 break;
             }
@@ -607,7 +601,7 @@ impl<S: StateMachine> Driver<S> {
                 self.last_tick = Instant::now();
             }
             if let Err(e) = self.turn() {
-                self.fail(e.to_string());
+                self.fail(e);
                 break;
             }
         }
@@ -618,14 +612,12 @@ impl<S: StateMachine> Driver<S> {
         self.status.applied_changed.notify_all();
     }
 
-    fn fail(&mut self, msg: String) {
-        tracing::error!(peer = self.opts.id, error = %msg, "raft peer stopped");
-        *self.status.failed.lock() = Some(msg.clone());
+    fn fail(&mut self, e: Error) {
+        tracing::error!(peer = self.opts.id, error = %e, "raft peer stopped");
+        let e = Arc::new(e);
+        *self.status.failed.lock() = Some(e.clone());
         for (_, (_, done)) in std::mem::take(&mut self.pending) {
-            let _ = done.send(Err(Error::Apply {
-                index: 0,
-                message: msg.clone(),
-            }));
+            let _ = done.send(Err(Error::Failed { source: e.clone() }));
         }
     }
 
@@ -688,7 +680,7 @@ impl<S: StateMachine> Driver<S> {
                 // would leave a log starting past what the state machine holds.
                 self.sm
                     .restore(index, snap.get_data())
-                    .map_err(|message| Error::Apply { index, message })?;
+                    .map_err(|e| Error::apply(index, e))?;
                 self.log.apply_snapshot(&snap)?;
                 self.applied = index;
                 self.log.set_applied(index);
@@ -833,7 +825,7 @@ impl<S: StateMachine> Driver<S> {
                 if !e.data.is_empty() && index > self.sm.applied_index() {
                     self.sm
                         .apply(index, &e.data)
-                        .map_err(|message| Error::Apply { index, message })?;
+                        .map_err(|e| Error::apply(index, e))?;
                 }
             }
             EntryType::EntryConfChange => {
@@ -870,7 +862,7 @@ impl<S: StateMachine> Driver<S> {
         let durable = self
             .sm
             .persist()
-            .map_err(|message| Error::Apply { index: 0, message })?
+            .map_err(|e| Error::apply(0, e))?
             .min(self.applied);
         let mut upto = durable;
         if !force && self.raw.raft.state == StateRole::Leader {
@@ -937,7 +929,7 @@ mod tests {
     struct Dump(Seen);
 
     impl SnapshotSource for Dump {
-        fn build(&self) -> std::result::Result<Vec<u8>, String> {
+        fn build(&self) -> std::result::Result<Vec<u8>, StateMachineError> {
             let seen = self.0.lock();
             let mut out = Vec::new();
             for (_, d) in seen.iter() {
@@ -949,9 +941,13 @@ mod tests {
     }
 
     impl StateMachine for Recorder {
-        fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), String> {
+        fn apply(
+            &mut self,
+            index: u64,
+            data: &Bytes,
+        ) -> std::result::Result<(), StateMachineError> {
             if index <= self.applied {
-                return Err(format!("index {index} applied twice"));
+                return Err(format!("index {index} applied twice").into());
             }
             self.applied = index;
             self.seen.lock().push((index, data.to_vec()));
@@ -960,7 +956,11 @@ mod tests {
         fn applied_index(&self) -> u64 {
             self.applied
         }
-        fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        fn restore(
+            &mut self,
+            index: u64,
+            data: &[u8],
+        ) -> std::result::Result<(), StateMachineError> {
             let mut seen = self.seen.lock();
             seen.clear();
             for part in data.split(|b| *b == b',').filter(|p| !p.is_empty()) {

@@ -445,7 +445,7 @@ impl Calibrator {
         };
         let _one = self.saving.lock();
         let bytes = serde_json::to_vec(&*self.state.lock()).map_err(std::io::Error::other)?;
-        crate::write_durably(path, &bytes)
+        duet_common::fs::write_durably(path, &bytes)
     }
 }
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
-use duet_rowstore::codec::memcmp::{encode_datum, prefix_end};
-use duet_rowstore::{Datum, IndexDef, SqlType, TableDef};
+use duet_common::codec::memcmp::{encode_datum, prefix_end};
+use duet_common::{Datum, IndexDef, SqlType, TableDef};
 
 /// Upper limit on the number of points an IN list × IN list product may expand to.
 const MAX_POINTS: usize = 1024;
@@ -481,9 +481,9 @@ pub fn plan_ranges(def: &TableDef, filters: &[Expr]) -> ScanRanges {
 mod tests {
     use super::*;
     use datafusion::prelude::{col, lit};
-    use duet_rowstore::catalog::CATALOG_FORMAT;
-    use duet_rowstore::codec::memcmp::encode_tuple;
-    use duet_rowstore::ColumnDef;
+    use duet_common::catalog::CATALOG_FORMAT;
+    use duet_common::codec::memcmp::encode_tuple;
+    use duet_common::ColumnDef;
 
     fn def() -> TableDef {
         let c = |n: &str, ty| ColumnDef {

@@ -10,13 +10,16 @@
 //!
 //! With `duet.engine = 'auto'` (the default) each scan goes where the cost model
 //! ([`cost`]) says it is cheaper, from statistics gathered by `ANALYZE` ([`stats`]) and the
-//! pushed-down filters ([`decide`]); hints and the session setting override it
-//! ([`routing`]). Every decision is kept in the routing log with its estimate and, once the
-//! scan ends, its actual rows and time, which calibrate the model. The crate never parses
-//! SQL text: the session hands it the statement's text and its parsed hints.
+//! pushed-down filters ([`estimate`]); hints and the session setting override it. The
+//! decision itself is a pure function ([`decide`]); the provider gathers its inputs, builds
+//! the chosen scan and logs it ([`routing`]). Every decision is kept in the routing log
+//! with its estimate and, once the scan ends, its actual rows and time, which calibrate the
+//! model. The crate never parses SQL text: the session hands it the statement's text and
+//! its parsed hints.
 
 pub mod cost;
 pub mod decide;
+pub mod estimate;
 pub mod keyrange;
 pub mod provider;
 pub mod routing;
@@ -24,7 +27,7 @@ pub mod row_scan;
 pub mod stats;
 pub mod sysviews;
 
-pub use decide::{Router, RouterRef};
+pub use estimate::{Router, RouterRef};
 
 use std::sync::Arc;
 
@@ -43,28 +46,4 @@ pub struct ScanContext {
     pub route: routing::RouteSlot,
     pub columns: Arc<routing::ColumnAccess>,
     pub router: RouterRef,
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new file: a
-/// temporary file is written and synced, renamed over `path`, and the directory synced.
-/// Concurrent writers of one path each use their own temporary file; the last rename wins.
-pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let tmp = path.with_extension(format!(
-        "tmp.{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

@@ -12,18 +12,23 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use duet_colstore::filter::ScanFilter;
-use duet_rowstore::batch::table_schema;
-use duet_rowstore::{StoreRef, TableDefRef};
+use duet_colstore::ColumnScanExec;
+use duet_common::batch::table_schema;
+use duet_common::filter::ScanFilter;
+use duet_common::scan::Estimates;
+use duet_common::TableDefRef;
+use duet_rowstore::StoreRef;
 
-use crate::cost::ColumnWork;
-use crate::decide::DEFAULT_TABLE_ROWS;
-use crate::keyrange::{plan_ranges, ScanKind};
+use crate::cost::{ColumnWork, CostParts};
+use crate::decide::{by_cost, decide, fell_back, Inputs, Reason, Step};
+use crate::estimate::{ScanEstimate, DEFAULT_TABLE_ROWS};
+use crate::keyrange::plan_ranges;
 use crate::routing::{
-    Engine, Fallback, Replica, RouteHook, RouteRecord, Sample, SampleObserver, ScanTiming,
+    Fallback, Replica, RouteHook, RouteRecord, Sample, SampleObserver, ScanTiming,
     MAX_SAMPLE_COST_US,
 };
 use crate::row_scan::RowScanExec;
+use crate::stats::TableStats;
 use crate::ScanContext;
 
 /// Name of the extra column (encoded primary key) that DML scans carry to address rows.
@@ -73,7 +78,7 @@ impl RowTableProvider {
         filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
-    ) -> Result<duet_colstore::ColumnScanExec, (Fallback, String)> {
+    ) -> Result<ColumnScanExec, (Fallback, String)> {
         if view.has_writes() {
             return Err((
                 Fallback::UncommittedWrites,
@@ -129,7 +134,7 @@ impl TableProvider for RowTableProvider {
         Ok(filters
             .iter()
             .map(|f| {
-                if duet_colstore::filter::evaluable(f) {
+                if duet_common::filter::evaluable(f) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -171,16 +176,58 @@ impl TableProvider for RowTableProvider {
     }
 }
 
-/// What the router settled on before building the scan.
-enum Want {
-    Row(String),
-    Column(String),
-    Cost,
+/// One scan's estimates on both replicas, before anything is built.
+struct Costs {
+    est: ScanEstimate,
+    stats: Option<Arc<TableStats>>,
+    row_parts: CostParts,
+    row_cost: f64,
+    /// The column replica's, when the table has one and the learner runs.
+    column: Option<(CostParts, f64)>,
+    /// Whether the learner has applied the scan's version (a column scan need not wait).
+    learner_ready: bool,
+}
+
+/// The scan the router ended up with.
+struct Chosen {
+    replica: Replica,
+    reason: String,
+    /// The column scan, when the column replica serves it.
+    plan: Option<ColumnScanExec>,
+    /// Why a column choice fell back to the row replica.
+    fallback: Option<String>,
+    parts: CostParts,
+    partitions: usize,
+    /// Time spent building the column scan at planning (part of its cost).
+    setup: Duration,
+}
+
+/// The column replica's work for `est`'s scan reading `stable_rows` + `delta_rows`.
+fn column_work(
+    est: &ScanEstimate,
+    limit: Option<usize>,
+    stable_rows: f64,
+    delta_rows: f64,
+    partitions: usize,
+    lag_wait_us: f64,
+) -> ColumnWork {
+    let limited = |r: f64| match limit {
+        Some(l) => r.min(l as f64 / est.selectivity.max(1e-9)),
+        None => r,
+    };
+    ColumnWork {
+        rows: limited(stable_rows),
+        read_bytes: est.read_bytes,
+        delta_rows,
+        partitions: partitions as f64,
+        filter_terms: est.filter_terms,
+        lag_wait_us,
+    }
 }
 
 impl RowTableProvider {
-    /// Chooses the replica of one scan (hint, then session setting, then cost), builds the
-    /// scan, and records the decision in the routing log.
+    /// Chooses the replica of one scan ([`decide`]: hint, then session setting, then
+    /// cost), builds the scan, and records the decision in the routing log.
     async fn route(
         &self,
         view: duet_rowstore::ReadView,
@@ -194,32 +241,92 @@ impl RowTableProvider {
         let settings = self.ctx.route.settings.lock().clone();
         let statement = self.ctx.route.statement.lock().clone();
         let columns = self.ctx.columns.get();
-        let column_possible = self.def.columnar && columns.is_some();
-
-        let mut want = Want::Cost;
-        match statement.hints.for_table(&self.def.name) {
-            Some(Engine::Row) => want = Want::Row("hint".into()),
-            Some(Engine::Column) if column_possible => want = Want::Column("hint".into()),
-            Some(Engine::Column) => self.notice(format!(
-                "hint engine(column) for table \"{}\" is ignored: {}",
-                self.def.name,
-                if self.def.columnar {
-                    "the column replica is not running"
-                } else {
-                    "the table has no column replica"
+        // Always estimated: EXPLAIN and the log show both costs.
+        let mut costs = self.costs(&view, &ranges, &filter, filters, limit, partitions);
+        let decision = decide(&Inputs {
+            table: &self.def.name,
+            hint: statement.hints.for_table(&self.def.name),
+            setting: settings.engine,
+            columnar: self.def.columnar,
+            replica_running: columns.is_some(),
+            has_writes: view.has_writes(),
+            kind: ranges.kind,
+            row_cost: costs.row_cost,
+            column_floor: router.column_floor(),
+            column_startup: router.calibrator.constants.col_startup_us,
+        });
+        if let Some(n) = decision.notice {
+            self.notice(n);
+        }
+        let mut prebuilt = None;
+        let (replica, reason) = match decision.step {
+            Step::Settled(replica, reason) => (replica, reason),
+            Step::CompareCosts => {
+                // Close enough to matter: with the learner caught up, build the column
+                // scan now (its zone-map pruning tells how many rows it would really read).
+                if costs.learner_ready {
+                    let started = Instant::now();
+                    if let Ok(plan) = self.column_scan_now(&view, &filter, limit, partitions) {
+                        costs.column = Some(self.built_cost(&costs.est, &plan, limit));
+                        prebuilt = Some((plan, started.elapsed()));
+                    }
                 }
-            )),
-            Some(Engine::Auto) | None => {}
-        }
-        if matches!(want, Want::Cost) {
-            want = match settings.engine {
-                Engine::Row => Want::Row("session setting".into()),
-                Engine::Column => Want::Column("session setting".into()),
-                Engine::Auto => Want::Cost,
-            };
-        }
+                by_cost(ranges.kind, costs.row_cost, costs.column.map(|(_, c)| c))
+            }
+        };
+        let chosen = self
+            .build_chosen(
+                replica, reason, prebuilt, &view, &filter, limit, partitions, &mut costs,
+            )
+            .await;
 
-        // Estimates (always: EXPLAIN and the log show both costs).
+        let record = Arc::new(RouteRecord::new(
+            router.next_id(),
+            statement.text.clone(),
+            self.def.name.clone(),
+            chosen.replica,
+            chosen.reason,
+            costs.est.out_rows,
+            costs.row_cost,
+            costs.column.map(|(_, c)| c),
+            chosen.parts,
+            ScanTiming::new(chosen.partitions, chosen.setup),
+            Arc::downgrade(router),
+        ));
+        // Sampling: also run the other replica afterwards, when it is cheap enough.
+        let mut sample = None;
+        if settings.sample_rate > 0.0 && router.random() < settings.sample_rate {
+            sample = self.sample(&record, &view, &ranges, &filter, limit, partitions, &costs);
+        }
+        router.log.push(record.clone());
+        let hook = Arc::new(RouteHook {
+            record,
+            sample: parking_lot::Mutex::new(sample),
+        });
+        let estimates = Self::estimates(&costs, &filter);
+        Ok(match chosen.plan {
+            Some(p) => Arc::new(p.with_observer(hook).with_estimates(estimates)),
+            None => Arc::new(
+                RowScanExec::new(view, self.def.clone(), ranges, filter, limit)
+                    .with_fallback(chosen.fallback)
+                    .with_observer(hook)
+                    .with_estimates(estimates),
+            ),
+        })
+    }
+
+    /// Both replicas' estimated costs of the scan.
+    fn costs(
+        &self,
+        view: &duet_rowstore::ReadView,
+        ranges: &crate::keyrange::ScanRanges,
+        filter: &ScanFilter,
+        filters: &[Expr],
+        limit: Option<usize>,
+        partitions: usize,
+    ) -> Costs {
+        let router = &self.ctx.router;
+        let columns = self.ctx.columns.get();
         let stats = router.table_stats(&self.def);
         let counts = columns.as_ref().and_then(|c| c.row_counts(self.def.id));
         let table_rows = match (counts, &stats) {
@@ -233,209 +340,138 @@ impl RowTableProvider {
             stats.as_deref(),
             &filter.read,
             filters,
-            &ranges,
+            ranges,
             limit,
         );
         let (row_parts, row_cost) = router.row_cost(&est.row);
         let version = view.snapshot().get();
         let learner_ready = columns.as_ref().is_some_and(|c| c.applied() >= version);
-        let column_work = |stable_rows: f64, delta_rows: f64, parts: usize, wait: f64| {
-            let limited = |r: f64| match limit {
-                Some(l) => r.min(l as f64 / est.selectivity.max(1e-9)),
-                None => r,
-            };
-            ColumnWork {
-                rows: limited(stable_rows),
-                read_bytes: est.read_bytes,
-                delta_rows,
-                partitions: parts as f64,
-                filter_terms: est.filter_terms,
-                lag_wait_us: wait,
-            }
-        };
         let wait = if learner_ready {
             0.0
         } else {
             router.expected_lag_us()
         };
-        // A built column scan knows the rows it will read after pruning.
-        let built_cost = |plan: &duet_colstore::ColumnScanExec| {
-            let (stable, delta) = plan.rows_to_read();
-            router.column_cost(&column_work(
-                stable as f64,
-                delta as f64,
-                plan.partitions(),
-                0.0,
-            ))
-        };
         let (stable_rows, delta_rows) =
             counts.map_or((table_rows, 0.0), |(s, d)| (s as f64, d as f64));
-        let mut column_estimate = column_possible
-            .then(|| router.column_cost(&column_work(stable_rows, delta_rows, partitions, wait)));
-
-        let access_reason = || -> String {
-            match ranges.kind {
-                ScanKind::PkPoints => "pk point lookup",
-                ScanKind::PkRange => "pk range",
-                ScanKind::IndexRange => "index range",
-                ScanKind::FullScan => "cost",
-            }
-            .into()
-        };
-        let mut column_plan: Option<duet_colstore::ColumnScanExec> = None;
-        // Time spent building the column scan at planning (part of its cost).
-        let mut setup = Duration::ZERO;
-        let (replica, reason) = match want {
-            Want::Row(r) => (Replica::Row, r),
-            Want::Column(r) => (Replica::Column, r),
-            Want::Cost if !column_possible => (
-                Replica::Row,
-                if self.def.columnar {
-                    "column replica down".into()
-                } else {
-                    "no column replica".into()
-                },
-            ),
-            Want::Cost if view.has_writes() => (Replica::Row, "uncommitted writes".into()),
-            Want::Cost if row_cost <= router.column_floor() => (Replica::Row, access_reason()),
-            // A primary-key point lookup cheaper than the column replica's documented
-            // start-up stays on the row replica whatever the calibration says: part of a
-            // column plan's overhead (repartitioning, its tasks) is outside the scan's own
-            // time, which is all calibration sees.
-            Want::Cost
-                if ranges.kind == ScanKind::PkPoints
-                    && row_cost <= router.calibrator.constants.col_startup_us =>
-            {
-                (Replica::Row, access_reason())
-            }
-            Want::Cost => {
-                // Close enough to matter: with the learner caught up, build the column
-                // scan now (its zone-map pruning tells how many rows it would really read).
-                if learner_ready {
-                    let started = Instant::now();
-                    let built = self.column_scan_now(&view, &filter, limit, partitions);
-                    setup = started.elapsed();
-                    if let Ok(plan) = built {
-                        column_estimate = Some(built_cost(&plan));
-                        column_plan = Some(plan);
-                    }
-                }
-                match column_estimate {
-                    Some((_, c)) if c < row_cost => (Replica::Column, "cost".into()),
-                    _ => (Replica::Row, access_reason()),
-                }
-            }
-        };
-
-        let mut fallback = None;
-        let mut chosen: Option<duet_colstore::ColumnScanExec> = None;
-        let mut chosen_partitions = 1;
-        let mut chosen_parts = row_parts;
-        let mut final_replica = Replica::Row;
-        let mut final_reason = reason.clone();
-        if replica == Replica::Column {
-            let built = match column_plan.take() {
-                Some(p) => Ok(p),
-                None => {
-                    let started = Instant::now();
-                    let built = self.column_scan(&view, &filter, limit, partitions).await;
-                    setup = started.elapsed();
-                    built
-                }
-            };
-            match built {
-                Ok(plan) => {
-                    self.ctx.columns.count_scan();
-                    let (parts, cost) = built_cost(&plan);
-                    column_estimate = Some((parts, cost));
-                    chosen_parts = parts;
-                    chosen_partitions = plan.partitions();
-                    final_replica = Replica::Column;
-                    chosen = Some(plan);
-                }
-                Err((why, message)) => {
-                    self.ctx.columns.count_fallback(why);
-                    tracing::debug!(table = %self.def.name, reason = %message, "column scan fell back to the row replica");
-                    self.notice(format!(
-                        "table \"{}\" is read from the row replica: {message}",
-                        self.def.name
-                    ));
-                    final_reason = format!("{reason}; fell back: {}", why.label());
-                    fallback = Some(message);
-                }
-            }
-        }
-
-        let record = Arc::new(RouteRecord::new(
-            router.next_id(),
-            statement.text.clone(),
-            self.def.name.clone(),
-            final_replica,
-            final_reason,
-            est.out_rows,
-            row_cost,
-            column_estimate.map(|(_, c)| c),
-            chosen_parts,
-            ScanTiming::new(
-                chosen_partitions,
-                if final_replica == Replica::Column {
-                    setup
-                } else {
-                    Duration::ZERO
-                },
-            ),
-            Arc::downgrade(router),
-        ));
-
-        // Sampling: also run the other replica afterwards, when it is cheap enough.
-        let mut sample = None;
-        if settings.sample_rate > 0.0 && router.random() < settings.sample_rate {
-            sample = self.sample(
-                &record,
-                &view,
-                &ranges,
-                &filter,
+        let column = (self.def.columnar && columns.is_some()).then(|| {
+            router.column_cost(&column_work(
+                &est,
                 limit,
+                stable_rows,
+                delta_rows,
                 partitions,
-                row_parts,
-                row_cost,
-                column_estimate,
-                learner_ready,
-            );
-        }
-        router.log.push(record.clone());
-        let hook = Arc::new(RouteHook {
-            record,
-            sample: parking_lot::Mutex::new(sample),
+                wait,
+            ))
         });
+        Costs {
+            est,
+            stats,
+            row_parts,
+            row_cost,
+            column,
+            learner_ready,
+        }
+    }
 
-        // What DataFusion sees of the scan's output: the router's rows and, from ANALYZE,
-        // each output column's distinct values, at most the rows (it sizes and orders joins
-        // with them).
-        let estimates = duet_colstore::scan::Estimates {
-            rows: est.out_rows,
+    /// The column cost of a built scan, which knows the rows it reads after pruning.
+    fn built_cost(
+        &self,
+        est: &ScanEstimate,
+        plan: &ColumnScanExec,
+        limit: Option<usize>,
+    ) -> (CostParts, f64) {
+        let (stable, delta) = plan.rows_to_read();
+        self.ctx.router.column_cost(&column_work(
+            est,
+            limit,
+            stable as f64,
+            delta as f64,
+            plan.partitions(),
+            0.0,
+        ))
+    }
+
+    /// Builds the chosen scan: a column choice that cannot be served falls back to the row
+    /// replica, with a notice and the reason in the log.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_chosen(
+        &self,
+        replica: Replica,
+        reason: Reason,
+        prebuilt: Option<(ColumnScanExec, Duration)>,
+        view: &duet_rowstore::ReadView,
+        filter: &ScanFilter,
+        limit: Option<usize>,
+        partitions: usize,
+        costs: &mut Costs,
+    ) -> Chosen {
+        let row = |reason: String, fallback: Option<String>| Chosen {
+            replica: Replica::Row,
+            reason,
+            plan: None,
+            fallback,
+            parts: costs.row_parts,
+            partitions: 1,
+            setup: Duration::ZERO,
+        };
+        if replica == Replica::Row {
+            return row(reason.label().to_string(), None);
+        }
+        let built = match prebuilt {
+            Some((plan, setup)) => Ok((plan, setup)),
+            None => {
+                let started = Instant::now();
+                self.column_scan(view, filter, limit, partitions)
+                    .await
+                    .map(|plan| (plan, started.elapsed()))
+            }
+        };
+        match built {
+            Ok((plan, setup)) => {
+                self.ctx.columns.count_scan();
+                let (parts, cost) = self.built_cost(&costs.est, &plan, limit);
+                costs.column = Some((parts, cost));
+                Chosen {
+                    replica: Replica::Column,
+                    reason: reason.label().to_string(),
+                    partitions: plan.partitions(),
+                    plan: Some(plan),
+                    fallback: None,
+                    parts,
+                    setup,
+                }
+            }
+            Err((why, message)) => {
+                self.ctx.columns.count_fallback(why);
+                tracing::debug!(table = %self.def.name, reason = %message, "column scan fell back to the row replica");
+                self.notice(format!(
+                    "table \"{}\" is read from the row replica: {message}",
+                    self.def.name
+                ));
+                row(fell_back(reason, why), Some(message))
+            }
+        }
+    }
+
+    /// What DataFusion sees of the scan's output: the router's rows and, from ANALYZE,
+    /// each output column's distinct values, at most the rows (it sizes and orders joins
+    /// with them).
+    fn estimates(costs: &Costs, filter: &ScanFilter) -> Estimates {
+        Estimates {
+            rows: costs.est.out_rows,
             distinct: filter
                 .output_schema
                 .fields()
                 .iter()
                 .map(|f| {
-                    stats
+                    costs
+                        .stats
                         .as_ref()
                         .and_then(|s| s.columns.get(f.name()))
                         .map(|c| c.ndv)
                 })
                 .collect(),
-        };
-        let plan: Arc<dyn ExecutionPlan> = match chosen {
-            Some(p) => Arc::new(p.with_observer(hook).with_estimates(estimates)),
-            None => Arc::new(
-                RowScanExec::new(view, self.def.clone(), ranges, filter, limit)
-                    .with_fallback(fallback)
-                    .with_observer(hook)
-                    .with_estimates(estimates),
-            ),
-        };
-        Ok(plan)
+        }
     }
 
     fn notice(&self, message: String) {
@@ -449,7 +485,7 @@ impl RowTableProvider {
         filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
-    ) -> Result<duet_colstore::ColumnScanExec, String> {
+    ) -> Result<ColumnScanExec, String> {
         let columns = self
             .ctx
             .columns
@@ -457,7 +493,7 @@ impl RowTableProvider {
             .ok_or("the column replica is not running")?;
         let version = view.snapshot().get();
         let snapshot = columns.snapshot(&self.def, version)?;
-        Ok(duet_colstore::ColumnScanExec::new(
+        Ok(ColumnScanExec::new(
             snapshot,
             version,
             filter.clone(),
@@ -477,11 +513,10 @@ impl RowTableProvider {
         filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
-        row_parts: crate::cost::CostParts,
-        row_cost: f64,
-        column_estimate: Option<(crate::cost::CostParts, f64)>,
-        learner_ready: bool,
+        costs: &Costs,
     ) -> Option<Sample> {
+        let (row_parts, row_cost) = (costs.row_parts, costs.row_cost);
+        let (column_estimate, learner_ready) = (costs.column, costs.learner_ready);
         let plan: Option<Arc<dyn ExecutionPlan>> = match record.replica {
             Replica::Column if row_cost <= MAX_SAMPLE_COST_US => {
                 let obs = SampleObserver::new(

@@ -447,7 +447,7 @@ impl std::fmt::Debug for Sample {
     }
 }
 
-impl duet_colstore::scan::ScanObserver for RouteHook {
+impl duet_common::scan::ScanObserver for RouteHook {
     fn describe(&self) -> String {
         let r = &self.record;
         let column = r.cost_column.map_or_else(|| "n/a".to_string(), fmt_us);
@@ -532,7 +532,7 @@ impl SampleObserver {
     }
 }
 
-impl duet_colstore::scan::ScanObserver for SampleObserver {
+impl duet_common::scan::ScanObserver for SampleObserver {
     fn describe(&self) -> String {
         let id = self.parent.upgrade().map_or(0, |p| p.id);
         format!("route=[sample of decision {id}]")

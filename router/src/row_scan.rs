@@ -14,14 +14,15 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use duet_rowstore::batch::datums_to_array;
-use duet_rowstore::codec::memcmp::prefix_end;
-use duet_rowstore::{ReadView, Row, TableDefRef};
+use duet_common::batch::datums_to_array;
+use duet_common::codec::memcmp::prefix_end;
+use duet_common::{Row, TableDefRef};
+use duet_rowstore::ReadView;
 
 use crate::keyrange::{Access, KeyRange, ScanRanges};
 use datafusion::common::Statistics;
-use duet_colstore::filter::ScanFilter;
-use duet_colstore::scan::{Estimates, ScanObserver};
+use duet_common::filter::ScanFilter;
+use duet_common::scan::{Estimates, ScanObserver};
 
 /// Rows per output batch (and per visit to the storage engine).
 pub const BATCH_ROWS: usize = 4096;
@@ -54,7 +55,7 @@ impl RowScanExec {
         limit: Option<usize>,
     ) -> Self {
         let schema = filter.output_schema.clone();
-        let props = duet_colstore::scan::leaf_properties(&schema, 1);
+        let props = duet_common::scan::leaf_properties(&schema, 1);
         Self {
             view,
             def,
@@ -166,7 +167,7 @@ impl ExecutionPlan for RowScanExec {
             filter: self.filter.clone(),
             remaining: self.limit,
         };
-        Ok(duet_colstore::scan::batch_stream(
+        Ok(duet_common::scan::batch_stream(
             self.schema.clone(),
             state,
             BaselineMetrics::new(&self.metrics, partition),
@@ -198,8 +199,8 @@ struct ScanState {
     remaining: Option<usize>,
 }
 
-fn storage_err(e: duet_rowstore::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
+fn storage_err(e: impl Into<duet_rowstore::Error>) -> DataFusionError {
+    DataFusionError::External(Box::new(e.into()))
 }
 
 impl ScanState {

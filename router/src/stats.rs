@@ -838,7 +838,7 @@ impl StatsStore {
         let _one = self.saving.lock();
         let all: Vec<TableStats> = self.all().iter().map(|t| (**t).clone()).collect();
         let bytes = serde_json::to_vec(&all).map_err(std::io::Error::other)?;
-        crate::write_durably(path, &bytes)
+        duet_common::fs::write_durably(path, &bytes)
     }
 }
 

@@ -279,9 +279,9 @@ pub(crate) mod conformance {
     /// `first_of_key` over versioned data keys: the newest version at or below the seek,
     /// never a neighbouring key's.
     fn versions(engine: &dyn KvEngine) {
-        use crate::codec::key::{Key, DATA_PREFIX};
-        use crate::codec::memcmp::prefix_end;
-        use crate::mvcc::Version;
+        use duet_common::codec::key::{Key, DATA_PREFIX};
+        use duet_common::codec::memcmp::prefix_end;
+        use duet_common::version::Version;
         let key = |s: &str| Key::from_raw([&[DATA_PREFIX][..], s.as_bytes()].concat());
         let (k1, k2, k3) = (key("t1"), key("t2"), key("t3"));
         let mut b = WriteBatch::new();

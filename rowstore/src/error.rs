@@ -1,5 +1,7 @@
 //! Errors of the row store.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Result alias of this crate.
@@ -40,12 +42,10 @@ pub enum Error {
     /// on a fresh snapshot (keeping the locks it has); it never reaches a client as such.
     #[error("could not serialize access due to concurrent update")]
     StatementRestart,
-    /// A value does not fit its column (too long string, numeric overflow, bad literal).
-    #[error("{message}")]
-    Value {
-        kind: ValueErrorKind,
-        message: String,
-    },
+    /// A value, row or entry the shared codecs refused (a bad value is the user's doing,
+    /// bytes that do not decode are not).
+    #[error(transparent)]
+    Data(#[from] duet_common::Error),
     /// A table with this name exists already.
     #[error("relation \"{0}\" already exists")]
     TableExists(String),
@@ -65,44 +65,45 @@ pub enum Error {
     #[error("{0}")]
     InvalidDefinition(String),
     /// RocksDB (or another engine) failed.
-    #[error("Failed to access storage engine: {0}")]
-    Engine(String),
+    #[error("Failed to access the storage engine: {source}")]
+    Engine {
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// Bytes on disk could not be decoded.
     #[error("Failed to decode stored data: {0}")]
     Corrupt(String),
+    /// The Raft log refused or lost the commit's entry.
+    #[error("Failed to replicate the commit: {source}")]
+    Replication {
+        #[source]
+        source: Arc<duet_replication::Error>,
+    },
     /// A broken invariant: a bug.
-    #[error("Failed to replicate the commit: {0}")]
-    Replication(String),
     #[error("Internal error: {0}")]
     Internal(String),
 }
 
-/// Kinds of bad values, each with its own SQLSTATE at the wire boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueErrorKind {
-    /// 22001: string too long for varchar(n)/char(n).
-    StringTooLong,
-    /// 22003: number out of range for its type.
-    OutOfRange,
-    /// 22P02: text that is not a valid literal of the type.
-    InvalidText,
-    /// 42804: value of a type that cannot be assigned to the column.
-    DatatypeMismatch,
-}
-
 impl Error {
+    /// The storage engine's failure `source`.
+    pub fn engine(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Engine {
+            source: Arc::new(source),
+        }
+    }
+
+    /// Replication's failure `source`.
+    pub fn replication(source: duet_replication::Error) -> Self {
+        Error::Replication {
+            source: Arc::new(source),
+        }
+    }
+
     /// Whether retrying the same transaction may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             Error::WriteConflict | Error::Deadlock | Error::StatementRestart
         )
-    }
-
-    pub(crate) fn value(kind: ValueErrorKind, message: impl Into<String>) -> Self {
-        Error::Value {
-            kind,
-            message: message.into(),
-        }
     }
 }

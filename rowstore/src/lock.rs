@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::codec::key::Key;
 use crate::error::{Error, Result};
+use duet_common::codec::key::Key;
 
 /// How often a waiting transaction looks at its cancel flag and deadline.
 const POLL: Duration = Duration::from_millis(50);

@@ -1,15 +1,23 @@
-//! The row replica as a Raft state machine: committed [`Command`]s are applied to the
-//! [`Store`]; the applied index lives in RocksDB in the same batch as the data it covers.
+//! The row replica as a Raft state machine: committed commands
+//! ([`duet_common::command::Command`]) are applied to the [`Store`]; the applied index lives
+//! in RocksDB in the same batch as the data it covers. The store is also the
+//! [`RowSource`] an in-process column replica is built from.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use duet_replication::{Peer, PeerOptions, SnapshotSource, StateMachine, Transport};
+use duet_replication::{
+    Peer, PeerOptions, SnapshotSource, StateMachine, StateMachineError, Transport,
+};
 
-use crate::command::CommandRef;
 use crate::engine::KvEngineRef;
 use crate::error::{Error, Result};
 use crate::store::{Store, StoreRef};
+use duet_common::codec::{key, memcmp};
+use duet_common::command::CommandRef;
+use duet_common::source::{RowSource, RowVisitor};
+use duet_common::{TableDef, Version};
 
 /// Applies the log to a [`Store`].
 pub struct RowStateMachine {
@@ -25,43 +33,74 @@ impl RowStateMachine {
 struct StoreDump(StoreRef);
 
 impl SnapshotSource for StoreDump {
-    fn build(&self) -> std::result::Result<Vec<u8>, String> {
-        self.0.dump().map(|c| c.encode()).map_err(|e| e.to_string())
+    fn build(&self) -> std::result::Result<Vec<u8>, StateMachineError> {
+        Ok(self.0.dump()?.encode())
     }
 }
 
 impl StateMachine for RowStateMachine {
-    fn apply(&mut self, index: u64, data: &bytes::Bytes) -> std::result::Result<(), String> {
-        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
-        self.store
-            .apply_command(index, &cmd)
-            .map_err(|e| e.to_string())
+    fn apply(
+        &mut self,
+        index: u64,
+        data: &bytes::Bytes,
+    ) -> std::result::Result<(), StateMachineError> {
+        let cmd = CommandRef::decode(data)?;
+        Ok(self.store.apply_command(index, &cmd)?)
     }
 
     fn applied_index(&self) -> u64 {
         self.store.current_version().get()
     }
 
-    fn persist(&mut self) -> std::result::Result<u64, String> {
+    fn persist(&mut self) -> std::result::Result<u64, StateMachineError> {
         let applied = self.applied_index();
-        self.store.sync().map_err(|e| e.to_string())?;
+        self.store.sync()?;
         Ok(applied)
     }
 
-    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
-        let cmd = CommandRef::decode(data).map_err(|e| e.to_string())?;
+    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), StateMachineError> {
+        let cmd = CommandRef::decode(data)?;
         if !cmd.snapshot {
-            return Err(format!("entry {index} is not a snapshot"));
+            return Err(format!("entry {index} is not a snapshot").into());
         }
-        self.store
-            .apply_command(index, &cmd)
-            .map_err(|e| e.to_string())?;
+        self.store.apply_command(index, &cmd)?;
         // Durably: the log is replaced by the snapshot next, so nothing could replay it.
-        self.store.sync().map_err(|e| e.to_string())
+        Ok(self.store.sync()?)
     }
 
     fn snapshot_source(&self) -> Option<Arc<dyn SnapshotSource>> {
         Some(Arc::new(StoreDump(self.store.clone())))
+    }
+}
+
+impl RowSource for Store {
+    fn oldest_read_version(&self) -> u64 {
+        Store::oldest_read_version(self).get()
+    }
+
+    fn wait_version(&self, version: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.current_version().get() < version {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    fn scan_table(
+        &self,
+        def: &TableDef,
+        version: u64,
+        f: &mut RowVisitor<'_>,
+    ) -> duet_common::Result<()> {
+        let prefix = key::record_prefix(def.storage_id);
+        let end = memcmp::prefix_end(&prefix);
+        self.scan_versions(&prefix, &end, Version::new(version), &mut |k, v| {
+            Ok(f(&k[prefix.len()..], v))
+        })
+        .map_err(duet_common::Error::source)
     }
 }
 
@@ -74,7 +113,7 @@ pub fn start_voter(
 ) -> Result<(StoreRef, Peer)> {
     let store = Store::open(engine)?;
     let peer = Peer::start(opts, RowStateMachine::new(store.clone()), transport)
-        .map_err(|e| Error::Replication(e.to_string()))?;
+        .map_err(Error::replication)?;
     store.attach(peer.proposer());
     Ok((store, peer))
 }

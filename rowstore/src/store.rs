@@ -21,15 +21,15 @@ use duet_replication::{PendingProposal, Proposer};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::catalog::{Catalog, ColumnDef, IndexDef, TableDef, TableDefRef, CATALOG_FORMAT};
-use crate::codec::key::{self, Key, LIVE, TOMBSTONE};
-use crate::codec::memcmp::{self, prefix_end};
-use crate::codec::row;
-use crate::command::{encode_parts, Command, CommandRef};
 use crate::engine::{KvEngineRef, WriteBatch};
 use crate::error::{Error, Result};
-use crate::mvcc::Version;
-use crate::types::{Datum, Row};
+use duet_common::catalog::{Catalog, ColumnDef, IndexDef, TableDef, TableDefRef, CATALOG_FORMAT};
+use duet_common::codec::key::{self, Key, LIVE, TOMBSTONE};
+use duet_common::codec::memcmp::{self, prefix_end};
+use duet_common::codec::row;
+use duet_common::command::{encode_parts, Command, CommandRef};
+use duet_common::types::Row;
+use duet_common::version::Version;
 
 /// Visits `(key, value)` pairs; returns `Ok(false)` to stop.
 pub type PairVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
@@ -198,7 +198,7 @@ impl Store {
                     catalog.put(Arc::new(def));
                     Ok(true)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         })?;
         *store.catalog.write() = catalog;
@@ -431,15 +431,12 @@ impl Store {
         let pending = self
             .proposer()?
             .propose(cmd.encode())
-            .map_err(|e| Error::Replication(e.to_string()))?;
+            .map_err(Error::replication)?;
         Self::await_applied(pending)
     }
 
     fn await_applied(pending: PendingProposal) -> Result<Version> {
-        pending
-            .wait()
-            .map(Version::new)
-            .map_err(|e| Error::Replication(e.to_string()))
+        pending.wait().map(Version::new).map_err(Error::replication)
     }
 
     fn counters(&self, mut cmd: Command) -> Command {
@@ -487,10 +484,10 @@ impl Store {
             self.next_rowid.load(Ordering::Relaxed),
             false,
         );
-        match self.proposer().and_then(|p| {
-            p.propose(data)
-                .map_err(|e| Error::Replication(e.to_string()))
-        }) {
+        match self
+            .proposer()
+            .and_then(|p| p.propose(data).map_err(Error::replication))
+        {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.release_latches(writes);
@@ -509,7 +506,7 @@ impl Store {
             .applied()
             .await
             .map(Version::new)
-            .map_err(|e| Error::Replication(e.to_string()));
+            .map_err(Error::replication);
         if r.is_err() {
             // Applying releases the latches; a failed proposal must too.
             self.release_latches(writes);
@@ -966,16 +963,6 @@ impl Store {
         cmd.delete_ranges
             .push((prefix.clone(), prefix_end(&prefix)));
         Ok((cmd, ()))
-    }
-
-    /// Decodes a stored row of `def`; columns the row predates read their `missing` value.
-    pub fn decode_row(def: &TableDef, payload: &[u8]) -> Result<Row> {
-        row::decode_row(payload, &def.types(), &|i| def.columns[i].missing.clone())
-    }
-
-    /// Decodes a record's user key (after the record prefix) into key datums.
-    pub fn decode_pk(def: &TableDef, encoded: &[u8]) -> Result<Vec<Datum>> {
-        memcmp::decode_tuple(encoded, &def.pk_types())
     }
 }
 

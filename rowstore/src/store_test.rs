@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{ColumnDef, IndexDef, TableDef, CATALOG_FORMAT};
-use crate::codec::memcmp::encode_tuple;
 use crate::engine::memory::MemoryEngine;
 use crate::engine::rocks::RocksEngine;
 use crate::engine::KvEngineRef;
@@ -11,7 +9,9 @@ use crate::error::Error;
 use crate::replica::{start_voter, voter_options};
 use crate::store::StoreRef;
 use crate::txn::Transaction;
-use crate::types::{Datum, SqlType};
+use duet_common::catalog::{ColumnDef, IndexDef, TableDef, CATALOG_FORMAT};
+use duet_common::codec::memcmp::encode_tuple;
+use duet_common::types::{Datum, SqlType};
 use duet_replication::{LocalTransport, Peer};
 
 fn col(name: &str, ty: SqlType, nullable: bool) -> ColumnDef {
@@ -223,7 +223,7 @@ fn constraints_and_merged_scans() {
             &t,
             &idx,
             Some(&probe),
-            Some(&crate::codec::memcmp::prefix_end(&probe)),
+            Some(&duet_common::codec::memcmp::prefix_end(&probe)),
             &mut |_, p| {
                 hits.push(p.to_vec());
                 Ok(true)

@@ -13,14 +13,14 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{IndexDef, TableDef};
-use crate::codec::key::{self, Key};
-use crate::codec::memcmp::{self, prefix_end};
-use crate::codec::row;
 use crate::error::{Error, Result};
-use crate::mvcc::Version;
-use crate::store::{PairVisitor, SnapshotPin, Store, StoreRef, WriteSet};
-use crate::types::{Datum, Row};
+use crate::store::{PairVisitor, SnapshotPin, StoreRef, WriteSet};
+use duet_common::catalog::{IndexDef, TableDef};
+use duet_common::codec::key::{self, Key};
+use duet_common::codec::memcmp::{self, prefix_end};
+use duet_common::codec::row;
+use duet_common::types::{Datum, Row};
+use duet_common::version::Version;
 
 /// A consistent read position: a snapshot version plus the (frozen) writes of the
 /// transaction it came from. Cheap to clone; scans hold one for as long as they stream.
@@ -286,7 +286,7 @@ pub fn read_row_now(store: &StoreRef, def: &TableDef, pk: &[u8]) -> Result<Optio
 
 /// The row of a payload a point read found.
 fn decode_found(def: &TableDef, payload: Option<Vec<u8>>) -> Result<Option<Row>> {
-    payload.map(|p| Store::decode_row(def, &p)).transpose()
+    Ok(payload.map(|p| def.decode_row(&p)).transpose()?)
 }
 
 impl Transaction {
@@ -496,7 +496,7 @@ impl Transaction {
         })
     }
 
-    /// Inserts rows already in the row format (see [`crate::batch::encode_rows`]) with
+    /// Inserts rows already in the row format (see [`duet_common::batch::encode_rows`]) with
     /// their encoded primary keys (`None`: the table has no primary key, each row gets a
     /// row id), as [`Transaction::insert_many`] would insert them. For tables without
     /// secondary indexes; NOT NULL is the caller's to check.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::common::TableReference;
+use duet_common::TableDefRef;
 use duet_router::routing::{Engine, Hints, StatementInfo};
 use duet_router::stats::StatsBuilder;
-use duet_rowstore::TableDefRef;
 use futures::StreamExt;
 
 use crate::error::{PgError, Result, SqlState};

@@ -13,9 +13,10 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringBuilder};
-use duet_rowstore::batch::{array_to_datums, datums_to_array, encode_rows};
-use duet_rowstore::codec::memcmp;
-use duet_rowstore::{Datum, TableDef, TableDefRef, Transaction};
+use duet_common::batch::{array_to_datums, datums_to_array, encode_rows};
+use duet_common::codec::memcmp;
+use duet_common::{Datum, TableDef, TableDefRef};
+use duet_rowstore::Transaction;
 use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement};
 
 use crate::error::{from_datafusion, PgError, Result, SqlState};
@@ -165,7 +166,7 @@ impl CopyOptions {
 
 /// Positions of the columns a COPY names (all of them when it names none), or 42703.
 fn column_positions(
-    def: &duet_rowstore::TableDef,
+    def: &duet_common::TableDef,
     table: &str,
     columns: &[sqlparser::ast::Ident],
 ) -> Result<Vec<usize>> {

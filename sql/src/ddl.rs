@@ -2,8 +2,8 @@
 //! atomic catalog change in the row store, effective immediately (DDL inside BEGIN … COMMIT
 //! is not transactional yet).
 
-use duet_rowstore::catalog::CATALOG_FORMAT;
-use duet_rowstore::{ColumnDef, Datum, IndexDef, TableDef};
+use duet_common::catalog::CATALOG_FORMAT;
+use duet_common::{ColumnDef, Datum, IndexDef, TableDef};
 use sqlparser::ast::{
     AlterTableOperation, ColumnDef as AstColumn, ColumnOption, CreateIndex, CreateTable, Expr,
     IndexColumn, ObjectType, SqlOption, Statement, TableConstraint,

@@ -14,9 +14,10 @@ use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::common::collect;
+use duet_common::batch::rows_to_batch;
+use duet_common::{Datum, Row, TableDef};
 use duet_router::provider::KEY_COLUMN;
-use duet_rowstore::batch::rows_to_batch;
-use duet_rowstore::{Datum, Row, TableDef, Transaction};
+use duet_rowstore::Transaction;
 use sqlparser::ast::{
     AssignmentTarget, CharacterLength, DataType as AstType, ExactNumberInfo, Expr, FromTable,
     Ident, Insert, SelectItem, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
@@ -191,7 +192,7 @@ pub(crate) async fn run_collect(
 pub async fn eval_const(
     session: &mut Session,
     expr_sql: &str,
-    ty: &duet_rowstore::SqlType,
+    ty: &duet_common::SqlType,
     column: &str,
 ) -> Result<Datum> {
     session.publish_view();
@@ -454,7 +455,7 @@ async fn update(
         let keys = keys_of(batch, ncols)?;
         let old_cols: Vec<Vec<Datum>> = (0..ncols)
             .map(|c| {
-                duet_rowstore::batch::array_to_datums(batch.column(c).as_ref(), types[c])
+                duet_common::batch::array_to_datums(batch.column(c).as_ref(), types[c])
                     .map_err(PgError::from)
             })
             .collect::<Result<_>>()?;

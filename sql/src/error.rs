@@ -4,179 +4,75 @@ use std::fmt;
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::{DataFusionError, SchemaError};
-use duet_rowstore::error::ValueErrorKind;
+use duet_common::ValueErrorKind;
 use pgwire::error::{ErrorInfo, PgWireError};
 
-/// SQLSTATE codes DuetDB reports. Each variant's doc is its code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SqlState {
-    /// 01000
-    Warning,
-    /// 0A000
-    FeatureNotSupported,
-    /// 08P01
-    ProtocolViolation,
-    /// 21000
-    CardinalityViolation,
-    /// 22001
-    StringDataRightTruncation,
-    /// 22003
-    NumericValueOutOfRange,
-    /// 22007
-    InvalidDatetimeFormat,
-    /// 22012
-    DivisionByZero,
-    /// 22023
-    InvalidParameterValue,
-    /// 22P02
-    InvalidTextRepresentation,
-    BadCopyFileFormat,
-    CharacterNotInRepertoire,
-    /// 23502
-    NotNullViolation,
-    /// 23505
-    UniqueViolation,
-    /// 25001
-    ActiveSqlTransaction,
-    /// 25P01
-    NoActiveSqlTransaction,
-    /// 25P02
-    InFailedSqlTransaction,
-    /// 26000
-    InvalidSqlStatementName,
-    /// 34000
-    InvalidCursorName,
-    /// 40001
-    SerializationFailure,
-    /// 40P01
-    DeadlockDetected,
-    /// 55P03
-    LockNotAvailable,
-    /// 42601
-    SyntaxError,
-    /// 42701
-    DuplicateColumn,
-    /// 42702
-    AmbiguousColumn,
-    /// 42703
-    UndefinedColumn,
-    /// 42704
-    UndefinedObject,
-    /// 42804
-    DatatypeMismatch,
-    /// 42883
-    UndefinedFunction,
-    /// 42P01
-    UndefinedTable,
-    /// 42P07
-    DuplicateTable,
-    /// 42P16
-    InvalidTableDefinition,
-    /// 42P18
-    IndeterminateDatatype,
-    /// 53200
-    OutOfMemory,
-    /// 53300
-    TooManyConnections,
-    /// 54001
-    StatementTooComplex,
-    /// 57014
-    QueryCanceled,
-    /// 58030
-    IoError,
-    /// XX000
-    InternalError,
+macro_rules! sqlstates {
+    ($($name:ident = $code:literal,)*) => {
+        /// SQLSTATE codes DuetDB reports, each written once: the variant, its code (also its
+        /// doc), and its place in [`SqlState::ALL`] come from one list.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum SqlState {
+            $(#[doc = $code] $name,)*
+        }
+
+        impl SqlState {
+            /// Every code, for tests and docs.
+            pub const ALL: &'static [SqlState] = &[$(SqlState::$name,)*];
+
+            /// The five-character code.
+            pub fn code(self) -> &'static str {
+                match self {
+                    $(SqlState::$name => $code,)*
+                }
+            }
+        }
+    };
+}
+
+sqlstates! {
+    Warning = "01000",
+    FeatureNotSupported = "0A000",
+    ProtocolViolation = "08P01",
+    CardinalityViolation = "21000",
+    StringDataRightTruncation = "22001",
+    NumericValueOutOfRange = "22003",
+    InvalidDatetimeFormat = "22007",
+    DivisionByZero = "22012",
+    InvalidParameterValue = "22023",
+    InvalidTextRepresentation = "22P02",
+    BadCopyFileFormat = "22P04",
+    CharacterNotInRepertoire = "22021",
+    NotNullViolation = "23502",
+    UniqueViolation = "23505",
+    ActiveSqlTransaction = "25001",
+    NoActiveSqlTransaction = "25P01",
+    InFailedSqlTransaction = "25P02",
+    InvalidSqlStatementName = "26000",
+    InvalidCursorName = "34000",
+    SerializationFailure = "40001",
+    DeadlockDetected = "40P01",
+    LockNotAvailable = "55P03",
+    SyntaxError = "42601",
+    DuplicateColumn = "42701",
+    AmbiguousColumn = "42702",
+    UndefinedColumn = "42703",
+    UndefinedObject = "42704",
+    DatatypeMismatch = "42804",
+    UndefinedFunction = "42883",
+    UndefinedTable = "42P01",
+    DuplicateTable = "42P07",
+    InvalidTableDefinition = "42P16",
+    IndeterminateDatatype = "42P18",
+    OutOfMemory = "53200",
+    TooManyConnections = "53300",
+    StatementTooComplex = "54001",
+    QueryCanceled = "57014",
+    IoError = "58030",
+    InternalError = "XX000",
 }
 
 impl SqlState {
-    /// Every code, for tests and docs.
-    pub const ALL: &'static [SqlState] = &[
-        SqlState::Warning,
-        SqlState::FeatureNotSupported,
-        SqlState::ProtocolViolation,
-        SqlState::CardinalityViolation,
-        SqlState::StringDataRightTruncation,
-        SqlState::NumericValueOutOfRange,
-        SqlState::InvalidDatetimeFormat,
-        SqlState::DivisionByZero,
-        SqlState::InvalidParameterValue,
-        SqlState::InvalidTextRepresentation,
-        SqlState::BadCopyFileFormat,
-        SqlState::CharacterNotInRepertoire,
-        SqlState::NotNullViolation,
-        SqlState::UniqueViolation,
-        SqlState::ActiveSqlTransaction,
-        SqlState::NoActiveSqlTransaction,
-        SqlState::InFailedSqlTransaction,
-        SqlState::InvalidSqlStatementName,
-        SqlState::InvalidCursorName,
-        SqlState::SerializationFailure,
-        SqlState::DeadlockDetected,
-        SqlState::LockNotAvailable,
-        SqlState::SyntaxError,
-        SqlState::DuplicateColumn,
-        SqlState::AmbiguousColumn,
-        SqlState::UndefinedColumn,
-        SqlState::UndefinedObject,
-        SqlState::DatatypeMismatch,
-        SqlState::UndefinedFunction,
-        SqlState::UndefinedTable,
-        SqlState::DuplicateTable,
-        SqlState::InvalidTableDefinition,
-        SqlState::IndeterminateDatatype,
-        SqlState::OutOfMemory,
-        SqlState::TooManyConnections,
-        SqlState::StatementTooComplex,
-        SqlState::QueryCanceled,
-        SqlState::IoError,
-        SqlState::InternalError,
-    ];
-
-    /// The five-character code.
-    pub fn code(self) -> &'static str {
-        match self {
-            SqlState::Warning => "01000",
-            SqlState::FeatureNotSupported => "0A000",
-            SqlState::ProtocolViolation => "08P01",
-            SqlState::CardinalityViolation => "21000",
-            SqlState::StringDataRightTruncation => "22001",
-            SqlState::NumericValueOutOfRange => "22003",
-            SqlState::InvalidDatetimeFormat => "22007",
-            SqlState::DivisionByZero => "22012",
-            SqlState::InvalidParameterValue => "22023",
-            SqlState::InvalidTextRepresentation => "22P02",
-            SqlState::BadCopyFileFormat => "22P04",
-            SqlState::CharacterNotInRepertoire => "22021",
-            SqlState::NotNullViolation => "23502",
-            SqlState::UniqueViolation => "23505",
-            SqlState::ActiveSqlTransaction => "25001",
-            SqlState::NoActiveSqlTransaction => "25P01",
-            SqlState::InFailedSqlTransaction => "25P02",
-            SqlState::InvalidSqlStatementName => "26000",
-            SqlState::InvalidCursorName => "34000",
-            SqlState::SerializationFailure => "40001",
-            SqlState::DeadlockDetected => "40P01",
-            SqlState::LockNotAvailable => "55P03",
-            SqlState::SyntaxError => "42601",
-            SqlState::DuplicateColumn => "42701",
-            SqlState::AmbiguousColumn => "42702",
-            SqlState::UndefinedColumn => "42703",
-            SqlState::UndefinedObject => "42704",
-            SqlState::DatatypeMismatch => "42804",
-            SqlState::UndefinedFunction => "42883",
-            SqlState::UndefinedTable => "42P01",
-            SqlState::DuplicateTable => "42P07",
-            SqlState::InvalidTableDefinition => "42P16",
-            SqlState::IndeterminateDatatype => "42P18",
-            SqlState::OutOfMemory => "53200",
-            SqlState::TooManyConnections => "53300",
-            SqlState::StatementTooComplex => "54001",
-            SqlState::QueryCanceled => "57014",
-            SqlState::IoError => "58030",
-            SqlState::InternalError => "XX000",
-        }
-    }
-
     /// Whether this is the server's fault (logged at `error!`, message hidden).
     pub fn is_server_fault(self) -> bool {
         matches!(self, SqlState::InternalError | SqlState::IoError)
@@ -259,19 +155,14 @@ impl From<duet_rowstore::Error> for PgError {
             E::Deadlock => SqlState::DeadlockDetected,
             E::LockTimeout => SqlState::LockNotAvailable,
             E::Canceled | E::StatementTimeout => SqlState::QueryCanceled,
-            E::Value { kind, .. } => match kind {
-                ValueErrorKind::StringTooLong => SqlState::StringDataRightTruncation,
-                ValueErrorKind::OutOfRange => SqlState::NumericValueOutOfRange,
-                ValueErrorKind::InvalidText => SqlState::InvalidTextRepresentation,
-                ValueErrorKind::DatatypeMismatch => SqlState::DatatypeMismatch,
-            },
+            E::Data(d) => data_state(d),
             E::TableExists(_) => SqlState::DuplicateTable,
             E::TableNotFound(_) => SqlState::UndefinedTable,
             E::IndexNotFound(_) => SqlState::UndefinedObject,
             E::ColumnNotFound { .. } => SqlState::UndefinedColumn,
             E::ColumnExists { .. } => SqlState::DuplicateColumn,
             E::InvalidDefinition(_) => SqlState::InvalidTableDefinition,
-            E::Engine(_) | E::Replication(_) => SqlState::IoError,
+            E::Engine { .. } | E::Replication { .. } => SqlState::IoError,
             E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
         };
         let detail = match &e {
@@ -284,6 +175,27 @@ impl From<duet_rowstore::Error> for PgError {
             detail,
             restart: matches!(e, E::StatementRestart),
         }
+    }
+}
+
+/// The SQLSTATE of a shared-codec error.
+fn data_state(e: &duet_common::Error) -> SqlState {
+    use duet_common::Error as E;
+    match e {
+        E::Value { kind, .. } => match kind {
+            ValueErrorKind::StringTooLong => SqlState::StringDataRightTruncation,
+            ValueErrorKind::OutOfRange => SqlState::NumericValueOutOfRange,
+            ValueErrorKind::InvalidText => SqlState::InvalidTextRepresentation,
+            ValueErrorKind::DatatypeMismatch => SqlState::DatatypeMismatch,
+        },
+        E::Source { .. } => SqlState::IoError,
+        E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
+    }
+}
+
+impl From<duet_common::Error> for PgError {
+    fn from(e: duet_common::Error) -> Self {
+        PgError::new(data_state(&e), e.to_string())
     }
 }
 
@@ -325,6 +237,9 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
     if let DataFusionError::External(inner) = e.find_root() {
         if let Some(se) = inner.downcast_ref::<duet_rowstore::Error>() {
             return PgError::from(se.clone());
+        }
+        if let Some(de) = inner.downcast_ref::<duet_common::Error>() {
+            return PgError::from(de.clone());
         }
         if let Some(pe) = inner.downcast_ref::<PgErrorBox>() {
             return pe.0.clone();

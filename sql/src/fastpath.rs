@@ -22,7 +22,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
-use duet_rowstore::{Datum, Row, SqlType, Store, TableDefRef};
+use duet_common::{Datum, Row, SqlType, TableDefRef};
+use duet_rowstore::Store;
 use sqlparser::ast::{
     AssignmentTarget, BinaryOperator, Expr, FromTable, FunctionArguments, GroupByExpr, ObjectName,
     ObjectNamePart, Query, Select, SelectFlavor, SelectItem, SetExpr, Statement, TableFactor,
@@ -142,7 +143,7 @@ enum BoundAssign {
 impl Update {
     /// The new row, or `None` when the result cannot be computed here exactly (integer
     /// overflow, a NULL into a NOT NULL column): the general path then reports the error.
-    pub fn apply(&self, def: &duet_rowstore::TableDef, old: &Row) -> Option<Row> {
+    pub fn apply(&self, def: &duet_common::TableDef, old: &Row) -> Option<Row> {
         let mut new = old.clone();
         for (target, a) in &self.sets {
             let ty = &def.columns[*target].ty;
@@ -355,7 +356,7 @@ fn single_table(from: &[TableWithJoins], store: &Store) -> Option<(TableDefRef, 
 }
 
 /// A column reference `c` or `q.c` (q the table's name or alias).
-fn column_ref(e: &Expr, def: &duet_rowstore::TableDef, qualifier: &str) -> Option<usize> {
+fn column_ref(e: &Expr, def: &duet_common::TableDef, qualifier: &str) -> Option<usize> {
     match e {
         Expr::Identifier(i) => def.column_index(&ident_name(i)),
         Expr::CompoundIdentifier(parts) => match parts.as_slice() {
@@ -371,7 +372,7 @@ fn column_ref(e: &Expr, def: &duet_rowstore::TableDef, qualifier: &str) -> Optio
 /// column once; the operands in key order.
 fn key_of(
     selection: Option<&Expr>,
-    def: &duet_rowstore::TableDef,
+    def: &duet_common::TableDef,
     qualifier: &str,
 ) -> Option<Vec<Operand>> {
     if def.primary_key.is_empty() {
@@ -531,7 +532,7 @@ fn recognize_select(q: &Query, store: &Store) -> Option<FastPlan> {
         return None;
     }
     let key = key_of(selection.as_ref(), &def, &qualifier)?;
-    let base = duet_rowstore::batch::table_schema(&def, Some(&columns));
+    let base = duet_common::batch::table_schema(&def, Some(&columns));
     let schema = Arc::new(Schema::new(
         base.fields()
             .iter()
@@ -995,7 +996,7 @@ impl FastPlan {
             }
             datums.push(d);
         }
-        Some(Some(duet_rowstore::codec::memcmp::encode_tuple(&datums)))
+        Some(Some(duet_common::codec::memcmp::encode_tuple(&datums)))
     }
 
     /// Binds the parameters; `None` sends the statement the general way.
@@ -1219,8 +1220,8 @@ impl FastPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use duet_common::{ColumnDef, TableDef};
     use duet_rowstore::engine::memory::MemoryEngine;
-    use duet_rowstore::{ColumnDef, TableDef};
 
     fn store() -> duet_rowstore::StoreRef {
         let store = Store::open(Arc::new(MemoryEngine::new())).unwrap();
@@ -1246,9 +1247,9 @@ mod tests {
             indexes: vec![],
             columnar: true,
         };
-        let cmd = duet_rowstore::command::Command {
+        let cmd = duet_common::command::Command {
             writes: vec![(
-                duet_rowstore::codec::key::catalog_key(def.id).into_bytes(),
+                duet_common::codec::key::catalog_key(def.id).into_bytes(),
                 Some(def.to_bytes().unwrap()),
             )],
             ..Default::default()

@@ -900,12 +900,12 @@ async fn infer_where_params(
 
 async fn returning_schema(
     session: &mut Session,
-    def: &duet_rowstore::TableDef,
+    def: &duet_common::TableDef,
     alias: &str,
     items: Option<&[sqlparser::ast::SelectItem]>,
 ) -> Result<Option<SchemaRef>, PgError> {
     let Some(items) = items else { return Ok(None) };
-    let schema = duet_rowstore::batch::table_schema(def, None);
+    let schema = duet_common::batch::table_schema(def, None);
     let plan = crate::dml::plan_over_rows(session, schema, vec![], alias, items).await?;
     Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
 }

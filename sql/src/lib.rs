@@ -10,7 +10,6 @@
 //! computes its rows with DataFusion and writes them through the row store's transactions.
 //! This crate never touches RocksDB or Arrow storage directly.
 
-pub mod allocator;
 pub mod analyze;
 pub mod cancel;
 pub mod copy;
@@ -21,15 +20,12 @@ pub mod error;
 pub mod fastpath;
 pub mod handler;
 pub mod hints;
-pub mod http;
 pub mod ident;
-pub mod node;
 pub mod pgsemantics;
 pub mod server;
 pub mod session;
 pub mod types;
 
 pub use error::{PgError, SqlState};
-pub use http::HttpServer;
-pub use node::{DuetNode, NodeRef};
 pub use server::Server;
+pub use session::{NodeServices, Shared, SharedRef};

@@ -6,7 +6,7 @@
 //!
 //! [`BpcharLiterals`]: a string literal compared with a `char(n)` column (`=`, `<>`, `<`,
 //! …, `IN`) loses its trailing spaces, as PostgreSQL coerces it to `bpchar`. `char(n)` values
-//! are stored without them (see `duet_rowstore::batch::BPCHAR_WIDTH`).
+//! are stored without them (see `duet_common::batch::BPCHAR_WIDTH`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,10 +77,9 @@ pub struct BpcharLiterals;
 
 fn is_bpchar(e: &Expr, schema: &datafusion::common::DFSchema) -> bool {
     match e {
-        Expr::Column(_) => e.to_field(schema).is_ok_and(|(_, f)| {
-            f.metadata()
-                .contains_key(duet_rowstore::batch::BPCHAR_WIDTH)
-        }),
+        Expr::Column(_) => e
+            .to_field(schema)
+            .is_ok_and(|(_, f)| f.metadata().contains_key(duet_common::batch::BPCHAR_WIDTH)),
         _ => false,
     }
 }

@@ -10,22 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::handler::Connection;
-use crate::node::NodeRef;
-use crate::session::{Shared, SharedRef};
-
-/// Errors of server start-up (kept free of anyhow, which only the binary and tests use).
-pub mod anyhow_free {
-    /// A start-up failure with its message.
-    #[derive(Debug)]
-    pub struct Error(pub String);
-    impl std::fmt::Display for Error {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-    impl std::error::Error for Error {}
-    pub type Result<T> = std::result::Result<T, Error>;
-}
+use crate::session::SharedRef;
 
 /// PostgreSQL's default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
@@ -107,22 +92,22 @@ pub struct Server {
 
 impl Server {
     /// Binds `listen` and starts accepting clients on the current tokio runtime, at most
-    /// [`DEFAULT_MAX_CONNECTIONS`] at a time.
-    pub async fn start(node: NodeRef, listen: SocketAddr) -> std::io::Result<Server> {
-        Self::start_with(node, listen, DEFAULT_MAX_CONNECTIONS).await
+    /// [`DEFAULT_MAX_CONNECTIONS`] at a time; sessions run on `shared`
+    /// ([`crate::session::Shared::new`]).
+    pub async fn start(shared: SharedRef, listen: SocketAddr) -> std::io::Result<Server> {
+        Self::start_with(shared, listen, DEFAULT_MAX_CONNECTIONS).await
     }
 
     /// Like [`Server::start`], with at most `max_connections` clients at a time; one more
     /// is told `FATAL 53300 sorry, too many clients already` and disconnected, as by
     /// PostgreSQL.
     pub async fn start_with(
-        node: NodeRef,
+        shared: SharedRef,
         listen: SocketAddr,
         max_connections: usize,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Shared::new(node.store.clone(), Some(node));
         let (tx, mut rx) = watch::channel(false);
         tokio::spawn(crate::analyze::autoanalyze(shared.clone(), rx.clone()));
         let open = Arc::new(AtomicUsize::new(0));
@@ -179,11 +164,6 @@ impl Server {
     /// The row store this server runs on.
     pub fn store(&self) -> &StoreRef {
         &self.shared.store
-    }
-
-    /// The replicas this server runs on.
-    pub fn node(&self) -> Option<&NodeRef> {
-        self.shared.node.as_ref()
     }
 
     /// Stops accepting, then flushes the store. Open connections end when their tasks see

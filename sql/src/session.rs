@@ -63,11 +63,24 @@ pub enum Outcome {
     },
 }
 
+/// What sessions use of a process's replicas besides the row store: the router, the
+/// column replica's handle and the replica figures of `duet.replicas`. The binary's node
+/// wiring builds it; planning-only unit tests run without one.
+#[derive(Clone)]
+pub struct NodeServices {
+    /// Statistics, cost model and routing log.
+    pub router: duet_router::RouterRef,
+    /// What column scans read through.
+    pub columns: Arc<duet_router::routing::ColumnAccess>,
+    /// Every table's replica figures (`duet.replicas`).
+    pub replicas: Arc<dyn duet_router::sysviews::ReplicaInfo>,
+}
+
 /// Server-wide state shared by sessions.
 pub struct Shared {
     pub store: StoreRef,
     /// The process's replicas (absent in planning-only unit tests).
-    pub node: Option<crate::node::NodeRef>,
+    services: Option<NodeServices>,
     /// Every connection's cancel key, for CancelRequest.
     pub cancels: Arc<crate::cancel::CancelRegistry>,
     /// The node's router, or an in-memory one without a node.
@@ -75,16 +88,16 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state for sessions on `store` (and `node`'s replicas).
-    pub fn new(store: StoreRef, node: Option<crate::node::NodeRef>) -> SharedRef {
-        let router = match &node {
-            Some(n) => n.router().clone(),
+    /// Shared state for sessions on `store` (and a node's replicas).
+    pub fn new(store: StoreRef, services: Option<NodeServices>) -> SharedRef {
+        let router = match &services {
+            Some(s) => s.router.clone(),
             None => duet_router::Router::open(store.clone(), None)
                 .expect("an in-memory router opens no file"),
         };
         Arc::new(Self {
             store,
-            node,
+            services,
             cancels: Arc::default(),
             router,
         })
@@ -391,9 +404,9 @@ impl Session {
             view: view.clone(),
             route: route.clone(),
             columns: shared
-                .node
+                .services
                 .as_ref()
-                .map(|n| n.columns().clone())
+                .map(|n| n.columns.clone())
                 .unwrap_or_default(),
             router: shared.router.clone(),
         };
@@ -404,8 +417,8 @@ impl Session {
             Arc::new(RowSchemaProvider::for_dml(shared.store.clone(), scan));
         let scratch = Arc::new(MemorySchemaProvider::new());
         let mut listed = vec![("public".to_string(), public)];
-        if let Some(node) = &shared.node {
-            let info: Arc<dyn duet_router::sysviews::ReplicaInfo> = node.clone();
+        if let Some(services) = &shared.services {
+            let info = services.replicas.clone();
             listed.push((
                 duet_router::sysviews::SystemSchema::NAME.to_string(),
                 Arc::new(duet_router::sysviews::SystemSchema::new(
@@ -500,7 +513,7 @@ impl Session {
     }
 
     /// The table called `name`, or 42P01 (the row store's own "does not exist" error).
-    pub(crate) fn table(&self, name: &str) -> Result<duet_rowstore::TableDefRef> {
+    pub(crate) fn table(&self, name: &str) -> Result<duet_common::TableDefRef> {
         self.shared
             .store
             .table(name)
@@ -694,8 +707,8 @@ impl Session {
                     },
                 };
                 let result = row.map_err(PgError::from).and_then(|row| {
-                    let rows: Vec<duet_rowstore::Row> = row.into_iter().collect();
-                    let batch = duet_rowstore::batch::rows_to_batch(def, &columns, &rows)?;
+                    let rows: Vec<duet_common::Row> = row.into_iter().collect();
+                    let batch = duet_common::batch::rows_to_batch(def, &columns, &rows)?;
                     let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
                         .map_err(datafusion::error::DataFusionError::from)?;
                     Ok(FastDone {

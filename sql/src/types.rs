@@ -7,8 +7,8 @@ use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::FormatOptions;
-use duet_rowstore::types::DEFAULT_NUMERIC;
-use duet_rowstore::{Datum, SqlType};
+use duet_common::types::DEFAULT_NUMERIC;
+use duet_common::{Datum, SqlType};
 use sqlparser::ast::{CharacterLength, DataType as AstType, ExactNumberInfo, TimezoneInfo};
 
 use crate::error::{from_datafusion, PgError, Result, SqlState};
@@ -127,7 +127,7 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>> {
 /// reads it into datums with the type's modifiers enforced.
 pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>> {
     let casted = assign_array(array, ty, column)?;
-    duet_rowstore::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
+    duet_common::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
 }
 
 /// The cast of [`assign`], without reading the values: the array in the storage type of
@@ -387,7 +387,7 @@ mod tests {
             scale: 2,
         };
         assert_eq!(assign(&texts, &ty, "c").unwrap()[3], {
-            let d = duet_rowstore::batch::array_to_datums(slow.as_ref(), &ty).unwrap();
+            let d = duet_common::batch::array_to_datums(slow.as_ref(), &ty).unwrap();
             d[3].clone()
         });
         // Not plain: more digits than the scale (rounds), too many for the precision
@@ -450,14 +450,14 @@ pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) 
 }
 
 /// The declared width of each result column that is a `char(n)` column (field metadata
-/// [`duet_rowstore::batch::BPCHAR_WIDTH`]), `None` for the others.
+/// [`duet_common::batch::BPCHAR_WIDTH`]), `None` for the others.
 pub fn bpchar_widths(schema: &datafusion::arrow::datatypes::Schema) -> Vec<Option<usize>> {
     schema
         .fields()
         .iter()
         .map(|f| {
             f.metadata()
-                .get(duet_rowstore::batch::BPCHAR_WIDTH)
+                .get(duet_common::batch::BPCHAR_WIDTH)
                 .and_then(|n| n.parse().ok())
                 .filter(|_| {
                     matches!(

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use duet_sql::Server;
+use duetdb::{DuetNode, HttpServer, NodeRef};
 use tokio::runtime::Runtime;
 
 /// Builds a [`Cluster`].
@@ -73,8 +74,9 @@ impl ClusterBuilder {
 
 struct Node {
     runtime: Runtime,
+    replicas: NodeRef,
     server: Option<Server>,
-    http: Option<duet_sql::HttpServer>,
+    http: Option<HttpServer>,
 }
 
 /// A running DuetDB deployment for tests.
@@ -99,10 +101,11 @@ impl Cluster {
             .enable_all()
             .build()?;
         match self.start_on(&runtime).await {
-            Ok((server, http)) => {
+            Ok((replicas, server, http)) => {
                 self.addr = server.local_addr();
                 self.node = Some(Node {
                     runtime,
+                    replicas,
                     server: Some(server),
                     http: Some(http),
                 });
@@ -116,16 +119,13 @@ impl Cluster {
         }
     }
 
-    async fn start_on(&self, runtime: &Runtime) -> anyhow::Result<(Server, duet_sql::HttpServer)> {
+    async fn start_on(&self, runtime: &Runtime) -> anyhow::Result<(NodeRef, Server, HttpServer)> {
         // RocksDB's lock may outlive a killed node for a moment while its tasks are dropped.
         let deadline = Instant::now() + Duration::from_secs(10);
         let node = loop {
-            match duet_sql::DuetNode::open(&self.dir) {
+            match DuetNode::open(&self.dir) {
                 Ok(s) => break s,
-                Err(e)
-                    if Instant::now() < deadline
-                        && e.to_string().to_lowercase().contains("lock") =>
-                {
+                Err(e) if Instant::now() < deadline && e.is_locked() => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => {
@@ -139,19 +139,20 @@ impl Cluster {
         let addr = self.addr;
         let max_connections = self.max_connections;
         let http_node = node.clone();
+        let shared = node.shared();
         let http = runtime
             .spawn(async move {
-                duet_sql::HttpServer::start(http_node, SocketAddr::from(([127, 0, 0, 1], 0))).await
+                HttpServer::start(http_node, SocketAddr::from(([127, 0, 0, 1], 0))).await
             })
             .await
             .context("HTTP task panicked")?
             .context("Failed to start the HTTP listener")?;
         let server = runtime
-            .spawn(async move { Server::start_with(node, addr, max_connections).await })
+            .spawn(async move { Server::start_with(shared, addr, max_connections).await })
             .await
             .context("server task panicked")?
             .with_context(|| format!("Failed to listen on {addr}"))?;
-        Ok((server, http))
+        Ok((node, server, http))
     }
 
     /// Stops the node's runtime and waits (on a helper thread, so this may be called from
@@ -159,6 +160,7 @@ impl Cluster {
     fn stop_runtime(node: Node) {
         let Node {
             runtime,
+            replicas,
             server,
             http,
         } = node;
@@ -166,6 +168,7 @@ impl Cluster {
             runtime.shutdown_timeout(Duration::from_secs(10));
             drop(http);
             drop(server);
+            drop(replicas);
         })
         .join();
         if joined.is_err() {
@@ -229,11 +232,10 @@ impl Cluster {
     }
 
     /// The running node's replicas.
-    pub fn node(&self) -> anyhow::Result<duet_sql::NodeRef> {
+    pub fn node(&self) -> anyhow::Result<NodeRef> {
         self.node
             .as_ref()
-            .and_then(|n| n.server.as_ref())
-            .and_then(|s| s.node().cloned())
+            .map(|n| n.replicas.clone())
             .ok_or_else(|| anyhow!("the node is not running"))
     }
 

@@ -8,8 +8,8 @@ use rocksdb::{
 };
 
 use super::{FirstVisitor, KvEngine, WriteBatch, WriteOp};
-use crate::codec::key;
 use crate::error::{Error, Result};
+use duet_common::codec::key;
 
 /// A RocksDB database in one directory. Catalog and data keys are in the default column
 /// family; system keys (prefix `0x00`: the applied index and the allocators, rewritten by
@@ -26,7 +26,7 @@ pub struct RocksEngine {
 const META_CF: &str = "meta";
 
 fn engine_err(e: rocksdb::Error) -> Error {
-    Error::Engine(e.into_string())
+    Error::engine(e)
 }
 
 impl RocksEngine {
@@ -74,7 +74,7 @@ impl RocksEngine {
     fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(META_CF)
-            .ok_or_else(|| Error::Engine("column family meta is missing".into()))
+            .ok_or_else(|| Error::Corrupt("column family meta is missing".into()))
     }
 
     /// Options of a range scan: total order (a prefix-mode seek would skip data of other

@@ -709,7 +709,7 @@ fn to_json(args: &Args, systems: &[System], gen: (f64, u64), notes: &[String]) -
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    duet_sql::allocator::configure();
+    duetdb::allocator::configure();
     // Logs to stderr (the harness's default writer would mix them into the report on stdout).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

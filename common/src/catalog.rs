@@ -105,6 +105,12 @@ impl TableDef {
         self.columns.iter().map(|c| &c.ty).collect()
     }
 
+    /// Decodes a stored row of this table; columns the row predates read their `missing`
+    /// value.
+    pub fn decode_row(&self, payload: &[u8]) -> Result<Row> {
+        crate::codec::row::decode_row(payload, &self.types(), &|i| self.columns[i].missing.clone())
+    }
+
     /// The primary key values of `row` (not for hidden-rowid tables).
     pub fn pk_of(&self, row: &Row) -> Vec<Datum> {
         self.primary_key.iter().map(|&i| row[i].clone()).collect()

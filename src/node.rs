@@ -25,7 +25,7 @@ use duet_rowstore::engine::rocks::RocksEngine;
 use duet_rowstore::{start_voter, voter_options, StoreRef};
 use parking_lot::Mutex;
 
-use crate::server::anyhow_free::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Raft id of the embedded voter.
 pub const VOTER_ID: u64 = 1;
@@ -55,8 +55,12 @@ pub struct DuetNode {
 /// Shared handle.
 pub type NodeRef = Arc<DuetNode>;
 
-fn fail(what: &str, dir: &Path, e: impl std::fmt::Display) -> Error {
-    Error(format!("Failed to {what} in {}: {e}", dir.display()))
+fn fail(
+    what: &'static str,
+    dir: &Path,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::new(what, dir, e)
 }
 
 /// Figures of the learner for `duet.replicas` and metrics.
@@ -101,6 +105,21 @@ impl DuetNode {
         });
         node.start_learner()?;
         Ok(node)
+    }
+
+    /// What the SQL layer's sessions use of this node: its router, column replica handle
+    /// and replica figures.
+    pub fn services(self: &Arc<Self>) -> duet_sql::NodeServices {
+        duet_sql::NodeServices {
+            router: self.router.clone(),
+            columns: self.columns.clone(),
+            replicas: self.clone(),
+        }
+    }
+
+    /// Sessions' shared state on this node (what [`duet_sql::Server::start`] takes).
+    pub fn shared(self: &Arc<Self>) -> duet_sql::SharedRef {
+        duet_sql::Shared::new(self.store.clone(), Some(self.services()))
     }
 
     /// The router (statistics, calibration, routing log).

@@ -12,7 +12,7 @@
 //! newest version `<= v`. User keys are prefix-free (memcomparable tuples), so stripping the
 //! 8-byte suffix recovers them unambiguously.
 
-use crate::mvcc::Version;
+use crate::version::Version;
 
 pub const SYSTEM_PREFIX: u8 = 0x00;
 pub const CATALOG_PREFIX: u8 = 0x01;

@@ -669,7 +669,7 @@ mod tests {
             .collect();
         let decoded: Vec<Row> = payloads
             .iter()
-            .map(|p| crate::store::Store::decode_row(&def, p).unwrap())
+            .map(|p| def.decode_row(p).unwrap())
             .collect();
         let all: Vec<usize> = (0..types.len()).collect();
         for projection in [all, vec![14, 2, 2, 7, 0], vec![3], vec![]] {

@@ -1,0 +1,23 @@
+//! # duetdb: one process of a DuetDB deployment
+//!
+//! The wiring above the SQL layer, shared by the `duetdb` binary (`src/main.rs`) and the
+//! embedded test harness (`duet-tests`):
+//!
+//! - [`node`]: the replicas of one process — the row replica on a Raft voter, the column
+//!   replica on a Raft learner, the in-process transport between them, the router's files —
+//!   and the handles the SQL layer gets from them ([`node::DuetNode::services`]);
+//! - [`http`]: the HTTP endpoints (health, metrics, replica status, routing report, the
+//!   inspector page);
+//! - [`allocator`]: the process's memory-allocator settings.
+//!
+//! It holds no database logic: statements run in `duet-sql`, scans are routed in
+//! `duet-router`, data lives in `duet-rowstore` and `duet-colstore`.
+
+pub mod allocator;
+pub mod error;
+pub mod http;
+pub mod node;
+
+pub use error::{Error, Result};
+pub use http::HttpServer;
+pub use node::{DuetNode, NodeRef};

@@ -168,62 +168,97 @@ async fn metrics(State(node): State<NodeRef>) -> impl IntoResponse {
     }
 }
 
-/// The node's figures in the Prometheus text format, gathered now.
-pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
-    let registry = Registry::new();
-    let raft = IntGaugeVec::new(
-        Opts::new("duet_raft_index", "Raft log indexes per peer"),
-        &["peer", "kind"],
-    )?;
-    let learner_lag = IntGaugeVec::new(
-        Opts::new(
-            "duet_learner_lag",
-            "How far the learner is behind the leader",
-        ),
-        &["unit"],
-    )?;
-    let table = GaugeVec::new(
-        Opts::new("duet_column_replica", "Per-table column replica figures"),
-        &["table", "figure"],
-    )?;
-    let counters = IntCounterVec::new(
-        Opts::new("duet_column_events_total", "Column replica events"),
-        &["event"],
-    )?;
-    let fallbacks = IntCounterVec::new(
-        Opts::new(
-            "duet_column_fallbacks_total",
-            "Scans that asked for the column replica and read the row replica",
-        ),
-        &["reason"],
-    )?;
-    let raft_events = IntCounterVec::new(
-        Opts::new(
-            "duet_raft_events_total",
-            "Raft log writes and the entries they carried (entries / writes = group-commit batch)",
-        ),
-        &["peer", "event"],
-    )?;
-    let row_cache = IntCounterVec::new(
-        Opts::new(
-            "duet_row_cache_lookups_total",
-            "Point reads and commit checks answered by the row cache (hit) or by RocksDB (miss)",
-        ),
-        &["result"],
-    )?;
-    registry.register(Box::new(raft.clone()))?;
-    registry.register(Box::new(row_cache.clone()))?;
-    registry.register(Box::new(raft_events.clone()))?;
-    registry.register(Box::new(learner_lag.clone()))?;
-    registry.register(Box::new(table.clone()))?;
-    registry.register(Box::new(counters.clone()))?;
-    registry.register(Box::new(fallbacks.clone()))?;
+/// The node's collectors, registered in one registry.
+struct Collectors {
+    registry: Registry,
+    raft: IntGaugeVec,
+    learner_lag: IntGaugeVec,
+    table: GaugeVec,
+    counters: IntCounterVec,
+    fallbacks: IntCounterVec,
+    raft_events: IntCounterVec,
+    row_cache: IntCounterVec,
+}
 
+impl Collectors {
+    fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let raft = IntGaugeVec::new(
+            Opts::new("duet_raft_index", "Raft log indexes per peer"),
+            &["peer", "kind"],
+        )?;
+        let learner_lag = IntGaugeVec::new(
+            Opts::new(
+                "duet_learner_lag",
+                "How far the learner is behind the leader",
+            ),
+            &["unit"],
+        )?;
+        let table = GaugeVec::new(
+            Opts::new("duet_column_replica", "Per-table column replica figures"),
+            &["table", "figure"],
+        )?;
+        let counters = IntCounterVec::new(
+            Opts::new("duet_column_events_total", "Column replica events"),
+            &["event"],
+        )?;
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "duet_column_fallbacks_total",
+                "Scans that asked for the column replica and read the row replica",
+            ),
+            &["reason"],
+        )?;
+        let raft_events = IntCounterVec::new(
+            Opts::new(
+                "duet_raft_events_total",
+                "Raft log writes and the entries they carried (entries / writes = group-commit batch)",
+            ),
+            &["peer", "event"],
+        )?;
+        let row_cache = IntCounterVec::new(
+            Opts::new(
+                "duet_row_cache_lookups_total",
+                "Point reads and commit checks answered by the row cache (hit) or by RocksDB (miss)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(raft.clone()))?;
+        registry.register(Box::new(row_cache.clone()))?;
+        registry.register(Box::new(raft_events.clone()))?;
+        registry.register(Box::new(learner_lag.clone()))?;
+        registry.register(Box::new(table.clone()))?;
+        registry.register(Box::new(counters.clone()))?;
+        registry.register(Box::new(fallbacks.clone()))?;
+        Ok(Collectors {
+            registry,
+            raft,
+            learner_lag,
+            table,
+            counters,
+            fallbacks,
+            raft_events,
+            row_cache,
+        })
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+/// The row cache and both Raft peers' figures.
+fn raft_figures(node: &NodeRef, c: &Collectors) {
+    let Collectors {
+        raft,
+        raft_events,
+        row_cache,
+        ..
+    } = c;
     let (hits, misses) = node.store.row_cache_stats();
     row_cache.with_label_values(&["hit"]).inc_by(hits);
     row_cache.with_label_values(&["miss"]).inc_by(misses);
     let voter = node.voter();
-    let as_i64 = |v: u64| v.min(i64::MAX as u64) as i64;
     raft.with_label_values(&["voter", "commit"])
         .set(as_i64(voter.committed()));
     raft.with_label_values(&["voter", "applied"])
@@ -247,6 +282,18 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
             raft_events.with_label_values(&[role, event]).inc_by(n);
         }
     }
+}
+
+/// The learner's lag, every table's column replica and the column scans' counters.
+fn replica_figures(node: &NodeRef, c: &Collectors) {
+    let Collectors {
+        raft,
+        learner_lag,
+        table,
+        counters,
+        fallbacks,
+        ..
+    } = c;
     let l = node.learner_status();
     raft.with_label_values(&["learner", "applied"])
         .set(as_i64(l.applied));
@@ -301,9 +348,15 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
     for (reason, n) in node.columns().fallbacks() {
         fallbacks.with_label_values(&[reason]).inc_by(n);
     }
+}
 
+/// The node's figures in the Prometheus text format, gathered now.
+pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
+    let c = Collectors::new()?;
+    raft_figures(node, &c);
+    replica_figures(node, &c);
     let mut buf = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
+    TextEncoder::new().encode(&c.registry.gather(), &mut buf)?;
     let mut out = String::from_utf8_lossy(&buf).into_owned();
     // Commit-to-learner visibility, already bucketed by the learner.
     let (buckets, count, sum) = node.lag_histogram().snapshot();

@@ -13,14 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use futures::stream::{self, BoxStream, StreamExt};
 use parking_lot::Mutex;
-use pgwire::api::cancel::CancelHandler;
-use pgwire::messages::cancel::CancelRequest;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -55,18 +52,6 @@ impl CancelRegistry {
         };
         slot.lock().cancel();
         true
-    }
-}
-
-/// pgwire's CancelRequest hook.
-pub struct Canceller(pub Arc<CancelRegistry>);
-
-#[async_trait]
-impl CancelHandler for Canceller {
-    async fn on_cancel_request(&self, req: CancelRequest) {
-        if !self.0.cancel(req.pid, &req.secret_key.to_bytes()) {
-            tracing::debug!(pid = req.pid, "cancel request for no running statement");
-        }
     }
 }
 

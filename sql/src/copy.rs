@@ -673,7 +673,7 @@ pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::se
                 cols.join(", "),
                 crate::ident::quote(&name)
             );
-            crate::handler::parse_sql(&sql)?
+            crate::connection::parse_sql(&sql)?
                 .pop()
                 .ok_or_else(|| PgError::new(SqlState::InternalError, "empty COPY query"))?
         }
@@ -693,11 +693,11 @@ pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::se
                 schema
                     .fields()
                     .iter()
-                    .map(|f| crate::pgsemantics::output_name(f.name()).to_string())
+                    .map(|f| duet_wire::encode::output_name(f.name()).to_string())
                     .collect()
             }),
             opts,
-            widths: crate::types::bpchar_widths(&schema),
+            widths: duet_wire::encode::bpchar_widths(&schema),
         },
     })
 }
@@ -713,8 +713,8 @@ pub struct CopyOutEncoder {
 impl CopyOutEncoder {
     /// One line per row of `batch` (the header goes in front of the first row).
     pub fn encode(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let batch = crate::types::pad_bpchar_columns(batch, &self.widths);
-        let batch = crate::types::pg_text_columns(&batch, &|_| true);
+        let batch = duet_wire::encode::pad_bpchar_columns(batch, &self.widths);
+        let batch = duet_wire::encode::pg_text_columns(&batch, &|_| true);
         let texts: Vec<Vec<Option<String>>> = batch
             .columns()
             .iter()

@@ -793,7 +793,7 @@ fn recognize_insert(i: &sqlparser::ast::Insert, store: &Store) -> Option<FastPla
 const FAST_PARSE_MAX: usize = 4096;
 
 /// The statements of `sql` parsed by sqlparser alone, if every one of them is a fast-path
-/// statement. datafusion-pg-catalog's parser (which `handler::parse_sql` uses) scans the
+/// statement. datafusion-pg-catalog's parser (which `connection::parse_sql` uses) scans the
 /// tokens for whole catalog queries of known clients and runs a dozen rewrite passes; none
 /// of them applies to the shapes recognised here (plain columns of a user table, literals,
 /// parameters, `=` and AND), so for those the plain parse is the same tree, for less work
@@ -1259,7 +1259,7 @@ mod tests {
     }
 
     fn parse(sql: &str) -> Statement {
-        crate::handler::parse_sql(sql).unwrap().remove(0)
+        crate::connection::parse_sql(sql).unwrap().remove(0)
     }
 
     fn plan(store: &Store, sql: &str) -> Option<FastPlan> {
@@ -1323,7 +1323,7 @@ mod tests {
                 .into_iter()
                 .map(|(stmt, _)| stmt)
                 .collect();
-            assert_eq!(plain, crate::handler::parse_sql(sql).unwrap(), "{sql}");
+            assert_eq!(plain, crate::connection::parse_sql(sql).unwrap(), "{sql}");
         }
         for sql in [
             "SELECT bal FROM acc WHERE aid > 1",

@@ -1,10 +1,11 @@
-//! # duet-sql: the PostgreSQL front end
+//! # duet-sql: SQL semantics over the replicas
 //!
-//! Owns the wire protocol (pgwire: simple and extended query protocols, trust
-//! authentication), sessions (settings, transaction blocks, failed-transaction state), SQL
-//! parsing (sqlparser's PostgreSQL dialect plus the pg_catalog rewrites of
-//! datafusion-pg-catalog), DDL, DML, planning through DataFusion, and the one SQLSTATE
-//! mapping ([`error`]).
+//! Owns sessions (settings, transaction blocks, failed-transaction state), SQL parsing
+//! (sqlparser's PostgreSQL dialect plus the pg_catalog rewrites of datafusion-pg-catalog),
+//! statement execution (DDL, DML, COPY, the fast path, ANALYZE), planning through
+//! DataFusion, and the mapping of every error to its SQLSTATE ([`error`]). The wire
+//! protocol is `duet-wire`'s: [`connection`] implements its session trait (parse, describe,
+//! execute, COPY data) and [`server`] runs its listener.
 //!
 //! Queries are planned and executed by DataFusion over the router's table providers; DML
 //! computes its rows with DataFusion and writes them through the row store's transactions.
@@ -12,13 +13,13 @@
 
 pub mod analyze;
 pub mod cancel;
+pub mod connection;
 pub mod copy;
 pub mod ddl;
-pub mod deferred;
+pub mod describe;
 pub mod dml;
 pub mod error;
 pub mod fastpath;
-pub mod handler;
 pub mod hints;
 pub mod ident;
 pub mod pgsemantics;

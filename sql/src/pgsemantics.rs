@@ -256,17 +256,7 @@ impl ScalarUDFImpl for CheckedOp {
     }
 }
 
-/// Prefix of the internal alias given to a repeated output column name (see
-/// [`alias_duplicate_outputs`]); [`output_name`] removes it.
-pub const DUPLICATE_PREFIX: &str = "__duet_dup";
-
-/// The name a client sees for an output column named `name` internally.
-pub fn output_name(name: &str) -> &str {
-    match name.strip_prefix(DUPLICATE_PREFIX) {
-        Some(rest) => rest.split_once('_').map_or(name, |(_, n)| n),
-        None => name,
-    }
-}
+pub use duet_wire::encode::{output_name, DUPLICATE_PREFIX};
 
 /// PostgreSQL lets a select list repeat an output name (`SELECT k, k`, `SELECT a AS x, b AS
 /// x`, `SELECT count(*), count(*)`); DataFusion requires unique names. Each repeat of a

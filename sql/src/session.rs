@@ -503,6 +503,51 @@ impl Session {
         self.pid = Some(pid);
     }
 
+    /// The notices raised since the last call (the session's and the router's), to send
+    /// before the statement's result.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        let routed: Vec<String> = self.route.notices.lock().drain(..).collect();
+        let mut out = std::mem::take(&mut self.notices);
+        out.extend(routed);
+        out
+    }
+
+    /// CopyData of the COPY FROM STDIN in progress; errors are kept and reported at
+    /// [`Session::copy_done`] (the client is still sending).
+    pub fn copy_data(&mut self, data: &[u8]) {
+        if let Some(mut copy) = self.copy.take() {
+            copy.data(self, data);
+            self.copy = Some(copy);
+        }
+    }
+
+    /// CopyDone: the rows copied; an error fails the transaction block.
+    pub fn copy_done(&mut self) -> Result<u64> {
+        let Some(copy) = self.copy.take() else {
+            return Err(PgError::new(
+                SqlState::ProtocolViolation,
+                "CopyDone without COPY",
+            ));
+        };
+        let result = copy.done(self);
+        if result.is_err() && self.in_transaction() {
+            self.mark_failed();
+        }
+        result
+    }
+
+    /// CopyFail from the client: the COPY ends with 57014 and fails the transaction block.
+    pub fn copy_fail(&mut self, message: &str) -> PgError {
+        self.copy = None;
+        if self.in_transaction() {
+            self.mark_failed();
+        }
+        PgError::new(
+            SqlState::QueryCanceled,
+            format!("COPY from stdin failed: {message}"),
+        )
+    }
+
     /// Starts the clock and a fresh cancel token for the next statement.
     pub fn statement_guard(&self) -> crate::cancel::StatementGuard {
         let timeout = self
@@ -1411,7 +1456,7 @@ mod tests {
     #[tokio::test]
     async fn integer_literals_are_int4() {
         let s = session();
-        let stmt = crate::handler::parse_sql("SELECT 41 + 1, 5000000000")
+        let stmt = crate::connection::parse_sql("SELECT 41 + 1, 5000000000")
             .unwrap()
             .remove(0);
         let plan = s.plan(stmt).await.unwrap();

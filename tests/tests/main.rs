@@ -8,6 +8,7 @@ mod bad_input;
 mod copy;
 mod crash;
 mod fastpath;
+mod layering;
 mod pgbench;
 mod replication;
 mod routing;

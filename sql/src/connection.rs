@@ -1,0 +1,457 @@
+//! One connection's SQL side, as the wire crate calls it ([`duet_wire::SqlSession`]):
+//! simple queries (with the fast path's literal-shape cache), Parse (with its parse cache
+//! and Describe, [`crate::describe`]), Execute, COPY data; and the server's side
+//! ([`duet_wire::SqlBackend`] for [`Shared`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use duet_wire::{Described, SqlBackend, SqlSession, StatementResult, WireError};
+use futures::{stream, StreamExt};
+use pgwire::messages::response::TransactionStatus;
+use sqlparser::ast::Statement;
+
+use crate::cancel::StatementGuard;
+use crate::error::{from_datafusion, PgError, SqlState};
+use crate::fastpath::FastPlan;
+use crate::session::{Outcome, Session, Shared};
+
+/// Largest accepted query text; longer ones get 54001 without being parsed.
+pub const MAX_QUERY_BYTES: usize = 16 << 20;
+
+/// Texts the per-connection parse caches keep (each is emptied when full).
+const PARSE_CACHE_SIZE: usize = 256;
+
+/// datafusion-pg-catalog's parser. Built once: its constructor tokenizes every client query
+/// it knows how to replace, which took about half the CPU of a point query when it was
+/// built per statement (profiled with pgbench -S -M simple).
+static PARSER: std::sync::LazyLock<PostgresCompatibilityParser> =
+    std::sync::LazyLock::new(PostgresCompatibilityParser::new);
+
+/// Parses SQL text with PostgreSQL's dialect and the pg_catalog compatibility rewrites.
+pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(PgError::new(
+            SqlState::StatementTooComplex,
+            "query text is too long",
+        ));
+    }
+    PARSER
+        .parse(&crate::ddl::rewrite_compat(sql))
+        .map_err(PgError::from)
+}
+
+/// A prepared statement: the parsed statement plus what Describe reports.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub statement: Arc<Statement>,
+    /// The text it was prepared from (the routing log shows it; hints are read from it).
+    pub text: Arc<str>,
+    pub param_types: Vec<Option<DataType>>,
+    pub schema: Option<SchemaRef>,
+    /// The statement's fast-path plan, recognised once at Parse (see fastpath.rs).
+    pub fast: Option<Arc<FastPlan>>,
+}
+
+impl Described for Prepared {
+    fn param_types(&self) -> &[Option<DataType>] {
+        &self.param_types
+    }
+    fn result_schema(&self) -> Option<&SchemaRef> {
+        self.schema.as_ref()
+    }
+}
+
+/// See [`SqlConnection::shapes`].
+#[derive(Clone)]
+enum Shaped {
+    Fast(Arc<[(Statement, Arc<FastPlan>)]>),
+    General(u64),
+}
+
+/// What a simple query's literal shape says about it.
+enum ShapeLookup {
+    /// Its statements are fast-path statements: the shape's, with the literals as parameters.
+    Fast(Arc<[(Statement, Arc<FastPlan>)]>, ParamValues),
+    /// Not all fast-path statements; `literal_free`: the shape is the text itself, so the
+    /// text as written is not either.
+    General { literal_free: bool },
+    /// The text has no plain shape.
+    Unknown,
+}
+
+/// A client connection's session and its parse caches.
+pub struct SqlConnection {
+    session: Session,
+    /// Fast-path statements this connection has parsed, by text: a client that parses the
+    /// same text for every execution (the extended protocol's unnamed statement, as
+    /// pgbench -M extended and many drivers do) skips the parser. An entry is used only while
+    /// its table's definition is the one it was recognised against.
+    parsed: HashMap<String, Prepared>,
+    /// Simple-query texts by literal shape (`fastpath::literal_shape`): the shape's parsed
+    /// statements with their fast-path plans, or, for a shape that is not all fast-path
+    /// statements, the catalog generation at which that was found (tried again after DDL).
+    shapes: HashMap<String, Shaped>,
+}
+
+impl SqlConnection {
+    /// A new connection's session on `shared`.
+    pub fn new(shared: Arc<Shared>) -> Result<Self, PgError> {
+        Ok(Self {
+            session: Session::new(shared)?,
+            parsed: HashMap::new(),
+            shapes: HashMap::new(),
+        })
+    }
+
+    /// What `query`'s literal shape is known to be (see [`ShapeLookup`]).
+    fn shaped(&mut self, query: &str) -> ShapeLookup {
+        let Some((shape, literals)) = crate::fastpath::literal_shape(query) else {
+            return ShapeLookup::Unknown;
+        };
+        let general = ShapeLookup::General {
+            literal_free: literals.is_empty(),
+        };
+        let params = || ParamValues::List(literals.into_iter().map(Into::into).collect());
+        let store = &self.session.shared.store;
+        let generation = store.catalog_generation();
+        match self.shapes.get(&shape) {
+            Some(Shaped::Fast(s)) => return ShapeLookup::Fast(s.clone(), params()),
+            Some(Shaped::General(g)) if *g == generation => return general,
+            _ => {}
+        }
+        let entry = match crate::fastpath::parse_if_fast(&shape, store) {
+            Some(planned) => Shaped::Fast(planned.into()),
+            None => Shaped::General(generation),
+        };
+        if self.shapes.len() >= PARSE_CACHE_SIZE {
+            self.shapes.clear();
+        }
+        self.shapes.insert(shape, entry.clone());
+        match entry {
+            Shaped::Fast(s) => ShapeLookup::Fast(s, params()),
+            Shaped::General(_) => general,
+        }
+    }
+
+    /// Runs the statements of one simple query, in order, until one fails or starts a COPY.
+    /// With `literals`, `statements` are the fast-path statements of the query's literal
+    /// shape (see [`SqlConnection::shaped`]) and `literals` their parameters; a statement
+    /// whose values do not bind exactly runs the general way from the text as written
+    /// (parsed then), so the literals keep their own types there.
+    async fn run_statements<'s>(
+        &mut self,
+        query: &str,
+        statements: impl ExactSizeIterator<Item = (&'s Statement, Option<&'s Arc<FastPlan>>)>,
+        literals: Option<&ParamValues>,
+    ) -> Vec<StatementResult> {
+        let session = &mut self.session;
+        let n = statements.len();
+        let mut out = Vec::with_capacity(n);
+        let empty = ParamValues::List(vec![]);
+        let text: Arc<str> = Arc::from(query);
+        let mut written: Option<Result<Vec<Statement>, PgError>> = None;
+        for (i, (stmt, plan)) in statements.enumerate() {
+            if n > 1 {
+                // The log shows each statement of the message on its own; hints come from
+                // the whole message (the parser drops comments).
+                session.set_statement_from(Arc::from(stmt.to_string()), &text);
+            } else {
+                session.set_statement(&text);
+            }
+            let guard = session.statement_guard();
+            let result = match literals {
+                None => run_guarded(session, &guard, stmt, plan, &empty).await,
+                Some(params) => match session.execute_fast(stmt, plan, params).await {
+                    Some(r) => {
+                        if r.is_err() {
+                            session.mark_failed();
+                        }
+                        r
+                    }
+                    None => {
+                        let parsed = written.get_or_insert_with(|| {
+                            parse_sql(query).and_then(|w| {
+                                if w.len() == n {
+                                    Ok(w)
+                                } else {
+                                    Err(PgError::new(
+                                        SqlState::InternalError,
+                                        "statements of a query and of its literal shape differ",
+                                    ))
+                                }
+                            })
+                        });
+                        match parsed {
+                            Ok(w) => run_guarded(session, &guard, &w[i], None, &empty).await,
+                            Err(e) => Err(e.clone()),
+                        }
+                    }
+                },
+            };
+            let stop = !matches!(result, Ok(ref o) if !matches!(o, Outcome::CopyIn { .. }));
+            out.push(StatementResult {
+                notices: session.take_notices(),
+                outcome: result
+                    .map(|o| to_wire(o, guard))
+                    .map_err(PgError::into_wire),
+            });
+            // After an error, or a COPY FROM STDIN whose data follows, the rest of the
+            // message does not run (as in PostgreSQL).
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Parses one statement of the extended protocol and describes it.
+    async fn prepare(&mut self, sql: &str) -> Result<Option<Prepared>, PgError> {
+        if let Some(p) = self.parsed.get(sql) {
+            let current = p
+                .fast
+                .as_ref()
+                .is_some_and(|f| f.is_current(&self.session.shared.store));
+            if current && self.session.fast_path_enabled() {
+                return Ok(Some(p.clone()));
+            }
+        }
+        let mut stmts = parse_sql(sql)?;
+        if stmts.len() > 1 {
+            return Err(PgError::new(
+                SqlState::SyntaxError,
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(statement) = stmts.pop() else {
+            return Ok(None);
+        };
+        let params = crate::describe::max_placeholder(&statement);
+        let fast = FastPlan::recognize(&statement, &self.session.shared.store).map(Arc::new);
+        // A fast-path statement is described from its plan, without DataFusion
+        // (pgbench -M extended parses every statement it sends).
+        let fast_describe = fast
+            .as_ref()
+            .filter(|_| self.session.fast_path_enabled())
+            .and_then(|f| f.describe_types(params));
+        let described_fast = fast_describe.is_some();
+        // Describe information is best effort: a statement that cannot be planned now
+        // (e.g. its table is created later in the same transaction) still prepares.
+        let (param_types, schema) = match fast_describe {
+            Some(d) => d,
+            None => match crate::describe::describe(&mut self.session, &statement).await {
+                Ok(d) => d,
+                Err(e) if matches!(statement, Statement::Query(_)) => return Err(e),
+                Err(_) => (vec![None; params], None),
+            },
+        };
+        let prepared = Prepared {
+            statement: Arc::new(statement),
+            text: Arc::from(sql),
+            param_types,
+            schema,
+            fast,
+        };
+        if described_fast {
+            if self.parsed.len() >= PARSE_CACHE_SIZE {
+                self.parsed.clear();
+            }
+            self.parsed.insert(sql.to_string(), prepared.clone());
+        }
+        Ok(Some(prepared))
+    }
+}
+
+/// Executes `stmt` unless it is cancelled or times out first; a statement stopped inside a
+/// transaction block fails the block, as any other error does.
+async fn run_guarded(
+    session: &mut Session,
+    guard: &StatementGuard,
+    stmt: &Statement,
+    plan: Option<&Arc<FastPlan>>,
+    params: &ParamValues,
+) -> Result<Outcome, PgError> {
+    // The fast path runs without the guard's race: it awaits only its commit, and its lock
+    // waits check the same cancel token and deadlines themselves. Nor is a COMMIT raced: once
+    // proposed it finishes, and stopping the wait would report a commit as failed (PostgreSQL
+    // does not cancel one either). The general path's future is large, so it is boxed
+    // rather than copied into every caller's state.
+    let result = match session.execute_fast(stmt, plan, params).await {
+        Some(r) => r,
+        None if matches!(stmt, Statement::Commit { .. }) => {
+            Box::pin(session.execute_general(stmt, params)).await
+        }
+        None => {
+            guard
+                .run(Box::pin(session.execute_general(stmt, params)))
+                .await
+        }
+    };
+    if result.is_err() {
+        session.mark_failed();
+    }
+    result
+}
+
+/// A statement's outcome as the wire sends it: result streams keep running under `guard`
+/// (a cancel or the statement timeout ends them with 57014) and their errors get their
+/// SQLSTATEs here.
+fn to_wire(outcome: Outcome, guard: StatementGuard) -> duet_wire::Outcome {
+    let wire_err = |e| from_datafusion(e).into_wire();
+    match outcome {
+        Outcome::Stream { stream, tag } => duet_wire::Outcome::Rows {
+            schema: stream.schema(),
+            rows: guard
+                .guard_stream(stream.boxed())
+                .map(move |r| r.map_err(wire_err))
+                .boxed(),
+            tag,
+        },
+        Outcome::Batches {
+            schema,
+            batches,
+            tag,
+        } => duet_wire::Outcome::Rows {
+            schema,
+            rows: stream::iter(batches.into_iter().map(Ok)).boxed(),
+            tag,
+        },
+        Outcome::Command(tag) => duet_wire::Outcome::Command(tag),
+        Outcome::Begin => duet_wire::Outcome::Begin,
+        Outcome::End(tag) => duet_wire::Outcome::End(tag),
+        Outcome::CopyIn { columns } => duet_wire::Outcome::CopyIn { columns },
+        Outcome::CopyOut {
+            columns,
+            stream,
+            encoder,
+        } => {
+            // One CopyData per row; a header with no rows after it goes out at the end.
+            let encoder = Arc::new(parking_lot::Mutex::new(encoder));
+            let last = encoder.clone();
+            let data = guard
+                .guard_stream(stream.boxed())
+                .map(move |b| -> Vec<Result<Vec<u8>, WireError>> {
+                    match b
+                        .map_err(from_datafusion)
+                        .and_then(|b| encoder.lock().encode(&b))
+                    {
+                        Ok(lines) => lines.into_iter().map(Ok).collect(),
+                        Err(e) => vec![Err(e.into_wire())],
+                    }
+                })
+                .chain(stream::once(async move {
+                    last.lock().finish().map(Ok).into_iter().collect()
+                }))
+                .flat_map(stream::iter)
+                .boxed();
+            duet_wire::Outcome::CopyOut { columns, data }
+        }
+    }
+}
+
+#[async_trait]
+impl SqlSession for SqlConnection {
+    type Statement = Prepared;
+
+    fn started(&mut self, pid: i32, secret: bytes::Bytes) {
+        self.session.register_cancel(pid, secret);
+    }
+
+    async fn simple_query(&mut self, query: &str) -> Vec<StatementResult> {
+        let mut try_fast = self.session.fast_path_enabled();
+        if try_fast {
+            match self.shaped(query) {
+                ShapeLookup::Fast(shape, params) => {
+                    let statements = shape.iter().map(|(s, p)| (s, Some(p)));
+                    return self.run_statements(query, statements, Some(&params)).await;
+                }
+                ShapeLookup::General { literal_free } => try_fast = !literal_free,
+                ShapeLookup::Unknown => {}
+            }
+        }
+        let fast = try_fast
+            .then(|| crate::fastpath::parse_if_fast(query, &self.session.shared.store))
+            .flatten();
+        let statements: Vec<(Statement, Option<Arc<FastPlan>>)> = match fast {
+            Some(planned) => planned
+                .into_iter()
+                .map(|(stmt, plan)| (stmt, Some(plan)))
+                .collect(),
+            None => match parse_sql(query) {
+                Ok(s) => s.into_iter().map(|stmt| (stmt, None)).collect(),
+                Err(e) => {
+                    return vec![StatementResult {
+                        notices: vec![],
+                        outcome: Err(e.into_wire()),
+                    }]
+                }
+            },
+        };
+        let statements = statements.iter().map(|(s, p)| (s, p.as_ref()));
+        self.run_statements(query, statements, None).await
+    }
+
+    async fn parse(&mut self, text: &str) -> Result<Option<Prepared>, WireError> {
+        self.prepare(text).await.map_err(PgError::into_wire)
+    }
+
+    async fn execute(&mut self, prepared: &Prepared, params: ParamValues) -> StatementResult {
+        let session = &mut self.session;
+        session.set_statement(&prepared.text);
+        let guard = session.statement_guard();
+        let result = run_guarded(
+            session,
+            &guard,
+            &prepared.statement,
+            prepared.fast.as_ref(),
+            &params,
+        )
+        .await;
+        StatementResult {
+            notices: session.take_notices(),
+            outcome: result
+                .map(|o| to_wire(o, guard))
+                .map_err(PgError::into_wire),
+        }
+    }
+
+    fn copy_data(&mut self, data: &[u8]) {
+        self.session.copy_data(data);
+    }
+
+    fn copy_done(&mut self) -> Result<u64, WireError> {
+        self.session.copy_done().map_err(PgError::into_wire)
+    }
+
+    fn copy_fail(&mut self, message: &str) -> WireError {
+        self.session.copy_fail(message).into_wire()
+    }
+
+    fn status(&self) -> TransactionStatus {
+        if self.session.is_failed() {
+            TransactionStatus::Error
+        } else if self.session.in_transaction() {
+            TransactionStatus::Transaction
+        } else {
+            TransactionStatus::Idle
+        }
+    }
+}
+
+impl SqlBackend for Shared {
+    type Session = SqlConnection;
+
+    fn open_session(self: &Arc<Self>) -> Result<SqlConnection, WireError> {
+        SqlConnection::new(self.clone()).map_err(PgError::into_wire)
+    }
+
+    fn cancel(&self, pid: i32, secret: &[u8]) {
+        if !self.cancels.cancel(pid, secret) {
+            tracing::debug!(pid, "cancel request for no running statement");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Describe for the extended protocol: the types of a statement's parameters and the
+//! columns it returns, worked out before it runs (DataFusion plans a query; DML takes its
+//! parameters' types from the target columns and its WHERE clause, and its RETURNING
+//! columns from a plan over the table's rows).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use duet_common::TableDef;
+use sqlparser::ast::{Delete, Expr, Insert, SetExpr, Statement, Update, Value};
+
+use crate::connection::parse_sql;
+use crate::error::PgError;
+use crate::ident::{ident_name, quote, table_name};
+use crate::session::{Session, DML_SCHEMA};
+
+/// A statement's parameter types (`None`: unknown) and result columns (`None`: no rows).
+pub type Description = (Vec<Option<DataType>>, Option<SchemaRef>);
+
+fn placeholder_index(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The highest `$n` in `stmt`.
+pub fn max_placeholder(stmt: &Statement) -> usize {
+    let mut max = 0;
+    let _ = sqlparser::ast::visit_expressions(stmt, |e| {
+        if let Some(i) = placeholder_index(e) {
+            max = max.max(i);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    max
+}
+
+fn merge_plan_types(out: &mut [Option<DataType>], found: HashMap<String, Option<DataType>>) {
+    for (k, v) in found {
+        if let Some(i) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            if i >= 1 && i <= out.len() && out[i - 1].is_none() {
+                out[i - 1] = v;
+            }
+        }
+    }
+}
+
+/// Empties a session's view slot when dropped.
+struct UnpinView(duet_router::ViewSlot);
+
+impl Drop for UnpinView {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
+    }
+}
+
+/// Types of the placeholders in a DML statement's WHERE clause, as DataFusion infers them
+/// when the clause filters the target table (best effort: unknown stays unknown).
+async fn infer_where_params(
+    session: &Session,
+    table: &str,
+    alias: &str,
+    selection: Option<&str>,
+    types: &mut [Option<DataType>],
+) {
+    let Some(w) = selection else { return };
+    let sql = format!(
+        "SELECT 1 FROM {DML_SCHEMA}.{} AS {} WHERE {w}",
+        quote(table),
+        quote(alias)
+    );
+    let Ok(mut stmts) = parse_sql(&sql) else {
+        return;
+    };
+    if stmts.len() != 1 {
+        return;
+    }
+    if let Ok(plan) = session.plan(stmts.remove(0)).await {
+        if let Ok(found) = plan.get_parameter_types() {
+            merge_plan_types(types, found);
+        }
+    }
+}
+
+async fn returning_schema(
+    session: &mut Session,
+    def: &duet_common::TableDef,
+    alias: &str,
+    items: Option<&[sqlparser::ast::SelectItem]>,
+) -> Result<Option<SchemaRef>, PgError> {
+    let Some(items) = items else { return Ok(None) };
+    let schema = duet_common::batch::table_schema(def, None);
+    let plan = crate::dml::plan_over_rows(session, schema, vec![], alias, items).await?;
+    Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
+}
+
+/// Describes `stmt` on `session` (its transaction's snapshot, released afterwards).
+pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Description, PgError> {
+    let mut types: Vec<Option<DataType>> = vec![None; max_placeholder(stmt)];
+    session.publish_view();
+    // Planning for Describe must not leave the snapshot pinned afterwards.
+    let _unpin = UnpinView(session.view.clone());
+    let schema = match stmt {
+        Statement::Query(_) | Statement::Explain { .. } => {
+            let plan = session.plan(stmt.clone()).await?;
+            merge_plan_types(&mut types, plan.get_parameter_types()?);
+            Some(Arc::new(plan.schema().as_arrow().clone()))
+        }
+        Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(Arc::new(Schema::new(vec![Field::new(
+                name,
+                DataType::Utf8,
+                true,
+            )])))
+        }
+        Statement::Insert(ins) => describe_insert(session, ins, &mut types).await?,
+        Statement::Update(upd) => describe_update(session, upd, &mut types).await?,
+        Statement::Delete(del) => describe_delete(session, del, &mut types).await?,
+        _ => None,
+    };
+    Ok((types, schema))
+}
+
+/// The table a DML statement names, if it exists.
+fn target(
+    session: &Session,
+    name: &sqlparser::ast::ObjectName,
+) -> Result<Option<Arc<TableDef>>, PgError> {
+    Ok(session.shared.store.table(&table_name(name)?))
+}
+
+/// `INSERT`: each `$n` in VALUES takes its target column's type.
+async fn describe_insert(
+    session: &mut Session,
+    ins: &Insert,
+    types: &mut [Option<DataType>],
+) -> Result<Option<SchemaRef>, PgError> {
+    let sqlparser::ast::TableObject::TableName(name) = &ins.table else {
+        return Ok(None);
+    };
+    let Some(def) = target(session, name)? else {
+        return Ok(None);
+    };
+    let positions: Vec<usize> = if ins.columns.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        ins.columns
+            .iter()
+            .filter_map(|c| {
+                c.0.last()
+                    .and_then(|p| p.as_ident())
+                    .and_then(|i| def.column_index(&ident_name(i)))
+            })
+            .collect()
+    };
+    if let Some(SetExpr::Values(values)) = ins.source.as_ref().map(|q| q.body.as_ref()) {
+        for row in &values.rows {
+            for (j, item) in row.content.iter().enumerate() {
+                if let (Some(p), Some(&c)) = (placeholder_index(item), positions.get(j)) {
+                    if p >= 1 && p <= types.len() {
+                        types[p - 1] = Some(def.columns[c].ty.arrow_type());
+                    }
+                }
+            }
+        }
+    }
+    let alias = ins
+        .table_alias
+        .as_ref()
+        .map(|a| ident_name(&a.alias))
+        .unwrap_or_else(|| def.name.clone());
+    returning_schema(session, &def, &alias, ins.returning.as_deref()).await
+}
+
+/// `UPDATE`: a `$n` assigned to a column takes its type; the others are typed from the
+/// WHERE clause and the assignments read as comparisons.
+async fn describe_update(
+    session: &mut Session,
+    upd: &Update,
+    types: &mut [Option<DataType>],
+) -> Result<Option<SchemaRef>, PgError> {
+    let sqlparser::ast::TableFactor::Table { name, alias, .. } = &upd.table.relation else {
+        return Ok(None);
+    };
+    let Some(def) = target(session, name)? else {
+        return Ok(None);
+    };
+    let alias = alias
+        .as_ref()
+        .map(|a| ident_name(&a.name))
+        .unwrap_or_else(|| def.name.clone());
+    for a in &upd.assignments {
+        if let (sqlparser::ast::AssignmentTarget::ColumnName(c), Some(p)) =
+            (&a.target, placeholder_index(&a.value))
+        {
+            let pos =
+                c.0.last()
+                    .and_then(|p| p.as_ident())
+                    .and_then(|i| def.column_index(&ident_name(i)));
+            if let Some(pos) = pos {
+                if p >= 1 && p <= types.len() {
+                    types[p - 1] = Some(def.columns[pos].ty.arrow_type());
+                }
+            }
+        }
+    }
+    // `SET a = a + $1`: the assignment as a comparison lets DataFusion type `$1` like `a`
+    // (pgbench's tpcb-like sends exactly this).
+    let mut conditions: Vec<String> = upd
+        .assignments
+        .iter()
+        .filter_map(|a| match &a.target {
+            sqlparser::ast::AssignmentTarget::ColumnName(c)
+                if placeholder_index(&a.value).is_none() =>
+            {
+                Some(format!("{c} = ({})", a.value))
+            }
+            _ => None,
+        })
+        .collect();
+    conditions.extend(upd.selection.as_ref().map(|w| format!("({w})")));
+    let condition = conditions.join(" AND ");
+    infer_where_params(
+        session,
+        &def.name,
+        &alias,
+        (!condition.is_empty()).then_some(condition.as_str()),
+        types,
+    )
+    .await;
+    returning_schema(session, &def, &alias, upd.returning.as_deref()).await
+}
+
+/// `DELETE`: parameters typed from the WHERE clause.
+async fn describe_delete(
+    session: &mut Session,
+    del: &Delete,
+    types: &mut [Option<DataType>],
+) -> Result<Option<SchemaRef>, PgError> {
+    let tables = match &del.from {
+        sqlparser::ast::FromTable::WithFromKeyword(t)
+        | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+    };
+    let Some(sqlparser::ast::TableFactor::Table { name, alias, .. }) =
+        tables.first().map(|t| &t.relation)
+    else {
+        return Ok(None);
+    };
+    let Some(def) = target(session, name)? else {
+        return Ok(None);
+    };
+    let alias = alias
+        .as_ref()
+        .map(|a| ident_name(&a.name))
+        .unwrap_or_else(|| def.name.clone());
+    let condition = del.selection.as_ref().map(|w| w.to_string());
+    infer_where_params(session, &def.name, &alias, condition.as_deref(), types).await;
+    returning_schema(session, &def, &alias, del.returning.as_deref()).await
+}

@@ -1,0 +1,105 @@
+//! The seam between the protocol and SQL: what the wire asks of the SQL layer, and what a
+//! statement gives back.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use futures::stream::BoxStream;
+use pgwire::error::ErrorInfo;
+use pgwire::messages::response::TransactionStatus;
+
+/// An error on its way to the client (boxed: pgwire's `ErrorInfo` is large, and
+/// `PgWireError::UserError` takes it boxed).
+pub type WireError = Box<ErrorInfo>;
+
+/// Result rows as they stream out; an error ends the result (and is sent as the
+/// statement's ErrorResponse).
+pub type Rows = BoxStream<'static, Result<RecordBatch, WireError>>;
+
+/// What running one statement produced.
+pub enum Outcome {
+    /// Rows (a query, SHOW, RETURNING), with their command tag (`SELECT` is completed with
+    /// the row count; any other tag is sent as it is).
+    Rows {
+        schema: SchemaRef,
+        rows: Rows,
+        tag: String,
+    },
+    /// A command without rows: its full command tag (e.g. `INSERT 0 3`).
+    Command(String),
+    /// BEGIN / START TRANSACTION.
+    Begin,
+    /// COMMIT or ROLLBACK; the tag says which happened.
+    End(&'static str),
+    /// COPY … FROM STDIN started: the client sends CopyData next (`columns` wide), which
+    /// goes to [`SqlSession::copy_data`].
+    CopyIn { columns: usize },
+    /// COPY … TO STDOUT: one CopyData message per item (the `COPY n` tag counts them).
+    CopyOut {
+        columns: usize,
+        data: BoxStream<'static, Result<Vec<u8>, WireError>>,
+    },
+}
+
+/// One statement's result and the notices it raised (sent before the result).
+pub struct StatementResult {
+    pub notices: Vec<String>,
+    pub outcome: Result<Outcome, WireError>,
+}
+
+/// A parsed statement, as Parse and Describe need it.
+pub trait Described: Clone + Debug + Send + Sync + 'static {
+    /// The type of each `$n` (`None`: unknown, sent as text).
+    fn param_types(&self) -> &[Option<DataType>];
+    /// The columns it returns, if it returns rows.
+    fn result_schema(&self) -> Option<&SchemaRef>;
+}
+
+/// One connection's SQL side.
+#[async_trait]
+pub trait SqlSession: Send + 'static {
+    /// A statement parsed for the extended protocol.
+    type Statement: Described;
+
+    /// Startup finished; `pid` and `secret` are the connection's backend key (for
+    /// CancelRequest).
+    fn started(&mut self, pid: i32, secret: bytes::Bytes);
+
+    /// Runs the statements of one simple-query message in order, until one fails or starts
+    /// a COPY FROM STDIN (as PostgreSQL does). An empty result is an empty query.
+    async fn simple_query(&mut self, text: &str) -> Vec<StatementResult>;
+
+    /// Parses one statement for the extended protocol (`None`: the text is empty).
+    async fn parse(&mut self, text: &str) -> Result<Option<Self::Statement>, WireError>;
+
+    /// Executes a bound statement with its parameters.
+    async fn execute(&mut self, stmt: &Self::Statement, params: ParamValues) -> StatementResult;
+
+    /// CopyData of the COPY FROM STDIN in progress (errors are reported at CopyDone: the
+    /// client is still sending).
+    fn copy_data(&mut self, data: &[u8]);
+
+    /// CopyDone: the rows copied, or why the COPY failed.
+    fn copy_done(&mut self) -> Result<u64, WireError>;
+
+    /// CopyFail from the client with its message: the error to send.
+    fn copy_fail(&mut self, message: &str) -> WireError;
+
+    /// Idle, in a transaction block, or in a failed one (ReadyForQuery's status).
+    fn status(&self) -> TransactionStatus;
+}
+
+/// The SQL engine behind a listener.
+pub trait SqlBackend: Send + Sync + 'static {
+    type Session: SqlSession;
+
+    /// A session for a new connection.
+    fn open_session(self: &Arc<Self>) -> Result<Self::Session, WireError>;
+
+    /// A CancelRequest for the connection with backend key (`pid`, `secret`).
+    fn cancel(&self, pid: i32, secret: &[u8]);
+}

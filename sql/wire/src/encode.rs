@@ -1,0 +1,350 @@
+//! Arrow → PostgreSQL wire: RowDescription fields and DataRows (arrow-pg's encoding, with
+//! PostgreSQL's text forms where arrow-pg's differ: floats, timestamps, `char(n)` padding),
+//! and a statement's [`Outcome`] as pgwire's [`Response`].
+
+use std::sync::Arc;
+
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use futures::{stream, StreamExt};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::Type;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::CopyData;
+
+use crate::backend::{Outcome, Rows};
+
+/// Prefix of the internal alias the SQL layer gives a repeated output column name
+/// (PostgreSQL allows `SELECT k, k`; DataFusion needs unique names): `__duet_dup<n>_<name>`
+/// is sent to the client as `<name>`.
+pub const DUPLICATE_PREFIX: &str = "__duet_dup";
+
+/// The name a client sees for an output column named `name` internally.
+pub fn output_name(name: &str) -> &str {
+    match name.strip_prefix(DUPLICATE_PREFIX) {
+        Some(rest) => rest.split_once('_').map_or(name, |(_, n)| n),
+        None => name,
+    }
+}
+
+/// The RowDescription of `schema`: arrow-pg's mapping, with `char(n)` columns reported as
+/// `bpchar` (atttypmod n + 4, as in PostgreSQL).
+pub fn pg_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    let mut fields = arrow_schema_to_pg_fields(schema, format, None)?;
+    for (f, w) in fields.iter_mut().zip(bpchar_widths(schema)) {
+        let name = output_name(f.name());
+        if let Some(w) = w {
+            *f = FieldInfo::new(name.into(), None, None, Type::BPCHAR, f.format())
+                .with_type_modifier(w as i32 + 4);
+        } else if name.len() != f.name().len() {
+            *f = FieldInfo::new(
+                name.into(),
+                f.table_id(),
+                f.column_id(),
+                f.datatype().clone(),
+                f.format(),
+            )
+            .with_type_modifier(f.type_modifier());
+        }
+    }
+    Ok(fields)
+}
+
+fn query_response(
+    schema: SchemaRef,
+    batches: Rows,
+    tag: &str,
+    format: &Format,
+) -> PgWireResult<QueryResponse> {
+    let widths = bpchar_widths(&schema);
+    let fields = Arc::new(pg_fields(&schema, format)?);
+    let f2 = fields.clone();
+    let text: Vec<bool> = (0..schema.fields().len())
+        .map(|i| format.is_text(i))
+        .collect();
+    let rows = batches
+        .map(move |rb| {
+            let it: Box<
+                dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
+            > = match rb {
+                Ok(rb) => {
+                    let rb = pad_bpchar_columns(&rb, &widths);
+                    encode_recordbatch(f2.clone(), pg_text_columns(&rb, &|i| text[i]))
+                }
+                Err(e) => Box::new(std::iter::once(Err(PgWireError::UserError(e)))),
+            };
+            stream::iter(it)
+        })
+        .flatten();
+    let mut resp = QueryResponse::new(fields, rows);
+    if tag != "SELECT" {
+        resp.set_command_tag(tag);
+    }
+    Ok(resp)
+}
+
+/// `outcome` as pgwire's response, result columns in `format`.
+pub fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+    Ok(match outcome {
+        Outcome::Rows { schema, rows, tag } => {
+            Response::Query(query_response(schema, rows, &tag, format)?)
+        }
+        Outcome::Command(tag) => Response::Execution(Tag::new(&tag)),
+        Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Outcome::End(tag) => Response::TransactionEnd(Tag::new(tag)),
+        Outcome::CopyIn { columns } => {
+            Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+        }
+        Outcome::CopyOut { columns, data } => {
+            let rows = data.map(|d| {
+                d.map(|line| CopyData::new(line.into()))
+                    .map_err(PgWireError::UserError)
+            });
+            Response::CopyOut(CopyResponse::new(0, columns, rows))
+        }
+    })
+}
+
+/// PostgreSQL's text output of a float (shortest round-trip digits, exponent form outside
+/// `1e-4 ..< 1e<exp_limit>`; 15 for float8, 6 for float4).
+pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let a = v.abs();
+    if a != 0.0 && (a >= 10f64.powi(exp_limit) || a < 1e-4) {
+        let e = shortest(true);
+        match e.split_once('e') {
+            Some((m, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exp),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => e,
+        }
+    } else {
+        shortest(false)
+    }
+}
+
+/// The declared width of each result column that is a `char(n)` column (field metadata
+/// [`duet_common::batch::BPCHAR_WIDTH`]), `None` for the others.
+pub fn bpchar_widths(schema: &datafusion::arrow::datatypes::Schema) -> Vec<Option<usize>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.metadata()
+                .get(duet_common::batch::BPCHAR_WIDTH)
+                .and_then(|n| n.parse().ok())
+                .filter(|_| {
+                    matches!(
+                        f.data_type(),
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Pads the values of `char(n)` result columns with spaces to `n` characters, as PostgreSQL
+/// returns them (they are stored without trailing spaces).
+pub fn pad_bpchar_columns(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    widths: &[Option<usize>],
+) -> datafusion::arrow::record_batch::RecordBatch {
+    if widths.iter().all(Option::is_none) {
+        return batch.clone();
+    }
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    for ((col, f), w) in batch
+        .columns()
+        .iter()
+        .zip(batch.schema().fields())
+        .zip(widths)
+    {
+        let padded = w.and_then(|w| {
+            let s = datafusion::arrow::compute::cast(col, &DataType::Utf8).ok()?;
+            let s = s.as_any().downcast_ref::<StringArray>()?;
+            // Values are written straight into the builder's buffer: no String per value.
+            let mut out = datafusion::arrow::array::StringBuilder::with_capacity(
+                s.len(),
+                s.value_data().len() + s.len() * w,
+            );
+            for v in s.iter() {
+                match v {
+                    Some(v) => {
+                        use std::fmt::Write;
+                        let pad = w.saturating_sub(v.chars().count());
+                        let _ = write!(out, "{v}{:pad$}", "");
+                        out.append_value("");
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Some(Arc::new(out.finish()) as ArrayRef)
+        });
+        match padded {
+            Some(p) => {
+                fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+                cols.push(p);
+            }
+            None => {
+                fields.push(f.as_ref().clone());
+                cols.push(col.clone());
+            }
+        }
+    }
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
+        .unwrap_or_else(|_| batch.clone())
+}
+
+/// Re-encodes, for text-format result columns, the types whose text form arrow-pg writes
+/// differently from PostgreSQL (floats, timestamps) as strings in PostgreSQL's format.
+pub fn pg_text_columns(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    is_text: &dyn Fn(usize) -> bool,
+) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::array::{Float32Array, Float64Array, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+    let mut changed = false;
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (i, col) in batch.columns().iter().enumerate() {
+        if !is_text(i) {
+            cols.push(col.clone());
+            continue;
+        }
+        let out: Option<ArrayRef> = match col.data_type() {
+            DataType::Float64 => col.as_any().downcast_ref::<Float64Array>().map(|a| {
+                Arc::new(
+                    a.iter()
+                        .map(|v| {
+                            v.map(|f| {
+                                pg_float_text(
+                                    f,
+                                    |e| if e { format!("{f:e}") } else { format!("{f}") },
+                                    15,
+                                )
+                            })
+                        })
+                        .collect::<StringArray>(),
+                ) as ArrayRef
+            }),
+            DataType::Float32 => col.as_any().downcast_ref::<Float32Array>().map(|a| {
+                Arc::new(
+                    a.iter()
+                        .map(|v| {
+                            v.map(|f| {
+                                pg_float_text(
+                                    f as f64,
+                                    |e| if e { format!("{f:e}") } else { format!("{f}") },
+                                    6,
+                                )
+                            })
+                        })
+                        .collect::<StringArray>(),
+                ) as ArrayRef
+            }),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => col
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .map(|a| {
+                    Arc::new(
+                        a.iter()
+                            .map(|v| v.map(pg_timestamp_text))
+                            .collect::<StringArray>(),
+                    ) as ArrayRef
+                }),
+            _ => None,
+        };
+        match out {
+            Some(o) => {
+                changed = true;
+                cols.push(o);
+            }
+            None => cols.push(col.clone()),
+        }
+    }
+    if !changed {
+        return batch.clone();
+    }
+    let fields: Vec<datafusion::arrow::datatypes::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&cols)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
+        .unwrap_or_else(|_| batch.clone())
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff without trailing zeros]`, as PostgreSQL prints a timestamp.
+pub fn pg_timestamp_text(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let Some(dt) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return micros.to_string();
+    };
+    let base = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+    if frac == 0 {
+        base
+    } else {
+        let f = format!("{frac:06}");
+        format!("{base}.{}", f.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    fn f8(v: f64) -> String {
+        pg_float_text(v, |e| if e { format!("{v:e}") } else { format!("{v}") }, 15)
+    }
+
+    #[test]
+    fn floats_print_like_postgres() {
+        assert_eq!(f8(1e15), "1e+15");
+        assert_eq!(f8(1e14), "100000000000000");
+        assert_eq!(f8(123456789012345678.0), "1.2345678901234568e+17");
+        assert_eq!(f8(0.0001), "0.0001");
+        assert_eq!(f8(0.00001), "1e-05");
+        assert_eq!(f8(-1e10), "-10000000000");
+        assert_eq!(f8(f64::NAN), "NaN");
+        assert_eq!(f8(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(f8(-0.0), "-0");
+        let f = 1234567f32;
+        assert_eq!(
+            pg_float_text(
+                f as f64,
+                |e| if e { format!("{f:e}") } else { format!("{f}") },
+                6
+            ),
+            "1.234567e+06"
+        );
+    }
+
+    #[test]
+    fn timestamps_print_like_postgres() {
+        assert_eq!(
+            pg_timestamp_text(1_704_067_200_120_000),
+            "2024-01-01 00:00:00.12"
+        );
+        assert_eq!(pg_timestamp_text(0), "1970-01-01 00:00:00");
+    }
+}

@@ -1,0 +1,436 @@
+//! pgwire's handler traits for one connection, each message turned into a call on the
+//! connection's [`SqlSession`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use futures::sink::{Sink, SinkExt};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::{send_copy_in_response, CopyHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
+    SimpleQueryHandler,
+};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete,
+};
+use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
+
+use crate::backend::{Described, SqlBackend, SqlSession, StatementResult, WireError};
+use crate::deferred::Deferred;
+use crate::encode::{into_response, pg_fields};
+use crate::sqlstate::SqlState;
+
+fn user_error(e: WireError) -> PgWireError {
+    PgWireError::UserError(e)
+}
+
+/// One client connection: its session behind a lock (pgwire calls the handlers of one
+/// connection one message at a time, but from several handler objects).
+pub struct Connection<B: SqlBackend> {
+    backend: Arc<B>,
+    session: Arc<Mutex<B::Session>>,
+}
+
+impl<B: SqlBackend> Connection<B> {
+    /// A new connection with a fresh session of `backend`.
+    pub fn new(backend: Arc<B>) -> Result<Self, WireError> {
+        let session = Arc::new(Mutex::new(backend.open_session()?));
+        Ok(Self { backend, session })
+    }
+
+    fn handler(&self) -> Arc<Handler<B::Session>> {
+        Arc::new(Handler {
+            session: self.session.clone(),
+        })
+    }
+}
+
+impl<B: SqlBackend> PgWireServerHandlers for Connection<B> {
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.handler()
+    }
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.handler()
+    }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(Canceller(self.backend.clone()))
+    }
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.handler()
+    }
+}
+
+/// pgwire's CancelRequest hook.
+struct Canceller<B>(Arc<B>);
+
+#[async_trait]
+impl<B: SqlBackend> CancelHandler for Canceller<B> {
+    async fn on_cancel_request(&self, req: CancelRequest) {
+        self.0.cancel(req.pid, &req.secret_key.to_bytes());
+    }
+}
+
+/// Implements the pgwire handler traits for one connection.
+pub struct Handler<S> {
+    session: Arc<Mutex<S>>,
+}
+
+/// Trust authentication (password authentication comes later). After startup the
+/// session learns the connection's backend key, for CancelRequest.
+#[async_trait]
+impl<S: SqlSession> NoopStartupHandler for Handler<S> {
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, key) = client.pid_and_secret_key();
+        self.session.lock().await.started(pid, key.to_bytes());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: SqlSession> CopyHandler for Handler<S> {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session.lock().await.copy_data(&data.data);
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        let result = session.copy_done();
+        client.set_transaction_status(session.status());
+        let n = result.map_err(user_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(n as usize).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut session = self.session.lock().await;
+        let e = session.copy_fail(&fail.message);
+        client.set_transaction_status(session.status());
+        user_error(e)
+    }
+}
+
+async fn send_notices<C>(client: &mut C, notices: Vec<String>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for n in notices {
+        let info = ErrorInfo::new("NOTICE".into(), "00000".into(), n);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                info,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<S: SqlSession> SimpleQueryHandler for Handler<S> {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let responses = SimpleQueryHandler::do_query(self, client, &query.query).await?;
+        if responses.is_empty() {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        }
+        for r in responses {
+            match r {
+                Response::Query(results) => send_query_response(client, results, true).await?,
+                Response::Execution(tag)
+                | Response::TransactionStart(tag)
+                | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                Response::Error(e) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                        .await?
+                }
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?
+                }
+                Response::CopyIn(copy) => {
+                    // The rest happens in the CopyHandler; ReadyForQuery comes after CopyDone.
+                    send_copy_in_response(client, copy).await?;
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    let status = self.session.lock().await.status();
+                    client.set_transaction_status(status);
+                    return Ok(());
+                }
+                Response::CopyOut(copy) => {
+                    pgwire::api::copy::send_copy_out_response(client, copy).await?
+                }
+                Response::CopyBoth(_) => {
+                    let e = SqlState::FeatureNotSupported.error("COPY BOTH is not supported");
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse(e.into()))
+                        .await?
+                }
+            }
+        }
+        let status = self.session.lock().await.status();
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        send_ready_for_query(client, status).await
+    }
+
+    /// Runs the message's statements; each one's notices are queued before its response.
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let results = self.session.lock().await.simple_query(query).await;
+        let mut out = Vec::with_capacity(results.len());
+        for StatementResult { notices, outcome } in results {
+            send_notices(client, notices).await?;
+            match outcome.and_then(|o| {
+                into_response(o, &Format::UnifiedText)
+                    .map_err(|e| Box::new(SqlState::InternalError.error(e.to_string())))
+            }) {
+                Ok(r) => out.push(r),
+                Err(e) => out.push(Response::Error(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses statements for the extended protocol and reports their types for Describe.
+pub struct Parser<S> {
+    session: Arc<Mutex<S>>,
+}
+
+#[async_trait]
+impl<S: SqlSession> QueryParser for Parser<S> {
+    type Statement = S::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<S::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.session
+            .lock()
+            .await
+            .parse(sql)
+            .await
+            .map_err(user_error)
+    }
+
+    fn get_parameter_types(&self, stmt: &S::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .param_types()
+            .iter()
+            .map(|t| match t {
+                Some(dt) => arrow_pg::datatypes::into_pg_type(dt).unwrap_or(Type::TEXT),
+                None => Type::TEXT,
+            })
+            .collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &S::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match stmt.result_schema() {
+            Some(s) => pg_fields(s, format.unwrap_or(&Format::UnifiedText)),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
+    type Statement = S::Statement;
+    type QueryParser = Parser<S>;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::new(Parser {
+            session: self.session.clone(),
+        })
+    }
+
+    /// Parses as pgwire's default does, but queues ParseComplete: it goes out with the Sync
+    /// (or Flush) that ends the exchange, as in PostgreSQL, instead of costing a `sendto` of
+    /// its own (`pgbench -M extended` sends Parse with every query).
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(name),
+        }
+        client
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// Describes on a [`Deferred`] client: libpq sends Describe with every
+    /// `PQexecPrepared`, and pgwire flushed its RowDescription at once (half of the `sendto`
+    /// calls of `pgbench -M prepared`).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_describe(&mut Deferred::new(client), message).await
+    }
+
+    /// Binds a portal as pgwire's default does, but queues BindComplete instead of flushing
+    /// it: the Execute and Sync that follow go out in the same write (pgbench -M prepared
+    /// made three `sendto` calls per query, one per flush).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = message
+            .statement_name
+            .as_deref()
+            .unwrap_or(pgwire::api::DEFAULT_NAME);
+        let portal = message
+            .portal_name
+            .as_deref()
+            .unwrap_or(pgwire::api::DEFAULT_NAME);
+        match client.portal_store().get_statement(statement) {
+            Some(Entry::Value(stmt)) => {
+                let p = Portal::try_new(&message, stmt)?;
+                client.portal_store().put_portal(Arc::new(p));
+            }
+            Some(Entry::Empty) if message.parameters.is_empty() => {
+                client.portal_store().put_empty_portal(portal);
+            }
+            Some(Entry::Empty) => {
+                return Err(user_error(Box::new(SqlState::ProtocolViolation.error(format!(
+                    "bind message supplies {} parameters, but prepared statement \"{statement}\" requires 0",
+                    message.parameters.len()
+                )))))
+            }
+            None => return Err(PgWireError::StatementNotFound(statement.to_owned())),
+        }
+        client
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self._on_execute(&mut Deferred::new(client), message).await;
+        // The session, not pgwire's bookkeeping, knows whether a transaction is open or failed.
+        let status = self.session.lock().await.status();
+        client.set_transaction_status(status);
+        result
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<S::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmt = &portal.statement.statement;
+        let inferred: Vec<Option<&DataType>> =
+            stmt.param_types().iter().map(|t| t.as_ref()).collect();
+        let params = deserialize_parameters(portal, &inferred)?;
+        let StatementResult { notices, outcome } =
+            self.session.lock().await.execute(stmt, params).await;
+        send_notices(client, notices).await?;
+        into_response(outcome.map_err(user_error)?, &portal.result_column_format)
+    }
+}

@@ -1,0 +1,32 @@
+//! # duet-wire: the PostgreSQL wire protocol
+//!
+//! Everything a PostgreSQL client talks to before SQL means anything: startup, the simple
+//! and extended query protocols (Parse, Bind, Describe, Execute, portals), COPY framing,
+//! CancelRequest, the connection limit, and the encoding of Arrow results as wire rows.
+//! It only translates: each message becomes a call on a [`SqlSession`] (parse, run a simple
+//! query, execute a bound statement, take COPY data), and the session's [`Outcome`]s go back
+//! out as wire messages.
+//!
+//! - [`backend`]: the narrow traits the SQL layer implements ([`SqlBackend`],
+//!   [`SqlSession`], [`Described`]) and what a statement returns ([`Outcome`]);
+//! - [`handler`]: pgwire's handler traits for one connection;
+//! - [`deferred`]: a client whose flushes wait for the end of an exchange (one write per
+//!   Bind/Execute/Sync, as PostgreSQL does);
+//! - [`encode`]: Arrow → RowDescription and DataRow, with PostgreSQL's text forms where
+//!   arrow-pg's differ;
+//! - [`server`]: the listener, `max_connections`;
+//! - [`sqlstate`]: the one SQLSTATE table.
+//!
+//! It knows no storage engine, no Raft and no DataFusion planning: result rows arrive as
+//! Arrow record batches, parameters leave as DataFusion `ParamValues`.
+
+pub mod backend;
+pub mod deferred;
+pub mod encode;
+pub mod handler;
+pub mod server;
+pub mod sqlstate;
+
+pub use backend::{Described, Outcome, SqlBackend, SqlSession, StatementResult, WireError};
+pub use server::{Server, DEFAULT_MAX_CONNECTIONS};
+pub use sqlstate::SqlState;

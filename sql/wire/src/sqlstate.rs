@@ -1,0 +1,94 @@
+//! The SQLSTATE codes DuetDB reports, written once.
+
+use pgwire::error::ErrorInfo;
+
+macro_rules! sqlstates {
+    ($($name:ident = $code:literal,)*) => {
+        /// SQLSTATE codes DuetDB reports, each written once: the variant, its code (also its
+        /// doc), and its place in [`SqlState::ALL`] come from one list.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum SqlState {
+            $(#[doc = $code] $name,)*
+        }
+
+        impl SqlState {
+            /// Every code, for tests and docs.
+            pub const ALL: &'static [SqlState] = &[$(SqlState::$name,)*];
+
+            /// The five-character code.
+            pub fn code(self) -> &'static str {
+                match self {
+                    $(SqlState::$name => $code,)*
+                }
+            }
+        }
+    };
+}
+
+sqlstates! {
+    Warning = "01000",
+    FeatureNotSupported = "0A000",
+    ProtocolViolation = "08P01",
+    CardinalityViolation = "21000",
+    StringDataRightTruncation = "22001",
+    NumericValueOutOfRange = "22003",
+    InvalidDatetimeFormat = "22007",
+    DivisionByZero = "22012",
+    InvalidParameterValue = "22023",
+    InvalidTextRepresentation = "22P02",
+    BadCopyFileFormat = "22P04",
+    CharacterNotInRepertoire = "22021",
+    NotNullViolation = "23502",
+    UniqueViolation = "23505",
+    ActiveSqlTransaction = "25001",
+    NoActiveSqlTransaction = "25P01",
+    InFailedSqlTransaction = "25P02",
+    InvalidSqlStatementName = "26000",
+    InvalidCursorName = "34000",
+    SerializationFailure = "40001",
+    DeadlockDetected = "40P01",
+    LockNotAvailable = "55P03",
+    SyntaxError = "42601",
+    DuplicateColumn = "42701",
+    AmbiguousColumn = "42702",
+    UndefinedColumn = "42703",
+    UndefinedObject = "42704",
+    DatatypeMismatch = "42804",
+    UndefinedFunction = "42883",
+    UndefinedTable = "42P01",
+    DuplicateTable = "42P07",
+    InvalidTableDefinition = "42P16",
+    IndeterminateDatatype = "42P18",
+    OutOfMemory = "53200",
+    TooManyConnections = "53300",
+    StatementTooComplex = "54001",
+    QueryCanceled = "57014",
+    IoError = "58030",
+    InternalError = "XX000",
+}
+
+impl SqlState {
+    /// Whether this is the server's fault (logged at `error!`, message hidden).
+    pub fn is_server_fault(self) -> bool {
+        matches!(self, SqlState::InternalError | SqlState::IoError)
+    }
+
+    /// An `ERROR` with this code and `message`, as the wire sends it.
+    pub fn error(self, message: impl Into<String>) -> ErrorInfo {
+        ErrorInfo::new("ERROR".to_owned(), self.code().to_owned(), message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_five_distinct_characters() {
+        let mut seen = std::collections::HashSet::new();
+        for s in SqlState::ALL {
+            assert_eq!(s.code().len(), 5, "{s:?}");
+            assert!(seen.insert(s.code()), "duplicate code {}", s.code());
+        }
+    }
+}

@@ -21,6 +21,17 @@ pub enum Error {
     Data(#[from] duet_common::Error),
     #[error("Failed to decode column data: {0}")]
     Corrupt(String),
+    /// A chunk's zone map (min/max) could not be computed.
+    #[error("Failed to compute a zone map: {source}")]
+    ZoneMap {
+        source: datafusion::error::DataFusionError,
+    },
+    /// A manifest could not be written or read as JSON.
+    #[error("Failed to encode or decode the manifest {path}: {source}")]
+    Manifest {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("Internal error in the column store: {0}")]
     Internal(String),
 }

@@ -85,8 +85,10 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         }
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let m: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+    let m: Manifest = serde_json::from_slice(&text).map_err(|source| Error::Manifest {
+        path: path.display().to_string(),
+        source,
+    })?;
     if !(OLDEST_FORMAT..=FORMAT).contains(&m.format) {
         return Err(Error::Corrupt(format!(
             "{} has format {}, this build reads {OLDEST_FORMAT} to {FORMAT}",
@@ -222,9 +224,12 @@ pub fn write_manifest(dir: &Path, index: u64, tables: &[TableEntry]) -> Result<(
         index,
         tables,
     };
-    let bytes = serde_json::to_vec(&m).map_err(|e| Error::Internal(e.to_string()))?;
     let tmp = dir.join(format!("{MANIFEST}.tmp"));
     let path = dir.join(MANIFEST);
+    let bytes = serde_json::to_vec(&m).map_err(|source| Error::Manifest {
+        path: path.display().to_string(),
+        source,
+    })?;
     {
         use std::io::Write;
         let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;

@@ -59,16 +59,15 @@ impl Chunk {
             .columns()
             .iter()
             .map(|col| {
-                let mut lo = MinAccumulator::try_new(col.data_type())
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                let mut hi = MaxAccumulator::try_new(col.data_type())
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let zone_map = |source| Error::ZoneMap { source };
+                let mut lo = MinAccumulator::try_new(col.data_type()).map_err(zone_map)?;
+                let mut hi = MaxAccumulator::try_new(col.data_type()).map_err(zone_map)?;
                 lo.update_batch(std::slice::from_ref(col))
                     .and_then(|_| hi.update_batch(std::slice::from_ref(col)))
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+                    .map_err(zone_map)?;
                 Ok(ColumnRange {
-                    min: lo.evaluate().map_err(|e| Error::Internal(e.to_string()))?,
-                    max: hi.evaluate().map_err(|e| Error::Internal(e.to_string()))?,
+                    min: lo.evaluate().map_err(zone_map)?,
+                    max: hi.evaluate().map_err(zone_map)?,
                     nulls: col.null_count(),
                 })
             })

@@ -1,6 +1,7 @@
-//! Table definitions. The catalog is persisted in the row store itself (under the catalog
-//! prefix, see [`crate::codec::key`]) as JSON, written in the same atomic batch as the data
-//! change a DDL statement makes, so it survives restarts and crashes with the data.
+//! Table definitions, as both replicas read them. The catalog is persisted in the row store
+//! (under the catalog prefix, see [`crate::codec::key`]) as JSON, written in the same atomic
+//! batch as the data change a DDL statement makes, so it survives restarts and crashes with
+//! the data; the learner reads the same JSON from the Raft log.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! SQL column types and the in-memory value ([`Datum`]) the row store works with.
+//! SQL column types and the in-memory value ([`Datum`]) both replicas decode rows into.
 
 use std::fmt;
 

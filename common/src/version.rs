@@ -1,7 +1,7 @@
-//! Versions. Every committed write batch gets the next version; a read at version `v` sees
-//! exactly the batches with version `<= v`. Today the counter is local to the store; with
-//! Raft (issue #3) the version becomes the log index of the entry that carries the batch,
-//! which is why it is a type of its own.
+//! Versions. A committed write batch's version is the index of the Raft entry that carries
+//! it; a read at version `v` sees exactly the batches with version `<= v`, on either
+//! replica. It is a type of its own so that many Raft groups (which need versions from a
+//! timestamp oracle instead) change this module, not its users.
 
 use std::fmt;
 

@@ -60,7 +60,7 @@ impl LoadWatch {
 pub(crate) async fn analyze(session: &mut Session, table: Option<&str>) -> Result<Outcome> {
     let tables = match table {
         Some(name) => vec![session.table(name)?],
-        None => session.shared.store.tables(),
+        None => session.store().tables(),
     };
     for def in tables {
         analyze_table(session, &def).await?;
@@ -70,20 +70,19 @@ pub(crate) async fn analyze(session: &mut Session, table: Option<&str>) -> Resul
 
 /// Reads `def` and stores its statistics.
 pub(crate) async fn analyze_table(session: &mut Session, def: &TableDefRef) -> Result<()> {
-    let router = session.shared.router.clone();
-    let changes = session.shared.store.changes(def.storage_id);
-    let saved = session.route.statement.lock().clone();
-    *session.route.statement.lock() = StatementInfo {
+    let router = session.router().clone();
+    let changes = session.store().changes(def.storage_id);
+    let saved = session.swap_route_statement(StatementInfo {
         text: Arc::from(format!("ANALYZE {}", def.name)),
         hints: Hints {
             all: def.columnar.then_some(Engine::Column),
             tables: Vec::new(),
         },
-    };
+    });
     session.publish_view();
     let result = async {
         let df = session
-            .ctx
+            .context()
             .table(TableReference::partial("public", def.name.as_str()))
             .await?;
         let mut stream = df.execute_stream().await?;
@@ -96,8 +95,8 @@ pub(crate) async fn analyze_table(session: &mut Session, def: &TableDefRef) -> R
         Ok::<_, PgError>(builder.finish(&def.name, def.id, def.storage_id, changes))
     }
     .await;
-    *session.view.lock() = None;
-    *session.route.statement.lock() = saved;
+    session.set_view(None);
+    session.swap_route_statement(saved);
     let stats = result?;
     tracing::debug!(table = %def.name, rows = stats.row_count, "analyzed");
     router.stats.put(stats).map_err(|e| {

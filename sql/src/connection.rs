@@ -117,7 +117,7 @@ impl SqlConnection {
             literal_free: literals.is_empty(),
         };
         let params = || ParamValues::List(literals.into_iter().map(Into::into).collect());
-        let store = &self.session.shared.store;
+        let store = self.session.store();
         let generation = store.catalog_generation();
         match self.shapes.get(&shape) {
             Some(Shaped::Fast(s)) => return ShapeLookup::Fast(s.clone(), params()),
@@ -215,7 +215,7 @@ impl SqlConnection {
             let current = p
                 .fast
                 .as_ref()
-                .is_some_and(|f| f.is_current(&self.session.shared.store));
+                .is_some_and(|f| f.is_current(self.session.store()));
             if current && self.session.fast_path_enabled() {
                 return Ok(Some(p.clone()));
             }
@@ -231,7 +231,7 @@ impl SqlConnection {
             return Ok(None);
         };
         let params = crate::describe::max_placeholder(&statement);
-        let fast = FastPlan::recognize(&statement, &self.session.shared.store).map(Arc::new);
+        let fast = FastPlan::recognize(&statement, self.session.store()).map(Arc::new);
         // A fast-path statement is described from its plan, without DataFusion
         // (pgbench -M extended parses every statement it sends).
         let fast_describe = fast
@@ -374,7 +374,7 @@ impl SqlSession for SqlConnection {
             }
         }
         let fast = try_fast
-            .then(|| crate::fastpath::parse_if_fast(query, &self.session.shared.store))
+            .then(|| crate::fastpath::parse_if_fast(query, self.session.store()))
             .flatten();
         let statements: Vec<(Statement, Option<Arc<FastPlan>>)> = match fast {
             Some(planned) => planned

@@ -27,10 +27,8 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::AlterTable(at) => {
             let name = table_name(&at.name)?;
-            if at.if_exists && session.shared.store.table(&name).is_none() {
-                session
-                    .notices
-                    .push(format!("relation \"{name}\" does not exist, skipping"));
+            if at.if_exists && session.store().table(&name).is_none() {
+                session.notice(format!("relation \"{name}\" does not exist, skipping"));
                 return Ok(Outcome::Command("ALTER TABLE".into()));
             }
             session.table(&name)?;
@@ -45,7 +43,7 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             }
             for target in &t.table_names {
                 let name = table_name(&target.name)?;
-                blocking(|| session.shared.store.truncate(&name))?;
+                blocking(|| session.store().truncate(&name))?;
             }
             Ok(Outcome::Command("TRUNCATE TABLE".into()))
         }
@@ -135,11 +133,9 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
     if ct.query.is_some() {
         return Err(PgError::unsupported("CREATE TABLE … AS"));
     }
-    if session.shared.store.table(&name).is_some() {
+    if session.store().table(&name).is_some() {
         if ct.if_not_exists {
-            session
-                .notices
-                .push(format!("relation \"{name}\" already exists, skipping"));
+            session.notice(format!("relation \"{name}\" already exists, skipping"));
             return Ok(Outcome::Command("CREATE TABLE".into()));
         }
         return Err(PgError::new(
@@ -220,7 +216,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             unique: true,
         });
     }
-    blocking(|| session.shared.store.create_table(def))?;
+    blocking(|| session.store().create_table(def))?;
     Ok(Outcome::Command("CREATE TABLE".into()))
 }
 
@@ -237,16 +233,14 @@ fn drop(
     if_exists: bool,
     names: &[sqlparser::ast::ObjectName],
 ) -> Result<Outcome> {
-    let store = session.shared.store.clone();
+    let store = session.store().clone();
     match object_type {
         ObjectType::Table => {
             for n in names {
                 let name = table_name(n)?;
                 if store.table(&name).is_none() {
                     if if_exists {
-                        session
-                            .notices
-                            .push(format!("table \"{name}\" does not exist, skipping"));
+                        session.notice(format!("table \"{name}\" does not exist, skipping"));
                         continue;
                     }
                     return Err(PgError::new(
@@ -275,9 +269,7 @@ fn drop(
                 }
                 if !blocking(|| store.drop_index(&name))? {
                     if if_exists {
-                        session
-                            .notices
-                            .push(format!("index \"{name}\" does not exist, skipping"));
+                        session.notice(format!("index \"{name}\" does not exist, skipping"));
                         continue;
                     }
                     return Err(PgError::new(
@@ -314,7 +306,7 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
         }
     };
     blocking(|| {
-        session.shared.store.create_index(
+        session.store().create_index(
             &table,
             IndexDef {
                 id: 0,
@@ -438,7 +430,7 @@ pub fn rewrite_compat(sql: &str) -> String {
 }
 
 async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> Result<()> {
-    let store = session.shared.store.clone();
+    let store = session.store().clone();
     match op {
         AlterTableOperation::SetOptionsParens { options } => {
             for o in options {
@@ -468,7 +460,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                 };
                 session.table(table)?;
                 if !blocking(|| store.set_columnar(table, on))? {
-                    session.notices.push(format!(
+                    session.notice(format!(
                         "table \"{table}\" {} a column replica",
                         if on { "already has" } else { "has no" }
                     ));
@@ -484,7 +476,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             let parsed = parse_column(session, &column_def).await?;
             let def = session.table(table)?;
             if def.column_index(&parsed.def.name).is_some() && if_not_exists {
-                session.notices.push(format!(
+                session.notice(format!(
                     "column \"{}\" of relation \"{table}\" already exists, skipping",
                     parsed.def.name
                 ));

@@ -104,7 +104,7 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
     let mut types: Vec<Option<DataType>> = vec![None; max_placeholder(stmt)];
     session.publish_view();
     // Planning for Describe must not leave the snapshot pinned afterwards.
-    let _unpin = UnpinView(session.view.clone());
+    let _unpin = UnpinView(session.view_slot().clone());
     let schema = match stmt {
         Statement::Query(_) | Statement::Explain { .. } => {
             let plan = session.plan(stmt.clone()).await?;
@@ -136,7 +136,7 @@ fn target(
     session: &Session,
     name: &sqlparser::ast::ObjectName,
 ) -> Result<Option<Arc<TableDef>>, PgError> {
-    Ok(session.shared.store.table(&table_name(name)?))
+    Ok(session.store().table(&table_name(name)?))
 }
 
 /// `INSERT`: each `$n` in VALUES takes its target column's type.

@@ -289,7 +289,7 @@ async fn insert(
     let batches = match source {
         None => vec![],
         Some(q) => {
-            *session.view.lock() = Some(txn.view());
+            session.set_view(Some(txn.view()));
             run_collect(session, Statement::Query(q), params).await?
         }
     };
@@ -395,7 +395,7 @@ pub(crate) async fn read_targets(
         sql.push_str(&format!(" WHERE {w}"));
     }
     let stmt = parse_one(&sql)?;
-    *session.view.lock() = Some(txn.view());
+    session.set_view(Some(txn.view()));
     run_collect(session, stmt, params).await
 }
 
@@ -569,7 +569,7 @@ pub(crate) async fn plan_over_rows(
 ) -> Result<LogicalPlan> {
     let mem = MemTable::try_new(schema, vec![batches])?;
     session
-        .scratch
+        .scratch()
         .register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
     let sql = format!(
@@ -582,6 +582,6 @@ pub(crate) async fn plan_over_rows(
         Err(e) => Err(e),
     };
     // The plan holds the table itself, so it stays valid after the name is gone.
-    session.scratch.deregister_table(RETURNING_TABLE)?;
+    session.scratch().deregister_table(RETURNING_TABLE)?;
     planned
 }

@@ -492,3 +492,41 @@ async fn connections_past_max_connections_get_53300() {
         1
     );
 }
+
+/// A CancelRequest is carried out by the listener itself: it takes no `max_connections`
+/// place (the only place here is the running client's), and it gets through while the
+/// session's runtime is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_gets_through_at_max_connections() {
+    let cluster = ClusterBuilder::new("cancel-at-max")
+        .max_connections(1)
+        .build()
+        .await
+        .unwrap();
+    let a = cluster.client().await.unwrap();
+    let token = a.cancel_token();
+    // Sent again until the statement ends: one that arrives before it starts cancels
+    // nothing, as in PostgreSQL.
+    let canceller = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let e = a
+        .query_one("SELECT pg_sleep(30)", &[])
+        .await
+        .expect_err("pg_sleep(30) was not cancelled");
+    canceller.abort();
+    let _ = canceller.await;
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The cancel took no place: the one client is still the only one, and works.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(crate::int(&a, "SELECT 7::bigint").await, 7);
+}

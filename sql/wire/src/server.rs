@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::backend::SqlBackend;
 use crate::handler::Connection;
@@ -43,7 +45,7 @@ impl Drop for ConnectionSlot {
 /// Tells a client over the limit why, as PostgreSQL does: it reads the client's first
 /// message (an SSLRequest is answered `N` and the startup message read next), then sends
 /// `ErrorResponse` (FATAL, 53300) and closes.
-async fn refuse_too_many(socket: &mut tokio::net::TcpStream) {
+async fn refuse_too_many(socket: &mut TcpStream) {
     use pgwire::messages::startup::{GssEncRequest, SslRequest};
     use pgwire::messages::Message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,66 +85,64 @@ async fn refuse_too_many(socket: &mut tokio::net::TcpStream) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), work).await;
 }
 
+/// A CancelRequest's first 8 bytes: its length (16) and code (protocol 3.0's 4-byte key).
+const CANCEL_HEAD: [u8; 8] = {
+    let len = 16i32.to_be_bytes();
+    let code = 80_877_102i32.to_be_bytes();
+    [
+        len[0], len[1], len[2], len[3], code[0], code[1], code[2], code[3],
+    ]
+};
+
+/// How long a new connection may take to send its first message before it is handed to
+/// pgwire anyway (which then waits on its own).
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(10);
+
 /// A running listener.
+///
+/// Accepting runs on a thread of its own, not on the runtime that runs sessions: a
+/// CancelRequest must get through while queries keep every worker of that runtime busy
+/// (as PostgreSQL's postmaster answers one while backends compute). A CancelRequest is
+/// read and carried out there, and takes no `max_connections` place; every other
+/// connection is handed to the sessions' runtime.
 pub struct Server {
     addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `listen` and starts accepting clients of `backend` on the current tokio
-    /// runtime, at most `max_connections` at a time; one more is told `FATAL 53300 sorry,
-    /// too many clients already` and disconnected, as by PostgreSQL.
+    /// Binds `listen` and starts accepting clients of `backend`, whose sessions run on the
+    /// current tokio runtime, at most `max_connections` at a time; one more is told `FATAL
+    /// 53300 sorry, too many clients already` and disconnected, as by PostgreSQL.
     pub async fn start<B: SqlBackend>(
         backend: Arc<B>,
         listen: SocketAddr,
         max_connections: usize,
     ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(listen).await?;
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let (tx, mut rx) = watch::channel(false);
-        let open = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((mut socket, peer)) => {
-                            let _ = socket.set_nodelay(true);
-                            let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
-                                tokio::spawn(async move {
-                                    refuse_too_many(&mut socket).await;
-                                });
-                                continue;
-                            };
-                            let backend = backend.clone();
-                            tokio::spawn(async move {
-                                let _slot = slot;
-                                let conn = match Connection::new(backend) {
-                                    Ok(c) => Arc::new(c),
-                                    Err(e) => {
-                                        tracing::error!(%peer, error = %e.message, "failed to set up session");
-                                        return;
-                                    }
-                                };
-                                if let Err(e) = pgwire::tokio::process_socket(socket, None, conn).await {
-                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                                }
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }
-        });
+        let sessions = tokio::runtime::Handle::current();
+        let accept = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("duet-accept".into())
+            .spawn(move || {
+                accept.block_on(accept_loop(
+                    listener,
+                    backend,
+                    sessions,
+                    max_connections,
+                    stopped,
+                ))
+            })?;
         Ok(Server {
             addr,
-            shutdown: tx,
-            task,
+            stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
@@ -151,9 +151,122 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting. Open connections end when their tasks see the runtime shut down.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+    /// Stops accepting and closes the listening socket. Open connections end when their
+    /// tasks see the sessions' runtime shut down.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
+}
+
+impl Drop for Server {
+    /// Stops accepting; returns once the listening socket is closed (the accept thread
+    /// ends within one wake-up), so the address can be bound again.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop<B: SqlBackend>(
+    listener: std::net::TcpListener,
+    backend: Arc<B>,
+    sessions: tokio::runtime::Handle,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            return;
+        }
+    };
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    tokio::spawn(admit(
+                        socket,
+                        peer,
+                        backend.clone(),
+                        sessions.clone(),
+                        open.clone(),
+                        max_connections,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Carries out a CancelRequest on the accept thread; hands any other connection, within
+/// `max_connections`, to the sessions' runtime.
+async fn admit<B: SqlBackend>(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    backend: Arc<B>,
+    sessions: tokio::runtime::Handle,
+    open: Arc<AtomicUsize>,
+    max_connections: usize,
+) {
+    let mut head = [0u8; 8];
+    let peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
+    if matches!(peeked, Ok(Ok(8))) && head == CANCEL_HEAD {
+        let mut msg = [0u8; 16];
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.read_exact(&mut msg)).await
+        {
+            let pid = i32::from_be_bytes([msg[8], msg[9], msg[10], msg[11]]);
+            backend.cancel(pid, &msg[12..16]);
+        }
+        // As PostgreSQL does, the connection closes without a reply.
+        return;
+    }
+    let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
+        refuse_too_many(&mut socket).await;
+        return;
+    };
+    let socket = match socket.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection lost before its session started");
+            return;
+        }
+    };
+    sessions.spawn(async move {
+        let _slot = slot;
+        let socket = match TcpStream::from_std(socket) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "failed to take over the connection");
+                return;
+            }
+        };
+        let conn = match Connection::new(backend) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(%peer, error = %e.message, "failed to set up session");
+                return;
+            }
+        };
+        if let Err(e) = pgwire::tokio::process_socket(socket, None, conn).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
 }

@@ -1,0 +1,374 @@
+//! Tests of the module above.
+use super::*;
+
+/// What a recorder has seen: (index, payload).
+type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+/// Records what it applied; persists nothing unless `durable` is set by the test.
+struct Recorder {
+    applied: u64,
+    seen: Seen,
+}
+
+impl Recorder {
+    fn new(applied: u64) -> (Self, Seen) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        (
+            Recorder {
+                applied,
+                seen: seen.clone(),
+            },
+            seen,
+        )
+    }
+}
+
+struct Dump(Seen);
+
+impl SnapshotSource for Dump {
+    fn build(&self) -> std::result::Result<Vec<u8>, StateMachineError> {
+        let seen = self.0.lock();
+        let mut out = Vec::new();
+        for (_, d) in seen.iter() {
+            out.extend_from_slice(d);
+            out.push(b',');
+        }
+        Ok(out)
+    }
+}
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), StateMachineError> {
+        if index <= self.applied {
+            return Err(format!("index {index} applied twice").into());
+        }
+        self.applied = index;
+        self.seen.lock().push((index, data.to_vec()));
+        Ok(())
+    }
+    fn applied_index(&self) -> u64 {
+        self.applied
+    }
+    fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), StateMachineError> {
+        let mut seen = self.seen.lock();
+        seen.clear();
+        for part in data.split(|b| *b == b',').filter(|p| !p.is_empty()) {
+            seen.push((0, part.to_vec()));
+        }
+        self.applied = index;
+        Ok(())
+    }
+    fn snapshot_source(&self) -> Option<Arc<dyn SnapshotSource>> {
+        Some(Arc::new(Dump(self.seen.clone())))
+    }
+}
+
+fn payloads(seen: &Mutex<Vec<(u64, Vec<u8>)>>) -> Vec<String> {
+    seen.lock()
+        .iter()
+        .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+        .collect()
+}
+
+fn voter(dir: &std::path::Path, learners: Vec<u64>) -> PeerOptions {
+    let mut o = PeerOptions::new(1, dir.join("voter"), vec![1], learners);
+    o.tick = Duration::from_millis(20);
+    o
+}
+
+fn learner(dir: &std::path::Path) -> PeerOptions {
+    let mut o = PeerOptions::new(2, dir.join("learner"), vec![1], vec![2]);
+    o.tick = Duration::from_millis(20);
+    o
+}
+
+/// Proposes from many threads at once; returns the indexes handed back.
+fn propose_concurrently(p: &Proposer, threads: usize, each: usize, tag: &str) -> Vec<u64> {
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let p = p.clone();
+            let tag = tag.to_string();
+            std::thread::spawn(move || {
+                (0..each)
+                    .map(|i| {
+                        p.propose(format!("{tag}{t}-{i}").into_bytes())
+                            .unwrap()
+                            .wait()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn concurrent_proposals_get_distinct_indexes_and_replay_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, seen) = Recorder::new(0);
+    let peer = Peer::start(voter(dir.path(), vec![]), sm, t.clone()).unwrap();
+    let idx = propose_concurrently(&peer.proposer(), 8, 25, "w");
+    let mut dedup = idx.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 200, "every proposal has its own index");
+    assert_eq!(seen.lock().len(), 200);
+    // Applied in index order.
+    let order: Vec<u64> = seen.lock().iter().map(|(i, _)| *i).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    let last = *idx.last().unwrap();
+    drop(peer);
+
+    // A state machine that lost everything gets the whole log again, once.
+    let (sm, seen2) = Recorder::new(0);
+    let peer = Peer::start(voter(dir.path(), vec![]), sm, t.clone()).unwrap();
+    assert!(peer.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(payloads(&seen2), payloads(&seen));
+    drop(peer);
+
+    // One that had applied up to `last - 50` gets only the rest.
+    let (sm, seen3) = Recorder::new(last - 50);
+    let peer = Peer::start(voter(dir.path(), vec![]), sm, t).unwrap();
+    assert!(peer.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(seen3.lock().len(), 50);
+    assert!(seen3.lock().iter().all(|(i, _)| *i > last - 50));
+}
+
+#[test]
+fn learner_receives_the_same_log_and_can_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, vseen) = Recorder::new(0);
+    let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+    let (lsm, lseen) = Recorder::new(0);
+    let l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+    let idx = propose_concurrently(&v.proposer(), 4, 10, "a");
+    let last = *idx.last().unwrap();
+    assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+
+    // Paused, the learner falls behind while the voter keeps committing.
+    l.pause_apply();
+    let idx = propose_concurrently(&v.proposer(), 2, 10, "b");
+    let last2 = *idx.last().unwrap();
+    assert!(!l.status().wait_applied(last2, Duration::from_millis(300)));
+    assert!(l.status().applied() <= last);
+    l.resume_apply();
+    assert!(l.status().wait_applied(last2, Duration::from_secs(10)));
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+}
+
+#[test]
+fn a_learner_behind_the_compacted_log_is_caught_up_by_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, vseen) = Recorder::new(0);
+    let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+    let (lsm, lseen) = Recorder::new(0);
+    let mut l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+    let first = propose_concurrently(&v.proposer(), 2, 5, "x");
+    assert!(l
+        .status()
+        .wait_applied(*first.last().unwrap(), Duration::from_secs(10)));
+    l.shutdown();
+    drop(l);
+
+    let more = propose_concurrently(&v.proposer(), 2, 20, "y");
+    let last = *more.last().unwrap();
+    // Without force the learner's progress holds compaction back.
+    let kept = v.compact(false).unwrap();
+    assert!(kept <= *first.last().unwrap() + 1, "first index {kept}");
+    let first_index = v.compact(true).unwrap();
+    assert_eq!(first_index, last + 1);
+
+    // The learner restarts with its old log and state; the entries it misses are gone.
+    let (lsm, _) = Recorder::new(lseen.lock().last().unwrap().0);
+    *lsm.seen.lock() = lseen.lock().clone();
+    let lseen = lsm.seen.clone();
+    let l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+    assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(l.status().snapshots_restored(), 1);
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+
+    // And it follows the log normally afterwards.
+    let after = propose_concurrently(&v.proposer(), 1, 3, "z");
+    assert!(l
+        .status()
+        .wait_applied(*after.last().unwrap(), Duration::from_secs(10)));
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+}
+
+#[test]
+fn a_few_large_entries_compact_the_log_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, _) = Recorder::new(0);
+    let mut vo = voter(dir.path(), vec![]);
+    vo.compact_every = 1_000_000;
+    vo.compact_bytes = 64 << 10;
+    let v = Peer::start(vo, sm, t).unwrap();
+    let mut last = 0;
+    for i in 0..12u8 {
+        last = v
+            .proposer()
+            .propose(vec![i; 16 << 10])
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    // 192 KiB applied: compacted at least twice, far before a million entries.
+    let first = v.status().first_index();
+    assert!(first > last / 2, "first index {first}, last {last}");
+}
+
+#[test]
+fn a_leader_does_not_keep_an_unbounded_log_for_a_replica_that_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, vseen) = Recorder::new(0);
+    let mut vo = voter(dir.path(), vec![2]);
+    vo.compact_every = 10;
+    vo.max_log_behind = 30;
+    let v = Peer::start(vo, sm, t.clone()).unwrap();
+    let (lsm, _) = Recorder::new(0);
+    let mut l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+    let first = propose_concurrently(&v.proposer(), 1, 5, "p");
+    assert!(l
+        .status()
+        .wait_applied(*first.last().unwrap(), Duration::from_secs(10)));
+    l.shutdown();
+    drop(l);
+    let more = propose_concurrently(&v.proposer(), 2, 50, "q");
+    let last = *more.last().unwrap();
+    assert!(
+        v.status().first_index() > *first.last().unwrap() + 1,
+        "the log was kept for the learner: first index {}",
+        v.status().first_index()
+    );
+    let (lsm, lseen) = Recorder::new(0);
+    let l = Peer::start(learner(dir.path()), lsm, t).unwrap();
+    assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(l.status().snapshots_restored(), 1);
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn batched_learner(dir: &std::path::Path, every: Duration) -> PeerOptions {
+    let mut o = learner(dir);
+    o.log_sync = LogSync::Batched(every);
+    o
+}
+
+#[test]
+fn a_batched_learner_reports_entries_to_the_leader_only_once_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, vseen) = Recorder::new(0);
+    let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+    let (lsm, lseen) = Recorder::new(0);
+    let l = Peer::start(
+        batched_learner(dir.path(), Duration::from_secs(2)),
+        lsm,
+        t.clone(),
+    )
+    .unwrap();
+    // The learner's first writes (the leader's first entry) are synced after 2 s; the
+    // writes below start a new 2 s window.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while l.status().log_syncs() == 0 {
+        assert!(Instant::now() < deadline, "the learner never synced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = v.compact(false).unwrap();
+    let idx = propose_concurrently(&v.proposer(), 4, 10, "a");
+    let last = *idx.last().unwrap();
+    assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+    // Applied but not yet synced: the leader has not heard that the learner holds the
+    // entries, so it keeps them.
+    let kept = v.compact(false).unwrap();
+    assert!(kept <= before.max(idx[0]), "first index {kept}, {idx:?}");
+    // After the learner's sync it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v.compact(false).unwrap() <= last {
+        assert!(
+            Instant::now() < deadline,
+            "the learner never reported {last}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (writes, _) = l.status().log_writes();
+    let syncs = l.status().log_syncs();
+    assert!(
+        syncs >= 1 && syncs < writes,
+        "{syncs} syncs for {writes} writes"
+    );
+    assert_eq!(v.status().log_syncs(), v.status().log_writes().0);
+}
+
+/// A batched learner that loses the unsynced tail of its log (a power loss) restarts with
+/// its state machine ahead of its log, and the leader believes it holds entries it lost.
+#[test]
+fn a_batched_learner_that_lost_its_log_tail_is_sent_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, vseen) = Recorder::new(0);
+    let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
+    let opts = batched_learner(dir.path(), Duration::from_millis(50));
+    let (lsm, lseen) = Recorder::new(0);
+    let mut l = Peer::start(opts.clone(), lsm, t.clone()).unwrap();
+    let a = propose_concurrently(&v.proposer(), 2, 10, "a");
+    assert!(l
+        .status()
+        .wait_applied(*a.last().unwrap(), Duration::from_secs(10)));
+    l.shutdown();
+    drop(l);
+    let saved = dir.path().join("saved-log");
+    copy_dir(&opts.dir, &saved);
+
+    let restart = |seen: &Seen| {
+        let (lsm, _) = Recorder::new(seen.lock().last().unwrap().0);
+        *lsm.seen.lock() = seen.lock().clone();
+        let seen = lsm.seen.clone();
+        (Peer::start(opts.clone(), lsm, t.clone()).unwrap(), seen)
+    };
+    let (mut l, lseen) = restart(&lseen);
+    let b = propose_concurrently(&v.proposer(), 2, 10, "b");
+    assert!(l
+        .status()
+        .wait_applied(*b.last().unwrap(), Duration::from_secs(10)));
+    // Let the leader hear that the learner holds "b".
+    std::thread::sleep(Duration::from_millis(200));
+    l.shutdown();
+    drop(l);
+
+    // The log loses everything after "a"; the state machine keeps "b".
+    std::fs::remove_dir_all(&opts.dir).unwrap();
+    copy_dir(&saved, &opts.dir);
+    let (l, lseen) = restart(&lseen);
+    let c = propose_concurrently(&v.proposer(), 1, 5, "c");
+    let last = *c.last().unwrap();
+    assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+    assert_eq!(l.status().snapshots_restored(), 0);
+}

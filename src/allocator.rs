@@ -26,8 +26,8 @@ pub fn configure() {
 /// `madvise`), and each first touch of a 2 MiB page has the kernel clear all of it: in a
 /// bulk load, whose buffers come and go, that was 14% of the server's CPU, and the load of
 /// TPC-H's lineitem took 28.0 s of CPU with small pages against 31.3 s with huge ones
-/// (BENCHMARKS.md, session 10). The process-wide switch (`PR_SET_THP_DISABLE`) also covers
-/// the arena mimalloc set up before `main`.
+/// (BENCHMARKS.md, COPY of TPC-H SF1, 2026-11-26). The process-wide switch
+/// (`PR_SET_THP_DISABLE`) also covers the arena mimalloc set up before `main`.
 pub fn small_pages() -> bool {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return false;

@@ -530,3 +530,37 @@ async fn a_cancel_request_gets_through_at_max_connections() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(crate::int(&a, "SELECT 7::bigint").await, 7);
 }
+
+/// The `server_version` a client hears at startup (psql's `SERVER_VERSION_NAME`), `SHOW
+/// server_version` and `version()` say the same PostgreSQL version.
+#[tokio::test]
+async fn the_server_version_is_the_same_everywhere() {
+    let cluster = ClusterBuilder::new("version").build().await.unwrap();
+    let addr = cluster.addr();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+            .args(["-U", "duet", "-d", "duetdb", "-X", "-A", "-t"])
+            .args(["-c", "\\echo :SERVER_VERSION_NAME"])
+            .args(["-c", "SHOW server_version", "-c", "SELECT version()"])
+            .output()
+            .expect("psql (postgresql-client) must be installed")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines[0], "15.0", "ParameterStatus server_version");
+    assert_eq!(lines[1], "15.0", "SHOW server_version");
+    assert!(
+        lines[2].starts_with("PostgreSQL 15.0 "),
+        "version(): {}",
+        lines[2]
+    );
+}

@@ -141,7 +141,12 @@ pub(super) static SETTINGS: &[Def] = &[
     shown!("max_identifier_length", "63"),
     shown!("search_path", "\"$user\", public"),
     shown!("server_encoding", "UTF8"),
-    shown!("server_version", "15.0"),
+    Def {
+        name: "server_version",
+        default: || duet_wire::SERVER_VERSION.into(),
+        parse: text,
+        apply: keep,
+    },
     shown!("server_version_num", "150000"),
     shown!("standard_conforming_strings", "on"),
     Def {
@@ -480,5 +485,16 @@ mod tests {
         assert_eq!(parse_memory("8"), Some(8 << 10));
         assert_eq!(parse_duration_ms("2min"), Some(Duration::from_secs(120)));
         assert_eq!(setting_name("\"TIME ZONE\""), "timezone");
+    }
+
+    #[test]
+    fn one_version_everywhere() {
+        let shown = Settings::default();
+        assert_eq!(
+            shown.shown("server_version"),
+            Some(duet_wire::SERVER_VERSION)
+        );
+        assert!(super::super::VERSION_STRING
+            .starts_with(&format!("PostgreSQL {} ", duet_wire::SERVER_VERSION)));
     }
 }

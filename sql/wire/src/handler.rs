@@ -8,7 +8,7 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use futures::sink::{Sink, SinkExt};
-use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::{self, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::{send_copy_in_response, CopyHandler};
 use pgwire::api::portal::{Format, Portal};
@@ -20,7 +20,8 @@ use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
@@ -37,6 +38,7 @@ use crate::backend::{Described, SqlBackend, SqlSession, StatementResult, WireErr
 use crate::deferred::Deferred;
 use crate::encode::{into_response, pg_fields};
 use crate::sqlstate::SqlState;
+use crate::SERVER_VERSION;
 
 fn user_error(e: WireError) -> PgWireError {
     PgWireError::UserError(e)
@@ -76,7 +78,7 @@ impl<B: SqlBackend> PgWireServerHandlers for Connection<B> {
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         Arc::new(Canceller(self.backend.clone()))
     }
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.handler()
     }
 }
@@ -96,22 +98,36 @@ pub struct Handler<S> {
     session: Arc<Mutex<S>>,
 }
 
-/// Trust authentication (password authentication comes later). After startup the
-/// session learns the connection's backend key, for CancelRequest.
+/// Backend pids (a process-wide counter) and secret keys (random) for CancelRequest.
+static PIDS: std::sync::LazyLock<RandomPidSecretKeyGenerator> =
+    std::sync::LazyLock::new(RandomPidSecretKeyGenerator::default);
+
+/// Trust authentication (password authentication comes later). The session learns the
+/// connection's backend key (for CancelRequest) before the client hears it, and the
+/// ParameterStatus `server_version` is [`SERVER_VERSION`], what `SHOW server_version`
+/// and `version()` say too.
 #[async_trait]
-impl<S: SqlSession> NoopStartupHandler for Handler<S> {
-    async fn post_startup<C>(
+impl<S: SqlSession> StartupHandler for Handler<S> {
+    async fn on_startup<C>(
         &self,
         client: &mut C,
-        _message: PgWireFrontendMessage,
+        message: PgWireFrontendMessage,
     ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (pid, key) = client.pid_and_secret_key();
-        self.session.lock().await.started(pid, key.to_bytes());
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            auth::protocol_negotiation(client, startup).await?;
+            auth::save_startup_parameters_to_metadata(client, startup);
+            let (pid, key) = PIDS.generate(client);
+            self.session.lock().await.started(pid, key.to_bytes());
+            client.set_pid_and_secret_key(pid, key);
+            let mut parameters = auth::DefaultServerParameterProvider::default();
+            parameters.server_version = SERVER_VERSION.to_string();
+            auth::finish_authentication(client, &parameters).await?;
+        }
         Ok(())
     }
 }

@@ -30,3 +30,7 @@ pub mod sqlstate;
 pub use backend::{Described, Outcome, SqlBackend, SqlSession, StatementResult, WireError};
 pub use server::{Server, DEFAULT_MAX_CONNECTIONS};
 pub use sqlstate::SqlState;
+
+/// The PostgreSQL version DuetDB is compatible with, as the `server_version` parameter
+/// status, `SHOW server_version` and `version()` report it.
+pub const SERVER_VERSION: &str = "15.0";

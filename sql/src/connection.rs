@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
+use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use duet_wire::{Described, SqlBackend, SqlSession, StatementResult, WireError};
 use futures::{stream, StreamExt};
@@ -32,7 +33,39 @@ const PARSE_CACHE_SIZE: usize = 256;
 static PARSER: std::sync::LazyLock<PostgresCompatibilityParser> =
     std::sync::LazyLock::new(PostgresCompatibilityParser::new);
 
-/// Parses SQL text with PostgreSQL's dialect and the pg_catalog compatibility rewrites.
+/// datafusion-pg-catalog's statement rewrites that user statements go through: all of
+/// them but `RemoveSubqueryFromProjection`, which turns a correlated scalar subquery in a
+/// select list into NULL and stamps `LIMIT 1` on an uncorrelated one. That suits the
+/// catalog queries of client tools it was written for; on a user's query it answers
+/// wrongly where PostgreSQL answers (or raises 21000 for a subquery of several rows).
+static USER_REWRITES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> =
+    std::sync::LazyLock::new(|| {
+        use datafusion_pg_catalog::sql::rules::*;
+        vec![
+            Box::new(AliasDuplicatedProjectionRewrite),
+            Box::new(ResolveUnqualifiedIdentifier),
+            Box::new(RewriteArrayAnyAllOperation),
+            Box::new(PrependUnqualifiedPgTableName),
+            Box::new(StripCallableQualifier),
+            Box::new(FixArrayLiteral),
+            Box::new(CurrentUserVariableToSessionUserFunctionCall),
+            Box::new(StripCollate),
+            Box::new(RewritePgCatalogOperator),
+            Box::new(RewriteRegCastToSubquery::new()),
+            Box::new(FixVersionColumnName),
+        ]
+    });
+
+/// Whether `sql` may be a client tool's catalog query (psql's `\d`, a driver's type
+/// lookup): those get datafusion-pg-catalog's whole treatment, including its replacements
+/// of whole known queries.
+fn is_catalog_query(sql: &str) -> bool {
+    let l = sql.to_ascii_lowercase();
+    l.contains("pg_") || l.contains("information_schema")
+}
+
+/// Parses SQL text with PostgreSQL's dialect and the pg_catalog compatibility rewrites
+/// (for a user's query, all but the one that changes answers: [`USER_REWRITES`]).
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
     if sql.len() > MAX_QUERY_BYTES {
         return Err(PgError::new(
@@ -40,9 +73,16 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
             "query text is too long",
         ));
     }
-    PARSER
-        .parse(&crate::ddl::rewrite_compat(sql))
-        .map_err(PgError::from)
+    let sql = crate::ddl::rewrite_compat(sql);
+    if is_catalog_query(&sql) {
+        return PARSER.parse(&sql).map_err(PgError::from);
+    }
+    let statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)?;
+    Ok(statements
+        .into_iter()
+        .map(|s| USER_REWRITES.iter().fold(s, |s, rule| rule.rewrite(s)))
+        .collect())
 }
 
 /// A prepared statement: the parsed statement plus what Describe reports.

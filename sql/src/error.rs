@@ -193,6 +193,14 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
         DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
         DataFusionError::ResourcesExhausted(_) => SqlState::OutOfMemory,
         DataFusionError::Plan(m) => plan_state(m),
+        DataFusionError::Execution(m)
+            if m.eq_ignore_ascii_case("scalar subquery returned more than one row") =>
+        {
+            return PgError::new(
+                SqlState::CardinalityViolation,
+                "more than one row returned by a subquery used as an expression",
+            );
+        }
         DataFusionError::Execution(m) => {
             let l = m.to_ascii_lowercase();
             if l.contains("divide by zero") || l.contains("division by zero") {

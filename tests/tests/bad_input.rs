@@ -99,3 +99,35 @@ async fn huge_and_deeply_nested_queries_get_errors() {
     let _ = c.simple_query(&long_in).await;
     still_serving(&cluster).await;
 }
+
+/// A correlated scalar subquery DataFusion cannot plan (its correlation is not an
+/// equality) is refused with 0A000 naming the construct, on every engine, instead of being
+/// answered from a rewrite that read it as NULL (PostgreSQL answers 0, 1, 2 here).
+#[tokio::test]
+async fn an_unplannable_correlated_subquery_is_refused_not_answered() {
+    let cluster = ClusterBuilder::new("subquery").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE t1 (a int, b int); \
+         INSERT INTO t1 VALUES (104, 100), (107, 105), (111, 112)",
+    )
+    .await
+    .unwrap();
+    for engine in ["row", "column", "auto"] {
+        c.batch_execute(&format!("SET duet.engine = '{engine}'"))
+            .await
+            .unwrap();
+        let e = c
+            .simple_query("SELECT a, (SELECT count(*) FROM t1 AS x WHERE x.b < t1.b) AS c FROM t1")
+            .await
+            .expect_err("answered a query it cannot plan");
+        assert_eq!(
+            crate::sqlstate(&e).as_deref(),
+            Some("0A000"),
+            "{engine}: {e:?}"
+        );
+        let message = e.as_db_error().unwrap().message().to_string();
+        assert!(message.contains("ScalarSubquery"), "{engine}: {message}");
+    }
+    still_serving(&cluster).await;
+}

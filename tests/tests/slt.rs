@@ -162,4 +162,13 @@ macro_rules! slt_tests {
     };
 }
 
-slt_tests!(types, ddl, dml, nulls, queries, errors, transactions);
+slt_tests!(
+    types,
+    ddl,
+    dml,
+    nulls,
+    queries,
+    errors,
+    transactions,
+    subqueries
+);

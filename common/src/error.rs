@@ -55,7 +55,7 @@ impl Error {
     }
 
     /// A row source's failure, kept as the source of the error.
-    pub fn source(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub fn row_source(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::Source {
             source: Arc::new(e),
         }

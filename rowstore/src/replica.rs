@@ -100,7 +100,7 @@ impl RowSource for Store {
         self.scan_versions(&prefix, &end, Version::new(version), &mut |k, v| {
             Ok(f(&k[prefix.len()..], v))
         })
-        .map_err(duet_common::Error::source)
+        .map_err(duet_common::Error::row_source)
     }
 }
 

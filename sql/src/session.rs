@@ -36,7 +36,7 @@ mod settings;
 mod txn;
 
 pub(crate) use settings::Settings;
-use settings::{default_query_memory, set_memory_limit, setting_name};
+use settings::{default_query_memory, set_memory_limit};
 
 /// Name of the database (catalog) every session sees.
 pub const DATABASE: &str = "duetdb";
@@ -427,11 +427,6 @@ impl Session {
         {
             self.failed = true;
         }
-    }
-
-    /// Current value of a setting.
-    pub fn setting(&self, name: &str) -> Option<&str> {
-        self.settings.shown(&setting_name(name))
     }
 
     /// Runs one statement with bound parameters: the fast path if it takes the statement,

@@ -23,7 +23,12 @@ pub(super) enum Value {
     Bytes(u64),
     Fraction(f64),
     Engine(Engine),
-    Isolation(Isolation),
+    /// An isolation level; `serializable`: asked for SERIALIZABLE, which runs as
+    /// REPEATABLE READ.
+    Isolation {
+        level: Isolation,
+        serializable: bool,
+    },
 }
 
 /// Why a value was refused.
@@ -75,12 +80,32 @@ fn flag(v: &str) -> std::result::Result<Value, Refused> {
 }
 
 fn isolation(v: &str) -> std::result::Result<Value, Refused> {
-    match v.to_ascii_lowercase().trim_matches('\'') {
-        "read committed" | "read uncommitted" => Ok(Value::Isolation(Isolation::ReadCommitted)),
-        // SERIALIZABLE runs as REPEATABLE READ; `apply` tells the client.
-        "repeatable read" | "serializable" => Ok(Value::Isolation(Isolation::RepeatableRead)),
-        _ => Err(Refused::Invalid),
+    let (level, serializable) = match v.to_ascii_lowercase().trim_matches('\'') {
+        "read committed" | "read uncommitted" => (Isolation::ReadCommitted, false),
+        "repeatable read" => (Isolation::RepeatableRead, false),
+        "serializable" => (Isolation::RepeatableRead, true),
+        _ => return Err(Refused::Invalid),
+    };
+    Ok(Value::Isolation {
+        level,
+        serializable,
+    })
+}
+
+/// The level of an isolation value; SERIALIZABLE (run as REPEATABLE READ) is told to the
+/// client.
+fn isolation_level(s: &mut Session, v: Value) -> Option<Isolation> {
+    let Value::Isolation {
+        level,
+        serializable,
+    } = v
+    else {
+        return None;
+    };
+    if serializable {
+        s.notices.push(super::SERIALIZABLE_NOTICE.into());
     }
+    Some(level)
 }
 
 /// A setting whose value is only shown.
@@ -116,10 +141,10 @@ pub(super) static SETTINGS: &[Def] = &[
         default: || isolation_name(Isolation::ReadCommitted).into(),
         parse: isolation,
         apply: |s, v| {
-            let Value::Isolation(level) = v else {
-                unreachable!("parsed by `isolation`")
-            };
-            Ok(Shown::Text(s.set_default_isolation(level)))
+            Ok(match isolation_level(s, v) {
+                Some(level) => Shown::Text(s.set_default_isolation(level)),
+                None => Shown::AsWritten,
+            })
         },
     },
     shown!("default_transaction_read_only", "off"),
@@ -167,7 +192,7 @@ pub(super) static SETTINGS: &[Def] = &[
         default: || isolation_name(Isolation::ReadCommitted).into(),
         parse: isolation,
         apply: |s, v| {
-            if let Value::Isolation(level) = v {
+            if let Some(level) = isolation_level(s, v) {
                 s.set_transaction_isolation(level);
             }
             Ok(Shown::Unchanged)
@@ -321,9 +346,6 @@ impl Session {
             Err(Refused::Invalid) => return Err(invalid()),
             Err(Refused::Unsupported(what)) => return Err(PgError::unsupported(what)),
         };
-        if matches!(parsed, Value::Isolation(_)) && value.to_ascii_lowercase().contains("serial") {
-            self.notices.push(super::SERIALIZABLE_NOTICE.into());
-        }
         match (def.apply)(self, parsed)? {
             Shown::AsWritten => self.settings.show(name, &value),
             Shown::Text(t) => self.settings.show(name, t),
@@ -390,6 +412,11 @@ pub(super) fn parse_duration_ms(v: &str) -> Option<Duration> {
 /// The default `duet.query_memory_limit`: a quarter of the machine's memory (1 GiB if
 /// /proc/meminfo cannot be read).
 pub(super) fn default_query_memory() -> u64 {
+    *DEFAULT_QUERY_MEMORY
+}
+
+/// Read once: every new session asks for it twice.
+static DEFAULT_QUERY_MEMORY: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -399,7 +426,7 @@ pub(super) fn default_query_memory() -> u64 {
         })
         .map(|kb| kb * 1024 / 4)
         .unwrap_or(1 << 30)
-}
+});
 
 /// A PostgreSQL-style memory setting: a number with a unit (`B`, `kB`, `MB`, `GB`, `TB`);
 /// a bare number is kilobytes, as for `work_mem`.

@@ -154,12 +154,17 @@ impl Server {
     /// Stops accepting and closes the listening socket. Open connections end when their
     /// tasks see the sessions' runtime shut down.
     pub async fn shutdown(mut self) {
+        if let Some(thread) = self.stop_accepting() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Tells the accept thread to end; its handle, to join, the first time.
+    fn stop_accepting(&mut self) -> Option<std::thread::JoinHandle<()>> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        self.thread.take()
     }
 }
 
@@ -167,10 +172,7 @@ impl Drop for Server {
     /// Stops accepting; returns once the listening socket is closed (the accept thread
     /// ends within one wake-up), so the address can be bound again.
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.stop_accepting() {
             let _ = thread.join();
         }
     }

@@ -81,7 +81,11 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)?;
     Ok(statements
         .into_iter()
-        .map(|s| USER_REWRITES.iter().fold(s, |s, rule| rule.rewrite(s)))
+        .map(|mut s| {
+            // Before RewriteArrayAnyAllOperation, which reads `= ANY (subquery)` as an array.
+            crate::pgsemantics::quantified_subqueries_as_in(&mut s);
+            USER_REWRITES.iter().fold(s, |s, rule| rule.rewrite(s))
+        })
         .collect())
 }
 

@@ -184,7 +184,19 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
     let state = match root {
         DataFusionError::SQL(..) => SqlState::SyntaxError,
         DataFusionError::SchemaError(se, _) => match se.as_ref() {
-            SchemaError::FieldNotFound { .. } => SqlState::UndefinedColumn,
+            // `x.c` where no table in scope is called `x`: PostgreSQL's 42P01.
+            SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } => match &field.relation {
+                Some(r) if !valid_fields.iter().any(|f| f.relation.as_ref() == Some(r)) => {
+                    return PgError::new(
+                        SqlState::UndefinedTable,
+                        format!("missing FROM-clause entry for table \"{}\"", r.table()),
+                    );
+                }
+                _ => SqlState::UndefinedColumn,
+            },
             SchemaError::AmbiguousReference { .. } => SqlState::AmbiguousColumn,
             SchemaError::DuplicateQualifiedField { .. }
             | SchemaError::DuplicateUnqualifiedField { .. } => SqlState::DuplicateColumn,
@@ -218,6 +230,15 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
         _ => SqlState::InternalError,
     };
     let msg = root.message().to_string();
+    // PostgreSQL's words for the two arithmetic errors (Arrow's add a prefix).
+    let msg = match state {
+        SqlState::DivisionByZero => "division by zero".to_string(),
+        SqlState::NumericValueOutOfRange => msg
+            .strip_prefix("Arithmetic overflow: ")
+            .unwrap_or(&msg)
+            .to_string(),
+        _ => msg,
+    };
     PgError::new(state, clean_message(&msg))
 }
 
@@ -254,7 +275,13 @@ fn plan_state(m: &str) -> SqlState {
     } else if l.contains("projection references non-aggregate")
         || l.contains("must appear in the group by")
     {
-        SqlState::SyntaxError
+        SqlState::GroupingError
+    } else if l.contains("order by column out of bounds")
+        || l.contains("columns but only") && l.contains("column alias")
+    {
+        SqlState::InvalidColumnReference
+    } else if l.contains("join condition must be boolean") || l.contains("non-boolean predicate") {
+        SqlState::DatatypeMismatch
     } else if l.contains("placeholder") {
         SqlState::IndeterminateDatatype
     } else {

@@ -235,8 +235,15 @@ impl Session {
             // PostgreSQL semantics on top of DataFusion's analyzer rules (see pgsemantics.rs).
             let state = ctx.state();
             let mut rules = state.analyzer().rules.clone();
+            // Before type coercion: it changes argument types.
+            rules.insert(0, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
+            rules.push(Arc::new(crate::pgsemantics::OuterLevelAggregates));
+            rules.push(Arc::new(crate::pgsemantics::NullableScalarSubqueries));
+            rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));
+            rules.push(Arc::new(crate::pgsemantics::GlobalHavingSubqueries));
+            rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));
             let new_state =
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)
@@ -561,8 +568,10 @@ impl Session {
 
     /// Plans a statement with DataFusion (no execution).
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
+        // Names first: they are read from the statement as written (`1`, not `CAST(1 AS INT)`).
+        crate::colnames::name_outputs(&mut stmt);
         crate::pgsemantics::type_integer_literals(&mut stmt);
-        crate::pgsemantics::alias_duplicate_outputs(&mut stmt);
+        crate::pgsemantics::refuse_multiset_set_operations(&stmt)?;
         let plan = self
             .planning(false)
             .state

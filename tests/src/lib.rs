@@ -18,6 +18,7 @@
 //! to test freshness and routing; several voters are not built yet.
 
 mod cluster;
+pub mod difftest;
 pub mod routing_bench;
 pub mod tpch;
 

@@ -131,3 +131,75 @@ async fn an_unplannable_correlated_subquery_is_refused_not_answered() {
     }
     still_serving(&cluster).await;
 }
+
+/// Two shapes where DataFusion's plan would answer differently from PostgreSQL are refused
+/// with 0A000 naming the construct: an IN subquery whose NULL result is looked at (its join
+/// says false), and an aggregate of only outer columns inside a subquery (PostgreSQL
+/// computes it in the outer query). Both were found by the differential tester.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subquery_shapes_that_would_answer_differently_are_refused() {
+    let cluster = ClusterBuilder::new("subquery-nulls").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE a (x int); CREATE TABLE b (y int); \
+         INSERT INTO a VALUES (1), (2), (NULL); INSERT INTO b VALUES (1), (NULL)",
+    )
+    .await
+    .unwrap();
+    let refused = [
+        (
+            "SELECT x FROM a WHERE (x IN (SELECT y FROM b)) IS NULL",
+            "IN (subquery)",
+        ),
+        (
+            "SELECT x FROM a WHERE NOT (x IN (SELECT y FROM b) OR false)",
+            "IN (subquery)",
+        ),
+        (
+            "SELECT x FROM a WHERE x NOT IN (SELECT y FROM b) OR x = 2",
+            "IN (subquery)",
+        ),
+        (
+            "SELECT 'c' FROM a WHERE 5 NOT IN (SELECT y FROM b)",
+            "IN (subquery)",
+        ),
+        (
+            "SELECT (SELECT count(a.x) FROM b LIMIT 1) FROM a",
+            "outer-query columns",
+        ),
+        ("SELECT count(*) FROM a HAVING (SELECT false)", "HAVING"),
+        (
+            "SELECT x FROM a INTERSECT ALL SELECT y FROM b",
+            "INTERSECT ALL",
+        ),
+        ("SELECT x FROM a EXCEPT ALL SELECT y FROM b", "EXCEPT ALL"),
+    ];
+    for engine in ["row", "column", "auto"] {
+        c.batch_execute(&format!("SET duet.engine = '{engine}'"))
+            .await
+            .unwrap();
+        for (sql, construct) in refused {
+            let e = c.simple_query(sql).await.expect_err(sql);
+            assert_eq!(
+                crate::sqlstate(&e).as_deref(),
+                Some("0A000"),
+                "{sql}: {e:?}"
+            );
+            let message = e.as_db_error().unwrap().message().to_string();
+            assert!(message.contains(construct), "{sql}: {message}");
+        }
+        // The safe positions still answer, as PostgreSQL does.
+        let rows = crate::rows(
+            &c,
+            "SELECT x FROM a WHERE x IN (SELECT y FROM b) OR x = 2 ORDER BY 1",
+        )
+        .await;
+        assert_eq!(rows, [[Some("1".to_string())], [Some("2".to_string())]]);
+        let rows = crate::rows(&c, "SELECT x FROM a WHERE x NOT IN (SELECT y FROM b)").await;
+        assert!(
+            rows.is_empty(),
+            "NOT IN with a NULL in the subquery: {rows:?}"
+        );
+    }
+    still_serving(&cluster).await;
+}

@@ -7,6 +7,7 @@ mod analytics;
 mod bad_input;
 mod copy;
 mod crash;
+mod difftest;
 mod fastpath;
 mod layering;
 mod pgbench;

@@ -170,5 +170,6 @@ slt_tests!(
     queries,
     errors,
     transactions,
-    subqueries
+    subqueries,
+    difftest
 );

@@ -564,3 +564,55 @@ async fn the_server_version_is_the_same_everywhere() {
         lines[2]
     );
 }
+
+/// RowDescription names as PostgreSQL gives them (each list was read from PostgreSQL 15 on
+/// the same statements), over the simple protocol and through Describe of a prepared one.
+#[tokio::test]
+async fn column_names_follow_postgresql() {
+    let cluster = ClusterBuilder::new("colnames").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute("CREATE TABLE t (a int, b int); INSERT INTO t VALUES (1, 2)")
+        .await
+        .unwrap();
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "SELECT max(t.b), count(*), abs(-1), 1 + 1, 1, 'x', NULL FROM t",
+            &[
+                "max", "count", "abs", "?column?", "?column?", "?column?", "?column?",
+            ],
+        ),
+        (
+            "SELECT CAST(t.a AS text), CAST(t.a + 1 AS bigint), (1 + 2)::numeric, \
+             DATE '2024-01-01', TIMESTAMP '2024-01-01 00:00:00', CAST(abs(1) AS real) FROM t",
+            &["a", "int8", "numeric", "date", "timestamp", "abs"],
+        ),
+        (
+            "SELECT CASE WHEN true THEN 1 END, CASE WHEN true THEN 1 ELSE t.b END, \
+             coalesce(1, 2), nullif(1, 2), (SELECT max(x.a) FROM t AS x), upper('a') AS Big \
+             FROM t",
+            &["case", "b", "coalesce", "nullif", "max", "big"],
+        ),
+        (
+            "SELECT t.a, t.a, count(*), count(*) FROM t GROUP BY t.a",
+            &["a", "a", "count", "count"],
+        ),
+    ];
+    for (sql, expected) in cases {
+        let simple: Vec<String> = c
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::RowDescription(cols) => {
+                    Some(cols.iter().map(|c| c.name().to_string()).collect())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(simple, expected, "{sql}");
+        let prepared = c.prepare(sql).await.unwrap();
+        let described: Vec<&str> = prepared.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(described, expected, "Describe of {sql}");
+    }
+}

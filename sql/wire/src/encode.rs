@@ -258,16 +258,28 @@ pub fn pg_text_columns(
                         .collect::<StringArray>(),
                 ) as ArrayRef
             }),
-            DataType::Timestamp(TimeUnit::Microsecond, None) => col
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .map(|a| {
-                    Arc::new(
-                        a.iter()
-                            .map(|v| v.map(pg_timestamp_text))
-                            .collect::<StringArray>(),
-                    ) as ArrayRef
-                }),
+            // PostgreSQL keeps microseconds: a nanosecond timestamp (a literal's type in
+            // DataFusion) prints at microseconds, as the same value stored in a column does.
+            DataType::Timestamp(unit, None) => if *unit == TimeUnit::Microsecond {
+                Some(col.clone())
+            } else {
+                datafusion::arrow::compute::cast(
+                    col,
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                )
+                .ok()
+            }
+            .and_then(|col| {
+                col.as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .map(|a| {
+                        Arc::new(
+                            a.iter()
+                                .map(|v| v.map(pg_timestamp_text))
+                                .collect::<StringArray>(),
+                        ) as ArrayRef
+                    })
+            }),
             _ => None,
         };
         match out {

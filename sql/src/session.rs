@@ -232,13 +232,15 @@ impl Session {
         )
         .map_err(|e| PgError::from(*e))?;
         {
-            // PostgreSQL semantics on top of DataFusion's analyzer rules (see pgsemantics.rs).
+            // PostgreSQL semantics on top of DataFusion's analyzer rules (see pgsemantics/).
             let state = ctx.state();
             let mut rules = state.analyzer().rules.clone();
             // Before type coercion: it changes argument types.
             rules.insert(0, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
+            rules.insert(1, Arc::new(crate::pgsemantics::NumericDivision));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
+            rules.push(Arc::new(crate::pgsemantics::PgTextCasts));
             rules.push(Arc::new(crate::pgsemantics::OuterLevelAggregates));
             rules.push(Arc::new(crate::pgsemantics::NullableScalarSubqueries));
             rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));

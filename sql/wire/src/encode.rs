@@ -107,6 +107,20 @@ pub fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response
     })
 }
 
+/// A `double precision` value as PostgreSQL prints it.
+pub fn pg_float8_text(f: f64) -> String {
+    pg_float_text(f, |e| if e { format!("{f:e}") } else { format!("{f}") }, 15)
+}
+
+/// A `real` value as PostgreSQL prints it.
+pub fn pg_float4_text(f: f32) -> String {
+    pg_float_text(
+        f as f64,
+        |e| if e { format!("{f:e}") } else { format!("{f}") },
+        6,
+    )
+}
+
 /// PostgreSQL's text output of a float (shortest round-trip digits, exponent form outside
 /// `1e-4 ..< 1e<exp_limit>`; 15 for float8, 6 for float4).
 pub fn pg_float_text(v: f64, shortest: impl Fn(bool) -> String, exp_limit: i32) -> String {
@@ -231,30 +245,14 @@ pub fn pg_text_columns(
             DataType::Float64 => col.as_any().downcast_ref::<Float64Array>().map(|a| {
                 Arc::new(
                     a.iter()
-                        .map(|v| {
-                            v.map(|f| {
-                                pg_float_text(
-                                    f,
-                                    |e| if e { format!("{f:e}") } else { format!("{f}") },
-                                    15,
-                                )
-                            })
-                        })
+                        .map(|v| v.map(pg_float8_text))
                         .collect::<StringArray>(),
                 ) as ArrayRef
             }),
             DataType::Float32 => col.as_any().downcast_ref::<Float32Array>().map(|a| {
                 Arc::new(
                     a.iter()
-                        .map(|v| {
-                            v.map(|f| {
-                                pg_float_text(
-                                    f as f64,
-                                    |e| if e { format!("{f:e}") } else { format!("{f}") },
-                                    6,
-                                )
-                            })
-                        })
+                        .map(|v| v.map(pg_float4_text))
                         .collect::<StringArray>(),
                 ) as ArrayRef
             }),

@@ -1,0 +1,70 @@
+//! `avg` of integers and `sum` of `bigint` are numeric.
+
+use super::*;
+
+/// `avg` of integers and `sum` of `bigint` are `numeric` in PostgreSQL (DataFusion: double
+/// precision and a wrapping bigint). Before type coercion, their integer argument is cast
+/// to a decimal: `numeric(38,16)` for `avg` (a result of 20 decimals, as PostgreSQL prints
+/// an integer's average), `numeric(38,0)` for `sum`. Output names stay as they were.
+#[derive(Debug, Default)]
+pub struct NumericIntegerAggregates;
+
+impl AnalyzerRule for NumericIntegerAggregates {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        plan.transform_up_with_subqueries(|node| {
+            if !matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_)) {
+                return Ok(Transformed::no(node));
+            }
+            let schema = merge_schema(&node.inputs());
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| widen_integer_aggregate(e, &schema))
+                    .map(|t| t.update_data(|e| name.restore(e)))
+            })?
+            .map_data(|p| p.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_numeric_integer_aggregates"
+    }
+}
+
+fn widen_integer_aggregate(
+    e: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<Transformed<Expr>> {
+    use datafusion::logical_expr::expr::WindowFunctionDefinition;
+    let (name, args) = match &e {
+        Expr::AggregateFunction(f) => (f.func.name().to_string(), &f.params.args),
+        Expr::WindowFunction(w) => match &w.fun {
+            WindowFunctionDefinition::AggregateUDF(f) => (f.name().to_string(), &w.params.args),
+            _ => return Ok(Transformed::no(e)),
+        },
+        _ => return Ok(Transformed::no(e)),
+    };
+    let Some(arg_type) = args.first().and_then(|a| a.get_type(schema).ok()) else {
+        return Ok(Transformed::no(e));
+    };
+    let target = match (name.as_str(), &arg_type) {
+        ("avg", t) if is_int(t) => DataType::Decimal128(38, 16),
+        ("sum", DataType::Int64) => DataType::Decimal128(38, 0),
+        _ => return Ok(Transformed::no(e)),
+    };
+    let widen = |args: &mut Vec<Expr>| {
+        args[0] = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(args[0].clone()),
+            target.clone(),
+        ));
+    };
+    let mut e = e;
+    match &mut e {
+        Expr::AggregateFunction(f) => widen(&mut f.params.args),
+        Expr::WindowFunction(w) => widen(&mut w.params.args),
+        _ => {}
+    }
+    Ok(Transformed::yes(e))
+}

@@ -1,0 +1,491 @@
+//! Arithmetic as PostgreSQL does it: checked integer `+ - *` and negation, float `/ %`
+//! that fail on a zero divisor, numeric division to 20 rounded decimals, rounding casts to
+//! integers.
+
+use super::*;
+
+/// Integer `+ - *` that fail on overflow, float `/ %` that fail on a zero divisor, and
+/// casts of numeric and float values to integers that round as PostgreSQL does.
+#[derive(Debug, Default)]
+pub struct CheckedIntegerArithmetic;
+
+/// PostgreSQL rounds when it casts to an integer (numeric: half away from zero, as its
+/// `round`; float: half to even, as `rint`); Arrow's cast truncates. The value is rounded
+/// first, then cast (which still fails on overflow).
+fn round_before_integer_cast(
+    e: Expr,
+    cast: &datafusion::logical_expr::Cast,
+    schema: &datafusion::common::DFSchema,
+) -> Transformed<Expr> {
+    if !is_int(cast.field.data_type()) {
+        return Transformed::no(e);
+    }
+    let Ok(from) = cast.expr.get_type(schema) else {
+        return Transformed::no(e);
+    };
+    let rounded = match from {
+        DataType::Decimal128(..) => {
+            datafusion::functions::math::expr_fn::round(vec![(*cast.expr).clone()])
+        }
+        DataType::Float32 | DataType::Float64 => Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::new_from_impl(RoundHalfEven::default())),
+            vec![(*cast.expr).clone()],
+        )),
+        _ => return Transformed::no(e),
+    };
+    Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast::new_from_field(
+        Box::new(rounded),
+        cast.field.clone(),
+    )))
+}
+
+/// Numeric division through [`NumericDiv`]: `/` with a decimal operand and a decimal or
+/// integer other one. Before type coercion, so everything above the quotient is coerced to
+/// its real type (a rule after coercion left casts to DataFusion's quotient type above it,
+/// which cut the decimals again).
+#[derive(Debug, Default)]
+pub struct NumericDivision;
+
+impl AnalyzerRule for NumericDivision {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        plan.transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| {
+                    let Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Divide,
+                        right,
+                    }) = &e
+                    else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let (Ok(lt), Ok(rt)) = (left.get_type(&schema), right.get_type(&schema)) else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+                    let numeric = |t: &DataType| decimal(t) || is_int(t);
+                    if !(numeric(&lt) && numeric(&rt) && (decimal(&lt) || decimal(&rt))) {
+                        return Ok(Transformed::no(e));
+                    }
+                    let udf = Arc::new(ScalarUDF::new_from_impl(NumericDiv::default()));
+                    Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(udf, vec![(**left).clone(), (**right).clone()]),
+                    )))
+                })
+                .map(|t| t.update_data(|e| name.restore(e)))
+            })?
+            .map_data(|p| p.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_numeric_division"
+    }
+}
+
+/// Decimals of a numeric quotient: at least 20 (PostgreSQL divides to at least 16
+/// significant digits, and prints an integer quotient below 1 with 20 decimals), and no
+/// fewer than either operand has.
+fn numeric_div_scale(s1: i8, s2: i8) -> i8 {
+    s1.max(s2).max(20)
+}
+
+/// Numeric division as PostgreSQL computes it: rounded half away from zero at
+/// [`numeric_div_scale`] decimals. DataFusion's decimal division kept as few as 4 decimals
+/// and truncated (`(2 / x) + x` answered -3.1388000000 for -3.13888888888888888889). A
+/// quotient beyond 10^18 does not fit numeric(38,20) and raises 22003. Named as the `/` it
+/// replaces.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericDiv {
+    signature: Signature,
+}
+
+impl Default for NumericDiv {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+fn decimal_scale(t: &DataType) -> i8 {
+    match t {
+        DataType::Decimal128(_, s) => *s,
+        _ => 0,
+    }
+}
+
+impl ScalarUDFImpl for NumericDiv {
+    fn name(&self) -> &str {
+        "numeric_div"
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(args[0].clone()),
+            Operator::Divide,
+            Box::new(args[1].clone()),
+        ))
+        .schema_name()
+        .to_string())
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(args[0].clone()),
+            Operator::Divide,
+            Box::new(args[1].clone()),
+        ))
+        .to_string())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let s = numeric_div_scale(decimal_scale(&arg_types[0]), decimal_scale(&arg_types[1]));
+        Ok(DataType::Decimal128(38, s))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Decimal128Array};
+        use datafusion::arrow::datatypes::{i256, Decimal128Type};
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = if scalar { 1 } else { args.number_rows };
+        // An integer operand is a decimal of scale 0.
+        let as_decimal = |a: ArrayRef| -> Result<ArrayRef> {
+            let s = decimal_scale(a.data_type());
+            Ok(datafusion::arrow::compute::cast(
+                &a,
+                &DataType::Decimal128(38, s),
+            )?)
+        };
+        let a = as_decimal(args.args[0].to_array(n)?)?;
+        let b = as_decimal(args.args[1].to_array(n)?)?;
+        let (s1, s2) = (decimal_scale(a.data_type()), decimal_scale(b.data_type()));
+        let scale = numeric_div_scale(s1, s2);
+        // x / y at `scale` decimals = x * 10^(scale + s2 - s1) / y (unscaled integers).
+        let shift = (scale as i32 + s2 as i32 - s1 as i32).max(0) as u32;
+        let factor = i256::from_i128(10).checked_pow(shift);
+        let limit = i256::from_i128(10).checked_pow(38);
+        let overflow = || {
+            DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(
+                    "numeric field overflow".into(),
+                )),
+                None,
+            )
+        };
+        let (a, b) = (
+            a.as_primitive::<Decimal128Type>(),
+            b.as_primitive::<Decimal128Type>(),
+        );
+        let mut out = Vec::with_capacity(n);
+        for (x, y) in a.iter().zip(b.iter()) {
+            let (Some(x), Some(y)) = (x, y) else {
+                out.push(None);
+                continue;
+            };
+            if y == 0 {
+                return Err(DataFusionError::ArrowError(
+                    Box::new(datafusion::arrow::error::ArrowError::DivideByZero),
+                    None,
+                ));
+            }
+            let (y, factor, limit) = (i256::from_i128(y), factor.ok_or_else(overflow)?, limit);
+            let num = i256::from_i128(x)
+                .checked_mul(factor)
+                .ok_or_else(overflow)?;
+            let mut q = num.checked_div(y).ok_or_else(overflow)?;
+            let r = num.checked_rem(y).ok_or_else(overflow)?;
+            // Half away from zero: |2r| >= |y| moves q one step away from zero.
+            let twice = r
+                .wrapping_abs()
+                .checked_mul(i256::from_i128(2))
+                .ok_or_else(overflow)?;
+            if twice >= y.wrapping_abs() {
+                let step = if num.is_negative() != y.is_negative() {
+                    i256::from_i128(-1)
+                } else {
+                    i256::from_i128(1)
+                };
+                q = q.checked_add(step).ok_or_else(overflow)?;
+            }
+            if limit.is_some_and(|l| q.wrapping_abs() >= l) {
+                return Err(overflow());
+            }
+            out.push(Some(q.to_i128().ok_or_else(overflow)?));
+        }
+        let out: ArrayRef =
+            Arc::new(Decimal128Array::from(out).with_precision_and_scale(38, scale)?);
+        columnar(out, scalar)
+    }
+}
+
+/// Integer negation that fails on overflow (`-(-9223372036854775808)`); named as the
+/// `-x` it replaces.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedNeg {
+    signature: Signature,
+}
+
+impl Default for CheckedNeg {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CheckedNeg {
+    fn name(&self) -> &str {
+        "int_neg"
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(Expr::Negative(Box::new(args[0].clone()))
+            .schema_name()
+            .to_string())
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(Expr::Negative(Box::new(args[0].clone())).to_string())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let a = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let out = numeric::neg(&a).map_err(|e| int_error(e, a.data_type()))?;
+        columnar(out, scalar)
+    }
+}
+
+/// `rint`: a float rounded to the nearest integer, ties to even.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RoundHalfEven {
+    signature: Signature,
+}
+
+impl Default for RoundHalfEven {
+    fn default() -> Self {
+        Self {
+            signature: Signature::uniform(
+                1,
+                vec![DataType::Float32, DataType::Float64],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RoundHalfEven {
+    fn name(&self) -> &str {
+        "rint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let a = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let out: ArrayRef = match a.data_type() {
+            DataType::Float32 => Arc::new(
+                a.as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(f32::round_ties_even),
+            ) as ArrayRef,
+            _ => Arc::new(
+                a.as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::round_ties_even),
+            ) as ArrayRef,
+        };
+        columnar(out, scalar)
+    }
+}
+
+impl AnalyzerRule for CheckedIntegerArithmetic {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            node.map_expressions(|e| {
+                e.transform_up(|e| {
+                    if let Expr::Cast(c) = &e {
+                        return Ok(round_before_integer_cast(e.clone(), c, &schema));
+                    }
+                    if let Expr::Negative(inner) = &e {
+                        if inner.get_type(&schema).is_ok_and(|t| is_int(&t)) {
+                            let udf = Arc::new(ScalarUDF::new_from_impl(CheckedNeg::default()));
+                            return Ok(Transformed::yes(Expr::ScalarFunction(
+                                ScalarFunction::new_udf(udf, vec![(**inner).clone()]),
+                            )));
+                        }
+                        return Ok(Transformed::no(e));
+                    }
+                    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let op = *op;
+                    let (Ok(lt), Ok(rt)) = (left.get_type(&schema), right.get_type(&schema)) else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let checked = match op {
+                        Operator::Plus | Operator::Minus | Operator::Multiply => {
+                            is_int(&lt) && lt == rt
+                        }
+                        // Floats divide by zero into infinity or NaN; PostgreSQL raises 22012.
+                        Operator::Divide | Operator::Modulo => is_float(&lt) && lt == rt,
+                        _ => false,
+                    };
+                    if !checked {
+                        return Ok(Transformed::no(e));
+                    }
+                    let udf = Arc::new(ScalarUDF::new_from_impl(CheckedOp::new(op)));
+                    match e {
+                        Expr::BinaryExpr(BinaryExpr { left, right, .. }) => Ok(Transformed::yes(
+                            Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![*left, *right])),
+                        )),
+                        other => Ok(Transformed::no(other)),
+                    }
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_checked_integer_arithmetic"
+    }
+}
+
+/// One checked operator as a scalar function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedOp {
+    op: Operator,
+    name: &'static str,
+    signature: Signature,
+}
+
+impl CheckedOp {
+    fn new(op: Operator) -> Self {
+        let name = match op {
+            Operator::Plus => "int_add",
+            Operator::Minus => "int_sub",
+            Operator::Divide => "float_div",
+            Operator::Modulo => "float_mod",
+            _ => "int_mul",
+        };
+        Self {
+            op,
+            name,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl CheckedOp {
+    fn as_binary(&self, args: &[Expr]) -> Result<Expr> {
+        match args {
+            [l, r] => Ok(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(l.clone()),
+                self.op,
+                Box::new(r.clone()),
+            ))),
+            _ => Err(DataFusionError::Internal(format!(
+                "{} takes two arguments",
+                self.name
+            ))),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CheckedOp {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(self.as_binary(args)?.schema_name().to_string())
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(self.as_binary(args)?.to_string())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        // Two scalars are computed once, on one row: a batch may have none (an empty input),
+        // and the scalar result is still needed.
+        let n = if all_scalar { 1 } else { args.number_rows };
+        let arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<Result<_>>()?;
+        let (l, r) = (&arrays[0], &arrays[1]);
+        if matches!(self.op, Operator::Divide | Operator::Modulo) {
+            use datafusion::arrow::array::AsArray;
+            use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+            // A NULL divisor divides to NULL; only a real zero is an error.
+            let zero = match r.data_type() {
+                DataType::Float32 => r
+                    .as_primitive::<Float32Type>()
+                    .iter()
+                    .any(|v| v == Some(0.0)),
+                _ => r
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .any(|v| v == Some(0.0)),
+            };
+            if zero {
+                return Err(DataFusionError::ArrowError(
+                    Box::new(datafusion::arrow::error::ArrowError::DivideByZero),
+                    None,
+                ));
+            }
+        }
+        let out = match self.op {
+            Operator::Plus => numeric::add(l, r),
+            Operator::Minus => numeric::sub(l, r),
+            Operator::Divide => numeric::div(l, r),
+            Operator::Modulo => numeric::rem(l, r),
+            _ => numeric::mul(l, r),
+        };
+        let out = out.map_err(|e| int_error(e, l.data_type()))?;
+        columnar(out, all_scalar)
+    }
+}

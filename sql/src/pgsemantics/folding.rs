@@ -1,0 +1,150 @@
+//! Errors PostgreSQL raises while folding constants at plan time.
+
+use super::*;
+
+/// Raises the errors PostgreSQL raises while folding constants at plan time: a constant
+/// subexpression (`1 / 0`, `2147483647 + 1`, `abs(-2147483648)`) fails the statement even
+/// where no row ever evaluates it (an empty table, `WHERE false`). DataFusion's own
+/// folding keeps such an expression for run time, so without this DuetDB answered where
+/// PostgreSQL refuses. The walk follows PostgreSQL's `eval_const_expressions`: CASE arms
+/// after a constant-true condition or under a constant-false one, AND/OR operands after a
+/// deciding constant, and COALESCE arguments after a non-null constant are not folded.
+#[derive(Debug, Default)]
+pub struct ConstantFoldingErrors;
+
+impl AnalyzerRule for ConstantFoldingErrors {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        check_nodes(plan, |node| {
+            node.apply_expressions(|e| {
+                fold_errors(e)?;
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map(|_| ())
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_constant_folding_errors"
+    }
+}
+
+/// Whether PostgreSQL would fold `e` to a constant: no columns, aggregates, windows,
+/// subqueries, parameters or volatile functions.
+fn is_constant(e: &Expr) -> bool {
+    !e.exists(|x| {
+        Ok(matches!(
+            x,
+            Expr::Column(_)
+                | Expr::OuterReferenceColumn(..)
+                | Expr::AggregateFunction(_)
+                | Expr::WindowFunction(_)
+                | Expr::ScalarSubquery(_)
+                | Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::Placeholder(_)
+                | Expr::ScalarVariable(..)
+        ) || matches!(x, Expr::ScalarFunction(f) if f.func.signature().volatility == Volatility::Volatile))
+    })
+    .unwrap_or(false)
+}
+
+/// Evaluates a constant expression on one row of nothing; `None` if it is constant NULL.
+fn eval_constant(e: &Expr) -> Result<Option<ScalarValue>> {
+    let schema = datafusion::common::DFSchema::empty();
+    let props = datafusion::execution::context::ExecutionProps::new();
+    // What DataFusion cannot turn into a physical expression is left to the planner.
+    let ctx =
+        datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
+    let Ok(phys) = datafusion::physical_expr::create_physical_expr(e, &schema, &props, &ctx) else {
+        return Ok(None);
+    };
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
+        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        vec![],
+        &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let v = match phys.evaluate(&batch) {
+        Ok(ColumnarValue::Scalar(v)) => v,
+        Ok(ColumnarValue::Array(a)) => ScalarValue::try_from_array(&a, 0)?,
+        Err(e) => {
+            // Only a data exception (22xxx: division by zero, overflow, a bad cast) is
+            // PostgreSQL's error; anything else (an expression DataFusion evaluates only
+            // after its own simplification) is left for run time.
+            let pg = crate::error::from_datafusion(e);
+            if pg.state.code().starts_with("22") {
+                return Err(DataFusionError::External(Box::new(
+                    crate::error::PgErrorBox(pg),
+                )));
+            }
+            return Ok(None);
+        }
+    };
+    Ok((!v.is_null()).then_some(v))
+}
+
+fn fold_errors(e: &Expr) -> Result<()> {
+    if let Expr::Alias(a) = e {
+        return fold_errors(&a.expr);
+    }
+    let lazy = match e {
+        Expr::Case(_) => true,
+        Expr::BinaryExpr(b) => matches!(b.op, Operator::And | Operator::Or),
+        Expr::ScalarFunction(f) => f.func.name() == "coalesce",
+        _ => false,
+    };
+    if !lazy && is_constant(e) {
+        return eval_constant(e).map(|_| ());
+    }
+    match e {
+        Expr::Case(case) => {
+            if let Some(operand) = &case.expr {
+                fold_errors(operand)?;
+            }
+            for (when, then) in &case.when_then_expr {
+                if is_constant(when) && case.expr.is_none() {
+                    match eval_constant(when)? {
+                        Some(ScalarValue::Boolean(Some(true))) => return fold_errors(then),
+                        _ => continue,
+                    }
+                }
+                fold_errors(when)?;
+                fold_errors(then)?;
+            }
+            match &case.else_expr {
+                Some(e) => fold_errors(e),
+                None => Ok(()),
+            }
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::And | Operator::Or) =>
+        {
+            let decides = ScalarValue::Boolean(Some(*op == Operator::Or));
+            if is_constant(left) && eval_constant(left)? == Some(decides) {
+                return Ok(());
+            }
+            fold_errors(left)?;
+            fold_errors(right)
+        }
+        Expr::ScalarFunction(f) if f.func.name() == "coalesce" => {
+            for a in &f.args {
+                if is_constant(a) {
+                    if eval_constant(a)?.is_some() {
+                        return Ok(());
+                    }
+                } else {
+                    fold_errors(a)?;
+                }
+            }
+            Ok(())
+        }
+        other => {
+            use datafusion::common::tree_node::TreeNodeRecursion;
+            other.apply_children(|c| {
+                fold_errors(c)?;
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+            Ok(())
+        }
+    }
+}

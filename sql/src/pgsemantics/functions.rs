@@ -1,0 +1,126 @@
+//! PostgreSQL functions DataFusion lacks: `pg_sleep`, `pg_typeof`.
+
+use super::*;
+
+/// `pg_sleep(seconds)`: waits that long, once per row (as PostgreSQL calls it per row), on
+/// a timer rather than a thread, so a CancelRequest or `statement_timeout` ends it at once
+/// (the query's stream is dropped). NULL, zero, negative or NaN: no wait. Returns NULL of type
+/// `unknown` (PostgreSQL's is `void`; both print as an empty value).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgSleep {
+    signature: Signature,
+}
+
+impl Default for PgSleep {
+    fn default() -> Self {
+        Self {
+            signature: Signature::uniform(1, vec![DataType::Float64], Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgSleep {
+    fn name(&self) -> &str {
+        "pg_sleep"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Null)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Err(DataFusionError::Internal(
+            "pg_sleep runs only asynchronously".into(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncScalarUDFImpl for PgSleep {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Float64Type;
+        let rows = args.number_rows;
+        let [seconds] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "pg_sleep takes one argument".into(),
+            ));
+        };
+        let seconds = seconds.to_array(rows)?;
+        for s in seconds.as_primitive::<Float64Type>().iter().flatten() {
+            if s > 0.0 {
+                // Past Duration's range (or infinite): until cancelled, as in PostgreSQL.
+                let d = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+                tokio::time::sleep(d).await;
+            }
+        }
+        // An array of the batch's length: DataFusion widens a scalar answer of an async
+        // function to one row only.
+        Ok(ColumnarValue::Array(Arc::new(
+            datafusion::arrow::array::NullArray::new(rows),
+        )))
+    }
+}
+
+/// `pg_typeof(x)`: the PostgreSQL name of the argument's type.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgTypeOf {
+    signature: Signature,
+}
+
+impl Default for PgTypeOf {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// PostgreSQL's name for an Arrow type as DuetDB maps it.
+pub fn pg_type_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Int16 | DataType::Int8 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "text",
+        DataType::Boolean => "boolean",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Timestamp(_, None) => "timestamp without time zone",
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea",
+        DataType::Null => "unknown",
+        _ => "unknown",
+    }
+}
+
+impl ScalarUDFImpl for PgTypeOf {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = args
+            .args
+            .first()
+            .map(|a| pg_type_name(&a.data_type()))
+            .unwrap_or("unknown");
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            name.to_string(),
+        ))))
+    }
+}

@@ -1,0 +1,109 @@
+//! PostgreSQL's semantics on DataFusion's plans, where the two differ. Each difference
+//! was found by a test against PostgreSQL (most by the differential tester, TESTING.md).
+//!
+//! - `statement`: before planning, integer literals become `integer` where PostgreSQL
+//!   types them so, `= ANY (subquery)` becomes `IN`, and `INTERSECT ALL` / `EXCEPT ALL` are
+//!   refused.
+//! - `aggregates` (first analyzer rule, before type coercion): `avg` of integers and `sum`
+//!   of `bigint` are numeric.
+//! - `arith` (after type coercion): checked integer `+ - *` and negation (22003), float
+//!   `/ %` by zero (22012), numeric division to 20 rounded decimals, casts to integers that
+//!   round. Replacement functions keep the operator's column name, so nothing that refers
+//!   to the column by name changes.
+//! - `bpchar`: a string literal compared with a `char(n)` column loses its trailing
+//!   spaces, as PostgreSQL coerces it to `bpchar` (`char(n)` values are stored without
+//!   them, see `duet_common::batch::BPCHAR_WIDTH`).
+//! - `subqueries`: scalar subqueries are nullable; an IN subquery whose NULL matters, an
+//!   aggregate of only outer columns in a subquery and a subquery in HAVING without GROUP
+//!   BY are refused with 0A000.
+//! - `folding`: a failing constant (`1 / 0`) fails the statement at plan time, as in
+//!   PostgreSQL, even where no row reaches it.
+//! - `text`: casts of floats and timestamps to text print as PostgreSQL's do.
+//! - `functions`: `pg_sleep`, `pg_typeof`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+mod aggregates;
+mod arith;
+mod bpchar;
+mod folding;
+mod functions;
+mod statement;
+mod subqueries;
+mod text;
+
+pub use aggregates::NumericIntegerAggregates;
+pub use arith::{CheckedIntegerArithmetic, NumericDivision};
+pub use bpchar::BpcharLiterals;
+pub use folding::ConstantFoldingErrors;
+pub use functions::{pg_type_name, PgSleep, PgTypeOf};
+pub use statement::{
+    quantified_subqueries_as_in, refuse_multiset_set_operations, type_integer_literals,
+};
+pub use subqueries::{
+    GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
+};
+pub use text::PgTextCasts;
+
+fn is_int(t: &DataType) -> bool {
+    matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+fn is_float(t: &DataType) -> bool {
+    matches!(t, DataType::Float32 | DataType::Float64)
+}
+
+/// A function's result: one value when every argument was a scalar, else the array.
+fn columnar(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    if scalar {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// An Arrow arithmetic error on integers of type `t`, overflow worded as PostgreSQL's
+/// (`integer out of range`).
+fn int_error(e: datafusion::arrow::error::ArrowError, t: &DataType) -> DataFusionError {
+    use datafusion::arrow::error::ArrowError;
+    let e = match e {
+        ArrowError::ArithmeticOverflow(_) => {
+            let ty = match t {
+                DataType::Int16 => "smallint",
+                DataType::Int32 => "integer",
+                _ => "bigint",
+            };
+            ArrowError::ArithmeticOverflow(format!("{ty} out of range"))
+        }
+        other => other,
+    };
+    DataFusionError::ArrowError(Box::new(e), None)
+}
+
+/// Runs `check` on every node of `plan` and of its subqueries; returns the plan unchanged.
+fn check_nodes(
+    plan: LogicalPlan,
+    mut check: impl FnMut(&LogicalPlan) -> Result<()>,
+) -> Result<LogicalPlan> {
+    plan.apply_with_subqueries(|node| {
+        check(node)?;
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    Ok(plan)
+}

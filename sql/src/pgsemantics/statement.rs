@@ -1,0 +1,268 @@
+//! Rewrites and checks of the parsed statement, before DataFusion plans it.
+
+use super::*;
+
+/// `INTERSECT ALL` and `EXCEPT ALL` are refused: DataFusion answers them as a semi and an
+/// anti join, which keep every copy of a row (or none) instead of min(m, n) and m - n copies.
+pub fn refuse_multiset_set_operations(stmt: &sqlparser::ast::Statement) -> Result<()> {
+    use sqlparser::ast::{SetExpr, SetOperator, SetQuantifier, Visit, Visitor};
+    struct Find(Option<&'static str>);
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            fn walk(b: &SetExpr, found: &mut Option<&'static str>) {
+                if let SetExpr::SetOperation {
+                    op,
+                    set_quantifier,
+                    left,
+                    right,
+                } = b
+                {
+                    if matches!(set_quantifier, SetQuantifier::All) {
+                        match op {
+                            SetOperator::Intersect => *found = Some("INTERSECT ALL"),
+                            SetOperator::Except | SetOperator::Minus => *found = Some("EXCEPT ALL"),
+                            _ => {}
+                        }
+                    }
+                    walk(left, found);
+                    walk(right, found);
+                }
+            }
+            walk(&q.body, &mut self.0);
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut f = Find(None);
+    let _ = stmt.visit(&mut f);
+    match f.0 {
+        Some(what) => Err(DataFusionError::NotImplemented(format!(
+            "{what} is not supported"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `x = ANY (subquery)` is `x IN (subquery)` and `x <> ALL (subquery)` is
+/// `x NOT IN (subquery)`, NULLs included; DataFusion plans the IN forms (it reads the
+/// quantified ones as array functions and fails).
+pub fn quantified_subqueries_as_in(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{BinaryOperator as B, Expr as E};
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        let negated = match e {
+            E::AnyOp {
+                compare_op: B::Eq,
+                right,
+                ..
+            } if matches!(right.as_ref(), E::Subquery(_)) => false,
+            E::AllOp {
+                compare_op: B::NotEq,
+                right,
+                ..
+            } if matches!(right.as_ref(), E::Subquery(_)) => true,
+            _ => return std::ops::ControlFlow::<()>::Continue(()),
+        };
+        if let E::AnyOp { left, right, .. } | E::AllOp { left, right, .. } =
+            std::mem::replace(e, E::value(sqlparser::ast::Value::Null))
+        {
+            if let E::Subquery(subquery) = *right {
+                *e = E::InSubquery {
+                    expr: left,
+                    subquery,
+                    negated,
+                };
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+}
+
+/// PostgreSQL types an integer literal that fits in 32 bits as `integer`; DataFusion types
+/// every integer literal as `bigint`. Where a literal is an operand (arithmetic, comparison,
+/// IN list, BETWEEN) or a select-list item, this makes it an explicit `integer`, so
+/// `int_col + 1` stays `integer` and `SELECT 1` is int4 as in PostgreSQL. Positions
+/// (`ORDER BY 1`), LIMIT/OFFSET and function arguments keep DataFusion's typing.
+pub fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{BinaryOperator as B, Expr as E, VisitMut};
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        match e {
+            E::BinaryOp {
+                left,
+                op:
+                    B::Plus
+                    | B::Minus
+                    | B::Multiply
+                    | B::Divide
+                    | B::Modulo
+                    | B::Eq
+                    | B::NotEq
+                    | B::Lt
+                    | B::LtEq
+                    | B::Gt
+                    | B::GtEq,
+                right,
+            } => {
+                narrow(left);
+                narrow(right);
+            }
+            E::InList { list, .. } => list.iter_mut().for_each(narrow),
+            // A CASE's result type follows its branches': `CASE ... THEN 100 ELSE int4col`
+            // is integer.
+            E::Case {
+                conditions,
+                else_result,
+                ..
+            } => {
+                conditions.iter_mut().for_each(|c| narrow(&mut c.result));
+                if let Some(e) = else_result {
+                    narrow(e);
+                }
+            }
+            E::Between { low, high, .. } => {
+                narrow(low);
+                narrow(high);
+            }
+            // Functions whose PostgreSQL result type follows an integer argument's
+            // (`abs(-2147483648)` overflows int4).
+            E::Function(f)
+                if [
+                    "abs", "coalesce", "nullif", "greatest", "least", "min", "max", "sum",
+                ]
+                .iter()
+                .any(|n| f.name.to_string().eq_ignore_ascii_case(n)) =>
+            {
+                if let sqlparser::ast::FunctionArguments::List(list) = &mut f.args {
+                    for a in &mut list.args {
+                        if let sqlparser::ast::FunctionArg::Unnamed(
+                            sqlparser::ast::FunctionArgExpr::Expr(e),
+                        ) = a
+                        {
+                            narrow(e);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let _ = stmt.visit(&mut SelectItems);
+}
+
+struct SelectItems;
+
+impl sqlparser::ast::VisitorMut for SelectItems {
+    type Break = ();
+
+    fn post_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+        narrow_items(&mut q.body);
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// The select items of every branch of a set operation (`SELECT 1 UNION SELECT 2`).
+fn narrow_items(body: &mut sqlparser::ast::SetExpr) {
+    use sqlparser::ast::{SelectItem, SetExpr};
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    narrow(e);
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            narrow_items(left);
+            narrow_items(right);
+        }
+        _ => {}
+    }
+}
+
+fn narrow(e: &mut sqlparser::ast::Expr) {
+    use sqlparser::ast::{CastKind, DataType as T, Expr as E, Value};
+    // PostgreSQL's grammar folds a minus sign into the constant, through parentheses:
+    // `-2147483648` and `- (- 5)` are integers.
+    let literal = constant_integer(e)
+        .filter(|v| i32::try_from(*v).is_ok())
+        .map(|v| v.to_string());
+    if let Some(text) = literal {
+        let inner = E::value(Value::Number(text, false));
+        *e = E::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(inner),
+            data_type: T::Int(None),
+            array: false,
+            format: None,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(sql: &str) -> String {
+        let mut s =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+        type_integer_literals(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn operands_and_select_items_become_int4_but_positions_and_limits_do_not() {
+        assert_eq!(rewrite("SELECT 1"), "SELECT CAST(1 AS INT)");
+        assert_eq!(
+            rewrite("SELECT a + 1 FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"),
+            "SELECT a + CAST(1 AS INT) FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"
+        );
+        assert_eq!(
+            rewrite("SELECT lag(x, 1) OVER () FROM t WHERE x IN (1, 2)"),
+            "SELECT lag(x, 1) OVER () FROM t WHERE x IN (CAST(1 AS INT), CAST(2 AS INT))"
+        );
+    }
+}
+
+/// The value of an integer literal under any parentheses and signs, if `e` is one.
+fn constant_integer(e: &sqlparser::ast::Expr) -> Option<i64> {
+    use sqlparser::ast::{Expr as E, UnaryOperator, Value};
+    match e {
+        E::Value(v) => match &v.value {
+            Value::Number(n, false) => n.parse().ok(),
+            _ => None,
+        },
+        E::Nested(inner) => constant_integer(inner),
+        E::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => constant_integer(expr)?.checked_neg(),
+        E::UnaryOp {
+            op: UnaryOperator::Plus,
+            expr,
+        } => constant_integer(expr),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod quantified_tests {
+    #[test]
+    fn equality_any_and_inequality_all_become_in() {
+        let mut s = sqlparser::parser::Parser::parse_sql(
+            &sqlparser::dialect::PostgreSqlDialect {},
+            "SELECT x FROM a WHERE x = ANY (SELECT y FROM b) AND x <> ALL (SELECT y FROM b) \
+             AND x > ANY (SELECT y FROM b)",
+        )
+        .unwrap()
+        .remove(0);
+        super::quantified_subqueries_as_in(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT x FROM a WHERE x IN (SELECT y FROM b) AND x NOT IN (SELECT y FROM b) \
+             AND x > ANY(SELECT y FROM b)"
+        );
+    }
+}

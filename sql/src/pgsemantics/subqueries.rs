@@ -1,0 +1,247 @@
+//! Subqueries: always-nullable scalar subqueries, and the shapes DataFusion would answer
+//! differently from PostgreSQL, refused with 0A000.
+
+use super::*;
+
+/// A scalar subquery may return no row, so its value may be NULL whatever its select list
+/// says; DataFusion took the nullability of the select list (`SELECT 7 ...` is never
+/// NULL) and folded `(SELECT 7 FROM t WHERE false) IS NULL` to false and
+/// `coalesce((SELECT ...), d)` to the subquery. This wraps the subquery's column in
+/// `duet_nullable`, an identity that is always nullable (and volatile, so no folding
+/// sees through it).
+#[derive(Debug, Default)]
+pub struct NullableScalarSubqueries;
+
+impl AnalyzerRule for NullableScalarSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::ScalarSubquery(sq)
+                        if sq.subquery.schema().fields().len() == 1
+                            && !sq.subquery.schema().field(0).is_nullable() =>
+                    {
+                        let inner = sq.subquery.as_ref().clone();
+                        let (qualifier, field) = inner.schema().qualified_field(0);
+                        let column = Expr::Column(datafusion::common::Column::new(
+                            qualifier.cloned(),
+                            field.name(),
+                        ));
+                        let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+                            vec![column],
+                        ))
+                        .alias(field.name());
+                        let plan = datafusion::logical_expr::LogicalPlanBuilder::from(inner)
+                            .project(vec![wrapped])?
+                            .build()?;
+                        Ok(Transformed::yes(Expr::ScalarSubquery(
+                            datafusion::logical_expr::Subquery {
+                                subquery: Arc::new(plan),
+                                outer_ref_columns: sq.outer_ref_columns,
+                                spans: sq.spans,
+                            },
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_nullable_scalar_subqueries"
+    }
+}
+
+/// The identity, reported nullable (see [`NullableScalarSubqueries`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nullable {
+    signature: Signature,
+}
+
+impl Default for Nullable {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Nullable {
+    fn name(&self) -> &str {
+        "duet_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        Ok(Arc::new(
+            args.arg_fields[0].as_ref().clone().with_nullable(true),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args[0].clone())
+    }
+}
+
+/// Refuses an aggregate in a subquery whose arguments are all outer-query columns
+/// (`SELECT (SELECT count(t.x) FROM u) FROM t`): PostgreSQL evaluates it as an aggregate
+/// of the outer query, which DataFusion does not, so it would answer differently.
+#[derive(Debug, Default)]
+pub struct OuterLevelAggregates;
+
+impl AnalyzerRule for OuterLevelAggregates {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        check_nodes(plan, |node| {
+            let LogicalPlan::Aggregate(agg) = node else {
+                return Ok(());
+            };
+            for e in &agg.aggr_expr {
+                let (mut outer, mut local) = (false, false);
+                e.apply(|x| {
+                    match x {
+                        Expr::OuterReferenceColumn(..) => outer = true,
+                        Expr::Column(_) => local = true,
+                        _ => {}
+                    }
+                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                })?;
+                if outer && !local {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "an aggregate of only outer-query columns in a subquery ({}): \
+                         PostgreSQL computes it in the outer query",
+                        e.schema_name()
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_outer_level_aggregates"
+    }
+}
+
+/// Refuses `x IN (subquery)` where its NULL would matter. DataFusion answers an IN
+/// subquery by a join that yields `false` where SQL's answer is NULL (no match, and `x` or
+/// a subquery row is NULL). In a WHERE or HAVING predicate reached only through AND and OR,
+/// NULL and false both drop the row, so that is safe; so is `NOT IN` as a whole conjunct,
+/// which DataFusion plans as a null-aware anti join. Anywhere else (under NOT, in a
+/// comparison, `IS NULL`, CASE, or NOT IN under OR) the answer could differ from
+/// PostgreSQL's, and the statement is refused with 0A000.
+#[derive(Debug, Default)]
+pub struct InSubqueryNulls;
+
+impl AnalyzerRule for InSubqueryNulls {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        check_nodes(plan, |node| match node {
+            LogicalPlan::Filter(f) => check_in_subqueries(&f.predicate, true),
+            _ => Ok(()),
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_in_subquery_nulls"
+    }
+}
+
+/// Refuses a subquery in the HAVING clause of an aggregate without GROUP BY: DataFusion's
+/// plan for it kept the one row whatever the condition said (and counted nothing):
+/// `SELECT count(*) FROM t HAVING (SELECT false)` answered `0` where PostgreSQL returns no
+/// row. With GROUP BY the same condition is planned right.
+#[derive(Debug, Default)]
+pub struct GlobalHavingSubqueries;
+
+impl AnalyzerRule for GlobalHavingSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        check_nodes(plan, |node| {
+            let LogicalPlan::Filter(f) = node else {
+                return Ok(());
+            };
+            let global =
+                matches!(f.input.as_ref(), LogicalPlan::Aggregate(a) if a.group_expr.is_empty());
+            let subquery = f.predicate.exists(|x| {
+                Ok(matches!(
+                    x,
+                    Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                ))
+            })?;
+            if global && subquery {
+                return Err(DataFusionError::NotImplemented(
+                    "a subquery in HAVING of an aggregate without GROUP BY".into(),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_global_having_subqueries"
+    }
+}
+
+/// Whether `e` reads a column of its own query: DataFusion's null-aware anti join (the
+/// plan that gives NOT IN its NULL semantics) is used only then; `5 NOT IN (subquery)`
+/// lost the NULLs of the subquery.
+fn reads_a_column(e: &Expr) -> bool {
+    e.exists(|x| Ok(matches!(x, Expr::Column(_))))
+        .unwrap_or(false)
+}
+
+/// `conjunct`: `e` is a whole conjunct of the predicate (reached through AND only).
+fn check_in_subqueries(e: &Expr, conjunct: bool) -> Result<()> {
+    use datafusion::logical_expr::expr::InSubquery;
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            check_in_subqueries(left, conjunct)?;
+            check_in_subqueries(right, conjunct)
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            check_in_subqueries(left, false)?;
+            check_in_subqueries(right, false)
+        }
+        Expr::InSubquery(InSubquery { expr, negated, .. })
+            if !negated || conjunct && reads_a_column(expr) =>
+        {
+            check_in_subqueries(expr, false)
+        }
+        Expr::Not(inner)
+            if conjunct
+                && matches!(inner.as_ref(), Expr::InSubquery(s) if !s.negated && reads_a_column(&s.expr)) =>
+        {
+            Ok(())
+        }
+        other => {
+            let nested = other.exists(|x| Ok(matches!(x, Expr::InSubquery(_))))?;
+            if nested {
+                return Err(DataFusionError::NotImplemented(
+                    "IN (subquery) under NOT, in a comparison, IS NULL, CASE or other \
+                     expression where its NULL result matters"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+}

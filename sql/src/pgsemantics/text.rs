@@ -1,0 +1,125 @@
+//! Casts to text print as PostgreSQL's output functions do: `CAST(0::real AS text)` is
+//! `0` (Arrow: `0.0`), a timestamp is `2024-02-29 13:14:15` (Arrow: `2024-02-29T13:14:15`).
+//! The wire sends such values right; a cast inside the query (`length(CAST(x AS text))`,
+//! a comparison, a concatenation) now sees the same text.
+
+use datafusion::arrow::array::{AsArray, StringArray};
+use datafusion::arrow::datatypes::{Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::logical_expr::Cast;
+
+use super::*;
+
+/// Casts of floats and timestamps to text, through [`PgText`].
+#[derive(Debug, Default)]
+pub struct PgTextCasts;
+
+fn needs_pg_text(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(_, None)
+    )
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+impl AnalyzerRule for PgTextCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            node.map_expressions(|e| {
+                e.transform_up(|e| {
+                    let Expr::Cast(Cast { expr, field }) = &e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let from = expr.get_type(&schema);
+                    if !is_string(field.data_type()) || !from.is_ok_and(|t| needs_pg_text(&t)) {
+                        return Ok(Transformed::no(e));
+                    }
+                    let udf = Arc::new(ScalarUDF::new_from_impl(PgText::default()));
+                    let text =
+                        Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![(**expr).clone()]));
+                    // Utf8 out; a cast to another string type keeps its own.
+                    Ok(Transformed::yes(if *field.data_type() == DataType::Utf8 {
+                        text
+                    } else {
+                        Expr::Cast(Cast::new_from_field(Box::new(text), field.clone()))
+                    }))
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_pg_text_casts"
+    }
+}
+
+/// A float's or timestamp's text as PostgreSQL's output function writes it; named as the
+/// cast it replaces.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgText {
+    signature: Signature,
+}
+
+impl Default for PgText {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgText {
+    fn name(&self) -> &str {
+        "pg_text"
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(
+            Expr::Cast(Cast::new(Box::new(args[0].clone()), DataType::Utf8))
+                .schema_name()
+                .to_string(),
+        )
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use duet_wire::encode::{pg_float4_text, pg_float8_text, pg_timestamp_text};
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let a = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let out: StringArray = match a.data_type() {
+            DataType::Float32 => a
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(pg_float4_text))
+                .collect(),
+            DataType::Float64 => a
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(pg_float8_text))
+                .collect(),
+            _ => {
+                let micros = datafusion::arrow::compute::cast(
+                    &a,
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                )?;
+                micros
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .map(|v| v.map(pg_timestamp_text))
+                    .collect()
+            }
+        };
+        columnar(Arc::new(out), scalar)
+    }
+}

@@ -164,6 +164,10 @@ async fn subquery_shapes_that_would_answer_differently_are_refused() {
             "IN (subquery)",
         ),
         (
+            "SELECT 'j' FROM a AS p JOIN a AS q ON 5 NOT IN (SELECT y FROM b)",
+            "IN (subquery)",
+        ),
+        (
             "SELECT (SELECT count(a.x) FROM b LIMIT 1) FROM a",
             "outer-query columns",
         ),

@@ -149,6 +149,11 @@ impl AnalyzerRule for InSubqueryNulls {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         check_nodes(plan, |node| match node {
             LogicalPlan::Filter(f) => check_in_subqueries(&f.predicate, true),
+            // A join condition drops (or does not match) a pair on NULL and false alike.
+            LogicalPlan::Join(j) => match &j.filter {
+                Some(f) => check_in_subqueries(f, true),
+                None => Ok(()),
+            },
             _ => Ok(()),
         })
     }

@@ -238,11 +238,13 @@ impl Session {
             // Before type coercion: it changes argument types.
             rules.insert(0, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
             rules.insert(1, Arc::new(crate::pgsemantics::NumericDivision));
+            rules.insert(2, Arc::new(crate::pgsemantics::TextNumberComparisons));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));
             rules.push(Arc::new(crate::pgsemantics::OuterLevelAggregates));
             rules.push(Arc::new(crate::pgsemantics::NullableScalarSubqueries));
+            rules.push(Arc::new(crate::pgsemantics::OuterJoinConstants));
             rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));
             rules.push(Arc::new(crate::pgsemantics::GlobalHavingSubqueries));
             rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));

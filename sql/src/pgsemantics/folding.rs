@@ -31,7 +31,7 @@ impl AnalyzerRule for ConstantFoldingErrors {
 
 /// Whether PostgreSQL would fold `e` to a constant: no columns, aggregates, windows,
 /// subqueries, parameters or volatile functions.
-fn is_constant(e: &Expr) -> bool {
+pub(super) fn is_constant(e: &Expr) -> bool {
     !e.exists(|x| {
         Ok(matches!(
             x,

@@ -18,7 +18,10 @@
 //!   BY are refused with 0A000.
 //! - `folding`: a failing constant (`1 / 0`) fails the statement at plan time, as in
 //!   PostgreSQL, even where no row reaches it.
-//! - `text`: casts of floats and timestamps to text print as PostgreSQL's do.
+//! - `text`: `text = number` is 42883 (before type coercion); casts of floats and
+//!   timestamps to text print as PostgreSQL's do.
+//! - `joins`: a literal on the null-extended side of an outer join is not a constant
+//!   above it (DataFusion dropped a sort on it).
 //! - `functions`: `pg_sleep`, `pg_typeof`.
 
 use std::sync::Arc;
@@ -44,6 +47,7 @@ mod arith;
 mod bpchar;
 mod folding;
 mod functions;
+mod joins;
 mod statement;
 mod subqueries;
 mod text;
@@ -53,13 +57,14 @@ pub use arith::{CheckedIntegerArithmetic, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{pg_type_name, PgSleep, PgTypeOf};
+pub use joins::OuterJoinConstants;
 pub use statement::{
     quantified_subqueries_as_in, refuse_multiset_set_operations, type_integer_literals,
 };
 pub use subqueries::{
     GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
 };
-pub use text::PgTextCasts;
+pub use text::{PgTextCasts, TextNumberComparisons};
 
 fn is_int(t: &DataType) -> bool {
     matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)

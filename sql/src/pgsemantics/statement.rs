@@ -126,7 +126,15 @@ pub fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
             // (`abs(-2147483648)` overflows int4).
             E::Function(f)
                 if [
-                    "abs", "coalesce", "nullif", "greatest", "least", "min", "max", "sum",
+                    "abs",
+                    "coalesce",
+                    "nullif",
+                    "greatest",
+                    "least",
+                    "min",
+                    "max",
+                    "sum",
+                    "pg_typeof",
                 ]
                 .iter()
                 .any(|n| f.name.to_string().eq_ignore_ascii_case(n)) =>

@@ -57,7 +57,7 @@ impl AnalyzerRule for NullableScalarSubqueries {
 
 /// The identity, reported nullable (see [`NullableScalarSubqueries`]).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Nullable {
+pub(super) struct Nullable {
     signature: Signature,
 }
 

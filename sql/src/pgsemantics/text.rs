@@ -1,3 +1,7 @@
+//! A text value compared with a number is 42883, as PostgreSQL has no such operator
+//! (`WHERE textcol = 5`); DataFusion cast the text and failed on the first value that was
+//! not a number, or answered when all were.
+//!
 //! Casts to text print as PostgreSQL's output functions do: `CAST(0::real AS text)` is
 //! `0` (Arrow: `0.0`), a timestamp is `2024-02-29 13:14:15` (Arrow: `2024-02-29T13:14:15`).
 //! The wire sends such values right; a cast inside the query (`length(CAST(x AS text))`,
@@ -8,6 +12,69 @@ use datafusion::arrow::datatypes::{Float32Type, Float64Type, TimeUnit, Timestamp
 use datafusion::logical_expr::Cast;
 
 use super::*;
+
+/// Refuses `text <op> number` (before type coercion, which would insert the cast). A
+/// string literal is PostgreSQL's untyped constant and stays legal (`intcol = '5'`).
+#[derive(Debug, Default)]
+pub struct TextNumberComparisons;
+
+impl AnalyzerRule for TextNumberComparisons {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        check_nodes(plan, |node| {
+            let schema = merge_schema(&node.inputs());
+            node.apply_expressions(|e| {
+                e.apply(|x| {
+                    if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = x {
+                        if matches!(
+                            op,
+                            Operator::Eq
+                                | Operator::NotEq
+                                | Operator::Lt
+                                | Operator::LtEq
+                                | Operator::Gt
+                                | Operator::GtEq
+                        ) {
+                            text_number_comparison(left, *op, right, &schema)?;
+                        }
+                    }
+                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                })
+            })
+            .map(|_| ())
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_text_number_comparisons"
+    }
+}
+
+fn text_number_comparison(
+    left: &Expr,
+    op: Operator,
+    right: &Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<()> {
+    let typed_text = |e: &Expr, t: &DataType| is_string(t) && !matches!(e, Expr::Literal(..));
+    let number = |t: &DataType| is_int(t) || is_float(t) || matches!(t, DataType::Decimal128(..));
+    let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
+        return Ok(());
+    };
+    if typed_text(left, &lt) && number(&rt) || number(&lt) && typed_text(right, &rt) {
+        let pg = crate::error::PgError::new(
+            duet_wire::SqlState::UndefinedFunction,
+            format!(
+                "operator does not exist: {} {op} {}",
+                super::pg_type_name(&lt),
+                super::pg_type_name(&rt)
+            ),
+        );
+        return Err(DataFusionError::External(Box::new(
+            crate::error::PgErrorBox(pg),
+        )));
+    }
+    Ok(())
+}
 
 /// Casts of floats and timestamps to text, through [`PgText`].
 #[derive(Debug, Default)]

@@ -36,17 +36,11 @@ impl AnalyzerRule for BpcharLiterals {
             node.map_expressions(|e| {
                 e.transform_up(|e| match e {
                     Expr::BinaryExpr(BinaryExpr { left, op, right })
-                        if matches!(
-                            op,
-                            Operator::Eq
-                                | Operator::NotEq
-                                | Operator::Lt
-                                | Operator::LtEq
-                                | Operator::Gt
-                                | Operator::GtEq
-                                | Operator::IsDistinctFrom
-                                | Operator::IsNotDistinctFrom
-                        ) =>
+                        if is_comparison(&op)
+                            || matches!(
+                                op,
+                                Operator::IsDistinctFrom | Operator::IsNotDistinctFrom
+                            ) =>
                     {
                         if is_bpchar(&left, &schema) {
                             Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(

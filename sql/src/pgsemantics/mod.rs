@@ -112,3 +112,16 @@ fn check_nodes(
     })?;
     Ok(plan)
 }
+
+/// `= <> < <= > >=`.
+fn is_comparison(op: &Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+    )
+}

@@ -25,15 +25,7 @@ impl AnalyzerRule for TextNumberComparisons {
             node.apply_expressions(|e| {
                 e.apply(|x| {
                     if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = x {
-                        if matches!(
-                            op,
-                            Operator::Eq
-                                | Operator::NotEq
-                                | Operator::Lt
-                                | Operator::LtEq
-                                | Operator::Gt
-                                | Operator::GtEq
-                        ) {
+                        if is_comparison(op) {
                             text_number_comparison(left, *op, right, &schema)?;
                         }
                     }

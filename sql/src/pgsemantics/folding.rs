@@ -53,6 +53,14 @@ pub(super) fn is_constant(e: &Expr) -> bool {
 fn eval_constant(e: &Expr) -> Result<Option<ScalarValue>> {
     let schema = datafusion::common::DFSchema::empty();
     let props = datafusion::execution::context::ExecutionProps::new();
+    // DataFusion evaluates some functions (coalesce, nvl) only in the form its simplifier
+    // gives them; the simplifier keeps a failing constant as it is, for the evaluation
+    // below to raise.
+    let simplifier = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(
+        datafusion::logical_expr::simplify::SimplifyContext::default(),
+    );
+    let simplified = simplifier.simplify(e.clone());
+    let e = simplified.as_ref().unwrap_or(e);
     // What DataFusion cannot turn into a physical expression is left to the planner.
     let ctx =
         datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();

@@ -574,6 +574,8 @@ impl Session {
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
         // Names first: they are read from the statement as written (`1`, not `CAST(1 AS INT)`).
         crate::colnames::name_outputs(&mut stmt);
+        crate::pgsemantics::name_set_returning_functions(&mut stmt);
+        crate::pgsemantics::expand_select_list_series(&mut stmt);
         crate::pgsemantics::type_integer_literals(&mut stmt);
         crate::pgsemantics::refuse_multiset_set_operations(&stmt)?;
         let plan = self

@@ -171,5 +171,6 @@ slt_tests!(
     errors,
     transactions,
     subqueries,
-    difftest
+    difftest,
+    srf
 );

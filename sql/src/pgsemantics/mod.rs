@@ -3,7 +3,7 @@
 //!
 //! - `statement`: before planning, integer literals become `integer` where PostgreSQL
 //!   types them so, `= ANY (subquery)` becomes `IN`, and `INTERSECT ALL` / `EXCEPT ALL` are
-//!   refused.
+//!   refused; `generate_series` and `unnest` in FROM name their column as PostgreSQL does.
 //! - `aggregates` (first analyzer rule, before type coercion): `avg` of integers and `sum`
 //!   of `bigint` are numeric.
 //! - `arith` (after type coercion): checked integer `+ - *` and negation (22003), float
@@ -59,7 +59,8 @@ pub use folding::ConstantFoldingErrors;
 pub use functions::{pg_type_name, PgSleep, PgTypeOf};
 pub use joins::OuterJoinConstants;
 pub use statement::{
-    quantified_subqueries_as_in, refuse_multiset_set_operations, type_integer_literals,
+    expand_select_list_series, name_set_returning_functions, quantified_subqueries_as_in,
+    refuse_multiset_set_operations, type_integer_literals,
 };
 pub use subqueries::{
     GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,

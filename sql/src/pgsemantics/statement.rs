@@ -274,3 +274,115 @@ mod quantified_tests {
         );
     }
 }
+
+/// A one-column set-returning function in FROM (`generate_series`, `unnest`) names its
+/// column as PostgreSQL does: after the alias (`FROM generate_series(1, 3) g` has a column
+/// `g`), else after the function (`generate_series`). DataFusion named it `value`, so
+/// `SELECT g FROM generate_series(1, 3) g` failed.
+pub fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{
+        Ident, ObjectNamePart, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+    };
+    struct Namer;
+    impl VisitorMut for Namer {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> std::ops::ControlFlow<()> {
+            let (function, alias) = match t {
+                TableFactor::Table {
+                    name,
+                    args: Some(_),
+                    alias,
+                    ..
+                } => match name.0.last() {
+                    Some(ObjectNamePart::Identifier(i)) => (i.value.to_ascii_lowercase(), alias),
+                    _ => return std::ops::ControlFlow::Continue(()),
+                },
+                TableFactor::UNNEST {
+                    alias,
+                    array_exprs,
+                    with_offset: false,
+                    with_ordinality: false,
+                    ..
+                } if array_exprs.len() == 1 => ("unnest".to_string(), alias),
+                _ => return std::ops::ControlFlow::Continue(()),
+            };
+            if function != "generate_series" && function != "unnest" {
+                return std::ops::ControlFlow::Continue(());
+            }
+            match alias {
+                Some(a) if a.columns.is_empty() => {
+                    a.columns = vec![TableAliasColumnDef {
+                        name: a.name.clone(),
+                        data_type: None,
+                    }];
+                }
+                None => {
+                    *alias = Some(TableAlias {
+                        explicit: true,
+                        name: Ident::new(&function),
+                        columns: vec![TableAliasColumnDef::from_name(&function)],
+                        at: None,
+                    });
+                }
+                Some(_) => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Namer);
+}
+
+/// `SELECT generate_series(1, 3)` returns three rows in PostgreSQL; DataFusion's
+/// `generate_series` in a select list is one array. A select item that is a call of it
+/// (aliased or not) becomes `unnest(generate_series(...))`, which DataFusion expands into
+/// rows (several such items run in lockstep, the shorter padded with NULLs, as in
+/// PostgreSQL since 10).
+pub fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{
+        Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+        Ident, ObjectName, ObjectNamePart, SelectItem, SetExpr, VisitMut, VisitorMut,
+    };
+    fn is_series(e: &Expr) -> bool {
+        matches!(e, Expr::Function(f) if matches!(
+            f.name.0.last(),
+            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("generate_series")
+        ))
+    }
+    fn unnest(e: Expr) -> Expr {
+        Expr::Function(Function {
+            name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("unnest"))]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))],
+                clauses: vec![],
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: vec![],
+        })
+    }
+    struct Expand;
+    impl VisitorMut for Expand {
+        type Break = ();
+        fn post_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            if let SetExpr::Select(select) = q.body.as_mut() {
+                for item in &mut select.projection {
+                    if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } =
+                        item
+                    {
+                        if is_series(e) {
+                            let call =
+                                std::mem::replace(e, Expr::value(sqlparser::ast::Value::Null));
+                            *e = unnest(call);
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Expand);
+}

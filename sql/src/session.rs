@@ -255,6 +255,9 @@ impl Session {
             *ctx.state_ref().write() = new_state;
         }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::IntervalTimesInteger::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::PgTypeOf::default(),
         ));
         ctx.register_udf(
@@ -576,6 +579,7 @@ impl Session {
         crate::colnames::name_outputs(&mut stmt);
         crate::pgsemantics::name_set_returning_functions(&mut stmt);
         crate::pgsemantics::expand_select_list_series(&mut stmt);
+        crate::pgsemantics::interval_products(&mut stmt);
         crate::pgsemantics::type_integer_literals(&mut stmt);
         crate::pgsemantics::refuse_multiset_set_operations(&stmt)?;
         let plan = self

@@ -11,6 +11,7 @@ mod difftest;
 mod fastpath;
 mod layering;
 mod pgbench;
+mod psql;
 mod replication;
 mod routing;
 mod slt;

@@ -489,3 +489,86 @@ impl ScalarUDFImpl for CheckedOp {
         columnar(out, all_scalar)
     }
 }
+
+/// An interval times an integer (`duet_interval_mul`, which
+/// `statement::interval_products` writes for `n * INTERVAL '...'`; DataFusion cannot plan
+/// that product): each field (months, days, nanoseconds) multiplied, as PostgreSQL
+/// multiplies an interval by a whole number.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IntervalTimesInteger {
+    signature: Signature,
+}
+
+impl Default for IntervalTimesInteger {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IntervalTimesInteger {
+    fn name(&self) -> &str {
+        "duet_interval_mul"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if !is_int(&arg_types[1]) {
+            return Err(DataFusionError::NotImplemented(format!(
+                "interval * {} (only a whole number of intervals)",
+                super::pg_type_name(&arg_types[1])
+            )));
+        }
+        Ok(DataType::Interval(
+            datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, IntervalMonthDayNanoArray};
+        use datafusion::arrow::datatypes::{
+            Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
+        };
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = if scalar { 1 } else { args.number_rows };
+        let interval = datafusion::arrow::compute::cast(
+            &args.args[0].to_array(n)?,
+            &DataType::Interval(IntervalUnit::MonthDayNano),
+        )?;
+        let factor =
+            datafusion::arrow::compute::cast(&args.args[1].to_array(n)?, &DataType::Int64)?;
+        let overflow = || {
+            DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ComputeError(
+                    "interval out of range".into(),
+                )),
+                None,
+            )
+        };
+        let mut out = Vec::with_capacity(n);
+        for (i, k) in interval
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .zip(factor.as_primitive::<Int64Type>().iter())
+        {
+            let (Some(i), Some(k)) = (i, k) else {
+                out.push(None);
+                continue;
+            };
+            let k32 = i32::try_from(k).map_err(|_| overflow())?;
+            out.push(Some(IntervalMonthDayNano {
+                months: i.months.checked_mul(k32).ok_or_else(overflow)?,
+                days: i.days.checked_mul(k32).ok_or_else(overflow)?,
+                nanoseconds: i.nanoseconds.checked_mul(k).ok_or_else(overflow)?,
+            }));
+        }
+        columnar(Arc::new(IntervalMonthDayNanoArray::from(out)), scalar)
+    }
+}

@@ -53,14 +53,14 @@ mod subqueries;
 mod text;
 
 pub use aggregates::NumericIntegerAggregates;
-pub use arith::{CheckedIntegerArithmetic, NumericDivision};
+pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{pg_type_name, PgSleep, PgTypeOf};
 pub use joins::OuterJoinConstants;
 pub use statement::{
-    expand_select_list_series, name_set_returning_functions, quantified_subqueries_as_in,
-    refuse_multiset_set_operations, type_integer_literals,
+    expand_select_list_series, interval_products, name_set_returning_functions,
+    quantified_subqueries_as_in, refuse_multiset_set_operations, type_integer_literals,
 };
 pub use subqueries::{
     GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,

@@ -386,3 +386,49 @@ pub fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
     }
     let _ = stmt.visit(&mut Expand);
 }
+
+/// `n * INTERVAL '...'` and `INTERVAL '...' * n` become `duet_interval_mul(interval, n)`
+/// (`arith::IntervalTimesInteger`): DataFusion's planner cannot type that product.
+pub fn interval_products(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{
+        BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+        FunctionArguments, Ident, ObjectName, ObjectNamePart,
+    };
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        if let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Multiply,
+            right,
+        } = e
+        {
+            let interval = |x: &Expr| matches!(x, Expr::Interval(_));
+            let args = if interval(left) {
+                Some((left.as_ref().clone(), right.as_ref().clone()))
+            } else if interval(right) {
+                Some((right.as_ref().clone(), left.as_ref().clone()))
+            } else {
+                None
+            };
+            if let Some((i, n)) = args {
+                let arg = |x| FunctionArg::Unnamed(FunctionArgExpr::Expr(x));
+                *e = Expr::Function(Function {
+                    name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
+                        "duet_interval_mul",
+                    ))]),
+                    uses_odbc_syntax: false,
+                    parameters: FunctionArguments::None,
+                    args: FunctionArguments::List(FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![arg(i), arg(n)],
+                        clauses: vec![],
+                    }),
+                    filter: None,
+                    null_treatment: None,
+                    over: None,
+                    within_group: vec![],
+                });
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}

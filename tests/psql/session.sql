@@ -1,0 +1,38 @@
+-- An everyday psql session. tests/tests/psql.rs runs it with `psql -X -A -t` on DuetDB
+-- and on PostgreSQL 15 and requires byte-identical output (session.out is PostgreSQL's).
+\set VERBOSITY sqlstate
+CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, city varchar(20), joined date);
+CREATE TABLE orders (id integer PRIMARY KEY, customer integer, amount numeric(10,2), placed timestamp, note text);
+INSERT INTO customers SELECT g, 'customer ' || g, CASE WHEN g % 3 = 0 THEN 'Oslo' WHEN g % 3 = 1 THEN 'Lima' END, DATE '2024-01-01' + g FROM generate_series(1, 12) g;
+INSERT INTO orders SELECT g, g % 12 + 1, g * 10.25, TIMESTAMP '2024-03-01 09:00:00' + g * INTERVAL '1 hour', NULL FROM generate_series(1, 40) g;
+UPDATE orders SET note = 'rush' WHERE amount > 300;
+DELETE FROM orders WHERE id % 10 = 0;
+SELECT count(*), sum(amount), min(placed), max(placed) FROM orders;
+SELECT c.name, count(o.id) AS orders, sum(o.amount) AS total
+  FROM customers c LEFT JOIN orders o ON o.customer = c.id
+  GROUP BY c.name ORDER BY total DESC NULLS LAST, c.name LIMIT 5;
+SELECT city, count(*) FROM customers GROUP BY city ORDER BY city NULLS FIRST;
+SELECT id, amount, rank() OVER (PARTITION BY customer ORDER BY amount DESC) AS r
+  FROM orders WHERE customer IN (2, 3) ORDER BY customer, r;
+SELECT name FROM customers WHERE id IN (SELECT customer FROM orders WHERE note = 'rush') ORDER BY 1;
+SELECT name, (SELECT max(amount) FROM orders WHERE orders.customer = customers.id) AS biggest
+  FROM customers WHERE id <= 3 ORDER BY id;
+SELECT upper(name), length(city), coalesce(city, '-'), joined + 30 FROM customers WHERE id < 4 ORDER BY 1;
+SELECT 7 / 2, 7 % 3, -7 / 2, 2147483647 - 1, CAST(2.5 AS integer), 1.5 * 2;
+SELECT 1 / 0;
+SELECT name FROM nowhere;
+SELECT 2147483647 + 1;
+INSERT INTO customers VALUES (1, 'dup', NULL, NULL);
+BEGIN;
+UPDATE orders SET amount = amount + 1 WHERE id = 1;
+SELECT amount FROM orders WHERE id = 1;
+ROLLBACK;
+SELECT amount FROM orders WHERE id = 1;
+BEGIN;
+INSERT INTO customers VALUES (100, 'late', 'Oslo', DATE '2024-12-24');
+COMMIT;
+SELECT name, city, joined FROM customers WHERE id = 100;
+SELECT x, x * x AS square FROM generate_series(1, 4) x;
+SELECT 'a' || NULL IS NULL, NULL = NULL, true AND NULL, false AND NULL;
+DROP TABLE orders;
+DROP TABLE customers;

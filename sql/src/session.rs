@@ -239,6 +239,7 @@ impl Session {
             rules.insert(0, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
             rules.insert(1, Arc::new(crate::pgsemantics::NumericDivision));
             rules.insert(2, Arc::new(crate::pgsemantics::TextNumberComparisons));
+            rules.insert(3, Arc::new(crate::pgsemantics::ConcatArguments));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));

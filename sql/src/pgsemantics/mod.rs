@@ -65,7 +65,7 @@ pub use statement::{
 pub use subqueries::{
     GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
 };
-pub use text::{PgTextCasts, TextNumberComparisons};
+pub use text::{ConcatArguments, PgTextCasts, TextNumberComparisons};
 
 fn is_int(t: &DataType) -> bool {
     matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)

@@ -116,6 +116,76 @@ impl AnalyzerRule for PgTextCasts {
     }
 }
 
+/// `concat` and `concat_ws` arguments as PostgreSQL writes them (before type coercion,
+/// which would cast them to text the way Arrow does; a cast the user wrote stays).
+#[derive(Debug, Default)]
+pub struct ConcatArguments;
+
+impl AnalyzerRule for ConcatArguments {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        plan.transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| match &e {
+                    Expr::ScalarFunction(f) if matches!(f.func.name(), "concat" | "concat_ws") => {
+                        concat_arguments(e, &schema)
+                    }
+                    _ => Ok(Transformed::no(e)),
+                })
+                .map(|t| t.update_data(|e| name.restore(e)))
+            })?
+            .map_data(|p| p.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_concat_arguments"
+    }
+}
+
+/// `concat` and `concat_ws` write their arguments with PostgreSQL's output functions:
+/// a boolean as `t`/`f` (DataFusion: `true`), floats and timestamps as [`PgText`].
+fn concat_arguments(e: Expr, schema: &datafusion::common::DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::ScalarFunction(mut f) = e else {
+        return Ok(Transformed::no(e));
+    };
+    let mut changed = false;
+    for a in f.args.iter_mut() {
+        let Ok(t) = a.get_type(schema) else { continue };
+        let text = if t == DataType::Boolean {
+            // NULL matches neither arm and stays NULL, which concat skips.
+            let lit = |v: &str| Box::new(Expr::Literal(ScalarValue::Utf8(Some(v.into())), None));
+            Expr::Case(datafusion::logical_expr::expr::Case::new(
+                None,
+                vec![
+                    (Box::new(a.clone()), lit("t")),
+                    (Box::new(Expr::Not(Box::new(a.clone()))), lit("f")),
+                ],
+                None,
+            ))
+        } else if needs_pg_text(&t) {
+            Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::new_from_impl(PgText::default())),
+                vec![a.clone()],
+            ))
+        } else {
+            continue;
+        };
+        *a = text;
+        changed = true;
+    }
+    let e = Expr::ScalarFunction(f);
+    Ok(if changed {
+        Transformed::yes(e)
+    } else {
+        Transformed::no(e)
+    })
+}
+
 /// A float's or timestamp's text as PostgreSQL's output function writes it; named as the
 /// cast it replaces.
 #[derive(Debug, PartialEq, Eq, Hash)]

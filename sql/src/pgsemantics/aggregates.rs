@@ -11,21 +11,8 @@ pub struct NumericIntegerAggregates;
 
 impl AnalyzerRule for NumericIntegerAggregates {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
-        plan.transform_up_with_subqueries(|node| {
-            if !matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_)) {
-                return Ok(Transformed::no(node));
-            }
-            let schema = merge_schema(&node.inputs());
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|e| {
-                let name = names.save(&e);
-                e.transform_up(|e| widen_integer_aggregate(e, &schema))
-                    .map(|t| t.update_data(|e| name.restore(e)))
-            })?
-            .map_data(|p| p.recompute_schema())
-        })
-        .map(|t| t.data)
+        // Aggregate and window functions appear only in Aggregate and Window nodes.
+        retype_expressions(plan, widen_integer_aggregate)
     }
 
     fn name(&self) -> &str {

@@ -48,39 +48,28 @@ pub struct NumericDivision;
 
 impl AnalyzerRule for NumericDivision {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
-        plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|e| {
-                let name = names.save(&e);
-                e.transform_up(|e| {
-                    let Expr::BinaryExpr(BinaryExpr {
-                        left,
-                        op: Operator::Divide,
-                        right,
-                    }) = &e
-                    else {
-                        return Ok(Transformed::no(e));
-                    };
-                    let (Ok(lt), Ok(rt)) = (left.get_type(&schema), right.get_type(&schema)) else {
-                        return Ok(Transformed::no(e));
-                    };
-                    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
-                    let numeric = |t: &DataType| decimal(t) || is_int(t);
-                    if !(numeric(&lt) && numeric(&rt) && (decimal(&lt) || decimal(&rt))) {
-                        return Ok(Transformed::no(e));
-                    }
-                    let udf = Arc::new(ScalarUDF::new_from_impl(NumericDiv::default()));
-                    Ok(Transformed::yes(Expr::ScalarFunction(
-                        ScalarFunction::new_udf(udf, vec![(**left).clone(), (**right).clone()]),
-                    )))
-                })
-                .map(|t| t.update_data(|e| name.restore(e)))
-            })?
-            .map_data(|p| p.recompute_schema())
+        retype_expressions(plan, |e, schema| {
+            let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Divide,
+                right,
+            }) = &e
+            else {
+                return Ok(Transformed::no(e));
+            };
+            let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
+                return Ok(Transformed::no(e));
+            };
+            let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+            let numeric = |t: &DataType| decimal(t) || is_int(t);
+            if !(numeric(&lt) && numeric(&rt) && (decimal(&lt) || decimal(&rt))) {
+                return Ok(Transformed::no(e));
+            }
+            let udf = Arc::new(ScalarUDF::new_from_impl(NumericDiv::default()));
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(udf, vec![(**left).clone(), (**right).clone()]),
+            )))
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

@@ -126,3 +126,24 @@ fn is_comparison(op: &Operator) -> bool {
             | Operator::GtEq
     )
 }
+
+/// Rewrites every expression of every node (and subquery) bottom-up with `f`, given the
+/// node's input schema; output names are kept and schemas recomputed. For the rules that
+/// run before type coercion and change a type (coercion then fits everything above).
+fn retype_expressions(
+    plan: LogicalPlan,
+    f: impl Fn(Expr, &datafusion::common::DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    plan.transform_up_with_subqueries(|node| {
+        let schema = merge_schema(&node.inputs());
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let name = names.save(&e);
+            e.transform_up(|e| f(e, &schema))
+                .map(|t| t.update_data(|e| name.restore(e)))
+        })?
+        .map_data(|p| p.recompute_schema())
+    })
+    .map(|t| t.data)
+}

@@ -123,23 +123,12 @@ pub struct ConcatArguments;
 
 impl AnalyzerRule for ConcatArguments {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
-        plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|e| {
-                let name = names.save(&e);
-                e.transform_up(|e| match &e {
-                    Expr::ScalarFunction(f) if matches!(f.func.name(), "concat" | "concat_ws") => {
-                        concat_arguments(e, &schema)
-                    }
-                    _ => Ok(Transformed::no(e)),
-                })
-                .map(|t| t.update_data(|e| name.restore(e)))
-            })?
-            .map_data(|p| p.recompute_schema())
+        retype_expressions(plan, |e, schema| match &e {
+            Expr::ScalarFunction(f) if matches!(f.func.name(), "concat" | "concat_ws") => {
+                concat_arguments(e, schema)
+            }
+            _ => Ok(Transformed::no(e)),
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

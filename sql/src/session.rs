@@ -576,13 +576,7 @@ impl Session {
 
     /// Plans a statement with DataFusion (no execution).
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
-        // Names first: they are read from the statement as written (`1`, not `CAST(1 AS INT)`).
-        crate::colnames::name_outputs(&mut stmt);
-        crate::pgsemantics::name_set_returning_functions(&mut stmt);
-        crate::pgsemantics::expand_select_list_series(&mut stmt);
-        crate::pgsemantics::interval_products(&mut stmt);
-        crate::pgsemantics::type_integer_literals(&mut stmt);
-        crate::pgsemantics::refuse_multiset_set_operations(&stmt)?;
+        crate::pgsemantics::rewrite_statement(&mut stmt)?;
         let plan = self
             .planning(false)
             .state

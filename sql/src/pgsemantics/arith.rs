@@ -39,7 +39,7 @@ fn round_before_integer_cast(
     )))
 }
 
-/// Numeric division through [`NumericDiv`]: `/` with a decimal operand and a decimal or
+/// Numeric division through `NumericDiv`: `/` with a decimal operand and a decimal or
 /// integer other one. Before type coercion, so everything above the quotient is coerced to
 /// its real type (a rule after coercion left casts to DataFusion's quotient type above it,
 /// which cut the decimals again).
@@ -145,27 +145,21 @@ impl ScalarUDFImpl for NumericDiv {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::{AsArray, Decimal128Array};
         use datafusion::arrow::datatypes::{i256, Decimal128Type};
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
+        let (arrays, scalar) = arg_arrays(&args)?;
         // An integer operand is a decimal of scale 0.
-        let as_decimal = |a: ArrayRef| -> Result<ArrayRef> {
+        let as_decimal = |a: &ArrayRef| -> Result<ArrayRef> {
             let s = decimal_scale(a.data_type());
             Ok(datafusion::arrow::compute::cast(
-                &a,
+                a,
                 &DataType::Decimal128(38, s),
             )?)
         };
-        let a = as_decimal(args.args[0].to_array(n)?)?;
-        let b = as_decimal(args.args[1].to_array(n)?)?;
+        let a = as_decimal(&arrays[0])?;
+        let b = as_decimal(&arrays[1])?;
         let (s1, s2) = (decimal_scale(a.data_type()), decimal_scale(b.data_type()));
         let scale = numeric_div_scale(s1, s2);
         // x / y at `scale` decimals = x * 10^(scale + s2 - s1) / y (unscaled integers).
         let shift = (scale as i32 + s2 as i32 - s1 as i32).max(0) as u32;
-        let factor = i256::from_i128(10).checked_pow(shift);
-        let limit = i256::from_i128(10).checked_pow(38);
         let overflow = || {
             DataFusionError::ArrowError(
                 Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(
@@ -174,11 +168,16 @@ impl ScalarUDFImpl for NumericDiv {
                 None,
             )
         };
+        // shift <= 38 + 38, and 10^76 fits in an i256.
+        let factor = i256::from_i128(10)
+            .checked_pow(shift)
+            .ok_or_else(overflow)?;
+        let limit = i256::from_i128(10).wrapping_pow(38);
         let (a, b) = (
             a.as_primitive::<Decimal128Type>(),
             b.as_primitive::<Decimal128Type>(),
         );
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(a.len());
         for (x, y) in a.iter().zip(b.iter()) {
             let (Some(x), Some(y)) = (x, y) else {
                 out.push(None);
@@ -190,7 +189,7 @@ impl ScalarUDFImpl for NumericDiv {
                     None,
                 ));
             }
-            let (y, factor, limit) = (i256::from_i128(y), factor.ok_or_else(overflow)?, limit);
+            let y = i256::from_i128(y);
             let num = i256::from_i128(x)
                 .checked_mul(factor)
                 .ok_or_else(overflow)?;
@@ -209,7 +208,7 @@ impl ScalarUDFImpl for NumericDiv {
                 };
                 q = q.checked_add(step).ok_or_else(overflow)?;
             }
-            if limit.is_some_and(|l| q.wrapping_abs() >= l) {
+            if q.wrapping_abs() >= limit {
                 return Err(overflow());
             }
             out.push(Some(q.to_i128().ok_or_else(overflow)?));
@@ -259,9 +258,9 @@ impl ScalarUDFImpl for CheckedNeg {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let a = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
-        let out = numeric::neg(&a).map_err(|e| int_error(e, a.data_type()))?;
+        let (arrays, scalar) = arg_arrays(&args)?;
+        let a = &arrays[0];
+        let out = numeric::neg(a).map_err(|e| int_error(e, a.data_type()))?;
         columnar(out, scalar)
     }
 }
@@ -300,8 +299,8 @@ impl ScalarUDFImpl for RoundHalfEven {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::{Float32Type, Float64Type};
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let a = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let (arrays, scalar) = arg_arrays(&args)?;
+        let a = &arrays[0];
         let out: ArrayRef = match a.data_type() {
             DataType::Float32 => Arc::new(
                 a.as_primitive::<Float32Type>()
@@ -433,18 +432,7 @@ impl ScalarUDFImpl for CheckedOp {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        // Two scalars are computed once, on one row: a batch may have none (an empty input),
-        // and the scalar result is still needed.
-        let n = if all_scalar { 1 } else { args.number_rows };
-        let arrays: Vec<ArrayRef> = args
-            .args
-            .iter()
-            .map(|a| a.to_array(n))
-            .collect::<Result<_>>()?;
+        let (arrays, all_scalar) = arg_arrays(&args)?;
         let (l, r) = (&arrays[0], &arrays[1]);
         if matches!(self.op, Operator::Divide | Operator::Modulo) {
             use datafusion::arrow::array::AsArray;
@@ -480,7 +468,7 @@ impl ScalarUDFImpl for CheckedOp {
 }
 
 /// An interval times an integer (`duet_interval_mul`, which
-/// `statement::interval_products` writes for `n * INTERVAL '...'`; DataFusion cannot plan
+/// the statement rewrite writes for `n * INTERVAL '...'`; DataFusion cannot plan
 /// that product): each field (months, days, nanoseconds) multiplied, as PostgreSQL
 /// multiplies an interval by a whole number.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -522,17 +510,12 @@ impl ScalarUDFImpl for IntervalTimesInteger {
         use datafusion::arrow::datatypes::{
             Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
         };
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
+        let (arrays, scalar) = arg_arrays(&args)?;
         let interval = datafusion::arrow::compute::cast(
-            &args.args[0].to_array(n)?,
+            &arrays[0],
             &DataType::Interval(IntervalUnit::MonthDayNano),
         )?;
-        let factor =
-            datafusion::arrow::compute::cast(&args.args[1].to_array(n)?, &DataType::Int64)?;
+        let factor = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int64)?;
         let overflow = || {
             DataFusionError::ArrowError(
                 Box::new(datafusion::arrow::error::ArrowError::ComputeError(
@@ -541,7 +524,7 @@ impl ScalarUDFImpl for IntervalTimesInteger {
                 None,
             )
         };
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(interval.len());
         for (i, k) in interval
             .as_primitive::<IntervalMonthDayNanoType>()
             .iter()

@@ -92,8 +92,11 @@ fn eval_constant(e: &Expr) -> Result<Option<ScalarValue>> {
 }
 
 fn fold_errors(e: &Expr) -> Result<()> {
-    if let Expr::Alias(a) = e {
-        return fold_errors(&a.expr);
+    match e {
+        Expr::Alias(a) => return fold_errors(&a.expr),
+        // A literal cannot fail; most constants are one, and evaluating costs planning time.
+        Expr::Literal(..) => return Ok(()),
+        _ => {}
     }
     let lazy = match e {
         Expr::Case(_) => true,

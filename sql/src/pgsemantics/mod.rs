@@ -58,10 +58,7 @@ pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{pg_type_name, PgSleep, PgTypeOf};
 pub use joins::OuterJoinConstants;
-pub use statement::{
-    expand_select_list_series, interval_products, name_set_returning_functions,
-    quantified_subqueries_as_in, refuse_multiset_set_operations, type_integer_literals,
-};
+pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
     GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
 };
@@ -73,6 +70,22 @@ fn is_int(t: &DataType) -> bool {
 
 fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float64)
+}
+
+/// A function's arguments as arrays, and whether all were scalars: then each is one row
+/// (a batch may have none, as over an empty input, and the scalar result is still needed).
+fn arg_arrays(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
+    let scalar = args
+        .args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let n = if scalar { 1 } else { args.number_rows };
+    let arrays = args
+        .args
+        .iter()
+        .map(|a| a.to_array(n))
+        .collect::<Result<_>>()?;
+    Ok((arrays, scalar))
 }
 
 /// A function's result: one value when every argument was a scalar, else the array.

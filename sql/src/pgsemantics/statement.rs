@@ -2,9 +2,21 @@
 
 use super::*;
 
+/// Everything done to a statement before DataFusion plans it, in order: PostgreSQL's output
+/// names first (read from the statement as written: `1`, not `CAST(1 AS INT)`), then the
+/// rewrites below, then the refusals.
+pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
+    crate::colnames::name_outputs(stmt);
+    name_set_returning_functions(stmt);
+    expand_select_list_series(stmt);
+    interval_products(stmt);
+    type_integer_literals(stmt);
+    refuse_multiset_set_operations(stmt)
+}
+
 /// `INTERSECT ALL` and `EXCEPT ALL` are refused: DataFusion answers them as a semi and an
 /// anti join, which keep every copy of a row (or none) instead of min(m, n) and m - n copies.
-pub fn refuse_multiset_set_operations(stmt: &sqlparser::ast::Statement) -> Result<()> {
+fn refuse_multiset_set_operations(stmt: &sqlparser::ast::Statement) -> Result<()> {
     use sqlparser::ast::{SetExpr, SetOperator, SetQuantifier, Visit, Visitor};
     struct Find(Option<&'static str>);
     impl Visitor for Find {
@@ -79,10 +91,12 @@ pub fn quantified_subqueries_as_in(stmt: &mut sqlparser::ast::Statement) {
 
 /// PostgreSQL types an integer literal that fits in 32 bits as `integer`; DataFusion types
 /// every integer literal as `bigint`. Where a literal is an operand (arithmetic, comparison,
-/// IN list, BETWEEN) or a select-list item, this makes it an explicit `integer`, so
-/// `int_col + 1` stays `integer` and `SELECT 1` is int4 as in PostgreSQL. Positions
-/// (`ORDER BY 1`), LIMIT/OFFSET and function arguments keep DataFusion's typing.
-pub fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
+/// IN list, BETWEEN, a CASE result, an argument of a function whose type follows it's such
+/// as `abs`) or a select-list item, this makes it an explicit `integer`, so `int_col + 1`
+/// stays `integer` and `SELECT 1` is int4 as in PostgreSQL. Positions (`ORDER BY 1`),
+/// LIMIT/OFFSET and other functions' arguments keep DataFusion's typing (some of
+/// DataFusion's functions take only `bigint`).
+fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
     use sqlparser::ast::{BinaryOperator as B, Expr as E, VisitMut};
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
         match e {
@@ -125,19 +139,21 @@ pub fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
             // Functions whose PostgreSQL result type follows an integer argument's
             // (`abs(-2147483648)` overflows int4).
             E::Function(f)
-                if [
-                    "abs",
-                    "coalesce",
-                    "nullif",
-                    "greatest",
-                    "least",
-                    "min",
-                    "max",
-                    "sum",
-                    "pg_typeof",
-                ]
-                .iter()
-                .any(|n| f.name.to_string().eq_ignore_ascii_case(n)) =>
+                if function_name(f).is_some_and(|n| {
+                    [
+                        "abs",
+                        "coalesce",
+                        "nullif",
+                        "greatest",
+                        "least",
+                        "min",
+                        "max",
+                        "sum",
+                        "pg_typeof",
+                    ]
+                    .iter()
+                    .any(|known| n.eq_ignore_ascii_case(known))
+                }) =>
             {
                 if let sqlparser::ast::FunctionArguments::List(list) = &mut f.args {
                     for a in &mut list.args {
@@ -207,33 +223,6 @@ fn narrow(e: &mut sqlparser::ast::Expr) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rewrite(sql: &str) -> String {
-        let mut s =
-            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
-                .unwrap()
-                .remove(0);
-        type_integer_literals(&mut s);
-        s.to_string()
-    }
-
-    #[test]
-    fn operands_and_select_items_become_int4_but_positions_and_limits_do_not() {
-        assert_eq!(rewrite("SELECT 1"), "SELECT CAST(1 AS INT)");
-        assert_eq!(
-            rewrite("SELECT a + 1 FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"),
-            "SELECT a + CAST(1 AS INT) FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"
-        );
-        assert_eq!(
-            rewrite("SELECT lag(x, 1) OVER () FROM t WHERE x IN (1, 2)"),
-            "SELECT lag(x, 1) OVER () FROM t WHERE x IN (CAST(1 AS INT), CAST(2 AS INT))"
-        );
-    }
-}
-
 /// The value of an integer literal under any parentheses and signs, if `e` is one.
 fn constant_integer(e: &sqlparser::ast::Expr) -> Option<i64> {
     use sqlparser::ast::{Expr as E, UnaryOperator, Value};
@@ -255,31 +244,11 @@ fn constant_integer(e: &sqlparser::ast::Expr) -> Option<i64> {
     }
 }
 
-#[cfg(test)]
-mod quantified_tests {
-    #[test]
-    fn equality_any_and_inequality_all_become_in() {
-        let mut s = sqlparser::parser::Parser::parse_sql(
-            &sqlparser::dialect::PostgreSqlDialect {},
-            "SELECT x FROM a WHERE x = ANY (SELECT y FROM b) AND x <> ALL (SELECT y FROM b) \
-             AND x > ANY (SELECT y FROM b)",
-        )
-        .unwrap()
-        .remove(0);
-        super::quantified_subqueries_as_in(&mut s);
-        assert_eq!(
-            s.to_string(),
-            "SELECT x FROM a WHERE x IN (SELECT y FROM b) AND x NOT IN (SELECT y FROM b) \
-             AND x > ANY(SELECT y FROM b)"
-        );
-    }
-}
-
 /// A one-column set-returning function in FROM (`generate_series`, `unnest`) names its
 /// column as PostgreSQL does: after the alias (`FROM generate_series(1, 3) g` has a column
 /// `g`), else after the function (`generate_series`). DataFusion named it `value`, so
 /// `SELECT g FROM generate_series(1, 3) g` failed.
-pub fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
+fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
     use sqlparser::ast::{
         Ident, ObjectNamePart, TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
     };
@@ -337,32 +306,11 @@ pub fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
 /// (aliased or not) becomes `unnest(generate_series(...))`, which DataFusion expands into
 /// rows (several such items run in lockstep, the shorter padded with NULLs, as in
 /// PostgreSQL since 10).
-pub fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
-    use sqlparser::ast::{
-        Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-        Ident, ObjectName, ObjectNamePart, SelectItem, SetExpr, VisitMut, VisitorMut,
-    };
+fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{Expr, SelectItem, SetExpr, VisitMut, VisitorMut};
     fn is_series(e: &Expr) -> bool {
-        matches!(e, Expr::Function(f) if matches!(
-            f.name.0.last(),
-            Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("generate_series")
-        ))
-    }
-    fn unnest(e: Expr) -> Expr {
-        Expr::Function(Function {
-            name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("unnest"))]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))],
-                clauses: vec![],
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: vec![],
-        })
+        matches!(e, Expr::Function(f)
+            if function_name(f).is_some_and(|n| n.eq_ignore_ascii_case("generate_series")))
     }
     struct Expand;
     impl VisitorMut for Expand {
@@ -376,7 +324,7 @@ pub fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
                         if is_series(e) {
                             let call =
                                 std::mem::replace(e, Expr::value(sqlparser::ast::Value::Null));
-                            *e = unnest(call);
+                            *e = call_function("unnest", vec![call]);
                         }
                     }
                 }
@@ -389,11 +337,8 @@ pub fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
 
 /// `n * INTERVAL '...'` and `INTERVAL '...' * n` become `duet_interval_mul(interval, n)`
 /// (`arith::IntervalTimesInteger`): DataFusion's planner cannot type that product.
-pub fn interval_products(stmt: &mut sqlparser::ast::Statement) {
-    use sqlparser::ast::{
-        BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-        FunctionArguments, Ident, ObjectName, ObjectNamePart,
-    };
+fn interval_products(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{BinaryOperator, Expr};
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
         if let Expr::BinaryOp {
             left,
@@ -410,25 +355,86 @@ pub fn interval_products(stmt: &mut sqlparser::ast::Statement) {
                 None
             };
             if let Some((i, n)) = args {
-                let arg = |x| FunctionArg::Unnamed(FunctionArgExpr::Expr(x));
-                *e = Expr::Function(Function {
-                    name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
-                        "duet_interval_mul",
-                    ))]),
-                    uses_odbc_syntax: false,
-                    parameters: FunctionArguments::None,
-                    args: FunctionArguments::List(FunctionArgumentList {
-                        duplicate_treatment: None,
-                        args: vec![arg(i), arg(n)],
-                        clauses: vec![],
-                    }),
-                    filter: None,
-                    null_treatment: None,
-                    over: None,
-                    within_group: vec![],
-                });
+                *e = call_function("duet_interval_mul", vec![i, n]);
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// A function's own name (the last part of a qualified one).
+fn function_name(f: &sqlparser::ast::Function) -> Option<&str> {
+    match f.name.0.last()? {
+        sqlparser::ast::ObjectNamePart::Identifier(i) => Some(&i.value),
+        _ => None,
+    }
+}
+
+/// `name(args)`, as the parser would give it.
+fn call_function(name: &str, args: Vec<sqlparser::ast::Expr>) -> sqlparser::ast::Expr {
+    use sqlparser::ast::{
+        Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+        Ident, ObjectName, ObjectNamePart,
+    };
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(sql: &str) -> String {
+        let mut s =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+        type_integer_literals(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn operands_and_select_items_become_int4_but_positions_and_limits_do_not() {
+        assert_eq!(rewrite("SELECT 1"), "SELECT CAST(1 AS INT)");
+        assert_eq!(
+            rewrite("SELECT a + 1 FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"),
+            "SELECT a + CAST(1 AS INT) FROM t WHERE b = 5000000000 ORDER BY 1 LIMIT 10"
+        );
+        assert_eq!(
+            rewrite("SELECT lag(x, 1) OVER () FROM t WHERE x IN (1, 2)"),
+            "SELECT lag(x, 1) OVER () FROM t WHERE x IN (CAST(1 AS INT), CAST(2 AS INT))"
+        );
+    }
+
+    #[test]
+    fn equality_any_and_inequality_all_become_in() {
+        let mut s = sqlparser::parser::Parser::parse_sql(
+            &sqlparser::dialect::PostgreSqlDialect {},
+            "SELECT x FROM a WHERE x = ANY (SELECT y FROM b) AND x <> ALL (SELECT y FROM b) \
+             AND x > ANY (SELECT y FROM b)",
+        )
+        .unwrap()
+        .remove(0);
+        quantified_subqueries_as_in(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT x FROM a WHERE x IN (SELECT y FROM b) AND x NOT IN (SELECT y FROM b) \
+             AND x > ANY(SELECT y FROM b)"
+        );
+    }
 }

@@ -7,8 +7,6 @@
 //! The wire sends such values right; a cast inside the query (`length(CAST(x AS text))`,
 //! a comparison, a concatenation) now sees the same text.
 
-use datafusion::arrow::array::{AsArray, StringArray};
-use datafusion::arrow::datatypes::{Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType};
 use datafusion::logical_expr::Cast;
 
 use super::*;
@@ -68,7 +66,7 @@ fn text_number_comparison(
     Ok(())
 }
 
-/// Casts of floats and timestamps to text, through [`PgText`].
+/// Casts of floats and timestamps to text, through `PgText`.
 #[derive(Debug, Default)]
 pub struct PgTextCasts;
 
@@ -212,32 +210,10 @@ impl ScalarUDFImpl for PgText {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use duet_wire::encode::{pg_float4_text, pg_float8_text, pg_timestamp_text};
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let a = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
-        let out: StringArray = match a.data_type() {
-            DataType::Float32 => a
-                .as_primitive::<Float32Type>()
-                .iter()
-                .map(|v| v.map(pg_float4_text))
-                .collect(),
-            DataType::Float64 => a
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(pg_float8_text))
-                .collect(),
-            _ => {
-                let micros = datafusion::arrow::compute::cast(
-                    &a,
-                    &DataType::Timestamp(TimeUnit::Microsecond, None),
-                )?;
-                micros
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .iter()
-                    .map(|v| v.map(pg_timestamp_text))
-                    .collect()
-            }
-        };
-        columnar(Arc::new(out), scalar)
+        let (arrays, scalar) = arg_arrays(&args)?;
+        let out = duet_wire::encode::pg_text_array(&arrays[0]).ok_or_else(|| {
+            DataFusionError::Internal(format!("pg_text of {}", arrays[0].data_type()))
+        })?;
+        columnar(out, scalar)
     }
 }

@@ -226,14 +226,56 @@ pub fn pad_bpchar_columns(
         .unwrap_or_else(|_| batch.clone())
 }
 
+/// A float or timestamp column as PostgreSQL's text (`None` for other types): floats in
+/// shortest round-trip form, timestamps at microseconds. The wire's text format and SQL's
+/// casts to text (`duet_sql::pgsemantics`) both write these.
+pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
+    use datafusion::arrow::array::{Float32Array, Float64Array, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+    match col.data_type() {
+        DataType::Float64 => col.as_any().downcast_ref::<Float64Array>().map(|a| {
+            Arc::new(
+                a.iter()
+                    .map(|v| v.map(pg_float8_text))
+                    .collect::<StringArray>(),
+            ) as ArrayRef
+        }),
+        DataType::Float32 => col.as_any().downcast_ref::<Float32Array>().map(|a| {
+            Arc::new(
+                a.iter()
+                    .map(|v| v.map(pg_float4_text))
+                    .collect::<StringArray>(),
+            ) as ArrayRef
+        }),
+        // PostgreSQL keeps microseconds: a nanosecond timestamp (a literal's type in
+        // DataFusion) prints at microseconds, as the same value stored in a column does.
+        DataType::Timestamp(unit, None) => if *unit == TimeUnit::Microsecond {
+            Some(col.clone())
+        } else {
+            datafusion::arrow::compute::cast(col, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .ok()
+        }
+        .and_then(|col| {
+            col.as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .map(|a| {
+                    Arc::new(
+                        a.iter()
+                            .map(|v| v.map(pg_timestamp_text))
+                            .collect::<StringArray>(),
+                    ) as ArrayRef
+                })
+        }),
+        _ => None,
+    }
+}
+
 /// Re-encodes, for text-format result columns, the types whose text form arrow-pg writes
 /// differently from PostgreSQL (floats, timestamps) as strings in PostgreSQL's format.
 pub fn pg_text_columns(
     batch: &datafusion::arrow::record_batch::RecordBatch,
     is_text: &dyn Fn(usize) -> bool,
 ) -> datafusion::arrow::record_batch::RecordBatch {
-    use datafusion::arrow::array::{Float32Array, Float64Array, TimestampMicrosecondArray};
-    use datafusion::arrow::datatypes::TimeUnit;
     let mut changed = false;
     let mut cols = Vec::with_capacity(batch.num_columns());
     for (i, col) in batch.columns().iter().enumerate() {
@@ -241,45 +283,7 @@ pub fn pg_text_columns(
             cols.push(col.clone());
             continue;
         }
-        let out: Option<ArrayRef> = match col.data_type() {
-            DataType::Float64 => col.as_any().downcast_ref::<Float64Array>().map(|a| {
-                Arc::new(
-                    a.iter()
-                        .map(|v| v.map(pg_float8_text))
-                        .collect::<StringArray>(),
-                ) as ArrayRef
-            }),
-            DataType::Float32 => col.as_any().downcast_ref::<Float32Array>().map(|a| {
-                Arc::new(
-                    a.iter()
-                        .map(|v| v.map(pg_float4_text))
-                        .collect::<StringArray>(),
-                ) as ArrayRef
-            }),
-            // PostgreSQL keeps microseconds: a nanosecond timestamp (a literal's type in
-            // DataFusion) prints at microseconds, as the same value stored in a column does.
-            DataType::Timestamp(unit, None) => if *unit == TimeUnit::Microsecond {
-                Some(col.clone())
-            } else {
-                datafusion::arrow::compute::cast(
-                    col,
-                    &DataType::Timestamp(TimeUnit::Microsecond, None),
-                )
-                .ok()
-            }
-            .and_then(|col| {
-                col.as_any()
-                    .downcast_ref::<TimestampMicrosecondArray>()
-                    .map(|a| {
-                        Arc::new(
-                            a.iter()
-                                .map(|v| v.map(pg_timestamp_text))
-                                .collect::<StringArray>(),
-                        ) as ArrayRef
-                    })
-            }),
-            _ => None,
-        };
+        let out = pg_text_array(col);
         match out {
             Some(o) => {
                 changed = true;

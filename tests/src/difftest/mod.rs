@@ -853,10 +853,18 @@ impl Tester {
 }
 
 fn has_aggregate(e: &Expr) -> bool {
-    e.to_string().contains("count(")
-        || ["sum(", "avg(", "min(", "max(", "bool_and(", "bool_or("]
-            .iter()
-            .any(|f| e.to_string().contains(f))
+    let sql = e.to_string();
+    [
+        "count(",
+        "sum(",
+        "avg(",
+        "min(",
+        "max(",
+        "bool_and(",
+        "bool_or(",
+    ]
+    .iter()
+    .any(|f| sql.contains(f))
 }
 
 /// The differing output names of two results, with the run's aliases generalised.

@@ -29,12 +29,20 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
                 // attnotnull from this, and DataFusion may use it.
                 let nullable = !def.not_null(i);
                 let f = Field::new(&c.name, c.ty.arrow_type(), nullable);
+                let declared = |name: &str| {
+                    [
+                        (PG_DECLARED_TYPE.to_string(), name.to_string()),
+                        (PG_TYPMOD.to_string(), c.ty.pg_typmod().to_string()),
+                    ]
+                };
                 match c.ty {
                     SqlType::Char(n) => f.with_metadata(
                         [(BPCHAR_WIDTH.to_string(), n.to_string())]
                             .into_iter()
                             .collect(),
                     ),
+                    SqlType::Varchar(_) => f.with_metadata(declared("varchar").into()),
+                    SqlType::Numeric { .. } => f.with_metadata(declared("numeric").into()),
                     _ => f,
                 }
             })
@@ -440,6 +448,16 @@ fn append_datum(b: &mut DecodeColumn, d: &Datum, ty: &SqlType) -> Result<()> {
 /// Field metadata key marking a `char(n)` column; the value is `n`. The wire encoder pads
 /// such values to `n` and reports them as `bpchar`.
 pub const BPCHAR_WIDTH: &str = "duet.bpchar_width";
+
+/// Field metadata key naming the declared PostgreSQL type of a table column where the
+/// Arrow type does not tell it (`varchar` for a `Utf8` column, `numeric` for a `Decimal128`
+/// one); with [`PG_TYPMOD`], the wire encoder reports it in RowDescription as PostgreSQL
+/// does (OID 1043 for varchar, the column's typmod).
+pub const PG_DECLARED_TYPE: &str = "duet.pg_type";
+
+/// Field metadata key carrying the column's PostgreSQL type modifier
+/// ([`SqlType::pg_typmod`]).
+pub const PG_TYPMOD: &str = "duet.pg_typmod";
 
 /// Reads an Arrow array that has already been cast to `ty.arrow_type()` into datums,
 /// enforcing the type's modifiers (length of varchar/char, precision of numeric).

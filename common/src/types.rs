@@ -52,6 +52,26 @@ impl SqlType {
     }
 
     /// PostgreSQL's spelling, as `format_type` would print it.
+    /// Whether this is the type of a `numeric` declared without precision (stored as
+    /// [`DEFAULT_NUMERIC`]; an explicit `numeric(38,10)` is indistinguishable from it).
+    pub fn is_unconstrained_numeric(&self) -> bool {
+        matches!(self, SqlType::Numeric { precision, scale } if (*precision, *scale) == DEFAULT_NUMERIC)
+    }
+
+    /// PostgreSQL's type modifier (`atttypmod`) of a column of this type: the declared
+    /// length + 4 of `varchar(n)` and `char(n)`, `(p << 16 | s) + 4` of `numeric(p,s)`, -1
+    /// where nothing was declared.
+    pub fn pg_typmod(&self) -> i32 {
+        match self {
+            SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i32 + 4,
+            SqlType::Numeric { .. } if self.is_unconstrained_numeric() => -1,
+            SqlType::Numeric { precision, scale } => {
+                ((*precision as i32) << 16 | (*scale as i32 & 0xffff)) + 4
+            }
+            _ => -1,
+        }
+    }
+
     pub fn pg_name(&self) -> String {
         match self {
             SqlType::Int16 => "smallint".into(),
@@ -59,6 +79,7 @@ impl SqlType {
             SqlType::Int64 => "bigint".into(),
             SqlType::Float32 => "real".into(),
             SqlType::Float64 => "double precision".into(),
+            SqlType::Numeric { .. } if self.is_unconstrained_numeric() => "numeric".into(),
             SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
             SqlType::Text => "text".into(),
             SqlType::Varchar(None) => "character varying".into(),

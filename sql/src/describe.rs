@@ -109,7 +109,7 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
         Statement::Query(_) | Statement::Explain { .. } => {
             let plan = session.plan(stmt.clone()).await?;
             merge_plan_types(&mut types, plan.get_parameter_types()?);
-            Some(Arc::new(plan.schema().as_arrow().clone()))
+            Some(session.result_schema(plan))
         }
         Statement::ShowVariable { variable } => {
             let name = variable

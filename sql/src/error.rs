@@ -181,6 +181,19 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
         }
     }
     let root = e.find_root();
+    let text = root.message();
+    // An aggregate of a bare NULL: PostgreSQL cannot choose among sum(int), sum(numeric)...
+    for (df, function) in [
+        ("SUM not supported for Null", "sum"),
+        ("AvgAccumulator for (Null", "avg"),
+    ] {
+        if text.contains(df) {
+            return PgError::new(
+                SqlState::AmbiguousFunction,
+                format!("function {function}(unknown) is not unique"),
+            );
+        }
+    }
     let state = match root {
         DataFusionError::SQL(..) => SqlState::SyntaxError,
         DataFusionError::SchemaError(se, _) => match se.as_ref() {
@@ -233,6 +246,9 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
     // PostgreSQL's words for the two arithmetic errors (Arrow's add a prefix).
     let msg = match state {
         SqlState::DivisionByZero => "division by zero".to_string(),
+        SqlState::NumericValueOutOfRange if msg.contains("to store in a Decimal128") => {
+            "numeric field overflow".to_string()
+        }
         SqlState::NumericValueOutOfRange => msg
             .strip_prefix("Arithmetic overflow: ")
             .unwrap_or(&msg)

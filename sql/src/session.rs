@@ -237,12 +237,15 @@ impl Session {
             let mut rules = state.analyzer().rules.clone();
             // Before type coercion: it changes argument types.
             rules.insert(0, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
-            rules.insert(1, Arc::new(crate::pgsemantics::NumericDivision));
-            rules.insert(2, Arc::new(crate::pgsemantics::TextNumberComparisons));
-            rules.insert(3, Arc::new(crate::pgsemantics::ConcatArguments));
+            rules.insert(1, Arc::new(crate::pgsemantics::NumericCasts));
+            rules.insert(2, Arc::new(crate::pgsemantics::NumericDivision));
+            rules.insert(3, Arc::new(crate::pgsemantics::TextNumberComparisons));
+            rules.insert(4, Arc::new(crate::pgsemantics::ConcatArguments));
+            rules.insert(5, Arc::new(crate::datetime::DateIntervalArithmetic));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));
+            rules.push(Arc::new(crate::datetime::DateTimeInputCasts));
             rules.push(Arc::new(crate::pgsemantics::OuterLevelAggregates));
             rules.push(Arc::new(crate::pgsemantics::NullableScalarSubqueries));
             rules.push(Arc::new(crate::pgsemantics::OuterJoinConstants));
@@ -260,6 +263,12 @@ impl Session {
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::PgTypeOf::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::CharacterCast::varchar(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::CharacterCast::bpchar(),
         ));
         ctx.register_udf(
             datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
@@ -583,6 +592,27 @@ impl Session {
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await?;
         Ok(plan)
+    }
+
+    /// The columns `plan` returns when it runs: its schema after the analyzer rules, which
+    /// change types (`sum(bigint)` is numeric) and add PostgreSQL's type modifiers. A
+    /// Describe must send these, or a client reading binary results decodes the values of
+    /// one type as another. (If the rules cannot run before the parameters are bound, the
+    /// planned schema.)
+    pub(crate) fn result_schema(&self, plan: LogicalPlan) -> SchemaRef {
+        let p = self.planning(false);
+        let planned = Arc::new(plan.schema().as_arrow().clone());
+        match p
+            .state
+            .analyzer()
+            .execute_and_check(plan, p.state.config_options(), |_, _| {})
+        {
+            Ok(analyzed) => Arc::new(analyzed.schema().as_arrow().clone()),
+            Err(e) => {
+                tracing::debug!(error = %e, "describe: analyzer failed; the planned schema");
+                planned
+            }
+        }
     }
 
     /// The state statements are planned and run with (built once, until a setting changes).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::FormatOptions;
 use duet_common::types::DEFAULT_NUMERIC;
 use duet_common::{Datum, SqlType};
@@ -139,6 +139,10 @@ pub fn assign_array(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Arra
         array.clone()
     } else if let Some(decimals) = plain_decimals(array, &target) {
         decimals
+    } else if matches!(ty, SqlType::Timestamp) && source == DataType::Utf8 {
+        crate::datetime::strings_to_timestamps(array.as_ref(), TimeUnit::Microsecond)?
+    } else if matches!(ty, SqlType::Date) && source == DataType::Utf8 {
+        crate::datetime::strings_to_dates(array.as_ref())?
     } else if matches!(ty, SqlType::Bytea) && is_string(&source) {
         let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
             .map_err(|e| from_datafusion(e.into()))?;

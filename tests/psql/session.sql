@@ -34,5 +34,12 @@ COMMIT;
 SELECT name, city, joined FROM customers WHERE id = 100;
 SELECT x, x * x AS square FROM generate_series(1, 4) x;
 SELECT 'a' || NULL IS NULL, NULL = NULL, true AND NULL, false AND NULL;
+SELECT c.city, o.amount, CAST(o.amount AS numeric(12,3)) AS a3, c.name::varchar(4) AS short, 'ab'::char(3) AS code,
+  sum(o.id::bigint) OVER () AS total, row_number() OVER () AS n, avg(o.id) OVER () AS mean
+  FROM orders o JOIN customers c ON c.id = o.customer WHERE o.id = 1 \gdesc
+SELECT '2024-01-31 10:00'::timestamp, DATE '2024-01-31' + INTERVAL '1 month', 'abcdef'::varchar(3), 'ab'::char(3) || '|',
+  CAST(1 AS numeric), CAST(2.50 AS numeric), CAST(amount AS numeric) FROM orders WHERE id = 2;
+SELECT g FROM generate_series(TIMESTAMP '2024-01-31 10:00', TIMESTAMP '2024-04-30', '1 month') g;
+SELECT '2024-02-30'::date;
 DROP TABLE orders;
 DROP TABLE customers;

@@ -167,6 +167,11 @@ async fn subquery_shapes_that_would_answer_differently_are_refused() {
             "SELECT 'j' FROM a AS p JOIN a AS q ON 5 NOT IN (SELECT y FROM b)",
             "IN (subquery)",
         ),
+        // A left side that reads a column but simplifies to NULL is a constant too.
+        (
+            "SELECT x FROM a WHERE (CAST(NULL AS int) < x) NOT IN (SELECT y > 0 FROM b)",
+            "IN (subquery)",
+        ),
         (
             "SELECT (SELECT count(a.x) FROM b LIMIT 1) FROM a",
             "outer-query columns",

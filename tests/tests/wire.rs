@@ -616,3 +616,106 @@ async fn column_names_follow_postgresql() {
         assert_eq!(described, expected, "Describe of {sql}");
     }
 }
+
+/// A NUMERIC value in PostgreSQL's binary format, written out as text with its display
+/// scale (digits in base 10000, weight, sign, dscale).
+#[derive(Debug, PartialEq)]
+struct NumericText(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for NumericText {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let word = |i: usize| i16::from_be_bytes([raw[2 * i], raw[2 * i + 1]]);
+        let (n, weight, sign, dscale) = (word(0) as usize, word(1), word(2), word(3) as usize);
+        let digits: Vec<i16> = (0..n).map(|i| word(4 + i)).collect();
+        // The base-10000 digit at exponent `e`.
+        let at = |e: i64| {
+            usize::try_from(weight as i64 - e)
+                .ok()
+                .and_then(|i| digits.get(i))
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut int = at(weight.max(0) as i64).to_string();
+        for e in (0..weight.max(0) as i64).rev() {
+            int.push_str(&format!("{:04}", at(e)));
+        }
+        if weight < 0 {
+            int = "0".to_string();
+        }
+        let mut frac = String::new();
+        for e in 1..=(dscale as i64 + 3) / 4 {
+            frac.push_str(&format!("{:04}", at(-e)));
+        }
+        frac.truncate(dscale);
+        let sign = if sign == 0x4000 { "-" } else { "" };
+        Ok(NumericText(if dscale == 0 {
+            format!("{sign}{int}")
+        } else {
+            format!("{sign}{int}.{frac}")
+        }))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+}
+
+/// Describe of a prepared statement sends the types the statement returns when it runs,
+/// after DuetDB's PostgreSQL semantics changed them (`sum(bigint)` and `avg(integer)` are
+/// numeric, a row number bigint, a cast to `varchar(n)` varchar): tokio-postgres reads binary
+/// results by the described type, and read `sum` as a bigint of garbage when the
+/// description said int8 (found 2026-12-06 with psycopg's binary cursors).
+#[tokio::test]
+async fn prepared_statements_describe_the_types_they_return() {
+    let cluster = ClusterBuilder::new("described-types")
+        .build()
+        .await
+        .unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE t (k int PRIMARY KEY, b numeric(10,2), s varchar(20)); \
+         INSERT INTO t VALUES (1, 1.5, 'abcdef'), (2, 2.25, 'xy')",
+    )
+    .await
+    .unwrap();
+    let sql = "SELECT sum(k::bigint), avg(k), row_number() OVER (), CAST(s AS varchar(3)), b \
+               FROM t WHERE k > $1 GROUP BY s, b ORDER BY b";
+    let stmt = c.prepare(sql).await.unwrap();
+    let types: Vec<&Type> = stmt.columns().iter().map(|c| c.type_()).collect();
+    assert_eq!(
+        types,
+        [
+            &Type::NUMERIC,
+            &Type::NUMERIC,
+            &Type::INT8,
+            &Type::VARCHAR,
+            &Type::NUMERIC
+        ]
+    );
+    let rows = c.query(&stmt, &[&0i32]).await.unwrap();
+    let got: Vec<(NumericText, NumericText, i64, String, NumericText)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    // PostgreSQL 15's answer to the same statement.
+    let n = |s: &str| NumericText(s.to_string());
+    assert_eq!(
+        got,
+        [
+            (
+                n("1"),
+                n("1.00000000000000000000"),
+                1,
+                "abc".to_string(),
+                n("1.50")
+            ),
+            (
+                n("2"),
+                n("2.00000000000000000000"),
+                2,
+                "xy".to_string(),
+                n("2.25")
+            ),
+        ]
+    );
+}

@@ -39,6 +39,104 @@ fn round_before_integer_cast(
     )))
 }
 
+/// `CAST(x AS numeric)` of an integer or a numeric keeps the value's scale, as PostgreSQL's
+/// does (`CAST(1 AS numeric)` is `1`, `CAST(2.50 AS numeric)` is `2.50`); DataFusion casts to
+/// an unconstrained numeric with 10 decimals. Before type coercion, like the division.
+/// (A declared `numeric(38,10)` is the same Arrow type and is kept as DataFusion has it only
+/// for floats and text, whose PostgreSQL scale depends on the value.) A cast to
+/// `numeric(p,s)` carries its typmod to RowDescription.
+#[derive(Debug, Default)]
+pub struct NumericCasts;
+
+impl AnalyzerRule for NumericCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use duet_common::types::DEFAULT_NUMERIC;
+        let rewrite = |e: Expr, schema: &datafusion::common::DFSchema| {
+            if let Expr::ScalarFunction(f) = &e {
+                return Ok(round_places_literal(e.clone(), f));
+            }
+            let Expr::Cast(cast) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            let DataType::Decimal128(p, s) = *cast.field.data_type() else {
+                return Ok(Transformed::no(e));
+            };
+            if (p, s) != DEFAULT_NUMERIC {
+                // `CAST(x AS numeric(p,s))` is reported with its typmod, as PostgreSQL does.
+                if !cast.field.metadata().is_empty() {
+                    return Ok(Transformed::no(e));
+                }
+                let ty = duet_common::SqlType::Numeric {
+                    precision: p,
+                    scale: s,
+                };
+                let field =
+                    datafusion::arrow::datatypes::Field::new("numeric", ty.arrow_type(), true)
+                        .with_metadata(
+                            [
+                                (
+                                    duet_common::batch::PG_DECLARED_TYPE.to_string(),
+                                    "numeric".to_string(),
+                                ),
+                                (
+                                    duet_common::batch::PG_TYPMOD.to_string(),
+                                    ty.pg_typmod().to_string(),
+                                ),
+                            ]
+                            .into(),
+                        );
+                return Ok(Transformed::yes(Expr::Cast(
+                    datafusion::logical_expr::Cast::new_from_field(
+                        cast.expr.clone(),
+                        Arc::new(field),
+                    ),
+                )));
+            }
+            let target = match cast.expr.get_type(schema) {
+                Ok(t) if is_int(&t) => DataType::Decimal128(DEFAULT_NUMERIC.0, 0),
+                Ok(DataType::Decimal128(p, s)) => DataType::Decimal128(p, s),
+                _ => return Ok(Transformed::no(e)),
+            };
+            let field = Arc::new(cast.field.as_ref().clone().with_data_type(target));
+            Ok(Transformed::yes(Expr::Cast(
+                datafusion::logical_expr::Cast::new_from_field(cast.expr.clone(), field),
+            )))
+        };
+        // VALUES rows were cast to their column's type by DataFusion's planner; those
+        // casts stay (the node's schema is fixed).
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Values(_) => Ok(Transformed::no(node)),
+            node => super::retype_node(node, &rewrite),
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_numeric_casts"
+    }
+}
+
+/// `round(numeric, n)` with a constant `n`: `n` becomes an `integer` constant, the type
+/// `round` takes. DataFusion's `round` has the scale `n` when `n` is a constant, the
+/// argument's scale otherwise; type coercion wrapped the `bigint` constant in a cast and
+/// planned the scale of the argument, and evaluation then produced scale `n`
+/// (`round(1.5, 0) - 1 < 7` failed comparing two decimal types).
+fn round_places_literal(e: Expr, f: &ScalarFunction) -> Transformed<Expr> {
+    let n = match f.args.as_slice() {
+        [_, Expr::Literal(ScalarValue::Int64(Some(n)), _)] if f.func.name() == "round" => *n,
+        _ => return Transformed::no(e),
+    };
+    let Ok(n) = i32::try_from(n) else {
+        return Transformed::no(e);
+    };
+    let mut args = f.args.clone();
+    args[1] = Expr::Literal(ScalarValue::Int32(Some(n)), None);
+    Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+        f.func.clone(),
+        args,
+    )))
+}
+
 /// Numeric division through `NumericDiv`: `/` with a decimal operand and a decimal or
 /// integer other one. Before type coercion, so everything above the quotient is coerced to
 /// its real type (a rule after coercion left casts to DataFusion's quotient type above it,
@@ -135,6 +233,14 @@ impl ScalarUDFImpl for NumericDiv {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        strict_null(self, args, info)
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -253,6 +359,14 @@ impl ScalarUDFImpl for CheckedNeg {
         &self.signature
     }
 
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        strict_null(self, args, info)
+    }
+
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(arg_types[0].clone())
     }
@@ -317,15 +431,14 @@ impl ScalarUDFImpl for RoundHalfEven {
 
 impl AnalyzerRule for CheckedIntegerArithmetic {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            node.map_expressions(|e| {
+        retype_expressions(plan, |e, schema| {
+            {
                 e.transform_up(|e| {
                     if let Expr::Cast(c) = &e {
-                        return Ok(round_before_integer_cast(e.clone(), c, &schema));
+                        return Ok(round_before_integer_cast(e.clone(), c, schema));
                     }
                     if let Expr::Negative(inner) = &e {
-                        if inner.get_type(&schema).is_ok_and(|t| is_int(&t)) {
+                        if inner.get_type(schema).is_ok_and(|t| is_int(&t)) {
                             let udf = Arc::new(ScalarUDF::new_from_impl(CheckedNeg::default()));
                             return Ok(Transformed::yes(Expr::ScalarFunction(
                                 ScalarFunction::new_udf(udf, vec![(**inner).clone()]),
@@ -337,7 +450,7 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
                         return Ok(Transformed::no(e));
                     };
                     let op = *op;
-                    let (Ok(lt), Ok(rt)) = (left.get_type(&schema), right.get_type(&schema)) else {
+                    let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
                         return Ok(Transformed::no(e));
                     };
                     let checked = match op {
@@ -359,9 +472,8 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
                         other => Ok(Transformed::no(other)),
                     }
                 })
-            })
+            }
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
@@ -425,6 +537,14 @@ impl ScalarUDFImpl for CheckedOp {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        strict_null(self, args, info)
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -491,6 +611,14 @@ impl ScalarUDFImpl for IntervalTimesInteger {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        strict_null(self, args, info)
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {

@@ -31,9 +31,8 @@ fn trim_literal(e: Expr) -> Expr {
 
 impl AnalyzerRule for BpcharLiterals {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            node.map_expressions(|e| {
+        retype_expressions(plan, |e, schema| {
+            {
                 e.transform_up(|e| match e {
                     Expr::BinaryExpr(BinaryExpr { left, op, right })
                         if is_comparison(&op)
@@ -42,13 +41,13 @@ impl AnalyzerRule for BpcharLiterals {
                                 Operator::IsDistinctFrom | Operator::IsNotDistinctFrom
                             ) =>
                     {
-                        if is_bpchar(&left, &schema) {
+                        if is_bpchar(&left, schema) {
                             Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
                                 left,
                                 op,
                                 Box::new(trim_literal(*right)),
                             ))))
-                        } else if is_bpchar(&right, &schema) {
+                        } else if is_bpchar(&right, schema) {
                             Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
                                 Box::new(trim_literal(*left)),
                                 op,
@@ -62,15 +61,14 @@ impl AnalyzerRule for BpcharLiterals {
                             })))
                         }
                     }
-                    Expr::InList(mut l) if is_bpchar(&l.expr, &schema) => {
+                    Expr::InList(mut l) if is_bpchar(&l.expr, schema) => {
                         l.list = l.list.into_iter().map(trim_literal).collect();
                         Ok(Transformed::yes(Expr::InList(l)))
                     }
                     other => Ok(Transformed::no(other)),
                 })
-            })
+            }
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

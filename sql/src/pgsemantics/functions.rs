@@ -85,7 +85,7 @@ pub fn pg_type_name(t: &DataType) -> &'static str {
     match t {
         DataType::Int16 | DataType::Int8 => "smallint",
         DataType::Int32 => "integer",
-        DataType::Int64 => "bigint",
+        DataType::Int64 | DataType::UInt64 => "bigint",
         DataType::Float32 => "real",
         DataType::Float64 => "double precision",
         DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",

@@ -53,7 +53,7 @@ mod subqueries;
 mod text;
 
 pub use aggregates::NumericIntegerAggregates;
-pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericDivision};
+pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{pg_type_name, PgSleep, PgTypeOf};
@@ -62,7 +62,7 @@ pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
     GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
 };
-pub use text::{ConcatArguments, PgTextCasts, TextNumberComparisons};
+pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 
 fn is_int(t: &DataType) -> bool {
     matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)
@@ -94,6 +94,35 @@ fn columnar(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
     } else {
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// A strict function (NULL in, NULL out) with a NULL constant argument is that NULL, its
+/// other arguments unevaluated, as PostgreSQL folds it while planning: `(1 % x) * NULL` is
+/// NULL even where `x` is 0. DataFusion does so for its operators, not for the functions
+/// that replace them here; their `simplify` calls this.
+fn strict_null(
+    f: &dyn ScalarUDFImpl,
+    args: Vec<Expr>,
+    info: &datafusion::logical_expr::simplify::SimplifyContext,
+) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+    use datafusion::logical_expr::simplify::ExprSimplifyResult;
+    let null_arg = args
+        .iter()
+        .any(|a| matches!(a, Expr::Literal(v, _) if v.is_null()));
+    if !null_arg {
+        return Ok(ExprSimplifyResult::Original(args));
+    }
+    let types: Result<Vec<DataType>> = args
+        .iter()
+        .map(|a| a.get_type(info.schema().as_ref()))
+        .collect();
+    match types.and_then(|t| f.return_type(&t)) {
+        Ok(t) => Ok(ExprSimplifyResult::Simplified(Expr::Literal(
+            ScalarValue::try_from(&t)?,
+            None,
+        ))),
+        Err(_) => Ok(ExprSimplifyResult::Original(args)),
     }
 }
 
@@ -143,20 +172,26 @@ fn is_comparison(op: &Operator) -> bool {
 /// Rewrites every expression of every node (and subquery) bottom-up with `f`, given the
 /// node's input schema; output names are kept and schemas recomputed. For the rules that
 /// run before type coercion and change a type (coercion then fits everything above).
-fn retype_expressions(
+pub(crate) fn retype_expressions(
     plan: LogicalPlan,
     f: impl Fn(Expr, &datafusion::common::DFSchema) -> Result<Transformed<Expr>>,
 ) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| retype_node(node, &f))
+        .map(|t| t.data)
+}
+
+/// [`retype_expressions`] on one node.
+fn retype_node(
+    node: LogicalPlan,
+    f: &impl Fn(Expr, &datafusion::common::DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
     use datafusion::logical_expr::expr_rewriter::NamePreserver;
-    plan.transform_up_with_subqueries(|node| {
-        let schema = merge_schema(&node.inputs());
-        let names = NamePreserver::new(&node);
-        node.map_expressions(|e| {
-            let name = names.save(&e);
-            e.transform_up(|e| f(e, &schema))
-                .map(|t| t.update_data(|e| name.restore(e)))
-        })?
-        .map_data(|p| p.recompute_schema())
-    })
-    .map(|t| t.data)
+    let schema = merge_schema(&node.inputs());
+    let names = NamePreserver::new(&node);
+    node.map_expressions(|e| {
+        let name = names.save(&e);
+        e.transform_up(|e| f(e, &schema))
+            .map(|t| t.update_data(|e| name.restore(e)))
+    })?
+    .map_data(|p| p.recompute_schema())
 }

@@ -7,9 +7,11 @@ use super::*;
 /// rewrites below, then the refusals.
 pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     crate::colnames::name_outputs(stmt);
+    datetime_literals(stmt)?;
     name_set_returning_functions(stmt);
     expand_select_list_series(stmt);
     interval_products(stmt);
+    character_casts(stmt);
     type_integer_literals(stmt);
     refuse_multiset_set_operations(stmt)
 }
@@ -360,6 +362,153 @@ fn interval_products(stmt: &mut sqlparser::ast::Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// `CAST(x AS varchar(n))` and `CAST(x AS char(n))` become `duet_varchar(CAST(x AS text),
+/// n)` and `duet_bpchar(...)` (`text::CharacterCast`): DataFusion casts both to plain text
+/// and kept every character, where PostgreSQL cuts the value to `n`. A bare `varchar` keeps
+/// the whole value (`n` = -1) but is still reported as `varchar`; a bare `char` is `char(1)`.
+fn character_casts(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{CastKind, CharacterLength, DataType, Expr, Value};
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        let Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr,
+            data_type,
+            ..
+        } = e
+        else {
+            return std::ops::ControlFlow::<()>::Continue(());
+        };
+        let length = |l: &Option<CharacterLength>, default: i64| match l {
+            Some(CharacterLength::IntegerLength { length, .. }) => *length as i64,
+            _ => default,
+        };
+        let (function, n) = match data_type {
+            DataType::Varchar(l) | DataType::CharacterVarying(l) | DataType::CharVarying(l) => {
+                ("duet_varchar", length(l, -1))
+            }
+            DataType::Char(l) | DataType::Character(l) => ("duet_bpchar", length(l, 1)),
+            _ => return std::ops::ControlFlow::Continue(()),
+        };
+        let text = Expr::Cast {
+            kind: CastKind::Cast,
+            expr: expr.clone(),
+            data_type: DataType::Text,
+            array: false,
+            format: None,
+        };
+        let n = Expr::value(Value::Number(n.to_string(), false));
+        *e = call_function(function, vec![text, n]);
+        std::ops::ControlFlow::Continue(())
+    });
+}
+
+/// Date and timestamp constants (`TIMESTAMP '2024-01-31 10:00'`, `'1/31/2024'::date`) are
+/// read with PostgreSQL's input syntax (`crate::datetime`) and rewritten in ISO form, which
+/// DataFusion reads: in the arguments of a table function such as `generate_series`, it
+/// evaluates them while planning, before any analyzer rule. An untyped string as the step of
+/// `generate_series` is an interval, as PostgreSQL resolves it.
+fn datetime_literals(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
+    use crate::error::{PgError, SqlState};
+    use sqlparser::ast::{
+        DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Interval, TableFactor,
+        TimezoneInfo, Value, VisitMut, VisitorMut,
+    };
+    fn canonical(ty: &DataType, text: &mut String) -> crate::error::Result<()> {
+        match ty {
+            DataType::Date => {
+                let days = crate::datetime::parse_date(text)?;
+                let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                    .ok_or_else(|| PgError::new(SqlState::InternalError, "date out of range"))?;
+                *text = date.format("%Y-%m-%d").to_string();
+            }
+            DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                let micros = crate::datetime::parse_timestamp(text)?;
+                let ts = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+                    PgError::new(SqlState::InternalError, "timestamp out of range")
+                })?;
+                *text = ts.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    fn step_as_interval(args: &mut [FunctionArg]) {
+        if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(step))) = args.get_mut(2) {
+            if matches!(step, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_))) {
+                *step = Expr::Interval(Interval {
+                    value: Box::new(step.clone()),
+                    leading_field: None,
+                    leading_precision: None,
+                    last_field: None,
+                    fractional_seconds_precision: None,
+                });
+            }
+        }
+    }
+    struct Literals(Option<PgError>);
+    impl VisitorMut for Literals {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> std::ops::ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } = t
+            {
+                if name
+                    .0
+                    .last()
+                    .is_some_and(|p| p.to_string().eq_ignore_ascii_case("generate_series"))
+                {
+                    step_as_interval(&mut args.args);
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            let result = match e {
+                Expr::TypedString(ts) => match &mut ts.value.value {
+                    Value::SingleQuotedString(text) => canonical(&ts.data_type, text),
+                    _ => Ok(()),
+                },
+                Expr::Cast {
+                    expr, data_type, ..
+                } => match expr.as_mut() {
+                    Expr::Value(v) => match &mut v.value {
+                        Value::SingleQuotedString(text) => canonical(data_type, text),
+                        _ => Ok(()),
+                    },
+                    _ => Ok(()),
+                },
+                Expr::Function(f)
+                    if function_name(f)
+                        .is_some_and(|n| n.eq_ignore_ascii_case("generate_series")) =>
+                {
+                    if let FunctionArguments::List(l) = &mut f.args {
+                        step_as_interval(&mut l.args);
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(err) => {
+                    self.0 = Some(err);
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut v = Literals(None);
+    let _ = stmt.visit(&mut v);
+    v.0.map_or(Ok(()), |e| {
+        Err(DataFusionError::External(Box::new(
+            crate::error::PgErrorBox(e),
+        )))
+    })
 }
 
 /// A function's own name (the last part of a qualified one).

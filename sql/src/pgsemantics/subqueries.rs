@@ -8,7 +8,7 @@ use super::*;
 /// NULL) and folded `(SELECT 7 FROM t WHERE false) IS NULL` to false and
 /// `coalesce((SELECT ...), d)` to the subquery. This wraps the subquery's column in
 /// `duet_nullable`, an identity that is always nullable (and volatile, so no folding
-/// sees through it).
+/// sees through it). The column of a `NOT IN` subquery gets the same wrapper.
 #[derive(Debug, Default)]
 pub struct NullableScalarSubqueries;
 
@@ -21,20 +21,7 @@ impl AnalyzerRule for NullableScalarSubqueries {
                         if sq.subquery.schema().fields().len() == 1
                             && !sq.subquery.schema().field(0).is_nullable() =>
                     {
-                        let inner = sq.subquery.as_ref().clone();
-                        let (qualifier, field) = inner.schema().qualified_field(0);
-                        let column = Expr::Column(datafusion::common::Column::new(
-                            qualifier.cloned(),
-                            field.name(),
-                        ));
-                        let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
-                            Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
-                            vec![column],
-                        ))
-                        .alias(field.name());
-                        let plan = datafusion::logical_expr::LogicalPlanBuilder::from(inner)
-                            .project(vec![wrapped])?
-                            .build()?;
+                        let plan = nullable_column(sq.subquery.as_ref().clone())?;
                         Ok(Transformed::yes(Expr::ScalarSubquery(
                             datafusion::logical_expr::Subquery {
                                 subquery: Arc::new(plan),
@@ -42,6 +29,20 @@ impl AnalyzerRule for NullableScalarSubqueries {
                                 spans: sq.spans,
                             },
                         )))
+                    }
+                    // `expr NOT IN (subquery)` is planned as a null-aware anti join only
+                    // when a column it compares is nullable; DataFusion did not look at
+                    // expressions, so `CASE WHEN k > 1 THEN NULL ELSE 5 END NOT IN (SELECT
+                    // 7)` kept the row with NULL, where PostgreSQL's answer is NULL. The
+                    // subquery's column is made nullable, which makes the join null-aware.
+                    Expr::InSubquery(mut sq)
+                        if sq.negated
+                            && sq.subquery.subquery.schema().fields().len() == 1
+                            && !sq.subquery.subquery.schema().field(0).is_nullable() =>
+                    {
+                        let inner = sq.subquery.subquery.as_ref().clone();
+                        sq.subquery.subquery = Arc::new(nullable_column(inner)?);
+                        Ok(Transformed::yes(Expr::InSubquery(sq)))
                     }
                     other => Ok(Transformed::no(other)),
                 })
@@ -53,6 +54,23 @@ impl AnalyzerRule for NullableScalarSubqueries {
     fn name(&self) -> &str {
         "duet_nullable_scalar_subqueries"
     }
+}
+
+/// `inner` (one column) with its column through `duet_nullable`.
+fn nullable_column(inner: LogicalPlan) -> Result<LogicalPlan> {
+    let (qualifier, field) = inner.schema().qualified_field(0);
+    let column = Expr::Column(datafusion::common::Column::new(
+        qualifier.cloned(),
+        field.name(),
+    ));
+    let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+        vec![column],
+    ))
+    .alias(field.name());
+    datafusion::logical_expr::LogicalPlanBuilder::from(inner)
+        .project(vec![wrapped])?
+        .build()
 }
 
 /// The identity, reported nullable (see [`NullableScalarSubqueries`]).
@@ -148,10 +166,12 @@ pub struct InSubqueryNulls;
 impl AnalyzerRule for InSubqueryNulls {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         check_nodes(plan, |node| match node {
-            LogicalPlan::Filter(f) => check_in_subqueries(&f.predicate, true),
+            LogicalPlan::Filter(f) => {
+                check_in_subqueries(&f.predicate, true, &merge_schema(&node.inputs()))
+            }
             // A join condition drops (or does not match) a pair on NULL and false alike.
             LogicalPlan::Join(j) => match &j.filter {
-                Some(f) => check_in_subqueries(f, true),
+                Some(f) => check_in_subqueries(f, true, &merge_schema(&node.inputs())),
                 None => Ok(()),
             },
             _ => Ok(()),
@@ -201,13 +221,27 @@ impl AnalyzerRule for GlobalHavingSubqueries {
 /// Whether `e` reads a column of its own query: DataFusion's null-aware anti join (the
 /// plan that gives NOT IN its NULL semantics) is used only then; `5 NOT IN (subquery)`
 /// lost the NULLs of the subquery.
-fn reads_a_column(e: &Expr) -> bool {
-    e.exists(|x| Ok(matches!(x, Expr::Column(_))))
+/// That is judged after simplification, as the optimizer will see it: `(NULL < f) NOT IN
+/// (...)` is `NULL NOT IN (...)`, which DataFusion answered as if the NULL were not there.
+fn reads_a_column(e: &Expr, schema: &datafusion::common::DFSchema) -> bool {
+    let context = datafusion::logical_expr::simplify::SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    let simplified = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context)
+        .simplify(e.clone());
+    simplified
+        .as_ref()
+        .unwrap_or(e)
+        .exists(|x| Ok(matches!(x, Expr::Column(_))))
         .unwrap_or(false)
 }
 
 /// `conjunct`: `e` is a whole conjunct of the predicate (reached through AND only).
-fn check_in_subqueries(e: &Expr, conjunct: bool) -> Result<()> {
+fn check_in_subqueries(
+    e: &Expr,
+    conjunct: bool,
+    schema: &datafusion::common::DFSchema,
+) -> Result<()> {
     use datafusion::logical_expr::expr::InSubquery;
     match e {
         Expr::BinaryExpr(BinaryExpr {
@@ -215,25 +249,25 @@ fn check_in_subqueries(e: &Expr, conjunct: bool) -> Result<()> {
             op: Operator::And,
             right,
         }) => {
-            check_in_subqueries(left, conjunct)?;
-            check_in_subqueries(right, conjunct)
+            check_in_subqueries(left, conjunct, schema)?;
+            check_in_subqueries(right, conjunct, schema)
         }
         Expr::BinaryExpr(BinaryExpr {
             left,
             op: Operator::Or,
             right,
         }) => {
-            check_in_subqueries(left, false)?;
-            check_in_subqueries(right, false)
+            check_in_subqueries(left, false, schema)?;
+            check_in_subqueries(right, false, schema)
         }
         Expr::InSubquery(InSubquery { expr, negated, .. })
-            if !negated || conjunct && reads_a_column(expr) =>
+            if !negated || conjunct && reads_a_column(expr, schema) =>
         {
-            check_in_subqueries(expr, false)
+            check_in_subqueries(expr, false, schema)
         }
         Expr::Not(inner)
             if conjunct
-                && matches!(inner.as_ref(), Expr::InSubquery(s) if !s.negated && reads_a_column(&s.expr)) =>
+                && matches!(inner.as_ref(), Expr::InSubquery(s) if !s.negated && reads_a_column(&s.expr, schema)) =>
         {
             Ok(())
         }

@@ -7,6 +7,7 @@
 //! The wire sends such values right; a cast inside the query (`length(CAST(x AS text))`,
 //! a comparison, a concatenation) now sees the same text.
 
+use datafusion::arrow::datatypes::Field;
 use datafusion::logical_expr::Cast;
 
 use super::*;
@@ -83,16 +84,30 @@ fn is_string(t: &DataType) -> bool {
 
 impl AnalyzerRule for PgTextCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            node.map_expressions(|e| {
+        retype_expressions(plan, |e, schema| {
+            {
                 e.transform_up(|e| {
                     let Expr::Cast(Cast { expr, field }) = &e else {
                         return Ok(Transformed::no(e));
                     };
-                    let from = expr.get_type(&schema);
-                    if !is_string(field.data_type()) || !from.is_ok_and(|t| needs_pg_text(&t)) {
+                    if !is_string(field.data_type()) {
                         return Ok(Transformed::no(e));
+                    }
+                    let Ok((_, from)) = expr.to_field(schema) else {
+                        return Ok(Transformed::no(e));
+                    };
+                    if !needs_pg_text(from.data_type()) {
+                        return Ok(if declares_type(&from) && field.metadata().is_empty() {
+                            // A cast of a varchar(n) or char(n) column to text is text: a
+                            // target field with a name takes no metadata from the source.
+                            let text = Field::new("text", field.data_type().clone(), true);
+                            Transformed::yes(Expr::Cast(Cast::new_from_field(
+                                expr.clone(),
+                                Arc::new(text),
+                            )))
+                        } else {
+                            Transformed::no(e)
+                        });
                     }
                     let udf = Arc::new(ScalarUDF::new_from_impl(PgText::default()));
                     let text =
@@ -104,13 +119,128 @@ impl AnalyzerRule for PgTextCasts {
                         Expr::Cast(Cast::new_from_field(Box::new(text), field.clone()))
                     }))
                 })
-            })
+            }
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
         "duet_pg_text_casts"
+    }
+}
+
+/// Whether `field` carries the declared type of a `varchar(n)`, `char(n)` or `numeric(p,s)`
+/// table column (see `duet_common::batch::PG_DECLARED_TYPE`).
+fn declares_type(field: &Field) -> bool {
+    use duet_common::batch::{BPCHAR_WIDTH, PG_DECLARED_TYPE};
+    let m = field.metadata();
+    m.contains_key(PG_DECLARED_TYPE) || m.contains_key(BPCHAR_WIDTH)
+}
+
+/// `duet_varchar(text, n)` and `duet_bpchar(text, n)`, the casts to `varchar(n)` and
+/// `char(n)` (`statement::character_casts`): the value cut to `n` characters, as an explicit
+/// cast in PostgreSQL does; a `char(n)` value also loses its trailing spaces (its stored
+/// form; the wire pads it). The result field carries the declared type, so RowDescription
+/// says `varchar` / `bpchar` with the length.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CharacterCast {
+    signature: Signature,
+    bpchar: bool,
+}
+
+impl CharacterCast {
+    pub fn varchar() -> Self {
+        Self::new(false)
+    }
+
+    pub fn bpchar() -> Self {
+        Self::new(true)
+    }
+
+    fn new(bpchar: bool) -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Int64],
+                Volatility::Immutable,
+            ),
+            bpchar,
+        }
+    }
+}
+
+impl ScalarUDFImpl for CharacterCast {
+    fn name(&self) -> &str {
+        if self.bpchar {
+            "duet_bpchar"
+        } else {
+            "duet_varchar"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        use duet_common::batch::{BPCHAR_WIDTH, PG_DECLARED_TYPE, PG_TYPMOD};
+        let n = match args.scalar_arguments.get(1) {
+            Some(Some(ScalarValue::Int64(Some(n)))) => *n,
+            _ => {
+                return Err(DataFusionError::Plan(format!(
+                    "{} needs a constant length",
+                    self.name()
+                )))
+            }
+        };
+        let metadata: std::collections::HashMap<String, String> = if self.bpchar {
+            [(BPCHAR_WIDTH.to_string(), n.to_string())].into()
+        } else {
+            let typmod = if n < 0 { -1 } else { n + 4 };
+            [
+                (PG_DECLARED_TYPE.to_string(), "varchar".to_string()),
+                (PG_TYPMOD.to_string(), typmod.to_string()),
+            ]
+            .into()
+        };
+        let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
+        Ok(Arc::new(
+            Field::new(self.name(), DataType::Utf8, nullable).with_metadata(metadata),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, StringArray};
+        let n = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(ScalarValue::Int64(Some(n)))) => *n,
+            _ => -1,
+        };
+        let (arrays, scalar) = arg_arrays(&args)?;
+        let cut = |s: &str| -> String {
+            let s = match usize::try_from(n)
+                .ok()
+                .and_then(|n| s.char_indices().nth(n))
+            {
+                Some((end, _)) => &s[..end],
+                None => s,
+            };
+            if self.bpchar {
+                s.trim_end_matches(' ').to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let out: StringArray = arrays[0]
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(cut))
+            .collect();
+        columnar(Arc::new(out), scalar)
     }
 }
 

@@ -29,27 +29,52 @@ pub fn output_name(name: &str) -> &str {
     }
 }
 
-/// The RowDescription of `schema`: arrow-pg's mapping, with `char(n)` columns reported as
-/// `bpchar` (atttypmod n + 4, as in PostgreSQL).
+/// The RowDescription of `schema`: arrow-pg's mapping, with the declared type of a table
+/// column where the Arrow type loses it: `char(n)` as `bpchar` and `varchar(n)` as `varchar`
+/// with their lengths, `numeric(p,s)` with its precision and scale (atttypmod, as
+/// PostgreSQL sends them). A column computed from table columns has no declared type and
+/// is sent as PostgreSQL sends an expression's (`text`, `numeric` with typmod -1).
 pub fn pg_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
     let mut fields = arrow_schema_to_pg_fields(schema, format, None)?;
-    for (f, w) in fields.iter_mut().zip(bpchar_widths(schema)) {
+    for ((f, w), arrow) in fields
+        .iter_mut()
+        .zip(bpchar_widths(schema))
+        .zip(schema.fields())
+    {
         let name = output_name(f.name());
-        if let Some(w) = w {
-            *f = FieldInfo::new(name.into(), None, None, Type::BPCHAR, f.format())
-                .with_type_modifier(w as i32 + 4);
-        } else if name.len() != f.name().len() {
-            *f = FieldInfo::new(
-                name.into(),
-                f.table_id(),
-                f.column_id(),
-                f.datatype().clone(),
-                f.format(),
-            )
-            .with_type_modifier(f.type_modifier());
-        }
+        let (ty, typmod) = match (w, declared_type(arrow)) {
+            (Some(w), _) => (Type::BPCHAR, w as i32 + 4),
+            (None, Some(declared)) => declared,
+            // Row numbers and ranks: sent as bigint (see `pg_text_columns`).
+            (None, None) if *arrow.data_type() == DataType::UInt64 => (Type::INT8, -1),
+            (None, None) if name.len() == f.name().len() => continue,
+            (None, None) => (f.datatype().clone(), f.type_modifier()),
+        };
+        *f = FieldInfo::new(name.into(), None, None, ty, f.format()).with_type_modifier(typmod);
     }
     Ok(fields)
+}
+
+/// The declared `varchar` or `numeric(p,s)` type of a table column `field` (see
+/// [`duet_common::batch::PG_DECLARED_TYPE`]) and its typmod, while the field still has the
+/// column's Arrow type.
+fn declared_type(field: &datafusion::arrow::datatypes::Field) -> Option<(Type, i32)> {
+    use duet_common::batch::{PG_DECLARED_TYPE, PG_TYPMOD};
+    let typmod: i32 = field.metadata().get(PG_TYPMOD)?.parse().ok()?;
+    match (
+        field.metadata().get(PG_DECLARED_TYPE)?.as_str(),
+        field.data_type(),
+    ) {
+        ("varchar", DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {
+            Some((Type::VARCHAR, typmod))
+        }
+        ("numeric", DataType::Decimal128(p, s)) => {
+            let declared =
+                typmod < 0 || ((typmod - 4) >> 16, (typmod - 4) & 0xffff) == (*p as i32, *s as i32);
+            declared.then_some((Type::NUMERIC, typmod))
+        }
+        _ => None,
+    }
 }
 
 fn query_response(
@@ -279,6 +304,14 @@ pub fn pg_text_columns(
     let mut changed = false;
     let mut cols = Vec::with_capacity(batch.num_columns());
     for (i, col) in batch.columns().iter().enumerate() {
+        // Row numbers and ranks (UInt64 in DataFusion) are bigint, as in PostgreSQL.
+        if *col.data_type() == DataType::UInt64 {
+            if let Ok(c) = datafusion::arrow::compute::cast(col, &DataType::Int64) {
+                changed = true;
+                cols.push(c);
+                continue;
+            }
+        }
         if !is_text(i) {
             cols.push(col.clone());
             continue;

@@ -337,6 +337,19 @@ impl Transaction {
         }
     }
 
+    /// The transaction's writes as they are now, to go back to (a savepoint).
+    pub fn savepoint(&self) -> StatementMark {
+        StatementMark {
+            writes: self.view.writes.clone(),
+        }
+    }
+
+    /// Drops the writes made since `mark` (ROLLBACK TO SAVEPOINT). The snapshot stays; so do
+    /// the row locks taken since, until the transaction ends (PostgreSQL releases them).
+    pub fn rollback_to(&mut self, mark: &StatementMark) {
+        self.view.writes = mark.writes.clone();
+    }
+
     /// Undoes the writes of the statement begun at `mark` and moves to a fresh snapshot,
     /// keeping the locks (READ COMMITTED's re-run after [`Error::StatementRestart`]).
     pub fn restart_statement(&mut self, mark: &StatementMark) {

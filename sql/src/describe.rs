@@ -106,17 +106,22 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
     // Planning for Describe must not leave the snapshot pinned afterwards.
     let _unpin = UnpinView(session.view_slot().clone());
     let schema = match stmt {
+        Statement::Query(q) if crate::session::set_config_call(q).is_some() => Some(Arc::new(
+            Schema::new(vec![Field::new("set_config", DataType::Utf8, true)]),
+        )),
         Statement::Query(_) | Statement::Explain { .. } => {
             let plan = session.plan(stmt.clone()).await?;
             merge_plan_types(&mut types, plan.get_parameter_types()?);
             Some(session.result_schema(plan))
         }
         Statement::ShowVariable { variable } => {
-            let name = variable
-                .iter()
-                .map(|i| i.value.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let name = crate::session::setting_name(
+                &variable
+                    .iter()
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             Some(Arc::new(Schema::new(vec![Field::new(
                 name,
                 DataType::Utf8,

@@ -32,6 +32,8 @@ use crate::{ddl, dml};
 mod fast;
 mod for_update;
 mod set_show;
+pub(crate) use set_show::set_config_call;
+pub(crate) use settings::setting_name;
 mod settings;
 mod txn;
 
@@ -158,6 +160,8 @@ pub struct Session {
     txn: Option<Transaction>,
     /// An error happened inside the explicit transaction: only ROLLBACK/COMMIT go on.
     failed: bool,
+    /// The open block's savepoints, oldest first: name and the writes at that point.
+    savepoints: Vec<(String, duet_rowstore::txn::StatementMark)>,
     settings: Settings,
     /// Notices to send to the client before the statement's result.
     notices: Vec<String>,
@@ -267,6 +271,11 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::varchar(),
         ));
+        for name in crate::pgsemantics::NoComment::NAMES {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                crate::pgsemantics::NoComment::new(name),
+            ));
+        }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::bpchar(),
         ));
@@ -296,6 +305,7 @@ impl Session {
             copy: None,
             txn: None,
             failed: false,
+            savepoints: Vec::new(),
             settings: Settings::default(),
             notices: Vec::new(),
             scratch,
@@ -476,6 +486,16 @@ impl Session {
             Statement::Rollback {
                 savepoint: None, ..
             } => return Ok(self.rollback()),
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                let r = self.rollback_to_savepoint(name);
+                if r.is_err() && self.txn.is_some() {
+                    self.failed = true;
+                }
+                return r;
+            }
             _ => {}
         }
         if self.failed {
@@ -521,6 +541,9 @@ impl Session {
                 })
             }
             Statement::Query(q) if !q.locks.is_empty() => self.select_for_update(*q, params).await,
+            Statement::Query(ref q) if let Some((name, value)) = set_show::set_config_call(q) => {
+                self.set_config(&name, &value)
+            }
             Statement::Query(_) | Statement::Explain { .. } => {
                 self.publish_view();
                 self.run_query(stmt, params).await
@@ -547,9 +570,9 @@ impl Session {
             }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable),
-            Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. }
-            | Statement::Rollback { .. } => Err(PgError::unsupported("SAVEPOINT")),
+            Statement::Savepoint { name } => self.savepoint(&name),
+            Statement::ReleaseSavepoint { name } => self.release_savepoint(&name),
+            Statement::Rollback { .. } => Err(PgError::unsupported("ROLLBACK AND CHAIN")),
             Statement::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
             other => ddl::execute(self, other).await,
         }
@@ -585,6 +608,9 @@ impl Session {
 
     /// Plans a statement with DataFusion (no execution).
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
+        // Output names first: an inlined `current_setting(...)` is still `current_setting`.
+        crate::colnames::name_outputs(&mut stmt);
+        self.inline_current_settings(&mut stmt)?;
         crate::pgsemantics::rewrite_statement(&mut stmt)?;
         let plan = self
             .planning(false)

@@ -235,6 +235,45 @@ async fn session_statements_drivers_send() {
         .await
         .unwrap_err();
     assert_eq!(crate::sqlstate(&e).as_deref(), Some("42704"));
+    // SQLAlchemy's first statement; Django's set_config; psycopg's DEALLOCATE ALL.
+    let v: String = c
+        .query_one("SHOW transaction isolation level", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "repeatable read");
+    let v: String = c
+        .query_one("SELECT set_config('myapp.user', 'alice', false)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "alice");
+    let row = c
+        .query_one(
+            "SELECT current_setting('myapp.user'), current_setting('missing.x', true), \
+             obj_description(1, 'pg_class')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.columns()[0].name(), "current_setting");
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("alice"));
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+    let stmt = c.prepare("SELECT 1").await.unwrap();
+    let tags = c.simple_query("DEALLOCATE ALL").await.unwrap();
+    assert!(matches!(
+        tags.last(),
+        Some(SimpleQueryMessage::CommandComplete(0))
+    ));
+    // The statement is gone from the server: executing it now fails (26000).
+    let e = c.query(&stmt, &[]).await.unwrap_err();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("26000"), "{e}");
+    let e = c
+        .batch_execute("DEALLOCATE nothing_here")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("26000"));
 }
 
 #[tokio::test]

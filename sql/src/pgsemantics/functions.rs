@@ -1,4 +1,5 @@
-//! PostgreSQL functions DataFusion lacks: `pg_sleep`, `pg_typeof`.
+//! PostgreSQL functions DataFusion lacks: `pg_sleep`, `pg_typeof`, and the comment lookups
+//! (`obj_description`, `col_description`, `shobj_description`).
 
 use super::*;
 
@@ -122,5 +123,44 @@ impl ScalarUDFImpl for PgTypeOf {
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
             name.to_string(),
         ))))
+    }
+}
+
+/// `obj_description`, `col_description` and `shobj_description`: the comment on an object,
+/// NULL, as DuetDB keeps no comments (`COMMENT ON` is refused). ORMs and psql's `\d+` call
+/// them while introspecting.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct NoComment {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl NoComment {
+    pub const NAMES: [&'static str; 3] =
+        ["obj_description", "col_description", "shobj_description"];
+
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            signature: Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NoComment {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
     }
 }

@@ -123,4 +123,111 @@ impl Session {
             )),
         }
     }
+
+    /// `SELECT set_config(name, value, is_local)` (how Django and some drivers set a
+    /// parameter): as `SET name TO value`, answering the new value. `is_local` (for the
+    /// rest of the transaction only) is taken as a plain SET.
+    pub(super) fn set_config(&mut self, name: &str, value: &str) -> Result<Outcome> {
+        let key = setting_name(name);
+        self.assign_setting(&key, value.to_string())?;
+        let shown = self.settings.shown(&key).unwrap_or(value).to_string();
+        let mut out = single_text("set_config", &shown);
+        if let Outcome::Batches { tag, .. } = &mut out {
+            *tag = "SELECT".into();
+        }
+        Ok(out)
+    }
+
+    /// `current_setting('name' [, missing_ok])` calls become the setting's value as a
+    /// constant before planning (42704 for an unknown name unless `missing_ok`).
+    pub(super) fn inline_current_settings(
+        &self,
+        stmt: &mut sqlparser::ast::Statement,
+    ) -> Result<()> {
+        let mut failure = None;
+        let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+            let Some(args) = call_args(e, "current_setting") else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let (Some(name), missing_ok) = (
+                args.first().and_then(string_literal),
+                matches!(args.get(1), Some(Expr::Value(v)) if matches!(v.value, Value::Boolean(true))),
+            ) else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let key = setting_name(&name);
+            *e = match self.settings.shown(&key) {
+                Some(v) => Expr::value(Value::SingleQuotedString(v.to_string())),
+                None if missing_ok => Expr::Cast {
+                    kind: sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(Expr::value(Value::Null)),
+                    data_type: sqlparser::ast::DataType::Text,
+                    array: false,
+                    format: None,
+                },
+                None => {
+                    failure = Some(PgError::new(
+                        SqlState::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    ));
+                    return std::ops::ControlFlow::Break(());
+                }
+            };
+            std::ops::ControlFlow::Continue(())
+        });
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The arguments of `e` if it is a call of the function `name` (unqualified or in
+/// pg_catalog).
+fn call_args<'a>(e: &'a Expr, name: &str) -> Option<Vec<&'a Expr>> {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    let last = f.name.0.last()?.as_ident()?;
+    if !last.value.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn string_literal(e: &&Expr) -> Option<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `SELECT set_config('name', 'value', is_local)` alone: its name and value.
+pub(crate) fn set_config_call(q: &sqlparser::ast::Query) -> Option<(String, String)> {
+    use sqlparser::ast::{SelectItem, SetExpr};
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if !s.from.is_empty() || s.projection.len() != 1 || s.selection.is_some() {
+        return None;
+    }
+    let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = &s.projection[0]
+    else {
+        return None;
+    };
+    let args = call_args(e, "set_config")?;
+    if args.len() != 3 {
+        return None;
+    }
+    Some((string_literal(&args[0])?, string_literal(&args[1])?))
 }

@@ -384,10 +384,11 @@ pub(super) fn isolation_name(level: Isolation) -> &'static str {
 }
 
 /// Canonical (lower-case, alias-resolved) name of a setting.
-pub(super) fn setting_name(raw: &str) -> String {
+pub(crate) fn setting_name(raw: &str) -> String {
     let n = raw.trim_matches('"').to_ascii_lowercase();
     match n.as_str() {
         "time zone" | "time_zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
         "names" => "client_encoding".into(),
         _ => n,
     }

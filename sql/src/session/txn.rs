@@ -103,6 +103,7 @@ impl Session {
         }
         self.txn = None;
         self.failed = false;
+        self.savepoints.clear();
         let d = self.settings.default_isolation;
         self.show_isolation(d);
         Outcome::End("ROLLBACK")
@@ -158,6 +159,7 @@ impl Session {
         self.show_isolation(level);
         self.txn = Some(Transaction::begin_with(&self.shared.store, level));
         self.failed = false;
+        self.savepoints.clear();
         Outcome::Begin
     }
 
@@ -221,6 +223,7 @@ impl Session {
     pub(super) async fn commit(&mut self) -> Result<Outcome> {
         let d = self.settings.default_isolation;
         self.show_isolation(d);
+        self.savepoints.clear();
         let Some(txn) = self.txn.take() else {
             self.notices
                 .push("there is no transaction in progress".into());
@@ -232,5 +235,62 @@ impl Session {
         }
         txn.commit_pipelined()?.applied().await?;
         Ok(Outcome::End("COMMIT"))
+    }
+
+    /// SAVEPOINT: remembers the block's writes under `name` (a name may be reused; the
+    /// newest is meant after that, as in PostgreSQL).
+    pub(super) fn savepoint(&mut self, name: &sqlparser::ast::Ident) -> Result<Outcome> {
+        let txn = self.block("SAVEPOINT")?;
+        let mark = txn.savepoint();
+        self.savepoints.push((crate::ident::ident_name(name), mark));
+        Ok(Outcome::Command("SAVEPOINT".into()))
+    }
+
+    /// RELEASE SAVEPOINT: forgets `name` and every savepoint set after it; the writes stay.
+    pub(super) fn release_savepoint(&mut self, name: &sqlparser::ast::Ident) -> Result<Outcome> {
+        self.block("RELEASE SAVEPOINT")?;
+        let at = self.find_savepoint(name)?;
+        self.savepoints.truncate(at);
+        Ok(Outcome::Command("RELEASE".into()))
+    }
+
+    /// ROLLBACK TO SAVEPOINT: drops the writes made since `name` was set (and the savepoints
+    /// set after it; `name` stays) and ends a failed state, so the block goes on.
+    pub(super) fn rollback_to_savepoint(
+        &mut self,
+        name: &sqlparser::ast::Ident,
+    ) -> Result<Outcome> {
+        self.block("ROLLBACK TO SAVEPOINT")?;
+        let at = self.find_savepoint(name)?;
+        self.savepoints.truncate(at + 1);
+        if let Some(txn) = &mut self.txn {
+            txn.rollback_to(&self.savepoints[at].1);
+        }
+        self.failed = false;
+        Ok(Outcome::Command("ROLLBACK".into()))
+    }
+
+    /// The open block's transaction, or 25P01 naming `what`.
+    fn block(&self, what: &str) -> Result<&Transaction> {
+        self.txn.as_ref().ok_or_else(|| {
+            crate::error::PgError::new(
+                crate::error::SqlState::NoActiveSqlTransaction,
+                format!("{what} can only be used in transaction blocks"),
+            )
+        })
+    }
+
+    /// Where the newest savepoint called `name` is, or 3B001.
+    fn find_savepoint(&self, name: &sqlparser::ast::Ident) -> Result<usize> {
+        let name = crate::ident::ident_name(name);
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| *n == name)
+            .ok_or_else(|| {
+                crate::error::PgError::new(
+                    crate::error::SqlState::InvalidSavepointSpecification,
+                    format!("savepoint \"{name}\" does not exist"),
+                )
+            })
     }
 }

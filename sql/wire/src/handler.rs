@@ -49,18 +49,24 @@ fn user_error(e: WireError) -> PgWireError {
 pub struct Connection<B: SqlBackend> {
     backend: Arc<B>,
     session: Arc<Mutex<B::Session>>,
+    statements: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl<B: SqlBackend> Connection<B> {
     /// A new connection with a fresh session of `backend`.
     pub fn new(backend: Arc<B>) -> Result<Self, WireError> {
         let session = Arc::new(Mutex::new(backend.open_session()?));
-        Ok(Self { backend, session })
+        Ok(Self {
+            backend,
+            session,
+            statements: Arc::default(),
+        })
     }
 
     fn handler(&self) -> Arc<Handler<B::Session>> {
         Arc::new(Handler {
             session: self.session.clone(),
+            statements: self.statements.clone(),
         })
     }
 }
@@ -96,6 +102,8 @@ impl<B: SqlBackend> CancelHandler for Canceller<B> {
 /// Implements the pgwire handler traits for one connection.
 pub struct Handler<S> {
     session: Arc<Mutex<S>>,
+    /// Names of the connection's named prepared statements (for `DEALLOCATE ALL`).
+    statements: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// Backend pids (a process-wide counter) and secret keys (random) for CancelRequest.
@@ -192,6 +200,67 @@ where
     Ok(())
 }
 
+/// The statement `DEALLOCATE [PREPARE] name | ALL` (a whole simple-query message): `None`
+/// for any other text, `Some(None)` for ALL, else the statement's name (folded to lower
+/// case unless quoted).
+fn deallocate_target(query: &str) -> Option<Option<String>> {
+    let q = query.trim().trim_end_matches(';').trim();
+    let (word, rest) = q.split_once(char::is_whitespace)?;
+    if !word.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut rest = rest.trim();
+    if let Some((w, r)) = rest.split_once(char::is_whitespace) {
+        if w.eq_ignore_ascii_case("prepare") {
+            rest = r.trim();
+        }
+    }
+    if rest.eq_ignore_ascii_case("all") {
+        return Some(None);
+    }
+    if let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        return Some(Some(quoted.replace("\"\"", "\"")));
+    }
+    let plain = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    plain.then(|| Some(rest.to_lowercase()))
+}
+
+impl<S: SqlSession> Handler<S> {
+    /// `DEALLOCATE`: drops one named prepared statement (26000 if there is none) or all.
+    fn deallocate<C>(&self, client: &mut C, target: Option<String>) -> Response
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let Ok(mut names) = self.statements.lock() else {
+            return Response::Error(Box::new(
+                SqlState::InternalError.error("prepared statement registry poisoned"),
+            ));
+        };
+        match target {
+            None => {
+                for n in std::mem::take(&mut *names) {
+                    client.portal_store().rm_statement(&n);
+                }
+                Response::Execution(Tag::new("DEALLOCATE ALL"))
+            }
+            Some(name) => {
+                if !names.remove(&name) && client.portal_store().get_statement(&name).is_none() {
+                    return Response::Error(Box::new(
+                        SqlState::InvalidSqlStatementName
+                            .error(format!("prepared statement \"{name}\" does not exist")),
+                    ));
+                }
+                client.portal_store().rm_statement(&name);
+                Response::Execution(Tag::new("DEALLOCATE"))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl<S: SqlSession> SimpleQueryHandler for Handler<S> {
     async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
@@ -205,7 +274,10 @@ impl<S: SqlSession> SimpleQueryHandler for Handler<S> {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let responses = SimpleQueryHandler::do_query(self, client, &query.query).await?;
+        let responses = match deallocate_target(&query.query) {
+            Some(target) => vec![self.deallocate(client, target)],
+            None => SimpleQueryHandler::do_query(self, client, &query.query).await?,
+        };
         if responses.is_empty() {
             client
                 .feed(PgWireBackendMessage::EmptyQueryResponse(
@@ -351,6 +423,11 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        if !name.is_empty() {
+            if let Ok(mut names) = self.statements.lock() {
+                names.insert(name.to_string());
+            }
+        }
         match StoredStatement::parse(client, &message, self.query_parser()).await? {
             Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
             None => client.portal_store().put_empty_statement(name),

@@ -44,6 +44,7 @@ sqlstates! {
     ActiveSqlTransaction = "25001",
     NoActiveSqlTransaction = "25P01",
     InFailedSqlTransaction = "25P02",
+    InvalidSavepointSpecification = "3B001",
     InvalidSqlStatementName = "26000",
     InvalidCursorName = "34000",
     SerializationFailure = "40001",

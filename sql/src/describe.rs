@@ -40,6 +40,28 @@ pub fn max_placeholder(stmt: &Statement) -> usize {
     max
 }
 
+/// `$n::type` and `CAST($n AS type)`: the parameter has the type it is cast to, as
+/// PostgreSQL infers it (asyncpg sends an int for `$1::int` only if ParameterDescription
+/// says int4). The first cast of a parameter decides.
+fn cast_placeholder_types(stmt: &Statement, out: &mut [Option<DataType>]) {
+    let _ = sqlparser::ast::visit_expressions(stmt, |e| {
+        if let Expr::Cast {
+            expr, data_type, ..
+        } = e
+        {
+            if let Some(i) = placeholder_index(expr) {
+                let ty = crate::types::column_type(data_type).map(|t| t.arrow_type());
+                if let (Some(slot), Ok(ty)) = (i.checked_sub(1).and_then(|i| out.get_mut(i)), ty) {
+                    if slot.is_none() {
+                        *slot = Some(ty);
+                    }
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 fn merge_plan_types(out: &mut [Option<DataType>], found: HashMap<String, Option<DataType>>) {
     for (k, v) in found {
         if let Some(i) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
@@ -102,6 +124,7 @@ async fn returning_schema(
 /// Describes `stmt` on `session` (its transaction's snapshot, released afterwards).
 pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Description, PgError> {
     let mut types: Vec<Option<DataType>> = vec![None; max_placeholder(stmt)];
+    cast_placeholder_types(stmt, &mut types);
     session.publish_view();
     // Planning for Describe must not leave the snapshot pinned afterwards.
     let _unpin = UnpinView(session.view_slot().clone());

@@ -448,7 +448,31 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_describe(&mut Deferred::new(client), message).await
+        let mut client = Deferred::new(client);
+        // A statement that returns no rows but has parameters (an INSERT with $1) gets
+        // ParameterDescription and NoData, as from PostgreSQL; pgwire sent an empty
+        // RowDescription, and pgjdbc then failed every execution of a named INSERT with "A
+        // result was returned when none was expected".
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let d = self.do_describe_statement(&mut client, &stmt).await?;
+                if d.fields.is_empty() {
+                    let oids = d.parameters.iter().map(|t| t.oid()).collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            pgwire::messages::data::ParameterDescription::new(oids),
+                        ))
+                        .await?;
+                    return pgwire::api::query::send_describe_response(
+                        &mut client,
+                        &pgwire::api::results::DescribePortalResponse::new(vec![]),
+                    )
+                    .await;
+                }
+            }
+        }
+        self._on_describe(&mut client, message).await
     }
 
     /// Binds a portal as pgwire's default does, but queues BindComplete instead of flushing

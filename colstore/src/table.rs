@@ -532,6 +532,7 @@ pub(crate) mod tests {
             pk_name: "t_pkey".into(),
             indexes: vec![],
             columnar: true,
+            sequence: None,
         }
     }
 

@@ -670,6 +670,7 @@ mod tests {
             pk_name: "t_pkey".into(),
             indexes: vec![],
             columnar: true,
+            sequence: None,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let rows = 300;

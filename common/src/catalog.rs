@@ -61,6 +61,32 @@ pub struct TableDef {
     /// Whether the table has a column replica (`ALTER TABLE … SET COLUMNAR REPLICA 0|1`).
     #[serde(default = "yes")]
     pub columnar: bool,
+    /// Set for a sequence: a relation of one row (`last_value`, `log_cnt`, `is_called`)
+    /// that `nextval` advances, as in PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceDef>,
+}
+
+/// A sequence's options (`CREATE SEQUENCE`, or the one behind a `serial` or identity
+/// column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceDef {
+    /// `smallint`, `integer` or `bigint` (`AS type`; bounds the default limits).
+    pub ty: SqlType,
+    pub increment: i64,
+    pub min: i64,
+    pub max: i64,
+    pub start: i64,
+    /// Values each allocation makes durable at once (PostgreSQL's `CACHE`, at least the
+    /// 32 values PostgreSQL logs ahead); a crash skips the unused rest, never reuses one.
+    pub cache: i64,
+    pub cycle: bool,
+    /// `OWNED BY table.column`: dropped with the table.
+    #[serde(default)]
+    pub owned_by: Option<(String, String)>,
+    /// Behind an identity column: `always` or `by default` (`GENERATED … AS IDENTITY`).
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 fn yes() -> bool {

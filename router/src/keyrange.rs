@@ -512,6 +512,7 @@ mod tests {
                 unique: false,
             }],
             columnar: true,
+            sequence: None,
         }
     }
 

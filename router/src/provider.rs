@@ -602,7 +602,13 @@ impl SchemaProvider for RowSchemaProvider {
         if !self.listed {
             return vec![];
         }
-        self.store.tables().iter().map(|t| t.name.clone()).collect()
+        // Sequences are relations too (`SELECT * FROM seq` reads one), but not tables.
+        self.store
+            .tables()
+            .iter()
+            .filter(|t| t.sequence.is_none())
+            .map(|t| t.name.clone())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {

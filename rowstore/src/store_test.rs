@@ -45,6 +45,7 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
                 unique: true,
             }],
             columnar: true,
+            sequence: None,
         })
         .unwrap()
 }
@@ -391,6 +392,7 @@ fn ddl_truncate_index_and_primary_key() {
                 pk_name: String::new(),
                 indexes: vec![],
                 columnar: true,
+                sequence: None,
             })
             .unwrap();
         let mut x = Transaction::begin(&store);

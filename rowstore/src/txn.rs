@@ -526,7 +526,9 @@ impl Transaction {
             )));
         }
         let pks = match pks {
-            Some(pks) if pks.len() == rows.len() && !def.has_hidden_rowid() => pks,
+            // Keys given for a table without a primary key are row ids the caller chose
+            // (a sequence's one row).
+            Some(pks) if pks.len() == rows.len() => pks,
             None if def.has_hidden_rowid() => self.fresh_rowid_keys(rows.len()),
             _ => return Err(Error::Internal("encoded insert: keys do not fit".into())),
         };

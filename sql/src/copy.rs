@@ -46,6 +46,8 @@ pub struct CopyIn {
     columns: Vec<usize>,
     /// A row with every column the input does not name at its default.
     base: Vec<Datum>,
+    /// Serial and identity columns the input does not name: a new value per row.
+    sequences: crate::dml::SequenceDefaults,
     format: Format,
     delimiter: u8,
     null: String,
@@ -225,6 +227,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
         .filter(|c| !columns.contains(c))
         .collect();
     let base = crate::dml::defaults(session, &def, &missing).await?;
+    let sequences = crate::dml::SequenceDefaults::of(session, &def).without(&columns);
     let own_txn = if session.in_transaction() {
         None
     } else {
@@ -234,6 +237,7 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
         def,
         columns,
         base,
+        sequences,
         delimiter: opts.delimiter,
         null: opts.null,
         format: opts.format,
@@ -539,7 +543,7 @@ impl CopyIn {
                     PgError::new(SqlState::InternalError, "COPY lost its transaction")
                 })?,
             };
-            if self.def.indexes.is_empty() {
+            if self.def.indexes.is_empty() && self.sequences.is_empty() {
                 let (pks, rows) = encode_batch(&self.def, &self.columns, &self.base, arrays, n)?;
                 txn.insert_encoded(&self.def, pks, rows)?;
             } else {
@@ -548,15 +552,25 @@ impl CopyIn {
                     let ty = &self.def.columns[c].ty;
                     iters.push(array_to_datums(a.as_ref(), ty)?.into_iter());
                 }
-                let rows = (0..n)
-                    .map(|_| {
-                        let mut row = self.base.clone();
-                        for (it, &c) in iters.iter_mut().zip(&self.columns) {
-                            row[c] = it.next().unwrap_or(Datum::Null);
-                        }
-                        row
-                    })
-                    .collect();
+                let mut rows = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut row = self.base.clone();
+                    for (it, &c) in iters.iter_mut().zip(&self.columns) {
+                        row[c] = it.next().unwrap_or(Datum::Null);
+                    }
+                    rows.push(row);
+                }
+                if !self.sequences.is_empty() {
+                    for row in &mut rows {
+                        self.sequences.fill(session, row, |_| true)?;
+                    }
+                }
+                let txn = match self.own_txn.as_mut() {
+                    Some(t) => t,
+                    None => session.txn_mut().ok_or_else(|| {
+                        PgError::new(SqlState::InternalError, "COPY lost its transaction")
+                    })?,
+                };
                 txn.insert_many(&self.def, rows)?;
             }
             self.count += n as u64;

@@ -6,7 +6,7 @@ use duet_common::catalog::CATALOG_FORMAT;
 use duet_common::{ColumnDef, Datum, IndexDef, TableDef};
 use sqlparser::ast::{
     AlterTableOperation, ColumnDef as AstColumn, ColumnOption, CreateIndex, CreateTable, Expr,
-    IndexColumn, ObjectType, SqlOption, Statement, TableConstraint,
+    GeneratedAs, IndexColumn, ObjectType, SequenceOptions, SqlOption, Statement, TableConstraint,
 };
 
 use crate::error::{PgError, Result, SqlState};
@@ -25,6 +25,34 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             ..
         } => drop(session, object_type, if_exists, &names),
         Statement::CreateIndex(ci) => create_index(session, ci),
+        Statement::CreateSequence {
+            temporary: false,
+            if_not_exists,
+            name,
+            data_type,
+            sequence_options,
+            owned_by,
+        } => {
+            let name = table_name(&name)?;
+            if let Some(existing) = session.store().table(&name) {
+                if if_not_exists && existing.sequence.is_some() {
+                    session.notice(format!("relation \"{name}\" already exists, skipping"));
+                    return Ok(Outcome::Command("CREATE SEQUENCE".into()));
+                }
+                return Err(PgError::new(
+                    SqlState::DuplicateTable,
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+            let ty = match &data_type {
+                Some(t) => types::column_type(t)?,
+                None => duet_common::SqlType::Int64,
+            };
+            let owned_by = owned_by.as_ref().map(owner).transpose()?.flatten();
+            let seq = sequence_def(ty, &sequence_options, owned_by, None)?;
+            create_sequence(session, &name, seq)?;
+            Ok(Outcome::Command("CREATE SEQUENCE".into()))
+        }
         Statement::AlterTable(at) => {
             let name = table_name(&at.name)?;
             if at.if_exists && session.store().table(&name).is_none() {
@@ -88,10 +116,32 @@ struct ParsedColumn {
     def: ColumnDef,
     primary_key: bool,
     unique: bool,
+    /// A `serial` or identity column: its sequence's options and identity kind.
+    sequence: Option<(Vec<SequenceOptions>, Option<&'static str>)>,
+}
+
+/// The integer type of `serial`, `bigserial` and `smallserial` (and their aliases).
+fn serial_type(t: &sqlparser::ast::DataType) -> Option<duet_common::SqlType> {
+    let sqlparser::ast::DataType::Custom(name, modifiers) = t else {
+        return None;
+    };
+    if !modifiers.is_empty() {
+        return None;
+    }
+    match name.to_string().to_ascii_lowercase().as_str() {
+        "serial" | "serial4" => Some(duet_common::SqlType::Int32),
+        "bigserial" | "serial8" => Some(duet_common::SqlType::Int64),
+        "smallserial" | "serial2" => Some(duet_common::SqlType::Int16),
+        _ => None,
+    }
 }
 
 async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColumn> {
-    let ty = types::column_type(&c.data_type)?;
+    let serial = serial_type(&c.data_type);
+    let ty = match &serial {
+        Some(t) => t.clone(),
+        None => types::column_type(&c.data_type)?,
+    };
     let name = ident_name(&c.name);
     let mut def = ColumnDef {
         name: name.clone(),
@@ -101,8 +151,36 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
         missing: Datum::Null,
     };
     let (mut primary_key, mut unique) = (false, false);
+    let mut sequence = serial.map(|_| (Vec::new(), None));
+    if sequence.is_some() {
+        def.nullable = false;
+    }
     for opt in &c.options {
         match &opt.option {
+            ColumnOption::Generated {
+                generated_as: generated @ (GeneratedAs::Always | GeneratedAs::ByDefault),
+                sequence_options,
+                generation_expr: None,
+                ..
+            } => {
+                if !matches!(
+                    def.ty,
+                    duet_common::SqlType::Int16
+                        | duet_common::SqlType::Int32
+                        | duet_common::SqlType::Int64
+                ) {
+                    return Err(PgError::new(
+                        SqlState::InvalidTableDefinition,
+                        "identity column type must be smallint, integer, or bigint",
+                    ));
+                }
+                let kind = match generated {
+                    GeneratedAs::Always => "always",
+                    _ => "by default",
+                };
+                sequence = Some((sequence_options.clone().unwrap_or_default(), Some(kind)));
+                def.nullable = false;
+            }
             ColumnOption::Null => def.nullable = true,
             ColumnOption::NotNull => def.nullable = false,
             ColumnOption::Default(e) => {
@@ -125,6 +203,7 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
         def,
         primary_key,
         unique,
+        sequence,
     })
 }
 
@@ -153,10 +232,26 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         pk_name: format!("{name}_pkey"),
         indexes: vec![],
         columnar: true,
+        sequence: None,
     };
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = vec![];
+    let mut sequences: Vec<(String, duet_common::catalog::SequenceDef)> = vec![];
     for c in &ct.columns {
-        let parsed = parse_column(session, c).await?;
+        let mut parsed = parse_column(session, c).await?;
+        if let Some((options, identity)) = parsed.sequence.take() {
+            // `serial` and identity columns draw from a sequence named as PostgreSQL
+            // names it, owned by the column.
+            let column = parsed.def.name.clone();
+            let seq_name = format!("{name}_{column}_seq");
+            let seq = sequence_def(
+                parsed.def.ty.clone(),
+                &options,
+                Some((name.clone(), column)),
+                identity,
+            )?;
+            parsed.def.default_expr = Some(format!("nextval('{seq_name}')"));
+            sequences.push((seq_name, seq));
+        }
         if def.column_index(&parsed.def.name).is_some() {
             return Err(PgError::new(
                 SqlState::DuplicateColumn,
@@ -216,8 +311,167 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             unique: true,
         });
     }
-    blocking(|| session.store().create_table(def))?;
+    for (seq_name, _) in &sequences {
+        if session.store().table(seq_name).is_some() {
+            return Err(PgError::new(
+                SqlState::DuplicateTable,
+                format!("relation \"{seq_name}\" already exists"),
+            ));
+        }
+    }
+    for (seq_name, seq) in sequences.iter().cloned() {
+        create_sequence(session, &seq_name, seq)?;
+    }
+    if let Err(e) = blocking(|| session.store().create_table(def)) {
+        for (seq_name, _) in &sequences {
+            let _ = blocking(|| session.store().drop_table(seq_name));
+        }
+        return Err(e.into());
+    }
     Ok(Outcome::Command("CREATE TABLE".into()))
+}
+
+/// `OWNED BY table.column` (or `NONE`).
+fn owner(n: &sqlparser::ast::ObjectName) -> Result<Option<(String, String)>> {
+    let parts: Vec<String> =
+        n.0.iter()
+            .filter_map(|p| p.as_ident().map(ident_name))
+            .collect();
+    match parts.as_slice() {
+        [none] if none == "none" => Ok(None),
+        [.., table, column] => Ok(Some((table.clone(), column.clone()))),
+        _ => Err(PgError::new(
+            SqlState::InvalidParameterValue,
+            "invalid OWNED BY option",
+        )),
+    }
+}
+
+/// An integer option of CREATE SEQUENCE (a literal, possibly negative).
+fn option_value(e: &Expr) -> Result<i64> {
+    let bad = || {
+        PgError::new(
+            SqlState::SyntaxError,
+            format!("sequence option {e} is not an integer"),
+        )
+    };
+    match e {
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::Number(n, _) => n.parse().map_err(|_| bad()),
+            _ => Err(bad()),
+        },
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr,
+        } => option_value(expr).map(|v| -v),
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Plus,
+            expr,
+        } => option_value(expr),
+        _ => Err(bad()),
+    }
+}
+
+/// A sequence's options with PostgreSQL's defaults and checks.
+fn sequence_def(
+    ty: duet_common::SqlType,
+    options: &[SequenceOptions],
+    owned_by: Option<(String, String)>,
+    identity: Option<&'static str>,
+) -> Result<duet_common::catalog::SequenceDef> {
+    if !matches!(
+        ty,
+        duet_common::SqlType::Int16 | duet_common::SqlType::Int32 | duet_common::SqlType::Int64
+    ) {
+        return Err(PgError::new(
+            SqlState::InvalidParameterValue,
+            "sequence type must be smallint, integer, or bigint",
+        ));
+    }
+    let (type_min, type_max) = crate::sequence::type_range(&ty);
+    let (mut increment, mut min, mut max, mut start, mut cache, mut cycle) =
+        (1, None, None, None, 1, false);
+    for o in options {
+        match o {
+            SequenceOptions::IncrementBy(e, _) => increment = option_value(e)?,
+            SequenceOptions::MinValue(e) => min = e.as_ref().map(option_value).transpose()?,
+            SequenceOptions::MaxValue(e) => max = e.as_ref().map(option_value).transpose()?,
+            SequenceOptions::StartWith(e, _) => start = Some(option_value(e)?),
+            SequenceOptions::Cache(e) => cache = option_value(e)?,
+            // `Cycle(no)`: whether NO was written.
+            SequenceOptions::Cycle(no) => cycle = !*no,
+        }
+    }
+    let invalid = |m: String| PgError::new(SqlState::InvalidParameterValue, m);
+    if increment == 0 {
+        return Err(invalid("INCREMENT must not be zero".into()));
+    }
+    let min = min.unwrap_or(if increment > 0 { 1 } else { type_min });
+    let max = max.unwrap_or(if increment > 0 { type_max } else { -1 });
+    if min < type_min || max > type_max {
+        return Err(invalid(format!(
+            "MINVALUE ({min}) and MAXVALUE ({max}) must be within the range of the sequence's type"
+        )));
+    }
+    if min >= max {
+        return Err(invalid(format!(
+            "MINVALUE ({min}) must be less than MAXVALUE ({max})"
+        )));
+    }
+    let start = start.unwrap_or(if increment > 0 { min } else { max });
+    if start < min {
+        return Err(invalid(format!(
+            "START value ({start}) cannot be less than MINVALUE ({min})"
+        )));
+    }
+    if start > max {
+        return Err(invalid(format!(
+            "START value ({start}) cannot be greater than MAXVALUE ({max})"
+        )));
+    }
+    if cache < 1 {
+        return Err(invalid(format!(
+            "CACHE ({cache}) must be greater than zero"
+        )));
+    }
+    Ok(duet_common::catalog::SequenceDef {
+        ty,
+        increment,
+        min,
+        max,
+        start,
+        cache,
+        cycle,
+        owned_by,
+        identity: identity.map(str::to_string),
+    })
+}
+
+/// Creates sequence `name` and its row.
+fn create_sequence(
+    session: &mut Session,
+    name: &str,
+    seq: duet_common::catalog::SequenceDef,
+) -> Result<()> {
+    let row = crate::sequence::initial_row(&seq);
+    let def = TableDef {
+        format: CATALOG_FORMAT,
+        id: 0,
+        name: name.to_string(),
+        storage_id: 0,
+        columns: crate::sequence::columns(),
+        primary_key: vec![],
+        pk_name: format!("{name}_pkey"),
+        indexes: vec![],
+        columnar: false,
+        sequence: Some(seq),
+    };
+    let store = session.store().clone();
+    let def = blocking(|| store.create_table(def))?;
+    let mut txn = duet_rowstore::Transaction::begin(&store);
+    txn.insert_encoded(&def, Some(vec![crate::sequence::row_key()]), vec![row])?;
+    blocking(|| txn.commit())?;
+    Ok(())
 }
 
 fn multiple_pk(table: &str) -> PgError {
@@ -248,9 +502,53 @@ fn drop(
                         format!("table \"{name}\" does not exist"),
                     ));
                 }
+                if store.table(&name).is_some_and(|t| t.sequence.is_some()) {
+                    return Err(PgError::new(
+                        SqlState::WrongObjectType,
+                        format!("\"{name}\" is not a table"),
+                    )
+                    .with_detail("Use DROP SEQUENCE to remove a sequence."));
+                }
                 blocking(|| store.drop_table(&name))?;
+                // The sequences of its serial and identity columns go with it.
+                for owned in store.tables() {
+                    let by_table = owned
+                        .sequence
+                        .as_ref()
+                        .and_then(|s| s.owned_by.as_ref())
+                        .is_some_and(|(t, _)| *t == name);
+                    if by_table {
+                        blocking(|| store.drop_table(&owned.name))?;
+                        session.shared_sequences().forget(owned.id);
+                    }
+                }
             }
             Ok(Outcome::Command("DROP TABLE".into()))
+        }
+        ObjectType::Sequence => {
+            for n in names {
+                let name = table_name(n)?;
+                let Some(def) = store.table(&name) else {
+                    if if_exists {
+                        session.notice(format!("sequence \"{name}\" does not exist, skipping"));
+                        continue;
+                    }
+                    return Err(PgError::new(
+                        SqlState::UndefinedTable,
+                        format!("sequence \"{name}\" does not exist"),
+                    ));
+                };
+                if def.sequence.is_none() {
+                    return Err(PgError::new(
+                        SqlState::WrongObjectType,
+                        format!("\"{name}\" is not a sequence"),
+                    )
+                    .with_detail("Use DROP TABLE to remove a table."));
+                }
+                blocking(|| store.drop_table(&name))?;
+                session.shared_sequences().forget(def.id);
+            }
+            Ok(Outcome::Command("DROP SEQUENCE".into()))
         }
         ObjectType::Index => {
             for n in names {

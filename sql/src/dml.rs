@@ -214,10 +214,83 @@ pub(crate) async fn defaults(
     let mut out = vec![Datum::Null; def.columns.len()];
     for &c in needed {
         if let Some(e) = &def.columns[c].default_expr {
-            out[c] = eval_const(session, e, &def.columns[c].ty, &def.columns[c].name).await?;
+            // A sequence default differs per row: `SequenceDefaults` fills it.
+            if crate::sequence::nextval_target(e).is_none() {
+                out[c] = eval_const(session, e, &def.columns[c].ty, &def.columns[c].name).await?;
+            }
         }
     }
     Ok(out)
+}
+
+/// The columns of a table whose default is `nextval(...)` (serial and identity columns),
+/// filled with a new value for each row that takes the default.
+pub(crate) struct SequenceDefaults {
+    columns: Vec<(usize, String, bool)>,
+}
+
+impl SequenceDefaults {
+    pub(crate) fn of(session: &Session, def: &TableDef) -> Self {
+        let columns = def
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let seq = crate::sequence::nextval_target(c.default_expr.as_deref()?)?;
+                let always = session
+                    .store()
+                    .table(&seq)
+                    .and_then(|s| s.sequence.clone())
+                    .and_then(|s| s.identity)
+                    .is_some_and(|k| k == "always");
+                Some((i, seq, always))
+            })
+            .collect();
+        Self { columns }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Only the columns not among `given` (the ones a COPY's input leaves out).
+    pub(crate) fn without(mut self, given: &[usize]) -> Self {
+        self.columns.retain(|(c, _, _)| !given.contains(c));
+        self
+    }
+
+    /// 428C9 if a value is given for a `GENERATED ALWAYS` identity column.
+    pub(crate) fn check_explicit(&self, def: &TableDef, target: &[usize]) -> Result<()> {
+        for (c, _, always) in &self.columns {
+            if *always && target.contains(c) {
+                let name = &def.columns[*c].name;
+                return Err(PgError::new(
+                    SqlState::GeneratedAlways,
+                    format!("cannot insert a non-DEFAULT value into column \"{name}\""),
+                )
+                .with_detail(format!(
+                    "Column \"{name}\" is an identity column defined as GENERATED ALWAYS."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `row` its next sequence values where `defaulted(column)` says it takes the
+    /// default.
+    pub(crate) fn fill(
+        &self,
+        session: &Session,
+        row: &mut [Datum],
+        defaulted: impl Fn(usize) -> bool,
+    ) -> Result<()> {
+        for (c, seq, _) in &self.columns {
+            if defaulted(*c) {
+                row[*c] = Datum::Int(session.sequences.nextval(seq)?);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn is_default_keyword(e: &Expr) -> bool {
@@ -315,15 +388,29 @@ async fn insert(
         .filter(|c| default_values || !target.contains(c) || !default_cells.is_empty())
         .collect();
     let base = defaults(session, &def, &unassigned).await?;
+    let sequences = SequenceDefaults::of(session, &def);
+    if !default_values {
+        // Columns some row gives a value (not the DEFAULT keyword).
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let explicit_cols: Vec<usize> = target
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| (0..rows).any(|r| !default_cells.contains(&(r, *j))))
+            .map(|(_, &c)| c)
+            .collect();
+        sequences.check_explicit(&def, &explicit_cols)?;
+    }
 
     let mut inserted: Vec<Row> = Vec::new();
     let mut count = 0usize;
     let mut row_no = 0usize;
     if default_values {
         // INSERT … DEFAULT VALUES: one row of defaults.
-        txn.insert(&def, base.clone())?;
+        let mut row = base.clone();
+        sequences.fill(session, &mut row, |_| true)?;
+        txn.insert(&def, row.clone())?;
         if ins.returning.is_some() {
-            inserted.push(base.clone());
+            inserted.push(row);
         }
         count = 1;
     }
@@ -341,6 +428,14 @@ async fn insert(
                 if !default_cells.contains(&(row_no, j)) {
                     row[c] = cols[j][i].clone();
                 }
+            }
+            if !sequences.is_empty() {
+                sequences.fill(session, &mut row, |c| {
+                    match target.iter().position(|&t| t == c) {
+                        Some(j) => default_cells.contains(&(row_no, j)),
+                        None => true,
+                    }
+                })?;
             }
             rows.push(row);
             row_no += 1;

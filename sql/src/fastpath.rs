@@ -308,7 +308,8 @@ fn user_table(name: &ObjectName, store: &Store) -> Option<TableDefRef> {
     if t.starts_with("pg_") {
         return None;
     }
-    store.table(&t)
+    // A sequence is left to the general path too (which refuses writes to it).
+    store.table(&t).filter(|d| d.sequence.is_none())
 }
 
 /// `t [AS alias]` with nothing else; returns the table and the name columns may be
@@ -763,10 +764,14 @@ fn recognize_insert(i: &sqlparser::ast::Insert, store: &Store) -> Option<FastPla
         }
         t
     };
-    // Omitted columns get NULL; a default is computed by the general path.
-    if (0..def.columns.len())
-        .any(|c| !targets.contains(&c) && def.columns[c].default_expr.is_some())
-    {
+    // Omitted columns get NULL; a default is computed by the general path, which also
+    // refuses a value for a GENERATED ALWAYS identity column.
+    if (0..def.columns.len()).any(|c| {
+        def.columns[c]
+            .default_expr
+            .as_deref()
+            .is_some_and(|d| !targets.contains(&c) || crate::sequence::nextval_target(d).is_some())
+    }) {
         return None;
     }
     let mut rows = Vec::with_capacity(values.rows.len());

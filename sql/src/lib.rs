@@ -25,6 +25,7 @@ pub mod fastpath;
 pub mod hints;
 pub mod ident;
 pub mod pgsemantics;
+pub mod sequence;
 pub mod server;
 pub mod session;
 pub mod types;

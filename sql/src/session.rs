@@ -101,6 +101,8 @@ pub struct Shared {
     pub cancels: Arc<crate::cancel::CancelRegistry>,
     /// The node's router, or an in-memory one without a node.
     pub router: duet_router::RouterRef,
+    /// The ranges of sequence values this process hands out.
+    pub sequences: Arc<crate::sequence::Sequences>,
 }
 
 impl Shared {
@@ -116,6 +118,7 @@ impl Shared {
             services,
             cancels: Arc::default(),
             router,
+            sequences: Arc::default(),
         })
     }
 }
@@ -160,6 +163,8 @@ pub struct Session {
     txn: Option<Transaction>,
     /// An error happened inside the explicit transaction: only ROLLBACK/COMMIT go on.
     failed: bool,
+    /// Sequences as this session sees them (its `currval` and `lastval`).
+    pub(crate) sequences: crate::sequence::SequenceContext,
     /// The open block's savepoints, oldest first: name and the writes at that point.
     savepoints: Vec<(String, duet_rowstore::txn::StatementMark)>,
     settings: Settings,
@@ -285,6 +290,18 @@ impl Session {
             ))
             .into_scalar_udf(),
         );
+        let sequence_values: Arc<parking_lot::Mutex<crate::sequence::SessionValues>> =
+            Arc::default();
+        let sequences = crate::sequence::SequenceContext {
+            store: shared.store.clone(),
+            sequences: shared.sequences.clone(),
+            session: sequence_values.clone(),
+        };
+        for name in crate::sequence::SequenceFunction::NAMES {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                crate::sequence::SequenceFunction::new(name, sequences.clone()),
+            ));
+        }
         ctx.register_udf(create_udf(
             "version",
             vec![],
@@ -306,6 +323,7 @@ impl Session {
             txn: None,
             failed: false,
             savepoints: Vec::new(),
+            sequences,
             settings: Settings::default(),
             notices: Vec::new(),
             scratch,
@@ -319,6 +337,11 @@ impl Session {
     pub fn register_cancel(&mut self, pid: i32, key: bytes::Bytes) {
         self.shared.cancels.register(pid, key, self.cancel.clone());
         self.pid = Some(pid);
+    }
+
+    /// The process's sequence ranges.
+    pub(crate) fn shared_sequences(&self) -> &crate::sequence::Sequences {
+        &self.shared.sequences
     }
 
     /// The row store sessions run on.
@@ -420,10 +443,18 @@ impl Session {
 
     /// The table called `name`, or 42P01 (the row store's own "does not exist" error).
     pub(crate) fn table(&self, name: &str) -> Result<duet_common::TableDefRef> {
-        self.shared
-            .store
-            .table(name)
-            .ok_or_else(|| duet_rowstore::Error::TableNotFound(name.to_string()).into())
+        let def =
+            self.shared.store.table(name).ok_or_else(|| {
+                PgError::from(duet_rowstore::Error::TableNotFound(name.to_string()))
+            })?;
+        if def.sequence.is_some() {
+            // Its row changes through nextval and setval only.
+            return Err(PgError::new(
+                SqlState::WrongObjectType,
+                format!("cannot change sequence \"{name}\""),
+            ));
+        }
+        Ok(def)
     }
 
     /// Marks the open transaction failed (only ROLLBACK/COMMIT go on).

@@ -14,6 +14,7 @@ mod pgbench;
 mod psql;
 mod replication;
 mod routing;
+mod sequences;
 mod slt;
 mod tpch;
 mod txn;

@@ -1,9 +1,12 @@
-//! An everyday psql session (`tests/psql/session.sql`: DDL, DML with generate_series,
-//! joins, aggregates, a window, subqueries, errors by SQLSTATE, transactions) run with
-//! `psql -X -A -t` prints what PostgreSQL 15 prints (`tests/psql/session.out`, written with
-//! `2>&1`): every result line and every error line (`\set VERBOSITY sqlstate`) the same
-//! bytes, in the same order within each of psql's two streams. With `DUET_TEST_PG` set,
-//! the expected file is first checked against PostgreSQL itself.
+//! psql sessions run with `psql -X -A -t` print what PostgreSQL 15 prints: each
+//! `tests/psql/NAME.sql` against its `NAME.out` (PostgreSQL's output, written with `2>&1`):
+//! every result line and every error line (`\set VERBOSITY sqlstate`) the same bytes, in the
+//! same order within each of psql's two streams. With `DUET_TEST_PG` set, the expected file
+//! is first checked against PostgreSQL itself, in a fresh database.
+//!
+//! - `session.sql`: everyday SQL (DDL, DML with generate_series, joins, aggregates, a
+//!   window, subqueries, errors by SQLSTATE, transactions and savepoints, result types).
+//! - `sequences.sql`: sequences, `serial` and identity columns.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,9 +14,9 @@ use std::process::Command;
 use duet_tests::ClusterBuilder;
 
 /// psql's stdout and stderr together (errors interleave with results as a user sees them).
-fn run_psql(conn: &str, dir: &Path) -> String {
+fn run_psql(conn: &str, dir: &Path, file: &str) -> String {
     let out = Command::new("psql")
-        .args([conn, "-X", "-A", "-t", "-f", "session.sql"])
+        .args([conn, "-X", "-A", "-t", "-f", file])
         .current_dir(dir)
         .output()
         .expect("psql (postgresql-client) is installed");
@@ -29,12 +32,13 @@ fn split(text: &str) -> (Vec<&str>, Vec<&str>) {
     text.lines().partition(|l| !l.starts_with("psql:"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_psql_session_prints_what_postgresql_prints() {
+/// `NAME.sql` prints `NAME.out` on PostgreSQL (when `DUET_TEST_PG` is set) and on DuetDB.
+async fn session_prints_what_postgresql_prints(name: &str) {
     let dir = duet_tests::crate_dir().join("psql");
-    let expected = std::fs::read_to_string(dir.join("session.out")).unwrap();
+    let file = format!("{name}.sql");
+    let expected = std::fs::read_to_string(dir.join(format!("{name}.out"))).unwrap();
     if let Ok(admin) = std::env::var("DUET_TEST_PG") {
-        let db = format!("duet_psql_{}", std::process::id());
+        let db = format!("duet_psql_{name}_{}", std::process::id());
         let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
             .await
             .unwrap();
@@ -43,7 +47,7 @@ async fn a_psql_session_prints_what_postgresql_prints() {
             .batch_execute(&format!("CREATE DATABASE {db}"))
             .await
             .unwrap();
-        let pg = run_psql(&format!("{admin} dbname={db}"), &dir);
+        let pg = run_psql(&format!("{admin} dbname={db}"), &dir, &file);
         client
             .batch_execute(&format!("DROP DATABASE {db}"))
             .await
@@ -51,10 +55,23 @@ async fn a_psql_session_prints_what_postgresql_prints() {
         assert_eq!(
             split(&pg),
             split(&expected),
-            "session.out is not PostgreSQL's output"
+            "{name}.out is not PostgreSQL's output"
         );
     }
-    let cluster = ClusterBuilder::new("psql-session").build().await.unwrap();
-    let duet = run_psql(&cluster.connection_string(), &dir);
-    assert_eq!(split(&duet), split(&expected));
+    let cluster = ClusterBuilder::new(&format!("psql-{name}"))
+        .build()
+        .await
+        .unwrap();
+    let duet = run_psql(&cluster.connection_string(), &dir, &file);
+    assert_eq!(split(&duet), split(&expected), "{name}.sql on DuetDB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_psql_session_prints_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("session").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_serial_and_identity_columns_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("sequences").await;
 }

@@ -26,6 +26,7 @@ fn store() -> duet_rowstore::StoreRef {
         pk_name: "acc_pkey".into(),
         indexes: vec![],
         columnar: true,
+        sequence: None,
     };
     let cmd = duet_common::command::Command {
         writes: vec![(

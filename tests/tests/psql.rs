@@ -58,7 +58,7 @@ async fn session_prints_what_postgresql_prints(name: &str) {
             "{name}.out is not PostgreSQL's output"
         );
     }
-    let cluster = ClusterBuilder::new(&format!("psql-{name}"))
+    let cluster = ClusterBuilder::new(format!("psql-{name}"))
         .build()
         .await
         .unwrap();

@@ -249,8 +249,23 @@ async fn rollback_leaves_nothing_and_errors_abort_the_block() {
     c.batch_execute("COMMIT").await.unwrap();
     let n = crate::int(&c, "SELECT count(*) FROM r").await;
     assert_eq!(n, 0);
+    // Outside a block a savepoint is an error, as in PostgreSQL.
     let e = c.batch_execute("SAVEPOINT s1").await.unwrap_err();
-    assert_eq!(crate::sqlstate(&e).as_deref(), Some("0A000"));
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("25P01"));
+    // Inside one, ROLLBACK TO SAVEPOINT undoes the failed statement and the block goes on.
+    c.batch_execute("BEGIN; INSERT INTO r VALUES (1); SAVEPOINT s1")
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute("INSERT INTO r VALUES (2), (1)")
+        .await
+        .unwrap_err();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("23505"));
+    c.batch_execute("ROLLBACK TO SAVEPOINT s1; INSERT INTO r VALUES (3); COMMIT")
+        .await
+        .unwrap();
+    let ids = crate::rows(&c, "SELECT id FROM r ORDER BY id").await;
+    assert_eq!(ids, [[Some("1".to_string())], [Some("3".to_string())]]);
 }
 
 /// Concurrent transfers between accounts never change the total, and every snapshot a

@@ -367,13 +367,14 @@ fn to_wire(outcome: Outcome, guard: StatementGuard) -> duet_wire::Outcome {
         Outcome::Command(tag) => duet_wire::Outcome::Command(tag),
         Outcome::Begin => duet_wire::Outcome::Begin,
         Outcome::End(tag) => duet_wire::Outcome::End(tag),
-        Outcome::CopyIn { columns } => duet_wire::Outcome::CopyIn { columns },
+        Outcome::CopyIn { columns, binary } => duet_wire::Outcome::CopyIn { columns, binary },
         Outcome::CopyOut {
             columns,
             stream,
             encoder,
         } => {
             // One CopyData per row; a header with no rows after it goes out at the end.
+            let binary = encoder.is_binary();
             let encoder = Arc::new(parking_lot::Mutex::new(encoder));
             let last = encoder.clone();
             let data = guard
@@ -392,7 +393,11 @@ fn to_wire(outcome: Outcome, guard: StatementGuard) -> duet_wire::Outcome {
                 }))
                 .flat_map(stream::iter)
                 .boxed();
-            duet_wire::Outcome::CopyOut { columns, data }
+            duet_wire::Outcome::CopyOut {
+                columns,
+                binary,
+                data,
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `COPY t [(cols)] FROM STDIN` and `COPY t [(cols)] | (query) TO STDOUT` in PostgreSQL's
-//! text and CSV formats (`DELIMITER`, `NULL`, `HEADER`; `FREEZE` and other hints are
-//! accepted and ignored). Binary format and files are not supported.
+//! text, CSV and binary formats (`DELIMITER`, `NULL`, `HEADER`; `FREEZE` and other hints
+//! are accepted and ignored; the binary format is in `copy_binary`). Files are not
+//! supported.
 //!
 //! Data arrives in CopyData messages of any size; complete records are parsed as they
 //! arrive, converted with the same assignment casts as INSERT, and inserted into the
@@ -37,6 +38,7 @@ pub const COMMIT_BYTES: usize = 4 << 20;
 enum Format {
     Text,
     Csv,
+    Binary,
 }
 
 /// A COPY FROM STDIN in progress.
@@ -71,6 +73,9 @@ pub struct CopyIn {
     /// The previous batch's commit, proposed and not yet waited for (autocommit mode).
     in_flight: Option<duet_rowstore::txn::PendingCommit>,
     line: u64,
+    /// Binary format: whether the file header has been read, and the trailer.
+    binary_header: bool,
+    binary_end: bool,
 }
 
 fn bad(msg: impl Into<String>) -> PgError {
@@ -107,6 +112,7 @@ impl CopyOptions {
                     format = match f.value.to_ascii_lowercase().as_str() {
                         "text" => Format::Text,
                         "csv" => Format::Csv,
+                        "binary" => Format::Binary,
                         other => {
                             return Err(PgError::unsupported(format!("COPY format \"{other}\"")))
                         }
@@ -142,10 +148,11 @@ impl CopyOptions {
                     delimiter = Some(single_byte(&c.to_string(), "delimiter")?)
                 }
                 CopyLegacyOption::Null(s) => null = Some(s),
+                CopyLegacyOption::Binary => format = Format::Binary,
                 other => return Err(PgError::unsupported(format!("COPY option {other}"))),
             }
         }
-        if header && format == Format::Text {
+        if header && format != Format::Csv {
             return Err(PgError::new(
                 SqlState::FeatureNotSupported,
                 "COPY HEADER available only in CSV mode",
@@ -253,6 +260,8 @@ pub async fn start(session: &mut Session, stmt: Statement) -> Result<CopyIn> {
         failed: None,
         own_txn,
         line: 0,
+        binary_header: false,
+        binary_end: false,
     })
 }
 
@@ -260,6 +269,59 @@ impl CopyIn {
     /// Number of columns each record has.
     pub fn width(&self) -> usize {
         self.columns.len()
+    }
+
+    /// Whether the input is in the binary format.
+    pub fn is_binary(&self) -> bool {
+        self.format == Format::Binary
+    }
+
+    /// Moves the complete binary tuples at the start of `bytes` into `pending`; returns
+    /// how many bytes they took.
+    fn parse_binary(&mut self, bytes: &[u8]) -> Result<usize> {
+        use crate::copy_binary::{field_text, parse_header, parse_tuple, Parsed};
+        let mut at = 0;
+        if !self.binary_header {
+            match parse_header(bytes)? {
+                Some(n) => {
+                    at = n;
+                    self.binary_header = true;
+                }
+                None => return Ok(0),
+            }
+        }
+        while !self.binary_end {
+            match parse_tuple(&bytes[at..], self.columns.len())? {
+                Parsed::Incomplete => break,
+                Parsed::End(n) => {
+                    at += n;
+                    self.binary_end = true;
+                }
+                Parsed::Tuple(n, fields) => {
+                    self.line += 1;
+                    for ((b, range), &c) in self.pending.iter_mut().zip(&fields).zip(&self.columns)
+                    {
+                        let col = &self.def.columns[c];
+                        match range {
+                            None => b.append_null(),
+                            Some(r) => b.append_value(field_text(
+                                &bytes[at + r.start..at + r.end],
+                                &col.ty,
+                                &col.name,
+                            )?),
+                        }
+                    }
+                    self.pending_rows += 1;
+                    self.pending_bytes += n;
+                    at += n;
+                }
+            }
+        }
+        if self.binary_end {
+            // Anything after the trailer is ignored, as PostgreSQL does.
+            at = bytes.len();
+        }
+        Ok(at)
     }
 
     /// Takes a CopyData payload.
@@ -293,6 +355,17 @@ impl CopyIn {
     fn parse(&mut self, at_end: bool) -> Result<()> {
         let bytes = std::mem::take(&mut self.buf);
         let mut start = 0;
+        if self.format == Format::Binary {
+            let used = self.parse_binary(&bytes)?;
+            if at_end && used < bytes.len() {
+                return Err(PgError::new(
+                    SqlState::BadCopyFileFormat,
+                    "unexpected EOF in COPY data",
+                ));
+            }
+            self.buf = bytes[used..].to_vec();
+            return Ok(());
+        }
         match self.format {
             Format::Text => {
                 // A newline ends a record unless a backslash escapes it (an odd run of
@@ -312,6 +385,7 @@ impl CopyIn {
                     start = i + 1;
                 }
             }
+            Format::Binary => {}
             Format::Csv => {
                 let mut in_quotes = false;
                 for i in memchr::memchr2_iter(b'"', b'\n', &bytes) {
@@ -356,7 +430,7 @@ impl CopyIn {
         // straight into the builders; the others through the full parsers. A line with the
         // wrong number of fields fails the COPY, so the builders it filled are dropped.
         let special = match self.format {
-            Format::Text => b'\\',
+            Format::Text | Format::Binary => b'\\',
             Format::Csv => b'"',
         };
         let found = if memchr::memchr(special, line).is_none() {
@@ -374,7 +448,7 @@ impl CopyIn {
             n
         } else {
             let fields = match self.format {
-                Format::Text => self.text_fields(text)?,
+                Format::Text | Format::Binary => self.text_fields(text)?,
                 Format::Csv => self.csv_fields(text)?,
             };
             if fields.len() == self.columns.len() {
@@ -712,6 +786,7 @@ pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::se
             }),
             opts,
             widths: duet_wire::encode::bpchar_widths(&schema),
+            binary_started: false,
         },
     })
 }
@@ -722,12 +797,33 @@ pub struct CopyOutEncoder {
     /// Column names, until the header line has been written.
     header: Option<Vec<String>>,
     widths: Vec<Option<usize>>,
+    /// Binary format: whether the file header has gone out.
+    binary_started: bool,
 }
 
 impl CopyOutEncoder {
+    /// Whether rows go out in the binary format.
+    pub fn is_binary(&self) -> bool {
+        self.opts.format == Format::Binary
+    }
+
     /// One line per row of `batch` (the header goes in front of the first row).
     pub fn encode(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<Vec<Vec<u8>>> {
         let batch = duet_wire::encode::pad_bpchar_columns(batch, &self.widths);
+        if self.is_binary() {
+            let mut out = Vec::with_capacity(batch.num_rows());
+            for r in 0..batch.num_rows() {
+                let mut tuple = if self.binary_started {
+                    Vec::new()
+                } else {
+                    self.binary_started = true;
+                    crate::copy_binary::HEADER.to_vec()
+                };
+                crate::copy_binary::encode_tuple(batch.columns(), r, &mut tuple)?;
+                out.push(tuple);
+            }
+            return Ok(out);
+        }
         let batch = duet_wire::encode::pg_text_columns(&batch, &|_| true);
         let texts: Vec<Vec<Option<String>>> = batch
             .columns()
@@ -746,6 +842,14 @@ impl CopyOutEncoder {
     /// The header line if it has not been written yet (it goes in front of the first row,
     /// or alone at the end when there are no rows).
     pub fn finish(&mut self) -> Option<Vec<u8>> {
+        if self.is_binary() {
+            // The header, if no row carried it; pgwire appends the trailer to a binary copy.
+            if self.binary_started {
+                return None;
+            }
+            self.binary_started = true;
+            return Some(crate::copy_binary::HEADER.to_vec());
+        }
         let names = self.header.take()?;
         let mut line = Vec::new();
         self.write_record(&mut line, names.iter().map(|n| Some(n.as_str())));
@@ -760,7 +864,7 @@ impl CopyOutEncoder {
             }
             match (f, &self.opts.format) {
                 (None, _) => out.extend_from_slice(self.opts.null.as_bytes()),
-                (Some(v), Format::Text) => {
+                (Some(v), Format::Text | Format::Binary) => {
                     for &b in v.as_bytes() {
                         match b {
                             b'\\' => out.extend_from_slice(b"\\\\"),

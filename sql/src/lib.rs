@@ -16,6 +16,7 @@ pub mod cancel;
 pub mod colnames;
 pub mod connection;
 pub mod copy;
+pub mod copy_binary;
 pub mod datetime;
 pub mod ddl;
 pub mod describe;

@@ -70,7 +70,7 @@ pub enum Outcome {
     /// COMMIT or ROLLBACK; the tag says which happened.
     End(&'static str),
     /// COPY … FROM STDIN started: the client sends CopyData next (`columns` wide).
-    CopyIn { columns: usize },
+    CopyIn { columns: usize, binary: bool },
     /// COPY … TO STDOUT: rows to encode and send as CopyData.
     CopyOut {
         columns: usize,
@@ -275,6 +275,12 @@ impl Session {
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::varchar(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::ToRegtype::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::AdvisoryUnlockAll::default(),
         ));
         for name in crate::pgsemantics::NoComment::NAMES {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
@@ -596,8 +602,9 @@ impl Session {
             Statement::Copy { .. } => {
                 let copy = crate::copy::start(self, stmt).await?;
                 let columns = copy.width();
+                let binary = copy.is_binary();
                 self.copy = Some(copy);
-                Ok(Outcome::CopyIn { columns })
+                Ok(Outcome::CopyIn { columns, binary })
             }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable),
@@ -605,6 +612,31 @@ impl Session {
             Statement::ReleaseSavepoint { name } => self.release_savepoint(&name),
             Statement::Rollback { .. } => Err(PgError::unsupported("ROLLBACK AND CHAIN")),
             Statement::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
+            Statement::Reset(r) => {
+                let name = match &r.reset {
+                    sqlparser::ast::Reset::ALL => None,
+                    sqlparser::ast::Reset::ConfigurationParameter(n) => {
+                        Some(settings::setting_name(&n.to_string()))
+                    }
+                };
+                self.reset_setting(name.as_deref())?;
+                Ok(Outcome::Command("RESET".into()))
+            }
+            // No cursors are kept (DECLARE is refused) and nothing is listened to, so
+            // closing all of them and unlistening (asyncpg's pool reset) have nothing to do.
+            Statement::Close {
+                cursor: sqlparser::ast::CloseCursor::All,
+            } => Ok(Outcome::Command("CLOSE CURSOR ALL".into())),
+            Statement::Close {
+                cursor: sqlparser::ast::CloseCursor::Specific { name },
+            } => Err(PgError::new(
+                SqlState::InvalidCursorName,
+                format!(
+                    "cursor \"{}\" does not exist",
+                    crate::ident::ident_name(&name)
+                ),
+            )),
+            Statement::UNLISTEN { .. } => Ok(Outcome::Command("UNLISTEN".into())),
             other => ddl::execute(self, other).await,
         }
     }

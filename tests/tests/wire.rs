@@ -659,7 +659,7 @@ async fn column_names_follow_postgresql() {
 /// A NUMERIC value in PostgreSQL's binary format, written out as text with its display
 /// scale (digits in base 10000, weight, sign, dscale).
 #[derive(Debug, PartialEq)]
-struct NumericText(String);
+pub(crate) struct NumericText(pub(crate) String);
 
 impl<'a> tokio_postgres::types::FromSql<'a> for NumericText {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {

@@ -1,5 +1,6 @@
-//! PostgreSQL functions DataFusion lacks: `pg_sleep`, `pg_typeof`, and the comment lookups
-//! (`obj_description`, `col_description`, `shobj_description`).
+//! PostgreSQL functions DataFusion lacks: `pg_sleep`, `pg_typeof`, the comment lookups
+//! (`obj_description`, `col_description`, `shobj_description`), `to_regtype` and
+//! `pg_advisory_unlock_all`.
 
 use super::*;
 
@@ -162,5 +163,111 @@ impl ScalarUDFImpl for NoComment {
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// `to_regtype(name)`: the OID of a built-in type by name, NULL for any other (psycopg
+/// asks for `hstore` this way when SQLAlchemy connects).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToRegtype {
+    signature: Signature,
+}
+
+impl Default for ToRegtype {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        }
+    }
+}
+
+/// The OID of a built-in type named `name` (as `to_regtype` reads it).
+fn builtin_type_oid(name: &str) -> Option<i64> {
+    let n = name.trim().to_ascii_lowercase();
+    let n = n.strip_prefix("pg_catalog.").unwrap_or(&n);
+    Some(match n {
+        "bool" | "boolean" => 16,
+        "bytea" => 17,
+        "char" | "\"char\"" => 18,
+        "name" => 19,
+        "int8" | "bigint" => 20,
+        "int2" | "smallint" => 21,
+        "int4" | "integer" | "int" => 23,
+        "text" => 25,
+        "oid" => 26,
+        "json" => 114,
+        "float4" | "real" => 700,
+        "float8" | "double precision" => 701,
+        "bpchar" | "character" => 1042,
+        "varchar" | "character varying" => 1043,
+        "date" => 1082,
+        "time" | "time without time zone" => 1083,
+        "timestamp" | "timestamp without time zone" => 1114,
+        "timestamptz" | "timestamp with time zone" => 1184,
+        "interval" => 1186,
+        "numeric" | "decimal" => 1700,
+        "uuid" => 2950,
+        "jsonb" => 3802,
+        _ => return None,
+    })
+}
+
+impl ScalarUDFImpl for ToRegtype {
+    fn name(&self) -> &str {
+        "to_regtype"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Int64Array};
+        let (arrays, scalar) = super::arg_arrays(&args)?;
+        let out: Int64Array = arrays[0]
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.and_then(builtin_type_oid))
+            .collect();
+        super::columnar(Arc::new(out), scalar)
+    }
+}
+
+/// `pg_advisory_unlock_all()`: DuetDB takes no advisory locks (`pg_advisory_lock` is
+/// refused), so there are none to release (asyncpg's pool calls it on every release).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct AdvisoryUnlockAll {
+    signature: Signature,
+}
+
+impl Default for AdvisoryUnlockAll {
+    fn default() -> Self {
+        Self {
+            signature: Signature::nullary(Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for AdvisoryUnlockAll {
+    fn name(&self) -> &str {
+        "pg_advisory_unlock_all"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Null)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Array(Arc::new(
+            datafusion::arrow::array::NullArray::new(args.number_rows.max(1)),
+        )))
     }
 }

@@ -322,6 +322,31 @@ impl Settings {
 
 impl Session {
     /// `SET name = value` (`name` canonical, see [`setting_name`]).
+    /// RESET `name` (or every setting): back to its default. Settings that cannot be set
+    /// (`server_version`) keep their value.
+    pub(super) fn reset_setting(&mut self, name: Option<&str>) -> Result<()> {
+        for def in SETTINGS {
+            match name {
+                Some(n) if n != def.name => continue,
+                Some(_) => return self.assign_setting(def.name, (def.default)()),
+                None => {
+                    let _ = self.assign_setting(def.name, (def.default)());
+                }
+            }
+        }
+        match name {
+            Some(n) if !n.contains('.') => Err(PgError::new(
+                SqlState::UndefinedObject,
+                format!("unrecognized configuration parameter \"{n}\""),
+            )),
+            Some(n) => {
+                self.settings.show(n, "");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn assign_setting(&mut self, name: &str, value: String) -> Result<()> {
         let invalid = || {
             PgError::new(

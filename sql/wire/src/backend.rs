@@ -37,10 +37,13 @@ pub enum Outcome {
     End(&'static str),
     /// COPY … FROM STDIN started: the client sends CopyData next (`columns` wide), which
     /// goes to [`SqlSession::copy_data`].
-    CopyIn { columns: usize },
-    /// COPY … TO STDOUT: one CopyData message per item (the `COPY n` tag counts them).
+    /// (`binary`: the binary COPY format.)
+    CopyIn { columns: usize, binary: bool },
+    /// COPY … TO STDOUT: one CopyData message per item (the `COPY n` tag counts them, less
+    /// the header and trailer messages of the binary format).
     CopyOut {
         columns: usize,
+        binary: bool,
         data: BoxStream<'static, Result<Vec<u8>, WireError>>,
     },
 }

@@ -119,15 +119,21 @@ pub fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response
         Outcome::Command(tag) => Response::Execution(Tag::new(&tag)),
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::End(tag) => Response::TransactionEnd(Tag::new(tag)),
-        Outcome::CopyIn { columns } => {
-            Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
-        }
-        Outcome::CopyOut { columns, data } => {
+        Outcome::CopyIn { columns, binary } => Response::CopyIn(CopyResponse::new(
+            i8::from(binary),
+            columns,
+            stream::empty(),
+        )),
+        Outcome::CopyOut {
+            columns,
+            binary,
+            data,
+        } => {
             let rows = data.map(|d| {
                 d.map(|line| CopyData::new(line.into()))
                     .map_err(PgWireError::UserError)
             });
-            Response::CopyOut(CopyResponse::new(0, columns, rows))
+            Response::CopyOut(CopyResponse::new(i8::from(binary), columns, rows))
         }
     })
 }

@@ -37,6 +37,7 @@ sqlstates! {
     DivisionByZero = "22012",
     InvalidParameterValue = "22023",
     InvalidTextRepresentation = "22P02",
+    InvalidBinaryRepresentation = "22P03",
     BadCopyFileFormat = "22P04",
     CharacterNotInRepertoire = "22021",
     SequenceGeneratorLimitExceeded = "2200H",

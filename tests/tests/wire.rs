@@ -274,6 +274,26 @@ async fn session_statements_drivers_send() {
         .await
         .unwrap_err();
     assert_eq!(crate::sqlstate(&e).as_deref(), Some("26000"));
+    // asyncpg's pool reset, and psycopg's type lookup.
+    c.batch_execute(
+        "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; RESET application_name",
+    )
+    .await
+    .unwrap();
+    let v: String = c
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "");
+    let row = c
+        .query_one("SELECT to_regtype('integer'), to_regtype('hstore')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i64>>(0), Some(23));
+    assert_eq!(row.get::<_, Option<i64>>(1), None);
+    let e = c.batch_execute("CLOSE nope").await.unwrap_err();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("34000"));
 }
 
 #[tokio::test]

@@ -406,6 +406,12 @@ fn to_wire(outcome: Outcome, guard: StatementGuard) -> duet_wire::Outcome {
 impl SqlSession for SqlConnection {
     type Statement = Prepared;
 
+    fn cursor_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.session
+            .cursor_schema(&sqlparser::ast::Ident::with_quote('"', name))
+            .ok()
+    }
+
     fn started(&mut self, pid: i32, secret: bytes::Bytes) {
         self.session.register_cancel(pid, secret);
     }

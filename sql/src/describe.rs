@@ -132,6 +132,7 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
         Statement::Query(q) if crate::session::set_config_call(q).is_some() => Some(Arc::new(
             Schema::new(vec![Field::new("set_config", DataType::Utf8, true)]),
         )),
+        Statement::Fetch { name, .. } => Some(session.cursor_schema(name)?),
         Statement::Query(_) | Statement::Explain { .. } => {
             let plan = session.plan(stmt.clone()).await?;
             merge_plan_types(&mut types, plan.get_parameter_types()?);

@@ -29,6 +29,7 @@ use sqlparser::ast::Statement;
 use crate::error::{PgError, Result, SqlState};
 use crate::{ddl, dml};
 
+mod cursor;
 mod fast;
 mod for_update;
 mod set_show;
@@ -163,6 +164,8 @@ pub struct Session {
     txn: Option<Transaction>,
     /// An error happened inside the explicit transaction: only ROLLBACK/COMMIT go on.
     failed: bool,
+    /// Open cursors by name.
+    cursors: std::collections::HashMap<String, cursor::Cursor>,
     /// Sequences as this session sees them (its `currval` and `lastval`).
     pub(crate) sequences: crate::sequence::SequenceContext,
     /// The open block's savepoints, oldest first: name and the writes at that point.
@@ -329,6 +332,7 @@ impl Session {
             txn: None,
             failed: false,
             savepoints: Vec::new(),
+            cursors: Default::default(),
             sequences,
             settings: Settings::default(),
             notices: Vec::new(),
@@ -622,20 +626,15 @@ impl Session {
                 self.reset_setting(name.as_deref())?;
                 Ok(Outcome::Command("RESET".into()))
             }
-            // No cursors are kept (DECLARE is refused) and nothing is listened to, so
-            // closing all of them and unlistening (asyncpg's pool reset) have nothing to do.
             Statement::Close {
                 cursor: sqlparser::ast::CloseCursor::All,
-            } => Ok(Outcome::Command("CLOSE CURSOR ALL".into())),
+            } => self.close_cursor(None),
             Statement::Close {
                 cursor: sqlparser::ast::CloseCursor::Specific { name },
-            } => Err(PgError::new(
-                SqlState::InvalidCursorName,
-                format!(
-                    "cursor \"{}\" does not exist",
-                    crate::ident::ident_name(&name)
-                ),
-            )),
+            } => self.close_cursor(Some(&name)),
+            Statement::Declare { .. } => self.declare(&stmt, params).await,
+            Statement::Fetch { .. } => self.fetch(&stmt).await,
+            // Nothing is listened to (asyncpg's pool reset sends it).
             Statement::UNLISTEN { .. } => Ok(Outcome::Command("UNLISTEN".into())),
             other => ddl::execute(self, other).await,
         }

@@ -7,6 +7,7 @@
 //! - `session.sql`: everyday SQL (DDL, DML with generate_series, joins, aggregates, a
 //!   window, subqueries, errors by SQLSTATE, transactions and savepoints, result types).
 //! - `sequences.sql`: sequences, `serial` and identity columns.
+//! - `cursors.sql`: DECLARE, FETCH and CLOSE, with and without HOLD.
 
 use std::path::Path;
 use std::process::Command;
@@ -74,4 +75,9 @@ async fn a_psql_session_prints_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_serial_and_identity_columns_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("sequences").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("cursors").await;
 }

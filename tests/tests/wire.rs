@@ -860,4 +860,14 @@ async fn describe_statement_answers_nodata_and_parameter_types() {
             "{sql}"
         );
     }
+    // A cursor opened with DECLARE is described as a portal (psycopg's named cursors).
+    let mut q = b"BEGIN; DECLARE \"Cur\" CURSOR FOR SELECT k, v FROM nd".to_vec();
+    q.push(0);
+    s.write_all(&frontend(b'Q', &q)).await.unwrap();
+    message_types_until_ready(&mut s).await;
+    let mut out = frontend(b'D', b"PCur\0");
+    out.extend(frontend(b'S', b""));
+    s.write_all(&out).await.unwrap();
+    let kinds = message_types_until_ready(&mut s).await;
+    assert_eq!(String::from_utf8_lossy(&kinds), "TZ");
 }

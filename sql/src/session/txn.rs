@@ -104,6 +104,7 @@ impl Session {
         self.txn = None;
         self.failed = false;
         self.savepoints.clear();
+        self.end_cursors(false);
         let d = self.settings.default_isolation;
         self.show_isolation(d);
         Outcome::End("ROLLBACK")
@@ -231,9 +232,15 @@ impl Session {
         };
         if self.failed {
             self.failed = false;
+            self.end_cursors(false);
             return Ok(Outcome::End("ROLLBACK"));
         }
-        txn.commit_pipelined()?.applied().await?;
+        let committed = match txn.commit_pipelined() {
+            Ok(p) => p.applied().await,
+            Err(e) => Err(e),
+        };
+        self.end_cursors(committed.is_ok());
+        committed?;
         Ok(Outcome::End("COMMIT"))
     }
 

@@ -94,6 +94,12 @@ pub trait SqlSession: Send + 'static {
 
     /// Idle, in a transaction block, or in a failed one (ReadyForQuery's status).
     fn status(&self) -> TransactionStatus;
+
+    /// The columns of the cursor `name` opened with DECLARE: PostgreSQL lets a client
+    /// Describe it as a portal (psycopg does for its named cursors).
+    fn cursor_schema(&self, _name: &str) -> Option<SchemaRef> {
+        None
+    }
 }
 
 /// The SQL engine behind a listener.

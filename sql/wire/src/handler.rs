@@ -472,6 +472,21 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
                 }
             }
         }
+        // A cursor opened with DECLARE is a portal too (psycopg describes its named cursors).
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_PORTAL {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if client.portal_store().get_portal(name).is_none() {
+                let schema = self.session.lock().await.cursor_schema(name);
+                if let Some(schema) = schema {
+                    let fields = pg_fields(&schema, &Format::UnifiedText)?;
+                    return pgwire::api::query::send_describe_response(
+                        &mut client,
+                        &pgwire::api::results::DescribePortalResponse::new(fields),
+                    )
+                    .await;
+                }
+            }
+        }
         self._on_describe(&mut client, message).await
     }
 

@@ -66,6 +66,7 @@ sqlstates! {
     UndefinedFunction = "42883",
     UndefinedTable = "42P01",
     DuplicateTable = "42P07",
+    DuplicateCursor = "42P03",
     InvalidColumnReference = "42P10",
     InvalidTableDefinition = "42P16",
     IndeterminateDatatype = "42P18",

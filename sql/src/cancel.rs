@@ -17,6 +17,7 @@ use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use futures::stream::{self, BoxStream, StreamExt};
+use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -129,7 +130,16 @@ impl StatementGuard {
                     Err(DataFusionError::External(Box::new(PgErrorBox(e)))),
                     None,
                 )),
-                item = batches.next() => item.map(|i| (i, Some((batches, stop)))),
+                // A panic while computing a batch (a bug) ends the stream with XX000.
+                item = std::panic::AssertUnwindSafe(batches.next()).catch_unwind() => match item {
+                    Ok(item) => item.map(|i| (i, Some((batches, stop)))),
+                    Err(p) => Some((
+                        Err(DataFusionError::External(Box::new(PgErrorBox(
+                            crate::error::from_panic(p),
+                        )))),
+                        None,
+                    )),
+                },
             }
         })
         .inspect(move |item| {

@@ -310,6 +310,17 @@ impl SqlConnection {
     }
 }
 
+/// `f`'s result, or XX000 if it panics.
+async fn catching_panics(
+    f: impl std::future::Future<Output = Result<Outcome, PgError>>,
+) -> Result<Outcome, PgError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(crate::error::from_panic(p)))
+}
+
 /// Executes `stmt` unless it is cancelled or times out first; a statement stopped inside a
 /// transaction block fails the block, as any other error does.
 async fn run_guarded(
@@ -324,14 +335,19 @@ async fn run_guarded(
     // proposed it finishes, and stopping the wait would report a commit as failed (PostgreSQL
     // does not cancel one either). The general path's future is large, so it is boxed
     // rather than copied into every caller's state.
+    //
+    // A panic while planning or running (a bug) fails the statement with XX000; the
+    // connection goes on.
     let result = match session.execute_fast(stmt, plan, params).await {
         Some(r) => r,
         None if matches!(stmt, Statement::Commit { .. }) => {
-            Box::pin(session.execute_general(stmt, params)).await
+            catching_panics(Box::pin(session.execute_general(stmt, params))).await
         }
         None => {
             guard
-                .run(Box::pin(session.execute_general(stmt, params)))
+                .run(catching_panics(Box::pin(
+                    session.execute_general(stmt, params),
+                )))
                 .await
         }
     };

@@ -212,3 +212,28 @@ async fn subquery_shapes_that_would_answer_differently_are_refused() {
     }
     still_serving(&cluster).await;
 }
+
+/// A statement that panics inside the engine (here DataFusion's `date_trunc` over a
+/// grouped `max` of a timestamp, found by the differential tester) fails with XX000 and the
+/// same connection goes on; it used to end the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_statement_fails_and_the_connection_goes_on() {
+    let cluster = ClusterBuilder::new("panic").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE p (c0 timestamp, c3 text); \
+         INSERT INTO p VALUES ('2024-02-29 00:00:00', 'a'), (NULL, ''), ('1970-01-01 12:00:00', 'a')",
+    )
+    .await
+    .unwrap();
+    let r = c
+        .simple_query(
+            "SELECT coalesce(date_trunc('day', max(c0)), CAST(DATE '2000-01-01' AS timestamp)) < min(c0) \
+             FROM p GROUP BY c0, c3",
+        )
+        .await;
+    if let Err(e) = &r {
+        assert_eq!(crate::sqlstate(e).as_deref(), Some("XX000"), "{e}");
+    }
+    assert_eq!(crate::int(&c, "SELECT count(*) FROM p").await, 3);
+}

@@ -533,6 +533,7 @@ pub(crate) mod tests {
             indexes: vec![],
             columnar: true,
             sequence: None,
+            checks: vec![],
         }
     }
 

@@ -671,6 +671,7 @@ mod tests {
             indexes: vec![],
             columnar: true,
             sequence: None,
+            checks: vec![],
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let rows = 300;

@@ -65,6 +65,16 @@ pub struct TableDef {
     /// that `nextval` advances, as in PostgreSQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<SequenceDef>,
+    /// CHECK constraints: each row written must not make one false.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDef>,
+}
+
+/// A CHECK constraint: its name and its condition as SQL text over the table's columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDef {
+    pub name: String,
+    pub expr: String,
 }
 
 /// A sequence's options (`CREATE SEQUENCE`, or the one behind a `serial` or identity

@@ -513,6 +513,7 @@ mod tests {
             }],
             columnar: true,
             sequence: None,
+            checks: vec![],
         }
     }
 

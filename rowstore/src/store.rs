@@ -751,6 +751,27 @@ impl Store {
         })
     }
 
+    /// Changes table `table`'s definition with `f` (a constraint added or dropped), as one
+    /// catalog entry through the log.
+    pub fn alter_table_def(
+        &self,
+        table: &str,
+        f: impl FnOnce(&mut TableDef) -> Result<()>,
+    ) -> Result<()> {
+        self.ddl(|| {
+            let def = self
+                .table(table)
+                .ok_or_else(|| Error::TableNotFound(table.into()))?;
+            let mut new = (*def).clone();
+            f(&mut new)?;
+            let cmd = Command {
+                writes: vec![Self::catalog_write(&new)?],
+                ..Default::default()
+            };
+            Ok((cmd, ()))
+        })
+    }
+
     /// Adds a column; existing rows read `column.missing`.
     pub fn add_column(&self, table: &str, column: ColumnDef) -> Result<()> {
         self.ddl(|| self.add_column_cmd(table, column))

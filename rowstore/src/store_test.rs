@@ -46,6 +46,7 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
             }],
             columnar: true,
             sequence: None,
+            checks: vec![],
         })
         .unwrap()
 }
@@ -393,6 +394,7 @@ fn ddl_truncate_index_and_primary_key() {
                 indexes: vec![],
                 columnar: true,
                 sequence: None,
+                checks: vec![],
             })
             .unwrap();
         let mut x = Transaction::begin(&store);

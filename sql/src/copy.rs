@@ -617,7 +617,10 @@ impl CopyIn {
                     PgError::new(SqlState::InternalError, "COPY lost its transaction")
                 })?,
             };
-            if self.def.indexes.is_empty() && self.sequences.is_empty() {
+            if self.def.indexes.is_empty()
+                && self.sequences.is_empty()
+                && self.def.checks.is_empty()
+            {
                 let (pks, rows) = encode_batch(&self.def, &self.columns, &self.base, arrays, n)?;
                 txn.insert_encoded(&self.def, pks, rows)?;
             } else {
@@ -639,6 +642,7 @@ impl CopyIn {
                         self.sequences.fill(session, row, |_| true)?;
                     }
                 }
+                crate::check::check_rows(session, &self.def, &rows)?;
                 let txn = match self.own_txn.as_mut() {
                     Some(t) => t,
                     None => session.txn_mut().ok_or_else(|| {

@@ -118,6 +118,8 @@ struct ParsedColumn {
     unique: bool,
     /// A `serial` or identity column: its sequence's options and identity kind.
     sequence: Option<(Vec<SequenceOptions>, Option<&'static str>)>,
+    /// Its CHECK constraints: name if given, condition.
+    checks: Vec<(Option<String>, Expr)>,
 }
 
 /// The integer type of `serial`, `bigserial` and `smallserial` (and their aliases).
@@ -152,6 +154,7 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
     };
     let (mut primary_key, mut unique) = (false, false);
     let mut sequence = serial.map(|_| (Vec::new(), None));
+    let mut checks = Vec::new();
     if sequence.is_some() {
         def.nullable = false;
     }
@@ -193,7 +196,11 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
                 def.nullable = false;
             }
             ColumnOption::Unique(_) => unique = true,
-            ColumnOption::Check(_) | ColumnOption::ForeignKey(_) => {
+            ColumnOption::Check(c) => checks.push((
+                opt.name.as_ref().or(c.name.as_ref()).map(ident_name),
+                (*c.expr).clone(),
+            )),
+            ColumnOption::ForeignKey(_) => {
                 return Err(PgError::unsupported(format!("constraint {}", opt.option)));
             }
             _ => {}
@@ -204,6 +211,7 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
         primary_key,
         unique,
         sequence,
+        checks,
     })
 }
 
@@ -233,11 +241,14 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         indexes: vec![],
         columnar: true,
         sequence: None,
+        checks: vec![],
     };
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = vec![];
     let mut sequences: Vec<(String, duet_common::catalog::SequenceDef)> = vec![];
+    let mut checks: Vec<(Option<String>, Expr)> = vec![];
     for c in &ct.columns {
         let mut parsed = parse_column(session, c).await?;
+        checks.append(&mut parsed.checks);
         if let Some((options, identity)) = parsed.sequence.take() {
             // `serial` and identity columns draw from a sequence named as PostgreSQL
             // names it, owned by the column.
@@ -293,6 +304,9 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
                     index_columns(&def, &u.columns)?,
                 ));
             }
+            TableConstraint::Check(c) => {
+                checks.push((c.name.as_ref().map(ident_name), (*c.expr).clone()))
+            }
             other => return Err(PgError::unsupported(format!("constraint {other}"))),
         }
     }
@@ -310,6 +324,10 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             columns: cols,
             unique: true,
         });
+    }
+    for (name_given, expr) in checks {
+        let check = new_check(session, &def, name_given, &expr)?;
+        def.checks.push(check);
     }
     for (seq_name, _) in &sequences {
         if session.store().table(seq_name).is_some() {
@@ -329,6 +347,41 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         return Err(e.into());
     }
     Ok(Outcome::Command("CREATE TABLE".into()))
+}
+
+/// A CHECK constraint of `def` (named as PostgreSQL names it if unnamed), its condition
+/// planned over the table's columns now so a bad one fails the DDL statement.
+fn new_check(
+    session: &Session,
+    def: &TableDef,
+    name: Option<String>,
+    expr: &Expr,
+) -> Result<duet_common::catalog::CheckDef> {
+    let name = name.unwrap_or_else(|| {
+        crate::check::default_name(
+            &def.name,
+            &crate::check::columns_read(def, expr),
+            &def.checks,
+        )
+    });
+    if def.checks.iter().any(|c| c.name == name) {
+        return Err(PgError::new(
+            SqlState::DuplicateObject,
+            format!(
+                "constraint \"{name}\" for relation \"{}\" already exists",
+                def.name
+            ),
+        ));
+    }
+    let check = duet_common::catalog::CheckDef {
+        name,
+        expr: expr.to_string(),
+    };
+    // Planning it checks the columns it names.
+    let mut probe = def.clone();
+    probe.checks = vec![check.clone()];
+    crate::check::plan_checks(session, &probe)?;
+    Ok(check)
 }
 
 /// `OWNED BY table.column` (or `NONE`).
@@ -465,6 +518,7 @@ fn create_sequence(
         indexes: vec![],
         columnar: false,
         sequence: Some(seq),
+        checks: vec![],
     };
     let store = session.store().clone();
     let def = blocking(|| store.create_table(def))?;
@@ -730,6 +784,36 @@ pub fn rewrite_compat(sql: &str) -> String {
 async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> Result<()> {
     let store = session.store().clone();
     match op {
+        AlterTableOperation::DropConstraint {
+            if_exists, name, ..
+        } => {
+            let name = ident_name(&name);
+            let def = session.table(table)?;
+            if def.checks.iter().any(|c| c.name == name) {
+                blocking(|| {
+                    store.alter_table_def(table, |d| {
+                        d.checks.retain(|c| c.name != name);
+                        Ok(())
+                    })
+                })?;
+                return Ok(());
+            }
+            if def.pk_name == name || def.index(&name).is_some() {
+                return Err(PgError::unsupported(format!(
+                    "ALTER TABLE DROP CONSTRAINT {name} (a key; drop its index instead)"
+                )));
+            }
+            if if_exists {
+                session.notice(format!(
+                    "constraint \"{name}\" of relation \"{table}\" does not exist, skipping"
+                ));
+                return Ok(());
+            }
+            Err(PgError::new(
+                SqlState::UndefinedObject,
+                format!("constraint \"{name}\" of relation \"{table}\" does not exist"),
+            ))
+        }
         AlterTableOperation::SetOptionsParens { options } => {
             for o in options {
                 let SqlOption::KeyValue { key, value } = &o else {
@@ -785,6 +869,11 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                     "ADD COLUMN with PRIMARY KEY or UNIQUE",
                 ));
             }
+            if parsed.sequence.is_some() || !parsed.checks.is_empty() {
+                return Err(PgError::unsupported(
+                    "ADD COLUMN with serial, identity or CHECK",
+                ));
+            }
             let mut col = parsed.def;
             if let Some(e) = &col.default_expr {
                 col.missing = dml::eval_const(session, e, &col.ty, &col.name).await?;
@@ -795,6 +884,41 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
         AlterTableOperation::AddConstraint { constraint, .. } => {
             let def = session.table(table)?;
             match constraint {
+                TableConstraint::Check(c) => {
+                    let check = new_check(session, &def, c.name.as_ref().map(ident_name), &c.expr)?;
+                    // Every row there is must satisfy it already.
+                    let sql = format!(
+                        "SELECT 1 FROM {} WHERE NOT ({}) LIMIT 1",
+                        crate::ident::quote(table),
+                        check.expr
+                    );
+                    session.publish_view();
+                    let stmt = crate::connection::parse_sql(&sql)?.pop().ok_or_else(|| {
+                        PgError::new(SqlState::InternalError, "empty check query")
+                    })?;
+                    let batches = dml::run_collect(
+                        session,
+                        stmt,
+                        &datafusion::common::ParamValues::List(vec![]),
+                    )
+                    .await?;
+                    if batches.iter().any(|b| b.num_rows() > 0) {
+                        return Err(PgError::new(
+                            SqlState::CheckViolation,
+                            format!(
+                                "check constraint \"{}\" of relation \"{table}\" is violated by some row",
+                                check.name
+                            ),
+                        ));
+                    }
+                    blocking(|| {
+                        store.alter_table_def(table, |d| {
+                            d.checks.push(check);
+                            Ok(())
+                        })
+                    })?;
+                    Ok(())
+                }
                 TableConstraint::PrimaryKey(pk) => {
                     let cols = index_columns(&def, &pk.columns)?;
                     let name = pk

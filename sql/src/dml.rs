@@ -408,6 +408,7 @@ async fn insert(
         // INSERT … DEFAULT VALUES: one row of defaults.
         let mut row = base.clone();
         sequences.fill(session, &mut row, |_| true)?;
+        crate::check::check_rows(session, &def, std::slice::from_ref(&row))?;
         txn.insert(&def, row.clone())?;
         if ins.returning.is_some() {
             inserted.push(row);
@@ -444,6 +445,7 @@ async fn insert(
         if ins.returning.is_some() {
             inserted.extend(rows.iter().cloned());
         }
+        crate::check::check_rows(session, &def, &rows)?;
         txn.insert_many(&def, rows)?;
     }
     match ins.returning {
@@ -575,6 +577,7 @@ async fn update(
             for (j, &c) in targets.iter().enumerate() {
                 row[c] = new_cols[j][i].clone();
             }
+            crate::check::check_rows(session, &def, std::slice::from_ref(&row))?;
             txn.update(&def, key, row.clone())?;
             if returning_items.is_some() {
                 updated.push(row);

@@ -576,6 +576,10 @@ fn recognize_update(u: &sqlparser::ast::Update, store: &Store) -> Option<FastPla
         return None;
     }
     let (def, qualifier) = single_table(std::slice::from_ref(table), store)?;
+    // CHECK constraints are evaluated by the general path.
+    if !def.checks.is_empty() {
+        return None;
+    }
     let key = key_of(selection.as_ref(), &def, &qualifier)?;
     let mut sets: Vec<(usize, Assign)> = Vec::new();
     for a in assignments {
@@ -765,7 +769,10 @@ fn recognize_insert(i: &sqlparser::ast::Insert, store: &Store) -> Option<FastPla
         t
     };
     // Omitted columns get NULL; a default is computed by the general path, which also
-    // refuses a value for a GENERATED ALWAYS identity column.
+    // refuses a value for a GENERATED ALWAYS identity column and checks CHECK constraints.
+    if !def.checks.is_empty() {
+        return None;
+    }
     if (0..def.columns.len()).any(|c| {
         def.columns[c]
             .default_expr

@@ -13,6 +13,7 @@
 
 pub mod analyze;
 pub mod cancel;
+pub mod check;
 pub mod colnames;
 pub mod connection;
 pub mod copy;

@@ -8,6 +8,7 @@
 //!   window, subqueries, errors by SQLSTATE, transactions and savepoints, result types).
 //! - `sequences.sql`: sequences, `serial` and identity columns.
 //! - `cursors.sql`: DECLARE, FETCH and CLOSE, with and without HOLD.
+//! - `constraints.sql`: CHECK constraints on INSERT, UPDATE and COPY, added and dropped.
 
 use std::path::Path;
 use std::process::Command;
@@ -80,4 +81,9 @@ async fn sequences_serial_and_identity_columns_print_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursors_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("cursors").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_constraints_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("constraints").await;
 }

@@ -27,6 +27,7 @@ fn store() -> duet_rowstore::StoreRef {
         indexes: vec![],
         columnar: true,
         sequence: None,
+        checks: vec![],
     };
     let cmd = duet_common::command::Command {
         writes: vec![(

@@ -567,6 +567,7 @@ async fn update(
                 )
             })
             .collect::<Result<_>>()?;
+        let mut changes: Vec<(&[u8], Row)> = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let key = keys.value(i);
             // UPDATE … FROM may join a row more than once; PostgreSQL updates it once.
@@ -577,7 +578,13 @@ async fn update(
             for (j, &c) in targets.iter().enumerate() {
                 row[c] = new_cols[j][i].clone();
             }
-            crate::check::check_rows(session, &def, std::slice::from_ref(&row))?;
+            changes.push((key, row));
+        }
+        if !def.checks.is_empty() {
+            let rows: Vec<Row> = changes.iter().map(|(_, r)| r.clone()).collect();
+            crate::check::check_rows(session, &def, &rows)?;
+        }
+        for (key, row) in changes {
             txn.update(&def, key, row.clone())?;
             if returning_items.is_some() {
                 updated.push(row);

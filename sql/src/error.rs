@@ -329,6 +329,18 @@ impl From<sqlparser::parser::ParserError> for PgError {
     }
 }
 
+/// A panic caught while running a statement (a bug in DataFusion or DuetDB), as XX000: the
+/// statement fails, the session and the server go on.
+pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> PgError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    tracing::error!(panic = %what, "a statement panicked");
+    PgError::new(SqlState::InternalError, format!("internal error: {what}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,16 +368,4 @@ mod tests {
         assert_eq!(info.code, "42P01");
         assert_eq!(info.message, "relation \"x\" does not exist");
     }
-}
-
-/// A panic caught while running a statement (a bug in DataFusion or DuetDB), as XX000: the
-/// statement fails, the session and the server go on.
-pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> PgError {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string());
-    tracing::error!(panic = %what, "a statement panicked");
-    PgError::new(SqlState::InternalError, format!("internal error: {what}"))
 }

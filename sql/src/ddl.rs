@@ -384,6 +384,104 @@ fn new_check(
     Ok(check)
 }
 
+/// `ALTER TABLE … ALTER COLUMN`: SET/DROP DEFAULT, SET/DROP NOT NULL, and a type change
+/// among the string types (`varchar(n)`, `varchar`, `text`), which keeps the stored values
+/// (a shorter limit is checked against them: 22001). Other type changes are 0A000.
+async fn alter_column(
+    session: &mut Session,
+    table: &str,
+    column: &str,
+    op: sqlparser::ast::AlterColumnOperation,
+) -> Result<()> {
+    use duet_common::SqlType;
+    use sqlparser::ast::AlterColumnOperation as Op;
+    let store = session.store().clone();
+    let def = session.table(table)?;
+    let c = column_position(&def, column)?;
+    let col = def.columns[c].clone();
+    // A condition no row may meet, checked before the catalog changes.
+    let mut must_not_exist: Option<(String, PgError)> = None;
+    let change: Box<dyn FnOnce(&mut duet_common::ColumnDef) + Send> = match op {
+        Op::SetDefault { value } => {
+            dml::eval_const(session, &value.to_string(), &col.ty, &col.name).await?;
+            let text = value.to_string();
+            Box::new(move |c| c.default_expr = Some(text))
+        }
+        Op::DropDefault => Box::new(|c| c.default_expr = None),
+        Op::SetNotNull => {
+            must_not_exist = Some((
+                format!("{} IS NULL", crate::ident::quote(column)),
+                PgError::new(
+                    SqlState::NotNullViolation,
+                    format!("column \"{column}\" of relation \"{table}\" contains null values"),
+                ),
+            ));
+            Box::new(|c| c.nullable = false)
+        }
+        Op::DropNotNull => {
+            if def.primary_key.contains(&c) {
+                return Err(PgError::new(
+                    SqlState::InvalidTableDefinition,
+                    format!("column \"{column}\" is in a primary key"),
+                ));
+            }
+            Box::new(|c| c.nullable = true)
+        }
+        Op::SetDataType {
+            data_type,
+            using: None,
+            ..
+        } => {
+            let ty = types::column_type(&data_type)?;
+            let string = |t: &SqlType| matches!(t, SqlType::Text | SqlType::Varchar(_));
+            if !(string(&col.ty) && string(&ty)) && ty != col.ty {
+                return Err(PgError::unsupported(format!(
+                    "ALTER COLUMN TYPE from {} to {}",
+                    col.ty.pg_name(),
+                    ty.pg_name()
+                )));
+            }
+            if let SqlType::Varchar(Some(n)) = ty {
+                must_not_exist = Some((
+                    format!("char_length({}) > {n}", crate::ident::quote(column)),
+                    PgError::new(
+                        SqlState::StringDataRightTruncation,
+                        format!("value too long for type character varying({n})"),
+                    ),
+                ));
+            }
+            Box::new(move |c| c.ty = ty)
+        }
+        other => return Err(PgError::unsupported(format!("ALTER COLUMN … {other}"))),
+    };
+    if let Some((condition, error)) = must_not_exist {
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE {condition} LIMIT 1",
+            crate::ident::quote(table)
+        );
+        session.publish_view();
+        let stmt = crate::connection::parse_sql(&sql)?
+            .pop()
+            .ok_or_else(|| PgError::new(SqlState::InternalError, "empty check query"))?;
+        let batches = dml::run_collect(
+            session,
+            stmt,
+            &datafusion::common::ParamValues::List(vec![]),
+        )
+        .await?;
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            return Err(error);
+        }
+    }
+    blocking(|| {
+        store.alter_table_def(table, |d| {
+            change(&mut d.columns[c]);
+            Ok(())
+        })
+    })?;
+    Ok(())
+}
+
 /// `OWNED BY table.column` (or `NONE`).
 fn owner(n: &sqlparser::ast::ObjectName) -> Result<Option<(String, String)>> {
     let parts: Vec<String> =
@@ -784,6 +882,9 @@ pub fn rewrite_compat(sql: &str) -> String {
 async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> Result<()> {
     let store = session.store().clone();
     match op {
+        AlterTableOperation::AlterColumn { column_name, op } => {
+            alter_column(session, table, &ident_name(&column_name), op).await
+        }
         AlterTableOperation::DropConstraint {
             if_exists, name, ..
         } => {

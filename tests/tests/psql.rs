@@ -9,6 +9,8 @@
 //! - `sequences.sql`: sequences, `serial` and identity columns.
 //! - `cursors.sql`: DECLARE, FETCH and CLOSE, with and without HOLD.
 //! - `constraints.sql`: CHECK constraints on INSERT, UPDATE and COPY, added and dropped.
+//! - `alter.sql`: ALTER COLUMN SET/DROP DEFAULT, SET/DROP NOT NULL, varchar length changes,
+//!   read back from the column replica.
 
 use std::path::Path;
 use std::process::Command;
@@ -86,4 +88,9 @@ async fn cursors_print_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_constraints_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("constraints").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_column_prints_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("alter").await;
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod copy;
 mod crash;
 mod difftest;
+mod drivers;
 mod fastpath;
 mod layering;
 mod pgbench;

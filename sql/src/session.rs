@@ -260,13 +260,22 @@ impl Session {
             rules.push(Arc::new(crate::datetime::DateTimeInputCasts));
             rules.push(Arc::new(crate::pgsemantics::OuterLevelAggregates));
             rules.push(Arc::new(crate::pgsemantics::NullableScalarSubqueries));
+            rules.push(Arc::new(crate::pgsemantics::GlobalAggregateConstants));
             rules.push(Arc::new(crate::pgsemantics::OuterJoinConstants));
             rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));
             rules.push(Arc::new(crate::pgsemantics::GlobalHavingSubqueries));
             rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));
+            // Before DataFusion's filter push-down (see pgsemantics/subqueries.rs).
+            let mut optimizers = state.optimizers().to_vec();
+            let at = optimizers
+                .iter()
+                .position(|r| r.name() == "push_down_filter")
+                .unwrap_or(0);
+            optimizers.insert(at, Arc::new(crate::pgsemantics::GlobalAggregateFilters));
             let new_state =
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)
+                    .with_optimizer_rules(optimizers)
                     .build();
             *ctx.state_ref().write() = new_state;
         }

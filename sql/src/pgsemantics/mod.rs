@@ -60,7 +60,8 @@ pub use functions::{pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeO
 pub use joins::OuterJoinConstants;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
-    GlobalHavingSubqueries, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
+    GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InSubqueryNulls,
+    NullableScalarSubqueries, OuterLevelAggregates,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 

@@ -284,3 +284,172 @@ fn check_in_subqueries(
         }
     }
 }
+
+/// A constant in the select list of an aggregate without GROUP BY
+/// (`SELECT 1 AS b, count(*) FROM t`) goes through `duet_nullable`, which is volatile:
+/// DataFusion pushed a condition on it (`WHERE b > 1` over such a derived table or CTE) below
+/// the aggregate, as for a grouping column, where it emptied the input and the aggregate
+/// still answered its one row (`1 | 0`), where PostgreSQL returns none. A filter on a
+/// volatile expression stays above it.
+#[derive(Debug, Default)]
+pub struct GlobalAggregateConstants;
+
+impl AnalyzerRule for GlobalAggregateConstants {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::Projection(p) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let global =
+                matches!(p.input.as_ref(), LogicalPlan::Aggregate(a) if a.group_expr.is_empty());
+            let constant = |e: &Expr| {
+                !e.exists(|x| {
+                    Ok(matches!(
+                        x,
+                        Expr::Column(_)
+                            | Expr::OuterReferenceColumn(..)
+                            | Expr::ScalarSubquery(_)
+                            | Expr::Placeholder(_)
+                    ))
+                })
+                .unwrap_or(true)
+            };
+            if !global || !p.expr.iter().any(constant) {
+                return Ok(Transformed::no(node));
+            }
+            let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                if !constant(&e) {
+                    return Ok(Transformed::no(e));
+                }
+                let name = names.save(&e);
+                let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+                    vec![e],
+                ));
+                Ok(Transformed::yes(name.restore(wrapped)))
+            })?
+            .map_data(|p| p.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_global_aggregate_constants"
+    }
+}
+
+/// `duet_keep(condition, column)`: the condition, tied to a column so that DataFusion does
+/// not move it (see [`GlobalAggregateFilters`]); volatile, so no simplification removes it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct Keep {
+    signature: Signature,
+}
+
+impl Default for Keep {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Keep {
+    fn name(&self) -> &str {
+        "duet_keep"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        match &args.args[0] {
+            ColumnarValue::Scalar(v) => Ok(ColumnarValue::Array(v.to_array_of_size(rows)?)),
+            a => Ok(a.clone()),
+        }
+    }
+}
+
+/// An optimizer rule, before DataFusion's filter push-down: a condition without columns
+/// (`NULL`, which the simplifier makes of `CASE WHEN bool_or(x) THEN false END`) in a filter
+/// over an aggregate without GROUP BY is tied to a column of the filter's input. DataFusion
+/// pushed such a condition below the aggregate, as if it were on a grouping column: the
+/// input emptied and the aggregate still answered its one row, where PostgreSQL's HAVING
+/// or outer WHERE removes it.
+#[derive(Debug, Default)]
+pub struct GlobalAggregateFilters;
+
+/// Whether `plan`, through projections, aliases and filters, is an aggregate without
+/// GROUP BY.
+fn over_global_aggregate(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),
+        LogicalPlan::Projection(p) => over_global_aggregate(&p.input),
+        LogicalPlan::SubqueryAlias(a) => over_global_aggregate(&a.input),
+        LogicalPlan::Filter(f) => over_global_aggregate(&f.input),
+        _ => false,
+    }
+}
+
+impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
+    fn name(&self) -> &str {
+        "duet_global_aggregate_filters"
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        Some(datafusion::optimizer::ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+        let LogicalPlan::Filter(filter) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if !over_global_aggregate(&filter.input) {
+            return Ok(Transformed::no(plan));
+        }
+        let Some((qualifier, field)) = filter.input.schema().iter().next() else {
+            return Ok(Transformed::no(plan));
+        };
+        let anchor = Expr::Column(datafusion::common::Column::new(
+            qualifier.cloned(),
+            field.name(),
+        ));
+        let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
+        let mut changed = false;
+        let parts: Vec<Expr> = split_conjunction_owned(filter.predicate.clone())
+            .into_iter()
+            .map(|c| {
+                if c.column_refs().is_empty() {
+                    changed = true;
+                    Expr::ScalarFunction(ScalarFunction::new_udf(
+                        keep.clone(),
+                        vec![c, anchor.clone()],
+                    ))
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if !changed {
+            return Ok(Transformed::no(plan));
+        }
+        let LogicalPlan::Filter(filter) = plan else {
+            unreachable!("matched above");
+        };
+        let predicate = conjunction(parts).unwrap_or(filter.predicate);
+        Ok(Transformed::yes(LogicalPlan::Filter(
+            datafusion::logical_expr::Filter::try_new(predicate, filter.input)?,
+        )))
+    }
+}

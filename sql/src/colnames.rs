@@ -144,7 +144,8 @@ fn figure(e: &Expr) -> (Option<String>, Strength) {
                 (Some("case".into()), Strength::Fallback)
             }
         }
-        Expr::Exists { .. } => real("exists"),
+        // `NOT EXISTS (…)` is an operator expression to PostgreSQL: `?column?`.
+        Expr::Exists { negated: false, .. } => real("exists"),
         Expr::Subquery(q) => first_output_name(q),
         Expr::Array(_) => real("array"),
         Expr::Tuple(_) => real("row"),
@@ -269,6 +270,11 @@ mod tests {
                  DATE '2024-01-01', TIMESTAMP '2024-01-01 00:00:00', CAST(abs(1) AS real)"
             ),
             ["a", "int8", "numeric", "date", "timestamp", "abs"]
+        );
+        // PostgreSQL 15: `exists`, and `?column?` for NOT EXISTS (an operator expression).
+        assert_eq!(
+            names("SELECT EXISTS (SELECT 1), NOT EXISTS (SELECT 1)"),
+            ["exists", "?column?"]
         );
         assert_eq!(
             names(

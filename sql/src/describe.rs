@@ -139,13 +139,14 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
             Some(session.result_schema(plan))
         }
         Statement::ShowVariable { variable } => {
-            let name = crate::session::setting_name(
+            let key = crate::session::setting_name(
                 &variable
                     .iter()
                     .map(|i| i.value.to_ascii_lowercase())
                     .collect::<Vec<_>>()
                     .join(" "),
             );
+            let name = crate::session::shown_name(&key).to_string();
             Some(Arc::new(Schema::new(vec![Field::new(
                 name,
                 DataType::Utf8,

@@ -34,7 +34,7 @@ mod fast;
 mod for_update;
 mod set_show;
 pub(crate) use set_show::set_config_call;
-pub(crate) use settings::setting_name;
+pub(crate) use settings::{setting_name, shown_name};
 mod settings;
 mod txn;
 

@@ -242,6 +242,9 @@ async fn session_statements_drivers_send() {
         .unwrap()
         .get(0);
     assert_eq!(v, "repeatable read");
+    // SHOW names its column as PostgreSQL spells the setting.
+    let row = c.query_one("SHOW time zone", &[]).await.unwrap();
+    assert_eq!(row.columns()[0].name(), "TimeZone");
     let v: String = c
         .query_one("SELECT set_config('myapp.user', 'alice', false)", &[])
         .await

@@ -115,7 +115,7 @@ impl Session {
             }
         }
         match self.settings.shown(&key) {
-            Some(v) => Ok(single_text(&key, v)),
+            Some(v) => Ok(single_text(super::settings::shown_name(&key), v)),
             None if key == "all" => Err(PgError::unsupported("SHOW ALL")),
             None => Err(PgError::new(
                 SqlState::UndefinedObject,

@@ -409,6 +409,17 @@ pub(super) fn isolation_name(level: Isolation) -> &'static str {
 }
 
 /// Canonical (lower-case, alias-resolved) name of a setting.
+/// The column name `SHOW` gives a setting: its name as PostgreSQL spells it (`TimeZone`,
+/// `DateStyle`, `IntervalStyle`; the others are lower case).
+pub(crate) fn shown_name(key: &str) -> &str {
+    match key {
+        "timezone" => "TimeZone",
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        other => other,
+    }
+}
+
 pub(crate) fn setting_name(raw: &str) -> String {
     let n = raw.trim_matches('"').to_ascii_lowercase();
     match n.as_str() {

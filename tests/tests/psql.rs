@@ -11,6 +11,7 @@
 //! - `constraints.sql`: CHECK constraints on INSERT, UPDATE and COPY, added and dropped.
 //! - `alter.sql`: ALTER COLUMN SET/DROP DEFAULT, SET/DROP NOT NULL, varchar length changes,
 //!   read back from the column replica.
+//! - `on_conflict.sql`: INSERT … ON CONFLICT [target] DO NOTHING.
 
 use std::path::Path;
 use std::process::Command;
@@ -93,4 +94,9 @@ async fn check_constraints_print_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_column_prints_what_postgresql_prints() {
     session_prints_what_postgresql_prints("alter").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_do_nothing_prints_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("on_conflict").await;
 }

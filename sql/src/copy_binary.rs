@@ -138,21 +138,16 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
         }
         SqlType::Date => {
             let days = i32::from_be_bytes(fixed(b, column)?);
-            let date = days
-                .checked_add(PG_EPOCH_DAYS + 719_163)
-                .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
-                .ok_or_else(|| PgError::unsupported("an infinite or out-of-range date"))?;
-            date.format("%Y-%m-%d").to_string()
+            days.checked_add(PG_EPOCH_DAYS)
+                .and_then(crate::datetime::date_text)
+                .ok_or_else(|| PgError::unsupported("an infinite or out-of-range date"))?
         }
         SqlType::Timestamp => {
             let micros = i64::from_be_bytes(fixed(b, column)?);
             micros
                 .checked_add(PG_EPOCH_MICROS)
-                .and_then(chrono::DateTime::from_timestamp_micros)
+                .and_then(crate::datetime::timestamp_text)
                 .ok_or_else(|| PgError::unsupported("an infinite or out-of-range timestamp"))?
-                .naive_utc()
-                .format("%Y-%m-%d %H:%M:%S%.6f")
-                .to_string()
         }
         SqlType::Numeric { .. } => numeric_text(b, column)?,
     })

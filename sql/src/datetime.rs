@@ -46,8 +46,24 @@ pub fn parse_timestamp(s: &str) -> Result<i64> {
     Ok(days_since_epoch(date) as i64 * MICROS_PER_DAY + micros)
 }
 
+/// 1970-01-01 as chrono counts days (from 0001-01-01, day 1).
+const UNIX_EPOCH_CE_DAYS: i32 = 719_163;
+
 fn days_since_epoch(d: NaiveDate) -> i32 {
-    d.num_days_from_ce() - 719_163
+    d.num_days_from_ce() - UNIX_EPOCH_CE_DAYS
+}
+
+/// `days` since 1970-01-01 as ISO text (`None` past chrono's range).
+pub fn date_text(days: i32) -> Option<String> {
+    let date = NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_CE_DAYS)?)?;
+    Some(date.format("%Y-%m-%d").to_string())
+}
+
+/// `micros` since 1970-01-01 00:00:00 as PostgreSQL prints the timestamp (`None` past
+/// chrono's range).
+pub fn timestamp_text(micros: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(micros)?;
+    Some(duet_wire::encode::pg_timestamp_text(micros))
 }
 
 fn syntax(s: &str, ty: &str) -> PgError {

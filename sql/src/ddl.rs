@@ -455,21 +455,7 @@ async fn alter_column(
         other => return Err(PgError::unsupported(format!("ALTER COLUMN … {other}"))),
     };
     if let Some((condition, error)) = must_not_exist {
-        let sql = format!(
-            "SELECT 1 FROM {} WHERE {condition} LIMIT 1",
-            crate::ident::quote(table)
-        );
-        session.publish_view();
-        let stmt = crate::connection::parse_sql(&sql)?
-            .pop()
-            .ok_or_else(|| PgError::new(SqlState::InternalError, "empty check query"))?;
-        let batches = dml::run_collect(
-            session,
-            stmt,
-            &datafusion::common::ParamValues::List(vec![]),
-        )
-        .await?;
-        if batches.iter().any(|b| b.num_rows() > 0) {
+        if any_row_where(session, table, &condition).await? {
             return Err(error);
         }
     }
@@ -480,6 +466,25 @@ async fn alter_column(
         })
     })?;
     Ok(())
+}
+
+/// Whether a row of `table` meets `condition` (SQL text), read now.
+async fn any_row_where(session: &mut Session, table: &str, condition: &str) -> Result<bool> {
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {condition} LIMIT 1",
+        crate::ident::quote(table)
+    );
+    session.publish_view();
+    let stmt = crate::connection::parse_sql(&sql)?
+        .pop()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "empty condition query"))?;
+    let batches = dml::run_collect(
+        session,
+        stmt,
+        &datafusion::common::ParamValues::List(vec![]),
+    )
+    .await?;
+    Ok(batches.iter().any(|b| b.num_rows() > 0))
 }
 
 /// `OWNED BY table.column` (or `NONE`).
@@ -988,22 +993,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                 TableConstraint::Check(c) => {
                     let check = new_check(session, &def, c.name.as_ref().map(ident_name), &c.expr)?;
                     // Every row there is must satisfy it already.
-                    let sql = format!(
-                        "SELECT 1 FROM {} WHERE NOT ({}) LIMIT 1",
-                        crate::ident::quote(table),
-                        check.expr
-                    );
-                    session.publish_view();
-                    let stmt = crate::connection::parse_sql(&sql)?.pop().ok_or_else(|| {
-                        PgError::new(SqlState::InternalError, "empty check query")
-                    })?;
-                    let batches = dml::run_collect(
-                        session,
-                        stmt,
-                        &datafusion::common::ParamValues::List(vec![]),
-                    )
-                    .await?;
-                    if batches.iter().any(|b| b.num_rows() > 0) {
+                    if any_row_where(session, table, &format!("NOT ({})", check.expr)).await? {
                         return Err(PgError::new(
                             SqlState::CheckViolation,
                             format!(

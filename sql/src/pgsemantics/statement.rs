@@ -419,16 +419,14 @@ fn datetime_literals(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
         match ty {
             DataType::Date => {
                 let days = crate::datetime::parse_date(text)?;
-                let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                *text = crate::datetime::date_text(days)
                     .ok_or_else(|| PgError::new(SqlState::InternalError, "date out of range"))?;
-                *text = date.format("%Y-%m-%d").to_string();
             }
             DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
                 let micros = crate::datetime::parse_timestamp(text)?;
-                let ts = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+                *text = crate::datetime::timestamp_text(micros).ok_or_else(|| {
                     PgError::new(SqlState::InternalError, "timestamp out of range")
                 })?;
-                *text = ts.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
             }
             _ => {}
         }

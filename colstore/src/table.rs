@@ -534,6 +534,7 @@ pub(crate) mod tests {
             columnar: true,
             sequence: None,
             checks: vec![],
+            foreign_keys: vec![],
         }
     }
 

@@ -672,6 +672,7 @@ mod tests {
             columnar: true,
             sequence: None,
             checks: vec![],
+            foreign_keys: vec![],
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let rows = 300;

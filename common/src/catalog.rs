@@ -68,6 +68,49 @@ pub struct TableDef {
     /// CHECK constraints: each row written must not make one false.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDef>,
+    /// FOREIGN KEY constraints of this table (the referencing side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDef>,
+}
+
+/// A FOREIGN KEY constraint: the referencing columns of its table must hold, when none of
+/// them is NULL (MATCH SIMPLE), the values of a row of `ref_table` in `ref_columns`, which
+/// are that table's primary key or a unique constraint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    pub columns: Vec<usize>,
+    pub ref_table: String,
+    pub ref_columns: Vec<usize>,
+    pub on_delete: RefAction,
+    pub on_update: RefAction,
+    /// `DEFERRABLE`: `SET CONSTRAINTS` may move its check to COMMIT.
+    pub deferrable: bool,
+    /// `INITIALLY DEFERRED`: checked at COMMIT unless `SET CONSTRAINTS … IMMEDIATE`.
+    pub initially_deferred: bool,
+}
+
+/// What a change to a referenced row does to the rows referencing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl RefAction {
+    /// How PostgreSQL spells it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            RefAction::NoAction => "NO ACTION",
+            RefAction::Restrict => "RESTRICT",
+            RefAction::Cascade => "CASCADE",
+            RefAction::SetNull => "SET NULL",
+            RefAction::SetDefault => "SET DEFAULT",
+        }
+    }
 }
 
 /// A CHECK constraint: its name and its condition as SQL text over the table's columns.

@@ -514,6 +514,7 @@ mod tests {
             columnar: true,
             sequence: None,
             checks: vec![],
+            foreign_keys: vec![],
         }
     }
 

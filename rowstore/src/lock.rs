@@ -2,10 +2,15 @@
 //! in PostgreSQL. A second writer waits for the first to finish and then decides, by its
 //! isolation level, what the first one's commit means for it (see `txn.rs`).
 //!
-//! One table of `record key → owner`, a wait-for edge per waiting transaction, and a
-//! condition variable. A transaction about to wait follows the edges from the owner; if they
-//! lead back to itself the wait would never end and it fails with [`Error::Deadlock`].
-//! Waits wake every [`POLL`] to notice a cancel or timeout and any missed release.
+//! Two modes. A writer holds a row exclusively. A foreign-key check holds the referenced
+//! row shared (PostgreSQL's `FOR KEY SHARE`): any number of checks share it, and a writer
+//! of the row waits for all of them, as they wait for it.
+//!
+//! One table of `record key → holders`, the wait-for edges of each waiting transaction, and
+//! a condition variable. A transaction about to wait follows the edges from the holders it
+//! waits for; if they lead back to itself the wait would never end and it fails with
+//! [`Error::Deadlock`]. Waits wake every [`POLL`] to notice a cancel or timeout and any
+//! missed release.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,11 +27,83 @@ const POLL: Duration = Duration::from_millis(50);
 /// Identifies a transaction in the lock table.
 pub type TxnId = u64;
 
+/// Who holds a row's lock.
+enum Holders {
+    Exclusive(TxnId),
+    /// Never empty.
+    Shared(Vec<TxnId>),
+}
+
+/// Whether a lock is wanted exclusively or shared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Exclusive,
+    Shared,
+}
+
 #[derive(Default)]
 struct State {
-    owners: HashMap<Key, TxnId, ahash::RandomState>,
-    /// waiter → the owner it waits for.
-    waits_for: HashMap<TxnId, TxnId>,
+    owners: HashMap<Key, Holders, ahash::RandomState>,
+    /// waiter → the holders it waits for.
+    waits_for: HashMap<TxnId, Vec<TxnId>>,
+}
+
+/// What trying to take a lock found.
+enum Attempt {
+    /// Taken now (true) or held already in a mode that covers the request (false).
+    Done(bool),
+    /// Held by these other transactions.
+    Blocked(Vec<TxnId>),
+}
+
+impl State {
+    fn try_take(&mut self, txn: TxnId, key: &Key, mode: Mode) -> Attempt {
+        let Some(h) = self.owners.get_mut(key) else {
+            let h = match mode {
+                Mode::Exclusive => Holders::Exclusive(txn),
+                Mode::Shared => Holders::Shared(vec![txn]),
+            };
+            self.owners.insert(key.clone(), h);
+            return Attempt::Done(true);
+        };
+        match (&mut *h, mode) {
+            (Holders::Exclusive(o), _) if *o == txn => Attempt::Done(false),
+            (Holders::Exclusive(o), _) => Attempt::Blocked(vec![*o]),
+            (Holders::Shared(v), Mode::Shared) => {
+                if v.contains(&txn) {
+                    Attempt::Done(false)
+                } else {
+                    v.push(txn);
+                    Attempt::Done(true)
+                }
+            }
+            (Holders::Shared(v), Mode::Exclusive) => {
+                if v.iter().any(|&o| o != txn) {
+                    return Attempt::Blocked(v.iter().copied().filter(|&o| o != txn).collect());
+                }
+                // The only sharer becomes the writer.
+                *h = Holders::Exclusive(txn);
+                Attempt::Done(true)
+            }
+        }
+    }
+
+    /// Whether waiting for `blockers` would make `txn` wait for itself.
+    fn closes_cycle(&self, txn: TxnId, blockers: &[TxnId]) -> bool {
+        let mut stack: Vec<TxnId> = blockers.to_vec();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(cur) = stack.pop() {
+            if cur == txn {
+                return true;
+            }
+            if seen.insert(cur) {
+                if let Some(next) = self.waits_for.get(&cur) {
+                    stack.extend_from_slice(next);
+                }
+            }
+        }
+        false
+    }
 }
 
 /// The store's row locks.
@@ -61,52 +138,42 @@ impl LockTable {
     /// Locks `key` for `txn`, waiting while another transaction holds it. Returns whether
     /// the lock is new to `txn` (false: it held it already).
     pub fn acquire(&self, txn: TxnId, key: &Key, wait: &LockWait) -> Result<bool> {
-        {
-            let mut s = self.state.lock();
-            match s.owners.get(key) {
-                None => {
-                    s.owners.insert(key.clone(), txn);
-                    return Ok(true);
-                }
-                Some(&o) if o == txn => return Ok(false),
-                Some(_) => {}
-            }
+        self.take(txn, key, Mode::Exclusive, wait)
+    }
+
+    /// Locks `key` shared for `txn` (a foreign-key check of a referenced row): waits while
+    /// another transaction holds it exclusively. Returns whether the lock is new to `txn`.
+    pub fn acquire_shared(&self, txn: TxnId, key: &Key, wait: &LockWait) -> Result<bool> {
+        self.take(txn, key, Mode::Shared, wait)
+    }
+
+    fn take(&self, txn: TxnId, key: &Key, mode: Mode, wait: &LockWait) -> Result<bool> {
+        if let Attempt::Done(new) = self.state.lock().try_take(txn, key, mode) {
+            return Ok(new);
         }
         let mut out = Err(Error::Internal("lock wait did not run".into()));
         match wait.blocking {
-            Some(run) => run(&mut || out = self.wait_for(txn, key, wait)),
-            None => out = self.wait_for(txn, key, wait),
+            Some(run) => run(&mut || out = self.wait_for(txn, key, mode, wait)),
+            None => out = self.wait_for(txn, key, mode, wait),
         }
         out
     }
 
-    fn wait_for(&self, txn: TxnId, key: &Key, wait: &LockWait) -> Result<bool> {
+    fn wait_for(&self, txn: TxnId, key: &Key, mode: Mode, wait: &LockWait) -> Result<bool> {
         let mut s = self.state.lock();
         loop {
-            let owner = match s.owners.get(key) {
-                None => {
-                    s.owners.insert(key.clone(), txn);
+            let blockers = match s.try_take(txn, key, mode) {
+                Attempt::Done(new) => {
                     s.waits_for.remove(&txn);
-                    return Ok(true);
+                    return Ok(new);
                 }
-                Some(&o) if o == txn => return Ok(false),
-                Some(&o) => o,
+                Attempt::Blocked(b) => b,
             };
-            // Would waiting for `owner` close a cycle?
-            let mut cur = owner;
-            let mut hops = 0;
-            while let Some(&next) = s.waits_for.get(&cur) {
-                if next == txn {
-                    s.waits_for.remove(&txn);
-                    return Err(Error::Deadlock);
-                }
-                cur = next;
-                hops += 1;
-                if hops > s.waits_for.len() {
-                    break;
-                }
+            if s.closes_cycle(txn, &blockers) {
+                s.waits_for.remove(&txn);
+                return Err(Error::Deadlock);
             }
-            s.waits_for.insert(txn, owner);
+            s.waits_for.insert(txn, blockers);
             if wait.cancelled.as_ref().is_some_and(|c| c()) {
                 s.waits_for.remove(&txn);
                 return Err(Error::Canceled);
@@ -128,7 +195,17 @@ impl LockTable {
         let mut s = self.state.lock();
         let mut any = false;
         for k in keys {
-            if s.owners.get(k) == Some(&txn) {
+            let gone = match s.owners.get_mut(k) {
+                Some(Holders::Exclusive(o)) => *o == txn,
+                Some(Holders::Shared(v)) => {
+                    let before = v.len();
+                    v.retain(|&o| o != txn);
+                    any |= v.len() != before;
+                    v.is_empty()
+                }
+                None => false,
+            };
+            if gone {
                 s.owners.remove(k);
                 any = true;
             }
@@ -203,5 +280,64 @@ mod tests {
             t.acquire(3, &key(b"a"), &stop),
             Err(Error::Canceled)
         ));
+    }
+
+    #[test]
+    fn sharers_exclude_a_writer_and_not_each_other() {
+        let t = Arc::new(LockTable::default());
+        let now = LockWait {
+            deadline: Some(Instant::now() + Duration::from_millis(60)),
+            ..LockWait::default()
+        };
+        assert!(t
+            .acquire_shared(1, &key(b"p"), &LockWait::default())
+            .unwrap());
+        assert!(t
+            .acquire_shared(2, &key(b"p"), &LockWait::default())
+            .unwrap());
+        assert!(!t
+            .acquire_shared(2, &key(b"p"), &LockWait::default())
+            .unwrap());
+        // A writer waits for both sharers.
+        assert!(matches!(
+            t.acquire(3, &key(b"p"), &now),
+            Err(Error::LockTimeout)
+        ));
+        t.release(1, [&key(b"p")]);
+        let t2 = t.clone();
+        let writer = std::thread::spawn(move || t2.acquire(3, &key(b"p"), &LockWait::default()));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!writer.is_finished());
+        t.release(2, [&key(b"p")]);
+        assert!(writer.join().unwrap().unwrap());
+        // Now a sharer waits for the writer.
+        let later = LockWait {
+            deadline: Some(Instant::now() + Duration::from_millis(60)),
+            ..LockWait::default()
+        };
+        assert!(matches!(
+            t.acquire_shared(4, &key(b"p"), &later),
+            Err(Error::LockTimeout)
+        ));
+        t.release(3, [&key(b"p")]);
+        assert_eq!(t.held(), 0);
+        // The only sharer may upgrade; two sharers upgrading wait for each other.
+        t.acquire_shared(5, &key(b"q"), &LockWait::default())
+            .unwrap();
+        assert!(t.acquire(5, &key(b"q"), &LockWait::default()).unwrap());
+        t.release(5, [&key(b"q")]);
+        t.acquire_shared(6, &key(b"q"), &LockWait::default())
+            .unwrap();
+        t.acquire_shared(7, &key(b"q"), &LockWait::default())
+            .unwrap();
+        let t2 = t.clone();
+        let w = std::thread::spawn(move || t2.acquire(6, &key(b"q"), &LockWait::default()));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(matches!(
+            t.acquire(7, &key(b"q"), &LockWait::default()),
+            Err(Error::Deadlock)
+        ));
+        t.release(7, [&key(b"q")]);
+        assert!(w.join().unwrap().unwrap());
     }
 }

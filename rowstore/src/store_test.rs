@@ -47,6 +47,7 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
             columnar: true,
             sequence: None,
             checks: vec![],
+            foreign_keys: vec![],
         })
         .unwrap()
 }
@@ -395,6 +396,7 @@ fn ddl_truncate_index_and_primary_key() {
                 columnar: true,
                 sequence: None,
                 checks: vec![],
+                foreign_keys: vec![],
             })
             .unwrap();
         let mut x = Transaction::begin(&store);

@@ -401,6 +401,34 @@ impl Transaction {
         self.view.clone()
     }
 
+    /// The transaction's writes over the newest committed state rather than its snapshot:
+    /// what a foreign-key check reads (as PostgreSQL's referential checks do, it must see
+    /// rows committed after the snapshot, once their writers' locks are gone).
+    pub fn latest_view(&self) -> ReadView {
+        let pin = self.view.store.pin();
+        ReadView {
+            snapshot: pin.version(),
+            store: self.view.store.clone(),
+            writes: self.view.writes.clone(),
+            _pin: Arc::new(pin),
+        }
+    }
+
+    /// Locks the row at encoded primary key `pk` shared (PostgreSQL's `FOR KEY SHARE`):
+    /// waits while a writer holds it; writers of it wait until this transaction ends.
+    pub fn lock_row_shared(&mut self, def: &TableDef, pk: &[u8]) -> Result<()> {
+        let rk = key::record_key(def.storage_id, pk);
+        if self
+            .view
+            .store
+            .locks
+            .acquire_shared(self.id, &rk, &self.wait)?
+        {
+            self.locked.push(rk);
+        }
+        Ok(())
+    }
+
     /// Commits; returns the commit version (the snapshot if nothing was written).
     pub fn commit(self) -> Result<Version> {
         self.commit_pipelined()?.wait()

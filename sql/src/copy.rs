@@ -620,6 +620,7 @@ impl CopyIn {
             if self.def.indexes.is_empty()
                 && self.sequences.is_empty()
                 && self.def.checks.is_empty()
+                && self.def.foreign_keys.is_empty()
             {
                 let (pks, rows) = encode_batch(&self.def, &self.columns, &self.base, arrays, n)?;
                 txn.insert_encoded(&self.def, pks, rows)?;
@@ -649,7 +650,19 @@ impl CopyIn {
                         PgError::new(SqlState::InternalError, "COPY lost its transaction")
                     })?,
                 };
-                txn.insert_many(&self.def, rows)?;
+                if self.def.foreign_keys.is_empty() {
+                    txn.insert_many(&self.def, rows)?;
+                } else {
+                    txn.insert_many(&self.def, rows.clone())?;
+                    let store = session.store().clone();
+                    let txn = match self.own_txn.as_mut() {
+                        Some(t) => t,
+                        None => session.txn_mut().ok_or_else(|| {
+                            PgError::new(SqlState::InternalError, "COPY lost its transaction")
+                        })?,
+                    };
+                    crate::foreign_key::check_inserted(&store, txn, &self.def, &rows)?;
+                }
             }
             self.count += n as u64;
             self.uncommitted += n;

@@ -22,8 +22,9 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             object_type,
             if_exists,
             names,
+            cascade,
             ..
-        } => drop(session, object_type, if_exists, &names),
+        } => drop(session, object_type, if_exists, &names, cascade),
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::CreateSequence {
             temporary: false,
@@ -66,12 +67,43 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             Ok(Outcome::Command("ALTER TABLE".into()))
         }
         Statement::Truncate(t) => {
-            for target in &t.table_names {
-                session.table(&table_name(&target.name)?)?;
-            }
+            let mut names = Vec::new();
             for target in &t.table_names {
                 let name = table_name(&target.name)?;
-                blocking(|| session.store().truncate(&name))?;
+                session.table(&name)?;
+                names.push(name);
+            }
+            let cascade = matches!(t.cascade, Some(sqlparser::ast::CascadeOption::Cascade));
+            // A table referenced by a foreign key is emptied only with the tables
+            // referencing it (named too, or added by CASCADE).
+            let mut i = 0;
+            while i < names.len() {
+                for child in session.store().tables() {
+                    let refs = child.foreign_keys.iter().any(|f| f.ref_table == names[i]);
+                    if !refs || names.contains(&child.name) {
+                        continue;
+                    }
+                    if !cascade {
+                        return Err(PgError::new(
+                            SqlState::FeatureNotSupported,
+                            "cannot truncate a table referenced in a foreign key constraint",
+                        )
+                        .with_detail(format!(
+                            "Table \"{}\" references \"{}\".",
+                            child.name, names[i]
+                        ))
+                        .with_hint(format!(
+                            "Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
+                            child.name
+                        )));
+                    }
+                    session.notice(format!("truncate cascades to table \"{}\"", child.name));
+                    names.push(child.name.clone());
+                }
+                i += 1;
+            }
+            for name in &names {
+                blocking(|| session.store().truncate(name))?;
             }
             Ok(Outcome::Command("TRUNCATE TABLE".into()))
         }
@@ -120,6 +152,8 @@ struct ParsedColumn {
     sequence: Option<(Vec<SequenceOptions>, Option<&'static str>)>,
     /// Its CHECK constraints: name if given, condition.
     checks: Vec<(Option<String>, Expr)>,
+    /// Its REFERENCES clauses.
+    foreign_keys: Vec<sqlparser::ast::ForeignKeyConstraint>,
 }
 
 /// The integer type of `serial`, `bigserial` and `smallserial` (and their aliases).
@@ -155,6 +189,7 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
     let (mut primary_key, mut unique) = (false, false);
     let mut sequence = serial.map(|_| (Vec::new(), None));
     let mut checks = Vec::new();
+    let mut foreign_keys = Vec::new();
     if sequence.is_some() {
         def.nullable = false;
     }
@@ -200,8 +235,12 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
                 opt.name.as_ref().or(c.name.as_ref()).map(ident_name),
                 (*c.expr).clone(),
             )),
-            ColumnOption::ForeignKey(_) => {
-                return Err(PgError::unsupported(format!("constraint {}", opt.option)));
+            ColumnOption::ForeignKey(fk) => {
+                let mut fk = fk.clone();
+                if fk.name.is_none() {
+                    fk.name = opt.name.clone();
+                }
+                foreign_keys.push(fk);
             }
             _ => {}
         }
@@ -212,6 +251,7 @@ async fn parse_column(session: &mut Session, c: &AstColumn) -> Result<ParsedColu
         unique,
         sequence,
         checks,
+        foreign_keys,
     })
 }
 
@@ -242,13 +282,17 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         columnar: true,
         sequence: None,
         checks: vec![],
+        foreign_keys: vec![],
     };
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = vec![];
     let mut sequences: Vec<(String, duet_common::catalog::SequenceDef)> = vec![];
     let mut checks: Vec<(Option<String>, Expr)> = vec![];
+    let mut foreign_keys: Vec<(sqlparser::ast::ForeignKeyConstraint, Option<usize>)> = vec![];
     for c in &ct.columns {
         let mut parsed = parse_column(session, c).await?;
         checks.append(&mut parsed.checks);
+        let at = Some(def.columns.len());
+        foreign_keys.extend(parsed.foreign_keys.drain(..).map(|fk| (fk, at)));
         if let Some((options, identity)) = parsed.sequence.take() {
             // `serial` and identity columns draw from a sequence named as PostgreSQL
             // names it, owned by the column.
@@ -307,6 +351,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             TableConstraint::Check(c) => {
                 checks.push((c.name.as_ref().map(ident_name), (*c.expr).clone()))
             }
+            TableConstraint::ForeignKey(fk) => foreign_keys.push((fk.clone(), None)),
             other => return Err(PgError::unsupported(format!("constraint {other}"))),
         }
     }
@@ -329,6 +374,16 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         let check = new_check(session, &def, name_given, &expr)?;
         def.checks.push(check);
     }
+    for (fk, column) in &foreign_keys {
+        let fk = crate::foreign_key::define(session.store(), &def, fk, *column)?;
+        def.foreign_keys.push(fk);
+    }
+    let parents: Vec<String> = def
+        .foreign_keys
+        .iter()
+        .map(|f| f.ref_table.clone())
+        .filter(|t| *t != name)
+        .collect();
     for (seq_name, _) in &sequences {
         if session.store().table(seq_name).is_some() {
             return Err(PgError::new(
@@ -346,7 +401,20 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         }
         return Err(e.into());
     }
+    touch(session, &parents)?;
     Ok(Outcome::Command("CREATE TABLE".into()))
+}
+
+/// Gives `tables` a new definition version without changing them: a write plan made for
+/// one before it became referenced by a foreign key must be made again (see
+/// `FastPlan::is_current`).
+fn touch(session: &Session, tables: &[String]) -> Result<()> {
+    for t in tables {
+        if session.store().table(t).is_some() {
+            blocking(|| session.store().alter_table_def(t, |_| Ok(())))?;
+        }
+    }
+    Ok(())
 }
 
 /// A CHECK constraint of `def` (named as PostgreSQL names it if unnamed), its condition
@@ -622,6 +690,7 @@ fn create_sequence(
         columnar: false,
         sequence: Some(seq),
         checks: vec![],
+        foreign_keys: vec![],
     };
     let store = session.store().clone();
     let def = blocking(|| store.create_table(def))?;
@@ -643,10 +712,65 @@ fn drop(
     object_type: ObjectType,
     if_exists: bool,
     names: &[sqlparser::ast::ObjectName],
+    cascade: bool,
 ) -> Result<Outcome> {
     let store = session.store().clone();
     match object_type {
         ObjectType::Table => {
+            let dropping: Vec<String> = names.iter().filter_map(|n| table_name(n).ok()).collect();
+            // Foreign keys of other tables that reference a dropped table: 2BP01, or with
+            // CASCADE they are dropped (the tables stay).
+            let mut cascaded: Vec<String> = Vec::new();
+            for child in store.tables() {
+                if dropping.contains(&child.name) {
+                    continue;
+                }
+                let doomed: Vec<&duet_common::catalog::ForeignKeyDef> = child
+                    .foreign_keys
+                    .iter()
+                    .filter(|f| dropping.contains(&f.ref_table))
+                    .collect();
+                let Some(first) = doomed.first() else {
+                    continue;
+                };
+                if !cascade {
+                    // Every dependent constraint, as PostgreSQL lists them.
+                    let mut lines = Vec::new();
+                    for t in store.tables() {
+                        for f in &t.foreign_keys {
+                            if f.ref_table == first.ref_table && !dropping.contains(&t.name) {
+                                lines.push(format!(
+                                    "constraint {} on table {} depends on table {}",
+                                    f.name, t.name, f.ref_table
+                                ));
+                            }
+                        }
+                    }
+                    return Err(PgError::new(
+                        SqlState::DependentObjectsStillExist,
+                        format!(
+                            "cannot drop table {} because other objects depend on it",
+                            first.ref_table
+                        ),
+                    )
+                    .with_detail(lines.join("\n"))
+                    .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+                }
+                for f in &doomed {
+                    cascaded.push(format!("constraint {} on table {}", f.name, child.name));
+                }
+                blocking(|| {
+                    store.alter_table_def(&child.name, |d| {
+                        d.foreign_keys.retain(|f| !dropping.contains(&f.ref_table));
+                        Ok(())
+                    })
+                })?;
+            }
+            match cascaded.as_slice() {
+                [] => {}
+                [one] => session.notice(format!("drop cascades to {one}")),
+                many => session.notice(format!("drop cascades to {} other objects", many.len())),
+            }
             for n in names {
                 let name = table_name(n)?;
                 if store.table(&name).is_none() {
@@ -722,6 +846,38 @@ fn drop(
                         ));
                     }
                 }
+                let owner = store
+                    .tables()
+                    .into_iter()
+                    .find(|t| t.index(&name).is_some());
+                if let Some(t) = owner {
+                    let cols = t
+                        .index(&name)
+                        .map(|i| i.columns.clone())
+                        .unwrap_or_default();
+                    let mut cols_sorted = cols.clone();
+                    cols_sorted.sort_unstable();
+                    for child in store.tables() {
+                        for f in &child.foreign_keys {
+                            let mut r = f.ref_columns.clone();
+                            r.sort_unstable();
+                            let by_pk = {
+                                let mut p = t.primary_key.clone();
+                                p.sort_unstable();
+                                p == r
+                            };
+                            if f.ref_table == t.name && r == cols_sorted && !by_pk {
+                                return Err(PgError::new(
+                                    SqlState::DependentObjectsStillExist,
+                                    format!(
+                                        "cannot drop index {name} because constraint {} on table {} requires it",
+                                        f.name, child.name
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
                 if !blocking(|| store.drop_index(&name))? {
                     if if_exists {
                         session.notice(format!("index \"{name}\" does not exist, skipping"));
@@ -783,6 +939,9 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
     Ok(Outcome::Command("CREATE INDEX".into()))
 }
 
+/// `SET CONSTRAINTS …` arrives as `SET duet_set_constraints = '…'` (see [`rewrite_compat`]).
+pub(crate) const SET_CONSTRAINTS: &str = "duet_set_constraints";
+
 /// `ALTER TABLE t SET COLUMNAR REPLICA n` arrives as `SET (columnar_replica = n)` (see
 /// [`rewrite_compat`]).
 const COLUMNAR_OPTION: &str = "columnar_replica";
@@ -798,7 +957,11 @@ pub fn rewrite_compat(sql: &str) -> String {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let lower = sql.to_ascii_lowercase();
-    if !lower.contains("columnar") && !lower.contains("freeze") && !lower.contains("vacuum") {
+    if !lower.contains("columnar")
+        && !lower.contains("freeze")
+        && !lower.contains("vacuum")
+        && !lower.contains("constraints")
+    {
         return sql.to_string();
     }
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
@@ -811,7 +974,30 @@ pub fn rewrite_compat(sql: &str) -> String {
     let mut replace: Vec<(usize, usize, String)> = Vec::new();
     for (k, &a) in significant.iter().enumerate() {
         let at = |j: usize| significant.get(k + j).map(|&i| (i, &tokens[i]));
-        if word(&tokens[a], "set") {
+        let starts = k == 0 || matches!(tokens[significant[k - 1]], Token::SemiColon);
+        if word(&tokens[a], "set") && starts && at(1).is_some_and(|(_, t)| word(t, "constraints")) {
+            // The parser does not know SET CONSTRAINTS; the session reads it from this
+            // setting's value.
+            let mut last = a;
+            let mut j = 2;
+            let mut text = String::new();
+            while let Some((i, t)) = at(j) {
+                if matches!(t, Token::SemiColon) {
+                    break;
+                }
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(&t.to_string());
+                last = i;
+                j += 1;
+            }
+            replace.push((
+                a,
+                last,
+                format!("SET {SET_CONSTRAINTS} = '{}'", text.replace('\'', "''")),
+            ));
+        } else if word(&tokens[a], "set") {
             if let (Some((_, b)), Some((_, c)), Some((d, Token::Number(n, _)))) =
                 (at(1), at(2), at(3))
             {
@@ -895,10 +1081,13 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
         } => {
             let name = ident_name(&name);
             let def = session.table(table)?;
-            if def.checks.iter().any(|c| c.name == name) {
+            if def.checks.iter().any(|c| c.name == name)
+                || def.foreign_keys.iter().any(|f| f.name == name)
+            {
                 blocking(|| {
                     store.alter_table_def(table, |d| {
                         d.checks.retain(|c| c.name != name);
+                        d.foreign_keys.retain(|f| f.name != name);
                         Ok(())
                     })
                 })?;
@@ -984,7 +1173,35 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
             if let Some(e) = &col.default_expr {
                 col.missing = dml::eval_const(session, e, &col.ty, &col.name).await?;
             }
+            // A REFERENCES clause is resolved against the table with its new column.
+            let mut fks = Vec::new();
+            if !parsed.foreign_keys.is_empty() {
+                let mut with_col = (*def).clone();
+                with_col.columns.push(col.clone());
+                let at = Some(with_col.columns.len() - 1);
+                for fk in &parsed.foreign_keys {
+                    let fk = crate::foreign_key::define(&store, &with_col, fk, at)?;
+                    let mut txn = session.autocommit_txn();
+                    crate::foreign_key::validate_existing(&store, &mut txn, &with_col, &fk)?;
+                    with_col.foreign_keys.push(fk.clone());
+                    fks.push(fk);
+                }
+            }
             blocking(|| store.add_column(table, col))?;
+            if !fks.is_empty() {
+                let parents: Vec<String> = fks
+                    .iter()
+                    .map(|f| f.ref_table.clone())
+                    .filter(|t| t != table)
+                    .collect();
+                blocking(|| {
+                    store.alter_table_def(table, |d| {
+                        d.foreign_keys.extend(fks);
+                        Ok(())
+                    })
+                })?;
+                touch(session, &parents)?;
+            }
             Ok(())
         }
         AlterTableOperation::AddConstraint { constraint, .. } => {
@@ -1008,6 +1225,24 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                             Ok(())
                         })
                     })?;
+                    Ok(())
+                }
+                TableConstraint::ForeignKey(fk) => {
+                    let fk = crate::foreign_key::define(&store, &def, &fk, None)?;
+                    // Every row there is must have its referenced row already.
+                    let mut txn = session.autocommit_txn();
+                    crate::foreign_key::validate_existing(&store, &mut txn, &def, &fk)?;
+                    let parent = fk.ref_table.clone();
+                    blocking(|| {
+                        store.alter_table_def(table, |d| {
+                            d.foreign_keys.push(fk);
+                            Ok(())
+                        })
+                    })?;
+                    std::mem::drop(txn);
+                    if parent != table {
+                        touch(session, &[parent])?;
+                    }
                     Ok(())
                 }
                 TableConstraint::PrimaryKey(pk) => {

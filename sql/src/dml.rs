@@ -33,8 +33,26 @@ use crate::types::assign;
 
 const RETURNING_TABLE: &str = "__duet_returning";
 
-/// Runs INSERT/UPDATE/DELETE inside `txn`.
+/// Runs INSERT/UPDATE/DELETE inside `txn`, then the foreign-key checks it leaves for the
+/// end of the statement.
 pub async fn execute(
+    session: &mut Session,
+    txn: &mut Transaction,
+    stmt: Statement,
+    params: &ParamValues,
+) -> Result<Outcome> {
+    let mark = session.fk.deferred_mark();
+    let result = match execute_statement(session, txn, stmt, params).await {
+        Ok(out) => crate::foreign_key::end_statement(session, txn).map(|()| out),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        session.fk.statement_failed(mark);
+    }
+    result
+}
+
+async fn execute_statement(
     session: &mut Session,
     txn: &mut Transaction,
     stmt: Statement,
@@ -530,6 +548,8 @@ async fn insert(
 
     let mut inserted: Vec<Row> = Vec::new();
     let mut count = 0usize;
+    let with_fk = crate::foreign_key::involved(session.store(), &def);
+    let mut fk_rows: Vec<Row> = Vec::new();
     let mut row_no = 0usize;
     if default_values {
         // INSERT … DEFAULT VALUES: one row of defaults.
@@ -537,6 +557,9 @@ async fn insert(
         sequences.fill(session, &mut row, |_| true)?;
         crate::check::check_rows(session, &def, std::slice::from_ref(&row))?;
         txn.insert(&def, row.clone())?;
+        if with_fk {
+            fk_rows.push(row.clone());
+        }
         if ins.returning.is_some() {
             inserted.push(row);
         }
@@ -576,7 +599,16 @@ async fn insert(
         if ins.returning.is_some() {
             inserted.extend(rows.iter().cloned());
         }
+        if with_fk {
+            fk_rows.extend(rows.iter().cloned());
+        }
         txn.insert_many(&def, rows)?;
+    }
+    if with_fk {
+        let changes = fk_rows
+            .into_iter()
+            .map(crate::foreign_key::Change::Inserted);
+        crate::foreign_key::after_write(session, txn, &def, changes.collect()).await?;
     }
     match ins.returning {
         Some(items) => {
@@ -678,6 +710,8 @@ async fn update(
     let types = def.types();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut updated = Vec::new();
+    let with_fk = crate::foreign_key::involved(session.store(), &def);
+    let mut fk_changes = Vec::new();
     for batch in &batches {
         let keys = keys_of(batch, ncols)?;
         let old_cols: Vec<Vec<Datum>> = (0..ncols)
@@ -715,11 +749,20 @@ async fn update(
             crate::check::check_rows(session, &def, &rows)?;
         }
         for (key, row) in changes {
+            if with_fk {
+                let old = txn.get_row(&def, key)?;
+                if let Some(old) = old {
+                    fk_changes.push(crate::foreign_key::Change::Updated(old, row.clone()));
+                }
+            }
             txn.update(&def, key, row.clone())?;
             if returning_items.is_some() {
                 updated.push(row);
             }
         }
+    }
+    if with_fk {
+        crate::foreign_key::after_write(session, txn, &def, fk_changes).await?;
     }
     let n = seen.len();
     match returning_items {
@@ -754,16 +797,24 @@ async fn delete(
     let ncols = def.columns.len();
     let mut deleted = Vec::new();
     let mut n = 0usize;
+    let with_fk = crate::foreign_key::involved(session.store(), &def);
+    let mut fk_changes = Vec::new();
     for batch in &batches {
         let keys = keys_of(batch, ncols)?;
         for i in 0..batch.num_rows() {
             if let Some(old) = txn.delete(&def, keys.value(i))? {
                 n += 1;
+                if with_fk {
+                    fk_changes.push(crate::foreign_key::Change::Deleted(old.clone()));
+                }
                 if returning_items.is_some() {
                     deleted.push(old);
                 }
             }
         }
+    }
+    if with_fk {
+        crate::foreign_key::after_write(session, txn, &def, fk_changes).await?;
     }
     match returning_items {
         Some(items) => returning(session, &def, alias, &deleted, &items, "DELETE".into()).await,

@@ -15,6 +15,7 @@ pub struct PgError {
     pub state: SqlState,
     pub message: String,
     pub detail: Option<String>,
+    pub hint: Option<String>,
     /// READ COMMITTED: the statement must run again on a fresh snapshot (the row store's
     /// `StatementRestart`); the session does that and the client never sees this error.
     pub(crate) restart: bool,
@@ -29,11 +30,16 @@ impl PgError {
             state,
             message: message.into(),
             detail: None,
+            hint: None,
             restart: false,
         }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
         self
     }
     pub fn unsupported(what: impl fmt::Display) -> Self {
@@ -61,6 +67,7 @@ impl PgError {
         };
         let mut info = ErrorInfo::new("ERROR".to_owned(), self.state.code().to_owned(), message);
         info.detail = self.detail;
+        info.hint = self.hint;
         info
     }
 
@@ -108,6 +115,7 @@ impl From<duet_rowstore::Error> for PgError {
             state,
             message: e.to_string(),
             detail,
+            hint: None,
             restart: matches!(e, E::StatementRestart),
         }
     }

@@ -576,8 +576,8 @@ fn recognize_update(u: &sqlparser::ast::Update, store: &Store) -> Option<FastPla
         return None;
     }
     let (def, qualifier) = single_table(std::slice::from_ref(table), store)?;
-    // CHECK constraints are evaluated by the general path.
-    if !def.checks.is_empty() {
+    // CHECK and FOREIGN KEY constraints are enforced by the general path.
+    if !def.checks.is_empty() || crate::foreign_key::involved(store, &def) {
         return None;
     }
     let key = key_of(selection.as_ref(), &def, &qualifier)?;
@@ -662,6 +662,9 @@ fn recognize_delete(d: &sqlparser::ast::Delete, store: &Store) -> Option<FastPla
         return None;
     };
     let (def, qualifier) = single_table(from, store)?;
+    if crate::foreign_key::is_referenced(store, &def.name) {
+        return None;
+    }
     let key = key_of(selection.as_ref(), &def, &qualifier)?;
     Some(FastPlan {
         def,
@@ -769,8 +772,9 @@ fn recognize_insert(i: &sqlparser::ast::Insert, store: &Store) -> Option<FastPla
         t
     };
     // Omitted columns get NULL; a default is computed by the general path, which also
-    // refuses a value for a GENERATED ALWAYS identity column and checks CHECK constraints.
-    if !def.checks.is_empty() {
+    // refuses a value for a GENERATED ALWAYS identity column and checks CHECK and FOREIGN
+    // KEY constraints.
+    if !def.checks.is_empty() || !def.foreign_keys.is_empty() {
         return None;
     }
     if (0..def.columns.len()).any(|c| {

@@ -24,6 +24,7 @@ pub mod describe;
 pub mod dml;
 pub mod error;
 pub mod fastpath;
+pub(crate) mod foreign_key;
 pub mod hints;
 pub mod ident;
 pub mod pgsemantics;

@@ -170,6 +170,8 @@ pub struct Session {
     pub(crate) sequences: crate::sequence::SequenceContext,
     /// The open block's savepoints, oldest first: name and the writes at that point.
     savepoints: Vec<(String, duet_rowstore::txn::StatementMark)>,
+    /// Pending foreign-key checks and `SET CONSTRAINTS` modes.
+    pub(crate) fk: crate::foreign_key::FkState,
     settings: Settings,
     /// Notices to send to the client before the statement's result.
     notices: Vec<String>,
@@ -341,6 +343,7 @@ impl Session {
             txn: None,
             failed: false,
             savepoints: Vec::new(),
+            fk: Default::default(),
             cursors: Default::default(),
             sequences,
             settings: Settings::default(),

@@ -10,6 +10,7 @@ mod crash;
 mod difftest;
 mod drivers;
 mod fastpath;
+mod foreign_keys;
 mod layering;
 mod pgbench;
 mod psql;

@@ -12,6 +12,8 @@
 //! - `alter.sql`: ALTER COLUMN SET/DROP DEFAULT, SET/DROP NOT NULL, varchar length changes,
 //!   read back from the column replica.
 //! - `on_conflict.sql`: INSERT … ON CONFLICT [target] DO NOTHING.
+//! - `foreign_keys.sql`: FOREIGN KEY constraints: checks, every referential action,
+//!   composite and self references, deferred checks, ALTER TABLE, COPY, DROP and TRUNCATE.
 
 use std::path::Path;
 use std::process::Command;
@@ -99,4 +101,9 @@ async fn alter_column_prints_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_conflict_do_nothing_prints_what_postgresql_prints() {
     session_prints_what_postgresql_prints("on_conflict").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("foreign_keys").await;
 }

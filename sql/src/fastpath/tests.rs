@@ -28,6 +28,7 @@ fn store() -> duet_rowstore::StoreRef {
         columnar: true,
         sequence: None,
         checks: vec![],
+        foreign_keys: vec![],
     };
     let cmd = duet_common::command::Command {
         writes: vec![(

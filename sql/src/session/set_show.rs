@@ -55,6 +55,9 @@ impl Session {
                     .map(expr_setting_value)
                     .collect::<Vec<_>>()
                     .join(", ");
+                if name == crate::ddl::SET_CONSTRAINTS {
+                    return self.set_constraints(&value);
+                }
                 self.assign_setting(&name, value)?;
             }
             Set::SetTimeZone { value, .. } => {
@@ -91,6 +94,57 @@ impl Session {
             other => return Err(PgError::unsupported(format!("SET form {other}"))),
         }
         Ok(Outcome::Command("SET".into()))
+    }
+
+    /// `SET CONSTRAINTS {ALL | name [, …]} {DEFERRED | IMMEDIATE}` (`text` is what
+    /// follows `CONSTRAINTS`).
+    fn set_constraints(&mut self, text: &str) -> Result<Outcome> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (mode, list) = match words.split_last() {
+            Some((m, rest)) if !rest.is_empty() => (m.to_ascii_lowercase(), rest.join(" ")),
+            _ => {
+                return Err(PgError::new(
+                    SqlState::SyntaxError,
+                    "syntax error at or near \"CONSTRAINTS\"",
+                ))
+            }
+        };
+        let deferred = match mode.as_str() {
+            "deferred" => true,
+            "immediate" => false,
+            _ => {
+                return Err(PgError::new(
+                    SqlState::SyntaxError,
+                    format!("syntax error at or near \"{mode}\""),
+                ))
+            }
+        };
+        let names = if list.eq_ignore_ascii_case("all") {
+            None
+        } else {
+            let mut out = Vec::new();
+            for part in list.split(',') {
+                let part = part.trim();
+                let name = match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                    Some(quoted) => quoted.replace("\"\"", "\""),
+                    None => part.to_lowercase(),
+                };
+                // A schema-qualified name: the schema is public.
+                let name = name.rsplit('.').next().unwrap_or_default().to_string();
+                out.push(name);
+            }
+            Some(out)
+        };
+        if self.txn.is_none() {
+            self.notices
+                .push("SET CONSTRAINTS can only be used in transaction blocks".into());
+            return Ok(Outcome::Command("SET CONSTRAINTS".into()));
+        }
+        let mut txn = self.txn.take();
+        let result = crate::foreign_key::set_constraints(self, txn.as_mut(), names, deferred);
+        self.txn = txn;
+        result?;
+        Ok(Outcome::Command("SET CONSTRAINTS".into()))
     }
 
     /// `SHOW name`.

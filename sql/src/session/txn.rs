@@ -86,7 +86,16 @@ impl Session {
         // snapshot pinned.
         *self.view.lock() = None;
         match self.put_back(scope) {
-            Some(txn) => {
+            Some(mut txn) => {
+                // Foreign keys deferred by their definition are checked at this commit.
+                let checked = match &result {
+                    Ok(_) if self.fk.has_deferred() => {
+                        crate::foreign_key::before_commit(self, &mut txn)
+                    }
+                    _ => Ok(()),
+                };
+                self.fk.reset();
+                checked?;
                 let out = result?;
                 txn.commit_pipelined()?.applied().await?;
                 Ok(out)
@@ -104,6 +113,7 @@ impl Session {
         self.txn = None;
         self.failed = false;
         self.savepoints.clear();
+        self.fk.reset();
         self.end_cursors(false);
         let d = self.settings.default_isolation;
         self.show_isolation(d);
@@ -161,6 +171,7 @@ impl Session {
         self.txn = Some(Transaction::begin_with(&self.shared.store, level));
         self.failed = false;
         self.savepoints.clear();
+        self.fk.reset();
         Outcome::Begin
     }
 
@@ -225,15 +236,21 @@ impl Session {
         let d = self.settings.default_isolation;
         self.show_isolation(d);
         self.savepoints.clear();
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             self.notices
                 .push("there is no transaction in progress".into());
             return Ok(Outcome::End("COMMIT"));
         };
         if self.failed {
             self.failed = false;
+            self.fk.reset();
             self.end_cursors(false);
             return Ok(Outcome::End("ROLLBACK"));
+        }
+        // Deferred foreign-key checks: one that fails rolls the transaction back.
+        if let Err(e) = crate::foreign_key::before_commit(self, &mut txn) {
+            self.end_cursors(false);
+            return Err(e);
         }
         let committed = match txn.commit_pipelined() {
             Ok(p) => p.applied().await,

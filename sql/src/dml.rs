@@ -28,6 +28,7 @@ use sqlparser::parser::Parser;
 
 use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, quote, table_name};
+use crate::on_conflict::Conflicts;
 use crate::session::{bind, Outcome, Session, DML_SCHEMA, SCRATCH_SCHEMA};
 use crate::types::assign;
 
@@ -140,7 +141,7 @@ fn target_of(t: &TableWithJoins) -> Result<(String, String)> {
     }
 }
 
-fn parse_one(sql: &str) -> Result<Statement> {
+pub(crate) fn parse_one(sql: &str) -> Result<Statement> {
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql)?;
     match stmts.len() {
         1 => Ok(stmts.remove(0)),
@@ -241,127 +242,6 @@ pub(crate) async fn defaults(
     Ok(out)
 }
 
-/// `ON CONFLICT [target] DO NOTHING`: drops the rows whose key in one of the target's
-/// unique constraints (all of them without a target) is already stored or came earlier in
-/// the same statement. A row holding NULL in a key's columns does not conflict on it. A
-/// conflicting row inserted by a transaction still running is waited for by the insert's
-/// row lock and then reported as 23505 (PostgreSQL would skip it).
-pub(crate) struct ConflictSkipper {
-    /// Column sets of the constraints checked, with the unique index behind each (`None`:
-    /// the primary key).
-    keys: Vec<(Vec<usize>, Option<duet_common::IndexDef>)>,
-    /// Encoded keys of this statement's rows so far, per constraint.
-    seen: Vec<HashSet<Vec<u8>>>,
-}
-
-impl ConflictSkipper {
-    fn new(def: &TableDef, target: Option<&sqlparser::ast::ConflictTarget>) -> Result<Self> {
-        use sqlparser::ast::ConflictTarget;
-        let mut all: Vec<(Vec<usize>, Option<duet_common::IndexDef>)> = Vec::new();
-        if !def.primary_key.is_empty() {
-            all.push((def.primary_key.clone(), None));
-        }
-        for idx in def.indexes.iter().filter(|i| i.unique) {
-            all.push((idx.columns.clone(), Some(idx.clone())));
-        }
-        let keys = match target {
-            None => all,
-            Some(ConflictTarget::Columns(cols)) => {
-                let mut want = Vec::with_capacity(cols.len());
-                for c in cols {
-                    let name = ident_name(c);
-                    want.push(def.column_index(&name).ok_or_else(|| {
-                        PgError::new(
-                            SqlState::UndefinedColumn,
-                            format!("column \"{name}\" does not exist"),
-                        )
-                    })?);
-                }
-                want.sort_unstable();
-                let found: Vec<_> = all
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        let mut k = k.clone();
-                        k.sort_unstable();
-                        k == want
-                    })
-                    .collect();
-                if found.is_empty() {
-                    return Err(PgError::new(
-                        SqlState::InvalidColumnReference,
-                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-                    ));
-                }
-                found
-            }
-            Some(ConflictTarget::OnConstraint(name)) => {
-                let name = table_name(name)?;
-                let found: Vec<_> = all
-                    .into_iter()
-                    .filter(|(_, idx)| match idx {
-                        None => def.pk_name == name,
-                        Some(i) => i.name == name,
-                    })
-                    .collect();
-                if found.is_empty() {
-                    return Err(PgError::new(
-                        SqlState::UndefinedObject,
-                        format!(
-                            "constraint \"{name}\" for table \"{}\" does not exist",
-                            def.name
-                        ),
-                    ));
-                }
-                found
-            }
-        };
-        let seen = vec![HashSet::new(); keys.len()];
-        Ok(Self { keys, seen })
-    }
-
-    /// The rows of `rows` that conflict with nothing.
-    fn keep(&mut self, txn: &Transaction, def: &TableDef, rows: Vec<Row>) -> Result<Vec<Row>> {
-        let mut out = Vec::with_capacity(rows.len());
-        'rows: for row in rows {
-            let mut encoded = Vec::with_capacity(self.keys.len());
-            for (k, (cols, index)) in self.keys.iter().enumerate() {
-                let datums: Vec<Datum> = cols.iter().map(|&c| row[c].clone()).collect();
-                if datums.iter().any(Datum::is_null) {
-                    encoded.push(None);
-                    continue;
-                }
-                let key = duet_common::codec::memcmp::encode_tuple(&datums);
-                if self.seen[k].contains(&key) {
-                    continue 'rows;
-                }
-                let stored = match index {
-                    None => txn.get_row(def, &key)?.is_some(),
-                    Some(idx) => {
-                        let end = duet_common::codec::memcmp::prefix_end(&key);
-                        let mut found = false;
-                        txn.scan_index(def, idx, Some(&key), Some(&end), &mut |_, _| {
-                            found = true;
-                            Ok(false)
-                        })?;
-                        found
-                    }
-                };
-                if stored {
-                    continue 'rows;
-                }
-                encoded.push(Some(key));
-            }
-            for (k, key) in encoded.into_iter().enumerate() {
-                if let Some(key) = key {
-                    self.seen[k].insert(key);
-                }
-            }
-            out.push(row);
-        }
-        Ok(out)
-    }
-}
-
 /// The columns of a table whose default is `nextval(...)` (serial and identity columns),
 /// filled with a new value for each row that takes the default.
 pub(crate) struct SequenceDefaults {
@@ -447,14 +327,25 @@ async fn insert(
     };
     let table = table_name(name)?;
     let def = session.table(&table)?;
-    let mut on_conflict = match &ins.on {
-        None => None,
-        Some(sqlparser::ast::OnInsert::OnConflict(oc))
-            if matches!(oc.action, sqlparser::ast::OnConflictAction::DoNothing) =>
-        {
-            Some(ConflictSkipper::new(&def, oc.conflict_target.as_ref())?)
+    let (mut on_conflict, do_update) = match &ins.on {
+        None => (None, None),
+        Some(sqlparser::ast::OnInsert::OnConflict(oc)) => {
+            let update = match &oc.action {
+                sqlparser::ast::OnConflictAction::DoNothing => None,
+                sqlparser::ast::OnConflictAction::DoUpdate(u) => {
+                    if oc.conflict_target.is_none() {
+                        return Err(PgError::new(
+                            SqlState::SyntaxError,
+                            "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                        ));
+                    }
+                    Some(u.clone())
+                }
+            };
+            let conflicts = Conflicts::new(&def, oc.conflict_target.as_ref())?;
+            (Some(conflicts), update)
         }
-        Some(_) => return Err(PgError::unsupported("INSERT … ON CONFLICT DO UPDATE")),
+        Some(other) => return Err(PgError::unsupported(format!("INSERT … {other}"))),
     };
     let alias = ins
         .table_alias
@@ -550,6 +441,7 @@ async fn insert(
     let mut count = 0usize;
     let with_fk = crate::foreign_key::involved(session.store(), &def);
     let mut fk_rows: Vec<Row> = Vec::new();
+    let mut fk_updates = Vec::new();
     let mut row_no = 0usize;
     if default_values {
         // INSERT … DEFAULT VALUES: one row of defaults.
@@ -592,8 +484,12 @@ async fn insert(
             row_no += 1;
         }
         crate::check::check_rows(session, &def, &rows)?;
-        if let Some(skipper) = on_conflict.as_mut() {
-            rows = skipper.keep(txn, &def, rows)?;
+        let mut conflicts = Vec::new();
+        if let Some(c) = on_conflict.as_mut() {
+            match &do_update {
+                None => rows = c.keep(txn, &def, rows)?,
+                Some(_) => (rows, conflicts) = c.split(txn, &def, rows)?,
+            }
         }
         count += rows.len();
         if ins.returning.is_some() {
@@ -603,12 +499,29 @@ async fn insert(
             fk_rows.extend(rows.iter().cloned());
         }
         txn.insert_many(&def, rows)?;
+        if let Some(action) = &do_update {
+            let updated = crate::on_conflict::update_conflicts(
+                session, txn, &def, &alias, action, conflicts, params,
+            )
+            .await?;
+            count += updated.len();
+            for (old, new) in updated {
+                if ins.returning.is_some() {
+                    inserted.push(new.clone());
+                }
+                if with_fk {
+                    fk_updates.push(crate::foreign_key::Change::Updated(old, new));
+                }
+            }
+        }
     }
     if with_fk {
-        let changes = fk_rows
+        let mut changes: Vec<_> = fk_rows
             .into_iter()
-            .map(crate::foreign_key::Change::Inserted);
-        crate::foreign_key::after_write(session, txn, &def, changes.collect()).await?;
+            .map(crate::foreign_key::Change::Inserted)
+            .collect();
+        changes.append(&mut fk_updates);
+        crate::foreign_key::after_write(session, txn, &def, changes).await?;
     }
     match ins.returning {
         Some(items) => {

@@ -27,6 +27,7 @@ pub mod fastpath;
 pub(crate) mod foreign_key;
 pub mod hints;
 pub mod ident;
+pub(crate) mod on_conflict;
 pub mod pgsemantics;
 pub mod sequence;
 pub mod server;

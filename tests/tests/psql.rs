@@ -11,7 +11,7 @@
 //! - `constraints.sql`: CHECK constraints on INSERT, UPDATE and COPY, added and dropped.
 //! - `alter.sql`: ALTER COLUMN SET/DROP DEFAULT, SET/DROP NOT NULL, varchar length changes,
 //!   read back from the column replica.
-//! - `on_conflict.sql`: INSERT … ON CONFLICT [target] DO NOTHING.
+//! - `on_conflict.sql`: INSERT … ON CONFLICT [target] DO NOTHING | DO UPDATE SET … WHERE ….
 //! - `foreign_keys.sql`: FOREIGN KEY constraints: checks, every referential action,
 //!   composite and self references, deferred checks, ALTER TABLE, COPY, DROP and TRUNCATE.
 
@@ -99,7 +99,7 @@ async fn alter_column_prints_what_postgresql_prints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_conflict_do_nothing_prints_what_postgresql_prints() {
+async fn on_conflict_prints_what_postgresql_prints() {
     session_prints_what_postgresql_prints("on_conflict").await;
 }
 

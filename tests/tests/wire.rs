@@ -197,6 +197,21 @@ async fn parameters_work_in_where_update_delete_and_returning() {
         .unwrap()
         .get(0);
     assert_eq!(count, 5);
+    // An upsert with parameters in VALUES and in DO UPDATE, prepared once (as ORMs send it).
+    let upsert = c
+        .prepare(
+            "INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE \
+             SET v = kv.v || $3 || excluded.v RETURNING v",
+        )
+        .await
+        .unwrap();
+    for (k, expect) in [(3i64, "x+x3"), (42, "x42"), (42, "x42+x42")] {
+        let row = c
+            .query_one(&upsert, &[&k, &format!("x{k}"), &"+"])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), expect);
+    }
 }
 
 #[tokio::test]

@@ -89,6 +89,10 @@ pub fn datums_to_array<'a>(
         SqlType::Bool => build!(BooleanBuilder::new(), Datum::Bool(v) => *v),
         SqlType::Date => build!(Date32Builder::new(), Datum::Date(v) => *v),
         SqlType::Timestamp => build!(TimestampMicrosecondBuilder::new(), Datum::Timestamp(v) => *v),
+        SqlType::TimestampTz => build!(
+            TimestampMicrosecondBuilder::new().with_timezone(crate::types::UTC),
+            Datum::Timestamp(v) => *v
+        ),
         SqlType::Bytea => build!(BinaryBuilder::new(), Datum::Bytes(v) => v.as_slice()),
     })
 }
@@ -187,7 +191,7 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                 SqlType::Char(limit) => EncodeColumn::Text(down(a, ty)?, Some((*limit, true))),
                 SqlType::Bool => EncodeColumn::Bool(down(a, ty)?),
                 SqlType::Date => EncodeColumn::Date(down(a, ty)?),
-                SqlType::Timestamp => EncodeColumn::Timestamp(down(a, ty)?),
+                SqlType::Timestamp | SqlType::TimestampTz => EncodeColumn::Timestamp(down(a, ty)?),
                 SqlType::Bytea => EncodeColumn::Bytea(down(a, ty)?),
             })
         })
@@ -302,6 +306,9 @@ impl DecodeColumn {
             }
             SqlType::Date => Self::Date(Date32Builder::with_capacity(rows)),
             SqlType::Timestamp => Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows)),
+            SqlType::TimestampTz => Self::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(crate::types::UTC),
+            ),
             SqlType::Bytea => Self::Bytea(BinaryBuilder::with_capacity(rows, rows * 16)),
         })
     }
@@ -512,7 +519,9 @@ pub fn array_to_datums(array: &dyn Array, ty: &SqlType) -> Result<Vec<Datum>> {
         }
         SqlType::Bool => read!(BooleanArray, |v| Datum::Bool(v)),
         SqlType::Date => read!(Date32Array, |v| Datum::Date(v)),
-        SqlType::Timestamp => read!(TimestampMicrosecondArray, |v| Datum::Timestamp(v)),
+        SqlType::Timestamp | SqlType::TimestampTz => {
+            read!(TimestampMicrosecondArray, |v| Datum::Timestamp(v))
+        }
         SqlType::Bytea => read!(BinaryArray, |v| Datum::Bytes(v.to_vec())),
     }
     Ok(out)
@@ -606,7 +615,7 @@ mod tests {
                     }
                     SqlType::Bool => Datum::Bool(i % 2 == 0),
                     SqlType::Date => Datum::Date(i as i32),
-                    SqlType::Timestamp => Datum::Timestamp(i * 1000),
+                    SqlType::Timestamp | SqlType::TimestampTz => Datum::Timestamp(i * 1000),
                     SqlType::Bytea => Datum::Bytes(vec![1, 2, (i & 0xff) as u8]),
                 }
             })

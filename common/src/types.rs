@@ -27,8 +27,15 @@ pub enum SqlType {
     Bool,
     Date,
     Timestamp,
+    /// `timestamp with time zone`: an instant, stored as microseconds since 1970-01-01 UTC
+    /// and shown in the session's `TimeZone`.
+    TimestampTz,
     Bytea,
 }
+
+/// The time zone of a `timestamptz` column's Arrow type (instants are UTC; a result shows
+/// them in the session's zone).
+pub const UTC: &str = "+00:00";
 
 /// Precision and scale of an unconstrained `numeric`.
 pub const DEFAULT_NUMERIC: (u8, i8) = (38, 10);
@@ -47,6 +54,7 @@ impl SqlType {
             SqlType::Bool => DataType::Boolean,
             SqlType::Date => DataType::Date32,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             SqlType::Bytea => DataType::Binary,
         }
     }
@@ -88,6 +96,7 @@ impl SqlType {
             SqlType::Bool => "boolean".into(),
             SqlType::Date => "date".into(),
             SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Bytea => "bytea".into(),
         }
     }

@@ -139,19 +139,26 @@ pub fn scalar_to_datum(v: &ScalarValue, ty: &SqlType) -> Option<Datum> {
             ScalarValue::Date32(Some(d)) => Some(Datum::Date(*d)),
             _ => None,
         },
-        SqlType::Timestamp => match v {
-            ScalarValue::TimestampMicrosecond(Some(t), None) => Some(Datum::Timestamp(*t)),
-            ScalarValue::TimestampMillisecond(Some(t), None) => {
-                t.checked_mul(1000).map(Datum::Timestamp)
+        // A timestamptz literal is an instant whatever zone it carries; a timestamp one
+        // has none.
+        SqlType::Timestamp | SqlType::TimestampTz => {
+            let zoned = matches!(ty, SqlType::TimestampTz);
+            match v {
+                ScalarValue::TimestampMicrosecond(Some(t), tz) if tz.is_some() == zoned => {
+                    Some(Datum::Timestamp(*t))
+                }
+                ScalarValue::TimestampMillisecond(Some(t), tz) if tz.is_some() == zoned => {
+                    t.checked_mul(1000).map(Datum::Timestamp)
+                }
+                ScalarValue::TimestampSecond(Some(t), tz) if tz.is_some() == zoned => {
+                    t.checked_mul(1_000_000).map(Datum::Timestamp)
+                }
+                ScalarValue::TimestampNanosecond(Some(t), tz) if tz.is_some() == zoned => {
+                    Some(Datum::Timestamp(t.div_euclid(1000))).filter(|_| t % 1000 == 0)
+                }
+                _ => None,
             }
-            ScalarValue::TimestampSecond(Some(t), None) => {
-                t.checked_mul(1_000_000).map(Datum::Timestamp)
-            }
-            ScalarValue::TimestampNanosecond(Some(t), None) => {
-                Some(Datum::Timestamp(t.div_euclid(1000))).filter(|_| t % 1000 == 0)
-            }
-            _ => None,
-        },
+        }
         SqlType::Bytea => match v {
             ScalarValue::Binary(Some(b))
             | ScalarValue::LargeBinary(Some(b))

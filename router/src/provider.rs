@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{Constraint, Constraints, DataFusionError, Result as DfResult};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -40,6 +40,9 @@ pub struct RowTableProvider {
     ctx: ScanContext,
     expose_key: bool,
     schema: SchemaRef,
+    /// The primary key, which DataFusion uses for functional dependencies (PostgreSQL's
+    /// rule that `GROUP BY t.pk` lets the other columns of `t` be selected).
+    constraints: Option<Constraints>,
 }
 
 impl fmt::Debug for RowTableProvider {
@@ -63,11 +66,15 @@ impl RowTableProvider {
         } else {
             base
         };
+        let constraints = (!def.has_hidden_rowid()).then(|| {
+            Constraints::new_unverified(vec![Constraint::PrimaryKey(def.primary_key.clone())])
+        });
         Self {
             def,
             ctx,
             expose_key,
             schema,
+            constraints,
         }
     }
 
@@ -123,6 +130,10 @@ impl TableProvider for RowTableProvider {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.constraints.as_ref()
     }
 
     fn supports_filters_pushdown(

@@ -927,6 +927,75 @@ impl Store {
 
     /// Gives a hidden-rowid table a primary key: rows are rewritten under their new keys in a
     /// fresh storage id (indexes rebuilt), after checking NOT NULL and uniqueness.
+    /// Drops column `column` of `table`: the rows are written again without it under a new
+    /// storage id (the learner rebuilds the column replica from them), indexes on it go,
+    /// the positions of later columns move down in the table's keys, indexes and foreign
+    /// keys and in the foreign keys of other tables that reference it. A column in the
+    /// primary key or referenced by another table's foreign key is the caller's to refuse.
+    pub fn drop_column(&self, table: &str, column: usize) -> Result<()> {
+        self.ddl(|| self.drop_column_cmd(table, column))
+    }
+
+    fn drop_column_cmd(&self, table: &str, column: usize) -> Result<(Command, ())> {
+        let def = self
+            .table(table)
+            .ok_or_else(|| Error::TableNotFound(table.into()))?;
+        if column >= def.columns.len() || def.primary_key.contains(&column) {
+            return Err(Error::InvalidDefinition(format!(
+                "cannot drop column {column} of \"{table}\""
+            )));
+        }
+        let shift = |c: usize| if c > column { c - 1 } else { c };
+        let rows = self.all_rows(&def)?;
+        let mut new = (*def).clone();
+        new.columns.remove(column);
+        new.primary_key = new.primary_key.iter().map(|&c| shift(c)).collect();
+        new.indexes.retain(|i| !i.columns.contains(&column));
+        for i in &mut new.indexes {
+            i.columns = i.columns.iter().map(|&c| shift(c)).collect();
+        }
+        new.foreign_keys.retain(|f| !f.columns.contains(&column));
+        for f in &mut new.foreign_keys {
+            f.columns = f.columns.iter().map(|&c| shift(c)).collect();
+            if f.ref_table == table {
+                f.ref_columns = f.ref_columns.iter().map(|&c| shift(c)).collect();
+            }
+        }
+        new.storage_id = self.alloc_id();
+        let mut writes = WriteSet::new();
+        let mut kept = Vec::with_capacity(rows.len());
+        for (pk, mut r) in rows {
+            r.remove(column);
+            writes.insert(
+                key::record_key(new.storage_id, &pk),
+                Some(row::encode_row(&r)),
+            );
+            kept.push((pk, r));
+        }
+        for idx in &new.indexes {
+            Self::index_entries(&new, idx, &kept, &mut writes)?;
+        }
+        let prefix = key::storage_prefix(def.storage_id);
+        let mut cmd = Self::write_set_command(writes);
+        cmd.writes.push(Self::catalog_write(&new)?);
+        // Other tables' foreign keys into this one name its columns by position.
+        for other in self.tables() {
+            if other.name == table || !other.foreign_keys.iter().any(|f| f.ref_table == table) {
+                continue;
+            }
+            let mut o = (*other).clone();
+            for f in &mut o.foreign_keys {
+                if f.ref_table == table {
+                    f.ref_columns = f.ref_columns.iter().map(|&c| shift(c)).collect();
+                }
+            }
+            cmd.writes.push(Self::catalog_write(&o)?);
+        }
+        cmd.delete_ranges
+            .push((prefix.clone(), prefix_end(&prefix)));
+        Ok((cmd, ()))
+    }
+
     pub fn add_primary_key(&self, table: &str, columns: Vec<usize>, name: String) -> Result<()> {
         self.ddl(|| self.add_primary_key_cmd(table, columns, name))
     }

@@ -35,9 +35,11 @@ static PARSER: std::sync::LazyLock<PostgresCompatibilityParser> =
 
 /// datafusion-pg-catalog's statement rewrites that user statements go through: all of
 /// them but `RemoveSubqueryFromProjection`, which turns a correlated scalar subquery in a
-/// select list into NULL and stamps `LIMIT 1` on an uncorrelated one. That suits the
-/// catalog queries of client tools it was written for; on a user's query it answers
-/// wrongly where PostgreSQL answers (or raises 21000 for a subquery of several rows).
+/// select list into NULL and stamps `LIMIT 1` on an uncorrelated one, and
+/// `FixArrayLiteral`, which splits `'{…}'::type[]` at every comma (quotes and escapes
+/// kept in the elements) and writes other elements as numbers. Both suit the catalog
+/// queries of client tools they were written for; on a user's query they answer wrongly
+/// where PostgreSQL answers (`crate::arrays` reads array literals instead).
 static USER_REWRITES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> =
     std::sync::LazyLock::new(|| {
         use datafusion_pg_catalog::sql::rules::*;
@@ -47,7 +49,6 @@ static USER_REWRITES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>>
             Box::new(RewriteArrayAnyAllOperation),
             Box::new(PrependUnqualifiedPgTableName),
             Box::new(StripCallableQualifier),
-            Box::new(FixArrayLiteral),
             Box::new(CurrentUserVariableToSessionUserFunctionCall),
             Box::new(StripCollate),
             Box::new(RewritePgCatalogOperator),
@@ -241,7 +242,7 @@ impl SqlConnection {
             out.push(StatementResult {
                 notices: session.take_notices(),
                 outcome: result
-                    .map(|o| to_wire(o, guard))
+                    .map(|o| to_wire(o, guard, session.time_zone_name()))
                     .map_err(PgError::into_wire),
             });
             // After an error, or a COPY FROM STDIN whose data follows, the rest of the
@@ -357,29 +358,96 @@ async fn run_guarded(
     result
 }
 
+/// `schema` with its timestamptz columns in `zone` (the session's `TimeZone`: the same
+/// instants, shown in that zone's local time); whether any column changed.
+fn in_zone(schema: SchemaRef, zone: &str) -> (SchemaRef, bool) {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut changed = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != zone => {
+                changed = true;
+                f.as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(*unit, Some(zone.into())))
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    if !changed {
+        return (schema, false);
+    }
+    (
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        true,
+    )
+}
+
+/// `batch` with the schema [`in_zone`] made (`shown`: it differs).
+fn zone_batch(
+    batch: datafusion::arrow::record_batch::RecordBatch,
+    schema: &SchemaRef,
+    shown: bool,
+) -> datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch> {
+    if !shown {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                datafusion::arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(datafusion::arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        columns,
+    )?)
+}
+
 /// A statement's outcome as the wire sends it: result streams keep running under `guard`
 /// (a cancel or the statement timeout ends them with 57014) and their errors get their
 /// SQLSTATEs here.
-fn to_wire(outcome: Outcome, guard: StatementGuard) -> duet_wire::Outcome {
+fn to_wire(outcome: Outcome, guard: StatementGuard, zone: String) -> duet_wire::Outcome {
     let wire_err = |e| from_datafusion(e).into_wire();
     match outcome {
-        Outcome::Stream { stream, tag } => duet_wire::Outcome::Rows {
-            schema: stream.schema(),
-            rows: guard
-                .guard_stream(stream.boxed())
-                .map(move |r| r.map_err(wire_err))
-                .boxed(),
-            tag,
-        },
+        Outcome::Stream { stream, tag } => {
+            let (schema, shown) = in_zone(stream.schema(), &zone);
+            duet_wire::Outcome::Rows {
+                schema: schema.clone(),
+                rows: guard
+                    .guard_stream(stream.boxed())
+                    .map(move |r| {
+                        r.and_then(|b| zone_batch(b, &schema, shown))
+                            .map_err(wire_err)
+                    })
+                    .boxed(),
+                tag,
+            }
+        }
         Outcome::Batches {
             schema,
             batches,
             tag,
-        } => duet_wire::Outcome::Rows {
-            schema,
-            rows: stream::iter(batches.into_iter().map(Ok)).boxed(),
-            tag,
-        },
+        } => {
+            let (schema, shown) = in_zone(schema, &zone);
+            let batches: Vec<_> = batches
+                .into_iter()
+                .map(|b| zone_batch(b, &schema, shown).map_err(wire_err))
+                .collect();
+            duet_wire::Outcome::Rows {
+                schema,
+                rows: stream::iter(batches).boxed(),
+                tag,
+            }
+        }
         Outcome::Command(tag) => duet_wire::Outcome::Command(tag),
         Outcome::Begin => duet_wire::Outcome::Begin,
         Outcome::End(tag) => duet_wire::Outcome::End(tag),
@@ -485,7 +553,7 @@ impl SqlSession for SqlConnection {
         StatementResult {
             notices: session.take_notices(),
             outcome: result
-                .map(|o| to_wire(o, guard))
+                .map(|o| to_wire(o, guard, session.time_zone_name()))
                 .map_err(PgError::into_wire),
         }
     }

@@ -22,7 +22,7 @@ use sqlparser::ast::{CopyLegacyOption, CopyOption, CopySource, CopyTarget, State
 
 use crate::error::{from_datafusion, PgError, Result, SqlState};
 use crate::session::{blocking, Session};
-use crate::types::assign_array;
+use crate::types::assign_array_in;
 
 /// Rows converted and inserted at a time.
 const INSERT_ROWS: usize = 8192;
@@ -606,10 +606,11 @@ impl CopyIn {
             self.pending_rows = 0;
             self.uncommitted_bytes += std::mem::take(&mut self.pending_bytes);
             let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+            let zone = session.time_zone();
             for (j, &c) in self.columns.iter().enumerate() {
                 let array: ArrayRef = Arc::new(self.pending[j].finish());
                 let col = &self.def.columns[c];
-                arrays.push(assign_array(&array, &col.ty, &col.name)?);
+                arrays.push(assign_array_in(&array, &col.ty, &col.name, &zone)?);
             }
             let txn = match self.own_txn.as_mut() {
                 Some(t) => t,

@@ -149,6 +149,15 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
                 .and_then(crate::datetime::timestamp_text)
                 .ok_or_else(|| PgError::unsupported("an infinite or out-of-range timestamp"))?
         }
+        SqlType::TimestampTz => {
+            let micros = i64::from_be_bytes(fixed(b, column)?);
+            let text = micros
+                .checked_add(PG_EPOCH_MICROS)
+                .and_then(crate::datetime::timestamp_text)
+                .ok_or_else(|| PgError::unsupported("an infinite or out-of-range timestamp"))?;
+            // An instant: the text says it is UTC.
+            format!("{text}+00")
+        }
         SqlType::Numeric { .. } => numeric_text(b, column)?,
     })
 }
@@ -271,7 +280,7 @@ pub fn encode_tuple(columns: &[ArrayRef], r: usize, out: &mut Vec<u8>) -> Result
             DataType::Float32 => be!(col.as_primitive::<Float32Type>().value(r)),
             DataType::Float64 => be!(col.as_primitive::<Float64Type>().value(r)),
             DataType::Date32 => be!(col.as_primitive::<Date32Type>().value(r) - PG_EPOCH_DAYS),
-            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
                 be!(col.as_primitive::<TimestampMicrosecondType>().value(r) - PG_EPOCH_MICROS)
             }
             DataType::Decimal128(_, s) => {

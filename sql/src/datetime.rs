@@ -30,20 +30,62 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
+use datafusion::arrow::array::timezone::Tz;
+
 use crate::error::{PgError, PgErrorBox, Result, SqlState};
+
+fn from_arrow(e: datafusion::arrow::error::ArrowError) -> PgError {
+    crate::error::from_datafusion(e.into())
+}
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Days since 1970-01-01 of the date in `s` (a time after it is checked and ignored).
 pub fn parse_date(s: &str) -> Result<i32> {
-    let (date, _) = parse(s, "date")?;
+    let (date, _, _) = parse(s, "date")?;
     Ok(days_since_epoch(date))
 }
 
 /// Microseconds since 1970-01-01 00:00:00 of the timestamp in `s`.
 pub fn parse_timestamp(s: &str) -> Result<i64> {
-    let (date, micros) = parse(s, "timestamp")?;
+    let (date, micros, _) = parse(s, "timestamp")?;
     Ok(days_since_epoch(date) as i64 * MICROS_PER_DAY + micros)
+}
+
+/// Microseconds since 1970-01-01 00:00:00 UTC of the `timestamptz` in `s`: the zone it
+/// names, else local time in `zone` (the session's `TimeZone`; in a gap of a daylight-saving
+/// change, the earlier reading).
+pub fn parse_timestamptz(s: &str, zone: &Tz) -> Result<i64> {
+    let (date, micros, offset) = parse(s, "timestamp with time zone")?;
+    let local = days_since_epoch(date) as i64 * MICROS_PER_DAY + micros;
+    match offset {
+        Some(off) => Ok(local - i64::from(off) * 1_000_000),
+        None => local_to_utc(local, zone).ok_or_else(|| range(s)),
+    }
+}
+
+/// Local microseconds in `zone` as microseconds UTC.
+pub fn local_to_utc(local: i64, zone: &Tz) -> Option<i64> {
+    use chrono::TimeZone;
+    let naive = chrono::DateTime::from_timestamp_micros(local)?.naive_utc();
+    let at = zone.from_local_datetime(&naive);
+    let dt = at.earliest().or_else(|| {
+        // A gap (clocks moved forward): PostgreSQL reads the time with the offset before.
+        zone.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest()
+            .map(|d| d - chrono::Duration::hours(1))
+    })?;
+    Some(dt.timestamp_micros())
+}
+
+/// The zone a session's `TimeZone` setting names (`UTC` if it names none known).
+pub fn zone_of(setting: &str) -> Option<Tz> {
+    let s = setting.trim();
+    if s.eq_ignore_ascii_case("utc") || s.eq_ignore_ascii_case("gmt") || s.eq_ignore_ascii_case("z")
+    {
+        return "+00:00".parse().ok();
+    }
+    s.parse().ok()
 }
 
 /// 1970-01-01 as chrono counts days (from 0001-01-01, day 1).
@@ -82,13 +124,19 @@ fn range(s: &str) -> PgError {
 
 /// The date and the microseconds into it (24:00 and leap seconds may make it the next day's
 /// midnight: the date is moved on).
-fn parse(s: &str, ty: &str) -> Result<(NaiveDate, i64)> {
+fn parse(s: &str, ty: &str) -> Result<(NaiveDate, i64, Option<i32>)> {
     if let Some(v) = parse_iso_fast(s.as_bytes()) {
-        return v.ok_or_else(|| range(s));
+        return v.map(|(d, m)| (d, m, None)).ok_or_else(|| range(s));
     }
     let lower = s.trim().to_ascii_lowercase();
     match lower.as_str() {
-        "epoch" => return Ok((NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"), 0)),
+        "epoch" => {
+            return Ok((
+                NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"),
+                0,
+                Some(0),
+            ))
+        }
         "infinity" | "-infinity" | "+infinity" | "now" | "today" | "tomorrow" | "yesterday"
         | "allballs" => {
             return Err(PgError::unsupported(format!(
@@ -172,18 +220,65 @@ struct Parts {
     /// Hour, minute, second, microseconds.
     time: Option<(u32, u32, u32, i64)>,
     meridiem: Option<bool>,
+    /// A zone written after the time, in seconds east of UTC.
+    zone: Option<i32>,
 }
 
 const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-/// Zone names ignored after a timestamp (PostgreSQL ignores any zone for these types;
-/// these are the ones people write).
-const ZONES: [&str; 16] = [
-    "z", "utc", "gmt", "ut", "zulu", "pst", "pdt", "mst", "mdt", "cst", "cdt", "est", "edt", "cet",
-    "cest", "bst",
+/// Zone abbreviations after a timestamp (the ones people write) and their offsets in
+/// hours; `timestamp` and `date` ignore them, `timestamptz` applies them.
+const ZONES: [(&str, i32); 16] = [
+    ("z", 0),
+    ("utc", 0),
+    ("gmt", 0),
+    ("ut", 0),
+    ("zulu", 0),
+    ("pst", -8),
+    ("pdt", -7),
+    ("mst", -7),
+    ("mdt", -6),
+    ("cst", -6),
+    ("cdt", -5),
+    ("est", -5),
+    ("edt", -4),
+    ("cet", 1),
+    ("cest", 2),
+    ("bst", 1),
 ];
+
+/// A numeric zone offset (`+05`, `-0800`, `+05:30`, `+05:30:15`) in seconds east of UTC.
+fn offset_seconds(t: &str) -> std::result::Result<i32, Bad> {
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(Bad::Syntax),
+    };
+    let parts: Vec<&str> = if rest.contains(':') {
+        rest.split(':').collect()
+    } else {
+        match rest.len() {
+            1 | 2 => vec![rest],
+            4 => vec![&rest[..2], &rest[2..]],
+            6 => vec![&rest[..2], &rest[2..4], &rest[4..]],
+            _ => return Err(Bad::Syntax),
+        }
+    };
+    let mut secs = 0i64;
+    for (i, p) in parts.iter().enumerate() {
+        if i > 2 || p.is_empty() || p.len() > 2 {
+            return Err(Bad::Syntax);
+        }
+        let v = number(p)?;
+        if (i > 0 && v > 59) || (i == 0 && v > 15) {
+            return Err(Bad::Range);
+        }
+        secs += v * [3600, 60, 1][i];
+    }
+    Ok(sign * secs as i32)
+}
 
 fn number(t: &str) -> std::result::Result<i64, Bad> {
     if t.is_empty() || t.len() > 9 || !t.bytes().all(|c| c.is_ascii_digit()) {
@@ -217,6 +312,7 @@ impl Parts {
                 && t.len() > 1
                 && t[1..].bytes().all(|c| c.is_ascii_digit() || c == b':')
             {
+                self.zone = Some(offset_seconds(t)?);
                 Ok(())
             } else {
                 Err(Bad::Syntax)
@@ -273,7 +369,10 @@ impl Parts {
             "pm" | "p" if self.time.is_some() => self.meridiem = Some(true),
             "ad" => {}
             "bc" => return Err(Bad::Unsupported("a year BC")),
-            z if ZONES.contains(&z) && (self.time.is_some() || self.ymd.is_some()) => {}
+            z if self.time.is_some() || self.ymd.is_some() => {
+                let (_, hours) = ZONES.iter().find(|(n, _)| *n == z).ok_or(Bad::Syntax)?;
+                self.zone = Some(hours * 3600);
+            }
             _ => return Err(Bad::Syntax),
         }
         Ok(())
@@ -286,11 +385,13 @@ impl Parts {
         // A zone glued to the time: 10:00:00+05, 10:00:00-08:00, 10:00:00z.
         let end = t[1..].find(['+', '-', 'z']).map_or(t.len(), |i| i + 1);
         let (clock, zone) = t.split_at(end);
-        if !(zone.is_empty()
-            || zone == "z"
-            || zone[1..].bytes().all(|c| c.is_ascii_digit() || c == b':'))
-        {
-            return Err(Bad::Syntax);
+        if zone == "z" {
+            self.zone = Some(0);
+        } else if !zone.is_empty() {
+            if !zone[1..].bytes().all(|c| c.is_ascii_digit() || c == b':') {
+                return Err(Bad::Syntax);
+            }
+            self.zone = Some(offset_seconds(zone)?);
         }
         let mut fields = clock.split(':');
         let h = number(fields.next().ok_or(Bad::Syntax)?)?;
@@ -319,7 +420,7 @@ impl Parts {
         Ok(())
     }
 
-    fn finish(self) -> std::result::Result<(NaiveDate, i64), Bad> {
+    fn finish(self) -> std::result::Result<(NaiveDate, i64, Option<i32>), Bad> {
         let (y, m, d) = match (self.ymd, self.month) {
             (Some(ymd), None) if self.numbers.is_empty() => ymd,
             (None, Some(month)) => match self.numbers.as_slice() {
@@ -349,10 +450,27 @@ impl Parts {
         // 24:00:00 and a leap second end on the next day; the date is moved on.
         if micros >= MICROS_PER_DAY {
             let next = date.succ_opt().ok_or(Bad::Range)?;
-            return Ok((next, micros - MICROS_PER_DAY));
+            return Ok((next, micros - MICROS_PER_DAY, self.zone));
         }
-        Ok((date, micros))
+        Ok((date, micros, self.zone))
     }
+}
+
+/// The timestamps in `strings`, in `unit`.
+pub fn strings_to_timestamptz(strings: &dyn Array, unit: TimeUnit, zone: &Tz) -> Result<ArrayRef> {
+    let strings = strings
+        .as_string_opt::<i32>()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "timestamptz input: not utf8"))?;
+    let micros = strings
+        .iter()
+        .map(|v| v.map(|s| parse_timestamptz(s, zone)).transpose())
+        .collect::<Result<Vec<Option<i64>>>>()?;
+    let out = timestamps_in_unit(micros, unit);
+    datafusion::arrow::compute::cast(
+        &out,
+        &DataType::Timestamp(unit, Some(duet_common::types::UTC.into())),
+    )
+    .map_err(from_arrow)
 }
 
 /// The timestamps in `strings`, in `unit`.
@@ -404,13 +522,16 @@ pub fn strings_to_dates(strings: &dyn Array) -> Result<ArrayRef> {
 pub struct DateTimeInput {
     signature: Signature,
     target: DataType,
+    /// The session's `TimeZone`, for a `timestamptz` written without a zone.
+    zone: String,
 }
 
 impl DateTimeInput {
-    pub fn new(target: DataType) -> Self {
+    pub fn new(target: DataType, zone: String) -> Self {
         Self {
             signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
             target,
+            zone,
         }
     }
 }
@@ -437,24 +558,82 @@ impl ScalarUDFImpl for DateTimeInput {
                 "duet_datetime_in takes one argument".into(),
             ));
         };
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let strings = arg.to_array(if scalar { 1 } else { args.number_rows })?;
-        let out = match &self.target {
-            DataType::Date32 => strings_to_dates(strings.as_ref()),
-            DataType::Timestamp(unit, None) => strings_to_timestamps(strings.as_ref(), *unit),
-            other => {
-                return Err(DataFusionError::Internal(format!(
-                    "duet_datetime_in to {other}"
-                )))
+        on_strings(arg, args.number_rows, |strings| match &self.target {
+            DataType::Date32 => strings_to_dates(strings),
+            DataType::Timestamp(unit, None) => strings_to_timestamps(strings, *unit),
+            DataType::Timestamp(unit, Some(tz)) => {
+                let zone = zone_of(&self.zone).unwrap_or_else(crate::types::utc);
+                strings_to_timestamptz(strings, *unit, &zone).and_then(|a| {
+                    datafusion::arrow::compute::cast(
+                        &a,
+                        &DataType::Timestamp(*unit, Some(tz.clone())),
+                    )
+                    .map_err(from_arrow)
+                })
             }
-        }
-        .map_err(|e| DataFusionError::External(Box::new(PgErrorBox(e))))?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
+            other => Err(PgError::new(
+                SqlState::InternalError,
+                format!("duet_datetime_in to {other}"),
+            )),
         })
     }
+}
+
+/// Applies `convert` to a text argument of a scalar function (a scalar stays a scalar);
+/// its error reaches the client with its SQLSTATE.
+pub(crate) fn on_strings(
+    arg: &ColumnarValue,
+    rows: usize,
+    convert: impl FnOnce(&dyn Array) -> Result<ArrayRef>,
+) -> datafusion::common::Result<ColumnarValue> {
+    let scalar = matches!(arg, ColumnarValue::Scalar(_));
+    let strings = arg.to_array(if scalar { 1 } else { rows })?;
+    let out = convert(strings.as_ref())
+        .map_err(|e| DataFusionError::External(Box::new(PgErrorBox(e))))?;
+    Ok(if scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}
+
+/// Replaces each cast of text (`Utf8`) for which `make(target type, session zone)` gives a
+/// function with a call of that function on the text, keeping output names. After type
+/// coercion (casts it inserted are replaced too).
+pub(crate) fn replace_text_casts(
+    plan: LogicalPlan,
+    config: &ConfigOptions,
+    make: impl Fn(&DataType, &str) -> Option<ScalarUDF>,
+) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    let zone = config
+        .execution
+        .time_zone
+        .clone()
+        .unwrap_or_else(|| "UTC".into());
+    plan.transform_up_with_subqueries(|node| {
+        let schema = merge_schema(&node.inputs());
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let name = names.save(&e);
+            e.transform_up(|e| {
+                let Expr::Cast(Cast { expr, field }) = &e else {
+                    return Ok(Transformed::no(e));
+                };
+                if !expr.get_type(&schema).is_ok_and(|t| t == DataType::Utf8) {
+                    return Ok(Transformed::no(e));
+                }
+                let Some(udf) = make(field.data_type(), &zone) else {
+                    return Ok(Transformed::no(e));
+                };
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(Arc::new(udf), vec![(**expr).clone()]),
+                )))
+            })
+            .map(|t| t.update_data(|e| name.restore(e)))
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// Casts of text to `date` and `timestamp` (written, or inserted by type coercion as in
@@ -467,34 +646,13 @@ impl AnalyzerRule for DateTimeInputCasts {
     fn analyze(
         &self,
         plan: LogicalPlan,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
-        plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|e| {
-                let name = names.save(&e);
-                e.transform_up(|e| {
-                    let Expr::Cast(Cast { expr, field }) = &e else {
-                        return Ok(Transformed::no(e));
-                    };
-                    let target = field.data_type();
-                    if !matches!(target, DataType::Date32 | DataType::Timestamp(_, None))
-                        || !expr.get_type(&schema).is_ok_and(|t| t == DataType::Utf8)
-                    {
-                        return Ok(Transformed::no(e));
-                    }
-                    let udf =
-                        Arc::new(ScalarUDF::new_from_impl(DateTimeInput::new(target.clone())));
-                    Ok(Transformed::yes(Expr::ScalarFunction(
-                        ScalarFunction::new_udf(udf, vec![(**expr).clone()]),
-                    )))
-                })
-                .map(|t| t.update_data(|e| name.restore(e)))
+        replace_text_casts(plan, config, |target, zone| {
+            matches!(target, DataType::Date32 | DataType::Timestamp(..)).then(|| {
+                ScalarUDF::new_from_impl(DateTimeInput::new(target.clone(), zone.to_string()))
             })
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

@@ -405,6 +405,110 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
     Ok(Outcome::Command("CREATE TABLE".into()))
 }
 
+/// `ALTER TABLE … DROP COLUMN`: the column goes with the indexes, CHECK and foreign key
+/// constraints of its table that use it (and a `serial` column's sequence); foreign keys of
+/// other tables that reference it need CASCADE (2BP01 without), a primary-key column is
+/// refused (0A000). The rows are written again without it.
+fn drop_column(
+    session: &mut Session,
+    table: &str,
+    column: &str,
+    if_exists: bool,
+    cascade: bool,
+) -> Result<()> {
+    let store = session.store().clone();
+    let def = session.table(table)?;
+    let Some(pos) = def.column_index(column) else {
+        if if_exists {
+            session.notice(format!(
+                "column \"{column}\" of relation \"{table}\" does not exist, skipping"
+            ));
+            return Ok(());
+        }
+        return Err(PgError::new(
+            SqlState::UndefinedColumn,
+            format!("column \"{column}\" of relation \"{table}\" does not exist"),
+        ));
+    };
+    if def.primary_key.contains(&pos) {
+        return Err(PgError::unsupported(
+            "ALTER TABLE DROP COLUMN of a primary-key column",
+        ));
+    }
+    if def.columns.len() == 1 {
+        return Err(PgError::unsupported(
+            "ALTER TABLE DROP COLUMN of the only column",
+        ));
+    }
+    // Foreign keys of other tables (or of this one) that reference the column.
+    let mut dependents = Vec::new();
+    for t in store.tables() {
+        for f in &t.foreign_keys {
+            if f.ref_table == table && f.ref_columns.contains(&pos) && !f.columns.is_empty() {
+                if t.name == table && f.columns.contains(&pos) {
+                    continue; // goes with the column itself
+                }
+                dependents.push((t.name.clone(), f.name.clone()));
+            }
+        }
+    }
+    if let Some((t, f)) = dependents.first() {
+        if !cascade {
+            return Err(PgError::new(
+                SqlState::DependentObjectsStillExist,
+                format!("cannot drop column {column} of table {table} because other objects depend on it"),
+            )
+            .with_detail(format!("constraint {f} on table {t} depends on column {column} of table {table}"))
+            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+        }
+        for (t, f) in &dependents {
+            session.notice(format!("drop cascades to constraint {f} on table {t}"));
+            blocking(|| {
+                store.alter_table_def(t, |d| {
+                    d.foreign_keys.retain(|x| x.name != *f);
+                    Ok(())
+                })
+            })?;
+        }
+    }
+    // CHECK constraints that read the column go with it.
+    let checks_left: Vec<_> = def
+        .checks
+        .iter()
+        .filter(|c| {
+            let read = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(&c.expr)
+                .and_then(|mut p| p.parse_expr())
+                .map(|e| crate::check::columns_read(&def, &e))
+                .unwrap_or_default();
+            !read.iter().any(|n| n == column)
+        })
+        .cloned()
+        .collect();
+    if checks_left.len() != def.checks.len() {
+        blocking(|| {
+            store.alter_table_def(table, |d| {
+                d.checks = checks_left;
+                Ok(())
+            })
+        })?;
+    }
+    blocking(|| store.drop_column(table, pos))?;
+    // A serial or identity column's sequence goes too.
+    for owned in store.tables() {
+        let by_column = owned
+            .sequence
+            .as_ref()
+            .and_then(|s| s.owned_by.as_ref())
+            .is_some_and(|(t, c)| t == table && c == column);
+        if by_column {
+            blocking(|| store.drop_table(&owned.name))?;
+            session.shared_sequences().forget(owned.id);
+        }
+    }
+    Ok(())
+}
+
 /// Gives `tables` a new definition version without changing them: a write plan made for
 /// one before it became referenced by a foreign key must be made again (see
 /// `FastPlan::is_current`).
@@ -1075,6 +1179,18 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
     match op {
         AlterTableOperation::AlterColumn { column_name, op } => {
             alter_column(session, table, &ident_name(&column_name), op).await
+        }
+        AlterTableOperation::DropColumn {
+            column_names,
+            if_exists,
+            drop_behavior,
+            ..
+        } => {
+            let cascade = matches!(drop_behavior, Some(sqlparser::ast::DropBehavior::Cascade));
+            for name in &column_names {
+                drop_column(session, table, &ident_name(name), if_exists, cascade)?;
+            }
+            Ok(())
         }
         AlterTableOperation::DropConstraint {
             if_exists, name, ..

@@ -30,7 +30,7 @@ use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, quote, table_name};
 use crate::on_conflict::Conflicts;
 use crate::session::{bind, Outcome, Session, DML_SCHEMA, SCRATCH_SCHEMA};
-use crate::types::assign;
+use crate::types::assign_in;
 
 const RETURNING_TABLE: &str = "__duet_returning";
 
@@ -221,7 +221,7 @@ pub async fn eval_const(
         .iter()
         .find(|b| b.num_rows() > 0)
         .ok_or_else(|| PgError::new(SqlState::InternalError, "constant produced no row"))?;
-    let mut d = assign(batch.column(0), ty, column)?;
+    let mut d = assign_in(batch.column(0), ty, column, &session.time_zone())?;
     Ok(d.swap_remove(0))
 }
 
@@ -457,11 +457,19 @@ async fn insert(
         }
         count = 1;
     }
+    let zone = session.time_zone();
     for batch in &batches {
         let cols: Vec<Vec<Datum>> = target
             .iter()
             .enumerate()
-            .map(|(j, &c)| assign(batch.column(j), &def.columns[c].ty, &def.columns[c].name))
+            .map(|(j, &c)| {
+                assign_in(
+                    batch.column(j),
+                    &def.columns[c].ty,
+                    &def.columns[c].name,
+                    &zone,
+                )
+            })
             .collect::<Result<_>>()?;
         let mut rows = Vec::with_capacity(batch.num_rows());
         #[allow(clippy::needless_range_loop)] // `i` indexes every column of `cols`
@@ -621,6 +629,7 @@ async fn update(
     .await?;
     let ncols = def.columns.len();
     let types = def.types();
+    let zone = session.time_zone();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut updated = Vec::new();
     let with_fk = crate::foreign_key::involved(session.store(), &def);
@@ -637,10 +646,11 @@ async fn update(
             .iter()
             .enumerate()
             .map(|(j, &c)| {
-                assign(
+                assign_in(
                     batch.column(ncols + 1 + j),
                     &def.columns[c].ty,
                     &def.columns[c].name,
+                    &zone,
                 )
             })
             .collect::<Result<_>>()?;

@@ -12,6 +12,7 @@
 //! This crate never touches RocksDB or Arrow storage directly.
 
 pub mod analyze;
+pub mod arrays;
 pub mod cancel;
 pub mod check;
 pub mod colnames;

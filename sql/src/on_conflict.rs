@@ -20,7 +20,7 @@ use sqlparser::ast::{AssignmentTarget, DoUpdate, Expr, Ident};
 use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, quote, table_name};
 use crate::session::{Session, SCRATCH_SCHEMA};
-use crate::types::assign;
+use crate::types::assign_in;
 
 /// `ON CONFLICT [target] DO NOTHING`: drops the rows whose key in one of the target's
 /// unique constraints (all of them without a target) is already stored or came earlier in
@@ -294,11 +294,19 @@ pub(crate) async fn update_conflicts(
     let batches = result?;
     let mut updated = Vec::new();
     let mut at = 0usize;
+    let zone = session.time_zone();
     for out in &batches {
         let values: Vec<Vec<Datum>> = targets
             .iter()
             .enumerate()
-            .map(|(j, &c)| assign(out.column(j), &def.columns[c].ty, &def.columns[c].name))
+            .map(|(j, &c)| {
+                assign_in(
+                    out.column(j),
+                    &def.columns[c].ty,
+                    &def.columns[c].name,
+                    &zone,
+                )
+            })
             .collect::<Result<_>>()?;
         let keep = action
             .selection

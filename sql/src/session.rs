@@ -195,6 +195,8 @@ impl Session {
             .with_information_schema(true)
             .with_target_partitions(2);
         config.options_mut().sql_parser.parse_float_as_decimal = true;
+        // now() is a timestamptz, as in PostgreSQL (SET TIME ZONE changes it).
+        config.options_mut().execution.time_zone = Some("+00:00".into());
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(config);
         set_memory_limit(&ctx, default_query_memory())?;
@@ -260,6 +262,7 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));
             rules.push(Arc::new(crate::datetime::DateTimeInputCasts));
+            rules.push(Arc::new(crate::arrays::ArrayInputCasts));
             rules.push(Arc::new(crate::pgsemantics::OuterLevelAggregates));
             rules.push(Arc::new(crate::pgsemantics::NullableScalarSubqueries));
             rules.push(Arc::new(crate::pgsemantics::GlobalAggregateConstants));
@@ -464,6 +467,22 @@ impl Session {
     }
 
     /// The table called `name`, or 42P01 (the row store's own "does not exist" error).
+    /// The session's `TimeZone` as an Arrow time zone (`+00:00` for UTC).
+    pub(crate) fn time_zone_name(&self) -> String {
+        let state = self.ctx.state_ref();
+        let zone = state.read().config().options().execution.time_zone.clone();
+        zone.unwrap_or_else(|| "+00:00".into())
+    }
+
+    /// The session's `TimeZone` (what a timestamptz without a zone is local to, and what
+    /// results show timestamptz values in).
+    pub(crate) fn time_zone(&self) -> datafusion::arrow::array::timezone::Tz {
+        let state = self.ctx.state_ref();
+        let zone = state.read().config().options().execution.time_zone.clone();
+        zone.and_then(|z| crate::datetime::zone_of(&z))
+            .unwrap_or_else(crate::types::utc)
+    }
+
     pub(crate) fn table(&self, name: &str) -> Result<duet_common::TableDefRef> {
         let def =
             self.shared.store.table(name).ok_or_else(|| {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -52,6 +53,9 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
         AstType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
             SqlType::Timestamp
         }
+        AstType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+            SqlType::TimestampTz
+        }
         AstType::Bytea => SqlType::Bytea,
         AstType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "int2" => SqlType::Int16,
@@ -60,6 +64,7 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
             "float4" => SqlType::Float32,
             "float8" => SqlType::Float64,
             "bpchar" => SqlType::Char(1),
+            "timestamptz" => SqlType::TimestampTz,
             other => {
                 return Err(PgError::new(
                     SqlState::UndefinedObject,
@@ -123,22 +128,85 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// `array` (text, a timestamp, a timestamptz in any zone, a date) as instants in a
+/// `timestamptz` column's type: text and values without a zone are local time in `zone`.
+fn timestamptz_of(array: &ArrayRef, zone: &Tz) -> Result<ArrayRef> {
+    let target = SqlType::TimestampTz.arrow_type();
+    let cast = |a: &ArrayRef, t: &DataType| {
+        cast_with_options(a, t, &CastOptions::default()).map_err(|e| from_datafusion(e.into()))
+    };
+    match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let text = cast(array, &DataType::Utf8)?;
+            crate::datetime::strings_to_timestamptz(text.as_ref(), TimeUnit::Microsecond, zone)
+        }
+        DataType::Timestamp(_, Some(_)) => cast(array, &target),
+        DataType::Timestamp(_, None) | DataType::Date32 | DataType::Date64 | DataType::Null => {
+            let local = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            let local = local
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+                .ok_or_else(|| PgError::new(SqlState::InternalError, "timestamp cast"))?;
+            let mut out = Vec::with_capacity(local.len());
+            for v in local.iter() {
+                out.push(match v {
+                    None => None,
+                    Some(m) => Some(crate::datetime::local_to_utc(m, zone).ok_or_else(|| {
+                        PgError::new(SqlState::DatetimeFieldOverflow, "timestamp out of range")
+                    })?),
+                });
+            }
+            Ok(Arc::new(
+                datafusion::arrow::array::TimestampMicrosecondArray::from(out)
+                    .with_timezone(duet_common::types::UTC),
+            ))
+        }
+        other => Err(PgError::new(
+            SqlState::DatatypeMismatch,
+            format!("column is of type timestamp with time zone but expression is of type {other}"),
+        )),
+    }
+}
+
 /// Casts `array` to the storage type of `ty` as an assignment (INSERT/UPDATE) would, and
 /// reads it into datums with the type's modifiers enforced.
 pub fn assign(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<Vec<Datum>> {
-    let casted = assign_array(array, ty, column)?;
+    assign_in(array, ty, column, &utc())
+}
+
+/// [`assign`] in the session time zone `zone` (what a `timestamptz` written without a
+/// zone, or a `timestamp` assigned to one, is local to).
+pub fn assign_in(array: &ArrayRef, ty: &SqlType, column: &str, zone: &Tz) -> Result<Vec<Datum>> {
+    let casted = assign_array_in(array, ty, column, zone)?;
     duet_common::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
+}
+
+/// UTC, the zone of a session that set none.
+pub fn utc() -> Tz {
+    "+00:00".parse().expect("UTC is a zone")
 }
 
 /// The cast of [`assign`], without reading the values: the array in the storage type of
 /// `ty` (its modifiers are enforced when the values are read or encoded).
 pub fn assign_array(array: &ArrayRef, ty: &SqlType, column: &str) -> Result<ArrayRef> {
+    assign_array_in(array, ty, column, &utc())
+}
+
+/// [`assign_array`] in the session time zone `zone`.
+pub fn assign_array_in(
+    array: &ArrayRef,
+    ty: &SqlType,
+    column: &str,
+    zone: &Tz,
+) -> Result<ArrayRef> {
     let target = ty.arrow_type();
     let source = array.data_type().clone();
     let casted: ArrayRef = if source == target {
         array.clone()
     } else if let Some(decimals) = plain_decimals(array, &target) {
         decimals
+    } else if matches!(ty, SqlType::TimestampTz) {
+        timestamptz_of(array, zone)?
     } else if matches!(ty, SqlType::Timestamp) && source == DataType::Utf8 {
         crate::datetime::strings_to_timestamps(array.as_ref(), TimeUnit::Microsecond)?
     } else if matches!(ty, SqlType::Date) && source == DataType::Utf8 {

@@ -14,6 +14,9 @@
 //! - `on_conflict.sql`: INSERT … ON CONFLICT [target] DO NOTHING | DO UPDATE SET … WHERE ….
 //! - `foreign_keys.sql`: FOREIGN KEY constraints: checks, every referential action,
 //!   composite and self references, deferred checks, ALTER TABLE, COPY, DROP and TRUNCATE.
+//! - `timestamptz.sql`: timestamptz input with and without zones, SET TIME ZONE, output in
+//!   the session's zone, casts, COPY, both replicas.
+//! - `arrays.sql`: text cast to array types (`'{…}'::int[]`), unnest of them, errors.
 
 use std::path::Path;
 use std::process::Command;
@@ -106,4 +109,14 @@ async fn on_conflict_prints_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_keys_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("foreign_keys").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamptz_prints_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("timestamptz").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_literals_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("arrays").await;
 }

@@ -102,7 +102,7 @@ pub fn decode_datum<'a>(buf: &'a [u8], ty: &SqlType) -> Result<(Datum, &'a [u8])
             let (u, r) = fixed8(rest)?;
             (Datum::Int((u ^ (1 << 63)) as i64), r)
         }
-        SqlType::Timestamp => {
+        SqlType::Timestamp | SqlType::TimestampTz => {
             let (u, r) = fixed8(rest)?;
             (Datum::Timestamp((u ^ (1 << 63)) as i64), r)
         }

@@ -78,7 +78,8 @@ pub(crate) fn fixed_width(ty: &SqlType) -> Option<usize> {
         | SqlType::Float32
         | SqlType::Float64
         | SqlType::Date
-        | SqlType::Timestamp => Some(8),
+        | SqlType::Timestamp
+        | SqlType::TimestampTz => Some(8),
     }
 }
 
@@ -129,7 +130,9 @@ pub fn decode_row(
             SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => {
                 Datum::Int(i64::from_le_bytes(fixed8(v)))
             }
-            SqlType::Timestamp => Datum::Timestamp(i64::from_le_bytes(fixed8(v))),
+            SqlType::Timestamp | SqlType::TimestampTz => {
+                Datum::Timestamp(i64::from_le_bytes(fixed8(v)))
+            }
             SqlType::Date => Datum::Date(i64::from_le_bytes(fixed8(v)) as i32),
             SqlType::Float32 | SqlType::Float64 => Datum::Float(f64::from_le_bytes(fixed8(v))),
             SqlType::Numeric { .. } => Datum::Decimal(i128::from_le_bytes(

@@ -18,6 +18,8 @@ use crate::error::{PgError, Result, SqlState};
 /// A checked value, as `apply` takes it.
 pub(super) enum Value {
     Text,
+    /// A time zone, as DataFusion's `execution.time_zone` takes it.
+    Zone(String),
     Flag(bool),
     Duration(Duration),
     Bytes(u64),
@@ -186,7 +188,26 @@ pub(super) static SETTINGS: &[Def] = &[
         },
     },
     shown!("idle_in_transaction_session_timeout", "0"),
-    shown!("timezone", "UTC"),
+    Def {
+        name: "timezone",
+        default: || "UTC".into(),
+        parse: |v| {
+            let v = v.trim_matches('\'');
+            match crate::datetime::zone_of(v) {
+                Some(_) if v.eq_ignore_ascii_case("utc") || v.eq_ignore_ascii_case("gmt") => {
+                    Ok(Value::Zone("+00:00".into()))
+                }
+                Some(_) => Ok(Value::Zone(v.to_string())),
+                None => Err(Refused::Invalid),
+            }
+        },
+        apply: |s, v| {
+            if let Value::Zone(z) = v {
+                s.set_datafusion_option("datafusion.execution.time_zone", &z)?;
+            }
+            Ok(Shown::AsWritten)
+        },
+    },
     Def {
         name: "transaction_isolation",
         default: || isolation_name(Isolation::ReadCommitted).into(),
@@ -351,7 +372,10 @@ impl Session {
         let invalid = || {
             PgError::new(
                 SqlState::InvalidParameterValue,
-                format!("invalid value for parameter \"{name}\": \"{value}\""),
+                format!(
+                    "invalid value for parameter \"{}\": \"{value}\"",
+                    shown_name(name)
+                ),
             )
         };
         let Some(def) = SETTINGS.iter().find(|d| d.name == name) else {

@@ -297,8 +297,50 @@ pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
                     ) as ArrayRef
                 })
         }),
+        // A timestamptz in its array's zone (the session's `TimeZone`), with the offset.
+        DataType::Timestamp(_, Some(tz)) => {
+            let zone: datafusion::arrow::array::timezone::Tz = tz.parse().ok()?;
+            let micros = datafusion::arrow::compute::cast(
+                col,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some(tz.clone())),
+            )
+            .ok()?;
+            let micros = micros
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()?;
+            Some(Arc::new(
+                micros
+                    .iter()
+                    .map(|v| v.map(|m| pg_timestamptz_text(m, &zone)))
+                    .collect::<StringArray>(),
+            ) as ArrayRef)
+        }
         _ => None,
     }
+}
+
+/// `micros` since 1970-01-01 UTC as PostgreSQL prints a timestamptz in `zone`: local time,
+/// then the offset as `+HH`, `+HH:MM` or `+HH:MM:SS`.
+pub fn pg_timestamptz_text(micros: i64, zone: &datafusion::arrow::array::timezone::Tz) -> String {
+    use chrono::{Offset, TimeZone};
+    let Some(utc) = chrono::DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
+    let offset = zone
+        .offset_from_utc_datetime(&utc.naive_utc())
+        .fix()
+        .local_minus_utc();
+    let mut out = pg_timestamp_text(micros + i64::from(offset) * 1_000_000);
+    let sign = if offset < 0 { '-' } else { '+' };
+    let a = offset.unsigned_abs();
+    out.push_str(&format!("{sign}{:02}", a / 3600));
+    if a % 3600 != 0 {
+        out.push_str(&format!(":{:02}", a % 3600 / 60));
+        if a % 60 != 0 {
+            out.push_str(&format!(":{:02}", a % 60));
+        }
+    }
+    out
 }
 
 /// Re-encodes, for text-format result columns, the types whose text form arrow-pg writes

@@ -1,0 +1,291 @@
+//! PostgreSQL's array input syntax: text cast to an array type (`'{1,2,3}'::int[]`,
+//! `'{"a b",NULL,c}'::varchar[]`, `'{t,f}'::bool[]`), as drivers and ORMs send arrays
+//! (Django's bulk inserts unnest such literals). Arrow's cast would make the whole text one
+//! element; the casts go through [`ArrayInput`] instead, which reads PostgreSQL's format
+//! and converts the elements with the same input rules as a cast of each element (dates
+//! and timestamps through `datetime.rs`, the session's `TimeZone` for timestamptz).
+//! One-dimensional arrays; a multidimensional literal or explicit bounds are 0A000.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::{
+    ColumnarValue, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::{PgError, Result, SqlState};
+
+fn malformed(s: &str, why: &str) -> PgError {
+    PgError::new(
+        SqlState::InvalidTextRepresentation,
+        format!("malformed array literal: \"{s}\""),
+    )
+    .with_detail(why.to_string())
+}
+
+/// The elements of a one-dimensional array literal (`None`: an unquoted NULL).
+pub fn parse_array_text(s: &str) -> Result<Vec<Option<String>>> {
+    let t = s.trim();
+    if t.starts_with('[') {
+        return Err(PgError::unsupported("array bounds in an array literal"));
+    }
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(|| {
+            malformed(
+                s,
+                "Array value must start with \"{\" or dimension information.",
+            )
+        })?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        let mut quoted = false;
+        match chars.peek() {
+            Some('"') => {
+                quoted = true;
+                chars.next();
+                loop {
+                    match chars.next() {
+                        None => return Err(malformed(s, "Unexpected end of input.")),
+                        Some('\\') => match chars.next() {
+                            Some(c) => value.push(c),
+                            None => return Err(malformed(s, "Unexpected end of input.")),
+                        },
+                        Some('"') => break,
+                        Some(c) => value.push(c),
+                    }
+                }
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+            }
+            Some('{') => return Err(PgError::unsupported("multidimensional arrays")),
+            _ => {
+                let mut trailing = 0usize;
+                while let Some(&c) = chars.peek() {
+                    if c == ',' {
+                        break;
+                    }
+                    if c == '{' || c == '}' || c == '"' {
+                        return Err(malformed(s, &format!("Unexpected \"{c}\" character.")));
+                    }
+                    chars.next();
+                    if c == '\\' {
+                        match chars.next() {
+                            Some(e) => value.push(e),
+                            None => return Err(malformed(s, "Unexpected end of input.")),
+                        }
+                        trailing = 0;
+                    } else {
+                        value.push(c);
+                        trailing = if c.is_whitespace() { trailing + 1 } else { 0 };
+                    }
+                }
+                value.truncate(value.len() - trailing);
+                if value.is_empty() {
+                    return Err(malformed(s, "Unexpected \",\" character."));
+                }
+            }
+        }
+        out.push((quoted || !value.eq_ignore_ascii_case("null")).then_some(value));
+        match chars.next() {
+            None => return Ok(out),
+            Some(',') => continue,
+            Some(c) => return Err(malformed(s, &format!("Unexpected \"{c}\" character."))),
+        }
+    }
+}
+
+/// Text elements converted to `ty` as a cast of each would convert them.
+fn elements_as(values: &StringArray, ty: &DataType, zone: &str) -> Result<ArrayRef> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    Ok(match ty {
+        DataType::Utf8 => Arc::new(values.clone()),
+        DataType::Date32 => crate::datetime::strings_to_dates(values)?,
+        DataType::Timestamp(unit, None) => crate::datetime::strings_to_timestamps(values, *unit)?,
+        DataType::Timestamp(unit, Some(tz)) => {
+            let zone = crate::datetime::zone_of(zone).unwrap_or_else(crate::types::utc);
+            let utc =
+                crate::datetime::strings_to_timestamptz(values, TimeUnit::Microsecond, &zone)?;
+            cast_with_options(
+                &utc,
+                &DataType::Timestamp(*unit, Some(tz.clone())),
+                &CastOptions::default(),
+            )
+            .map_err(|e| crate::error::from_datafusion(e.into()))?
+        }
+        other => {
+            let opts = CastOptions {
+                safe: false,
+                ..CastOptions::default()
+            };
+            let trimmed: StringArray = values.iter().map(|v| v.map(str::trim)).collect();
+            cast_with_options(&trimmed, other, &opts).map_err(|_| {
+                // PostgreSQL names the first element that is not of the type.
+                let bad = trimmed
+                    .iter()
+                    .flatten()
+                    .find(|v| {
+                        cast_with_options(&StringArray::from(vec![*v]), other, &opts).is_err()
+                    })
+                    .unwrap_or_default();
+                PgError::new(
+                    SqlState::InvalidTextRepresentation,
+                    format!(
+                        "invalid input syntax for type {}: \"{bad}\"",
+                        pg_type_name(other)
+                    ),
+                )
+            })?
+        }
+    })
+}
+
+/// PostgreSQL's name of the type whose values an Arrow type holds (for messages).
+fn pg_type_name(ty: &DataType) -> String {
+    match ty {
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal128(..) => "numeric".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Binary => "bytea".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The list array of `strings` read as array literals with elements of `field`'s type.
+fn strings_to_lists(strings: &dyn Array, field: &FieldRef, zone: &str) -> Result<ArrayRef> {
+    let strings = strings
+        .as_string_opt::<i32>()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "array input: not utf8"))?;
+    let mut offsets = vec![0i32];
+    let mut elements: Vec<Option<String>> = Vec::new();
+    let mut valid = Vec::with_capacity(strings.len());
+    for s in strings.iter() {
+        match s {
+            Some(s) => {
+                elements.extend(parse_array_text(s)?);
+                valid.push(true);
+            }
+            None => valid.push(false),
+        }
+        offsets.push(elements.len() as i32);
+    }
+    let values: StringArray = elements.into_iter().collect();
+    let values = elements_as(&values, field.data_type(), zone)?;
+    let nulls = valid.iter().any(|v| !v).then(|| valid.into());
+    ListArray::try_new(
+        field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        values,
+        nulls,
+    )
+    .map(|a| Arc::new(a) as ArrayRef)
+    .map_err(|e| crate::error::from_datafusion(e.into()))
+}
+
+/// `duet_array_in(text)`: a cast of text to an array type, through PostgreSQL's format.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayInput {
+    signature: Signature,
+    field: FieldRef,
+    /// The session's `TimeZone`, for timestamptz elements written without a zone.
+    zone: String,
+}
+
+impl ScalarUDFImpl for ArrayInput {
+    fn name(&self) -> &str {
+        "duet_array_in"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::List(self.field.clone()))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "duet_array_in takes one argument".into(),
+            ));
+        };
+        crate::datetime::on_strings(arg, args.number_rows, |strings| {
+            strings_to_lists(strings, &self.field, &self.zone)
+        })
+    }
+}
+
+/// Casts of text to a list type go through [`ArrayInput`]. After type coercion.
+#[derive(Debug, Default)]
+pub struct ArrayInputCasts;
+
+impl AnalyzerRule for ArrayInputCasts {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        config: &ConfigOptions,
+    ) -> datafusion::common::Result<LogicalPlan> {
+        crate::datetime::replace_text_casts(plan, config, |target, zone| {
+            let DataType::List(item) = target else {
+                return None;
+            };
+            Some(ScalarUDF::new_from_impl(ArrayInput {
+                signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+                field: item.clone(),
+                zone: zone.to_string(),
+            }))
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_array_input_casts"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_array_text;
+
+    fn els(s: &str) -> Vec<Option<String>> {
+        parse_array_text(s).unwrap()
+    }
+
+    #[test]
+    fn postgresql_array_literals() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(els("{}"), Vec::<Option<String>>::new());
+        assert_eq!(els("{1,2,3}"), vec![s("1"), s("2"), s("3")]);
+        assert_eq!(
+            els(r#"{"a b", NULL, "NULL", c d ,"q\"x",e\,f}"#),
+            vec![s("a b"), None, s("NULL"), s("c d"), s("q\"x"), s("e,f")]
+        );
+        assert!(parse_array_text("1,2").is_err());
+        assert!(parse_array_text("{1,,2}").is_err());
+        assert!(parse_array_text("{{1},{2}}").is_err());
+        assert!(parse_array_text(r#"{"open}"#).is_err());
+    }
+}

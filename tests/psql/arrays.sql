@@ -1,0 +1,17 @@
+-- Text cast to array types (PostgreSQL's array input syntax), as drivers and ORMs send
+-- arrays. tests/tests/psql.rs runs this with psql -X -A -t on DuetDB and on PostgreSQL 15
+-- and requires byte-identical output (arrays.out is PostgreSQL's).
+\set VERBOSITY sqlstate
+SELECT '{1,2,3}'::int[];
+SELECT ('{"a b",NULL,"q\"x",c, d e }')::varchar[];
+SELECT '{t,f,true}'::bool[], '{}'::int[], '{NULL}'::text[];
+SELECT '{2024-01-31, 1/5/2024}'::date[];
+SELECT * FROM unnest(('{"Can add","Can change"}')::varchar[], ('{1,2}'::int2[])::integer[]);
+SELECT cardinality('{a,b,c}'::text[]), ('{10,20,30}'::int[])[2];
+CREATE TABLE perm (id serial PRIMARY KEY, name varchar(50) NOT NULL, ct int NOT NULL);
+INSERT INTO perm (name, ct) SELECT * FROM unnest(('{"Can add log entry","Can change, log"}')::varchar[], ('{1,1}'::int2[])::integer[]) RETURNING id, name;
+SELECT '{1,x}'::int[];
+SELECT '1,2'::int[];
+SELECT '{1,,2}'::int[];
+SELECT '{"open}'::text[];
+DROP TABLE perm;

@@ -242,7 +242,16 @@ impl Catalog {
     pub fn get(&self, name: &str) -> Option<TableDefRef> {
         self.tables.get(name).cloned()
     }
+    /// Adds or replaces a table (a renamed one leaves its old name).
     pub fn put(&mut self, def: TableDefRef) {
+        let renamed = self
+            .tables
+            .values()
+            .find(|t| t.id == def.id && t.name != def.name)
+            .map(|t| t.name.clone());
+        if let Some(old) = renamed {
+            self.tables.remove(&old);
+        }
         self.tables.insert(def.name.clone(), def);
     }
     pub fn remove(&mut self, name: &str) -> Option<TableDefRef> {

@@ -961,23 +961,9 @@ impl Store {
                 f.ref_columns = f.ref_columns.iter().map(|&c| shift(c)).collect();
             }
         }
-        new.storage_id = self.alloc_id();
-        let mut writes = WriteSet::new();
-        let mut kept = Vec::with_capacity(rows.len());
-        for (pk, mut r) in rows {
+        let mut cmd = self.rewrite_cmd(&def, &mut new, rows, |r| {
             r.remove(column);
-            writes.insert(
-                key::record_key(new.storage_id, &pk),
-                Some(row::encode_row(&r)),
-            );
-            kept.push((pk, r));
-        }
-        for idx in &new.indexes {
-            Self::index_entries(&new, idx, &kept, &mut writes)?;
-        }
-        let prefix = key::storage_prefix(def.storage_id);
-        let mut cmd = Self::write_set_command(writes);
-        cmd.writes.push(Self::catalog_write(&new)?);
+        })?;
         // Other tables' foreign keys into this one name its columns by position.
         for other in self.tables() {
             if other.name == table || !other.foreign_keys.iter().any(|f| f.ref_table == table) {
@@ -991,9 +977,121 @@ impl Store {
             }
             cmd.writes.push(Self::catalog_write(&o)?);
         }
+        Ok((cmd, ()))
+    }
+
+    /// The command that moves table `def`'s rows (each changed by `change`) to a new storage
+    /// id under definition `new` (given that id here), rebuilds its indexes there and drops
+    /// the old data. The learner rebuilds the column replica from the rows it carries.
+    fn rewrite_cmd(
+        &self,
+        def: &TableDef,
+        new: &mut TableDef,
+        rows: Vec<(Vec<u8>, Row)>,
+        change: impl Fn(&mut Row),
+    ) -> Result<Command> {
+        new.storage_id = self.alloc_id();
+        let mut writes = WriteSet::new();
+        let mut kept = Vec::with_capacity(rows.len());
+        for (pk, mut r) in rows {
+            change(&mut r);
+            writes.insert(
+                key::record_key(new.storage_id, &pk),
+                Some(row::encode_row(&r)),
+            );
+            kept.push((pk, r));
+        }
+        for idx in &new.indexes {
+            Self::index_entries(new, idx, &kept, &mut writes)?;
+        }
+        let prefix = key::storage_prefix(def.storage_id);
+        let mut cmd = Self::write_set_command(writes);
+        cmd.writes.push(Self::catalog_write(new)?);
         cmd.delete_ranges
             .push((prefix.clone(), prefix_end(&prefix)));
-        Ok((cmd, ()))
+        Ok(cmd)
+    }
+
+    /// Renames table `from` to `to`, and the references to it: foreign keys (its own
+    /// self-references and other tables') and the sequences owned by its columns.
+    pub fn rename_table(&self, from: &str, to: &str) -> Result<()> {
+        self.ddl(|| {
+            let def = self
+                .table(from)
+                .ok_or_else(|| Error::TableNotFound(from.into()))?;
+            if self.table(to).is_some() {
+                return Err(Error::TableExists(to.into()));
+            }
+            let mut cmd = Command::default();
+            for t in self.tables() {
+                let mut o = (*t).clone();
+                let mut changed = t.id == def.id;
+                if changed {
+                    o.name = to.into();
+                }
+                for f in &mut o.foreign_keys {
+                    if f.ref_table == from {
+                        f.ref_table = to.into();
+                        changed = true;
+                    }
+                }
+                if let Some((owner, _)) = o.sequence.as_mut().and_then(|s| s.owned_by.as_mut()) {
+                    if owner == from {
+                        *owner = to.into();
+                        changed = true;
+                    }
+                }
+                if changed {
+                    cmd.writes.push(Self::catalog_write(&o)?);
+                }
+            }
+            Ok((cmd, ()))
+        })
+    }
+
+    /// Renames column `column` of `table` to `to`; `checks` are its CHECK constraints with
+    /// the column renamed in them. The rows move to a new storage id (their payloads are
+    /// positional and unchanged) so the learner rebuilds the column replica under the new
+    /// name; a sequence owned by the column follows it.
+    pub fn rename_column(
+        &self,
+        table: &str,
+        column: usize,
+        to: &str,
+        checks: Vec<duet_common::catalog::CheckDef>,
+    ) -> Result<()> {
+        self.ddl(|| {
+            let def = self
+                .table(table)
+                .ok_or_else(|| Error::TableNotFound(table.into()))?;
+            if def.column_index(to).is_some() {
+                return Err(Error::ColumnExists {
+                    table: table.into(),
+                    column: to.into(),
+                });
+            }
+            let from = def.columns[column].name.clone();
+            let rows = self.all_rows(&def)?;
+            let mut new = (*def).clone();
+            new.columns[column].name = to.into();
+            new.checks = checks;
+            let mut cmd = self.rewrite_cmd(&def, &mut new, rows, |_| {})?;
+            for t in self.tables() {
+                let owned = t
+                    .sequence
+                    .as_ref()
+                    .and_then(|s| s.owned_by.as_ref())
+                    .is_some_and(|(o, c)| o == table && *c == from);
+                if owned {
+                    let mut o = (*t).clone();
+                    if let Some((_, c)) = o.sequence.as_mut().and_then(|s| s.owned_by.as_mut()) {
+                        *c = to.into();
+                    }
+                    cmd.writes.push(Self::catalog_write(&o)?);
+                }
+            }
+            Ok((cmd, ()))
+        })
     }
 
     pub fn add_primary_key(&self, table: &str, columns: Vec<usize>, name: String) -> Result<()> {

@@ -66,6 +66,45 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             }
             Ok(Outcome::Command("ALTER TABLE".into()))
         }
+        Statement::AlterIndex {
+            name,
+            operation: sqlparser::ast::AlterIndexOperation::RenameIndex { index_name },
+        } => {
+            let (from, to) = (table_name(&name)?, table_name(&index_name)?);
+            let store = session.store().clone();
+            let owner = store
+                .tables()
+                .into_iter()
+                .find(|t| t.index(&from).is_some())
+                .ok_or_else(|| {
+                    PgError::new(
+                        SqlState::UndefinedTable,
+                        format!("relation \"{from}\" does not exist"),
+                    )
+                })?;
+            let taken = store.table(&to).is_some()
+                || store
+                    .tables()
+                    .iter()
+                    .any(|t| t.index(&to).is_some() || t.pk_name == to);
+            if taken {
+                return Err(PgError::new(
+                    SqlState::DuplicateTable,
+                    format!("relation \"{to}\" already exists"),
+                ));
+            }
+            blocking(|| {
+                store.alter_table_def(&owner.name, |d| {
+                    for i in &mut d.indexes {
+                        if i.name == from {
+                            i.name = to.clone();
+                        }
+                    }
+                    Ok(())
+                })
+            })?;
+            Ok(Outcome::Command("ALTER INDEX".into()))
+        }
         Statement::Truncate(t) => {
             let mut names = Vec::new();
             for target in &t.table_names {
@@ -1179,6 +1218,57 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
     match op {
         AlterTableOperation::AlterColumn { column_name, op } => {
             alter_column(session, table, &ident_name(&column_name), op).await
+        }
+        AlterTableOperation::RenameTable { table_name: new } => {
+            let (sqlparser::ast::RenameTableNameKind::To(to)
+            | sqlparser::ast::RenameTableNameKind::As(to)) = new;
+            let to = table_name(&to)?;
+            if store.table(&to).is_some() {
+                return Err(PgError::new(
+                    SqlState::DuplicateTable,
+                    format!("relation \"{to}\" already exists"),
+                ));
+            }
+            blocking(|| store.rename_table(table, &to))?;
+            Ok(())
+        }
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => {
+            let def = session.table(table)?;
+            let (from, to) = (ident_name(&old_column_name), ident_name(&new_column_name));
+            let pos = column_position(&def, &from).map_err(|_| {
+                PgError::new(
+                    SqlState::UndefinedColumn,
+                    format!("column \"{from}\" does not exist"),
+                )
+            })?;
+            if def.column_index(&to).is_some() {
+                return Err(PgError::new(
+                    SqlState::DuplicateColumn,
+                    format!("column \"{to}\" of relation \"{table}\" already exists"),
+                ));
+            }
+            // CHECK conditions name the column: they follow it.
+            let mut checks = def.checks.clone();
+            for c in &mut checks {
+                let mut expr =
+                    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                        .try_with_sql(&c.expr)
+                        .and_then(|mut p| p.parse_expr())?;
+                let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
+                    if let Expr::Identifier(i) = e {
+                        if ident_name(i) == from {
+                            *i = sqlparser::ast::Ident::with_quote('"', to.clone());
+                        }
+                    }
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                c.expr = expr.to_string();
+            }
+            blocking(|| store.rename_column(table, pos, &to, checks))?;
+            Ok(())
         }
         AlterTableOperation::DropColumn {
             column_names,

@@ -17,6 +17,9 @@
 //! - `timestamptz.sql`: timestamptz input with and without zones, SET TIME ZONE, output in
 //!   the session's zone, casts, COPY, both replicas.
 //! - `arrays.sql`: text cast to array types (`'{…}'::int[]`), unnest of them, errors.
+//! - `subqueries.sql`: correlated scalar subqueries without an aggregate: NULL for no row,
+//!   21000 only for an outer row with several, on both replicas.
+//! - `rename.sql`: RENAME of tables, columns and indexes.
 
 use std::path::Path;
 use std::process::Command;
@@ -119,4 +122,14 @@ async fn timestamptz_prints_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn array_literals_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("arrays").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlated_scalar_subqueries_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("subqueries").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("rename").await;
 }

@@ -61,7 +61,7 @@ pub use joins::OuterJoinConstants;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
     GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InSubqueryNulls,
-    NullableScalarSubqueries, OuterLevelAggregates,
+    NullableScalarSubqueries, OuterLevelAggregates, SingleRowScalarSubqueries,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 

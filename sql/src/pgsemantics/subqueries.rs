@@ -453,3 +453,154 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
         )))
     }
 }
+
+/// A correlated scalar subquery without an aggregate (`SELECT c.id, (SELECT p.name FROM p
+/// WHERE p.id = c.pid) FROM c`), which DataFusion refuses ("must be aggregated"): its rows
+/// are collected per outer row with `array_agg`, and `duet_single_value` gives PostgreSQL's
+/// answer from them — NULL for none, the value for one, 21000 for more (raised only for an
+/// outer row that has them, as PostgreSQL raises it). Subqueries with LIMIT, or already
+/// aggregated, are left as they are.
+#[derive(Debug, Default)]
+pub struct SingleRowScalarSubqueries;
+
+impl AnalyzerRule for SingleRowScalarSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        plan.transform_up_with_subqueries(|node| {
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| match e {
+                    Expr::ScalarSubquery(sq)
+                        if !sq.outer_ref_columns.is_empty()
+                            && sq.subquery.schema().fields().len() == 1
+                            && needs_collecting(&sq.subquery) =>
+                    {
+                        let inner = sq.subquery.as_ref().clone();
+                        let (qualifier, field) = inner.schema().qualified_field(0);
+                        let column = Expr::Column(datafusion::common::Column::new(
+                            qualifier.cloned(),
+                            field.name(),
+                        ));
+                        let collected = datafusion::logical_expr::LogicalPlanBuilder::from(inner)
+                            .aggregate(
+                                Vec::<Expr>::new(),
+                                vec![
+                                    datafusion::functions_aggregate::array_agg::array_agg(column)
+                                        .alias("__duet_rows"),
+                                ],
+                            )?
+                            .build()?;
+                        let subquery = Expr::ScalarSubquery(datafusion::logical_expr::Subquery {
+                            subquery: Arc::new(collected),
+                            outer_ref_columns: sq.outer_ref_columns,
+                            spans: sq.spans,
+                        });
+                        Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(
+                                Arc::new(ScalarUDF::new_from_impl(SingleValue::default())),
+                                vec![subquery],
+                            ),
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+                .map(|t| t.update_data(|e| name.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_single_row_scalar_subqueries"
+    }
+}
+
+/// Whether DataFusion would refuse `plan` as a correlated scalar subquery: not an
+/// aggregate under projections, aliases and sorts, and not limited to one row.
+fn needs_collecting(plan: &LogicalPlan) -> bool {
+    if plan.max_rows().is_some_and(|m| m <= 1) {
+        return false;
+    }
+    let mut p = plan;
+    loop {
+        match p {
+            LogicalPlan::Projection(x) => p = x.input.as_ref(),
+            LogicalPlan::SubqueryAlias(x) => p = x.input.as_ref(),
+            LogicalPlan::Sort(x) if x.fetch.is_none() => p = x.input.as_ref(),
+            LogicalPlan::Aggregate(_) | LogicalPlan::Limit(_) | LogicalPlan::Sort(_) => {
+                return false
+            }
+            LogicalPlan::Filter(f) => {
+                return !matches!(f.input.as_ref(), LogicalPlan::Aggregate(_))
+            }
+            _ => return true,
+        }
+    }
+}
+
+/// `duet_single_value(list)`: the one element of a scalar subquery's collected rows, NULL
+/// for none, 21000 for more.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct SingleValue {
+    signature: Signature,
+}
+
+impl Default for SingleValue {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SingleValue {
+    fn name(&self) -> &str {
+        "duet_single_value"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            DataType::List(f) | DataType::LargeList(f) => Ok(f.data_type().clone()),
+            other => Err(DataFusionError::Internal(format!(
+                "duet_single_value of {other}"
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, UInt32Array};
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let lists = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let lists = lists.as_list::<i32>();
+        let offsets = lists.value_offsets();
+        let mut take = Vec::with_capacity(lists.len());
+        for i in 0..lists.len() {
+            let (start, end) = (offsets[i] as u32, offsets[i + 1] as u32);
+            take.push(match end - start {
+                _ if lists.is_null(i) => None,
+                0 => None,
+                1 => Some(start),
+                _ => {
+                    return Err(DataFusionError::Execution(
+                        "scalar subquery returned more than one row".into(),
+                    ))
+                }
+            });
+        }
+        let out = datafusion::arrow::compute::take(
+            lists.values().as_ref(),
+            &UInt32Array::from(take),
+            None,
+        )?;
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}

@@ -1,0 +1,18 @@
+-- Correlated scalar subqueries without an aggregate. tests/tests/psql.rs runs this with psql
+-- -X -A -t on DuetDB and on PostgreSQL 15 and requires byte-identical output (subqueries.out is
+-- PostgreSQL's).
+\set VERBOSITY sqlstate
+CREATE TABLE p1 (id int, name text);
+CREATE TABLE c1 (id int PRIMARY KEY, pid int);
+INSERT INTO p1 VALUES (1, 'one'), (2, 'two'), (3, 'three'), (3, 'drei');
+INSERT INTO c1 VALUES (10, 1), (11, 2), (12, NULL), (13, 9);
+SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id = c.pid) FROM c1 c ORDER BY c.id;
+SELECT c.id FROM c1 c WHERE (SELECT p.name FROM p1 p WHERE p.id = c.pid) LIKE 't%' ORDER BY 1;
+SELECT c.id, (SELECT p.id * 10 FROM p1 p WHERE p.id = c.pid AND p.name <> 'x') AS x FROM c1 c ORDER BY 1;
+INSERT INTO c1 VALUES (14, 3);
+SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id = c.pid) FROM c1 c ORDER BY c.id;
+SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
+SET duet.engine = 'column';
+SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
+RESET duet.engine;
+DROP TABLE p1, c1;

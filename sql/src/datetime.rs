@@ -769,3 +769,172 @@ mod tests {
         );
     }
 }
+
+/// Operations that read a timestamptz as local time — `date_trunc`, `date_part`/`extract`,
+/// `date_bin`, and casts to `date`, `timestamp` or text — read it in the session's
+/// `TimeZone`, as PostgreSQL does: their timestamptz arguments are relabeled to that zone
+/// (the same instants; a column's values are labeled UTC). Without this they read UTC
+/// wall-clock time, a wrong answer in any other zone. After type coercion.
+#[derive(Debug, Default)]
+pub struct SessionZoneArguments;
+
+impl AnalyzerRule for SessionZoneArguments {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        config: &ConfigOptions,
+    ) -> datafusion::common::Result<LogicalPlan> {
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        use datafusion::logical_expr::TryCast;
+        let Some(zone) = config.execution.time_zone.clone() else {
+            return Ok(plan);
+        };
+        let zone: Arc<str> = zone.into();
+        plan.transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            let names = NamePreserver::new(&node);
+            // `e` in the session's zone, if it is a timestamptz in another.
+            let in_zone = |e: Expr| -> Expr {
+                match e.get_type(&schema) {
+                    Ok(DataType::Timestamp(unit, Some(tz))) if *tz != *zone => Expr::Cast(
+                        Cast::new(Box::new(e), DataType::Timestamp(unit, Some(zone.clone()))),
+                    ),
+                    _ => e,
+                }
+            };
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| {
+                    Ok(match e {
+                        Expr::ScalarFunction(mut f)
+                            if matches!(
+                                f.func.name(),
+                                "date_trunc" | "date_part" | "datepart" | "date_bin" | "extract"
+                            ) =>
+                        {
+                            f.args = f.args.into_iter().map(&in_zone).collect();
+                            Transformed::yes(Expr::ScalarFunction(f))
+                        }
+                        // timestamptz → timestamp: the local time (Arrow's cast keeps
+                        // the UTC wall clock).
+                        Expr::Cast(Cast { expr, field })
+                            if matches!(field.data_type(), DataType::Timestamp(_, None))
+                                && matches!(
+                                    expr.get_type(&schema),
+                                    Ok(DataType::Timestamp(_, Some(_)))
+                                ) =>
+                        {
+                            let local = Expr::ScalarFunction(ScalarFunction::new_udf(
+                                Arc::new(ScalarUDF::new_from_impl(LocalTime::default())),
+                                vec![in_zone(*expr)],
+                            ));
+                            Transformed::yes(Expr::Cast(Cast {
+                                expr: Box::new(local),
+                                field,
+                            }))
+                        }
+                        Expr::Cast(Cast { expr, field })
+                            if matches!(
+                                field.data_type(),
+                                DataType::Date32
+                                    | DataType::Date64
+                                    | DataType::Utf8
+                                    | DataType::Utf8View
+                                    | DataType::LargeUtf8
+                            ) =>
+                        {
+                            Transformed::yes(Expr::Cast(Cast {
+                                expr: Box::new(in_zone(*expr)),
+                                field,
+                            }))
+                        }
+                        Expr::TryCast(TryCast { expr, field })
+                            if matches!(
+                                field.data_type(),
+                                DataType::Date32 | DataType::Timestamp(_, None)
+                            ) =>
+                        {
+                            Transformed::yes(Expr::TryCast(TryCast {
+                                expr: Box::new(in_zone(*expr)),
+                                field,
+                            }))
+                        }
+                        other => Transformed::no(other),
+                    })
+                })
+                .map(|t| t.update_data(|e| name.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_session_zone_arguments"
+    }
+}
+
+/// `duet_local_time(timestamptz)`: the local date and time of each instant in its array's
+/// zone, as a `timestamp` (microseconds).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LocalTime {
+    signature: Signature,
+}
+
+impl Default for LocalTime {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for LocalTime {
+    fn name(&self) -> &str {
+        "duet_local_time"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use chrono::{Offset, TimeZone};
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let DataType::Timestamp(_, Some(tz)) = input.data_type().clone() else {
+            return Err(DataFusionError::Internal(format!(
+                "duet_local_time of {}",
+                input.data_type()
+            )));
+        };
+        let zone: Tz = tz.parse()?;
+        let micros = datafusion::arrow::compute::cast(
+            &input,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some(tz.clone())),
+        )?;
+        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let out: PrimitiveArray<TimestampMicrosecondType> = micros
+            .iter()
+            .map(|v| {
+                v.and_then(|m| {
+                    let utc = chrono::DateTime::from_timestamp_micros(m)?;
+                    let off = zone.offset_from_utc_datetime(&utc.naive_utc()).fix();
+                    Some(m + i64::from(off.local_minus_utc()) * 1_000_000)
+                })
+            })
+            .collect();
+        let out: ArrayRef = Arc::new(out);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}

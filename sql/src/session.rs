@@ -261,6 +261,8 @@ impl Session {
             rules.insert(6, Arc::new(crate::datetime::DateIntervalArithmetic));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
+            // Before the text casts: a timestamptz becomes text in the session's zone.
+            rules.push(Arc::new(crate::datetime::SessionZoneArguments));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));
             rules.push(Arc::new(crate::datetime::DateTimeInputCasts));
             rules.push(Arc::new(crate::arrays::ArrayInputCasts));
@@ -290,6 +292,9 @@ impl Session {
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::PgTypeOf::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::Refused::new("to_char"),
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::varchar(),

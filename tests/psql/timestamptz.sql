@@ -39,4 +39,13 @@ COPY ev (id, at) FROM STDIN;
 10	2024-12-24 18:00:00
 \.
 COPY (SELECT id, at FROM ev WHERE id >= 9 ORDER BY id) TO STDOUT;
+-- what reads a timestamptz as local time reads it in the session's zone
+CREATE TABLE z (id int PRIMARY KEY, at timestamptz);
+INSERT INTO z VALUES (1, '2024-05-17 02:30:00+00');
+SET TIME ZONE 'America/New_York';
+SELECT at, at::date, at::timestamp, date_trunc('day', at), extract(hour FROM at), date_part('day', at), at::text FROM z;
+SELECT count(*) FROM z WHERE at::date = '2024-05-16';
+SET TIME ZONE 'UTC';
+SELECT at::date, at::timestamp, date_trunc('day', at) FROM z;
+DROP TABLE z;
 DROP TABLE ev;

@@ -271,3 +271,45 @@ impl ScalarUDFImpl for AdvisoryUnlockAll {
         )))
     }
 }
+
+/// A function DataFusion has under PostgreSQL's name with other semantics, refused (0A000)
+/// at planning: `to_char` reads chrono's `%Y`-style patterns where PostgreSQL reads `YYYY`,
+/// so `to_char(ts, 'YYYY-MM-DD')` returned the pattern itself.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Refused {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl Refused {
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Refused {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Err(DataFusionError::NotImplemented(format!(
+            "{} with PostgreSQL's patterns",
+            self.name
+        )))
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Err(DataFusionError::NotImplemented(format!(
+            "{} with PostgreSQL's patterns",
+            self.name
+        )))
+    }
+}

@@ -56,7 +56,9 @@ pub use aggregates::NumericIntegerAggregates;
 pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
-pub use functions::{pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, ToRegtype};
+pub use functions::{
+    pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
+};
 pub use joins::OuterJoinConstants;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{

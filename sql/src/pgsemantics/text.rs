@@ -74,7 +74,7 @@ pub struct PgTextCasts;
 fn needs_pg_text(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Float32 | DataType::Float64 | DataType::Timestamp(_, None)
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
     )
 }
 

@@ -496,6 +496,10 @@ impl SqlSession for SqlConnection {
             .ok()
     }
 
+    fn deallocate_sql(&mut self, name: Option<&str>) -> bool {
+        self.session.deallocate_sql(name)
+    }
+
     fn started(&mut self, pid: i32, secret: bytes::Bytes) {
         self.session.register_cancel(pid, secret);
     }

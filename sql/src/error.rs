@@ -202,6 +202,14 @@ pub fn from_datafusion(e: DataFusionError) -> PgError {
             );
         }
     }
+    // Operand types DataFusion's coercion cannot bring together (`b BETWEEN 1.5 AND 2`
+    // with a boolean `b`), reported as its internal error: PostgreSQL finds no operator.
+    if let Some(rest) = text.strip_prefix("Failed to coerce types ") {
+        return PgError::new(
+            SqlState::UndefinedFunction,
+            format!("operator does not exist: {}", rest.trim_end_matches('.')),
+        );
+    }
     let state = match root {
         DataFusionError::SQL(..) => SqlState::SyntaxError,
         DataFusionError::SchemaError(se, _) => match se.as_ref() {

@@ -172,6 +172,9 @@ pub struct Session {
     savepoints: Vec<(String, duet_rowstore::txn::StatementMark)>,
     /// Pending foreign-key checks and `SET CONSTRAINTS` modes.
     pub(crate) fk: crate::foreign_key::FkState,
+    /// Statements prepared with SQL's `PREPARE name [(types)] AS …`, by name: the
+    /// statement and its parameters' declared types.
+    sql_prepared: std::collections::HashMap<String, (Statement, Vec<sqlparser::ast::DataType>)>,
     settings: Settings,
     /// Notices to send to the client before the statement's result.
     notices: Vec<String>,
@@ -353,6 +356,7 @@ impl Session {
             failed: false,
             savepoints: Vec::new(),
             fk: Default::default(),
+            sql_prepared: Default::default(),
             cursors: Default::default(),
             sequences,
             settings: Settings::default(),
@@ -652,7 +656,10 @@ impl Session {
             Statement::Savepoint { name } => self.savepoint(&name),
             Statement::ReleaseSavepoint { name } => self.release_savepoint(&name),
             Statement::Rollback { .. } => Err(PgError::unsupported("ROLLBACK AND CHAIN")),
-            Statement::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
+            Statement::Discard { .. } => {
+                self.sql_prepared.clear();
+                Ok(Outcome::Command("DISCARD ALL".into()))
+            }
             Statement::Reset(r) => {
                 let name = match &r.reset {
                     sqlparser::ast::Reset::ALL => None,
@@ -671,9 +678,90 @@ impl Session {
             } => self.close_cursor(Some(&name)),
             Statement::Declare { .. } => self.declare(&stmt, params).await,
             Statement::Fetch { .. } => self.fetch(&stmt).await,
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => {
+                let name = crate::ident::ident_name(&name);
+                if self.sql_prepared.contains_key(&name) {
+                    return Err(PgError::new(
+                        SqlState::DuplicatePreparedStatement,
+                        format!("prepared statement \"{name}\" already exists"),
+                    ));
+                }
+                self.sql_prepared.insert(name, (*statement, data_types));
+                Ok(Outcome::Command("PREPARE".into()))
+            }
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                immediate: false,
+                ..
+            } => self.execute_prepared(&name, &parameters).await,
             // Nothing is listened to (asyncpg's pool reset sends it).
             Statement::UNLISTEN { .. } => Ok(Outcome::Command("UNLISTEN".into())),
             other => ddl::execute(self, other).await,
+        }
+    }
+
+    /// `EXECUTE name [(args)]`: the statement `PREPARE` stored, its parameters the
+    /// arguments (constant expressions, cast to the declared types).
+    async fn execute_prepared(
+        &mut self,
+        name: &sqlparser::ast::ObjectName,
+        args: &[sqlparser::ast::Expr],
+    ) -> Result<Outcome> {
+        let name = crate::ident::table_name(name)?;
+        let Some((stmt, types)) = self.sql_prepared.get(&name).cloned() else {
+            return Err(PgError::new(
+                SqlState::InvalidSqlStatementName,
+                format!("prepared statement \"{name}\" does not exist"),
+            ));
+        };
+        if !types.is_empty() && types.len() != args.len() {
+            return Err(PgError::new(
+                SqlState::SyntaxError,
+                format!("wrong number of parameters for prepared statement \"{name}\"",),
+            )
+            .with_detail(format!(
+                "Expected {} parameters but got {}.",
+                types.len(),
+                args.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(args.len());
+        if !args.is_empty() {
+            let items: Vec<String> = args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| match types.get(i) {
+                    Some(t) => format!("CAST(({a}) AS {t})"),
+                    None => format!("({a})"),
+                })
+                .collect();
+            self.publish_view();
+            let stmt = crate::dml::parse_one(&format!("SELECT {}", items.join(", ")))?;
+            let batches = crate::dml::run_collect(self, stmt, &ParamValues::List(vec![])).await?;
+            let batch = batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .ok_or_else(|| PgError::new(SqlState::InternalError, "no argument row"))?;
+            for col in batch.columns() {
+                values.push(datafusion::common::ScalarValue::try_from_array(col, 0)?.into());
+            }
+        }
+        Box::pin(self.execute_in_txn(stmt, &ParamValues::List(values))).await
+    }
+
+    /// Forgets SQL-prepared statements (`DEALLOCATE name`, or all); whether `name` was one.
+    pub fn deallocate_sql(&mut self, name: Option<&str>) -> bool {
+        match name {
+            Some(n) => self.sql_prepared.remove(n).is_some(),
+            None => {
+                self.sql_prepared.clear();
+                true
+            }
         }
     }
 

@@ -20,6 +20,7 @@
 //! - `subqueries.sql`: correlated scalar subqueries without an aggregate: NULL for no row,
 //!   21000 only for an outer row with several, on both replicas.
 //! - `rename.sql`: RENAME of tables, columns and indexes.
+//! - `prepare.sql`: SQL's PREPARE, EXECUTE and DEALLOCATE.
 
 use std::path::Path;
 use std::process::Command;
@@ -132,4 +133,9 @@ async fn correlated_scalar_subqueries_print_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("rename").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_and_execute_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("prepare").await;
 }

@@ -95,6 +95,12 @@ pub trait SqlSession: Send + 'static {
     /// Idle, in a transaction block, or in a failed one (ReadyForQuery's status).
     fn status(&self) -> TransactionStatus;
 
+    /// `DEALLOCATE name` (or ALL, `None`) of statements prepared with SQL's `PREPARE`;
+    /// whether `name` was one.
+    fn deallocate_sql(&mut self, _name: Option<&str>) -> bool {
+        false
+    }
+
     /// The columns of the cursor `name` opened with DECLARE: PostgreSQL lets a client
     /// Describe it as a portal (psycopg does for its named cursors).
     fn cursor_schema(&self, _name: &str) -> Option<SchemaRef> {

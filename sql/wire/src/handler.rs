@@ -230,7 +230,8 @@ fn deallocate_target(query: &str) -> Option<Option<String>> {
 
 impl<S: SqlSession> Handler<S> {
     /// `DEALLOCATE`: drops one named prepared statement (26000 if there is none) or all.
-    fn deallocate<C>(&self, client: &mut C, target: Option<String>) -> Response
+    /// (`sql`: the session had a SQL-prepared statement of that name, now gone.)
+    fn deallocate<C>(&self, client: &mut C, target: Option<String>, sql: bool) -> Response
     where
         C: ClientPortalStore,
         C::PortalStore: PortalStore,
@@ -248,7 +249,10 @@ impl<S: SqlSession> Handler<S> {
                 Response::Execution(Tag::new("DEALLOCATE ALL"))
             }
             Some(name) => {
-                if !names.remove(&name) && client.portal_store().get_statement(&name).is_none() {
+                if !names.remove(&name)
+                    && client.portal_store().get_statement(&name).is_none()
+                    && !sql
+                {
                     return Response::Error(Box::new(
                         SqlState::InvalidSqlStatementName
                             .error(format!("prepared statement \"{name}\" does not exist")),
@@ -275,7 +279,11 @@ impl<S: SqlSession> SimpleQueryHandler for Handler<S> {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let responses = match deallocate_target(&query.query) {
-            Some(target) => vec![self.deallocate(client, target)],
+            Some(target) => {
+                // SQL's PREPARE names live in the session.
+                let sql = self.session.lock().await.deallocate_sql(target.as_deref());
+                vec![self.deallocate(client, target, sql)]
+            }
             None => SimpleQueryHandler::do_query(self, client, &query.query).await?,
         };
         if responses.is_empty() {

@@ -51,6 +51,7 @@ sqlstates! {
     InvalidSavepointSpecification = "3B001",
     DependentObjectsStillExist = "2BP01",
     InvalidSqlStatementName = "26000",
+    DuplicatePreparedStatement = "42P05",
     InvalidCursorName = "34000",
     SerializationFailure = "40001",
     DeadlockDetected = "40P01",

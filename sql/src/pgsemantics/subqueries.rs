@@ -572,6 +572,20 @@ impl ScalarUDFImpl for SingleValue {
         }
     }
 
+    /// Always nullable: a subquery may have no row for an outer row (the decorrelating join
+    /// then gives NULL), whatever the collected column says.
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let ty = self.return_type(&[args.arg_fields[0].data_type().clone()])?;
+        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(
+            self.name(),
+            ty,
+            true,
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::{Array, AsArray, UInt32Array};
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));

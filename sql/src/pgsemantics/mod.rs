@@ -62,8 +62,8 @@ pub use functions::{
 pub use joins::OuterJoinConstants;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
-    GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InSubqueryNulls,
-    NullableScalarSubqueries, OuterLevelAggregates, SingleRowScalarSubqueries,
+    GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InListNulls,
+    InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates, SingleRowScalarSubqueries,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 

@@ -618,3 +618,51 @@ impl ScalarUDFImpl for SingleValue {
         })
     }
 }
+
+/// `x [NOT] IN (e1, e2, …)` whose list holds an expression that is not a literal: DataFusion
+/// ignored a NULL such an element yields (`'a' IN (CASE WHEN c THEN '' END, '')` was false
+/// where PostgreSQL's answer is NULL). PostgreSQL defines the list as `x = e1 OR x = e2 …`
+/// (`x <> e1 AND …` for NOT IN); the list is written that way, unless `x` is volatile (it
+/// must be evaluated once). Lists of literals stay as they are: DataFusion answers them
+/// right. Before type coercion.
+#[derive(Debug, Default)]
+pub struct InListNulls;
+
+impl AnalyzerRule for InListNulls {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::logical_expr::expr::InList;
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        retype_expressions(plan, |e, _schema| match e {
+            Expr::InList(InList {
+                expr,
+                list,
+                negated,
+            }) if !list.is_empty()
+                && list.iter().any(|i| !matches!(i, Expr::Literal(..)))
+                && !expr.is_volatile() =>
+            {
+                let (cmp, join) = if negated {
+                    (Operator::NotEq, Operator::And)
+                } else {
+                    (Operator::Eq, Operator::Or)
+                };
+                let mut out: Option<Expr> = None;
+                for item in list {
+                    let test = Expr::BinaryExpr(BinaryExpr::new(expr.clone(), cmp, Box::new(item)));
+                    out = Some(match out {
+                        None => test,
+                        Some(acc) => {
+                            Expr::BinaryExpr(BinaryExpr::new(Box::new(acc), join, Box::new(test)))
+                        }
+                    });
+                }
+                Ok(Transformed::yes(out.expect("the list is not empty")))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_in_list_nulls"
+    }
+}

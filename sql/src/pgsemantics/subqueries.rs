@@ -619,12 +619,12 @@ impl ScalarUDFImpl for SingleValue {
     }
 }
 
-/// `x [NOT] IN (e1, e2, …)` whose list holds an expression that is not a literal: DataFusion
+/// `x [NOT] IN (e1, e2, …)` whose list holds an expression over columns: DataFusion
 /// ignored a NULL such an element yields (`'a' IN (CASE WHEN c THEN '' END, '')` was false
 /// where PostgreSQL's answer is NULL). PostgreSQL defines the list as `x = e1 OR x = e2 …`
 /// (`x <> e1 AND …` for NOT IN); the list is written that way, unless `x` is volatile (it
-/// must be evaluated once). Lists of literals stay as they are: DataFusion answers them
-/// right. Before type coercion.
+/// must be evaluated once). Lists of constants stay as they are: DataFusion answers them
+/// right (a constant element is folded to a literal). Before type coercion.
 #[derive(Debug, Default)]
 pub struct InListNulls;
 
@@ -638,7 +638,7 @@ impl AnalyzerRule for InListNulls {
                 list,
                 negated,
             }) if !list.is_empty()
-                && list.iter().any(|i| !matches!(i, Expr::Literal(..)))
+                && list.iter().any(|i| !i.column_refs().is_empty())
                 && !expr.is_volatile() =>
             {
                 let (cmp, join) = if negated {
@@ -646,17 +646,13 @@ impl AnalyzerRule for InListNulls {
                 } else {
                     (Operator::Eq, Operator::Or)
                 };
-                let mut out: Option<Expr> = None;
-                for item in list {
-                    let test = Expr::BinaryExpr(BinaryExpr::new(expr.clone(), cmp, Box::new(item)));
-                    out = Some(match out {
-                        None => test,
-                        Some(acc) => {
-                            Expr::BinaryExpr(BinaryExpr::new(Box::new(acc), join, Box::new(test)))
-                        }
-                    });
-                }
-                Ok(Transformed::yes(out.expect("the list is not empty")))
+                let tests: Vec<Expr> = list
+                    .into_iter()
+                    .map(|item| {
+                        Expr::BinaryExpr(BinaryExpr::new(expr.clone(), cmp, Box::new(item)))
+                    })
+                    .collect();
+                Ok(Transformed::yes(balanced(tests, join)))
             }
             other => Ok(Transformed::no(other)),
         })
@@ -665,4 +661,18 @@ impl AnalyzerRule for InListNulls {
     fn name(&self) -> &str {
         "duet_in_list_nulls"
     }
+}
+
+/// `items` joined by `op` as a balanced tree (a long list stays shallow).
+fn balanced(mut items: Vec<Expr>, op: datafusion::logical_expr::Operator) -> Expr {
+    use datafusion::logical_expr::BinaryExpr;
+    if items.len() == 1 {
+        return items.remove(0);
+    }
+    let right = items.split_off(items.len() / 2);
+    Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(balanced(items, op)),
+        op,
+        Box::new(balanced(right, op)),
+    ))
 }

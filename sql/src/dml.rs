@@ -30,7 +30,7 @@ use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, quote, table_name};
 use crate::on_conflict::Conflicts;
 use crate::session::{bind, Outcome, Session, DML_SCHEMA, SCRATCH_SCHEMA};
-use crate::types::assign_in;
+use crate::types::{assign_columns, assign_in};
 
 const RETURNING_TABLE: &str = "__duet_returning";
 
@@ -459,18 +459,7 @@ async fn insert(
     }
     let zone = session.time_zone();
     for batch in &batches {
-        let cols: Vec<Vec<Datum>> = target
-            .iter()
-            .enumerate()
-            .map(|(j, &c)| {
-                assign_in(
-                    batch.column(j),
-                    &def.columns[c].ty,
-                    &def.columns[c].name,
-                    &zone,
-                )
-            })
-            .collect::<Result<_>>()?;
+        let cols = assign_columns(batch, 0, &def, &target, &zone)?;
         let mut rows = Vec::with_capacity(batch.num_rows());
         #[allow(clippy::needless_range_loop)] // `i` indexes every column of `cols`
         for i in 0..batch.num_rows() {
@@ -642,18 +631,7 @@ async fn update(
                     .map_err(PgError::from)
             })
             .collect::<Result<_>>()?;
-        let new_cols: Vec<Vec<Datum>> = targets
-            .iter()
-            .enumerate()
-            .map(|(j, &c)| {
-                assign_in(
-                    batch.column(ncols + 1 + j),
-                    &def.columns[c].ty,
-                    &def.columns[c].name,
-                    &zone,
-                )
-            })
-            .collect::<Result<_>>()?;
+        let new_cols = assign_columns(batch, ncols + 1, &def, &targets, &zone)?;
         let mut changes: Vec<(&[u8], Row)> = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let key = keys.value(i);
@@ -661,9 +639,13 @@ async fn update(
             if !seen.insert(key.to_vec()) {
                 continue;
             }
-            let mut row: Row = old_cols.iter().map(|c| c[i].clone()).collect();
+            let old: Row = old_cols.iter().map(|c| c[i].clone()).collect();
+            let mut row = old.clone();
             for (j, &c) in targets.iter().enumerate() {
                 row[c] = new_cols[j][i].clone();
+            }
+            if with_fk {
+                fk_changes.push(crate::foreign_key::Change::Updated(old, row.clone()));
             }
             changes.push((key, row));
         }
@@ -672,12 +654,6 @@ async fn update(
             crate::check::check_rows(session, &def, &rows)?;
         }
         for (key, row) in changes {
-            if with_fk {
-                let old = txn.get_row(&def, key)?;
-                if let Some(old) = old {
-                    fk_changes.push(crate::foreign_key::Change::Updated(old, row.clone()));
-                }
-            }
             txn.update(&def, key, row.clone())?;
             if returning_items.is_some() {
                 updated.push(row);

@@ -20,7 +20,7 @@ use sqlparser::ast::{AssignmentTarget, DoUpdate, Expr, Ident};
 use crate::error::{PgError, Result, SqlState};
 use crate::ident::{ident_name, quote, table_name};
 use crate::session::{Session, SCRATCH_SCHEMA};
-use crate::types::assign_in;
+use crate::types::assign_columns;
 
 /// `ON CONFLICT [target] DO NOTHING`: drops the rows whose key in one of the target's
 /// unique constraints (all of them without a target) is already stored or came earlier in
@@ -296,18 +296,7 @@ pub(crate) async fn update_conflicts(
     let mut at = 0usize;
     let zone = session.time_zone();
     for out in &batches {
-        let values: Vec<Vec<Datum>> = targets
-            .iter()
-            .enumerate()
-            .map(|(j, &c)| {
-                assign_in(
-                    out.column(j),
-                    &def.columns[c].ty,
-                    &def.columns[c].name,
-                    &zone,
-                )
-            })
-            .collect::<Result<_>>()?;
+        let values = assign_columns(out, 0, def, &targets, &zone)?;
         let keep = action
             .selection
             .as_ref()

@@ -181,6 +181,25 @@ pub fn assign_in(array: &ArrayRef, ty: &SqlType, column: &str, zone: &Tz) -> Res
     duet_common::batch::array_to_datums(casted.as_ref(), ty).map_err(PgError::from)
 }
 
+/// The columns of `batch` from `first` on, one per column of `def` in `targets`, assigned
+/// to those columns' types (INSERT's values, UPDATE's and ON CONFLICT's new values).
+pub fn assign_columns(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    first: usize,
+    def: &duet_common::TableDef,
+    targets: &[usize],
+    zone: &Tz,
+) -> Result<Vec<Vec<Datum>>> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| {
+            let col = &def.columns[c];
+            assign_in(batch.column(first + j), &col.ty, &col.name, zone)
+        })
+        .collect()
+}
+
 /// UTC, the zone of a session that set none.
 pub fn utc() -> Tz {
     "+00:00".parse().expect("UTC is a zone")

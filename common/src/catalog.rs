@@ -41,6 +41,9 @@ pub struct IndexDef {
     /// Column positions, in index order.
     pub columns: Vec<usize>,
     pub unique: bool,
+    /// Behind a `UNIQUE` constraint (`pg_constraint` lists it), not a `CREATE UNIQUE INDEX`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub constraint: bool,
 }
 
 /// A table.

@@ -80,6 +80,42 @@ impl SqlType {
         }
     }
 
+    /// The OID of this type in PostgreSQL's `pg_type`.
+    pub fn pg_type_oid(&self) -> u32 {
+        match self {
+            SqlType::Int16 => 21,
+            SqlType::Int32 => 23,
+            SqlType::Int64 => 20,
+            SqlType::Float32 => 700,
+            SqlType::Float64 => 701,
+            SqlType::Numeric { .. } => 1700,
+            SqlType::Text => 25,
+            SqlType::Varchar(_) => 1043,
+            SqlType::Char(_) => 1042,
+            SqlType::Bool => 16,
+            SqlType::Date => 1082,
+            SqlType::Timestamp => 1114,
+            SqlType::TimestampTz => 1184,
+            SqlType::Bytea => 17,
+        }
+    }
+
+    /// `pg_type.typlen`: the byte width of a fixed-size type, -1 for a variable one.
+    pub fn pg_type_len(&self) -> i16 {
+        match self {
+            SqlType::Bool => 1,
+            SqlType::Int16 => 2,
+            SqlType::Int32 | SqlType::Float32 | SqlType::Date => 4,
+            SqlType::Int64 | SqlType::Float64 | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            _ => -1,
+        }
+    }
+
+    /// Whether values of this type are strings (which PostgreSQL collates).
+    pub fn is_text(&self) -> bool {
+        matches!(self, SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_))
+    }
+
     pub fn pg_name(&self) -> String {
         match self {
             SqlType::Int16 => "smallint".into(),

@@ -517,6 +517,7 @@ mod tests {
                 name: "t_s".into(),
                 columns: vec![2],
                 unique: false,
+                constraint: false,
             }],
             columnar: true,
             sequence: None,

@@ -43,6 +43,7 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
                 name: "accounts_owner_key".into(),
                 columns: vec![1],
                 unique: true,
+                constraint: false,
             }],
             columnar: true,
             sequence: None,
@@ -412,6 +413,7 @@ fn ddl_truncate_index_and_primary_key() {
                 name: "h_b".into(),
                 columns: vec![1],
                 unique: true,
+                constraint: false,
             },
             false,
         );
@@ -424,6 +426,7 @@ fn ddl_truncate_index_and_primary_key() {
                     name: "h_b".into(),
                     columns: vec![1],
                     unique: false,
+                    constraint: false,
                 },
                 false,
             )

@@ -75,19 +75,53 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
         ));
     }
     let sql = crate::ddl::rewrite_compat(sql);
+    let plain =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql);
     if is_catalog_query(&sql) {
-        return PARSER.parse(&sql).map_err(PgError::from);
+        // A client tool's query that datafusion-pg-catalog replaces as a whole is taken
+        // with its treatment; any other gets the user rewrites (with the catalog's
+        // set-returning functions), so its correlated subqueries are answered.
+        let replaced = PARSER.parse(&sql).map_err(PgError::from)?;
+        let unchanged = plain.as_ref().is_ok_and(|p| {
+            p.len() == replaced.len()
+                && p.iter()
+                    .zip(&replaced)
+                    .all(|(p, r)| PARSER.rewrite(p.clone()) == *r)
+        });
+        let mut statements = if unchanged {
+            user_rewrites(plain?, &sql)
+        } else {
+            let mut replaced = replaced;
+            replaced
+                .iter_mut()
+                .for_each(crate::system_catalog::rewrite_regclass);
+            replaced
+        };
+        statements
+            .iter_mut()
+            .for_each(crate::system_catalog::rewrite_set_functions);
+        return Ok(statements);
     }
-    let statements =
-        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)?;
-    Ok(statements
+    Ok(user_rewrites(plain?, &sql))
+}
+
+fn user_rewrites(statements: Vec<Statement>, sql: &str) -> Vec<Statement> {
+    let regclass = sql
+        .as_bytes()
+        .windows(8)
+        .any(|w| w.eq_ignore_ascii_case(b"regclass"));
+    statements
         .into_iter()
         .map(|mut s| {
             // Before RewriteArrayAnyAllOperation, which reads `= ANY (subquery)` as an array.
             crate::pgsemantics::quantified_subqueries_as_in(&mut s);
+            // Before RewriteRegCastToSubquery, which answers NULL for an unknown name.
+            if regclass {
+                crate::system_catalog::rewrite_regclass(&mut s);
+            }
             USER_REWRITES.iter().fold(s, |s, rule| rule.rewrite(s))
         })
-        .collect())
+        .collect()
 }
 
 /// A prepared statement: the parsed statement plus what Describe reports.

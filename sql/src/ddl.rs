@@ -407,6 +407,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             name: cname,
             columns: cols,
             unique: true,
+            constraint: true,
         });
     }
     for (name_given, expr) in checks {
@@ -1067,6 +1068,7 @@ fn create_index(session: &mut Session, ci: CreateIndex) -> Result<Outcome> {
                 name: name.clone(),
                 columns,
                 unique: ci.unique,
+                constraint: false,
             },
             ci.if_not_exists,
         )
@@ -1488,6 +1490,7 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                                 name,
                                 columns: cols,
                                 unique: true,
+                                constraint: true,
                             },
                             false,
                         )

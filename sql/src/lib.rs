@@ -28,11 +28,13 @@ pub mod fastpath;
 pub(crate) mod foreign_key;
 pub mod hints;
 pub mod ident;
+pub mod json;
 pub(crate) mod on_conflict;
 pub mod pgsemantics;
 pub mod sequence;
 pub mod server;
 pub mod session;
+pub mod system_catalog;
 pub mod types;
 
 pub use error::{PgError, SqlState};

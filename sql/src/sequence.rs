@@ -240,6 +240,17 @@ fn write_state(
 /// A sequence named by a `regclass`-style text (`s`, `public.s`, `"S"`): its definition.
 pub fn resolve(store: &StoreRef, name: &str) -> Result<TableDefRef> {
     let name = name.trim();
+    // An OID (`nextval('s'::regclass)` passes the sequence's).
+    if let Ok(oid) = name.parse::<u32>() {
+        let def = crate::system_catalog::relation_by_oid(store, oid).ok_or_else(|| {
+            PgError::new(
+                SqlState::UndefinedTable,
+                format!("could not open relation with OID {oid}"),
+            )
+        })?;
+        sequence_of(&def)?;
+        return Ok(def);
+    }
     let name = name.strip_prefix("public.").unwrap_or(name);
     let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
         Some(quoted) => quoted.replace("\"\"", "\""),
@@ -456,13 +467,22 @@ impl ScalarUDFImpl for SequenceFunction {
         args: ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
         let rows = args.number_rows.max(1);
+        // Text arguments as Utf8 whatever string type the planner gave them.
         let arrays = args
             .args
             .iter()
-            .map(|a| a.to_array(rows))
+            .map(|a| {
+                let a = a.to_array(rows)?;
+                match a.data_type() {
+                    DataType::Utf8View | DataType::LargeUtf8 => {
+                        Ok(datafusion::arrow::compute::cast(&a, &DataType::Utf8)?)
+                    }
+                    _ => Ok(a),
+                }
+            })
             .collect::<datafusion::common::Result<Vec<_>>>()?;
         let text = |i: usize, r: usize| -> Option<&str> {
-            let a = arrays.get(i)?.as_string::<i32>();
+            let a = arrays.get(i)?.as_string_opt::<i32>()?;
             (!a.is_null(r)).then(|| a.value(r))
         };
         let ctx = &self.ctx.0;

@@ -250,6 +250,31 @@ impl Session {
             datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| PgError::from(*e))?;
+        // pg_catalog's tables about DuetDB's own objects come from the table definitions.
+        if let Some(inner) = ctx.catalog(DATABASE).and_then(|c| c.schema("pg_catalog")) {
+            let own = crate::system_catalog::PgCatalog::new(inner, shared.store.clone());
+            ctx.catalog(DATABASE)
+                .expect("registered above")
+                .register_schema("pg_catalog", Arc::new(own))?;
+        }
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::system_catalog::ExpandArray::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::json::JsonBuildObject::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            set_show::UnknownSetting::default(),
+        ));
+        for name in crate::system_catalog::IsVisible::NAMES {
+            ctx.register_udf(crate::system_catalog::IsVisible::udf(name));
+        }
+        for name in crate::system_catalog::CatalogFunction::NAMES {
+            ctx.register_udf(crate::system_catalog::CatalogFunction::udf(
+                name,
+                shared.store.clone(),
+            ));
+        }
         {
             // PostgreSQL semantics on top of DataFusion's analyzer rules (see pgsemantics/).
             let state = ctx.state();

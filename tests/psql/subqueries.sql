@@ -15,4 +15,8 @@ SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id = c.pid) FROM c1 c WHERE c.id <
 SET duet.engine = 'column';
 SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
 RESET duet.engine;
+-- A condition on the outer row alone, and a select list that reads the outer row.
+SELECT c.id, (SELECT p.name FROM p1 p WHERE c.id > 10 AND p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
+SELECT c.id, (SELECT p.name || '/' || c.id FROM p1 p WHERE p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
+SELECT c.id, (SELECT coalesce(p.name, 'none') || c.pid FROM p1 p WHERE c.pid IS NOT NULL AND p.id = c.pid) AS x FROM c1 c WHERE c.id < 14 ORDER BY c.id;
 DROP TABLE p1, c1;

@@ -21,6 +21,9 @@
 //!   21000 only for an outer row with several, on both replicas.
 //! - `rename.sql`: RENAME of tables, columns and indexes.
 //! - `prepare.sql`: SQL's PREPARE, EXECUTE and DEALLOCATE.
+//! - `catalog.sql`: pg_class, pg_attribute, pg_index, pg_constraint, pg_attrdef,
+//!   pg_sequence and pg_depend rows of the database's tables, `regclass`, and
+//!   `pg_get_indexdef`/`pg_get_constraintdef`/`pg_get_expr`.
 
 use std::path::Path;
 use std::process::Command;
@@ -138,4 +141,9 @@ async fn renames_print_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_prepare_and_execute_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("prepare").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_describes_tables_as_postgresql_does() {
+    session_prints_what_postgresql_prints("catalog").await;
 }

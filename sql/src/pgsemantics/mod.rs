@@ -60,6 +60,7 @@ pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
 };
 pub use joins::OuterJoinConstants;
+pub(crate) use statement::call_function;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
     GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InListNulls,

@@ -518,7 +518,7 @@ fn function_name(f: &sqlparser::ast::Function) -> Option<&str> {
 }
 
 /// `name(args)`, as the parser would give it.
-fn call_function(name: &str, args: Vec<sqlparser::ast::Expr>) -> sqlparser::ast::Expr {
+pub(crate) fn call_function(name: &str, args: Vec<sqlparser::ast::Expr>) -> sqlparser::ast::Expr {
     use sqlparser::ast::{
         Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
         Ident, ObjectName, ObjectNamePart,

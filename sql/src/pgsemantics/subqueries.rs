@@ -471,37 +471,8 @@ impl AnalyzerRule for SingleRowScalarSubqueries {
             node.map_expressions(|e| {
                 let name = names.save(&e);
                 e.transform_up(|e| match e {
-                    Expr::ScalarSubquery(sq)
-                        if !sq.outer_ref_columns.is_empty()
-                            && sq.subquery.schema().fields().len() == 1
-                            && needs_collecting(&sq.subquery) =>
-                    {
-                        let inner = sq.subquery.as_ref().clone();
-                        let (qualifier, field) = inner.schema().qualified_field(0);
-                        let column = Expr::Column(datafusion::common::Column::new(
-                            qualifier.cloned(),
-                            field.name(),
-                        ));
-                        let collected = datafusion::logical_expr::LogicalPlanBuilder::from(inner)
-                            .aggregate(
-                                Vec::<Expr>::new(),
-                                vec![
-                                    datafusion::functions_aggregate::array_agg::array_agg(column)
-                                        .alias("__duet_rows"),
-                                ],
-                            )?
-                            .build()?;
-                        let subquery = Expr::ScalarSubquery(datafusion::logical_expr::Subquery {
-                            subquery: Arc::new(collected),
-                            outer_ref_columns: sq.outer_ref_columns,
-                            spans: sq.spans,
-                        });
-                        Ok(Transformed::yes(Expr::ScalarFunction(
-                            ScalarFunction::new_udf(
-                                Arc::new(ScalarUDF::new_from_impl(SingleValue::default())),
-                                vec![subquery],
-                            ),
-                        )))
+                    Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() => {
+                        decorrelatable(sq)
                     }
                     other => Ok(Transformed::no(other)),
                 })
@@ -514,6 +485,196 @@ impl AnalyzerRule for SingleRowScalarSubqueries {
     fn name(&self) -> &str {
         "duet_single_row_scalar_subqueries"
     }
+}
+
+/// A correlated scalar subquery written so DataFusion can decorrelate it: conditions on
+/// the outer row alone move out of it (`(SELECT x … WHERE outer_cond AND …)` is
+/// `CASE WHEN outer_cond THEN (SELECT x … WHERE …) END`), a select list that reads the
+/// outer row is computed outside it from a struct of the inner columns it reads
+/// (`(SELECT f(inner, outer) …)` is `CASE WHEN r IS NOT NULL THEN f(r.c0, outer) END` with
+/// `r = (SELECT named_struct('c0', inner) …)`), and a subquery that is not one row by
+/// its shape collects its rows ([`collect_rows`]).
+fn decorrelatable(sq: datafusion::logical_expr::Subquery) -> Result<Transformed<Expr>> {
+    let conditions = pull_outer_conditions(&sq.subquery)?;
+    let (plan, conditions) = match conditions {
+        Some((plan, c)) => (plan, c),
+        None => (sq.subquery.as_ref().clone(), vec![]),
+    };
+    let lifted = lift_outer_outputs(&plan)?;
+    if conditions.is_empty() && lifted.is_none() {
+        return collect_rows(sq);
+    }
+    let (plan, template) = match lifted {
+        Some((plan, template)) => (plan, Some(template)),
+        None => (plan, None),
+    };
+    let outer_ref_columns = plan.all_out_ref_exprs();
+    let subquery = datafusion::logical_expr::Subquery {
+        subquery: Arc::new(plan),
+        outer_ref_columns,
+        spans: sq.spans,
+    };
+    let mut value = if subquery.outer_ref_columns.is_empty() {
+        Expr::ScalarSubquery(subquery)
+    } else {
+        collect_rows(subquery)?.data
+    };
+    if let Some(template) = template {
+        let row = value;
+        let computed = template
+            .transform(|x| match x {
+                Expr::Column(c) if c.name == ROW_PLACEHOLDER => Ok(Transformed::yes(row.clone())),
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        value = datafusion::logical_expr::when(row.clone().is_not_null(), computed).end()?;
+    }
+    if let Some(condition) = datafusion::logical_expr::utils::conjunction(conditions) {
+        value = datafusion::logical_expr::when(condition, value).end()?;
+    }
+    Ok(Transformed::yes(value))
+}
+
+/// Stands for the subquery's struct in the expression [`lift_outer_outputs`] returns.
+const ROW_PLACEHOLDER: &str = "__duet_subquery_row";
+
+/// For a subquery whose one output reads the outer row: the subquery returning a struct of
+/// the inner columns that output reads instead, and the output as an expression of the
+/// outer query over that struct (a column named [`ROW_PLACEHOLDER`]).
+fn lift_outer_outputs(plan: &LogicalPlan) -> Result<Option<(LogicalPlan, Expr)>> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let LogicalPlan::Projection(p) = plan else {
+        return Ok(None);
+    };
+    if p.expr.len() != 1 || !p.expr[0].contains_outer() {
+        return Ok(None);
+    }
+    let output = p.expr[0].clone().unalias();
+    let mut columns: Vec<datafusion::common::Column> = vec![];
+    output.apply(|x| {
+        if let Expr::Column(c) = x {
+            if !columns.contains(c) {
+                columns.push(c.clone());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    let mut fields: Vec<Expr> = columns
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            [
+                datafusion::prelude::lit(format!("c{i}")),
+                Expr::Column(c.clone()),
+            ]
+        })
+        .collect();
+    if fields.is_empty() {
+        fields = vec![
+            datafusion::prelude::lit("c"),
+            datafusion::prelude::lit(true),
+        ];
+    }
+    let row = datafusion::functions::core::expr_fn::named_struct(fields).alias("__duet_row");
+    let projection = datafusion::logical_expr::Projection::try_new(vec![row], p.input.clone())?;
+    let placeholder = Expr::Column(datafusion::common::Column::from_name(ROW_PLACEHOLDER));
+    let template = output
+        .transform(|x| match x {
+            Expr::Column(c) => {
+                let i = columns.iter().position(|k| *k == c).unwrap_or_default();
+                Ok(Transformed::yes(
+                    datafusion::functions::core::expr_fn::get_field(
+                        placeholder.clone(),
+                        format!("c{i}"),
+                    ),
+                ))
+            }
+            Expr::OuterReferenceColumn(_, c) => Ok(Transformed::yes(Expr::Column(c))),
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    Ok(Some((LogicalPlan::Projection(projection), template)))
+}
+
+/// Splits the conditions of a correlated subquery's filter that read only the outer row
+/// (DataFusion cannot decorrelate those) from the subquery: the subquery without them,
+/// and them as expressions of the outer query. `None` if there are none.
+fn pull_outer_conditions(plan: &LogicalPlan) -> Result<Option<(LogicalPlan, Vec<Expr>)>> {
+    match plan {
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            let Some((child, outer)) = pull_outer_conditions(plan.inputs()[0])? else {
+                return Ok(None);
+            };
+            let rebuilt = plan.with_new_exprs(plan.expressions(), vec![child])?;
+            Ok(Some((rebuilt, outer)))
+        }
+        LogicalPlan::Filter(f) => {
+            let (outer, inner): (Vec<Expr>, Vec<Expr>) =
+                datafusion::logical_expr::utils::split_conjunction_owned(f.predicate.clone())
+                    .into_iter()
+                    .partition(|e| {
+                        e.contains_outer()
+                            && !e
+                                .exists(|x| Ok(matches!(x, Expr::Column(_))))
+                                .unwrap_or(true)
+                    });
+            if outer.is_empty() {
+                return Ok(None);
+            }
+            let rest = match datafusion::logical_expr::utils::conjunction(inner) {
+                Some(p) => LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+                    p,
+                    f.input.clone(),
+                )?),
+                None => f.input.as_ref().clone(),
+            };
+            let outer = outer
+                .into_iter()
+                .map(|e| {
+                    e.transform(|x| match x {
+                        Expr::OuterReferenceColumn(_, c) => Ok(Transformed::yes(Expr::Column(c))),
+                        other => Ok(Transformed::no(other)),
+                    })
+                    .map(|t| t.data)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((rest, outer)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A correlated scalar subquery DataFusion cannot decorrelate as it is (see
+/// [`needs_collecting`]) as `duet_single_value` of its rows collected into a list.
+fn collect_rows(sq: datafusion::logical_expr::Subquery) -> Result<Transformed<Expr>> {
+    if sq.subquery.schema().fields().len() != 1 || !needs_collecting(&sq.subquery) {
+        return Ok(Transformed::no(Expr::ScalarSubquery(sq)));
+    }
+    let inner = sq.subquery.as_ref().clone();
+    let (qualifier, field) = inner.schema().qualified_field(0);
+    let column = Expr::Column(datafusion::common::Column::new(
+        qualifier.cloned(),
+        field.name(),
+    ));
+    let collected = datafusion::logical_expr::LogicalPlanBuilder::from(inner)
+        .aggregate(
+            Vec::<Expr>::new(),
+            vec![
+                datafusion::functions_aggregate::array_agg::array_agg(column).alias("__duet_rows"),
+            ],
+        )?
+        .build()?;
+    let subquery = Expr::ScalarSubquery(datafusion::logical_expr::Subquery {
+        subquery: Arc::new(collected),
+        outer_ref_columns: sq.outer_ref_columns,
+        spans: sq.spans,
+    });
+    Ok(Transformed::yes(Expr::ScalarFunction(
+        ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::new_from_impl(SingleValue::default())),
+            vec![subquery],
+        ),
+    )))
 }
 
 /// Whether DataFusion would refuse `plan` as a correlated scalar subquery: not an

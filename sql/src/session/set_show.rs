@@ -203,10 +203,15 @@ impl Session {
             let Some(args) = call_args(e, "current_setting") else {
                 return std::ops::ControlFlow::Continue(());
             };
-            let (Some(name), missing_ok) = (
-                args.first().and_then(string_literal),
-                matches!(args.get(1), Some(Expr::Value(v)) if matches!(v.value, Value::Boolean(true))),
-            ) else {
+            let missing_ok = matches!(args.get(1), Some(Expr::Value(v)) if matches!(v.value, Value::Boolean(true)));
+            let Some(name) = args.first().and_then(string_literal) else {
+                // A name known only when the statement runs (a parameter, a column): the
+                // session's settings as a CASE over the name.
+                if let Some(arg) = args.first() {
+                    if let Some(case) = self.settings_case(arg, missing_ok) {
+                        *e = case;
+                    }
+                }
                 return std::ops::ControlFlow::Continue(());
             };
             let key = setting_name(&name);
@@ -230,6 +235,92 @@ impl Session {
             std::ops::ControlFlow::Continue(())
         });
         failure.map_or(Ok(()), Err)
+    }
+}
+
+impl Session {
+    /// `current_setting(arg)` for an `arg` that is not a literal: `CASE lower(arg) WHEN
+    /// 'name' THEN 'value' … ELSE duet_unknown_setting(arg, missing_ok) END`.
+    fn settings_case(&self, arg: &Expr, missing_ok: bool) -> Option<Expr> {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let mut sql = format!("CASE lower(CAST({arg} AS text))");
+        for (name, value) in self.settings.all() {
+            sql.push_str(&format!(" WHEN {} THEN {}", quote(name), quote(value)));
+        }
+        sql.push_str(&format!(
+            " ELSE {}(CAST({arg} AS text), {missing_ok}) END",
+            UnknownSetting::NAME
+        ));
+        sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .ok()?
+            .parse_expr()
+            .ok()
+    }
+}
+
+/// `duet_unknown_setting(name, missing_ok)`: what `current_setting` of a setting that does
+/// not exist gives: NULL with `missing_ok`, else 42704.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct UnknownSetting {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Default for UnknownSetting {
+    fn default() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::any(
+                2,
+                datafusion::logical_expr::Volatility::Stable,
+            ),
+        }
+    }
+}
+
+impl UnknownSetting {
+    pub const NAME: &'static str = "duet_unknown_setting";
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for UnknownSetting {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray};
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        let names = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let missing_ok = datafusion::arrow::compute::cast(&arrays[1], &DataType::Boolean)?;
+        let missing_ok = missing_ok.as_boolean();
+        for i in 0..names.len() {
+            let allowed = missing_ok.is_valid(i) && missing_ok.value(i);
+            if names.is_valid(i) && !allowed {
+                return Err(datafusion::common::DataFusionError::External(Box::new(
+                    crate::error::PgErrorBox(PgError::new(
+                        SqlState::UndefinedObject,
+                        format!(
+                            "unrecognized configuration parameter \"{}\"",
+                            names.value(i)
+                        ),
+                    )),
+                )));
+            }
+        }
+        Ok(datafusion::logical_expr::ColumnarValue::Array(
+            datafusion::arrow::array::new_null_array(&DataType::Utf8, names.len()),
+        ))
     }
 }
 

@@ -136,8 +136,10 @@ pub(super) static SETTINGS: &[Def] = &[
         },
         apply: keep,
     },
+    shown!("block_size", "8192"),
     shown!("client_min_messages", "notice"),
     shown!("datestyle", "ISO, MDY"),
+    shown!("default_table_access_method", "heap"),
     Def {
         name: "default_transaction_isolation",
         default: || isolation_name(Isolation::ReadCommitted).into(),
@@ -166,6 +168,7 @@ pub(super) static SETTINGS: &[Def] = &[
         },
     },
     shown!("max_identifier_length", "63"),
+    shown!("max_index_keys", "32"),
     shown!("search_path", "\"$user\", public"),
     shown!("server_encoding", "UTF8"),
     Def {
@@ -333,6 +336,11 @@ impl Settings {
     /// The text of setting `name` (canonical), if it exists.
     pub fn shown(&self, name: &str) -> Option<&str> {
         self.shown.get(name).map(String::as_str)
+    }
+
+    /// Every setting's name and text.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.shown.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Sets the text `SHOW name` returns.

@@ -68,6 +68,17 @@ fn declared_type(field: &datafusion::arrow::datatypes::Field) -> Option<(Type, i
         ("varchar", DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {
             Some((Type::VARCHAR, typmod))
         }
+        // Sent as text (see `vector_text`): described as a simple type so the encoder
+        // does not quote it as an array element.
+        (name @ ("int2vector" | "oidvector"), DataType::List(_)) => Some((
+            Type::new(
+                name.into(),
+                if name == "int2vector" { 22 } else { 30 },
+                postgres_types::Kind::Simple,
+                "pg_catalog".into(),
+            ),
+            -1,
+        )),
         ("numeric", DataType::Decimal128(p, s)) => {
             let declared =
                 typmod < 0 || ((typmod - 4) >> 16, (typmod - 4) & 0xffff) == (*p as i32, *s as i32);
@@ -364,7 +375,11 @@ pub fn pg_text_columns(
             cols.push(col.clone());
             continue;
         }
-        let out = pg_text_array(col);
+        let out = if is_vector(batch.schema().field(i)) {
+            vector_text(col)
+        } else {
+            pg_text_array(col)
+        };
         match out {
             Some(o) => {
                 changed = true;
@@ -386,6 +401,36 @@ pub fn pg_text_columns(
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
     datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
         .unwrap_or_else(|_| batch.clone())
+}
+
+/// Whether `field` is an `int2vector` or `oidvector` catalog column (a list declared so).
+fn is_vector(field: &datafusion::arrow::datatypes::Field) -> bool {
+    matches!(field.data_type(), DataType::List(_))
+        && field
+            .metadata()
+            .get(duet_common::batch::PG_DECLARED_TYPE)
+            .is_some_and(|t| t == "int2vector" || t == "oidvector")
+}
+
+/// An `int2vector` or `oidvector` column in PostgreSQL's text form: the elements separated
+/// by spaces.
+fn vector_text(
+    col: &datafusion::arrow::array::ArrayRef,
+) -> Option<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+    let lists = col.as_list_opt::<i32>()?;
+    let mut out = StringBuilder::new();
+    for i in 0..lists.len() {
+        if lists.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let values = datafusion::arrow::compute::cast(&lists.value(i), &DataType::Int64).ok()?;
+        let values = values.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let text: Vec<String> = values.iter().flatten().map(|v| v.to_string()).collect();
+        out.append_value(text.join(" "));
+    }
+    Some(Arc::new(out.finish()))
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff without trailing zeros]`, as PostgreSQL prints a timestamp.

@@ -15,3 +15,8 @@ SELECT '1,2'::int[];
 SELECT '{1,,2}'::int[];
 SELECT '{"open}'::text[];
 DROP TABLE perm;
+-- Arrays cast to text print as PostgreSQL prints them.
+SELECT array[1,2]::text, array['a','b c','',NULL,'x"y']::text, array[true,false]::text;
+SELECT array[array[1,2],array[3,4]]::text, (array[]::int[])::text, CAST(NULL::int[] AS text);
+SELECT array_agg(x ORDER BY x)::text FROM (VALUES (2),(1)) v(x);
+SELECT array[1.5::float8, 0.1::float8]::text;

@@ -67,14 +67,14 @@ fn text_number_comparison(
     Ok(())
 }
 
-/// Casts of floats and timestamps to text, through `PgText`.
+/// Casts of floats, timestamps and arrays to text, through `PgText`.
 #[derive(Debug, Default)]
 pub struct PgTextCasts;
 
 fn needs_pg_text(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..) | DataType::List(_)
     )
 }
 
@@ -341,9 +341,11 @@ impl ScalarUDFImpl for PgText {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let (arrays, scalar) = arg_arrays(&args)?;
-        let out = duet_wire::encode::pg_text_array(&arrays[0]).ok_or_else(|| {
-            DataFusionError::Internal(format!("pg_text of {}", arrays[0].data_type()))
-        })?;
+        let out = duet_wire::encode::pg_text_array(&arrays[0])
+            .or_else(|| duet_wire::encode::pg_array_text(&arrays[0]))
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!("pg_text of {}", arrays[0].data_type()))
+            })?;
         columnar(out, scalar)
     }
 }

@@ -330,6 +330,73 @@ pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
     }
 }
 
+/// A list column as PostgreSQL prints arrays (`array_out`): `{1,2}`, elements in their text
+/// form, quoted where they are empty, `NULL`-like or hold a brace, comma, quote, backslash
+/// or space, NULL elements as `NULL`, booleans as `t`/`f`. `None` if `col` is not a list.
+pub fn pg_array_text(col: &ArrayRef) -> Option<ArrayRef> {
+    use datafusion::arrow::array::AsArray;
+    let lists = col.as_list_opt::<i32>()?;
+    let item = match col.data_type() {
+        DataType::List(f) => f.data_type().clone(),
+        _ => return None,
+    };
+    let nested = matches!(item, DataType::List(_));
+    let mut out = datafusion::arrow::array::StringBuilder::new();
+    for i in 0..lists.len() {
+        if lists.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let values = lists.value(i);
+        let text = if nested {
+            pg_array_text(&values)?
+        } else if item == DataType::Boolean {
+            let b = values.as_boolean();
+            Arc::new(
+                b.iter()
+                    .map(|v| v.map(|v| if v { "t" } else { "f" }))
+                    .collect::<StringArray>(),
+            )
+        } else {
+            pg_text_array(&values)
+                .or_else(|| datafusion::arrow::compute::cast(&values, &DataType::Utf8).ok())?
+        };
+        let text = datafusion::arrow::compute::cast(&text, &DataType::Utf8).ok()?;
+        let text = text.as_string::<i32>();
+        let mut s = String::from("{");
+        for k in 0..text.len() {
+            if k > 0 {
+                s.push(',');
+            }
+            if text.is_null(k) {
+                s.push_str("NULL");
+                continue;
+            }
+            let v = text.value(k);
+            let quote = !nested
+                && (v.is_empty()
+                    || v.eq_ignore_ascii_case("null")
+                    || v.chars()
+                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace()));
+            if quote {
+                s.push('"');
+                for c in v.chars() {
+                    if c == '"' || c == '\\' {
+                        s.push('\\');
+                    }
+                    s.push(c);
+                }
+                s.push('"');
+            } else {
+                s.push_str(v);
+            }
+        }
+        s.push('}');
+        out.append_value(s);
+    }
+    Some(Arc::new(out.finish()))
+}
+
 /// `micros` since 1970-01-01 UTC as PostgreSQL prints a timestamptz in `zone`: local time,
 /// then the offset as `+HH`, `+HH:MM` or `+HH:MM:SS`.
 pub fn pg_timestamptz_text(micros: i64, zone: &datafusion::arrow::array::timezone::Tz) -> String {

@@ -27,7 +27,7 @@ start() { # binary data-dir
   "$1" --data-dir "$2" --listen "127.0.0.1:$PORT" --http off --log-level warn >>"$2.log" 2>&1 &
   PID=$!
   for _ in $(seq 300); do
-    psql -h 127.0.0.1 -p "$PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && return 0
+    psql -h 127.0.0.1 -p "$PORT" -U postgres duetdb -Atc "select 1" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "$1 did not start:" >&2; cat "$2.log" >&2; exit 1
@@ -35,7 +35,7 @@ start() { # binary data-dir
 
 for side in A B; do
   start "${!side}" "$WORK/$side"
-  pgbench -h 127.0.0.1 -p "$PORT" -U duet -i -q -s "$SCALE" duetdb >/dev/null 2>&1
+  pgbench -h 127.0.0.1 -p "$PORT" -U postgres -i -q -s "$SCALE" duetdb >/dev/null 2>&1
   stop
 done
 
@@ -45,7 +45,7 @@ for script in $SCRIPTS; do
     for side in A B; do
       start "${!side}" "$WORK/$side"
       load=$(cut -d' ' -f1 /proc/loadavg)
-      out=$(pgbench -h 127.0.0.1 -p "$PORT" -U duet -n -b "$script" -M "$MODE" \
+      out=$(pgbench -h 127.0.0.1 -p "$PORT" -U postgres -n -b "$script" -M "$MODE" \
         -c "$CLIENTS" -j "$THREADS" -T "$DURATION" duetdb 2>&1)
       stop
       t=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")

@@ -44,7 +44,7 @@ for entry in $DUET_BINS; do
   name=${entry%%=*}
   bin=${entry#*=}
   duet_start "$bin"
-  run "$name" -h 127.0.0.1 -p "$DUET_PORT" -U duet duetdb
+  run "$name" -h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb
   duet_stop
 done
 run postgres $(echo "$PG_CONN" | sed 's/host=\([^ ]*\) port=\([^ ]*\) user=\([^ ]*\) dbname=\([^ ]*\)/-h \1 -p \2 -U \3 \4/')

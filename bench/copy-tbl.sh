@@ -15,7 +15,7 @@ tables="region nation part supplier partsupp customer orders lineitem"
 now() { date +%s.%N; }
 
 duet_start "$BIN"
-A=(-h 127.0.0.1 -p "$DUET_PORT" -U duet duetdb)
+A=(-h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb)
 psql "${A[@]}" -q < bench/tpch-ddl.sql >/dev/null 2>&1
 T0=$(now)
 for t in $tables; do

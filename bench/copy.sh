@@ -29,7 +29,7 @@ load() { # name, psql args...
   awk -v a="$t0" -v b="$t1" -v n="$ROWS" -v name="$name" 'BEGIN { printf "%s: COPY %d rows in %.2f s (%.0f rows/s)\n", name, n, b - a, n / (b - a) }'
 }
 
-load duetdb -h 127.0.0.1 -p "$PORT" -U duet duetdb
+load duetdb -h 127.0.0.1 -p "$PORT" -U postgres duetdb
 t0=$(date +%s.%N)
 commit=$(curl -s "http://$HTTP/metrics" | sed -n 's/^duet_raft_index{kind="commit",peer="voter"} //p')
 while :; do

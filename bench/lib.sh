@@ -22,7 +22,7 @@ duet_start() { # binary [extra args…]; older builds without --http: set DUET_H
   DUET_PID=$!
   trap duet_stop EXIT
   for _ in $(seq 200); do
-    psql -h 127.0.0.1 -p "$DUET_PORT" -U duet duetdb -Atc "select 1" >/dev/null 2>&1 && return 0
+    psql -h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb -Atc "select 1" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "DuetDB ($bin) did not start; its log:" >&2

@@ -22,7 +22,7 @@ PG=(-h 127.0.0.1 -p 54329 -U postgres)
 psql "${PG[@]}" -qc "DROP DATABASE IF EXISTS pgbench" postgres
 psql "${PG[@]}" -qc "CREATE DATABASE pgbench" postgres
 duet_start "$BIN"
-DUET=(-h 127.0.0.1 -p "$DUET_PORT" -U duet)
+DUET=(-h 127.0.0.1 -p "$DUET_PORT" -U postgres)
 
 init() { # name, connection args…, db
   local name=$1; shift

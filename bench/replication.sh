@@ -22,7 +22,7 @@ source bench/lib.sh
 duet_start "${DUET_BIN:-${CARGO_TARGET_DIR:-target}/release/duetdb}"
 PORT=$DUET_PORT
 HTTP=$DUET_HTTP
-PSQL="psql -h 127.0.0.1 -p $PORT -U duet duetdb -Atq"
+PSQL="psql -h 127.0.0.1 -p $PORT -U postgres duetdb -Atq"
 metrics() { curl -s "http://$HTTP/metrics"; }
 quantiles() { # reads the histogram from stdin
   awk '/^duet_learner_visibility_seconds_bucket/ {
@@ -41,7 +41,7 @@ quantiles() { # reads the histogram from stdin
 
 $PSQL -c "CREATE TABLE bench_kv (id bigint PRIMARY KEY, v text)"
 base=$(metrics | sed -n 's/^duet_learner_visibility_seconds_count //p')
-out=$(pgbench -h 127.0.0.1 -p "$PORT" -U duet duetdb -n -M prepared -f bench/lag_insert.sql \
+out=$(pgbench -h 127.0.0.1 -p "$PORT" -U postgres duetdb -n -M prepared -f bench/lag_insert.sql \
   -c 8 -j 2 -R "$((ROWS / 10))" -T "$DURATION" 2>&1)
 echo "$out" | grep -E "^(tps|latency average|latency stddev|rate limit schedule lag|number of failed)" || true
 echo "rows in bench_kv: $($PSQL -c 'SELECT count(*) FROM bench_kv')"

@@ -33,6 +33,21 @@ pub struct Cli {
     /// (keep the current scales). Default: learning
     #[arg(long)]
     pub router_calibration: Option<String>,
+    /// An authentication rule, a pg_hba.conf line "TYPE DATABASE USER ADDRESS METHOD"
+    /// (host|hostssl|hostnossl, trust|scram-sha-256|password|reject); repeat for several,
+    /// first match wins. Default: trust on loopback, scram-sha-256 from anywhere else
+    #[arg(long = "hba", value_name = "RULE")]
+    pub hba: Vec<String>,
+    /// TLS certificate chain (PEM); with --tls-key, clients may use sslmode=require
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Start even though a rule trusts clients on other machines (no password) while
+    /// listening beyond loopback
+    #[arg(long)]
+    pub allow_remote_trust: bool,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -54,6 +69,13 @@ pub struct Config {
     pub router_calibration: String,
     /// Most clients connected at once.
     pub max_connections: usize,
+    /// Authentication rules (pg_hba.conf lines), first match wins.
+    pub hba: Vec<String>,
+    /// TLS certificate chain and key (PEM files).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Allow a rule trusting remote clients on a non-loopback listen address.
+    pub allow_remote_trust: bool,
 }
 
 impl Default for Config {
@@ -65,6 +87,13 @@ impl Default for Config {
             log_level: "info".into(),
             router_calibration: "learning".into(),
             max_connections: 100,
+            hba: duet_wire::auth::DEFAULT_HBA
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+            tls_cert: None,
+            tls_key: None,
+            allow_remote_trust: false,
         }
     }
 }
@@ -99,6 +128,16 @@ impl Config {
         if let Some(n) = cli.max_connections {
             config.max_connections = n;
         }
+        if !cli.hba.is_empty() {
+            config.hba = cli.hba.clone();
+        }
+        if let Some(c) = &cli.tls_cert {
+            config.tls_cert = Some(c.clone());
+        }
+        if let Some(k) = &cli.tls_key {
+            config.tls_key = Some(k.clone());
+        }
+        config.allow_remote_trust |= cli.allow_remote_trust;
         config.validate()?;
         if cli.config_check {
             #[allow(clippy::print_stdout)]
@@ -108,6 +147,19 @@ impl Config {
             std::process::exit(0);
         }
         Ok(config)
+    }
+
+    /// The authentication rules.
+    pub fn hba(&self) -> anyhow::Result<duet_wire::auth::Hba> {
+        duet_wire::auth::Hba::parse(&self.hba).map_err(|e| anyhow::anyhow!("hba: {e}"))
+    }
+
+    /// The TLS certificate and key, when both are set.
+    pub fn tls(&self) -> Option<duet_wire::auth::TlsFiles> {
+        Some(duet_wire::auth::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
     }
 
     /// Whether the router's calibration is frozen.
@@ -137,6 +189,21 @@ impl Config {
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
         );
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together"
+        );
+        let hba = self.hba()?;
+        anyhow::ensure!(!hba.rules().is_empty(), "hba needs at least one rule");
+        let listen: std::net::SocketAddr = self.listen.parse()?;
+        if duet_wire::auth::listens_beyond_loopback(listen) && !self.allow_remote_trust {
+            if let Some(rule) = hba.remote_trust() {
+                anyhow::bail!(
+                    "listening on {listen} with the rule \"{rule}\" lets clients on other machines in without a password; \
+                     use scram-sha-256 for them, or start with --allow-remote-trust (allow_remote_trust = true)"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -152,6 +219,25 @@ mod tests {
         assert_eq!(ok.listen, "127.0.0.1:6000");
         assert_eq!(ok.log_level, "info");
         assert!(toml::from_str::<Config>("data_dri = \"/tmp/x\"").is_err());
+    }
+
+    #[test]
+    fn remote_trust_needs_to_be_allowed() {
+        let mut c: Config =
+            toml::from_str("listen = \"0.0.0.0:5433\"\nhba = [\"host all all 0.0.0.0/0 trust\"]")
+                .unwrap();
+        assert!(c.validate().is_err());
+        c.allow_remote_trust = true;
+        assert!(c.validate().is_ok());
+        // The default rules ask remote clients for a password.
+        let d: Config = toml::from_str("listen = \"0.0.0.0:5433\"").unwrap();
+        assert!(d.validate().is_ok());
+        let loopback: Config = toml::from_str("hba = [\"host all all 0.0.0.0/0 trust\"]").unwrap();
+        assert!(loopback.validate().is_ok());
+        let bad: Config = toml::from_str("hba = [\"host all all all ident\"]").unwrap();
+        assert!(bad.validate().is_err());
+        let half: Config = toml::from_str("tls_cert = \"/x.pem\"").unwrap();
+        assert!(half.validate().is_err());
     }
 
     #[test]

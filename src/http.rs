@@ -115,6 +115,7 @@ pub fn routing_report(node: &NodeRef) -> serde_json::Value {
         .store
         .tables()
         .iter()
+        .filter(|def| def.has_rows())
         .map(|def| {
             let stats = router.table_stats(def);
             let (changes_since, stale) = router.staleness(def);

@@ -54,13 +54,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
             )
         }
     };
-    let server = duet_sql::Server::start_with(node.shared(), listen, config.max_connections)
+    let tls = match config.tls() {
+        Some(files) => Some(duet_wire::auth::tls_acceptor(&files).context("TLS")?),
+        None => None,
+    };
+    let options = duet_wire::ServerOptions {
+        max_connections: config.max_connections,
+        hba: std::sync::Arc::new(config.hba()?),
+        tls,
+    };
+    let server = duet_sql::Server::start_with(node.shared(), listen, options)
         .await
         .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "DuetDB {} listening on {} (data in {}, metrics on {}); connect with: psql -h {} -p {} -U duet duetdb",
+            "DuetDB {} listening on {} (data in {}, metrics on {}); connect with: psql -h {} -p {} -U postgres duetdb",
             env!("CARGO_PKG_VERSION"),
             server.local_addr(),
             config.data_dir.display(),

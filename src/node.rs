@@ -290,6 +290,7 @@ impl ReplicaInfo for DuetNode {
         self.store
             .tables()
             .iter()
+            .filter(|def| def.has_rows())
             .map(|def| {
                 let col = columns.get(&def.name);
                 let state = match (learner.running, def.columnar, col) {

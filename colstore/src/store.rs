@@ -272,7 +272,8 @@ impl ColumnStore {
             return self.restore(index, data, &cmd);
         }
         for (k, v) in &cmd.writes {
-            if k.first() == Some(&key::CATALOG_PREFIX) {
+            // Roles are the row replica's business (logins); the column replica keeps tables.
+            if k.first() == Some(&key::CATALOG_PREFIX) && key::role_name(k).is_none() {
                 let id = key::catalog_id(k).ok_or_else(|| Error::Corrupt("catalog key".into()))?;
                 match v {
                     Some(payload) => self.put_def(index, Arc::new(TableDef::from_bytes(payload)?)),
@@ -406,7 +407,7 @@ impl ColumnStore {
         let _one = self.compact_lock.lock();
         let mut defs: Vec<TableDefRef> = Vec::new();
         for (k, v) in &cmd.writes {
-            if k.first() == Some(&key::CATALOG_PREFIX) {
+            if k.first() == Some(&key::CATALOG_PREFIX) && key::role_name(k).is_none() {
                 if let Some(p) = v {
                     defs.push(Arc::new(TableDef::from_bytes(p)?));
                 }

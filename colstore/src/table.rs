@@ -535,6 +535,7 @@ pub(crate) mod tests {
             sequence: None,
             checks: vec![],
             foreign_keys: vec![],
+            view: None,
         }
     }
 

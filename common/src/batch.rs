@@ -682,6 +682,7 @@ mod tests {
             sequence: None,
             checks: vec![],
             foreign_keys: vec![],
+            view: None,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let rows = 300;

@@ -74,6 +74,28 @@ pub struct TableDef {
     /// FOREIGN KEY constraints of this table (the referencing side).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeyDef>,
+    /// Set for a view: a relation without rows of its own, whose query is read in its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<ViewDef>,
+}
+
+/// A view (`CREATE VIEW`): its query and the names it gives the query's columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// The query, as SQL text (PostgreSQL's dialect).
+    pub query: String,
+    /// The names the query's output columns had when the view was created, in order; the
+    /// view's own column names are the table definition's columns.
+    pub query_columns: Vec<String>,
+    /// Ids of the tables and views it reads (DROP … RESTRICT refuses to drop them).
+    pub depends_on: Vec<u32>,
+}
+
+impl TableDef {
+    /// A table with rows: neither a sequence nor a view.
+    pub fn has_rows(&self) -> bool {
+        self.sequence.is_none() && self.view.is_none()
+    }
 }
 
 /// A FOREIGN KEY constraint: the referencing columns of its table must hold, when none of
@@ -235,13 +257,126 @@ impl TableDef {
     }
 }
 
-/// The set of live tables, by name.
+/// A role (`CREATE ROLE`/`CREATE USER`): who may log in, how, and what it may manage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleDef {
+    /// Its OID is `16384 + id` (ids come from the same allocator as tables').
+    pub id: u32,
+    pub name: String,
+    pub superuser: bool,
+    pub login: bool,
+    pub createdb: bool,
+    pub createrole: bool,
+    pub inherit: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    /// `CONNECTION LIMIT`; -1: none.
+    pub connection_limit: i32,
+    /// The SCRAM-SHA-256 verifier, in PostgreSQL's text form
+    /// (`SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey`); never the password.
+    pub password: Option<String>,
+    /// `VALID UNTIL`, as the statement gave it (checked at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+}
+
+/// The role `initdb` creates: the superuser every new data directory has, with PostgreSQL's
+/// OID for it (10). It needs no catalog entry until `ALTER ROLE` changes it.
+pub const BOOTSTRAP_SUPERUSER: &str = "postgres";
+
+impl RoleDef {
+    /// The bootstrap superuser as a new data directory has it (no password).
+    pub fn bootstrap() -> RoleDef {
+        RoleDef {
+            id: 0,
+            name: BOOTSTRAP_SUPERUSER.into(),
+            superuser: true,
+            login: true,
+            createdb: true,
+            createrole: true,
+            inherit: true,
+            replication: true,
+            bypassrls: true,
+            connection_limit: -1,
+            password: None,
+            valid_until: None,
+        }
+    }
+
+    /// The OID `pg_authid` shows.
+    pub fn oid(&self) -> u32 {
+        if self.name == BOOTSTRAP_SUPERUSER && self.id == 0 {
+            10
+        } else {
+            16384 + self.id
+        }
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self)
+            .map_err(|e| Error::Internal(format!("Failed to encode role {}: {e}", self.name)))
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        serde_json::from_slice(b).map_err(|e| Error::Corrupt(format!("role definition: {e}")))
+    }
+}
+
+/// The set of live tables and roles, by name.
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     tables: HashMap<String, TableDefRef>,
+    roles: HashMap<String, Arc<RoleDef>>,
 }
 
 impl Catalog {
+    /// Applies one catalog key's new payload (`None`: deleted) as it comes from the log or
+    /// the store: a table definition or a role.
+    pub fn apply(&mut self, key: &[u8], payload: Option<&[u8]>) -> Result<()> {
+        if let Some(name) = crate::codec::key::role_name(key) {
+            match payload {
+                Some(p) => {
+                    self.roles
+                        .insert(name.to_string(), Arc::new(RoleDef::from_bytes(p)?));
+                }
+                None => {
+                    self.roles.remove(name);
+                }
+            }
+            return Ok(());
+        }
+        match payload {
+            Some(p) => self.put(Arc::new(TableDef::from_bytes(p)?)),
+            None => {
+                let id = crate::codec::key::catalog_id(key)
+                    .ok_or_else(|| Error::Corrupt("catalog key".into()))?;
+                let name = self.tables().find(|t| t.id == id).map(|t| t.name.clone());
+                if let Some(name) = name {
+                    self.remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A role by name; the bootstrap superuser exists even before it is stored.
+    pub fn role(&self, name: &str) -> Option<Arc<RoleDef>> {
+        self.roles
+            .get(name)
+            .cloned()
+            .or_else(|| (name == BOOTSTRAP_SUPERUSER).then(|| Arc::new(RoleDef::bootstrap())))
+    }
+
+    /// Every role, the bootstrap superuser included, by name.
+    pub fn roles(&self) -> Vec<Arc<RoleDef>> {
+        let mut all: Vec<_> = self.roles.values().cloned().collect();
+        if !self.roles.contains_key(BOOTSTRAP_SUPERUSER) {
+            all.push(Arc::new(RoleDef::bootstrap()));
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
     pub fn get(&self, name: &str) -> Option<TableDefRef> {
         self.tables.get(name).cloned()
     }

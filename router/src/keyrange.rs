@@ -523,6 +523,7 @@ mod tests {
             sequence: None,
             checks: vec![],
             foreign_keys: vec![],
+            view: None,
         }
     }
 

@@ -613,27 +613,32 @@ impl SchemaProvider for RowSchemaProvider {
         if !self.listed {
             return vec![];
         }
-        // Sequences are relations too (`SELECT * FROM seq` reads one), but not tables.
+        // Sequences are relations too (`SELECT * FROM seq` reads one), but not tables; views
+        // are read through their queries (the SQL layer expands them before planning).
         self.store
             .tables()
             .iter()
-            .filter(|t| t.sequence.is_none())
+            .filter(|t| t.has_rows())
             .map(|t| t.name.clone())
             .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(self.store.table(name).map(|def| {
-            Arc::new(RowTableProvider::new(
-                def,
-                self.ctx.clone(),
-                self.expose_key,
-            )) as Arc<dyn TableProvider>
-        }))
+        Ok(self
+            .store
+            .table(name)
+            .filter(|d| d.view.is_none())
+            .map(|def| {
+                Arc::new(RowTableProvider::new(
+                    def,
+                    self.ctx.clone(),
+                    self.expose_key,
+                )) as Arc<dyn TableProvider>
+            }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.store.table(name).is_some()
+        self.store.table(name).is_some_and(|d| d.view.is_none())
     }
 }
 

@@ -52,6 +52,12 @@ pub enum Error {
     /// No table of that name.
     #[error("relation \"{0}\" does not exist")]
     TableNotFound(String),
+    /// A role with this name exists already.
+    #[error("role \"{0}\" already exists")]
+    RoleExists(String),
+    /// No role of that name.
+    #[error("role \"{0}\" does not exist")]
+    RoleNotFound(String),
     /// No index of that name.
     #[error("index \"{0}\" does not exist")]
     IndexNotFound(String),

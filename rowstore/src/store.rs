@@ -23,7 +23,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::engine::{KvEngineRef, WriteBatch};
 use crate::error::{Error, Result};
-use duet_common::catalog::{Catalog, ColumnDef, IndexDef, TableDef, TableDefRef, CATALOG_FORMAT};
+use duet_common::catalog::{
+    Catalog, ColumnDef, IndexDef, RoleDef, TableDef, TableDefRef, CATALOG_FORMAT,
+};
 use duet_common::codec::key::{self, Key, LIVE, TOMBSTONE};
 use duet_common::codec::memcmp::{self, prefix_end};
 use duet_common::codec::row;
@@ -192,14 +194,9 @@ impl Store {
         };
         let (start, end) = key::catalog_range();
         let mut catalog = Catalog::default();
-        store.scan_versions(&start, &end, Version::MAX, &mut |_, payload| {
-            match TableDef::from_bytes(payload) {
-                Ok(def) => {
-                    catalog.put(Arc::new(def));
-                    Ok(true)
-                }
-                Err(e) => Err(e.into()),
-            }
+        store.scan_versions(&start, &end, Version::MAX, &mut |k, payload| {
+            catalog.apply(k, Some(payload))?;
+            Ok(true)
         })?;
         *store.catalog.write() = catalog;
         tracing::info!(
@@ -592,17 +589,7 @@ impl Store {
                 *cat = Catalog::default();
             }
             for (k, v) in catalog_changes {
-                match v {
-                    Some(payload) => cat.put(Arc::new(TableDef::from_bytes(payload)?)),
-                    None => {
-                        let id = key::catalog_id(k)
-                            .ok_or_else(|| Error::Corrupt("catalog key".into()))?;
-                        let name = cat.tables().find(|t| t.id == id).map(|t| t.name.clone());
-                        if let Some(name) = name {
-                            cat.remove(&name);
-                        }
-                    }
-                }
+                cat.apply(k, v.as_deref())?;
             }
         }
         self.next_id.fetch_max(next_id as u32, Ordering::Relaxed);
@@ -695,6 +682,78 @@ impl Store {
         })?;
         self.table(&name)
             .ok_or_else(|| Error::Internal("created table is missing".into()))
+    }
+
+    /// Whether any view exists (statements are searched for view names only then).
+    pub fn has_views(&self) -> bool {
+        self.catalog.read().tables().any(|t| t.view.is_some())
+    }
+
+    /// A role by name (the bootstrap superuser always exists).
+    pub fn role(&self, name: &str) -> Option<Arc<RoleDef>> {
+        self.catalog.read().role(name)
+    }
+
+    /// Every role, by name.
+    pub fn roles(&self) -> Vec<Arc<RoleDef>> {
+        self.catalog.read().roles()
+    }
+
+    /// Creates a role; its id is assigned here.
+    pub fn create_role(&self, mut def: RoleDef) -> Result<()> {
+        self.ddl(|| {
+            if self.role(&def.name).is_some() {
+                return Err(Error::RoleExists(def.name));
+            }
+            def.id = self.alloc_id();
+            Ok((Self::role_command(None, &def)?, ()))
+        })
+    }
+
+    /// Changes a role: `change` edits its definition (and may refuse); a new name moves it.
+    pub fn alter_role(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut RoleDef) -> Result<()>,
+    ) -> Result<()> {
+        self.ddl(|| {
+            let old = self
+                .role(name)
+                .ok_or_else(|| Error::RoleNotFound(name.into()))?;
+            let mut def = (*old).clone();
+            change(&mut def)?;
+            if def.name != old.name && self.role(&def.name).is_some() {
+                return Err(Error::RoleExists(def.name));
+            }
+            Ok((Self::role_command(Some(&old.name), &def)?, ()))
+        })
+    }
+
+    /// Drops a role.
+    pub fn drop_role(&self, name: &str) -> Result<()> {
+        self.ddl(|| {
+            if self.role(name).is_none() {
+                return Err(Error::RoleNotFound(name.into()));
+            }
+            let cmd = Command {
+                writes: vec![(key::role_key(name).into_bytes(), None)],
+                ..Default::default()
+            };
+            Ok((cmd, ()))
+        })
+    }
+
+    /// The writes that store `def`, removing it under `old_name` when renamed.
+    fn role_command(old_name: Option<&str>, def: &RoleDef) -> Result<Command> {
+        let mut writes = Vec::new();
+        if let Some(old) = old_name.filter(|old| *old != def.name) {
+            writes.push((key::role_key(old).into_bytes(), None));
+        }
+        writes.push((key::role_key(&def.name).into_bytes(), Some(def.to_bytes()?)));
+        Ok(Command {
+            writes,
+            ..Default::default()
+        })
     }
 
     /// Drops a table and its data.

@@ -49,6 +49,7 @@ fn accounts(store: &StoreRef) -> Arc<TableDef> {
             sequence: None,
             checks: vec![],
             foreign_keys: vec![],
+            view: None,
         })
         .unwrap()
 }
@@ -398,6 +399,7 @@ fn ddl_truncate_index_and_primary_key() {
                 sequence: None,
                 checks: vec![],
                 foreign_keys: vec![],
+                view: None,
             })
             .unwrap();
         let mut x = Transaction::begin(&store);

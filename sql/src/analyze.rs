@@ -60,7 +60,12 @@ impl LoadWatch {
 pub(crate) async fn analyze(session: &mut Session, table: Option<&str>) -> Result<Outcome> {
     let tables = match table {
         Some(name) => vec![session.table(name)?],
-        None => session.store().tables(),
+        None => session
+            .store()
+            .tables()
+            .into_iter()
+            .filter(|t| t.view.is_none())
+            .collect(),
     };
     for def in tables {
         analyze_table(session, &def).await?;
@@ -124,7 +129,12 @@ pub async fn autoanalyze(shared: SharedRef, mut stop: tokio::sync::watch::Receiv
             _ = tokio::time::sleep(AUTOANALYZE_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        let tables = shared.store.tables();
+        let tables: Vec<_> = shared
+            .store
+            .tables()
+            .into_iter()
+            .filter(|t| t.view.is_none())
+            .collect();
         let live: Vec<u32> = tables.iter().map(|t| t.id).collect();
         if let Err(e) = shared.router.stats.retain(&live) {
             tracing::warn!(error = %e, "could not forget the statistics of dropped tables");

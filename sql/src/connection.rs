@@ -39,7 +39,9 @@ static PARSER: std::sync::LazyLock<PostgresCompatibilityParser> =
 /// `FixArrayLiteral`, which splits `'{…}'::type[]` at every comma (quotes and escapes
 /// kept in the elements) and writes other elements as numbers. Both suit the catalog
 /// queries of client tools they were written for; on a user's query they answer wrongly
-/// where PostgreSQL answers (`crate::arrays` reads array literals instead).
+/// where PostgreSQL answers (`crate::arrays` reads array literals instead). Nor
+/// `CurrentUserVariableToSessionUserFunctionCall`: `crate::roles::rewrite_user_registers`
+/// calls the session's `current_user` and the like by their own names.
 static USER_REWRITES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> =
     std::sync::LazyLock::new(|| {
         use datafusion_pg_catalog::sql::rules::*;
@@ -49,7 +51,6 @@ static USER_REWRITES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>>
             Box::new(RewriteArrayAnyAllOperation),
             Box::new(PrependUnqualifiedPgTableName),
             Box::new(StripCallableQualifier),
-            Box::new(CurrentUserVariableToSessionUserFunctionCall),
             Box::new(StripCollate),
             Box::new(RewritePgCatalogOperator),
             Box::new(RewriteRegCastToSubquery::new()),
@@ -74,7 +75,10 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
             "query text is too long",
         ));
     }
-    let sql = crate::ddl::rewrite_compat(sql);
+    let sql = match crate::roles::rewrite_user_statements(sql) {
+        Some(role_statement) => role_statement,
+        None => crate::ddl::rewrite_compat(sql),
+    };
     let plain =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql);
     if is_catalog_query(&sql) {
@@ -115,6 +119,7 @@ fn user_rewrites(statements: Vec<Statement>, sql: &str) -> Vec<Statement> {
         .map(|mut s| {
             // Before RewriteArrayAnyAllOperation, which reads `= ANY (subquery)` as an array.
             crate::pgsemantics::quantified_subqueries_as_in(&mut s);
+            crate::roles::rewrite_user_registers(&mut s);
             // Before RewriteRegCastToSubquery, which answers NULL for an unknown name.
             if regclass {
                 crate::system_catalog::rewrite_regclass(&mut s);
@@ -235,6 +240,7 @@ impl SqlConnection {
         let text: Arc<str> = Arc::from(query);
         let mut written: Option<Result<Vec<Statement>, PgError>> = None;
         for (i, (stmt, plan)) in statements.enumerate() {
+            session.set_source(text.clone(), i);
             if n > 1 {
                 // The log shows each statement of the message on its own; hints come from
                 // the whole message (the parser drops comments).
@@ -534,8 +540,10 @@ impl SqlSession for SqlConnection {
         self.session.deallocate_sql(name)
     }
 
-    fn started(&mut self, pid: i32, secret: bytes::Bytes) {
-        self.session.register_cancel(pid, secret);
+    fn started(&mut self, startup: duet_wire::Startup) -> Result<(), WireError> {
+        self.session
+            .register_cancel(startup.pid, startup.secret.clone());
+        self.session.login(&startup).map_err(PgError::into_wire)
     }
 
     async fn simple_query(&mut self, query: &str) -> Vec<StatementResult> {
@@ -579,6 +587,7 @@ impl SqlSession for SqlConnection {
     async fn execute(&mut self, prepared: &Prepared, params: ParamValues) -> StatementResult {
         let session = &mut self.session;
         session.set_statement(&prepared.text);
+        session.set_source(prepared.text.clone(), 0);
         let guard = session.statement_guard();
         let result = run_guarded(
             session,
@@ -621,6 +630,21 @@ impl SqlSession for SqlConnection {
 
 impl SqlBackend for Shared {
     type Session = SqlConnection;
+
+    fn login_role(&self, name: &str) -> Option<duet_wire::LoginRole> {
+        let role = self.store.role(name)?;
+        // As in PostgreSQL, VALID UNTIL limits the password, not the role: once it has
+        // passed, password authentication fails; trust still lets the role in.
+        let verifier = role
+            .password
+            .clone()
+            .filter(|_| !crate::roles::expired(&role));
+        Some(duet_wire::LoginRole {
+            can_login: role.login,
+            superuser: role.superuser,
+            verifier,
+        })
+    }
 
     fn open_session(self: &Arc<Self>) -> Result<SqlConnection, WireError> {
         SqlConnection::new(self.clone()).map_err(PgError::into_wire)

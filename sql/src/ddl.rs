@@ -19,12 +19,30 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
     match stmt {
         Statement::CreateTable(ct) => create_table(session, ct).await,
         Statement::Drop {
+            object_type: ObjectType::View,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => crate::views::drop_views(session, &names, if_exists, cascade),
+        Statement::Drop {
+            object_type: ObjectType::Role | ObjectType::User,
+            if_exists,
+            names,
+            ..
+        } => crate::roles::drop_roles(session, &names, if_exists),
+        Statement::Drop {
             object_type,
             if_exists,
             names,
             cascade,
             ..
         } => drop(session, object_type, if_exists, &names, cascade),
+        Statement::CreateRole(cr) => crate::roles::create_role(session, &cr),
+        Statement::CreateView(cv) => crate::views::create_view(session, cv).await,
+        Statement::AlterRole { name, operation } => {
+            crate::roles::alter_role(session, &name, &operation)
+        }
         Statement::CreateIndex(ci) => create_index(session, ci),
         Statement::CreateSequence {
             temporary: false,
@@ -322,6 +340,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
         sequence: None,
         checks: vec![],
         foreign_keys: vec![],
+        view: None,
     };
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = vec![];
     let mut sequences: Vec<(String, duet_common::catalog::SequenceDef)> = vec![];
@@ -835,6 +854,7 @@ fn create_sequence(
         sequence: Some(seq),
         checks: vec![],
         foreign_keys: vec![],
+        view: None,
     };
     let store = session.store().clone();
     let def = blocking(|| store.create_table(def))?;
@@ -933,6 +953,16 @@ fn drop(
                         format!("\"{name}\" is not a table"),
                     )
                     .with_detail("Use DROP SEQUENCE to remove a sequence."));
+                }
+                if let Some(def) = store.table(&name) {
+                    if def.view.is_some() {
+                        return Err(PgError::new(
+                            SqlState::WrongObjectType,
+                            format!("\"{name}\" is not a table"),
+                        )
+                        .with_hint("Use DROP VIEW to remove a view."));
+                    }
+                    crate::views::drop_dependents(session, &def, "table", cascade)?;
                 }
                 blocking(|| store.drop_table(&name))?;
                 // The sequences of its serial and identity columns go with it.
@@ -1230,6 +1260,15 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                     SqlState::DuplicateTable,
                     format!("relation \"{to}\" already exists"),
                 ));
+            }
+            // A view keeps its query's text, which names the table: it would stop working.
+            if let Some(def) = store.table(table) {
+                if let Some(v) = crate::views::dependents(session, def.id).first() {
+                    return Err(PgError::unsupported(format!(
+                        "renaming \"{table}\", which view \"{}\" reads (drop the view first)",
+                        v.name
+                    )));
+                }
             }
             blocking(|| store.rename_table(table, &to))?;
             Ok(())

@@ -309,7 +309,7 @@ fn user_table(name: &ObjectName, store: &Store) -> Option<TableDefRef> {
         return None;
     }
     // A sequence is left to the general path too (which refuses writes to it).
-    store.table(&t).filter(|d| d.sequence.is_none())
+    store.table(&t).filter(|d| d.has_rows())
 }
 
 /// `t [AS alias]` with nothing else; returns the table and the name columns may be

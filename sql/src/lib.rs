@@ -31,11 +31,15 @@ pub mod ident;
 pub mod json;
 pub(crate) mod on_conflict;
 pub mod pgsemantics;
+pub mod roles;
 pub mod sequence;
 pub mod server;
+pub use duet_wire::auth;
+pub use server::ServerOptions;
 pub mod session;
 pub mod system_catalog;
 pub mod types;
+pub mod views;
 
 pub use error::{PgError, SqlState};
 pub use server::Server;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use duet_rowstore::StoreRef;
 use tokio::sync::watch;
 
-pub use duet_wire::DEFAULT_MAX_CONNECTIONS;
+pub use duet_wire::{ServerOptions, DEFAULT_MAX_CONNECTIONS};
 
 use crate::session::SharedRef;
 
@@ -23,18 +23,18 @@ impl Server {
     /// [`DEFAULT_MAX_CONNECTIONS`] at a time; sessions run on `shared`
     /// ([`crate::session::Shared::new`]).
     pub async fn start(shared: SharedRef, listen: SocketAddr) -> std::io::Result<Server> {
-        Self::start_with(shared, listen, DEFAULT_MAX_CONNECTIONS).await
+        Self::start_with(shared, listen, ServerOptions::default()).await
     }
 
-    /// Like [`Server::start`], with at most `max_connections` clients at a time; one more
-    /// is told `FATAL 53300 sorry, too many clients already` and disconnected, as by
-    /// PostgreSQL.
+    /// Like [`Server::start`], admitting clients by `options`: at most `max_connections`
+    /// at a time (one more is told `FATAL 53300 sorry, too many clients already`, as by
+    /// PostgreSQL), by its authentication rules, with TLS if it has an acceptor.
     pub async fn start_with(
         shared: SharedRef,
         listen: SocketAddr,
-        max_connections: usize,
+        options: ServerOptions,
     ) -> std::io::Result<Server> {
-        let wire = duet_wire::Server::start(shared.clone(), listen, max_connections).await?;
+        let wire = duet_wire::Server::start(shared.clone(), listen, options).await?;
         let (stop_analyze, rx) = watch::channel(false);
         tokio::spawn(crate::analyze::autoanalyze(shared.clone(), rx));
         Ok(Server {

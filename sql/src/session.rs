@@ -104,6 +104,8 @@ pub struct Shared {
     pub router: duet_router::RouterRef,
     /// The ranges of sequence values this process hands out.
     pub sequences: Arc<crate::sequence::Sequences>,
+    /// Open connections per role.
+    pub role_connections: Arc<crate::roles::RoleConnections>,
 }
 
 impl Shared {
@@ -120,6 +122,7 @@ impl Shared {
             cancels: Arc::default(),
             router,
             sequences: Arc::default(),
+            role_connections: Arc::default(),
         })
     }
 }
@@ -188,6 +191,11 @@ pub struct Session {
     /// A statement's result stream ended in an error after the statement returned (see
     /// `StatementGuard`): inside a transaction block, the block has failed.
     stream_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The role it logged in as, and its place in the role's connection count.
+    user: String,
+    role_slot: Option<crate::roles::RoleSlot>,
+    /// The running statement's message text and position in it.
+    source: Option<(Arc<str>, usize)>,
 }
 
 impl Session {
@@ -361,6 +369,17 @@ impl Session {
             ));
         }
         ctx.register_udf(create_udf(
+            "current_catalog",
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|_args: &[ColumnarValue]| {
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                    DATABASE.to_string(),
+                ))))
+            }),
+        ));
+        ctx.register_udf(create_udf(
             "version",
             vec![],
             DataType::Utf8,
@@ -391,7 +410,52 @@ impl Session {
             cancel: Arc::default(),
             pid: None,
             stream_failed: Arc::default(),
+            user: duet_common::catalog::BOOTSTRAP_SUPERUSER.to_string(),
+            role_slot: None,
+            source: None,
         })
+    }
+
+    /// The connection logged in as `startup.user`: counted against the role's
+    /// `CONNECTION LIMIT` (53300 past it), and what `current_user`/`session_user` say.
+    pub fn login(&mut self, startup: &duet_wire::Startup) -> Result<()> {
+        let limit = self
+            .store()
+            .role(&startup.user)
+            .map_or(-1, |r| r.connection_limit);
+        self.role_slot = Some(self.shared.role_connections.enter(&startup.user, limit)?);
+        self.user = startup.user.clone();
+        let user = self.user.clone();
+        for name in ["session_user", "current_user", "current_role", "user"] {
+            let user = user.clone();
+            self.ctx.register_udf(create_udf(
+                name,
+                vec![],
+                DataType::Utf8,
+                Volatility::Stable,
+                Arc::new(move |_args: &[ColumnarValue]| {
+                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user.clone()))))
+                }),
+            ));
+        }
+        *self.planning.lock() = None;
+        Ok(())
+    }
+
+    /// The role this session logged in as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The running statement is statement `index` of the message `text` (what `CREATE
+    /// VIEW` keeps of its query).
+    pub fn set_source(&mut self, text: Arc<str>, index: usize) {
+        self.source = Some((text, index));
+    }
+
+    /// See [`Session::set_source`].
+    pub fn source(&self) -> Option<(&str, usize)> {
+        self.source.as_ref().map(|(t, i)| (t.as_ref(), *i))
     }
 
     /// Makes this session's statements cancellable by a CancelRequest naming `pid` and `key`.
@@ -530,6 +594,11 @@ impl Session {
                 SqlState::WrongObjectType,
                 format!("cannot change sequence \"{name}\""),
             ));
+        }
+        if def.view.is_some() {
+            return Err(PgError::unsupported(format!(
+                "changing view \"{name}\" (INSERT, UPDATE, DELETE, COPY FROM, ALTER TABLE and TRUNCATE on views)"
+            )));
         }
         Ok(def)
     }
@@ -821,6 +890,7 @@ impl Session {
 
     /// Plans a statement with DataFusion (no execution).
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
+        crate::views::expand(self, &mut stmt)?;
         // Output names first: an inlined `current_setting(...)` is still `current_setting`.
         crate::colnames::name_outputs(&mut stmt);
         self.inline_current_settings(&mut stmt)?;

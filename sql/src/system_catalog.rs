@@ -602,6 +602,9 @@ const OWN_TABLES: &[&str] = &[
     "pg_sequence",
     "pg_depend",
     "pg_settings",
+    "pg_authid",
+    "pg_roles",
+    "pg_views",
 ];
 
 /// Settings `pg_settings` reports (clients read `max_index_keys` and the like from it).
@@ -841,6 +844,47 @@ impl PgCatalog {
                     ])?;
                 }
             }
+            "pg_views" => {
+                for def in tables.iter().filter(|t| t.view.is_some()) {
+                    let query = &def.view.as_ref().expect("filtered").query;
+                    rows.push(vec![
+                        ("schemaname", "public".into()),
+                        ("viewname", def.name.as_str().into()),
+                        (
+                            "viewowner",
+                            duet_common::catalog::BOOTSTRAP_SUPERUSER.into(),
+                        ),
+                        ("definition", format!(" {};", query.trim()).into()),
+                    ])?;
+                }
+            }
+            "pg_authid" | "pg_roles" => {
+                for role in self.store.roles() {
+                    let valid_until = role
+                        .valid_until
+                        .as_deref()
+                        .and_then(crate::roles::valid_until_rfc3339);
+                    let password = if name == "pg_roles" {
+                        Some("********".to_string())
+                    } else {
+                        role.password.clone()
+                    };
+                    rows.push(vec![
+                        ("oid", role.oid().into()),
+                        ("rolname", role.name.as_str().into()),
+                        ("rolsuper", role.superuser.into()),
+                        ("rolinherit", role.inherit.into()),
+                        ("rolcreaterole", role.createrole.into()),
+                        ("rolcreatedb", role.createdb.into()),
+                        ("rolcanlogin", role.login.into()),
+                        ("rolreplication", role.replication.into()),
+                        ("rolbypassrls", role.bypassrls.into()),
+                        ("rolconnlimit", role.connection_limit.into()),
+                        ("rolpassword", password.map_or(V::Null, V::S)),
+                        ("rolvaliduntil", valid_until.map_or(V::Null, V::S)),
+                    ])?;
+                }
+            }
             _ => unreachable!("{name} is not one of OWN_TABLES"),
         }
         rows.finish()
@@ -848,7 +892,13 @@ impl PgCatalog {
 
     fn pg_class(&self, rows: &mut Rows, tables: &[Arc<TableDef>]) -> Result<()> {
         for def in tables {
-            let kind = if def.sequence.is_some() { 'S' } else { 'r' };
+            let kind = if def.sequence.is_some() {
+                'S'
+            } else if def.view.is_some() {
+                'v'
+            } else {
+                'r'
+            };
             let oid = relation_oid(def.id);
             let idx = indexes(def);
             rows.push(vec![
@@ -1054,9 +1104,10 @@ impl std::hash::Hash for CatalogFunction {
 impl CatalogFunction {
     pub const TO_OID: &'static str = "duet_regclass";
     pub const TO_NAME: &'static str = "duet_regclass_name";
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "pg_get_constraintdef",
         "pg_get_indexdef",
+        "pg_get_viewdef",
         "pg_get_expr",
         Self::TO_OID,
         Self::TO_NAME,
@@ -1076,6 +1127,11 @@ impl CatalogFunction {
         let oid = u32::try_from(oid).ok()?;
         for def in tables {
             match self.name {
+                "pg_get_viewdef" => {
+                    if relation_oid(def.id) == oid {
+                        return def.view.as_ref().map(|v| format!(" {};", v.query.trim()));
+                    }
+                }
                 "pg_get_constraintdef" => {
                     if let Some(c) = constraints(def, tables).into_iter().find(|c| c.oid == oid) {
                         return Some(c.definition);

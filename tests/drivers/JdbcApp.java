@@ -17,7 +17,7 @@ public class JdbcApp {
     static final String TARGET = env("DRIVER_LABEL", "duet");
     static final String URL = "jdbc:postgresql://" + env("DRIVER_HOST", "127.0.0.1") + ":" + env("DRIVER_PORT", "5433")
             + "/" + env("DRIVER_DB", "duetdb");
-    static final String USER = env("DRIVER_USER", "duet");
+    static final String USER = env("DRIVER_USER", "postgres");
     static final Timestamp TS = Timestamp.valueOf("2024-05-17 12:34:56.789");
     static int passed = 0, failed = 0;
 

@@ -10,7 +10,7 @@ import os, sys, traceback
 TARGET = os.environ.get("DRIVER_LABEL", "duet")
 HOST = os.environ.get("DRIVER_HOST", "127.0.0.1")
 PORT = int(os.environ.get("DRIVER_PORT", "5433"))
-USER = os.environ.get("DRIVER_USER", "duet")
+USER = os.environ.get("DRIVER_USER", "postgres")
 DB = os.environ.get("DRIVER_DB", "duetdb")
 DSN = f"host={HOST} port={PORT} user={USER} dbname={DB}"
 RESULTS = []

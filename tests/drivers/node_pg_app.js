@@ -6,7 +6,7 @@ const TARGET = process.env.DRIVER_LABEL || 'duet';
 const cfg = {
   host: process.env.DRIVER_HOST || '127.0.0.1',
   port: Number(process.env.DRIVER_PORT || 5433),
-  user: process.env.DRIVER_USER || 'duet',
+  user: process.env.DRIVER_USER || 'postgres',
   database: process.env.DRIVER_DB || 'duetdb',
 };
 const results = [];

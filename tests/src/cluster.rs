@@ -14,7 +14,7 @@ pub struct ClusterBuilder {
     name: String,
     data_dir: Option<PathBuf>,
     port: u16,
-    max_connections: usize,
+    options: duet_sql::ServerOptions,
 }
 
 impl ClusterBuilder {
@@ -24,14 +24,39 @@ impl ClusterBuilder {
             name: name.into(),
             data_dir: None,
             port: 0,
-            max_connections: duet_sql::server::DEFAULT_MAX_CONNECTIONS,
+            options: duet_sql::ServerOptions::default(),
         }
     }
 
     /// Accept at most `n` clients at a time (the server's `max_connections`).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
+        self.options.max_connections = n;
         self
+    }
+
+    /// Authenticate clients by these rules (pg_hba.conf lines; the default trusts
+    /// loopback clients).
+    pub fn hba<S: AsRef<str>>(
+        mut self,
+        rules: impl IntoIterator<Item = S>,
+    ) -> anyhow::Result<Self> {
+        let hba = duet_sql::auth::Hba::parse(rules).map_err(|e| anyhow!(e))?;
+        self.options.hba = std::sync::Arc::new(hba);
+        Ok(self)
+    }
+
+    /// Offer TLS with this certificate and key (PEM files).
+    pub fn tls(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let files = duet_sql::auth::TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        self.options.tls = Some(duet_sql::auth::tls_acceptor(&files)?);
+        Ok(self)
     }
 
     /// Keep data in `dir` instead of a temporary directory (not removed afterwards).
@@ -65,7 +90,7 @@ impl ClusterBuilder {
             dir,
             node: None,
             addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
-            max_connections: self.max_connections,
+            options: self.options,
         };
         cluster.start().await?;
         Ok(cluster)
@@ -86,7 +111,7 @@ pub struct Cluster {
     dir: PathBuf,
     node: Option<Node>,
     addr: SocketAddr,
-    max_connections: usize,
+    options: duet_sql::ServerOptions,
 }
 
 impl Cluster {
@@ -137,7 +162,7 @@ impl Cluster {
             }
         };
         let addr = self.addr;
-        let max_connections = self.max_connections;
+        let options = self.options.clone();
         let http_node = node.clone();
         let shared = node.shared();
         let http = runtime
@@ -148,7 +173,7 @@ impl Cluster {
             .context("HTTP task panicked")?
             .context("Failed to start the HTTP listener")?;
         let server = runtime
-            .spawn(async move { Server::start_with(shared, addr, max_connections).await })
+            .spawn(async move { Server::start_with(shared, addr, options).await })
             .await
             .context("server task panicked")?
             .with_context(|| format!("Failed to listen on {addr}"))?;
@@ -315,7 +340,7 @@ impl Cluster {
     /// A libpq-style connection string.
     pub fn connection_string(&self) -> String {
         format!(
-            "host={} port={} user=duet dbname=duetdb",
+            "host={} port={} user=postgres dbname=duetdb",
             self.addr.ip(),
             self.addr.port()
         )
@@ -324,7 +349,7 @@ impl Cluster {
     /// A `postgres://` URL.
     pub fn url(&self) -> String {
         format!(
-            "postgres://duet@{}:{}/duetdb",
+            "postgres://postgres@{}:{}/duetdb",
             self.addr.ip(),
             self.addr.port()
         )

@@ -25,7 +25,7 @@ async fn drain(s: &mut tokio::net::TcpStream) {
 
 fn startup_message() -> Vec<u8> {
     let mut body = vec![0, 3, 0, 0];
-    for s in ["user", "duet", "database", "duetdb"] {
+    for s in ["user", "postgres", "database", "duetdb"] {
         body.extend_from_slice(s.as_bytes());
         body.push(0);
     }

@@ -314,7 +314,7 @@ async fn psql_copies_through_the_simple_protocol() {
 fn psql(addr: std::net::SocketAddr, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new("psql");
     cmd.args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args(["-U", "duet", "-d", "duetdb", "-v", "ON_ERROR_STOP=1"])
+        .args(["-U", "postgres", "-d", "duetdb", "-v", "ON_ERROR_STOP=1"])
         .args(args);
     cmd
 }

@@ -96,7 +96,7 @@ async fn kill_9_loses_no_acknowledged_commit() {
     let data = dir.path().join("data");
     let (mut child, port) = spawn_child_server(&data).await;
     let (c, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=duet dbname=duetdb"),
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=duetdb"),
         tokio_postgres::NoTls,
     )
     .await

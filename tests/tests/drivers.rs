@@ -129,7 +129,7 @@ async fn every_script_passes(scripts: &[&str]) {
             label: "duetdb",
             host: cluster.addr().ip().to_string(),
             port: cluster.addr().port().to_string(),
-            user: "duet".into(),
+            user: "postgres".into(),
             db: "duetdb".into(),
         };
         let s = script.to_string();

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)] // tests report what they measured
 
 mod analytics;
+mod auth;
 mod bad_input;
 mod copy;
 mod crash;
@@ -20,6 +21,7 @@ mod sequences;
 mod slt;
 mod tpch;
 mod txn;
+mod views;
 mod wire;
 
 /// Rows of `sql` (simple protocol) as text, in the order returned; panics on an error.
@@ -43,6 +45,14 @@ pub async fn int(c: &tokio_postgres::Client, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         .get(0)
+}
+
+/// The SQLSTATE `sql` fails with; panics if it succeeds.
+pub async fn error_code(c: &tokio_postgres::Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => e.code().map(|c| c.code().to_string()).unwrap_or_default(),
+    }
 }
 
 /// The SQLSTATE of a tokio-postgres error, if the server sent one.

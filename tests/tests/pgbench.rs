@@ -9,7 +9,7 @@ use duet_tests::ClusterBuilder;
 fn pgbench(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new("pgbench")
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args(["-U", "duet"])
+        .args(["-U", "postgres"])
         .args(args)
         .arg("duetdb")
         .output()

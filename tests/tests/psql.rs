@@ -21,6 +21,8 @@
 //!   21000 only for an outer row with several, on both replicas.
 //! - `rename.sql`: RENAME of tables, columns and indexes.
 //! - `prepare.sql`: SQL's PREPARE, EXECUTE and DEALLOCATE.
+//! - `views.sql`: CREATE [OR REPLACE] VIEW, views of views, column lists, DROP VIEW and
+//!   what depends on a view, in pg_class and pg_views.
 //! - `catalog.sql`: pg_class, pg_attribute, pg_index, pg_constraint, pg_attrdef,
 //!   pg_sequence and pg_depend rows of the database's tables, `regclass`, and
 //!   `pg_get_indexdef`/`pg_get_constraintdef`/`pg_get_expr`.
@@ -46,7 +48,10 @@ fn run_psql(conn: &str, dir: &Path, file: &str) -> String {
 /// writes its results and its errors to different streams, so only each stream's own
 /// order is comparable.
 fn split(text: &str) -> (Vec<&str>, Vec<&str>) {
-    text.lines().partition(|l| !l.starts_with("psql:"))
+    // An error's DETAIL and HINT lines go to stderr with it.
+    text.lines().partition(|l| {
+        !l.starts_with("psql:") && !l.starts_with("DETAIL:  ") && !l.starts_with("HINT:  ")
+    })
 }
 
 /// `NAME.sql` prints `NAME.out` on PostgreSQL (when `DUET_TEST_PG` is set) and on DuetDB.
@@ -146,4 +151,9 @@ async fn sql_prepare_and_execute_print_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_describes_tables_as_postgresql_does() {
     session_prints_what_postgresql_prints("catalog").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("views").await;
 }

@@ -382,7 +382,7 @@ async fn both_replicas_hold_exactly_the_acknowledged_writes_after_kill_9() {
     let mut next_id = 0i64;
     for round in 0..3 {
         let (mut child, port) = crate::crash::spawn_child_server(&data).await;
-        let conn_str = format!("host=127.0.0.1 port={port} user=duet dbname=duetdb");
+        let conn_str = format!("host=127.0.0.1 port={port} user=postgres dbname=duetdb");
         if round == 0 {
             let (c, conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
                 .await

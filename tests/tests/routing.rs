@@ -262,7 +262,15 @@ async fn hints_beat_the_session_setting_which_beats_cost() {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("psql")
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-            .args(["-U", "duet", "-d", "duetdb", "-v", "ON_ERROR_STOP=1", "-At"])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "duetdb",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+            ])
             .args([
                 "-c",
                 "SELECT /*+ engine(column) */ sum(v) FROM nocol",

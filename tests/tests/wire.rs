@@ -417,7 +417,7 @@ async fn ready_for_query_reports_idle_transaction_and_failed() {
         .await
         .unwrap();
     let mut startup = vec![0, 3, 0, 0];
-    for part in ["user", "duet", "database", "duetdb"] {
+    for part in ["user", "postgres", "database", "duetdb"] {
         startup.extend_from_slice(part.as_bytes());
         startup.push(0);
     }
@@ -537,7 +537,7 @@ async fn connections_past_max_connections_get_53300() {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("psql")
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-            .args(["-U", "duet", "-d", "duetdb", "-c", "SELECT 1"])
+            .args(["-U", "postgres", "-d", "duetdb", "-c", "SELECT 1"])
             .env("PGSSLMODE", "prefer")
             .output()
             .expect("psql (postgresql-client) must be installed")
@@ -617,7 +617,7 @@ async fn the_server_version_is_the_same_everywhere() {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("psql")
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-            .args(["-U", "duet", "-d", "duetdb", "-X", "-A", "-t"])
+            .args(["-U", "postgres", "-d", "duetdb", "-X", "-A", "-t"])
             .args(["-c", "\\echo :SERVER_VERSION_NAME"])
             .args(["-c", "SHOW server_version", "-c", "SELECT version()"])
             .output()
@@ -845,7 +845,7 @@ async fn describe_statement_answers_nodata_and_parameter_types() {
         .await
         .unwrap();
     let mut startup = vec![0, 3, 0, 0];
-    for part in ["user", "duet", "database", "duetdb"] {
+    for part in ["user", "postgres", "database", "duetdb"] {
         startup.extend(part.as_bytes());
         startup.push(0);
     }

@@ -4,6 +4,7 @@
 //! |--------|----------------------------------------------------------|-------|
 //! | `0x00` | system name (e.g. `applied_version`)                     | raw   |
 //! | `0x01` | table id (u32 BE)                                        | table definition (JSON, versioned) |
+//! | `0x01` | `0xFF`, role name (UTF-8)                                | role definition (JSON, versioned) |
 //! | `0x02` | storage id (u32 BE), `0x01`, primary key tuple, !version | tombstone or row |
 //! | `0x02` | storage id (u32 BE), `0x02`, index id (u32 BE), index tuple [, pk tuple], !version | tombstone or pk tuple |
 //!
@@ -83,6 +84,25 @@ pub fn catalog_key(table_id: u32) -> Key {
 pub fn catalog_id(user_key: &[u8]) -> Option<u32> {
     match user_key {
         [CATALOG_PREFIX, a, b, c, d] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// The byte after the catalog prefix that starts a role's key (no table id reaches
+/// `0xFF00_0000`).
+const ROLE_TAG: u8 = 0xFF;
+
+/// User key of a role (by name: roles are looked up by name at every login).
+pub fn role_key(name: &str) -> Key {
+    let mut k = vec![CATALOG_PREFIX, ROLE_TAG];
+    k.extend_from_slice(name.as_bytes());
+    Key(k)
+}
+
+/// The role name of a role key.
+pub fn role_name(user_key: &[u8]) -> Option<&str> {
+    match user_key {
+        [CATALOG_PREFIX, ROLE_TAG, name @ ..] => std::str::from_utf8(name).ok(),
         _ => None,
     }
 }

@@ -29,6 +29,7 @@ fn store() -> duet_rowstore::StoreRef {
         sequence: None,
         checks: vec![],
         foreign_keys: vec![],
+        view: None,
     };
     let cmd = duet_common::command::Command {
         writes: vec![(

@@ -68,9 +68,8 @@ pub trait SqlSession: Send + 'static {
     /// A statement parsed for the extended protocol.
     type Statement: Described;
 
-    /// Startup finished; `pid` and `secret` are the connection's backend key (for
-    /// CancelRequest).
-    fn started(&mut self, pid: i32, secret: bytes::Bytes);
+    /// Startup and authentication finished; an error refuses the connection (FATAL).
+    fn started(&mut self, startup: Startup) -> Result<(), WireError>;
 
     /// Runs the statements of one simple-query message in order, until one fails or starts
     /// a COPY FROM STDIN (as PostgreSQL does). An empty result is an empty query.
@@ -108,9 +107,38 @@ pub trait SqlSession: Send + 'static {
     }
 }
 
+/// A connection that has logged in.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// The connection's backend key (for CancelRequest).
+    pub pid: i32,
+    pub secret: bytes::Bytes,
+    /// The role it logged in as, and the database it asked for.
+    pub user: String,
+    pub database: String,
+    /// Over TLS.
+    pub tls: bool,
+    /// The other startup parameters (`application_name`, `DateStyle`, `options`, …).
+    pub parameters: Vec<(String, String)>,
+}
+
+/// What login needs to know of a role.
+#[derive(Debug, Clone)]
+pub struct LoginRole {
+    /// `LOGIN`.
+    pub can_login: bool,
+    /// `SUPERUSER` (the `is_superuser` parameter status).
+    pub superuser: bool,
+    /// Its password's SCRAM verifier, in PostgreSQL's text form.
+    pub verifier: Option<String>,
+}
+
 /// The SQL engine behind a listener.
 pub trait SqlBackend: Send + Sync + 'static {
     type Session: SqlSession;
+
+    /// The role `name`, if there is one.
+    fn login_role(&self, name: &str) -> Option<LoginRole>;
 
     /// A session for a new connection.
     fn open_session(self: &Arc<Self>) -> Result<Self::Session, WireError>;

@@ -76,6 +76,14 @@ impl<C: ClientInfo> ClientInfo for Deferred<'_, C> {
     fn session_extensions(&self) -> &SessionExtensions {
         self.client.session_extensions()
     }
+    fn sni_server_name(&self) -> Option<&str> {
+        self.client.sni_server_name()
+    }
+    fn client_certificates<'b>(
+        &self,
+    ) -> Option<&[pgwire::tokio::tokio_rustls::rustls::pki_types::CertificateDer<'b>]> {
+        self.client.client_certificates()
+    }
 }
 
 impl<C: ClientPortalStore> ClientPortalStore for Deferred<'_, C> {

@@ -8,7 +8,7 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use futures::sink::{Sink, SinkExt};
-use pgwire::api::auth::{self, StartupHandler};
+use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::{send_copy_in_response, CopyHandler};
 use pgwire::api::portal::{Format, Portal};
@@ -20,8 +20,7 @@ use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
-    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
@@ -31,14 +30,15 @@ use pgwire::messages::extendedquery::{
 };
 use pgwire::messages::response::{EmptyQueryResponse, NoticeResponse};
 use pgwire::messages::simplequery::Query;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::Mutex;
 
+use crate::auth::Hba;
 use crate::backend::{Described, SqlBackend, SqlSession, StatementResult, WireError};
 use crate::deferred::Deferred;
 use crate::encode::{into_response, pg_fields};
+use crate::login::Login;
 use crate::sqlstate::SqlState;
-use crate::SERVER_VERSION;
 
 fn user_error(e: WireError) -> PgWireError {
     PgWireError::UserError(e)
@@ -50,13 +50,15 @@ pub struct Connection<B: SqlBackend> {
     backend: Arc<B>,
     session: Arc<Mutex<B::Session>>,
     statements: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    login: Arc<Login<B>>,
 }
 
 impl<B: SqlBackend> Connection<B> {
-    /// A new connection with a fresh session of `backend`.
-    pub fn new(backend: Arc<B>) -> Result<Self, WireError> {
+    /// A new connection with a fresh session of `backend`, logging in by `hba`'s rules.
+    pub fn new(backend: Arc<B>, hba: Arc<Hba>) -> Result<Self, WireError> {
         let session = Arc::new(Mutex::new(backend.open_session()?));
         Ok(Self {
+            login: Arc::new(Login::new(backend.clone(), hba, session.clone())),
             backend,
             session,
             statements: Arc::default(),
@@ -85,7 +87,7 @@ impl<B: SqlBackend> PgWireServerHandlers for Connection<B> {
         Arc::new(Canceller(self.backend.clone()))
     }
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.handler()
+        self.login.clone()
     }
 }
 
@@ -104,40 +106,6 @@ pub struct Handler<S> {
     session: Arc<Mutex<S>>,
     /// Names of the connection's named prepared statements (for `DEALLOCATE ALL`).
     statements: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
-}
-
-/// Backend pids (a process-wide counter) and secret keys (random) for CancelRequest.
-static PIDS: std::sync::LazyLock<RandomPidSecretKeyGenerator> =
-    std::sync::LazyLock::new(RandomPidSecretKeyGenerator::default);
-
-/// Trust authentication (password authentication comes later). The session learns the
-/// connection's backend key (for CancelRequest) before the client hears it, and the
-/// ParameterStatus `server_version` is [`SERVER_VERSION`], what `SHOW server_version`
-/// and `version()` say too.
-#[async_trait]
-impl<S: SqlSession> StartupHandler for Handler<S> {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            auth::protocol_negotiation(client, startup).await?;
-            auth::save_startup_parameters_to_metadata(client, startup);
-            let (pid, key) = PIDS.generate(client);
-            self.session.lock().await.started(pid, key.to_bytes());
-            client.set_pid_and_secret_key(pid, key);
-            let mut parameters = auth::DefaultServerParameterProvider::default();
-            parameters.server_version = SERVER_VERSION.to_string();
-            auth::finish_authentication(client, &parameters).await?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]

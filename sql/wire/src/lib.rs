@@ -10,6 +10,8 @@
 //! - [`backend`]: the narrow traits the SQL layer implements ([`SqlBackend`],
 //!   [`SqlSession`], [`Described`]) and what a statement returns ([`Outcome`]);
 //! - [`handler`]: pgwire's handler traits for one connection;
+//! - [`login`]: startup and authentication; [`auth`]: the host rules (pg_hba.conf's
+//!   format), SCRAM-SHA-256 against stored verifiers, the TLS acceptor;
 //! - [`deferred`]: a client whose flushes wait for the end of an exchange (one write per
 //!   Bind/Execute/Sync, as PostgreSQL does);
 //! - [`encode`]: Arrow → RowDescription and DataRow, with PostgreSQL's text forms where
@@ -20,15 +22,19 @@
 //! It knows no storage engine, no Raft and no DataFusion planning: result rows arrive as
 //! Arrow record batches, parameters leave as DataFusion `ParamValues`.
 
+pub mod auth;
 pub mod backend;
 pub mod deferred;
 pub mod encode;
 pub mod handler;
+pub mod login;
 pub mod server;
 pub mod sqlstate;
 
-pub use backend::{Described, Outcome, SqlBackend, SqlSession, StatementResult, WireError};
-pub use server::{Server, DEFAULT_MAX_CONNECTIONS};
+pub use backend::{
+    Described, LoginRole, Outcome, SqlBackend, SqlSession, Startup, StatementResult, WireError,
+};
+pub use server::{Server, ServerOptions, DEFAULT_MAX_CONNECTIONS};
 pub use sqlstate::SqlState;
 
 /// The PostgreSQL version DuetDB is compatible with, as the `server_version` parameter

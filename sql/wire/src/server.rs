@@ -11,12 +11,34 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::auth::Hba;
 use crate::backend::SqlBackend;
 use crate::handler::Connection;
 use crate::sqlstate::SqlState;
 
 /// PostgreSQL's default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// How a listener admits clients.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// At most this many at a time; one more is told `FATAL 53300`.
+    pub max_connections: usize,
+    /// Who may log in and how.
+    pub hba: Arc<Hba>,
+    /// TLS, offered to clients that ask (SSLRequest) when set.
+    pub tls: Option<pgwire::tokio::TlsAcceptor>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            hba: Arc::new(Hba::default()),
+            tls: None,
+        }
+    }
+}
 
 /// One of the `max_connections` places, given back when the connection ends.
 struct ConnectionSlot(Arc<AtomicUsize>);
@@ -113,12 +135,12 @@ pub struct Server {
 
 impl Server {
     /// Binds `listen` and starts accepting clients of `backend`, whose sessions run on the
-    /// current tokio runtime, at most `max_connections` at a time; one more is told `FATAL
-    /// 53300 sorry, too many clients already` and disconnected, as by PostgreSQL.
+    /// current tokio runtime, at most `options.max_connections` at a time; one more is told
+    /// `FATAL 53300 sorry, too many clients already` and disconnected, as by PostgreSQL.
     pub async fn start<B: SqlBackend>(
         backend: Arc<B>,
         listen: SocketAddr,
-        max_connections: usize,
+        options: ServerOptions,
     ) -> std::io::Result<Server> {
         let listener = std::net::TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
@@ -131,13 +153,7 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("duet-accept".into())
             .spawn(move || {
-                accept.block_on(accept_loop(
-                    listener,
-                    backend,
-                    sessions,
-                    max_connections,
-                    stopped,
-                ))
+                accept.block_on(accept_loop(listener, backend, sessions, options, stopped))
             })?;
         Ok(Server {
             addr,
@@ -182,7 +198,7 @@ async fn accept_loop<B: SqlBackend>(
     listener: std::net::TcpListener,
     backend: Arc<B>,
     sessions: tokio::runtime::Handle,
-    max_connections: usize,
+    options: ServerOptions,
     mut stop: watch::Receiver<bool>,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -205,7 +221,7 @@ async fn accept_loop<B: SqlBackend>(
                         backend.clone(),
                         sessions.clone(),
                         open.clone(),
-                        max_connections,
+                        options.clone(),
                     ));
                 }
                 Err(e) => {
@@ -225,7 +241,7 @@ async fn admit<B: SqlBackend>(
     backend: Arc<B>,
     sessions: tokio::runtime::Handle,
     open: Arc<AtomicUsize>,
-    max_connections: usize,
+    options: ServerOptions,
 ) {
     let mut head = [0u8; 8];
     let peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
@@ -240,7 +256,7 @@ async fn admit<B: SqlBackend>(
         // As PostgreSQL does, the connection closes without a reply.
         return;
     }
-    let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
+    let Some(slot) = ConnectionSlot::take(&open, options.max_connections) else {
         refuse_too_many(&mut socket).await;
         return;
     };
@@ -260,14 +276,14 @@ async fn admit<B: SqlBackend>(
                 return;
             }
         };
-        let conn = match Connection::new(backend) {
+        let conn = match Connection::new(backend, options.hba) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::error!(%peer, error = %e.message, "failed to set up session");
                 return;
             }
         };
-        if let Err(e) = pgwire::tokio::process_socket(socket, None, conn).await {
+        if let Err(e) = pgwire::tokio::process_socket(socket, options.tls, conn).await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     });

@@ -35,7 +35,7 @@ DATABASES = {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": os.environ.get("DRIVER_HOST", "127.0.0.1"),
         "PORT": os.environ.get("DRIVER_PORT", "5433"),
-        "USER": os.environ.get("DRIVER_USER", "duet"),
+        "USER": os.environ.get("DRIVER_USER", "postgres"),
         "PASSWORD": os.environ.get("DRIVER_PASSWORD", ""),
         "NAME": os.environ.get("DRIVER_DB", "duetdb"),
     }

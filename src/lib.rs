@@ -14,6 +14,7 @@
 //! `duet-router`, data lives in `duet-rowstore` and `duet-colstore`.
 
 pub mod allocator;
+pub mod databases;
 pub mod error;
 pub mod http;
 pub mod node;

@@ -63,7 +63,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         hba: std::sync::Arc::new(config.hba()?),
         tls,
     };
-    let server = duet_sql::Server::start_with(node.shared(), listen, options)
+    let shared = node.shared();
+    duetdb::databases::attach(&node, &shared);
+    let server = duet_sql::Server::start_with(shared, listen, options)
         .await
         .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]

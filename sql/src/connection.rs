@@ -541,6 +541,27 @@ impl SqlSession for SqlConnection {
     }
 
     fn started(&mut self, startup: duet_wire::Startup) -> Result<(), WireError> {
+        // The session was opened on the server's first database; another one gets a
+        // session of its own.
+        let shared = self.session.shared().clone();
+        if startup.database != shared.name() {
+            let other = match shared.databases() {
+                Some(d) => d
+                    .get(&startup.database)
+                    .map_err(|e| PgError::new(SqlState::IoError, format!("{e:?}")).into_wire())?,
+                None => None,
+            };
+            let Some(other) = other else {
+                return Err(PgError::new(
+                    SqlState::InvalidCatalogName,
+                    format!("database \"{}\" does not exist", startup.database),
+                )
+                .into_wire());
+            };
+            self.session = Session::new(other).map_err(PgError::into_wire)?;
+            self.parsed.clear();
+            self.shapes.clear();
+        }
         self.session
             .register_cancel(startup.pid, startup.secret.clone());
         self.session.login(&startup).map_err(PgError::into_wire)
@@ -632,7 +653,7 @@ impl SqlBackend for Shared {
     type Session = SqlConnection;
 
     fn login_role(&self, name: &str) -> Option<duet_wire::LoginRole> {
-        let role = self.store.role(name)?;
+        let role = self.roles_store().role(name)?;
         // As in PostgreSQL, VALID UNTIL limits the password, not the role: once it has
         // passed, password authentication fails; trust still lets the role in.
         let verifier = role

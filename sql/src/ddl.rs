@@ -16,6 +16,9 @@ use crate::{dml, types};
 
 /// Runs a statement that is neither a query, DML, transaction control nor SET/SHOW.
 pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> {
+    if let Some(done) = crate::databases::execute(session, &stmt) {
+        return done;
+    }
     match stmt {
         Statement::CreateTable(ct) => create_table(session, ct).await,
         Statement::Drop {

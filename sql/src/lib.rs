@@ -19,6 +19,7 @@ pub mod colnames;
 pub mod connection;
 pub mod copy;
 pub mod copy_binary;
+pub mod databases;
 pub mod datetime;
 pub mod ddl;
 pub mod describe;

@@ -332,7 +332,8 @@ fn reserved(name: &str) -> Result<()> {
 impl Session {
     /// The role this session runs as.
     fn role_def(&self) -> Arc<RoleDef> {
-        self.store()
+        self.shared()
+            .roles_store()
             .role(self.user())
             .unwrap_or_else(|| Arc::new(RoleDef::bootstrap()))
     }
@@ -391,7 +392,7 @@ pub fn create_role(session: &mut Session, cr: &CreateRole) -> Result<Outcome> {
     for name in &cr.names {
         let name = role_name(name)?;
         reserved(&name)?;
-        if session.store().role(&name).is_some() {
+        if session.shared().roles_store().role(&name).is_some() {
             if cr.if_not_exists {
                 session.notice(format!("role \"{name}\" already exists, skipping"));
                 continue;
@@ -416,7 +417,7 @@ pub fn create_role(session: &mut Session, cr: &CreateRole) -> Result<Outcome> {
             valid_until: None,
         };
         changes.clone().apply(&mut def);
-        blocking(|| session.store().create_role(def))?;
+        blocking(|| session.shared().roles_store().create_role(def))?;
     }
     Ok(Outcome::Command("CREATE ROLE".into()))
 }
@@ -424,7 +425,7 @@ pub fn create_role(session: &mut Session, cr: &CreateRole) -> Result<Outcome> {
 /// `ALTER ROLE name [WITH] options | RENAME TO new` (and `ALTER USER`).
 pub fn alter_role(session: &mut Session, name: &Ident, op: &AlterRoleOperation) -> Result<Outcome> {
     let name = ident_name(name);
-    let Some(target) = session.store().role(&name) else {
+    let Some(target) = session.shared().roles_store().role(&name) else {
         return Err(PgError::new(
             SqlState::UndefinedObject,
             format!("role \"{name}\" does not exist"),
@@ -451,7 +452,7 @@ pub fn alter_role(session: &mut Session, name: &Ident, op: &AlterRoleOperation) 
             }
             session.may_manage_roles("rename")?;
             blocking(|| {
-                session.store().alter_role(&name, |r| {
+                session.shared().roles_store().alter_role(&name, |r| {
                     r.name = new.clone();
                     Ok(())
                 })
@@ -491,7 +492,7 @@ pub fn alter_role(session: &mut Session, name: &Ident, op: &AlterRoleOperation) 
                 ));
             }
             blocking(|| {
-                session.store().alter_role(&name, |r| {
+                session.shared().roles_store().alter_role(&name, |r| {
                     changes.apply(r);
                     Ok(())
                 })
@@ -513,7 +514,7 @@ pub fn drop_roles(session: &mut Session, names: &[ObjectName], if_exists: bool) 
     let me = session.role_def();
     for name in names {
         let name = role_name(name)?;
-        let Some(target) = session.store().role(&name) else {
+        let Some(target) = session.shared().roles_store().role(&name) else {
             if if_exists {
                 session.notice(format!("role \"{name}\" does not exist, skipping"));
                 continue;
@@ -541,7 +542,7 @@ pub fn drop_roles(session: &mut Session, names: &[ObjectName], if_exists: bool) 
                 "must be superuser to drop superusers",
             ));
         }
-        blocking(|| session.store().drop_role(&name))?;
+        blocking(|| session.shared().roles_store().drop_role(&name))?;
     }
     Ok(Outcome::Command("DROP ROLE".into()))
 }

@@ -106,6 +106,16 @@ pub struct Shared {
     pub sequences: Arc<crate::sequence::Sequences>,
     /// Open connections per role.
     pub role_connections: Arc<crate::roles::RoleConnections>,
+    /// This database's name, and the server's databases (set by the binary).
+    name: parking_lot::RwLock<String>,
+    /// Weak: the databases hold their sessions' state; the first database owns the set.
+    databases: std::sync::OnceLock<std::sync::Weak<dyn crate::databases::Databases>>,
+    owned_databases: std::sync::OnceLock<Arc<dyn crate::databases::Databases>>,
+    /// Where roles live: the first database's store (roles belong to the server, not to a
+    /// database, as in PostgreSQL).
+    roles: parking_lot::RwLock<Option<StoreRef>>,
+    /// Client sessions open on this database (logged in).
+    sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -123,7 +133,52 @@ impl Shared {
             router,
             sequences: Arc::default(),
             role_connections: Arc::default(),
+            name: parking_lot::RwLock::new(DATABASE.to_string()),
+            databases: std::sync::OnceLock::new(),
+            owned_databases: std::sync::OnceLock::new(),
+            roles: parking_lot::RwLock::new(None),
+            sessions: Default::default(),
         })
+    }
+
+    /// Makes this the database `name` of a server whose databases are `databases` and
+    /// whose roles are in `roles`; the first database (`owner`) keeps the set alive.
+    pub fn join_server(
+        &self,
+        name: &str,
+        databases: &Arc<dyn crate::databases::Databases>,
+        roles: StoreRef,
+        owner: bool,
+    ) {
+        *self.name.write() = name.to_string();
+        let _ = self.databases.set(Arc::downgrade(databases));
+        if owner {
+            let _ = self.owned_databases.set(databases.clone());
+        }
+        *self.roles.write() = Some(roles);
+    }
+
+    /// The server's databases, if the binary set them.
+    pub fn databases(&self) -> Option<Arc<dyn crate::databases::Databases>> {
+        self.databases.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    /// This database's name.
+    pub fn name(&self) -> String {
+        self.name.read().clone()
+    }
+
+    /// The store that holds the server's roles.
+    pub fn roles_store(&self) -> StoreRef {
+        self.roles
+            .read()
+            .clone()
+            .unwrap_or_else(|| self.store.clone())
+    }
+
+    /// Sessions open on this database.
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -260,7 +315,7 @@ impl Session {
         .map_err(|e| PgError::from(*e))?;
         // pg_catalog's tables about DuetDB's own objects come from the table definitions.
         if let Some(inner) = ctx.catalog(DATABASE).and_then(|c| c.schema("pg_catalog")) {
-            let own = crate::system_catalog::PgCatalog::new(inner, shared.store.clone());
+            let own = crate::system_catalog::PgCatalog::new(inner, shared.clone());
             ctx.catalog(DATABASE)
                 .expect("registered above")
                 .register_schema("pg_catalog", Arc::new(own))?;
@@ -420,26 +475,49 @@ impl Session {
     /// `CONNECTION LIMIT` (53300 past it), and what `current_user`/`session_user` say.
     pub fn login(&mut self, startup: &duet_wire::Startup) -> Result<()> {
         let limit = self
-            .store()
+            .shared
+            .roles_store()
             .role(&startup.user)
             .map_or(-1, |r| r.connection_limit);
-        self.role_slot = Some(self.shared.role_connections.enter(&startup.user, limit)?);
+        let slot = self.shared.role_connections.enter(&startup.user, limit)?;
+        if self.role_slot.replace(slot).is_none() {
+            // A client's session (autoanalyze's is not counted).
+            self.shared
+                .sessions
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         self.user = startup.user.clone();
-        let user = self.user.clone();
-        for name in ["session_user", "current_user", "current_role", "user"] {
-            let user = user.clone();
+        let database = self.shared.name();
+        let names: [(&str, &String); 6] = [
+            ("session_user", &self.user),
+            ("current_user", &self.user),
+            ("current_role", &self.user),
+            ("user", &self.user),
+            ("current_database", &database),
+            ("current_catalog", &database),
+        ];
+        for (name, value) in names {
+            let value = ScalarValue::Utf8(Some(value.clone()));
             self.ctx.register_udf(create_udf(
                 name,
                 vec![],
                 DataType::Utf8,
                 Volatility::Stable,
-                Arc::new(move |_args: &[ColumnarValue]| {
-                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user.clone()))))
-                }),
+                Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
             ));
         }
         *self.planning.lock() = None;
         Ok(())
+    }
+
+    /// The database this session reads.
+    pub fn database(&self) -> String {
+        self.shared.name()
+    }
+
+    /// The sessions' shared state of its database.
+    pub(crate) fn shared(&self) -> &SharedRef {
+        &self.shared
     }
 
     /// The role this session logged in as.
@@ -973,6 +1051,11 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if self.role_slot.is_some() {
+            self.shared
+                .sessions
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
         if let Some(pid) = self.pid {
             self.shared.cancels.unregister(pid);
         }

@@ -584,11 +584,24 @@ impl Rows {
     }
 }
 
+/// A database's OID: `postgres` has PostgreSQL's (5), any other one a number from its
+/// name (the same on every start).
+pub fn database_oid(name: &str) -> u32 {
+    if name == crate::databases::POSTGRES_DATABASE {
+        return 5;
+    }
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    16384 + hash % 1_000_000
+}
+
 /// `pg_catalog`: datafusion-pg-catalog's tables, with those describing DuetDB's own
 /// objects built from the store's table definitions at each use.
 pub struct PgCatalog {
     inner: Arc<dyn SchemaProvider>,
     store: StoreRef,
+    shared: crate::session::SharedRef,
 }
 
 /// The tables this module builds.
@@ -605,6 +618,7 @@ const OWN_TABLES: &[&str] = &[
     "pg_authid",
     "pg_roles",
     "pg_views",
+    "pg_database",
 ];
 
 /// Settings `pg_settings` reports (clients read `max_index_keys` and the like from it).
@@ -624,8 +638,12 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 impl PgCatalog {
-    pub fn new(inner: Arc<dyn SchemaProvider>, store: StoreRef) -> Self {
-        Self { inner, store }
+    pub fn new(inner: Arc<dyn SchemaProvider>, shared: crate::session::SharedRef) -> Self {
+        Self {
+            inner,
+            store: shared.store.clone(),
+            shared,
+        }
     }
 
     async fn schema_of(&self, name: &str) -> Result<SchemaRef> {
@@ -844,6 +862,28 @@ impl PgCatalog {
                     ])?;
                 }
             }
+            "pg_database" => {
+                let mut names = match self.shared.databases() {
+                    Some(d) => d.names(),
+                    None => vec![self.shared.name()],
+                };
+                names.sort();
+                for db in names {
+                    rows.push(vec![
+                        ("oid", database_oid(&db).into()),
+                        ("datname", db.as_str().into()),
+                        ("datdba", SUPERUSER.into()),
+                        ("encoding", 6i64.into()),
+                        ("datlocprovider", 'c'.into()),
+                        ("datcollate", "C".into()),
+                        ("datctype", "C".into()),
+                        ("datistemplate", false.into()),
+                        ("datallowconn", true.into()),
+                        ("datconnlimit", (-1i64).into()),
+                        ("dattablespace", 1663u32.into()),
+                    ])?;
+                }
+            }
             "pg_views" => {
                 for def in tables.iter().filter(|t| t.view.is_some()) {
                     let query = &def.view.as_ref().expect("filtered").query;
@@ -859,7 +899,7 @@ impl PgCatalog {
                 }
             }
             "pg_authid" | "pg_roles" => {
-                for role in self.store.roles() {
+                for role in self.shared.roles_store().roles() {
                     let valid_until = role
                         .valid_until
                         .as_deref()

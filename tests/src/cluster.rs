@@ -165,6 +165,7 @@ impl Cluster {
         let options = self.options.clone();
         let http_node = node.clone();
         let shared = node.shared();
+        duetdb::databases::attach(&node, &shared);
         let http = runtime
             .spawn(async move {
                 HttpServer::start(http_node, SocketAddr::from(([127, 0, 0, 1], 0))).await

@@ -456,3 +456,98 @@ async fn tls_with_verify_full_and_scram_over_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_are_separate_and_created_and_dropped_by_sql() {
+    let cluster = ClusterBuilder::new("databases").build().await.unwrap();
+    let admin = cluster.client().await.unwrap();
+    admin
+        .batch_execute("CREATE TABLE t (a int); INSERT INTO t VALUES (1); CREATE DATABASE other")
+        .await
+        .unwrap();
+    assert_eq!(error_code(&admin, "CREATE DATABASE other").await, "42P04");
+    assert_eq!(
+        error_code(&admin, "BEGIN; CREATE DATABASE x").await,
+        "25001"
+    );
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    let connect = |db: &'static str| {
+        let addr = cluster.addr();
+        async move {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host(addr.ip().to_string())
+                .port(addr.port())
+                .user("postgres")
+                .dbname(db);
+            config.connect(NoTls).await.map(|(c, conn)| {
+                tokio::spawn(conn);
+                c
+            })
+        }
+    };
+    let other = connect("other").await.unwrap();
+    assert_eq!(
+        rows(&other, "SELECT current_database()").await,
+        vec![vec![Some("other".into())]]
+    );
+    // Its own tables: `t` of the first database is not there, and this `t` is not there.
+    assert_eq!(error_code(&other, "SELECT * FROM t").await, "42P01");
+    other
+        .batch_execute("CREATE TABLE t (b text); INSERT INTO t VALUES ('x'), ('y')")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&admin, "SELECT count(*) FROM t").await,
+        vec![vec![Some("1".into())]]
+    );
+    // Roles belong to the server: one created here logs in to either database.
+    other
+        .batch_execute("CREATE ROLE shared_role LOGIN")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &admin,
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'shared_role'"
+        )
+        .await,
+        vec![vec![Some("1".into())]]
+    );
+    assert_eq!(
+        rows(&admin, "SELECT datname FROM pg_database ORDER BY 1").await,
+        vec![
+            vec![Some("duetdb".into())],
+            vec![Some("other".into())],
+            vec![Some("postgres".into())]
+        ]
+    );
+    // Not while someone is connected; not the one this session is in.
+    assert_eq!(error_code(&admin, "DROP DATABASE other").await, "55006");
+    assert_eq!(error_code(&other, "DROP DATABASE other").await, "55006");
+    drop(other);
+    admin.batch_execute("DROP DATABASE other").await.unwrap();
+    let (state, message) = match connect("other").await {
+        Ok(_) => panic!("connected to a dropped database"),
+        Err(e) => (e.code().cloned(), e.to_string()),
+    };
+    assert_eq!(state, Some(SqlState::INVALID_CATALOG_NAME), "{message}");
+    // A new database of the same name starts empty.
+    admin.batch_execute("CREATE DATABASE other").await.unwrap();
+    let again = connect("other").await.unwrap();
+    assert_eq!(error_code(&again, "SELECT * FROM t").await, "42P01");
+    // `postgres` exists as in any PostgreSQL server.
+    let pg = connect("postgres").await.unwrap();
+    assert_eq!(
+        rows(&pg, "SELECT current_database()").await,
+        vec![vec![Some("postgres".into())]]
+    );
+    assert_eq!(
+        error_code(
+            &admin,
+            "DROP DATABASE IF EXISTS nosuch; DROP DATABASE nosuch"
+        )
+        .await,
+        "3D000"
+    );
+}

@@ -33,6 +33,7 @@ sqlstates! {
     InvalidAuthorizationSpecification = "28000",
     InvalidPassword = "28P01",
     InvalidCatalogName = "3D000",
+    DuplicateDatabase = "42P04",
     InsufficientPrivilege = "42501",
     ReservedName = "42939",
     ObjectInUse = "55006",

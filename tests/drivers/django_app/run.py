@@ -1,6 +1,7 @@
 # What a Django 5 application does with its database, step by step (see ../common.py for the
 # server; duetsite/settings.py reads the same DRIVER_* env vars). DJANGO_SQL_LOG=1 logs every
-# statement Django sends (the django.db.backends logger). No test runner: it wants CREATE DATABASE.
+# statement Django sends (the django.db.backends logger). The last step runs Django's own
+# test runner on shop/tests.py (it creates and drops a test database).
 import datetime, decimal, os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -183,6 +184,16 @@ def _():
     LogEntry.objects.log_actions(user_id=u.pk, queryset=[c], action_flag=ADDITION, change_message="added")
     e = LogEntry.objects.select_related("content_type", "user").get(object_id=str(c.pk))
     assert e.content_type == ct and e.user.username == "admin"
+
+
+@step("Django's test runner: CREATE DATABASE test_…, migrate, run shop/tests.py, DROP DATABASE")
+def _():
+    from django.db import connections
+    connections.close_all()
+    try:
+        call_command("test", "shop", interactive=False, verbosity=1)
+    except SystemExit as e:
+        assert e.code in (0, None), f"the test run failed ({e.code})"
 
 
 summary()

@@ -1,0 +1,164 @@
+//! Databases: `CREATE DATABASE`, `DROP DATABASE`, and which database a connection reads.
+//!
+//! Each database is a node of its own (its own row store, Raft logs, column replica and
+//! router statistics, in a directory under the server's data directory), so databases
+//! share nothing, as in PostgreSQL. The server's first database, `duetdb`, is the data
+//! directory itself; `postgres` exists in every server as in a fresh PostgreSQL cluster and
+//! is created on first use. The SQL layer sees the set through [`Databases`], which the
+//! binary implements (it knows how to open a node).
+
+use std::sync::Arc;
+
+use sqlparser::ast::{ObjectName, Statement};
+
+use crate::error::{PgError, Result, SqlState};
+use crate::session::{blocking, Outcome, Session, SharedRef};
+
+/// The name of the database a data directory is.
+pub const DEFAULT_DATABASE: &str = crate::session::DATABASE;
+
+/// The database every server has besides its own, opened on first use.
+pub const POSTGRES_DATABASE: &str = "postgres";
+
+/// Why a database could not be created or dropped.
+#[derive(Debug)]
+pub enum DatabaseError {
+    Exists,
+    Missing,
+    /// Sessions are connected to it (how many).
+    InUse(usize),
+    /// Not done here (0A000).
+    Unsupported(String),
+    Failed(String),
+}
+
+/// The databases of one server.
+pub trait Databases: Send + Sync {
+    /// Sessions' shared state of database `name`, opening it if needed; `None` if there is
+    /// no such database.
+    fn get(&self, name: &str) -> std::result::Result<Option<SharedRef>, DatabaseError>;
+    /// Every database's name.
+    fn names(&self) -> Vec<String>;
+    /// Creates an empty database.
+    fn create(&self, name: &str) -> std::result::Result<(), DatabaseError>;
+    /// Drops a database and its data; refused while sessions are connected to it.
+    fn drop_database(&self, name: &str) -> std::result::Result<(), DatabaseError>;
+}
+
+fn database_name(name: &ObjectName) -> Result<String> {
+    crate::ident::table_name(name)
+}
+
+fn failed(e: DatabaseError, name: &str) -> PgError {
+    match e {
+        DatabaseError::Exists => PgError::new(
+            SqlState::DuplicateDatabase,
+            format!("database \"{name}\" already exists"),
+        ),
+        DatabaseError::Missing => PgError::new(
+            SqlState::InvalidCatalogName,
+            format!("database \"{name}\" does not exist"),
+        ),
+        DatabaseError::InUse(n) => PgError::new(
+            SqlState::ObjectInUse,
+            format!("database \"{name}\" is being accessed by other users"),
+        )
+        .with_detail(if n == 1 {
+            "There is 1 other session using the database.".to_string()
+        } else {
+            format!("There are {n} other sessions using the database.")
+        }),
+        DatabaseError::Unsupported(m) => PgError::unsupported(m),
+        DatabaseError::Failed(m) => PgError::new(SqlState::IoError, m),
+    }
+}
+
+/// `CREATE DATABASE` and `DROP DATABASE`; `None` for any other statement.
+pub fn execute(session: &mut Session, stmt: &Statement) -> Option<Result<Outcome>> {
+    match stmt {
+        Statement::CreateDatabase {
+            db_name,
+            if_not_exists,
+            ..
+        } => Some(create(session, db_name, *if_not_exists)),
+        Statement::Drop {
+            object_type: sqlparser::ast::ObjectType::Database,
+            if_exists,
+            names,
+            ..
+        } => Some(drop(session, names, *if_exists)),
+        _ => None,
+    }
+}
+
+fn registry(session: &Session) -> Result<Arc<dyn Databases>> {
+    session
+        .shared()
+        .databases()
+        .ok_or_else(|| PgError::unsupported("CREATE DATABASE and DROP DATABASE on this server"))
+}
+
+fn outside_block(session: &Session, what: &str) -> Result<()> {
+    if session.in_transaction() {
+        return Err(PgError::new(
+            SqlState::ActiveSqlTransaction,
+            format!("{what} cannot run inside a transaction block"),
+        ));
+    }
+    Ok(())
+}
+
+fn create(session: &mut Session, name: &ObjectName, if_not_exists: bool) -> Result<Outcome> {
+    outside_block(session, "CREATE DATABASE")?;
+    let me = session.shared().roles_store().role(session.user());
+    if !me.is_some_and(|r| r.superuser || r.createdb) {
+        return Err(PgError::new(
+            SqlState::InsufficientPrivilege,
+            "permission denied to create database",
+        ));
+    }
+    let name = database_name(name)?;
+    let databases = registry(session)?;
+    match blocking(|| databases.create(&name)) {
+        Ok(()) => Ok(Outcome::Command("CREATE DATABASE".into())),
+        Err(DatabaseError::Exists) if if_not_exists => {
+            session.notice(format!("database \"{name}\" already exists, skipping"));
+            Ok(Outcome::Command("CREATE DATABASE".into()))
+        }
+        Err(e) => Err(failed(e, &name)),
+    }
+}
+
+fn drop(session: &mut Session, names: &[ObjectName], if_exists: bool) -> Result<Outcome> {
+    outside_block(session, "DROP DATABASE")?;
+    let databases = registry(session)?;
+    for name in names {
+        let name = database_name(name)?;
+        if name == session.database() {
+            return Err(PgError::new(
+                SqlState::ObjectInUse,
+                "cannot drop the currently open database",
+            ));
+        }
+        if name == DEFAULT_DATABASE {
+            return Err(PgError::unsupported(format!(
+                "dropping \"{DEFAULT_DATABASE}\", the database the data directory holds"
+            )));
+        }
+        let me = session.shared().roles_store().role(session.user());
+        if !me.is_some_and(|r| r.superuser || r.createdb) {
+            return Err(PgError::new(
+                SqlState::InsufficientPrivilege,
+                format!("must be owner of database {name}"),
+            ));
+        }
+        match blocking(|| databases.drop_database(&name)) {
+            Ok(()) => {}
+            Err(DatabaseError::Missing) if if_exists => {
+                session.notice(format!("database \"{name}\" does not exist, skipping"));
+            }
+            Err(e) => return Err(failed(e, &name)),
+        }
+    }
+    Ok(Outcome::Command("DROP DATABASE".into()))
+}

@@ -639,7 +639,16 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
-            Event::Message(m) => {
+            Event::Message(mut m) => {
+                // A batched learner that lost the unsynced tail of its log (a crash) may hear
+                // a heartbeat committing entries it no longer has: the leader's progress still
+                // counts them until an append is rejected. raft-rs panics on such a commit;
+                // commit what the log holds, and the next append's rejection makes the leader
+                // send the rest again.
+                let last = self.raw.raft.raft_log.last_index();
+                if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat && m.commit > last {
+                    m.commit = last;
+                }
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!(peer = self.opts.id, error = %e, "raft message dropped");
                 }

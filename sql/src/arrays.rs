@@ -266,6 +266,114 @@ impl AnalyzerRule for ArrayInputCasts {
     }
 }
 
+/// `ARRAY(SELECT e FROM … [WHERE …] [ORDER BY …])` — an array of a subquery's rows — as
+/// `COALESCE((SELECT array_agg(e [ORDER BY …]) FROM … [WHERE …]), make_array())`: the
+/// same elements in the same order, and an empty array for no rows (DataFusion has no
+/// ARRAY(subquery)). A subquery with several columns, GROUP BY, HAVING, DISTINCT, LIMIT,
+/// set operations or a WITH clause is left as it is (and refused when planned).
+pub fn rewrite_array_subqueries(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{Expr, FunctionArguments, VisitMut, VisitorMut};
+    struct Arrays;
+    impl VisitorMut for Arrays {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                if f.name.to_string().eq_ignore_ascii_case("array") {
+                    if let FunctionArguments::Subquery(q) = &f.args {
+                        if let Some(agg) = array_of_subquery(q) {
+                            *e = agg;
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Arrays);
+}
+
+fn array_of_subquery(q: &sqlparser::ast::Query) -> Option<sqlparser::ast::Expr> {
+    use sqlparser::ast::{
+        Expr, FunctionArgumentClause, FunctionArguments, GroupByExpr, OrderByKind, SelectItem,
+        SetExpr, Statement,
+    };
+    if q.with.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty() {
+        return None;
+    }
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    let plain_group =
+        matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if select.projection.len() != 1
+        || !plain_group
+        || select.having.is_some()
+        || select.distinct.is_some()
+    {
+        return None;
+    }
+    let element = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return None,
+    };
+    let order = match &q.order_by {
+        None => vec![],
+        Some(o) => match &o.kind {
+            OrderByKind::Expressions(exprs) => exprs.clone(),
+            OrderByKind::All(_) => return None,
+        },
+    };
+    let parse = |sql: &str| -> Option<Expr> {
+        match sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .ok()?
+            .pop()?
+        {
+            Statement::Query(q) => match *q.body {
+                SetExpr::Select(s) => match s.projection.into_iter().next()? {
+                    SelectItem::UnnamedExpr(e) => Some(e),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let mut agg = parse("SELECT array_agg(duet_element ORDER BY duet_key)")?;
+    if let Expr::Function(f) = &mut agg {
+        if let FunctionArguments::List(list) = &mut f.args {
+            if let Some(sqlparser::ast::FunctionArg::Unnamed(
+                sqlparser::ast::FunctionArgExpr::Expr(x),
+            )) = list.args.first_mut()
+            {
+                *x = element;
+            }
+            list.clauses
+                .retain(|c| !matches!(c, FunctionArgumentClause::OrderBy(_)));
+            if !order.is_empty() {
+                list.clauses.push(FunctionArgumentClause::OrderBy(order));
+            }
+        }
+    }
+    let mut inner = q.clone();
+    inner.order_by = None;
+    if let SetExpr::Select(s) = inner.body.as_mut() {
+        s.projection = vec![SelectItem::UnnamedExpr(agg)];
+    }
+    let mut out = parse("SELECT coalesce((SELECT 1), make_array())")?;
+    if let Expr::Function(f) = &mut out {
+        if let FunctionArguments::List(list) = &mut f.args {
+            if let Some(sqlparser::ast::FunctionArg::Unnamed(
+                sqlparser::ast::FunctionArgExpr::Expr(Expr::Subquery(sub)),
+            )) = list.args.first_mut()
+            {
+                **sub = inner;
+                return Some(out);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_array_text;

@@ -101,9 +101,10 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
                 .for_each(crate::system_catalog::rewrite_regclass);
             replaced
         };
-        statements
-            .iter_mut()
-            .for_each(crate::system_catalog::rewrite_set_functions);
+        statements.iter_mut().for_each(|s| {
+            crate::system_catalog::rewrite_set_functions(s);
+            crate::arrays::rewrite_array_subqueries(s);
+        });
         return Ok(statements);
     }
     Ok(user_rewrites(plain?, &sql))
@@ -120,6 +121,7 @@ fn user_rewrites(statements: Vec<Statement>, sql: &str) -> Vec<Statement> {
             // Before RewriteArrayAnyAllOperation, which reads `= ANY (subquery)` as an array.
             crate::pgsemantics::quantified_subqueries_as_in(&mut s);
             crate::roles::rewrite_user_registers(&mut s);
+            crate::arrays::rewrite_array_subqueries(&mut s);
             // Before RewriteRegCastToSubquery, which answers NULL for an unknown name.
             if regclass {
                 crate::system_catalog::rewrite_regclass(&mut s);

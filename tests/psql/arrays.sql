@@ -20,3 +20,13 @@ SELECT array[1,2]::text, array['a','b c','',NULL,'x"y']::text, array[true,false]
 SELECT array[array[1,2],array[3,4]]::text, (array[]::int[])::text, CAST(NULL::int[] AS text);
 SELECT array_agg(x ORDER BY x)::text FROM (VALUES (2),(1)) v(x);
 SELECT array[1.5::float8, 0.1::float8]::text;
+-- ARRAY(subquery): the rows of a subquery as an array, correlated or not, ordered or not, empty
+CREATE TABLE arr_p (id int PRIMARY KEY, name text);
+CREATE TABLE arr_c (id int PRIMARY KEY, pid int, tag text, n int);
+INSERT INTO arr_p VALUES (1, 'a'), (2, 'b'), (3, 'c');
+INSERT INTO arr_c VALUES (1, 1, 'x', 3), (2, 1, 'y', 1), (3, 2, 'z', 2);
+SELECT arr_p.id, ARRAY(SELECT arr_c.tag FROM arr_c WHERE arr_c.pid = arr_p.id ORDER BY arr_c.n) AS tags FROM arr_p ORDER BY 1;
+SELECT ARRAY(SELECT id FROM arr_p ORDER BY id DESC) AS ids;
+SELECT ARRAY(SELECT tag FROM arr_c WHERE false) AS none;
+SELECT arr_p.name, cardinality(ARRAY(SELECT arr_c.n FROM arr_c WHERE arr_c.pid = arr_p.id)) AS k FROM arr_p ORDER BY 1;
+DROP TABLE arr_p; DROP TABLE arr_c;

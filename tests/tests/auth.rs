@@ -359,6 +359,22 @@ async fn role_statements_follow_postgresql_rules() {
         .as_deref()
         .unwrap()
         .starts_with("SCRAM-SHA-256$"));
+    // psql's \du lists them with their attributes.
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=duetdb",
+        cluster.addr().port()
+    );
+    let du = tokio::task::spawn_blocking(move || psql(&conn, "", "\\du"))
+        .await
+        .unwrap()
+        .unwrap();
+    let lines: Vec<&str> = du.lines().collect();
+    assert!(lines.contains(&"limited|1 connection|{}"), "{du}");
+    assert!(lines.contains(&"manager|Create role|{}"), "{du}");
+    assert!(
+        lines.contains(&"postgres|Superuser, Create role, Create DB, Replication, Bypass RLS|{}"),
+        "{du}"
+    );
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.

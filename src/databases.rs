@@ -101,13 +101,23 @@ impl ServerDatabases {
         name == DEFAULT_DATABASE || name == POSTGRES_DATABASE || self.path(name).is_some()
     }
 
-    /// Opens database `name`'s node (creating its directory) and starts its autoanalyze.
-    fn open_node(&self, name: &str) -> Result<SharedRef, DatabaseError> {
+    /// Opens database `name`'s node (creating its directory), starts its autoanalyze and
+    /// enters it in `open` (held by the caller, so that one name is opened once).
+    fn open_node(
+        &self,
+        open: &mut HashMap<String, Open>,
+        name: &str,
+    ) -> Result<SharedRef, DatabaseError> {
+        let root = self
+            .root
+            .upgrade()
+            .ok_or_else(|| DatabaseError::Failed("the server is shutting down".into()))?;
         let path = self.path(name).unwrap_or_else(|| self.new_path(name));
         let node = DuetNode::open(&path).map_err(|e| {
             DatabaseError::Failed(format!("could not open database \"{name}\": {e}"))
         })?;
-        let shared = node.shared();
+        let shared =
+            duet_sql::Shared::new_in_server(node.store.clone(), Some(node.services()), &root);
         let me: Arc<dyn Databases> = self
             .me
             .upgrade()
@@ -117,7 +127,7 @@ impl ServerDatabases {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(duet_sql::analyze::autoanalyze(shared.clone(), stopped));
         }
-        self.open.lock().insert(
+        open.insert(
             name.to_string(),
             Open {
                 _node: node,
@@ -134,13 +144,14 @@ impl Databases for ServerDatabases {
         if name == DEFAULT_DATABASE {
             return Ok(self.root.upgrade());
         }
-        if let Some(open) = self.open.lock().get(name) {
-            return Ok(Some(open.shared.clone()));
+        let mut open = self.open.lock();
+        if let Some(o) = open.get(name) {
+            return Ok(Some(o.shared.clone()));
         }
         if !self.exists(name) {
             return Ok(None);
         }
-        self.open_node(name).map(Some)
+        self.open_node(&mut open, name).map(Some)
     }
 
     fn names(&self) -> Vec<String> {
@@ -163,10 +174,11 @@ impl Databases for ServerDatabases {
     }
 
     fn create(&self, name: &str) -> Result<(), DatabaseError> {
+        let mut open = self.open.lock();
         if self.exists(name) {
             return Err(DatabaseError::Exists);
         }
-        self.open_node(name).map(|_| ())
+        self.open_node(&mut open, name).map(|_| ())
     }
 
     fn drop_database(&self, name: &str) -> Result<(), DatabaseError> {
@@ -178,24 +190,27 @@ impl Databases for ServerDatabases {
         if !self.exists(name) {
             return Err(DatabaseError::Missing);
         }
-        // As PostgreSQL does, wait up to 5 s for sessions that are ending to be gone.
+        // As PostgreSQL does, wait up to 5 s for sessions that are ending to be gone; once
+        // marked dropped, no session logs in to it any more.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut open = loop {
-            let open = self.open.lock();
-            let n = open.get(name).map_or(0, |o| o.shared.session_count());
-            if n == 0 {
-                break open;
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(DatabaseError::InUse(n));
-            }
+        let mut open = self.open.lock();
+        if let Some(o) = open.get(name) {
+            let shared = o.shared.clone();
             drop(open);
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
+            loop {
+                match shared.mark_dropped() {
+                    Ok(()) => break,
+                    Err(n) if std::time::Instant::now() >= deadline => {
+                        return Err(DatabaseError::InUse(n))
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            }
+            open = self.open.lock();
+        }
         if let Some(o) = open.remove(name) {
             let _ = o.stop_analyze.send(true);
         }
-        drop(open);
         // Out of the way at once (a new database of the same name starts empty); its files
         // are removed when the server starts next (its node's tasks may still hold them).
         let Some(path) = self.path(name) else {

@@ -303,6 +303,21 @@ impl RoleDef {
         }
     }
 
+    /// A role with no attributes (what a session whose role was dropped acts as).
+    pub fn nobody(name: &str) -> RoleDef {
+        RoleDef {
+            name: name.to_string(),
+            superuser: false,
+            login: false,
+            createdb: false,
+            createrole: false,
+            inherit: false,
+            replication: false,
+            bypassrls: false,
+            ..RoleDef::bootstrap()
+        }
+    }
+
     /// The OID `pg_authid` shows.
     pub fn oid(&self) -> u32 {
         if self.name == BOOTSTRAP_SUPERUSER && self.id == 0 {

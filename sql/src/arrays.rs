@@ -312,17 +312,36 @@ fn array_of_subquery(q: &sqlparser::ast::Query) -> Option<sqlparser::ast::Expr> 
     {
         return None;
     }
-    let element = match &select.projection[0] {
-        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+    let (element, alias) = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) => (e.clone(), None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
         _ => return None,
     };
-    let order = match &q.order_by {
+    let mut order = match &q.order_by {
         None => vec![],
         Some(o) => match &o.kind {
             OrderByKind::Expressions(exprs) => exprs.clone(),
             OrderByKind::All(_) => return None,
         },
     };
+    // ORDER BY 1 and ORDER BY the output's alias name the element (in the aggregate they
+    // would be a constant and a column of the FROM).
+    for o in &mut order {
+        match &o.expr {
+            Expr::Value(v) if matches!(&v.value, sqlparser::ast::Value::Number(n, _) if n == "1") => {
+                o.expr = element.clone()
+            }
+            Expr::Value(_) => return None,
+            Expr::Identifier(i)
+                if alias.as_ref().is_some_and(|a| {
+                    crate::ident::ident_name(a) == crate::ident::ident_name(i)
+                }) =>
+            {
+                o.expr = element.clone()
+            }
+            _ => {}
+        }
+    }
     let parse = |sql: &str| -> Option<Expr> {
         match sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
             .ok()?

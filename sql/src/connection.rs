@@ -182,6 +182,19 @@ pub struct SqlConnection {
     /// statements with their fast-path plans, or, for a shape that is not all fast-path
     /// statements, the catalog generation at which that was found (tried again after DDL).
     shapes: HashMap<String, Shaped>,
+    /// Login finished ([`SqlSession::started`]). Until then no statement runs: pgwire keeps
+    /// reading after a FATAL login error, so a client could pipeline a query behind a
+    /// failed password.
+    logged_in: bool,
+}
+
+/// What a statement sent before login gets.
+fn not_logged_in() -> WireError {
+    Box::new(pgwire::error::ErrorInfo::new(
+        "FATAL".into(),
+        SqlState::InvalidAuthorizationSpecification.code().into(),
+        "the connection has not logged in".into(),
+    ))
 }
 
 impl SqlConnection {
@@ -191,6 +204,7 @@ impl SqlConnection {
             session: Session::new(shared)?,
             parsed: HashMap::new(),
             shapes: HashMap::new(),
+            logged_in: false,
         })
     }
 
@@ -566,10 +580,18 @@ impl SqlSession for SqlConnection {
         }
         self.session
             .register_cancel(startup.pid, startup.secret.clone());
-        self.session.login(&startup).map_err(PgError::into_wire)
+        self.session.login(&startup).map_err(PgError::into_wire)?;
+        self.logged_in = true;
+        Ok(())
     }
 
     async fn simple_query(&mut self, query: &str) -> Vec<StatementResult> {
+        if !self.logged_in {
+            return vec![StatementResult {
+                notices: vec![],
+                outcome: Err(not_logged_in()),
+            }];
+        }
         let mut try_fast = self.session.fast_path_enabled();
         if try_fast {
             match self.shaped(query) {
@@ -604,10 +626,19 @@ impl SqlSession for SqlConnection {
     }
 
     async fn parse(&mut self, text: &str) -> Result<Option<Prepared>, WireError> {
+        if !self.logged_in {
+            return Err(not_logged_in());
+        }
         self.prepare(text).await.map_err(PgError::into_wire)
     }
 
     async fn execute(&mut self, prepared: &Prepared, params: ParamValues) -> StatementResult {
+        if !self.logged_in {
+            return StatementResult {
+                notices: vec![],
+                outcome: Err(not_logged_in()),
+            };
+        }
         let session = &mut self.session;
         session.set_statement(&prepared.text);
         session.set_source(prepared.text.clone(), 0);

@@ -335,7 +335,7 @@ impl Session {
         self.shared()
             .roles_store()
             .role(self.user())
-            .unwrap_or_else(|| Arc::new(RoleDef::bootstrap()))
+            .unwrap_or_else(|| Arc::new(RoleDef::nobody(self.user())))
     }
 
     fn may_manage_roles(&self, what: &str) -> Result<Arc<RoleDef>> {

@@ -116,6 +116,8 @@ pub struct Shared {
     roles: parking_lot::RwLock<Option<StoreRef>>,
     /// Client sessions open on this database (logged in).
     sessions: std::sync::atomic::AtomicUsize,
+    /// DROP DATABASE took it: no session may log in any more.
+    dropped: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -138,7 +140,37 @@ impl Shared {
             owned_databases: std::sync::OnceLock::new(),
             roles: parking_lot::RwLock::new(None),
             sessions: Default::default(),
+            dropped: Default::default(),
         })
+    }
+
+    /// Shared state for another database of the server `first` belongs to: the same cancel
+    /// keys (a CancelRequest reaches the first database's listener) and the same per-role
+    /// connection counts.
+    pub fn new_in_server(
+        store: StoreRef,
+        services: Option<NodeServices>,
+        first: &Shared,
+    ) -> SharedRef {
+        let mut shared = Shared::new(store, services);
+        let own = Arc::get_mut(&mut shared).expect("just made");
+        own.cancels = first.cancels.clone();
+        own.role_connections = first.role_connections.clone();
+        shared
+    }
+
+    /// Marks the database dropped unless a client session is open on it (how many are).
+    /// A session that logs in after this fails (see [`Session::login`]).
+    pub fn mark_dropped(&self) -> std::result::Result<(), usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.dropped.store(true, SeqCst);
+        match self.sessions.load(SeqCst) {
+            0 => Ok(()),
+            n => {
+                self.dropped.store(false, SeqCst);
+                Err(n)
+            }
+        }
     }
 
     /// Makes this the database `name` of a server whose databases are `databases` and
@@ -178,7 +210,7 @@ impl Shared {
 
     /// Sessions open on this database.
     pub fn session_count(&self) -> usize {
-        self.sessions.load(std::sync::atomic::Ordering::Acquire)
+        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -465,7 +497,8 @@ impl Session {
             cancel: Arc::default(),
             pid: None,
             stream_failed: Arc::default(),
-            user: duet_common::catalog::BOOTSTRAP_SUPERUSER.to_string(),
+            // No role until login (autoanalyze's session needs none).
+            user: String::new(),
             role_slot: None,
             source: None,
         })
@@ -480,12 +513,20 @@ impl Session {
             .role(&startup.user)
             .map_or(-1, |r| r.connection_limit);
         let slot = self.shared.role_connections.enter(&startup.user, limit)?;
-        if self.role_slot.replace(slot).is_none() {
-            // A client's session (autoanalyze's is not counted).
-            self.shared
-                .sessions
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.role_slot.is_none() {
+            // A client's session (autoanalyze's is not counted); counted before the check,
+            // so that a concurrent DROP DATABASE sees it or this sees the drop.
+            use std::sync::atomic::Ordering::SeqCst;
+            self.shared.sessions.fetch_add(1, SeqCst);
+            if self.shared.dropped.load(SeqCst) {
+                self.shared.sessions.fetch_sub(1, SeqCst);
+                return Err(PgError::new(
+                    SqlState::InvalidCatalogName,
+                    format!("database \"{}\" does not exist", self.shared.name()),
+                ));
+            }
         }
+        self.role_slot = Some(slot);
         self.user = startup.user.clone();
         let database = self.shared.name();
         let names: [(&str, &String); 6] = [
@@ -1054,7 +1095,7 @@ impl Drop for Session {
         if self.role_slot.is_some() {
             self.shared
                 .sessions
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
         if let Some(pid) = self.pid {
             self.shared.cancels.unregister(pid);

@@ -397,6 +397,42 @@ fn view_named(
     session.store().table(table).filter(|d| d.view.is_some())
 }
 
+/// Writes the query's unqualified names of the database's tables and views as
+/// `public.name`, so that a CTE of the statement reading the view cannot stand in for them
+/// (the view's own CTEs keep their names).
+fn qualify_tables(session: &Session, query: &mut Statement) {
+    let own = cte_names(query);
+    struct Qualify<'a> {
+        session: &'a Session,
+        own: HashSet<String>,
+    }
+    impl VisitorMut for Qualify<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name, args: None, ..
+            } = factor
+            {
+                if let [part] = name.0.as_slice() {
+                    if let Some(ident) = part.as_ident() {
+                        let table = crate::ident::ident_name(ident);
+                        if !self.own.contains(&table)
+                            && self.session.store().table(&table).is_some()
+                        {
+                            name.0.insert(
+                                0,
+                                sqlparser::ast::ObjectNamePart::Identifier(Ident::new("public")),
+                            );
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = query.visit(&mut Qualify { session, own });
+}
+
 /// `SELECT q1 AS v1, … FROM (view query) AS duet_view`.
 fn view_query(
     session: &Session,
@@ -425,6 +461,7 @@ fn view_query(
             ),
         )
     })?;
+    qualify_tables(session, &mut inner);
     expand_at(session, &mut inner, read, depth + 1)?;
     let Statement::Query(inner) = inner else {
         return Err(PgError::new(

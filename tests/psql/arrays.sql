@@ -30,3 +30,7 @@ SELECT ARRAY(SELECT id FROM arr_p ORDER BY id DESC) AS ids;
 SELECT ARRAY(SELECT tag FROM arr_c WHERE false) AS none;
 SELECT arr_p.name, cardinality(ARRAY(SELECT arr_c.n FROM arr_c WHERE arr_c.pid = arr_p.id)) AS k FROM arr_p ORDER BY 1;
 DROP TABLE arr_p; DROP TABLE arr_c;
+CREATE TABLE arr_o (a int, b int);
+INSERT INTO arr_o VALUES (1, 30), (2, 20), (3, 10);
+SELECT ARRAY(SELECT a FROM arr_o ORDER BY 1 DESC) AS by_position, ARRAY(SELECT b AS a FROM arr_o ORDER BY a) AS by_alias;
+DROP TABLE arr_o;

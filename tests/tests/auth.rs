@@ -567,3 +567,53 @@ async fn databases_are_separate_and_created_and_dropped_by_sql() {
         "3D000"
     );
 }
+
+/// A client that pipelines a query behind a refused login gets nothing run: pgwire reads on
+/// after a FATAL, so the session refuses every statement until login has finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_pipelined_behind_a_refused_login_does_not_run() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = ClusterBuilder::new("pipelined")
+        .hba([
+            "host all postgres 127.0.0.1/32 trust",
+            "host all all all reject",
+        ])
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    for s in ["user", "mallory", "database", "duetdb"] {
+        startup.extend_from_slice(s.as_bytes());
+        startup.push(0);
+    }
+    startup.push(0);
+    let mut wire = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    wire.extend_from_slice(&startup);
+    let sql = b"CREATE TABLE pwned (a int)\0";
+    wire.push(b'Q');
+    wire.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
+    wire.extend_from_slice(sql);
+    let mut socket = tokio::net::TcpStream::connect(cluster.addr())
+        .await
+        .unwrap();
+    socket.write_all(&wire).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.read_to_end(&mut reply),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("28000"), "{text}");
+    let admin = cluster.client().await.unwrap();
+    assert_eq!(
+        rows(
+            &admin,
+            "SELECT count(*) FROM pg_class WHERE relname = 'pwned'"
+        )
+        .await,
+        vec![vec![Some("0".into())]]
+    );
+}

@@ -68,3 +68,20 @@ async fn views_read_like_their_queries_and_refuse_writes() {
     );
     assert_eq!(error_code(&c, "SELECT * FROM big").await, "42P01");
 }
+
+/// A CTE of the statement that reads a view does not stand in for a table of the view's
+/// query (the view reads the table, as in PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cte_does_not_capture_a_table_a_view_reads() {
+    let cluster = ClusterBuilder::new("view-cte").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2); CREATE VIEW v AS SELECT a FROM t",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(&c, "WITH t AS (SELECT 99 AS a) SELECT sum(a) FROM v").await,
+        vec![vec![Some("3".into())]]
+    );
+}

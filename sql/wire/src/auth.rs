@@ -65,16 +65,27 @@ enum Names {
 }
 
 impl Names {
-    fn parse(s: &str) -> Names {
+    fn parse(s: &str) -> Result<Names, String> {
         if s == "all" {
-            Names::All
-        } else {
-            Names::Some(
-                s.split(',')
-                    .map(|n| n.trim_matches('"').to_string())
-                    .collect(),
-            )
+            return Ok(Names::All);
         }
+        let names: Vec<String> = s
+            .split(',')
+            .map(|n| n.trim_matches('"').to_string())
+            .collect();
+        // pg_hba.conf's special names would be read here as role or database names, and a
+        // rule meant to reject would then match nobody.
+        for n in &names {
+            if n.starts_with('+')
+                || n.starts_with('@')
+                || ["sameuser", "samerole", "samegroup", "replication"].contains(&n.as_str())
+            {
+                return Err(format!(
+                    "\"{n}\" in an authentication rule is not supported (name roles and databases, or all)"
+                ));
+            }
+        }
+        Ok(Names::Some(names))
     }
     fn matches(&self, name: &str) -> bool {
         match self {
@@ -107,6 +118,15 @@ impl Addresses {
             Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
             None => max,
         };
+        // Clients come as IPv4 when they are IPv4-mapped (see `matches`): so do rules.
+        if let IpAddr::V6(v6) = ip {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                if bits < 96 {
+                    return Err(bad());
+                }
+                return Ok(Addresses::Net(IpAddr::V4(v4), bits - 96));
+            }
+        }
         Ok(Addresses::Net(ip, bits))
     }
 
@@ -181,8 +201,8 @@ impl std::str::FromStr for HbaRule {
         };
         Ok(HbaRule {
             conn,
-            databases: Names::parse(db),
-            users: Names::parse(user),
+            databases: Names::parse(db)?,
+            users: Names::parse(user)?,
             addresses: Addresses::parse(addr)?,
             method: Method::parse(method)?,
             text: fields.join(" "),
@@ -311,12 +331,16 @@ impl Verifier {
         same(&again.stored_key, &self.stored_key)
     }
 
-    /// A verifier no password matches (for a role without one, so that the exchange runs
-    /// to its end and fails as a wrong password does, telling nothing).
-    fn unmatchable() -> Verifier {
+    /// A verifier no password matches, for `user` without one (or without a role), so
+    /// that the exchange runs to its end and fails as a wrong password does. Its salt is
+    /// the same on every attempt for the same name (from a secret of this process, as
+    /// PostgreSQL's mock salt), so asking twice does not tell a real role from none.
+    fn unmatchable(user: &str) -> Verifier {
+        static SECRET: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(rand_bytes);
+        let salt = hmac_sha256(SECRET.as_slice(), user.as_bytes());
         Verifier {
             iterations: SCRAM_ITERATIONS,
-            salt: rand_bytes::<SALT_LEN>().to_vec(),
+            salt: salt[..SALT_LEN].to_vec(),
             stored_key: rand_bytes(),
             server_key: rand_bytes(),
         }
@@ -384,6 +408,8 @@ pub struct ScramExchange {
     /// client-first-message-bare, server-first-message.
     first: Option<(String, String)>,
     nonce: String,
+    /// The client's GS2 header (`n,,` or `y,,`), which its final message must echo.
+    gs2_header: String,
 }
 
 /// Why an exchange failed: the client's message was malformed (08P01) or its proof wrong
@@ -395,12 +421,14 @@ pub enum ScramError {
 }
 
 impl ScramExchange {
-    /// An exchange against `verifier` (`None`: the role has no password; it fails).
-    pub fn new(verifier: Option<Verifier>) -> ScramExchange {
+    /// An exchange for `user` against `verifier` (`None`: there is no role or it has no
+    /// password; it fails).
+    pub fn new(user: &str, verifier: Option<Verifier>) -> ScramExchange {
         ScramExchange {
-            verifier: verifier.unwrap_or_else(Verifier::unmatchable),
+            verifier: verifier.unwrap_or_else(|| Verifier::unmatchable(user)),
             first: None,
             nonce: String::new(),
+            gs2_header: String::new(),
         }
     }
 
@@ -415,8 +443,13 @@ impl ScramExchange {
         let bare = parts
             .next()
             .ok_or_else(|| bad("no client-first-message-bare"))?;
+        if _authzid.starts_with("a=") {
+            return Err(ScramError::Protocol(
+                "client uses authorization identity, but it is not supported".into(),
+            ));
+        }
         match flag {
-            "n" | "y" => {}
+            "n" | "y" => self.gs2_header = format!("{flag},,"),
             _ if flag.starts_with("p=") => {
                 return Err(ScramError::Protocol(
                     "channel binding was requested but SCRAM-SHA-256-PLUS was not offered".into(),
@@ -457,7 +490,7 @@ impl ScramExchange {
             }
         }
         // Without channel binding the client echoes its GS2 header: "n,," or "y,,".
-        if !matches!(binding, Some("biws") | Some("eSws")) {
+        if binding != Some(B64.encode(&self.gs2_header).as_str()) {
             return Err(bad("unexpected channel binding"));
         }
         if nonce != Some(self.nonce.as_str()) {
@@ -535,7 +568,7 @@ mod tests {
     fn rfc7677_exchange() {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let verifier = Verifier::with_salt("pencil", &salt, 4096);
-        let mut x = ScramExchange::new(Some(verifier.clone()));
+        let mut x = ScramExchange::new("user", Some(verifier.clone()));
         let first = x.client_first(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
         assert!(first.starts_with("r=rOprNGfwEbeRWgbNEkqO"), "{first}");
         // Replay the RFC's server nonce so its proof applies.
@@ -554,8 +587,24 @@ mod tests {
             verifier: Verifier::with_salt("pencil2", &salt, 4096),
             first: x.first.clone(),
             nonce: x.nonce.clone(),
+            gs2_header: "n,,".into(),
         };
         assert_eq!(wrong.client_final(fin), Err(ScramError::WrongPassword));
+        // A final message echoing another GS2 header than the first one sent.
+        let y = b"c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        assert!(matches!(x.client_final(y), Err(ScramError::Protocol(_))));
+        // No role: the same salt on every attempt for a name, so a retry tells nothing.
+        let salt_of = |user: &str| {
+            let mut e = ScramExchange::new(user, None);
+            let first = e.client_first(b"n,,n=,r=abc").unwrap();
+            first
+                .split(',')
+                .find(|p| p.starts_with("s="))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(salt_of("ghost"), salt_of("ghost"));
+        assert_ne!(salt_of("ghost"), salt_of("other"));
     }
 
     #[test]
@@ -613,5 +662,12 @@ mod tests {
         assert!("host all all 10.0.0.0/33 trust".parse::<HbaRule>().is_err());
         assert!("local all all trust".parse::<HbaRule>().is_err());
         assert!("host all all all ident".parse::<HbaRule>().is_err());
+        assert!("host all +admins all reject".parse::<HbaRule>().is_err());
+        assert!("host sameuser all all reject".parse::<HbaRule>().is_err());
+        let mapped_rule = Hba::parse(["host all all ::ffff:10.0.0.0/104 reject"]).unwrap();
+        assert_eq!(
+            mapped_rule.rule(false, "d", "u", remote).unwrap().method,
+            Method::Reject
+        );
     }
 }

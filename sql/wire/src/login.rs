@@ -226,7 +226,7 @@ impl<B: SqlBackend> StartupHandler for Login<B> {
                         "client selected an invalid SASL authentication mechanism".into(),
                     ));
                 }
-                let mut exchange = ScramExchange::new(self.verifier(&user));
+                let mut exchange = ScramExchange::new(&user, self.verifier(&user));
                 let data = initial.data.unwrap_or_default();
                 let server_first = exchange
                     .client_first(&data)

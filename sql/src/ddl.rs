@@ -737,29 +737,33 @@ fn owner(n: &sqlparser::ast::ObjectName) -> Result<Option<(String, String)>> {
     }
 }
 
-/// An integer option of CREATE SEQUENCE (a literal, possibly negative).
-fn option_value(e: &Expr) -> Result<i64> {
-    let bad = || {
-        PgError::new(
-            SqlState::SyntaxError,
-            format!("sequence option {e} is not an integer"),
-        )
-    };
+/// A signed integer literal (`42`, `-1`, `+5`).
+pub(crate) fn integer_literal(e: &Expr) -> Option<i64> {
     match e {
         Expr::Value(v) => match &v.value {
-            sqlparser::ast::Value::Number(n, _) => n.parse().map_err(|_| bad()),
-            _ => Err(bad()),
+            sqlparser::ast::Value::Number(n, _) => n.parse().ok(),
+            _ => None,
         },
         Expr::UnaryOp {
             op: sqlparser::ast::UnaryOperator::Minus,
             expr,
-        } => option_value(expr).map(|v| -v),
+        } => integer_literal(expr).map(|v| -v),
         Expr::UnaryOp {
             op: sqlparser::ast::UnaryOperator::Plus,
             expr,
-        } => option_value(expr),
-        _ => Err(bad()),
+        } => integer_literal(expr),
+        _ => None,
     }
+}
+
+/// An integer option of CREATE SEQUENCE (a literal, possibly negative).
+fn option_value(e: &Expr) -> Result<i64> {
+    integer_literal(e).ok_or_else(|| {
+        PgError::new(
+            SqlState::SyntaxError,
+            format!("sequence option {e} is not an integer"),
+        )
+    })
 }
 
 /// A sequence's options with PostgreSQL's defaults and checks.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use duet_common::catalog::{RoleDef, BOOTSTRAP_SUPERUSER};
 use duet_wire::auth::Verifier;
 use sqlparser::ast::{
-    AlterRoleOperation, CreateRole, Expr, Ident, ObjectName, Password, RoleOption, Value,
+    AlterRoleOperation, CreateRole, Expr, Ident, ObjectName, Password, RoleOption,
 };
 
 use crate::error::{PgError, Result, SqlState};
@@ -157,19 +157,12 @@ struct Changes {
 }
 
 fn string_literal(e: &Expr, what: &str) -> Result<String> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => Ok(s.clone()),
-            _ => Err(PgError::new(
-                SqlState::SyntaxError,
-                format!("{what} must be a string constant"),
-            )),
-        },
-        _ => Err(PgError::new(
+    crate::session::string_literal(e).ok_or_else(|| {
+        PgError::new(
             SqlState::SyntaxError,
             format!("{what} must be a string constant"),
-        )),
-    }
+        )
+    })
 }
 
 impl Changes {
@@ -206,24 +199,11 @@ impl Changes {
     }
 
     fn connection_limit(&mut self, e: &Expr) -> Result<()> {
-        let bad = || PgError::new(SqlState::InvalidParameterValue, "invalid connection limit");
-        let n: i32 = match e {
-            Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => n.parse().map_err(|_| bad())?,
-                _ => return Err(bad()),
-            },
-            Expr::UnaryOp {
-                op: sqlparser::ast::UnaryOperator::Minus,
-                expr,
-            } => match expr.as_ref() {
-                Expr::Value(v) => match &v.value {
-                    Value::Number(n, _) => -n.parse::<i32>().map_err(|_| bad())?,
-                    _ => return Err(bad()),
-                },
-                _ => return Err(bad()),
-            },
-            _ => return Err(bad()),
-        };
+        let n = crate::ddl::integer_literal(e)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| {
+                PgError::new(SqlState::InvalidParameterValue, "invalid connection limit")
+            })?;
         if n < -1 {
             return Err(PgError::new(
                 SqlState::InvalidParameterValue,

@@ -33,7 +33,7 @@ mod cursor;
 mod fast;
 mod for_update;
 mod set_show;
-pub(crate) use set_show::set_config_call;
+pub(crate) use set_show::{set_config_call, string_literal};
 pub(crate) use settings::{setting_name, shown_name};
 mod settings;
 mod txn;

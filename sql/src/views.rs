@@ -19,8 +19,8 @@ use datafusion::logical_expr::LogicalPlan;
 use duet_common::catalog::{TableDef, ViewDef, CATALOG_FORMAT};
 use duet_common::{ColumnDef, Datum, SqlType};
 use sqlparser::ast::{
-    CreateView, Ident, ObjectName, Query, SelectItem, SetExpr, Statement, TableAlias, TableFactor,
-    VisitMut, VisitorMut,
+    CreateView, Ident, ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, VisitMut,
+    VisitorMut,
 };
 
 use crate::error::{PgError, Result, SqlState};
@@ -505,11 +505,6 @@ fn view_query(
         {
             *subquery = inner;
         }
-        // Plain column references by the names the query's columns had at creation.
-        debug_assert!(select
-            .projection
-            .iter()
-            .all(|p| matches!(p, SelectItem::ExprWithAlias { .. })));
     }
     Ok(wrapper)
 }

@@ -204,7 +204,7 @@ impl Session {
                 return std::ops::ControlFlow::Continue(());
             };
             let missing_ok = matches!(args.get(1), Some(Expr::Value(v)) if matches!(v.value, Value::Boolean(true)));
-            let Some(name) = args.first().and_then(string_literal) else {
+            let Some(name) = args.first().and_then(|e| string_literal(e)) else {
                 // A name known only when the statement runs (a parameter, a column): the
                 // session's settings as a CASE over the name.
                 if let Some(arg) = args.first() {
@@ -347,10 +347,11 @@ fn call_args<'a>(e: &'a Expr, name: &str) -> Option<Vec<&'a Expr>> {
         .collect()
 }
 
-fn string_literal(e: &&Expr) -> Option<String> {
+/// The text of a string constant (`'…'` or `E'…'`).
+pub(crate) fn string_literal(e: &Expr) -> Option<String> {
     match e {
         Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) => Some(s.clone()),
+            Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => Some(s.clone()),
             _ => None,
         },
         _ => None,
@@ -374,5 +375,5 @@ pub(crate) fn set_config_call(q: &sqlparser::ast::Query) -> Option<(String, Stri
     if args.len() != 3 {
         return None;
     }
-    Some((string_literal(&args[0])?, string_literal(&args[1])?))
+    Some((string_literal(args[0])?, string_literal(args[1])?))
 }

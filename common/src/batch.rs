@@ -43,6 +43,9 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
                     ),
                     SqlType::Varchar(_) => f.with_metadata(declared("varchar").into()),
                     SqlType::Numeric { .. } => f.with_metadata(declared("numeric").into()),
+                    SqlType::Uuid | SqlType::Json | SqlType::Jsonb => {
+                        f.with_metadata(declared(&c.ty.pg_name()).into())
+                    }
                     _ => f,
                 }
             })
@@ -83,7 +86,12 @@ pub fn datums_to_array<'a>(
                 .map_err(|e| Error::Internal(e.to_string()))?;
             build!(b, Datum::Decimal(v) => *v)
         }
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Uuid
+        | SqlType::Json
+        | SqlType::Jsonb => {
             build!(StringBuilder::new(), Datum::Text(s) => s.as_str())
         }
         SqlType::Bool => build!(BooleanBuilder::new(), Datum::Bool(v) => *v),
@@ -184,7 +192,11 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                 SqlType::Numeric { precision, .. } => {
                     EncodeColumn::Numeric(down(a, ty)?, 10i128.pow(*precision as u32))
                 }
-                SqlType::Text | SqlType::Varchar(None) => EncodeColumn::Text(down(a, ty)?, None),
+                SqlType::Text
+                | SqlType::Varchar(None)
+                | SqlType::Uuid
+                | SqlType::Json
+                | SqlType::Jsonb => EncodeColumn::Text(down(a, ty)?, None),
                 SqlType::Varchar(Some(limit)) => {
                     EncodeColumn::Text(down(a, ty)?, Some((*limit, false)))
                 }
@@ -301,9 +313,12 @@ impl DecodeColumn {
                     .with_precision_and_scale(*precision, *scale)
                     .map_err(|e| Error::Internal(e.to_string()))?,
             ),
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
-                Self::Text(StringBuilder::with_capacity(rows, rows * 16))
-            }
+            SqlType::Text
+            | SqlType::Varchar(_)
+            | SqlType::Char(_)
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb => Self::Text(StringBuilder::with_capacity(rows, rows * 16)),
             SqlType::Date => Self::Date(Date32Builder::with_capacity(rows)),
             SqlType::Timestamp => Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows)),
             SqlType::TimestampTz => Self::Timestamp(
@@ -504,7 +519,7 @@ pub fn array_to_datums(array: &dyn Array, ty: &SqlType) -> Result<Vec<Datum>> {
                 Datum::Decimal(v)
             })
         }
-        SqlType::Text | SqlType::Varchar(None) => {
+        SqlType::Text | SqlType::Varchar(None) | SqlType::Uuid | SqlType::Json | SqlType::Jsonb => {
             read!(StringArray, |v| Datum::Text(v.to_string()))
         }
         SqlType::Varchar(Some(limit)) => {
@@ -613,6 +628,10 @@ mod tests {
                     SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
                         Datum::Text(texts[rng.gen_range(0..texts.len())].into())
                     }
+                    SqlType::Uuid => {
+                        Datum::Text(format!("00000000-0000-0000-0000-{:012x}", i.unsigned_abs()))
+                    }
+                    SqlType::Json | SqlType::Jsonb => Datum::Text(format!("{{\"n\": {i}}}")),
                     SqlType::Bool => Datum::Bool(i % 2 == 0),
                     SqlType::Date => Datum::Date(i as i32),
                     SqlType::Timestamp | SqlType::TimestampTz => Datum::Timestamp(i * 1000),

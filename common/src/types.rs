@@ -31,6 +31,13 @@ pub enum SqlType {
     /// and shown in the session's `TimeZone`.
     TimestampTz,
     Bytea,
+    /// `uuid`, stored as its canonical text (lowercase, hyphenated), whose text order is
+    /// PostgreSQL's byte order.
+    Uuid,
+    /// `json`: the input text, validated.
+    Json,
+    /// `jsonb`: PostgreSQL's canonical output text (sorted keys, normalized spacing).
+    Jsonb,
 }
 
 /// The time zone of a `timestamptz` column's Arrow type (instants are UTC; a result shows
@@ -50,7 +57,12 @@ impl SqlType {
             SqlType::Float32 => DataType::Float32,
             SqlType::Float64 => DataType::Float64,
             SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => DataType::Utf8,
+            SqlType::Text
+            | SqlType::Varchar(_)
+            | SqlType::Char(_)
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb => DataType::Utf8,
             SqlType::Bool => DataType::Boolean,
             SqlType::Date => DataType::Date32,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -97,6 +109,9 @@ impl SqlType {
             SqlType::Timestamp => 1114,
             SqlType::TimestampTz => 1184,
             SqlType::Bytea => 17,
+            SqlType::Uuid => 2950,
+            SqlType::Json => 114,
+            SqlType::Jsonb => 3802,
         }
     }
 
@@ -105,10 +120,18 @@ impl SqlType {
         match self {
             SqlType::Bool => 1,
             SqlType::Int16 => 2,
+            SqlType::Uuid => 16,
             SqlType::Int32 | SqlType::Float32 | SqlType::Date => 4,
             SqlType::Int64 | SqlType::Float64 | SqlType::Timestamp | SqlType::TimestampTz => 8,
             _ => -1,
         }
+    }
+
+    /// Whether values of this type are stored as text in a canonical form of their own
+    /// (`uuid`, `json`, `jsonb`): written through their input function, reported on the
+    /// wire by their declared type.
+    pub fn is_typed_text(&self) -> bool {
+        matches!(self, SqlType::Uuid | SqlType::Json | SqlType::Jsonb)
     }
 
     /// Whether values of this type are strings (which PostgreSQL collates).
@@ -134,6 +157,9 @@ impl SqlType {
             SqlType::Timestamp => "timestamp without time zone".into(),
             SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Bytea => "bytea".into(),
+            SqlType::Uuid => "uuid".into(),
+            SqlType::Json => "json".into(),
+            SqlType::Jsonb => "jsonb".into(),
         }
     }
 }

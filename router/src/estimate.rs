@@ -38,6 +38,8 @@ pub fn default_width(ty: &SqlType) -> f64 {
         SqlType::Varchar(Some(n)) => (*n as f64 / 2.0).min(32.0) + 4.0,
         SqlType::Text | SqlType::Varchar(None) => 20.0,
         SqlType::Bytea => 32.0,
+        SqlType::Uuid => 36.0,
+        SqlType::Json | SqlType::Jsonb => 64.0,
     }
 }
 

@@ -131,6 +131,20 @@ pub fn scalar_to_datum(v: &ScalarValue, ty: &SqlType) -> Option<Datum> {
         },
         // char(n) values are stored blank-padded; comparisons have their own rules.
         SqlType::Char(_) => None,
+        // A uuid literal in its canonical form (the planner puts it so) is its stored key.
+        SqlType::Uuid => match v {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s))
+                if s.len() == 36
+                    && s.char_indices().all(|(i, c)| match i {
+                        8 | 13 | 18 | 23 => c == '-',
+                        _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+                    }) =>
+            {
+                Some(Datum::Text(s.clone()))
+            }
+            _ => None,
+        },
+        SqlType::Json | SqlType::Jsonb => None,
         SqlType::Bool => match v {
             ScalarValue::Boolean(Some(b)) => Some(Datum::Bool(*b)),
             _ => None,

@@ -119,14 +119,16 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
             [1] => "t".into(),
             _ => return Err(binary_error(column)),
         },
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => std::str::from_utf8(b)
-            .map_err(|_| {
-                PgError::new(
-                    SqlState::CharacterNotInRepertoire,
-                    "invalid byte sequence for encoding \"UTF8\"",
-                )
-            })?
-            .to_string(),
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Json => {
+            std::str::from_utf8(b)
+                .map_err(|_| {
+                    PgError::new(
+                        SqlState::CharacterNotInRepertoire,
+                        "invalid byte sequence for encoding \"UTF8\"",
+                    )
+                })?
+                .to_string()
+        }
         SqlType::Bytea => {
             let mut s = String::with_capacity(2 + 2 * b.len());
             s.push_str("\\x");
@@ -159,6 +161,16 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
             format!("{text}+00")
         }
         SqlType::Numeric { .. } => numeric_text(b, column)?,
+        // A uuid is its 16 bytes; jsonb a version byte (1) and the text.
+        SqlType::Uuid => {
+            let bytes: [u8; 16] = fixed(b, column)?;
+            let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+            crate::jsonb::uuid_text(&hex)?
+        }
+        SqlType::Jsonb => match b.split_first() {
+            Some((1, text)) => field_text(text, &SqlType::Json, column)?,
+            _ => return Err(binary_error(column)),
+        },
     })
 }
 

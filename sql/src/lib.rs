@@ -30,6 +30,7 @@ pub(crate) mod foreign_key;
 pub mod hints;
 pub mod ident;
 pub mod json;
+pub mod jsonb;
 pub(crate) mod on_conflict;
 pub mod pgsemantics;
 pub mod roles;

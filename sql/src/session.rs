@@ -385,6 +385,7 @@ impl Session {
             rules.insert(7, Arc::new(crate::datetime::DateIntervalArithmetic));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
+            rules.push(Arc::new(crate::jsonb::TypedTextComparisons));
             // Before the text casts: a timestamptz becomes text in the session's zone.
             rules.push(Arc::new(crate::datetime::SessionZoneArguments));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));
@@ -404,6 +405,18 @@ impl Session {
                 .position(|r| r.name() == "push_down_filter")
                 .unwrap_or(0);
             optimizers.insert(at, Arc::new(crate::pgsemantics::GlobalAggregateFilters));
+            optimizers.insert(
+                0,
+                Arc::new(crate::pgsemantics::CorrelatedSubqueries::early(
+                    Arc::downgrade(&ctx.state_ref()),
+                    view.clone(),
+                )),
+            );
+            // Last: what DataFusion could not decorrelate runs per outer row.
+            optimizers.push(Arc::new(crate::pgsemantics::CorrelatedSubqueries::new(
+                Arc::downgrade(&ctx.state_ref()),
+                view.clone(),
+            )));
             let new_state =
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)
@@ -437,6 +450,18 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::bpchar(),
         ));
+        for ty in crate::jsonb::TypeInput::TYPES {
+            ctx.register_udf(crate::jsonb::TypeInput::udf(ty));
+        }
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::jsonb::GenRandomUuid::default(),
+        ));
+        {
+            use datafusion::execution::FunctionRegistry;
+            ctx.state_ref()
+                .write()
+                .register_expr_planner(Arc::new(crate::jsonb::JsonPlanner))?;
+        }
         ctx.register_udf(
             datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
                 crate::pgsemantics::PgSleep::default(),

@@ -959,7 +959,16 @@ impl PgCatalog {
                 ("relnatts", def.columns.len().into()),
                 ("relchecks", def.checks.len().into()),
                 ("relhasrules", false.into()),
-                ("relhastriggers", (!def.foreign_keys.is_empty()).into()),
+                // Foreign keys are triggers in PostgreSQL, on both tables: psql's `\d`
+                // lists them (and "Referenced by") only where this is set.
+                (
+                    "relhastriggers",
+                    (!def.foreign_keys.is_empty()
+                        || tables
+                            .iter()
+                            .any(|t| t.foreign_keys.iter().any(|fk| fk.ref_table == def.name)))
+                    .into(),
+                ),
                 ("relhassubclass", false.into()),
                 ("relrowsecurity", false.into()),
                 ("relforcerowsecurity", false.into()),
@@ -1047,7 +1056,16 @@ fn pg_attribute(rows: &mut Rows, tables: &[Arc<TableDef>]) -> Result<()> {
                 }
                 .into(),
             ),
-            ("attstorage", if len > 0 { 'p' } else { 'x' }.into()),
+            // pg_type.typstorage: plain for fixed widths, main for numeric, else extended.
+            (
+                "attstorage",
+                match ty {
+                    _ if len > 0 => 'p',
+                    SqlType::Numeric { .. } => 'm',
+                    _ => 'x',
+                }
+                .into(),
+            ),
             ("attnotnull", not_null.into()),
             ("atthasdef", has_def.into()),
             ("atthasmissing", false.into()),
@@ -1289,6 +1307,12 @@ impl ScalarUDFImpl for CatalogFunction {
             }
             _ => None,
         };
+        let pretty = match (self.name, arrays.get(1)) {
+            ("pg_get_constraintdef", Some(p)) if *p.data_type() == DataType::Boolean => {
+                Some(p.as_boolean().clone())
+            }
+            _ => None,
+        };
         let tables = self.store.tables();
         for i in 0..n {
             if oids.is_null(i) {
@@ -1301,7 +1325,17 @@ impl ScalarUDFImpl for CatalogFunction {
                 .filter(|c| !c.is_null(i))
                 .map(|c| c.value(i))
                 .unwrap_or(0);
+            let pretty = self.name == "pg_get_constraintdef"
+                && pretty.as_ref().is_some_and(|p| p.is_valid(i) && p.value(i));
             match self.definition(&tables, oids.value(i), column) {
+                // The pretty form drops the parentheses around a CHECK's expression.
+                Some(d) if pretty => match d
+                    .strip_prefix("CHECK ((")
+                    .and_then(|e| e.strip_suffix("))"))
+                {
+                    Some(e) => out.append_value(format!("CHECK ({e})")),
+                    None => out.append_value(d),
+                },
                 Some(d) => out.append_value(d),
                 None => out.append_null(),
             }
@@ -1565,7 +1599,68 @@ pub fn rewrite_regclass(statement: &mut sqlparser::ast::Statement) {
             std::ops::ControlFlow::Continue(())
         }
     }
+    regclass_outputs_as_names(statement);
     let _ = statement.visit(&mut Rewrite);
+}
+
+/// A `regclass` the statement returns prints as the relation's name (psql's `\d` shows the
+/// referencing table of a foreign key so): `x::regclass` as a whole output column of the
+/// statement's own select list is `x::regclass::text`, named as PostgreSQL names it.
+fn regclass_outputs_as_names(statement: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{DataType as AstType, Ident, SelectItem, SetExpr, Statement};
+    fn body(set: &mut SetExpr) {
+        match set {
+            SetExpr::Select(select) => {
+                for item in select.projection.iter_mut() {
+                    let (expr, alias) = match item {
+                        SelectItem::UnnamedExpr(e) => (e, None),
+                        SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+                        _ => continue,
+                    };
+                    let Expr::Cast {
+                        expr: inner,
+                        data_type,
+                        ..
+                    } = expr
+                    else {
+                        continue;
+                    };
+                    let ty = data_type.to_string().to_ascii_lowercase();
+                    if ty.strip_prefix("pg_catalog.").unwrap_or(&ty) != "regclass" {
+                        continue;
+                    }
+                    let name = alias.unwrap_or_else(|| match inner.as_ref() {
+                        Expr::Identifier(i) => i.clone(),
+                        Expr::CompoundIdentifier(parts) => parts
+                            .last()
+                            .cloned()
+                            .unwrap_or_else(|| Ident::new("regclass")),
+                        _ => Ident::new("regclass"),
+                    });
+                    let text = Expr::Cast {
+                        kind: sqlparser::ast::CastKind::DoubleColon,
+                        expr: Box::new(expr.clone()),
+                        data_type: AstType::Text,
+                        array: false,
+                        format: None,
+                    };
+                    *item = SelectItem::ExprWithAlias {
+                        expr: text,
+                        alias: name,
+                    };
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                body(left);
+                body(right);
+            }
+            SetExpr::Query(q) => body(&mut q.body),
+            _ => {}
+        }
+    }
+    if let Statement::Query(q) = statement {
+        body(&mut q.body);
+    }
 }
 
 /// Rewrites PostgreSQL's set-returning functions that catalog queries call in a select
@@ -1630,6 +1725,77 @@ pub fn rewrite_set_functions(statement: &mut sqlparser::ast::Statement) {
                     );
                 }
                 _ => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+
+        /// `FROM pg_catalog.unnest(a) x` (psql's `\d+`) as the `unnest` relation, and
+        /// `pg_catalog.generate_series(…)` without its schema: DataFusion knows them by
+        /// their bare names only.
+        fn post_visit_table_factor(
+            &mut self,
+            factor: &mut sqlparser::ast::TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            use sqlparser::ast::{ObjectName, TableFactor};
+            let TableFactor::Table {
+                name,
+                args: Some(args),
+                alias,
+                with_ordinality,
+                ..
+            } = factor
+            else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| p.to_string().to_ascii_lowercase())
+                .collect();
+            let bare = match parts.as_slice() {
+                [schema, f] if schema == "pg_catalog" => f.clone(),
+                // Some compatibility rewrites strip the schema first.
+                [f] if f == "unnest" || f == "pg_partition_ancestors" => f.clone(),
+                _ => return std::ops::ControlFlow::Continue(()),
+            };
+            let exprs: Vec<Expr> = args
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            if bare == "unnest" && exprs.len() == args.args.len() {
+                *factor = TableFactor::UNNEST {
+                    alias: alias.clone(),
+                    array_exprs: exprs,
+                    with_offset: false,
+                    with_offset_alias: None,
+                    with_ordinality: false,
+                };
+            } else if bare == "pg_partition_ancestors" {
+                // No relation is a partition: no rows (psql's `\d TABLE` lists triggers
+                // with it).
+                let columns = if *with_ordinality {
+                    "NULL::bigint AS relid, NULL::bigint AS ordinality"
+                } else {
+                    "NULL::bigint AS pg_partition_ancestors"
+                };
+                let query =
+                    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                        .try_with_sql(&format!("SELECT {columns} WHERE false"))
+                        .and_then(|mut p| p.parse_query());
+                if let Ok(query) = query {
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery: query,
+                        alias: alias.clone(),
+                        sample: None,
+                    };
+                }
+            } else if bare == "generate_series" {
+                *name = ObjectName::from(vec![sqlparser::ast::Ident::new(bare)]);
             }
             std::ops::ControlFlow::Continue(())
         }

@@ -57,6 +57,9 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
             SqlType::TimestampTz
         }
         AstType::Bytea => SqlType::Bytea,
+        AstType::Uuid => SqlType::Uuid,
+        AstType::JSON => SqlType::Json,
+        AstType::JSONB => SqlType::Jsonb,
         AstType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "int2" => SqlType::Int16,
             "int4" => SqlType::Int32,
@@ -200,6 +203,29 @@ pub fn assign_columns(
         .collect()
 }
 
+/// Text (or a value with a text form) as a `uuid`, `json` or `jsonb` column stores it:
+/// checked and in its canonical form (22P02 for bad input, as PostgreSQL's input functions).
+fn typed_text(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
+    let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
+        .map_err(|e| from_datafusion(e.into()))?;
+    let strings = strings
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "utf8 cast"))?;
+    let mut b = datafusion::arrow::array::StringBuilder::new();
+    for v in strings.iter() {
+        match v {
+            Some(s) => b.append_value(match ty {
+                SqlType::Uuid => crate::jsonb::uuid_text(s)?,
+                SqlType::Jsonb => crate::jsonb::jsonb_text(s)?,
+                _ => crate::jsonb::json_text(s)?,
+            }),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 /// UTC, the zone of a session that set none.
 pub fn utc() -> Tz {
     "+00:00".parse().expect("UTC is a zone")
@@ -220,7 +246,9 @@ pub fn assign_array_in(
 ) -> Result<ArrayRef> {
     let target = ty.arrow_type();
     let source = array.data_type().clone();
-    let casted: ArrayRef = if source == target {
+    let casted: ArrayRef = if ty.is_typed_text() {
+        typed_text(array, ty)?
+    } else if source == target {
         array.clone()
     } else if let Some(decimals) = plain_decimals(array, &target) {
         decimals

@@ -204,4 +204,24 @@ def _():
         assert r == (100, "ret"), r
         c.rollback()
 
+@step("uuid and jsonb columns: parameters (binary uuid), operators, results as UUID and dict")
+def _():
+    import uuid
+    from psycopg.types.json import Jsonb
+    with conn() as c:
+        c.execute("DROP TABLE IF EXISTS p3_docs")
+        c.execute("CREATE TABLE p3_docs (id uuid PRIMARY KEY, doc jsonb)")
+        u = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+        c.execute("INSERT INTO p3_docs VALUES (%s, %s)", (u, Jsonb({"b": 1, "a": [1, 2]})))
+        c.execute("INSERT INTO p3_docs VALUES (gen_random_uuid(), %s)", (Jsonb({"b": 2}),))
+        c.commit()
+        for binary in (False, True):
+            r = c.cursor(binary=binary).execute(
+                "SELECT id, doc, doc -> 'a', doc ->> 'b' FROM p3_docs WHERE id = %s", (u,)).fetchone()
+            assert r == (u, {"a": [1, 2], "b": 1}, [1, 2], "1"), r
+        n = c.execute("SELECT count(*) FROM p3_docs WHERE doc @> %s", (Jsonb({"b": 2}),)).fetchone()[0]
+        assert n == 1, n
+        ids = [r[0] for r in c.execute("SELECT id FROM p3_docs ORDER BY id")]
+        assert all(isinstance(i, uuid.UUID) for i in ids) and ids == sorted(ids), ids
+
 summary()

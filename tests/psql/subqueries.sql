@@ -1,4 +1,5 @@
--- Correlated scalar subqueries without an aggregate. tests/tests/psql.rs runs this with psql
+-- Correlated subqueries: scalar ones without an aggregate, and the shapes DataFusion does
+-- not decorrelate (evaluated per outer row). tests/tests/psql.rs runs this with psql
 -- -X -A -t on DuetDB and on PostgreSQL 15 and requires byte-identical output (subqueries.out is
 -- PostgreSQL's).
 \set VERBOSITY sqlstate
@@ -19,4 +20,19 @@ RESET duet.engine;
 SELECT c.id, (SELECT p.name FROM p1 p WHERE c.id > 10 AND p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
 SELECT c.id, (SELECT p.name || '/' || c.id FROM p1 p WHERE p.id = c.pid) FROM c1 c WHERE c.id < 14 ORDER BY c.id;
 SELECT c.id, (SELECT coalesce(p.name, 'none') || c.pid FROM p1 p WHERE c.pid IS NOT NULL AND p.id = c.pid) AS x FROM c1 c WHERE c.id < 14 ORDER BY c.id;
+-- Correlation by inequality, EXISTS and IN in a select list, NOT IN with NULLs, LIMIT,
+-- under OR, and a function of the outer row in FROM.
+SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid) FROM c1 c ORDER BY 1;
+SELECT c.id, (SELECT max(p.name) FROM p1 p WHERE p.id <> c.pid) FROM c1 c ORDER BY 1;
+SELECT c.id, EXISTS (SELECT 1 FROM p1 p WHERE p.id > c.pid) FROM c1 c ORDER BY 1;
+SELECT c.id, NOT EXISTS (SELECT 1 FROM p1 p WHERE p.id = c.pid) FROM c1 c ORDER BY 1;
+SELECT c.id, c.pid IN (SELECT p.id FROM p1 p WHERE p.name < 'three') FROM c1 c ORDER BY 1;
+SELECT c.id, c.pid NOT IN (SELECT CASE WHEN p.id = 3 THEN NULL ELSE p.id END FROM p1 p WHERE p.id <= c.pid) FROM c1 c ORDER BY 1;
+SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id >= c.pid ORDER BY p.id, p.name LIMIT 1) FROM c1 c ORDER BY 1;
+SELECT c.id FROM c1 c WHERE c.id = 10 OR EXISTS (SELECT 1 FROM p1 p WHERE p.id = c.pid + 1) ORDER BY 1;
+SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id > c.pid) FROM c1 c ORDER BY 1;
+SELECT c.id, (SELECT sum(x) FROM generate_series(1, c.pid) AS g(x)) FROM c1 c ORDER BY 1;
+SET duet.engine = 'column';
+SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid), EXISTS (SELECT 1 FROM p1 p WHERE p.id > c.pid) FROM c1 c ORDER BY 1;
+RESET duet.engine;
 DROP TABLE p1, c1;

@@ -18,7 +18,9 @@
 //!   the session's zone, casts, COPY, both replicas.
 //! - `arrays.sql`: text cast to array types (`'{…}'::int[]`), unnest of them, errors.
 //! - `subqueries.sql`: correlated scalar subqueries without an aggregate: NULL for no row,
-//!   21000 only for an outer row with several, on both replicas.
+//!   21000 only for an outer row with several, on both replicas; and the shapes evaluated
+//!   per outer row (correlation by inequality, EXISTS and IN in a select list, LIMIT, a
+//!   function of the outer row in FROM).
 //! - `rename.sql`: RENAME of tables, columns and indexes.
 //! - `prepare.sql`: SQL's PREPARE, EXECUTE and DEALLOCATE.
 //! - `views.sql`: CREATE [OR REPLACE] VIEW, views of views, column lists, DROP VIEW and
@@ -26,6 +28,10 @@
 //! - `catalog.sql`: pg_class, pg_attribute, pg_index, pg_constraint, pg_attrdef,
 //!   pg_sequence and pg_depend rows of the database's tables, `regclass`, and
 //!   `pg_get_indexdef`/`pg_get_constraintdef`/`pg_get_expr`.
+//! - `types.sql`: uuid, json and jsonb columns: input forms, canonical output, literals in
+//!   comparisons, `->`, `->>`, `#>`, `#>>`, `@>`, `<@`, `?`, `?|`, `?&`, casts, errors.
+//! - `describe.sql`: psql's `\d` of a table, an index, a view and a sequence, `\d+`, and
+//!   `\dt`, `\di`, `\dv`, `\ds`, `\df` (the file turns psql's headers and footers on).
 
 use std::path::Path;
 use std::process::Command;
@@ -156,4 +162,14 @@ async fn the_catalog_describes_tables_as_postgresql_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("views").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describe_commands_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("describe").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uuid_json_and_jsonb_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("types").await;
 }

@@ -120,7 +120,13 @@ pub fn decode_datum<'a>(buf: &'a [u8], ty: &SqlType) -> Result<(Datum, &'a [u8])
             let u = u128::from_be_bytes(b.try_into().map_err(|_| corrupt())?);
             (Datum::Decimal((u ^ (1 << 127)) as i128), r)
         }
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Bytea => {
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Bytea
+        | SqlType::Uuid
+        | SqlType::Json
+        | SqlType::Jsonb => {
             let mut bytes = Vec::new();
             let mut i = 0;
             loop {

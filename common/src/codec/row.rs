@@ -71,7 +71,13 @@ pub(crate) fn fixed_width(ty: &SqlType) -> Option<usize> {
     match ty {
         SqlType::Bool => Some(1),
         SqlType::Numeric { .. } => Some(16),
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Bytea => None,
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Bytea
+        | SqlType::Uuid
+        | SqlType::Json
+        | SqlType::Jsonb => None,
         SqlType::Int16
         | SqlType::Int32
         | SqlType::Int64
@@ -139,7 +145,12 @@ pub fn decode_row(
                 v.try_into().map_err(|_| corrupt("decimal"))?,
             )),
             SqlType::Bytea => Datum::Bytes(v.to_vec()),
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+            SqlType::Text
+            | SqlType::Varchar(_)
+            | SqlType::Char(_)
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb => {
                 Datum::Text(String::from_utf8(v.to_vec()).map_err(|_| corrupt("utf8"))?)
             }
         };

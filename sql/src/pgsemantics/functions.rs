@@ -129,7 +129,9 @@ impl ScalarUDFImpl for PgTypeOf {
 
 /// `obj_description`, `col_description` and `shobj_description`: the comment on an object,
 /// NULL, as DuetDB keeps no comments (`COMMENT ON` is refused). ORMs and psql's `\d+` call
-/// them while introspecting.
+/// them while introspecting. Also the definitions of kinds of object DuetDB has none of
+/// (triggers, rules, functions), NULL as PostgreSQL answers for an OID that is not one:
+/// psql's `\d TABLE` and `\df` call them over empty `pg_trigger` and `pg_proc` rows.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct NoComment {
     name: &'static str,
@@ -137,8 +139,16 @@ pub struct NoComment {
 }
 
 impl NoComment {
-    pub const NAMES: [&'static str; 3] =
-        ["obj_description", "col_description", "shobj_description"];
+    pub const NAMES: [&'static str; 8] = [
+        "obj_description",
+        "col_description",
+        "shobj_description",
+        "pg_get_triggerdef",
+        "pg_get_ruledef",
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+    ];
 
     pub fn new(name: &'static str) -> Self {
         Self {

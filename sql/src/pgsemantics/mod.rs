@@ -23,6 +23,8 @@
 //! - `joins`: a literal on the null-extended side of an outer join is not a constant
 //!   above it (DataFusion dropped a sort on it).
 //! - `functions`: `pg_sleep`, `pg_typeof`.
+//! - `apply` (the last optimizer rule): a subquery DataFusion could not decorrelate runs
+//!   once per distinct outer row.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 mod aggregates;
+mod apply;
 mod arith;
 mod bpchar;
 mod folding;
@@ -53,6 +56,7 @@ mod subqueries;
 mod text;
 
 pub use aggregates::NumericIntegerAggregates;
+pub use apply::CorrelatedSubqueries;
 pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;

@@ -299,6 +299,51 @@ fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
             }
             std::ops::ControlFlow::Continue(())
         }
+
+        /// `generate_series` of a column (of the outer row: `(SELECT sum(x) FROM
+        /// generate_series(1, t.n) g(x))`) is `unnest` of the list DataFusion's scalar
+        /// `generate_series` makes: its table function takes constants only.
+        fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> std::ops::ControlFlow<()> {
+            use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr};
+            let TableFactor::Table {
+                name,
+                args: Some(args),
+                alias,
+                with_ordinality: false,
+                ..
+            } = t
+            else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let is_series = matches!(name.0.last(),
+                Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("generate_series"));
+            let exprs: Vec<Expr> = args
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            let mut reads_column = false;
+            let _ = sqlparser::ast::visit_expressions(&exprs, |e| {
+                if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                    reads_column = true;
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            if !is_series || exprs.len() != args.args.len() || !reads_column {
+                return std::ops::ControlFlow::Continue(());
+            }
+            *t = TableFactor::UNNEST {
+                alias: alias.clone(),
+                array_exprs: vec![super::call_function("generate_series", exprs)],
+                with_offset: false,
+                with_offset_alias: None,
+                with_ordinality: false,
+            };
+            std::ops::ControlFlow::Continue(())
+        }
     }
     let _ = stmt.visit(&mut Namer);
 }
@@ -368,6 +413,8 @@ fn interval_products(stmt: &mut sqlparser::ast::Statement) {
 /// n)` and `duet_bpchar(...)` (`text::CharacterCast`): DataFusion casts both to plain text
 /// and kept every character, where PostgreSQL cuts the value to `n`. A bare `varchar` keeps
 /// the whole value (`n` = -1) but is still reported as `varchar`; a bare `char` is `char(1)`.
+/// Casts to `uuid`, `json` and `jsonb` become their input functions (`duet_uuid(CAST(x AS
+/// text))`, see `crate::jsonb`).
 fn character_casts(stmt: &mut sqlparser::ast::Statement) {
     use sqlparser::ast::{CastKind, CharacterLength, DataType, Expr, Value};
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
@@ -386,9 +433,13 @@ fn character_casts(stmt: &mut sqlparser::ast::Statement) {
         };
         let (function, n) = match data_type {
             DataType::Varchar(l) | DataType::CharacterVarying(l) | DataType::CharVarying(l) => {
-                ("duet_varchar", length(l, -1))
+                ("duet_varchar", Some(length(l, -1)))
             }
-            DataType::Char(l) | DataType::Character(l) => ("duet_bpchar", length(l, 1)),
+            DataType::Char(l) | DataType::Character(l) => ("duet_bpchar", Some(length(l, 1))),
+            // The input functions of the types stored as canonical text (crate::jsonb).
+            DataType::Uuid => ("duet_uuid", None),
+            DataType::JSON => ("duet_json", None),
+            DataType::JSONB => ("duet_jsonb", None),
             _ => return std::ops::ControlFlow::Continue(()),
         };
         let text = Expr::Cast {
@@ -398,8 +449,9 @@ fn character_casts(stmt: &mut sqlparser::ast::Statement) {
             array: false,
             format: None,
         };
-        let n = Expr::value(Value::Number(n.to_string(), false));
-        *e = call_function(function, vec![text, n]);
+        let mut args = vec![text];
+        args.extend(n.map(|n| Expr::value(Value::Number(n.to_string(), false))));
+        *e = call_function(function, args);
         std::ops::ControlFlow::Continue(())
     });
 }

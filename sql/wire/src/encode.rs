@@ -79,6 +79,9 @@ fn declared_type(field: &datafusion::arrow::datatypes::Field) -> Option<(Type, i
             ),
             -1,
         )),
+        ("uuid", DataType::Utf8) => Some((Type::UUID, -1)),
+        ("json", DataType::Utf8) => Some((Type::JSON, -1)),
+        ("jsonb", DataType::Utf8) => Some((Type::JSONB, -1)),
         ("numeric", DataType::Decimal128(p, s)) => {
             let declared =
                 typmod < 0 || ((typmod - 4) >> 16, (typmod - 4) & 0xffff) == (*p as i32, *s as i32);
@@ -439,7 +442,13 @@ pub fn pg_text_columns(
             }
         }
         if !is_text(i) {
-            cols.push(col.clone());
+            match binary_typed_text(batch.schema().field(i), col) {
+                Some(c) => {
+                    changed = true;
+                    cols.push(c);
+                }
+                None => cols.push(col.clone()),
+            }
             continue;
         }
         let out = if is_vector(batch.schema().field(i)) {
@@ -468,6 +477,40 @@ pub fn pg_text_columns(
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
     datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
         .unwrap_or_else(|_| batch.clone())
+}
+
+/// A `uuid` or `jsonb` column (stored as text) in its binary send format: a uuid's 16
+/// bytes, jsonb's version byte 1 and the text. `None` for other columns.
+fn binary_typed_text(
+    field: &datafusion::arrow::datatypes::Field,
+    col: &datafusion::arrow::array::ArrayRef,
+) -> Option<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{AsArray, BinaryBuilder};
+    let ty = field.metadata().get(duet_common::batch::PG_DECLARED_TYPE)?;
+    if !matches!(ty.as_str(), "uuid" | "jsonb") || *col.data_type() != DataType::Utf8 {
+        return None;
+    }
+    let mut out = BinaryBuilder::new();
+    for v in col.as_string::<i32>() {
+        match v {
+            None => out.append_null(),
+            Some(v) if ty == "jsonb" => {
+                let mut b = Vec::with_capacity(v.len() + 1);
+                b.push(1u8);
+                b.extend_from_slice(v.as_bytes());
+                out.append_value(b);
+            }
+            Some(v) => {
+                let hex: Vec<u8> = v.bytes().filter(|b| *b != b'-').collect();
+                let bytes: Option<Vec<u8>> = hex
+                    .chunks(2)
+                    .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+                    .collect();
+                out.append_value(bytes?);
+            }
+        }
+    }
+    Some(Arc::new(out.finish()))
 }
 
 /// Whether `field` is an `int2vector` or `oidvector` catalog column (a list declared so).

@@ -535,10 +535,74 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
         let stmt = &portal.statement.statement;
         let inferred: Vec<Option<&DataType>> =
             stmt.param_types().iter().map(|t| t.as_ref()).collect();
-        let params = deserialize_parameters(portal, &inferred)?;
+        let params = match typed_text_parameters(portal) {
+            Some(p) => deserialize_parameters(&p, &inferred)?,
+            None => deserialize_parameters(portal, &inferred)?,
+        };
         let StatementResult { notices, outcome } =
             self.session.lock().await.execute(stmt, params).await;
         send_notices(client, notices).await?;
         into_response(outcome.map_err(user_error)?, &portal.result_column_format)
     }
+}
+
+/// A copy of `portal` whose `uuid`, `json` and `jsonb` parameters (by the client's type) are
+/// text parameters in their text form: DuetDB stores these types as text, and arrow-pg
+/// decodes only their text format (psycopg sends a uuid in binary). A binary uuid is its 16
+/// bytes, a binary jsonb a version byte (1) and the text. `None` if there are none.
+fn typed_text_parameters<S: Clone>(portal: &Portal<S>) -> Option<Portal<S>> {
+    let types = &portal.statement.parameter_types;
+    let typed = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::UUID || *t == Type::JSON || *t == Type::JSONB);
+    if !types.iter().any(typed) {
+        return None;
+    }
+    let mut new_types = types.clone();
+    let mut params = portal.parameters.clone();
+    let mut formats = Vec::with_capacity(params.len());
+    for (i, p) in params.iter_mut().enumerate() {
+        let binary = portal.parameter_format.is_binary(i);
+        let ty = types.get(i).cloned().flatten();
+        if !typed(&ty) {
+            formats.push(i16::from(binary));
+            continue;
+        }
+        formats.push(0);
+        new_types[i] = Some(Type::TEXT);
+        if !binary {
+            continue;
+        }
+        if let Some(bytes) = p.take() {
+            let text: Vec<u8> = match ty {
+                Some(t) if t == Type::UUID => {
+                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    if hex.len() == 32 {
+                        format!(
+                            "{}-{}-{}-{}-{}",
+                            &hex[..8],
+                            &hex[8..12],
+                            &hex[12..16],
+                            &hex[16..20],
+                            &hex[20..]
+                        )
+                        .into_bytes()
+                    } else {
+                        hex.into_bytes()
+                    }
+                }
+                Some(t) if t == Type::JSONB => bytes.get(1..).unwrap_or_default().to_vec(),
+                _ => bytes.to_vec(),
+            };
+            *p = Some(text.into());
+        }
+    }
+    let statement = StoredStatement::new(
+        portal.statement.id.clone(),
+        portal.statement.statement.clone(),
+        new_types,
+    );
+    let mut copy = Portal::new_cursor(portal.name.clone(), Arc::new(statement));
+    copy.parameter_format = Format::Individual(formats);
+    copy.parameters = params;
+    copy.result_column_format = portal.result_column_format.clone();
+    Some(copy)
 }

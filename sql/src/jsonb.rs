@@ -1,0 +1,1151 @@
+//! `json`, `jsonb` and `uuid` values, stored as text in their canonical forms.
+//!
+//! - `uuid`: lowercase, hyphenated (`a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`), from any of
+//!   PostgreSQL's input forms (upper case, braces, no hyphens). The text order of the
+//!   canonical form is PostgreSQL's byte order.
+//! - `json`: the input text, validated, as PostgreSQL keeps it.
+//! - `jsonb`: PostgreSQL's output form: one space after `:` and `,`, object keys sorted by
+//!   length then bytes with the last of duplicate keys kept, numbers as `numeric` prints
+//!   them (`1e2` is `100`, `1.50` stays `1.50`), strings re-escaped.
+//!
+//! The operators `->`, `->>`, `#>`, `#>>`, `@>`, `<@`, `?`, `?|` and `?&` are functions
+//! over the text ([`JsonOperator`]), planned by [`JsonPlanner`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use duet_common::batch::{PG_DECLARED_TYPE, PG_TYPMOD};
+use sqlparser::ast::BinaryOperator;
+
+use crate::error::{PgError, PgErrorBox, SqlState};
+
+/// A parsed JSON value. Numbers keep their text; `span` is the value's place in the input
+/// (`json` returns parts of its input as they were written).
+#[derive(Debug, Clone)]
+pub struct Json {
+    pub value: Value,
+    span: (usize, usize),
+}
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(String),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+fn invalid(text: &str, ty: &str) -> PgError {
+    PgError::new(
+        SqlState::InvalidTextRepresentation,
+        format!("invalid input syntax for type {ty}: \"{text}\""),
+    )
+}
+
+/// Parses JSON text (RFC 8259, as PostgreSQL reads it).
+pub fn parse(text: &str) -> Result<Json, PgError> {
+    let mut p = JsonParser {
+        s: text.as_bytes(),
+        pos: 0,
+    };
+    p.ws();
+    let v = p.value().ok_or_else(|| invalid(text, "json"))?;
+    p.ws();
+    if p.pos != p.s.len() {
+        return Err(invalid(text, "json"));
+    }
+    Ok(v)
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, word: &[u8]) -> bool {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Option<Json> {
+        let start = self.pos;
+        let value = match *self.s.get(self.pos)? {
+            b'n' if self.eat(b"null") => Value::Null,
+            b't' if self.eat(b"true") => Value::Bool(true),
+            b'f' if self.eat(b"false") => Value::Bool(false),
+            b'"' => Value::String(self.string()?),
+            b'[' => {
+                self.pos += 1;
+                let mut items = vec![];
+                self.ws();
+                if !self.eat(b"]") {
+                    loop {
+                        self.ws();
+                        items.push(self.value()?);
+                        self.ws();
+                        if self.eat(b"]") {
+                            break;
+                        }
+                        if !self.eat(b",") {
+                            return None;
+                        }
+                    }
+                }
+                Value::Array(items)
+            }
+            b'{' => {
+                self.pos += 1;
+                let mut fields = vec![];
+                self.ws();
+                if !self.eat(b"}") {
+                    loop {
+                        self.ws();
+                        if self.s.get(self.pos) != Some(&b'"') {
+                            return None;
+                        }
+                        let key = self.string()?;
+                        self.ws();
+                        if !self.eat(b":") {
+                            return None;
+                        }
+                        self.ws();
+                        fields.push((key, self.value()?));
+                        self.ws();
+                        if self.eat(b"}") {
+                            break;
+                        }
+                        if !self.eat(b",") {
+                            return None;
+                        }
+                    }
+                }
+                Value::Object(fields)
+            }
+            b'-' | b'0'..=b'9' => Value::Number(self.number()?),
+            _ => return None,
+        };
+        Some(Json {
+            value,
+            span: (start, self.pos),
+        })
+    }
+
+    fn number(&mut self) -> Option<String> {
+        let start = self.pos;
+        self.eat(b"-");
+        let digits = |p: &mut Self| {
+            let s = p.pos;
+            while p.s.get(p.pos).is_some_and(u8::is_ascii_digit) {
+                p.pos += 1;
+            }
+            p.pos - s
+        };
+        let int_start = self.pos;
+        let n = digits(self);
+        if n == 0 || (n > 1 && self.s[int_start] == b'0') {
+            return None;
+        }
+        if self.eat(b".") && digits(self) == 0 {
+            return None;
+        }
+        if matches!(self.s.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.s.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        Some(String::from_utf8_lossy(&self.s[start..self.pos]).into_owned())
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let h = std::str::from_utf8(self.s.get(self.pos..self.pos + 4)?).ok()?;
+        let v = u32::from_str_radix(h, 16).ok()?;
+        self.pos += 4;
+        Some(v)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        self.pos += 1; // the opening quote
+        let mut out = Vec::new();
+        loop {
+            let b = *self.s.get(self.pos)?;
+            self.pos += 1;
+            match b {
+                b'"' => return String::from_utf8(out).ok(),
+                b'\\' => {
+                    let e = *self.s.get(self.pos)?;
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&hi) {
+                                if !self.eat(b"\\u") {
+                                    return None;
+                                }
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return None;
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            // PostgreSQL cannot store \u0000 in text.
+                            if code == 0 {
+                                return None;
+                            }
+                            char::from_u32(code)?
+                        }
+                        _ => return None,
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                0..=0x1f => return None,
+                _ => out.push(b),
+            }
+        }
+    }
+}
+
+/// A JSON number as PostgreSQL's `numeric` prints it (`jsonb` stores numbers as numeric):
+/// no exponent, the scale of the input (`1.50` stays, `1e2` is `100`, `1.5e-3` is `0.0015`).
+pub fn numeric_text(n: &str) -> String {
+    let (negative, n) = match n.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, n),
+    };
+    let (mantissa, exp) = match n.find(['e', 'E']) {
+        Some(i) => (&n[..i], n[i + 1..].parse::<i64>().unwrap_or(0)),
+        None => (n, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = format!("{int}{frac}");
+    // The value is digits × 10^k.
+    let k = exp - frac.len() as i64;
+    let mut text = if k >= 0 {
+        format!("{digits}{}", "0".repeat(k as usize))
+    } else {
+        let point = digits.len() as i64 + k;
+        if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else {
+            let (a, b) = digits.split_at(point as usize);
+            format!("{a}.{b}")
+        }
+    };
+    // Leading zeros of the integer part go, one stays before the point.
+    let int_len = text.find('.').unwrap_or(text.len());
+    let zeros = text[..int_len].bytes().take_while(|b| *b == b'0').count();
+    let zeros = zeros.min(int_len - 1);
+    text.drain(..zeros);
+    let zero = text.bytes().all(|b| b == b'0' || b == b'.');
+    if negative && !zero {
+        text.insert(0, '-');
+    }
+    text
+}
+
+/// `s` as a JSON string, escaped as PostgreSQL escapes it.
+fn write_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `jsonb`'s canonical value: object keys sorted by length then bytes, the last of
+/// duplicates kept; numbers as numeric prints them.
+pub fn canonical(v: Json) -> Json {
+    let value = match v.value {
+        Value::Number(n) => Value::Number(numeric_text(&n)),
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        Value::Object(fields) => {
+            let mut out: Vec<(String, Json)> = Vec::with_capacity(fields.len());
+            for (k, v) in fields {
+                let v = canonical(v);
+                match out.iter_mut().find(|(x, _)| *x == k) {
+                    Some(slot) => slot.1 = v,
+                    None => out.push((k, v)),
+                }
+            }
+            out.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
+            Value::Object(out)
+        }
+        other => other,
+    };
+    Json {
+        value,
+        span: v.span,
+    }
+}
+
+/// `v` in jsonb's output form.
+pub fn write_jsonb(v: &Json, out: &mut String) {
+    match &v.value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(n),
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_jsonb(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(fields) => {
+            out.push('{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_string(k, out);
+                out.push_str(": ");
+                write_jsonb(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// The stored text of a `jsonb` value read from `text`.
+pub fn jsonb_text(text: &str) -> Result<String, PgError> {
+    let v = canonical(parse(text)?);
+    let mut out = String::with_capacity(text.len());
+    write_jsonb(&v, &mut out);
+    Ok(out)
+}
+
+/// The stored text of a `json` value: the input, once it is known to be JSON.
+pub fn json_text(text: &str) -> Result<String, PgError> {
+    parse(text).map(|_| text.to_string())
+}
+
+/// The stored text of a `uuid` read from `text`: 32 hex digits, in groups of 8-4-4-4-12
+/// with optional hyphens after any group of four, optionally in braces (PostgreSQL's input
+/// forms); lowercase and hyphenated.
+pub fn uuid_text(text: &str) -> Result<String, PgError> {
+    let bad = || invalid(text, "uuid");
+    let inner = match text.strip_prefix('{') {
+        Some(rest) => rest.strip_suffix('}').ok_or_else(bad)?,
+        None => text,
+    };
+    let mut hex = String::with_capacity(32);
+    let mut since_hyphen = 0;
+    for (i, c) in inner.chars().enumerate() {
+        if c == '-' {
+            // A hyphen may follow any group of four digits, never lead, trail or repeat.
+            if i == 0 || since_hyphen == 0 || since_hyphen % 4 != 0 || hex.len() == 32 {
+                return Err(bad());
+            }
+            since_hyphen = 0;
+            continue;
+        }
+        if !c.is_ascii_hexdigit() {
+            return Err(bad());
+        }
+        hex.push(c.to_ascii_lowercase());
+        since_hyphen += 1;
+    }
+    if hex.len() != 32 || inner.ends_with('-') {
+        return Err(bad());
+    }
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
+}
+
+/// The 16 bytes of a canonical uuid text (the binary wire format).
+pub fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The declared type (`json`, `jsonb` or `uuid`) of a field, from its metadata.
+pub fn declared(field: &Field) -> Option<&str> {
+    field
+        .metadata()
+        .get(PG_DECLARED_TYPE)
+        .map(String::as_str)
+        .filter(|t| matches!(*t, "json" | "jsonb" | "uuid"))
+}
+
+/// A text field declared as `ty` (`json`, `jsonb`, `uuid`): what the wire reports.
+pub fn declared_field(name: &str, ty: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable).with_metadata(
+        [
+            (PG_DECLARED_TYPE.to_string(), ty.to_string()),
+            (PG_TYPMOD.to_string(), "-1".to_string()),
+        ]
+        .into(),
+    )
+}
+
+fn pg_error(e: PgError) -> DataFusionError {
+    DataFusionError::External(Box::new(PgErrorBox(e)))
+}
+
+/// `CAST(x AS json|jsonb|uuid)`: `duet_json(text)`, `duet_jsonb(text)`, `duet_uuid(text)`,
+/// which check and canonicalize the text and type the result (field metadata) so the wire
+/// and the operators know it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TypeInput {
+    name: &'static str,
+    ty: &'static str,
+    signature: Signature,
+}
+
+impl TypeInput {
+    pub const TYPES: [&'static str; 3] = ["json", "jsonb", "uuid"];
+
+    pub fn function_name(ty: &str) -> Option<&'static str> {
+        Some(match ty {
+            "json" => "duet_json",
+            "jsonb" => "duet_jsonb",
+            "uuid" => "duet_uuid",
+            _ => return None,
+        })
+    }
+
+    pub fn udf(ty: &'static str) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            name: Self::function_name(ty).unwrap_or("duet_json"),
+            ty,
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        })
+    }
+
+    fn convert(&self, text: &str) -> Result<String, PgError> {
+        match self.ty {
+            "jsonb" => jsonb_text(text),
+            "uuid" => uuid_text(text),
+            _ => json_text(text),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TypeInput {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
+        Ok(Arc::new(declared_field(self.name, self.ty, nullable)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let input = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let input = datafusion::arrow::compute::cast(&input, &DataType::Utf8)?;
+        let mut out = StringBuilder::new();
+        for v in input.as_string::<i32>() {
+            match v {
+                Some(v) => out.append_value(self.convert(v).map_err(pg_error)?),
+                None => out.append_null(),
+            }
+        }
+        let out: ArrayRef = Arc::new(out.finish());
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// A JSON operator (see the module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `->`: a field or element, as json.
+    Get,
+    /// `->>`: as text.
+    GetText,
+    /// `#>`: at a path, as json.
+    Path,
+    /// `#>>`: at a path, as text.
+    PathText,
+    /// `@>`: contains.
+    Contains,
+    /// `<@`: is contained by.
+    ContainedBy,
+    /// `?`: the key (or string element) exists.
+    Exists,
+    /// `?|`: any of the keys exists.
+    ExistsAny,
+    /// `?&`: all of them exist.
+    ExistsAll,
+}
+
+impl Op {
+    fn of(op: &BinaryOperator) -> Option<Self> {
+        Some(match op {
+            BinaryOperator::Arrow => Op::Get,
+            BinaryOperator::LongArrow => Op::GetText,
+            BinaryOperator::HashArrow => Op::Path,
+            BinaryOperator::HashLongArrow => Op::PathText,
+            BinaryOperator::AtArrow => Op::Contains,
+            BinaryOperator::ArrowAt => Op::ContainedBy,
+            BinaryOperator::Question => Op::Exists,
+            BinaryOperator::QuestionPipe => Op::ExistsAny,
+            BinaryOperator::QuestionAnd => Op::ExistsAll,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "duet_json_get",
+            Op::GetText => "duet_json_get_text",
+            Op::Path => "duet_json_path",
+            Op::PathText => "duet_json_path_text",
+            Op::Contains => "duet_jsonb_contains",
+            Op::ContainedBy => "duet_jsonb_contained",
+            Op::Exists => "duet_jsonb_exists",
+            Op::ExistsAny => "duet_jsonb_exists_any",
+            Op::ExistsAll => "duet_jsonb_exists_all",
+        }
+    }
+
+    fn returns_json(self) -> bool {
+        matches!(self, Op::Get | Op::Path)
+    }
+
+    fn returns_bool(self) -> bool {
+        matches!(
+            self,
+            Op::Contains | Op::ContainedBy | Op::Exists | Op::ExistsAny | Op::ExistsAll
+        )
+    }
+}
+
+/// Plans the JSON operators over `json`/`jsonb` operands (see [`JsonOperator`]).
+#[derive(Debug, Default)]
+pub struct JsonPlanner;
+
+impl ExprPlanner for JsonPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<PlannerResult<RawBinaryExpr>> {
+        let Some(op) = Op::of(&expr.op) else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        let (_, left) = expr.left.to_field(schema)?;
+        let (_, right) = expr.right.to_field(schema)?;
+        let is_json = |f: &Field| matches!(declared(f), Some("json" | "jsonb"));
+        let is_text = |f: &Field| matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View);
+        // `@>` and `<@` of arrays, and anything over non-JSON operands, stay DataFusion's.
+        let json_operands = match op {
+            Op::ContainedBy => is_json(&right) || (is_json(&left) && is_text(&right)),
+            _ => is_json(&left),
+        };
+        if !json_operands {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let jsonb = |f: &Field| declared(f) == Some("jsonb");
+        if op.returns_bool() && !(jsonb(&left) || jsonb(&right)) {
+            return Err(pg_error(PgError::new(
+                SqlState::UndefinedFunction,
+                format!("operator does not exist: json {} unknown", expr.op),
+            )));
+        }
+        let udf = ScalarUDF::new_from_impl(JsonOperator::new(op));
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(
+            ScalarFunction::new_udf(Arc::new(udf), vec![expr.left, expr.right]),
+        )))
+    }
+}
+
+/// One JSON operator as a function of its two operands.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonOperator {
+    op: Op,
+    signature: Signature,
+}
+
+impl JsonOperator {
+    fn new(op: Op) -> Self {
+        Self {
+            op,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+/// A path or key list operand: `text[]`, or text in array-literal form (`'{a,b}'`).
+fn text_list(v: &ScalarValue) -> Result<Option<Vec<String>>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    match v {
+        ScalarValue::List(l) => {
+            let values = datafusion::arrow::compute::cast(l.value(0).as_ref(), &DataType::Utf8)?;
+            Ok(Some(
+                values
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.unwrap_or_default().to_string())
+                    .collect(),
+            ))
+        }
+        other => {
+            let text = other.to_string();
+            let inner = text
+                .trim()
+                .strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .ok_or_else(|| {
+                    pg_error(PgError::new(
+                        SqlState::InvalidTextRepresentation,
+                        format!("malformed array literal: \"{text}\""),
+                    ))
+                })?;
+            if inner.trim().is_empty() {
+                return Ok(Some(vec![]));
+            }
+            Ok(Some(
+                inner
+                    .split(',')
+                    .map(|p| p.trim().trim_matches('"').to_string())
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// The member of `v` a key or index names (negative indexes count from the end).
+fn member<'a>(v: &'a Json, key: &str) -> Option<&'a Json> {
+    match &v.value {
+        Value::Object(fields) => fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+        Value::Array(items) => {
+            let i: i64 = key.trim().parse().ok()?;
+            let i = if i < 0 { items.len() as i64 + i } else { i };
+            usize::try_from(i).ok().and_then(|i| items.get(i))
+        }
+        _ => None,
+    }
+}
+
+/// A sub-value as its operator returns it: `json` the input's text, `jsonb` its
+/// canonical text; as text (`->>`), a string unescaped and `null` as SQL NULL.
+fn output(v: &Json, source: &str, jsonb: bool, as_text: bool) -> Option<String> {
+    match &v.value {
+        Value::Null if as_text => None,
+        Value::String(s) if as_text => Some(s.clone()),
+        _ if jsonb => {
+            let mut out = String::new();
+            write_jsonb(v, &mut out);
+            Some(out)
+        }
+        _ => Some(source[v.span.0..v.span.1].to_string()),
+    }
+}
+
+/// Numbers equal as numbers (`1.0` and `1`).
+fn same_number(a: &str, b: &str) -> bool {
+    fn norm(n: &str) -> String {
+        let t = numeric_text(n);
+        let t = if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        };
+        if t == "-0" {
+            "0".into()
+        } else {
+            t
+        }
+    }
+    norm(a) == norm(b)
+}
+
+/// jsonb's `a @> b`, as PostgreSQL defines containment.
+fn contains(a: &Json, b: &Json, top: bool) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Object(af), Value::Object(bf)) => bf.iter().all(|(k, bv)| {
+            af.iter()
+                .rev()
+                .find(|(x, _)| x == k)
+                .is_some_and(|(_, av)| contains(av, bv, false))
+        }),
+        (Value::Array(ai), Value::Array(bi)) => bi.iter().all(|bv| {
+            ai.iter().any(|av| match (&av.value, &bv.value) {
+                (Value::Array(_) | Value::Object(_), _)
+                | (_, Value::Array(_) | Value::Object(_)) => contains(av, bv, false),
+                _ => scalar_eq(av, bv),
+            })
+        }),
+        // A top-level array contains a scalar it has as an element.
+        (Value::Array(ai), _) if top && !matches!(b.value, Value::Object(_)) => {
+            ai.iter().any(|av| scalar_eq(av, b))
+        }
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => false,
+        _ => scalar_eq(a, b),
+    }
+}
+
+fn scalar_eq(a: &Json, b: &Json) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => same_number(x, y),
+        (Value::String(x), Value::String(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// jsonb's `?`: a top-level key, or a string element of a top-level array, or the string.
+fn has_key(v: &Json, key: &str) -> bool {
+    match &v.value {
+        Value::Object(fields) => fields.iter().any(|(k, _)| k == key),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| matches!(&i.value, Value::String(s) if s == key)),
+        Value::String(s) => s == key,
+        _ => false,
+    }
+}
+
+impl ScalarUDFImpl for JsonOperator {
+    fn name(&self) -> &str {
+        self.op.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(if self.op.returns_bool() {
+            DataType::Boolean
+        } else {
+            DataType::Utf8
+        })
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let ty = args
+            .arg_fields
+            .first()
+            .and_then(|f| declared(f))
+            .unwrap_or("json");
+        Ok(Arc::new(if self.op.returns_json() {
+            declared_field(self.name(), ty, true)
+        } else {
+            Field::new(self.name(), self.return_type(&[])?, true)
+        }))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let jsonb = args.arg_fields.iter().any(|f| declared(f) == Some("jsonb"));
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = if scalar { 1 } else { args.number_rows };
+        let left = args.args[0].to_array(n)?;
+        let right = args.args[1].to_array(n)?;
+        let (doc_side, other) = match self.op {
+            Op::ContainedBy => (&right, &left),
+            _ => (&left, &right),
+        };
+        let docs = datafusion::arrow::compute::cast(doc_side, &DataType::Utf8)?;
+        let docs = docs.as_string::<i32>();
+        let mut text = StringBuilder::new();
+        let mut bools = BooleanBuilder::new();
+        for i in 0..n {
+            let operand = ScalarValue::try_from_array(other, i)?;
+            if docs.is_null(i) || operand.is_null() {
+                text.append_null();
+                bools.append_null();
+                continue;
+            }
+            let source = docs.value(i);
+            let doc = parse(source).map_err(pg_error)?;
+            match self.op {
+                Op::Get | Op::GetText => {
+                    let key = match &operand {
+                        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                            // A key reads an object only.
+                            if !matches!(doc.value, Value::Object(_)) {
+                                text.append_null();
+                                continue;
+                            }
+                            s.clone()
+                        }
+                        v => {
+                            let scalar = !matches!(doc.value, Value::Array(_) | Value::Object(_));
+                            // jsonb holds a scalar as a one-element array: `-> 0` is it.
+                            if jsonb && scalar && matches!(v.to_string().as_str(), "0" | "-1") {
+                                text.append_option(output(
+                                    &doc,
+                                    source,
+                                    jsonb,
+                                    self.op == Op::GetText,
+                                ));
+                                continue;
+                            }
+                            if !matches!(doc.value, Value::Array(_)) {
+                                text.append_null();
+                                continue;
+                            }
+                            v.to_string()
+                        }
+                    };
+                    let found = member(&doc, &key)
+                        .and_then(|m| output(m, source, jsonb, self.op == Op::GetText));
+                    text.append_option(found);
+                }
+                Op::Path | Op::PathText => {
+                    let path = text_list(&operand)?.unwrap_or_default();
+                    let mut at = Some(&doc);
+                    for key in &path {
+                        at = at.and_then(|v| member(v, key));
+                    }
+                    text.append_option(
+                        at.and_then(|m| output(m, source, jsonb, self.op == Op::PathText)),
+                    );
+                }
+                Op::Contains | Op::ContainedBy => {
+                    let other_doc = parse(&operand.to_string()).map_err(pg_error)?;
+                    bools.append_value(contains(&doc, &other_doc, true));
+                }
+                Op::Exists => bools.append_value(has_key(&doc, &operand.to_string())),
+                Op::ExistsAny | Op::ExistsAll => {
+                    let keys = text_list(&operand)?.unwrap_or_default();
+                    let mut hits = keys.iter().map(|k| has_key(&doc, k));
+                    bools.append_value(if self.op == Op::ExistsAny {
+                        hits.any(|h| h)
+                    } else {
+                        hits.all(|h| h)
+                    });
+                }
+            }
+        }
+        let out: ArrayRef = if self.op.returns_bool() {
+            Arc::new(bools.finish())
+        } else {
+            Arc::new(text.finish())
+        };
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// `gen_random_uuid()`: a version 4 (random) uuid, typed `uuid`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct GenRandomUuid {
+    signature: Signature,
+}
+
+impl Default for GenRandomUuid {
+    fn default() -> Self {
+        Self {
+            signature: Signature::nullary(Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for GenRandomUuid {
+    fn name(&self) -> &str {
+        "gen_random_uuid"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(declared_field(self.name(), "uuid", false)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use rand::RngCore;
+        let mut rng = rand::thread_rng();
+        let mut out = StringBuilder::new();
+        for _ in 0..args.number_rows.max(1) {
+            let mut b = [0u8; 16];
+            rng.fill_bytes(&mut b);
+            b[6] = (b[6] & 0x0f) | 0x40;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            out.append_value(format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            ));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// Comparisons with `uuid`, `json` and `jsonb` values, as PostgreSQL resolves them: a string
+/// literal compared with such a value is read by the type's input function (its canonical
+/// text, so equal values compare equal; 22P02 for bad input); `json` has no comparison
+/// operators (42883); and `jsonb`'s order (objects after arrays after booleans…, by
+/// length first) is not its text's, so `<`, `>` and ORDER BY of jsonb are refused (0A000)
+/// rather than answered in text order.
+#[derive(Debug, Default)]
+pub struct TypedTextComparisons;
+
+impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::{BinaryExpr, LogicalPlan, Operator};
+        plan.transform_up_with_subqueries(|node| {
+            let schema = datafusion::logical_expr::utils::merge_schema(&node.inputs());
+            if let LogicalPlan::Sort(sort) = &node {
+                for s in &sort.expr {
+                    if let Ok((_, f)) = s.expr.to_field(&schema) {
+                        if matches!(declared(&f), Some("json" | "jsonb")) {
+                            return Err(pg_error(PgError::unsupported(format!(
+                                "ORDER BY of a {} value",
+                                declared(&f).unwrap_or_default()
+                            ))));
+                        }
+                    }
+                }
+            }
+            let ty = |e: &Expr| {
+                e.to_field(&schema)
+                    .ok()
+                    .and_then(|(_, f)| declared(&f).map(str::to_string))
+            };
+            let read = |ty: &str, e: Expr| -> Result<Transformed<Expr>> {
+                match e {
+                    Expr::Literal(ScalarValue::Utf8(Some(s)), m) => {
+                        let text = match ty {
+                            "uuid" => uuid_text(&s),
+                            "jsonb" => jsonb_text(&s),
+                            _ => json_text(&s),
+                        }
+                        .map_err(pg_error)?;
+                        Ok(Transformed::yes(Expr::Literal(
+                            ScalarValue::Utf8(Some(text)),
+                            m,
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                }
+            };
+            node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::BinaryExpr(BinaryExpr { left, op, right })
+                        if matches!(
+                            op,
+                            Operator::Eq
+                                | Operator::NotEq
+                                | Operator::Lt
+                                | Operator::LtEq
+                                | Operator::Gt
+                                | Operator::GtEq
+                                | Operator::IsDistinctFrom
+                                | Operator::IsNotDistinctFrom
+                        ) =>
+                    {
+                        let (lt, rt) = (ty(&left), ty(&right));
+                        let Some(t) = lt.clone().or(rt.clone()) else {
+                            return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                                left,
+                                op,
+                                right,
+                            })));
+                        };
+                        if t == "json" {
+                            return Err(pg_error(PgError::new(
+                                SqlState::UndefinedFunction,
+                                format!("operator does not exist: json {op} json"),
+                            )));
+                        }
+                        let ordering = !matches!(
+                            op,
+                            Operator::Eq
+                                | Operator::NotEq
+                                | Operator::IsDistinctFrom
+                                | Operator::IsNotDistinctFrom
+                        );
+                        if t == "jsonb" && ordering {
+                            return Err(pg_error(PgError::unsupported(format!(
+                                "the {op} operator on jsonb"
+                            ))));
+                        }
+                        let left = if lt.is_none() {
+                            read(&t, *left)?.data
+                        } else {
+                            *left
+                        };
+                        let right = if rt.is_none() {
+                            read(&t, *right)?.data
+                        } else {
+                            *right
+                        };
+                        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                            Box::new(left),
+                            op,
+                            Box::new(right),
+                        ))))
+                    }
+                    Expr::InList(mut l) => match ty(&l.expr) {
+                        Some(t) if t == "json" => Err(pg_error(PgError::new(
+                            SqlState::UndefinedFunction,
+                            "operator does not exist: json = json",
+                        ))),
+                        Some(t) => {
+                            l.list = l
+                                .list
+                                .into_iter()
+                                .map(|x| read(&t, x).map(|r| r.data))
+                                .collect::<Result<_>>()?;
+                            Ok(Transformed::yes(Expr::InList(l)))
+                        }
+                        None => Ok(Transformed::no(Expr::InList(l))),
+                    },
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_typed_text_comparisons"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonb_prints_as_postgresql_stores_it() {
+        assert_eq!(
+            jsonb_text(r#"{"bb":1, "a" : [1,2.50,1e2, -0], "a":true, "c":"x\u0041\n"}"#).unwrap(),
+            r#"{"a": true, "c": "xA\n", "bb": 1}"#
+        );
+        assert_eq!(
+            jsonb_text("[1.5e-3, 12E1, -1.0]").unwrap(),
+            "[0.0015, 120, -1.0]"
+        );
+        assert!(jsonb_text("{\"a\":}").is_err());
+        assert!(jsonb_text("01").is_err());
+        assert!(jsonb_text("\"\\u0000\"").is_err());
+    }
+
+    #[test]
+    fn uuids_read_every_postgresql_input_form() {
+        let want = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+        for input in [
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+            "{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
+        ] {
+            assert_eq!(uuid_text(input).unwrap(), want, "{input}");
+        }
+        for bad in [
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+            "-a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0eebc99--9c0b4ef8bb6d6bb9bd380a11",
+            "{a0eebc999c0b4ef8bb6d6bb9bd380a11",
+        ] {
+            assert!(uuid_text(bad).is_err(), "{bad}");
+        }
+        assert_eq!(uuid_bytes(want).unwrap()[0], 0xa0);
+    }
+
+    #[test]
+    fn containment_follows_postgresql() {
+        let c = |a: &str, b: &str| contains(&parse(a).unwrap(), &parse(b).unwrap(), true);
+        assert!(c(r#"{"a":1,"b":[1,2,3]}"#, r#"{"b":[3,1]}"#));
+        assert!(c(r#"{"a":1.0}"#, r#"{"a":1}"#));
+        assert!(!c(r#"{"a":{"b":1}}"#, r#"{"b":1}"#));
+        assert!(c("[1,2,[3]]", "[[3]]"));
+        assert!(c("[1,2]", "1"));
+        assert!(!c("[[1,2]]", "1"));
+        assert!(!c("1", "[1]"));
+    }
+}

@@ -1,0 +1,483 @@
+//! Subqueries DataFusion could not decorrelate, evaluated as PostgreSQL's executor does:
+//! once per outer row (a SubPlan). DataFusion turns a correlated subquery into a join when
+//! its shape allows; where it does not (a correlation by `<>` or `<`, an `EXISTS` or
+//! `IN` in a select list, a subquery under `OR`, with `LIMIT`), the expression stayed a
+//! subquery and the physical planner refused it ("Physical plan does not support logical
+//! expression ScalarSubquery"). psql's `\d TABLE` sends two such queries.
+//!
+//! The last optimizer rule, [`CorrelatedSubqueries`], replaces each subquery left in a
+//! projection or a filter by `duet_subquery(outer columns…)`, an asynchronous function that
+//! holds the subquery's plan. For each distinct combination of the outer values in a batch
+//! it binds them into the plan as literals, plans that (it may decorrelate now, or be
+//! evaluated the same way one level down), runs it and answers from its rows: a scalar
+//! subquery's one value (NULL for no row, 21000 for two), `EXISTS`'s whether there is a
+//! row, `x IN (…)` by SQL's three-valued rules. The subquery reads the statement's
+//! snapshot: the read view published when the statement was planned.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Weak;
+
+use datafusion::arrow::array::{new_empty_array, Array};
+use datafusion::arrow::datatypes::FieldRef;
+use datafusion::common::{Column, DFSchema};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::logical_expr::expr::{Exists, InSubquery};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{LogicalPlanBuilder, Subquery};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use duet_router::ViewSlot;
+use parking_lot::RwLock;
+
+use super::*;
+
+/// What a subquery expression asks of the subquery's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `(SELECT x …)`: its one value.
+    Scalar,
+    /// `[NOT] EXISTS (…)`.
+    Exists { negated: bool },
+    /// `probe [NOT] IN (SELECT x …)`; the probe is the function's first argument.
+    In { negated: bool },
+}
+
+/// Replaces the subqueries DataFusion left in projections and filters by
+/// [`SubqueryFunction`] (see the module's documentation).
+///
+/// The rule runs twice: first, before DataFusion's decorrelation, for the subqueries that
+/// read the outer row inside a relation of their FROM (`(SELECT count(*) FROM
+/// unnest(t.a))`, psql's `\d+`): DataFusion judges correlation by filters only and
+/// joined such a subquery as if it were uncorrelated, leaving the outer reference where
+/// no plan can execute it. Then, last, for whatever decorrelation left.
+#[derive(Debug)]
+pub struct CorrelatedSubqueries {
+    state: Weak<RwLock<SessionState>>,
+    view: ViewSlot,
+    early: bool,
+}
+
+impl CorrelatedSubqueries {
+    pub fn new(state: Weak<RwLock<SessionState>>, view: ViewSlot) -> Self {
+        Self {
+            state,
+            view,
+            early: false,
+        }
+    }
+
+    /// The instance that runs before decorrelation (see above).
+    pub fn early(state: Weak<RwLock<SessionState>>, view: ViewSlot) -> Self {
+        Self {
+            state,
+            view,
+            early: true,
+        }
+    }
+
+    /// `e` with its subqueries replaced, where their outer columns are columns of `schema`.
+    fn rewrite_expr(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        e.transform_up(|e| {
+            let (subquery, kind, probe) = match e {
+                Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() => {
+                    (sq, Kind::Scalar, None)
+                }
+                Expr::Exists(Exists { subquery, negated }) => {
+                    (subquery, Kind::Exists { negated }, None)
+                }
+                Expr::InSubquery(InSubquery {
+                    expr,
+                    subquery,
+                    negated,
+                }) => (subquery, Kind::In { negated }, Some(*expr)),
+                other => return Ok(Transformed::no(other)),
+            };
+            if self.early && !reads_outer_in_from(&subquery.subquery) {
+                return Ok(Transformed::no(restore(subquery, kind, probe)));
+            }
+            let mut outer: Vec<(Column, FieldRef)> = vec![];
+            for r in &subquery.outer_ref_columns {
+                if let Expr::OuterReferenceColumn(f, c) = r {
+                    if !outer.iter().any(|(k, _)| k == c) {
+                        outer.push((c.clone(), f.clone()));
+                    }
+                }
+            }
+            let resolvable = outer.iter().all(|(c, _)| schema.has_column(c));
+            if !resolvable {
+                return Ok(Transformed::no(restore(subquery, kind, probe)));
+            }
+            let mut args: Vec<Expr> = probe.into_iter().collect();
+            args.extend(outer.iter().map(|(c, _)| Expr::Column(c.clone())));
+            let f = SubqueryFunction::new(
+                subquery.subquery.clone(),
+                kind,
+                outer,
+                self.state.clone(),
+                self.view.clone(),
+            );
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(
+                    Arc::new(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()),
+                    args,
+                ),
+            )))
+        })
+    }
+}
+
+/// Whether a relation in `plan`'s FROM (a derived table, a function of the outer row)
+/// reads an outer column.
+fn reads_outer_in_from(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| {
+        Ok(matches!(node, LogicalPlan::Subquery(s) if !s.subquery.all_out_ref_exprs().is_empty()))
+    })
+    .unwrap_or(false)
+}
+
+/// The subquery expression as it was.
+fn restore(subquery: Subquery, kind: Kind, probe: Option<Expr>) -> Expr {
+    match (kind, probe) {
+        (Kind::Exists { negated }, _) => Expr::Exists(Exists { subquery, negated }),
+        (Kind::In { negated }, Some(probe)) => {
+            Expr::InSubquery(InSubquery::new(Box::new(probe), subquery, negated))
+        }
+        _ => Expr::ScalarSubquery(subquery),
+    }
+}
+
+impl OptimizerRule for CorrelatedSubqueries {
+    fn name(&self) -> &str {
+        if self.early {
+            "duet_lateral_subqueries"
+        } else {
+            "duet_correlated_subqueries"
+        }
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        // The outer plan only: a subquery's own plan is optimized (with this rule) when it
+        // runs, its outer values bound.
+        plan.transform_up(|node| {
+            if !matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
+                return Ok(Transformed::no(node));
+            }
+            let has_subquery = node
+                .expressions()
+                .iter()
+                .any(|e| e.exists(|x| Ok(is_subquery(x))).unwrap_or(false));
+            if !has_subquery {
+                return Ok(Transformed::no(node));
+            }
+            let schema = Arc::new(merge_schema(&node.inputs()));
+            let names = NamePreserver::new(&node);
+            let rewritten = node.map_expressions(|e| {
+                let name = names.save(&e);
+                self.rewrite_expr(e, &schema)
+                    .map(|t| t.update_data(|e| name.restore(e)))
+            })?;
+            if !rewritten.transformed {
+                return Ok(rewritten);
+            }
+            // A projection's schema is kept; a filter's is its input's.
+            rewritten.map_data(|p| p.recompute_schema())
+        })
+    }
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+    )
+}
+
+/// `duet_subquery(…)`: one subquery evaluated per distinct outer row (see the module).
+#[derive(Debug)]
+pub struct SubqueryFunction {
+    plan: Arc<LogicalPlan>,
+    kind: Kind,
+    /// The outer columns the plan reads, in the order of the arguments after the probe.
+    outer: Vec<(Column, FieldRef)>,
+    state: Weak<RwLock<SessionState>>,
+    /// The session's view slot, and the statement's read view: the one in the slot when
+    /// the statement was optimized, or else when it first runs (the statement's scans are
+    /// planned by then, and the slot holds their view until the next statement).
+    slot: ViewSlot,
+    view: parking_lot::Mutex<Option<duet_rowstore::ReadView>>,
+    signature: Signature,
+}
+
+impl SubqueryFunction {
+    fn new(
+        plan: Arc<LogicalPlan>,
+        kind: Kind,
+        outer: Vec<(Column, FieldRef)>,
+        state: Weak<RwLock<SessionState>>,
+        slot: ViewSlot,
+    ) -> Self {
+        let view = parking_lot::Mutex::new(slot.lock().clone());
+        Self {
+            plan,
+            kind,
+            outer,
+            state,
+            slot,
+            view,
+            signature: Signature::one_of(
+                vec![
+                    datafusion::logical_expr::TypeSignature::VariadicAny,
+                    datafusion::logical_expr::TypeSignature::Nullary,
+                ],
+                Volatility::Volatile,
+            ),
+        }
+    }
+
+    /// The subquery with `values` in place of its outer columns.
+    fn bind(&self, values: &[ScalarValue]) -> Result<LogicalPlan> {
+        let substituted = self
+            .plan
+            .as_ref()
+            .clone()
+            .transform_up_with_subqueries(|node| {
+                let names = NamePreserver::new(&node);
+                node.map_expressions(|e| {
+                    let name = names.save(&e);
+                    e.transform_up(|e| match e {
+                        Expr::OuterReferenceColumn(f, c) => {
+                            match self.outer.iter().position(|(k, _)| *k == c) {
+                                Some(i) => Ok(Transformed::yes(Expr::Literal(
+                                    values[i].cast_to(f.data_type())?,
+                                    None,
+                                ))),
+                                None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
+                            }
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })
+                    .map(|t| t.update_data(|e| name.restore(e)))
+                })
+            })?
+            .data;
+        // Nested subqueries no longer list the columns bound here as outer references, and
+        // a relation that read them is an ordinary one now.
+        let plan = substituted
+            .transform_up_with_subqueries(|node| {
+                let node = match node {
+                    LogicalPlan::Subquery(s) if s.subquery.all_out_ref_exprs().is_empty() => {
+                        Arc::unwrap_or_clone(s.subquery)
+                    }
+                    other => other,
+                };
+                node.map_expressions(|e| {
+                    e.transform_up(|e| {
+                        let relist = |mut sq: Subquery| {
+                            sq.outer_ref_columns = sq.subquery.all_out_ref_exprs();
+                            sq
+                        };
+                        Ok(match e {
+                            Expr::ScalarSubquery(sq) => {
+                                Transformed::yes(Expr::ScalarSubquery(relist(sq)))
+                            }
+                            Expr::Exists(Exists { subquery, negated }) => {
+                                Transformed::yes(Expr::Exists(Exists {
+                                    subquery: relist(subquery),
+                                    negated,
+                                }))
+                            }
+                            Expr::InSubquery(mut i) => {
+                                i.subquery = relist(i.subquery);
+                                Transformed::yes(Expr::InSubquery(i))
+                            }
+                            other => Transformed::no(other),
+                        })
+                    })
+                })
+            })?
+            .data;
+        let limit = match self.kind {
+            Kind::Scalar => Some(2),
+            Kind::Exists { .. } => Some(1),
+            Kind::In { .. } => None,
+        };
+        match limit {
+            Some(n) => LogicalPlanBuilder::from(plan).limit(0, Some(n))?.build(),
+            None => Ok(plan),
+        }
+    }
+
+    /// The values of the subquery's first column for the outer row `values`.
+    async fn rows(&self, state: &SessionState, values: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
+        let plan = self.bind(values)?;
+        let optimized = state.optimizer().optimize(plan, state, |_, _| {})?;
+        let physical = {
+            // Scans take the read view published when they are planned: the statement's.
+            let view = {
+                let mut captured = self.view.lock();
+                if captured.is_none() {
+                    *captured = self.slot.lock().clone();
+                }
+                captured.clone()
+            };
+            let previous = std::mem::replace(&mut *self.slot.lock(), view);
+            let planned = state
+                .query_planner()
+                .create_physical_plan(&optimized, state)
+                .await;
+            *self.slot.lock() = previous;
+            planned?
+        };
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        let mut out = vec![];
+        for b in batches {
+            let Some(col) = b.columns().first() else {
+                // EXISTS over a plan with no columns: one entry per row.
+                out.extend(std::iter::repeat_n(ScalarValue::Null, b.num_rows()));
+                continue;
+            };
+            for i in 0..col.len() {
+                out.push(ScalarValue::try_from_array(col, i)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl PartialEq for SubqueryFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.plan == other.plan && self.kind == other.kind && self.outer == other.outer
+    }
+}
+
+impl Eq for SubqueryFunction {}
+
+impl Hash for SubqueryFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.plan.hash(state);
+        self.kind.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SubqueryFunction {
+    fn name(&self) -> &str {
+        "duet_subquery"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.kind {
+            Kind::Scalar => self.plan.schema().field(0).data_type().clone(),
+            _ => DataType::Boolean,
+        })
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Err(DataFusionError::Internal(
+            "duet_subquery runs only asynchronously".into(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncScalarUDFImpl for SubqueryFunction {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let state = self
+            .state
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?
+            .read()
+            .clone();
+        let (probe, outer) = match self.kind {
+            Kind::In { .. } => (arrays.first(), &arrays[1.min(arrays.len())..]),
+            _ => (None, &arrays[..]),
+        };
+        let mut cache: HashMap<Vec<ScalarValue>, Arc<Vec<ScalarValue>>> = HashMap::new();
+        let mut out: Vec<ScalarValue> = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let key = outer
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, r))
+                .collect::<Result<Vec<_>>>()?;
+            let found = match cache.get(&key) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = Arc::new(self.rows(&state, &key).await?);
+                    cache.insert(key, v.clone());
+                    v
+                }
+            };
+            out.push(match self.kind {
+                Kind::Scalar => match found.len() {
+                    0 => ScalarValue::try_from(self.plan.schema().field(0).data_type())?,
+                    1 => found[0].clone(),
+                    _ => {
+                        return Err(DataFusionError::Execution(
+                            "Scalar subquery returned more than one row".into(),
+                        ))
+                    }
+                },
+                Kind::Exists { negated } => ScalarValue::Boolean(Some(found.is_empty() == negated)),
+                Kind::In { negated } => {
+                    let probe = match probe {
+                        Some(p) => ScalarValue::try_from_array(p, r)?,
+                        None => ScalarValue::Null,
+                    };
+                    let answer = in_rows(&probe, &found);
+                    ScalarValue::Boolean(answer.map(|a| a != negated))
+                }
+            });
+        }
+        if out.is_empty() {
+            let t = self.return_type(&[])?;
+            return Ok(ColumnarValue::Array(new_empty_array(&t)));
+        }
+        let array = ScalarValue::iter_to_array(out)?;
+        // A subquery over no table answers NULL typed as Null: give it the declared type.
+        let t = self.return_type(&[])?;
+        let array = if array.data_type() != &t {
+            datafusion::arrow::compute::cast(&array, &t)?
+        } else {
+            array
+        };
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// `probe IN (rows)` by SQL's rules: true on an equal row; otherwise NULL if the probe or
+/// any row is NULL (and there are rows), false if not.
+fn in_rows(probe: &ScalarValue, rows: &[ScalarValue]) -> Option<bool> {
+    if rows.is_empty() {
+        return Some(false);
+    }
+    if probe.is_null() {
+        return None;
+    }
+    let mut saw_null = false;
+    for v in rows {
+        if v.is_null() {
+            saw_null = true;
+        } else if v == probe || v.cast_to(&probe.data_type()).is_ok_and(|v| v == *probe) {
+            return Some(true);
+        }
+    }
+    (!saw_null).then_some(false)
+}

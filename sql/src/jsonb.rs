@@ -401,14 +401,19 @@ pub fn uuid_text(text: &str) -> Result<String, PgError> {
     if hex.len() != 32 || inner.ends_with('-') {
         return Err(bad());
     }
-    Ok(format!(
+    Ok(hyphenated(&hex))
+}
+
+/// 32 hex digits in the 8-4-4-4-12 groups of a uuid's text.
+fn hyphenated(hex: &str) -> String {
+    format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..]
-    ))
+    )
 }
 
 /// The 16 bytes of a canonical uuid text (the binary wire format).
@@ -946,14 +951,7 @@ impl ScalarUDFImpl for GenRandomUuid {
             b[6] = (b[6] & 0x0f) | 0x40;
             b[8] = (b[8] & 0x3f) | 0x80;
             let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            out.append_value(format!(
-                "{}-{}-{}-{}-{}",
-                &hex[..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..]
-            ));
+            out.append_value(hyphenated(&hex));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }

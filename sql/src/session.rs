@@ -491,6 +491,38 @@ impl Session {
                 ))))
             }),
         ));
+        // PostgreSQL's encoding names (datafusion-pg-catalog's says `UTF-8` for every one;
+        // psql's `\l` prints this). pg_database.encoding is 6, UTF8.
+        ctx.register_udf(create_udf(
+            "pg_encoding_to_char",
+            vec![DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|args: &[ColumnarValue]| {
+                use datafusion::arrow::array::{AsArray, StringArray};
+                let ids = args[0].to_array(1)?;
+                let ids = datafusion::arrow::compute::cast(&ids, &DataType::Int64)?;
+                let names: StringArray = ids
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .iter()
+                    .map(|id| {
+                        id.map(|id| match id {
+                            0 => "SQL_ASCII",
+                            6 => "UTF8",
+                            8 => "LATIN1",
+                            _ => "",
+                        })
+                    })
+                    .collect();
+                let out: datafusion::arrow::array::ArrayRef = Arc::new(names);
+                match &args[0] {
+                    ColumnarValue::Scalar(_) => {
+                        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+                    }
+                    ColumnarValue::Array(_) => Ok(ColumnarValue::Array(out)),
+                }
+            }),
+        ));
         ctx.register_udf(create_udf(
             "version",
             vec![],

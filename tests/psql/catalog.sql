@@ -57,3 +57,5 @@ DROP TABLE cat_book;
 DROP TABLE cat_author;
 SELECT count(*) FROM pg_class WHERE relname LIKE 'cat_%' AND relname <> 'cat_seq';
 DROP SEQUENCE cat_seq;
+-- The database's encoding by PostgreSQL's name for it (psql's \l prints it).
+SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database();

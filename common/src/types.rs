@@ -134,6 +134,16 @@ impl SqlType {
         matches!(self, SqlType::Uuid | SqlType::Json | SqlType::Jsonb)
     }
 
+    /// The type stored as typed text (see [`SqlType::is_typed_text`]) named `name`.
+    pub fn typed_text(name: &str) -> Option<SqlType> {
+        Some(match name {
+            "uuid" => SqlType::Uuid,
+            "json" => SqlType::Json,
+            "jsonb" => SqlType::Jsonb,
+            _ => return None,
+        })
+    }
+
     /// Whether values of this type are strings (which PostgreSQL collates).
     pub fn is_text(&self) -> bool {
         matches!(self, SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_))
@@ -162,6 +172,32 @@ impl SqlType {
             SqlType::Jsonb => "jsonb".into(),
         }
     }
+}
+
+/// The canonical text of a `uuid` (lowercase, hyphenated 8-4-4-4-12) of its 16 bytes.
+pub fn uuid_text_of(bytes: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The 16 bytes of a `uuid`'s text (hex digits, hyphens skipped); `None` if it is not 32
+/// hex digits.
+pub fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    let mut digits = text.bytes().filter(|b| *b != b'-');
+    for b in out.iter_mut() {
+        let hi = (digits.next()? as char).to_digit(16)?;
+        let lo = (digits.next()? as char).to_digit(16)?;
+        *b = (hi * 16 + lo) as u8;
+    }
+    digits.next().is_none().then_some(out)
 }
 
 /// One SQL value. Integers of every width are held as `Int` (the column type says which);

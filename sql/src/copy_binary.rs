@@ -162,11 +162,7 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
         }
         SqlType::Numeric { .. } => numeric_text(b, column)?,
         // A uuid is its 16 bytes; jsonb a version byte (1) and the text.
-        SqlType::Uuid => {
-            let bytes: [u8; 16] = fixed(b, column)?;
-            let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
-            crate::jsonb::uuid_text(&hex)?
-        }
+        SqlType::Uuid => duet_common::types::uuid_text_of(&fixed(b, column)?),
         SqlType::Jsonb => match b.split_first() {
             Some((1, text)) => field_text(text, &SqlType::Json, column)?,
             _ => return Err(binary_error(column)),

@@ -401,29 +401,18 @@ pub fn uuid_text(text: &str) -> Result<String, PgError> {
     if hex.len() != 32 || inner.ends_with('-') {
         return Err(bad());
     }
-    Ok(hyphenated(&hex))
+    let bytes = duet_common::types::uuid_bytes(&hex).ok_or_else(bad)?;
+    Ok(duet_common::types::uuid_text_of(&bytes))
 }
 
-/// 32 hex digits in the 8-4-4-4-12 groups of a uuid's text.
-fn hyphenated(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
-/// The 16 bytes of a canonical uuid text (the binary wire format).
-pub fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+/// The stored text of a value of type `ty` (`uuid`, `json` or `jsonb`) read from `text`:
+/// the type's input function.
+pub fn input(ty: &str, text: &str) -> Result<String, PgError> {
+    match ty {
+        "uuid" => uuid_text(text),
+        "jsonb" => jsonb_text(text),
+        _ => json_text(text),
     }
-    Some(out)
 }
 
 /// The declared type (`json`, `jsonb` or `uuid`) of a field, from its metadata.
@@ -432,7 +421,7 @@ pub fn declared(field: &Field) -> Option<&str> {
         .metadata()
         .get(PG_DECLARED_TYPE)
         .map(String::as_str)
-        .filter(|t| matches!(*t, "json" | "jsonb" | "uuid"))
+        .filter(|t| duet_common::SqlType::typed_text(t).is_some())
 }
 
 /// A text field declared as `ty` (`json`, `jsonb`, `uuid`): what the wire reports.
@@ -479,14 +468,6 @@ impl TypeInput {
             signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
         })
     }
-
-    fn convert(&self, text: &str) -> Result<String, PgError> {
-        match self.ty {
-            "jsonb" => jsonb_text(text),
-            "uuid" => uuid_text(text),
-            _ => json_text(text),
-        }
-    }
 }
 
 impl ScalarUDFImpl for TypeInput {
@@ -508,22 +489,16 @@ impl ScalarUDFImpl for TypeInput {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let input = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
-        let input = datafusion::arrow::compute::cast(&input, &DataType::Utf8)?;
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let texts = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
         let mut out = StringBuilder::new();
-        for v in input.as_string::<i32>() {
+        for v in texts.as_string::<i32>() {
             match v {
-                Some(v) => out.append_value(self.convert(v).map_err(pg_error)?),
+                Some(v) => out.append_value(input(self.ty, v).map_err(pg_error)?),
                 None => out.append_null(),
             }
         }
-        let out: ArrayRef = Arc::new(out.finish());
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        crate::pgsemantics::columnar(Arc::new(out.finish()), scalar)
     }
 }
 
@@ -647,44 +622,19 @@ impl JsonOperator {
     }
 }
 
-/// A path or key list operand: `text[]`, or text in array-literal form (`'{a,b}'`).
-fn text_list(v: &ScalarValue) -> Result<Option<Vec<String>>> {
-    if v.is_null() {
-        return Ok(None);
-    }
+/// A path or key list operand: `text[]`, or text in array-literal form (`'{a,b}'`, read
+/// by `crate::arrays`); `None` for a NULL element.
+fn text_list(v: &ScalarValue) -> Result<Vec<Option<String>>> {
     match v {
         ScalarValue::List(l) => {
             let values = datafusion::arrow::compute::cast(l.value(0).as_ref(), &DataType::Utf8)?;
-            Ok(Some(
-                values
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|s| s.unwrap_or_default().to_string())
-                    .collect(),
-            ))
+            Ok(values
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect())
         }
-        other => {
-            let text = other.to_string();
-            let inner = text
-                .trim()
-                .strip_prefix('{')
-                .and_then(|t| t.strip_suffix('}'))
-                .ok_or_else(|| {
-                    pg_error(PgError::new(
-                        SqlState::InvalidTextRepresentation,
-                        format!("malformed array literal: \"{text}\""),
-                    ))
-                })?;
-            if inner.trim().is_empty() {
-                return Ok(Some(vec![]));
-            }
-            Ok(Some(
-                inner
-                    .split(',')
-                    .map(|p| p.trim().trim_matches('"').to_string())
-                    .collect(),
-            ))
-        }
+        other => crate::arrays::parse_array_text(&other.to_string()).map_err(pg_error),
     }
 }
 
@@ -813,21 +763,20 @@ impl ScalarUDFImpl for JsonOperator {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let jsonb = args.arg_fields.iter().any(|f| declared(f) == Some("jsonb"));
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
-        let left = args.args[0].to_array(n)?;
-        let right = args.args[1].to_array(n)?;
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let n = arrays[0].len();
+        let (left, right) = (&arrays[0], &arrays[1]);
         let (doc_side, other) = match self.op {
-            Op::ContainedBy => (&right, &left),
-            _ => (&left, &right),
+            Op::ContainedBy => (right, left),
+            _ => (left, right),
         };
         let docs = datafusion::arrow::compute::cast(doc_side, &DataType::Utf8)?;
         let docs = docs.as_string::<i32>();
         let mut text = StringBuilder::new();
         let mut bools = BooleanBuilder::new();
+        // The right operand is mostly a constant: parsed once, not per row.
+        let mut parsed: Option<(ScalarValue, Json)> = None;
+        let mut listed: Option<(ScalarValue, Vec<Option<String>>)> = None;
         for i in 0..n {
             let operand = ScalarValue::try_from_array(other, i)?;
             if docs.is_null(i) || operand.is_null() {
@@ -872,23 +821,27 @@ impl ScalarUDFImpl for JsonOperator {
                     text.append_option(found);
                 }
                 Op::Path | Op::PathText => {
-                    let path = text_list(&operand)?.unwrap_or_default();
+                    let path = cached(&mut listed, &operand, text_list)?;
                     let mut at = Some(&doc);
-                    for key in &path {
-                        at = at.and_then(|v| member(v, key));
+                    // A NULL step finds nothing.
+                    for key in path {
+                        at = at.and_then(|v| member(v, key.as_deref()?));
                     }
                     text.append_option(
                         at.and_then(|m| output(m, source, jsonb, self.op == Op::PathText)),
                     );
                 }
                 Op::Contains | Op::ContainedBy => {
-                    let other_doc = parse(&operand.to_string()).map_err(pg_error)?;
-                    bools.append_value(contains(&doc, &other_doc, true));
+                    let other_doc = cached(&mut parsed, &operand, |v| {
+                        parse(&v.to_string()).map_err(pg_error)
+                    })?;
+                    bools.append_value(contains(&doc, other_doc, true));
                 }
                 Op::Exists => bools.append_value(has_key(&doc, &operand.to_string())),
                 Op::ExistsAny | Op::ExistsAll => {
-                    let keys = text_list(&operand)?.unwrap_or_default();
-                    let mut hits = keys.iter().map(|k| has_key(&doc, k));
+                    let keys = cached(&mut listed, &operand, text_list)?;
+                    // NULL keys are skipped, as PostgreSQL skips them.
+                    let mut hits = keys.iter().flatten().map(|k| has_key(&doc, k));
                     bools.append_value(if self.op == Op::ExistsAny {
                         hits.any(|h| h)
                     } else {
@@ -902,12 +855,20 @@ impl ScalarUDFImpl for JsonOperator {
         } else {
             Arc::new(text.finish())
         };
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        crate::pgsemantics::columnar(out, scalar)
     }
+}
+
+/// `make(operand)`, kept in `slot` while the operand stays the same.
+fn cached<'a, T>(
+    slot: &'a mut Option<(ScalarValue, T)>,
+    operand: &ScalarValue,
+    make: impl FnOnce(&ScalarValue) -> Result<T>,
+) -> Result<&'a T> {
+    if slot.as_ref().is_none_or(|(v, _)| v != operand) {
+        *slot = Some((operand.clone(), make(operand)?));
+    }
+    Ok(&slot.as_ref().expect("filled above").1)
 }
 
 /// `gen_random_uuid()`: a version 4 (random) uuid, typed `uuid`.
@@ -950,8 +911,7 @@ impl ScalarUDFImpl for GenRandomUuid {
             rng.fill_bytes(&mut b);
             b[6] = (b[6] & 0x0f) | 0x40;
             b[8] = (b[8] & 0x3f) | 0x80;
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            out.append_value(hyphenated(&hex));
+            out.append_value(duet_common::types::uuid_text_of(&b));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
@@ -972,36 +932,34 @@ impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
         plan: datafusion::logical_expr::LogicalPlan,
         _config: &datafusion::common::config::ConfigOptions,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
         use datafusion::logical_expr::{BinaryExpr, LogicalPlan, Operator};
-        plan.transform_up_with_subqueries(|node| {
-            let schema = datafusion::logical_expr::utils::merge_schema(&node.inputs());
-            if let LogicalPlan::Sort(sort) = &node {
-                for s in &sort.expr {
-                    if let Ok((_, f)) = s.expr.to_field(&schema) {
-                        if matches!(declared(&f), Some("json" | "jsonb")) {
-                            return Err(pg_error(PgError::unsupported(format!(
-                                "ORDER BY of a {} value",
-                                declared(&f).unwrap_or_default()
-                            ))));
-                        }
-                    }
+        plan.apply_with_subqueries(|node| {
+            let LogicalPlan::Sort(sort) = node else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            for s in &sort.expr {
+                let Ok((_, f)) = s.expr.to_field(sort.input.schema()) else {
+                    continue;
+                };
+                if let Some(t @ ("json" | "jsonb")) = declared(&f) {
+                    return Err(pg_error(PgError::unsupported(format!(
+                        "ORDER BY of a {t} value"
+                    ))));
                 }
             }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        crate::pgsemantics::retype_expressions(plan, |e, schema| {
             let ty = |e: &Expr| {
-                e.to_field(&schema)
+                e.to_field(schema)
                     .ok()
                     .and_then(|(_, f)| declared(&f).map(str::to_string))
             };
             let read = |ty: &str, e: Expr| -> Result<Transformed<Expr>> {
                 match e {
                     Expr::Literal(ScalarValue::Utf8(Some(s)), m) => {
-                        let text = match ty {
-                            "uuid" => uuid_text(&s),
-                            "jsonb" => jsonb_text(&s),
-                            _ => json_text(&s),
-                        }
-                        .map_err(pg_error)?;
+                        let text = input(ty, &s).map_err(pg_error)?;
                         Ok(Transformed::yes(Expr::Literal(
                             ScalarValue::Utf8(Some(text)),
                             m,
@@ -1010,83 +968,71 @@ impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
                     other => Ok(Transformed::no(other)),
                 }
             };
-            node.map_expressions(|e| {
-                e.transform_up(|e| match e {
-                    Expr::BinaryExpr(BinaryExpr { left, op, right })
-                        if matches!(
+            match e {
+                Expr::BinaryExpr(BinaryExpr { left, op, right })
+                    if crate::pgsemantics::is_comparison(&op)
+                        || matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom) =>
+                {
+                    let (lt, rt) = (ty(&left), ty(&right));
+                    let Some(t) = lt.clone().or(rt.clone()) else {
+                        return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                            left,
                             op,
-                            Operator::Eq
-                                | Operator::NotEq
-                                | Operator::Lt
-                                | Operator::LtEq
-                                | Operator::Gt
-                                | Operator::GtEq
-                                | Operator::IsDistinctFrom
-                                | Operator::IsNotDistinctFrom
-                        ) =>
-                    {
-                        let (lt, rt) = (ty(&left), ty(&right));
-                        let Some(t) = lt.clone().or(rt.clone()) else {
-                            return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
-                                left,
-                                op,
-                                right,
-                            })));
-                        };
-                        if t == "json" {
-                            return Err(pg_error(PgError::new(
-                                SqlState::UndefinedFunction,
-                                format!("operator does not exist: json {op} json"),
-                            )));
-                        }
-                        let ordering = !matches!(
-                            op,
-                            Operator::Eq
-                                | Operator::NotEq
-                                | Operator::IsDistinctFrom
-                                | Operator::IsNotDistinctFrom
-                        );
-                        if t == "jsonb" && ordering {
-                            return Err(pg_error(PgError::unsupported(format!(
-                                "the {op} operator on jsonb"
-                            ))));
-                        }
-                        let left = if lt.is_none() {
-                            read(&t, *left)?.data
-                        } else {
-                            *left
-                        };
-                        let right = if rt.is_none() {
-                            read(&t, *right)?.data
-                        } else {
-                            *right
-                        };
-                        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                            Box::new(left),
-                            op,
-                            Box::new(right),
-                        ))))
-                    }
-                    Expr::InList(mut l) => match ty(&l.expr) {
-                        Some(t) if t == "json" => Err(pg_error(PgError::new(
+                            right,
+                        })));
+                    };
+                    if t == "json" {
+                        return Err(pg_error(PgError::new(
                             SqlState::UndefinedFunction,
-                            "operator does not exist: json = json",
-                        ))),
-                        Some(t) => {
-                            l.list = l
-                                .list
-                                .into_iter()
-                                .map(|x| read(&t, x).map(|r| r.data))
-                                .collect::<Result<_>>()?;
-                            Ok(Transformed::yes(Expr::InList(l)))
-                        }
-                        None => Ok(Transformed::no(Expr::InList(l))),
-                    },
-                    other => Ok(Transformed::no(other)),
-                })
-            })
+                            format!("operator does not exist: json {op} json"),
+                        )));
+                    }
+                    let ordering = !matches!(
+                        op,
+                        Operator::Eq
+                            | Operator::NotEq
+                            | Operator::IsDistinctFrom
+                            | Operator::IsNotDistinctFrom
+                    );
+                    if t == "jsonb" && ordering {
+                        return Err(pg_error(PgError::unsupported(format!(
+                            "the {op} operator on jsonb"
+                        ))));
+                    }
+                    let left = if lt.is_none() {
+                        read(&t, *left)?.data
+                    } else {
+                        *left
+                    };
+                    let right = if rt.is_none() {
+                        read(&t, *right)?.data
+                    } else {
+                        *right
+                    };
+                    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                        Box::new(left),
+                        op,
+                        Box::new(right),
+                    ))))
+                }
+                Expr::InList(mut l) => match ty(&l.expr) {
+                    Some(t) if t == "json" => Err(pg_error(PgError::new(
+                        SqlState::UndefinedFunction,
+                        "operator does not exist: json = json",
+                    ))),
+                    Some(t) => {
+                        l.list = l
+                            .list
+                            .into_iter()
+                            .map(|x| read(&t, x).map(|r| r.data))
+                            .collect::<Result<_>>()?;
+                        Ok(Transformed::yes(Expr::InList(l)))
+                    }
+                    None => Ok(Transformed::no(Expr::InList(l))),
+                },
+                other => Ok(Transformed::no(other)),
+            }
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
@@ -1132,7 +1078,9 @@ mod tests {
         ] {
             assert!(uuid_text(bad).is_err(), "{bad}");
         }
-        assert_eq!(uuid_bytes(want).unwrap()[0], 0xa0);
+        let bytes = duet_common::types::uuid_bytes(want).unwrap();
+        assert_eq!(bytes[0], 0xa0);
+        assert_eq!(duet_common::types::uuid_text_of(&bytes), want);
     }
 
     #[test]

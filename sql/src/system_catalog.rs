@@ -1045,11 +1045,11 @@ fn pg_attribute(rows: &mut Rows, tables: &[Arc<TableDef>]) -> Result<()> {
             ("attndims", 0i64.into()),
             ("attcacheoff", (-1i64).into()),
             ("atttypmod", ty.pg_typmod().into()),
-            ("attbyval", (len > 0).into()),
+            ("attbyval", (len > 0 && len <= 8).into()),
             (
                 "attalign",
                 match len {
-                    1 => 'c',
+                    1 | 16 => 'c',
                     2 => 's',
                     8 => 'd',
                     _ => 'i',
@@ -1545,6 +1545,16 @@ fn relation_name(tables: &[Arc<TableDef>], oid: u32) -> Option<String> {
 }
 
 /// The arguments of a call in SQL's syntax tree.
+/// A call's arguments, if every one is a plain expression (no name, no `*`).
+pub(crate) fn plain_args(args: &[FunctionArg]) -> Option<Vec<Expr>> {
+    args.iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn sql_args(f: &Function) -> Vec<Expr> {
     match &f.args {
         FunctionArguments::List(l) => l
@@ -1758,15 +1768,8 @@ pub fn rewrite_set_functions(statement: &mut sqlparser::ast::Statement) {
                 [f] if f == "unnest" || f == "pg_partition_ancestors" => f.clone(),
                 _ => return std::ops::ControlFlow::Continue(()),
             };
-            let exprs: Vec<Expr> = args
-                .args
-                .iter()
-                .filter_map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                    _ => None,
-                })
-                .collect();
-            if bare == "unnest" && exprs.len() == args.args.len() {
+            let exprs = plain_args(&args.args);
+            if let (Some(exprs), "unnest") = (exprs, bare.as_str()) {
                 *factor = TableFactor::UNNEST {
                     alias: alias.clone(),
                     array_exprs: exprs,

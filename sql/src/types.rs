@@ -203,23 +203,23 @@ pub fn assign_columns(
         .collect()
 }
 
+/// `array` cast to text.
+fn text_values(array: &ArrayRef) -> Result<StringArray> {
+    use datafusion::arrow::array::AsArray;
+    let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
+        .map_err(|e| from_datafusion(e.into()))?;
+    Ok(strings.as_string::<i32>().clone())
+}
+
 /// Text (or a value with a text form) as a `uuid`, `json` or `jsonb` column stores it:
 /// checked and in its canonical form (22P02 for bad input, as PostgreSQL's input functions).
 fn typed_text(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
-    let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
-        .map_err(|e| from_datafusion(e.into()))?;
-    let strings = strings
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| PgError::new(SqlState::InternalError, "utf8 cast"))?;
+    let strings = text_values(array)?;
+    let name = ty.pg_name();
     let mut b = datafusion::arrow::array::StringBuilder::new();
     for v in strings.iter() {
         match v {
-            Some(s) => b.append_value(match ty {
-                SqlType::Uuid => crate::jsonb::uuid_text(s)?,
-                SqlType::Jsonb => crate::jsonb::jsonb_text(s)?,
-                _ => crate::jsonb::json_text(s)?,
-            }),
+            Some(s) => b.append_value(crate::jsonb::input(&name, s)?),
             None => b.append_null(),
         }
     }
@@ -259,12 +259,7 @@ pub fn assign_array_in(
     } else if matches!(ty, SqlType::Date) && source == DataType::Utf8 {
         crate::datetime::strings_to_dates(array.as_ref())?
     } else if matches!(ty, SqlType::Bytea) && is_string(&source) {
-        let strings = cast_with_options(array, &DataType::Utf8, &CastOptions::default())
-            .map_err(|e| from_datafusion(e.into()))?;
-        let strings = strings
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| PgError::new(SqlState::InternalError, "utf8 cast"))?;
+        let strings = text_values(array)?;
         let mut b = BinaryBuilder::new();
         for v in strings.iter() {
             match v {

@@ -51,12 +51,10 @@ fn column_type(field: &Field) -> Option<SqlType> {
                 SqlType::Char(w)
             } else if meta.get(PG_DECLARED_TYPE).map(String::as_str) == Some("varchar") {
                 SqlType::Varchar(typmod.filter(|t| *t >= 4).map(|t| (t - 4) as u32))
-            } else if let Some(t) = meta.get(PG_DECLARED_TYPE).and_then(|t| match t.as_str() {
-                "uuid" => Some(SqlType::Uuid),
-                "json" => Some(SqlType::Json),
-                "jsonb" => Some(SqlType::Jsonb),
-                _ => None,
-            }) {
+            } else if let Some(t) = meta
+                .get(PG_DECLARED_TYPE)
+                .and_then(|t| SqlType::typed_text(t))
+            {
                 t
             } else {
                 SqlType::Text

@@ -23,6 +23,7 @@ SELECT tag FROM docs WHERE body ?| array['n', 'zz'] ORDER BY 1;
 SELECT tag FROM docs WHERE body ?& array['n', 'zz'] ORDER BY 1;
 SELECT tag FROM docs WHERE '{"a": "there"}' <@ body ORDER BY 1;
 SELECT tag FROM docs WHERE body = '{"n": 100, "a": "there", "b": [1, 2.50, {"x": null}]}';
+SELECT '{"a":1}'::jsonb ?| array[NULL,'a'], '{"a":1}'::jsonb ?& array[NULL,'a'], '{"a":{"b":2}}'::jsonb #> '{a,NULL}', '{"a":{"b":2}}'::jsonb #>> '{a,b}';
 SELECT '{"a":1, "b":2}'::jsonb, '{"a":1,   "b":2}'::json, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid;
 SELECT '[1,2'::jsonb;
 SELECT 'zz'::uuid;

@@ -76,54 +76,46 @@ impl CorrelatedSubqueries {
         }
     }
 
-    /// `e` with its subqueries replaced, where their outer columns are columns of `schema`.
-    fn rewrite_expr(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-        e.transform_up(|e| {
-            let (subquery, kind, probe) = match e {
-                Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() => {
-                    (sq, Kind::Scalar, None)
-                }
-                Expr::Exists(Exists { subquery, negated }) => {
-                    (subquery, Kind::Exists { negated }, None)
-                }
-                Expr::InSubquery(InSubquery {
-                    expr,
-                    subquery,
-                    negated,
-                }) => (subquery, Kind::In { negated }, Some(*expr)),
-                other => return Ok(Transformed::no(other)),
-            };
-            if self.early && !reads_outer_in_from(&subquery.subquery) {
-                return Ok(Transformed::no(restore(subquery, kind, probe)));
-            }
-            let mut outer: Vec<(Column, FieldRef)> = vec![];
-            for r in &subquery.outer_ref_columns {
-                if let Expr::OuterReferenceColumn(f, c) = r {
-                    if !outer.iter().any(|(k, _)| k == c) {
-                        outer.push((c.clone(), f.clone()));
-                    }
+    /// `e`, if it is a subquery this instance evaluates per outer row, as
+    /// `duet_subquery(…)`: its outer columns must be columns of `schema`.
+    fn replace(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        let subquery = match &e {
+            Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() => sq,
+            Expr::Exists(Exists { subquery, .. })
+            | Expr::InSubquery(InSubquery { subquery, .. }) => subquery,
+            _ => return Ok(Transformed::no(e)),
+        };
+        if self.early && !reads_outer_in_from(&subquery.subquery) {
+            return Ok(Transformed::no(e));
+        }
+        let mut outer: Vec<(Column, FieldRef)> = vec![];
+        for r in &subquery.outer_ref_columns {
+            if let Expr::OuterReferenceColumn(f, c) = r {
+                if !outer.iter().any(|(k, _)| k == c) {
+                    outer.push((c.clone(), f.clone()));
                 }
             }
-            let resolvable = outer.iter().all(|(c, _)| schema.has_column(c));
-            if !resolvable {
-                return Ok(Transformed::no(restore(subquery, kind, probe)));
+        }
+        if !outer.iter().all(|(c, _)| schema.has_column(c)) {
+            return Ok(Transformed::no(e));
+        }
+        let plan = subquery.subquery.clone();
+        let (kind, probe) = match e {
+            Expr::Exists(Exists { negated, .. }) => (Kind::Exists { negated }, None),
+            Expr::InSubquery(InSubquery { expr, negated, .. }) => {
+                (Kind::In { negated }, Some(*expr))
             }
-            let mut args: Vec<Expr> = probe.into_iter().collect();
-            args.extend(outer.iter().map(|(c, _)| Expr::Column(c.clone())));
-            let f = SubqueryFunction::new(
-                subquery.subquery.clone(),
-                kind,
-                outer,
-                self.state.clone(),
-                self.view.clone(),
-            );
-            Ok(Transformed::yes(Expr::ScalarFunction(
-                ScalarFunction::new_udf(
-                    Arc::new(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()),
-                    args,
-                ),
-            )))
-        })
+            _ => (Kind::Scalar, None),
+        };
+        let mut args: Vec<Expr> = probe.into_iter().collect();
+        args.extend(outer.iter().map(|(c, _)| Expr::Column(c.clone())));
+        let f = SubqueryFunction::new(plan, kind, outer, self.state.clone(), self.view.clone());
+        Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(
+                Arc::new(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()),
+                args,
+            ),
+        )))
     }
 }
 
@@ -134,17 +126,6 @@ fn reads_outer_in_from(plan: &LogicalPlan) -> bool {
         Ok(matches!(node, LogicalPlan::Subquery(s) if !s.subquery.all_out_ref_exprs().is_empty()))
     })
     .unwrap_or(false)
-}
-
-/// The subquery expression as it was.
-fn restore(subquery: Subquery, kind: Kind, probe: Option<Expr>) -> Expr {
-    match (kind, probe) {
-        (Kind::Exists { negated }, _) => Expr::Exists(Exists { subquery, negated }),
-        (Kind::In { negated }, Some(probe)) => {
-            Expr::InSubquery(InSubquery::new(Box::new(probe), subquery, negated))
-        }
-        _ => Expr::ScalarSubquery(subquery),
-    }
 }
 
 impl OptimizerRule for CorrelatedSubqueries {
@@ -178,18 +159,7 @@ impl OptimizerRule for CorrelatedSubqueries {
             if !has_subquery {
                 return Ok(Transformed::no(node));
             }
-            let schema = Arc::new(merge_schema(&node.inputs()));
-            let names = NamePreserver::new(&node);
-            let rewritten = node.map_expressions(|e| {
-                let name = names.save(&e);
-                self.rewrite_expr(e, &schema)
-                    .map(|t| t.update_data(|e| name.restore(e)))
-            })?;
-            if !rewritten.transformed {
-                return Ok(rewritten);
-            }
-            // A projection's schema is kept; a filter's is its input's.
-            rewritten.map_data(|p| p.recompute_schema())
+            super::retype_node(node, &|e, schema| self.replace(e, schema))
         })
     }
 }
@@ -243,35 +213,18 @@ impl SubqueryFunction {
         }
     }
 
-    /// The subquery with `values` in place of its outer columns.
+    /// The subquery with `values` in place of its outer columns. Bottom-up, so a nested
+    /// subquery's plan is bound before the expression holding it lists its remaining outer
+    /// references, and a relation that read the bound columns is an ordinary one now.
     fn bind(&self, values: &[ScalarValue]) -> Result<LogicalPlan> {
-        let substituted = self
+        let relist = |mut sq: Subquery| {
+            sq.outer_ref_columns = sq.subquery.all_out_ref_exprs();
+            sq
+        };
+        let plan = self
             .plan
             .as_ref()
             .clone()
-            .transform_up_with_subqueries(|node| {
-                let names = NamePreserver::new(&node);
-                node.map_expressions(|e| {
-                    let name = names.save(&e);
-                    e.transform_up(|e| match e {
-                        Expr::OuterReferenceColumn(f, c) => {
-                            match self.outer.iter().position(|(k, _)| *k == c) {
-                                Some(i) => Ok(Transformed::yes(Expr::Literal(
-                                    values[i].cast_to(f.data_type())?,
-                                    None,
-                                ))),
-                                None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
-                            }
-                        }
-                        other => Ok(Transformed::no(other)),
-                    })
-                    .map(|t| t.update_data(|e| name.restore(e)))
-                })
-            })?
-            .data;
-        // Nested subqueries no longer list the columns bound here as outer references, and
-        // a relation that read them is an ordinary one now.
-        let plan = substituted
             .transform_up_with_subqueries(|node| {
                 let node = match node {
                     LogicalPlan::Subquery(s) if s.subquery.all_out_ref_exprs().is_empty() => {
@@ -279,13 +232,20 @@ impl SubqueryFunction {
                     }
                     other => other,
                 };
+                let names = NamePreserver::new(&node);
                 node.map_expressions(|e| {
+                    let name = names.save(&e);
                     e.transform_up(|e| {
-                        let relist = |mut sq: Subquery| {
-                            sq.outer_ref_columns = sq.subquery.all_out_ref_exprs();
-                            sq
-                        };
                         Ok(match e {
+                            Expr::OuterReferenceColumn(f, c) => {
+                                match self.outer.iter().position(|(k, _)| *k == c) {
+                                    Some(i) => Transformed::yes(Expr::Literal(
+                                        values[i].cast_to(f.data_type())?,
+                                        None,
+                                    )),
+                                    None => Transformed::no(Expr::OuterReferenceColumn(f, c)),
+                                }
+                            }
                             Expr::ScalarSubquery(sq) => {
                                 Transformed::yes(Expr::ScalarSubquery(relist(sq)))
                             }
@@ -302,6 +262,7 @@ impl SubqueryFunction {
                             other => Transformed::no(other),
                         })
                     })
+                    .map(|t| t.update_data(|e| name.restore(e)))
                 })
             })?
             .data;

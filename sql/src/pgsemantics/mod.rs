@@ -82,7 +82,7 @@ fn is_float(t: &DataType) -> bool {
 
 /// A function's arguments as arrays, and whether all were scalars: then each is one row
 /// (a batch may have none, as over an empty input, and the scalar result is still needed).
-fn arg_arrays(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
+pub(crate) fn arg_arrays(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
     let scalar = args
         .args
         .iter()
@@ -97,7 +97,7 @@ fn arg_arrays(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
 }
 
 /// A function's result: one value when every argument was a scalar, else the array.
-fn columnar(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+pub(crate) fn columnar(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
     if scalar {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
     } else {
@@ -165,7 +165,7 @@ fn check_nodes(
 }
 
 /// `= <> < <= > >=`.
-fn is_comparison(op: &Operator) -> bool {
+pub(crate) fn is_comparison(op: &Operator) -> bool {
     matches!(
         op,
         Operator::Eq
@@ -189,7 +189,7 @@ pub(crate) fn retype_expressions(
 }
 
 /// [`retype_expressions`] on one node.
-fn retype_node(
+pub(crate) fn retype_node(
     node: LogicalPlan,
     f: &impl Fn(Expr, &datafusion::common::DFSchema) -> Result<Transformed<Expr>>,
 ) -> Result<Transformed<LogicalPlan>> {

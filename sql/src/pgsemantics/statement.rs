@@ -304,7 +304,7 @@ fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
         /// generate_series(1, t.n) g(x))`) is `unnest` of the list DataFusion's scalar
         /// `generate_series` makes: its table function takes constants only.
         fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> std::ops::ControlFlow<()> {
-            use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr};
+            use sqlparser::ast::Expr;
             let TableFactor::Table {
                 name,
                 args: Some(args),
@@ -317,14 +317,9 @@ fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
             };
             let is_series = matches!(name.0.last(),
                 Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("generate_series"));
-            let exprs: Vec<Expr> = args
-                .args
-                .iter()
-                .filter_map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                    _ => None,
-                })
-                .collect();
+            let Some(exprs) = crate::system_catalog::plain_args(&args.args) else {
+                return std::ops::ControlFlow::Continue(());
+            };
             let mut reads_column = false;
             let _ = sqlparser::ast::visit_expressions(&exprs, |e| {
                 if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
@@ -332,7 +327,7 @@ fn name_set_returning_functions(stmt: &mut sqlparser::ast::Statement) {
                 }
                 std::ops::ControlFlow::<()>::Continue(())
             });
-            if !is_series || exprs.len() != args.args.len() || !reads_column {
+            if !is_series || !reads_column {
                 return std::ops::ControlFlow::Continue(());
             }
             *t = TableFactor::UNNEST {

@@ -500,14 +500,7 @@ fn binary_typed_text(
                 b.extend_from_slice(v.as_bytes());
                 out.append_value(b);
             }
-            Some(v) => {
-                let hex: Vec<u8> = v.bytes().filter(|b| *b != b'-').collect();
-                let bytes: Option<Vec<u8>> = hex
-                    .chunks(2)
-                    .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
-                    .collect();
-                out.append_value(bytes?);
-            }
+            Some(v) => out.append_value(duet_common::types::uuid_bytes(v)?),
         }
     }
     Some(Arc::new(out.finish()))

@@ -573,22 +573,11 @@ fn typed_text_parameters<S: Clone>(portal: &Portal<S>) -> Option<Portal<S>> {
         }
         if let Some(bytes) = p.take() {
             let text: Vec<u8> = match ty {
-                Some(t) if t == Type::UUID => {
-                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                    if hex.len() == 32 {
-                        format!(
-                            "{}-{}-{}-{}-{}",
-                            &hex[..8],
-                            &hex[8..12],
-                            &hex[12..16],
-                            &hex[16..20],
-                            &hex[20..]
-                        )
-                        .into_bytes()
-                    } else {
-                        hex.into_bytes()
-                    }
-                }
+                // Not 16 bytes: left as they are, for the uuid input to refuse.
+                Some(t) if t == Type::UUID => match <&[u8; 16]>::try_from(bytes.as_ref()) {
+                    Ok(b) => duet_common::types::uuid_text_of(b).into_bytes(),
+                    Err(_) => bytes.to_vec(),
+                },
                 Some(t) if t == Type::JSONB => bytes.get(1..).unwrap_or_default().to_vec(),
                 _ => bytes.to_vec(),
             };

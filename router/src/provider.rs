@@ -78,6 +78,21 @@ impl RowTableProvider {
         }
     }
 
+    /// This provider reading at `view` whatever the session's slot holds (a subquery run
+    /// per outer row reads its statement's snapshot while the session moves on).
+    pub fn at_view(&self, view: duet_rowstore::ReadView) -> Self {
+        Self {
+            def: self.def.clone(),
+            ctx: ScanContext {
+                view: Arc::new(parking_lot::Mutex::new(Some(view))),
+                ..self.ctx.clone()
+            },
+            expose_key: self.expose_key,
+            schema: self.schema.clone(),
+            constraints: self.constraints.clone(),
+        }
+    }
+
     /// A column-replica scan at `view`'s snapshot, or why there cannot be one.
     async fn column_scan(
         &self,

@@ -32,7 +32,19 @@ SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id >= c.pid ORDER BY p.id, p.name 
 SELECT c.id FROM c1 c WHERE c.id = 10 OR EXISTS (SELECT 1 FROM p1 p WHERE p.id = c.pid + 1) ORDER BY 1;
 SELECT c.id, (SELECT p.name FROM p1 p WHERE p.id > c.pid) FROM c1 c ORDER BY 1;
 SELECT c.id, (SELECT sum(x) FROM generate_series(1, c.pid) AS g(x)) FROM c1 c ORDER BY 1;
+-- Nested: the inner subquery is also correlated by inequality, one level down.
+SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid AND EXISTS (SELECT 1 FROM c1 x WHERE x.pid > p.id AND x.id <> c.id)) FROM c1 c ORDER BY 1;
+-- A name of the level in between shadows the outer one; a nested subquery reads both.
+SELECT c.id, (SELECT count(*) FROM c1 c WHERE c.id > 10 AND EXISTS (SELECT 1 FROM p1 p WHERE p.id < c.pid)) FROM c1 c ORDER BY 1;
+SELECT o.id, (SELECT count(*) FROM c1 c WHERE c.pid <= o.pid AND EXISTS (SELECT 1 FROM p1 p WHERE p.id < o.pid AND p.id >= c.pid)) FROM c1 o ORDER BY 1;
 SET duet.engine = 'column';
 SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid), EXISTS (SELECT 1 FROM p1 p WHERE p.id > c.pid) FROM c1 c ORDER BY 1;
 RESET duet.engine;
+-- Per outer row, the subquery reads the statement's snapshot: in a transaction, its own
+-- uncommitted rows.
+BEGIN;
+INSERT INTO p1 VALUES (0, 'zero');
+SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid) FROM c1 c ORDER BY 1;
+ROLLBACK;
+SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid) FROM c1 c ORDER BY 1;
 DROP TABLE p1, c1;

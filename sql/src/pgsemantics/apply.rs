@@ -11,8 +11,8 @@
 //! it binds them into the plan as literals, plans that (it may decorrelate now, or be
 //! evaluated the same way one level down), runs it and answers from its rows: a scalar
 //! subquery's one value (NULL for no row, 21000 for two), `EXISTS`'s whether there is a
-//! row, `x IN (…)` by SQL's three-valued rules. The subquery reads the statement's
-//! snapshot: the read view published when the statement was planned.
+//! row, `x IN (…)` by SQL's three-valued rules. The subquery's tables read the statement's
+//! snapshot: the read view in the session's slot when the statement was optimized.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -27,6 +27,7 @@ use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{LogicalPlanBuilder, Subquery};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use duet_router::provider::RowTableProvider;
 use duet_router::ViewSlot;
 use parking_lot::RwLock;
 
@@ -48,9 +49,10 @@ enum Kind {
 ///
 /// The rule runs twice: first, before DataFusion's decorrelation, for the subqueries that
 /// read the outer row inside a relation of their FROM (`(SELECT count(*) FROM
-/// unnest(t.a))`, psql's `\d+`): DataFusion judges correlation by filters only and
-/// joined such a subquery as if it were uncorrelated, leaving the outer reference where
-/// no plan can execute it. Then, last, for whatever decorrelation left.
+/// unnest(t.a))`, psql's `\d+`) or from a subquery nested in them: DataFusion judges
+/// correlation by filters only and joined the first as if it were uncorrelated, leaving
+/// the outer reference where no plan can execute it, and turned the second's reference
+/// into a column of the middle level (42P01). Then, last, for whatever decorrelation left.
 #[derive(Debug)]
 pub struct CorrelatedSubqueries {
     state: Weak<RwLock<SessionState>>,
@@ -80,25 +82,36 @@ impl CorrelatedSubqueries {
     /// `duet_subquery(…)`: its outer columns must be columns of `schema`.
     fn replace(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         let subquery = match &e {
-            Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty() => sq,
+            Expr::ScalarSubquery(sq) => sq,
             Expr::Exists(Exists { subquery, .. })
             | Expr::InSubquery(InSubquery { subquery, .. }) => subquery,
             _ => return Ok(Transformed::no(e)),
         };
-        if self.early && !reads_outer_in_from(&subquery.subquery) {
+        let resolvable = subquery
+            .outer_ref_columns
+            .iter()
+            .all(|r| matches!(r, Expr::OuterReferenceColumn(_, c) if schema.has_column(c)));
+        if !resolvable {
             return Ok(Transformed::no(e));
         }
-        let mut outer: Vec<(Column, FieldRef)> = vec![];
-        for r in &subquery.outer_ref_columns {
-            if let Expr::OuterReferenceColumn(f, c) = r {
-                if !outer.iter().any(|(k, _)| k == c) {
-                    outer.push((c.clone(), f.clone()));
-                }
-            }
-        }
-        if !outer.iter().all(|(c, _)| schema.has_column(c)) {
+        let outer = outer_columns(&subquery.subquery, schema)?;
+        let take = if self.early {
+            // This row read in a relation of the subquery's FROM, or by a subquery nested
+            // in it: DataFusion's decorrelation joins the first as if uncorrelated and
+            // turned the second's reference into a column of the wrong level.
+            reads_outer_in_from(&subquery.subquery) || outer.iter().any(|(_, _, nested)| *nested)
+        } else {
+            // An uncorrelated scalar subquery is DataFusion's to run. One DataFusion still
+            // lists outer references for is correlated to it, even where its optimizer
+            // emptied the plan of them (psql's `\d TABLE` trigger query), and fails.
+            !outer.is_empty()
+                || !subquery.outer_ref_columns.is_empty()
+                || !matches!(e, Expr::ScalarSubquery(_))
+        };
+        if !take {
             return Ok(Transformed::no(e));
         }
+        let outer: Vec<(Column, FieldRef)> = outer.into_iter().map(|(c, f, _)| (c, f)).collect();
         let plan = subquery.subquery.clone();
         let (kind, probe) = match e {
             Expr::Exists(Exists { negated, .. }) => (Kind::Exists { negated }, None),
@@ -109,7 +122,13 @@ impl CorrelatedSubqueries {
         };
         let mut args: Vec<Expr> = probe.into_iter().collect();
         args.extend(outer.iter().map(|(c, _)| Expr::Column(c.clone())));
-        let f = SubqueryFunction::new(plan, kind, outer, self.state.clone(), self.view.clone());
+        let f = SubqueryFunction::new(
+            plan,
+            kind,
+            outer,
+            self.state.clone(),
+            self.view.lock().clone(),
+        );
         Ok(Transformed::yes(Expr::ScalarFunction(
             ScalarFunction::new_udf(
                 Arc::new(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf()),
@@ -117,6 +136,97 @@ impl CorrelatedSubqueries {
             ),
         )))
     }
+}
+
+/// The columns of `schema` that `plan` reads as outer references, with whether a subquery
+/// nested in `plan` reads it (all are bound together).
+fn outer_columns(plan: &LogicalPlan, schema: &DFSchema) -> Result<Vec<(Column, FieldRef, bool)>> {
+    let mut out: Vec<(Column, FieldRef, bool)> = vec![];
+    map_outer_refs(plan.clone(), &[], &mut |f, c, depth| {
+        if schema.has_column(&c) {
+            match out.iter_mut().find(|(k, _, _)| *k == c) {
+                Some(found) => found.2 |= depth > 0,
+                None => out.push((c.clone(), f.clone(), depth > 0)),
+            }
+        }
+        Ok(Transformed::no(Expr::OuterReferenceColumn(f, c)))
+    })?;
+    Ok(out)
+}
+
+/// `plan` with `f` applied to each outer reference that may read the row of the query
+/// `plan` is a subquery of, with its depth: in `plan` itself (0), or in a subquery nested
+/// in it, where a column of a level in between (the row of the node holding that
+/// subquery, as SQL scopes names) shadows it. Nested subqueries then list the outer
+/// references left, and a FROM relation left with none is an ordinary one.
+fn map_outer_refs(
+    plan: LogicalPlan,
+    between: &[Arc<DFSchema>],
+    f: &mut dyn FnMut(FieldRef, Column, usize) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    plan.transform_up(|node| {
+        let node = match node {
+            LogicalPlan::Subquery(s) if s.subquery.all_out_ref_exprs().is_empty() => {
+                Arc::unwrap_or_clone(s.subquery)
+            }
+            other => other,
+        };
+        let holds_subquery = node
+            .expressions()
+            .iter()
+            .any(|e| e.exists(|x| Ok(is_subquery(x))).unwrap_or(false));
+        let scopes: Vec<Arc<DFSchema>> = if holds_subquery {
+            let mut s = between.to_vec();
+            s.push(Arc::new(merge_schema(&node.inputs())));
+            s
+        } else {
+            vec![]
+        };
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let name = names.save(&e);
+            e.transform_up(|x| {
+                Ok(match x {
+                    Expr::OuterReferenceColumn(fld, c)
+                        if !between.iter().any(|s| s.has_column(&c)) =>
+                    {
+                        f(fld, c, between.len())?
+                    }
+                    Expr::ScalarSubquery(sq) => {
+                        Transformed::yes(Expr::ScalarSubquery(nested(sq, &scopes, f)?))
+                    }
+                    Expr::Exists(Exists { subquery, negated }) => {
+                        Transformed::yes(Expr::Exists(Exists {
+                            subquery: nested(subquery, &scopes, f)?,
+                            negated,
+                        }))
+                    }
+                    Expr::InSubquery(mut i) => {
+                        i.subquery = nested(i.subquery, &scopes, f)?;
+                        Transformed::yes(Expr::InSubquery(i))
+                    }
+                    other => Transformed::no(other),
+                })
+            })
+            .map(|t| t.update_data(|e| name.restore(e)))
+        })
+    })
+}
+
+/// [`map_outer_refs`] on a subquery nested one level further, `scopes` the levels in
+/// between; the subquery then lists the outer references left in it.
+fn nested(
+    sq: Subquery,
+    scopes: &[Arc<DFSchema>],
+    f: &mut dyn FnMut(FieldRef, Column, usize) -> Result<Transformed<Expr>>,
+) -> Result<Subquery> {
+    let plan = map_outer_refs(Arc::unwrap_or_clone(sq.subquery), scopes, f)?.data;
+    let outer_ref_columns = plan.all_out_ref_exprs();
+    Ok(Subquery {
+        subquery: Arc::new(plan),
+        outer_ref_columns,
+        spans: sq.spans,
+    })
 }
 
 /// Whether a relation in `plan`'s FROM (a derived table, a function of the outer row)
@@ -179,11 +289,10 @@ pub struct SubqueryFunction {
     /// The outer columns the plan reads, in the order of the arguments after the probe.
     outer: Vec<(Column, FieldRef)>,
     state: Weak<RwLock<SessionState>>,
-    /// The session's view slot, and the statement's read view: the one in the slot when
-    /// the statement was optimized, or else when it first runs (the statement's scans are
-    /// planned by then, and the slot holds their view until the next statement).
-    slot: ViewSlot,
-    view: parking_lot::Mutex<Option<duet_rowstore::ReadView>>,
+    /// The statement's read view: the one in the session's slot when it was optimized
+    /// (`None` for a subquery nested in one run per row, whose tables are pinned to it
+    /// already). The subquery's scans read at it (see [`SubqueryFunction::bind`]).
+    view: Option<duet_rowstore::ReadView>,
     signature: Signature,
 }
 
@@ -193,15 +302,13 @@ impl SubqueryFunction {
         kind: Kind,
         outer: Vec<(Column, FieldRef)>,
         state: Weak<RwLock<SessionState>>,
-        slot: ViewSlot,
+        view: Option<duet_rowstore::ReadView>,
     ) -> Self {
-        let view = parking_lot::Mutex::new(slot.lock().clone());
         Self {
             plan,
             kind,
             outer,
             state,
-            slot,
             view,
             signature: Signature::one_of(
                 vec![
@@ -213,59 +320,40 @@ impl SubqueryFunction {
         }
     }
 
-    /// The subquery with `values` in place of its outer columns. Bottom-up, so a nested
-    /// subquery's plan is bound before the expression holding it lists its remaining outer
-    /// references, and a relation that read the bound columns is an ordinary one now.
+    /// The subquery with `values` in place of its outer columns (see [`map_outer_refs`]).
     fn bind(&self, values: &[ScalarValue]) -> Result<LogicalPlan> {
-        let relist = |mut sq: Subquery| {
-            sq.outer_ref_columns = sq.subquery.all_out_ref_exprs();
-            sq
-        };
-        let plan = self
-            .plan
-            .as_ref()
-            .clone()
-            .transform_up_with_subqueries(|node| {
-                let node = match node {
-                    LogicalPlan::Subquery(s) if s.subquery.all_out_ref_exprs().is_empty() => {
-                        Arc::unwrap_or_clone(s.subquery)
+        let plan = map_outer_refs(self.plan.as_ref().clone(), &[], &mut |f, c, _| {
+            Ok(match self.outer.iter().position(|(k, _)| *k == c) {
+                Some(i) => Transformed::yes(Expr::Literal(values[i].cast_to(f.data_type())?, None)),
+                None => Transformed::no(Expr::OuterReferenceColumn(f, c)),
+            })
+        })?
+        .data;
+        // Tables read at the statement's snapshot, not through the session's slot: that
+        // is empty by the time a result streams, and a sort above starts reading while the
+        // statement is still ending. Nested subqueries' tables too: a subquery replaced
+        // while this one is optimized (per row, the slot empty) finds them pinned already.
+        let plan = match &self.view {
+            Some(view) => {
+                plan.transform_up_with_subqueries(|node| match node {
+                    LogicalPlan::TableScan(mut scan) => {
+                        let provider = datafusion::datasource::source_as_provider(&scan.source)?;
+                        match provider.downcast_ref::<RowTableProvider>() {
+                            Some(row) => {
+                                scan.source = datafusion::datasource::provider_as_source(Arc::new(
+                                    row.at_view(view.clone()),
+                                ));
+                                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                            }
+                            None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+                        }
                     }
-                    other => other,
-                };
-                let names = NamePreserver::new(&node);
-                node.map_expressions(|e| {
-                    let name = names.save(&e);
-                    e.transform_up(|e| {
-                        Ok(match e {
-                            Expr::OuterReferenceColumn(f, c) => {
-                                match self.outer.iter().position(|(k, _)| *k == c) {
-                                    Some(i) => Transformed::yes(Expr::Literal(
-                                        values[i].cast_to(f.data_type())?,
-                                        None,
-                                    )),
-                                    None => Transformed::no(Expr::OuterReferenceColumn(f, c)),
-                                }
-                            }
-                            Expr::ScalarSubquery(sq) => {
-                                Transformed::yes(Expr::ScalarSubquery(relist(sq)))
-                            }
-                            Expr::Exists(Exists { subquery, negated }) => {
-                                Transformed::yes(Expr::Exists(Exists {
-                                    subquery: relist(subquery),
-                                    negated,
-                                }))
-                            }
-                            Expr::InSubquery(mut i) => {
-                                i.subquery = relist(i.subquery);
-                                Transformed::yes(Expr::InSubquery(i))
-                            }
-                            other => Transformed::no(other),
-                        })
-                    })
-                    .map(|t| t.update_data(|e| name.restore(e)))
-                })
-            })?
-            .data;
+                    other => Ok(Transformed::no(other)),
+                })?
+                .data
+            }
+            None => plan,
+        };
         let limit = match self.kind {
             Kind::Scalar => Some(2),
             Kind::Exists { .. } => Some(1),
@@ -281,23 +369,10 @@ impl SubqueryFunction {
     async fn rows(&self, state: &SessionState, values: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
         let plan = self.bind(values)?;
         let optimized = state.optimizer().optimize(plan, state, |_, _| {})?;
-        let physical = {
-            // Scans take the read view published when they are planned: the statement's.
-            let view = {
-                let mut captured = self.view.lock();
-                if captured.is_none() {
-                    *captured = self.slot.lock().clone();
-                }
-                captured.clone()
-            };
-            let previous = std::mem::replace(&mut *self.slot.lock(), view);
-            let planned = state
-                .query_planner()
-                .create_physical_plan(&optimized, state)
-                .await;
-            *self.slot.lock() = previous;
-            planned?
-        };
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, state)
+            .await?;
         let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
         let mut out = vec![];
         for b in batches {

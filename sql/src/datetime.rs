@@ -707,6 +707,135 @@ impl AnalyzerRule for DateIntervalArithmetic {
     }
 }
 
+/// PostgreSQL orders intervals by their length with a month as 30 days and a day as 24
+/// hours (`INTERVAL '1 month' = INTERVAL '30 days'`, `< INTERVAL '40 days'`); Arrow compares
+/// their fields in turn (months, then days, then nanoseconds). After type coercion, interval
+/// comparisons (and BETWEEN) compare [`IntervalSpan`]s, and ORDER BY of an interval sorts
+/// by it.
+#[derive(Debug, Default)]
+pub struct IntervalOrdering;
+
+fn is_interval(e: &Expr, schema: &datafusion::common::DFSchema) -> bool {
+    matches!(e.get_type(schema), Ok(DataType::Interval(_)))
+}
+
+fn span(e: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(IntervalSpan::default())),
+        vec![e],
+    ))
+}
+
+impl AnalyzerRule for IntervalOrdering {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        _config: &ConfigOptions,
+    ) -> datafusion::common::Result<LogicalPlan> {
+        use datafusion::logical_expr::{Between, BinaryExpr};
+        let plan = plan
+            .transform_up_with_subqueries(|node| {
+                let LogicalPlan::Sort(mut sort) = node else {
+                    return Ok(Transformed::no(node));
+                };
+                let schema = sort.input.schema().clone();
+                let mut changed = false;
+                for s in &mut sort.expr {
+                    if is_interval(&s.expr, &schema) {
+                        s.expr = span(s.expr.clone());
+                        changed = true;
+                    }
+                }
+                Ok(if changed {
+                    Transformed::yes(LogicalPlan::Sort(sort))
+                } else {
+                    Transformed::no(LogicalPlan::Sort(sort))
+                })
+            })?
+            .data;
+        crate::pgsemantics::retype_expressions(plan, |e, schema| match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right })
+                if crate::pgsemantics::is_comparison(&op)
+                    && is_interval(&left, schema)
+                    && is_interval(&right, schema) =>
+            {
+                Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(span(*left)),
+                    op,
+                    Box::new(span(*right)),
+                ))))
+            }
+            Expr::Between(b) if is_interval(&b.expr, schema) => {
+                Ok(Transformed::yes(Expr::Between(Between::new(
+                    Box::new(span(*b.expr)),
+                    b.negated,
+                    Box::new(span(*b.low)),
+                    Box::new(span(*b.high)),
+                ))))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_interval_ordering"
+    }
+}
+
+/// `duet_interval_span(interval)`: the interval's length in nanoseconds with a month as 30
+/// days (PostgreSQL's `interval_cmp_value`), as a `numeric(38,0)`, what intervals compare by.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IntervalSpan {
+    signature: Signature,
+}
+
+impl Default for IntervalSpan {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IntervalSpan {
+    fn name(&self) -> &str {
+        "duet_interval_span"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Decimal128(38, 0))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::Decimal128Array;
+        use datafusion::arrow::datatypes::{IntervalMonthDayNanoType, IntervalUnit};
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let intervals = datafusion::arrow::compute::cast(
+            &arrays[0],
+            &DataType::Interval(IntervalUnit::MonthDayNano),
+        )?;
+        const NANOS_PER_DAY: i128 = 86_400_000_000_000;
+        let out: Decimal128Array = intervals
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    (i128::from(v.months) * 30 + i128::from(v.days)) * NANOS_PER_DAY
+                        + i128::from(v.nanoseconds)
+                })
+            })
+            .collect();
+        crate::pgsemantics::columnar(Arc::new(out.with_precision_and_scale(38, 0)?), scalar)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

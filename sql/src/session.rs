@@ -386,6 +386,7 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::jsonb::TypedTextComparisons));
+            rules.push(Arc::new(crate::datetime::IntervalOrdering));
             // Before the text casts: a timestamptz becomes text in the session's zone.
             rules.push(Arc::new(crate::datetime::SessionZoneArguments));
             rules.push(Arc::new(crate::pgsemantics::PgTextCasts));

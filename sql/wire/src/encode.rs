@@ -311,6 +311,20 @@ pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
                     ) as ArrayRef
                 })
         }),
+        // A time of day as PostgreSQL prints it, `HH:MM:SS` and the fraction without its
+        // trailing zeros (Arrow writes six digits).
+        DataType::Time64(_) | DataType::Time32(_) => {
+            let micros = datafusion::arrow::compute::cast(col, &DataType::Time64(TimeUnit::Microsecond)).ok()?;
+            let micros = micros
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Time64MicrosecondArray>()?;
+            Some(Arc::new(
+                micros
+                    .iter()
+                    .map(|v| v.map(pg_time_text))
+                    .collect::<StringArray>(),
+            ) as ArrayRef)
+        }
         // A timestamptz in its array's zone (the session's `TimeZone`), with the offset.
         DataType::Timestamp(_, Some(tz)) => {
             let zone: datafusion::arrow::array::timezone::Tz = tz.parse().ok()?;
@@ -539,16 +553,30 @@ fn vector_text(
 /// `YYYY-MM-DD HH:MM:SS[.ffffff without trailing zeros]`, as PostgreSQL prints a timestamp.
 pub fn pg_timestamp_text(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
     let Some(dt) = chrono::DateTime::from_timestamp(secs, 0) else {
         return micros.to_string();
     };
-    let base = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
-    if frac == 0 {
-        base
-    } else {
+    let mut out = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+    push_fraction(&mut out, micros);
+    out
+}
+
+/// `HH:MM:SS[.ffffff without trailing zeros]` of `micros` since midnight, as PostgreSQL
+/// prints a `time` (24:00:00 included).
+pub fn pg_time_text(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    push_fraction(&mut out, micros);
+    out
+}
+
+/// `.ffffff` of `micros`' fraction of a second without trailing zeros; nothing if whole.
+fn push_fraction(out: &mut String, micros: i64) {
+    let frac = micros.rem_euclid(1_000_000);
+    if frac != 0 {
         let f = format!("{frac:06}");
-        format!("{base}.{}", f.trim_end_matches('0'))
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
     }
 }
 

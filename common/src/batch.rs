@@ -7,8 +7,12 @@ use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
     Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    IntervalMonthDayNanoArray, IntervalMonthDayNanoBuilder, ListArray, StringArray,
+    StringBuilder, Time64MicrosecondArray, Time64MicrosecondBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
 };
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::IntervalMonthDayNano;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
@@ -102,6 +106,37 @@ pub fn datums_to_array<'a>(
             Datum::Timestamp(v) => *v
         ),
         SqlType::Bytea => build!(BinaryBuilder::new(), Datum::Bytes(v) => v.as_slice()),
+        SqlType::Time => build!(Time64MicrosecondBuilder::new(), Datum::Int(v) => *v),
+        SqlType::Interval => build!(
+            IntervalMonthDayNanoBuilder::new(),
+            Datum::Interval(m, d, us) => IntervalMonthDayNano::new(*m, *d, us.saturating_mul(1000))
+        ),
+        SqlType::Array(elem) => {
+            let mut offsets = vec![0i32];
+            let mut items: Vec<&Datum> = Vec::new();
+            let mut valid = Vec::new();
+            for d in values {
+                match d {
+                    Datum::Null => valid.push(false),
+                    Datum::Array(v) => {
+                        items.extend(v.iter());
+                        valid.push(true);
+                    }
+                    other => return Err(bad(ty, other)),
+                }
+                offsets.push(items.len() as i32);
+            }
+            let values = datums_to_array(elem, items.into_iter())?;
+            let nulls = valid.iter().any(|v| !v).then(|| valid.into());
+            let field = match ty.arrow_type() {
+                arrow::datatypes::DataType::List(f) => f,
+                _ => unreachable!("an array's Arrow type is a list"),
+            };
+            Arc::new(
+                ListArray::try_new(field, OffsetBuffer::new(offsets.into()), values, nulls)
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            )
+        }
     })
 }
 
@@ -160,6 +195,8 @@ enum EncodeColumn<'a> {
     Date(&'a Date32Array),
     Timestamp(&'a TimestampMicrosecondArray),
     Bytea(&'a BinaryArray),
+    /// Types without a column of their own here (time, interval, arrays): read as datums.
+    Datums(Vec<Datum>),
 }
 
 /// The rows of `columns` (one array per column of the table, each already cast to its
@@ -205,6 +242,9 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                 SqlType::Date => EncodeColumn::Date(down(a, ty)?),
                 SqlType::Timestamp | SqlType::TimestampTz => EncodeColumn::Timestamp(down(a, ty)?),
                 SqlType::Bytea => EncodeColumn::Bytea(down(a, ty)?),
+                SqlType::Time | SqlType::Interval | SqlType::Array(_) => {
+                    EncodeColumn::Datums(array_to_datums(a.as_ref(), ty)?)
+                }
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -215,6 +255,7 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
     let n = cols.len();
     let header = 3 + n.div_ceil(8);
     let mut texts: Vec<&str> = vec![""; n];
+    let mut encoded: Vec<Vec<u8>> = vec![Vec::new(); n];
     let mut out = Vec::with_capacity(rows);
     for r in 0..rows {
         // Sizes first (and the fitted strings), so each row is allocated once.
@@ -234,6 +275,11 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                     4 + v.len()
                 }
                 EncodeColumn::Bytea(a) => 4 + a.value(r).len(),
+                EncodeColumn::Datums(d) => {
+                    encoded[i].clear();
+                    row::push_value(&mut encoded[i], &d[r]);
+                    encoded[i].len()
+                }
                 _ => row::fixed_width(ty).unwrap_or(0),
             };
         }
@@ -277,6 +323,7 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                     row.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     row.extend_from_slice(v);
                 }
+                EncodeColumn::Datums(_) => row.extend_from_slice(&encoded[i]),
             }
         }
         out.push(row);
@@ -297,6 +344,8 @@ enum DecodeColumn {
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
     Bytea(BinaryBuilder),
+    /// Time, interval and array columns: decoded to datums, built at the end.
+    Datums(SqlType, Vec<Datum>),
 }
 
 impl DecodeColumn {
@@ -325,6 +374,9 @@ impl DecodeColumn {
                 TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(crate::types::UTC),
             ),
             SqlType::Bytea => Self::Bytea(BinaryBuilder::with_capacity(rows, rows * 16)),
+            SqlType::Time | SqlType::Interval | SqlType::Array(_) => {
+                Self::Datums(ty.clone(), Vec::with_capacity(rows))
+            }
         })
     }
 
@@ -341,6 +393,7 @@ impl DecodeColumn {
             Self::Date(b) => b.append_null(),
             Self::Timestamp(b) => b.append_null(),
             Self::Bytea(b) => b.append_null(),
+            Self::Datums(_, d) => d.push(Datum::Null),
         }
     }
 
@@ -364,12 +417,13 @@ impl DecodeColumn {
             Self::Date(b) => b.append_value(i64_of(v) as i32),
             Self::Timestamp(b) => b.append_value(i64_of(v)),
             Self::Bytea(b) => b.append_value(v),
+            Self::Datums(ty, d) => d.push(row::decode_value(v, ty)?),
         }
         Ok(())
     }
 
-    fn finish(self) -> ArrayRef {
-        match self {
+    fn finish(self) -> Result<ArrayRef> {
+        Ok(match self {
             Self::Bool(mut b) => Arc::new(b.finish()),
             Self::Int16(mut b) => Arc::new(b.finish()),
             Self::Int32(mut b) => Arc::new(b.finish()),
@@ -381,7 +435,8 @@ impl DecodeColumn {
             Self::Date(mut b) => Arc::new(b.finish()),
             Self::Timestamp(mut b) => Arc::new(b.finish()),
             Self::Bytea(mut b) => Arc::new(b.finish()),
-        }
+            Self::Datums(ty, d) => datums_to_array(&ty, d.iter())?,
+        })
     }
 }
 
@@ -434,8 +489,8 @@ pub fn decode_rows<'a>(
     }
     let finished: Vec<Option<ArrayRef>> = builders
         .into_iter()
-        .map(|b| b.map(DecodeColumn::finish))
-        .collect();
+        .map(|b| b.map(DecodeColumn::finish).transpose())
+        .collect::<Result<_>>()?;
     projection
         .iter()
         .map(|&c| {
@@ -462,6 +517,7 @@ fn append_datum(b: &mut DecodeColumn, d: &Datum, ty: &SqlType) -> Result<()> {
         (DecodeColumn::Date(b), Datum::Date(v)) => b.append_value(*v),
         (DecodeColumn::Timestamp(b), Datum::Timestamp(v)) => b.append_value(*v),
         (DecodeColumn::Bytea(b), Datum::Bytes(v)) => b.append_value(v),
+        (DecodeColumn::Datums(_, b), d) => b.push(d.clone()),
         _ => return Err(bad()),
     }
     Ok(())
@@ -538,6 +594,25 @@ pub fn array_to_datums(array: &dyn Array, ty: &SqlType) -> Result<Vec<Datum>> {
             read!(TimestampMicrosecondArray, |v| Datum::Timestamp(v))
         }
         SqlType::Bytea => read!(BinaryArray, |v| Datum::Bytes(v.to_vec())),
+        SqlType::Time => read!(Time64MicrosecondArray, |v| Datum::Int(v)),
+        SqlType::Interval => read!(IntervalMonthDayNanoArray, |v| Datum::Interval(
+            v.months,
+            v.days,
+            v.nanoseconds / 1000
+        )),
+        SqlType::Array(elem) => {
+            let a = array
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .ok_or_else(|| Error::Internal(format!("expected a list for {ty:?}")))?;
+            for i in 0..n {
+                if a.is_null(i) {
+                    out.push(Datum::Null);
+                } else {
+                    out.push(Datum::Array(array_to_datums(a.value(i).as_ref(), elem)?));
+                }
+            }
+        }
     }
     Ok(out)
 }

@@ -38,6 +38,12 @@ pub enum SqlType {
     Json,
     /// `jsonb`: PostgreSQL's canonical output text (sorted keys, normalized spacing).
     Jsonb,
+    /// `time` (without time zone): microseconds since midnight, 24:00:00 included.
+    Time,
+    /// `interval`: months, days and microseconds, kept apart as PostgreSQL keeps them.
+    Interval,
+    /// A one-dimensional array of a scalar type (`int[]`, `text[]`).
+    Array(Box<SqlType>),
 }
 
 /// The time zone of a `timestamptz` column's Arrow type (instants are UTC; a result shows
@@ -68,7 +74,18 @@ impl SqlType {
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
             SqlType::Bytea => DataType::Binary,
+            SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
+            SqlType::Interval => DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
+            SqlType::Array(elem) => DataType::List(std::sync::Arc::new(
+                arrow::datatypes::Field::new_list_field(elem.arrow_type(), true),
+            )),
         }
+    }
+
+    /// Whether a column of this type can be part of a primary key or an index (its values
+    /// have a byte order that is SQL's order and equality).
+    pub fn is_key_type(&self) -> bool {
+        !matches!(self, SqlType::Interval | SqlType::Array(_))
     }
 
     /// PostgreSQL's spelling, as `format_type` would print it.
@@ -84,6 +101,7 @@ impl SqlType {
     pub fn pg_typmod(&self) -> i32 {
         match self {
             SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i32 + 4,
+            SqlType::Array(elem) => elem.pg_typmod(),
             SqlType::Numeric { .. } if self.is_unconstrained_numeric() => -1,
             SqlType::Numeric { precision, scale } => {
                 ((*precision as i32) << 16 | (*scale as i32 & 0xffff)) + 4
@@ -112,6 +130,30 @@ impl SqlType {
             SqlType::Uuid => 2950,
             SqlType::Json => 114,
             SqlType::Jsonb => 3802,
+            SqlType::Time => 1083,
+            SqlType::Interval => 1186,
+            SqlType::Array(elem) => match elem.as_ref() {
+                SqlType::Int16 => 1005,
+                SqlType::Int32 => 1007,
+                SqlType::Int64 => 1016,
+                SqlType::Float32 => 1021,
+                SqlType::Float64 => 1022,
+                SqlType::Numeric { .. } => 1231,
+                SqlType::Text => 1009,
+                SqlType::Varchar(_) => 1015,
+                SqlType::Char(_) => 1014,
+                SqlType::Bool => 1000,
+                SqlType::Date => 1182,
+                SqlType::Timestamp => 1115,
+                SqlType::TimestampTz => 1185,
+                SqlType::Bytea => 1001,
+                SqlType::Uuid => 2951,
+                SqlType::Json => 199,
+                SqlType::Jsonb => 3807,
+                SqlType::Time => 1183,
+                SqlType::Interval => 1187,
+                SqlType::Array(_) => 0,
+            },
         }
     }
 
@@ -122,7 +164,12 @@ impl SqlType {
             SqlType::Int16 => 2,
             SqlType::Uuid => 16,
             SqlType::Int32 | SqlType::Float32 | SqlType::Date => 4,
-            SqlType::Int64 | SqlType::Float64 | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            SqlType::Int64
+            | SqlType::Float64
+            | SqlType::Timestamp
+            | SqlType::TimestampTz
+            | SqlType::Time => 8,
+            SqlType::Interval => 16,
             _ => -1,
         }
     }
@@ -170,6 +217,9 @@ impl SqlType {
             SqlType::Uuid => "uuid".into(),
             SqlType::Json => "json".into(),
             SqlType::Jsonb => "jsonb".into(),
+            SqlType::Time => "time without time zone".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Array(elem) => format!("{}[]", elem.pg_name()),
         }
     }
 }
@@ -216,6 +266,10 @@ pub enum Datum {
     Date(i32),
     /// Microseconds since 1970-01-01 00:00:00.
     Timestamp(i64),
+    /// An `interval`: months, days, microseconds.
+    Interval(i32, i32, i64),
+    /// The elements of an array, NULLs included.
+    Array(Vec<Datum>),
 }
 
 impl Datum {
@@ -239,6 +293,17 @@ impl fmt::Display for Datum {
             }
             Datum::Date(d) => write!(f, "{d}"),
             Datum::Timestamp(t) => write!(f, "{t}"),
+            Datum::Interval(m, d, us) => write!(f, "{m} mons {d} days {us} us"),
+            Datum::Array(items) => {
+                write!(f, "{{")?;
+                for (i, d) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ",")?;
+                    }
+                    write!(f, "{d}")?;
+                }
+                write!(f, "}}")
+            }
         }
     }
 }

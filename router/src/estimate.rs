@@ -32,8 +32,13 @@ pub fn default_width(ty: &SqlType) -> f64 {
         SqlType::Bool => 1.0,
         SqlType::Int16 => 2.0,
         SqlType::Int32 | SqlType::Float32 | SqlType::Date => 4.0,
-        SqlType::Int64 | SqlType::Float64 | SqlType::Timestamp | SqlType::TimestampTz => 8.0,
-        SqlType::Numeric { .. } => 16.0,
+        SqlType::Int64
+        | SqlType::Float64
+        | SqlType::Timestamp
+        | SqlType::TimestampTz
+        | SqlType::Time => 8.0,
+        SqlType::Numeric { .. } | SqlType::Interval => 16.0,
+        SqlType::Array(_) => 40.0,
         SqlType::Char(n) => *n as f64 + 4.0,
         SqlType::Varchar(Some(n)) => (*n as f64 / 2.0).min(32.0) + 4.0,
         SqlType::Text | SqlType::Varchar(None) => 20.0,

@@ -144,7 +144,11 @@ pub fn scalar_to_datum(v: &ScalarValue, ty: &SqlType) -> Option<Datum> {
             }
             _ => None,
         },
-        SqlType::Json | SqlType::Jsonb => None,
+        SqlType::Json | SqlType::Jsonb | SqlType::Interval | SqlType::Array(_) => None,
+        SqlType::Time => match v {
+            ScalarValue::Time64Microsecond(Some(t)) => Some(Datum::Int(*t)),
+            _ => None,
+        },
         SqlType::Bool => match v {
             ScalarValue::Boolean(Some(b)) => Some(Datum::Bool(*b)),
             _ => None,

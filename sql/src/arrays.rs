@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
@@ -112,16 +113,19 @@ pub fn parse_array_text(s: &str) -> Result<Vec<Option<String>>> {
 }
 
 /// Text elements converted to `ty` as a cast of each would convert them.
-fn elements_as(values: &StringArray, ty: &DataType, zone: &str) -> Result<ArrayRef> {
+fn elements_as(values: &StringArray, ty: &DataType, zone: &Tz) -> Result<ArrayRef> {
     use datafusion::arrow::datatypes::TimeUnit;
     Ok(match ty {
         DataType::Utf8 => Arc::new(values.clone()),
         DataType::Date32 => crate::datetime::strings_to_dates(values)?,
+        DataType::Time64(unit) => crate::datetime::strings_to_times(values, *unit)?,
+        DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano) => {
+            crate::datetime::strings_to_intervals(values)?
+        }
         DataType::Timestamp(unit, None) => crate::datetime::strings_to_timestamps(values, *unit)?,
         DataType::Timestamp(unit, Some(tz)) => {
-            let zone = crate::datetime::zone_of(zone).unwrap_or_else(crate::types::utc);
             let utc =
-                crate::datetime::strings_to_timestamptz(values, TimeUnit::Microsecond, &zone)?;
+                crate::datetime::strings_to_timestamptz(values, TimeUnit::Microsecond, zone)?;
             cast_with_options(
                 &utc,
                 &DataType::Timestamp(*unit, Some(tz.clone())),
@@ -172,7 +176,11 @@ fn pg_type_name(ty: &DataType) -> String {
 }
 
 /// The list array of `strings` read as array literals with elements of `field`'s type.
-fn strings_to_lists(strings: &dyn Array, field: &FieldRef, zone: &str) -> Result<ArrayRef> {
+pub(crate) fn strings_to_lists(
+    strings: &dyn Array,
+    field: &FieldRef,
+    zone: &Tz,
+) -> Result<ArrayRef> {
     let strings = strings
         .as_string_opt::<i32>()
         .ok_or_else(|| PgError::new(SqlState::InternalError, "array input: not utf8"))?;
@@ -200,6 +208,74 @@ fn strings_to_lists(strings: &dyn Array, field: &FieldRef, zone: &str) -> Result
     )
     .map(|a| Arc::new(a) as ArrayRef)
     .map_err(|e| crate::error::from_datafusion(e.into()))
+}
+
+/// `array_length(a, dim)`, `array_upper(a, dim)` and `array_lower(a, dim)` of a
+/// one-dimensional array as PostgreSQL answers them: NULL for an empty array or another
+/// dimension than 1 (DataFusion's `array_length` said 0 for `'{}'`), `integer` results.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayBound {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ArrayBound {
+    pub const NAMES: [&'static str; 3] = ["array_length", "array_upper", "array_lower"];
+
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ArrayBound {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        if !matches!(arg_types[0], DataType::List(_) | DataType::Null) {
+            return Err(DataFusionError::Plan(format!(
+                "function {}({}, integer) does not exist",
+                self.name, arg_types[0]
+            )));
+        }
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::Int32Array;
+        use datafusion::arrow::datatypes::Int64Type;
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let dims = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int64)?;
+        let dims = dims.as_primitive::<Int64Type>();
+        let out: Int32Array = match arrays[0].as_list_opt::<i32>() {
+            None => (0..arrays[0].len()).map(|_| None).collect(),
+            Some(lists) => (0..lists.len())
+                .map(|i| {
+                    if lists.is_null(i) || dims.is_null(i) || dims.value(i) != 1 {
+                        return None;
+                    }
+                    let len = lists.value_length(i);
+                    match (len, self.name) {
+                        (0, _) => None,
+                        (_, "array_lower") => Some(1),
+                        (len, _) => Some(len),
+                    }
+                })
+                .collect(),
+        };
+        crate::pgsemantics::columnar(Arc::new(out), scalar)
+    }
 }
 
 /// `duet_array_in(text)`: a cast of text to an array type, through PostgreSQL's format.
@@ -234,7 +310,8 @@ impl ScalarUDFImpl for ArrayInput {
             ));
         };
         crate::datetime::on_strings(arg, args.number_rows, |strings| {
-            strings_to_lists(strings, &self.field, &self.zone)
+            let zone = crate::datetime::zone_of(&self.zone).unwrap_or_else(crate::types::utc);
+            strings_to_lists(strings, &self.field, &zone)
         })
     }
 }

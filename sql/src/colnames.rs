@@ -148,6 +148,14 @@ fn figure(e: &Expr) -> (Option<String>, Strength) {
         Expr::Exists { negated: false, .. } => real("exists"),
         Expr::Subquery(q) => first_output_name(q),
         Expr::Array(_) => real("array"),
+        // A subscript (`a[1]`) is named after what it subscripts.
+        Expr::CompoundFieldAccess { root, access_chain }
+            if access_chain
+                .iter()
+                .all(|a| matches!(a, sqlparser::ast::AccessExpr::Subscript(_))) =>
+        {
+            figure(root)
+        }
         Expr::Tuple(_) => real("row"),
         Expr::Interval(_) => real("interval"),
         Expr::Extract { .. } => real("extract"),

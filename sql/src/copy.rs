@@ -921,8 +921,8 @@ impl CopyOutEncoder {
 }
 
 /// PostgreSQL's text form of each value of `col` (after `pg_text_columns`, which already
-/// rewrote floats and timestamps): booleans `t`/`f`, bytea `\x…` hex, the rest as Arrow
-/// prints it.
+/// rewrote floats and timestamps): booleans `t`/`f`, bytea `\x…` hex, arrays as
+/// PostgreSQL writes them (`{1,2,NULL}`), the rest as Arrow prints it.
 fn copy_text_values(col: &ArrayRef) -> Result<Vec<Option<String>>> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::DataType;
@@ -948,6 +948,15 @@ fn copy_text_values(col: &ArrayRef) -> Result<Vec<Option<String>>> {
                 })
             })
             .collect(),
+        DataType::List(_) => {
+            let text = duet_wire::encode::pg_array_text(col).ok_or_else(|| {
+                crate::error::PgError::new(SqlState::InternalError, "COPY: array text")
+            })?;
+            let s = text.as_string::<i32>();
+            (0..n)
+                .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
+                .collect()
+        }
         _ => {
             let s = arrow::compute::cast(col, &DataType::Utf8)
                 .map_err(|e| from_datafusion(e.into()))?;

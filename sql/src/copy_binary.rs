@@ -167,6 +167,21 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
             Some((1, text)) => field_text(text, &SqlType::Json, column)?,
             _ => return Err(binary_error(column)),
         },
+        SqlType::Time => duet_wire::encode::pg_time_text(i64::from_be_bytes(fixed(b, column)?)),
+        // Microseconds (8), days (4), months (4).
+        SqlType::Interval => {
+            let b: [u8; 16] = fixed(b, column)?;
+            duet_wire::encode::pg_interval_text(
+                i32::from_be_bytes(b[12..16].try_into().unwrap_or_default()),
+                i32::from_be_bytes(b[8..12].try_into().unwrap_or_default()),
+                i64::from_be_bytes(b[0..8].try_into().unwrap_or_default()),
+            )
+        }
+        SqlType::Array(_) => {
+            return Err(PgError::unsupported(format!(
+                "binary COPY of array column \"{column}\""
+            )))
+        }
     })
 }
 

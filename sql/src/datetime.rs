@@ -16,7 +16,7 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, PrimitiveArray};
 use datafusion::arrow::datatypes::{
-    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    DataType, IntervalUnit, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::common::config::ConfigOptions;
@@ -120,6 +120,216 @@ fn range(s: &str) -> PgError {
         SqlState::DatetimeFieldOverflow,
         format!("date/time field value out of range: \"{s}\""),
     )
+}
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// A `time` as PostgreSQL reads it: `H:MM[:SS[.fraction]]`, an optional `am`/`pm`, up to
+/// `24:00:00`; microseconds since midnight (22007 for bad input, 22008 out of range).
+pub fn parse_time(s: &str) -> Result<i64> {
+    let text = s.trim().to_ascii_lowercase();
+    let (clock, meridiem) = if let Some(t) = text.strip_suffix("am") {
+        (t.trim_end(), Some(false))
+    } else if let Some(t) = text.strip_suffix("pm") {
+        (t.trim_end(), Some(true))
+    } else {
+        (text.as_str(), None)
+    };
+    let mut parts = clock.split(':');
+    let number = |p: Option<&str>| -> Result<i64> {
+        let p = p.ok_or_else(|| syntax(s, "time"))?;
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(syntax(s, "time"));
+        }
+        p.parse().map_err(|_| syntax(s, "time"))
+    };
+    let mut hour = number(parts.next())?;
+    let minute = number(parts.next())?;
+    let micros = match parts.next() {
+        None => 0,
+        Some(sec) => {
+            let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+            let secs = number(Some(whole))?;
+            if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(syntax(s, "time"));
+            }
+            secs * MICROS_PER_SECOND + fraction_micros(frac)
+        }
+    };
+    if parts.next().is_some() {
+        return Err(syntax(s, "time"));
+    }
+    if let Some(pm) = meridiem {
+        if !(1..=12).contains(&hour) {
+            return Err(range(s));
+        }
+        hour = hour % 12 + if pm { 12 } else { 0 };
+    }
+    if minute > 59 || micros > 60 * MICROS_PER_SECOND {
+        return Err(range(s));
+    }
+    let total = (hour * 3600 + minute * 60) * MICROS_PER_SECOND + micros;
+    if total > MICROS_PER_DAY {
+        return Err(range(s));
+    }
+    Ok(total)
+}
+
+/// Microseconds of the digits after a decimal point, rounded half away from zero.
+fn fraction_micros(frac: &str) -> i64 {
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(7).collect();
+    let v: i64 = digits.parse().unwrap_or(0);
+    (v + 5) / 10
+}
+
+/// An `interval` as PostgreSQL reads it (IntervalStyle postgres input): numbers with units
+/// (`1 year 2 mons`, `3 days`, `-4 hours`, `1.5 months`; every PostgreSQL unit name and
+/// abbreviation), a `[-]H:MM[:SS.fff]` time, a bare number of seconds, a leading `@` and a
+/// trailing `ago`. (months, days, microseconds); 22007 for bad input, 22008 out of range.
+pub fn parse_interval(s: &str) -> Result<(i32, i32, i64)> {
+    let bad = || syntax(s, "interval");
+    let overflow = || {
+        PgError::new(
+            SqlState::DatetimeFieldOverflow,
+            format!("interval field value out of range: \"{s}\""),
+        )
+    };
+    let text = s.trim().to_ascii_lowercase();
+    let text = text.strip_prefix('@').unwrap_or(&text);
+    let (text, ago) = match text.trim_end().strip_suffix("ago") {
+        Some(t) => (t, true),
+        None => (text, false),
+    };
+    let (mut months, mut days, mut micros) = (0f64, 0f64, 0i128);
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut any = false;
+    while i < chars.len() {
+        if chars[i].is_whitespace() || chars[i] == ',' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if matches!(chars[i], '+' | '-') {
+            i += 1;
+        }
+        while i < chars.len() && (chars[i].is_ascii_digit() || matches!(chars[i], '.' | ':')) {
+            i += 1;
+        }
+        let number: String = chars[start..i].iter().collect();
+        if number.is_empty() || number == "+" || number == "-" {
+            return Err(bad());
+        }
+        any = true;
+        if number.contains(':') {
+            let (sign, clock) = match number.strip_prefix('-') {
+                Some(c) => (-1, c),
+                None => (1, number.trim_start_matches('+')),
+            };
+            let mut parts = clock.split(':');
+            let field = |p: Option<&str>| -> Result<i64> {
+                let p = p.ok_or_else(bad)?;
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                p.parse().map_err(|_| overflow())
+            };
+            let h = field(parts.next())?;
+            let m = field(parts.next())?;
+            let sec = match parts.next() {
+                None => 0,
+                Some(sec) => {
+                    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+                    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(bad());
+                    }
+                    field(Some(whole))? * MICROS_PER_SECOND + fraction_micros(frac)
+                }
+            };
+            if parts.next().is_some() || m > 59 || sec >= 60 * MICROS_PER_SECOND {
+                return Err(bad());
+            }
+            let v = i128::from(h) * 3_600_000_000 + i128::from(m) * 60_000_000 + i128::from(sec);
+            micros += sign * v;
+            continue;
+        }
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        let unit_start = i;
+        while i < chars.len() && chars[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit: String = chars[unit_start..i].iter().collect();
+        let seconds = |k: f64| (value * k * 1e6).round() as i128;
+        match unit.as_str() {
+            "" | "s" | "sec" | "secs" | "second" | "seconds" => micros += seconds(1.0),
+            "us" | "usec" | "usecs" | "microsecond" | "microseconds" => {
+                micros += value.round() as i128
+            }
+            "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => micros += seconds(1e-3),
+            "m" | "min" | "mins" | "minute" | "minutes" => micros += seconds(60.0),
+            "h" | "hr" | "hrs" | "hour" | "hours" => micros += seconds(3600.0),
+            "d" | "day" | "days" => days += value,
+            "w" | "week" | "weeks" => days += value * 7.0,
+            "mon" | "mons" | "month" | "months" => months += value,
+            "y" | "yr" | "yrs" | "year" | "years" => months += (value * 12.0).round(),
+            "decade" | "decades" => months += (value * 120.0).round(),
+            "c" | "cent" | "century" | "centuries" => months += (value * 1200.0).round(),
+            "millennium" | "millennia" | "mil" | "mils" => months += (value * 12000.0).round(),
+            _ => return Err(bad()),
+        }
+    }
+    if !any {
+        return Err(bad());
+    }
+    // Fractions move down: a month's to days (30 a month), a day's to microseconds.
+    let whole_months = months.trunc();
+    days += (months - whole_months) * 30.0;
+    let whole_days = days.trunc();
+    micros += ((days - whole_days) * 86_400e6).round() as i128;
+    let sign = if ago { -1 } else { 1 };
+    let months = i32::try_from(sign * whole_months as i64).map_err(|_| overflow())?;
+    let days = i32::try_from(sign * whole_days as i64).map_err(|_| overflow())?;
+    let micros = i64::try_from(i128::from(sign) * micros).map_err(|_| overflow())?;
+    Ok((months, days, micros))
+}
+
+/// Text read as `time` values ([`parse_time`]) in `unit`.
+pub fn strings_to_times(strings: &dyn Array, unit: TimeUnit) -> Result<ArrayRef> {
+    use datafusion::arrow::array::Time64MicrosecondArray;
+    let strings = strings
+        .as_string_opt::<i32>()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "time input: not utf8"))?;
+    let micros = strings
+        .iter()
+        .map(|v| v.map(parse_time).transpose())
+        .collect::<Result<Vec<Option<i64>>>>()?;
+    let micros: ArrayRef = Arc::new(Time64MicrosecondArray::from(micros));
+    datafusion::arrow::compute::cast(&micros, &DataType::Time64(unit)).map_err(from_arrow)
+}
+
+/// Text read as `interval` values ([`parse_interval`]).
+pub fn strings_to_intervals(strings: &dyn Array) -> Result<ArrayRef> {
+    use datafusion::arrow::array::IntervalMonthDayNanoArray;
+    use datafusion::arrow::datatypes::IntervalMonthDayNano;
+    let strings = strings
+        .as_string_opt::<i32>()
+        .ok_or_else(|| PgError::new(SqlState::InternalError, "interval input: not utf8"))?;
+    let values = strings
+        .iter()
+        .map(|v| {
+            v.map(|v| {
+                parse_interval(v).and_then(|(m, d, us)| {
+                    let nanos = us.checked_mul(1000).ok_or_else(|| range(v))?;
+                    Ok(IntervalMonthDayNano::new(m, d, nanos))
+                })
+            })
+            .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(IntervalMonthDayNanoArray::from(values)))
 }
 
 /// The date and the microseconds into it (24:00 and leap seconds may make it the next day's
@@ -560,6 +770,8 @@ impl ScalarUDFImpl for DateTimeInput {
         };
         on_strings(arg, args.number_rows, |strings| match &self.target {
             DataType::Date32 => strings_to_dates(strings),
+            DataType::Time64(unit) => strings_to_times(strings, *unit),
+            DataType::Interval(IntervalUnit::MonthDayNano) => strings_to_intervals(strings),
             DataType::Timestamp(unit, None) => strings_to_timestamps(strings, *unit),
             DataType::Timestamp(unit, Some(tz)) => {
                 let zone = zone_of(&self.zone).unwrap_or_else(crate::types::utc);
@@ -636,7 +848,7 @@ pub(crate) fn replace_text_casts(
     .map(|t| t.data)
 }
 
-/// Casts of text to `date` and `timestamp` (written, or inserted by type coercion as in
+/// Casts of text to `date`, `timestamp`, `time` and `interval` (written, or inserted by type coercion as in
 /// `tscol > '2024-01-31 10:00'`) go through [`DateTimeInput`]. After type coercion; the
 /// result type is the cast's.
 #[derive(Debug, Default)]
@@ -649,7 +861,14 @@ impl AnalyzerRule for DateTimeInputCasts {
         config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
         replace_text_casts(plan, config, |target, zone| {
-            matches!(target, DataType::Date32 | DataType::Timestamp(..)).then(|| {
+            matches!(
+                target,
+                DataType::Date32
+                    | DataType::Timestamp(..)
+                    | DataType::Time64(_)
+                    | DataType::Interval(IntervalUnit::MonthDayNano)
+            )
+            .then(|| {
                 ScalarUDF::new_from_impl(DateTimeInput::new(target.clone(), zone.to_string()))
             })
         })
@@ -662,7 +881,8 @@ impl AnalyzerRule for DateTimeInputCasts {
 
 /// `date ± interval` is a `timestamp` in PostgreSQL (`DATE '2024-01-31' + INTERVAL '1 day'`
 /// is `2024-02-01 00:00:00`); DataFusion kept a date, dropping any time of day. The date is
-/// cast to a timestamp first. Before type coercion.
+/// cast to a timestamp first. Also an interval compared with text (the text is read as an
+/// interval). Before type coercion.
 #[derive(Debug, Default)]
 pub struct DateIntervalArithmetic;
 
@@ -687,6 +907,27 @@ impl AnalyzerRule for DateIntervalArithmetic {
                     DataType::Timestamp(TimeUnit::Microsecond, None),
                 )))
             };
+            // An interval compared with text reads the text as an interval (DataFusion
+            // finds no common type).
+            let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View);
+            let as_interval = |x: &Expr| {
+                Box::new(Expr::Cast(Cast::new(
+                    Box::new(x.clone()),
+                    DataType::Interval(IntervalUnit::MonthDayNano),
+                )))
+            };
+            if crate::pgsemantics::is_comparison(op) {
+                let (left, right) = if interval(&lt) && text(&rt) {
+                    (left.clone(), as_interval(right))
+                } else if text(&lt) && interval(&rt) {
+                    (as_interval(left), right.clone())
+                } else {
+                    return Ok(Transformed::no(e));
+                };
+                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                    left, *op, right,
+                ))));
+            }
             let (left, right) = match op {
                 Operator::Plus | Operator::Minus if lt == DataType::Date32 && interval(&rt) => {
                     (timestamp(left), right.clone())
@@ -704,6 +945,43 @@ impl AnalyzerRule for DateIntervalArithmetic {
 
     fn name(&self) -> &str {
         "duet_date_interval_arithmetic"
+    }
+}
+
+/// Plans an interval times or divided by a number (an interval that is not a literal: the
+/// statement rewrite takes those) as `duet_interval_mul`/`duet_interval_div`: DataFusion
+/// finds no type for them.
+#[derive(Debug)]
+pub struct IntervalPlanner;
+
+impl datafusion::logical_expr::planner::ExprPlanner for IntervalPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: datafusion::logical_expr::planner::RawBinaryExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> datafusion::common::Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawBinaryExpr,
+        >,
+    > {
+        use datafusion::logical_expr::planner::PlannerResult;
+        use sqlparser::ast::BinaryOperator;
+        let (l, r) = (is_interval(&expr.left, schema), is_interval(&expr.right, schema));
+        let (udf, i, n) = match expr.op {
+            BinaryOperator::Multiply if l && !r => {
+                (crate::pgsemantics::IntervalTimesInteger::default(), expr.left, expr.right)
+            }
+            BinaryOperator::Multiply if r && !l => {
+                (crate::pgsemantics::IntervalTimesInteger::default(), expr.right, expr.left)
+            }
+            BinaryOperator::Divide if l && !r => {
+                (crate::pgsemantics::IntervalTimesInteger::divide(), expr.left, expr.right)
+            }
+            _ => return Ok(PlannerResult::Original(expr)),
+        };
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(
+            ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(udf)), vec![i, n]),
+        )))
     }
 }
 
@@ -733,6 +1011,30 @@ impl AnalyzerRule for IntervalOrdering {
         _config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
         use datafusion::logical_expr::{Between, BinaryExpr};
+        // min and max would take Arrow's field order, not the length.
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::Aggregate(agg) = node {
+                for e in &agg.aggr_expr {
+                    e.apply(|e| {
+                        if let Expr::AggregateFunction(f) = e {
+                            let name = f.func.name();
+                            if matches!(name, "min" | "max")
+                                && f.params
+                                    .args
+                                    .first()
+                                    .is_some_and(|a| is_interval(a, agg.input.schema()))
+                            {
+                                return Err(DataFusionError::External(Box::new(PgErrorBox(PgError::unsupported(
+                                    format!("{name}() of an interval"),
+                                )))));
+                            }
+                        }
+                        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                    })?;
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })?;
         let plan = plan
             .transform_up_with_subqueries(|node| {
                 let LogicalPlan::Sort(mut sort) = node else {

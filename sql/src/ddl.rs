@@ -188,10 +188,25 @@ fn first_words(s: &str) -> String {
 fn index_columns(def: &TableDef, cols: &[IndexColumn]) -> Result<Vec<usize>> {
     cols.iter()
         .map(|c| match &c.column.expr {
-            Expr::Identifier(i) => column_position(def, &ident_name(i)),
+            Expr::Identifier(i) => key_column(def, column_position(def, &ident_name(i))?),
             other => Err(PgError::unsupported(format!("index on expression {other}"))),
         })
         .collect()
+}
+
+/// `pos`, if its column's type can be part of a key or an index (intervals and arrays
+/// cannot yet: 0A000).
+fn key_column(def: &TableDef, pos: usize) -> Result<usize> {
+    let ty = &def.columns[pos].ty;
+    if ty.is_key_type() {
+        Ok(pos)
+    } else {
+        Err(PgError::unsupported(format!(
+            "a key or index on column \"{}\" of type {}",
+            def.columns[pos].name,
+            ty.pg_name()
+        )))
+    }
 }
 
 fn column_position(def: &TableDef, name: &str) -> Result<usize> {
@@ -415,6 +430,9 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             TableConstraint::ForeignKey(fk) => foreign_keys.push((fk.clone(), None)),
             other => return Err(PgError::unsupported(format!("constraint {other}"))),
         }
+    }
+    for &c in def.primary_key.iter().chain(uniques.iter().flat_map(|(_, c)| c)) {
+        key_column(&def, c)?;
     }
     for &c in &def.primary_key.clone() {
         def.columns[c].nullable = false;

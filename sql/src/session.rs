@@ -443,6 +443,11 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::AdvisoryUnlockAll::default(),
         ));
+        for name in crate::arrays::ArrayBound::NAMES {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                crate::arrays::ArrayBound::new(name),
+            ));
+        }
         for name in crate::pgsemantics::NoComment::NAMES {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::pgsemantics::NoComment::new(name),
@@ -462,6 +467,9 @@ impl Session {
             ctx.state_ref()
                 .write()
                 .register_expr_planner(Arc::new(crate::jsonb::JsonPlanner))?;
+        ctx.state_ref()
+            .write()
+            .register_expr_planner(Arc::new(crate::datetime::IntervalPlanner))?;
         }
         ctx.register_udf(
             datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(

@@ -10,7 +10,9 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::FormatOptions;
 use duet_common::types::DEFAULT_NUMERIC;
 use duet_common::{Datum, SqlType};
-use sqlparser::ast::{CharacterLength, DataType as AstType, ExactNumberInfo, TimezoneInfo};
+use sqlparser::ast::{
+    ArrayElemTypeDef, CharacterLength, DataType as AstType, ExactNumberInfo, TimezoneInfo,
+};
 
 use crate::error::{from_datafusion, PgError, Result, SqlState};
 
@@ -57,6 +59,38 @@ pub fn column_type(t: &AstType) -> Result<SqlType> {
             SqlType::TimestampTz
         }
         AstType::Bytea => SqlType::Bytea,
+        AstType::Time(None, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => SqlType::Time,
+        AstType::Interval {
+            fields: None,
+            precision: None,
+        } => SqlType::Interval,
+        AstType::Array(
+            ArrayElemTypeDef::SquareBracket(elem, _) | ArrayElemTypeDef::AngleBracket(elem),
+        ) => {
+            let elem = column_type(elem)?;
+            if !matches!(
+                elem,
+                SqlType::Int16
+                    | SqlType::Int32
+                    | SqlType::Int64
+                    | SqlType::Float32
+                    | SqlType::Float64
+                    | SqlType::Numeric { .. }
+                    | SqlType::Text
+                    | SqlType::Varchar(_)
+                    | SqlType::Bool
+                    | SqlType::Date
+                    | SqlType::Timestamp
+                    | SqlType::TimestampTz
+                    | SqlType::Time
+            ) {
+                return Err(PgError::unsupported(format!(
+                    "an array column of {} elements",
+                    elem.pg_name()
+                )));
+            }
+            SqlType::Array(Box::new(elem))
+        }
         AstType::Uuid => SqlType::Uuid,
         AstType::JSON => SqlType::Json,
         AstType::JSONB => SqlType::Jsonb,
@@ -258,6 +292,14 @@ pub fn assign_array_in(
         crate::datetime::strings_to_timestamps(array.as_ref(), TimeUnit::Microsecond)?
     } else if matches!(ty, SqlType::Date) && source == DataType::Utf8 {
         crate::datetime::strings_to_dates(array.as_ref())?
+    } else if matches!(ty, SqlType::Time) && source == DataType::Utf8 {
+        crate::datetime::strings_to_times(array.as_ref(), TimeUnit::Microsecond)?
+    } else if matches!(ty, SqlType::Interval) && source == DataType::Utf8 {
+        crate::datetime::strings_to_intervals(array.as_ref())?
+    } else if let (SqlType::Array(_), DataType::Utf8, DataType::List(field)) =
+        (ty, &source, &target)
+    {
+        crate::arrays::strings_to_lists(array.as_ref(), field, zone)?
     } else if matches!(ty, SqlType::Bytea) && is_string(&source) {
         let strings = text_values(array)?;
         let mut b = BinaryBuilder::new();

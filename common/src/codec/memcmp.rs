@@ -59,6 +59,21 @@ pub fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
             out.push(VALUE_FLAG);
             encode_bytes(out, b);
         }
+        // Not key types (`SqlType::is_key_type`): a deterministic form for hashing and
+        // comparison of whole rows, never decoded.
+        Datum::Interval(m, d, us) => {
+            out.push(VALUE_FLAG);
+            out.extend_from_slice(&m.to_be_bytes());
+            out.extend_from_slice(&d.to_be_bytes());
+            out.extend_from_slice(&us.to_be_bytes());
+        }
+        Datum::Array(items) => {
+            out.push(VALUE_FLAG);
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            for item in items {
+                encode_datum(out, item);
+            }
+        }
     }
 }
 
@@ -98,7 +113,10 @@ pub fn decode_datum<'a>(buf: &'a [u8], ty: &SqlType) -> Result<(Datum, &'a [u8])
             let (&b, r) = rest.split_first().ok_or_else(corrupt)?;
             (Datum::Bool(b != 0), r)
         }
-        SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => {
+        SqlType::Interval | SqlType::Array(_) => {
+            return Err(Error::Corrupt(format!("{} is not a key type", ty.pg_name())))
+        }
+        SqlType::Int16 | SqlType::Int32 | SqlType::Int64 | SqlType::Time => {
             let (u, r) = fixed8(rest)?;
             (Datum::Int((u ^ (1 << 63)) as i64), r)
         }

@@ -27,24 +27,108 @@ pub fn encode_row(row: &[Datum]) -> Vec<u8> {
             out[bitmap_at + i / 8] |= 1 << (i % 8);
             continue;
         }
-        match d {
-            Datum::Null => {}
-            Datum::Bool(b) => out.push(*b as u8),
-            Datum::Int(v) | Datum::Timestamp(v) => out.extend_from_slice(&v.to_le_bytes()),
-            Datum::Date(v) => out.extend_from_slice(&(*v as i64).to_le_bytes()),
-            Datum::Float(v) => out.extend_from_slice(&v.to_le_bytes()),
-            Datum::Decimal(v) => out.extend_from_slice(&v.to_le_bytes()),
-            Datum::Text(s) => {
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Datum::Bytes(b) => {
-                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                out.extend_from_slice(b);
-            }
-        }
+        push_value(&mut out, d);
     }
     out
+}
+
+/// Appends the stored form of the non-NULL value `d`: fixed-width values little-endian,
+/// text and bytes a u32 length and the bytes, an interval its months (4), days (4) and
+/// microseconds (8), an array a u32 length and then its element count (u32), a NULL bitmap
+/// and the elements in this form.
+pub fn push_value(out: &mut Vec<u8>, d: &Datum) {
+    match d {
+        Datum::Null => {}
+        Datum::Bool(b) => out.push(*b as u8),
+        Datum::Int(v) | Datum::Timestamp(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Datum::Date(v) => out.extend_from_slice(&(*v as i64).to_le_bytes()),
+        Datum::Float(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Datum::Decimal(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Datum::Text(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        Datum::Bytes(b) => {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        Datum::Interval(m, d, us) => {
+            out.extend_from_slice(&m.to_le_bytes());
+            out.extend_from_slice(&d.to_le_bytes());
+            out.extend_from_slice(&us.to_le_bytes());
+        }
+        Datum::Array(items) => {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            let bitmap = out.len();
+            out.resize(bitmap + items.len().div_ceil(8), 0);
+            for (i, item) in items.iter().enumerate() {
+                if item.is_null() {
+                    out[bitmap + i / 8] |= 1 << (i % 8);
+                } else {
+                    push_value(out, item);
+                }
+            }
+            let len = (out.len() - at - 4) as u32;
+            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+}
+
+/// The value of type `ty` whose stored bytes (as [`value_at`] returns them) are `v`.
+pub fn decode_value(v: &[u8], ty: &SqlType) -> Result<Datum> {
+    let fixed8 = |s: &[u8]| -> [u8; 8] { s.try_into().unwrap_or([0; 8]) };
+    Ok(match ty {
+        SqlType::Bool => Datum::Bool(v[0] != 0),
+        SqlType::Int16 | SqlType::Int32 | SqlType::Int64 | SqlType::Time => {
+            Datum::Int(i64::from_le_bytes(fixed8(v)))
+        }
+        SqlType::Timestamp | SqlType::TimestampTz => {
+            Datum::Timestamp(i64::from_le_bytes(fixed8(v)))
+        }
+        SqlType::Date => Datum::Date(i64::from_le_bytes(fixed8(v)) as i32),
+        SqlType::Float32 | SqlType::Float64 => Datum::Float(f64::from_le_bytes(fixed8(v))),
+        SqlType::Numeric { .. } => Datum::Decimal(i128::from_le_bytes(
+            v.try_into().map_err(|_| corrupt("decimal"))?,
+        )),
+        SqlType::Bytea => Datum::Bytes(v.to_vec()),
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Uuid
+        | SqlType::Json
+        | SqlType::Jsonb => Datum::Text(String::from_utf8(v.to_vec()).map_err(|_| corrupt("utf8"))?),
+        SqlType::Interval => {
+            if v.len() != 16 {
+                return Err(corrupt("interval"));
+            }
+            Datum::Interval(
+                i32::from_le_bytes(v[0..4].try_into().unwrap_or_default()),
+                i32::from_le_bytes(v[4..8].try_into().unwrap_or_default()),
+                i64::from_le_bytes(fixed8(&v[8..16])),
+            )
+        }
+        SqlType::Array(elem) => {
+            let n = v
+                .get(0..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or_else(|| corrupt("array header"))?;
+            let mut pos = 4 + n.div_ceil(8);
+            let bitmap = v.get(4..pos).ok_or_else(|| corrupt("array bitmap"))?;
+            let mut items = Vec::with_capacity(n);
+            for i in 0..n {
+                if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+                    items.push(Datum::Null);
+                    continue;
+                }
+                let (item, next) = value_at(v, pos, elem)?;
+                pos = next;
+                items.push(decode_value(item, elem)?);
+            }
+            Datum::Array(items)
+        }
+    })
 }
 
 fn corrupt(what: &str) -> Error {
@@ -70,8 +154,9 @@ pub(crate) fn header(buf: &[u8]) -> Result<(usize, &[u8], usize)> {
 pub(crate) fn fixed_width(ty: &SqlType) -> Option<usize> {
     match ty {
         SqlType::Bool => Some(1),
-        SqlType::Numeric { .. } => Some(16),
-        SqlType::Text
+        SqlType::Numeric { .. } | SqlType::Interval => Some(16),
+        SqlType::Array(_)
+        | SqlType::Text
         | SqlType::Varchar(_)
         | SqlType::Char(_)
         | SqlType::Bytea
@@ -85,7 +170,8 @@ pub(crate) fn fixed_width(ty: &SqlType) -> Option<usize> {
         | SqlType::Float64
         | SqlType::Date
         | SqlType::Timestamp
-        | SqlType::TimestampTz => Some(8),
+        | SqlType::TimestampTz
+        | SqlType::Time => Some(8),
     }
 }
 
@@ -130,31 +216,7 @@ pub fn decode_row(
         }
         let (v, next) = value_at(buf, pos, ty)?;
         pos = next;
-        let fixed8 = |s: &[u8]| -> [u8; 8] { s.try_into().unwrap_or([0; 8]) };
-        let d = match ty {
-            SqlType::Bool => Datum::Bool(v[0] != 0),
-            SqlType::Int16 | SqlType::Int32 | SqlType::Int64 => {
-                Datum::Int(i64::from_le_bytes(fixed8(v)))
-            }
-            SqlType::Timestamp | SqlType::TimestampTz => {
-                Datum::Timestamp(i64::from_le_bytes(fixed8(v)))
-            }
-            SqlType::Date => Datum::Date(i64::from_le_bytes(fixed8(v)) as i32),
-            SqlType::Float32 | SqlType::Float64 => Datum::Float(f64::from_le_bytes(fixed8(v))),
-            SqlType::Numeric { .. } => Datum::Decimal(i128::from_le_bytes(
-                v.try_into().map_err(|_| corrupt("decimal"))?,
-            )),
-            SqlType::Bytea => Datum::Bytes(v.to_vec()),
-            SqlType::Text
-            | SqlType::Varchar(_)
-            | SqlType::Char(_)
-            | SqlType::Uuid
-            | SqlType::Json
-            | SqlType::Jsonb => {
-                Datum::Text(String::from_utf8(v.to_vec()).map_err(|_| corrupt("utf8"))?)
-            }
-        };
-        out.push(d);
+        out.push(decode_value(v, ty)?);
     }
     Ok(out)
 }

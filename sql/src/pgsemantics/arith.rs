@@ -3,6 +3,7 @@
 //! integers.
 
 use super::*;
+use crate::error::{PgError, SqlState};
 
 /// Integer `+ - *` that fail on overflow, float `/ %` that fail on a zero divisor, and
 /// casts of numeric and float values to integers that round as PostgreSQL does.
@@ -587,26 +588,75 @@ impl ScalarUDFImpl for CheckedOp {
     }
 }
 
-/// An interval times an integer (`duet_interval_mul`, which
-/// the statement rewrite writes for `n * INTERVAL '...'`; DataFusion cannot plan
-/// that product): each field (months, days, nanoseconds) multiplied, as PostgreSQL
-/// multiplies an interval by a whole number.
+/// An interval times or divided by a number (`duet_interval_mul`, `duet_interval_div`;
+/// the statement rewrite writes the first for `n * INTERVAL '...'`, the planner both for a
+/// column's interval: DataFusion cannot plan these), as PostgreSQL's `interval_mul` does
+/// it: each field scaled, a month's fraction carried to days (30 a month) and a day's to
+/// microseconds, rounded to the microsecond.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct IntervalTimesInteger {
     signature: Signature,
+    divide: bool,
 }
 
 impl Default for IntervalTimesInteger {
     fn default() -> Self {
         Self {
             signature: Signature::any(2, Volatility::Immutable),
+            divide: false,
         }
     }
 }
 
+impl IntervalTimesInteger {
+    /// `duet_interval_div`.
+    pub fn divide() -> Self {
+        Self {
+            divide: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// `interval * factor` by PostgreSQL's `interval_mul`; `None` if out of range.
+fn scale_interval(
+    i: datafusion::arrow::datatypes::IntervalMonthDayNano,
+    factor: f64,
+) -> Option<datafusion::arrow::datatypes::IntervalMonthDayNano> {
+    let round6 = |x: f64| (x * 1e6).round() / 1e6;
+    let months_f = f64::from(i.months) * factor;
+    let days_f = f64::from(i.days) * factor;
+    let in_i32 = |x: f64| (x.is_finite() && x.abs() < 2_147_483_648.0).then_some(x as i32);
+    let months = in_i32(months_f)?;
+    let mut days = in_i32(days_f)?;
+    let month_remainder_days = round6((months_f - f64::from(months)) * 30.0);
+    let mut sec_remainder = round6(
+        (days_f - f64::from(days) + month_remainder_days - month_remainder_days.trunc()) * 86400.0,
+    );
+    if sec_remainder.abs() >= 86400.0 {
+        let carry = (sec_remainder / 86400.0).trunc();
+        days = days.checked_add(carry as i32)?;
+        sec_remainder -= carry * 86400.0;
+    }
+    days = days.checked_add(month_remainder_days as i32)?;
+    let micros = ((i.nanoseconds / 1000) as f64 * factor + sec_remainder * 1e6).round();
+    if !micros.is_finite() || micros.abs() >= 9.2e18 {
+        return None;
+    }
+    Some(datafusion::arrow::datatypes::IntervalMonthDayNano {
+        months,
+        days,
+        nanoseconds: (micros as i64).checked_mul(1000)?,
+    })
+}
+
 impl ScalarUDFImpl for IntervalTimesInteger {
     fn name(&self) -> &str {
-        "duet_interval_mul"
+        if self.divide {
+            "duet_interval_div"
+        } else {
+            "duet_interval_mul"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -622,9 +672,10 @@ impl ScalarUDFImpl for IntervalTimesInteger {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        if !is_int(&arg_types[1]) {
-            return Err(DataFusionError::NotImplemented(format!(
-                "interval * {} (only a whole number of intervals)",
+        if !arg_types[1].is_numeric() && arg_types[1] != DataType::Null {
+            return Err(DataFusionError::Plan(format!(
+                "operator does not exist: interval {} {}",
+                if self.divide { "/" } else { "*" },
                 super::pg_type_name(&arg_types[1])
             )));
         }
@@ -635,39 +686,39 @@ impl ScalarUDFImpl for IntervalTimesInteger {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::{AsArray, IntervalMonthDayNanoArray};
-        use datafusion::arrow::datatypes::{
-            Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
-        };
+        use datafusion::arrow::datatypes::{Float64Type, IntervalMonthDayNanoType, IntervalUnit};
         let (arrays, scalar) = arg_arrays(&args)?;
         let interval = datafusion::arrow::compute::cast(
             &arrays[0],
             &DataType::Interval(IntervalUnit::MonthDayNano),
         )?;
-        let factor = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int64)?;
-        let overflow = || {
-            DataFusionError::ArrowError(
-                Box::new(datafusion::arrow::error::ArrowError::ComputeError(
-                    "interval out of range".into(),
-                )),
-                None,
-            )
+        let factor = datafusion::arrow::compute::cast(&arrays[1], &DataType::Float64)?;
+        let error = |state: SqlState, msg: &str| {
+            DataFusionError::External(Box::new(crate::error::PgErrorBox(PgError::new(
+                state, msg,
+            ))))
         };
         let mut out = Vec::with_capacity(interval.len());
         for (i, k) in interval
             .as_primitive::<IntervalMonthDayNanoType>()
             .iter()
-            .zip(factor.as_primitive::<Int64Type>().iter())
+            .zip(factor.as_primitive::<Float64Type>().iter())
         {
             let (Some(i), Some(k)) = (i, k) else {
                 out.push(None);
                 continue;
             };
-            let k32 = i32::try_from(k).map_err(|_| overflow())?;
-            out.push(Some(IntervalMonthDayNano {
-                months: i.months.checked_mul(k32).ok_or_else(overflow)?,
-                days: i.days.checked_mul(k32).ok_or_else(overflow)?,
-                nanoseconds: i.nanoseconds.checked_mul(k).ok_or_else(overflow)?,
-            }));
+            let k = if self.divide {
+                if k == 0.0 {
+                    return Err(error(SqlState::DivisionByZero, "division by zero"));
+                }
+                1.0 / k
+            } else {
+                k
+            };
+            let v = scale_interval(i, k)
+                .ok_or_else(|| error(SqlState::DatetimeFieldOverflow, "interval out of range"))?;
+            out.push(Some(v));
         }
         columnar(Arc::new(IntervalMonthDayNanoArray::from(out)), scalar)
     }

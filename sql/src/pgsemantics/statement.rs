@@ -475,8 +475,18 @@ fn datetime_literals(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
                     PgError::new(SqlState::InternalError, "timestamp out of range")
                 })?;
             }
+            DataType::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                *text = duet_wire::encode::pg_time_text(crate::datetime::parse_time(text)?);
+            }
+            DataType::Interval { .. } => interval_text(text)?,
             _ => {}
         }
+        Ok(())
+    }
+    /// An interval in the units DataFusion's own reader takes, read by PostgreSQL's rules.
+    fn interval_text(text: &mut String) -> crate::error::Result<()> {
+        let (months, days, micros) = crate::datetime::parse_interval(text)?;
+        *text = format!("{months} months {days} days {micros} microseconds");
         Ok(())
     }
     fn step_as_interval(args: &mut [FunctionArg]) {
@@ -516,6 +526,18 @@ fn datetime_literals(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
             let result = match e {
                 Expr::TypedString(ts) => match &mut ts.value.value {
                     Value::SingleQuotedString(text) => canonical(&ts.data_type, text),
+                    _ => Ok(()),
+                },
+                Expr::Interval(Interval {
+                    value,
+                    leading_field: None,
+                    last_field: None,
+                    ..
+                }) => match value.as_mut() {
+                    Expr::Value(v) => match &mut v.value {
+                        Value::SingleQuotedString(text) => interval_text(text),
+                        _ => Ok(()),
+                    },
                     _ => Ok(()),
                 },
                 Expr::Cast {

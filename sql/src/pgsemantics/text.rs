@@ -67,14 +67,19 @@ fn text_number_comparison(
     Ok(())
 }
 
-/// Casts of floats, timestamps and arrays to text, through `PgText`.
+/// Casts of floats, timestamps, times, intervals and arrays to text, through `PgText`.
 #[derive(Debug, Default)]
 pub struct PgTextCasts;
 
 fn needs_pg_text(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..) | DataType::List(_)
+        DataType::Float32
+            | DataType::Float64
+            | DataType::Timestamp(..)
+            | DataType::Time64(_)
+            | DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+            | DataType::List(_)
     )
 }
 

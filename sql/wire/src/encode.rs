@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion::arrow::array::{Array, ArrayRef, StringArray};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{
+    DataType, IntervalMonthDayNanoType, IntervalUnit, Schema, SchemaRef,
+};
 use futures::{stream, StreamExt};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
@@ -325,6 +328,14 @@ pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
                     .collect::<StringArray>(),
             ) as ArrayRef)
         }
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let a = col.as_primitive_opt::<IntervalMonthDayNanoType>()?;
+            Some(Arc::new(
+                a.iter()
+                    .map(|v| v.map(|v| pg_interval_text(v.months, v.days, v.nanoseconds / 1000)))
+                    .collect::<StringArray>(),
+            ) as ArrayRef)
+        }
         // A timestamptz in its array's zone (the session's `TimeZone`), with the offset.
         DataType::Timestamp(_, Some(tz)) => {
             let zone: datafusion::arrow::array::timezone::Tz = tz.parse().ok()?;
@@ -467,6 +478,8 @@ pub fn pg_text_columns(
         }
         let out = if is_vector(batch.schema().field(i)) {
             vector_text(col)
+        } else if matches!(col.data_type(), DataType::List(_)) {
+            list_elements_text(col)
         } else {
             pg_text_array(col)
         };
@@ -491,6 +504,22 @@ pub fn pg_text_columns(
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
     datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
         .unwrap_or_else(|_| batch.clone())
+}
+
+/// A list column whose elements arrow-pg writes differently from PostgreSQL (floats,
+/// timestamps, times, intervals) with its elements as PostgreSQL's text: arrow-pg then
+/// writes the array around them (quoting where PostgreSQL quotes).
+fn list_elements_text(col: &ArrayRef) -> Option<ArrayRef> {
+    use datafusion::arrow::array::ListArray;
+    let lists = col.as_list_opt::<i32>()?;
+    let values = pg_text_array(lists.values())?;
+    let field = Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+        DataType::Utf8,
+        true,
+    ));
+    ListArray::try_new(field, lists.offsets().clone(), values, lists.nulls().cloned())
+        .ok()
+        .map(|a| Arc::new(a) as ArrayRef)
 }
 
 /// A `uuid` or `jsonb` column (stored as text) in its binary send format: a uuid's 16
@@ -567,6 +596,45 @@ pub fn pg_time_text(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);
     let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
     push_fraction(&mut out, micros);
+    out
+}
+
+/// An interval as PostgreSQL prints it (`IntervalStyle` postgres): `1 year 2 mons -3 days
+/// 04:05:06.5`, each part with its own sign, a `+` on a positive part after a negative
+/// one, the time as `[-]HH:MM:SS` with hours past 24 (`100:00:00`), `00:00:00` for zero.
+pub fn pg_interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut out = String::new();
+    let mut before_negative = false;
+    let mut part = |out: &mut String, value: i64, unit: &str| {
+        if value == 0 {
+            return;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if before_negative && value > 0 {
+            out.push('+');
+        }
+        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        before_negative = value < 0;
+    };
+    part(&mut out, i64::from(months / 12), "year");
+    part(&mut out, i64::from(months % 12), "mon");
+    part(&mut out, i64::from(days), "day");
+    if out.is_empty() || micros != 0 {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if micros < 0 {
+            out.push('-');
+        } else if before_negative {
+            out.push('+');
+        }
+        let a = micros.unsigned_abs();
+        let secs = a / 1_000_000;
+        out.push_str(&format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60));
+        push_fraction(&mut out, (a % 1_000_000) as i64);
+    }
     out
 }
 

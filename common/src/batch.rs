@@ -7,8 +7,8 @@ use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
     Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    IntervalMonthDayNanoArray, IntervalMonthDayNanoBuilder, ListArray, StringArray,
-    StringBuilder, Time64MicrosecondArray, Time64MicrosecondBuilder, TimestampMicrosecondArray,
+    IntervalMonthDayNanoArray, IntervalMonthDayNanoBuilder, ListArray, StringArray, StringBuilder,
+    Time64MicrosecondArray, Time64MicrosecondBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
@@ -711,6 +711,12 @@ mod tests {
                     SqlType::Date => Datum::Date(i as i32),
                     SqlType::Timestamp | SqlType::TimestampTz => Datum::Timestamp(i * 1000),
                     SqlType::Bytea => Datum::Bytes(vec![1, 2, (i & 0xff) as u8]),
+                    SqlType::Time => Datum::Int(i.abs() * 1000),
+                    SqlType::Interval => Datum::Interval((i % 100) as i32, (i % 40) as i32, i),
+                    SqlType::Array(elem) => {
+                        let n = rng.gen_range(0..4);
+                        Datum::Array(random_datums(elem, n, rng))
+                    }
                 }
             })
             .collect()
@@ -735,6 +741,10 @@ mod tests {
             SqlType::Date,
             SqlType::Timestamp,
             SqlType::Bytea,
+            SqlType::Time,
+            SqlType::Interval,
+            SqlType::Array(Box::new(SqlType::Int32)),
+            SqlType::Array(Box::new(SqlType::Varchar(Some(3)))),
         ]
     }
 

@@ -124,8 +124,7 @@ fn elements_as(values: &StringArray, ty: &DataType, zone: &Tz) -> Result<ArrayRe
         }
         DataType::Timestamp(unit, None) => crate::datetime::strings_to_timestamps(values, *unit)?,
         DataType::Timestamp(unit, Some(tz)) => {
-            let utc =
-                crate::datetime::strings_to_timestamptz(values, TimeUnit::Microsecond, zone)?;
+            let utc = crate::datetime::strings_to_timestamptz(values, TimeUnit::Microsecond, zone)?;
             cast_with_options(
                 &utc,
                 &DataType::Timestamp(*unit, Some(tz.clone())),

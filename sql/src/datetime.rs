@@ -868,9 +868,7 @@ impl AnalyzerRule for DateTimeInputCasts {
                     | DataType::Time64(_)
                     | DataType::Interval(IntervalUnit::MonthDayNano)
             )
-            .then(|| {
-                ScalarUDF::new_from_impl(DateTimeInput::new(target.clone(), zone.to_string()))
-            })
+            .then(|| ScalarUDF::new_from_impl(DateTimeInput::new(target.clone(), zone.to_string())))
         })
     }
 
@@ -966,17 +964,26 @@ impl datafusion::logical_expr::planner::ExprPlanner for IntervalPlanner {
     > {
         use datafusion::logical_expr::planner::PlannerResult;
         use sqlparser::ast::BinaryOperator;
-        let (l, r) = (is_interval(&expr.left, schema), is_interval(&expr.right, schema));
+        let (l, r) = (
+            is_interval(&expr.left, schema),
+            is_interval(&expr.right, schema),
+        );
         let (udf, i, n) = match expr.op {
-            BinaryOperator::Multiply if l && !r => {
-                (crate::pgsemantics::IntervalTimesInteger::default(), expr.left, expr.right)
-            }
-            BinaryOperator::Multiply if r && !l => {
-                (crate::pgsemantics::IntervalTimesInteger::default(), expr.right, expr.left)
-            }
-            BinaryOperator::Divide if l && !r => {
-                (crate::pgsemantics::IntervalTimesInteger::divide(), expr.left, expr.right)
-            }
+            BinaryOperator::Multiply if l && !r => (
+                crate::pgsemantics::IntervalTimesInteger::default(),
+                expr.left,
+                expr.right,
+            ),
+            BinaryOperator::Multiply if r && !l => (
+                crate::pgsemantics::IntervalTimesInteger::default(),
+                expr.right,
+                expr.left,
+            ),
+            BinaryOperator::Divide if l && !r => (
+                crate::pgsemantics::IntervalTimesInteger::divide(),
+                expr.left,
+                expr.right,
+            ),
             _ => return Ok(PlannerResult::Original(expr)),
         };
         Ok(PlannerResult::Planned(Expr::ScalarFunction(
@@ -1024,9 +1031,9 @@ impl AnalyzerRule for IntervalOrdering {
                                     .first()
                                     .is_some_and(|a| is_interval(a, agg.input.schema()))
                             {
-                                return Err(DataFusionError::External(Box::new(PgErrorBox(PgError::unsupported(
-                                    format!("{name}() of an interval"),
-                                )))));
+                                return Err(DataFusionError::External(Box::new(PgErrorBox(
+                                    PgError::unsupported(format!("{name}() of an interval")),
+                                ))));
                             }
                         }
                         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
@@ -1155,6 +1162,52 @@ mod tests {
             .naive_utc()
             .format("%Y-%m-%d %H:%M:%S%.f")
             .to_string()
+    }
+
+    /// Each input and what PostgreSQL 15 printed for `'<input>'::interval` (or its
+    /// SQLSTATE), 2026-12-06.
+    #[test]
+    fn interval_input_follows_postgresql() {
+        for (input, pg) in [
+            ("1 day 02:00:00", "1 day 02:00:00"),
+            (
+                "1 year 2 months 3 days 04:05:06.5",
+                "1 year 2 mons 3 days 04:05:06.5",
+            ),
+            ("-3 mons 2 days", "-3 mons +2 days"),
+            ("1.5 months", "1 mon 15 days"),
+            ("1.5 days", "1 day 12:00:00"),
+            ("@ 3 hours ago", "-03:00:00"),
+            ("100 hours", "100:00:00"),
+            ("10", "00:00:10"),
+            ("2 weeks", "14 days"),
+            ("1 day -01:30", "1 day -01:30:00"),
+            ("0", "00:00:00"),
+            ("abc", "22007"),
+            ("1 fortnight", "22007"),
+        ] {
+            let got = match parse_interval(input) {
+                Ok((m, d, us)) => duet_wire::encode::pg_interval_text(m, d, us),
+                Err(e) => e.state.code().to_string(),
+            };
+            assert_eq!(got, pg, "{input}");
+        }
+        for (input, pg) in [
+            ("12:30", "12:30:00"),
+            ("1:02 pm", "13:02:00"),
+            ("12:00 am", "00:00:00"),
+            ("24:00", "24:00:00"),
+            ("23:59:59.9999995", "24:00:00"),
+            ("24:00:01", "22008"),
+            ("12:60", "22008"),
+            ("noon", "22007"),
+        ] {
+            let got = match parse_time(input) {
+                Ok(us) => duet_wire::encode::pg_time_text(us),
+                Err(e) => e.state.code().to_string(),
+            };
+            assert_eq!(got, pg, "{input}");
+        }
     }
 
     /// Each input and what PostgreSQL 15 answered for `'<input>'::timestamp` (or its

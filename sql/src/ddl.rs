@@ -431,7 +431,11 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Outcome>
             other => return Err(PgError::unsupported(format!("constraint {other}"))),
         }
     }
-    for &c in def.primary_key.iter().chain(uniques.iter().flat_map(|(_, c)| c)) {
+    for &c in def
+        .primary_key
+        .iter()
+        .chain(uniques.iter().flat_map(|(_, c)| c))
+    {
         key_column(&def, c)?;
     }
     for &c in &def.primary_key.clone() {

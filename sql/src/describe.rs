@@ -134,7 +134,11 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
         )),
         Statement::Fetch { name, .. } => Some(session.cursor_schema(name)?),
         Statement::Query(_) | Statement::Explain { .. } => {
-            let plan = session.plan(stmt.clone()).await?;
+            // `set_config` calls are planned as the values they return.
+            let mut stmt = stmt.clone();
+            crate::colnames::name_outputs(&mut stmt);
+            crate::session::take_set_config_calls(&mut stmt);
+            let plan = session.plan(stmt).await?;
             merge_plan_types(&mut types, plan.get_parameter_types()?);
             Some(session.result_schema(plan))
         }

@@ -33,7 +33,7 @@ mod cursor;
 mod fast;
 mod for_update;
 mod set_show;
-pub(crate) use set_show::{set_config_call, string_literal};
+pub(crate) use set_show::{set_config_call, string_literal, take_set_config_calls};
 pub(crate) use settings::{setting_name, shown_name};
 mod settings;
 mod txn;
@@ -467,9 +467,9 @@ impl Session {
             ctx.state_ref()
                 .write()
                 .register_expr_planner(Arc::new(crate::jsonb::JsonPlanner))?;
-        ctx.state_ref()
-            .write()
-            .register_expr_planner(Arc::new(crate::datetime::IntervalPlanner))?;
+            ctx.state_ref()
+                .write()
+                .register_expr_planner(Arc::new(crate::datetime::IntervalPlanner))?;
         }
         ctx.register_udf(
             datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
@@ -905,6 +905,9 @@ impl Session {
             Statement::Query(q) if !q.locks.is_empty() => self.select_for_update(*q, params).await,
             Statement::Query(ref q) if let Some((name, value)) = set_show::set_config_call(q) => {
                 self.set_config(&name, &value)
+            }
+            Statement::Query(_) if set_show::calls_set_config(&stmt) => {
+                self.query_with_set_config(stmt, params).await
             }
             Statement::Query(_) | Statement::Explain { .. } => {
                 self.publish_view();

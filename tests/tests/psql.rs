@@ -173,3 +173,8 @@ async fn psql_describe_commands_print_what_postgresql_prints() {
 async fn uuid_json_and_jsonb_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("types").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_interval_and_array_columns_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("column_types").await;
+}

@@ -114,7 +114,10 @@ pub fn decode_datum<'a>(buf: &'a [u8], ty: &SqlType) -> Result<(Datum, &'a [u8])
             (Datum::Bool(b != 0), r)
         }
         SqlType::Interval | SqlType::Array(_) => {
-            return Err(Error::Corrupt(format!("{} is not a key type", ty.pg_name())))
+            return Err(Error::Corrupt(format!(
+                "{} is not a key type",
+                ty.pg_name()
+            )))
         }
         SqlType::Int16 | SqlType::Int32 | SqlType::Int64 | SqlType::Time => {
             let (u, r) = fixed8(rest)?;

@@ -98,7 +98,9 @@ pub fn decode_value(v: &[u8], ty: &SqlType) -> Result<Datum> {
         | SqlType::Char(_)
         | SqlType::Uuid
         | SqlType::Json
-        | SqlType::Jsonb => Datum::Text(String::from_utf8(v.to_vec()).map_err(|_| corrupt("utf8"))?),
+        | SqlType::Jsonb => {
+            Datum::Text(String::from_utf8(v.to_vec()).map_err(|_| corrupt("utf8"))?)
+        }
         SqlType::Interval => {
             if v.len() != 16 {
                 return Err(corrupt("interval"));
@@ -239,6 +241,12 @@ mod tests {
             SqlType::Date,
             SqlType::Timestamp,
             SqlType::Bytea,
+            SqlType::Time,
+            SqlType::Interval,
+            SqlType::Array(Box::new(SqlType::Int32)),
+            SqlType::Array(Box::new(SqlType::Text)),
+            SqlType::Array(Box::new(SqlType::Int64)),
+            SqlType::Int16,
             SqlType::Int16,
         ];
         let row = vec![
@@ -250,6 +258,12 @@ mod tests {
             Datum::Date(19000),
             Datum::Timestamp(1_700_000_000_123_456),
             Datum::Bytes(vec![0, 1, 255]),
+            Datum::Int(86_400_000_000),
+            Datum::Interval(-3, 2, -7_200_000_000),
+            Datum::Array(vec![Datum::Int(1), Datum::Null, Datum::Int(-3)]),
+            Datum::Array(vec![Datum::Text("a b".into()), Datum::Text(String::new())]),
+            Datum::Array(vec![]),
+            Datum::Int(7),
             Datum::Null,
         ];
         let refs: Vec<&SqlType> = types.iter().collect();

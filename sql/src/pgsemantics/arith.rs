@@ -694,9 +694,7 @@ impl ScalarUDFImpl for IntervalTimesInteger {
         )?;
         let factor = datafusion::arrow::compute::cast(&arrays[1], &DataType::Float64)?;
         let error = |state: SqlState, msg: &str| {
-            DataFusionError::External(Box::new(crate::error::PgErrorBox(PgError::new(
-                state, msg,
-            ))))
+            DataFusionError::External(Box::new(crate::error::PgErrorBox(PgError::new(state, msg))))
         };
         let mut out = Vec::with_capacity(interval.len());
         for (i, k) in interval

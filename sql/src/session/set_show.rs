@@ -181,6 +181,23 @@ impl Session {
     /// `SELECT set_config(name, value, is_local)` (how Django and some drivers set a
     /// parameter): as `SET name TO value`, answering the new value. `is_local` (for the
     /// rest of the transaction only) is taken as a plain SET.
+    /// Runs a query whose select list calls `set_config` among other things: the settings'
+    /// current values are read first (as PostgreSQL evaluates the list left to right), then
+    /// the settings made, then the query run with each call replaced by its value.
+    pub(super) async fn query_with_set_config(
+        &mut self,
+        mut stmt: sqlparser::ast::Statement,
+        params: &datafusion::common::ParamValues,
+    ) -> Result<Outcome> {
+        crate::colnames::name_outputs(&mut stmt);
+        self.inline_current_settings(&mut stmt)?;
+        for (name, value) in take_set_config_calls(&mut stmt) {
+            self.assign_setting(&setting_name(&name), value)?;
+        }
+        self.publish_view();
+        self.run_query(stmt, params).await
+    }
+
     pub(super) fn set_config(&mut self, name: &str, value: &str) -> Result<Outcome> {
         let key = setting_name(name);
         self.assign_setting(&key, value.to_string())?;
@@ -356,6 +373,37 @@ pub(crate) fn string_literal(e: &Expr) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Whether `stmt` calls `set_config` anywhere.
+pub(crate) fn calls_set_config(stmt: &sqlparser::ast::Statement) -> bool {
+    let found = sqlparser::ast::visit_expressions(stmt, |e| {
+        if call_args(e, "set_config").is_some() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    found.is_break()
+}
+
+/// Replaces each `set_config('name', 'value', is_local)` call with constant arguments in
+/// `stmt` by its value (what the call returns) and lists the settings to make: a query that
+/// reads settings and sets them in one select list (asyncpg's `SELECT
+/// current_setting('jit') AS cur, set_config('jit', 'off', false) AS new`).
+pub(crate) fn take_set_config_calls(stmt: &mut sqlparser::ast::Statement) -> Vec<(String, String)> {
+    let mut calls = Vec::new();
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        let call = call_args(e, "set_config")
+            .filter(|a| a.len() == 3)
+            .and_then(|a| Some((string_literal(a[0])?, string_literal(a[1])?)));
+        if let Some((name, value)) = call {
+            *e = Expr::Value(Value::SingleQuotedString(value.clone()).into());
+            calls.push((name, value));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    calls
 }
 
 /// `SELECT set_config('name', 'value', is_local)` alone: its name and value.

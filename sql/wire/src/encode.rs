@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion::arrow::array::{Array, ArrayRef, StringArray};
 use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{
     DataType, IntervalMonthDayNanoType, IntervalUnit, Schema, SchemaRef,
 };
@@ -317,7 +317,9 @@ pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
         // A time of day as PostgreSQL prints it, `HH:MM:SS` and the fraction without its
         // trailing zeros (Arrow writes six digits).
         DataType::Time64(_) | DataType::Time32(_) => {
-            let micros = datafusion::arrow::compute::cast(col, &DataType::Time64(TimeUnit::Microsecond)).ok()?;
+            let micros =
+                datafusion::arrow::compute::cast(col, &DataType::Time64(TimeUnit::Microsecond))
+                    .ok()?;
             let micros = micros
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::Time64MicrosecondArray>()?;
@@ -517,9 +519,14 @@ fn list_elements_text(col: &ArrayRef) -> Option<ArrayRef> {
         DataType::Utf8,
         true,
     ));
-    ListArray::try_new(field, lists.offsets().clone(), values, lists.nulls().cloned())
-        .ok()
-        .map(|a| Arc::new(a) as ArrayRef)
+    ListArray::try_new(
+        field,
+        lists.offsets().clone(),
+        values,
+        lists.nulls().cloned(),
+    )
+    .ok()
+    .map(|a| Arc::new(a) as ArrayRef)
 }
 
 /// A `uuid` or `jsonb` column (stored as text) in its binary send format: a uuid's 16
@@ -615,7 +622,10 @@ pub fn pg_interval_text(months: i32, days: i32, micros: i64) -> String {
         if before_negative && value > 0 {
             out.push('+');
         }
-        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        out.push_str(&format!(
+            "{value} {unit}{}",
+            if value != 1 { "s" } else { "" }
+        ));
         before_negative = value < 0;
     };
     part(&mut out, i64::from(months / 12), "year");
@@ -632,7 +642,12 @@ pub fn pg_interval_text(months: i32, days: i32, micros: i64) -> String {
         }
         let a = micros.unsigned_abs();
         let secs = a / 1_000_000;
-        out.push_str(&format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60));
+        out.push_str(&format!(
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ));
         push_fraction(&mut out, (a % 1_000_000) as i64);
     }
     out

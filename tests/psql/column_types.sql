@@ -1,0 +1,34 @@
+-- time, interval and array columns: stored, read back, compared, sorted, computed with and
+-- copied as PostgreSQL 15 does. tests/tests/psql.rs runs this with psql -X -A -t on DuetDB
+-- and on PostgreSQL and requires byte-identical output (column_types.out is PostgreSQL's).
+\set VERBOSITY sqlstate
+CREATE TABLE ct (id int PRIMARY KEY, t time, i interval, a int[], s varchar(5)[], n numeric(5,2)[], ts timestamp[], b boolean[], f float8[], d date[]);
+INSERT INTO ct VALUES (1, '12:30', '1 day 02:00:00', '{1,2,NULL}', '{"a b",c}', '{1.5,2}', '{"2024-01-01 10:00"}', '{t,f}', '{1.5,0.1}', '{2024-01-31}');
+INSERT INTO ct VALUES (2, time '23:59:59.5', interval '-3 mons 2 days', array[4,5], array['x'], NULL, NULL, NULL, NULL, NULL);
+INSERT INTO ct VALUES (3, '1:02 pm', '1.5 months', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
+INSERT INTO ct (id, t, i) VALUES (4, '24:00', '1 year 2 months 3 days 04:05:06.5'), (5, '00:00:00.000001', '@ 3 hours ago'), (6, '10:00', '30 days'), (7, '10:00', '1 mon');
+SELECT * FROM ct ORDER BY id;
+SELECT id, a[1], a[3], array_length(a, 1), array_upper(a, 1), array_lower(a, 1), cardinality(s), t + interval '1 hour', i * 2, i / 2, i * 0.5 FROM ct ORDER BY id;
+-- intervals compare and sort by their length, a month as 30 days
+SELECT id, i FROM ct WHERE i > '1 month' ORDER BY id;
+SELECT id FROM ct WHERE i = interval '30 days' ORDER BY id;
+SELECT id, i FROM ct WHERE i IS NOT NULL ORDER BY i, id;
+SELECT interval '1 month' > interval '40 days', interval '1 day' = interval '24 hours', interval '25 hours' BETWEEN interval '1 day' AND interval '2 days';
+SELECT id, t FROM ct WHERE t > '12:00' ORDER BY t;
+SELECT id FROM ct WHERE 4 = ANY(a);
+SELECT id FROM ct WHERE a @> '{2}' ORDER BY id;
+SELECT sum(i) FROM ct WHERE id < 3;
+UPDATE ct SET a = a || 9, i = i + interval '1 day' WHERE id = 2 RETURNING a, i;
+SELECT t::text, i::text, a::text, f::text FROM ct WHERE id <= 3 ORDER BY id;
+COPY (SELECT * FROM ct WHERE id <= 3 ORDER BY id) TO STDOUT;
+SELECT time '12:30', time '12:30:01.5', interval '3 days 2 hours', interval '100 hours', interval '-1 day -2 hours', interval '0', interval '1 day' - interval '1 hour 30 min';
+SELECT time '10:00' + interval '3 hours', time '10:00' - time '09:30', date '2024-01-31' + time '10:00';
+-- bad input
+INSERT INTO ct (id, s) VALUES (10, '{abcdef}');
+INSERT INTO ct (id, a) VALUES (11, '{1,x}');
+INSERT INTO ct (id, i) VALUES (12, 'abc');
+INSERT INTO ct (id, t) VALUES (13, '24:00:01');
+INSERT INTO ct (id, t) VALUES (14, '25:00');
+SELECT interval '1 day' / 0;
+SELECT count(*) FROM ct;
+DROP TABLE ct;

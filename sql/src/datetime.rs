@@ -879,8 +879,8 @@ impl AnalyzerRule for DateTimeInputCasts {
 
 /// `date ± interval` is a `timestamp` in PostgreSQL (`DATE '2024-01-31' + INTERVAL '1 day'`
 /// is `2024-02-01 00:00:00`); DataFusion kept a date, dropping any time of day. The date is
-/// cast to a timestamp first. Also an interval compared with text (the text is read as an
-/// interval). Before type coercion.
+/// cast to a timestamp first. Also an interval compared with text or in a list of text (the
+/// text is read as an interval). Before type coercion.
 #[derive(Debug, Default)]
 pub struct DateIntervalArithmetic;
 
@@ -892,6 +892,26 @@ impl AnalyzerRule for DateIntervalArithmetic {
     ) -> datafusion::common::Result<LogicalPlan> {
         use datafusion::logical_expr::{BinaryExpr, Operator};
         crate::pgsemantics::retype_expressions(plan, |e, schema| {
+            // An interval IN a list of text reads the text as intervals.
+            if let Expr::InList(l) = &e {
+                if !matches!(l.expr.get_type(schema), Ok(DataType::Interval(_))) {
+                    return Ok(Transformed::no(e));
+                }
+                let list = l
+                    .list
+                    .iter()
+                    .map(|x| match x.get_type(schema) {
+                        Ok(DataType::Utf8 | DataType::Utf8View) => Expr::Cast(Cast::new(
+                            Box::new(x.clone()),
+                            DataType::Interval(IntervalUnit::MonthDayNano),
+                        )),
+                        _ => x.clone(),
+                    })
+                    .collect();
+                return Ok(Transformed::yes(Expr::InList(
+                    datafusion::logical_expr::expr::InList::new(l.expr.clone(), list, l.negated),
+                )));
+            }
             let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
                 return Ok(Transformed::no(e));
             };
@@ -914,7 +934,9 @@ impl AnalyzerRule for DateIntervalArithmetic {
                     DataType::Interval(IntervalUnit::MonthDayNano),
                 )))
             };
-            if crate::pgsemantics::is_comparison(op) {
+            if crate::pgsemantics::is_comparison(op)
+                || matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
+            {
                 let (left, right) = if interval(&lt) && text(&rt) {
                     (left.clone(), as_interval(right))
                 } else if text(&lt) && interval(&rt) {
@@ -995,8 +1017,10 @@ impl datafusion::logical_expr::planner::ExprPlanner for IntervalPlanner {
 /// PostgreSQL orders intervals by their length with a month as 30 days and a day as 24
 /// hours (`INTERVAL '1 month' = INTERVAL '30 days'`, `< INTERVAL '40 days'`); Arrow compares
 /// their fields in turn (months, then days, then nanoseconds). After type coercion, interval
-/// comparisons (and BETWEEN) compare [`IntervalSpan`]s, and ORDER BY of an interval sorts
-/// by it.
+/// comparisons (IS DISTINCT FROM, IN lists and BETWEEN too) compare [`IntervalSpan`]s,
+/// and ORDER BY of an interval sorts by it. What would group intervals by their fields
+/// (GROUP BY, DISTINCT, UNION, an aggregate's DISTINCT) or take min/max by them is refused
+/// (0A000).
 #[derive(Debug, Default)]
 pub struct IntervalOrdering;
 
@@ -1017,30 +1041,61 @@ impl AnalyzerRule for IntervalOrdering {
         plan: LogicalPlan,
         _config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
-        use datafusion::logical_expr::{Between, BinaryExpr};
-        // min and max would take Arrow's field order, not the length.
+        use datafusion::logical_expr::{Between, BinaryExpr, Operator};
+        // min and max would take Arrow's field order, not the length; grouping and DISTINCT
+        // would keep `1 mon` and `30 days` apart, which PostgreSQL finds equal.
+        let refuse = |what: String| {
+            Err(DataFusionError::External(Box::new(PgErrorBox(
+                PgError::unsupported(what),
+            ))))
+        };
         plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::Aggregate(agg) = node {
-                for e in &agg.aggr_expr {
-                    e.apply(|e| {
-                        if let Expr::AggregateFunction(f) = e {
-                            let name = f.func.name();
-                            if matches!(name, "min" | "max")
-                                && f.params
+            use datafusion::common::tree_node::TreeNodeRecursion;
+            use datafusion::logical_expr::Distinct;
+            match node {
+                LogicalPlan::Aggregate(agg) => {
+                    let schema = agg.input.schema();
+                    if agg.group_expr.iter().any(|g| is_interval(g, schema)) {
+                        return refuse("GROUP BY of an interval".into());
+                    }
+                    for e in &agg.aggr_expr {
+                        e.apply(|e| {
+                            if let Expr::AggregateFunction(f) = e {
+                                let name = f.func.name();
+                                let over_interval = f
+                                    .params
                                     .args
                                     .first()
-                                    .is_some_and(|a| is_interval(a, agg.input.schema()))
-                            {
-                                return Err(DataFusionError::External(Box::new(PgErrorBox(
-                                    PgError::unsupported(format!("{name}() of an interval")),
-                                ))));
+                                    .is_some_and(|a| is_interval(a, schema));
+                                if over_interval && matches!(name, "min" | "max") {
+                                    return refuse(format!("{name}() of an interval"));
+                                }
+                                if over_interval && f.params.distinct {
+                                    return refuse(format!("{name}(DISTINCT) of an interval"));
+                                }
                             }
-                        }
-                        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-                    })?;
+                            Ok(TreeNodeRecursion::Continue)
+                        })?;
+                    }
                 }
+                LogicalPlan::Distinct(Distinct::All(input)) => {
+                    if input
+                        .schema()
+                        .fields()
+                        .iter()
+                        .any(|f| matches!(f.data_type(), DataType::Interval(_)))
+                    {
+                        return refuse("DISTINCT or UNION over an interval".into());
+                    }
+                }
+                LogicalPlan::Distinct(Distinct::On(on)) => {
+                    if on.on_expr.iter().any(|e| is_interval(e, on.input.schema())) {
+                        return refuse("DISTINCT ON an interval".into());
+                    }
+                }
+                _ => {}
             }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            Ok(TreeNodeRecursion::Continue)
         })?;
         let plan = plan
             .transform_up_with_subqueries(|node| {
@@ -1064,7 +1119,8 @@ impl AnalyzerRule for IntervalOrdering {
             .data;
         crate::pgsemantics::retype_expressions(plan, |e, schema| match e {
             Expr::BinaryExpr(BinaryExpr { left, op, right })
-                if crate::pgsemantics::is_comparison(&op)
+                if (crate::pgsemantics::is_comparison(&op)
+                    || matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom))
                     && is_interval(&left, schema)
                     && is_interval(&right, schema) =>
             {
@@ -1074,6 +1130,13 @@ impl AnalyzerRule for IntervalOrdering {
                     Box::new(span(*right)),
                 ))))
             }
+            Expr::InList(l) if is_interval(&l.expr, schema) => Ok(Transformed::yes(Expr::InList(
+                datafusion::logical_expr::expr::InList::new(
+                    Box::new(span(*l.expr)),
+                    l.list.into_iter().map(span).collect(),
+                    l.negated,
+                ),
+            ))),
             Expr::Between(b) if is_interval(&b.expr, schema) => {
                 Ok(Transformed::yes(Expr::Between(Between::new(
                     Box::new(span(*b.expr)),

@@ -266,3 +266,44 @@ async fn jsonb_ordering_and_json_comparisons_are_refused() {
     assert_eq!(rows[0].get::<_, i32>(0), 1);
     still_serving(&cluster).await;
 }
+
+/// PostgreSQL finds `1 mon` and `30 days` equal; grouping by the interval's fields would
+/// answer differently, so what groups or takes min/max of intervals is refused, and what
+/// compares them (tested against PostgreSQL in psql/column_types.sql) is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouping_intervals_and_keys_on_intervals_or_arrays_are_refused() {
+    let cluster = ClusterBuilder::new("interval-groups")
+        .build()
+        .await
+        .unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE iv (id int PRIMARY KEY, i interval, a int[]); \
+         INSERT INTO iv VALUES (1, '1 mon', '{1}'), (2, '30 days', '{2}'), (3, '1 day', NULL)",
+    )
+    .await
+    .unwrap();
+    for (sql, state) in [
+        ("SELECT i, count(*) FROM iv GROUP BY i", "0A000"),
+        ("SELECT DISTINCT i FROM iv", "0A000"),
+        ("SELECT i FROM iv UNION SELECT interval '1 day'", "0A000"),
+        ("SELECT count(DISTINCT i) FROM iv", "0A000"),
+        ("SELECT max(i) FROM iv", "0A000"),
+        ("CREATE INDEX ON iv (i)", "0A000"),
+        ("CREATE UNIQUE INDEX ON iv (a)", "0A000"),
+        ("CREATE TABLE k1 (i interval PRIMARY KEY)", "0A000"),
+        ("CREATE TABLE k2 (a int[] UNIQUE)", "0A000"),
+        ("CREATE TABLE k3 (a int[][])", "0A000"),
+        ("CREATE TABLE k4 (a jsonb[])", "0A000"),
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(crate::sqlstate(&e).as_deref(), Some(state), "{sql}: {e:?}");
+    }
+    let rows = c
+        .query("SELECT id FROM iv WHERE i = '30 days' ORDER BY id", &[])
+        .await
+        .unwrap();
+    let ids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![1, 2]);
+    still_serving(&cluster).await;
+}

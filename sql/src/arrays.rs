@@ -209,6 +209,57 @@ pub(crate) fn strings_to_lists(
     .map_err(|e| crate::error::from_datafusion(e.into()))
 }
 
+/// Plans the array operators DataFusion leaves unplanned: `a && b` (overlap) as
+/// `array_has_any`, and `@>`, `<@`, `&&` with an array literal written as text (`a @>
+/// '{2}'`, where DataFusion finds no common type) with the text read as an array of the
+/// other side's type. (DataFusion's own planner, which runs first, takes `@>` and `<@` of
+/// two arrays.)
+#[derive(Debug)]
+pub struct ArrayPlanner;
+
+impl datafusion::logical_expr::planner::ExprPlanner for ArrayPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: datafusion::logical_expr::planner::RawBinaryExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> datafusion::common::Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawBinaryExpr,
+        >,
+    > {
+        use datafusion::functions_nested::expr_fn::{array_has_all, array_has_any};
+        use datafusion::logical_expr::planner::PlannerResult;
+        use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
+        use sqlparser::ast::BinaryOperator;
+        if !matches!(
+            expr.op,
+            BinaryOperator::AtArrow | BinaryOperator::ArrowAt | BinaryOperator::PGOverlap
+        ) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let (Ok(lt), Ok(rt)) = (expr.left.get_type(schema), expr.right.get_type(schema)) else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        let list = |t: &DataType| matches!(t, DataType::List(_));
+        let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View);
+        let cast = |e: Expr, to: &DataType| Expr::Cast(Cast::new(Box::new(e), to.clone()));
+        let (l, r) = if list(&lt) && list(&rt) {
+            (expr.left, expr.right)
+        } else if list(&lt) && text(&rt) {
+            (expr.left, cast(expr.right, &lt))
+        } else if text(&lt) && list(&rt) {
+            (cast(expr.left, &rt), expr.right)
+        } else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        Ok(PlannerResult::Planned(match expr.op {
+            BinaryOperator::AtArrow => array_has_all(l, r),
+            BinaryOperator::ArrowAt => array_has_all(r, l),
+            _ => array_has_any(l, r),
+        }))
+    }
+}
+
 /// `array_length(a, dim)`, `array_upper(a, dim)` and `array_lower(a, dim)` of a
 /// one-dimensional array as PostgreSQL answers them: NULL for an empty array or another
 /// dimension than 1 (DataFusion's `array_length` said 0 for `'{}'`), `integer` results.

@@ -590,32 +590,6 @@ impl ExprPlanner for JsonPlanner {
             _ => is_json(&left),
         };
         if !json_operands {
-            // An array compared by containment with text reads the text as an array of
-            // its type (`a @> '{2}'`; DataFusion finds no common type).
-            let list = |f: &Field| matches!(f.data_type(), DataType::List(_));
-            if matches!(op, Op::Contains | Op::ContainedBy)
-                && ((list(&left) && is_text(&right)) || (is_text(&left) && list(&right)))
-            {
-                let cast = |e: Expr, to: &Field| {
-                    Expr::Cast(datafusion::logical_expr::Cast::new(
-                        Box::new(e),
-                        to.data_type().clone(),
-                    ))
-                };
-                let (l, r) = if list(&left) {
-                    (expr.left, cast(expr.right, &left))
-                } else {
-                    (cast(expr.left, &right), expr.right)
-                };
-                let (outer, inner) = if matches!(op, Op::Contains) {
-                    (l, r)
-                } else {
-                    (r, l)
-                };
-                return Ok(PlannerResult::Planned(
-                    datafusion::functions_nested::expr_fn::array_has_all(outer, inner),
-                ));
-            }
             return Ok(PlannerResult::Original(expr));
         }
         let jsonb = |f: &Field| declared(f) == Some("jsonb");

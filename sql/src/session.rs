@@ -470,6 +470,9 @@ impl Session {
             ctx.state_ref()
                 .write()
                 .register_expr_planner(Arc::new(crate::datetime::IntervalPlanner))?;
+            ctx.state_ref()
+                .write()
+                .register_expr_planner(Arc::new(crate::arrays::ArrayPlanner))?;
         }
         ctx.register_udf(
             datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(

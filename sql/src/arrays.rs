@@ -399,10 +399,31 @@ impl AnalyzerRule for ArrayInputCasts {
 /// ARRAY(subquery)). A subquery with several columns, GROUP BY, HAVING, DISTINCT, LIMIT,
 /// set operations or a WITH clause is left as it is (and refused when planned).
 pub fn rewrite_array_subqueries(stmt: &mut sqlparser::ast::Statement) {
-    use sqlparser::ast::{Expr, FunctionArguments, VisitMut, VisitorMut};
+    use sqlparser::ast::{Expr, FunctionArguments, SelectItem, SetExpr, VisitMut, VisitorMut};
     struct Arrays;
+    fn is_array_of_subquery(e: &Expr) -> bool {
+        matches!(e, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("array")
+            && matches!(f.args, FunctionArguments::Subquery(_)))
+    }
     impl VisitorMut for Arrays {
         type Break = ();
+        // A select item that is `ARRAY(subquery)` keeps PostgreSQL's name for it, `array`,
+        // through the rewrite below.
+        fn pre_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            if let SetExpr::Select(s) = q.body.as_mut() {
+                for item in &mut s.projection {
+                    if let SelectItem::UnnamedExpr(e) = item {
+                        if is_array_of_subquery(e) {
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: sqlparser::ast::Ident::new("array"),
+                            };
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
         fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
             if let Expr::Function(f) = e {
                 if f.name.to_string().eq_ignore_ascii_case("array") {

@@ -148,13 +148,21 @@ fn figure(e: &Expr) -> (Option<String>, Strength) {
         Expr::Exists { negated: false, .. } => real("exists"),
         Expr::Subquery(q) => first_output_name(q),
         Expr::Array(_) => real("array"),
-        // A subscript (`a[1]`) is named after what it subscripts.
-        Expr::CompoundFieldAccess { root, access_chain }
-            if access_chain
-                .iter()
-                .all(|a| matches!(a, sqlparser::ast::AccessExpr::Subscript(_))) =>
-        {
-            figure(root)
+        // A subscript (`a[1]`, `t.a[1]`) is named after what it subscripts: the last field
+        // named before it, else the root.
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            use sqlparser::ast::AccessExpr;
+            let mut name = figure(root);
+            for access in access_chain {
+                match access {
+                    AccessExpr::Dot(Expr::Identifier(field)) => {
+                        name = real(&ident_name(field));
+                    }
+                    AccessExpr::Subscript(_) => {}
+                    AccessExpr::Dot(_) => return (None, Strength::None),
+                }
+            }
+            name
         }
         Expr::Tuple(_) => real("row"),
         Expr::Interval(_) => real("interval"),

@@ -648,10 +648,10 @@ async fn the_server_version_is_the_same_everywhere() {
 async fn column_names_follow_postgresql() {
     let cluster = ClusterBuilder::new("colnames").build().await.unwrap();
     let c = cluster.client().await.unwrap();
-    c.batch_execute("CREATE TABLE t (a int, b int); INSERT INTO t VALUES (1, 2)")
+    c.batch_execute("CREATE TABLE t (a int, b int, v int[]); INSERT INTO t VALUES (1, 2, '{3}')")
         .await
         .unwrap();
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         (
             "SELECT max(t.b), count(*), abs(-1), 1 + 1, 1, 'x', NULL FROM t",
             &[
@@ -672,6 +672,11 @@ async fn column_names_follow_postgresql() {
         (
             "SELECT t.a, t.a, count(*), count(*) FROM t GROUP BY t.a",
             &["a", "a", "count", "count"],
+        ),
+        (
+            "SELECT ARRAY(SELECT x.b FROM t AS x), ARRAY(SELECT 1) AS y, t.v[1], \
+             INTERVAL '1 day', TIME '10:00' FROM t",
+            &["array", "y", "v", "interval", "time"],
         ),
     ];
     for (sql, expected) in cases {

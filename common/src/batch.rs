@@ -31,30 +31,37 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
                 let c = &def.columns[i];
                 // NOT NULL (and key) columns are non-nullable fields: pg_catalog reports
                 // attnotnull from this, and DataFusion may use it.
-                let nullable = !def.not_null(i);
-                let f = Field::new(&c.name, c.ty.arrow_type(), nullable);
-                let declared = |name: &str| {
-                    [
-                        (PG_DECLARED_TYPE.to_string(), name.to_string()),
-                        (PG_TYPMOD.to_string(), c.ty.pg_typmod().to_string()),
-                    ]
-                };
-                match c.ty {
-                    SqlType::Char(n) => f.with_metadata(
-                        [(BPCHAR_WIDTH.to_string(), n.to_string())]
-                            .into_iter()
-                            .collect(),
-                    ),
-                    SqlType::Varchar(_) => f.with_metadata(declared("varchar").into()),
-                    SqlType::Numeric { .. } => f.with_metadata(declared("numeric").into()),
-                    SqlType::Uuid | SqlType::Json | SqlType::Jsonb => {
-                        f.with_metadata(declared(&c.ty.pg_name()).into())
-                    }
-                    _ => f,
-                }
+                column_field(&c.name, &c.ty, !def.not_null(i))
             })
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The Arrow field of a column (or a parameter) named `name` of type `ty`, with the
+/// metadata that keeps what the Arrow type loses: `char(n)`'s width ([`BPCHAR_WIDTH`]), and
+/// the declared type and typmod of varchar, numeric, uuid, json and jsonb
+/// ([`PG_DECLARED_TYPE`], [`PG_TYPMOD`]).
+pub fn column_field(name: &str, ty: &SqlType, nullable: bool) -> Field {
+    let f = Field::new(name, ty.arrow_type(), nullable);
+    let declared = |name: &str| {
+        [
+            (PG_DECLARED_TYPE.to_string(), name.to_string()),
+            (PG_TYPMOD.to_string(), ty.pg_typmod().to_string()),
+        ]
+    };
+    match ty {
+        SqlType::Char(n) => f.with_metadata(
+            [(BPCHAR_WIDTH.to_string(), n.to_string())]
+                .into_iter()
+                .collect(),
+        ),
+        SqlType::Varchar(_) => f.with_metadata(declared("varchar").into()),
+        SqlType::Numeric { .. } => f.with_metadata(declared("numeric").into()),
+        SqlType::Uuid | SqlType::Json | SqlType::Jsonb => {
+            f.with_metadata(declared(&ty.pg_name()).into())
+        }
+        _ => f,
+    }
 }
 
 /// Builds one Arrow array of type `ty` from `values`.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -137,14 +137,14 @@ pub struct Prepared {
     pub statement: Arc<Statement>,
     /// The text it was prepared from (the routing log shows it; hints are read from it).
     pub text: Arc<str>,
-    pub param_types: Vec<Option<DataType>>,
+    pub param_types: Vec<Option<datafusion::arrow::datatypes::FieldRef>>,
     pub schema: Option<SchemaRef>,
     /// The statement's fast-path plan, recognised once at Parse (see fastpath.rs).
     pub fast: Option<Arc<FastPlan>>,
 }
 
 impl Described for Prepared {
-    fn param_types(&self) -> &[Option<DataType>] {
+    fn param_types(&self) -> &[Option<datafusion::arrow::datatypes::FieldRef>] {
         &self.param_types
     }
     fn result_schema(&self) -> Option<&SchemaRef> {

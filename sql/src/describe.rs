@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use duet_common::TableDef;
 use sqlparser::ast::{Delete, Expr, Insert, SetExpr, Statement, Update, Value};
 
@@ -15,8 +15,15 @@ use crate::error::PgError;
 use crate::ident::{ident_name, quote, table_name};
 use crate::session::{Session, DML_SCHEMA};
 
-/// A statement's parameter types (`None`: unknown) and result columns (`None`: no rows).
-pub type Description = (Vec<Option<DataType>>, Option<SchemaRef>);
+/// A statement's parameter types (`None`: unknown) and result columns (`None`: no rows). A
+/// parameter's field carries its declared type where the Arrow type does not say it (a
+/// uuid, json or jsonb parameter, see `duet_common::batch::column_field`).
+pub type Description = (Vec<Option<FieldRef>>, Option<SchemaRef>);
+
+/// The field of a parameter of a column's type `ty`.
+pub(crate) fn param_field(ty: &duet_common::SqlType) -> FieldRef {
+    Arc::new(duet_common::batch::column_field("", ty, true))
+}
 
 fn placeholder_index(e: &Expr) -> Option<usize> {
     match e {
@@ -43,14 +50,14 @@ pub fn max_placeholder(stmt: &Statement) -> usize {
 /// `$n::type` and `CAST($n AS type)`: the parameter has the type it is cast to, as
 /// PostgreSQL infers it (asyncpg sends an int for `$1::int` only if ParameterDescription
 /// says int4). The first cast of a parameter decides.
-fn cast_placeholder_types(stmt: &Statement, out: &mut [Option<DataType>]) {
+fn cast_placeholder_types(stmt: &Statement, out: &mut [Option<FieldRef>]) {
     let _ = sqlparser::ast::visit_expressions(stmt, |e| {
         if let Expr::Cast {
             expr, data_type, ..
         } = e
         {
             if let Some(i) = placeholder_index(expr) {
-                let ty = crate::types::column_type(data_type).map(|t| t.arrow_type());
+                let ty = crate::types::column_type(data_type).map(|t| param_field(&t));
                 if let (Some(slot), Ok(ty)) = (i.checked_sub(1).and_then(|i| out.get_mut(i)), ty) {
                     if slot.is_none() {
                         *slot = Some(ty);
@@ -62,7 +69,7 @@ fn cast_placeholder_types(stmt: &Statement, out: &mut [Option<DataType>]) {
     });
 }
 
-fn merge_plan_types(out: &mut [Option<DataType>], found: HashMap<String, Option<DataType>>) {
+fn merge_plan_types(out: &mut [Option<FieldRef>], found: HashMap<String, Option<FieldRef>>) {
     for (k, v) in found {
         if let Some(i) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
             if i >= 1 && i <= out.len() && out[i - 1].is_none() {
@@ -88,7 +95,7 @@ async fn infer_where_params(
     table: &str,
     alias: &str,
     selection: Option<&str>,
-    types: &mut [Option<DataType>],
+    types: &mut [Option<FieldRef>],
 ) {
     let Some(w) = selection else { return };
     let sql = format!(
@@ -103,7 +110,7 @@ async fn infer_where_params(
         return;
     }
     if let Ok(plan) = session.plan(stmts.remove(0)).await {
-        if let Ok(found) = plan.get_parameter_types() {
+        if let Ok(found) = plan.get_parameter_fields() {
             merge_plan_types(types, found);
         }
     }
@@ -123,7 +130,7 @@ async fn returning_schema(
 
 /// Describes `stmt` on `session` (its transaction's snapshot, released afterwards).
 pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Description, PgError> {
-    let mut types: Vec<Option<DataType>> = vec![None; max_placeholder(stmt)];
+    let mut types: Vec<Option<FieldRef>> = vec![None; max_placeholder(stmt)];
     cast_placeholder_types(stmt, &mut types);
     session.publish_view();
     // Planning for Describe must not leave the snapshot pinned afterwards.
@@ -139,7 +146,7 @@ pub async fn describe(session: &mut Session, stmt: &Statement) -> Result<Descrip
             crate::colnames::name_outputs(&mut stmt);
             crate::session::take_set_config_calls(&mut stmt);
             let plan = session.plan(stmt).await?;
-            merge_plan_types(&mut types, plan.get_parameter_types()?);
+            merge_plan_types(&mut types, plan.get_parameter_fields()?);
             Some(session.result_schema(plan))
         }
         Statement::ShowVariable { variable } => {
@@ -177,7 +184,7 @@ fn target(
 async fn describe_insert(
     session: &mut Session,
     ins: &Insert,
-    types: &mut [Option<DataType>],
+    types: &mut [Option<FieldRef>],
 ) -> Result<Option<SchemaRef>, PgError> {
     let sqlparser::ast::TableObject::TableName(name) = &ins.table else {
         return Ok(None);
@@ -202,7 +209,7 @@ async fn describe_insert(
             for (j, item) in row.content.iter().enumerate() {
                 if let (Some(p), Some(&c)) = (placeholder_index(item), positions.get(j)) {
                     if p >= 1 && p <= types.len() {
-                        types[p - 1] = Some(def.columns[c].ty.arrow_type());
+                        types[p - 1] = Some(param_field(&def.columns[c].ty));
                     }
                 }
             }
@@ -221,7 +228,7 @@ async fn describe_insert(
 async fn describe_update(
     session: &mut Session,
     upd: &Update,
-    types: &mut [Option<DataType>],
+    types: &mut [Option<FieldRef>],
 ) -> Result<Option<SchemaRef>, PgError> {
     let sqlparser::ast::TableFactor::Table { name, alias, .. } = &upd.table.relation else {
         return Ok(None);
@@ -243,7 +250,7 @@ async fn describe_update(
                     .and_then(|i| def.column_index(&ident_name(i)));
             if let Some(pos) = pos {
                 if p >= 1 && p <= types.len() {
-                    types[p - 1] = Some(def.columns[pos].ty.arrow_type());
+                    types[p - 1] = Some(param_field(&def.columns[pos].ty));
                 }
             }
         }
@@ -279,7 +286,7 @@ async fn describe_update(
 async fn describe_delete(
     session: &mut Session,
     del: &Delete,
-    types: &mut [Option<DataType>],
+    types: &mut [Option<FieldRef>],
 ) -> Result<Option<SchemaRef>, PgError> {
     let tables = match &del.from {
         sqlparser::ast::FromTable::WithFromKeyword(t)

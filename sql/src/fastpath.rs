@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use duet_common::{Datum, Row, SqlType, TableDefRef};
@@ -935,13 +935,13 @@ impl FastPlan {
     /// What Describe reports for the statement, without planning it: the type of each of
     /// its `n` parameters (its column's, as DataFusion infers it on the general path) and
     /// the result schema. `None` if a parameter is used nowhere the fast path can type it.
-    pub fn describe_types(&self, n: usize) -> Option<(Vec<Option<DataType>>, Option<SchemaRef>)> {
-        let mut types: Vec<Option<DataType>> = vec![None; n];
+    pub fn describe_types(&self, n: usize) -> Option<crate::describe::Description> {
+        let mut types: Vec<Option<datafusion::arrow::datatypes::FieldRef>> = vec![None; n];
         let def = &self.def;
         let mut note = |o: &Operand, col: usize| {
             if let Operand::Param(i) = o {
                 if let Some(t) = types.get_mut(*i) {
-                    *t = Some(def.columns[col].ty.arrow_type());
+                    *t = Some(crate::describe::param_field(&def.columns[col].ty));
                 }
             }
         };

@@ -157,6 +157,27 @@ async def _():
             await c.fetchval("SELECT 1")
     await p.close()
 
+@step("uuid, jsonb, time and interval: typed parameters (binary uuid) and results")
+async def _():
+    import json, uuid
+    c = await conn()
+    await c.execute("DROP TABLE IF EXISTS ap_docs")
+    await c.execute("CREATE TABLE ap_docs (id uuid PRIMARY KEY, doc jsonb, at time, every interval)")
+    u = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    await c.execute("INSERT INTO ap_docs VALUES ($1, $2, $3, $4)", u, json.dumps({"a": 1}),
+                    datetime.time(12, 30, 1, 500), datetime.timedelta(days=1, hours=2))
+    await c.execute("INSERT INTO ap_docs VALUES (gen_random_uuid(), '{\"b\": 2}', '10:00', '1 mon')")
+    r = await c.fetchrow("SELECT id, doc, at, every FROM ap_docs WHERE id = $1", u)
+    assert (r["id"], json.loads(r["doc"]), r["at"], r["every"]) == (
+        u, {"a": 1}, datetime.time(12, 30, 1, 500), datetime.timedelta(days=1, hours=2)), r
+    assert await c.fetchval("SELECT $1::uuid", u) == u
+    await c.execute("UPDATE ap_docs SET at = $2 WHERE id = $1", u, datetime.time(8))
+    n = await c.fetchval("SELECT count(*) FROM ap_docs WHERE doc @> $1 AND at < $2", '{"a": 1}', datetime.time(9))
+    assert n == 1, n
+    ids = [x["id"] for x in await c.fetch("SELECT id FROM ap_docs ORDER BY every")]
+    assert ids[0] == u and all(isinstance(i, uuid.UUID) for i in ids), ids
+    await c.close()
+
 async def main():
     for name, fn in STEPS:
         try:

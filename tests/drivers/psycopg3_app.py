@@ -223,5 +223,29 @@ def _():
         assert n == 1, n
         ids = [r[0] for r in c.execute("SELECT id FROM p3_docs ORDER BY id")]
         assert all(isinstance(i, uuid.UUID) for i in ids) and ids == sorted(ids), ids
+        # A str is sent untyped: the text the statement gives it, whatever it looks like.
+        n = c.execute("SELECT count(*) FROM p3_docs WHERE doc @> %s", ('{"b": 2}',)).fetchone()[0]
+        assert n == 1, n
+        r = c.execute("SELECT %s, %s", ('{"a": 1}', "{1,2}")).fetchone()
+        assert r == ('{"a": 1}', "{1,2}"), r
+
+@step("time, interval and array columns: parameters and results")
+def _():
+    with conn() as c:
+        c.execute("DROP TABLE IF EXISTS p3_sched")
+        c.execute("CREATE TABLE p3_sched (id int PRIMARY KEY, at time, every interval, tags text[], slots int[])")
+        every = datetime.timedelta(days=1, hours=2)
+        c.execute("INSERT INTO p3_sched VALUES (%s, %s, %s, %s, %s)",
+                  (1, datetime.time(12, 30, 1, 500), every, ["a b", "c"], [1, None, 3]))
+        c.execute("INSERT INTO p3_sched VALUES (2, '10:00', '1 mon', '{}', '{4}')")
+        c.commit()
+        for binary in (False, True):
+            r = c.cursor(binary=binary).execute(
+                "SELECT at, every, tags, slots FROM p3_sched WHERE id = %s", (1,)).fetchone()
+            assert r == (datetime.time(12, 30, 1, 500), every, ["a b", "c"], [1, None, 3]), r
+        ids = [r[0] for r in c.execute(
+            "SELECT id FROM p3_sched WHERE every < %s AND %s = ANY(slots) ORDER BY id",
+            (datetime.timedelta(days=2), 3))]
+        assert ids == [1], ids
 
 summary()

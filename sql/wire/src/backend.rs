@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use futures::stream::BoxStream;
@@ -56,8 +56,9 @@ pub struct StatementResult {
 
 /// A parsed statement, as Parse and Describe need it.
 pub trait Described: Clone + Debug + Send + Sync + 'static {
-    /// The type of each `$n` (`None`: unknown, sent as text).
-    fn param_types(&self) -> &[Option<DataType>];
+    /// The type of each `$n` (`None`: unknown, sent as text), as a field whose metadata
+    /// may name its declared type (`duet.pg_type`: uuid, json, jsonb).
+    fn param_types(&self) -> &[Option<datafusion::arrow::datatypes::FieldRef>];
     /// The columns it returns, if it returns rows.
     fn result_schema(&self) -> Option<&SchemaRef>;
 }

@@ -355,14 +355,7 @@ impl<S: SqlSession> QueryParser for Parser<S> {
     }
 
     fn get_parameter_types(&self, stmt: &S::Statement) -> PgWireResult<Vec<Type>> {
-        Ok(stmt
-            .param_types()
-            .iter()
-            .map(|t| match t {
-                Some(dt) => arrow_pg::datatypes::into_pg_type(dt).unwrap_or(Type::TEXT),
-                None => Type::TEXT,
-            })
-            .collect())
+        Ok(stmt.param_types().iter().map(param_pg_type).collect())
     }
 
     fn get_result_schema(
@@ -533,9 +526,17 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmt = &portal.statement.statement;
-        let inferred: Vec<Option<&DataType>> =
-            stmt.param_types().iter().map(|t| t.as_ref()).collect();
-        let params = match typed_text_parameters(portal) {
+        let inferred: Vec<Option<&DataType>> = stmt
+            .param_types()
+            .iter()
+            .map(|t| t.as_ref().map(|f| f.data_type()))
+            .collect();
+        let described: Vec<Option<Type>> = stmt
+            .param_types()
+            .iter()
+            .map(|f| f.as_ref().map(|_| param_pg_type(f)))
+            .collect();
+        let params = match server_typed_parameters(portal, &described) {
             Some(p) => deserialize_parameters(&p, &inferred)?,
             None => deserialize_parameters(portal, &inferred)?,
         };
@@ -546,14 +547,56 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
     }
 }
 
-/// A copy of `portal` whose `uuid`, `json` and `jsonb` parameters (by the client's type) are
-/// text parameters in their text form: DuetDB stores these types as text, and arrow-pg
-/// decodes only their text format (psycopg sends a uuid in binary). A binary uuid is its 16
-/// bytes, a binary jsonb a version byte (1) and the text. `None` if there are none.
-fn typed_text_parameters<S: Clone>(portal: &Portal<S>) -> Option<Portal<S>> {
-    let types = &portal.statement.parameter_types;
+/// The PostgreSQL type of a parameter described as `field`: its declared type (uuid, json,
+/// jsonb; see `duet_common::batch::PG_DECLARED_TYPE`), else arrow-pg's for its Arrow type,
+/// else text.
+fn param_pg_type(field: &Option<datafusion::arrow::datatypes::FieldRef>) -> Type {
+    let Some(f) = field else { return Type::TEXT };
+    match f
+        .metadata()
+        .get(duet_common::batch::PG_DECLARED_TYPE)
+        .map(String::as_str)
+    {
+        Some("uuid") => Type::UUID,
+        Some("json") => Type::JSON,
+        Some("jsonb") => Type::JSONB,
+        _ => arrow_pg::datatypes::into_pg_type(f.data_type()).unwrap_or(Type::TEXT),
+    }
+}
+
+/// A copy of `portal` with the parameter types the server decides, or `None` if nothing
+/// changes:
+/// - `uuid`, `json` and `jsonb` parameters (by the client's type, or where the client left
+///   it to the server, by the described one: asyncpg sends a uuid in binary once
+///   ParameterDescription says uuid) become text parameters in their text form: DuetDB
+///   stores these types as text, and arrow-pg decodes only their text format. A binary uuid
+///   is its 16 bytes, a binary jsonb a version byte (1) and the text.
+/// - a parameter whose type neither the client nor the statement says is text, as in
+///   PostgreSQL (arrow-pg would guess, and read `{"a": 1}` as an array of one string).
+///
+/// `described[i]`: the type Describe gave `$i+1`, `None` where it knows none.
+fn server_typed_parameters<S: Clone>(
+    portal: &Portal<S>,
+    described: &[Option<Type>],
+) -> Option<Portal<S>> {
+    let client = &portal.statement.parameter_types;
+    let given = |i: usize| {
+        client
+            .get(i)
+            .cloned()
+            .flatten()
+            .filter(|t| *t != Type::UNKNOWN)
+    };
+    let n = portal.parameters.len().max(client.len());
+    let types: Vec<Option<Type>> = (0..n)
+        .map(|i| {
+            given(i).or_else(|| Some(described.get(i).cloned().flatten().unwrap_or(Type::TEXT)))
+        })
+        .collect();
     let typed = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::UUID || *t == Type::JSON || *t == Type::JSONB);
-    if !types.iter().any(typed) {
+    let untyped =
+        (0..n).any(|i| given(i).is_none() && described.get(i).cloned().flatten().is_none());
+    if !untyped && !types.iter().any(typed) {
         return None;
     }
     let mut new_types = types.clone();

@@ -1078,20 +1078,19 @@ impl AnalyzerRule for IntervalOrdering {
                         })?;
                     }
                 }
-                LogicalPlan::Distinct(Distinct::All(input)) => {
+                LogicalPlan::Distinct(Distinct::All(input))
                     if input
                         .schema()
                         .fields()
                         .iter()
-                        .any(|f| matches!(f.data_type(), DataType::Interval(_)))
-                    {
-                        return refuse("DISTINCT or UNION over an interval".into());
-                    }
+                        .any(|f| matches!(f.data_type(), DataType::Interval(_))) =>
+                {
+                    return refuse("DISTINCT or UNION over an interval".into());
                 }
-                LogicalPlan::Distinct(Distinct::On(on)) => {
-                    if on.on_expr.iter().any(|e| is_interval(e, on.input.schema())) {
-                        return refuse("DISTINCT ON an interval".into());
-                    }
+                LogicalPlan::Distinct(Distinct::On(on))
+                    if on.on_expr.iter().any(|e| is_interval(e, on.input.schema())) =>
+                {
+                    return refuse("DISTINCT ON an interval".into());
                 }
                 _ => {}
             }

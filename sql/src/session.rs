@@ -406,6 +406,11 @@ impl Session {
                 .position(|r| r.name() == "push_down_filter")
                 .unwrap_or(0);
             optimizers.insert(at, Arc::new(crate::pgsemantics::GlobalAggregateFilters));
+            for rule in optimizers.iter_mut() {
+                if rule.name() == "single_distinct_aggregation_to_group_by" {
+                    *rule = Arc::new(crate::pgsemantics::SingleDistinctUniqueKeys(rule.clone()));
+                }
+            }
             optimizers.insert(
                 0,
                 Arc::new(crate::pgsemantics::CorrelatedSubqueries::early(

@@ -68,7 +68,8 @@ pub(crate) use statement::call_function;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
     GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InListNulls,
-    InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates, SingleRowScalarSubqueries,
+    InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates, SingleDistinctUniqueKeys,
+    SingleRowScalarSubqueries,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 

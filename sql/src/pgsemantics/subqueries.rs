@@ -837,3 +837,44 @@ fn balanced(mut items: Vec<Expr>, op: datafusion::logical_expr::Operator) -> Exp
         Box::new(balanced(right, op)),
     ))
 }
+
+/// DataFusion's `single_distinct_aggregation_to_group_by`, except on an aggregate whose
+/// GROUP BY keys share a column name (`GROUP BY a1.c0, a2.c0`): its rewrite regroups the
+/// outer aggregate by name and kept only one of them (`bool_and(DISTINCT …)` over a self
+/// join gave one group per `a1.c0` instead of one per pair; found by the differential
+/// tester). Such an aggregate keeps DataFusion's distinct accumulators.
+#[derive(Debug)]
+pub struct SingleDistinctUniqueKeys(
+    pub Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>,
+);
+
+impl datafusion::optimizer::OptimizerRule for SingleDistinctUniqueKeys {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        self.0.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if let LogicalPlan::Aggregate(agg) = &plan {
+            let mut names = std::collections::HashSet::new();
+            let repeated = agg.group_expr.iter().any(|g| {
+                let name = match g {
+                    Expr::Column(c) => c.name.clone(),
+                    other => other.schema_name().to_string(),
+                };
+                !names.insert(name)
+            });
+            if repeated {
+                return Ok(Transformed::no(plan));
+            }
+        }
+        self.0.rewrite(plan, config)
+    }
+}

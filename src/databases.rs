@@ -163,7 +163,9 @@ impl Databases for ServerDatabases {
                     .to_str()
                     .and_then(|f| f.split_once('.'))
                     .map(|(h, _)| h);
-                if let Some(name) = hex_name.and_then(unhex) {
+                // A dropped database's files (`.dropped-…`, removed at the next start) name
+                // none.
+                if let Some(name) = hex_name.and_then(unhex).filter(|n| !n.is_empty()) {
                     if !names.contains(&name) {
                         names.push(name);
                     }

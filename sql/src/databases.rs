@@ -79,8 +79,12 @@ pub fn execute(session: &mut Session, stmt: &Statement) -> Option<Result<Outcome
         Statement::CreateDatabase {
             db_name,
             if_not_exists,
+            location,
             ..
-        } => Some(create(session, db_name, *if_not_exists)),
+        } => Some(
+            create_options(session, location.as_deref().unwrap_or(""))
+                .and_then(|()| create(session, db_name, *if_not_exists)),
+        ),
         Statement::Drop {
             object_type: sqlparser::ast::ObjectType::Database,
             if_exists,
@@ -89,6 +93,119 @@ pub fn execute(session: &mut Session, stmt: &Statement) -> Option<Result<Outcome
         } => Some(drop(session, names, *if_exists)),
         _ => None,
     }
+}
+
+/// Checks PostgreSQL's `CREATE DATABASE` options (`ddl::rewrite_compat` carries them here
+/// as the statement's LOCATION text): those that describe what every DuetDB database is
+/// (UTF8, the C locale's bytewise order, templates 0 and 1, the default tablespace, no
+/// connection limit) are accepted, an owner must be a role, and any other value is refused
+/// with the SQLSTATE PostgreSQL gives or 0A000 naming it rather than ignored.
+fn create_options(session: &Session, text: &str) -> Result<()> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize()
+        .map_err(|e| PgError::new(SqlState::SyntaxError, e.to_string()))?
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let word = |t: &Token| match t {
+        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    let mut i = 0;
+    if tokens.first().and_then(word).as_deref() == Some("with") {
+        i = 1;
+    }
+    while i < tokens.len() {
+        let Some(mut option) = word(&tokens[i]) else {
+            return Err(PgError::new(
+                SqlState::SyntaxError,
+                format!("syntax error at or near \"{}\"", tokens[i]),
+            ));
+        };
+        i += 1;
+        if option == "connection" && tokens.get(i).and_then(word).as_deref() == Some("limit") {
+            option = "connection limit".into();
+            i += 1;
+        }
+        if matches!(tokens.get(i), Some(Token::Eq)) {
+            i += 1;
+        }
+        // The value: a word, a string, or a signed number.
+        let mut value = String::new();
+        if matches!(tokens.get(i), Some(Token::Minus)) {
+            value.push('-');
+            i += 1;
+        }
+        match tokens.get(i) {
+            Some(Token::Word(w)) => value.push_str(&w.value),
+            Some(Token::SingleQuotedString(v)) => value.push_str(v),
+            Some(Token::Number(n, _)) => value.push_str(n),
+            _ => {
+                return Err(PgError::new(
+                    SqlState::SyntaxError,
+                    format!("option \"{option}\" needs a value"),
+                ))
+            }
+        }
+        i += 1;
+        let v = value.to_ascii_lowercase();
+        let default = v == "default";
+        let refuse = |what: &str| Err(PgError::unsupported(what.to_string()));
+        match option.as_str() {
+            "owner" if default => {}
+            "owner" => {
+                if session.shared().roles_store().role(&value).is_none() {
+                    return Err(PgError::new(
+                        SqlState::UndefinedObject,
+                        format!("role \"{value}\" does not exist"),
+                    ));
+                }
+            }
+            "template" if default || v == "template0" || v == "template1" => {}
+            "template" => {
+                let exists = session
+                    .shared()
+                    .databases()
+                    .is_some_and(|d| d.names().iter().any(|n| *n == value));
+                if !exists {
+                    return Err(PgError::new(
+                        SqlState::InvalidCatalogName,
+                        format!("template database \"{value}\" does not exist"),
+                    ));
+                }
+                return refuse(&format!("a database copied from \"{value}\" as a template"));
+            }
+            "encoding" if default || matches!(v.as_str(), "utf8" | "utf-8" | "unicode" | "6") => {}
+            "encoding" => return refuse(&format!("encoding \"{value}\" (databases are UTF8)")),
+            "locale" | "lc_collate" | "lc_ctype"
+                if default || matches!(v.as_str(), "c" | "posix" | "c.utf8" | "c.utf-8") => {}
+            "locale" | "lc_collate" | "lc_ctype" => {
+                return refuse(&format!(
+                    "{option} \"{value}\" (text compares bytewise, as in the C locale)"
+                ))
+            }
+            "locale_provider" if default || v == "libc" => {}
+            "tablespace" if default || v == "pg_default" => {}
+            "allow_connections" if default || matches!(v.as_str(), "true" | "on" | "1") => {}
+            "is_template" if default || matches!(v.as_str(), "false" | "off" | "0") => {}
+            "connection limit" if default || v == "-1" => {}
+            "strategy" if matches!(v.as_str(), "wal_log" | "file_copy") => {}
+            "locale_provider" | "tablespace" | "allow_connections" | "is_template"
+            | "connection limit" | "strategy" | "icu_locale" | "icu_rules"
+            | "collation_version" | "oid" => {
+                return refuse(&format!("CREATE DATABASE option {option} = {value}"))
+            }
+            other => {
+                return Err(PgError::new(
+                    SqlState::SyntaxError,
+                    format!("option \"{other}\" not recognized"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn registry(session: &Session) -> Result<Arc<dyn Databases>> {

@@ -1155,8 +1155,9 @@ const COLUMNAR_OPTION: &str = "columnar_replica";
 /// `SET (columnar_replica = <n>)`; PostgreSQL's `FREEZE on|off` COPY option (sent by
 /// pgbench) becomes `FREEZE true|false`; and PostgreSQL's `VACUUM [FULL] [FREEZE]
 /// [VERBOSE] [ANALYZE] [(options)] [table]` becomes `ANALYZE [table]` when it analyzes and
-/// `VACUUM [table]` otherwise (the parser knows only Redshift's VACUUM). Other text is
-/// untouched.
+/// `VACUUM [table]` otherwise (the parser knows only Redshift's VACUUM); and the options of
+/// `CREATE DATABASE name [WITH] options` become the statement's `LOCATION '<options>'`
+/// (read by `databases::create_options`). Other text is untouched.
 pub fn rewrite_compat(sql: &str) -> String {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
@@ -1165,6 +1166,7 @@ pub fn rewrite_compat(sql: &str) -> String {
         && !lower.contains("freeze")
         && !lower.contains("vacuum")
         && !lower.contains("constraints")
+        && !lower.contains("database")
     {
         return sql.to_string();
     }
@@ -1179,7 +1181,43 @@ pub fn rewrite_compat(sql: &str) -> String {
     for (k, &a) in significant.iter().enumerate() {
         let at = |j: usize| significant.get(k + j).map(|&i| (i, &tokens[i]));
         let starts = k == 0 || matches!(tokens[significant[k - 1]], Token::SemiColon);
-        if word(&tokens[a], "set") && starts && at(1).is_some_and(|(_, t)| word(t, "constraints")) {
+        if word(&tokens[a], "create") && starts && at(1).is_some_and(|(_, t)| word(t, "database")) {
+            // PostgreSQL's CREATE DATABASE options (the parser knows none): carried to
+            // `databases::create` as the statement's LOCATION text.
+            let mut j = 2;
+            if at(j).is_some_and(|(_, t)| word(t, "if")) {
+                j += 3;
+            }
+            let Some((name_at, _)) = at(j) else { continue };
+            let mut last = name_at;
+            let mut text = String::new();
+            j += 1;
+            while let Some((i, t)) = at(j) {
+                if matches!(t, Token::SemiColon) {
+                    break;
+                }
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(&t.to_string());
+                last = i;
+                j += 1;
+            }
+            if !text.is_empty() {
+                let mut head = String::new();
+                for t in &tokens[a..=name_at] {
+                    head.push_str(&t.to_string());
+                }
+                replace.push((
+                    a,
+                    last,
+                    format!("{head} LOCATION '{}'", text.replace('\'', "''")),
+                ));
+            }
+        } else if word(&tokens[a], "set")
+            && starts
+            && at(1).is_some_and(|(_, t)| word(t, "constraints"))
+        {
             // The parser does not know SET CONSTRAINTS; the session reads it from this
             // setting's value.
             let mut last = a;
@@ -1592,6 +1630,11 @@ mod tests {
         );
         assert_eq!(rewrite_compat("VACUUM (VERBOSE, ANALYZE) t"), "ANALYZE t");
         assert_eq!(rewrite_compat("vacuum full verbose t"), "VACUUM t");
+        assert_eq!(
+            rewrite_compat("CREATE DATABASE \"t1\" WITH ENCODING 'utf8' TEMPLATE = template0;"),
+            "CREATE DATABASE \"t1\" LOCATION 'WITH ENCODING ''utf8'' TEMPLATE = template0';"
+        );
+        assert_eq!(rewrite_compat("create database d"), "create database d");
         assert_eq!(rewrite_compat("vacuum"), "VACUUM");
         assert_eq!(
             rewrite_compat("select 1; vacuum analyze"),

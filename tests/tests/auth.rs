@@ -487,6 +487,26 @@ async fn databases_are_separate_and_created_and_dropped_by_sql() {
         "25001"
     );
     admin.batch_execute("ROLLBACK").await.unwrap();
+    // PostgreSQL's options, as test tooling sends them: what every DuetDB database is
+    // (UTF8, C ordering, template0/1) is accepted; an unknown owner or template is
+    // PostgreSQL's error; anything else is refused rather than ignored.
+    admin
+        .batch_execute(
+            "CREATE DATABASE opts WITH OWNER = postgres ENCODING 'UTF8' TEMPLATE template0 \
+             LC_COLLATE = 'C' CONNECTION LIMIT = -1; DROP DATABASE opts",
+        )
+        .await
+        .unwrap();
+    for (sql, state) in [
+        ("CREATE DATABASE x OWNER nobody_here", "42704"),
+        ("CREATE DATABASE x TEMPLATE no_such_db", "3D000"),
+        ("CREATE DATABASE x COLOUR 'blue'", "42601"),
+        ("CREATE DATABASE x ENCODING 'LATIN1'", "0A000"),
+        ("CREATE DATABASE x LC_COLLATE 'en_US.UTF-8'", "0A000"),
+        ("CREATE DATABASE x TEMPLATE other", "0A000"),
+    ] {
+        assert_eq!(error_code(&admin, sql).await, state, "{sql}");
+    }
     let connect = |db: &'static str| {
         let addr = cluster.addr();
         async move {

@@ -168,7 +168,7 @@ fn create_options(session: &Session, text: &str) -> Result<()> {
                 let exists = session
                     .shared()
                     .databases()
-                    .is_some_and(|d| d.names().iter().any(|n| *n == value));
+                    .is_some_and(|d| d.names().contains(&value));
                 if !exists {
                     return Err(PgError::new(
                         SqlState::InvalidCatalogName,

@@ -202,5 +202,18 @@ pub(crate) fn retype_node(
         e.transform_up(|e| f(e, &schema))
             .map(|t| t.update_data(|e| name.restore(e)))
     })?
-    .map_data(|p| p.recompute_schema())
+    .map_data(|p| match p {
+        // DataFusion keeps a union's schema while its inputs keep their width, so a
+        // rewrite below that changed a field's metadata (a cast that no longer carries a
+        // column's declared type) left the union, and what reads it, with the old one:
+        // the physical planner then refused the plan ("Physical input schema should be
+        // the same…", found by the differential tester). The schema is derived again.
+        LogicalPlan::Union(u) => {
+            let inputs = u.inputs;
+            datafusion::logical_expr::Union::try_new(inputs.clone())
+                .or_else(|_| datafusion::logical_expr::Union::try_new_with_loose_types(inputs))
+                .map(LogicalPlan::Union)
+        }
+        p => p.recompute_schema(),
+    })
 }

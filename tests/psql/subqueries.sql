@@ -48,3 +48,17 @@ SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid) FROM c1 c ORDER BY 1
 ROLLBACK;
 SELECT c.id, (SELECT count(*) FROM p1 p WHERE p.id < c.pid) FROM c1 c ORDER BY 1;
 DROP TABLE p1, c1;
+-- A subquery whose select list reads only the outer row is NULL when it has no row, the value for one, 21000 for more.
+create table sq_e1(id int primary key, v text);
+create table sq_e0(id int primary key, c2 text);
+insert into sq_e0 values (1,'x'),(2,'y');
+SELECT (SELECT a5.c2 FROM sq_e1 AS a6) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+SELECT (SELECT coalesce(a6.v, a5.c2) FROM sq_e1 AS a6) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+SELECT (SELECT a5.c2 FROM sq_e1 AS a6 LIMIT 1) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+insert into sq_e1 values (1, NULL);
+SELECT (SELECT a5.c2 FROM sq_e1 AS a6) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+SELECT (SELECT coalesce(a6.v, a5.c2) FROM sq_e1 AS a6) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+insert into sq_e1 values (2, 'z');
+SELECT (SELECT a5.c2 FROM sq_e1 AS a6) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+SELECT (SELECT a5.c2 FROM sq_e1 AS a6 WHERE a6.id = a5.id) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
+drop table sq_e0; drop table sq_e1;

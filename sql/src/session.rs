@@ -437,6 +437,9 @@ impl Session {
             crate::pgsemantics::PgTypeOf::default(),
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::pgsemantics::Typed::default(),
+        ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::Refused::new("to_char"),
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(

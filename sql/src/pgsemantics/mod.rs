@@ -61,7 +61,7 @@ pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericCasts, Nu
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{
-    pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
+    pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype, Typed,
 };
 pub use joins::OuterJoinConstants;
 pub(crate) use statement::call_function;

@@ -7,6 +7,7 @@ use super::*;
 /// rewrites below, then the refusals.
 pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     crate::colnames::name_outputs(stmt);
+    name_casts_in_aggregates(stmt);
     datetime_literals(stmt)?;
     name_set_returning_functions(stmt);
     expand_select_list_series(stmt);
@@ -14,6 +15,118 @@ pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     character_casts(stmt);
     type_integer_literals(stmt);
     refuse_multiset_set_operations(stmt)
+}
+
+/// Aggregates PostgreSQL computes over casts of the same column, `max(id)` and
+/// `max(id::bigint)`, DataFusion names alike (a cast takes its operand's name) and then
+/// refuses the query for a duplicate field name. Where two aggregate calls of one select
+/// differ only in casts, each cast in their arguments is wrapped in `duet_typed(cast,
+/// 'type')`, which returns it unchanged under a name of its own.
+fn name_casts_in_aggregates(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{Expr, SetExpr, VisitMut, VisitorMut};
+    const AGGREGATES: &[&str] = &[
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "bool_and",
+        "bool_or",
+        "every",
+        "string_agg",
+        "array_agg",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "variance",
+        "var_pop",
+        "var_samp",
+        "bit_and",
+        "bit_or",
+        "median",
+    ];
+    fn aggregate_name(e: &Expr) -> Option<String> {
+        let Expr::Function(f) = e else { return None };
+        let name = function_name(f)?.to_ascii_lowercase();
+        (AGGREGATES.contains(&name.as_str()) && f.over.is_none()).then_some(name)
+    }
+    fn without_casts(e: &Expr) -> String {
+        let mut e = e.clone();
+        let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
+            while let Expr::Cast { expr, .. } = x {
+                *x = (**expr).clone();
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        e.to_string()
+    }
+    struct Selects;
+    impl VisitorMut for Selects {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            let SetExpr::Select(s) = q.body.as_mut() else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            // The aggregate calls of this select level, by their name without casts.
+            let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
+                Default::default();
+            let mut record = |e: &Expr| {
+                if aggregate_name(e).is_some() {
+                    seen.entry(without_casts(e))
+                        .or_default()
+                        .insert(e.to_string());
+                }
+            };
+            for item in &s.projection {
+                let _ = sqlparser::ast::visit_expressions(item, |e| {
+                    record(e);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+            if let Some(h) = &s.having {
+                let _ = sqlparser::ast::visit_expressions(h, |e| {
+                    record(e);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+            let clashing: std::collections::HashSet<String> = seen
+                .into_iter()
+                .filter(|(_, texts)| texts.len() > 1)
+                .map(|(key, _)| key)
+                .collect();
+            if clashing.is_empty() {
+                return std::ops::ControlFlow::Continue(());
+            }
+            let wrap = |e: &mut Expr| {
+                if aggregate_name(e).is_some() && clashing.contains(&without_casts(e)) {
+                    let Expr::Function(f) = e else { return };
+                    let _ = sqlparser::ast::visit_expressions_mut(&mut f.args, |x| {
+                        if let Expr::Cast { data_type, .. } = x {
+                            let label = Expr::value(sqlparser::ast::Value::SingleQuotedString(
+                                data_type.to_string(),
+                            ));
+                            *x = call_function("duet_typed", vec![x.clone(), label]);
+                        }
+                        std::ops::ControlFlow::<()>::Continue(())
+                    });
+                }
+            };
+            for item in &mut s.projection {
+                let _ = sqlparser::ast::visit_expressions_mut(item, |e| {
+                    wrap(e);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+            if let Some(h) = &mut s.having {
+                let _ = sqlparser::ast::visit_expressions_mut(h, |e| {
+                    wrap(e);
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Selects);
 }
 
 /// `INTERSECT ALL` and `EXCEPT ALL` are refused: DataFusion answers them as a semi and an

@@ -894,7 +894,8 @@ fn balanced(mut items: Vec<Expr>, op: datafusion::logical_expr::Operator) -> Exp
 /// GROUP BY keys share a column name (`GROUP BY a1.c0, a2.c0`): its rewrite regroups the
 /// outer aggregate by name and kept only one of them (`bool_and(DISTINCT …)` over a self
 /// join gave one group per `a1.c0` instead of one per pair; found by the differential
-/// tester). Such an aggregate keeps DataFusion's distinct accumulators.
+/// tester); nor on a DISTINCT aggregate of an expression other than a column (see below).
+/// Such an aggregate keeps DataFusion's distinct accumulators.
 #[derive(Debug)]
 pub struct SingleDistinctUniqueKeys(
     pub Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>,
@@ -923,7 +924,14 @@ impl datafusion::optimizer::OptimizerRule for SingleDistinctUniqueKeys {
                 };
                 !names.insert(name)
             });
-            if repeated {
+            // A distinct argument that is not a column (`sum(DISTINCT c0::bigint)`, and the
+            // cast `avg` of an integer gets) became a group key whose nullability the
+            // physical plan disagreed with (XX000).
+            let computed = agg.aggr_expr.iter().any(|e| {
+                matches!(e, Expr::AggregateFunction(f) if f.params.distinct
+                    && f.params.args.iter().any(|a| !matches!(a, Expr::Column(_))))
+            });
+            if repeated || computed {
                 return Ok(Transformed::no(plan));
             }
         }

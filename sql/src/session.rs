@@ -399,6 +399,7 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));
             rules.push(Arc::new(crate::pgsemantics::GlobalHavingSubqueries));
             rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));
+            rules.push(Arc::new(crate::pgsemantics::RebuildSchemas));
             // Before DataFusion's filter push-down (see pgsemantics/subqueries.rs).
             let mut optimizers = state.optimizers().to_vec();
             let at = optimizers

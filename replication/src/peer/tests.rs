@@ -286,14 +286,17 @@ fn a_batched_learner_reports_entries_to_the_leader_only_once_synced() {
     let (sm, vseen) = Recorder::new(0);
     let v = Peer::start(voter(dir.path(), vec![2]), sm, t.clone()).unwrap();
     let (lsm, lseen) = Recorder::new(0);
+    // A 5 s window: the proposals below and their apply must fit in one window, and took
+    // over 2 s on a loaded machine (the test then saw the learner's sync; a CI run of
+    // 2026-12-06).
     let l = Peer::start(
-        batched_learner(dir.path(), Duration::from_secs(2)),
+        batched_learner(dir.path(), Duration::from_secs(5)),
         lsm,
         t.clone(),
     )
     .unwrap();
-    // The learner's first writes (the leader's first entry) are synced after 2 s; the
-    // writes below start a new 2 s window.
+    // The learner's first writes (the leader's first entry) are synced after 5 s; the
+    // writes below start a new 5 s window.
     let deadline = Instant::now() + Duration::from_secs(10);
     while l.status().log_syncs() == 0 {
         assert!(Instant::now() < deadline, "the learner never synced");

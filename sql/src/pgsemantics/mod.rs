@@ -202,12 +202,17 @@ pub(crate) fn retype_node(
         e.transform_up(|e| f(e, &schema))
             .map(|t| t.update_data(|e| name.restore(e)))
     })?
-    .map_data(|p| match p {
-        // DataFusion keeps a union's schema while its inputs keep their width, so a
-        // rewrite below that changed a field's metadata (a cast that no longer carries a
-        // column's declared type) left the union, and what reads it, with the old one:
-        // the physical planner then refused the plan ("Physical input schema should be
-        // the same…", found by the differential tester). The schema is derived again.
+    .map_data(rebuild_schema)
+}
+
+/// `p` with its schema derived again from its inputs and expressions. DataFusion keeps a
+/// union's schema while its inputs keep their width, so a rewrite below that changed a
+/// field (a cast that no longer carries a column's declared type, a constant made
+/// nullable) left the union, and what reads it, with the old one: the physical planner
+/// then refused the plan ("Physical input schema should be the same…", found by the
+/// differential tester). A union's schema is derived anew.
+fn rebuild_schema(p: LogicalPlan) -> Result<LogicalPlan> {
+    match p {
         LogicalPlan::Union(u) => {
             let inputs = u.inputs;
             datafusion::logical_expr::Union::try_new(inputs.clone())
@@ -215,5 +220,22 @@ pub(crate) fn retype_node(
                 .map(LogicalPlan::Union)
         }
         p => p.recompute_schema(),
-    })
+    }
+}
+
+/// The last analyzer rule: every node's schema derived again bottom-up ([`rebuild_schema`]),
+/// for the rules that change expressions without [`retype_node`]
+/// (`GlobalAggregateConstants` makes a constant nullable under a union).
+#[derive(Debug, Default)]
+pub struct RebuildSchemas;
+
+impl AnalyzerRule for RebuildSchemas {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| rebuild_schema(p).map(Transformed::yes))
+            .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_rebuild_schemas"
+    }
 }

@@ -575,12 +575,12 @@ fn lift_outer_outputs(plan: &LogicalPlan) -> Result<Option<(LogicalPlan, Expr)>>
             datafusion::prelude::lit(true),
         ];
     }
-    // Nullable: the subquery may have no row (its value is then NULL), and DataFusion takes
-    // a scalar subquery's nullability from its column's, so `r IS NOT NULL` of a struct
-    // that cannot be NULL was simplified to true and the outer row's value was answered
-    // for a subquery with no row (found by the differential tester).
+    // Nullable (`duet_nullable`): the subquery may have no row (its value is then NULL),
+    // and DataFusion takes a scalar subquery's nullability from its column's, so `r IS NOT
+    // NULL` of a struct that cannot be NULL was simplified to true and the outer row's
+    // value was answered for a subquery with no row (found by the differential tester).
     let row = Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::new(ScalarUDF::new_from_impl(NullableRow::default())),
+        Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
         vec![datafusion::functions::core::expr_fn::named_struct(fields)],
     ))
     .alias("__duet_row");
@@ -705,50 +705,6 @@ fn needs_collecting(plan: &LogicalPlan) -> bool {
             }
             _ => return true,
         }
-    }
-}
-
-/// `duet_nullable_row(x)`: `x`, in a field that may be NULL (see [`lift_outer_outputs`]).
-/// Volatile, so the simplifier does not fold it into a constant that cannot be NULL.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(super) struct NullableRow {
-    signature: Signature,
-}
-
-impl Default for NullableRow {
-    fn default() -> Self {
-        Self {
-            signature: Signature::any(1, Volatility::Volatile),
-        }
-    }
-}
-
-impl ScalarUDFImpl for NullableRow {
-    fn name(&self) -> &str {
-        "duet_nullable_row"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(arg_types[0].clone())
-    }
-
-    fn return_field_from_args(
-        &self,
-        args: datafusion::logical_expr::ReturnFieldArgs,
-    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(
-            self.name(),
-            args.arg_fields[0].data_type().clone(),
-            true,
-        )))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(args.args[0].clone())
     }
 }
 

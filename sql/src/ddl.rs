@@ -1180,6 +1180,23 @@ pub fn rewrite_compat(sql: &str) -> String {
     let mut replace: Vec<(usize, usize, String)> = Vec::new();
     for (k, &a) in significant.iter().enumerate() {
         let at = |j: usize| significant.get(k + j).map(|&i| (i, &tokens[i]));
+        // The statement's tokens from the `from`th on, space-separated, and where they end.
+        let rest = |from: usize| {
+            let (mut last, mut text) = (None, String::new());
+            let mut j = from;
+            while let Some((i, t)) = at(j) {
+                if matches!(t, Token::SemiColon) {
+                    break;
+                }
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(&t.to_string());
+                last = Some(i);
+                j += 1;
+            }
+            (last, text)
+        };
         let starts = k == 0 || matches!(tokens[significant[k - 1]], Token::SemiColon);
         if word(&tokens[a], "create") && starts && at(1).is_some_and(|(_, t)| word(t, "database")) {
             // PostgreSQL's CREATE DATABASE options (the parser knows none): carried to
@@ -1189,20 +1206,7 @@ pub fn rewrite_compat(sql: &str) -> String {
                 j += 3;
             }
             let Some((name_at, _)) = at(j) else { continue };
-            let mut last = name_at;
-            let mut text = String::new();
-            j += 1;
-            while let Some((i, t)) = at(j) {
-                if matches!(t, Token::SemiColon) {
-                    break;
-                }
-                if !text.is_empty() {
-                    text.push(' ');
-                }
-                text.push_str(&t.to_string());
-                last = i;
-                j += 1;
-            }
+            let (last, text) = rest(j + 1);
             if !text.is_empty() {
                 let mut head = String::new();
                 for t in &tokens[a..=name_at] {
@@ -1210,7 +1214,7 @@ pub fn rewrite_compat(sql: &str) -> String {
                 }
                 replace.push((
                     a,
-                    last,
+                    last.unwrap_or(name_at),
                     format!("{head} LOCATION '{}'", text.replace('\'', "''")),
                 ));
             }
@@ -1220,23 +1224,10 @@ pub fn rewrite_compat(sql: &str) -> String {
         {
             // The parser does not know SET CONSTRAINTS; the session reads it from this
             // setting's value.
-            let mut last = a;
-            let mut j = 2;
-            let mut text = String::new();
-            while let Some((i, t)) = at(j) {
-                if matches!(t, Token::SemiColon) {
-                    break;
-                }
-                if !text.is_empty() {
-                    text.push(' ');
-                }
-                text.push_str(&t.to_string());
-                last = i;
-                j += 1;
-            }
+            let (last, text) = rest(2);
             replace.push((
                 a,
-                last,
+                last.unwrap_or(a),
                 format!("SET {SET_CONSTRAINTS} = '{}'", text.replace('\'', "''")),
             ));
         } else if word(&tokens[a], "set") {

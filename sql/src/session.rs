@@ -438,7 +438,7 @@ impl Session {
             crate::pgsemantics::PgTypeOf::default(),
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
-            crate::pgsemantics::Typed::default(),
+            crate::pgsemantics::Identity::typed(),
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::Refused::new("to_char"),

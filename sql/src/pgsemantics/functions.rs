@@ -68,48 +68,6 @@ impl AsyncScalarUDFImpl for PgSleep {
     }
 }
 
-/// `duet_typed(x, 'type')`: `x` unchanged, under a name that says its type (see
-/// `statement::name_casts_in_aggregates`).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Typed {
-    signature: Signature,
-}
-
-impl Default for Typed {
-    fn default() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for Typed {
-    fn name(&self) -> &str {
-        "duet_typed"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(arg_types[0].clone())
-    }
-
-    fn return_field_from_args(
-        &self,
-        args: datafusion::logical_expr::ReturnFieldArgs,
-    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        Ok(Arc::new(
-            args.arg_fields[0].as_ref().clone().with_name(self.name()),
-        ))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(args.args[0].clone())
-    }
-}
-
 /// `pg_typeof(x)`: the PostgreSQL name of the argument's type.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PgTypeOf {

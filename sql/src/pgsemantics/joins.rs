@@ -3,7 +3,7 @@
 //! constant-ness through the join and dropped the sort on it, so `ORDER BY d.k NULLS FIRST`
 //! over `t LEFT JOIN (SELECT 5 AS k ...) d` put the 5 first.
 
-use super::subqueries::Nullable;
+use super::subqueries::Identity;
 use super::*;
 
 /// Wraps every constant projected on the null-extended side of an outer join in
@@ -69,7 +69,7 @@ fn unconstant(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
                 return Ok(Transformed::no(e));
             }
             let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
-                Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+                Arc::new(ScalarUDF::new_from_impl(Identity::nullable())),
                 vec![inner.clone()],
             ));
             Ok(Transformed::yes(name.restore(wrapped)))

@@ -61,15 +61,15 @@ pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericCasts, Nu
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{
-    pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype, Typed,
+    pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
 };
 pub use joins::OuterJoinConstants;
 pub(crate) use statement::call_function;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
-    GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, InListNulls,
-    InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates, SingleDistinctUniqueKeys,
-    SingleRowScalarSubqueries,
+    GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, Identity,
+    InListNulls, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
+    SingleDistinctUniqueKeys, SingleRowScalarSubqueries,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 

@@ -64,7 +64,7 @@ fn nullable_column(inner: LogicalPlan) -> Result<LogicalPlan> {
         field.name(),
     ));
     let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+        Arc::new(ScalarUDF::new_from_impl(Identity::nullable())),
         vec![column],
     ))
     .alias(field.name());
@@ -73,23 +73,41 @@ fn nullable_column(inner: LogicalPlan) -> Result<LogicalPlan> {
         .build()
 }
 
-/// The identity, reported nullable (see [`NullableScalarSubqueries`]).
+/// An identity function: its first argument unchanged.
+/// - `duet_nullable(x)` reports the value nullable (see [`NullableScalarSubqueries`]) and is
+///   volatile, so the simplifier does not fold it into a constant that cannot be NULL;
+/// - `duet_typed(x, 'type')` gives `x` a name of its own (see
+///   `statement::name_casts_in_aggregates`).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub(super) struct Nullable {
+pub struct Identity {
+    name: &'static str,
     signature: Signature,
+    nullable: bool,
 }
 
-impl Default for Nullable {
-    fn default() -> Self {
+impl Identity {
+    /// `duet_nullable`.
+    pub fn nullable() -> Self {
         Self {
+            name: "duet_nullable",
             signature: Signature::any(1, Volatility::Volatile),
+            nullable: true,
+        }
+    }
+
+    /// `duet_typed`.
+    pub fn typed() -> Self {
+        Self {
+            name: "duet_typed",
+            signature: Signature::any(2, Volatility::Immutable),
+            nullable: false,
         }
     }
 }
 
-impl ScalarUDFImpl for Nullable {
+impl ScalarUDFImpl for Identity {
     fn name(&self) -> &str {
-        "duet_nullable"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -104,9 +122,12 @@ impl ScalarUDFImpl for Nullable {
         &self,
         args: datafusion::logical_expr::ReturnFieldArgs,
     ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        Ok(Arc::new(
-            args.arg_fields[0].as_ref().clone().with_nullable(true),
-        ))
+        let field = args.arg_fields[0].as_ref().clone().with_name(self.name);
+        Ok(Arc::new(if self.nullable {
+            field.with_nullable(true)
+        } else {
+            field
+        }))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -324,7 +345,7 @@ impl AnalyzerRule for GlobalAggregateConstants {
                 }
                 let name = names.save(&e);
                 let wrapped = Expr::ScalarFunction(ScalarFunction::new_udf(
-                    Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+                    Arc::new(ScalarUDF::new_from_impl(Identity::nullable())),
                     vec![e],
                 ));
                 Ok(Transformed::yes(name.restore(wrapped)))
@@ -580,7 +601,7 @@ fn lift_outer_outputs(plan: &LogicalPlan) -> Result<Option<(LogicalPlan, Expr)>>
     // NULL` of a struct that cannot be NULL was simplified to true and the outer row's
     // value was answered for a subquery with no row (found by the differential tester).
     let row = Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::new(ScalarUDF::new_from_impl(Nullable::default())),
+        Arc::new(ScalarUDF::new_from_impl(Identity::nullable())),
         vec![datafusion::functions::core::expr_fn::named_struct(fields)],
     ))
     .alias("__duet_row");

@@ -8,6 +8,7 @@ use super::*;
 pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     crate::colnames::name_outputs(stmt);
     name_casts_in_aggregates(stmt);
+    having_without_aggregates(stmt);
     datetime_literals(stmt)?;
     name_set_returning_functions(stmt);
     expand_select_list_series(stmt);
@@ -17,6 +18,91 @@ pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     refuse_multiset_set_operations(stmt)
 }
 
+/// Aggregate functions by name (the statement rewrites tell them from other calls).
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "every",
+    "string_agg",
+    "array_agg",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "bit_and",
+    "bit_or",
+    "median",
+];
+/// The name of an aggregate call (not a window function), lower case.
+fn aggregate_name(e: &sqlparser::ast::Expr) -> Option<String> {
+    use sqlparser::ast::Expr;
+    let Expr::Function(f) = e else { return None };
+    let name = function_name(f)?.to_ascii_lowercase();
+    (AGGREGATES.contains(&name.as_str()) && f.over.is_none()).then_some(name)
+}
+
+/// A select with HAVING but without GROUP BY or any aggregate (`SELECT 1 FROM t HAVING
+/// NULL`) is one group to PostgreSQL: one row or none. DataFusion refused it (42803); the
+/// condition gets `AND count(1) >= 0`, which makes the select an aggregate without
+/// changing what HAVING says.
+fn having_without_aggregates(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, SetExpr, VisitMut, VisitorMut};
+    struct Selects;
+    impl VisitorMut for Selects {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
+            let SetExpr::Select(s) = q.body.as_mut() else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let grouped = !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+            let Some(having) = s.having.take() else {
+                return std::ops::ControlFlow::Continue(());
+            };
+            let mut aggregated = false;
+            let mut look = |e: &Expr| {
+                aggregated |= aggregate_name(e).is_some();
+                std::ops::ControlFlow::<()>::Continue(())
+            };
+            for item in &s.projection {
+                let _ = sqlparser::ast::visit_expressions(item, &mut look);
+            }
+            let _ = sqlparser::ast::visit_expressions(&having, &mut look);
+            s.having = Some(if grouped || aggregated {
+                having
+            } else {
+                let count = call_function(
+                    "count",
+                    vec![Expr::value(sqlparser::ast::Value::Number(
+                        "1".into(),
+                        false,
+                    ))],
+                );
+                Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(having))),
+                    op: BinaryOperator::And,
+                    right: Box::new(Expr::BinaryOp {
+                        left: Box::new(count),
+                        op: BinaryOperator::GtEq,
+                        right: Box::new(Expr::value(sqlparser::ast::Value::Number(
+                            "0".into(),
+                            false,
+                        ))),
+                    }),
+                }
+            });
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Selects);
+}
+
 /// Aggregates PostgreSQL computes over casts of the same column, `max(id)` and
 /// `max(id::bigint)`, DataFusion names alike (a cast takes its operand's name) and then
 /// refuses the query for a duplicate field name. Where two aggregate calls of one select
@@ -24,32 +110,6 @@ pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
 /// 'type')`, which returns it unchanged under a name of its own.
 fn name_casts_in_aggregates(stmt: &mut sqlparser::ast::Statement) {
     use sqlparser::ast::{Expr, SetExpr, VisitMut, VisitorMut};
-    const AGGREGATES: &[&str] = &[
-        "count",
-        "sum",
-        "avg",
-        "min",
-        "max",
-        "bool_and",
-        "bool_or",
-        "every",
-        "string_agg",
-        "array_agg",
-        "stddev",
-        "stddev_pop",
-        "stddev_samp",
-        "variance",
-        "var_pop",
-        "var_samp",
-        "bit_and",
-        "bit_or",
-        "median",
-    ];
-    fn aggregate_name(e: &Expr) -> Option<String> {
-        let Expr::Function(f) = e else { return None };
-        let name = function_name(f)?.to_ascii_lowercase();
-        (AGGREGATES.contains(&name.as_str()) && f.over.is_none()).then_some(name)
-    }
     fn without_casts(e: &Expr) -> String {
         let mut e = e.clone();
         let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {

@@ -726,8 +726,8 @@ pub fn strings_to_dates(strings: &dyn Array) -> Result<ArrayRef> {
     Ok(Arc::new(Date32Array::from(days)))
 }
 
-/// `duet_datetime_in(text)`: a cast of text to `date` or `timestamp` (the type it was
-/// planned with), through PostgreSQL's input syntax.
+/// `duet_datetime_in(text)`: a cast of text to `date`, `timestamp`, `time` or `interval`
+/// (the type it was planned with), through PostgreSQL's input syntax.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DateTimeInput {
     signature: Signature,
@@ -848,9 +848,9 @@ pub(crate) fn replace_text_casts(
     .map(|t| t.data)
 }
 
-/// Casts of text to `date`, `timestamp`, `time` and `interval` (written, or inserted by type coercion as in
-/// `tscol > '2024-01-31 10:00'`) go through [`DateTimeInput`]. After type coercion; the
-/// result type is the cast's.
+/// Casts of text to `date`, `timestamp`, `time` and `interval` (written, or inserted by type
+/// coercion as in `tscol > '2024-01-31 10:00'`) go through [`DateTimeInput`]. After type
+/// coercion; the result type is the cast's.
 #[derive(Debug, Default)]
 pub struct DateTimeInputCasts;
 
@@ -992,17 +992,17 @@ impl datafusion::logical_expr::planner::ExprPlanner for IntervalPlanner {
         );
         let (udf, i, n) = match expr.op {
             BinaryOperator::Multiply if l && !r => (
-                crate::pgsemantics::IntervalTimesInteger::default(),
+                crate::pgsemantics::IntervalScale::default(),
                 expr.left,
                 expr.right,
             ),
             BinaryOperator::Multiply if r && !l => (
-                crate::pgsemantics::IntervalTimesInteger::default(),
+                crate::pgsemantics::IntervalScale::default(),
                 expr.right,
                 expr.left,
             ),
             BinaryOperator::Divide if l && !r => (
-                crate::pgsemantics::IntervalTimesInteger::divide(),
+                crate::pgsemantics::IntervalScale::divide(),
                 expr.left,
                 expr.right,
             ),

@@ -432,7 +432,7 @@ impl Session {
             *ctx.state_ref().write() = new_state;
         }
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
-            crate::pgsemantics::IntervalTimesInteger::default(),
+            crate::pgsemantics::IntervalScale::default(),
         ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::PgTypeOf::default(),

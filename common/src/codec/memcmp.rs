@@ -59,8 +59,8 @@ pub fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
             out.push(VALUE_FLAG);
             encode_bytes(out, b);
         }
-        // Not key types (`SqlType::is_key_type`): a deterministic form for hashing and
-        // comparison of whole rows, never decoded.
+        // Not key types (`SqlType::is_key_type`: DDL refuses them in keys and indexes), so
+        // never part of a stored key; a deterministic form all the same.
         Datum::Interval(m, d, us) => {
             out.push(VALUE_FLAG);
             out.extend_from_slice(&m.to_be_bytes());

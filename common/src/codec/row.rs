@@ -20,16 +20,22 @@ pub fn encode_row(row: &[Datum]) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + n.div_ceil(8) + n * 8);
     out.push(ROW_FORMAT);
     out.extend_from_slice(&(n as u16).to_le_bytes());
+    push_values(&mut out, row);
+    out
+}
+
+/// Appends a NULL bitmap of `values` (bit `i` set: value `i` is NULL) and then the stored
+/// form of each non-NULL one: the body of a row, and of an array.
+fn push_values(out: &mut Vec<u8>, values: &[Datum]) {
     let bitmap_at = out.len();
-    out.resize(bitmap_at + n.div_ceil(8), 0);
-    for (i, d) in row.iter().enumerate() {
+    out.resize(bitmap_at + values.len().div_ceil(8), 0);
+    for (i, d) in values.iter().enumerate() {
         if d.is_null() {
             out[bitmap_at + i / 8] |= 1 << (i % 8);
-            continue;
+        } else {
+            push_value(out, d);
         }
-        push_value(&mut out, d);
     }
-    out
 }
 
 /// Appends the stored form of the non-NULL value `d`: fixed-width values little-endian,
@@ -61,15 +67,7 @@ pub fn push_value(out: &mut Vec<u8>, d: &Datum) {
             let at = out.len();
             out.extend_from_slice(&[0; 4]);
             out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-            let bitmap = out.len();
-            out.resize(bitmap + items.len().div_ceil(8), 0);
-            for (i, item) in items.iter().enumerate() {
-                if item.is_null() {
-                    out[bitmap + i / 8] |= 1 << (i % 8);
-                } else {
-                    push_value(out, item);
-                }
-            }
+            push_values(out, items);
             let len = (out.len() - at - 4) as u32;
             out[at..at + 4].copy_from_slice(&len.to_le_bytes());
         }

@@ -594,12 +594,12 @@ impl ScalarUDFImpl for CheckedOp {
 /// it: each field scaled, a month's fraction carried to days (30 a month) and a day's to
 /// microseconds, rounded to the microsecond.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct IntervalTimesInteger {
+pub struct IntervalScale {
     signature: Signature,
     divide: bool,
 }
 
-impl Default for IntervalTimesInteger {
+impl Default for IntervalScale {
     fn default() -> Self {
         Self {
             signature: Signature::any(2, Volatility::Immutable),
@@ -608,7 +608,7 @@ impl Default for IntervalTimesInteger {
     }
 }
 
-impl IntervalTimesInteger {
+impl IntervalScale {
     /// `duet_interval_div`.
     pub fn divide() -> Self {
         Self {
@@ -650,7 +650,7 @@ fn scale_interval(
     })
 }
 
-impl ScalarUDFImpl for IntervalTimesInteger {
+impl ScalarUDFImpl for IntervalScale {
     fn name(&self) -> &str {
         if self.divide {
             "duet_interval_div"

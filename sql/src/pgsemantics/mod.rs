@@ -57,7 +57,7 @@ mod text;
 
 pub use aggregates::NumericIntegerAggregates;
 pub use apply::CorrelatedSubqueries;
-pub use arith::{CheckedIntegerArithmetic, IntervalTimesInteger, NumericCasts, NumericDivision};
+pub use arith::{CheckedIntegerArithmetic, IntervalScale, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{

@@ -48,6 +48,20 @@ fn aggregate_name(e: &sqlparser::ast::Expr) -> Option<String> {
     (AGGREGATES.contains(&name.as_str()) && f.over.is_none()).then_some(name)
 }
 
+/// Calls `f` on each expression (nested ones included) of a select's list and HAVING.
+fn visit_select_outputs(s: &sqlparser::ast::Select, mut f: impl FnMut(&sqlparser::ast::Expr)) {
+    let mut each = |e: &sqlparser::ast::Expr| {
+        f(e);
+        std::ops::ControlFlow::<()>::Continue(())
+    };
+    for item in &s.projection {
+        let _ = sqlparser::ast::visit_expressions(item, &mut each);
+    }
+    if let Some(h) = &s.having {
+        let _ = sqlparser::ast::visit_expressions(h, &mut each);
+    }
+}
+
 /// A select with HAVING but without GROUP BY or any aggregate (`SELECT 1 FROM t HAVING
 /// NULL`) is one group to PostgreSQL: one row or none. DataFusion refused it (42803); the
 /// condition gets `AND count(1) >= 0`, which makes the select an aggregate without
@@ -62,18 +76,11 @@ fn having_without_aggregates(stmt: &mut sqlparser::ast::Statement) {
                 return std::ops::ControlFlow::Continue(());
             };
             let grouped = !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+            let mut aggregated = false;
+            visit_select_outputs(s, |e| aggregated |= aggregate_name(e).is_some());
             let Some(having) = s.having.take() else {
                 return std::ops::ControlFlow::Continue(());
             };
-            let mut aggregated = false;
-            let mut look = |e: &Expr| {
-                aggregated |= aggregate_name(e).is_some();
-                std::ops::ControlFlow::<()>::Continue(())
-            };
-            for item in &s.projection {
-                let _ = sqlparser::ast::visit_expressions(item, &mut look);
-            }
-            let _ = sqlparser::ast::visit_expressions(&having, &mut look);
             s.having = Some(if grouped || aggregated {
                 having
             } else {
@@ -130,25 +137,13 @@ fn name_casts_in_aggregates(stmt: &mut sqlparser::ast::Statement) {
             // The aggregate calls of this select level, by their name without casts.
             let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
                 Default::default();
-            let mut record = |e: &Expr| {
+            visit_select_outputs(s, |e| {
                 if aggregate_name(e).is_some() {
                     seen.entry(without_casts(e))
                         .or_default()
                         .insert(e.to_string());
                 }
-            };
-            for item in &s.projection {
-                let _ = sqlparser::ast::visit_expressions(item, |e| {
-                    record(e);
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-            }
-            if let Some(h) = &s.having {
-                let _ = sqlparser::ast::visit_expressions(h, |e| {
-                    record(e);
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-            }
+            });
             let clashing: std::collections::HashSet<String> = seen
                 .into_iter()
                 .filter(|(_, texts)| texts.len() > 1)
@@ -551,7 +546,7 @@ fn expand_select_list_series(stmt: &mut sqlparser::ast::Statement) {
 }
 
 /// `n * INTERVAL '...'` and `INTERVAL '...' * n` become `duet_interval_mul(interval, n)`
-/// (`arith::IntervalTimesInteger`): DataFusion's planner cannot type that product.
+/// (`arith::IntervalScale`): DataFusion's planner cannot type that product.
 fn interval_products(stmt: &mut sqlparser::ast::Statement) {
     use sqlparser::ast::{BinaryOperator, Expr};
     let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {

@@ -178,9 +178,6 @@ impl Session {
         }
     }
 
-    /// `SELECT set_config(name, value, is_local)` (how Django and some drivers set a
-    /// parameter): as `SET name TO value`, answering the new value. `is_local` (for the
-    /// rest of the transaction only) is taken as a plain SET.
     /// Runs a query whose select list calls `set_config` among other things: the settings'
     /// current values are read first (as PostgreSQL evaluates the list left to right), then
     /// the settings made, then the query run with each call replaced by its value.
@@ -198,6 +195,9 @@ impl Session {
         self.run_query(stmt, params).await
     }
 
+    /// `SELECT set_config(name, value, is_local)` (how Django and some drivers set a
+    /// parameter): as `SET name TO value`, answering the new value. `is_local` (for the
+    /// rest of the transaction only) is taken as a plain SET.
     pub(super) fn set_config(&mut self, name: &str, value: &str) -> Result<Outcome> {
         let key = setting_name(name);
         self.assign_setting(&key, value.to_string())?;

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{
     DataType, IntervalMonthDayNanoType, IntervalUnit, Schema, SchemaRef,
 };

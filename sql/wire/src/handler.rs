@@ -355,7 +355,11 @@ impl<S: SqlSession> QueryParser for Parser<S> {
     }
 
     fn get_parameter_types(&self, stmt: &S::Statement) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.param_types().iter().map(param_pg_type).collect())
+        Ok(stmt
+            .param_types()
+            .iter()
+            .map(|f| param_pg_type(f.as_deref()))
+            .collect())
     }
 
     fn get_result_schema(
@@ -531,12 +535,7 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
             .iter()
             .map(|t| t.as_ref().map(|f| f.data_type()))
             .collect();
-        let described: Vec<Option<Type>> = stmt
-            .param_types()
-            .iter()
-            .map(|f| f.as_ref().map(|_| param_pg_type(f)))
-            .collect();
-        let params = match server_typed_parameters(portal, &described) {
+        let params = match server_typed_parameters(portal, stmt.param_types()) {
             Some(p) => deserialize_parameters(&p, &inferred)?,
             None => deserialize_parameters(portal, &inferred)?,
         };
@@ -550,7 +549,7 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
 /// The PostgreSQL type of a parameter described as `field`: its declared type (uuid, json,
 /// jsonb; see `duet_common::batch::PG_DECLARED_TYPE`), else arrow-pg's for its Arrow type,
 /// else text.
-fn param_pg_type(field: &Option<datafusion::arrow::datatypes::FieldRef>) -> Type {
+fn param_pg_type(field: Option<&datafusion::arrow::datatypes::Field>) -> Type {
     let Some(f) = field else { return Type::TEXT };
     match f
         .metadata()
@@ -574,31 +573,33 @@ fn param_pg_type(field: &Option<datafusion::arrow::datatypes::FieldRef>) -> Type
 /// - a parameter whose type neither the client nor the statement says is text, as in
 ///   PostgreSQL (arrow-pg would guess, and read `{"a": 1}` as an array of one string).
 ///
-/// `described[i]`: the type Describe gave `$i+1`, `None` where it knows none.
+/// `described[i]`: what Describe gave `$i+1` (`None` where it knows no type). Checked
+/// without allocating first: this runs at every Execute, and most need no copy.
 fn server_typed_parameters<S: Clone>(
     portal: &Portal<S>,
-    described: &[Option<Type>],
+    described: &[Option<datafusion::arrow::datatypes::FieldRef>],
 ) -> Option<Portal<S>> {
     let client = &portal.statement.parameter_types;
     let given = |i: usize| {
         client
             .get(i)
-            .cloned()
-            .flatten()
-            .filter(|t| *t != Type::UNKNOWN)
+            .and_then(Option::as_ref)
+            .filter(|t| **t != Type::UNKNOWN)
     };
+    let field = |i: usize| described.get(i).and_then(Option::as_deref);
+    let typed_text = |t: &Type| *t == Type::UUID || *t == Type::JSON || *t == Type::JSONB;
     let n = portal.parameters.len().max(client.len());
-    let types: Vec<Option<Type>> = (0..n)
-        .map(|i| {
-            given(i).or_else(|| Some(described.get(i).cloned().flatten().unwrap_or(Type::TEXT)))
-        })
-        .collect();
-    let typed = |t: &Option<Type>| matches!(t, Some(t) if *t == Type::UUID || *t == Type::JSON || *t == Type::JSONB);
-    let untyped =
-        (0..n).any(|i| given(i).is_none() && described.get(i).cloned().flatten().is_none());
-    if !untyped && !types.iter().any(typed) {
+    let needed = (0..n).any(|i| match given(i) {
+        Some(t) => typed_text(t),
+        None => field(i).is_none_or(|f| typed_text(&param_pg_type(Some(f)))),
+    });
+    if !needed {
         return None;
     }
+    let types: Vec<Option<Type>> = (0..n)
+        .map(|i| Some(given(i).cloned().unwrap_or_else(|| param_pg_type(field(i)))))
+        .collect();
+    let typed = |t: &Option<Type>| t.as_ref().is_some_and(typed_text);
     let mut new_types = types.clone();
     let mut params = portal.parameters.clone();
     let mut formats = Vec::with_capacity(params.len());

@@ -280,6 +280,9 @@ pub fn assign_array_in(
 ) -> Result<ArrayRef> {
     let target = ty.arrow_type();
     let source = array.data_type().clone();
+    if ty.is_unconstrained_numeric() {
+        unconstrained_numeric_is_exact(array, column)?;
+    }
     let casted: ArrayRef = if ty.is_typed_text() {
         typed_text(array, ty)?
     } else if source == target {
@@ -312,6 +315,10 @@ pub fn assign_array_in(
         Arc::new(b.finish())
     } else {
         let rounded = round_for_integer(array, ty)?;
+        let rounded = match target {
+            DataType::Decimal128(..) => without_exponents(&rounded).unwrap_or(rounded),
+            _ => rounded,
+        };
         let opts = CastOptions {
             safe: false,
             format_options: FormatOptions::default(),
@@ -349,6 +356,139 @@ pub fn assign_array_in(
         })?
     };
     Ok(casted)
+}
+
+/// An unconstrained `numeric` is stored with [`DEFAULT_NUMERIC`]'s 10 decimals, where
+/// PostgreSQL keeps every digit: a value with a nonzero digit past the tenth decimal is
+/// refused (0A000) rather than stored rounded.
+fn unconstrained_numeric_is_exact(array: &ArrayRef, column: &str) -> Result<()> {
+    let kept = DEFAULT_NUMERIC.1 as i64;
+    let refuse = |value: &str| {
+        PgError::new(
+            SqlState::FeatureNotSupported,
+            format!(
+                "value {value} for column \"{column}\" has more than {kept} decimal places, \
+                 which a numeric without precision and scale does not keep in DuetDB; \
+                 declare the column numeric(p,s)"
+            ),
+        )
+    };
+    match array.data_type() {
+        DataType::Decimal128(_, scale) if i64::from(*scale) > kept => {
+            let values = array
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Decimal128Array>()
+                .expect("a Decimal128 array");
+            let unit = 10i128.pow((i64::from(*scale) - kept) as u32);
+            let inexact =
+                (0..values.len()).find(|&i| values.is_valid(i) && values.value(i) % unit != 0);
+            if let Some(i) = inexact {
+                return Err(refuse(&values.value_as_string(i)));
+            }
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            for text in text_values(array)?.iter().flatten() {
+                if decimal_places(text).is_some_and(|places| places > kept) {
+                    return Err(refuse(text));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The number of decimal places a numeric literal needs (trailing zeros do not count), or
+/// `None` when `text` is not a decimal number (its cast reports that).
+fn decimal_places(text: &str) -> Option<i64> {
+    let body = text.trim();
+    let body = body.strip_prefix(['-', '+']).unwrap_or(body);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(p) => (&body[..p], body[p + 1..].parse::<i64>().ok()?),
+        None => (body, 0),
+    };
+    let frac = mantissa.split_once('.').map_or("", |(_, f)| f);
+    if !mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let places = frac.trim_end_matches('0').len() as i64;
+    Some((places - exponent).max(0))
+}
+
+/// Text numbers written with an exponent (`1.5e-9`, which PostgreSQL's numeric input
+/// accepts and Arrow's decimal parser does not) in positional notation; `None` when no
+/// value has one.
+fn without_exponents(array: &ArrayRef) -> Option<ArrayRef> {
+    let strings = array.as_any().downcast_ref::<StringArray>()?;
+    if !strings.iter().flatten().any(|t| t.contains(['e', 'E'])) {
+        return None;
+    }
+    let positional = strings
+        .iter()
+        .map(|v| v.map(|t| positional_decimal(t).unwrap_or_else(|| t.to_string())))
+        .collect::<StringArray>();
+    Some(Arc::new(positional))
+}
+
+/// `[-+]digits[.digits]e[-+]digits` written without the exponent; `None` for anything else.
+pub(crate) fn positional_decimal(text: &str) -> Option<String> {
+    let t = text.trim();
+    let (sign, body) = match t.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", t.strip_prefix('+').unwrap_or(t)),
+    };
+    let p = body.find(['e', 'E'])?;
+    let exponent: i64 = body[p + 1..].parse().ok()?;
+    let (int, frac) = body[..p].split_once('.').unwrap_or((&body[..p], ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        || exponent.abs() > 1000
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    // The decimal point sits `point` digits into `digits`.
+    let point = int.len() as i64 + exponent;
+    let (int, frac) = if point <= 0 {
+        (
+            "0".to_string(),
+            format!("{}{digits}", "0".repeat((-point) as usize)),
+        )
+    } else if point as usize >= digits.len() {
+        (
+            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+            String::new(),
+        )
+    } else {
+        let (i, f) = digits.split_at(point as usize);
+        (i.to_string(), f.to_string())
+    };
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        i => i,
+    };
+    Some(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
+/// A numeric literal's text in positional notation with the precision and scale
+/// PostgreSQL gives its value (`'1.50'` is (3, 2), `'1.5e-9'` is `0.0000000015`, (11, 10));
+/// `None` when it is not a number or needs more than 38 digits.
+pub(crate) fn numeric_literal(text: &str) -> Option<(String, u8, i8)> {
+    let plain = positional_decimal(text).unwrap_or_else(|| text.trim().to_string());
+    let body = plain.strip_prefix(['-', '+']).unwrap_or(&plain);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int_digits = int.trim_start_matches('0').len();
+    let precision = (int_digits + frac.len()).max(1);
+    (precision <= 38).then(|| (plain.clone(), precision as u8, frac.len() as i8))
 }
 
 /// Text to `Decimal128(precision, scale)` when every value is plainly written (an optional
@@ -458,6 +598,58 @@ fn round_for_integer(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int64Array};
+
+    #[test]
+    fn an_unconstrained_numeric_refuses_digits_it_cannot_keep() {
+        let numeric = SqlType::Numeric {
+            precision: DEFAULT_NUMERIC.0,
+            scale: DEFAULT_NUMERIC.1,
+        };
+        for text in ["0.12345678901", "1e-11", "-0.000000000001"] {
+            let a: ArrayRef = Arc::new(StringArray::from(vec![Some("1.5"), None, Some(text)]));
+            let err = assign(&a, &numeric, "c").unwrap_err();
+            assert_eq!(err.state, SqlState::FeatureNotSupported, "{text}");
+            assert!(err.message.contains(text), "{}", err.message);
+        }
+        for text in ["0.1234567890", "0.12345678900000", "1.5e-9", "12e3"] {
+            let a: ArrayRef = Arc::new(StringArray::from(vec![text]));
+            assign(&a, &numeric, "c").unwrap_or_else(|e| panic!("{text}: {}", e.message));
+        }
+        let decimals = datafusion::arrow::array::Decimal128Array::from(vec![
+            Some(15_000_000_000_000),
+            None,
+            Some(123_456_789_012_345),
+        ])
+        .with_precision_and_scale(15, 15)
+        .unwrap();
+        let a: ArrayRef = Arc::new(decimals);
+        let err = assign(&a, &numeric, "c").unwrap_err();
+        assert_eq!(err.state, SqlState::FeatureNotSupported);
+        assert!(err.message.contains("0.123456789012345"), "{}", err.message);
+    }
+
+    #[test]
+    fn exponents_are_written_out_for_the_decimal_parser() {
+        for (text, plain) in [
+            ("1.5e-9", "0.0000000015"),
+            ("12e3", "12000"),
+            ("-1.25E1", "-12.5"),
+            ("+.5e2", "50"),
+            ("0.001e2", "0.1"),
+        ] {
+            assert_eq!(positional_decimal(text).as_deref(), Some(plain), "{text}");
+        }
+        assert_eq!(positional_decimal("1e"), None);
+        assert_eq!(numeric_literal("1.50"), Some(("1.50".into(), 3, 2)));
+        assert_eq!(numeric_literal(" -007 "), Some(("-007".into(), 1, 0)));
+        assert_eq!(
+            numeric_literal("1.5e-9"),
+            Some(("0.0000000015".into(), 10, 10))
+        );
+        assert_eq!(numeric_literal("1.2.3"), None);
+        assert_eq!(numeric_literal("NaN"), None);
+        assert_eq!(positional_decimal("abc"), None);
+    }
 
     #[test]
     fn assignment_casts_round_and_report_pg_codes() {

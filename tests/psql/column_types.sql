@@ -45,3 +45,10 @@ SELECT id FROM ar WHERE a @> array[1,2] ORDER BY id;
 SELECT id FROM ar WHERE s && '{y,z}' ORDER BY id;
 SELECT array[1,2] && array[2], array[1] @> '{}', '{1,NULL}'::int[] && array[1];
 DROP TABLE ar;
+-- numeric written as text keeps its scale; exponents are read
+SELECT '1.50'::numeric, '1.5e-9'::numeric, CAST('-12e2' AS numeric), '  3.10 '::numeric, '1.50'::numeric + 1, '2.5'::numeric * '2.50'::numeric;
+SELECT 7e2, pg_typeof(7e2), 1.5e-3, -2E1, 1e0 + 1, 7e2 * 2;
+CREATE TABLE nx (id int PRIMARY KEY, x numeric(12,4));
+INSERT INTO nx VALUES (1, '1.5e1'), (2, '-2.5E-3'), (3, 7e2);
+SELECT id, x FROM nx ORDER BY id;
+DROP TABLE nx;

@@ -271,14 +271,14 @@ async fn jsonb_ordering_and_json_comparisons_are_refused() {
 /// answer differently, so what groups or takes min/max of intervals is refused, and what
 /// compares them (tested against PostgreSQL in psql/column_types.sql) is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grouping_intervals_and_keys_on_intervals_or_arrays_are_refused() {
+async fn grouping_intervals_keys_on_arrays_and_inexact_numerics_are_refused() {
     let cluster = ClusterBuilder::new("interval-groups")
         .build()
         .await
         .unwrap();
     let c = cluster.client().await.unwrap();
     c.batch_execute(
-        "CREATE TABLE iv (id int PRIMARY KEY, i interval, a int[]); \
+        "CREATE TABLE iv (id int PRIMARY KEY, i interval, a int[], n numeric); \
          INSERT INTO iv VALUES (1, '1 mon', '{1}'), (2, '30 days', '{2}'), (3, '1 day', NULL)",
     )
     .await
@@ -295,6 +295,10 @@ async fn grouping_intervals_and_keys_on_intervals_or_arrays_are_refused() {
         ("CREATE TABLE k2 (a int[] UNIQUE)", "0A000"),
         ("CREATE TABLE k3 (a int[][])", "0A000"),
         ("CREATE TABLE k4 (a jsonb[])", "0A000"),
+        // An unconstrained numeric keeps 10 decimals; more is refused, never rounded.
+        ("INSERT INTO iv (id, n) VALUES (4, 0.12345678901)", "0A000"),
+        ("INSERT INTO iv (id, n) VALUES (4, '1e-11')", "0A000"),
+        ("UPDATE iv SET n = 1.0 / 3 WHERE id > 0", "0A000"),
     ] {
         let e = c.simple_query(sql).await.expect_err(sql);
         assert_eq!(crate::sqlstate(&e).as_deref(), Some(state), "{sql}: {e:?}");
@@ -305,5 +309,9 @@ async fn grouping_intervals_and_keys_on_intervals_or_arrays_are_refused() {
         .unwrap();
     let ids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(ids, vec![1, 2]);
+    assert_eq!(
+        crate::int(&c, "SELECT count(*) FROM iv WHERE n IS NOT NULL").await,
+        0
+    );
     still_serving(&cluster).await;
 }

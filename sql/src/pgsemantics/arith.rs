@@ -93,6 +93,25 @@ impl AnalyzerRule for NumericCasts {
                     ),
                 )));
             }
+            // A numeric written as text keeps the scale it is written with, as in
+            // PostgreSQL (`'1.50'::numeric` is 1.50); an exponent is written out.
+            if let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = cast.expr.as_ref() {
+                let Some((plain, p, s)) = crate::types::numeric_literal(text) else {
+                    return Ok(Transformed::no(e));
+                };
+                let field = Arc::new(
+                    cast.field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Decimal128(p, s)),
+                );
+                return Ok(Transformed::yes(Expr::Cast(
+                    datafusion::logical_expr::Cast::new_from_field(
+                        Box::new(Expr::Literal(ScalarValue::Utf8(Some(plain)), None)),
+                        field,
+                    ),
+                )));
+            }
             let target = match cast.expr.get_type(schema) {
                 Ok(t) if is_int(&t) => DataType::Decimal128(DEFAULT_NUMERIC.0, 0),
                 Ok(DataType::Decimal128(p, s)) => DataType::Decimal128(p, s),
@@ -104,9 +123,31 @@ impl AnalyzerRule for NumericCasts {
             )))
         };
         // VALUES rows were cast to their column's type by DataFusion's planner; those
-        // casts stay (the node's schema is fixed).
+        // casts stay (the node's schema is fixed), with a text number's exponent written
+        // out for Arrow's decimal parser.
         plan.transform_up_with_subqueries(|node| match node {
-            LogicalPlan::Values(_) => Ok(Transformed::no(node)),
+            LogicalPlan::Values(_) => node.map_expressions(|e| {
+                e.transform(|e| match &e {
+                    Expr::Cast(cast)
+                        if matches!(cast.field.data_type(), DataType::Decimal128(..)) =>
+                    {
+                        let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = cast.expr.as_ref()
+                        else {
+                            return Ok(Transformed::no(e));
+                        };
+                        let Some(plain) = crate::types::positional_decimal(text) else {
+                            return Ok(Transformed::no(e));
+                        };
+                        Ok(Transformed::yes(Expr::Cast(
+                            datafusion::logical_expr::Cast::new_from_field(
+                                Box::new(Expr::Literal(ScalarValue::Utf8(Some(plain)), None)),
+                                cast.field.clone(),
+                            ),
+                        )))
+                    }
+                    _ => Ok(Transformed::no(e)),
+                })
+            }),
             node => super::retype_node(node, &rewrite),
         })
         .map(|t| t.data)

@@ -10,6 +10,7 @@ pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     name_casts_in_aggregates(stmt);
     having_without_aggregates(stmt);
     datetime_literals(stmt)?;
+    positional_numbers(stmt);
     name_set_returning_functions(stmt);
     expand_select_list_series(stmt);
     interval_products(stmt);
@@ -252,6 +253,36 @@ pub fn quantified_subqueries_as_in(stmt: &mut sqlparser::ast::Statement) {
                     expr: left,
                     subquery,
                     negated,
+                };
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+}
+
+/// A number written with an exponent is a `numeric` in PostgreSQL (`7e2` is 700,
+/// `1.5e-9` is 0.0000000015); DataFusion reads `7e2` as a decimal of negative scale, which
+/// its casts and output reject. Such a literal is written out in positional notation, and
+/// one without a fraction is cast to numeric (`700` alone would be an integer).
+fn positional_numbers(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, Expr, Value};
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        let Expr::Value(v) = e else {
+            return std::ops::ControlFlow::<()>::Continue(());
+        };
+        let Value::Number(text, _) = &mut v.value else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        if let Some(plain) = crate::types::positional_decimal(text) {
+            let integral = !plain.contains('.');
+            *text = plain;
+            if integral {
+                *e = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(e.clone()),
+                    data_type: DataType::Numeric(ExactNumberInfo::None),
+                    array: false,
+                    format: None,
                 };
             }
         }

@@ -237,6 +237,28 @@ impl datafusion::logical_expr::planner::ExprPlanner for ArrayPlanner {
         ) {
             return Ok(PlannerResult::Original(expr));
         }
+        // An untyped parameter on one side has the other side's array type, as
+        // PostgreSQL infers it (`a @> $1`).
+        let untyped = |e: &Expr| matches!(e, Expr::Placeholder(p) if p.field.is_none());
+        let typed_as = |e: Expr, other: &Expr| -> Expr {
+            match (e, other.to_field(schema)) {
+                (Expr::Placeholder(p), Ok((_, field)))
+                    if untyped(&Expr::Placeholder(p.clone())) =>
+                {
+                    Expr::Placeholder(datafusion::logical_expr::expr::Placeholder {
+                        id: p.id,
+                        field: Some(field),
+                    })
+                }
+                (e, _) => e,
+            }
+        };
+        let mut expr = expr;
+        if untyped(&expr.right) {
+            expr.right = typed_as(expr.right, &expr.left);
+        } else if untyped(&expr.left) {
+            expr.left = typed_as(expr.left, &expr.right);
+        }
         let (Ok(lt), Ok(rt)) = (expr.left.get_type(schema), expr.right.get_type(schema)) else {
             return Ok(PlannerResult::Original(expr));
         };

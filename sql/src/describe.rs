@@ -57,7 +57,9 @@ fn cast_placeholder_types(stmt: &Statement, out: &mut [Option<FieldRef>]) {
         } = e
         {
             if let Some(i) = placeholder_index(expr) {
-                let ty = crate::types::column_type(data_type).map(|t| param_field(&t));
+                let ty = oid_param_field(data_type)
+                    .ok_or(())
+                    .or_else(|()| crate::types::column_type(data_type).map(|t| param_field(&t)));
                 if let (Some(slot), Ok(ty)) = (i.checked_sub(1).and_then(|i| out.get_mut(i)), ty) {
                     if slot.is_none() {
                         *slot = Some(ty);
@@ -67,6 +69,32 @@ fn cast_placeholder_types(stmt: &Statement, out: &mut [Option<FieldRef>]) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// The field of a parameter cast to `oid` or `oid[]` (not column types in DuetDB): an
+/// `Int32` or a list of them that declares the type, as PostgreSQL describes it (asyncpg
+/// sends its type lookups an `oid[]`).
+fn oid_param_field(ty: &sqlparser::ast::DataType) -> Option<FieldRef> {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use sqlparser::ast::{ArrayElemTypeDef, DataType as Ast};
+    let is_oid = |t: &Ast| matches!(t, Ast::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("oid"));
+    let (data_type, declared) = match ty {
+        t if is_oid(t) => (DataType::Int32, "oid"),
+        Ast::Array(ArrayElemTypeDef::SquareBracket(elem, None)) if is_oid(elem) => (
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+            "oid[]",
+        ),
+        _ => return None,
+    };
+    Some(Arc::new(
+        Field::new("", data_type, true).with_metadata(
+            [(
+                duet_common::batch::PG_DECLARED_TYPE.to_string(),
+                declared.to_string(),
+            )]
+            .into(),
+        ),
+    ))
 }
 
 fn merge_plan_types(out: &mut [Option<FieldRef>], found: HashMap<String, Option<FieldRef>>) {

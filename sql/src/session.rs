@@ -399,6 +399,8 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));
             rules.push(Arc::new(crate::pgsemantics::GlobalHavingSubqueries));
             rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));
+            rules.push(Arc::new(crate::pgsemantics::CaseDeclaredTypes));
+            rules.push(Arc::new(crate::pgsemantics::RecursiveTermMetadata));
             rules.push(Arc::new(crate::pgsemantics::RebuildSchemas));
             // Before DataFusion's filter push-down (see pgsemantics/subqueries.rs).
             let mut optimizers = state.optimizers().to_vec();
@@ -431,6 +433,7 @@ impl Session {
                     .build();
             *ctx.state_ref().write() = new_state;
         }
+        ctx.register_udaf(crate::pgsemantics::DeclaredArrayAgg::udaf());
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::IntervalScale::default(),
         ));

@@ -178,6 +178,26 @@ async def _():
     assert ids[0] == u and all(isinstance(i, uuid.UUID) for i in ids), ids
     await c.close()
 
+@step("int[], bigint[], text[] and numeric[] columns and parameters (type introspection)")
+async def _():
+    import decimal
+    c = await conn()
+    await c.execute("DROP TABLE IF EXISTS ap_arrays")
+    await c.execute("CREATE TABLE ap_arrays (id int PRIMARY KEY, a int[], b bigint[], s text[], n numeric(6,2)[])")
+    await c.execute("INSERT INTO ap_arrays VALUES ($1, $2, $3, $4, $5)", 1, [1, 2, None],
+                    [2**40], ["x", "y z"], [decimal.Decimal("1.50")])
+    await c.execute("INSERT INTO ap_arrays VALUES (2, '{}', NULL, '{\"a,b\"}', '{}')")
+    rows = await c.fetch("SELECT id, a, b, s, n FROM ap_arrays ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (1, [1, 2, None], [2**40], ["x", "y z"], [decimal.Decimal("1.50")]),
+        (2, [], None, ["a,b"], []),
+    ], rows
+    assert await c.fetchval("SELECT $1::int[]", [3, 4]) == [3, 4]
+    ids = [r["id"] for r in await c.fetch("SELECT id FROM ap_arrays WHERE a @> $1 ORDER BY id", [2])]
+    assert ids == [1], ids
+    assert await c.fetchval("SELECT array_length(a, 1) FROM ap_arrays WHERE id = $1", 1) == 3
+    await c.close()
+
 async def main():
     for name, fn in STEPS:
         try:

@@ -62,3 +62,10 @@ insert into sq_e1 values (2, 'z');
 SELECT (SELECT a5.c2 FROM sq_e1 AS a6) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
 SELECT (SELECT a5.c2 FROM sq_e1 AS a6 WHERE a6.id = a5.id) AS o8 FROM sq_e0 AS a5 ORDER BY a5.id;
 drop table sq_e0; drop table sq_e1;
+-- a subquery run per row under a CASE runs for the rows that take its branch
+CREATE TABLE cg (id int PRIMARY KEY, k int);
+INSERT INTO cg VALUES (1, 10), (2, 20), (3, NULL), (4, 40);
+SELECT id, CASE WHEN k > 15 THEN (SELECT count(*) FROM cg c2 WHERE c2.k < cg.k) WHEN k IS NULL THEN -1 ELSE (SELECT max(c2.k) FROM cg c2 WHERE c2.k > cg.k) END FROM cg ORDER BY id;
+SELECT id, CASE k WHEN 20 THEN (SELECT min(c2.id) FROM cg c2 WHERE c2.k <> cg.k) END, CASE WHEN id < 3 THEN CASE WHEN k > 10 THEN (SELECT count(*) FROM cg c2 WHERE c2.id < cg.id) END END FROM cg ORDER BY id;
+SELECT id, CASE WHEN id = 1 THEN (SELECT c2.k FROM cg c2 WHERE c2.k >= cg.k) ELSE 0 END FROM cg WHERE id <> 1 ORDER BY id;
+DROP TABLE cg;

@@ -99,7 +99,9 @@ impl CorrelatedSubqueries {
             // This row read in a relation of the subquery's FROM, or by a subquery nested
             // in it: DataFusion's decorrelation joins the first as if uncorrelated and
             // turned the second's reference into a column of the wrong level.
-            reads_outer_in_from(&subquery.subquery) || outer.iter().any(|(_, _, nested)| *nested)
+            reads_outer_in_from(&subquery.subquery)
+                || reads_outer_in_recursive_query(&subquery.subquery)
+                || outer.iter().any(|(_, _, nested)| *nested)
         } else {
             // An uncorrelated scalar subquery is DataFusion's to run. One DataFusion still
             // lists outer references for is correlated to it, even where its optimizer
@@ -122,6 +124,8 @@ impl CorrelatedSubqueries {
         };
         let mut args: Vec<Expr> = probe.into_iter().collect();
         args.extend(outer.iter().map(|(c, _)| Expr::Column(c.clone())));
+        // The guard (see [`guard_case_branches`]): every row runs, unless a CASE says.
+        args.push(Expr::Literal(ScalarValue::Boolean(Some(true)), None));
         let f = SubqueryFunction::new(
             plan,
             kind,
@@ -238,6 +242,16 @@ fn reads_outer_in_from(plan: &LogicalPlan) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether a recursive query in `plan` reads an outer column (asyncpg's lookup of a
+/// domain's base type). DataFusion cannot decorrelate it, and leaves every other subquery
+/// of the same expression list correlated too, each then run per row.
+fn reads_outer_in_recursive_query(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| {
+        Ok(matches!(node, LogicalPlan::RecursiveQuery(_)) && !node.all_out_ref_exprs().is_empty())
+    })
+    .unwrap_or(false)
+}
+
 impl OptimizerRule for CorrelatedSubqueries {
     fn name(&self) -> &str {
         if self.early {
@@ -269,8 +283,86 @@ impl OptimizerRule for CorrelatedSubqueries {
             if !has_subquery {
                 return Ok(Transformed::no(node));
             }
-            super::retype_node(node, &|e, schema| self.replace(e, schema))
+            super::retype_node(node, &|e, schema| self.replace(e, schema))?
+                .transform_data(|node| super::retype_node(node, &|e, _| Ok(guard_case_branches(e))))
         })
+    }
+}
+
+/// Whether `f` is a call of a [`SubqueryFunction`].
+fn is_subquery_call(f: &ScalarFunction) -> bool {
+    f.func.name() == "duet_subquery"
+}
+
+/// A CASE evaluates a branch's result only for the rows that take the branch, as
+/// PostgreSQL's executor does; a subquery run per row would otherwise run for every row
+/// (asyncpg's type lookup has three under `CASE WHEN t.typtype = 'c'` and took a minute
+/// over all of pg_type). Each `duet_subquery` in a branch's result gets the branch's
+/// condition as a guard: rows that do not take the branch are not run, and answer NULL,
+/// which the CASE never returns.
+fn guard_case_branches(e: Expr) -> Transformed<Expr> {
+    let Expr::Case(case) = e else {
+        return Transformed::no(e);
+    };
+    let is_async = |x: &Expr| {
+        x.exists(|y| Ok(matches!(y, Expr::ScalarFunction(f) if is_subquery_call(f))))
+            .unwrap_or(true)
+    };
+    // A condition that itself runs a subquery per row stays unguarded (a guard is
+    // evaluated beside the asynchronous functions, not after them).
+    let conditions: Vec<Expr> = case
+        .when_then_expr
+        .iter()
+        .map(|(when, _)| match &case.expr {
+            Some(operand) => operand.as_ref().clone().eq(when.as_ref().clone()),
+            None => when.as_ref().clone(),
+        })
+        .collect();
+    if conditions.iter().any(is_async) {
+        return Transformed::no(Expr::Case(case));
+    }
+    let not_taken = |upto: usize| {
+        conditions[..upto]
+            .iter()
+            .map(|c| Expr::IsNotTrue(Box::new(c.clone())))
+            .reduce(Expr::and)
+    };
+    let mut changed = false;
+    let mut guard = |result: Expr, condition: Expr| {
+        let t = result
+            .transform_up(|x| match x {
+                Expr::ScalarFunction(mut f) if is_subquery_call(&f) => {
+                    let last = f.args.pop().expect("a guard argument");
+                    f.args.push(match last {
+                        Expr::Literal(ScalarValue::Boolean(Some(true)), _) => condition.clone(),
+                        last => last.and(condition.clone()),
+                    });
+                    Ok(Transformed::yes(Expr::ScalarFunction(f)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .expect("the rewrite does not fail");
+        changed |= t.transformed;
+        t.data
+    };
+    let mut case = case;
+    for (i, (_, then)) in case.when_then_expr.iter_mut().enumerate() {
+        let taken = Expr::IsTrue(Box::new(conditions[i].clone()));
+        let condition = match not_taken(i) {
+            Some(before) => before.and(taken),
+            None => taken,
+        };
+        **then = guard(then.as_ref().clone(), condition);
+    }
+    if let (Some(otherwise), Some(condition)) =
+        (case.else_expr.as_mut(), not_taken(conditions.len()))
+    {
+        **otherwise = guard(otherwise.as_ref().clone(), condition);
+    }
+    if changed {
+        Transformed::yes(Expr::Case(case))
+    } else {
+        Transformed::no(Expr::Case(case))
     }
 }
 
@@ -281,7 +373,8 @@ fn is_subquery(e: &Expr) -> bool {
     )
 }
 
-/// `duet_subquery(…)`: one subquery evaluated per distinct outer row (see the module).
+/// `duet_subquery(probe?, outer columns…, guard)`: one subquery evaluated per distinct
+/// outer row (see the module), for the rows whose guard is true.
 #[derive(Debug)]
 pub struct SubqueryFunction {
     plan: Arc<LogicalPlan>,
@@ -431,11 +524,18 @@ impl ScalarUDFImpl for SubqueryFunction {
 impl AsyncScalarUDFImpl for SubqueryFunction {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = args
+        let mut arrays = args
             .args
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
+        // The last argument is the guard: a row where it is not true is not run.
+        let guard = arrays.pop();
+        let guard = guard.as_ref().and_then(|g| {
+            g.as_any()
+                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+        });
+        let unused = ScalarValue::try_from(&self.return_type(&[])?)?;
         let state = self
             .state
             .upgrade()
@@ -449,6 +549,10 @@ impl AsyncScalarUDFImpl for SubqueryFunction {
         let mut cache: HashMap<Vec<ScalarValue>, Arc<Vec<ScalarValue>>> = HashMap::new();
         let mut out: Vec<ScalarValue> = Vec::with_capacity(rows);
         for r in 0..rows {
+            if guard.is_some_and(|g| !(g.is_valid(r) && g.value(r))) {
+                out.push(unused.clone());
+                continue;
+            }
             let key = outer
                 .iter()
                 .map(|a| ScalarValue::try_from_array(a, r))

@@ -48,6 +48,11 @@ pub fn pg_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo
         let (ty, typmod) = match (w, declared_type(arrow)) {
             (Some(w), _) => (Type::BPCHAR, w as i32 + 4),
             (None, Some(declared)) => declared,
+            // An oid column's alias survives casts (DataFusion keeps a cast's source
+            // metadata): `typelem::text` is text, not the oid that arrow-pg would say.
+            (None, None) if is_oid_alias(arrow) && *arrow.data_type() != DataType::Int32 => {
+                (arrow_pg::datatypes::into_pg_type(arrow.data_type())?, -1)
+            }
             // Row numbers and ranks: sent as bigint (see `pg_text_columns`).
             (None, None) if *arrow.data_type() == DataType::UInt64 => (Type::INT8, -1),
             (None, None) if name.len() == f.name().len() => continue,
@@ -58,12 +63,22 @@ pub fn pg_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo
     Ok(fields)
 }
 
+/// Whether `field` carries datafusion-pg-catalog's oid-alias metadata (`pg.oid_alias`).
+fn is_oid_alias(field: &datafusion::arrow::datatypes::Field) -> bool {
+    field
+        .metadata()
+        .contains_key(arrow_pg::datatypes::PG_OID_ALIAS_KEY)
+}
+
 /// The declared `varchar` or `numeric(p,s)` type of a table column `field` (see
 /// [`duet_common::batch::PG_DECLARED_TYPE`]) and its typmod, while the field still has the
 /// column's Arrow type.
 fn declared_type(field: &datafusion::arrow::datatypes::Field) -> Option<(Type, i32)> {
     use duet_common::batch::{PG_DECLARED_TYPE, PG_TYPMOD};
-    let typmod: i32 = field.metadata().get(PG_TYPMOD)?.parse().ok()?;
+    let typmod: i32 = match field.metadata().get(PG_TYPMOD) {
+        Some(t) => t.parse().ok()?,
+        None => -1,
+    };
     match (
         field.metadata().get(PG_DECLARED_TYPE)?.as_str(),
         field.data_type(),
@@ -82,6 +97,7 @@ fn declared_type(field: &datafusion::arrow::datatypes::Field) -> Option<(Type, i
             ),
             -1,
         )),
+        ("oid[]", DataType::List(_)) => Some((Type::OID_ARRAY, -1)),
         ("uuid", DataType::Utf8) => Some((Type::UUID, -1)),
         ("json", DataType::Utf8) => Some((Type::JSON, -1)),
         ("jsonb", DataType::Utf8) => Some((Type::JSONB, -1)),

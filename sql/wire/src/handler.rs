@@ -559,6 +559,8 @@ fn param_pg_type(field: Option<&datafusion::arrow::datatypes::Field>) -> Type {
         Some("uuid") => Type::UUID,
         Some("json") => Type::JSON,
         Some("jsonb") => Type::JSONB,
+        Some("oid") => Type::OID,
+        Some("oid[]") => Type::OID_ARRAY,
         _ => arrow_pg::datatypes::into_pg_type(f.data_type()).unwrap_or(Type::TEXT),
     }
 }
@@ -572,6 +574,8 @@ fn param_pg_type(field: Option<&datafusion::arrow::datatypes::Field>) -> Type {
 ///   is its 16 bytes, a binary jsonb a version byte (1) and the text.
 /// - a parameter whose type neither the client nor the statement says is text, as in
 ///   PostgreSQL (arrow-pg would guess, and read `{"a": 1}` as an array of one string).
+/// - an `oid[]` parameter is read as `int4[]` (the same four bytes per element; arrow-pg
+///   reads no `oid[]`).
 ///
 /// `described[i]`: what Describe gave `$i+1` (`None` where it knows no type). Checked
 /// without allocating first: this runs at every Execute, and most need no copy.
@@ -589,9 +593,10 @@ fn server_typed_parameters<S: Clone>(
     let field = |i: usize| described.get(i).and_then(Option::as_deref);
     let typed_text = |t: &Type| *t == Type::UUID || *t == Type::JSON || *t == Type::JSONB;
     let n = portal.parameters.len().max(client.len());
+    let rewritten = |t: &Type| typed_text(t) || *t == Type::OID_ARRAY;
     let needed = (0..n).any(|i| match given(i) {
-        Some(t) => typed_text(t),
-        None => field(i).is_none_or(|f| typed_text(&param_pg_type(Some(f)))),
+        Some(t) => rewritten(t),
+        None => field(i).is_none_or(|f| rewritten(&param_pg_type(Some(f)))),
     });
     if !needed {
         return None;
@@ -606,6 +611,9 @@ fn server_typed_parameters<S: Clone>(
     for (i, p) in params.iter_mut().enumerate() {
         let binary = portal.parameter_format.is_binary(i);
         let ty = types.get(i).cloned().flatten();
+        if ty.as_ref() == Some(&Type::OID_ARRAY) {
+            new_types[i] = Some(Type::INT4_ARRAY);
+        }
         if !typed(&ty) {
             formats.push(i16::from(binary));
             continue;

@@ -1484,3 +1484,95 @@ impl ScalarUDFImpl for LocalTime {
         })
     }
 }
+
+/// Window functions ordered by a time or an interval, which DataFusion's type coercion
+/// refuses in a RANGE frame ("Cannot run range queries on datatype", XX000; the default
+/// frame of an ordered window is `RANGE UNBOUNDED PRECEDING`). Before type coercion:
+/// - an interval key orders by its [`IntervalSpan`], as PostgreSQL orders intervals (its
+///   peers are the intervals of equal length);
+/// - a RANGE frame over a time key whose bounds have no offsets becomes the GROUPS frame
+///   with the same bounds: both end at the current row's peers, so they are the same rows.
+#[derive(Debug, Default)]
+pub struct WindowOrderKeys;
+
+impl AnalyzerRule for WindowOrderKeys {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        _config: &ConfigOptions,
+    ) -> datafusion::common::Result<LogicalPlan> {
+        use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+        let no_offset = |b: &WindowFrameBound| match b {
+            WindowFrameBound::CurrentRow => true,
+            WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => v.is_null(),
+        };
+        plan.transform_up_with_subqueries(|node| {
+            if !matches!(node, LogicalPlan::Window(_)) {
+                return Ok(Transformed::no(node));
+            }
+            crate::pgsemantics::retype_node(node, &|e, schema| {
+                let Expr::WindowFunction(mut wf) = e else {
+                    return Ok(Transformed::no(e));
+                };
+                let mut changed = false;
+                let mut time_key = false;
+                for s in &mut wf.params.order_by {
+                    match s.expr.get_type(schema) {
+                        Ok(DataType::Interval(_)) => {
+                            s.expr = span(s.expr.clone());
+                            changed = true;
+                        }
+                        Ok(DataType::Time32(_) | DataType::Time64(_)) => time_key = true,
+                        _ => {}
+                    }
+                }
+                let frame = &mut wf.params.window_frame;
+                if time_key
+                    && frame.units == WindowFrameUnits::Range
+                    && no_offset(&frame.start_bound)
+                    && no_offset(&frame.end_bound)
+                {
+                    frame.units = WindowFrameUnits::Groups;
+                    changed = true;
+                }
+                let e = Expr::WindowFunction(wf);
+                Ok(if changed {
+                    Transformed::yes(e)
+                } else {
+                    Transformed::no(e)
+                })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_window_order_keys"
+    }
+}
+
+/// SQL type names as DuetDB plans them: `time` is `Time64(µs)`, the type of a time column
+/// (DataFusion's own is nanoseconds, so `TIME '10:00'` and a column of times were two types
+/// that `coalesce`, CASE and UNION could not unite); every other name is
+/// datafusion-pg-catalog's (its `oid` and `regclass` types) or DataFusion's.
+#[derive(Debug, Default)]
+pub struct DuetTypePlanner {
+    catalog: datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner,
+}
+
+impl datafusion::logical_expr::planner::TypePlanner for DuetTypePlanner {
+    fn plan_type_field(
+        &self,
+        sql_type: &sqlparser::ast::DataType,
+    ) -> datafusion::common::Result<Option<datafusion::arrow::datatypes::FieldRef>> {
+        use sqlparser::ast::{DataType as Ast, TimezoneInfo};
+        if let Ast::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) = sql_type {
+            return Ok(Some(Arc::new(datafusion::arrow::datatypes::Field::new(
+                "",
+                DataType::Time64(TimeUnit::Microsecond),
+                true,
+            ))));
+        }
+        self.catalog.plan_type_field(sql_type)
+    }
+}

@@ -383,6 +383,7 @@ impl Session {
             rules.insert(5, Arc::new(crate::pgsemantics::TextNumberComparisons));
             rules.insert(6, Arc::new(crate::pgsemantics::ConcatArguments));
             rules.insert(7, Arc::new(crate::datetime::DateIntervalArithmetic));
+            rules.insert(8, Arc::new(crate::datetime::WindowOrderKeys));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::jsonb::TypedTextComparisons));
@@ -430,6 +431,7 @@ impl Session {
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)
                     .with_optimizer_rules(optimizers)
+                    .with_type_planner(Arc::new(crate::datetime::DuetTypePlanner::default()))
                     .build();
             *ctx.state_ref().write() = new_state;
         }

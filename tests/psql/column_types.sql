@@ -52,3 +52,20 @@ CREATE TABLE nx (id int PRIMARY KEY, x numeric(12,4));
 INSERT INTO nx VALUES (1, '1.5e1'), (2, '-2.5E-3'), (3, 7e2);
 SELECT id, x FROM nx ORDER BY id;
 DROP TABLE nx;
+-- windows ordered by a time or an interval (the default RANGE frame)
+CREATE TABLE wt (id int PRIMARY KEY, t time, i interval);
+INSERT INTO wt VALUES (1, '10:00', '1 mon'), (2, '09:00', '30 days'), (3, '10:00', '1 day'), (4, NULL, NULL);
+SELECT id, count(*) OVER (ORDER BY t), sum(id) OVER (ORDER BY i), rank() OVER (ORDER BY i DESC) FROM wt ORDER BY id;
+SELECT id, count(*) OVER (ORDER BY t RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING), max(id) OVER (PARTITION BY t ORDER BY i) FROM wt ORDER BY id;
+SELECT time '23:00' + interval '2 hours', time '24:00:00' + interval '1 hour', time '01:00' - interval '3 hours', time '12:00' + interval '1 day 1 hour';
+DROP TABLE wt;
+CREATE TABLE wt2 (id int PRIMARY KEY, t time, i interval);
+INSERT INTO wt2 VALUES (1, '10:00', '1 mon'), (2, NULL, '30 days'), (3, '10:00', NULL), (4, NULL, NULL);
+SELECT id, t + i, t - i FROM wt2 ORDER BY id;
+SELECT id, t + interval '1 hour', time '10:00' + i FROM wt2 ORDER BY id;
+SELECT id, coalesce(t, time '24:00:00') + i FROM wt2 ORDER BY id;
+DROP TABLE wt2;
+-- negated interval literals; round(x, n) has n decimals
+SELECT - INTERVAL '36 hours', -(INTERVAL '1 day'), - interval '2 days' + interval '1 day', - INTERVAL '1 year 2 mons -3 days 04:05:06.5';
+SELECT round(1, 2), round(-7, 1), round(25, -1), round(2.5), round(1.005, 2);
+SELECT round(x, 2), round(x, 0), round(x, -1), round(y, 3), round(y, 1), round(y, -1) FROM (VALUES (1, 1.55), (-15, -2.25), (NULL, NULL)) t(x, y) ORDER BY 1;

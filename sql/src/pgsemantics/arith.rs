@@ -54,7 +54,7 @@ impl AnalyzerRule for NumericCasts {
         use duet_common::types::DEFAULT_NUMERIC;
         let rewrite = |e: Expr, schema: &datafusion::common::DFSchema| {
             if let Expr::ScalarFunction(f) = &e {
-                return Ok(round_places_literal(e.clone(), f));
+                return Ok(round_places_literal(e.clone(), f, schema));
             }
             let Expr::Cast(cast) = &e else {
                 return Ok(Transformed::no(e));
@@ -163,7 +163,14 @@ impl AnalyzerRule for NumericCasts {
 /// argument's scale otherwise; type coercion wrapped the `bigint` constant in a cast and
 /// planned the scale of the argument, and evaluation then produced scale `n`
 /// (`round(1.5, 0) - 1 < 7` failed comparing two decimal types).
-fn round_places_literal(e: Expr, f: &ScalarFunction) -> Transformed<Expr> {
+///
+/// `round(integer, n)` is `round(numeric, n)` in PostgreSQL (`round(1, 2)` is 1.00), the
+/// only two-argument `round` it has: the integer is cast to numeric.
+fn round_places_literal(
+    e: Expr,
+    f: &ScalarFunction,
+    schema: &datafusion::common::DFSchema,
+) -> Transformed<Expr> {
     let n = match f.args.as_slice() {
         [_, Expr::Literal(ScalarValue::Int64(Some(n)), _)] if f.func.name() == "round" => *n,
         _ => return Transformed::no(e),
@@ -173,6 +180,25 @@ fn round_places_literal(e: Expr, f: &ScalarFunction) -> Transformed<Expr> {
     };
     let mut args = f.args.clone();
     args[1] = Expr::Literal(ScalarValue::Int32(Some(n)), None);
+    // PostgreSQL's result has `n` decimals (`round(1.5, 2)` is 1.50); DataFusion's keeps
+    // the argument's scale when that is smaller. Widening the argument's scale to `n` first
+    // is exact.
+    let places = u8::try_from(n).ok().filter(|&p| p <= 38);
+    let widened = match (args[0].get_type(schema), places) {
+        (Ok(t), Some(n)) if is_int(&t) => Some(DataType::Decimal128(38, n as i8)),
+        (Ok(t), None) if is_int(&t) => Some(DataType::Decimal128(38, 0)),
+        (Ok(DataType::Decimal128(p, s)), Some(n)) if i16::from(n) > i16::from(s) => {
+            let p = (u16::from(p) + u16::from(n) - s.max(0) as u16).min(38) as u8;
+            Some(DataType::Decimal128(p, n as i8))
+        }
+        _ => None,
+    };
+    if let Some(t) = widened {
+        args[0] = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(args[0].clone()),
+            t,
+        ));
+    }
     Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
         f.func.clone(),
         args,

@@ -722,6 +722,42 @@ fn datetime_literals(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
             std::ops::ControlFlow::Continue(())
         }
         fn pre_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            // `- INTERVAL '…'`: DataFusion negates an interval literal by putting a `-`
+            // before its text, which negates only the first field of the canonical text
+            // below (`- INTERVAL '36 hours'` was 36:00:00). The literal is negated here.
+            if let Expr::UnaryOp {
+                op: sqlparser::ast::UnaryOperator::Minus,
+                expr,
+            } = e
+            {
+                if let Expr::Interval(Interval {
+                    value,
+                    leading_field: None,
+                    last_field: None,
+                    ..
+                }) = expr.as_mut()
+                {
+                    if let Expr::Value(v) = value.as_mut() {
+                        if let Value::SingleQuotedString(text) = &mut v.value {
+                            match crate::datetime::parse_interval(text) {
+                                Ok((months, days, micros)) => {
+                                    *text = format!(
+                                        "{} months {} days {} microseconds",
+                                        -i64::from(months),
+                                        -i64::from(days),
+                                        -i128::from(micros)
+                                    );
+                                    *e = expr.as_ref().clone();
+                                }
+                                Err(err) => {
+                                    self.0 = Some(err);
+                                    return std::ops::ControlFlow::Break(());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             let result = match e {
                 Expr::TypedString(ts) => match &mut ts.value.value {
                     Value::SingleQuotedString(text) => canonical(&ts.data_type, text),

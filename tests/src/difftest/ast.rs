@@ -12,10 +12,12 @@ pub enum Ty {
     Bool,
     Date,
     Timestamp,
+    Time,
+    Interval,
 }
 
 impl Ty {
-    pub const ALL: [Ty; 7] = [
+    pub const ALL: [Ty; 9] = [
         Ty::Int,
         Ty::Numeric,
         Ty::Float,
@@ -23,6 +25,8 @@ impl Ty {
         Ty::Bool,
         Ty::Date,
         Ty::Timestamp,
+        Ty::Time,
+        Ty::Interval,
     ];
 
     /// The SQL type a typed NULL or a cast to this family names.
@@ -35,6 +39,8 @@ impl Ty {
             Ty::Bool => "boolean",
             Ty::Date => "date",
             Ty::Timestamp => "timestamp",
+            Ty::Time => "time",
+            Ty::Interval => "interval",
         }
     }
 

@@ -109,6 +109,8 @@ fn sql_types(ty: Ty) -> &'static [&'static str] {
         Ty::Bool => &["boolean"],
         Ty::Date => &["date"],
         Ty::Timestamp => &["timestamp"],
+        Ty::Time => &["time"],
+        Ty::Interval => &["interval"],
     }
 }
 
@@ -168,6 +170,24 @@ fn literal_pool(ty: Ty, sql: &str) -> Vec<String> {
             "'2024-02-29 00:00:00'",
             "'1970-01-01 12:00:00'",
         ],
+        (Ty::Time, _) => &[
+            "'12:30:00'",
+            "'00:00:00'",
+            "'23:59:59.5'",
+            "'08:15:00'",
+            "'24:00:00'",
+            "'12:30:00.000001'",
+        ],
+        // `1 mon` and `30 days` are equal in PostgreSQL, and order as equals.
+        (Ty::Interval, _) => &[
+            "'1 day'",
+            "'-2 hours'",
+            "'1 mon'",
+            "'30 days'",
+            "'00:00:00'",
+            "'1 year 2 mons 3 days 04:05:06.5'",
+            "'36 hours'",
+        ],
     };
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -185,6 +205,8 @@ fn expr_literal(rng: &mut StdRng, ty: Ty) -> Expr {
         Ty::Float => format!("CAST({raw} AS double precision)"),
         Ty::Date => format!("DATE {raw}"),
         Ty::Timestamp => format!("TIMESTAMP {raw}"),
+        Ty::Time => format!("TIME {raw}"),
+        Ty::Interval => format!("INTERVAL {raw}"),
         _ => raw,
     })
 }
@@ -213,8 +235,11 @@ pub fn schema(rng: &mut StdRng) -> Schema {
                     ty,
                 });
             }
+            // DuetDB refuses indexes on intervals (equal intervals differ in their fields).
             let indexes = (0..ncols)
-                .filter(|&c| Some(c) != primary_key && rng.gen_bool(0.15))
+                .filter(|&c| {
+                    Some(c) != primary_key && columns[c].ty != Ty::Interval && rng.gen_bool(0.15)
+                })
                 .collect();
             let nrows = *[0usize, 1, 3, 5, 8, 12, 20].choose(rng).unwrap();
             // Few distinct values per column: duplicates, skew and join matches.
@@ -709,9 +734,12 @@ impl<'a> QueryGen<'a> {
             Ty::Bool => *[("bool_and", Some(Ty::Bool)), ("bool_or", Some(Ty::Bool))]
                 .choose(self.rng)
                 .unwrap(),
-            Ty::Text | Ty::Date | Ty::Timestamp => {
+            Ty::Text | Ty::Date | Ty::Timestamp | Ty::Time => {
                 (*["min", "max"].choose(self.rng).unwrap(), Some(ty))
             }
+            // min and max of intervals are refused (0A000): PostgreSQL's answer is one
+            // of several equal values.
+            Ty::Interval => ("sum", Some(Ty::Interval)),
         };
         let args = match arg_ty {
             None => Vec::new(),
@@ -904,7 +932,24 @@ impl<'a> QueryGen<'a> {
                 ),
                 _ => Expr::Cast(x(self, Ty::Timestamp), "date"),
             },
-            Ty::Timestamp => match self.rng.gen_range(0..2) {
+            Ty::Time => match self.rng.gen_range(0..3) {
+                0 => Expr::Binary(x(self, Ty::Time), "+", x(self, Ty::Interval)),
+                1 => Expr::Binary(x(self, Ty::Time), "-", x(self, Ty::Interval)),
+                _ => Expr::Cast(x(self, Ty::Timestamp), "time"),
+            },
+            Ty::Interval => match self.rng.gen_range(0..5) {
+                0 => Expr::Binary(x(self, Ty::Interval), "+", x(self, Ty::Interval)),
+                1 => Expr::Binary(x(self, Ty::Interval), "-", x(self, Ty::Interval)),
+                2 => Expr::Binary(
+                    x(self, Ty::Interval),
+                    "*",
+                    Box::new(Expr::Lit(self.rng.gen_range(-2..4).to_string())),
+                ),
+                3 => Expr::Binary(x(self, Ty::Time), "-", x(self, Ty::Time)),
+                _ => Expr::Prefix("-", x(self, Ty::Interval)),
+            },
+            Ty::Timestamp => match self.rng.gen_range(0..3) {
+                2 => Expr::Binary(x(self, Ty::Timestamp), "+", x(self, Ty::Interval)),
                 0 => Expr::Cast(x(self, Ty::Date), "timestamp"),
                 _ => Expr::Func(
                     "date_trunc",

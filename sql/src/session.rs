@@ -427,6 +427,7 @@ impl Session {
                 Arc::downgrade(&ctx.state_ref()),
                 view.clone(),
             )));
+            optimizers.push(Arc::new(crate::pgsemantics::RebuildSchemas));
             let new_state =
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)

@@ -241,3 +241,30 @@ impl AnalyzerRule for RebuildSchemas {
         "duet_rebuild_schemas"
     }
 }
+
+/// Also the last optimizer rule: DataFusion's simplifier replaces an expression by one of
+/// its operands (`CASE WHEN true THEN c ELSE 'a' END` by `c`), whose field may differ in
+/// metadata or nullability, and keeps the union above with the old schema; the physical
+/// planner then refused the plan (XX000, found by the differential tester).
+impl datafusion::optimizer::OptimizerRule for RebuildSchemas {
+    fn name(&self) -> &str {
+        "duet_rebuild_schemas"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let before = plan.schema().clone();
+        let plan = plan
+            .transform_up_with_subqueries(|p| rebuild_schema(p).map(Transformed::yes))?
+            .data;
+        let changed = plan.schema() != &before;
+        Ok(Transformed::new_transformed(plan, changed))
+    }
+}

@@ -371,22 +371,36 @@ fn type_integer_literals(stmt: &mut sqlparser::ast::Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    let _ = stmt.visit(&mut SelectItems);
+    // An INSERT's own VALUES rows take their columns' types (and the fast path reads them
+    // as written).
+    let skip = match &*stmt {
+        sqlparser::ast::Statement::Insert(i) => i
+            .source
+            .as_ref()
+            .map_or(std::ptr::null(), |q| q.body.as_ref() as *const _),
+        _ => std::ptr::null(),
+    };
+    let _ = stmt.visit(&mut SelectItems { skip });
 }
 
-struct SelectItems;
+/// Narrows the select items and VALUES rows of every query but the one at `skip`.
+struct SelectItems {
+    skip: *const sqlparser::ast::SetExpr,
+}
 
 impl sqlparser::ast::VisitorMut for SelectItems {
     type Break = ();
 
     fn post_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
-        narrow_items(&mut q.body);
+        let values = !std::ptr::eq(q.body.as_ref(), self.skip);
+        narrow_items(&mut q.body, values);
         std::ops::ControlFlow::Continue(())
     }
 }
 
-/// The select items of every branch of a set operation (`SELECT 1 UNION SELECT 2`).
-fn narrow_items(body: &mut sqlparser::ast::SetExpr) {
+/// The select items of every branch of a set operation (`SELECT 1 UNION SELECT 2`), and
+/// with `values` the rows of a VALUES list (`VALUES (1)` is `integer`).
+fn narrow_items(body: &mut sqlparser::ast::SetExpr, values: bool) {
     use sqlparser::ast::{SelectItem, SetExpr};
     match body {
         SetExpr::Select(select) => {
@@ -398,9 +412,14 @@ fn narrow_items(body: &mut sqlparser::ast::SetExpr) {
             }
         }
         SetExpr::SetOperation { left, right, .. } => {
-            narrow_items(left);
-            narrow_items(right);
+            narrow_items(left, values);
+            narrow_items(right, values);
         }
+        SetExpr::Values(v) if values => v
+            .rows
+            .iter_mut()
+            .flat_map(|r| r.content.iter_mut())
+            .for_each(narrow),
         _ => {}
     }
 }

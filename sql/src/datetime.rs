@@ -1488,8 +1488,8 @@ impl ScalarUDFImpl for LocalTime {
 /// Window functions ordered by a time or an interval, which DataFusion's type coercion
 /// refuses in a RANGE frame ("Cannot run range queries on datatype", XX000; the default
 /// frame of an ordered window is `RANGE UNBOUNDED PRECEDING`). Before type coercion:
-/// - an interval key orders by its [`IntervalSpan`], as PostgreSQL orders intervals (its
-///   peers are the intervals of equal length);
+/// - an interval key orders, and an interval partitions, by its [`IntervalSpan`], as
+///   PostgreSQL compares intervals (`1 mon` and `30 days` are one partition and peers);
 /// - a RANGE frame over a time key whose bounds have no offsets becomes the GROUPS frame
 ///   with the same bounds: both end at the current row's peers, so they are the same rows.
 #[derive(Debug, Default)]
@@ -1516,6 +1516,12 @@ impl AnalyzerRule for WindowOrderKeys {
                 };
                 let mut changed = false;
                 let mut time_key = false;
+                for p in &mut wf.params.partition_by {
+                    if matches!(p.get_type(schema), Ok(DataType::Interval(_))) {
+                        *p = span(p.clone());
+                        changed = true;
+                    }
+                }
                 for s in &mut wf.params.order_by {
                     match s.expr.get_type(schema) {
                         Ok(DataType::Interval(_)) => {

@@ -57,6 +57,7 @@ CREATE TABLE wt (id int PRIMARY KEY, t time, i interval);
 INSERT INTO wt VALUES (1, '10:00', '1 mon'), (2, '09:00', '30 days'), (3, '10:00', '1 day'), (4, NULL, NULL);
 SELECT id, count(*) OVER (ORDER BY t), sum(id) OVER (ORDER BY i), rank() OVER (ORDER BY i DESC) FROM wt ORDER BY id;
 SELECT id, count(*) OVER (ORDER BY t RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING), max(id) OVER (PARTITION BY t ORDER BY i) FROM wt ORDER BY id;
+SELECT id, count(*) OVER (PARTITION BY i), sum(id) OVER (PARTITION BY i ORDER BY id) FROM wt ORDER BY id;
 SELECT time '23:00' + interval '2 hours', time '24:00:00' + interval '1 hour', time '01:00' - interval '3 hours', time '12:00' + interval '1 day 1 hour';
 DROP TABLE wt;
 CREATE TABLE wt2 (id int PRIMARY KEY, t time, i interval);

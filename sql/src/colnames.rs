@@ -165,7 +165,8 @@ fn figure(e: &Expr) -> (Option<String>, Strength) {
             name
         }
         Expr::Tuple(_) => real("row"),
-        Expr::Interval(_) => real("interval"),
+        // `INTERVAL '…'` is a typed constant: a cast in PostgreSQL's grammar.
+        Expr::Interval(_) => (Some("interval".into()), Strength::Fallback),
         Expr::Extract { .. } => real("extract"),
         Expr::Ceil { .. } => real("ceil"),
         Expr::Floor { .. } => real("floor"),

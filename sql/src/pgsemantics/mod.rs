@@ -216,13 +216,81 @@ pub(crate) fn retype_node(
 fn rebuild_schema(p: LogicalPlan) -> Result<LogicalPlan> {
     match p {
         LogicalPlan::Union(u) => {
-            let inputs = u.inputs;
+            let inputs = plain_union_inputs(u.inputs)?;
             datafusion::logical_expr::Union::try_new(inputs.clone())
                 .or_else(|_| datafusion::logical_expr::Union::try_new_with_loose_types(inputs))
                 .map(LogicalPlan::Union)
         }
         p => p.recompute_schema(),
     }
+}
+
+/// A union's inputs whose fields at one position declare different PostgreSQL types (a
+/// `char(3)` and a `varchar(5)` column: the metadata of `duet_common::batch::column_field`)
+/// pass that column through `duet_plain`, so the union's column declares none (`char(n)`
+/// values padded where the union is a `bpchar`, see below):
+/// DataFusion's logical union dropped the conflicting metadata and its physical one merged
+/// it, and the physical planner refused the plan (XX000).
+fn plain_union_inputs(inputs: Vec<Arc<LogicalPlan>>) -> Result<Vec<Arc<LogicalPlan>>> {
+    let Some(first) = inputs.first() else {
+        return Ok(inputs);
+    };
+    let width_of = |p: &LogicalPlan| p.schema().fields().len();
+    let conflicting: Vec<bool> = (0..width_of(first))
+        .map(|i| {
+            let m = first.schema().field(i).metadata();
+            inputs.iter().any(|p| {
+                p.schema()
+                    .fields()
+                    .get(i)
+                    .is_some_and(|f| f.metadata() != m)
+            })
+        })
+        .collect();
+    if !conflicting.contains(&true) {
+        return Ok(inputs);
+    }
+    // PostgreSQL's union has its first input's type where the others cast to it: a
+    // `bpchar` keeps the padding of `char(n)` values, `text` or `varchar` drops it.
+    let width = |f: &datafusion::arrow::datatypes::Field| {
+        f.metadata()
+            .get(duet_common::batch::BPCHAR_WIDTH)
+            .and_then(|w| w.parse::<i64>().ok())
+    };
+    let padded: Vec<bool> = (0..width_of(first))
+        .map(|i| width(first.schema().field(i)).is_some())
+        .collect();
+    let plain = Arc::new(ScalarUDF::new_from_impl(Identity::plain()));
+    inputs
+        .into_iter()
+        .map(|p| {
+            let exprs = p
+                .schema()
+                .iter()
+                .enumerate()
+                .map(|(i, (q, f))| {
+                    let col = Expr::Column(datafusion::common::Column::new(q.cloned(), f.name()));
+                    if !conflicting[i] || f.metadata().is_empty() {
+                        return col;
+                    }
+                    // A `char(n)` value is stored without its padding, which its width
+                    // metadata restores; without it, the padding is written out.
+                    let value = match width(f).filter(|_| padded[i]) {
+                        Some(w) => datafusion::functions::unicode::expr_fn::rpad(vec![
+                            col,
+                            Expr::Literal(ScalarValue::Int64(Some(w)), None),
+                        ]),
+                        None => col,
+                    };
+                    Expr::ScalarFunction(ScalarFunction::new_udf(plain.clone(), vec![value]))
+                        .alias_qualified(q.cloned(), f.name())
+                })
+                .collect::<Vec<_>>();
+            Ok(Arc::new(LogicalPlan::Projection(
+                datafusion::logical_expr::Projection::try_new(exprs, p)?,
+            )))
+        })
+        .collect()
 }
 
 /// The last analyzer rule: every node's schema derived again bottom-up ([`rebuild_schema`]),

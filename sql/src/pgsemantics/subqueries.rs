@@ -77,12 +77,15 @@ fn nullable_column(inner: LogicalPlan) -> Result<LogicalPlan> {
 /// - `duet_nullable(x)` reports the value nullable (see [`NullableScalarSubqueries`]) and is
 ///   volatile, so the simplifier does not fold it into a constant that cannot be NULL;
 /// - `duet_typed(x, 'type')` gives `x` a name of its own (see
-///   `statement::name_casts_in_aggregates`).
+///   `statement::name_casts_in_aggregates`);
+/// - `duet_plain(x)` drops the field's metadata (a declared type).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
     name: &'static str,
     signature: Signature,
     nullable: bool,
+    /// Whether the result keeps the argument's field metadata.
+    metadata: bool,
 }
 
 impl Identity {
@@ -92,6 +95,7 @@ impl Identity {
             name: "duet_nullable",
             signature: Signature::any(1, Volatility::Volatile),
             nullable: true,
+            metadata: true,
         }
     }
 
@@ -101,6 +105,18 @@ impl Identity {
             name: "duet_typed",
             signature: Signature::any(2, Volatility::Immutable),
             nullable: false,
+            metadata: true,
+        }
+    }
+
+    /// `duet_plain`: the value without its field's metadata (see `pgsemantics::
+    /// plain_union_inputs`).
+    pub fn plain() -> Self {
+        Self {
+            name: "duet_plain",
+            signature: Signature::any(1, Volatility::Immutable),
+            nullable: false,
+            metadata: false,
         }
     }
 }
@@ -122,7 +138,10 @@ impl ScalarUDFImpl for Identity {
         &self,
         args: datafusion::logical_expr::ReturnFieldArgs,
     ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        let field = args.arg_fields[0].as_ref().clone().with_name(self.name);
+        let mut field = args.arg_fields[0].as_ref().clone().with_name(self.name);
+        if !self.metadata {
+            field = field.with_metadata(Default::default());
+        }
         Ok(Arc::new(if self.nullable {
             field.with_nullable(true)
         } else {

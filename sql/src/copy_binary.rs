@@ -177,12 +177,52 @@ pub fn field_text(b: &[u8], ty: &SqlType, column: &str) -> Result<String> {
                 i64::from_be_bytes(b[0..8].try_into().unwrap_or_default()),
             )
         }
-        SqlType::Array(_) => {
-            return Err(PgError::unsupported(format!(
-                "binary COPY of array column \"{column}\""
-            )))
-        }
+        SqlType::Array(elem) => array_text(b, elem, column)?,
     })
+}
+
+/// PostgreSQL's binary array (dimensions, a has-NULL flag, the element type, each
+/// dimension's length and lower bound, then each element as a length and its bytes, -1 for
+/// NULL) as array text, `{1,NULL,"a b"}`. One dimension, or none for an empty array.
+fn array_text(b: &[u8], elem: &SqlType, column: &str) -> Result<String> {
+    let int = |at: usize| -> Result<i32> {
+        b.get(at..at + 4)
+            .and_then(|x| x.try_into().ok())
+            .map(i32::from_be_bytes)
+            .ok_or_else(|| binary_error(column))
+    };
+    let dims = int(0)?;
+    if dims == 0 {
+        return Ok("{}".into());
+    }
+    if dims != 1 {
+        return Err(PgError::unsupported(format!(
+            "a {dims}-dimensional array in column \"{column}\""
+        )));
+    }
+    let count = usize::try_from(int(12)?).map_err(|_| binary_error(column))?;
+    let mut at = 20;
+    let mut s = String::from("{");
+    for k in 0..count {
+        if k > 0 {
+            s.push(',');
+        }
+        let len = int(at)?;
+        at += 4;
+        if len < 0 {
+            s.push_str("NULL");
+            continue;
+        }
+        let end = at + len as usize;
+        let bytes = b.get(at..end).ok_or_else(|| binary_error(column))?;
+        duet_wire::encode::push_array_element(&mut s, &field_text(bytes, elem, column)?);
+        at = end;
+    }
+    if at != b.len() {
+        return Err(binary_error(column));
+    }
+    s.push('}');
+    Ok(s)
 }
 
 /// PostgreSQL's binary numeric (digit count, weight, sign, display scale, base-10000
@@ -332,6 +372,33 @@ pub fn encode_tuple(columns: &[ArrayRef], r: usize, out: &mut Vec<u8>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_arrays_read_as_array_text() {
+        let mut b = Vec::new();
+        for v in [1i32, 0, 25, 3, 1] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        for e in [Some("a b"), None, Some("x")] {
+            match e {
+                Some(t) => {
+                    b.extend_from_slice(&(t.len() as i32).to_be_bytes());
+                    b.extend_from_slice(t.as_bytes());
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        let ty = SqlType::Text;
+        assert_eq!(array_text(&b, &ty, "c").unwrap(), r#"{"a b",NULL,x}"#);
+        let empty = [0i32, 0, 23].map(i32::to_be_bytes).concat();
+        assert_eq!(array_text(&empty, &SqlType::Int32, "c").unwrap(), "{}");
+        assert!(array_text(&b[..b.len() - 1], &ty, "c").is_err());
+        let two_dims = [2i32, 0, 23].map(i32::to_be_bytes).concat();
+        assert_eq!(
+            array_text(&two_dims, &SqlType::Int32, "c").unwrap_err().state,
+            SqlState::FeatureNotSupported
+        );
+    }
 
     #[test]
     fn numerics_round_trip_through_the_binary_format() {

@@ -1541,12 +1541,10 @@ impl AnalyzerRule for WindowOrderKeys {
                     frame.units = WindowFrameUnits::Groups;
                     changed = true;
                 }
-                let e = Expr::WindowFunction(wf);
-                Ok(if changed {
-                    Transformed::yes(e)
-                } else {
-                    Transformed::no(e)
-                })
+                Ok(Transformed::new_transformed(
+                    Expr::WindowFunction(wf),
+                    changed,
+                ))
             })
         })
         .map(|t| t.data)

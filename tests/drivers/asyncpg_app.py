@@ -178,7 +178,7 @@ async def _():
     assert ids[0] == u and all(isinstance(i, uuid.UUID) for i in ids), ids
     await c.close()
 
-@step("int[], bigint[], text[] and numeric[] columns and parameters (type introspection)")
+@step("int[], bigint[], text[] and numeric[] columns, parameters and binary COPY (type introspection)")
 async def _():
     import decimal
     c = await conn()
@@ -196,6 +196,15 @@ async def _():
     ids = [r["id"] for r in await c.fetch("SELECT id FROM ap_arrays WHERE a @> $1 ORDER BY id", [2])]
     assert ids == [1], ids
     assert await c.fetchval("SELECT array_length(a, 1) FROM ap_arrays WHERE id = $1", 1) == 3
+    # Binary COPY of array columns.
+    await c.copy_records_to_table("ap_arrays", records=[
+        (3, [7, None], None, ["q r", "", "NULL", 'x"y'], [decimal.Decimal("-2.25")]),
+        (4, [], [1, -1], [], None)])
+    rows = await c.fetch("SELECT id, a, b, s, n FROM ap_arrays WHERE id > 2 ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (3, [7, None], None, ["q r", "", "NULL", 'x"y'], [decimal.Decimal("-2.25")]),
+        (4, [], [1, -1], [], None),
+    ], rows
     await c.close()
 
 async def main():

@@ -359,11 +359,7 @@ fn guard_case_branches(e: Expr) -> Transformed<Expr> {
     {
         **otherwise = guard(otherwise.as_ref().clone(), condition);
     }
-    if changed {
-        Transformed::yes(Expr::Case(case))
-    } else {
-        Transformed::no(Expr::Case(case))
-    }
+    Transformed::new_transformed(Expr::Case(case), changed)
 }
 
 fn is_subquery(e: &Expr) -> bool {

@@ -379,6 +379,28 @@ pub fn pg_text_array(col: &ArrayRef) -> Option<ArrayRef> {
 /// A list column as PostgreSQL prints arrays (`array_out`): `{1,2}`, elements in their text
 /// form, quoted where they are empty, `NULL`-like or hold a brace, comma, quote, backslash
 /// or space, NULL elements as `NULL`, booleans as `t`/`f`. `None` if `col` is not a list.
+/// An array element's text as PostgreSQL's array output writes it: in double quotes (with
+/// `"` and `\` escaped) when it is empty, `NULL` in any case, or holds a brace, a comma, a
+/// quote, a backslash or white space.
+pub fn push_array_element(s: &mut String, v: &str) {
+    let quote = v.is_empty()
+        || v.eq_ignore_ascii_case("null")
+        || v.chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+    if !quote {
+        s.push_str(v);
+        return;
+    }
+    s.push('"');
+    for c in v.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+}
+
 pub fn pg_array_text(col: &ArrayRef) -> Option<ArrayRef> {
     use datafusion::arrow::array::AsArray;
     let lists = col.as_list_opt::<i32>()?;
@@ -419,22 +441,10 @@ pub fn pg_array_text(col: &ArrayRef) -> Option<ArrayRef> {
                 continue;
             }
             let v = text.value(k);
-            let quote = !nested
-                && (v.is_empty()
-                    || v.eq_ignore_ascii_case("null")
-                    || v.chars()
-                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace()));
-            if quote {
-                s.push('"');
-                for c in v.chars() {
-                    if c == '"' || c == '\\' {
-                        s.push('\\');
-                    }
-                    s.push(c);
-                }
-                s.push('"');
-            } else {
+            if nested {
                 s.push_str(v);
+            } else {
+                push_array_element(&mut s, v);
             }
         }
         s.push('}');

@@ -395,7 +395,9 @@ mod tests {
         assert!(array_text(&b[..b.len() - 1], &ty, "c").is_err());
         let two_dims = [2i32, 0, 23].map(i32::to_be_bytes).concat();
         assert_eq!(
-            array_text(&two_dims, &SqlType::Int32, "c").unwrap_err().state,
+            array_text(&two_dims, &SqlType::Int32, "c")
+                .unwrap_err()
+                .state,
             SqlState::FeatureNotSupported
         );
     }

@@ -1570,7 +1570,8 @@ impl datafusion::logical_expr::planner::TypePlanner for DuetTypePlanner {
         sql_type: &sqlparser::ast::DataType,
     ) -> datafusion::common::Result<Option<datafusion::arrow::datatypes::FieldRef>> {
         use sqlparser::ast::{DataType as Ast, TimezoneInfo};
-        if let Ast::Time(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) = sql_type {
+        // `time(p)` stays DataFusion's to refuse: its precision would be ignored.
+        if let Ast::Time(None, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) = sql_type {
             return Ok(Some(Arc::new(datafusion::arrow::datatypes::Field::new(
                 "",
                 DataType::Time64(TimeUnit::Microsecond),

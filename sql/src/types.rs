@@ -412,7 +412,7 @@ fn decimal_places(text: &str) -> Option<i64> {
         return None;
     }
     let places = frac.trim_end_matches('0').len() as i64;
-    Some((places - exponent).max(0))
+    Some(places.saturating_sub(exponent).max(0))
 }
 
 /// Text numbers written with an exponent (`1.5e-9`, which PostgreSQL's numeric input
@@ -442,7 +442,7 @@ pub(crate) fn positional_decimal(text: &str) -> Option<String> {
     let (int, frac) = body[..p].split_once('.').unwrap_or((&body[..p], ""));
     if int.is_empty() && frac.is_empty()
         || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        || exponent.abs() > 1000
+        || exponent.unsigned_abs() > 1000
     {
         return None;
     }
@@ -640,6 +640,9 @@ mod tests {
             assert_eq!(positional_decimal(text).as_deref(), Some(plain), "{text}");
         }
         assert_eq!(positional_decimal("1e"), None);
+        assert_eq!(positional_decimal("1e-9223372036854775808"), None);
+        assert_eq!(positional_decimal("1e9223372036854775807"), None);
+        assert_eq!(decimal_places("1e-9223372036854775808"), Some(i64::MAX));
         assert_eq!(numeric_literal("1.50"), Some(("1.50".into(), 3, 2)));
         assert_eq!(numeric_literal(" -007 "), Some(("-007".into(), 1, 0)));
         assert_eq!(

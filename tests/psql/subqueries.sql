@@ -69,3 +69,14 @@ SELECT id, CASE WHEN k > 15 THEN (SELECT count(*) FROM cg c2 WHERE c2.k < cg.k) 
 SELECT id, CASE k WHEN 20 THEN (SELECT min(c2.id) FROM cg c2 WHERE c2.k <> cg.k) END, CASE WHEN id < 3 THEN CASE WHEN k > 10 THEN (SELECT count(*) FROM cg c2 WHERE c2.id < cg.id) END END FROM cg ORDER BY id;
 SELECT id, CASE WHEN id = 1 THEN (SELECT c2.k FROM cg c2 WHERE c2.k >= cg.k) ELSE 0 END FROM cg WHERE id <> 1 ORDER BY id;
 DROP TABLE cg;
+-- a CASE's guard evaluates its conditions only where the CASE does (no 22012 from 100 / x)
+CREATE TABLE rt (id int PRIMARY KEY, x int, c3 char(3), v varchar(5));
+CREATE TABLE ru (v int);
+INSERT INTO rt VALUES (1, 0, 'ab', 'ab'), (2, 50, 'q', 'zz'), (3, 200, NULL, NULL);
+INSERT INTO ru VALUES (10), (100);
+SELECT id, CASE WHEN x = 0 THEN -1 WHEN 100 / x > 1 THEN (SELECT count(*) FROM ru WHERE ru.v < rt.x) END FROM rt ORDER BY id;
+SELECT id, CASE WHEN EXISTS (SELECT 1 FROM ru WHERE ru.v = rt.x) THEN (SELECT count(*) FROM ru WHERE ru.v < rt.x) ELSE 0 END FROM rt ORDER BY id;
+SELECT id, CASE x WHEN 50 THEN (SELECT max(v) FROM ru WHERE ru.v > rt.x) WHEN 0 THEN 7 ELSE (SELECT min(v) FROM ru WHERE ru.v < rt.x) END FROM rt ORDER BY id;
+SELECT id, CASE WHEN x > 10 THEN CASE WHEN x < 100 THEN (SELECT count(*) FROM ru WHERE ru.v <> rt.x) ELSE (SELECT -count(*) FROM ru WHERE ru.v < rt.x) END END FROM rt ORDER BY id;
+SELECT v FROM rt UNION SELECT c3 FROM rt ORDER BY 1;
+DROP TABLE rt; DROP TABLE ru;

@@ -25,7 +25,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::logical_expr::expr::{Exists, InSubquery};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{LogicalPlanBuilder, Subquery};
+use datafusion::logical_expr::{lit, LogicalPlanBuilder, Subquery};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use duet_router::provider::RowTableProvider;
 use duet_router::ViewSlot;
@@ -124,8 +124,8 @@ impl CorrelatedSubqueries {
         };
         let mut args: Vec<Expr> = probe.into_iter().collect();
         args.extend(outer.iter().map(|(c, _)| Expr::Column(c.clone())));
-        // The guard (see [`guard_case_branches`]): every row runs, unless a CASE says.
-        args.push(Expr::Literal(ScalarValue::Boolean(Some(true)), None));
+        // The guard (see [`guard_case_branches`]): every row runs (1), unless a CASE says.
+        args.push(lit(1i32));
         let f = SubqueryFunction::new(
             plan,
             kind,
@@ -304,28 +304,44 @@ fn guard_case_branches(e: Expr) -> Transformed<Expr> {
     let Expr::Case(case) = e else {
         return Transformed::no(e);
     };
-    let is_async = |x: &Expr| {
-        x.exists(|y| Ok(matches!(y, Expr::ScalarFunction(f) if is_subquery_call(f))))
-            .unwrap_or(true)
+    // A condition that holds a subquery stays unguarded (a guard is evaluated beside the
+    // asynchronous functions, not after them), and so does a volatile one (the guard would
+    // evaluate it a second time, and might disagree with the CASE).
+    let unsuitable = |x: &Expr| {
+        x.exists(|y| {
+            Ok(is_subquery(y) || matches!(y, Expr::ScalarFunction(f) if is_subquery_call(f)))
+        })
+        .unwrap_or(true)
+            || x.is_volatile()
     };
-    // A condition that itself runs a subquery per row stays unguarded (a guard is
-    // evaluated beside the asynchronous functions, not after them).
-    let conditions: Vec<Expr> = case
+    let conditions: Vec<&Expr> = case
         .when_then_expr
         .iter()
-        .map(|(when, _)| match &case.expr {
-            Some(operand) => operand.as_ref().clone().eq(when.as_ref().clone()),
-            None => when.as_ref().clone(),
-        })
+        .map(|(w, _)| w.as_ref())
         .collect();
-    if conditions.iter().any(is_async) {
+    if conditions.iter().any(|c| unsuitable(c)) || case.expr.as_deref().is_some_and(unsuitable) {
         return Transformed::no(Expr::Case(case));
     }
-    let not_taken = |upto: usize| {
-        conditions[..upto]
-            .iter()
-            .map(|c| Expr::IsNotTrue(Box::new(c.clone())))
-            .reduce(Expr::and)
+    // The guard of the branch `taken` (the ELSE for `None`) is itself a CASE over the same
+    // conditions, so each is evaluated only for the rows the CASE evaluates it for (`WHEN x
+    // = 0 THEN … WHEN 100 / x > 1 THEN …` divides no zero). It answers 1 (run) or 0, not a
+    // boolean: the simplifier turns a CASE of booleans into ANDs and ORs, which evaluate
+    // every condition on every row.
+    let guard_of = |taken: Option<usize>| {
+        Expr::Case(datafusion::logical_expr::Case {
+            expr: case.expr.clone(),
+            when_then_expr: conditions
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        Box::new((*c).clone()),
+                        Box::new(lit(i32::from(Some(i) == taken))),
+                    )
+                })
+                .collect(),
+            else_expr: Some(Box::new(lit(i32::from(taken.is_none())))),
+        })
     };
     let mut changed = false;
     let mut guard = |result: Expr, condition: Expr| {
@@ -334,8 +350,18 @@ fn guard_case_branches(e: Expr) -> Transformed<Expr> {
                 Expr::ScalarFunction(mut f) if is_subquery_call(&f) => {
                     let last = f.args.pop().expect("a guard argument");
                     f.args.push(match last {
-                        Expr::Literal(ScalarValue::Boolean(Some(true)), _) => condition.clone(),
-                        last => last.and(condition.clone()),
+                        Expr::Literal(ScalarValue::Int32(Some(1)), _) => condition.clone(),
+                        // Guarded by this CASE already (the rule meets a CASE twice).
+                        last if last == condition => last,
+                        // An inner CASE's guard, evaluated where this one runs.
+                        last => Expr::Case(datafusion::logical_expr::Case {
+                            expr: None,
+                            when_then_expr: vec![(
+                                Box::new(condition.clone().eq(lit(1i32))),
+                                Box::new(last),
+                            )],
+                            else_expr: Some(Box::new(lit(0i32))),
+                        }),
                     });
                     Ok(Transformed::yes(Expr::ScalarFunction(f)))
                 }
@@ -345,19 +371,14 @@ fn guard_case_branches(e: Expr) -> Transformed<Expr> {
         changed |= t.transformed;
         t.data
     };
+    let guards: Vec<Expr> = (0..conditions.len()).map(|i| guard_of(Some(i))).collect();
+    let else_guard = guard_of(None);
     let mut case = case;
     for (i, (_, then)) in case.when_then_expr.iter_mut().enumerate() {
-        let taken = Expr::IsTrue(Box::new(conditions[i].clone()));
-        let condition = match not_taken(i) {
-            Some(before) => before.and(taken),
-            None => taken,
-        };
-        **then = guard(then.as_ref().clone(), condition);
+        **then = guard(then.as_ref().clone(), guards[i].clone());
     }
-    if let (Some(otherwise), Some(condition)) =
-        (case.else_expr.as_mut(), not_taken(conditions.len()))
-    {
-        **otherwise = guard(otherwise.as_ref().clone(), condition);
+    if let Some(otherwise) = case.else_expr.as_mut() {
+        **otherwise = guard(otherwise.as_ref().clone(), else_guard);
     }
     Transformed::new_transformed(Expr::Case(case), changed)
 }
@@ -525,11 +546,11 @@ impl AsyncScalarUDFImpl for SubqueryFunction {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        // The last argument is the guard: a row where it is not true is not run.
+        // The last argument is the guard: a row where it is not 1 is not run.
         let guard = arrays.pop();
         let guard = guard.as_ref().and_then(|g| {
             g.as_any()
-                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                .downcast_ref::<datafusion::arrow::array::Int32Array>()
         });
         let unused = ScalarValue::try_from(&self.return_type(&[])?)?;
         let state = self
@@ -545,7 +566,7 @@ impl AsyncScalarUDFImpl for SubqueryFunction {
         let mut cache: HashMap<Vec<ScalarValue>, Arc<Vec<ScalarValue>>> = HashMap::new();
         let mut out: Vec<ScalarValue> = Vec::with_capacity(rows);
         for r in 0..rows {
-            if guard.is_some_and(|g| !(g.is_valid(r) && g.value(r))) {
+            if guard.is_some_and(|g| !(g.is_valid(r) && g.value(r) == 1)) {
                 out.push(unused.clone());
                 continue;
             }

@@ -183,13 +183,15 @@ fn round_places_literal(
     // PostgreSQL's result has `n` decimals (`round(1.5, 2)` is 1.50); DataFusion's keeps
     // the argument's scale when that is smaller. Widening the argument's scale to `n` first
     // is exact.
+    // Only where every value of the argument still fits (a bigint has 19 digits): past
+    // that the result keeps fewer decimals, as before, rather than overflow.
     let places = u8::try_from(n).ok().filter(|&p| p <= 38);
     let widened = match (args[0].get_type(schema), places) {
-        (Ok(t), Some(n)) if is_int(&t) => Some(DataType::Decimal128(38, n as i8)),
-        (Ok(t), None) if is_int(&t) => Some(DataType::Decimal128(38, 0)),
+        (Ok(t), Some(n)) if is_int(&t) && n <= 19 => Some(DataType::Decimal128(38, n as i8)),
+        (Ok(t), _) if is_int(&t) => Some(DataType::Decimal128(38, 0)),
         (Ok(DataType::Decimal128(p, s)), Some(n)) if i16::from(n) > i16::from(s) => {
-            let p = (u16::from(p) + u16::from(n) - s.max(0) as u16).min(38) as u8;
-            Some(DataType::Decimal128(p, n as i8))
+            let p = u16::from(p) + u16::from(n) - s.max(0) as u16;
+            (p <= 38).then_some(DataType::Decimal128(p as u8, n as i8))
         }
         _ => None,
     };

@@ -226,17 +226,19 @@ fn rebuild_schema(p: LogicalPlan) -> Result<LogicalPlan> {
 }
 
 /// A union's inputs whose fields at one position declare different PostgreSQL types (a
-/// `char(3)` and a `varchar(5)` column: the metadata of `duet_common::batch::column_field`)
-/// pass that column through `duet_plain`, so the union's column declares none (`char(n)`
-/// values padded where the union is a `bpchar`, see below):
-/// DataFusion's logical union dropped the conflicting metadata and its physical one merged
-/// it, and the physical planner refused the plan (XX000).
+/// `varchar(5)` and a `char(3)` column: the metadata of `duet_common::batch::column_field`)
+/// pass that column through `duet_plain`, so the union's column declares none: DataFusion's
+/// logical union dropped the conflicting metadata and its physical one merged it, and the
+/// physical planner refused the plan (XX000). PostgreSQL's union has its first input's
+/// type: where that is `text` or `varchar`, a `char(n)` value loses its padding, as DuetDB
+/// stores it; where it is a `char(n)` (a `bpchar`, compared without trailing blanks and
+/// printed with each value's own padding), the union is refused (0A000).
 fn plain_union_inputs(inputs: Vec<Arc<LogicalPlan>>) -> Result<Vec<Arc<LogicalPlan>>> {
     let Some(first) = inputs.first() else {
         return Ok(inputs);
     };
-    let width_of = |p: &LogicalPlan| p.schema().fields().len();
-    let conflicting: Vec<bool> = (0..width_of(first))
+    let width = first.schema().fields().len();
+    let conflicting: Vec<bool> = (0..width)
         .map(|i| {
             let m = first.schema().field(i).metadata();
             inputs.iter().any(|p| {
@@ -250,16 +252,20 @@ fn plain_union_inputs(inputs: Vec<Arc<LogicalPlan>>) -> Result<Vec<Arc<LogicalPl
     if !conflicting.contains(&true) {
         return Ok(inputs);
     }
-    // PostgreSQL's union has its first input's type where the others cast to it: a
-    // `bpchar` keeps the padding of `char(n)` values, `text` or `varchar` drops it.
-    let width = |f: &datafusion::arrow::datatypes::Field| {
-        f.metadata()
-            .get(duet_common::batch::BPCHAR_WIDTH)
-            .and_then(|w| w.parse::<i64>().ok())
+    let bpchar = |i: usize| {
+        first
+            .schema()
+            .field(i)
+            .metadata()
+            .contains_key(duet_common::batch::BPCHAR_WIDTH)
     };
-    let padded: Vec<bool> = (0..width_of(first))
-        .map(|i| width(first.schema().field(i)).is_some())
-        .collect();
+    if (0..width).any(|i| conflicting[i] && bpchar(i)) {
+        return Err(DataFusionError::External(Box::new(
+            crate::error::PgErrorBox(crate::error::PgError::unsupported(
+                "a UNION, INTERSECT or EXCEPT of a char(n) column with another type",
+            )),
+        )));
+    }
     let plain = Arc::new(ScalarUDF::new_from_impl(Identity::plain()));
     inputs
         .into_iter()
@@ -273,16 +279,7 @@ fn plain_union_inputs(inputs: Vec<Arc<LogicalPlan>>) -> Result<Vec<Arc<LogicalPl
                     if !conflicting[i] || f.metadata().is_empty() {
                         return col;
                     }
-                    // A `char(n)` value is stored without its padding, which its width
-                    // metadata restores; without it, the padding is written out.
-                    let value = match width(f).filter(|_| padded[i]) {
-                        Some(w) => datafusion::functions::unicode::expr_fn::rpad(vec![
-                            col,
-                            Expr::Literal(ScalarValue::Int64(Some(w)), None),
-                        ]),
-                        None => col,
-                    };
-                    Expr::ScalarFunction(ScalarFunction::new_udf(plain.clone(), vec![value]))
+                    Expr::ScalarFunction(ScalarFunction::new_udf(plain.clone(), vec![col]))
                         .alias_qualified(q.cloned(), f.name())
                 })
                 .collect::<Vec<_>>();

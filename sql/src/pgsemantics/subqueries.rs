@@ -417,13 +417,51 @@ impl ScalarUDFImpl for Keep {
 }
 
 /// An optimizer rule, before DataFusion's filter push-down: a condition without columns
-/// (`NULL`, which the simplifier makes of `CASE WHEN bool_or(x) THEN false END`) in a filter
-/// over an aggregate without GROUP BY is tied to a column of the filter's input. DataFusion
+/// (`NULL`, which the simplifier makes of `CASE WHEN bool_or(x) THEN false END`), or on
+/// constant columns only, in a filter over an aggregate without GROUP BY is tied to a
+/// column of the filter's input. DataFusion
 /// pushed such a condition below the aggregate, as if it were on a grouping column: the
 /// input emptied and the aggregate still answered its one row, where PostgreSQL's HAVING
 /// or outer WHERE removes it.
 #[derive(Debug, Default)]
 pub struct GlobalAggregateFilters;
+
+/// The columns of `plan` that are constants (through projections, aliases and filters):
+/// push-down substitutes them, and a condition on them alone would then go below the
+/// aggregate like one without columns (`… LEFT JOIN empty ON NULL WHERE empty.c` made
+/// `empty.c` a NULL constant over a global aggregate, which kept its row).
+fn constant_columns(plan: &LogicalPlan) -> std::collections::HashSet<datafusion::common::Column> {
+    use datafusion::common::Column;
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let inner = constant_columns(&p.input);
+            p.expr
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.column_refs().iter().all(|c| inner.contains(*c)))
+                .map(|(i, _)| {
+                    let (q, f) = p.schema.qualified_field(i);
+                    Column::new(q.cloned(), f.name())
+                })
+                .collect()
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let inner = constant_columns(&a.input);
+            (0..a.schema.fields().len())
+                .filter(|&i| {
+                    let (q, f) = a.input.schema().qualified_field(i);
+                    inner.contains(&Column::new(q.cloned(), f.name()))
+                })
+                .map(|i| {
+                    let (q, f) = a.schema.qualified_field(i);
+                    Column::new(q.cloned(), f.name())
+                })
+                .collect()
+        }
+        LogicalPlan::Filter(f) => constant_columns(&f.input),
+        _ => Default::default(),
+    }
+}
 
 /// Whether `plan`, through projections, aliases and filters, is an aggregate without
 /// GROUP BY.
@@ -466,11 +504,13 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
             field.name(),
         ));
         let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
+        let constants = constant_columns(&filter.input);
         let mut changed = false;
         let parts: Vec<Expr> = split_conjunction_owned(filter.predicate.clone())
             .into_iter()
             .map(|c| {
-                if c.column_refs().is_empty() {
+                let kept = matches!(&c, Expr::ScalarFunction(f) if f.func.name() == "duet_keep");
+                if !kept && c.column_refs().iter().all(|r| constants.contains(*r)) {
                     changed = true;
                     Expr::ScalarFunction(ScalarFunction::new_udf(
                         keep.clone(),

@@ -278,7 +278,7 @@ async fn grouping_intervals_keys_on_arrays_and_inexact_numerics_are_refused() {
         .unwrap();
     let c = cluster.client().await.unwrap();
     c.batch_execute(
-        "CREATE TABLE iv (id int PRIMARY KEY, i interval, a int[], n numeric); \
+        "CREATE TABLE iv (id int PRIMARY KEY, i interval, a int[], n numeric, c char(3), v varchar(5)); \
          INSERT INTO iv VALUES (1, '1 mon', '{1}'), (2, '30 days', '{2}'), (3, '1 day', NULL)",
     )
     .await
@@ -299,6 +299,10 @@ async fn grouping_intervals_keys_on_arrays_and_inexact_numerics_are_refused() {
         ("INSERT INTO iv (id, n) VALUES (4, 0.12345678901)", "0A000"),
         ("INSERT INTO iv (id, n) VALUES (4, '1e-11')", "0A000"),
         ("UPDATE iv SET n = 1.0 / 3 WHERE id > 0", "0A000"),
+        // A union with a char(n) column first is a bpchar in PostgreSQL (blank-insensitive).
+        ("SELECT c FROM iv UNION SELECT v FROM iv", "0A000"),
+        // An exponent past any numeric's range is an error, not an allocation of it.
+        ("SELECT '1e-9223372036854775808'::numeric", "22P02"),
     ] {
         let e = c.simple_query(sql).await.expect_err(sql);
         assert_eq!(crate::sqlstate(&e).as_deref(), Some(state), "{sql}: {e:?}");

@@ -1017,7 +1017,7 @@ impl datafusion::logical_expr::planner::ExprPlanner for IntervalPlanner {
 /// PostgreSQL orders intervals by their length with a month as 30 days and a day as 24
 /// hours (`INTERVAL '1 month' = INTERVAL '30 days'`, `< INTERVAL '40 days'`); Arrow compares
 /// their fields in turn (months, then days, then nanoseconds). After type coercion, interval
-/// comparisons (IS DISTINCT FROM, IN lists and BETWEEN too) compare [`IntervalSpan`]s,
+/// comparisons (IS DISTINCT FROM, IN lists, BETWEEN and `nullif` too) compare [`IntervalSpan`]s,
 /// and ORDER BY of an interval sorts by it. What would group intervals by their fields
 /// (GROUP BY, DISTINCT, UNION, an aggregate's DISTINCT) or take min/max by them is refused
 /// (0A000).
@@ -1143,6 +1143,24 @@ impl AnalyzerRule for IntervalOrdering {
                     Box::new(span(*b.low)),
                     Box::new(span(*b.high)),
                 ))))
+            }
+            // `nullif(a, b)` is NULL where the two are equal, by length.
+            Expr::ScalarFunction(f)
+                if f.func.name() == "nullif"
+                    && f.args.len() == 2
+                    && f.args.iter().all(|a| is_interval(a, schema)) =>
+            {
+                let (a, b) = (f.args[0].clone(), f.args[1].clone());
+                Ok(Transformed::yes(Expr::Case(
+                    datafusion::logical_expr::Case {
+                        expr: None,
+                        when_then_expr: vec![(
+                            Box::new(span(a.clone()).eq(span(b))),
+                            Box::new(Expr::Literal(ScalarValue::IntervalMonthDayNano(None), None)),
+                        )],
+                        else_expr: Some(Box::new(a)),
+                    },
+                )))
             }
             other => Ok(Transformed::no(other)),
         })

@@ -76,3 +76,4 @@ INSERT INTO vu VALUES ('ab', 'xyz', 'q', 1.5, 2.5);
 SELECT a FROM vu UNION ALL SELECT c FROM vu UNION SELECT b FROM vu ORDER BY 1;
 SELECT CASE WHEN 1 = 2 THEN INTERVAL '1 hour' ELSE INTERVAL '36 hours' END;
 DROP TABLE vu;
+SELECT nullif(INTERVAL '1 mon', INTERVAL '30 days'), nullif(INTERVAL '1 day', INTERVAL '2 days'), nullif(NULL::interval, INTERVAL '1 day'), nullif(INTERVAL '36 hours', INTERVAL '1 day 12 hours');

@@ -242,9 +242,7 @@ impl datafusion::logical_expr::planner::ExprPlanner for ArrayPlanner {
         let untyped = |e: &Expr| matches!(e, Expr::Placeholder(p) if p.field.is_none());
         let typed_as = |e: Expr, other: &Expr| -> Expr {
             match (e, other.to_field(schema)) {
-                (Expr::Placeholder(p), Ok((_, field)))
-                    if untyped(&Expr::Placeholder(p.clone())) =>
-                {
+                (Expr::Placeholder(p), Ok((_, field))) if p.field.is_none() => {
                     Expr::Placeholder(datafusion::logical_expr::expr::Placeholder {
                         id: p.id,
                         field: Some(field),

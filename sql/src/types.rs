@@ -398,21 +398,30 @@ fn unconstrained_numeric_is_exact(array: &ArrayRef, column: &str) -> Result<()> 
     Ok(())
 }
 
-/// The number of decimal places a numeric literal needs (trailing zeros do not count), or
-/// `None` when `text` is not a decimal number (its cast reports that).
-fn decimal_places(text: &str) -> Option<i64> {
-    let body = text.trim();
-    let body = body.strip_prefix(['-', '+']).unwrap_or(body);
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(p) => (&body[..p], body[p + 1..].parse::<i64>().ok()?),
-        None => (body, 0),
+/// `[-+]digits[.digits][e[-+]digits]` (white space around it aside) as its sign, integer
+/// digits, fraction digits and exponent; `None` for anything else (its cast reports that).
+fn split_decimal(text: &str) -> Option<(&'static str, &str, &str, Option<i64>)> {
+    let t = text.trim();
+    let (sign, body) = match t.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", t.strip_prefix('+').unwrap_or(t)),
     };
-    let frac = mantissa.split_once('.').map_or("", |(_, f)| f);
-    if !mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return None;
-    }
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(p) => (&body[..p], Some(body[p + 1..].parse::<i64>().ok()?)),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    ((!int.is_empty() || !frac.is_empty()) && digits(int) && digits(frac))
+        .then_some((sign, int, frac, exponent))
+}
+
+/// The number of decimal places a numeric literal needs (trailing zeros do not count), or
+/// `None` when `text` is not a decimal number.
+fn decimal_places(text: &str) -> Option<i64> {
+    let (_, _, frac, exponent) = split_decimal(text)?;
     let places = frac.trim_end_matches('0').len() as i64;
-    Some(places.saturating_sub(exponent).max(0))
+    Some(places.saturating_sub(exponent.unwrap_or(0)).max(0))
 }
 
 /// Text numbers written with an exponent (`1.5e-9`, which PostgreSQL's numeric input
@@ -432,20 +441,8 @@ fn without_exponents(array: &ArrayRef) -> Option<ArrayRef> {
 
 /// `[-+]digits[.digits]e[-+]digits` written without the exponent; `None` for anything else.
 pub(crate) fn positional_decimal(text: &str) -> Option<String> {
-    let t = text.trim();
-    let (sign, body) = match t.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", t.strip_prefix('+').unwrap_or(t)),
-    };
-    let p = body.find(['e', 'E'])?;
-    let exponent: i64 = body[p + 1..].parse().ok()?;
-    let (int, frac) = body[..p].split_once('.').unwrap_or((&body[..p], ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        || exponent.unsigned_abs() > 1000
-    {
-        return None;
-    }
+    let (sign, int, frac, exponent) = split_decimal(text)?;
+    let exponent = exponent.filter(|e| e.unsigned_abs() <= 1000)?;
     let digits = format!("{int}{frac}");
     // The decimal point sits `point` digits into `digits`.
     let point = int.len() as i64 + exponent;
@@ -479,13 +476,9 @@ pub(crate) fn positional_decimal(text: &str) -> Option<String> {
 /// `None` when it is not a number or needs more than 38 digits.
 pub(crate) fn numeric_literal(text: &str) -> Option<(String, u8, i8)> {
     let plain = positional_decimal(text).unwrap_or_else(|| text.trim().to_string());
-    let body = plain.strip_prefix(['-', '+']).unwrap_or(&plain);
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
+    let (_, int, frac, None) = split_decimal(&plain)? else {
         return None;
-    }
+    };
     let int_digits = int.trim_start_matches('0').len();
     let precision = (int_digits + frac.len()).max(1);
     (precision <= 38).then(|| (plain.clone(), precision as u8, frac.len() as i8))

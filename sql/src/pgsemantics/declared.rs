@@ -36,7 +36,7 @@ use duet_common::batch::PG_DECLARED_TYPE;
 const OID_ALIAS: &str = datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY;
 
 /// The PostgreSQL type `field` declares, if it declares one.
-pub fn declared_type(field: &Field) -> Option<&str> {
+fn declared_type(field: &Field) -> Option<&str> {
     let m = field.metadata();
     m.get(PG_DECLARED_TYPE)
         .or_else(|| m.get(OID_ALIAS))
@@ -224,6 +224,14 @@ impl AggregateUDFImpl for DeclaredArrayAgg {
     }
 }
 
+/// `e` without its alias.
+fn unaliased(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(Alias { expr, .. }) => expr.as_ref(),
+        e => e,
+    }
+}
+
 /// A projected CASE whose results (NULL aside) all declare one PostgreSQL type, in the same
 /// metadata, reports that type, as PostgreSQL's CASE has its branches' common type and
 /// typmod. The metadata goes on the CASE's alias (its output name stays).
@@ -274,14 +282,14 @@ impl AnalyzerRule for CaseDeclaredTypes {
             let LogicalPlan::Projection(p) = &node else {
                 return Ok(Transformed::no(node));
             };
+            if !p.expr.iter().any(|e| matches!(unaliased(e), Expr::Case(_))) {
+                return Ok(Transformed::no(node));
+            }
             let schema = merge_schema(&[p.input.as_ref()]);
             let mut changed = false;
             let mut exprs = Vec::with_capacity(p.expr.len());
             for (i, e) in p.expr.iter().enumerate() {
-                let (inner, _) = match e {
-                    Expr::Alias(Alias { expr, name, .. }) => (expr.as_ref(), Some(name)),
-                    e => (e, None),
-                };
+                let inner = unaliased(e);
                 let declared = match inner {
                     Expr::Case(case) => common_declared(case, &schema),
                     _ => None,

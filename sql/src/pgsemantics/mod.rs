@@ -60,7 +60,7 @@ pub use aggregates::NumericIntegerAggregates;
 pub use apply::CorrelatedSubqueries;
 pub use arith::{CheckedIntegerArithmetic, IntervalScale, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
-pub use declared::{declared_type, CaseDeclaredTypes, DeclaredArrayAgg, RecursiveTermMetadata};
+pub use declared::{CaseDeclaredTypes, DeclaredArrayAgg, RecursiveTermMetadata};
 pub use folding::ConstantFoldingErrors;
 pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,

@@ -68,47 +68,57 @@ fn visit_select_outputs(s: &sqlparser::ast::Select, mut f: impl FnMut(&sqlparser
 /// condition gets `AND count(1) >= 0`, which makes the select an aggregate without
 /// changing what HAVING says.
 fn having_without_aggregates(stmt: &mut sqlparser::ast::Statement) {
-    use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, SetExpr, VisitMut, VisitorMut};
-    struct Selects;
-    impl VisitorMut for Selects {
+    use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr};
+    for_each_select(stmt, |s| {
+        let grouped = !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+        let mut aggregated = false;
+        visit_select_outputs(s, |e| aggregated |= aggregate_name(e).is_some());
+        let Some(having) = s.having.take() else {
+            return;
+        };
+        s.having = Some(if grouped || aggregated {
+            having
+        } else {
+            let count = call_function(
+                "count",
+                vec![Expr::value(sqlparser::ast::Value::Number(
+                    "1".into(),
+                    false,
+                ))],
+            );
+            Expr::BinaryOp {
+                left: Box::new(Expr::Nested(Box::new(having))),
+                op: BinaryOperator::And,
+                right: Box::new(Expr::BinaryOp {
+                    left: Box::new(count),
+                    op: BinaryOperator::GtEq,
+                    right: Box::new(Expr::value(sqlparser::ast::Value::Number(
+                        "0".into(),
+                        false,
+                    ))),
+                }),
+            }
+        });
+    });
+}
+
+/// Calls `f` on the SELECT of every query in `stmt` (subqueries too) whose body is one.
+fn for_each_select(
+    stmt: &mut sqlparser::ast::Statement,
+    f: impl FnMut(&mut sqlparser::ast::Select),
+) {
+    use sqlparser::ast::{SetExpr, VisitMut, VisitorMut};
+    struct Selects<F>(F);
+    impl<F: FnMut(&mut sqlparser::ast::Select)> VisitorMut for Selects<F> {
         type Break = ();
         fn pre_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
-            let SetExpr::Select(s) = q.body.as_mut() else {
-                return std::ops::ControlFlow::Continue(());
-            };
-            let grouped = !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-            let mut aggregated = false;
-            visit_select_outputs(s, |e| aggregated |= aggregate_name(e).is_some());
-            let Some(having) = s.having.take() else {
-                return std::ops::ControlFlow::Continue(());
-            };
-            s.having = Some(if grouped || aggregated {
-                having
-            } else {
-                let count = call_function(
-                    "count",
-                    vec![Expr::value(sqlparser::ast::Value::Number(
-                        "1".into(),
-                        false,
-                    ))],
-                );
-                Expr::BinaryOp {
-                    left: Box::new(Expr::Nested(Box::new(having))),
-                    op: BinaryOperator::And,
-                    right: Box::new(Expr::BinaryOp {
-                        left: Box::new(count),
-                        op: BinaryOperator::GtEq,
-                        right: Box::new(Expr::value(sqlparser::ast::Value::Number(
-                            "0".into(),
-                            false,
-                        ))),
-                    }),
-                }
-            });
+            if let SetExpr::Select(s) = q.body.as_mut() {
+                (self.0)(s);
+            }
             std::ops::ControlFlow::Continue(())
         }
     }
-    let _ = stmt.visit(&mut Selects);
+    let _ = stmt.visit(&mut Selects(f));
 }
 
 /// Aggregates PostgreSQL computes over casts of the same column, `max(id)` and
@@ -117,7 +127,7 @@ fn having_without_aggregates(stmt: &mut sqlparser::ast::Statement) {
 /// differ only in casts, each cast in their arguments is wrapped in `duet_typed(cast,
 /// 'type')`, which returns it unchanged under a name of its own.
 fn name_casts_in_aggregates(stmt: &mut sqlparser::ast::Statement) {
-    use sqlparser::ast::{Expr, SetExpr, VisitMut, VisitorMut};
+    use sqlparser::ast::Expr;
     fn without_casts(e: &Expr) -> String {
         let mut e = e.clone();
         let _ = sqlparser::ast::visit_expressions_mut(&mut e, |x| {
@@ -128,61 +138,50 @@ fn name_casts_in_aggregates(stmt: &mut sqlparser::ast::Statement) {
         });
         e.to_string()
     }
-    struct Selects;
-    impl VisitorMut for Selects {
-        type Break = ();
-        fn pre_visit_query(&mut self, q: &mut sqlparser::ast::Query) -> std::ops::ControlFlow<()> {
-            let SetExpr::Select(s) = q.body.as_mut() else {
-                return std::ops::ControlFlow::Continue(());
-            };
-            // The aggregate calls of this select level, by their name without casts.
-            let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
-                Default::default();
-            visit_select_outputs(s, |e| {
-                if aggregate_name(e).is_some() {
-                    seen.entry(without_casts(e))
-                        .or_default()
-                        .insert(e.to_string());
-                }
-            });
-            let clashing: std::collections::HashSet<String> = seen
-                .into_iter()
-                .filter(|(_, texts)| texts.len() > 1)
-                .map(|(key, _)| key)
-                .collect();
-            if clashing.is_empty() {
-                return std::ops::ControlFlow::Continue(());
+    for_each_select(stmt, |s| {
+        // The aggregate calls of this select level, by their name without casts.
+        let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
+            Default::default();
+        visit_select_outputs(s, |e| {
+            if aggregate_name(e).is_some() {
+                seen.entry(without_casts(e))
+                    .or_default()
+                    .insert(e.to_string());
             }
-            let wrap = |e: &mut Expr| {
-                if aggregate_name(e).is_some() && clashing.contains(&without_casts(e)) {
-                    let Expr::Function(f) = e else { return };
-                    let _ = sqlparser::ast::visit_expressions_mut(&mut f.args, |x| {
-                        if let Expr::Cast { data_type, .. } = x {
-                            let label = Expr::value(sqlparser::ast::Value::SingleQuotedString(
-                                data_type.to_string(),
-                            ));
-                            *x = call_function("duet_typed", vec![x.clone(), label]);
-                        }
-                        std::ops::ControlFlow::<()>::Continue(())
-                    });
-                }
-            };
-            for item in &mut s.projection {
-                let _ = sqlparser::ast::visit_expressions_mut(item, |e| {
-                    wrap(e);
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-            }
-            if let Some(h) = &mut s.having {
-                let _ = sqlparser::ast::visit_expressions_mut(h, |e| {
-                    wrap(e);
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-            }
-            std::ops::ControlFlow::Continue(())
+        });
+        let clashing: std::collections::HashSet<String> = seen
+            .into_iter()
+            .filter(|(_, texts)| texts.len() > 1)
+            .map(|(key, _)| key)
+            .collect();
+        if clashing.is_empty() {
+            return;
         }
-    }
-    let _ = stmt.visit(&mut Selects);
+        let wrap = |e: &mut Expr| {
+            if aggregate_name(e).is_some() && clashing.contains(&without_casts(e)) {
+                let Expr::Function(f) = e else { return };
+                let _ = sqlparser::ast::visit_expressions_mut(&mut f.args, |x| {
+                    if let Expr::Cast { data_type, .. } = x {
+                        let label = Expr::value(sqlparser::ast::Value::SingleQuotedString(
+                            data_type.to_string(),
+                        ));
+                        *x = call_function("duet_typed", vec![x.clone(), label]);
+                    }
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+        };
+        let each = |e: &mut Expr| {
+            wrap(e);
+            std::ops::ControlFlow::<()>::Continue(())
+        };
+        for item in &mut s.projection {
+            let _ = sqlparser::ast::visit_expressions_mut(item, each);
+        }
+        if let Some(h) = &mut s.having {
+            let _ = sqlparser::ast::visit_expressions_mut(h, each);
+        }
+    });
 }
 
 /// `INTERSECT ALL` and `EXCEPT ALL` are refused: DataFusion answers them as a semi and an

@@ -24,6 +24,7 @@ pub mod command;
 pub mod error;
 pub mod filter;
 pub mod fs;
+pub mod numeric;
 pub mod scan;
 pub mod source;
 pub mod types;

@@ -790,7 +790,23 @@ pub async fn copy_to(session: &mut Session, stmt: Statement) -> Result<crate::se
             "COPY query did not stream",
         ));
     };
-    let schema = stream.schema();
+    // Numerics printed with their display scales (pgsemantics/dscale.rs).
+    let scales = duet_wire::encode::display_scale_columns(&stream.schema());
+    let schema = duet_wire::encode::visible_schema(&stream.schema(), &scales);
+    let stream: datafusion::execution::SendableRecordBatchStream = if scales.is_empty() {
+        stream
+    } else {
+        use futures::StreamExt;
+        let text = opts.format != Format::Binary;
+        Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                schema.clone(),
+                stream.map(move |b| {
+                    b.map(|b| duet_wire::encode::with_display_scales(&b, &scales, &|_| text))
+                }),
+            ),
+        )
+    };
     Ok(crate::session::Outcome::CopyOut {
         columns: schema.fields().len(),
         stream,

@@ -402,6 +402,7 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));
             rules.push(Arc::new(crate::pgsemantics::CaseDeclaredTypes));
             rules.push(Arc::new(crate::pgsemantics::RecursiveTermMetadata));
+            rules.push(Arc::new(crate::pgsemantics::ConstantDisplayScales));
             rules.push(Arc::new(crate::pgsemantics::RebuildSchemas));
             // Before DataFusion's filter push-down (see pgsemantics/subqueries.rs).
             let mut optimizers = state.optimizers().to_vec();
@@ -1169,7 +1170,17 @@ impl Session {
     async fn run_query(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
         let plan = self.plan(stmt).await?;
         let plan = bind(plan, params)?;
-        let stream = self.execute_plan(plan).await?;
+        let p = self.planning(true);
+        // A result's numerics carry PostgreSQL's display scales (pgsemantics/dscale.rs),
+        // added after the optimizer so that no rule prunes them.
+        let optimized = p.state.optimize(&plan)?;
+        let plan = crate::pgsemantics::with_display_scales(optimized)?;
+        let physical = p
+            .state
+            .query_planner()
+            .create_physical_plan(&plan, p.state.as_ref())
+            .await?;
+        let stream = datafusion::physical_plan::execute_stream(physical, p.task)?;
         Ok(Outcome::Stream {
             stream,
             tag: "SELECT".into(),

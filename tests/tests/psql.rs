@@ -8,6 +8,8 @@
 //!   window, subqueries, errors by SQLSTATE, transactions and savepoints, result types).
 //! - `sequences.sql`: sequences, `serial` and identity columns.
 //! - `cursors.sql`: DECLARE, FETCH and CLOSE, with and without HOLD.
+//! - `numeric_scale.sql`: numeric display scales: averages, quotients (constant and per
+//!   row, through joins, subqueries, GROUP BY and HAVING), CASE, COALESCE, UNION, VALUES.
 //! - `constraints.sql`: CHECK constraints on INSERT, UPDATE and COPY, added and dropped.
 //! - `alter.sql`: ALTER COLUMN SET/DROP DEFAULT, SET/DROP NOT NULL, varchar length changes,
 //!   read back from the column replica.
@@ -102,6 +104,11 @@ async fn a_psql_session_prints_what_postgresql_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_serial_and_identity_columns_print_what_postgresql_prints() {
     session_prints_what_postgresql_prints("sequences").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_display_scales_print_what_postgresql_prints() {
+    session_prints_what_postgresql_prints("numeric_scale").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -793,7 +793,7 @@ async fn prepared_statements_describe_the_types_they_return() {
             ),
             (
                 n("2"),
-                n("2.00000000000000000000"),
+                n("2.0000000000000000"),
                 2,
                 "xy".to_string(),
                 n("2.25")

@@ -38,6 +38,12 @@ fn widen_integer_aggregate(
     };
     let target = match (name.as_str(), &arg_type) {
         ("avg", t) if is_int(t) => DataType::Decimal128(38, 16),
+        // An average of numerics has at least 16 significant digits in PostgreSQL, as an
+        // integer's: the same type (numeric(38,20)) when the values fit (dscale.rs
+        // computes it as PostgreSQL does, from the sum and the count).
+        ("avg", DataType::Decimal128(p, s)) if *s < 16 && (*p as i32 - *s as i32) <= 22 => {
+            DataType::Decimal128(38, 16)
+        }
         ("sum", DataType::Int64) => DataType::Decimal128(38, 0),
         _ => return Ok(Transformed::no(e)),
     };

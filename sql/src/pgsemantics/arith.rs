@@ -245,27 +245,36 @@ impl AnalyzerRule for NumericDivision {
     }
 }
 
-/// Decimals of a numeric quotient: at least 20 (PostgreSQL divides to at least 16
-/// significant digits, and prints an integer quotient below 1 with 20 decimals), and no
-/// fewer than either operand has.
+/// Decimals of a numeric quotient's Arrow type: 20, or more if an operand has more.
+/// PostgreSQL rounds each quotient to its own scale (`duet_common::numeric::
+/// div_display_scale`: 16 significant digits, no fewer decimals than an operand shows),
+/// which is at most 20 for every quotient from 0.0001 up; a smaller quotient fits only if
+/// its digits past these end in zeros (else 0A000).
 fn numeric_div_scale(s1: i8, s2: i8) -> i8 {
     s1.max(s2).max(20)
 }
 
-/// Numeric division as PostgreSQL computes it: rounded half away from zero at
+/// Numeric division as PostgreSQL computes it: `x / y` rounded half away from zero at
+/// PostgreSQL's scale for these two values (`div_display_scale`), held at
 /// [`numeric_div_scale`] decimals. DataFusion's decimal division kept as few as 4 decimals
 /// and truncated (`(2 / x) + x` answered -3.1388000000 for -3.13888888888888888889). A
 /// quotient beyond 10^18 does not fit numeric(38,20) and raises 22003. Named as the `/` it
 /// replaces.
+///
+/// `numeric_div(x, y)` takes each operand's display scale from its type;
+/// `numeric_div(x, y, dx, dy)` is given them (values whose scale varies by row, see
+/// `dscale.rs`). [`NumericDivScale`] is the quotient's display scale.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct NumericDiv {
+pub(crate) struct NumericDiv {
     signature: Signature,
 }
 
 impl Default for NumericDiv {
     fn default() -> Self {
+        // Stable, not immutable: DataFusion folds immutable calls of constants into a
+        // decimal literal of the type's scale, and the quotient's own scale is lost.
         Self {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Stable),
         }
     }
 }
@@ -275,6 +284,72 @@ fn decimal_scale(t: &DataType) -> i8 {
         DataType::Decimal128(_, s) => *s,
         _ => 0,
     }
+}
+
+/// One row of a numeric division: the operands (unscaled, with their Arrow scales) and
+/// their display scales.
+struct DivRow {
+    x: i128,
+    sx: i8,
+    dx: i32,
+    y: i128,
+    sy: i8,
+    dy: i32,
+}
+
+/// The rows of `numeric_div`'s arguments (`None` where one is NULL), and whether all were
+/// scalars.
+fn division_rows(args: &ScalarFunctionArgs) -> Result<(Vec<Option<DivRow>>, bool)> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Decimal128Type, Int32Type};
+    let (arrays, scalar) = arg_arrays(args)?;
+    // An integer operand is a decimal of scale 0.
+    let as_decimal = |a: &ArrayRef| -> Result<ArrayRef> {
+        let s = decimal_scale(a.data_type());
+        Ok(datafusion::arrow::compute::cast(
+            a,
+            &DataType::Decimal128(38, s),
+        )?)
+    };
+    let a = as_decimal(&arrays[0])?;
+    let b = as_decimal(&arrays[1])?;
+    let (sx, sy) = (decimal_scale(a.data_type()), decimal_scale(b.data_type()));
+    let scales = |i: usize| -> Result<Option<ArrayRef>> {
+        arrays
+            .get(i)
+            .map(|d| Ok(datafusion::arrow::compute::cast(d, &DataType::Int32)?))
+            .transpose()
+    };
+    let (da, db) = (scales(2)?, scales(3)?);
+    let (a, b) = (
+        a.as_primitive::<Decimal128Type>(),
+        b.as_primitive::<Decimal128Type>(),
+    );
+    let scale_at = |d: &Option<ArrayRef>, i: usize, own: i8| -> Option<i32> {
+        match d {
+            None => Some(own as i32),
+            Some(d) => {
+                let d = d.as_primitive::<Int32Type>();
+                (!d.is_null(i)).then(|| d.value(i))
+            }
+        }
+    };
+    let rows = (0..a.len())
+        .map(|i| {
+            if a.is_null(i) || b.is_null(i) {
+                return None;
+            }
+            Some(DivRow {
+                x: a.value(i),
+                sx,
+                dx: scale_at(&da, i, sx)?,
+                y: b.value(i),
+                sy,
+                dy: scale_at(&db, i, sy)?,
+            })
+        })
+        .collect();
+    Ok((rows, scalar))
 }
 
 impl ScalarUDFImpl for NumericDiv {
@@ -314,28 +389,23 @@ impl ScalarUDFImpl for NumericDiv {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if !matches!(arg_types.len(), 2 | 4) {
+            return Err(DataFusionError::Plan(
+                "numeric_div takes two or four arguments".into(),
+            ));
+        }
         let s = numeric_div_scale(decimal_scale(&arg_types[0]), decimal_scale(&arg_types[1]));
         Ok(DataType::Decimal128(38, s))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use datafusion::arrow::array::{AsArray, Decimal128Array};
-        use datafusion::arrow::datatypes::{i256, Decimal128Type};
-        let (arrays, scalar) = arg_arrays(&args)?;
-        // An integer operand is a decimal of scale 0.
-        let as_decimal = |a: &ArrayRef| -> Result<ArrayRef> {
-            let s = decimal_scale(a.data_type());
-            Ok(datafusion::arrow::compute::cast(
-                a,
-                &DataType::Decimal128(38, s),
-            )?)
+        use datafusion::arrow::array::Decimal128Array;
+        use datafusion::arrow::datatypes::i256;
+        let (rows, scalar) = division_rows(&args)?;
+        let scale = match args.return_field.data_type() {
+            DataType::Decimal128(_, s) => *s,
+            _ => 20,
         };
-        let a = as_decimal(&arrays[0])?;
-        let b = as_decimal(&arrays[1])?;
-        let (s1, s2) = (decimal_scale(a.data_type()), decimal_scale(b.data_type()));
-        let scale = numeric_div_scale(s1, s2);
-        // x / y at `scale` decimals = x * 10^(scale + s2 - s1) / y (unscaled integers).
-        let shift = (scale as i32 + s2 as i32 - s1 as i32).max(0) as u32;
         let overflow = || {
             DataFusionError::ArrowError(
                 Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(
@@ -344,18 +414,26 @@ impl ScalarUDFImpl for NumericDiv {
                 None,
             )
         };
-        // shift <= 38 + 38, and 10^76 fits in an i256.
-        let factor = i256::from_i128(10)
-            .checked_pow(shift)
-            .ok_or_else(overflow)?;
+        let too_small = || {
+            DataFusionError::External(Box::new(crate::error::PgErrorBox(
+                crate::error::PgError::unsupported(format!(
+                    "a numeric quotient with more than {scale} decimal places"
+                )),
+            )))
+        };
+        let ten = |n: u32| i256::from_i128(10).checked_pow(n);
         let limit = i256::from_i128(10).wrapping_pow(38);
-        let (a, b) = (
-            a.as_primitive::<Decimal128Type>(),
-            b.as_primitive::<Decimal128Type>(),
-        );
-        let mut out = Vec::with_capacity(a.len());
-        for (x, y) in a.iter().zip(b.iter()) {
-            let (Some(x), Some(y)) = (x, y) else {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(DivRow {
+                x,
+                sx,
+                dx,
+                y,
+                sy,
+                dy,
+            }) = row
+            else {
                 out.push(None);
                 continue;
             };
@@ -365,24 +443,50 @@ impl ScalarUDFImpl for NumericDiv {
                     None,
                 ));
             }
-            let y = i256::from_i128(y);
-            let num = i256::from_i128(x)
-                .checked_mul(factor)
-                .ok_or_else(overflow)?;
-            let mut q = num.checked_div(y).ok_or_else(overflow)?;
-            let r = num.checked_rem(y).ok_or_else(overflow)?;
-            // Half away from zero: |2r| >= |y| moves q one step away from zero.
+            if x == 0 {
+                out.push(Some(0));
+                continue;
+            }
+            let rscale = duet_common::numeric::div_display_scale(x, sx, dx, y, sy, dy);
+            // x / y at `rscale` decimals = x * 10^k / y (unscaled), k = rscale + sy - sx.
+            let k = rscale + sy as i32 - sx as i32;
+            let (mut num, mut den) = (i256::from_i128(x), i256::from_i128(y));
+            if k >= 0 {
+                num = num
+                    .checked_mul(ten(k as u32).ok_or_else(too_small)?)
+                    .ok_or_else(too_small)?;
+            } else {
+                den = den
+                    .checked_mul(ten((-k) as u32).ok_or_else(overflow)?)
+                    .ok_or_else(overflow)?;
+            }
+            let mut q = num.checked_div(den).ok_or_else(overflow)?;
+            let r = num.checked_rem(den).ok_or_else(overflow)?;
+            // Half away from zero: |2r| >= |den| moves q one step away from zero.
             let twice = r
                 .wrapping_abs()
                 .checked_mul(i256::from_i128(2))
                 .ok_or_else(overflow)?;
-            if twice >= y.wrapping_abs() {
-                let step = if num.is_negative() != y.is_negative() {
+            if twice >= den.wrapping_abs() {
+                let step = if num.is_negative() != den.is_negative() {
                     i256::from_i128(-1)
                 } else {
                     i256::from_i128(1)
                 };
                 q = q.checked_add(step).ok_or_else(overflow)?;
+            }
+            // Held at `scale` decimals.
+            let shift = scale as i32 - rscale;
+            if shift >= 0 {
+                q = q
+                    .checked_mul(ten(shift as u32).ok_or_else(overflow)?)
+                    .ok_or_else(overflow)?;
+            } else {
+                let unit = ten((-shift) as u32).ok_or_else(too_small)?;
+                if q.checked_rem(unit) != Some(i256::ZERO) {
+                    return Err(too_small());
+                }
+                q = q.checked_div(unit).ok_or_else(too_small)?;
             }
             if q.wrapping_abs() >= limit {
                 return Err(overflow());
@@ -392,6 +496,50 @@ impl ScalarUDFImpl for NumericDiv {
         let out: ArrayRef =
             Arc::new(Decimal128Array::from(out).with_precision_and_scale(38, scale)?);
         columnar(out, scalar)
+    }
+}
+
+/// The display scale PostgreSQL gives a numeric quotient, row by row (the arguments of
+/// [`NumericDiv`]); NULL where the quotient is NULL or the divisor zero.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NumericDivScale {
+    signature: Signature,
+}
+
+impl Default for NumericDivScale {
+    fn default() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NumericDivScale {
+    fn name(&self) -> &str {
+        "numeric_div_scale"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::Int32Array;
+        let (rows, scalar) = division_rows(&args)?;
+        let out: Int32Array = rows
+            .into_iter()
+            .map(|row| {
+                let r = row?;
+                (r.y != 0).then(|| {
+                    duet_common::numeric::div_display_scale(r.x, r.sx, r.dx, r.y, r.sy, r.dy)
+                })
+            })
+            .collect();
+        columnar(Arc::new(out), scalar)
     }
 }
 

@@ -49,6 +49,7 @@ mod apply;
 mod arith;
 mod bpchar;
 mod declared;
+pub(crate) mod dscale;
 mod folding;
 mod functions;
 mod joins;
@@ -61,6 +62,7 @@ pub use apply::CorrelatedSubqueries;
 pub use arith::{CheckedIntegerArithmetic, IntervalScale, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
 pub use declared::{CaseDeclaredTypes, DeclaredArrayAgg, RecursiveTermMetadata};
+pub use dscale::{with_display_scales, ConstantDisplayScales};
 pub use folding::ConstantFoldingErrors;
 pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,

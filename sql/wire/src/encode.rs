@@ -116,6 +116,8 @@ fn query_response(
     tag: &str,
     format: &Format,
 ) -> PgWireResult<QueryResponse> {
+    let scales = display_scale_columns(&schema);
+    let schema = visible_schema(&schema, &scales);
     let widths = bpchar_widths(&schema);
     let fields = Arc::new(pg_fields(&schema, format)?);
     let f2 = fields.clone();
@@ -128,6 +130,7 @@ fn query_response(
                 dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
             > = match rb {
                 Ok(rb) => {
+                    let rb = with_display_scales(&rb, &scales, &|i| text[i]);
                     let rb = pad_bpchar_columns(&rb, &widths);
                     encode_recordbatch(f2.clone(), pg_text_columns(&rb, &|i| text[i]))
                 }
@@ -141,6 +144,118 @@ fn query_response(
         resp.set_command_tag(tag);
     }
     Ok(resp)
+}
+
+/// The result columns holding the display scales of numeric columns
+/// ([`duet_common::numeric::DISPLAY_SCALE_OF`]): (value column, its scales' column).
+pub fn display_scale_columns(schema: &Schema) -> Vec<(usize, usize)> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let of = f.metadata().get(duet_common::numeric::DISPLAY_SCALE_OF)?;
+            Some((of.parse().ok()?, i))
+        })
+        .collect()
+}
+
+/// `schema` without the display-scale columns `scales` names.
+pub fn visible_schema(schema: &SchemaRef, scales: &[(usize, usize)]) -> SchemaRef {
+    if scales.is_empty() {
+        return schema.clone();
+    }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !scales.iter().any(|(_, c)| c == i))
+        .map(|(_, f)| f.clone())
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with each numeric column that has display scales printed with them (PostgreSQL's
+/// text, or its binary `numeric` where the column is sent in binary), and the scales'
+/// columns dropped.
+pub fn with_display_scales(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    scales: &[(usize, usize)],
+    is_text: &dyn Fn(usize) -> bool,
+) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::array::{BinaryBuilder, StringBuilder};
+    use datafusion::arrow::datatypes::{Decimal128Type, Int32Type};
+    if scales.is_empty() {
+        return batch.clone();
+    }
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    for &(v, c) in scales {
+        let (Some(values), Some(ds)) = (
+            cols[v].as_primitive_opt::<Decimal128Type>(),
+            cols[c].as_primitive_opt::<Int32Type>(),
+        ) else {
+            continue;
+        };
+        let DataType::Decimal128(_, s) = *values.data_type() else {
+            continue;
+        };
+        let scale_at = |i: usize| {
+            if ds.is_null(i) {
+                s as i32
+            } else {
+                ds.value(i)
+            }
+        };
+        // Output positions count only the columns that are sent.
+        let position = v - scales.iter().filter(|(_, c)| *c < v).count();
+        let out: ArrayRef = if is_text(position) {
+            let mut b = StringBuilder::new();
+            for i in 0..values.len() {
+                if values.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(duet_common::numeric::numeric_text(
+                        values.value(i),
+                        s,
+                        scale_at(i),
+                    ));
+                }
+            }
+            Arc::new(b.finish())
+        } else {
+            let mut b = BinaryBuilder::new();
+            for i in 0..values.len() {
+                if values.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(duet_common::numeric::numeric_binary(
+                        values.value(i),
+                        s,
+                        scale_at(i),
+                    ));
+                }
+            }
+            Arc::new(b.finish())
+        };
+        cols[v] = out;
+    }
+    let schema = batch.schema();
+    let (fields, cols): (Vec<_>, Vec<_>) = schema
+        .fields()
+        .iter()
+        .zip(cols)
+        .enumerate()
+        .filter(|(i, _)| !scales.iter().any(|(_, c)| c == i))
+        .map(|(_, (f, col))| {
+            (
+                f.as_ref().clone().with_data_type(col.data_type().clone()),
+                col,
+            )
+        })
+        .unzip();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    datafusion::arrow::record_batch::RecordBatch::try_new(schema, cols)
+        .unwrap_or_else(|_| batch.clone())
 }
 
 /// `outcome` as pgwire's response, result columns in `format`.

@@ -1,0 +1,187 @@
+//! PostgreSQL's `numeric` display scale. A PostgreSQL numeric value carries its own number
+//! of decimals (its *dscale*): `1.50` prints two, a quotient as many as its size calls for
+//! (numeric.c, `select_div_scale`). DuetDB computes with Arrow decimals of one scale per
+//! column; where PostgreSQL's scale differs from row to row, a query's result carries a
+//! second column with each value's display scale (its *companion*, see
+//! `duet_sql::pgsemantics::dscale`), and the wire prints the value with it.
+
+/// Field metadata key of a result column that holds the display scales of another: the
+/// value is that column's index. The wire sends no such column.
+pub const DISPLAY_SCALE_OF: &str = "duet.dscale_of";
+
+/// Decimal digits of a PostgreSQL numeric digit (base 10,000).
+const DEC_DIGITS: i32 = 4;
+
+/// `unscaled / 10^scale` as PostgreSQL prints a numeric of display scale `dscale`: the
+/// fraction cut or padded to `dscale` digits. Digits that are not zero are never cut (the
+/// value is printed at `scale` then), so no value is ever shown rounded.
+pub fn numeric_text(unscaled: i128, scale: i8, dscale: i32) -> String {
+    let digits = unscaled.unsigned_abs().to_string();
+    let scale = scale.max(0) as usize;
+    let (int, frac) = if digits.len() > scale {
+        digits.split_at(digits.len() - scale)
+    } else {
+        ("", digits.as_str())
+    };
+    // The fraction at its full `scale` digits.
+    let frac = format!("{}{frac}", "0".repeat(scale - frac.len()));
+    let dscale = dscale.max(0) as usize;
+    let shown = if dscale >= scale || frac[dscale..].bytes().all(|b| b == b'0') {
+        let mut f = frac[..dscale.min(scale)].to_string();
+        f.push_str(&"0".repeat(dscale.saturating_sub(scale)));
+        f
+    } else {
+        frac
+    };
+    let mut out = String::with_capacity(digits.len() + 3);
+    if unscaled < 0 {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !shown.is_empty() {
+        out.push('.');
+        out.push_str(&shown);
+    }
+    out
+}
+
+/// `unscaled / 10^scale` in PostgreSQL's binary `numeric` format with display scale
+/// `dscale`: digit count, weight, sign and dscale (16 bits each), then the base-10,000
+/// digits without leading or trailing zeros.
+pub fn numeric_binary(unscaled: i128, scale: i8, dscale: i32) -> Vec<u8> {
+    let text = numeric_text(unscaled, scale, dscale);
+    let body = text.trim_start_matches('-');
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let dscale = frac.len() as i16;
+    // Integer digits grouped by four from the decimal point, the fraction likewise.
+    let int_pad = (DEC_DIGITS as usize - int.len() % DEC_DIGITS as usize) % DEC_DIGITS as usize;
+    let int = format!("{}{int}", "0".repeat(int_pad));
+    let frac_pad = (DEC_DIGITS as usize - frac.len() % DEC_DIGITS as usize) % DEC_DIGITS as usize;
+    let frac = format!("{frac}{}", "0".repeat(frac_pad));
+    let group = |s: &str| -> Vec<i16> {
+        s.as_bytes()
+            .chunks(DEC_DIGITS as usize)
+            .map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0))
+            .collect()
+    };
+    let mut digits = group(&int);
+    let mut weight = digits.len() as i16 - 1;
+    digits.extend(group(&frac));
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if unscaled < 0 && !digits.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(8 + 2 * digits.len());
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out
+}
+
+/// The weight and first digit of a numeric in PostgreSQL's base-10,000 form
+/// (`unscaled / 10^scale`); (0, 0) for zero, as numeric.c's `select_div_scale` takes them.
+fn nbase_lead(unscaled: i128, scale: i8) -> (i32, u128) {
+    if unscaled == 0 {
+        return (0, 0);
+    }
+    let a = unscaled.unsigned_abs();
+    let len = a.to_string().len() as i32;
+    // The leading decimal digit stands for 10^e.
+    let e = len - 1 - scale as i32;
+    let weight = e.div_euclid(DEC_DIGITS);
+    let shift = scale as i32 + DEC_DIGITS * weight;
+    let first = if shift >= 0 {
+        a / 10u128.pow(shift as u32)
+    } else {
+        a * 10u128.pow((-shift) as u32)
+    };
+    (weight, first)
+}
+
+/// The display scale PostgreSQL gives `x / y` (numeric.c, `select_div_scale`): at least 16
+/// significant digits by an estimate of the quotient's weight, and no fewer decimals than
+/// either operand shows (`dx`, `dy`); at most 1000.
+pub fn div_display_scale(x: i128, sx: i8, dx: i32, y: i128, sy: i8, dy: i32) -> i32 {
+    const MIN_SIG_DIGITS: i32 = 16;
+    let (w1, f1) = nbase_lead(x, sx);
+    let (w2, f2) = nbase_lead(y, sy);
+    let mut qweight = w1 - w2;
+    if f1 <= f2 {
+        qweight -= 1;
+    }
+    (MIN_SIG_DIGITS - qweight * DEC_DIGITS)
+        .max(dx)
+        .max(dy)
+        .clamp(0, 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_cuts_or_pads_the_fraction_to_the_display_scale() {
+        assert_eq!(numeric_text(15_000, 4, 1), "1.5");
+        assert_eq!(numeric_text(15_000, 4, 2), "1.50");
+        assert_eq!(numeric_text(15_000, 4, 6), "1.500000");
+        assert_eq!(numeric_text(-5, 2, 2), "-0.05");
+        assert_eq!(numeric_text(2_000, 3, 0), "2");
+        assert_eq!(numeric_text(0, 2, 0), "0");
+        // A digit that is not zero is never cut.
+        assert_eq!(numeric_text(12_345, 4, 2), "1.2345");
+    }
+
+    #[test]
+    fn binary_is_postgres_numeric_send() {
+        // 1234.5 with dscale 2: digits [1234, 5000], weight 0, dscale 2.
+        assert_eq!(
+            numeric_binary(123_450, 2, 2),
+            vec![0, 2, 0, 0, 0, 0, 0, 2, 0x04, 0xd2, 0x13, 0x88]
+        );
+        // -0.0001: one digit 1 at weight -1, negative.
+        assert_eq!(
+            numeric_binary(-1, 4, 4),
+            vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1]
+        );
+        // Zero keeps its display scale.
+        assert_eq!(numeric_binary(0, 2, 2), vec![0, 0, 0, 0, 0, 0, 0, 2]);
+        // 10000: one digit 1 at weight 1.
+        assert_eq!(
+            numeric_binary(10_000, 0, 0),
+            vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]
+        );
+    }
+
+    #[test]
+    fn quotient_scales_are_postgres_select_div_scale() {
+        // 1000 / 3.0 = 333.3333333333333333 (16 decimals).
+        assert_eq!(div_display_scale(1000, 0, 0, 30, 1, 1), 16);
+        // 1 / 3 = 0.33333333333333333333 (20).
+        assert_eq!(div_display_scale(1, 0, 0, 3, 0, 0), 20);
+        // avg: 15.00 / 4 = 3.7500000000000000 (16).
+        assert_eq!(div_display_scale(1500, 2, 2, 4, 0, 0), 16);
+        // 1 / 100000.0 = 0.000010000000000000000000 (24).
+        assert_eq!(div_display_scale(1, 0, 0, 1_000_000, 1, 1), 24);
+        // 12345 / 1: first digits 1 and 1, so the estimate is one lower (16).
+        assert_eq!(div_display_scale(12_345, 0, 0, 1, 0, 0), 16);
+        // 20000 / 1 (weight 1) = 20000.000000000000 (12).
+        assert_eq!(div_display_scale(20_000, 0, 0, 1, 0, 0), 12);
+        // An operand's own decimals are a floor.
+        assert_eq!(div_display_scale(1, 0, 0, 3, 0, 30), 30);
+    }
+}

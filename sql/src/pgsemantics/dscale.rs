@@ -1,0 +1,884 @@
+//! PostgreSQL's per-value numeric scale on plans of fixed-scale decimals.
+//!
+//! A PostgreSQL numeric prints as many decimals as the value carries (its display scale):
+//! `avg` and `/` choose them by the size of the result (16 significant digits), and `CASE`,
+//! `COALESCE` or `UNION` of `1.5` and `2.25` keep each value's own (`1.5`, `2.25`). An Arrow
+//! decimal column has one scale. Where the two differ, the optimized plan gets a
+//! *companion* column beside the value: its display scale row by row (an `Int32` named
+//! after the value with [`SUFFIX`]), computed from the operands' own scales by PostgreSQL's
+//! rules (`+ -`: the larger, `*`: the sum, `/`: `select_div_scale`, `sum`: the largest,
+//! `min`/`max`: the chosen value's, `avg`: its sum's divided by its count). Companions
+//! pass through filters, sorts, joins and aliases as any column does; the query's last
+//! projection tags each with [`DISPLAY_SCALE_OF`] and the wire prints the value with it.
+//! A cast of such a value to text (`x::text`, `x || 'a'`) prints it the same way.
+//!
+//! Runs once on the optimized plan, before the physical planner, so no optimizer rule
+//! sees or prunes the companions. A node it does not know (window aggregates over such
+//! values, set operations' duplicates) keeps the type's scale: the value is right, its
+//! trailing zeros may differ (`known::numeric_scale_only` in the differential tester).
+
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::expr::{AggregateFunction, Alias, Case, FieldMetadata};
+use datafusion::logical_expr::{Aggregate, Distinct, Filter, Projection, SortExpr, Union, Values};
+
+use super::arith::{NumericDiv, NumericDivScale};
+use super::*;
+use duet_common::numeric::DISPLAY_SCALE_OF;
+
+/// Appended to a value column's name to name its companion.
+pub const SUFFIX: &str = "\u{1f}dscale";
+
+fn companion(name: &str) -> String {
+    format!("{name}{SUFFIX}")
+}
+
+fn int32(v: i32) -> Expr {
+    Expr::Literal(ScalarValue::Int32(Some(v)), None)
+}
+
+fn type_scale(t: &DataType) -> Option<i32> {
+    match t {
+        DataType::Decimal128(_, s) => Some(*s as i32),
+        t if is_int(t) => Some(0),
+        _ => None,
+    }
+}
+
+/// `plan` with the companions its result needs, the last projection tagging them for the
+/// wire. Plans that are not queries are returned as they are.
+pub fn with_display_scales(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !is_query(&plan) {
+        return Ok(plan);
+    }
+    let width = plan.schema().fields().len();
+    let original = plan.schema().clone();
+    let plan = rewrite_plan(plan)?;
+    if plan.schema().fields().len() == width {
+        return Ok(plan);
+    }
+    let schema = plan.schema().clone();
+    let mut exprs: Vec<Expr> = original
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect();
+    for (i, (q, f)) in original.iter().enumerate() {
+        let c = Column::new(q.cloned(), companion(f.name()));
+        if schema.has_column(&c) {
+            let tag = FieldMetadata::from(std::collections::BTreeMap::from([(
+                DISPLAY_SCALE_OF.to_string(),
+                i.to_string(),
+            )]));
+            exprs.push(Expr::Column(c).alias_with_metadata(format!("{SUFFIX}{i}"), Some(tag)));
+        }
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(plan),
+    )?))
+}
+
+fn is_query(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::Values(_)
+            | LogicalPlan::Window(_)
+    )
+}
+
+/// `plan` whose output also holds a companion for each decimal column whose display scale
+/// varies by row (or differs from its type's).
+fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let input = rewrite_plan(Arc::unwrap_or_clone(p.input))?;
+            let in_schema = input.schema().clone();
+            let mut exprs = Vec::with_capacity(p.expr.len());
+            let mut companions = Vec::new();
+            for (e, (q, f)) in p.expr.into_iter().zip(p.schema.iter()) {
+                let e = keep_name(rewrite_expr(e.clone(), &in_schema)?, &e, q, f.name());
+                if let Some(d) = display_scale(&e, &in_schema)? {
+                    companions.push(d.alias_qualified(q.cloned(), companion(f.name())));
+                }
+                exprs.push(e);
+            }
+            exprs.extend(companions);
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::new(input),
+            )?))
+        }
+        LogicalPlan::Filter(f) => {
+            let input = rewrite_plan(Arc::unwrap_or_clone(f.input))?;
+            let predicate = rewrite_expr(f.predicate, input.schema())?;
+            Ok(LogicalPlan::Filter(Filter::try_new(
+                predicate,
+                Arc::new(input),
+            )?))
+        }
+        LogicalPlan::Aggregate(a) => rewrite_aggregate(a),
+        LogicalPlan::Union(u) => rewrite_union(u),
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let width = input.schema().fields().len();
+            let input = rewrite_plan(Arc::unwrap_or_clone(input))?;
+            if input.schema().fields().len() == width {
+                return Ok(LogicalPlan::Distinct(Distinct::All(Arc::new(input))));
+            }
+            // Distinct values, each with the largest scale it was seen with (PostgreSQL
+            // keeps one of the equal values, whichever it meets first).
+            let schema = input.schema().clone();
+            let (mut keys, mut scales) = (Vec::new(), Vec::new());
+            for (q, f) in schema.iter() {
+                let c = Expr::Column(Column::new(q.cloned(), f.name()));
+                if f.name().ends_with(SUFFIX) {
+                    scales.push(max_of(c).alias_qualified(q.cloned(), f.name()));
+                } else {
+                    keys.push(c);
+                }
+            }
+            Ok(LogicalPlan::Aggregate(Aggregate::try_new(
+                Arc::new(input),
+                keys,
+                scales,
+            )?))
+        }
+        LogicalPlan::Values(v) => rewrite_values(v),
+        LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Join(_)
+        | LogicalPlan::Repartition(_)
+        | LogicalPlan::Window(_) => {
+            let exprs = plan.expressions();
+            let inputs = plan
+                .inputs()
+                .into_iter()
+                .map(|i| rewrite_plan(i.clone()))
+                .collect::<Result<Vec<_>>>()?;
+            plan.with_new_exprs(exprs, inputs)
+        }
+        other => Ok(other),
+    }
+}
+
+fn max_of(e: Expr) -> Expr {
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        datafusion::functions_aggregate::min_max::max_udaf(),
+        vec![e],
+        false,
+        None,
+        vec![],
+        None,
+    ))
+}
+
+/// An aggregate of `e` with `f`'s FILTER.
+fn aggregate_like(
+    f: &AggregateFunction,
+    func: Arc<datafusion::logical_expr::AggregateUDF>,
+    e: Expr,
+    distinct: bool,
+    order_by: Vec<SortExpr>,
+) -> Expr {
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        func,
+        vec![e],
+        distinct,
+        f.params.filter.clone(),
+        order_by,
+        None,
+    ))
+}
+
+fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::{count::count_udaf, first_last, sum::sum_udaf};
+    let input = rewrite_plan(Arc::unwrap_or_clone(a.input))?;
+    let schema = input.schema().clone();
+    let out = a.schema.clone();
+    let grouping_sets = a
+        .group_expr
+        .iter()
+        .any(|g| matches!(g, Expr::GroupingSet(_)));
+    let mut group = Vec::with_capacity(a.group_expr.len());
+    let mut extra = Vec::new();
+    for (i, g) in a.group_expr.into_iter().enumerate() {
+        if grouping_sets {
+            group.push(g);
+            continue;
+        }
+        let (q, f) = out.qualified_field(i);
+        let g = keep_name(rewrite_expr(g.clone(), &schema)?, &g, q, f.name());
+        {
+            if let Some(d) = display_scale(&g, &schema)? {
+                let (q, f) = out.qualified_field(i);
+                extra.push(max_of(d).alias_qualified(q.cloned(), companion(f.name())));
+            }
+        }
+        group.push(g);
+    }
+    let first_aggr = out.fields().len() - a.aggr_expr.len();
+    let mut aggr = Vec::with_capacity(a.aggr_expr.len());
+    // Outputs computed above the aggregate: an average is its sum over its count.
+    let mut post: Vec<(usize, Expr, Expr)> = Vec::new();
+    for (j, e) in a.aggr_expr.into_iter().enumerate() {
+        let (q, field) = out.qualified_field(first_aggr + j);
+        let name = field.name().clone();
+        let inner = match &e {
+            Expr::Alias(Alias { expr, .. }) => expr.as_ref(),
+            e => e,
+        };
+        let Expr::AggregateFunction(f) = inner else {
+            aggr.push(e);
+            continue;
+        };
+        let Some(arg) = f.params.args.first() else {
+            aggr.push(e);
+            continue;
+        };
+        let fname = f.func.name().to_string();
+        match fname.as_str() {
+            "avg"
+                if matches!(field.data_type(), DataType::Decimal128(..))
+                    && f.params.order_by.is_empty() =>
+            {
+                // The analyzer widened the argument for the type of the result; the sum
+                // is of the value itself (an integer as numeric(38,0)).
+                let arg = match arg {
+                    Expr::Cast(c) if c.field.metadata().is_empty() => {
+                        match c.expr.get_type(&schema)? {
+                            t if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
+                                c.expr.clone(),
+                                DataType::Decimal128(38, 0),
+                            )),
+                            DataType::Decimal128(..) => (*c.expr).clone(),
+                            _ => arg.clone(),
+                        }
+                    }
+                    _ => arg.clone(),
+                };
+                let arg = rewrite_expr(arg, &schema)?;
+                let sum_name = format!("{name}{SUFFIX}sum");
+                let count_name = format!("{name}{SUFFIX}count");
+                aggr.push(
+                    aggregate_like(f, sum_udaf(), arg.clone(), f.params.distinct, vec![])
+                        .alias(&sum_name),
+                );
+                aggr.push(
+                    aggregate_like(f, count_udaf(), arg.clone(), f.params.distinct, vec![])
+                        .alias(&count_name),
+                );
+                let sum_scale = match display_scale(&arg, &schema)? {
+                    Some(d) => {
+                        let n = format!("{name}{SUFFIX}sumscale");
+                        aggr.push(aggregate_like(f, max_of_udaf(), d, false, vec![]).alias(&n));
+                        Expr::Column(Column::new_unqualified(n))
+                    }
+                    None => int32(type_scale(&arg.get_type(&schema)?).unwrap_or(0)),
+                };
+                let args = vec![
+                    Expr::Column(Column::new_unqualified(sum_name)),
+                    Expr::Column(Column::new_unqualified(count_name)),
+                    sum_scale,
+                    int32(0),
+                ];
+                let value = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(NumericDiv::default())),
+                    args.clone(),
+                ));
+                let scale = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
+                    args,
+                ));
+                post.push((
+                    first_aggr + j,
+                    value,
+                    scale.alias_qualified(q.cloned(), companion(&name)),
+                ));
+            }
+            "sum" | "min" | "max" => {
+                let arg = rewrite_expr(arg.clone(), &schema)?;
+                if let Some(d) = display_scale(&arg, &schema)? {
+                    let scale = match fname.as_str() {
+                        "sum" => aggregate_like(f, max_of_udaf(), d, false, vec![]),
+                        // The scale of the value chosen.
+                        m => aggregate_like(
+                            f,
+                            first_last::first_value_udaf(),
+                            d,
+                            false,
+                            vec![SortExpr::new(arg.clone(), m == "min", false)],
+                        ),
+                    };
+                    extra.push(scale.alias_qualified(q.cloned(), companion(&name)));
+                }
+                let mut f = f.clone();
+                f.params.args[0] = arg;
+                aggr.push(Expr::AggregateFunction(f).alias_qualified(q.cloned(), &name));
+            }
+            _ => aggr.push(e),
+        }
+    }
+    let extra_names: Vec<(Option<datafusion::common::TableReference>, String)> = extra
+        .iter()
+        .map(|e| match e {
+            Expr::Alias(a) => (a.relation.clone(), a.name.clone()),
+            _ => (None, String::new()),
+        })
+        .collect();
+    aggr.extend(extra);
+    let node = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), group, aggr)?);
+    if post.is_empty() {
+        return Ok(node);
+    }
+    // The aggregate's outputs in their order, averages computed, then every companion.
+    let mut exprs = Vec::new();
+    let mut scales = Vec::new();
+    for (i, (q, f)) in out.iter().enumerate() {
+        match post.iter().find(|(at, ..)| *at == i) {
+            Some((_, value, scale)) => {
+                // The analyzer's type for the average: parents are typed with it.
+                let value = if value.get_type(node.schema())? == *f.data_type() {
+                    value.clone()
+                } else {
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(value.clone()),
+                        f.data_type().clone(),
+                    ))
+                };
+                exprs.push(value.alias_qualified(q.cloned(), f.name()));
+                scales.push(scale.clone());
+            }
+            None => exprs.push(Expr::Column(Column::new(q.cloned(), f.name()))),
+        }
+    }
+    exprs.extend(scales);
+    exprs.extend(
+        extra_names
+            .into_iter()
+            .map(|(q, n)| Expr::Column(Column::new(q, n))),
+    );
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(node),
+    )?))
+}
+
+fn max_of_udaf() -> Arc<datafusion::logical_expr::AggregateUDF> {
+    datafusion::functions_aggregate::min_max::max_udaf()
+}
+
+fn rewrite_union(u: Union) -> Result<LogicalPlan> {
+    let width = u.schema.fields().len();
+    // Each input with its columns before companions were added (joins put them between).
+    let inputs = u
+        .inputs
+        .into_iter()
+        .map(|i| {
+            let columns: Vec<Column> = i
+                .schema()
+                .iter()
+                .map(|(q, f)| Column::new(q.cloned(), f.name()))
+                .collect();
+            Ok((rewrite_plan(Arc::unwrap_or_clone(i))?, columns))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // A union column has a companion if any input has one for it.
+    let has = |(p, columns): &(LogicalPlan, Vec<Column>), i: usize| {
+        let c = &columns[i];
+        p.schema()
+            .has_column(&Column::new(c.relation.clone(), companion(&c.name)))
+    };
+    let needed: Vec<usize> = (0..width)
+        .filter(|&i| inputs.iter().any(|p| has(p, i)))
+        .collect();
+    if needed.is_empty() {
+        let inputs = inputs
+            .into_iter()
+            .map(|(p, columns)| only(p, columns))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(LogicalPlan::Union(Union::try_new_with_loose_types(inputs)?));
+    }
+    let (out_q, out_names): (Vec<_>, Vec<_>) = u
+        .schema
+        .iter()
+        .map(|(q, f)| (q.cloned(), f.name().clone()))
+        .unzip();
+    let inputs = inputs
+        .into_iter()
+        .map(|(p, columns)| {
+            let schema = p.schema().clone();
+            let mut exprs: Vec<Expr> = columns.iter().cloned().map(Expr::Column).collect();
+            for &i in &needed {
+                let v = &columns[i];
+                let c = Column::new(v.relation.clone(), companion(&v.name));
+                let d = if schema.has_column(&c) {
+                    Expr::Column(c)
+                } else {
+                    let t = schema.qualified_field_from_column(v)?.1.data_type();
+                    int32(type_scale(t).unwrap_or(0))
+                };
+                exprs.push(d.alias_qualified(out_q[i].clone(), companion(&out_names[i])));
+            }
+            Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::new(p),
+            )?)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LogicalPlan::Union(Union::try_new_with_loose_types(inputs)?))
+}
+
+/// `plan` with only `columns` (its companions dropped).
+fn only(plan: LogicalPlan, columns: Vec<Column>) -> Result<Arc<LogicalPlan>> {
+    if plan.schema().fields().len() == columns.len() {
+        return Ok(Arc::new(plan));
+    }
+    let exprs = columns.into_iter().map(Expr::Column).collect();
+    Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(plan),
+    )?)))
+}
+
+fn rewrite_values(v: Values) -> Result<LogicalPlan> {
+    let empty = DFSchema::empty();
+    let width = v.schema.fields().len();
+    let mut needed = Vec::new();
+    for i in 0..width {
+        let t = v.schema.field(i).data_type();
+        let Some(own) = type_scale(t).filter(|_| matches!(t, DataType::Decimal128(..))) else {
+            continue;
+        };
+        let scales = v
+            .values
+            .iter()
+            .map(|row| Ok(display_scale(&row[i], &empty)?.unwrap_or_else(|| int32(own))))
+            .collect::<Result<Vec<_>>>()?;
+        if scales.iter().any(|d| *d != int32(own)) {
+            needed.push((i, scales));
+        }
+    }
+    if needed.is_empty() {
+        return Ok(LogicalPlan::Values(v));
+    }
+    let mut fields: Vec<_> = v
+        .schema
+        .iter()
+        .map(|(q, f)| (q.cloned(), f.clone()))
+        .collect();
+    for (i, _) in &needed {
+        let name = companion(v.schema.field(*i).name());
+        fields.push((
+            None,
+            Arc::new(datafusion::arrow::datatypes::Field::new(
+                name,
+                DataType::Int32,
+                true,
+            )),
+        ));
+    }
+    let values = v
+        .values
+        .into_iter()
+        .enumerate()
+        .map(|(r, mut row)| {
+            row.extend(needed.iter().map(|(_, scales)| scales[r].clone()));
+            row
+        })
+        .collect();
+    let schema = DFSchema::new_with_metadata(fields, v.schema.metadata().clone())?;
+    Ok(LogicalPlan::Values(Values {
+        schema: Arc::new(schema),
+        values,
+    }))
+}
+
+/// `new` named as `old` was (`q.name`) if rewriting changed it: parents refer to it by name.
+fn keep_name(
+    new: Expr,
+    old: &Expr,
+    q: Option<&datafusion::common::TableReference>,
+    name: &str,
+) -> Expr {
+    if new == *old {
+        new
+    } else {
+        new.unalias().alias_qualified(q.cloned(), name)
+    }
+}
+
+/// `e` with each division of values whose scale varies by row given those scales, and
+/// each cast of such a value to text printing it with its scale.
+fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Expr> {
+    e.transform_up(|e| match &e {
+        Expr::ScalarFunction(f) if f.func.name() == "numeric_div" && f.args.len() == 2 => {
+            let (a, b) = (
+                display_scale(&f.args[0], schema)?,
+                display_scale(&f.args[1], schema)?,
+            );
+            if a.is_none() && b.is_none() {
+                return Ok(Transformed::no(e));
+            }
+            let mut args = f.args.clone();
+            args.push(scale_or_type(a, &f.args[0], schema)?);
+            args.push(scale_or_type(b, &f.args[1], schema)?);
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(f.func.clone(), args),
+            )))
+        }
+        Expr::Cast(c)
+            if matches!(
+                c.field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
+            if !matches!(c.expr.get_type(schema)?, DataType::Decimal128(..)) {
+                return Ok(Transformed::no(e));
+            }
+            let Some(d) = display_scale(&c.expr, schema)? else {
+                return Ok(Transformed::no(e));
+            };
+            let text = Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::new_from_impl(NumericText::default())),
+                vec![(*c.expr).clone(), d],
+            ));
+            Ok(Transformed::yes(Expr::Cast(
+                datafusion::logical_expr::Cast::new_from_field(Box::new(text), c.field.clone()),
+            )))
+        }
+        _ => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
+fn scale_or_type(d: Option<Expr>, e: &Expr, schema: &DFSchema) -> Result<Expr> {
+    Ok(match d {
+        Some(d) => d,
+        None => int32(type_scale(&e.get_type(schema)?).unwrap_or(0)),
+    })
+}
+
+/// The display scale of `e` (evaluated over `schema`, whose companions it may read) where
+/// it is not the scale of `e`'s type; `None` where that type's scale is PostgreSQL's (or
+/// where it cannot tell: the type's scale is then shown, as before).
+fn display_scale(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
+    let Ok(ty) = e.get_type(schema) else {
+        return Ok(None);
+    };
+    let Some(own) = type_scale(&ty) else {
+        return Ok(None);
+    };
+    let d = match scale_expr(e, schema)? {
+        Some(Expr::Literal(ScalarValue::Int32(Some(v)), _)) if v == own => None,
+        d => d,
+    };
+    Ok(d)
+}
+
+/// [`display_scale`] without the check against the type.
+fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
+    let of = |e: &Expr| -> Result<Expr> {
+        let d = scale_expr(e, schema)?;
+        scale_or_type(d, e, schema)
+    };
+    Ok(match e {
+        Expr::Alias(a) => scale_expr(&a.expr, schema)?,
+        Expr::Column(c) => {
+            let comp = Column::new(c.relation.clone(), companion(&c.name));
+            schema.has_column(&comp).then_some(Expr::Column(comp))
+        }
+        Expr::Cast(c) => {
+            let from = c.expr.get_type(schema)?;
+            match (&from, c.field.data_type()) {
+                // A declared numeric(p,s) rounds to s.
+                (_, DataType::Decimal128(..))
+                    if c.field
+                        .metadata()
+                        .contains_key(duet_common::batch::PG_TYPMOD) =>
+                {
+                    None
+                }
+                // A coercion keeps the value and so its scale.
+                (DataType::Decimal128(..), DataType::Decimal128(..)) => Some(of(&c.expr)?),
+                (t, DataType::Decimal128(..)) if is_int(t) => Some(int32(0)),
+                _ => None,
+            }
+        }
+        Expr::Negative(x) => Some(of(x)?),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Plus | Operator::Minus | Operator::Modulo => {
+                let (l, r) = (scale_expr(left, schema)?, scale_expr(right, schema)?);
+                if l.is_none() && r.is_none() {
+                    None
+                } else {
+                    Some(larger(of(left)?, of(right)?))
+                }
+            }
+            Operator::Multiply => {
+                let (l, r) = (scale_expr(left, schema)?, scale_expr(right, schema)?);
+                if l.is_none() && r.is_none() {
+                    None
+                } else {
+                    Some(of(left)? + of(right)?)
+                }
+            }
+            _ => None,
+        },
+        Expr::Case(c) => {
+            let branches: Vec<&Expr> = c
+                .when_then_expr
+                .iter()
+                .map(|(_, t)| t.as_ref())
+                .chain(c.else_expr.as_deref())
+                .collect();
+            let mut any = false;
+            for b in &branches {
+                any |= scale_expr(b, schema)?.is_some();
+            }
+            // Branches of different scales were cast to one type: each keeps its own.
+            let scales: Vec<Option<i32>> = branches
+                .iter()
+                .map(|b| b.get_type(schema).ok().and_then(|t| type_scale(&t)))
+                .collect();
+            if !any && scales.windows(2).all(|w| w[0] == w[1]) {
+                return Ok(None);
+            }
+            Some(Expr::Case(Case {
+                expr: c.expr.clone(),
+                when_then_expr: c
+                    .when_then_expr
+                    .iter()
+                    .map(|(w, t)| Ok((w.clone(), Box::new(of(t)?))))
+                    .collect::<Result<_>>()?,
+                else_expr: c
+                    .else_expr
+                    .as_ref()
+                    .map(|x| of(x).map(Box::new))
+                    .transpose()?,
+            }))
+        }
+        Expr::ScalarFunction(f) => match f.func.name() {
+            "duet_display_scale" => Some(f.args[1].clone()),
+            "numeric_div" => Some(Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
+                f.args.clone(),
+            ))),
+            "int_neg" | "abs" | "duet_nullable" | "duet_typed" | "duet_plain" | "duet_keep"
+            | "duet_single_value" | "nullif"
+                if !f.args.is_empty() =>
+            {
+                scale_expr(&f.args[0], schema)?
+            }
+            "coalesce" => {
+                let mut any = false;
+                for a in &f.args {
+                    any |= scale_expr(a, schema)?.is_some();
+                }
+                let scales: Vec<Option<i32>> = f
+                    .args
+                    .iter()
+                    .map(|a| a.get_type(schema).ok().and_then(|t| type_scale(&t)))
+                    .collect();
+                if !any && scales.windows(2).all(|w| w[0] == w[1]) {
+                    return Ok(None);
+                }
+                // The scale of the first argument that is not NULL.
+                let mut when_then = Vec::new();
+                for a in &f.args {
+                    when_then.push((
+                        Box::new(Expr::IsNotNull(Box::new(a.clone()))),
+                        Box::new(of(a)?),
+                    ));
+                }
+                Some(Expr::Case(Case {
+                    expr: None,
+                    when_then_expr: when_then,
+                    else_expr: None,
+                }))
+            }
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The larger of two scales (NULL if either is: so is the value).
+fn larger(a: Expr, b: Expr) -> Expr {
+    Expr::Case(Case {
+        expr: None,
+        when_then_expr: vec![(Box::new(a.clone().gt_eq(b.clone())), Box::new(a))],
+        else_expr: Some(Box::new(b)),
+    })
+}
+
+/// A numeric value as text with its display scale (`numeric_text(x, scale)`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NumericText {
+    signature: Signature,
+}
+
+impl Default for NumericText {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NumericText {
+    fn name(&self) -> &str {
+        "numeric_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, StringArray};
+        use datafusion::arrow::datatypes::{Decimal128Type, Int32Type};
+        let (arrays, scalar) = arg_arrays(&args)?;
+        let DataType::Decimal128(_, s) = *arrays[0].data_type() else {
+            return Err(DataFusionError::Plan("numeric_text takes a decimal".into()));
+        };
+        let values = arrays[0].as_primitive::<Decimal128Type>();
+        let scales = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int32)?;
+        let scales = scales.as_primitive::<Int32Type>();
+        let out: StringArray = (0..values.len())
+            .map(|i| {
+                (!values.is_null(i)).then(|| {
+                    let d = if scales.is_null(i) {
+                        s as i32
+                    } else {
+                        scales.value(i)
+                    };
+                    duet_common::numeric::numeric_text(values.value(i), s, d)
+                })
+            })
+            .collect();
+        columnar(Arc::new(out), scalar)
+    }
+}
+
+/// The display scales of constants, kept from the optimizer's folding: in a projection or
+/// a VALUES row, a constant quotient (`10 / 4.0`, 2.5000000000000000) and a decimal literal
+/// cast to more decimals (`1.5` beside `2.25` in a CASE, a COALESCE or a UNION) become
+/// `duet_display_scale(value, scale)`, which the optimizer does not fold (it is volatile)
+/// and [`display_scale`] reads. The last analyzer rule but the schema rebuild.
+#[derive(Debug, Default)]
+pub struct ConstantDisplayScales;
+
+impl AnalyzerRule for ConstantDisplayScales {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Projection(_) | LogicalPlan::Values(_) => {
+                retype_node(node, &constant_scale)
+            }
+            node => Ok(Transformed::no(node)),
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_constant_display_scales"
+    }
+}
+
+fn scaled(value: Expr, scale: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(DisplayScale::default())),
+        vec![value, scale],
+    ))
+}
+
+fn constant_scale(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    match &e {
+        Expr::ScalarFunction(f)
+            if f.func.name() == "numeric_div" && f.args.iter().all(super::folding::is_constant) =>
+        {
+            let scale = Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
+                f.args.clone(),
+            ));
+            Ok(Transformed::yes(scaled(e, scale)))
+        }
+        Expr::Cast(c)
+            if !c
+                .field
+                .metadata()
+                .contains_key(duet_common::batch::PG_TYPMOD) =>
+        {
+            let DataType::Decimal128(_, to) = c.field.data_type() else {
+                return Ok(Transformed::no(e));
+            };
+            if !super::folding::is_constant(&c.expr)
+                || matches!(c.expr.as_ref(), Expr::Literal(v, _) if v.is_null())
+            {
+                return Ok(Transformed::no(e));
+            }
+            let from = match c.expr.get_type(schema)? {
+                DataType::Decimal128(_, from) => from,
+                t if is_int(&t) => 0,
+                _ => return Ok(Transformed::no(e)),
+            };
+            if from == *to {
+                return Ok(Transformed::no(e));
+            }
+            Ok(Transformed::yes(scaled(e, int32(from as i32))))
+        }
+        _ => Ok(Transformed::no(e)),
+    }
+}
+
+/// `duet_display_scale(value, scale)`: the value, whose display scale is `scale`.
+/// Volatile so that constant folding keeps it (see [`ConstantDisplayScales`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DisplayScale {
+    signature: Signature,
+}
+
+impl Default for DisplayScale {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for DisplayScale {
+    fn name(&self) -> &str {
+        "duet_display_scale"
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(args[0].schema_name().to_string())
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(args[0].to_string())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args[0].clone())
+    }
+}

@@ -177,7 +177,8 @@ pub fn visible_schema(schema: &SchemaRef, scales: &[(usize, usize)]) -> SchemaRe
 
 /// `batch` with each numeric column that has display scales printed with them (PostgreSQL's
 /// text, or its binary `numeric` where the column is sent in binary), and the scales'
-/// columns dropped.
+/// columns dropped. Every numeric sent in binary is encoded here, so that a zero keeps its
+/// decimals (arrow-pg sent `0.00` as `0`).
 pub fn with_display_scales(
     batch: &datafusion::arrow::record_batch::RecordBatch,
     scales: &[(usize, usize)],
@@ -185,30 +186,37 @@ pub fn with_display_scales(
 ) -> datafusion::arrow::record_batch::RecordBatch {
     use datafusion::arrow::array::{BinaryBuilder, StringBuilder};
     use datafusion::arrow::datatypes::{Decimal128Type, Int32Type};
-    if scales.is_empty() {
+    let companion = |i: usize| scales.iter().any(|(_, c)| *c == i);
+    // Output positions count only the columns that are sent.
+    let position = |v: usize| v - scales.iter().filter(|(_, c)| *c < v).count();
+    let binary_decimals: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| {
+            !companion(i)
+                && matches!(batch.column(i).data_type(), DataType::Decimal128(..))
+                && !is_text(position(i))
+        })
+        .collect();
+    if scales.is_empty() && binary_decimals.is_empty() {
         return batch.clone();
     }
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-    for &(v, c) in scales {
-        let (Some(values), Some(ds)) = (
-            cols[v].as_primitive_opt::<Decimal128Type>(),
-            cols[c].as_primitive_opt::<Int32Type>(),
-        ) else {
+    for v in 0..cols.len() {
+        let with_scales = scales.iter().find(|(value, _)| *value == v).map(|p| p.1);
+        if with_scales.is_none() && !binary_decimals.contains(&v) {
+            continue;
+        }
+        let Some(values) = cols[v].as_primitive_opt::<Decimal128Type>() else {
             continue;
         };
         let DataType::Decimal128(_, s) = *values.data_type() else {
             continue;
         };
-        let scale_at = |i: usize| {
-            if ds.is_null(i) {
-                s as i32
-            } else {
-                ds.value(i)
-            }
+        let ds = with_scales.and_then(|c| cols[c].as_primitive_opt::<Int32Type>());
+        let scale_at = |i: usize| match ds {
+            Some(ds) if !ds.is_null(i) => ds.value(i),
+            _ => s as i32,
         };
-        // Output positions count only the columns that are sent.
-        let position = v - scales.iter().filter(|(_, c)| *c < v).count();
-        let out: ArrayRef = if is_text(position) {
+        let out: ArrayRef = if is_text(position(v)) {
             let mut b = StringBuilder::new();
             for i in 0..values.len() {
                 if values.is_null(i) {
@@ -245,7 +253,7 @@ pub fn with_display_scales(
         .iter()
         .zip(cols)
         .enumerate()
-        .filter(|(i, _)| !scales.iter().any(|(_, c)| c == i))
+        .filter(|(i, _)| !companion(*i))
         .map(|(_, (f, col))| {
             (
                 f.as_ref().clone().with_data_type(col.data_type().clone()),

@@ -369,7 +369,7 @@ impl<'a> QueryGen<'a> {
         }
         let mut q = self.query_of(&types, &Vec::new());
         q.with = with;
-        let total = self.chance(0.5);
+        let mut total = self.chance(0.5);
         if total {
             let mut positions: Vec<usize> = (1..=n).collect();
             positions.shuffle(self.rng);
@@ -377,11 +377,17 @@ impl<'a> QueryGen<'a> {
                 .into_iter()
                 .map(|p| self.order_item(OrderKey::Position(p)))
                 .collect();
-            if self.chance(0.3) {
-                q.limit = Some(self.rng.gen_range(0..6));
-            }
-            if self.chance(0.2) {
-                q.offset = Some(self.rng.gen_range(0..4));
+            // Intervals that compare equal print differently ('1 mon', '30 days'): their
+            // order among themselves is PostgreSQL's choice, and so is what a LIMIT keeps.
+            if types.contains(&Ty::Interval) {
+                total = false;
+            } else {
+                if self.chance(0.3) {
+                    q.limit = Some(self.rng.gen_range(0..6));
+                }
+                if self.chance(0.2) {
+                    q.offset = Some(self.rng.gen_range(0..4));
+                }
             }
         } else if self.chance(0.2) {
             let p = self.rng.gen_range(1..=n);

@@ -11,8 +11,13 @@ pub struct NumericIntegerAggregates;
 
 impl AnalyzerRule for NumericIntegerAggregates {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        // Aggregate and window functions appear only in Aggregate and Window nodes.
-        retype_expressions(plan, widen_integer_aggregate)
+        // Aggregate and window functions appear only in Aggregate and Window nodes. A
+        // product of two such averages has more than 38 decimals: `NumericMul` (or the
+        // rebuilt schema above would have no type for it).
+        retype_expressions(plan, |e, schema| {
+            widen_integer_aggregate(e, schema)?
+                .transform_data(|e| super::arith::wide_product(e, schema))
+        })
     }
 
     fn name(&self) -> &str {

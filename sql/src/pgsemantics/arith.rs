@@ -208,7 +208,8 @@ fn round_places_literal(
 }
 
 /// Numeric division through `NumericDiv`: `/` with a decimal operand and a decimal or
-/// integer other one. Before type coercion, so everything above the quotient is coerced to
+/// integer other one; and a product of decimals whose scales add up to more than 38
+/// through `NumericMul`. Before type coercion, so everything above the quotient is coerced to
 /// its real type (a rule after coercion left casts to DataFusion's quotient type above it,
 /// which cut the decimals again).
 #[derive(Debug, Default)]
@@ -217,14 +218,12 @@ pub struct NumericDivision;
 impl AnalyzerRule for NumericDivision {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         retype_expressions(plan, |e, schema| {
-            let Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Divide,
-                right,
-            }) = &e
-            else {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
                 return Ok(Transformed::no(e));
             };
+            if !matches!(op, Operator::Divide | Operator::Multiply) {
+                return Ok(Transformed::no(e));
+            }
             let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
                 return Ok(Transformed::no(e));
             };
@@ -233,7 +232,11 @@ impl AnalyzerRule for NumericDivision {
             if !(numeric(&lt) && numeric(&rt) && (decimal(&lt) || decimal(&rt))) {
                 return Ok(Transformed::no(e));
             }
-            let udf = Arc::new(ScalarUDF::new_from_impl(NumericDiv::default()));
+            let udf = if *op == Operator::Multiply {
+                return wide_product(e, schema);
+            } else {
+                Arc::new(ScalarUDF::new_from_impl(NumericDiv::default()))
+            };
             Ok(Transformed::yes(Expr::ScalarFunction(
                 ScalarFunction::new_udf(udf, vec![(**left).clone(), (**right).clone()]),
             )))
@@ -495,6 +498,155 @@ impl ScalarUDFImpl for NumericDiv {
         }
         let out: ArrayRef =
             Arc::new(Decimal128Array::from(out).with_precision_and_scale(38, scale)?);
+        columnar(out, scalar)
+    }
+}
+
+/// `a * b` of two decimals whose scales add up to more than 38 as [`NumericMul`]
+/// (DataFusion's product has no type then); anything else as it is.
+pub(crate) fn wide_product(
+    e: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Multiply,
+        right,
+    }) = &e
+    else {
+        return Ok(Transformed::no(e));
+    };
+    let (Ok(DataType::Decimal128(_, s1)), Ok(DataType::Decimal128(_, s2))) =
+        (left.get_type(schema), right.get_type(schema))
+    else {
+        return Ok(Transformed::no(e));
+    };
+    if s1 as i32 + s2 as i32 <= 38 {
+        return Ok(Transformed::no(e));
+    }
+    Ok(Transformed::yes(Expr::ScalarFunction(
+        ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::new_from_impl(NumericMul::default())),
+            vec![(**left).clone(), (**right).clone()],
+        ),
+    )))
+}
+
+/// Decimals of a product whose operands' scales add up to more than Arrow's 38 (the
+/// product of two averages): 20 are held; the display scale is still the sum (dscale.rs).
+const WIDE_PRODUCT_SCALE: i8 = 20;
+
+/// The exact product of two decimals whose scales add up to more than 38, where
+/// DataFusion's multiplication has no type: held at [`WIDE_PRODUCT_SCALE`] decimals. A
+/// product with digits past these is refused (0A000) rather than rounded; one past 10^18
+/// raises 22003. Named as the `*` it replaces.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NumericMul {
+    signature: Signature,
+}
+
+impl Default for NumericMul {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NumericMul {
+    fn name(&self) -> &str {
+        "numeric_mul"
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(args[0].clone()),
+            Operator::Multiply,
+            Box::new(args[1].clone()),
+        ))
+        .schema_name()
+        .to_string())
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(args[0].clone()),
+            Operator::Multiply,
+            Box::new(args[1].clone()),
+        ))
+        .to_string())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        strict_null(self, args, info)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(38, WIDE_PRODUCT_SCALE))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::Decimal128Array;
+        use datafusion::arrow::datatypes::i256;
+        let (rows, scalar) = division_rows(&args)?;
+        let overflow = || {
+            DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(
+                    "numeric field overflow".into(),
+                )),
+                None,
+            )
+        };
+        let too_fine = || {
+            DataFusionError::External(Box::new(crate::error::PgErrorBox(
+                crate::error::PgError::unsupported(format!(
+                    "a numeric product with more than {WIDE_PRODUCT_SCALE} decimal places"
+                )),
+            )))
+        };
+        let limit = i256::from_i128(10).wrapping_pow(38);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(r) = row else {
+                out.push(None);
+                continue;
+            };
+            let p = i256::from_i128(r.x)
+                .checked_mul(i256::from_i128(r.y))
+                .ok_or_else(overflow)?;
+            // The exact product has sx + sy decimals; keep WIDE_PRODUCT_SCALE of them.
+            let shift = r.sx as i32 + r.sy as i32 - WIDE_PRODUCT_SCALE as i32;
+            let q = if shift >= 0 {
+                let unit = i256::from_i128(10)
+                    .checked_pow(shift as u32)
+                    .ok_or_else(too_fine)?;
+                if p.checked_rem(unit) != Some(i256::ZERO) {
+                    return Err(too_fine());
+                }
+                p.checked_div(unit).ok_or_else(overflow)?
+            } else {
+                p.checked_mul(
+                    i256::from_i128(10)
+                        .checked_pow((-shift) as u32)
+                        .ok_or_else(overflow)?,
+                )
+                .ok_or_else(overflow)?
+            };
+            if q.wrapping_abs() >= limit {
+                return Err(overflow());
+            }
+            out.push(Some(q.to_i128().ok_or_else(overflow)?));
+        }
+        let out: ArrayRef =
+            Arc::new(Decimal128Array::from(out).with_precision_and_scale(38, WIDE_PRODUCT_SCALE)?);
         columnar(out, scalar)
     }
 }

@@ -151,12 +151,12 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
             )?))
         }
         LogicalPlan::Values(v) => rewrite_values(v),
+        LogicalPlan::Window(w) => rewrite_window(w),
         LogicalPlan::Sort(_)
         | LogicalPlan::Limit(_)
         | LogicalPlan::SubqueryAlias(_)
         | LogicalPlan::Join(_)
-        | LogicalPlan::Repartition(_)
-        | LogicalPlan::Window(_) => {
+        | LogicalPlan::Repartition(_) => {
             let exprs = plan.expressions();
             let inputs = plan
                 .inputs()
@@ -249,21 +249,7 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
                 if matches!(field.data_type(), DataType::Decimal128(..))
                     && f.params.order_by.is_empty() =>
             {
-                // The analyzer widened the argument for the type of the result; the sum
-                // is of the value itself (an integer as numeric(38,0)).
-                let arg = match arg {
-                    Expr::Cast(c) if c.field.metadata().is_empty() => {
-                        match c.expr.get_type(&schema)? {
-                            t if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
-                                c.expr.clone(),
-                                DataType::Decimal128(38, 0),
-                            )),
-                            DataType::Decimal128(..) => (*c.expr).clone(),
-                            _ => arg.clone(),
-                        }
-                    }
-                    _ => arg.clone(),
-                };
+                let arg = summed(arg, &schema)?;
                 let arg = rewrite_expr(arg, &schema)?;
                 let sum_name = format!("{name}{SUFFIX}sum");
                 let count_name = format!("{name}{SUFFIX}count");
@@ -365,6 +351,152 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
             .into_iter()
             .map(|(q, n)| Expr::Column(Column::new(q, n))),
     );
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(node),
+    )?))
+}
+
+/// The argument an average sums: the analyzer widened it for the type of the result; the
+/// sum is of the value itself (an integer as numeric(38,0)).
+fn summed(arg: &Expr, schema: &DFSchema) -> Result<Expr> {
+    Ok(match arg {
+        Expr::Cast(c) if c.field.metadata().is_empty() => match c.expr.get_type(schema)? {
+            t if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
+                c.expr.clone(),
+                DataType::Decimal128(38, 0),
+            )),
+            DataType::Decimal128(..) => (*c.expr).clone(),
+            _ => arg.clone(),
+        },
+        _ => arg.clone(),
+    })
+}
+
+/// Window aggregates as in [`rewrite_aggregate`]: an average over a window is its sum
+/// over its count, a sum's scale the largest in the window. (`min`/`max` over a window
+/// keep their type's scale.)
+fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
+    use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
+    let input = rewrite_plan(Arc::unwrap_or_clone(w.input))?;
+    let schema = input.schema().clone();
+    let out = w.schema.clone();
+    let first = out.fields().len() - w.window_expr.len();
+    let over = |wf: &WindowFunction, f: Arc<datafusion::logical_expr::AggregateUDF>, arg: Expr| {
+        let mut params = wf.params.clone();
+        params.args = vec![arg];
+        Expr::WindowFunction(Box::new(WindowFunction {
+            fun: WindowFunctionDefinition::AggregateUDF(f),
+            params,
+        }))
+    };
+    let mut exprs = Vec::new();
+    let mut helpers = Vec::new();
+    let mut extra = Vec::new();
+    let mut post: Vec<(usize, Expr, Expr)> = Vec::new();
+    for (j, e) in w.window_expr.into_iter().enumerate() {
+        let (q, field) = out.qualified_field(first + j);
+        let name = field.name().clone();
+        let inner = match &e {
+            Expr::Alias(Alias { expr, .. }) => expr.as_ref(),
+            e => e,
+        };
+        let Expr::WindowFunction(wf) = inner else {
+            exprs.push(e);
+            continue;
+        };
+        let (WindowFunctionDefinition::AggregateUDF(f), Some(arg)) =
+            (&wf.fun, wf.params.args.first())
+        else {
+            exprs.push(e);
+            continue;
+        };
+        match f.name() {
+            "avg"
+                if matches!(field.data_type(), DataType::Decimal128(..)) && !wf.params.distinct =>
+            {
+                let arg = rewrite_expr(summed(arg, &schema)?, &schema)?;
+                let sum_name = format!("{name}{SUFFIX}sum");
+                let count_name = format!("{name}{SUFFIX}count");
+                exprs.push(over(wf, sum_udaf(), arg.clone()).alias(&sum_name));
+                exprs.push(over(wf, count_udaf(), arg.clone()).alias(&count_name));
+                helpers.push(sum_name.clone());
+                helpers.push(count_name.clone());
+                let sum_scale = match display_scale(&arg, &schema)? {
+                    Some(d) => {
+                        let n = format!("{name}{SUFFIX}sumscale");
+                        exprs.push(over(wf, max_of_udaf(), d).alias(&n));
+                        helpers.push(n.clone());
+                        Expr::Column(Column::new_unqualified(n))
+                    }
+                    None => int32(type_scale(&arg.get_type(&schema)?).unwrap_or(0)),
+                };
+                let args = vec![
+                    Expr::Column(Column::new_unqualified(sum_name)),
+                    Expr::Column(Column::new_unqualified(count_name)),
+                    sum_scale,
+                    int32(0),
+                ];
+                post.push((
+                    first + j,
+                    Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::new_from_impl(NumericDiv::default())),
+                        args.clone(),
+                    )),
+                    Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
+                        args,
+                    ))
+                    .alias_qualified(q.cloned(), companion(&name)),
+                ));
+            }
+            "sum" => {
+                let arg = rewrite_expr(arg.clone(), &schema)?;
+                if let Some(d) = display_scale(&arg, &schema)? {
+                    extra.push(
+                        over(wf, max_of_udaf(), d).alias_qualified(q.cloned(), companion(&name)),
+                    );
+                }
+                exprs.push(e);
+            }
+            _ => exprs.push(e),
+        }
+    }
+    exprs.extend(extra);
+    let node = LogicalPlan::Window(datafusion::logical_expr::Window::try_new(
+        exprs,
+        Arc::new(input),
+    )?);
+    if post.is_empty() {
+        return Ok(node);
+    }
+    // The window's outputs in their order, averages computed, then every companion.
+    let mut exprs = Vec::new();
+    let mut scales = Vec::new();
+    for (i, (q, f)) in out.iter().enumerate() {
+        match post.iter().find(|(at, ..)| *at == i) {
+            Some((_, value, scale)) => {
+                let value = if value.get_type(node.schema())? == *f.data_type() {
+                    value.clone()
+                } else {
+                    Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(value.clone()),
+                        f.data_type().clone(),
+                    ))
+                };
+                exprs.push(value.alias_qualified(q.cloned(), f.name()));
+                scales.push(scale.clone());
+            }
+            None => exprs.push(Expr::Column(Column::new(q.cloned(), f.name()))),
+        }
+    }
+    for (q, f) in node.schema().iter() {
+        if f.name().contains(SUFFIX) && !helpers.contains(f.name()) {
+            exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+        }
+    }
+    exprs.extend(scales);
     Ok(LogicalPlan::Projection(Projection::try_new(
         exprs,
         Arc::new(node),
@@ -667,6 +799,10 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
         }
         Expr::ScalarFunction(f) => match f.func.name() {
             "duet_display_scale" => Some(f.args[1].clone()),
+            // No decimals (`round(x, n)` has the type of its n decimals).
+            "trunc" | "round" | "ceil" | "floor" if f.args.len() == 1 => Some(int32(0)),
+            // The sum of the operands' scales, as `*`.
+            "numeric_mul" if f.args.len() == 2 => Some(of(&f.args[0])? + of(&f.args[1])?),
             "numeric_div" => Some(Expr::ScalarFunction(ScalarFunction::new_udf(
                 Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
                 f.args.clone(),

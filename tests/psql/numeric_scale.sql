@@ -22,5 +22,7 @@ SELECT avg(y) * 2, avg(y) * avg(y), avg(y) * y FROM ns GROUP BY y ORDER BY 1;
 SELECT round(avg(y), 2), trunc(avg(i)), round(avg(i)), avg(y)::numeric(10,3), avg(y)::int FROM ns;
 SELECT id, avg(y) OVER (PARTITION BY i), avg(i) OVER (ORDER BY id), sum(y / 3) OVER () FROM ns ORDER BY id;
 SELECT id, avg(y) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM ns ORDER BY id;
+SELECT avg(b), avg(b * 1000), avg(y * 10000), avg(2147483647), avg(12345.67 * 100.00) FROM ns;
+SELECT avg(i) OVER (ORDER BY id), avg(b * 1000) OVER (ORDER BY id) FROM ns ORDER BY id;
 SELECT 1 / 0.0;
 SELECT avg(y) FROM ns WHERE false;

@@ -52,10 +52,21 @@ fn widen_integer_aggregate(
         ("sum", DataType::Int64) => DataType::Decimal128(38, 0),
         _ => return Ok(Transformed::no(e)),
     };
+    // The cast says what it widened (NumericCasts leaves a cast with metadata alone, and
+    // dscale.rs sums the value at its own scale, even after the cast of a constant was
+    // folded).
+    let from = match &arg_type {
+        DataType::Decimal128(_, s) => *s,
+        _ => 0,
+    };
+    let field = Arc::new(
+        datafusion::arrow::datatypes::Field::new("widened", target.clone(), true)
+            .with_metadata([(super::dscale::WIDENED_FROM.to_string(), from.to_string())].into()),
+    );
     let widen = |args: &mut Vec<Expr>| {
-        args[0] = Expr::Cast(datafusion::logical_expr::Cast::new(
+        args[0] = Expr::Cast(datafusion::logical_expr::Cast::new_from_field(
             Box::new(args[0].clone()),
-            target.clone(),
+            field.clone(),
         ));
     };
     let mut e = e;

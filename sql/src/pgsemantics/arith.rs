@@ -516,10 +516,12 @@ pub(crate) fn wide_product(
     else {
         return Ok(Transformed::no(e));
     };
-    let (Ok(DataType::Decimal128(_, s1)), Ok(DataType::Decimal128(_, s2))) =
-        (left.get_type(schema), right.get_type(schema))
-    else {
-        return Ok(Transformed::no(e));
+    // An untyped NULL operand is coerced to the other operand's type.
+    let (s1, s2) = match (left.get_type(schema), right.get_type(schema)) {
+        (Ok(DataType::Decimal128(_, s1)), Ok(DataType::Decimal128(_, s2))) => (s1, s2),
+        (Ok(DataType::Decimal128(_, s)), Ok(DataType::Null))
+        | (Ok(DataType::Null), Ok(DataType::Decimal128(_, s))) => (s, s),
+        _ => return Ok(Transformed::no(e)),
     };
     if s1 as i32 + s2 as i32 <= 38 {
         return Ok(Transformed::no(e));

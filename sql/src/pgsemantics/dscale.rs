@@ -357,18 +357,37 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
     )?))
 }
 
-/// The argument an average sums: the analyzer widened it for the type of the result; the
-/// sum is of the value itself (an integer as numeric(38,0)).
+/// Field metadata of the cast by which the analyzer widens an aggregate's argument
+/// (`NumericIntegerAggregates`: `avg` of integers and of numerics has the type of a
+/// 20-decimal result): the argument's own scale.
+pub const WIDENED_FROM: &str = "duet.widened_from";
+
+/// The argument an average sums: the value itself at its own scale (an integer as
+/// numeric(38,0)), without the analyzer's widening cast, which a constant may have been
+/// folded into.
 fn summed(arg: &Expr, schema: &DFSchema) -> Result<Expr> {
+    let from = |m: Option<&String>| m.and_then(|v| v.parse::<i8>().ok());
     Ok(match arg {
-        Expr::Cast(c) if c.field.metadata().is_empty() => match c.expr.get_type(schema)? {
-            t if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
+        Expr::Cast(c) => match (
+            from(c.field.metadata().get(WIDENED_FROM)),
+            c.expr.get_type(schema)?,
+        ) {
+            (Some(_), t) if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
                 c.expr.clone(),
                 DataType::Decimal128(38, 0),
             )),
-            DataType::Decimal128(..) => (*c.expr).clone(),
+            (Some(_), DataType::Decimal128(..)) => (*c.expr).clone(),
             _ => arg.clone(),
         },
+        Expr::Literal(ScalarValue::Decimal128(Some(v), _, s), Some(m)) => {
+            match from(m.inner().get(WIDENED_FROM)) {
+                Some(f) if f <= *s => Expr::Literal(
+                    ScalarValue::Decimal128(Some(v / 10i128.pow((*s - f) as u32)), 38, f),
+                    None,
+                ),
+                _ => arg.clone(),
+            }
+        }
         _ => arg.clone(),
     })
 }

@@ -377,13 +377,14 @@ impl Session {
             // Before type coercion: it changes argument types.
             rules.insert(0, Arc::new(crate::pgsemantics::SingleRowScalarSubqueries));
             rules.insert(1, Arc::new(crate::pgsemantics::InListNulls));
-            rules.insert(2, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
-            rules.insert(3, Arc::new(crate::pgsemantics::NumericCasts));
-            rules.insert(4, Arc::new(crate::pgsemantics::NumericDivision));
-            rules.insert(5, Arc::new(crate::pgsemantics::TextNumberComparisons));
-            rules.insert(6, Arc::new(crate::pgsemantics::ConcatArguments));
-            rules.insert(7, Arc::new(crate::datetime::DateIntervalArithmetic));
-            rules.insert(8, Arc::new(crate::datetime::WindowOrderKeys));
+            rules.insert(2, Arc::new(crate::pgsemantics::NumericAverages));
+            rules.insert(3, Arc::new(crate::pgsemantics::NumericIntegerAggregates));
+            rules.insert(4, Arc::new(crate::pgsemantics::NumericCasts));
+            rules.insert(5, Arc::new(crate::pgsemantics::NumericDivision));
+            rules.insert(6, Arc::new(crate::pgsemantics::TextNumberComparisons));
+            rules.insert(7, Arc::new(crate::pgsemantics::ConcatArguments));
+            rules.insert(8, Arc::new(crate::datetime::DateIntervalArithmetic));
+            rules.insert(9, Arc::new(crate::datetime::WindowOrderKeys));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::jsonb::TypedTextComparisons));

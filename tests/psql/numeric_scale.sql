@@ -24,5 +24,13 @@ SELECT id, avg(y) OVER (PARTITION BY i), avg(i) OVER (ORDER BY id), sum(y / 3) O
 SELECT id, avg(y) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM ns ORDER BY id;
 SELECT avg(b), avg(b * 1000), avg(y * 10000), avg(2147483647), avg(12345.67 * 100.00) FROM ns;
 SELECT avg(i) OVER (ORDER BY id), avg(b * 1000) OVER (ORDER BY id) FROM ns ORDER BY id;
+SELECT 'eq' WHERE (SELECT avg(v) FROM (VALUES (1.0), (2.0), (2.0)) s(v)) = 5 / 3.0;
+SELECT avg(a) FROM (VALUES (1::numeric), (1), (2)) v(a);
+SELECT avg(v), avg(DISTINCT v) FROM (VALUES (2), (1), (1)) s(v);
+CREATE TABLE nw (v numeric(30,20));
+INSERT INTO nw SELECT avg(v) FROM (VALUES (1.0), (2.0), (2.0)) s(v);
+SELECT v FROM nw;
+SELECT (1 / 3.0)::numeric, (y / 3)::numeric, (y / 3)::numeric(10,3) FROM ns ORDER BY id;
+SELECT DISTINCT v FROM (VALUES (1.5), (1.50)) s(v);
 SELECT 1 / 0.0;
 SELECT avg(y) FROM ns WHERE false;

@@ -4,8 +4,8 @@ use super::*;
 
 /// `avg` of integers and `sum` of `bigint` are `numeric` in PostgreSQL (DataFusion: double
 /// precision and a wrapping bigint). Before type coercion, their integer argument is cast
-/// to a decimal: `numeric(38,16)` for `avg` (a result of 20 decimals, as PostgreSQL prints
-/// an integer's average), `numeric(38,0)` for `sum`. Output names stay as they were.
+/// to a decimal: `numeric(38,0)` for `sum`, `numeric(38,16)` for an `avg` that
+/// [`NumericAverages`] left (one with ORDER BY). Output names stay as they were.
 #[derive(Debug, Default)]
 pub struct NumericIntegerAggregates;
 
@@ -43,30 +43,13 @@ fn widen_integer_aggregate(
     };
     let target = match (name.as_str(), &arg_type) {
         ("avg", t) if is_int(t) => DataType::Decimal128(38, 16),
-        // An average of numerics has at least 16 significant digits in PostgreSQL, as an
-        // integer's: the same type (numeric(38,20)) when the values fit (dscale.rs
-        // computes it as PostgreSQL does, from the sum and the count).
-        ("avg", DataType::Decimal128(p, s)) if *s < 16 && (*p as i32 - *s as i32) <= 22 => {
-            DataType::Decimal128(38, 16)
-        }
         ("sum", DataType::Int64) => DataType::Decimal128(38, 0),
         _ => return Ok(Transformed::no(e)),
     };
-    // The cast says what it widened (NumericCasts leaves a cast with metadata alone, and
-    // dscale.rs sums the value at its own scale, even after the cast of a constant was
-    // folded).
-    let from = match &arg_type {
-        DataType::Decimal128(_, s) => *s,
-        _ => 0,
-    };
-    let field = Arc::new(
-        datafusion::arrow::datatypes::Field::new("widened", target.clone(), true)
-            .with_metadata([(super::dscale::WIDENED_FROM.to_string(), from.to_string())].into()),
-    );
     let widen = |args: &mut Vec<Expr>| {
-        args[0] = Expr::Cast(datafusion::logical_expr::Cast::new_from_field(
+        args[0] = Expr::Cast(datafusion::logical_expr::Cast::new(
             Box::new(args[0].clone()),
-            field.clone(),
+            target.clone(),
         ));
     };
     let mut e = e;
@@ -76,4 +59,206 @@ fn widen_integer_aggregate(
         _ => {}
     }
     Ok(Transformed::yes(e))
+}
+
+/// `avg` of integers and numerics as PostgreSQL computes it: the sum divided by the count
+/// with numeric division (`numeric.c`'s `numeric_avg` and `int8_avg` call `numeric_div`),
+/// so an average has PostgreSQL's value and scale (16 significant digits, at least the
+/// argument's decimals) wherever it is used: in a subquery, an `INSERT … SELECT`, a
+/// comparison. An Aggregate's `avg(x)` becomes `sum(x)` and `count(x)` (with its DISTINCT and
+/// FILTER) and a projection above divides them under the average's name; a window's
+/// likewise over the same window. The first analyzer rule after the scalar-subquery one,
+/// before type coercion: `NumericDivision` then turns the `/` into `numeric_div`.
+#[derive(Debug, Default)]
+pub struct NumericAverages;
+
+impl AnalyzerRule for NumericAverages {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let node = match node {
+                LogicalPlan::Aggregate(a) => average_aggregate(a)?,
+                LogicalPlan::Window(w) => average_window(w)?,
+                node => node,
+            };
+            super::rebuild_schema(node).map(Transformed::yes)
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "duet_numeric_averages"
+    }
+}
+
+/// The argument of an average PostgreSQL divides as numeric: an integer (whose sum is
+/// made numeric above the aggregate, see [`divide_above`]) or a numeric; `None` for
+/// other types.
+fn average_argument(arg: &Expr, schema: &datafusion::common::DFSchema) -> Option<Expr> {
+    match arg.get_type(schema).ok()? {
+        t if is_int(&t) => Some(arg.clone()),
+        DataType::Decimal128(..) => Some(arg.clone()),
+        _ => None,
+    }
+}
+
+fn helper_names(name: &str) -> (String, String) {
+    (format!("{name}\u{1f}sum"), format!("{name}\u{1f}count"))
+}
+
+/// `sum / count` under the average's name; an integer sum as numeric(38,0).
+fn quotient(name: &str, schema: &datafusion::common::DFSchema) -> Expr {
+    let (sum, count) = helper_names(name);
+    let column = Expr::Column(datafusion::common::Column::new_unqualified(sum));
+    let sum = match column.get_type(schema) {
+        Ok(t) if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(column),
+            DataType::Decimal128(38, 0),
+        )),
+        _ => column,
+    };
+    Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(sum),
+        Operator::Divide,
+        Box::new(Expr::Column(datafusion::common::Column::new_unqualified(
+            count,
+        ))),
+    ))
+    .alias(name)
+}
+
+/// A projection over `node` giving `out`'s columns in order, the averages (`names`)
+/// computed from their sums and counts.
+fn divide_above(
+    node: LogicalPlan,
+    out: &datafusion::common::DFSchema,
+    names: &[String],
+) -> Result<LogicalPlan> {
+    let exprs = out
+        .iter()
+        .map(|(q, f)| {
+            if q.is_none() && names.contains(f.name()) {
+                quotient(f.name(), node.schema())
+            } else {
+                Expr::Column(datafusion::common::Column::new(q.cloned(), f.name()))
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(LogicalPlan::Projection(
+        datafusion::logical_expr::Projection::try_new(exprs, Arc::new(node))?,
+    ))
+}
+
+fn average_aggregate(a: datafusion::logical_expr::Aggregate) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
+    use datafusion::logical_expr::expr::AggregateFunction;
+    if a.group_expr
+        .iter()
+        .any(|g| matches!(g, Expr::GroupingSet(_)))
+    {
+        return Ok(LogicalPlan::Aggregate(a));
+    }
+    let schema = a.input.schema().clone();
+    let first = a.schema.fields().len() - a.aggr_expr.len();
+    let mut aggr = Vec::with_capacity(a.aggr_expr.len() + 1);
+    let mut names = Vec::new();
+    for (j, e) in a.aggr_expr.iter().enumerate() {
+        let (q, field) = a.schema.qualified_field(first + j);
+        let inner = match e {
+            Expr::Alias(al) => al.expr.as_ref(),
+            e => e,
+        };
+        let rewritten = match inner {
+            Expr::AggregateFunction(f)
+                if q.is_none()
+                    && f.func.name() == "avg"
+                    && f.params.order_by.is_empty()
+                    && f.params.args.len() == 1 =>
+            {
+                average_argument(&f.params.args[0], &schema)
+            }
+            _ => None,
+        };
+        let (Some(arg), Expr::AggregateFunction(f)) = (rewritten, inner) else {
+            aggr.push(e.clone());
+            continue;
+        };
+        let name = field.name().clone();
+        let (sum, count) = helper_names(&name);
+        let of = |func, arg: Expr| {
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                func,
+                vec![arg],
+                f.params.distinct,
+                f.params.filter.clone(),
+                vec![],
+                None,
+            ))
+        };
+        aggr.push(of(sum_udaf(), arg.clone()).alias(sum));
+        aggr.push(of(count_udaf(), f.params.args[0].clone()).alias(count));
+        names.push(name);
+    }
+    if names.is_empty() {
+        return Ok(LogicalPlan::Aggregate(a));
+    }
+    let out = a.schema.clone();
+    let node = LogicalPlan::Aggregate(datafusion::logical_expr::Aggregate::try_new(
+        a.input,
+        a.group_expr,
+        aggr,
+    )?);
+    divide_above(node, &out, &names)
+}
+
+fn average_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
+    use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
+    let schema = w.input.schema().clone();
+    let first = w.schema.fields().len() - w.window_expr.len();
+    let mut exprs = Vec::with_capacity(w.window_expr.len() + 1);
+    let mut names = Vec::new();
+    for (j, e) in w.window_expr.iter().enumerate() {
+        let (q, field) = w.schema.qualified_field(first + j);
+        let inner = match e {
+            Expr::Alias(al) => al.expr.as_ref(),
+            e => e,
+        };
+        let rewritten = match inner {
+            Expr::WindowFunction(wf) => match &wf.fun {
+                WindowFunctionDefinition::AggregateUDF(f)
+                    if q.is_none()
+                        && f.name() == "avg"
+                        && !wf.params.distinct
+                        && wf.params.args.len() == 1 =>
+                {
+                    average_argument(&wf.params.args[0], &schema)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let (Some(arg), Expr::WindowFunction(wf)) = (rewritten, inner) else {
+            exprs.push(e.clone());
+            continue;
+        };
+        let name = field.name().clone();
+        let (sum, count) = helper_names(&name);
+        let over = |f, arg: Expr| {
+            let mut params = wf.params.clone();
+            params.args = vec![arg];
+            Expr::WindowFunction(Box::new(WindowFunction {
+                fun: WindowFunctionDefinition::AggregateUDF(f),
+                params,
+            }))
+        };
+        exprs.push(over(sum_udaf(), arg.clone()).alias(sum));
+        exprs.push(over(count_udaf(), wf.params.args[0].clone()).alias(count));
+        names.push(name);
+    }
+    if names.is_empty() {
+        return Ok(LogicalPlan::Window(w));
+    }
+    let out = w.schema.clone();
+    let node = LogicalPlan::Window(datafusion::logical_expr::Window::try_new(exprs, w.input)?);
+    divide_above(node, &out, &names)
 }

@@ -218,6 +218,18 @@ pub struct NumericDivision;
 impl AnalyzerRule for NumericDivision {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         retype_expressions(plan, |e, schema| {
+            // `CAST(x / y AS numeric)` keeps the quotient: `NumericCasts` typed that cast
+            // with DataFusion's quotient, whose decimals it cut. (A declared
+            // `numeric(p,s)` carries its typmod and stays.)
+            if let Expr::Cast(c) = &e {
+                let plain = matches!(c.field.data_type(), DataType::Decimal128(..))
+                    && c.field.metadata().is_empty();
+                if plain
+                    && matches!(c.expr.as_ref(), Expr::ScalarFunction(f) if f.func.name() == "numeric_div")
+                {
+                    return Ok(Transformed::yes((*c.expr).clone()));
+                }
+            }
             let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
                 return Ok(Transformed::no(e));
             };

@@ -21,7 +21,7 @@ use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::expr::{AggregateFunction, Alias, Case, FieldMetadata};
 use datafusion::logical_expr::{Aggregate, Distinct, Filter, Projection, SortExpr, Union, Values};
 
-use super::arith::{NumericDiv, NumericDivScale};
+use super::arith::NumericDivScale;
 use super::*;
 use duet_common::numeric::DISPLAY_SCALE_OF;
 
@@ -132,14 +132,14 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
             if input.schema().fields().len() == width {
                 return Ok(LogicalPlan::Distinct(Distinct::All(Arc::new(input))));
             }
-            // Distinct values, each with the largest scale it was seen with (PostgreSQL
-            // keeps one of the equal values, whichever it meets first).
+            // Distinct values, each with the scale of the first row met (PostgreSQL keeps
+            // the first of equal values it meets).
             let schema = input.schema().clone();
             let (mut keys, mut scales) = (Vec::new(), Vec::new());
             for (q, f) in schema.iter() {
                 let c = Expr::Column(Column::new(q.cloned(), f.name()));
                 if f.name().ends_with(SUFFIX) {
-                    scales.push(max_of(c).alias_qualified(q.cloned(), f.name()));
+                    scales.push(first_of(c).alias_qualified(q.cloned(), f.name()));
                 } else {
                     keys.push(c);
                 }
@@ -169,9 +169,10 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
     }
 }
 
-fn max_of(e: Expr) -> Expr {
+/// The first value of `e` in a group, as PostgreSQL keeps the first of equal keys.
+fn first_of(e: Expr) -> Expr {
     Expr::AggregateFunction(AggregateFunction::new_udf(
-        datafusion::functions_aggregate::min_max::max_udaf(),
+        datafusion::functions_aggregate::first_last::first_value_udaf(),
         vec![e],
         false,
         None,
@@ -199,7 +200,7 @@ fn aggregate_like(
 }
 
 fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
-    use datafusion::functions_aggregate::{count::count_udaf, first_last, sum::sum_udaf};
+    use datafusion::functions_aggregate::first_last;
     let input = rewrite_plan(Arc::unwrap_or_clone(a.input))?;
     let schema = input.schema().clone();
     let out = a.schema.clone();
@@ -219,15 +220,13 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
         {
             if let Some(d) = display_scale(&g, &schema)? {
                 let (q, f) = out.qualified_field(i);
-                extra.push(max_of(d).alias_qualified(q.cloned(), companion(f.name())));
+                extra.push(first_of(d).alias_qualified(q.cloned(), companion(f.name())));
             }
         }
         group.push(g);
     }
     let first_aggr = out.fields().len() - a.aggr_expr.len();
     let mut aggr = Vec::with_capacity(a.aggr_expr.len());
-    // Outputs computed above the aggregate: an average is its sum over its count.
-    let mut post: Vec<(usize, Expr, Expr)> = Vec::new();
     for (j, e) in a.aggr_expr.into_iter().enumerate() {
         let (q, field) = out.qualified_field(first_aggr + j);
         let name = field.name().clone();
@@ -245,50 +244,6 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
         };
         let fname = f.func.name().to_string();
         match fname.as_str() {
-            "avg"
-                if matches!(field.data_type(), DataType::Decimal128(..))
-                    && f.params.order_by.is_empty() =>
-            {
-                let arg = summed(arg, &schema)?;
-                let arg = rewrite_expr(arg, &schema)?;
-                let sum_name = format!("{name}{SUFFIX}sum");
-                let count_name = format!("{name}{SUFFIX}count");
-                aggr.push(
-                    aggregate_like(f, sum_udaf(), arg.clone(), f.params.distinct, vec![])
-                        .alias(&sum_name),
-                );
-                aggr.push(
-                    aggregate_like(f, count_udaf(), arg.clone(), f.params.distinct, vec![])
-                        .alias(&count_name),
-                );
-                let sum_scale = match display_scale(&arg, &schema)? {
-                    Some(d) => {
-                        let n = format!("{name}{SUFFIX}sumscale");
-                        aggr.push(aggregate_like(f, max_of_udaf(), d, false, vec![]).alias(&n));
-                        Expr::Column(Column::new_unqualified(n))
-                    }
-                    None => int32(type_scale(&arg.get_type(&schema)?).unwrap_or(0)),
-                };
-                let args = vec![
-                    Expr::Column(Column::new_unqualified(sum_name)),
-                    Expr::Column(Column::new_unqualified(count_name)),
-                    sum_scale,
-                    int32(0),
-                ];
-                let value = Expr::ScalarFunction(ScalarFunction::new_udf(
-                    Arc::new(ScalarUDF::new_from_impl(NumericDiv::default())),
-                    args.clone(),
-                ));
-                let scale = Expr::ScalarFunction(ScalarFunction::new_udf(
-                    Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
-                    args,
-                ));
-                post.push((
-                    first_aggr + j,
-                    value,
-                    scale.alias_qualified(q.cloned(), companion(&name)),
-                ));
-            }
             "sum" | "min" | "max" => {
                 let arg = rewrite_expr(arg.clone(), &schema)?;
                 if let Some(d) = display_scale(&arg, &schema)? {
@@ -312,91 +267,18 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
             _ => aggr.push(e),
         }
     }
-    let extra_names: Vec<(Option<datafusion::common::TableReference>, String)> = extra
-        .iter()
-        .map(|e| match e {
-            Expr::Alias(a) => (a.relation.clone(), a.name.clone()),
-            _ => (None, String::new()),
-        })
-        .collect();
     aggr.extend(extra);
-    let node = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(input), group, aggr)?);
-    if post.is_empty() {
-        return Ok(node);
-    }
-    // The aggregate's outputs in their order, averages computed, then every companion.
-    let mut exprs = Vec::new();
-    let mut scales = Vec::new();
-    for (i, (q, f)) in out.iter().enumerate() {
-        match post.iter().find(|(at, ..)| *at == i) {
-            Some((_, value, scale)) => {
-                // The analyzer's type for the average: parents are typed with it.
-                let value = if value.get_type(node.schema())? == *f.data_type() {
-                    value.clone()
-                } else {
-                    Expr::Cast(datafusion::logical_expr::Cast::new(
-                        Box::new(value.clone()),
-                        f.data_type().clone(),
-                    ))
-                };
-                exprs.push(value.alias_qualified(q.cloned(), f.name()));
-                scales.push(scale.clone());
-            }
-            None => exprs.push(Expr::Column(Column::new(q.cloned(), f.name()))),
-        }
-    }
-    exprs.extend(scales);
-    exprs.extend(
-        extra_names
-            .into_iter()
-            .map(|(q, n)| Expr::Column(Column::new(q, n))),
-    );
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        exprs,
-        Arc::new(node),
+    Ok(LogicalPlan::Aggregate(Aggregate::try_new(
+        Arc::new(input),
+        group,
+        aggr,
     )?))
 }
 
-/// Field metadata of the cast by which the analyzer widens an aggregate's argument
-/// (`NumericIntegerAggregates`: `avg` of integers and of numerics has the type of a
-/// 20-decimal result): the argument's own scale.
-pub const WIDENED_FROM: &str = "duet.widened_from";
-
-/// The argument an average sums: the value itself at its own scale (an integer as
-/// numeric(38,0)), without the analyzer's widening cast, which a constant may have been
-/// folded into.
-fn summed(arg: &Expr, schema: &DFSchema) -> Result<Expr> {
-    let from = |m: Option<&String>| m.and_then(|v| v.parse::<i8>().ok());
-    Ok(match arg {
-        Expr::Cast(c) => match (
-            from(c.field.metadata().get(WIDENED_FROM)),
-            c.expr.get_type(schema)?,
-        ) {
-            (Some(_), t) if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
-                c.expr.clone(),
-                DataType::Decimal128(38, 0),
-            )),
-            (Some(_), DataType::Decimal128(..)) => (*c.expr).clone(),
-            _ => arg.clone(),
-        },
-        Expr::Literal(ScalarValue::Decimal128(Some(v), _, s), Some(m)) => {
-            match from(m.inner().get(WIDENED_FROM)) {
-                Some(f) if f <= *s => Expr::Literal(
-                    ScalarValue::Decimal128(Some(v / 10i128.pow((*s - f) as u32)), 38, f),
-                    None,
-                ),
-                _ => arg.clone(),
-            }
-        }
-        _ => arg.clone(),
-    })
-}
-
-/// Window aggregates as in [`rewrite_aggregate`]: an average over a window is its sum
-/// over its count, a sum's scale the largest in the window. (`min`/`max` over a window
-/// keep their type's scale.)
+/// Window aggregates as in [`rewrite_aggregate`]: a sum's scale is the largest in the
+/// window (an average is a sum over a count since `NumericAverages`). `min`/`max` over a
+/// window keep their type's scale.
 fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
-    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
     use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
     let input = rewrite_plan(Arc::unwrap_or_clone(w.input))?;
     let schema = input.schema().clone();
@@ -411,9 +293,7 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
         }))
     };
     let mut exprs = Vec::new();
-    let mut helpers = Vec::new();
     let mut extra = Vec::new();
-    let mut post: Vec<(usize, Expr, Expr)> = Vec::new();
     for (j, e) in w.window_expr.into_iter().enumerate() {
         let (q, field) = out.qualified_field(first + j);
         let name = field.name().clone();
@@ -432,44 +312,6 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
             continue;
         };
         match f.name() {
-            "avg"
-                if matches!(field.data_type(), DataType::Decimal128(..)) && !wf.params.distinct =>
-            {
-                let arg = rewrite_expr(summed(arg, &schema)?, &schema)?;
-                let sum_name = format!("{name}{SUFFIX}sum");
-                let count_name = format!("{name}{SUFFIX}count");
-                exprs.push(over(wf, sum_udaf(), arg.clone()).alias(&sum_name));
-                exprs.push(over(wf, count_udaf(), arg.clone()).alias(&count_name));
-                helpers.push(sum_name.clone());
-                helpers.push(count_name.clone());
-                let sum_scale = match display_scale(&arg, &schema)? {
-                    Some(d) => {
-                        let n = format!("{name}{SUFFIX}sumscale");
-                        exprs.push(over(wf, max_of_udaf(), d).alias(&n));
-                        helpers.push(n.clone());
-                        Expr::Column(Column::new_unqualified(n))
-                    }
-                    None => int32(type_scale(&arg.get_type(&schema)?).unwrap_or(0)),
-                };
-                let args = vec![
-                    Expr::Column(Column::new_unqualified(sum_name)),
-                    Expr::Column(Column::new_unqualified(count_name)),
-                    sum_scale,
-                    int32(0),
-                ];
-                post.push((
-                    first + j,
-                    Expr::ScalarFunction(ScalarFunction::new_udf(
-                        Arc::new(ScalarUDF::new_from_impl(NumericDiv::default())),
-                        args.clone(),
-                    )),
-                    Expr::ScalarFunction(ScalarFunction::new_udf(
-                        Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
-                        args,
-                    ))
-                    .alias_qualified(q.cloned(), companion(&name)),
-                ));
-            }
             "sum" => {
                 let arg = rewrite_expr(arg.clone(), &schema)?;
                 if let Some(d) = display_scale(&arg, &schema)? {
@@ -483,43 +325,9 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
         }
     }
     exprs.extend(extra);
-    let node = LogicalPlan::Window(datafusion::logical_expr::Window::try_new(
-        exprs,
-        Arc::new(input),
-    )?);
-    if post.is_empty() {
-        return Ok(node);
-    }
-    // The window's outputs in their order, averages computed, then every companion.
-    let mut exprs = Vec::new();
-    let mut scales = Vec::new();
-    for (i, (q, f)) in out.iter().enumerate() {
-        match post.iter().find(|(at, ..)| *at == i) {
-            Some((_, value, scale)) => {
-                let value = if value.get_type(node.schema())? == *f.data_type() {
-                    value.clone()
-                } else {
-                    Expr::Cast(datafusion::logical_expr::Cast::new(
-                        Box::new(value.clone()),
-                        f.data_type().clone(),
-                    ))
-                };
-                exprs.push(value.alias_qualified(q.cloned(), f.name()));
-                scales.push(scale.clone());
-            }
-            None => exprs.push(Expr::Column(Column::new(q.cloned(), f.name()))),
-        }
-    }
-    for (q, f) in node.schema().iter() {
-        if f.name().contains(SUFFIX) && !helpers.contains(f.name()) {
-            exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
-        }
-    }
-    exprs.extend(scales);
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        exprs,
-        Arc::new(node),
-    )?))
+    Ok(LogicalPlan::Window(
+        datafusion::logical_expr::Window::try_new(exprs, Arc::new(input))?,
+    ))
 }
 
 fn max_of_udaf() -> Arc<datafusion::logical_expr::AggregateUDF> {
@@ -757,7 +565,17 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
                 {
                     None
                 }
-                // A coercion keeps the value and so its scale.
+                // A coercion keeps the value and so its scale; a cast to fewer decimals
+                // (DataFusion's to an unconstrained numeric) cuts it there.
+                (DataType::Decimal128(_, from), DataType::Decimal128(_, to)) if to < from => {
+                    let d = of(&c.expr)?;
+                    let to = int32(*to as i32);
+                    Some(Expr::Case(Case {
+                        expr: None,
+                        when_then_expr: vec![(Box::new(d.clone().gt(to.clone())), Box::new(to))],
+                        else_expr: Some(Box::new(d)),
+                    }))
+                }
                 (DataType::Decimal128(..), DataType::Decimal128(..)) => Some(of(&c.expr)?),
                 (t, DataType::Decimal128(..)) if is_int(t) => Some(int32(0)),
                 _ => None,

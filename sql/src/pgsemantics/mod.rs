@@ -57,7 +57,7 @@ mod statement;
 mod subqueries;
 mod text;
 
-pub use aggregates::NumericIntegerAggregates;
+pub use aggregates::{NumericAverages, NumericIntegerAggregates};
 pub use apply::CorrelatedSubqueries;
 pub use arith::{CheckedIntegerArithmetic, IntervalScale, NumericCasts, NumericDivision};
 pub use bpchar::BpcharLiterals;
@@ -215,7 +215,7 @@ pub(crate) fn retype_node(
 /// nullable) left the union, and what reads it, with the old one: the physical planner
 /// then refused the plan ("Physical input schema should be the same…", found by the
 /// differential tester). A union's schema is derived anew.
-fn rebuild_schema(p: LogicalPlan) -> Result<LogicalPlan> {
+pub(super) fn rebuild_schema(p: LogicalPlan) -> Result<LogicalPlan> {
     match p {
         LogicalPlan::Union(u) => {
             let inputs = plain_union_inputs(u.inputs)?;

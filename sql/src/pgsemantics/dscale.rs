@@ -7,15 +7,17 @@
 //! *companion* column beside the value: its display scale row by row (an `Int32` named
 //! after the value with [`SUFFIX`]), computed from the operands' own scales by PostgreSQL's
 //! rules (`+ -`: the larger, `*`: the sum, `/`: `select_div_scale`, `sum`: the largest,
-//! `min`/`max`: the chosen value's, `avg`: its sum's divided by its count). Companions
+//! `min`/`max`: the chosen value's; `avg` is a sum over a count since `NumericAverages`;
+//! DISTINCT and GROUP BY: the first met). Companions
 //! pass through filters, sorts, joins and aliases as any column does; the query's last
 //! projection tags each with [`DISPLAY_SCALE_OF`] and the wire prints the value with it.
 //! A cast of such a value to text (`x::text`, `x || 'a'`) prints it the same way.
 //!
 //! Runs once on the optimized plan, before the physical planner, so no optimizer rule
-//! sees or prunes the companions. A node it does not know (window aggregates over such
-//! values, set operations' duplicates) keeps the type's scale: the value is right, its
-//! trailing zeros may differ (`known::numeric_scale_only` in the differential tester).
+//! sees or prunes the companions. A node it does not know, and everything below it, keeps
+//! the type's scale, as does a subquery inside an expression and `min`/`max` over a
+//! window: the value is right, its trailing zeros may differ (`known::numeric_scale_only`
+//! in the differential tester).
 
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::expr::{AggregateFunction, Alias, Case, FieldMetadata};

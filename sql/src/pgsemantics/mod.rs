@@ -4,11 +4,13 @@
 //! - `statement`: before planning, integer literals become `integer` where PostgreSQL
 //!   types them so, `= ANY (subquery)` becomes `IN`, and `INTERSECT ALL` / `EXCEPT ALL` are
 //!   refused; `generate_series` and `unnest` in FROM name their column as PostgreSQL does.
-//! - `aggregates` (first analyzer rule, before type coercion): `avg` of integers and `sum`
-//!   of `bigint` are numeric.
+//! - `aggregates` (first analyzer rules, before type coercion): `avg` is its sum over its
+//!   count with numeric division, as PostgreSQL computes it; `sum` of `bigint` is numeric.
+//! - `dscale`: PostgreSQL's per-value numeric display scales, carried beside the values
+//!   after the optimizer, and kept for constants through the optimizer's folding.
 //! - `arith` (after type coercion): checked integer `+ - *` and negation (22003), float
-//!   `/ %` by zero (22012), numeric division to 20 rounded decimals, casts to integers that
-//!   round. Replacement functions keep the operator's column name, so nothing that refers
+//!   `/ %` by zero (22012), numeric division rounded at PostgreSQL's scale per quotient,
+//!   products of decimals past 38 decimals, casts to integers that round. Replacement functions keep the operator's column name, so nothing that refers
 //!   to the column by name changes.
 //! - `bpchar`: a string literal compared with a `char(n)` column loses its trailing
 //!   spaces, as PostgreSQL coerces it to `bpchar` (`char(n)` values are stored without

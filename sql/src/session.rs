@@ -355,6 +355,10 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::system_catalog::ExpandArray::default(),
         ));
+        // In place of datafusion-pg-catalog's (see FormatType).
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::system_catalog::FormatType::default(),
+        ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::json::JsonBuildObject::default(),
         ));

@@ -1832,3 +1832,114 @@ mod tests {
         );
     }
 }
+
+/// `format_type(oid, typmod)` as PostgreSQL prints it: datafusion-pg-catalog's, but `-` for
+/// OID 0, `oid[]` and `name[]` (the library printed `oid(1028)`), `numeric(p,0)` with its scale (the library printed `numeric(10)`), and arrays of
+/// `varchar(n)`, `char(n)` and `numeric(p,s)` with their modifier (psql's `\d` showed
+/// `character varying[]` for a `varchar(5)[]` column).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FormatType {
+    signature: Signature,
+}
+
+impl Default for FormatType {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Stable),
+        }
+    }
+}
+
+/// The name of `numeric`, `varchar` or `bpchar` (by OID) with its type modifier; `None` for
+/// other types or no modifier.
+fn with_typmod(oid: i32, typmod: i32) -> Option<String> {
+    if typmod < 4 {
+        return None;
+    }
+    let m = typmod - 4;
+    match oid {
+        1700 => Some(format!("numeric({},{})", (m >> 16) & 0xffff, m & 0xffff)),
+        1043 => Some(format!("character varying({m})")),
+        1042 => Some(format!("character({m})")),
+        _ => None,
+    }
+}
+
+impl ScalarUDFImpl for FormatType {
+    fn name(&self) -> &str {
+        "format_type"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+        use datafusion::arrow::datatypes::{Field, Int32Type};
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let int32 = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Int32);
+        let (oids, mods) = (int32(&arrays[0])?, int32(&arrays[1])?);
+        let n = oids.len();
+        let library = datafusion_pg_catalog::pg_catalog::format_type::create_format_type_udf();
+        let base = library
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![
+                    ColumnarValue::Array(oids.clone()),
+                    ColumnarValue::Array(mods.clone()),
+                ],
+                arg_fields: vec![
+                    Arc::new(Field::new("oid", DataType::Int32, true)),
+                    Arc::new(Field::new("typmod", DataType::Int32, true)),
+                ],
+                number_rows: n,
+                return_field: args.return_field.clone(),
+                config_options: args.config_options.clone(),
+            })?
+            .to_array(n)?;
+        let base = datafusion::arrow::compute::cast(&base, &DataType::Utf8)?;
+        let base = base.as_string::<i32>();
+        let (oids, mods) = (
+            oids.as_primitive::<Int32Type>(),
+            mods.as_primitive::<Int32Type>(),
+        );
+        let mut out = StringBuilder::new();
+        for i in 0..n {
+            if oids.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let (oid, typmod) = (
+                oids.value(i),
+                if mods.is_null(i) { -1 } else { mods.value(i) },
+            );
+            let element = match oid {
+                1231 => Some(1700),
+                1015 => Some(1043),
+                1014 => Some(1042),
+                _ => None,
+            };
+            let own = match (oid, element) {
+                (0, _) => Some("-".to_string()),
+                (1028, _) => Some("oid[]".to_string()),
+                (1003, _) => Some("name[]".to_string()),
+                (_, Some(e)) => with_typmod(e, typmod).map(|t| format!("{t}[]")),
+                (1700, None) => with_typmod(1700, typmod),
+                _ => None,
+            };
+            match own {
+                Some(t) => out.append_value(t),
+                None if base.is_null(i) => out.append_null(),
+                None => out.append_value(base.value(i)),
+            }
+        }
+        crate::pgsemantics::columnar(Arc::new(out.finish()), scalar)
+    }
+}

@@ -22,3 +22,6 @@ CREATE SEQUENCE dt_seq INCREMENT BY 5 START WITH 10;
 \ds dt_*
 \df
 \d nosuch
+CREATE TABLE typed_arrays (a int[], b varchar(5)[], c numeric(10,0), e numeric(8,3)[], h numeric[]);
+\d typed_arrays
+SELECT format_type(0, -1), format_type(NULL, -1), format_type(1028, -1), format_type(1231, -1), format_type(1700, 655364);

@@ -32,5 +32,7 @@ INSERT INTO nw SELECT avg(v) FROM (VALUES (1.0), (2.0), (2.0)) s(v);
 SELECT v FROM nw;
 SELECT (1 / 3.0)::numeric, (y / 3)::numeric, (y / 3)::numeric(10,3) FROM ns ORDER BY id;
 SELECT DISTINCT v FROM (VALUES (1.5), (1.50)) s(v);
+SELECT id, y - (SELECT avg(y) FROM ns), (SELECT avg(y) FROM ns), (SELECT 1.5 UNION ALL SELECT 2.25 ORDER BY 1 LIMIT 1) FROM ns ORDER BY id;
+SELECT (SELECT avg(v) FROM (VALUES (1.0), (2.0), (2.0)) s(v));
 SELECT 1 / 0.0;
 SELECT avg(y) FROM ns WHERE false;

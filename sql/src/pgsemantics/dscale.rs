@@ -15,8 +15,8 @@
 //!
 //! Runs once on the optimized plan, before the physical planner, so no optimizer rule
 //! sees or prunes the companions. A node it does not know, and everything below it, keeps
-//! the type's scale, as does a subquery inside an expression and `min`/`max` over a
-//! window: the value is right, its trailing zeros may differ (`known::numeric_scale_only`
+//! the type's scale, as do a correlated subquery inside an expression and `min`/`max`
+//! over a window: the value is right, its trailing zeros may differ (`known::numeric_scale_only`
 //! in the differential tester).
 
 use datafusion::common::{Column, DFSchema};
@@ -584,6 +584,34 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
             }
         }
         Expr::Negative(x) => Some(of(x)?),
+        // An uncorrelated scalar subquery's scale: a second subquery over the same plan,
+        // answering its companion (it runs once more; DataFusion keeps such subqueries as
+        // expressions).
+        Expr::ScalarSubquery(sq) if sq.outer_ref_columns.is_empty() => {
+            let plan = sq.subquery.as_ref().clone();
+            let Some((q, f)) = plan
+                .schema()
+                .iter()
+                .next()
+                .map(|(q, f)| (q.cloned(), f.clone()))
+            else {
+                return Ok(None);
+            };
+            let plan = rewrite_plan(plan)?;
+            let c = Column::new(q, companion(f.name()));
+            if !plan.schema().has_column(&c) {
+                return Ok(None);
+            }
+            let scales = LogicalPlan::Projection(Projection::try_new(
+                vec![Expr::Column(c)],
+                Arc::new(plan),
+            )?);
+            Some(Expr::ScalarSubquery(datafusion::logical_expr::Subquery {
+                subquery: Arc::new(scales),
+                outer_ref_columns: vec![],
+                spans: sq.spans.clone(),
+            }))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::Plus | Operator::Minus | Operator::Modulo => {
                 let (l, r) = (scale_expr(left, schema)?, scale_expr(right, schema)?);

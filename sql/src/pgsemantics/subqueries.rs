@@ -496,15 +496,24 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
         if !over_global_aggregate(&filter.input) {
             return Ok(Transformed::no(plan));
         }
-        let Some((qualifier, field)) = filter.input.schema().iter().next() else {
+        let constants = constant_columns(&filter.input);
+        // A column that is not a constant if there is one (push-down substitutes a constant).
+        let columns: Vec<datafusion::common::Column> = filter
+            .input
+            .schema()
+            .iter()
+            .map(|(q, f)| datafusion::common::Column::new(q.cloned(), f.name()))
+            .collect();
+        let Some(anchor) = columns
+            .iter()
+            .find(|c| !constants.contains(*c))
+            .or(columns.first())
+            .cloned()
+            .map(Expr::Column)
+        else {
             return Ok(Transformed::no(plan));
         };
-        let anchor = Expr::Column(datafusion::common::Column::new(
-            qualifier.cloned(),
-            field.name(),
-        ));
         let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
-        let constants = constant_columns(&filter.input);
         let mut changed = false;
         let parts: Vec<Expr> = split_conjunction_owned(filter.predicate.clone())
             .into_iter()
@@ -528,8 +537,26 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
             unreachable!("matched above");
         };
         let predicate = conjunction(parts).unwrap_or(filter.predicate);
+        // Every column constant: push-down would substitute the anchor too and move the
+        // condition below the aggregate again (`SELECT 5 AS c FROM (SELECT max(x) FROM t) d
+        // WHERE c <> c` kept its row). A limit that keeps the one row is a node filters
+        // are not pushed through.
+        let input = match constants.contains(&match &anchor {
+            Expr::Column(c) => c.clone(),
+            _ => unreachable!("the anchor is a column"),
+        }) {
+            true => Arc::new(LogicalPlan::Limit(datafusion::logical_expr::Limit {
+                skip: None,
+                fetch: Some(Box::new(Expr::Literal(
+                    ScalarValue::Int64(Some(i64::MAX)),
+                    None,
+                ))),
+                input: filter.input,
+            })),
+            false => filter.input,
+        };
         Ok(Transformed::yes(LogicalPlan::Filter(
-            datafusion::logical_expr::Filter::try_new(predicate, filter.input)?,
+            datafusion::logical_expr::Filter::try_new(predicate, input)?,
         )))
     }
 }

@@ -17,9 +17,12 @@ impl AnalyzerRule for NullableScalarSubqueries {
         plan.transform_up_with_subqueries(|node| {
             node.map_expressions(|e| {
                 e.transform_up(|e| match e {
+                    // Also where the column is nullable now: the simplifier may fold it
+                    // into a constant that is not (`(SELECT 1 + 14 FROM empty) IS NULL`
+                    // became false once `1 + 14` was 15).
                     Expr::ScalarSubquery(sq)
                         if sq.subquery.schema().fields().len() == 1
-                            && !sq.subquery.schema().field(0).is_nullable() =>
+                            && !returns_nullable_wrapper(&sq.subquery) =>
                     {
                         let plan = nullable_column(sq.subquery.as_ref().clone())?;
                         Ok(Transformed::yes(Expr::ScalarSubquery(
@@ -57,6 +60,14 @@ impl AnalyzerRule for NullableScalarSubqueries {
 }
 
 /// `inner` (one column) with its column through `duet_nullable`.
+/// Whether `plan` is a projection of `duet_nullable(..)` (see [`nullable_column`]).
+fn returns_nullable_wrapper(plan: &LogicalPlan) -> bool {
+    let LogicalPlan::Projection(p) = plan else {
+        return false;
+    };
+    matches!(p.expr.as_slice(), [e] if matches!(e.clone().unalias(), Expr::ScalarFunction(f) if f.func.name() == "duet_nullable"))
+}
+
 fn nullable_column(inner: LogicalPlan) -> Result<LogicalPlan> {
     let (qualifier, field) = inner.schema().qualified_field(0);
     let column = Expr::Column(datafusion::common::Column::new(
@@ -490,9 +501,15 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
         _config: &dyn datafusion::optimizer::OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
         use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+        if let LogicalPlan::Join(join) = plan {
+            return anchor_join_filter(join);
+        }
         let LogicalPlan::Filter(filter) = &plan else {
             return Ok(Transformed::no(plan));
         };
+        if let Some(anchored) = anchor_filter_over_join(filter)? {
+            return Ok(Transformed::yes(anchored));
+        }
         if !over_global_aggregate(&filter.input) {
             return Ok(Transformed::no(plan));
         }
@@ -559,6 +576,93 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
             datafusion::logical_expr::Filter::try_new(predicate, input)?,
         )))
     }
+}
+
+/// Conditions of an inner join (its ON, or a filter right above it) on nothing but
+/// constants, beside a side that is an aggregate without GROUP BY, tied to a column of that
+/// side that is not constant: push-down moved `… (SELECT min(x) FROM t) d JOIN u ON NULL`
+/// below the aggregate, which still answered its row, and the join kept every row of `u`.
+fn anchor_to_aggregate_sides(parts: Vec<Expr>, sides: [&LogicalPlan; 2]) -> (Vec<Expr>, bool) {
+    let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
+    let mut changed = false;
+    let mut parts = parts;
+    for side in sides {
+        if !over_global_aggregate(side) {
+            continue;
+        }
+        let constants = constant_columns(side);
+        let Some(anchor) = side
+            .schema()
+            .iter()
+            .map(|(q, f)| datafusion::common::Column::new(q.cloned(), f.name()))
+            .find(|c| !constants.contains(c))
+        else {
+            continue;
+        };
+        parts = parts
+            .into_iter()
+            .map(|c| {
+                let kept = matches!(&c, Expr::ScalarFunction(f) if f.func.name() == "duet_keep");
+                if !kept && c.column_refs().iter().all(|r| constants.contains(*r)) {
+                    changed = true;
+                    Expr::ScalarFunction(ScalarFunction::new_udf(
+                        keep.clone(),
+                        vec![c, Expr::Column(anchor.clone())],
+                    ))
+                } else {
+                    c
+                }
+            })
+            .collect();
+    }
+    (parts, changed)
+}
+
+/// [`anchor_to_aggregate_sides`] on an inner join's ON condition.
+fn anchor_join_filter(join: datafusion::logical_expr::Join) -> Result<Transformed<LogicalPlan>> {
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+    let Some(filter) = join.filter.clone() else {
+        return Ok(Transformed::no(LogicalPlan::Join(join)));
+    };
+    if join.join_type != datafusion::logical_expr::JoinType::Inner {
+        return Ok(Transformed::no(LogicalPlan::Join(join)));
+    }
+    let (parts, changed) =
+        anchor_to_aggregate_sides(split_conjunction_owned(filter), [&join.left, &join.right]);
+    if !changed {
+        return Ok(Transformed::no(LogicalPlan::Join(join)));
+    }
+    Ok(Transformed::yes(LogicalPlan::Join(
+        datafusion::logical_expr::Join {
+            filter: conjunction(parts),
+            ..join
+        },
+    )))
+}
+
+/// [`anchor_to_aggregate_sides`] on a filter right above an inner or cross join (as
+/// DataFusion turns `JOIN … ON NULL` into).
+fn anchor_filter_over_join(
+    filter: &datafusion::logical_expr::Filter,
+) -> Result<Option<LogicalPlan>> {
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+    let LogicalPlan::Join(join) = filter.input.as_ref() else {
+        return Ok(None);
+    };
+    if join.join_type != datafusion::logical_expr::JoinType::Inner {
+        return Ok(None);
+    }
+    let (parts, changed) = anchor_to_aggregate_sides(
+        split_conjunction_owned(filter.predicate.clone()),
+        [&join.left, &join.right],
+    );
+    if !changed {
+        return Ok(None);
+    }
+    let predicate = conjunction(parts).unwrap_or_else(|| filter.predicate.clone());
+    Ok(Some(LogicalPlan::Filter(
+        datafusion::logical_expr::Filter::try_new(predicate, filter.input.clone())?,
+    )))
 }
 
 /// A correlated scalar subquery without an aggregate (`SELECT c.id, (SELECT p.name FROM p

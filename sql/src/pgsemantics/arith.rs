@@ -260,6 +260,15 @@ impl AnalyzerRule for NumericDivision {
     }
 }
 
+/// `args[0] op args[1]`: the names of a function that replaces the operator.
+fn as_operator(args: &[Expr], op: Operator) -> Expr {
+    Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(args[0].clone()),
+        op,
+        Box::new(args[1].clone()),
+    ))
+}
+
 /// Decimals of a numeric quotient's Arrow type: 20, or more if an operand has more.
 /// PostgreSQL rounds each quotient to its own scale (`duet_common::numeric::
 /// div_display_scale`: 16 significant digits, no fewer decimals than an operand shows),
@@ -373,22 +382,13 @@ impl ScalarUDFImpl for NumericDiv {
     }
 
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(Expr::BinaryExpr(BinaryExpr::new(
-            Box::new(args[0].clone()),
-            Operator::Divide,
-            Box::new(args[1].clone()),
-        ))
-        .schema_name()
-        .to_string())
+        Ok(as_operator(args, Operator::Divide)
+            .schema_name()
+            .to_string())
     }
 
     fn display_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(Expr::BinaryExpr(BinaryExpr::new(
-            Box::new(args[0].clone()),
-            Operator::Divide,
-            Box::new(args[1].clone()),
-        ))
-        .to_string())
+        Ok(as_operator(args, Operator::Divide).to_string())
     }
 
     fn signature(&self) -> &Signature {
@@ -573,22 +573,13 @@ impl ScalarUDFImpl for NumericMul {
     }
 
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(Expr::BinaryExpr(BinaryExpr::new(
-            Box::new(args[0].clone()),
-            Operator::Multiply,
-            Box::new(args[1].clone()),
-        ))
-        .schema_name()
-        .to_string())
+        Ok(as_operator(args, Operator::Multiply)
+            .schema_name()
+            .to_string())
     }
 
     fn display_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(Expr::BinaryExpr(BinaryExpr::new(
-            Box::new(args[0].clone()),
-            Operator::Multiply,
-            Box::new(args[1].clone()),
-        ))
-        .to_string())
+        Ok(as_operator(args, Operator::Multiply).to_string())
     }
 
     fn signature(&self) -> &Signature {

@@ -530,23 +530,11 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
         else {
             return Ok(Transformed::no(plan));
         };
-        let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
-        let mut changed = false;
-        let parts: Vec<Expr> = split_conjunction_owned(filter.predicate.clone())
-            .into_iter()
-            .map(|c| {
-                let kept = matches!(&c, Expr::ScalarFunction(f) if f.func.name() == "duet_keep");
-                if !kept && c.column_refs().iter().all(|r| constants.contains(*r)) {
-                    changed = true;
-                    Expr::ScalarFunction(ScalarFunction::new_udf(
-                        keep.clone(),
-                        vec![c, anchor.clone()],
-                    ))
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let (parts, changed) = anchor_parts(
+            split_conjunction_owned(filter.predicate.clone()),
+            &constants,
+            &anchor,
+        );
         if !changed {
             return Ok(Transformed::no(plan));
         }
@@ -583,7 +571,6 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
 /// side that is not constant: push-down moved `… (SELECT min(x) FROM t) d JOIN u ON NULL`
 /// below the aggregate, which still answered its row, and the join kept every row of `u`.
 fn anchor_to_aggregate_sides(parts: Vec<Expr>, sides: [&LogicalPlan; 2]) -> (Vec<Expr>, bool) {
-    let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
     let mut changed = false;
     let mut parts = parts;
     for side in sides {
@@ -599,22 +586,37 @@ fn anchor_to_aggregate_sides(parts: Vec<Expr>, sides: [&LogicalPlan; 2]) -> (Vec
         else {
             continue;
         };
-        parts = parts
-            .into_iter()
-            .map(|c| {
-                let kept = matches!(&c, Expr::ScalarFunction(f) if f.func.name() == "duet_keep");
-                if !kept && c.column_refs().iter().all(|r| constants.contains(*r)) {
-                    changed = true;
-                    Expr::ScalarFunction(ScalarFunction::new_udf(
-                        keep.clone(),
-                        vec![c, Expr::Column(anchor.clone())],
-                    ))
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let (anchored, side_changed) = anchor_parts(parts, &constants, &Expr::Column(anchor));
+        parts = anchored;
+        changed |= side_changed;
     }
+    (parts, changed)
+}
+
+/// `parts` with each condition on `constants` alone (not yet kept) as
+/// `duet_keep(condition, anchor)`, and whether any was.
+fn anchor_parts(
+    parts: Vec<Expr>,
+    constants: &std::collections::HashSet<datafusion::common::Column>,
+    anchor: &Expr,
+) -> (Vec<Expr>, bool) {
+    let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
+    let mut changed = false;
+    let parts = parts
+        .into_iter()
+        .map(|c| {
+            let kept = matches!(&c, Expr::ScalarFunction(f) if f.func.name() == "duet_keep");
+            if !kept && c.column_refs().iter().all(|r| constants.contains(*r)) {
+                changed = true;
+                Expr::ScalarFunction(ScalarFunction::new_udf(
+                    keep.clone(),
+                    vec![c, anchor.clone()],
+                ))
+            } else {
+                c
+            }
+        })
+        .collect();
     (parts, changed)
 }
 

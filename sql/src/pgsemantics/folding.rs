@@ -105,6 +105,14 @@ fn fold_errors(e: &Expr) -> Result<()> {
         _ => false,
     };
     if !lazy && is_constant(e) {
+        // PostgreSQL folds bottom-up: an operand's error comes first, even where the whole
+        // would be NULL or decided without it (`(10 / 0) + NULL`, `true IN (true, 1 / 0 = 1)`;
+        // DataFusion's simplifier answers those without evaluating the operand).
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        e.apply_children(|c| {
+            fold_errors(c)?;
+            Ok(TreeNodeRecursion::Continue)
+        })?;
         return eval_constant(e).map(|_| ());
     }
     match e {

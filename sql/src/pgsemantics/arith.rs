@@ -1095,3 +1095,43 @@ impl ScalarUDFImpl for IntervalScale {
         columnar(Arc::new(IntervalMonthDayNanoArray::from(out)), scalar)
     }
 }
+
+/// `nullif(a, b)` has `a`'s type in PostgreSQL (`nullif(integer, bigint)` is an integer, so
+/// `10 * nullif(-2147483648, count(*))` overflows, 22003); DataFusion's is the type both
+/// are coerced to. Before type coercion, so the operators above are typed with `a`'s
+/// type: a nullif of a narrower integer than its second argument is cast back to it (the
+/// value is `a`'s or NULL, so the cast cannot fail).
+#[derive(Debug, Default)]
+pub struct NullifFirstArgumentType;
+
+impl AnalyzerRule for NullifFirstArgumentType {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        retype_expressions(plan, |e, schema| {
+            let Expr::ScalarFunction(f) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            if f.func.name() != "nullif" || f.args.len() != 2 {
+                return Ok(Transformed::no(e));
+            }
+            let (Ok(a), Ok(b)) = (f.args[0].get_type(schema), f.args[1].get_type(schema)) else {
+                return Ok(Transformed::no(e));
+            };
+            let width = |t: &DataType| match t {
+                DataType::Int16 => 2,
+                DataType::Int32 => 4,
+                DataType::Int64 => 8,
+                _ => 0,
+            };
+            if width(&a) == 0 || width(&b) <= width(&a) {
+                return Ok(Transformed::no(e));
+            }
+            Ok(Transformed::yes(Expr::Cast(
+                datafusion::logical_expr::Cast::new(Box::new(e.clone()), a),
+            )))
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_nullif_first_argument_type"
+    }
+}

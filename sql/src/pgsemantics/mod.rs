@@ -61,7 +61,9 @@ mod text;
 
 pub use aggregates::{NumericAverages, NumericIntegerAggregates};
 pub use apply::CorrelatedSubqueries;
-pub use arith::{CheckedIntegerArithmetic, IntervalScale, NumericCasts, NumericDivision};
+pub use arith::{
+    CheckedIntegerArithmetic, IntervalScale, NullifFirstArgumentType, NumericCasts, NumericDivision,
+};
 pub use bpchar::BpcharLiterals;
 pub use declared::{CaseDeclaredTypes, DeclaredArrayAgg, RecursiveTermMetadata};
 pub use dscale::{with_display_scales, ConstantDisplayScales};

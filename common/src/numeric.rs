@@ -9,6 +9,8 @@
 /// value is that column's index. The wire sends no such column.
 pub const DISPLAY_SCALE_OF: &str = "duet.dscale_of";
 
+use arrow::array::{Array, BinaryArray, Decimal128Array, Int32Array, StringArray};
+
 /// Decimal digits of a PostgreSQL numeric digit (base 10,000).
 const DEC_DIGITS: i32 = 4;
 
@@ -47,26 +49,40 @@ pub fn numeric_text(unscaled: i128, scale: i8, dscale: i32) -> String {
 
 /// `unscaled / 10^scale` in PostgreSQL's binary `numeric` format with display scale
 /// `dscale`: digit count, weight, sign and dscale (16 bits each), then the base-10,000
-/// digits without leading or trailing zeros.
+/// digits without leading or trailing zeros. As in [`numeric_text`], digits past
+/// `dscale` that are not zero keep the value's own scale.
 pub fn numeric_binary(unscaled: i128, scale: i8, dscale: i32) -> Vec<u8> {
-    let text = numeric_text(unscaled, scale, dscale);
-    let body = text.trim_start_matches('-');
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    let dscale = frac.len() as i16;
-    // Integer digits grouped by four from the decimal point, the fraction likewise.
-    let int_pad = (DEC_DIGITS as usize - int.len() % DEC_DIGITS as usize) % DEC_DIGITS as usize;
-    let int = format!("{}{int}", "0".repeat(int_pad));
-    let frac_pad = (DEC_DIGITS as usize - frac.len() % DEC_DIGITS as usize) % DEC_DIGITS as usize;
-    let frac = format!("{frac}{}", "0".repeat(frac_pad));
-    let group = |s: &str| -> Vec<i16> {
-        s.as_bytes()
-            .chunks(DEC_DIGITS as usize)
-            .map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0))
-            .collect()
+    let a = unscaled.unsigned_abs();
+    let scale = scale.max(0) as u32;
+    let dscale = dscale.max(0) as u32;
+    let pow = |n: u32| 10u128.pow(n);
+    let dscale = if dscale < scale && a % pow(scale - dscale) != 0 {
+        scale
+    } else {
+        dscale
     };
-    let mut digits = group(&int);
-    let mut weight = digits.len() as i16 - 1;
-    digits.extend(group(&frac));
+    let (int, frac) = (a / pow(scale), a % pow(scale));
+    // Integer digits, least significant group first.
+    let mut int_groups = Vec::new();
+    let mut rest = int;
+    while rest > 0 {
+        int_groups.push((rest % 10_000) as i16);
+        rest /= 10_000;
+    }
+    let mut digits: Vec<i16> = int_groups.iter().rev().copied().collect();
+    let mut weight = int_groups.len() as i16 - 1;
+    // Fraction digits, four decimals per group from the point.
+    let groups = scale.div_ceil(DEC_DIGITS as u32);
+    for k in 0..groups {
+        // The decimals k*4+1 ..= k*4+4 of `frac` (which has `scale` of them).
+        let end = 4 * (k + 1);
+        let g = if end <= scale {
+            (frac / pow(scale - end)) % 10_000
+        } else {
+            (frac % pow(scale - 4 * k)) * pow(end - scale)
+        };
+        digits.push(g as i16);
+    }
     while digits.first() == Some(&0) {
         digits.remove(0);
         weight -= 1;
@@ -86,11 +102,41 @@ pub fn numeric_binary(unscaled: i128, scale: i8, dscale: i32) -> Vec<u8> {
     out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
     out.extend_from_slice(&sign.to_be_bytes());
-    out.extend_from_slice(&dscale.to_be_bytes());
+    out.extend_from_slice(&(dscale as i16).to_be_bytes());
     for d in digits {
         out.extend_from_slice(&d.to_be_bytes());
     }
     out
+}
+
+/// The display scale of row `i`: `scales`' value, or the type's `scale` where there is
+/// none.
+fn scale_at(scales: Option<&Int32Array>, i: usize, scale: i8) -> i32 {
+    match scales {
+        Some(d) if !d.is_null(i) => d.value(i),
+        _ => scale as i32,
+    }
+}
+
+/// Each value of a decimal array as PostgreSQL prints it with its display scale
+/// ([`numeric_text`]); `scales` holds them row by row (the type's scale without it).
+pub fn numeric_texts(values: &Decimal128Array, scales: Option<&Int32Array>) -> StringArray {
+    let s = values.scale();
+    (0..values.len())
+        .map(|i| {
+            (!values.is_null(i)).then(|| numeric_text(values.value(i), s, scale_at(scales, i, s)))
+        })
+        .collect()
+}
+
+/// [`numeric_texts`] in PostgreSQL's binary format ([`numeric_binary`]).
+pub fn numeric_binaries(values: &Decimal128Array, scales: Option<&Int32Array>) -> BinaryArray {
+    let s = values.scale();
+    (0..values.len())
+        .map(|i| {
+            (!values.is_null(i)).then(|| numeric_binary(values.value(i), s, scale_at(scales, i, s)))
+        })
+        .collect()
 }
 
 /// The weight and first digit of a numeric in PostgreSQL's base-10,000 form
@@ -100,7 +146,7 @@ fn nbase_lead(unscaled: i128, scale: i8) -> (i32, u128) {
         return (0, 0);
     }
     let a = unscaled.unsigned_abs();
-    let len = a.to_string().len() as i32;
+    let len = a.ilog10() as i32 + 1;
     // The leading decimal digit stands for 10^e.
     let e = len - 1 - scale as i32;
     let weight = e.div_euclid(DEC_DIGITS);
@@ -165,6 +211,71 @@ mod tests {
             numeric_binary(10_000, 0, 0),
             vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]
         );
+    }
+
+    /// PostgreSQL's text of a binary numeric (numeric_recv, then numeric_out).
+    fn binary_as_text(b: &[u8]) -> String {
+        let word = |i: usize| i16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
+        let (n, weight, sign, dscale) = (word(0) as usize, word(1) as i32, word(2), word(3) as i32);
+        let digits: Vec<i16> = (0..n).map(|i| word(4 + i)).collect();
+        let digit = |w: i32| -> i16 {
+            let i = weight - w;
+            if i >= 0 && (i as usize) < n {
+                digits[i as usize]
+            } else {
+                0
+            }
+        };
+        let mut int = String::new();
+        for w in (0..=weight.max(0)).rev() {
+            int.push_str(&format!("{:04}", digit(w)));
+        }
+        let int = int.trim_start_matches('0');
+        let mut frac = String::new();
+        let mut w = -1;
+        while (frac.len() as i32) < dscale {
+            frac.push_str(&format!("{:04}", digit(w)));
+            w -= 1;
+        }
+        frac.truncate(dscale as usize);
+        let mut out = String::new();
+        if sign == 0x4000 {
+            out.push('-');
+        }
+        out.push_str(if int.is_empty() { "0" } else { int });
+        if dscale > 0 {
+            out.push('.');
+            out.push_str(&frac);
+        }
+        out
+    }
+
+    #[test]
+    fn binary_and_text_agree() {
+        let values = [
+            0i128,
+            1,
+            -1,
+            5,
+            12_345,
+            -123_456_789,
+            10_000,
+            99_990_000,
+            10i128.pow(20) + 7,
+            -(10i128.pow(38) - 1),
+        ];
+        for v in values {
+            for scale in [0i8, 1, 2, 3, 4, 5, 8, 10, 16, 20] {
+                for dscale in [0, 1, 2, 4, 7, 16, 20, 24] {
+                    let text = numeric_text(v, scale, dscale);
+                    assert_eq!(
+                        binary_as_text(&numeric_binary(v, scale, dscale)),
+                        text,
+                        "{v} at scale {scale}, dscale {dscale}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! in the differential tester).
 
 use datafusion::common::{Column, DFSchema};
+use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, Alias, Case, FieldMetadata};
 use datafusion::logical_expr::{Aggregate, Distinct, Filter, Projection, SortExpr, Union, Values};
 
@@ -49,7 +50,7 @@ fn type_scale(t: &DataType) -> Option<i32> {
 /// `plan` with the companions its result needs, the last projection tagging them for the
 /// wire. Plans that are not queries are returned as they are.
 pub fn with_display_scales(plan: LogicalPlan) -> Result<LogicalPlan> {
-    if !is_query(&plan) {
+    if !is_query(&plan) || !has_numerics(&plan)? {
         return Ok(plan);
     }
     let width = plan.schema().fields().len();
@@ -77,6 +78,40 @@ pub fn with_display_scales(plan: LogicalPlan) -> Result<LogicalPlan> {
         exprs,
         Arc::new(plan),
     )?))
+}
+
+/// Whether any node of `plan` (subqueries too) has a decimal column or a numeric
+/// quotient, product or constant scale in an expression: else no companion can arise,
+/// and the plan is left as it is (no node rebuilt for a query without numerics).
+fn has_numerics(plan: &LogicalPlan) -> Result<bool> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        found = node
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| matches!(f.data_type(), DataType::Decimal128(..)));
+        if !found {
+            node.apply_expressions(|e| {
+                found = e.exists(|x| {
+                    Ok(matches!(x, Expr::ScalarFunction(f)
+                        if matches!(f.func.name(), "numeric_div" | "numeric_mul" | "duet_display_scale")))
+                })?;
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })?;
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
 }
 
 fn is_query(plan: &LogicalPlan) -> bool {
@@ -188,13 +223,12 @@ fn aggregate_like(
     f: &AggregateFunction,
     func: Arc<datafusion::logical_expr::AggregateUDF>,
     e: Expr,
-    distinct: bool,
     order_by: Vec<SortExpr>,
 ) -> Expr {
     Expr::AggregateFunction(AggregateFunction::new_udf(
         func,
         vec![e],
-        distinct,
+        false,
         f.params.filter.clone(),
         order_by,
         None,
@@ -219,11 +253,8 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
         }
         let (q, f) = out.qualified_field(i);
         let g = keep_name(rewrite_expr(g.clone(), &schema)?, &g, q, f.name());
-        {
-            if let Some(d) = display_scale(&g, &schema)? {
-                let (q, f) = out.qualified_field(i);
-                extra.push(first_of(d).alias_qualified(q.cloned(), companion(f.name())));
-            }
+        if let Some(d) = display_scale(&g, &schema)? {
+            extra.push(first_of(d).alias_qualified(q.cloned(), companion(f.name())));
         }
         group.push(g);
     }
@@ -250,13 +281,12 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
                 let arg = rewrite_expr(arg.clone(), &schema)?;
                 if let Some(d) = display_scale(&arg, &schema)? {
                     let scale = match fname.as_str() {
-                        "sum" => aggregate_like(f, max_of_udaf(), d, false, vec![]),
+                        "sum" => aggregate_like(f, max_udaf(), d, vec![]),
                         // The scale of the value chosen.
                         m => aggregate_like(
                             f,
                             first_last::first_value_udaf(),
                             d,
-                            false,
                             vec![SortExpr::new(arg.clone(), m == "min", false)],
                         ),
                     };
@@ -318,7 +348,7 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
                 let arg = rewrite_expr(arg.clone(), &schema)?;
                 if let Some(d) = display_scale(&arg, &schema)? {
                     extra.push(
-                        over(wf, max_of_udaf(), d).alias_qualified(q.cloned(), companion(&name)),
+                        over(wf, max_udaf(), d).alias_qualified(q.cloned(), companion(&name)),
                     );
                 }
                 exprs.push(e);
@@ -330,10 +360,6 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
     Ok(LogicalPlan::Window(
         datafusion::logical_expr::Window::try_new(exprs, Arc::new(input))?,
     ))
-}
-
-fn max_of_udaf() -> Arc<datafusion::logical_expr::AggregateUDF> {
-    datafusion::functions_aggregate::min_max::max_udaf()
 }
 
 fn rewrite_union(u: Union) -> Result<LogicalPlan> {
@@ -414,10 +440,10 @@ fn rewrite_values(v: Values) -> Result<LogicalPlan> {
     let width = v.schema.fields().len();
     let mut needed = Vec::new();
     for i in 0..width {
-        let t = v.schema.field(i).data_type();
-        let Some(own) = type_scale(t).filter(|_| matches!(t, DataType::Decimal128(..))) else {
+        let DataType::Decimal128(_, own) = *v.schema.field(i).data_type() else {
             continue;
         };
+        let own = own as i32;
         let scales = v
             .values
             .iter()
@@ -632,22 +658,12 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
             _ => None,
         },
         Expr::Case(c) => {
-            let branches: Vec<&Expr> = c
+            let branches = c
                 .when_then_expr
                 .iter()
                 .map(|(_, t)| t.as_ref())
-                .chain(c.else_expr.as_deref())
-                .collect();
-            let mut any = false;
-            for b in &branches {
-                any |= scale_expr(b, schema)?.is_some();
-            }
-            // Branches of different scales were cast to one type: each keeps its own.
-            let scales: Vec<Option<i32>> = branches
-                .iter()
-                .map(|b| b.get_type(schema).ok().and_then(|t| type_scale(&t)))
-                .collect();
-            if !any && scales.windows(2).all(|w| w[0] == w[1]) {
+                .chain(c.else_expr.as_deref());
+            if !scales_vary(branches, schema)? {
                 return Ok(None);
             }
             Some(Expr::Case(Case {
@@ -681,16 +697,7 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
                 scale_expr(&f.args[0], schema)?
             }
             "coalesce" => {
-                let mut any = false;
-                for a in &f.args {
-                    any |= scale_expr(a, schema)?.is_some();
-                }
-                let scales: Vec<Option<i32>> = f
-                    .args
-                    .iter()
-                    .map(|a| a.get_type(schema).ok().and_then(|t| type_scale(&t)))
-                    .collect();
-                if !any && scales.windows(2).all(|w| w[0] == w[1]) {
+                if !scales_vary(f.args.iter(), schema)? {
                     return Ok(None);
                 }
                 // The scale of the first argument that is not NULL.
@@ -711,6 +718,23 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
         },
         _ => None,
     })
+}
+
+/// Whether the values `choices` may answer (CASE branches, COALESCE arguments) differ in
+/// display scale: one varies by row, or they were of different scales before being cast
+/// to one type (each keeps its own).
+fn scales_vary<'a>(choices: impl Iterator<Item = &'a Expr>, schema: &DFSchema) -> Result<bool> {
+    let mut seen = None;
+    for e in choices {
+        if scale_expr(e, schema)?.is_some() {
+            return Ok(true);
+        }
+        let own = e.get_type(schema).ok().and_then(|t| type_scale(&t));
+        if *seen.get_or_insert(own) != own {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The larger of two scales (NULL if either is: so is the value).
@@ -750,27 +774,15 @@ impl ScalarUDFImpl for NumericText {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use datafusion::arrow::array::{Array, AsArray, StringArray};
+        use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::{Decimal128Type, Int32Type};
         let (arrays, scalar) = arg_arrays(&args)?;
-        let DataType::Decimal128(_, s) = *arrays[0].data_type() else {
+        let Some(values) = arrays[0].as_primitive_opt::<Decimal128Type>() else {
             return Err(DataFusionError::Plan("numeric_text takes a decimal".into()));
         };
-        let values = arrays[0].as_primitive::<Decimal128Type>();
         let scales = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int32)?;
-        let scales = scales.as_primitive::<Int32Type>();
-        let out: StringArray = (0..values.len())
-            .map(|i| {
-                (!values.is_null(i)).then(|| {
-                    let d = if scales.is_null(i) {
-                        s as i32
-                    } else {
-                        scales.value(i)
-                    };
-                    duet_common::numeric::numeric_text(values.value(i), s, d)
-                })
-            })
-            .collect();
+        let out =
+            duet_common::numeric::numeric_texts(values, Some(scales.as_primitive::<Int32Type>()));
         columnar(Arc::new(out), scalar)
     }
 }

@@ -184,7 +184,6 @@ pub fn with_display_scales(
     scales: &[(usize, usize)],
     is_text: &dyn Fn(usize) -> bool,
 ) -> datafusion::arrow::record_batch::RecordBatch {
-    use datafusion::arrow::array::{BinaryBuilder, StringBuilder};
     use datafusion::arrow::datatypes::{Decimal128Type, Int32Type};
     let companion = |i: usize| scales.iter().any(|(_, c)| *c == i);
     // Output positions count only the columns that are sent.
@@ -208,44 +207,12 @@ pub fn with_display_scales(
         let Some(values) = cols[v].as_primitive_opt::<Decimal128Type>() else {
             continue;
         };
-        let DataType::Decimal128(_, s) = *values.data_type() else {
-            continue;
-        };
         let ds = with_scales.and_then(|c| cols[c].as_primitive_opt::<Int32Type>());
-        let scale_at = |i: usize| match ds {
-            Some(ds) if !ds.is_null(i) => ds.value(i),
-            _ => s as i32,
-        };
-        let out: ArrayRef = if is_text(position(v)) {
-            let mut b = StringBuilder::new();
-            for i in 0..values.len() {
-                if values.is_null(i) {
-                    b.append_null();
-                } else {
-                    b.append_value(duet_common::numeric::numeric_text(
-                        values.value(i),
-                        s,
-                        scale_at(i),
-                    ));
-                }
-            }
-            Arc::new(b.finish())
+        cols[v] = if is_text(position(v)) {
+            Arc::new(duet_common::numeric::numeric_texts(values, ds))
         } else {
-            let mut b = BinaryBuilder::new();
-            for i in 0..values.len() {
-                if values.is_null(i) {
-                    b.append_null();
-                } else {
-                    b.append_value(duet_common::numeric::numeric_binary(
-                        values.value(i),
-                        s,
-                        scale_at(i),
-                    ));
-                }
-            }
-            Arc::new(b.finish())
+            Arc::new(duet_common::numeric::numeric_binaries(values, ds))
         };
-        cols[v] = out;
     }
     let schema = batch.schema();
     let (fields, cols): (Vec<_>, Vec<_>) = schema

@@ -56,7 +56,7 @@ pub fn numeric_binary(unscaled: i128, scale: i8, dscale: i32) -> Vec<u8> {
     let scale = scale.max(0) as u32;
     let dscale = dscale.max(0) as u32;
     let pow = |n: u32| 10u128.pow(n);
-    let dscale = if dscale < scale && a % pow(scale - dscale) != 0 {
+    let dscale = if dscale < scale && !a.is_multiple_of(pow(scale - dscale)) {
         scale
     } else {
         dscale

@@ -1,6 +1,8 @@
 //! Checkpoints of the column store: `manifest.json` (the log index it covers, every table's
 //! definition, state and stable chunks) and one Arrow IPC file per stable chunk, the encoded
-//! primary key first (`__key`), then the chunk's columns.
+//! primary key first (`__key`), then the chunk's columns, then the display scales of its
+//! unconstrained `numeric` columns (named by the column's position and
+//! `duet_common::numeric::SUFFIX`; files written before scales were kept have none).
 //!
 //! Chunks are immutable and a compaction keeps the chunks its delta does not touch, so a
 //! checkpoint writes only the chunks created since the last one; the others keep their
@@ -18,6 +20,7 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use duet_common::batch::table_schema;
+use duet_common::numeric::SUFFIX;
 use duet_common::{TableDef, TableDefRef};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +149,20 @@ fn read_chunks(path: &Path, def: &TableDef) -> Result<Vec<Arc<Chunk>>> {
             .downcast_ref::<BinaryArray>()
             .ok_or_else(|| Error::Corrupt(format!("{}: key column", path.display())))?
             .clone();
-        let columns = batch.columns()[1..].to_vec();
+        let file_schema = batch.schema();
+        let mut columns = Vec::new();
+        let mut scales = Vec::new();
+        for (f, a) in file_schema.fields().iter().zip(batch.columns()).skip(1) {
+            match f.name().strip_suffix(SUFFIX) {
+                Some(c) => {
+                    let c = c.parse::<usize>().map_err(|_| {
+                        Error::Corrupt(format!("{}: field {}", path.display(), f.name()))
+                    })?;
+                    scales.push((c, a.clone()));
+                }
+                None => columns.push(a.clone()),
+            }
+        }
         // Chunks written before an ADD COLUMN lack it (they read its `missing` value).
         if columns.len() > schema.fields().len() {
             return Err(Error::Corrupt(format!(
@@ -159,7 +175,7 @@ fn read_chunks(path: &Path, def: &TableDef) -> Result<Vec<Arc<Chunk>>> {
         }
         let fields: Vec<usize> = (0..columns.len()).collect();
         let batch = RecordBatch::try_new(Arc::new(schema.project(&fields)?), columns)?;
-        chunks.push(Arc::new(Chunk::new(keys, batch)?));
+        chunks.push(Arc::new(Chunk::new(keys, batch)?.with_scales(scales)));
     }
     Ok(chunks)
 }
@@ -203,9 +219,17 @@ pub fn write_chunks(
 fn write_chunk(path: &Path, chunk: &Chunk) -> Result<()> {
     let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
     fields.extend(chunk.batch.schema().fields().iter().cloned());
+    for (c, a) in &chunk.scales {
+        fields.push(Arc::new(Field::new(
+            format!("{c}{SUFFIX}"),
+            a.data_type().clone(),
+            true,
+        )));
+    }
     let schema = Arc::new(Schema::new(fields));
     let mut columns = vec![Arc::new(chunk.keys.clone()) as Arc<dyn Array>];
     columns.extend(chunk.batch.columns().iter().cloned());
+    columns.extend(chunk.scales.iter().map(|(_, a)| a.clone()));
     let tmp = path.with_extension("arrow.tmp");
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = FileWriter::try_new(file, &schema)?;
@@ -301,6 +325,100 @@ mod tests {
             assert_eq!(a.keys, b.keys);
             assert_eq!(a.batch.columns(), b.batch.columns());
         }
+    }
+
+    /// The display scales of an unconstrained numeric column survive the delta, a merge
+    /// into chunks, a merge of a chunk with new rows, and a checkpoint; rows written
+    /// without scales read the fewest decimals that hold them.
+    #[test]
+    fn display_scales_survive_merges_and_checkpoints() {
+        use duet_common::codec::row::encode_row;
+        use duet_common::numeric::COMPANION_BASE;
+        use duet_common::{Datum, SqlType};
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = def();
+        d.columns[1].ty = SqlType::Numeric {
+            precision: 38,
+            scale: 10,
+        };
+        let d = Arc::new(d);
+        let value = |i: i64| match i % 3 {
+            0 => Datum::Numeric(15_000_000_000, (i % 7) as u8),
+            1 => Datum::Decimal(25_000_000_000),
+            _ => Datum::Null,
+        };
+        let want = |i: i64| match i % 3 {
+            0 => Some((i % 7) as i32),
+            1 => Some(1),
+            _ => None,
+        };
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        let write = |t: &mut ColumnTable, i: i64, v: u64| {
+            t.write(
+                key(i),
+                v,
+                Some(encode_row(&[Datum::Int(i), value(i)]).into()),
+            )
+        };
+        let scales = |stable: &Stable, delta: Option<&ColumnTable>| -> Vec<Option<i32>> {
+            let proj = [COMPANION_BASE + 1];
+            let mut out = Vec::new();
+            let mut take = |b: &RecordBatch| {
+                let a = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int32Array>();
+                out.extend(a.unwrap().iter());
+            };
+            for ch in &stable.chunks {
+                take(
+                    &RecordBatch::try_new(
+                        table_schema(&d, Some(&proj)),
+                        vec![crate::table::chunk_column(&d, ch, proj[0]).unwrap()],
+                    )
+                    .unwrap(),
+                );
+            }
+            if let Some(t) = delta {
+                for b in t
+                    .snapshot(u64::MAX)
+                    .unwrap()
+                    .scan_delta(&proj, 100)
+                    .unwrap()
+                {
+                    take(&b);
+                }
+            }
+            out
+        };
+        for i in 0..50 {
+            write(&mut t, i, 1);
+        }
+        assert_eq!(
+            scales(&t.stable, Some(&t)),
+            (0..50).map(want).collect::<Vec<_>>()
+        );
+        fold(&mut t, 1);
+        assert_eq!(
+            scales(&t.stable, None),
+            (0..50).map(want).collect::<Vec<_>>()
+        );
+        for i in 50..80 {
+            write(&mut t, i, 2);
+        }
+        fold(&mut t, 2);
+        assert_eq!(
+            scales(&t.stable, None),
+            (0..80).map(want).collect::<Vec<_>>()
+        );
+        let files = write_chunks(dir.path(), &d, &t.stable, 2, t.gen).unwrap();
+        write_manifest(dir.path(), 2, &[entry(&t, None, files)]).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_same(&loaded.tables[0].stable, &t.stable);
+        assert_eq!(
+            scales(&loaded.tables[0].stable, None),
+            (0..80).map(want).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use duet_common::codec::key;
-use duet_common::codec::row::ROW_FORMAT;
+use duet_common::codec::row::is_row;
 use duet_common::command::CommandRef;
 use duet_common::source::RowSource;
 use duet_common::{TableDef, TableDefRef};
@@ -308,7 +308,7 @@ impl ColumnStore {
                 if t.state != ReplicaState::Off {
                     for (k, v) in &writes[i..end] {
                         let row = match v {
-                            Some(p) if p.first() == Some(&ROW_FORMAT) => Some(data.slice_ref(p)),
+                            Some(p) if is_row(p) => Some(data.slice_ref(p)),
                             Some(_) => return Err(Error::Corrupt("row: unknown format".into())),
                             None => None,
                         };

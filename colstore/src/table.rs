@@ -20,7 +20,10 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
-use duet_common::batch::{datums_to_array, decode_rows, table_schema};
+use duet_common::batch::{
+    array_to_datums, datums_to_array, decode_rows, scales_array, table_schema,
+};
+use duet_common::numeric::{companion_of, COMPANION_BASE};
 use duet_common::{TableDef, TableDefRef};
 
 use crate::error::{Error, Result};
@@ -47,6 +50,10 @@ pub struct Chunk {
     pub batch: RecordBatch,
     /// Per column of `batch`: its min/max in this chunk, for pruning scans (issue #4).
     pub zone: Vec<ColumnRange>,
+    /// The display scales of the unconstrained `numeric` columns' values: (column, Int32
+    /// array). A column without one (a chunk written before scales were kept) reads the
+    /// fewest decimals that hold each value.
+    pub scales: Vec<(usize, ArrayRef)>,
     /// The checkpoint file holding this chunk, once one does (chunks are immutable, so a
     /// chunk is written once and later checkpoints name the same file).
     pub(crate) file: std::sync::OnceLock<String>,
@@ -76,8 +83,15 @@ impl Chunk {
             keys,
             batch,
             zone,
+            scales: Vec::new(),
             file: std::sync::OnceLock::new(),
         })
+    }
+
+    /// This chunk with the display scales `scales` ([`Chunk::scales`]).
+    pub fn with_scales(mut self, scales: Vec<(usize, ArrayRef)>) -> Chunk {
+        self.scales = scales;
+        self
     }
 
     pub fn rows(&self) -> usize {
@@ -208,8 +222,22 @@ impl ColumnTable {
     }
 }
 
-/// Output column `c` of `chunk` for a table now defined as `def`.
+/// Output column `c` of `chunk` for a table now defined as `def` (a companion position
+/// reads the display scales of its column).
 pub(crate) fn chunk_column(def: &TableDef, chunk: &Chunk, c: usize) -> Result<ArrayRef> {
+    if let Some(c) = companion_of(c) {
+        if let Some((_, a)) = chunk.scales.iter().find(|(s, _)| *s == c) {
+            return Ok(a.clone());
+        }
+        if c < chunk.batch.num_columns() {
+            let values = array_to_datums(chunk.batch.column(c).as_ref(), &def.columns[c].ty)?;
+            return Ok(scales_array(values.iter()));
+        }
+        return Ok(scales_array(std::iter::repeat_n(
+            &def.columns[c].missing,
+            chunk.rows(),
+        )));
+    }
     if c < chunk.batch.num_columns() {
         return Ok(chunk.batch.column(c).clone());
     }
@@ -353,6 +381,9 @@ pub fn chunks_from_rows<K: AsRef<[u8]>, R: AsRef<[u8]>>(
 struct Source {
     keys: ArrayRef,
     columns: Vec<ArrayRef>,
+    /// The display scales of the table's unconstrained numeric columns, in the order of
+    /// `TableDef::scaled_columns`.
+    scales: Vec<ArrayRef>,
 }
 
 impl Source {
@@ -363,11 +394,15 @@ impl Source {
         rows: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Source> {
         let (keys, rows): (Vec<&[u8]>, Vec<&[u8]>) = rows.unzip();
-        let all: Vec<usize> = (0..def.columns.len()).collect();
-        let columns = decode_rows(def, &all, rows.into_iter())?;
+        let width = def.columns.len();
+        let mut all: Vec<usize> = (0..width).collect();
+        all.extend(def.scaled_columns().iter().map(|c| COMPANION_BASE + c));
+        let mut columns = decode_rows(def, &all, rows.into_iter())?;
+        let scales = columns.split_off(width);
         Ok(Source {
             keys: Arc::new(BinaryArray::from_iter_values(keys)),
             columns,
+            scales,
         })
     }
 
@@ -376,6 +411,11 @@ impl Source {
             keys: Arc::new(chunk.keys.clone()),
             columns: (0..def.columns.len())
                 .map(|c| chunk_column(def, chunk, c))
+                .collect::<Result<_>>()?,
+            scales: def
+                .scaled_columns()
+                .iter()
+                .map(|c| chunk_column(def, chunk, COMPANION_BASE + c))
                 .collect::<Result<_>>()?,
         })
     }
@@ -409,12 +449,23 @@ fn chunk_from_sources(
     let columns = (0..def.columns.len())
         .map(|c| pick(sources.iter().map(|s| s.columns[c].as_ref()).collect()))
         .collect::<Result<Vec<_>>>()?;
+    let scales = def
+        .scaled_columns()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok((
+                c,
+                pick(sources.iter().map(|s| s.scales[i].as_ref()).collect())?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let batch = RecordBatch::try_new_with_options(
         table_schema(def, None),
         columns,
         &RecordBatchOptions::new().with_row_count(Some(rows.len())),
     )?;
-    Chunk::new(keys, batch)
+    Ok(Chunk::new(keys, batch)?.with_scales(scales))
 }
 
 /// A new stable layer: `stable` with the changes of `delta` (key-sorted, each key's newest

@@ -19,15 +19,20 @@ use arrow::record_batch::RecordBatch;
 use crate::catalog::TableDef;
 use crate::codec::row;
 use crate::error::{Error, Result, ValueErrorKind};
+use crate::numeric::companion_of;
 use crate::types::{Datum, Row, SqlType};
 
-/// Arrow schema of `def`, restricted to `projection` (column positions) if given.
+/// Arrow schema of `def`, restricted to `projection` (column positions, and companion
+/// positions: `numeric::COMPANION_BASE`) if given.
 pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
     let all: Vec<usize> = (0..def.columns.len()).collect();
     let cols = projection.unwrap_or(&all);
     Arc::new(Schema::new(
         cols.iter()
             .map(|&i| {
+                if let Some(c) = companion_of(i) {
+                    return companion_field(&def.columns[c].name);
+                }
                 let c = &def.columns[i];
                 // NOT NULL (and key) columns are non-nullable fields: pg_catalog reports
                 // attnotnull from this, and DataFusion may use it.
@@ -35,6 +40,35 @@ pub fn table_schema(def: &TableDef, projection: Option<&[usize]>) -> SchemaRef {
             })
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The field of the display scales of column `name` (an unconstrained `numeric`).
+pub fn companion_field(name: &str) -> Field {
+    Field::new(
+        format!("{name}{}", crate::numeric::SUFFIX),
+        arrow::datatypes::DataType::Int32,
+        true,
+    )
+}
+
+/// The display scales of column `c` of `rows` (an unconstrained `numeric`): each value's
+/// own, or the fewest decimals that hold it where none was kept; NULL for NULL.
+pub fn scales_array<'a>(values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
+    Arc::new(
+        values
+            .map(|d| d.display_scale().map(i32::from))
+            .collect::<Int32Array>(),
+    )
+}
+
+/// `datums` (one column's, read by [`array_to_datums`]) with the display scales `scales`
+/// (a companion column): each decimal with a scale becomes a [`Datum::Numeric`].
+pub fn with_scales(datums: &mut [Datum], scales: &Int32Array) {
+    for (i, d) in datums.iter_mut().enumerate() {
+        if let (Datum::Decimal(v), true) = (&*d, scales.is_valid(i)) {
+            *d = Datum::Numeric(*v, scales.value(i).clamp(0, u8::MAX as i32) as u8);
+        }
+    }
 }
 
 /// The Arrow field of a column (or a parameter) named `name` of type `ty`, with the
@@ -95,7 +129,7 @@ pub fn datums_to_array<'a>(
             let b = Decimal128Builder::new()
                 .with_precision_and_scale(*precision, *scale)
                 .map_err(|e| Error::Internal(e.to_string()))?;
-            build!(b, Datum::Decimal(v) => *v)
+            build!(b, Datum::Decimal(v) | Datum::Numeric(v, _) => *v)
         }
         SqlType::Text
         | SqlType::Varchar(_)
@@ -152,7 +186,10 @@ pub fn rows_to_batch(def: &TableDef, projection: &[usize], rows: &[Row]) -> Resu
     let schema = table_schema(def, Some(projection));
     let columns = projection
         .iter()
-        .map(|&c| datums_to_array(&def.columns[c].ty, rows.iter().map(|r| &r[c])))
+        .map(|&c| match companion_of(c) {
+            Some(c) => Ok(scales_array(rows.iter().map(|r| &r[c]))),
+            None => datums_to_array(&def.columns[c].ty, rows.iter().map(|r| &r[c])),
+        })
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new_with_options(
         schema,
@@ -209,8 +246,13 @@ enum EncodeColumn<'a> {
 /// The rows of `columns` (one array per column of the table, each already cast to its
 /// column's Arrow type) in the row format, with the checks of [`array_to_datums`]: each
 /// row is what `encode_row` makes of the datums `array_to_datums` reads, without the datums
-/// (a bulk load spent a fifth of its session's time making and dropping them).
-pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u8>>> {
+/// (a bulk load spent a fifth of its session's time making and dropping them). `scales`
+/// gives unconstrained `numeric` columns their values' display scales (column, scales).
+pub fn encode_rows(
+    types: &[&SqlType],
+    columns: &[ArrayRef],
+    scales: &[(usize, &Int32Array)],
+) -> Result<Vec<Vec<u8>>> {
     fn down<'a, T: 'static>(a: &'a ArrayRef, ty: &SqlType) -> Result<&'a T> {
         a.as_any()
             .downcast_ref::<T>()
@@ -333,6 +375,13 @@ pub fn encode_rows(types: &[&SqlType], columns: &[ArrayRef]) -> Result<Vec<Vec<u
                 EncodeColumn::Datums(_) => row.extend_from_slice(&encoded[i]),
             }
         }
+        row::push_scales(
+            &mut row,
+            scales
+                .iter()
+                .filter(|(c, s)| s.is_valid(r) && columns[*c].is_valid(r))
+                .map(|(c, s)| (*c, s.value(r).clamp(0, u8::MAX as i32) as u8)),
+        );
         out.push(row);
     }
     Ok(out)
@@ -450,7 +499,8 @@ impl DecodeColumn {
 /// The `projection` columns of rows stored in the row format (`codec::row`) as Arrow
 /// arrays, decoded straight into the arrays: what `rows_to_batch` makes of the rows'
 /// `decode_row` datums, without the datums. A column a row predates (added later) reads
-/// the column's `missing` value.
+/// the column's `missing` value. A companion position (`numeric::COMPANION_BASE + c`) reads
+/// the display scales of column `c`, as `rows_to_batch` does.
 pub fn decode_rows<'a>(
     def: &TableDef,
     projection: &[usize],
@@ -458,32 +508,53 @@ pub fn decode_rows<'a>(
 ) -> Result<Vec<ArrayRef>> {
     let rows = payloads.len();
     let width = def.columns.len();
-    // The builder of each projected column, by position.
+    let no_column = |c: usize| Error::Internal(format!("no column {c} in {}", def.name));
+    // The builder of each projected column, by position, and of each projected companion.
     let mut builders: Vec<Option<DecodeColumn>> = (0..width).map(|_| None).collect();
-    for &c in projection {
-        let ty = def
-            .columns
-            .get(c)
-            .ok_or_else(|| Error::Internal(format!("no column {c} in {}", def.name)))?;
-        if builders[c].is_none() {
-            builders[c] = Some(DecodeColumn::new(&ty.ty, rows)?);
+    let mut scales: Vec<Option<Int32Builder>> = (0..width).map(|_| None).collect();
+    let mut last = 0;
+    for &p in projection {
+        match companion_of(p) {
+            Some(c) => {
+                let slot = scales.get_mut(c).ok_or_else(|| no_column(c))?;
+                slot.get_or_insert_with(|| Int32Builder::with_capacity(rows));
+                last = last.max(c + 1);
+            }
+            None => {
+                let col = def.columns.get(p).ok_or_else(|| no_column(p))?;
+                if builders[p].is_none() {
+                    builders[p] = Some(DecodeColumn::new(&col.ty, rows)?);
+                }
+                last = last.max(p + 1);
+            }
         }
     }
-    // The last projected column: the rest of a row need not be read.
-    let last = projection.iter().max().map_or(0, |&c| c + 1);
+    let with_scales = scales.iter().any(Option::is_some);
+    // The last projected column bounds how much of a row is read.
     for buf in payloads {
         let (n, bitmap, mut pos) = row::header(buf)?;
+        let entries = if with_scales {
+            row::scale_entries(buf)?
+        } else {
+            &[]
+        };
         for (c, col) in def.columns[..last].iter().enumerate() {
             if c >= n {
                 // A column added after the row was written.
                 if let Some(b) = &mut builders[c] {
                     append_datum(b, &col.missing, &col.ty)?;
                 }
+                if let Some(s) = &mut scales[c] {
+                    s.append_option(col.missing.display_scale().map(i32::from));
+                }
                 continue;
             }
             if bitmap[c / 8] & (1 << (c % 8)) != 0 {
                 if let Some(b) = &mut builders[c] {
                     b.append_null();
+                }
+                if let Some(s) = &mut scales[c] {
+                    s.append_null();
                 }
                 continue;
             }
@@ -492,18 +563,37 @@ pub fn decode_rows<'a>(
             if let Some(b) = &mut builders[c] {
                 b.append_stored(v)?;
             }
+            if let Some(s) = &mut scales[c] {
+                let scale = match row::scale_in(entries, c) {
+                    Some(d) => d,
+                    None => {
+                        let unscaled = i128::from_le_bytes(
+                            v.try_into()
+                                .map_err(|_| Error::Corrupt("row: decimal".into()))?,
+                        );
+                        crate::types::minimal_scale(unscaled, crate::types::DEFAULT_NUMERIC.1 as u8)
+                    }
+                };
+                s.append_value(scale as i32);
+            }
         }
     }
     let finished: Vec<Option<ArrayRef>> = builders
         .into_iter()
         .map(|b| b.map(DecodeColumn::finish).transpose())
         .collect::<Result<_>>()?;
+    let finished_scales: Vec<Option<ArrayRef>> = scales
+        .into_iter()
+        .map(|s| s.map(|mut s| Arc::new(s.finish()) as ArrayRef))
+        .collect();
     projection
         .iter()
-        .map(|&c| {
-            finished[c]
-                .clone()
-                .ok_or_else(|| Error::Internal(format!("column {c} was not decoded")))
+        .map(|&p| {
+            match companion_of(p) {
+                Some(c) => finished_scales[c].clone(),
+                None => finished[p].clone(),
+            }
+            .ok_or_else(|| Error::Internal(format!("column {p} was not decoded")))
         })
         .collect()
 }
@@ -519,7 +609,7 @@ fn append_datum(b: &mut DecodeColumn, d: &Datum, ty: &SqlType) -> Result<()> {
         (DecodeColumn::Int64(b), Datum::Int(v)) => b.append_value(*v),
         (DecodeColumn::Float32(b), Datum::Float(v)) => b.append_value(*v as f32),
         (DecodeColumn::Float64(b), Datum::Float(v)) => b.append_value(*v),
-        (DecodeColumn::Numeric(b), Datum::Decimal(v)) => b.append_value(*v),
+        (DecodeColumn::Numeric(b), Datum::Decimal(v) | Datum::Numeric(v, _)) => b.append_value(*v),
         (DecodeColumn::Text(b), Datum::Text(v)) => b.append_value(v),
         (DecodeColumn::Date(b), Datum::Date(v)) => b.append_value(*v),
         (DecodeColumn::Timestamp(b), Datum::Timestamp(v)) => b.append_value(*v),
@@ -706,6 +796,16 @@ mod tests {
                     SqlType::Int16 => Datum::Int(i % 30_000),
                     SqlType::Int32 | SqlType::Int64 => Datum::Int(i),
                     SqlType::Float32 | SqlType::Float64 => Datum::Float(i as f64 / 8.0),
+                    SqlType::Numeric { .. } if ty.is_unconstrained_numeric() => {
+                        // Half with a display scale, half without one (rows written before
+                        // scales were kept).
+                        let d = rng.gen_range(0..=10u32);
+                        if rng.gen_bool(0.5) {
+                            Datum::Numeric(i as i128 * 10i128.pow(10 - d), d as u8)
+                        } else {
+                            Datum::Decimal(i as i128)
+                        }
+                    }
                     SqlType::Numeric { .. } => Datum::Decimal((i % 99_999) as i128),
                     SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
                         Datum::Text(texts[rng.gen_range(0..texts.len())].into())
@@ -764,6 +864,11 @@ mod tests {
         use crate::codec::row::encode_row;
         use rand::{Rng, SeedableRng};
         let mut types = all_types();
+        let unconstrained = types.len();
+        types.push(SqlType::Numeric {
+            precision: 38,
+            scale: 10,
+        });
         // Two columns added later: one with a default, one without.
         types.push(SqlType::Int32);
         types.push(SqlType::Text);
@@ -814,7 +919,15 @@ mod tests {
             .map(|p| def.decode_row(p).unwrap())
             .collect();
         let all: Vec<usize> = (0..types.len()).collect();
-        for projection in [all, vec![14, 2, 2, 7, 0], vec![3], vec![]] {
+        let scales = crate::numeric::COMPANION_BASE + unconstrained;
+        for projection in [
+            all,
+            vec![14, 2, 2, 7, 0],
+            vec![3],
+            vec![],
+            vec![scales, unconstrained, 3],
+            vec![scales],
+        ] {
             let want = rows_to_batch(&def, &projection, &decoded).unwrap();
             let got =
                 decode_rows(&def, &projection, payloads.iter().map(|p| p.as_slice())).unwrap();
@@ -844,7 +957,23 @@ mod tests {
             .map(|ty| datums_to_array(ty, random_datums(ty, rows, &mut rng).iter()).unwrap())
             .collect();
         let refs: Vec<&SqlType> = types.iter().collect();
-        let encoded = encode_rows(&refs, &columns).unwrap();
+        let encoded = encode_rows(&refs, &columns, &[]).unwrap();
+        // Display scales of an unconstrained numeric go to the trailer, as `encode_row`
+        // writes them for `Datum::Numeric`.
+        let nt = SqlType::Numeric {
+            precision: 38,
+            scale: 10,
+        };
+        let values: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(15_000_000_000i128), None, Some(7)])
+                .with_precision_and_scale(38, 10)
+                .unwrap(),
+        );
+        let scale_of = Int32Array::from(vec![Some(2), Some(3), None]);
+        let scaled = encode_rows(&[&nt], &[values], &[(0, &scale_of)]).unwrap();
+        assert_eq!(scaled[0], encode_row(&[Datum::Numeric(15_000_000_000, 2)]));
+        assert_eq!(scaled[1], encode_row(&[Datum::Null]));
+        assert_eq!(scaled[2], encode_row(&[Datum::Decimal(7)]));
         let per_column: Vec<Vec<Datum>> = columns
             .iter()
             .zip(&types)
@@ -860,7 +989,7 @@ mod tests {
         let long: ArrayRef = Arc::new(StringArray::from(vec![Some("abcd")]));
         let vt = SqlType::Varchar(Some(3));
         assert!(array_to_datums(long.as_ref(), &vt).is_err());
-        assert!(encode_rows(&[&vt], &[long]).is_err());
+        assert!(encode_rows(&[&vt], &[long], &[]).is_err());
         let nt = SqlType::Numeric {
             precision: 5,
             scale: 2,
@@ -874,6 +1003,6 @@ mod tests {
         )
         .unwrap();
         assert!(array_to_datums(big.as_ref(), &nt).is_err());
-        assert!(encode_rows(&[&nt], &[big]).is_err());
+        assert!(encode_rows(&[&nt], &[big], &[]).is_err());
     }
 }

@@ -205,6 +205,14 @@ impl TableDef {
         }
     }
 
+    /// The columns whose values carry a display scale of their own (unconstrained
+    /// `numeric`), whose companions scans read at `numeric::COMPANION_BASE + c`.
+    pub fn scaled_columns(&self) -> Vec<usize> {
+        (0..self.columns.len())
+            .filter(|&c| self.columns[c].ty.is_unconstrained_numeric())
+            .collect()
+    }
+
     /// Column types in order.
     pub fn types(&self) -> Vec<&SqlType> {
         self.columns.iter().map(|c| &c.ty).collect()

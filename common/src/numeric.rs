@@ -9,6 +9,102 @@
 /// value is that column's index. The wire sends no such column.
 pub const DISPLAY_SCALE_OF: &str = "duet.dscale_of";
 
+/// Appended to a value column's name to name its companion (the display scales of an
+/// unconstrained `numeric` column's values, or of a computed numeric).
+pub const SUFFIX: &str = "\u{1f}dscale";
+
+/// Scan positions from here on are companions: position `COMPANION_BASE + c` reads the
+/// display scales of column `c` (an unconstrained `numeric`) as an `Int32` column. Both
+/// replicas' scans and the row decoders take such positions beside column positions.
+pub const COMPANION_BASE: usize = 1 << 16;
+
+/// The display scale PostgreSQL gives a float converted to numeric: the decimals of its
+/// text with `digits` significant digits (15 for `double precision`, 6 for `real`, as
+/// float8_numeric and float4_numeric print them), trailing zeros dropped.
+pub fn float_scale(v: f64, digits: usize) -> i32 {
+    if !v.is_finite() {
+        return 0;
+    }
+    let text = format!("{v:.*e}", digits.max(1) - 1);
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i64 = exponent.parse().unwrap_or(0);
+    let frac = mantissa
+        .split_once('.')
+        .map_or("", |(_, f)| f)
+        .trim_end_matches('0');
+    (frac.len() as i64 - exponent).clamp(0, i64::from(u8::MAX)) as i32
+}
+
+/// PostgreSQL's binary numeric (digit count, weight, sign, display scale, base-10000
+/// digits) as decimal text with its display scale; `None` if the bytes are not one, or
+/// for NaN and infinities.
+pub fn binary_text(b: &[u8]) -> Option<String> {
+    if b.len() < 8 {
+        return None;
+    }
+    let word = |i: usize| u16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
+    let (n, weight, sign, dscale) = (word(0) as usize, word(1) as i16, word(2), word(3) as usize);
+    if b.len() != 8 + 2 * n || !matches!(sign, 0 | 0x4000) {
+        return None;
+    }
+    let digit = |e: i32| -> u16 {
+        usize::try_from(i32::from(weight) - e)
+            .ok()
+            .filter(|&i| i < n)
+            .map_or(0, |i| word(4 + i))
+    };
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        out.push_str(&digit(i32::from(weight)).to_string());
+        for e in (0..i32::from(weight)).rev() {
+            out.push_str(&format!("{:04}", digit(e)));
+        }
+    }
+    if dscale > 0 {
+        let mut frac = String::new();
+        for e in 1..=dscale.div_ceil(4) as i32 {
+            frac.push_str(&format!("{:04}", digit(-e)));
+        }
+        frac.truncate(dscale);
+        out.push('.');
+        out.push_str(&frac);
+    }
+    Some(out)
+}
+
+/// `[-+]digits[.digits]` (no exponent, surrounding white space allowed) as an unscaled
+/// value and its scale, the written decimals; `None` for anything else or more than 38
+/// digits.
+pub fn parse_plain(text: &str) -> Option<(i128, i8)> {
+    let t = text.trim();
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        || int.trim_start_matches('0').len() + frac.len() > 38
+    {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        v = v * 10 + i128::from(b - b'0');
+    }
+    Some((if negative { -v } else { v }, frac.len() as i8))
+}
+
+/// The column whose display scales scan position `p` reads, if it is a companion.
+pub fn companion_of(p: usize) -> Option<usize> {
+    p.checked_sub(COMPANION_BASE)
+}
+
 use arrow::array::{Array, BinaryArray, Decimal128Array, Int32Array, StringArray};
 
 /// Decimal digits of a PostgreSQL numeric digit (base 10,000).
@@ -179,6 +275,32 @@ pub fn div_display_scale(x: i128, sx: i8, dx: i32, y: i128, sy: i8, dy: i32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_decimals_parse_with_their_written_scale() {
+        assert_eq!(parse_plain("1.50"), Some((150, 2)));
+        assert_eq!(parse_plain(" -0.001 "), Some((-1, 3)));
+        assert_eq!(parse_plain("+7"), Some((7, 0)));
+        assert_eq!(parse_plain("7."), Some((7, 0)));
+        assert_eq!(parse_plain(".5"), Some((5, 1)));
+        assert_eq!(parse_plain("1e3"), None);
+        assert_eq!(parse_plain("."), None);
+        assert_eq!(parse_plain(&"9".repeat(39)), None);
+        // The binary form of 1.50 (one base-10000 digit 1, weight 0, dscale 2, then 5000).
+        let b = [0, 2, 0, 0, 0, 0, 0, 2, 0, 1, 0x13, 0x88];
+        assert_eq!(binary_text(&b).as_deref(), Some("1.50"));
+        assert_eq!(binary_text(&b[..10]), None);
+    }
+
+    #[test]
+    fn float_scales_are_those_of_postgresql_text() {
+        assert_eq!(float_scale(0.1, 15), 1);
+        assert_eq!(float_scale(7.0, 15), 0);
+        assert_eq!(float_scale(1e20, 15), 0);
+        assert_eq!(float_scale(1.0 / 3.0, 15), 15);
+        assert_eq!(float_scale(-2.5e-3, 15), 4);
+        assert_eq!(float_scale(f64::from(0.1f32), 6), 1);
+    }
 
     #[test]
     fn text_cuts_or_pads_the_fraction_to_the_display_scale() {

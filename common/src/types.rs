@@ -258,8 +258,13 @@ pub enum Datum {
     Bool(bool),
     Int(i64),
     Float(f64),
-    /// Unscaled value of a `numeric(p, s)`; the scale is the column's.
+    /// Unscaled value of a `numeric(p, s)`; the scale is the column's. In an unconstrained
+    /// `numeric` column, a value whose display scale is not known (written before display
+    /// scales were kept): it shows the fewest decimals that hold it ([`minimal_scale`]).
     Decimal(i128),
+    /// A value of an unconstrained `numeric` column: unscaled at [`DEFAULT_NUMERIC`]'s scale,
+    /// and its display scale (how many decimals PostgreSQL prints: `1.50` has 2).
+    Numeric(i128, u8),
     Text(String),
     Bytes(Vec<u8>),
     /// Days since 1970-01-01.
@@ -276,6 +281,27 @@ impl Datum {
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)
     }
+
+    /// The display scale of a value of an unconstrained `numeric` column: its own, or
+    /// where none was kept the fewest decimals that hold it. `None` for other datums.
+    pub fn display_scale(&self) -> Option<u8> {
+        match self {
+            Datum::Numeric(_, d) => Some(*d),
+            Datum::Decimal(v) => Some(minimal_scale(*v, DEFAULT_NUMERIC.1 as u8)),
+            _ => None,
+        }
+    }
+}
+
+/// The fewest decimals that show the value `unscaled` / 10^`scale` exactly.
+pub fn minimal_scale(unscaled: i128, scale: u8) -> u8 {
+    let mut d = scale;
+    let mut v = unscaled;
+    while d > 0 && v % 10 == 0 {
+        v /= 10;
+        d -= 1;
+    }
+    d
 }
 
 impl fmt::Display for Datum {
@@ -285,7 +311,7 @@ impl fmt::Display for Datum {
             Datum::Bool(b) => write!(f, "{}", if *b { "t" } else { "f" }),
             Datum::Int(v) => write!(f, "{v}"),
             Datum::Float(v) => write!(f, "{v}"),
-            Datum::Decimal(v) => write!(f, "{v}"),
+            Datum::Decimal(v) | Datum::Numeric(v, _) => write!(f, "{v}"),
             Datum::Text(s) => write!(f, "{s}"),
             Datum::Bytes(b) => {
                 write!(f, "\\x")?;

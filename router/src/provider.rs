@@ -39,6 +39,9 @@ pub struct RowTableProvider {
     def: TableDefRef,
     ctx: ScanContext,
     expose_key: bool,
+    /// Whether the schema ends with the companions of the unconstrained `numeric` columns
+    /// (their values' display scales), as [`RowTableProvider::with_companions`] makes it.
+    companions: bool,
     schema: SchemaRef,
     /// The primary key, which DataFusion uses for functional dependencies (PostgreSQL's
     /// rule that `GROUP BY t.pk` lets the other columns of `t` be selected).
@@ -73,9 +76,53 @@ impl RowTableProvider {
             def,
             ctx,
             expose_key,
+            companions: false,
             schema,
             constraints,
         }
+    }
+
+    /// This provider with the companion of each unconstrained `numeric` column at the end
+    /// of its schema: an `Int32` column of the values' display scales, named after the
+    /// column with `duet_common::numeric::SUFFIX`; `None` when the table has no such
+    /// column. A query's display-scale pass scans through it, after the optimizer, so no
+    /// query sees these columns in `*`.
+    pub fn with_companions(&self) -> Option<Self> {
+        let scaled = self.def.scaled_columns();
+        if scaled.is_empty() || self.companions {
+            return None;
+        }
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(
+            scaled
+                .iter()
+                .map(|&c| duet_common::batch::companion_field(&self.def.columns[c].name)),
+        );
+        Some(Self {
+            def: self.def.clone(),
+            ctx: self.ctx.clone(),
+            expose_key: self.expose_key,
+            companions: true,
+            schema: Arc::new(Schema::new(fields)),
+            constraints: self.constraints.clone(),
+        })
+    }
+
+    /// The storage position scans read for position `p` of this provider's schema: a
+    /// column's own, the key column's (`def.columns.len()`), or a companion's
+    /// (`duet_common::numeric::COMPANION_BASE + column`).
+    fn storage_position(&self, p: usize) -> usize {
+        let first_companion = self.def.columns.len() + usize::from(self.expose_key);
+        if self.companions && p >= first_companion {
+            let scaled = self.def.scaled_columns();
+            return duet_common::numeric::COMPANION_BASE + scaled[p - first_companion];
+        }
+        p
     }
 
     /// This provider reading at `view` whatever the session's slot holds (a subquery run
@@ -88,6 +135,7 @@ impl RowTableProvider {
                 ..self.ctx.clone()
             },
             expose_key: self.expose_key,
+            companions: self.companions,
             schema: self.schema.clone(),
             constraints: self.constraints.clone(),
         }
@@ -178,7 +226,12 @@ impl TableProvider for RowTableProvider {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.cloned().unwrap_or(all);
-        let filter = ScanFilter::new(state, &self.schema, &projection, filters)?;
+        let mut filter = ScanFilter::new(state, &self.schema, &projection, filters)?;
+        if self.companions {
+            for p in &mut filter.read {
+                *p = self.storage_position(*p);
+            }
+        }
         let ranges = plan_ranges(&self.def, filters);
         let view = self.ctx.view.lock().clone().ok_or_else(|| {
             DataFusionError::Internal(format!(

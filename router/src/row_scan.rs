@@ -33,8 +33,9 @@ pub struct RowScanExec {
     view: ReadView,
     def: TableDefRef,
     ranges: ScanRanges,
-    /// Columns read (positions in the provider schema; `def.columns.len()` is the key
-    /// column), the filter evaluated on them, and the output projection.
+    /// Columns read (storage positions: `def.columns.len()` is the key column, and
+    /// `numeric::COMPANION_BASE + c` the display scales of column `c`), the filter
+    /// evaluated on them, and the output projection.
     filter: ScanFilter,
     schema: SchemaRef,
     limit: Option<usize>,
@@ -302,6 +303,8 @@ impl ScanState {
             .map(|&c| -> DfResult<ArrayRef> {
                 if c == ncols {
                     Ok(Arc::new(BinaryArray::from_iter_values(keys.iter())))
+                } else if let Some(c) = duet_common::numeric::companion_of(c) {
+                    Ok(duet_common::batch::scales_array(rows.iter().map(|r| &r[c])))
                 } else {
                     datums_to_array(&self.def.columns[c].ty, rows.iter().map(|r| &r[c]))
                         .map_err(storage_err)

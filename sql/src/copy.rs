@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder};
+use arrow::array::{Array, ArrayRef, Int32Array, StringBuilder};
 use duet_common::batch::{array_to_datums, datums_to_array, encode_rows};
 use duet_common::codec::memcmp;
 use duet_common::{Datum, TableDef, TableDefRef};
@@ -606,10 +606,15 @@ impl CopyIn {
             self.pending_rows = 0;
             self.uncommitted_bytes += std::mem::take(&mut self.pending_bytes);
             let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+            // The display scales of unconstrained numerics: their written decimals.
+            let mut scales: Vec<(usize, Int32Array)> = Vec::new();
             let zone = session.time_zone();
             for (j, &c) in self.columns.iter().enumerate() {
                 let array: ArrayRef = Arc::new(self.pending[j].finish());
                 let col = &self.def.columns[c];
+                if let Some(s) = crate::types::input_scales(&array, &col.ty) {
+                    scales.push((c, s));
+                }
                 arrays.push(assign_array_in(&array, &col.ty, &col.name, &zone)?);
             }
             let txn = match self.own_txn.as_mut() {
@@ -623,13 +628,18 @@ impl CopyIn {
                 && self.def.checks.is_empty()
                 && self.def.foreign_keys.is_empty()
             {
-                let (pks, rows) = encode_batch(&self.def, &self.columns, &self.base, arrays, n)?;
+                let (pks, rows) =
+                    encode_batch(&self.def, &self.columns, &self.base, arrays, &scales, n)?;
                 txn.insert_encoded(&self.def, pks, rows)?;
             } else {
                 let mut iters = Vec::with_capacity(arrays.len());
                 for (a, &c) in arrays.iter().zip(&self.columns) {
                     let ty = &self.def.columns[c].ty;
-                    iters.push(array_to_datums(a.as_ref(), ty)?.into_iter());
+                    let mut datums = array_to_datums(a.as_ref(), ty)?;
+                    if let Some((_, s)) = scales.iter().find(|(s, _)| *s == c) {
+                        duet_common::batch::with_scales(&mut datums, s);
+                    }
+                    iters.push(datums.into_iter());
                 }
                 let mut rows = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -695,6 +705,7 @@ fn encode_batch(
     columns: &[usize],
     base: &[Datum],
     arrays: Vec<ArrayRef>,
+    scales: &[(usize, Int32Array)],
     n: usize,
 ) -> Result<EncodedBatch> {
     let mut given: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
@@ -735,7 +746,18 @@ fn encode_batch(
             .collect();
         Some(pks)
     };
-    Ok((pks, encode_rows(&def.types(), &all)?))
+    // Columns not given take `base`'s values, with their scales.
+    let mut scales: Vec<(usize, Int32Array)> = scales.to_vec();
+    for c in def.scaled_columns() {
+        if !columns.contains(&c) {
+            let a = duet_common::batch::scales_array(std::iter::repeat_n(&base[c], n));
+            if let Some(a) = a.as_any().downcast_ref::<Int32Array>() {
+                scales.push((c, a.clone()));
+            }
+        }
+    }
+    let scale_refs: Vec<(usize, &Int32Array)> = scales.iter().map(|(c, a)| (*c, a)).collect();
+    Ok((pks, encode_rows(&def.types(), &all, &scale_refs)?))
 }
 
 /// `COPY t [(cols)] TO STDOUT` / `COPY (query) TO STDOUT`: the rows are read like a

@@ -225,48 +225,12 @@ fn array_text(b: &[u8], elem: &SqlType, column: &str) -> Result<String> {
     Ok(s)
 }
 
-/// PostgreSQL's binary numeric (digit count, weight, sign, display scale, base-10000
-/// digits) as decimal text.
+/// PostgreSQL's binary numeric as decimal text (`duet_common::numeric::binary_text`).
 fn numeric_text(b: &[u8], column: &str) -> Result<String> {
-    if b.len() < 8 {
-        return Err(binary_error(column));
-    }
-    let word = |i: usize| u16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
-    let (n, weight, sign, dscale) = (word(0) as usize, word(1) as i16, word(2), word(3) as usize);
-    if b.len() != 8 + 2 * n {
-        return Err(binary_error(column));
-    }
-    if sign == 0xC000 {
+    if b.len() >= 6 && b[4..6] == [0xC0, 0] {
         return Err(PgError::unsupported("numeric NaN"));
     }
-    let digit = |e: i32| -> u16 {
-        usize::try_from(i32::from(weight) - e)
-            .ok()
-            .filter(|&i| i < n)
-            .map_or(0, |i| word(4 + i))
-    };
-    let mut out = String::new();
-    if sign == 0x4000 {
-        out.push('-');
-    }
-    if weight < 0 {
-        out.push('0');
-    } else {
-        out.push_str(&digit(i32::from(weight)).to_string());
-        for e in (0..i32::from(weight)).rev() {
-            out.push_str(&format!("{:04}", digit(e)));
-        }
-    }
-    if dscale > 0 {
-        let mut frac = String::new();
-        for e in 1..=dscale.div_ceil(4) as i32 {
-            frac.push_str(&format!("{:04}", digit(-e)));
-        }
-        frac.truncate(dscale);
-        out.push('.');
-        out.push_str(&frac);
-    }
-    Ok(out)
+    duet_common::numeric::binary_text(b).ok_or_else(|| binary_error(column))
 }
 
 /// A Decimal128 value of scale `scale` in PostgreSQL's binary numeric format.

@@ -203,7 +203,7 @@ pub(crate) async fn run_collect(
         }
     };
     let plan = bind(plan, params)?;
-    let stream = session.execute_plan(plan).await?;
+    let stream = session.execute_query_plan(plan).await?;
     Ok(collect(stream).await?)
 }
 
@@ -222,6 +222,15 @@ pub async fn eval_const(
         .find(|b| b.num_rows() > 0)
         .ok_or_else(|| PgError::new(SqlState::InternalError, "constant produced no row"))?;
     let mut d = assign_in(batch.column(0), ty, column, &session.time_zone())?;
+    if ty.is_unconstrained_numeric() {
+        let companion = crate::types::companion_columns(batch.schema().as_ref())[0];
+        crate::types::keep_scales(
+            &mut d,
+            batch.column(0),
+            companion.map(|k| batch.column(k)),
+            ty,
+        );
+    }
     Ok(d.swap_remove(0))
 }
 
@@ -402,7 +411,9 @@ async fn insert(
             run_collect(session, Statement::Query(q), params).await?
         }
     };
-    let width = batches.first().map(|b| b.num_columns());
+    let width = batches
+        .first()
+        .map(|b| crate::types::visible_width(b.schema().as_ref()));
     if let Some(w) = width {
         if w > target.len() {
             return Err(PgError::new(

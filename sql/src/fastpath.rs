@@ -77,8 +77,13 @@ enum Assign {
 enum Op {
     Select {
         key: Vec<Operand>,
+        /// Positions read: the output columns, then the companions (display scales) of
+        /// those that are unconstrained numerics.
         columns: Vec<usize>,
+        /// The result's columns, as Describe reports them.
         schema: SchemaRef,
+        /// The result batch's schema: `schema` and the companions, tagged for the wire.
+        output: SchemaRef,
     },
     Update {
         key: Vec<Operand>,
@@ -534,19 +539,43 @@ fn recognize_select(q: &Query, store: &Store) -> Option<FastPlan> {
     }
     let key = key_of(selection.as_ref(), &def, &qualifier)?;
     let base = duet_common::batch::table_schema(&def, Some(&columns));
-    let schema = Arc::new(Schema::new(
-        base.fields()
-            .iter()
-            .zip(&names)
-            .map(|(f, n)| Field::clone(f).with_name(n.as_str()))
-            .collect::<Vec<_>>(),
-    ));
+    let fields: Vec<Field> = base
+        .fields()
+        .iter()
+        .zip(&names)
+        .map(|(f, n)| Field::clone(f).with_name(n.as_str()))
+        .collect();
+    let schema = Arc::new(Schema::new(fields.clone()));
+    // Unconstrained numerics print with each value's display scale (its companion).
+    let mut output = fields;
+    for i in 0..columns.len() {
+        let c = columns[i];
+        if def.columns[c].ty.is_unconstrained_numeric() {
+            columns.push(duet_common::numeric::COMPANION_BASE + c);
+            output.push(
+                Field::new(
+                    format!("{}{i}", duet_common::numeric::SUFFIX),
+                    datafusion::arrow::datatypes::DataType::Int32,
+                    true,
+                )
+                .with_metadata(
+                    [(
+                        duet_common::numeric::DISPLAY_SCALE_OF.to_string(),
+                        i.to_string(),
+                    )]
+                    .into(),
+                ),
+            );
+        }
+    }
+    let output = Arc::new(Schema::new(output));
     Some(FastPlan {
         def,
         op: Op::Select {
             key,
             columns,
             schema,
+            output,
         },
     })
 }
@@ -862,11 +891,12 @@ impl FastPlan {
             Op::Select {
                 key,
                 columns,
-                schema,
+                output,
+                ..
             } => Bound::Select {
                 pk: self.key(key, params)?,
                 columns: columns.clone(),
-                schema: schema.clone(),
+                schema: output.clone(),
             },
             Op::Update { key, sets } => {
                 let mut bound = Vec::with_capacity(sets.len());

@@ -1055,7 +1055,7 @@ impl Session {
                 .iter()
                 .find(|b| b.num_rows() > 0)
                 .ok_or_else(|| PgError::new(SqlState::InternalError, "no argument row"))?;
-            for col in batch.columns() {
+            for col in batch.columns().iter().take(args.len()) {
                 values.push(datafusion::common::ScalarValue::try_from_array(col, 0)?.into());
             }
         }
@@ -1165,6 +1165,25 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         let p = self.planning(true);
         let physical = p.state.create_physical_plan(&plan).await?;
+        Ok(datafusion::physical_plan::execute_stream(physical, p.task)?)
+    }
+
+    /// [`Session::execute_plan`] of a query whose result keeps PostgreSQL's numeric display
+    /// scales: each numeric column whose scale varies by row has a companion column at the
+    /// end, tagged with `numeric::DISPLAY_SCALE_OF` (what DML statements write to
+    /// unconstrained numeric columns).
+    pub(crate) async fn execute_query_plan(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        let p = self.planning(true);
+        let optimized = p.state.optimize(&plan)?;
+        let plan = crate::pgsemantics::with_display_scales(optimized)?;
+        let physical = p
+            .state
+            .query_planner()
+            .create_physical_plan(&plan, p.state.as_ref())
+            .await?;
         Ok(datafusion::physical_plan::execute_stream(physical, p.task)?)
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::timezone::Tz;
-use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, Int32Array, StringArray};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::FormatOptions;
@@ -219,7 +219,9 @@ pub fn assign_in(array: &ArrayRef, ty: &SqlType, column: &str, zone: &Tz) -> Res
 }
 
 /// The columns of `batch` from `first` on, one per column of `def` in `targets`, assigned
-/// to those columns' types (INSERT's values, UPDATE's and ON CONFLICT's new values).
+/// to those columns' types (INSERT's values, UPDATE's and ON CONFLICT's new values). An
+/// unconstrained `numeric` column keeps each value's display scale: its companion's in
+/// `batch` (see [`companion_columns`]), else the one [`input_scales`] gives it.
 pub fn assign_columns(
     batch: &datafusion::arrow::record_batch::RecordBatch,
     first: usize,
@@ -227,14 +229,67 @@ pub fn assign_columns(
     targets: &[usize],
     zone: &Tz,
 ) -> Result<Vec<Vec<Datum>>> {
+    let companions = companion_columns(batch.schema().as_ref());
     targets
         .iter()
         .enumerate()
         .map(|(j, &c)| {
             let col = &def.columns[c];
-            assign_in(batch.column(first + j), &col.ty, &col.name, zone)
+            let source = batch.column(first + j);
+            let mut datums = assign_in(source, &col.ty, &col.name, zone)?;
+            if col.ty.is_unconstrained_numeric() {
+                keep_scales(
+                    &mut datums,
+                    source,
+                    companions[first + j].map(|k| batch.column(k)),
+                    &col.ty,
+                );
+            }
+            Ok(datums)
         })
         .collect()
+}
+
+/// For each column of a query result `schema`, the position of its companion (the column
+/// of its values' display scales, tagged `numeric::DISPLAY_SCALE_OF`), if it has one.
+pub fn companion_columns(schema: &datafusion::arrow::datatypes::Schema) -> Vec<Option<usize>> {
+    let mut out = vec![None; schema.fields().len()];
+    for (k, f) in schema.fields().iter().enumerate() {
+        let of = f
+            .metadata()
+            .get(duet_common::numeric::DISPLAY_SCALE_OF)
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(slot) = of.and_then(|i| out.get_mut(i)) {
+            *slot = Some(k);
+        }
+    }
+    out
+}
+
+/// The number of columns of a query result `schema` that are not companions.
+pub fn visible_width(schema: &datafusion::arrow::datatypes::Schema) -> usize {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            !f.metadata()
+                .contains_key(duet_common::numeric::DISPLAY_SCALE_OF)
+        })
+        .count()
+}
+
+/// `datums` (values of `source` assigned to an unconstrained numeric column of type `ty`)
+/// with their display scales: `companion`'s, or those of [`input_scales`].
+pub fn keep_scales(
+    datums: &mut [Datum],
+    source: &ArrayRef,
+    companion: Option<&ArrayRef>,
+    ty: &SqlType,
+) {
+    let given = companion.and_then(|c| c.as_any().downcast_ref::<Int32Array>().cloned());
+    if let Some(scales) = given.or_else(|| input_scales(source, ty)) {
+        duet_common::batch::with_scales(datums, &scales);
+    }
 }
 
 /// `array` cast to text.
@@ -414,6 +469,52 @@ fn split_decimal(text: &str) -> Option<(&'static str, &str, &str, Option<i64>)> 
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     ((!int.is_empty() || !frac.is_empty()) && digits(int) && digits(frac))
         .then_some((sign, int, frac, exponent))
+}
+
+/// The display scale PostgreSQL's numeric input gives `text`: its written decimals, less
+/// an exponent (`1.50` 2, `1.5e1` 0, `15e-1` 1); `None` when it is not a decimal number.
+pub(crate) fn input_scale(text: &str) -> Option<i32> {
+    let (_, _, frac, exponent) = split_decimal(text)?;
+    let places = frac.len() as i64 - exponent.unwrap_or(0);
+    Some(places.clamp(0, i64::from(u8::MAX)) as i32)
+}
+
+/// The display scales values of `source` get when assigned to a column of type `ty`, for
+/// an unconstrained `numeric` (`None` for other types): text keeps its written decimals,
+/// a decimal its type's scale, an integer none, a float the decimals of its shortest
+/// PostgreSQL text (15 significant digits for `double precision`, 6 for `real`).
+/// Values a query computed come with their own scales instead (their companions).
+pub fn input_scales(source: &ArrayRef, ty: &SqlType) -> Option<Int32Array> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    if !ty.is_unconstrained_numeric() {
+        return None;
+    }
+    let kept = i32::from(DEFAULT_NUMERIC.1);
+    let n = source.len();
+    let constant =
+        |s: i32| -> Int32Array { (0..n).map(|i| source.is_valid(i).then_some(s)).collect() };
+    let float = duet_common::numeric::float_scale;
+    Some(match source.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let texts = text_values(source).ok()?;
+            texts.iter().map(|t| t.and_then(input_scale)).collect()
+        }
+        DataType::Decimal128(_, s) => constant(i32::from(*s).max(0)),
+        // At most the decimals the column keeps: the cast rounds a float there.
+        DataType::Float64 => source
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map(|v| float(v, 15).min(kept)))
+            .collect(),
+        DataType::Float32 => source
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map(|v| float(f64::from(v), 6).min(kept)))
+            .collect(),
+        t if t.is_integer() => constant(0),
+        _ => return None,
+    })
 }
 
 /// The number of decimal places a numeric literal needs (trailing zeros do not count), or

@@ -47,7 +47,7 @@ pub fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
             };
             out.extend_from_slice(&enc.to_be_bytes());
         }
-        Datum::Decimal(m) => {
+        Datum::Decimal(m) | Datum::Numeric(m, _) => {
             out.push(VALUE_FLAG);
             out.extend_from_slice(&((*m as u128) ^ (1 << 127)).to_be_bytes());
         }

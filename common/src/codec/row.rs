@@ -7,12 +7,28 @@
 //! 16); text and bytea are a u32 LE length and the bytes. `ncols` is the number of columns the
 //! table had when the row was written: columns added later (ALTER TABLE ADD COLUMN) are absent
 //! and read as the column's stored default, so adding a column rewrites nothing.
+//!
+//! Version 2 is version 1 followed by the display scales of the row's unconstrained
+//! `numeric` values ([`Datum::Numeric`]), read from the end:
+//!
+//! ```text
+//! [version 1 body][(column u16 LE, display scale u8) × k][k u16 LE]
+//! ```
+//! A row without such values is written as version 1; a version-1 value of an
+//! unconstrained numeric reads as [`Datum::Decimal`] (its display scale unknown).
 
 use crate::error::{Error, Result};
 use crate::types::{Datum, SqlType};
 
-/// Current row format version.
+/// Row format version of rows without display scales.
 pub const ROW_FORMAT: u8 = 1;
+/// Row format version of rows with a display-scale trailer.
+pub const ROW_FORMAT_SCALED: u8 = 2;
+
+/// Whether `payload` is a stored row of a known format version.
+pub fn is_row(payload: &[u8]) -> bool {
+    matches!(payload.first(), Some(&ROW_FORMAT | &ROW_FORMAT_SCALED))
+}
 
 /// Encodes `row` (one datum per column).
 pub fn encode_row(row: &[Datum]) -> Vec<u8> {
@@ -21,7 +37,58 @@ pub fn encode_row(row: &[Datum]) -> Vec<u8> {
     out.push(ROW_FORMAT);
     out.extend_from_slice(&(n as u16).to_le_bytes());
     push_values(&mut out, row);
+    push_scales(
+        &mut out,
+        row.iter().enumerate().filter_map(|(c, d)| match d {
+            Datum::Numeric(_, s) => Some((c, *s)),
+            _ => None,
+        }),
+    );
     out
+}
+
+/// Appends the display-scale trailer of `scales` (column, scale) to the encoded row `out`
+/// and marks it version 2; nothing when there are none.
+pub fn push_scales(out: &mut Vec<u8>, scales: impl Iterator<Item = (usize, u8)>) {
+    let at = out.len();
+    let mut k: u16 = 0;
+    for (c, s) in scales {
+        out.extend_from_slice(&(c as u16).to_le_bytes());
+        out.push(s);
+        k += 1;
+    }
+    if k > 0 {
+        out.extend_from_slice(&k.to_le_bytes());
+        out[0] = ROW_FORMAT_SCALED;
+    } else {
+        out.truncate(at);
+    }
+}
+
+/// The display-scale entries of a stored row (three bytes each: column u16 LE, scale);
+/// empty for a version-1 row.
+pub fn scale_entries(buf: &[u8]) -> Result<&[u8]> {
+    if buf.first() != Some(&ROW_FORMAT_SCALED) {
+        return Ok(&[]);
+    }
+    let k = buf
+        .len()
+        .checked_sub(2)
+        .map(|at| u16::from_le_bytes([buf[at], buf[at + 1]]) as usize)
+        .ok_or_else(|| corrupt("short scale trailer"))?;
+    let end = buf.len() - 2;
+    let start = end
+        .checked_sub(3 * k)
+        .ok_or_else(|| corrupt("short scale trailer"))?;
+    Ok(&buf[start..end])
+}
+
+/// The display scale `entries` ([`scale_entries`]) give column `c`.
+pub fn scale_in(entries: &[u8], c: usize) -> Option<u8> {
+    entries
+        .chunks_exact(3)
+        .find(|e| u16::from_le_bytes([e[0], e[1]]) as usize == c)
+        .map(|e| e[2])
 }
 
 /// Appends a NULL bitmap of `values` (bit `i` set: value `i` is NULL) and then the stored
@@ -49,7 +116,7 @@ pub fn push_value(out: &mut Vec<u8>, d: &Datum) {
         Datum::Int(v) | Datum::Timestamp(v) => out.extend_from_slice(&v.to_le_bytes()),
         Datum::Date(v) => out.extend_from_slice(&(*v as i64).to_le_bytes()),
         Datum::Float(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Datum::Decimal(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Datum::Decimal(v) | Datum::Numeric(v, _) => out.extend_from_slice(&v.to_le_bytes()),
         Datum::Text(s) => {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
@@ -138,7 +205,7 @@ fn corrupt(what: &str) -> Error {
 /// The header of a stored row: how many columns it has, its null bitmap (bit `i` set: column
 /// `i` is NULL), and where its values start.
 pub(crate) fn header(buf: &[u8]) -> Result<(usize, &[u8], usize)> {
-    if buf.first() != Some(&ROW_FORMAT) {
+    if !is_row(buf) {
         return Err(corrupt("unknown format version"));
     }
     let n = match buf.get(1..3) {
@@ -218,6 +285,12 @@ pub fn decode_row(
         pos = next;
         out.push(decode_value(v, ty)?);
     }
+    for e in scale_entries(buf)?.chunks_exact(3) {
+        let c = u16::from_le_bytes([e[0], e[1]]) as usize;
+        if let Some(Datum::Decimal(v)) = out.get(c) {
+            out[c] = Datum::Numeric(*v, e[2]);
+        }
+    }
     Ok(out)
 }
 
@@ -267,6 +340,48 @@ mod tests {
         let refs: Vec<&SqlType> = types.iter().collect();
         let back = decode_row(&encode_row(&row), &refs, &|_| Datum::Null).unwrap();
         assert_eq!(back, row);
+    }
+
+    #[test]
+    fn display_scales_round_trip_and_version_one_rows_stay_readable() {
+        let types = [
+            SqlType::Int32,
+            SqlType::Numeric {
+                precision: 38,
+                scale: 10,
+            },
+            SqlType::Text,
+            SqlType::Numeric {
+                precision: 38,
+                scale: 10,
+            },
+        ];
+        let refs: Vec<&SqlType> = types.iter().collect();
+        let row = vec![
+            Datum::Int(1),
+            Datum::Numeric(15_000_000_000, 2),
+            Datum::Text("x".into()),
+            Datum::Numeric(-7, 10),
+        ];
+        let bytes = encode_row(&row);
+        assert_eq!(bytes[0], ROW_FORMAT_SCALED);
+        assert_eq!(decode_row(&bytes, &refs, &|_| Datum::Null).unwrap(), row);
+        // The same values without scales: version 1, read back without them.
+        let plain: Vec<Datum> = row
+            .iter()
+            .map(|d| match d {
+                Datum::Numeric(v, _) => Datum::Decimal(*v),
+                d => d.clone(),
+            })
+            .collect();
+        let old = encode_row(&plain);
+        assert_eq!(old[0], ROW_FORMAT);
+        assert_eq!(&old[1..], &bytes[1..old.len()]);
+        assert_eq!(decode_row(&old, &refs, &|_| Datum::Null).unwrap(), plain);
+        // A NULL numeric has no entry; a truncated trailer is an error.
+        let with_null = encode_row(&[Datum::Null, Datum::Numeric(5, 0)]);
+        assert_eq!(scale_entries(&with_null).unwrap(), &[1, 0, 0]);
+        assert!(scale_entries(&[ROW_FORMAT_SCALED, 9, 0]).is_err());
     }
 
     #[test]

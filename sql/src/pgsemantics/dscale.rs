@@ -28,8 +28,7 @@ use super::arith::NumericDivScale;
 use super::*;
 use duet_common::numeric::DISPLAY_SCALE_OF;
 
-/// Appended to a value column's name to name its companion.
-pub const SUFFIX: &str = "\u{1f}dscale";
+pub use duet_common::numeric::SUFFIX;
 
 fn companion(name: &str) -> String {
     format!("{name}{SUFFIX}")
@@ -128,6 +127,7 @@ fn is_query(plan: &LogicalPlan) -> bool {
             | LogicalPlan::Join(_)
             | LogicalPlan::Values(_)
             | LogicalPlan::Window(_)
+            | LogicalPlan::TableScan(_)
     )
 }
 
@@ -189,6 +189,7 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
         }
         LogicalPlan::Values(v) => rewrite_values(v),
         LogicalPlan::Window(w) => rewrite_window(w),
+        LogicalPlan::TableScan(scan) => scan_companions(scan),
         LogicalPlan::Sort(_)
         | LogicalPlan::Limit(_)
         | LogicalPlan::SubqueryAlias(_)
@@ -204,6 +205,50 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
         }
         other => Ok(other),
     }
+}
+
+/// A scan of a table with unconstrained `numeric` columns reading, beside each such
+/// column it reads, its companion: the display scale each value was written with (`1.50`
+/// keeps two decimals). The table's provider exposes them on request only, so no `*`
+/// and no optimizer rule ever sees them.
+fn scan_companions(scan: datafusion::logical_expr::TableScan) -> Result<LogicalPlan> {
+    use datafusion::catalog::TableProvider;
+    use datafusion::datasource::{provider_as_source, source_as_provider};
+    use duet_router::provider::RowTableProvider;
+    let provider = source_as_provider(&scan.source).ok();
+    let wide = provider
+        .as_ref()
+        .and_then(|p| p.downcast_ref::<RowTableProvider>())
+        .and_then(RowTableProvider::with_companions);
+    let Some(wide) = wide else {
+        return Ok(LogicalPlan::TableScan(scan));
+    };
+    let narrow = scan.source.schema();
+    let projection = scan
+        .projection
+        .clone()
+        .unwrap_or_else(|| (0..narrow.fields().len()).collect());
+    let wide_schema = wide.schema();
+    let mut extended = projection.clone();
+    for &p in &projection {
+        if let Ok(i) = wide_schema.index_of(&companion(narrow.field(p).name())) {
+            extended.push(i);
+        }
+    }
+    if extended.len() == projection.len() {
+        return Ok(LogicalPlan::TableScan(scan));
+    }
+    Ok(LogicalPlan::TableScan(
+        datafusion::logical_expr::TableScanBuilder::new(
+            scan.table_name,
+            provider_as_source(Arc::new(wide)),
+        )
+        .with_projection(Some(extended))
+        .with_filters(scan.filters)
+        .with_fetch(scan.fetch)
+        .with_statistics_requests(scan.statistics_requests)
+        .build()?,
+    ))
 }
 
 /// The first value of `e` in a group, as PostgreSQL keeps the first of equal keys.
@@ -606,6 +651,14 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
                 }
                 (DataType::Decimal128(..), DataType::Decimal128(..)) => Some(of(&c.expr)?),
                 (t, DataType::Decimal128(..)) if is_int(t) => Some(int32(0)),
+                (
+                    DataType::Float32
+                    | DataType::Float64
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View,
+                    DataType::Decimal128(..),
+                ) => Some(input_scale((*c.expr).clone())),
                 _ => None,
             }
         }
@@ -846,6 +899,14 @@ fn constant_scale(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let from = match c.expr.get_type(schema)? {
                 DataType::Decimal128(_, from) => from,
                 t if is_int(&t) => 0,
+                DataType::Float32
+                | DataType::Float64
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View => {
+                    let scale = input_scale((*c.expr).clone());
+                    return Ok(Transformed::yes(scaled(e, scale)));
+                }
                 _ => return Ok(Transformed::no(e)),
             };
             if from == *to {
@@ -895,5 +956,71 @@ impl ScalarUDFImpl for DisplayScale {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(args.args[0].clone())
+    }
+}
+
+/// `duet_input_scale(x)`: the display scale PostgreSQL gives the float or text `x`
+/// converted to numeric (`numeric::float_scale`: 0.1 has 1 decimal, however a decimal type
+/// holds it; text its written decimals, `types::input_scale`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct InputScale {
+    signature: Signature,
+}
+
+impl Default for InputScale {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// The display scale of the float or text `e` converted to numeric.
+fn input_scale(e: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(InputScale::default())),
+        vec![e],
+    ))
+}
+
+impl ScalarUDFImpl for InputScale {
+    fn name(&self) -> &str {
+        "duet_input_scale"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Int32Array};
+        use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+        use duet_common::numeric::float_scale;
+        let rows = args.number_rows;
+        let values = args.args[0].to_array(rows)?;
+        let out: Int32Array = match values.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                datafusion::arrow::compute::cast(&values, &DataType::Utf8)?
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.and_then(crate::types::input_scale))
+                    .collect()
+            }
+            DataType::Float32 => values
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(|v| float_scale(f64::from(v), 6)))
+                .collect(),
+            _ => datafusion::arrow::compute::cast(&values, &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(|v| float_scale(v, 15)))
+                .collect(),
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

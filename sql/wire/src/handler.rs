@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow_pg::datatypes::df::deserialize_parameters;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{ParamValues, ScalarValue};
 use futures::sink::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
@@ -530,19 +531,55 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmt = &portal.statement.statement;
+        // A float given for a numeric stays a float here: the statement's own cast
+        // converts it (arrow-pg cannot coerce floats to decimals).
+        let declared = &portal.statement.parameter_types;
         let inferred: Vec<Option<&DataType>> = stmt
             .param_types()
             .iter()
-            .map(|t| t.as_ref().map(|f| f.data_type()))
+            .enumerate()
+            .map(|(i, t)| {
+                let float = matches!(declared.get(i), Some(Some(t)) if *t == Type::FLOAT8 || *t == Type::FLOAT4);
+                t.as_ref()
+                    .map(|f| f.data_type())
+                    .filter(|d| !(float && matches!(d, DataType::Decimal128(..))))
+            })
             .collect();
-        let params = match server_typed_parameters(portal, stmt.param_types()) {
+        let mut params = match server_typed_parameters(portal, stmt.param_types()) {
             Some(p) => deserialize_parameters(&p, &inferred)?,
             None => deserialize_parameters(portal, &inferred)?,
         };
+        with_written_scales(&mut params, portal);
         let StatementResult { notices, outcome } =
             self.session.lock().await.execute(stmt, params).await;
         send_notices(client, notices).await?;
         into_response(outcome.map_err(user_error)?, &portal.result_column_format)
+    }
+}
+
+/// Numeric parameters at the scale they were written with (`'1.50'`, or a binary value's
+/// display scale), not the one the statement's types gave them: PostgreSQL keeps a
+/// numeric's display scale, and an unconstrained numeric column stores it. A value that
+/// does not parse plainly (an exponent, NaN) keeps the decoder's.
+fn with_written_scales<S>(params: &mut ParamValues, portal: &Portal<S>) {
+    let ParamValues::List(list) = params else {
+        return;
+    };
+    for (i, p) in list.iter_mut().enumerate() {
+        if !matches!(p.value, ScalarValue::Decimal128(Some(_), ..)) {
+            continue;
+        }
+        let Some(Some(raw)) = portal.parameters.get(i) else {
+            continue;
+        };
+        let text = if portal.parameter_format.is_binary(i) {
+            duet_common::numeric::binary_text(raw)
+        } else {
+            std::str::from_utf8(raw).ok().map(str::to_string)
+        };
+        if let Some((v, scale)) = text.as_deref().and_then(duet_common::numeric::parse_plain) {
+            p.value = ScalarValue::Decimal128(Some(v), 38, scale);
+        }
     }
 }
 

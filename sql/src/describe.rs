@@ -152,7 +152,8 @@ async fn returning_schema(
 ) -> Result<Option<SchemaRef>, PgError> {
     let Some(items) = items else { return Ok(None) };
     let schema = duet_common::batch::table_schema(def, None);
-    let plan = crate::dml::plan_over_rows(session, schema, vec![], alias, items).await?;
+    let rows = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    let plan = crate::dml::plan_over_rows(session, Arc::new(rows), alias, items).await?;
     Ok(Some(Arc::new(plan.schema().as_arrow().clone())))
 }
 

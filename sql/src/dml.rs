@@ -11,10 +11,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::SchemaProvider;
 use datafusion::common::ParamValues;
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::common::collect;
-use duet_common::batch::rows_to_batch;
 use duet_common::{Datum, Row, TableDef};
 use duet_router::provider::KEY_COLUMN;
 use duet_rowstore::Transaction;
@@ -636,10 +634,18 @@ async fn update(
     let mut fk_changes = Vec::new();
     for batch in &batches {
         let keys = keys_of(batch, ncols)?;
+        // The stored values, unconstrained numerics with their display scales.
+        let companions = crate::types::companion_columns(batch.schema().as_ref());
         let old_cols: Vec<Vec<Datum>> = (0..ncols)
             .map(|c| {
-                duet_common::batch::array_to_datums(batch.column(c).as_ref(), types[c])
-                    .map_err(PgError::from)
+                let mut datums =
+                    duet_common::batch::array_to_datums(batch.column(c).as_ref(), types[c])?;
+                if let Some(k) = companions[c] {
+                    if let Some(s) = batch.column(k).as_any().downcast_ref() {
+                        duet_common::batch::with_scales(&mut datums, s);
+                    }
+                }
+                Ok(datums)
             })
             .collect::<Result<_>>()?;
         let new_cols = assign_columns(batch, ncols + 1, &def, &targets, &zone)?;
@@ -741,11 +747,13 @@ async fn returning(
     items: &[SelectItem],
     tag: String,
 ) -> Result<Outcome> {
-    let all: Vec<usize> = (0..def.columns.len()).collect();
-    let batch = rows_to_batch(def, &all, rows)?;
-    let plan = plan_over_rows(session, batch.schema(), vec![batch], alias, items).await?;
-    let schema = Arc::new(plan.schema().as_arrow().clone());
-    let batches = collect(session.execute_plan(plan).await?).await?;
+    let batch = crate::scaled_rows::batch_with_companions(def, rows)?;
+    let rows = Arc::new(crate::scaled_rows::ScaledRows::new(batch)?);
+    let plan = plan_over_rows(session, rows, alias, items).await?;
+    // The result keeps its numerics' display scales (companion columns, for the wire).
+    let stream = session.execute_query_plan(plan).await?;
+    let schema = stream.schema();
+    let batches = collect(stream).await?;
     Ok(Outcome::Batches {
         schema,
         batches,
@@ -758,15 +766,13 @@ async fn returning(
 /// needs its schema.
 pub(crate) async fn plan_over_rows(
     session: &mut Session,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    batches: Vec<RecordBatch>,
+    rows: Arc<dyn datafusion::catalog::TableProvider>,
     alias: &str,
     items: &[SelectItem],
 ) -> Result<LogicalPlan> {
-    let mem = MemTable::try_new(schema, vec![batches])?;
     session
         .scratch()
-        .register_table(RETURNING_TABLE.to_string(), Arc::new(mem))?;
+        .register_table(RETURNING_TABLE.to_string(), rows)?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
     let sql = format!(
         "SELECT {} FROM {SCRATCH_SCHEMA}.{RETURNING_TABLE} AS {}",

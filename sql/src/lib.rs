@@ -34,6 +34,7 @@ pub mod jsonb;
 pub(crate) mod on_conflict;
 pub mod pgsemantics;
 pub mod roles;
+pub mod scaled_rows;
 pub mod sequence;
 pub mod server;
 pub use duet_wire::auth;

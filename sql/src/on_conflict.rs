@@ -11,8 +11,6 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::SchemaProvider;
 use datafusion::common::ParamValues;
-use datafusion::datasource::MemTable;
-use duet_common::batch::rows_to_batch;
 use duet_common::{Datum, Row, TableDef, TableDefRef};
 use duet_rowstore::Transaction;
 use sqlparser::ast::{AssignmentTarget, DoUpdate, Expr, Ident};
@@ -262,22 +260,33 @@ pub(crate) async fn update_conflicts(
         items.push(format!("({}) IS TRUE", excluded_refs(def, w)));
     }
     // One batch: the stored rows' columns, then the proposed rows' under their new names.
-    let all: Vec<usize> = (0..def.columns.len()).collect();
+    // Each part's companions (display scales of unconstrained numerics) go last.
+    let width = def.columns.len();
     let stored: Vec<Row> = conflicts.iter().map(|(_, s, _)| s.clone()).collect();
     let proposed: Vec<Row> = conflicts.iter().map(|(_, _, p)| p.clone()).collect();
-    let a = rows_to_batch(def, &all, &stored)?;
-    let b = rows_to_batch(def, &all, &proposed)?;
-    let mut fields: Vec<Arc<Field>> = a.schema().fields().iter().cloned().collect();
-    for (i, f) in b.schema().fields().iter().enumerate() {
+    let a = crate::scaled_rows::batch_with_companions(def, &stored)?;
+    let b = crate::scaled_rows::batch_with_companions(def, &proposed)?;
+    let scaled = def.scaled_columns();
+    let mut fields: Vec<Arc<Field>> = a.schema().fields()[..width].to_vec();
+    let mut columns = a.columns()[..width].to_vec();
+    for (i, f) in b.schema().fields()[..width].iter().enumerate() {
         fields.push(Arc::new(f.as_ref().clone().with_name(excluded_column(i))));
     }
-    let mut columns = a.columns().to_vec();
-    columns.extend(b.columns().iter().cloned());
+    columns.extend(b.columns()[..width].iter().cloned());
+    fields.extend(a.schema().fields()[width..].iter().cloned());
+    columns.extend(a.columns()[width..].iter().cloned());
+    for (k, &c) in scaled.iter().enumerate() {
+        let name = format!("{}{}", excluded_column(c), duet_common::numeric::SUFFIX);
+        fields.push(Arc::new(
+            b.schema().field(width + k).clone().with_name(name),
+        ));
+        columns.push(b.column(width + k).clone());
+    }
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(datafusion::error::DataFusionError::from)?;
+    let batch =
+        RecordBatch::try_new(schema, columns).map_err(datafusion::error::DataFusionError::from)?;
     const TABLE: &str = "__duet_conflicts";
-    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
+    let mem = crate::scaled_rows::ScaledRows::new(batch)?;
     session
         .scratch()
         .register_table(TABLE.to_string(), Arc::new(mem))?;

@@ -1157,19 +1157,9 @@ impl Session {
         p.clone()
     }
 
-    /// Optimizes and starts a logical plan (a query, EXPLAIN, or a DML statement's read)
-    /// on the cached planning state.
-    pub(crate) async fn execute_plan(
-        &self,
-        plan: LogicalPlan,
-    ) -> Result<SendableRecordBatchStream> {
-        let p = self.planning(true);
-        let physical = p.state.create_physical_plan(&plan).await?;
-        Ok(datafusion::physical_plan::execute_stream(physical, p.task)?)
-    }
-
-    /// [`Session::execute_plan`] of a query whose result keeps PostgreSQL's numeric display
-    /// scales: each numeric column whose scale varies by row has a companion column at the
+    /// Optimizes and starts the logical plan of a query (a DML statement's read, RETURNING,
+    /// a constant) on the cached planning state, its result keeping PostgreSQL's numeric
+    /// display scales: each numeric column whose scale varies by row has a companion column at the
     /// end, tagged with `numeric::DISPLAY_SCALE_OF` (what DML statements write to
     /// unconstrained numeric columns).
     pub(crate) async fn execute_query_plan(
@@ -1177,6 +1167,7 @@ impl Session {
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
         let p = self.planning(true);
+        // Display scales are added after the optimizer so that no rule prunes them.
         let optimized = p.state.optimize(&plan)?;
         let plan = crate::pgsemantics::with_display_scales(optimized)?;
         let physical = p
@@ -1195,17 +1186,7 @@ impl Session {
     async fn run_query(&mut self, stmt: Statement, params: &ParamValues) -> Result<Outcome> {
         let plan = self.plan(stmt).await?;
         let plan = bind(plan, params)?;
-        let p = self.planning(true);
-        // A result's numerics carry PostgreSQL's display scales (pgsemantics/dscale.rs),
-        // added after the optimizer so that no rule prunes them.
-        let optimized = p.state.optimize(&plan)?;
-        let plan = crate::pgsemantics::with_display_scales(optimized)?;
-        let physical = p
-            .state
-            .query_planner()
-            .create_physical_plan(&plan, p.state.as_ref())
-            .await?;
-        let stream = datafusion::physical_plan::execute_stream(physical, p.task)?;
+        let stream = self.execute_query_plan(plan).await?;
         Ok(Outcome::Stream {
             stream,
             tag: "SELECT".into(),

@@ -36,3 +36,42 @@ SELECT id, y - (SELECT avg(y) FROM ns), (SELECT avg(y) FROM ns), (SELECT 1.5 UNI
 SELECT (SELECT avg(v) FROM (VALUES (1.0), (2.0), (2.0)) s(v));
 SELECT 1 / 0.0;
 SELECT avg(y) FROM ns WHERE false;
+-- An unconstrained numeric column keeps each value's display scale as written.
+CREATE TABLE nu (id int PRIMARY KEY, x numeric, y numeric(10,2), t text);
+INSERT INTO nu VALUES (1, 1.5, 1.5, 'a'), (2, 2.50, 2, 'b'), (3, 100, 3.333, 'c'), (4, '7.000', 4, 'd'), (5, NULL, NULL, 'e'), (6, 1e3, 1, 'f'), (7, '1.25e1', 1, 'g'), (8, 0.1::float8, 1, 'h');
+INSERT INTO nu VALUES (9, 1.000000000000, 0, 'i'), (10, -0.0500, 0, 'j'), (11, 4.5::real, 0, 'k');
+SELECT * FROM nu ORDER BY id;
+SELECT x, x + 1, x * 2, -x, abs(x), sum(x) OVER () FROM nu ORDER BY id;
+SELECT sum(x), min(x), max(x), avg(x), count(DISTINCT x) FROM nu;
+UPDATE nu SET t = 'z' WHERE id = 2;
+UPDATE nu SET x = x * 2 WHERE id = 1;
+UPDATE nu SET x = x + 0.000 WHERE id = 3;
+SELECT id, x, x::text, x || '!', length(x::text) FROM nu ORDER BY id;
+SELECT * FROM nu WHERE id = 2;
+SELECT x FROM nu WHERE x = 2.5 ORDER BY id;
+INSERT INTO nu (id, x) SELECT id + 100, x FROM nu WHERE id < 100;
+SELECT id, x FROM nu WHERE id > 100 ORDER BY id;
+SELECT DISTINCT x FROM nu ORDER BY x;
+SELECT x, count(*) FROM nu GROUP BY x ORDER BY x;
+SELECT a.x, b.x, coalesce(a.x, 0), CASE WHEN a.id > 5 THEN a.x ELSE b.y END FROM nu a JOIN nu b ON a.id + 100 = b.id ORDER BY a.id;
+SELECT x FROM nu WHERE id < 5 UNION ALL SELECT y FROM nu WHERE id < 3 ORDER BY 1;
+DELETE FROM nu WHERE id > 100;
+COPY (SELECT * FROM nu ORDER BY id) TO STDOUT;
+COPY nu FROM STDIN;
+20	3.10	1	c
+21	4e2	1	c
+22	\N	1	c
+\.
+SELECT id, x FROM nu WHERE id >= 20 ORDER BY id;
+INSERT INTO nu VALUES (30, 1.5) ON CONFLICT (id) DO NOTHING;
+INSERT INTO nu VALUES (1, 9.90) ON CONFLICT (id) DO UPDATE SET x = excluded.x RETURNING id, x;
+INSERT INTO nu VALUES (31, 0.50) RETURNING x, x * 2;
+UPDATE nu SET x = 7.25 WHERE id = 31 RETURNING *;
+PREPARE pn(numeric) AS INSERT INTO nu (id, x) VALUES (32, $1);
+EXECUTE pn('4.500');
+SELECT x FROM nu WHERE id IN (30, 31, 32) ORDER BY id;
+CREATE TABLE nd (id int PRIMARY KEY, x numeric DEFAULT 1.50);
+INSERT INTO nd (id) VALUES (1);
+ALTER TABLE nd ADD COLUMN z numeric DEFAULT 2.000;
+INSERT INTO nd (id, x) VALUES (2, 3);
+SELECT * FROM nd ORDER BY id;

@@ -130,3 +130,77 @@ async fn kill_9_loses_no_acknowledged_commit() {
     let n = crate::int(&c, "SELECT count(*) FROM k WHERE id < 0").await;
     assert_eq!(n, 0);
 }
+
+/// The display scale each value of an unconstrained `numeric` column was written with
+/// (`1.50` keeps two decimals) is stored: both replicas print it, from the delta and from
+/// stable chunks, after a checkpoint, a clean restart and an abrupt stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_display_scales_survive_restarts_on_both_replicas() {
+    let mut cluster = ClusterBuilder::new("dscale").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE m (id int PRIMARY KEY, x numeric, y numeric(6,2)); \
+         INSERT INTO m VALUES (1, 1.50, 1), (2, 100, 2), (3, '0.0010', 3), (4, NULL, 4), \
+         (5, 2.5e1, 5), (6, 1.000000000000, 6)",
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO m VALUES (7, $1::text::numeric, 7)",
+        &[&"-3.140"],
+    )
+    .await
+    .unwrap();
+    // An update of another column keeps the scale; one of the column takes the new one's.
+    c.batch_execute("UPDATE m SET y = 9 WHERE id = 1; UPDATE m SET x = x * 2 WHERE id = 5")
+        .await
+        .unwrap();
+    let want = [
+        "1.50",
+        "100",
+        "0.0010",
+        "NULL",
+        "50",
+        "1.000000000000",
+        "-3.140",
+    ];
+    async fn texts(c: &tokio_postgres::Client, engine: &str) -> Vec<String> {
+        c.batch_execute(&format!(
+            "SET duet.engine = '{engine}'; SET duet.learner_wait_timeout = '30s'"
+        ))
+        .await
+        .unwrap();
+        c.simple_query("SELECT x FROM m ORDER BY id")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("NULL").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+    for engine in ["row", "column"] {
+        assert_eq!(texts(&c, engine).await, want, "{engine}, delta");
+    }
+    assert!(cluster
+        .wait_learner_caught_up(Duration::from_secs(30))
+        .unwrap());
+    cluster.compact_columns().unwrap();
+    assert_eq!(texts(&c, "column").await, want, "stable chunks");
+    drop(c);
+    cluster.restart().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    for engine in ["row", "column"] {
+        assert_eq!(texts(&c, engine).await, want, "{engine}, after a restart");
+    }
+    drop(c);
+    cluster.kill();
+    cluster.start().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    for engine in ["row", "column"] {
+        assert_eq!(texts(&c, engine).await, want, "{engine}, after a kill");
+    }
+}

@@ -212,14 +212,21 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// keeps two decimals). The table's provider exposes them on request only, so no `*`
 /// and no optimizer rule ever sees them.
 fn scan_companions(scan: datafusion::logical_expr::TableScan) -> Result<LogicalPlan> {
+    use crate::scaled_rows::ScaledRows;
     use datafusion::catalog::TableProvider;
     use datafusion::datasource::{provider_as_source, source_as_provider};
     use duet_router::provider::RowTableProvider;
     let provider = source_as_provider(&scan.source).ok();
-    let wide = provider
-        .as_ref()
-        .and_then(|p| p.downcast_ref::<RowTableProvider>())
-        .and_then(RowTableProvider::with_companions);
+    let wide: Option<Arc<dyn TableProvider>> = provider.as_ref().and_then(|p| {
+        if let Some(t) = p.downcast_ref::<RowTableProvider>() {
+            return t
+                .with_companions()
+                .map(|t| Arc::new(t) as Arc<dyn TableProvider>);
+        }
+        p.downcast_ref::<ScaledRows>()
+            .and_then(ScaledRows::with_companions)
+            .map(|t| Arc::new(t) as Arc<dyn TableProvider>)
+    });
     let Some(wide) = wide else {
         return Ok(LogicalPlan::TableScan(scan));
     };
@@ -239,15 +246,12 @@ fn scan_companions(scan: datafusion::logical_expr::TableScan) -> Result<LogicalP
         return Ok(LogicalPlan::TableScan(scan));
     }
     Ok(LogicalPlan::TableScan(
-        datafusion::logical_expr::TableScanBuilder::new(
-            scan.table_name,
-            provider_as_source(Arc::new(wide)),
-        )
-        .with_projection(Some(extended))
-        .with_filters(scan.filters)
-        .with_fetch(scan.fetch)
-        .with_statistics_requests(scan.statistics_requests)
-        .build()?,
+        datafusion::logical_expr::TableScanBuilder::new(scan.table_name, provider_as_source(wide))
+            .with_projection(Some(extended))
+            .with_filters(scan.filters)
+            .with_fetch(scan.fetch)
+            .with_statistics_requests(scan.statistics_requests)
+            .build()?,
     ))
 }
 

@@ -75,3 +75,5 @@ INSERT INTO nd (id) VALUES (1);
 ALTER TABLE nd ADD COLUMN z numeric DEFAULT 2.000;
 INSERT INTO nd (id, x) VALUES (2, 3);
 SELECT * FROM nd ORDER BY id;
+SELECT round(round(1, 0), 1), round(2.5::numeric, 3), round(1234.5678, -2), trunc(1.999, 1), round(1.5::float8);
+SELECT id, round(x, 2), trunc(x, 1), round(x, -1), round(x) FROM nu WHERE id IN (2, 4, 9, 10) ORDER BY id;

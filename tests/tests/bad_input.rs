@@ -295,7 +295,8 @@ async fn grouping_intervals_keys_on_arrays_and_inexact_numerics_are_refused() {
         ("CREATE TABLE k2 (a int[] UNIQUE)", "0A000"),
         ("CREATE TABLE k3 (a int[][])", "0A000"),
         ("CREATE TABLE k4 (a jsonb[])", "0A000"),
-        // An unconstrained numeric keeps 10 decimals; more is refused, never rounded.
+        // An unconstrained numeric keeps 10 decimals (each value printed with its own
+        // scale); more is refused, never rounded.
         ("INSERT INTO iv (id, n) VALUES (4, 0.12345678901)", "0A000"),
         ("INSERT INTO iv (id, n) VALUES (4, '1e-11')", "0A000"),
         ("UPDATE iv SET n = 1.0 / 3 WHERE id > 0", "0A000"),

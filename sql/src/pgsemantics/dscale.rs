@@ -12,6 +12,10 @@
 //! pass through filters, sorts, joins and aliases as any column does; the query's last
 //! projection tags each with [`DISPLAY_SCALE_OF`] and the wire prints the value with it.
 //! A cast of such a value to text (`x::text`, `x || 'a'`) prints it the same way.
+//! A scan of an unconstrained `numeric` column reads its stored companion (the scale each
+//! value was written with) through a provider that exposes it on request only
+//! ([`scan_companions`]); a float or a text cast to numeric gets the scale of its
+//! PostgreSQL text ([`InputScale`]).
 //!
 //! Runs once on the optimized plan, before the physical planner, so no optimizer rule
 //! sees or prunes the companions. A node it does not know, and everything below it, keeps
@@ -741,6 +745,17 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
             "duet_display_scale" => Some(f.args[1].clone()),
             // No decimals (`round(x, n)` has the type of its n decimals).
             "trunc" | "round" | "ceil" | "floor" if f.args.len() == 1 => Some(int32(0)),
+            // `round(x, n)` and `trunc(x, n)` of a numeric: n decimals, none for n < 0.
+            "trunc" | "round"
+                if f.args.len() == 2
+                    && matches!(f.args[0].get_type(schema)?, DataType::Decimal128(..)) =>
+            {
+                let n = Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(f.args[1].clone()),
+                    DataType::Int32,
+                ));
+                Some(larger(n, int32(0)))
+            }
             // The sum of the operands' scales, as `*`.
             "numeric_mul" if f.args.len() == 2 => Some(of(&f.args[0])? + of(&f.args[1])?),
             "numeric_div" => Some(Expr::ScalarFunction(ScalarFunction::new_udf(
@@ -884,6 +899,18 @@ fn constant_scale(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
                 f.args.clone(),
             ));
+            Ok(Transformed::yes(scaled(e, scale)))
+        }
+        // `round(x, n)` and `trunc(x, n)` have n decimals, which folding would lose.
+        Expr::ScalarFunction(f)
+            if matches!(f.func.name(), "round" | "trunc")
+                && f.args.len() == 2
+                && f.args.iter().all(super::folding::is_constant)
+                && matches!(f.args[0].get_type(schema)?, DataType::Decimal128(..)) =>
+        {
+            let Some(scale) = scale_expr(&e, schema)? else {
+                return Ok(Transformed::no(e));
+            };
             Ok(Transformed::yes(scaled(e, scale)))
         }
         Expr::Cast(c)

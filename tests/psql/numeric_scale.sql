@@ -77,3 +77,8 @@ INSERT INTO nd (id, x) VALUES (2, 3);
 SELECT * FROM nd ORDER BY id;
 SELECT round(round(1, 0), 1), round(2.5::numeric, 3), round(1234.5678, -2), trunc(1.999, 1), round(1.5::float8);
 SELECT id, round(x, 2), trunc(x, 1), round(x, -1), round(x) FROM nu WHERE id IN (2, 4, 9, 10) ORDER BY id;
+-- Window functions: the chosen row's scale.
+CREATE TABLE nwin (id int PRIMARY KEY, g int, x numeric);
+INSERT INTO nwin VALUES (1, 1, 1.5), (2, 1, 2.25), (3, 1, 0.125), (4, 2, 10), (5, 2, 3.0), (6, 2, NULL);
+SELECT id, max(x) OVER (PARTITION BY g), min(x) OVER (PARTITION BY g), first_value(x) OVER (PARTITION BY g ORDER BY id), last_value(x) OVER (PARTITION BY g ORDER BY id), lag(x) OVER (ORDER BY id), lead(x, 1, 0) OVER (ORDER BY id), nth_value(x, 2) OVER (ORDER BY id), sum(x) OVER (ORDER BY id) FROM nwin ORDER BY id;
+SELECT id, max(x) OVER (ORDER BY id), min(x) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), max(-x) OVER (PARTITION BY g ORDER BY id), max(x * 2) OVER () FROM nwin ORDER BY id;

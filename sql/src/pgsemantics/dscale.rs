@@ -19,9 +19,9 @@
 //!
 //! Runs once on the optimized plan, before the physical planner, so no optimizer rule
 //! sees or prunes the companions. A node it does not know, and everything below it, keeps
-//! the type's scale, as do a correlated subquery inside an expression and `min`/`max`
-//! over a window: the value is right, its trailing zeros may differ (`known::numeric_scale_only`
-//! in the differential tester).
+//! the type's scale, as does a correlated subquery inside an expression: the value is
+//! right, its trailing zeros may differ (`known::numeric_scale_only` in the differential
+//! tester).
 
 use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::min_max::max_udaf;
@@ -360,9 +360,10 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
     )?))
 }
 
-/// Window aggregates as in [`rewrite_aggregate`]: a sum's scale is the largest in the
-/// window (an average is a sum over a count since `NumericAverages`). `min`/`max` over a
-/// window keep their type's scale.
+/// Window functions of numerics: a sum's scale is the largest in the frame, as is that of
+/// `min`/`max` (PostgreSQL's is the chosen value's: the same when it has the frame's
+/// largest scale); `first_value`, `last_value`, `nth_value`, `lag` and `lead` give the
+/// chosen row's.
 fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
     use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
     let input = rewrite_plan(Arc::unwrap_or_clone(w.input))?;
@@ -379,6 +380,8 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
     };
     let mut exprs = Vec::new();
     let mut extra = Vec::new();
+    // (qualifier, key column, companion) of each min/max whose scale is read from a key.
+    let mut keys = Vec::new();
     for (j, e) in w.window_expr.into_iter().enumerate() {
         let (q, field) = out.qualified_field(first + j);
         let name = field.name().clone();
@@ -390,29 +393,191 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
             exprs.push(e);
             continue;
         };
-        let (WindowFunctionDefinition::AggregateUDF(f), Some(arg)) =
-            (&wf.fun, wf.params.args.first())
-        else {
+        let Some(arg) = wf.params.args.first() else {
             exprs.push(e);
             continue;
         };
-        match f.name() {
-            "sum" => {
-                let arg = rewrite_expr(arg.clone(), &schema)?;
-                if let Some(d) = display_scale(&arg, &schema)? {
-                    extra.push(
-                        over(wf, max_udaf(), d).alias_qualified(q.cloned(), companion(&name)),
-                    );
-                }
-                exprs.push(e);
+        let Some(d) = display_scale(&rewrite_expr(arg.clone(), &schema)?, &schema)? else {
+            exprs.push(e);
+            continue;
+        };
+        match (&wf.fun, wf.fun.name()) {
+            // The largest scale in the frame (an average is a sum over a count since
+            // `NumericAverages`).
+            (WindowFunctionDefinition::AggregateUDF(_), "sum") => {
+                extra.push(over(wf, max_udaf(), d).alias_qualified(q.cloned(), companion(&name)));
             }
-            _ => exprs.push(e),
+            // The chosen value's: the same aggregate over keys ordered by the value, then
+            // its scale (`ScaleKey`), read back from the chosen key above the window.
+            (WindowFunctionDefinition::AggregateUDF(f), "min" | "max") => {
+                let key = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(ScaleKey::default())),
+                    vec![arg.clone(), d],
+                ));
+                let key_name = format!("{name}\u{1f}key");
+                keys.push((q.cloned(), key_name.clone(), companion(&name)));
+                extra.push(over(wf, f.clone(), key).alias_qualified(q.cloned(), key_name));
+            }
+            // A row's value: the same row's scale (a default's own where it is used).
+            (_, "first_value" | "last_value" | "nth_value" | "lag" | "lead") => {
+                let mut scales = wf.as_ref().clone();
+                scales.params.args[0] = d;
+                if let Some(default) = scales.params.args.get(2).cloned() {
+                    scales.params.args[2] =
+                        scale_or_type(display_scale(&default, &schema)?, &default, &schema)?;
+                }
+                extra.push(
+                    Expr::WindowFunction(Box::new(scales))
+                        .alias_qualified(q.cloned(), companion(&name)),
+                );
+            }
+            _ => {}
         }
+        exprs.push(e);
     }
     exprs.extend(extra);
-    Ok(LogicalPlan::Window(
-        datafusion::logical_expr::Window::try_new(exprs, Arc::new(input))?,
-    ))
+    let window = LogicalPlan::Window(datafusion::logical_expr::Window::try_new(
+        exprs,
+        Arc::new(input),
+    )?);
+    if keys.is_empty() {
+        return Ok(window);
+    }
+    // The keys' scales in place of the keys.
+    let mut columns = Vec::new();
+    for (q, f) in window.schema().iter() {
+        let c = Expr::Column(Column::new(q.cloned(), f.name()));
+        match keys.iter().find(|(_, k, _)| k == f.name()) {
+            Some((kq, _, comp)) => columns.push(
+                Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(ScaleOfKey::default())),
+                    vec![c],
+                ))
+                .alias_qualified(kq.clone(), comp),
+            ),
+            None => columns.push(c),
+        }
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        columns,
+        Arc::new(window),
+    )?))
+}
+
+/// `duet_scale_key(x, scale)`: the numeric `x` and its display scale as one
+/// `Decimal256(76, s + 3)` (`s` the scale of `x`'s type) ordered by `x`, then by the scale
+/// (the last three digits): `min`/`max` of keys choose the value `min`/`max` of `x` would,
+/// and [`ScaleOfKey`] reads its scale back.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ScaleKey {
+    signature: Signature,
+}
+
+impl Default for ScaleKey {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ScaleKey {
+    fn name(&self) -> &str {
+        "duet_scale_key"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(DataType::Decimal128(_, s)) => Ok(DataType::Decimal256(76, s + 3)),
+            other => datafusion::common::plan_err!("duet_scale_key of {other:?}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Decimal256Array};
+        use datafusion::arrow::datatypes::{i256, Decimal128Type, Int32Type};
+        let rows = args.number_rows;
+        let values = args.args[0].to_array(rows)?;
+        let scales =
+            datafusion::arrow::compute::cast(&args.args[1].to_array(rows)?, &DataType::Int32)?;
+        let (values, scales) = (
+            values.as_primitive::<Decimal128Type>(),
+            scales.as_primitive::<Int32Type>(),
+        );
+        let thousand = i256::from_i128(1000);
+        let keys: Decimal256Array = values
+            .iter()
+            .zip(scales.iter())
+            .map(|(v, d)| {
+                v.map(|v| {
+                    i256::from_i128(v)
+                        .wrapping_mul(thousand)
+                        .wrapping_add(i256::from_i128(i128::from(d.unwrap_or(0).clamp(0, 999))))
+                })
+            })
+            .collect();
+        let DataType::Decimal256(p, s) = args.return_field.data_type().clone() else {
+            return datafusion::common::exec_err!("duet_scale_key: not a Decimal256");
+        };
+        Ok(ColumnarValue::Array(Arc::new(
+            keys.with_precision_and_scale(p, s)?,
+        )))
+    }
+}
+
+/// `duet_scale_of_key(key)`: the display scale a [`ScaleKey`] holds.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ScaleOfKey {
+    signature: Signature,
+}
+
+impl Default for ScaleOfKey {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ScaleOfKey {
+    fn name(&self) -> &str {
+        "duet_scale_of_key"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Int32Array};
+        use datafusion::arrow::datatypes::{i256, Decimal256Type};
+        let keys = args.args[0].to_array(args.number_rows)?;
+        let thousand = i256::from_i128(1000);
+        let out: Int32Array = keys
+            .as_primitive::<Decimal256Type>()
+            .iter()
+            .map(|k| {
+                k.map(|k| {
+                    let r = k.wrapping_rem(thousand);
+                    let r = if r < i256::ZERO {
+                        r.wrapping_add(thousand)
+                    } else {
+                        r
+                    };
+                    r.as_i128() as i32
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 fn rewrite_union(u: Union) -> Result<LogicalPlan> {

@@ -16,8 +16,8 @@ pub const KNOWN: &[Known] = &[
         name: "numeric-scale",
         explanation: "PostgreSQL's numeric keeps a scale per value; DuetDB follows it for \
                       quotients, averages, sums, min/max, + - *, CASE, COALESCE, UNION, \
-                      VALUES and unconstrained numeric columns, not yet for min/max over a \
-                      window or DataFusion's folding of 0.0 * x: the same value prints with \
+                      VALUES, window functions and unconstrained numeric columns, not yet \
+                      for DataFusion's folding of 0.0 * x: the same value prints with \
                       another number of decimals",
         matches: numeric_scale_only,
     },

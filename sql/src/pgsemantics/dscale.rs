@@ -349,7 +349,18 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
                 f.params.args[0] = arg;
                 aggr.push(Expr::AggregateFunction(f).alias_qualified(q.cloned(), &name));
             }
-            _ => aggr.push(e),
+            // Other aggregates: their arguments' casts of numerics to text print the
+            // values' scales (`string_agg(x::text, ',')`).
+            _ => {
+                let mut f = f.clone();
+                f.params.args = f
+                    .params
+                    .args
+                    .into_iter()
+                    .map(|a| rewrite_expr(a, &schema))
+                    .collect::<Result<_>>()?;
+                aggr.push(Expr::AggregateFunction(f).alias_qualified(q.cloned(), &name));
+            }
         }
     }
     aggr.extend(extra);
@@ -932,6 +943,22 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
                 if !f.args.is_empty() =>
             {
                 scale_expr(&f.args[0], schema)?
+            }
+            // The scale of the first argument equal to the result (PostgreSQL keeps the
+            // first of equal values).
+            "greatest" | "least" => {
+                if !scales_vary(f.args.iter(), schema)? {
+                    return Ok(None);
+                }
+                let mut when_then = Vec::new();
+                for a in &f.args {
+                    when_then.push((Box::new(a.clone().eq(e.clone())), Box::new(of(a)?)));
+                }
+                Some(Expr::Case(Case {
+                    expr: None,
+                    when_then_expr: when_then,
+                    else_expr: None,
+                }))
             }
             "coalesce" => {
                 if !scales_vary(f.args.iter(), schema)? {

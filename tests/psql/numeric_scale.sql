@@ -82,3 +82,7 @@ CREATE TABLE nwin (id int PRIMARY KEY, g int, x numeric);
 INSERT INTO nwin VALUES (1, 1, 1.5), (2, 1, 2.25), (3, 1, 0.125), (4, 2, 10), (5, 2, 3.0), (6, 2, NULL);
 SELECT id, max(x) OVER (PARTITION BY g), min(x) OVER (PARTITION BY g), first_value(x) OVER (PARTITION BY g ORDER BY id), last_value(x) OVER (PARTITION BY g ORDER BY id), lag(x) OVER (ORDER BY id), lead(x, 1, 0) OVER (ORDER BY id), nth_value(x, 2) OVER (ORDER BY id), sum(x) OVER (ORDER BY id) FROM nwin ORDER BY id;
 SELECT id, max(x) OVER (ORDER BY id), min(x) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), max(-x) OVER (PARTITION BY g ORDER BY id), max(x * 2) OVER () FROM nwin ORDER BY id;
+SELECT x FROM nwin WHERE id < 3 UNION ALL SELECT 7 UNION ALL SELECT 0.50 ORDER BY 1;
+SELECT g FROM nwin WHERE id = 1 UNION ALL SELECT 1.5 ORDER BY 1;
+SELECT id, greatest(x, 1.50), least(x, 3), greatest(x, 2.25, 0.5) FROM nwin ORDER BY id;
+SELECT g, string_agg(x::text, ',' ORDER BY id), string_agg((x * 2)::text, ';' ORDER BY id) FROM nwin GROUP BY g ORDER BY g;

@@ -1063,7 +1063,14 @@ impl AnalyzerRule for ConstantDisplayScales {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| match node {
             LogicalPlan::Projection(_) | LogicalPlan::Values(_) => {
-                retype_node(node, &constant_scale)
+                let constants = constant_row(&node);
+                retype_node(node, &|e, schema| {
+                    let e = constant_scale(e, schema)?;
+                    if e.transformed || constants.is_empty() {
+                        return Ok(e);
+                    }
+                    constant_column_scale(e.data, schema, &constants)
+                })
             }
             node => Ok(Transformed::no(node)),
         })
@@ -1073,6 +1080,65 @@ impl AnalyzerRule for ConstantDisplayScales {
     fn name(&self) -> &str {
         "duet_constant_display_scales"
     }
+}
+
+/// The columns of a projection's input when that input is one row of constants
+/// (`SELECT 7` as a UNION branch, which the union's coercion casts above it), with their
+/// expressions; empty otherwise.
+fn constant_row(node: &LogicalPlan) -> Vec<(Column, Expr)> {
+    let LogicalPlan::Projection(p) = node else {
+        return vec![];
+    };
+    let LogicalPlan::Projection(q) = p.input.as_ref() else {
+        return vec![];
+    };
+    if !matches!(q.input.as_ref(), LogicalPlan::EmptyRelation(_))
+        || !q.expr.iter().all(super::folding::is_constant)
+    {
+        return vec![];
+    }
+    q.schema
+        .columns()
+        .into_iter()
+        .zip(q.expr.iter().map(|e| e.clone().unalias()))
+        .collect()
+}
+
+/// A cast to a decimal of a column that is a constant of `constants`: the constant's
+/// scale, which the cast (folded once the projections merge) would lose.
+fn constant_column_scale(
+    e: Expr,
+    schema: &DFSchema,
+    constants: &[(Column, Expr)],
+) -> Result<Transformed<Expr>> {
+    let Expr::Cast(c) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    let (Expr::Column(col), DataType::Decimal128(_, to)) = (c.expr.as_ref(), c.field.data_type())
+    else {
+        return Ok(Transformed::no(e));
+    };
+    if c.field
+        .metadata()
+        .contains_key(duet_common::batch::PG_TYPMOD)
+    {
+        return Ok(Transformed::no(e));
+    }
+    let Some((_, constant)) = constants.iter().find(|(k, _)| k == col) else {
+        return Ok(Transformed::no(e));
+    };
+    if matches!(constant, Expr::Literal(v, _) if v.is_null()) {
+        return Ok(Transformed::no(e));
+    }
+    let scale = match c.expr.get_type(schema)? {
+        DataType::Decimal128(_, from) if from != *to => int32(i32::from(from)),
+        t if is_int(&t) => int32(0),
+        DataType::Float32 | DataType::Float64 | DataType::Utf8 | DataType::LargeUtf8 => {
+            input_scale(constant.clone())
+        }
+        _ => return Ok(Transformed::no(e)),
+    };
+    Ok(Transformed::yes(scaled(e, scale)))
 }
 
 fn scaled(value: Expr, scale: Expr) -> Expr {

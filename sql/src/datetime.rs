@@ -1018,9 +1018,9 @@ impl datafusion::logical_expr::planner::ExprPlanner for IntervalPlanner {
 /// hours (`INTERVAL '1 month' = INTERVAL '30 days'`, `< INTERVAL '40 days'`); Arrow compares
 /// their fields in turn (months, then days, then nanoseconds). After type coercion, interval
 /// comparisons (IS DISTINCT FROM, IN lists, BETWEEN and `nullif` too) compare [`IntervalSpan`]s,
-/// and ORDER BY of an interval sorts by it. What would group intervals by their fields
-/// (GROUP BY, DISTINCT, UNION, an aggregate's DISTINCT) or take min/max by them is refused
-/// (0A000).
+/// and ORDER BY of an interval sorts by it, as do `min` and `max` (the first value by
+/// length). What would group intervals by their fields (GROUP BY, DISTINCT, UNION, an
+/// aggregate's DISTINCT) or take min/max over a window of them is refused (0A000).
 #[derive(Debug, Default)]
 pub struct IntervalOrdering;
 
@@ -1067,11 +1067,29 @@ impl AnalyzerRule for IntervalOrdering {
                                     .args
                                     .first()
                                     .is_some_and(|a| is_interval(a, schema));
-                                if over_interval && matches!(name, "min" | "max") {
-                                    return refuse(format!("{name}() of an interval"));
-                                }
                                 if over_interval && f.params.distinct {
                                     return refuse(format!("{name}(DISTINCT) of an interval"));
+                                }
+                            }
+                            Ok(TreeNodeRecursion::Continue)
+                        })?;
+                    }
+                }
+                LogicalPlan::Window(w) => {
+                    let schema = w.input.schema();
+                    for e in &w.window_expr {
+                        e.apply(|e| {
+                            if let Expr::WindowFunction(f) = e {
+                                let name = f.fun.name();
+                                let over_interval = f
+                                    .params
+                                    .args
+                                    .first()
+                                    .is_some_and(|a| is_interval(a, schema));
+                                if over_interval && matches!(name, "min" | "max") {
+                                    return refuse(format!(
+                                        "{name}() of an interval over a window"
+                                    ));
                                 }
                             }
                             Ok(TreeNodeRecursion::Continue)
@@ -1143,6 +1161,29 @@ impl AnalyzerRule for IntervalOrdering {
                     Box::new(span(*b.low)),
                     Box::new(span(*b.high)),
                 ))))
+            }
+            // `min`/`max`: the first value by length (NULLs last, so only all-NULL is NULL).
+            Expr::AggregateFunction(f)
+                if matches!(f.func.name(), "min" | "max")
+                    && f.params.args.len() == 1
+                    && is_interval(&f.params.args[0], schema) =>
+            {
+                let arg = f.params.args[0].clone();
+                let ascending = f.func.name() == "min";
+                Ok(Transformed::yes(Expr::AggregateFunction(
+                    datafusion::logical_expr::expr::AggregateFunction::new_udf(
+                        datafusion::functions_aggregate::first_last::first_value_udaf(),
+                        vec![arg.clone()],
+                        false,
+                        f.params.filter.clone(),
+                        vec![datafusion::logical_expr::SortExpr::new(
+                            span(arg),
+                            ascending,
+                            false,
+                        )],
+                        None,
+                    ),
+                )))
             }
             // `nullif(a, b)` is NULL where the two are equal, by length.
             Expr::ScalarFunction(f)

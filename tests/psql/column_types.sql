@@ -16,6 +16,9 @@ SELECT id, i FROM ct WHERE i IS NOT NULL ORDER BY i, id;
 SELECT interval '1 month' > interval '40 days', interval '1 day' = interval '24 hours', interval '25 hours' BETWEEN interval '1 day' AND interval '2 days';
 SELECT id FROM ct WHERE i IN ('30 days', '2 days') ORDER BY id;
 SELECT id FROM ct WHERE i NOT IN ('30 days') ORDER BY id;
+-- min and max of intervals by length
+SELECT min(i), max(i), max(i) FILTER (WHERE id > 1), min(i) FILTER (WHERE false) FROM ct;
+SELECT min(x), max(x) FROM (VALUES (interval '1 mon'), (interval '40 days'), (interval '29 days 23:00'), (NULL)) v(x);
 SELECT id FROM ct WHERE i IS DISTINCT FROM '1 mon' ORDER BY id;
 SELECT a.id, b.id FROM ct a JOIN ct b ON a.i = b.i AND a.id < b.id ORDER BY 1, 2;
 SELECT id, t FROM ct WHERE t > '12:00' ORDER BY t;

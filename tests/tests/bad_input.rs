@@ -288,7 +288,7 @@ async fn grouping_intervals_keys_on_arrays_and_inexact_numerics_are_refused() {
         ("SELECT DISTINCT i FROM iv", "0A000"),
         ("SELECT i FROM iv UNION SELECT interval '1 day'", "0A000"),
         ("SELECT count(DISTINCT i) FROM iv", "0A000"),
-        ("SELECT max(i) FROM iv", "0A000"),
+        ("SELECT max(i) OVER () FROM iv", "0A000"),
         ("CREATE INDEX ON iv (i)", "0A000"),
         ("CREATE UNIQUE INDEX ON iv (a)", "0A000"),
         ("CREATE TABLE k1 (i interval PRIMARY KEY)", "0A000"),

@@ -523,6 +523,12 @@ pub enum Op {
     ExistsAny,
     /// `?&`: all of them exist.
     ExistsAll,
+    /// `jsonb || jsonb`: objects merged (the right one's value for a key in both), arrays
+    /// concatenated, anything else as a one-element array.
+    Concat,
+    /// `jsonb - text | text[] | integer`: keys (or string elements of an array) removed,
+    /// or the array element at an index (negative from the end).
+    Delete,
 }
 
 impl Op {
@@ -537,6 +543,8 @@ impl Op {
             BinaryOperator::Question => Op::Exists,
             BinaryOperator::QuestionPipe => Op::ExistsAny,
             BinaryOperator::QuestionAnd => Op::ExistsAll,
+            BinaryOperator::StringConcat => Op::Concat,
+            BinaryOperator::Minus => Op::Delete,
             _ => return None,
         })
     }
@@ -552,11 +560,13 @@ impl Op {
             Op::Exists => "duet_jsonb_exists",
             Op::ExistsAny => "duet_jsonb_exists_any",
             Op::ExistsAll => "duet_jsonb_exists_all",
+            Op::Concat => "duet_jsonb_concat",
+            Op::Delete => "duet_jsonb_delete",
         }
     }
 
     fn returns_json(self) -> bool {
-        matches!(self, Op::Get | Op::Path)
+        matches!(self, Op::Get | Op::Path | Op::Concat | Op::Delete)
     }
 
     fn returns_bool(self) -> bool {
@@ -580,19 +590,37 @@ impl ExprPlanner for JsonPlanner {
         let Some(op) = Op::of(&expr.op) else {
             return Ok(PlannerResult::Original(expr));
         };
-        let (_, left) = expr.left.to_field(schema)?;
-        let (_, right) = expr.right.to_field(schema)?;
+        // `||` and `-` of other types (placeholders among them) are not looked at closely.
+        let fields = expr
+            .left
+            .to_field(schema)
+            .and_then(|(_, l)| Ok((l, expr.right.to_field(schema)?.1)));
+        let (left, right) = match fields {
+            Ok(f) => f,
+            Err(_) if matches!(op, Op::Concat | Op::Delete) => {
+                return Ok(PlannerResult::Original(expr))
+            }
+            Err(e) => return Err(e),
+        };
         let is_json = |f: &Field| matches!(declared(f), Some("json" | "jsonb"));
         let is_text = |f: &Field| matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View);
         // `@>` and `<@` of arrays, and anything over non-JSON operands, stay DataFusion's.
+        let jsonb = |f: &Field| declared(f) == Some("jsonb");
+        let literal = |e: &Expr| matches!(e, Expr::Literal(ScalarValue::Utf8(_), _));
         let json_operands = match op {
             Op::ContainedBy => is_json(&right) || (is_json(&left) && is_text(&right)),
+            // jsonb with jsonb or a literal; with a text value it is text concatenation
+            // (PostgreSQL's `anynonarray || text`), and `json` has no `||` of its own.
+            Op::Concat => {
+                (jsonb(&left) && (jsonb(&right) || literal(&expr.right)))
+                    || (jsonb(&right) && literal(&expr.left))
+            }
+            Op::Delete => jsonb(&left),
             _ => is_json(&left),
         };
         if !json_operands {
             return Ok(PlannerResult::Original(expr));
         }
-        let jsonb = |f: &Field| declared(f) == Some("jsonb");
         if op.returns_bool() && !(jsonb(&left) || jsonb(&right)) {
             return Err(pg_error(PgError::new(
                 SqlState::UndefinedFunction,
@@ -749,11 +777,14 @@ impl ScalarUDFImpl for JsonOperator {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let ty = args
-            .arg_fields
-            .first()
-            .and_then(|f| declared(f))
-            .unwrap_or("json");
+        let ty = match self.op {
+            Op::Concat | Op::Delete => "jsonb",
+            _ => args
+                .arg_fields
+                .first()
+                .and_then(|f| declared(f))
+                .unwrap_or("json"),
+        };
         Ok(Arc::new(if self.op.returns_json() {
             declared_field(self.name(), ty, true)
         } else {
@@ -838,6 +869,40 @@ impl ScalarUDFImpl for JsonOperator {
                     bools.append_value(contains(&doc, other_doc, true));
                 }
                 Op::Exists => bools.append_value(has_key(&doc, &operand.to_string())),
+                Op::Concat => {
+                    let other_doc = cached(&mut parsed, &operand, |v| {
+                        parse(&v.to_string()).map_err(pg_error)
+                    })?;
+                    let mut out = String::new();
+                    write_jsonb(&canonical(concat(doc, other_doc.clone())), &mut out);
+                    text.append_value(out);
+                }
+                Op::Delete => {
+                    let kept = match &operand {
+                        ScalarValue::List(_) => {
+                            let keys = cached(&mut listed, &operand, text_list)?;
+                            let keys: Vec<&str> =
+                                keys.iter().flatten().map(String::as_str).collect();
+                            delete_keys(doc, &keys)
+                        }
+                        ScalarValue::Utf8(Some(k)) | ScalarValue::Utf8View(Some(k)) => {
+                            delete_keys(doc, &[k.as_str()])
+                        }
+                        v => {
+                            let i: i64 = v.to_string().parse().map_err(|_| {
+                                pg_error(PgError::new(
+                                    SqlState::UndefinedFunction,
+                                    format!("operator does not exist: jsonb - {}", v.data_type()),
+                                ))
+                            })?;
+                            delete_index(doc, i)
+                        }
+                    }
+                    .map_err(pg_error)?;
+                    let mut out = String::new();
+                    write_jsonb(&kept, &mut out);
+                    text.append_value(out);
+                }
                 Op::ExistsAny | Op::ExistsAll => {
                     let keys = cached(&mut listed, &operand, text_list)?;
                     // NULL keys are skipped, as PostgreSQL skips them.
@@ -857,6 +922,80 @@ impl ScalarUDFImpl for JsonOperator {
         };
         crate::pgsemantics::columnar(out, scalar)
     }
+}
+
+/// `a || b` for jsonb: two objects merged (`b`'s value for a key in both), otherwise the
+/// elements of both as arrays (a scalar or an object is a one-element array).
+fn concat(a: Json, b: Json) -> Json {
+    let span = a.span;
+    let value = match (a.value, b.value) {
+        (Value::Object(mut x), Value::Object(y)) => {
+            x.extend(y);
+            Value::Object(x)
+        }
+        (x, y) => {
+            let items = |v: Value, span| match v {
+                Value::Array(items) => items,
+                v => vec![Json { value: v, span }],
+            };
+            let mut all = items(x, a.span);
+            all.extend(items(y, b.span));
+            Value::Array(all)
+        }
+    };
+    Json { value, span }
+}
+
+/// `v - key` (or `- keys`): an object without those keys, an array without the strings
+/// equal to one; a scalar cannot be deleted from (22023).
+fn delete_keys(v: Json, keys: &[&str]) -> Result<Json, PgError> {
+    let value = match v.value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .filter(|i| !matches!(&i.value, Value::String(s) if keys.contains(&s.as_str())))
+                .collect(),
+        ),
+        _ => return Err(cannot_delete("from scalar")),
+    };
+    Ok(Json {
+        value,
+        span: v.span,
+    })
+}
+
+/// `v - index`: an array without that element (negative counts from the end; out of range
+/// removes nothing); an object or a scalar cannot be (22023).
+fn delete_index(v: Json, i: i64) -> Result<Json, PgError> {
+    let Value::Array(mut items) = v.value else {
+        return Err(cannot_delete(match v.value {
+            Value::Object(_) => "from object using integer index",
+            _ => "from scalar",
+        }));
+    };
+    let at = if i < 0 { items.len() as i64 + i } else { i };
+    if let Ok(at) = usize::try_from(at) {
+        if at < items.len() {
+            items.remove(at);
+        }
+    }
+    Ok(Json {
+        value: Value::Array(items),
+        span: v.span,
+    })
+}
+
+fn cannot_delete(what: &str) -> PgError {
+    PgError::new(
+        SqlState::InvalidParameterValue,
+        format!("cannot delete {what}"),
+    )
 }
 
 /// `make(operand)`, kept in `slot` while the operand stays the same.

@@ -38,3 +38,14 @@ SELECT id, body ->> 'a' FROM docs ORDER BY id;
 SELECT tag FROM docs WHERE id = 'C0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A13';
 RESET duet.engine;
 DROP TABLE docs;
+-- jsonb || and -: merged objects, concatenated arrays, removed keys and elements.
+CREATE TABLE jops (id int PRIMARY KEY, j jsonb, t text);
+INSERT INTO jops VALUES (1, '{"a": {"b": [1, 2, {"c": "x"}]}, "k": 1}', 'x'), (2, '{"k": 2, "t": "y"}', 'y'), (3, '[1, "a", 2]', 'z'), (4, '5', 'w');
+SELECT id, j || '{"z": 1, "k": 9}', j || '[3]', '{"q": 0}' || j, j || j, j || t FROM jops ORDER BY id;
+SELECT id, j - 'k', j - 'a', j - array['k', 't'] FROM jops WHERE id < 4 ORDER BY id;
+SELECT j - 1, j - -1, j - 5 FROM jops WHERE id = 3;
+SELECT j - 'k' FROM jops WHERE id = 4;
+SELECT j - 0 FROM jops WHERE id = 1;
+SELECT '{"a":1}'::json || '{"b":2}', (j || '{"k": 3}') -> 'k' FROM jops WHERE id = 2;
+UPDATE jops SET j = j || '{"u": true}' WHERE id = 2 RETURNING j;
+DROP TABLE jops;

@@ -502,6 +502,239 @@ impl ScalarUDFImpl for TypeInput {
     }
 }
 
+/// The jsonb functions over values: `jsonb_typeof`, `jsonb_array_length`, `to_jsonb`,
+/// `jsonb_build_object` and `jsonb_build_array`, with PostgreSQL's results and errors. A
+/// value becomes JSON as `to_jsonb` makes it: numbers and booleans as themselves, text as
+/// a string, json and jsonb as their value, dates and timestamps as ISO strings; a type
+/// without a rule here (timestamptz, interval, arrays, bytea) is refused (0A000).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonbFunction {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl JsonbFunction {
+    pub const NAMES: [&'static str; 5] = [
+        "jsonb_typeof",
+        "jsonb_array_length",
+        "to_jsonb",
+        "jsonb_build_object",
+        "jsonb_build_array",
+    ];
+
+    pub fn udf(name: &'static str) -> ScalarUDF {
+        let signature = match name {
+            "jsonb_build_object" | "jsonb_build_array" => Signature::one_of(
+                vec![
+                    datafusion::logical_expr::TypeSignature::VariadicAny,
+                    datafusion::logical_expr::TypeSignature::Nullary,
+                ],
+                Volatility::Immutable,
+            ),
+            _ => Signature::any(1, Volatility::Immutable),
+        };
+        ScalarUDF::new_from_impl(Self { name, signature })
+    }
+
+    fn returns_jsonb(&self) -> bool {
+        !matches!(self.name, "jsonb_typeof" | "jsonb_array_length")
+    }
+}
+
+/// The JSON value of row `i` of `array` (whose field is `field`), as `to_jsonb` makes it;
+/// `None` for SQL NULL.
+fn json_of(array: &ArrayRef, field: &Field, i: usize) -> Result<Option<Json>, PgError> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if array.data_type() == &DataType::Null || array.is_null(i) {
+        return Ok(None);
+    }
+    let json = |value| Json {
+        value,
+        span: (0, 0),
+    };
+    let text = || -> Result<String, PgError> {
+        ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
+            .map(|f| f.value(i).to_string())
+            .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))
+    };
+    Ok(Some(match array.data_type() {
+        DataType::Boolean => json(Value::Bool(array.as_boolean().value(i))),
+        t if t.is_integer() || matches!(t, DataType::Decimal128(..)) => {
+            json(Value::Number(numeric_text(&text()?)))
+        }
+        DataType::Float32 | DataType::Float64 => {
+            let t = text()?;
+            match t.parse::<f64>() {
+                Ok(v) if v.is_finite() => json(Value::Number(numeric_text(&t))),
+                _ => json(Value::String(t)),
+            }
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let t = text()?;
+            match declared(field) {
+                Some("json" | "jsonb") => canonical(parse(&t)?),
+                _ => json(Value::String(t)),
+            }
+        }
+        DataType::Date32 => json(Value::String(text()?)),
+        // ISO 8601, fractional seconds without trailing zeros (`10:00:01.5`).
+        DataType::Timestamp(_, None) => {
+            let t = text()?;
+            let t = match t.split_once('.') {
+                Some((whole, frac)) => match frac.trim_end_matches('0') {
+                    "" => whole.to_string(),
+                    frac => format!("{whole}.{frac}"),
+                },
+                None => t,
+            };
+            json(Value::String(t))
+        }
+        other => {
+            return Err(PgError::unsupported(format!(
+                "to_jsonb of a value of type {other}"
+            )))
+        }
+    }))
+}
+
+impl ScalarUDFImpl for JsonbFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.name {
+            "jsonb_array_length" => DataType::Int32,
+            _ => DataType::Utf8,
+        })
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(if self.returns_jsonb() {
+            declared_field(self.name, "jsonb", true)
+        } else {
+            Field::new(self.name, self.return_type(&[])?, true)
+        }))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let rows = if scalar { 1 } else { args.number_rows };
+        let fields = &args.arg_fields;
+        if self.name == "jsonb_build_object" && arrays.len() % 2 == 1 {
+            return Err(pg_error(
+                PgError::new(
+                    SqlState::InvalidParameterValue,
+                    "argument list must have even number of elements",
+                )
+                .with_hint(
+                    "The arguments of jsonb_build_object() must consist of alternating keys and values.",
+                ),
+            ));
+        }
+        let mut text = StringBuilder::new();
+        let mut lengths = datafusion::arrow::array::Int32Builder::new();
+        for i in 0..rows {
+            let value = match self.name {
+                "jsonb_build_array" => {
+                    let mut items = Vec::with_capacity(arrays.len());
+                    for (a, f) in arrays.iter().zip(fields) {
+                        let v = json_of(a, f, i).map_err(pg_error)?;
+                        items.push(v.unwrap_or(Json {
+                            value: Value::Null,
+                            span: (0, 0),
+                        }));
+                    }
+                    Some(Value::Array(items))
+                }
+                "jsonb_build_object" => {
+                    let mut members = Vec::with_capacity(arrays.len() / 2);
+                    for (k, pair) in arrays.chunks(2).enumerate() {
+                        let key = match json_of(&pair[0], &fields[2 * k], i).map_err(pg_error)? {
+                            None => {
+                                return Err(pg_error(PgError::new(
+                                    SqlState::InvalidParameterValue,
+                                    format!("argument {}: key must not be null", 2 * k + 1),
+                                )))
+                            }
+                            Some(Json {
+                                value: Value::String(s) | Value::Number(s),
+                                ..
+                            }) => s,
+                            Some(other) => {
+                                let mut s = String::new();
+                                write_jsonb(&other, &mut s);
+                                s
+                            }
+                        };
+                        let v = json_of(&pair[1], &fields[2 * k + 1], i).map_err(pg_error)?;
+                        members.push((
+                            key,
+                            v.unwrap_or(Json {
+                                value: Value::Null,
+                                span: (0, 0),
+                            }),
+                        ));
+                    }
+                    Some(Value::Object(members))
+                }
+                _ => json_of(&arrays[0], &fields[0], i)
+                    .map_err(pg_error)?
+                    .map(|j| j.value),
+            };
+            let Some(value) = value else {
+                text.append_null();
+                lengths.append_null();
+                continue;
+            };
+            match self.name {
+                "jsonb_typeof" => text.append_value(match value {
+                    Value::Object(_) => "object",
+                    Value::Array(_) => "array",
+                    Value::String(_) => "string",
+                    Value::Number(_) => "number",
+                    Value::Bool(_) => "boolean",
+                    Value::Null => "null",
+                }),
+                "jsonb_array_length" => match value {
+                    Value::Array(items) => lengths.append_value(items.len() as i32),
+                    v => {
+                        let what = if matches!(v, Value::Object(_)) {
+                            "a non-array"
+                        } else {
+                            "a scalar"
+                        };
+                        return Err(pg_error(PgError::new(
+                            SqlState::InvalidParameterValue,
+                            format!("cannot get array length of {what}"),
+                        )));
+                    }
+                },
+                _ => {
+                    let mut out = String::new();
+                    write_jsonb(
+                        &canonical(Json {
+                            value,
+                            span: (0, 0),
+                        }),
+                        &mut out,
+                    );
+                    text.append_value(out);
+                }
+            }
+        }
+        let out: ArrayRef = match self.name {
+            "jsonb_array_length" => Arc::new(lengths.finish()),
+            _ => Arc::new(text.finish()),
+        };
+        crate::pgsemantics::columnar(out, scalar)
+    }
+}
+
 /// A JSON operator (see the module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {

@@ -478,6 +478,9 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::bpchar(),
         ));
+        for name in crate::jsonb::JsonbFunction::NAMES {
+            ctx.register_udf(crate::jsonb::JsonbFunction::udf(name));
+        }
         for ty in crate::jsonb::TypeInput::TYPES {
             ctx.register_udf(crate::jsonb::TypeInput::udf(ty));
         }

@@ -319,6 +319,15 @@ impl SequenceDefaults {
     }
 }
 
+/// The SQL type a value assigned to a float column is cast to (`None` for other columns).
+fn float_type(ty: &duet_common::SqlType) -> Option<sqlparser::ast::DataType> {
+    match ty {
+        duet_common::SqlType::Float64 => Some(sqlparser::ast::DataType::DoublePrecision),
+        duet_common::SqlType::Float32 => Some(sqlparser::ast::DataType::Real),
+        _ => None,
+    }
+}
+
 fn is_default_keyword(e: &Expr) -> bool {
     matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
 }
@@ -395,6 +404,21 @@ async fn insert(
                     if is_default_keyword(item) {
                         default_cells.insert((r, c));
                         *item = Expr::value(sqlparser::ast::Value::Null);
+                    } else if let Some(float) =
+                        target.get(c).and_then(|&t| float_type(&def.columns[t].ty))
+                    {
+                        // PostgreSQL assigns each value to its column: a float column's
+                        // values are floats, not first a common numeric type of the rows.
+                        *item = Expr::Cast {
+                            kind: sqlparser::ast::CastKind::Cast,
+                            expr: Box::new(std::mem::replace(
+                                item,
+                                Expr::value(sqlparser::ast::Value::Null),
+                            )),
+                            data_type: float,
+                            array: false,
+                            format: None,
+                        };
                     }
                 }
             }

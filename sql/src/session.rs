@@ -390,6 +390,7 @@ impl Session {
             rules.insert(8, Arc::new(crate::datetime::DateIntervalArithmetic));
             rules.insert(9, Arc::new(crate::datetime::WindowOrderKeys));
             rules.insert(10, Arc::new(crate::pgsemantics::NullifFirstArgumentType));
+            rules.insert(11, Arc::new(crate::pgsemantics::FloatNumerics));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::jsonb::TypedTextComparisons));

@@ -86,3 +86,15 @@ SELECT x FROM nwin WHERE id < 3 UNION ALL SELECT 7 UNION ALL SELECT 0.50 ORDER B
 SELECT g FROM nwin WHERE id = 1 UNION ALL SELECT 1.5 ORDER BY 1;
 SELECT id, greatest(x, 1.50), least(x, 3), greatest(x, 2.25, 0.5) FROM nwin ORDER BY id;
 SELECT g, string_agg(x::text, ',' ORDER BY id), string_agg((x * 2)::text, ';' ORDER BY id) FROM nwin GROUP BY g ORDER BY g;
+-- Numerics beside floats are floats.
+SELECT 1/3::float8 = 0.333333333333333, 1/3::float8 IN (0.333333333333333), 1/3::float8 > 0.333333333333333, 1/3::float8 + 0.5, 0.5 BETWEEN 0.1::float8 AND 1;
+SELECT coalesce(1.5, 1/3::float8), coalesce(NULL::numeric, 1/3::float8), CASE WHEN true THEN 1/3::float8 ELSE 1.5 END, greatest(1.5, 1/3::float8), least(0.25, 2::float4), nullif(0.5, 0.5::float8);
+SELECT x FROM (VALUES (1.5), (1/3::float8)) v(x) ORDER BY x;
+SELECT 1.5 AS x UNION ALL SELECT 1/3::float8 ORDER BY x;
+CREATE TABLE fz (id int PRIMARY KEY, f float8, n numeric(10,3), r real);
+INSERT INTO fz VALUES (1, 0.1, 0.1, 0.1), (2, 1/3::float8, 0.333, 2.5);
+SELECT id FROM fz WHERE f = n ORDER BY id;
+SELECT id FROM fz WHERE r = 0.1 ORDER BY id;
+SELECT id, f FROM fz WHERE f > 0.333 ORDER BY id;
+SELECT f FROM fz UNION ALL SELECT n FROM fz ORDER BY 1;
+SELECT id, CASE WHEN id = 1 THEN f ELSE n END FROM fz ORDER BY id;

@@ -52,6 +52,7 @@ mod arith;
 mod bpchar;
 mod declared;
 pub(crate) mod dscale;
+mod floats;
 mod folding;
 mod functions;
 mod joins;
@@ -67,6 +68,7 @@ pub use arith::{
 pub use bpchar::BpcharLiterals;
 pub use declared::{CaseDeclaredTypes, DeclaredArrayAgg, RecursiveTermMetadata};
 pub use dscale::{with_display_scales, ConstantDisplayScales};
+pub use floats::FloatNumerics;
 pub use folding::ConstantFoldingErrors;
 pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,

@@ -1082,9 +1082,9 @@ impl AnalyzerRule for ConstantDisplayScales {
     }
 }
 
-/// The columns of a projection's input when that input is one row of constants
-/// (`SELECT 7` as a UNION branch, which the union's coercion casts above it), with their
-/// expressions; empty otherwise.
+/// The columns of a projection's input that are constants of a projection there
+/// (`SELECT 7 …` as a UNION branch, which the union's coercion casts above it), with their
+/// expressions.
 fn constant_row(node: &LogicalPlan) -> Vec<(Column, Expr)> {
     let LogicalPlan::Projection(p) = node else {
         return vec![];
@@ -1092,15 +1092,11 @@ fn constant_row(node: &LogicalPlan) -> Vec<(Column, Expr)> {
     let LogicalPlan::Projection(q) = p.input.as_ref() else {
         return vec![];
     };
-    if !matches!(q.input.as_ref(), LogicalPlan::EmptyRelation(_))
-        || !q.expr.iter().all(super::folding::is_constant)
-    {
-        return vec![];
-    }
     q.schema
         .columns()
         .into_iter()
         .zip(q.expr.iter().map(|e| e.clone().unalias()))
+        .filter(|(_, e)| super::folding::is_constant(e))
         .collect()
 }
 

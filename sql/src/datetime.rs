@@ -849,7 +849,8 @@ pub(crate) fn replace_text_casts(
 }
 
 /// Casts of text to `date`, `timestamp`, `time` and `interval` (written, or inserted by type
-/// coercion as in `tscol > '2024-01-31 10:00'`) go through [`DateTimeInput`]. After type
+/// coercion as in `tscol > '2024-01-31 10:00'`) go through [`DateTimeInput`], casts to
+/// floats through `types::FloatInput`. After type
 /// coercion; the result type is the cast's.
 #[derive(Debug, Default)]
 pub struct DateTimeInputCasts;
@@ -861,6 +862,11 @@ impl AnalyzerRule for DateTimeInputCasts {
         config: &ConfigOptions,
     ) -> datafusion::common::Result<LogicalPlan> {
         replace_text_casts(plan, config, |target, zone| {
+            if matches!(target, DataType::Float32 | DataType::Float64) {
+                return Some(ScalarUDF::new_from_impl(crate::types::FloatInput::new(
+                    target,
+                )));
+            }
             matches!(
                 target,
                 DataType::Date32

@@ -346,6 +346,8 @@ pub fn assign_array_in(
         decimals
     } else if matches!(ty, SqlType::TimestampTz) {
         timestamptz_of(array, zone)?
+    } else if matches!(ty, SqlType::Float32 | SqlType::Float64) && source == DataType::Utf8 {
+        text_to_floats(array, &target)?
     } else if matches!(ty, SqlType::Timestamp) && source == DataType::Utf8 {
         crate::datetime::strings_to_timestamps(array.as_ref(), TimeUnit::Microsecond)?
     } else if matches!(ty, SqlType::Date) && source == DataType::Utf8 {
@@ -469,6 +471,75 @@ fn split_decimal(text: &str) -> Option<(&'static str, &str, &str, Option<i64>)> 
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     ((!int.is_empty() || !frac.is_empty()) && digits(int) && digits(frac))
         .then_some((sign, int, frac, exponent))
+}
+
+/// `text` as PostgreSQL's `float8in` (or `float4in` with `real`) reads it: a decimal
+/// number, `NaN`, `Infinity` or `inf` (signed, any case), white space around it; a number
+/// out of the type's range is 22003 (Arrow's parse made it an infinity or zero), anything
+/// else 22P02.
+pub fn parse_float(text: &str, real: bool) -> Result<f64> {
+    let ty = if real { "real" } else { "double precision" };
+    let t = text.trim();
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let special = match body.to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "infinity" | "inf" => Some(f64::INFINITY),
+        _ => None,
+    };
+    if let Some(v) = special {
+        return Ok(if negative { -v } else { v });
+    }
+    let plain = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let parsed = if real {
+        t.parse::<f32>().map(f64::from)
+    } else {
+        t.parse::<f64>()
+    };
+    let v = match parsed {
+        Ok(v) if plain => v,
+        _ => {
+            return Err(PgError::new(
+                SqlState::InvalidTextRepresentation,
+                format!("invalid input syntax for type {ty}: \"{text}\""),
+            ))
+        }
+    };
+    // A mantissa with a nonzero digit that became zero or infinite is out of range.
+    let mantissa = body.split(['e', 'E']).next().unwrap_or("");
+    let nonzero = mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'));
+    if v.is_infinite() || (v == 0.0 && nonzero) {
+        return Err(PgError::new(
+            SqlState::NumericValueOutOfRange,
+            format!("\"{text}\" is out of range for type {ty}"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Text as floats of `target` (Float32 or Float64) by [`parse_float`].
+pub fn text_to_floats(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    let texts = text_values(array)?;
+    let real = matches!(target, DataType::Float32);
+    let values = texts
+        .iter()
+        .map(|t| t.map(|t| parse_float(t, real)).transpose())
+        .collect::<Result<Vec<Option<f64>>>>()?;
+    Ok(if real {
+        Arc::new(
+            values
+                .into_iter()
+                .map(|v| v.map(|v| v as f32))
+                .collect::<datafusion::arrow::array::Float32Array>(),
+        )
+    } else {
+        Arc::new(datafusion::arrow::array::Float64Array::from(values))
+    })
 }
 
 /// The display scale PostgreSQL's numeric input gives `text`: its written decimals, less
@@ -860,5 +931,49 @@ mod tests {
         assert_eq!(assign(&round, &ty, "c").unwrap().len(), 1);
         let wide: ArrayRef = Arc::new(StringArray::from(vec!["10000000000000"]));
         assert!(assign(&wide, &ty, "c").is_err());
+    }
+}
+
+/// `CAST(text AS float8 | real)` by PostgreSQL's input ([`parse_float`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FloatInput {
+    target: DataType,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl FloatInput {
+    pub fn new(target: &DataType) -> Self {
+        Self {
+            target: target.clone(),
+            signature: datafusion::logical_expr::Signature::any(
+                1,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for FloatInput {
+    fn name(&self) -> &str {
+        "duet_float_input"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
+        let out = text_to_floats(&arrays[0], &self.target).map_err(|e| {
+            datafusion::error::DataFusionError::External(Box::new(crate::error::PgErrorBox(e)))
+        })?;
+        crate::pgsemantics::columnar(out, scalar)
     }
 }

@@ -484,9 +484,10 @@ pub fn parse_float(text: &str, real: bool) -> Result<f64> {
         Some(rest) => (true, rest),
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    let special = match body.to_ascii_lowercase().as_str() {
-        "nan" => Some(f64::NAN),
-        "infinity" | "inf" => Some(f64::INFINITY),
+    let word = body.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+    let special = match word.then(|| body.to_ascii_lowercase()).as_deref() {
+        Some("nan") => Some(f64::NAN),
+        Some("infinity" | "inf") => Some(f64::INFINITY),
         _ => None,
     };
     if let Some(v) = special {

@@ -1062,7 +1062,10 @@ pub struct ConstantDisplayScales;
 impl AnalyzerRule for ConstantDisplayScales {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| match node {
-            LogicalPlan::Projection(_) | LogicalPlan::Values(_) => {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Values(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Window(_) => {
                 let constants = constant_row(&node);
                 retype_node(node, &|e, schema| {
                     let e = constant_scale(e, schema)?;

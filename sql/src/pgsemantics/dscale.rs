@@ -349,6 +349,18 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
                 f.params.args[0] = arg;
                 aggr.push(Expr::AggregateFunction(f).alias_qualified(q.cloned(), &name));
             }
+            // A row's value (DISTINCT ON is first_value since the optimizer): the same
+            // row's scale.
+            "first_value" | "last_value" => {
+                let arg = rewrite_expr(arg.clone(), &schema)?;
+                if let Some(d) = display_scale(&arg, &schema)? {
+                    let scale = aggregate_like(f, f.func.clone(), d, f.params.order_by.clone());
+                    extra.push(scale.alias_qualified(q.cloned(), companion(&name)));
+                }
+                let mut f = f.clone();
+                f.params.args[0] = arg;
+                aggr.push(Expr::AggregateFunction(f).alias_qualified(q.cloned(), &name));
+            }
             // Other aggregates: their arguments' casts of numerics to text print the
             // values' scales (`string_agg(x::text, ',')`).
             _ => {

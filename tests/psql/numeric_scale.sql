@@ -100,3 +100,4 @@ SELECT f FROM fz UNION ALL SELECT n FROM fz ORDER BY 1;
 SELECT id, CASE WHEN id = 1 THEN f ELSE n END FROM fz ORDER BY id;
 SELECT max(coalesce(100.00, 1.125)), sum(1.50), min(coalesce(y, 1.125)), max(1.5) OVER () FROM ns GROUP BY id ORDER BY id;
 SELECT DISTINCT ON (g) g, x FROM nwin ORDER BY g, id;
+SELECT g, x, count(*) FROM nwin GROUP BY ROLLUP (g, x) ORDER BY g, x, 3;

@@ -299,6 +299,18 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
         .any(|g| matches!(g, Expr::GroupingSet(_)));
     let mut group = Vec::with_capacity(a.group_expr.len());
     let mut extra = Vec::new();
+    if grouping_sets {
+        // ROLLUP, CUBE, GROUPING SETS: the keys lead the output, in the order of the
+        // set's distinct expressions; a rolled-up key is NULL, its scale unused.
+        if let [Expr::GroupingSet(set)] = a.group_expr.as_slice() {
+            for (i, g) in set.distinct_expr().into_iter().enumerate() {
+                let (q, f) = out.qualified_field(i);
+                if let Some(d) = display_scale(g, &schema)? {
+                    extra.push(first_of(d).alias_qualified(q.cloned(), companion(f.name())));
+                }
+            }
+        }
+    }
     for (i, g) in a.group_expr.into_iter().enumerate() {
         if grouping_sets {
             group.push(g);

@@ -100,6 +100,56 @@ pub fn parse_plain(text: &str) -> Option<(i128, i8)> {
     Some((if negative { -v } else { v }, frac.len() as i8))
 }
 
+/// `[-+]digits[.digits][e[-+]digits]` (white space around it aside) as its sign, integer
+/// digits, fraction digits and exponent; `None` for anything else (its cast reports that).
+pub fn split_decimal(text: &str) -> Option<(&'static str, &str, &str, Option<i64>)> {
+    let t = text.trim();
+    let (sign, body) = match t.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(p) => (&body[..p], Some(body[p + 1..].parse::<i64>().ok()?)),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    ((!int.is_empty() || !frac.is_empty()) && digits(int) && digits(frac))
+        .then_some((sign, int, frac, exponent))
+}
+
+/// `[-+]digits[.digits]e[-+]digits` written without the exponent; `None` for anything else.
+pub fn positional_decimal(text: &str) -> Option<String> {
+    let (sign, int, frac, exponent) = split_decimal(text)?;
+    let exponent = exponent.filter(|e| e.unsigned_abs() <= 1000)?;
+    let digits = format!("{int}{frac}");
+    // The decimal point sits `point` digits into `digits`.
+    let point = int.len() as i64 + exponent;
+    let (int, frac) = if point <= 0 {
+        (
+            "0".to_string(),
+            format!("{}{digits}", "0".repeat((-point) as usize)),
+        )
+    } else if point as usize >= digits.len() {
+        (
+            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+            String::new(),
+        )
+    } else {
+        let (i, f) = digits.split_at(point as usize);
+        (i.to_string(), f.to_string())
+    };
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        i => i,
+    };
+    Some(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
 /// The column whose display scales scan position `p` reads, if it is a companion.
 pub fn companion_of(p: usize) -> Option<usize> {
     p.checked_sub(COMPANION_BASE)

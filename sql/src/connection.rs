@@ -311,8 +311,13 @@ impl SqlConnection {
     }
 
     /// Parses one statement of the extended protocol and describes it.
-    async fn prepare(&mut self, sql: &str) -> Result<Option<Prepared>, PgError> {
-        if let Some(p) = self.parsed.get(sql) {
+    async fn prepare(
+        &mut self,
+        sql: &str,
+        declared: &[Option<u32>],
+    ) -> Result<Option<Prepared>, PgError> {
+        let typed = declared_casts(declared);
+        if let Some(p) = self.parsed.get(sql).filter(|_| typed.is_empty()) {
             let current = p
                 .fast
                 .as_ref()
@@ -328,9 +333,10 @@ impl SqlConnection {
                 "cannot insert multiple commands into a prepared statement",
             ));
         }
-        let Some(statement) = stmts.pop() else {
+        let Some(mut statement) = stmts.pop() else {
             return Ok(None);
         };
+        cast_declared_parameters(&mut statement, &typed);
         let params = crate::describe::max_placeholder(&statement);
         let fast = FastPlan::recognize(&statement, self.session.store()).map(Arc::new);
         // A fast-path statement is described from its plan, without DataFusion
@@ -365,6 +371,54 @@ impl SqlConnection {
         }
         Ok(Some(prepared))
     }
+}
+
+/// The SQL types of the parameters a client declared numeric, double precision or real,
+/// by parameter number (from 1).
+fn declared_casts(declared: &[Option<u32>]) -> Vec<(usize, sqlparser::ast::DataType)> {
+    use sqlparser::ast::{DataType, ExactNumberInfo};
+    declared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, oid)| {
+            let ty = match (*oid)? {
+                1700 => DataType::Numeric(ExactNumberInfo::None),
+                701 => DataType::DoublePrecision,
+                700 => DataType::Real,
+                _ => return None,
+            };
+            Some((i + 1, ty))
+        })
+        .collect()
+}
+
+/// Each use of a parameter in `typed` cast to its declared type, as PostgreSQL types a
+/// parameter the client declared: `$1 + 1` with a numeric `$1` is numeric, where the
+/// statement alone would make `$1` an integer (and a value of 2.5 would be rounded to
+/// one).
+fn cast_declared_parameters(stmt: &mut Statement, typed: &[(usize, sqlparser::ast::DataType)]) {
+    use sqlparser::ast::{CastKind, Expr, Value};
+    if typed.is_empty() {
+        return;
+    }
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        if let Expr::Value(v) = e {
+            if let Value::Placeholder(p) = &v.value {
+                let n = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+                if let Some((_, ty)) = typed.iter().find(|(i, _)| Some(*i) == n) {
+                    let param = std::mem::replace(e, Expr::value(Value::Null));
+                    *e = Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new(param),
+                        data_type: ty.clone(),
+                        array: false,
+                        format: None,
+                    };
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// `f`'s result, or XX000 if it panics.
@@ -625,11 +679,17 @@ impl SqlSession for SqlConnection {
         self.run_statements(query, statements, None).await
     }
 
-    async fn parse(&mut self, text: &str) -> Result<Option<Prepared>, WireError> {
+    async fn parse(
+        &mut self,
+        text: &str,
+        declared: &[Option<u32>],
+    ) -> Result<Option<Prepared>, WireError> {
         if !self.logged_in {
             return Err(not_logged_in());
         }
-        self.prepare(text).await.map_err(PgError::into_wire)
+        self.prepare(text, declared)
+            .await
+            .map_err(PgError::into_wire)
     }
 
     async fn execute(&mut self, prepared: &Prepared, params: ParamValues) -> StatementResult {

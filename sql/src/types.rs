@@ -8,6 +8,8 @@ use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, Int32Array, Strin
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::FormatOptions;
+pub(crate) use duet_common::numeric::positional_decimal;
+use duet_common::numeric::split_decimal;
 use duet_common::types::DEFAULT_NUMERIC;
 use duet_common::{Datum, SqlType};
 use sqlparser::ast::{
@@ -455,24 +457,6 @@ fn unconstrained_numeric_is_exact(array: &ArrayRef, column: &str) -> Result<()> 
     Ok(())
 }
 
-/// `[-+]digits[.digits][e[-+]digits]` (white space around it aside) as its sign, integer
-/// digits, fraction digits and exponent; `None` for anything else (its cast reports that).
-fn split_decimal(text: &str) -> Option<(&'static str, &str, &str, Option<i64>)> {
-    let t = text.trim();
-    let (sign, body) = match t.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", t.strip_prefix('+').unwrap_or(t)),
-    };
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(p) => (&body[..p], Some(body[p + 1..].parse::<i64>().ok()?)),
-        None => (body, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    ((!int.is_empty() || !frac.is_empty()) && digits(int) && digits(frac))
-        .then_some((sign, int, frac, exponent))
-}
-
 /// `text` as PostgreSQL's `float8in` (or `float4in` with `real`) reads it: a decimal
 /// number, `NaN`, `Infinity` or `inf` (signed, any case), white space around it; a number
 /// out of the type's range is 22003 (Arrow's parse made it an infinity or zero), anything
@@ -610,38 +594,6 @@ fn without_exponents(array: &ArrayRef) -> Option<ArrayRef> {
         .map(|v| v.map(|t| positional_decimal(t).unwrap_or_else(|| t.to_string())))
         .collect::<StringArray>();
     Some(Arc::new(positional))
-}
-
-/// `[-+]digits[.digits]e[-+]digits` written without the exponent; `None` for anything else.
-pub(crate) fn positional_decimal(text: &str) -> Option<String> {
-    let (sign, int, frac, exponent) = split_decimal(text)?;
-    let exponent = exponent.filter(|e| e.unsigned_abs() <= 1000)?;
-    let digits = format!("{int}{frac}");
-    // The decimal point sits `point` digits into `digits`.
-    let point = int.len() as i64 + exponent;
-    let (int, frac) = if point <= 0 {
-        (
-            "0".to_string(),
-            format!("{}{digits}", "0".repeat((-point) as usize)),
-        )
-    } else if point as usize >= digits.len() {
-        (
-            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
-            String::new(),
-        )
-    } else {
-        let (i, f) = digits.split_at(point as usize);
-        (i.to_string(), f.to_string())
-    };
-    let int = match int.trim_start_matches('0') {
-        "" => "0",
-        i => i,
-    };
-    Some(if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    })
 }
 
 /// A numeric literal's text in positional notation with the precision and scale

@@ -248,4 +248,26 @@ def _():
             (datetime.timedelta(days=2), 3))]
         assert ids == [1], ids
 
+@step("numeric and float parameters keep their types and scales (unconstrained numeric column)")
+def _():
+    with conn() as c:
+        c.execute("DROP TABLE IF EXISTS p3_amounts")
+        c.execute("CREATE TABLE p3_amounts (id int PRIMARY KEY, amount numeric, price numeric(6,2), f float8)")
+        values = [D("1.50"), D("100"), D("0.0010"), D("1E+2"), D("0E-8"), D("-7.250")]
+        for i, v in enumerate(values):
+            c.execute("INSERT INTO p3_amounts VALUES (%s, %s, %s, %s)", (i, v, v, 2.5))
+        c.commit()
+        for binary in (False, True):
+            got = [r[0] for r in c.cursor(binary=binary).execute(
+                "SELECT amount FROM p3_amounts ORDER BY id")]
+            assert [str(v) for v in got] == ["1.50", "100", "0.0010", "100", "0E-8", "-7.250"], got
+        # A parameter the client declares numeric or float8 is one, as in PostgreSQL:
+        # `$1 + 1` with 2.5 is 3.5 (not an integer rounded to 3).
+        r = c.execute("SELECT %s + 1, %s * 2, %s + 1", (D("2.5"), D("2.5"), 2.5)).fetchone()
+        assert r == (D("3.5"), D("5.0"), 3.5), r
+        ids = [r[0] for r in c.execute("SELECT id FROM p3_amounts WHERE id < %s ORDER BY id", (D("1.5"),))]
+        assert ids == [0, 1], ids
+        r = c.execute("SELECT amount * 2, price FROM p3_amounts WHERE id = %s", (0,)).fetchone()
+        assert r == (D("3.00"), D("1.50")), r
+
 summary()

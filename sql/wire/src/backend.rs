@@ -76,8 +76,13 @@ pub trait SqlSession: Send + 'static {
     /// a COPY FROM STDIN (as PostgreSQL does). An empty result is an empty query.
     async fn simple_query(&mut self, text: &str) -> Vec<StatementResult>;
 
-    /// Parses one statement for the extended protocol (`None`: the text is empty).
-    async fn parse(&mut self, text: &str) -> Result<Option<Self::Statement>, WireError>;
+    /// Parses one statement for the extended protocol (`None`: the text is empty), with
+    /// the type OIDs the client declared for its parameters (`None`: not declared).
+    async fn parse(
+        &mut self,
+        text: &str,
+        declared: &[Option<u32>],
+    ) -> Result<Option<Self::Statement>, WireError>;
 
     /// Executes a bound statement with its parameters.
     async fn execute(&mut self, stmt: &Self::Statement, params: ParamValues) -> StatementResult;

@@ -342,15 +342,19 @@ impl<S: SqlSession> QueryParser for Parser<S> {
         &self,
         _client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<S::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let declared: Vec<Option<u32>> = types
+            .iter()
+            .map(|t| t.as_ref().filter(|t| **t != Type::UNKNOWN).map(Type::oid))
+            .collect();
         self.session
             .lock()
             .await
-            .parse(sql)
+            .parse(sql, &declared)
             .await
             .map_err(user_error)
     }
@@ -545,10 +549,10 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
                     .filter(|d| !(float && matches!(d, DataType::Decimal128(..))))
             })
             .collect();
-        let mut params = match server_typed_parameters(portal, stmt.param_types()) {
-            Some(p) => deserialize_parameters(&p, &inferred)?,
-            None => deserialize_parameters(portal, &inferred)?,
-        };
+        let typed = server_typed_parameters(portal, stmt.param_types());
+        let typed = typed.as_ref().unwrap_or(portal);
+        let positional = positional_numeric_parameters(typed, &inferred);
+        let mut params = deserialize_parameters(positional.as_ref().unwrap_or(typed), &inferred)?;
         with_written_scales(&mut params, portal);
         let StatementResult { notices, outcome } =
             self.session.lock().await.execute(stmt, params).await;
@@ -557,10 +561,53 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
     }
 }
 
+/// `portal` with its numeric parameters in text written with an exponent (`1E+2`, `0E-8`,
+/// which PostgreSQL's numeric input reads and arrow-pg's does not) in positional notation;
+/// `None` when there are none.
+fn positional_numeric_parameters<S: Clone>(
+    portal: &Portal<S>,
+    inferred: &[Option<&DataType>],
+) -> Option<Portal<S>> {
+    let declared = &portal.statement.parameter_types;
+    let numeric = |i: usize| match declared.get(i) {
+        Some(Some(t)) if *t != Type::UNKNOWN => *t == Type::NUMERIC,
+        _ => matches!(inferred.get(i), Some(Some(DataType::Decimal128(..)))),
+    };
+    let rewrite = |i: usize, raw: &Option<bytes::Bytes>| -> Option<bytes::Bytes> {
+        if portal.parameter_format.is_binary(i) || !numeric(i) {
+            return None;
+        }
+        let text = std::str::from_utf8(raw.as_ref()?).ok()?;
+        if !text.contains(['e', 'E']) {
+            return None;
+        }
+        duet_common::numeric::positional_decimal(text).map(bytes::Bytes::from)
+    };
+    let changed: Vec<Option<bytes::Bytes>> = portal
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(i, p)| rewrite(i, p))
+        .collect();
+    if changed.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut copy = Portal::new_cursor(portal.name.clone(), portal.statement.clone());
+    copy.parameter_format = portal.parameter_format.clone();
+    copy.result_column_format = portal.result_column_format.clone();
+    copy.parameters = portal
+        .parameters
+        .iter()
+        .zip(changed)
+        .map(|(p, new)| new.or_else(|| p.clone()))
+        .collect();
+    Some(copy)
+}
+
 /// Numeric parameters at the scale they were written with (`'1.50'`, or a binary value's
-/// display scale), not the one the statement's types gave them: PostgreSQL keeps a
-/// numeric's display scale, and an unconstrained numeric column stores it. A value that
-/// does not parse plainly (an exponent, NaN) keeps the decoder's.
+/// display scale; `1E+2` has none, `0E-8` eight), not the one the statement's types gave
+/// them: PostgreSQL keeps a numeric's display scale, and an unconstrained numeric column
+/// stores it. A value that does not parse (NaN) keeps the decoder's.
 fn with_written_scales<S>(params: &mut ParamValues, portal: &Portal<S>) {
     let ParamValues::List(list) = params else {
         return;
@@ -575,7 +622,9 @@ fn with_written_scales<S>(params: &mut ParamValues, portal: &Portal<S>) {
         let text = if portal.parameter_format.is_binary(i) {
             duet_common::numeric::binary_text(raw)
         } else {
-            std::str::from_utf8(raw).ok().map(str::to_string)
+            std::str::from_utf8(raw).ok().map(|t| {
+                duet_common::numeric::positional_decimal(t).unwrap_or_else(|| t.to_string())
+            })
         };
         if let Some((v, scale)) = text.as_deref().and_then(duet_common::numeric::parse_plain) {
             p.value = ScalarValue::Decimal128(Some(v), 38, scale);

@@ -1034,6 +1034,11 @@ fn is_interval(e: &Expr, schema: &datafusion::common::DFSchema) -> bool {
     matches!(e.get_type(schema), Ok(DataType::Interval(_)))
 }
 
+/// Whether a function's first argument is an interval.
+fn first_is_interval(args: &[Expr], schema: &datafusion::common::DFSchema) -> bool {
+    args.first().is_some_and(|a| is_interval(a, schema))
+}
+
 fn span(e: Expr) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(
         Arc::new(ScalarUDF::new_from_impl(IntervalSpan::default())),
@@ -1068,11 +1073,7 @@ impl AnalyzerRule for IntervalOrdering {
                         e.apply(|e| {
                             if let Expr::AggregateFunction(f) = e {
                                 let name = f.func.name();
-                                let over_interval = f
-                                    .params
-                                    .args
-                                    .first()
-                                    .is_some_and(|a| is_interval(a, schema));
+                                let over_interval = first_is_interval(&f.params.args, schema);
                                 if over_interval && f.params.distinct {
                                     return refuse(format!("{name}(DISTINCT) of an interval"));
                                 }
@@ -1087,11 +1088,7 @@ impl AnalyzerRule for IntervalOrdering {
                         e.apply(|e| {
                             if let Expr::WindowFunction(f) = e {
                                 let name = f.fun.name();
-                                let over_interval = f
-                                    .params
-                                    .args
-                                    .first()
-                                    .is_some_and(|a| is_interval(a, schema));
+                                let over_interval = first_is_interval(&f.params.args, schema);
                                 if over_interval && matches!(name, "min" | "max") {
                                     return refuse(format!(
                                         "{name}() of an interval over a window"

@@ -101,3 +101,8 @@ SELECT id, CASE WHEN id = 1 THEN f ELSE n END FROM fz ORDER BY id;
 SELECT max(coalesce(100.00, 1.125)), sum(1.50), min(coalesce(y, 1.125)), max(1.5) OVER () FROM ns GROUP BY id ORDER BY id;
 SELECT DISTINCT ON (g) g, x FROM nwin ORDER BY g, id;
 SELECT g, x, count(*) FROM nwin GROUP BY ROLLUP (g, x) ORDER BY g, x, 3;
+-- Text of numerics in filters a scan evaluates, join conditions and sort keys.
+SELECT id FROM nu WHERE x::text = '2.50' ORDER BY id;
+SELECT a.id FROM nu a JOIN nwin b ON length(a.x::text) = 3 AND b.id = 1 ORDER BY a.id;
+SELECT id FROM nu WHERE id < 12 ORDER BY x::text, id;
+SELECT 'a' || coalesce(count(*), 12345.67) FROM nu;

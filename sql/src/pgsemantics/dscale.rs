@@ -83,23 +83,33 @@ pub fn with_display_scales(plan: LogicalPlan) -> Result<LogicalPlan> {
     )?))
 }
 
-/// Whether any node of `plan` (subqueries too) has a decimal column or a numeric
-/// quotient, product or constant scale in an expression: else no companion can arise,
+/// Whether any node of `plan` (subqueries too) has a decimal column, or a numeric
+/// quotient, product, constant scale, decimal cast or literal in an expression: else no companion can arise,
 /// and the plan is left as it is (no node rebuilt for a query without numerics).
 fn has_numerics(plan: &LogicalPlan) -> Result<bool> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut found = false;
+    let decimal = |f: &Arc<datafusion::arrow::datatypes::Field>| {
+        matches!(f.data_type(), DataType::Decimal128(..))
+    };
     plan.apply_with_subqueries(|node| {
-        found = node
-            .schema()
-            .fields()
-            .iter()
-            .any(|f| matches!(f.data_type(), DataType::Decimal128(..)));
+        found = node.schema().fields().iter().any(decimal)
+            // A scan's own filters may read decimal columns it does not return.
+            || matches!(node, LogicalPlan::TableScan(t)
+                if !t.filters.is_empty() && t.source.schema().fields().iter().any(decimal));
         if !found {
             node.apply_expressions(|e| {
+                // A decimal inside an expression whose result is not one (`'a' || 1.50`).
                 found = e.exists(|x| {
-                    Ok(matches!(x, Expr::ScalarFunction(f)
-                        if matches!(f.func.name(), "numeric_div" | "numeric_mul" | "duet_display_scale")))
+                    Ok(match x {
+                        Expr::ScalarFunction(f) => matches!(
+                            f.func.name(),
+                            "numeric_div" | "numeric_mul" | "duet_display_scale"
+                        ),
+                        Expr::Cast(c) => matches!(c.field.data_type(), DataType::Decimal128(..)),
+                        Expr::Literal(v, _) => matches!(v, ScalarValue::Decimal128(..)),
+                        _ => false,
+                    })
                 })?;
                 Ok(if found {
                     TreeNodeRecursion::Stop
@@ -205,6 +215,13 @@ fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
                 .into_iter()
                 .map(|i| rewrite_plan(i.clone()))
                 .collect::<Result<Vec<_>>>()?;
+            // A sort key or join condition casting a numeric to text prints it with its
+            // scale, as in a projection (`ON length(x::text) = 1`).
+            let schema = merge_schema(&inputs.iter().collect::<Vec<_>>());
+            let exprs = exprs
+                .into_iter()
+                .map(|e| rewrite_expr(e, &schema))
+                .collect::<Result<Vec<_>>>()?;
             plan.with_new_exprs(exprs, inputs)
         }
         other => Ok(other),
@@ -246,13 +263,20 @@ fn scan_companions(scan: datafusion::logical_expr::TableScan) -> Result<LogicalP
             extended.push(i);
         }
     }
-    if extended.len() == projection.len() {
+    // Filters the scan evaluates itself that print such a value as text read its scale.
+    let scope = DFSchema::try_from_qualified_schema(scan.table_name.clone(), wide_schema.as_ref())?;
+    let filters = scan
+        .filters
+        .iter()
+        .map(|f| rewrite_expr(f.clone(), &scope))
+        .collect::<Result<Vec<_>>>()?;
+    if extended.len() == projection.len() && filters == scan.filters {
         return Ok(LogicalPlan::TableScan(scan));
     }
     Ok(LogicalPlan::TableScan(
         datafusion::logical_expr::TableScanBuilder::new(scan.table_name, provider_as_source(wide))
             .with_projection(Some(extended))
-            .with_filters(scan.filters)
+            .with_filters(filters)
             .with_fetch(scan.fetch)
             .with_statistics_requests(scan.statistics_requests)
             .build()?,

@@ -20,10 +20,9 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
-use duet_common::batch::{
-    array_to_datums, datums_to_array, decode_rows, scales_array, table_schema,
-};
+use duet_common::batch::{datums_to_array, decode_rows, scales_array, table_schema};
 use duet_common::numeric::{companion_of, COMPANION_BASE};
+use duet_common::types::unknown_scale;
 use duet_common::{TableDef, TableDefRef};
 
 use crate::error::{Error, Result};
@@ -230,13 +229,22 @@ pub(crate) fn chunk_column(def: &TableDef, chunk: &Chunk, c: usize) -> Result<Ar
             return Ok(a.clone());
         }
         if c < chunk.batch.num_columns() {
-            let values = array_to_datums(chunk.batch.column(c).as_ref(), &def.columns[c].ty)?;
-            return Ok(scales_array(values.iter()));
+            let values = chunk
+                .batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<arrow::array::Decimal128Array>()
+                .ok_or_else(|| Error::Internal(format!("column {c} is not a decimal")))?;
+            let scales: arrow::array::Int32Array = values
+                .iter()
+                .map(|v| v.map(|v| i32::from(unknown_scale(v))))
+                .collect();
+            return Ok(Arc::new(scales));
         }
-        return Ok(scales_array(std::iter::repeat_n(
+        return Ok(Arc::new(scales_array(std::iter::repeat_n(
             &def.columns[c].missing,
             chunk.rows(),
-        )));
+        ))));
     }
     if c < chunk.batch.num_columns() {
         return Ok(chunk.batch.column(c).clone());

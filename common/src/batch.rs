@@ -53,12 +53,13 @@ pub fn companion_field(name: &str) -> Field {
 
 /// The display scales of column `c` of `rows` (an unconstrained `numeric`): each value's
 /// own, or the fewest decimals that hold it where none was kept; NULL for NULL.
-pub fn scales_array<'a>(values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
-    Arc::new(
-        values
-            .map(|d| d.display_scale().map(i32::from))
-            .collect::<Int32Array>(),
-    )
+pub fn scales_array<'a>(values: impl Iterator<Item = &'a Datum>) -> Int32Array {
+    values.map(|d| d.display_scale().map(i32::from)).collect()
+}
+
+/// The display scale a companion's `Int32` holds, as the row format keeps it (a byte).
+pub fn scale_byte(scale: i32) -> u8 {
+    scale.clamp(0, i32::from(u8::MAX)) as u8
 }
 
 /// `datums` (one column's, read by [`array_to_datums`]) with the display scales `scales`
@@ -66,7 +67,7 @@ pub fn scales_array<'a>(values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
 pub fn with_scales(datums: &mut [Datum], scales: &Int32Array) {
     for (i, d) in datums.iter_mut().enumerate() {
         if let (Datum::Decimal(v), true) = (&*d, scales.is_valid(i)) {
-            *d = Datum::Numeric(*v, scales.value(i).clamp(0, u8::MAX as i32) as u8);
+            *d = Datum::Numeric(*v, scale_byte(scales.value(i)));
         }
     }
 }
@@ -187,7 +188,7 @@ pub fn rows_to_batch(def: &TableDef, projection: &[usize], rows: &[Row]) -> Resu
     let columns = projection
         .iter()
         .map(|&c| match companion_of(c) {
-            Some(c) => Ok(scales_array(rows.iter().map(|r| &r[c]))),
+            Some(c) => Ok(Arc::new(scales_array(rows.iter().map(|r| &r[c]))) as ArrayRef),
             None => datums_to_array(&def.columns[c].ty, rows.iter().map(|r| &r[c])),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -380,7 +381,7 @@ pub fn encode_rows(
             scales
                 .iter()
                 .filter(|(c, s)| s.is_valid(r) && columns[*c].is_valid(r))
-                .map(|(c, s)| (*c, s.value(r).clamp(0, u8::MAX as i32) as u8)),
+                .map(|(c, s)| (*c, scale_byte(s.value(r)))),
         );
         out.push(row);
     }
@@ -566,13 +567,10 @@ pub fn decode_rows<'a>(
             if let Some(s) = &mut scales[c] {
                 let scale = match row::scale_in(entries, c) {
                     Some(d) => d,
-                    None => {
-                        let unscaled = i128::from_le_bytes(
-                            v.try_into()
-                                .map_err(|_| Error::Corrupt("row: decimal".into()))?,
-                        );
-                        crate::types::minimal_scale(unscaled, crate::types::DEFAULT_NUMERIC.1 as u8)
-                    }
+                    None => crate::types::unknown_scale(i128::from_le_bytes(
+                        v.try_into()
+                            .map_err(|_| Error::Corrupt("row: decimal".into()))?,
+                    )),
                 };
                 s.append_value(scale as i32);
             }

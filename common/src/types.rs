@@ -287,10 +287,17 @@ impl Datum {
     pub fn display_scale(&self) -> Option<u8> {
         match self {
             Datum::Numeric(_, d) => Some(*d),
-            Datum::Decimal(v) => Some(minimal_scale(*v, DEFAULT_NUMERIC.1 as u8)),
+            Datum::Decimal(v) => Some(unknown_scale(*v)),
             _ => None,
         }
     }
+}
+
+/// The display scale of an unconstrained `numeric` value (unscaled at
+/// [`DEFAULT_NUMERIC`]'s scale) written before scales were kept: the fewest decimals that
+/// show it.
+pub fn unknown_scale(unscaled: i128) -> u8 {
+    minimal_scale(unscaled, DEFAULT_NUMERIC.1 as u8)
 }
 
 /// The fewest decimals that show the value `unscaled` / 10^`scale` exactly.

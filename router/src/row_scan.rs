@@ -304,7 +304,9 @@ impl ScanState {
                 if c == ncols {
                     Ok(Arc::new(BinaryArray::from_iter_values(keys.iter())))
                 } else if let Some(c) = duet_common::numeric::companion_of(c) {
-                    Ok(duet_common::batch::scales_array(rows.iter().map(|r| &r[c])))
+                    Ok(Arc::new(duet_common::batch::scales_array(
+                        rows.iter().map(|r| &r[c]),
+                    )))
                 } else {
                     datums_to_array(&self.def.columns[c].ty, rows.iter().map(|r| &r[c]))
                         .map_err(storage_err)

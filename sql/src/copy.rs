@@ -750,10 +750,10 @@ fn encode_batch(
     let mut scales: Vec<(usize, Int32Array)> = scales.to_vec();
     for c in def.scaled_columns() {
         if !columns.contains(&c) {
-            let a = duet_common::batch::scales_array(std::iter::repeat_n(&base[c], n));
-            if let Some(a) = a.as_any().downcast_ref::<Int32Array>() {
-                scales.push((c, a.clone()));
-            }
+            scales.push((
+                c,
+                duet_common::batch::scales_array(std::iter::repeat_n(&base[c], n)),
+            ));
         }
     }
     let scale_refs: Vec<(usize, &Int32Array)> = scales.iter().map(|(c, a)| (*c, a)).collect();

@@ -541,34 +541,49 @@ pub(crate) fn input_scale(text: &str) -> Option<i32> {
 /// PostgreSQL text (15 significant digits for `double precision`, 6 for `real`).
 /// Values a query computed come with their own scales instead (their companions).
 pub fn input_scales(source: &ArrayRef, ty: &SqlType) -> Option<Int32Array> {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
     if !ty.is_unconstrained_numeric() {
         return None;
     }
-    let kept = i32::from(DEFAULT_NUMERIC.1);
     let n = source.len();
     let constant =
         |s: i32| -> Int32Array { (0..n).map(|i| source.is_valid(i).then_some(s)).collect() };
+    Some(match source.data_type() {
+        DataType::Decimal128(_, s) => constant(i32::from(*s).max(0)),
+        t if t.is_integer() => constant(0),
+        // At most the decimals the column keeps: the cast rounds a float there.
+        DataType::Float32 | DataType::Float64 => {
+            let kept = i32::from(DEFAULT_NUMERIC.1);
+            text_or_float_scales(source)?
+                .iter()
+                .map(|s| s.map(|s| s.min(kept)))
+                .collect()
+        }
+        _ => text_or_float_scales(source)?,
+    })
+}
+
+/// The display scales PostgreSQL's numeric input gives text (its written decimals) or a
+/// float (the decimals of its text: 15 significant digits for `double precision`, 6 for
+/// `real`); `None` for other types.
+pub(crate) fn text_or_float_scales(source: &ArrayRef) -> Option<Int32Array> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
     let float = duet_common::numeric::float_scale;
     Some(match source.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let texts = text_values(source).ok()?;
             texts.iter().map(|t| t.and_then(input_scale)).collect()
         }
-        DataType::Decimal128(_, s) => constant(i32::from(*s).max(0)),
-        // At most the decimals the column keeps: the cast rounds a float there.
         DataType::Float64 => source
             .as_primitive::<Float64Type>()
             .iter()
-            .map(|v| v.map(|v| float(v, 15).min(kept)))
+            .map(|v| v.map(|v| float(v, 15)))
             .collect(),
         DataType::Float32 => source
             .as_primitive::<Float32Type>()
             .iter()
-            .map(|v| v.map(|v| float(f64::from(v), 6).min(kept)))
+            .map(|v| v.map(|v| float(f64::from(v), 6)))
             .collect(),
-        t if t.is_integer() => constant(0),
         _ => return None,
     })
 }

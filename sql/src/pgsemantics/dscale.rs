@@ -419,10 +419,8 @@ fn rewrite_aggregate(a: Aggregate) -> Result<LogicalPlan> {
     )?))
 }
 
-/// Window functions of numerics: a sum's scale is the largest in the frame, as is that of
-/// `min`/`max` (PostgreSQL's is the chosen value's: the same when it has the frame's
-/// largest scale); `first_value`, `last_value`, `nth_value`, `lag` and `lead` give the
-/// chosen row's.
+/// Window functions of numerics: a sum's scale is the largest in the frame; `min`, `max`,
+/// `first_value`, `last_value`, `nth_value`, `lag` and `lead` give the chosen row's.
 fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
     use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
     let input = rewrite_plan(Arc::unwrap_or_clone(w.input))?;
@@ -1115,13 +1113,7 @@ impl AnalyzerRule for ConstantDisplayScales {
             | LogicalPlan::Aggregate(_)
             | LogicalPlan::Window(_) => {
                 let constants = constant_row(&node);
-                retype_node(node, &|e, schema| {
-                    let e = constant_scale(e, schema)?;
-                    if e.transformed || constants.is_empty() {
-                        return Ok(e);
-                    }
-                    constant_column_scale(e.data, schema, &constants)
-                })
+                retype_node(node, &|e, schema| constant_scale(e, schema, &constants))
             }
             node => Ok(Transformed::no(node)),
         })
@@ -1151,43 +1143,6 @@ fn constant_row(node: &LogicalPlan) -> Vec<(Column, Expr)> {
         .collect()
 }
 
-/// A cast to a decimal of a column that is a constant of `constants`: the constant's
-/// scale, which the cast (folded once the projections merge) would lose.
-fn constant_column_scale(
-    e: Expr,
-    schema: &DFSchema,
-    constants: &[(Column, Expr)],
-) -> Result<Transformed<Expr>> {
-    let Expr::Cast(c) = &e else {
-        return Ok(Transformed::no(e));
-    };
-    let (Expr::Column(col), DataType::Decimal128(_, to)) = (c.expr.as_ref(), c.field.data_type())
-    else {
-        return Ok(Transformed::no(e));
-    };
-    if c.field
-        .metadata()
-        .contains_key(duet_common::batch::PG_TYPMOD)
-    {
-        return Ok(Transformed::no(e));
-    }
-    let Some((_, constant)) = constants.iter().find(|(k, _)| k == col) else {
-        return Ok(Transformed::no(e));
-    };
-    if matches!(constant, Expr::Literal(v, _) if v.is_null()) {
-        return Ok(Transformed::no(e));
-    }
-    let scale = match c.expr.get_type(schema)? {
-        DataType::Decimal128(_, from) if from != *to => int32(i32::from(from)),
-        t if is_int(&t) => int32(0),
-        DataType::Float32 | DataType::Float64 | DataType::Utf8 | DataType::LargeUtf8 => {
-            input_scale(constant.clone())
-        }
-        _ => return Ok(Transformed::no(e)),
-    };
-    Ok(Transformed::yes(scaled(e, scale)))
-}
-
 fn scaled(value: Expr, scale: Expr) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(
         Arc::new(ScalarUDF::new_from_impl(DisplayScale::default())),
@@ -1195,7 +1150,14 @@ fn scaled(value: Expr, scale: Expr) -> Expr {
     ))
 }
 
-fn constant_scale(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+/// `e` with the scale folding would lose kept (`scaled`): a constant quotient, `round` or
+/// `trunc` of constants, and a cast to a decimal of a constant, or of a column that is a
+/// constant of the node's input (`constants`, see [`constant_row`]).
+fn constant_scale(
+    e: Expr,
+    schema: &DFSchema,
+    constants: &[(Column, Expr)],
+) -> Result<Transformed<Expr>> {
     match &e {
         Expr::ScalarFunction(f)
             if f.func.name() == "numeric_div" && f.args.iter().all(super::folding::is_constant) =>
@@ -1227,11 +1189,17 @@ fn constant_scale(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let DataType::Decimal128(_, to) = c.field.data_type() else {
                 return Ok(Transformed::no(e));
             };
-            if !super::folding::is_constant(&c.expr)
-                || matches!(c.expr.as_ref(), Expr::Literal(v, _) if v.is_null())
-            {
+            // The constant the cast reads: its input, or what a column of it stands for.
+            let constant = match c.expr.as_ref() {
+                Expr::Column(col) => constants.iter().find(|(k, _)| k == col).map(|(_, v)| v),
+                x if super::folding::is_constant(x) => Some(x),
+                _ => None,
+            };
+            let Some(constant) =
+                constant.filter(|v| !matches!(v, Expr::Literal(v, _) if v.is_null()))
+            else {
                 return Ok(Transformed::no(e));
-            }
+            };
             let from = match c.expr.get_type(schema)? {
                 DataType::Decimal128(_, from) => from,
                 t if is_int(&t) => 0,
@@ -1240,7 +1208,7 @@ fn constant_scale(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 | DataType::Utf8
                 | DataType::LargeUtf8
                 | DataType::Utf8View => {
-                    let scale = input_scale((*c.expr).clone());
+                    let scale = input_scale(constant.clone());
                     return Ok(Transformed::yes(scaled(e, scale)));
                 }
                 _ => return Ok(Transformed::no(e)),
@@ -1333,30 +1301,10 @@ impl ScalarUDFImpl for InputScale {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use datafusion::arrow::array::{AsArray, Int32Array};
-        use datafusion::arrow::datatypes::{Float32Type, Float64Type};
-        use duet_common::numeric::float_scale;
-        let rows = args.number_rows;
-        let values = args.args[0].to_array(rows)?;
-        let out: Int32Array = match values.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                datafusion::arrow::compute::cast(&values, &DataType::Utf8)?
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.and_then(crate::types::input_scale))
-                    .collect()
-            }
-            DataType::Float32 => values
-                .as_primitive::<Float32Type>()
-                .iter()
-                .map(|v| v.map(|v| float_scale(f64::from(v), 6)))
-                .collect(),
-            _ => datafusion::arrow::compute::cast(&values, &DataType::Float64)?
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(|v| float_scale(v, 15)))
-                .collect(),
-        };
+        let values = args.args[0].to_array(args.number_rows)?;
+        let out = crate::types::text_or_float_scales(&values).ok_or_else(|| {
+            DataFusionError::Internal(format!("duet_input_scale of {}", values.data_type()))
+        })?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

@@ -535,19 +535,10 @@ impl<S: SqlSession> ExtendedQueryHandler for Handler<S> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmt = &portal.statement.statement;
-        // A float given for a numeric stays a float here: the statement's own cast
-        // converts it (arrow-pg cannot coerce floats to decimals).
-        let declared = &portal.statement.parameter_types;
         let inferred: Vec<Option<&DataType>> = stmt
             .param_types()
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let float = matches!(declared.get(i), Some(Some(t)) if *t == Type::FLOAT8 || *t == Type::FLOAT4);
-                t.as_ref()
-                    .map(|f| f.data_type())
-                    .filter(|d| !(float && matches!(d, DataType::Decimal128(..))))
-            })
+            .map(|t| t.as_ref().map(|f| f.data_type()))
             .collect();
         let typed = server_typed_parameters(portal, stmt.param_types());
         let typed = typed.as_ref().unwrap_or(portal);

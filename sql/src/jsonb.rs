@@ -35,6 +35,16 @@ pub struct Json {
     span: (usize, usize),
 }
 
+impl Json {
+    /// A value made here, not read from input text.
+    pub fn new(value: Value) -> Json {
+        Json {
+            value,
+            span: (0, 0),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Value {
     Null,
@@ -435,7 +445,7 @@ pub fn declared_field(name: &str, ty: &str, nullable: bool) -> Field {
     )
 }
 
-fn pg_error(e: PgError) -> DataFusionError {
+pub(crate) fn pg_error(e: PgError) -> DataFusionError {
     DataFusionError::External(Box::new(PgErrorBox(e)))
 }
 
@@ -514,12 +524,13 @@ pub struct JsonbFunction {
 }
 
 impl JsonbFunction {
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "jsonb_typeof",
         "jsonb_array_length",
         "to_jsonb",
         "jsonb_build_object",
         "jsonb_build_array",
+        "jsonb_set",
     ];
 
     pub fn udf(name: &'static str) -> ScalarUDF {
@@ -528,6 +539,13 @@ impl JsonbFunction {
                 vec![
                     datafusion::logical_expr::TypeSignature::VariadicAny,
                     datafusion::logical_expr::TypeSignature::Nullary,
+                ],
+                Volatility::Immutable,
+            ),
+            "jsonb_set" => Signature::one_of(
+                vec![
+                    datafusion::logical_expr::TypeSignature::Any(3),
+                    datafusion::logical_expr::TypeSignature::Any(4),
                 ],
                 Volatility::Immutable,
             ),
@@ -636,6 +654,10 @@ impl ScalarUDFImpl for JsonbFunction {
                 ),
             ));
         }
+        if self.name == "jsonb_set" {
+            let out = jsonb_set_rows(&arrays, rows).map_err(pg_error)?;
+            return crate::pgsemantics::columnar(Arc::new(out), scalar);
+        }
         let mut text = StringBuilder::new();
         let mut lengths = datafusion::arrow::array::Int32Builder::new();
         for i in 0..rows {
@@ -733,6 +755,119 @@ impl ScalarUDFImpl for JsonbFunction {
         };
         crate::pgsemantics::columnar(out, scalar)
     }
+}
+
+/// `jsonb_set(target, path, new_value [, create_if_missing])` row by row: NULL when any
+/// argument is (the function is strict).
+fn jsonb_set_rows(
+    arrays: &[ArrayRef],
+    rows: usize,
+) -> Result<datafusion::arrow::array::StringArray, PgError> {
+    let internal = |e: DataFusionError| PgError::new(SqlState::InternalError, e.to_string());
+    let mut out = StringBuilder::new();
+    for i in 0..rows {
+        if arrays
+            .iter()
+            .any(|a| a.data_type() == &DataType::Null || a.is_null(i))
+        {
+            out.append_null();
+            continue;
+        }
+        let text = |k: usize| -> Result<String, PgError> {
+            let v = datafusion::arrow::compute::cast(&arrays[k].slice(i, 1), &DataType::Utf8)
+                .map_err(|e| internal(e.into()))?;
+            Ok(v.as_string::<i32>().value(0).to_string())
+        };
+        let mut target = canonical(parse(&text(0)?)?);
+        let path = text_list(&ScalarValue::try_from_array(&arrays[1], i).map_err(internal)?)
+            .map_err(|e| match e {
+                DataFusionError::External(b) => match b.downcast::<PgErrorBox>() {
+                    Ok(pg) => pg.0,
+                    Err(other) => PgError::new(SqlState::InternalError, other.to_string()),
+                },
+                other => internal(other),
+            })?;
+        let new = canonical(parse(&text(2)?)?);
+        let create = match arrays.get(3) {
+            Some(a) => a.as_boolean_opt().map(|b| b.value(i)).ok_or_else(|| {
+                PgError::new(
+                    SqlState::DatatypeMismatch,
+                    "create_if_missing must be a boolean",
+                )
+            })?,
+            None => true,
+        };
+        if !matches!(target.value, Value::Object(_) | Value::Array(_)) {
+            return Err(PgError::new(
+                SqlState::InvalidParameterValue,
+                "cannot set path in scalar",
+            ));
+        }
+        set_path(&mut target, &path, 0, new, create)?;
+        let mut s = String::new();
+        write_jsonb(&canonical(target), &mut s);
+        out.append_value(s);
+    }
+    Ok(out.finish())
+}
+
+/// Sets `path[level..]` in `v` to `new` as `jsonb_set` does: a missing last key or an
+/// index past either end is added when `create`; a missing step or a scalar on the way
+/// leaves `v` as it is.
+fn set_path(
+    v: &mut Json,
+    path: &[Option<String>],
+    level: usize,
+    new: Json,
+    create: bool,
+) -> Result<(), PgError> {
+    let Some(step) = path.get(level) else {
+        return Ok(());
+    };
+    let Some(step) = step else {
+        return Err(PgError::new(
+            SqlState::NullValueNotAllowed,
+            format!("path element at position {} is null", level + 1),
+        ));
+    };
+    let last = level + 1 == path.len();
+    match &mut v.value {
+        Value::Object(fields) => match fields.iter_mut().find(|(k, _)| k == step) {
+            Some((_, slot)) if last => *slot = new,
+            Some((_, slot)) => set_path(slot, path, level + 1, new, create)?,
+            None if last && create => fields.push((step.clone(), new)),
+            None => {}
+        },
+        Value::Array(items) => {
+            let index: i64 = step.trim().parse().map_err(|_| {
+                PgError::new(
+                    SqlState::InvalidTextRepresentation,
+                    format!(
+                        "path element at position {} is not an integer: \"{step}\"",
+                        level + 1
+                    ),
+                )
+            })?;
+            let len = items.len() as i64;
+            let at = if index < 0 { len + index } else { index };
+            if (0..len).contains(&at) {
+                let slot = &mut items[at as usize];
+                if last {
+                    *slot = new;
+                } else {
+                    set_path(slot, path, level + 1, new, create)?;
+                }
+            } else if last && create {
+                if at < 0 {
+                    items.insert(0, new);
+                } else {
+                    items.push(new);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A JSON operator (see the module).

@@ -31,6 +31,7 @@ pub mod hints;
 pub mod ident;
 pub mod json;
 pub mod jsonb;
+pub mod jsonb_sets;
 pub(crate) mod on_conflict;
 pub mod pgsemantics;
 pub mod roles;

@@ -419,8 +419,14 @@ impl Session {
                 .unwrap_or(0);
             optimizers.insert(at, Arc::new(crate::pgsemantics::GlobalAggregateFilters));
             for rule in optimizers.iter_mut() {
-                if rule.name() == "single_distinct_aggregation_to_group_by" {
-                    *rule = Arc::new(crate::pgsemantics::SingleDistinctUniqueKeys(rule.clone()));
+                match rule.name() {
+                    "single_distinct_aggregation_to_group_by" => {
+                        *rule = Arc::new(crate::pgsemantics::SingleDistinctUniqueKeys(rule.clone()))
+                    }
+                    "eliminate_join" => {
+                        *rule = Arc::new(crate::pgsemantics::ErrorPreservingJoins(rule.clone()))
+                    }
+                    _ => {}
                 }
             }
             optimizers.insert(
@@ -479,6 +485,12 @@ impl Session {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::CharacterCast::bpchar(),
         ));
+        for name in crate::jsonb_sets::JsonbList::NAMES {
+            ctx.register_udf(crate::jsonb_sets::JsonbList::udf(name));
+        }
+        for name in crate::jsonb_sets::JsonbOfList::NAMES {
+            ctx.register_udf(crate::jsonb_sets::JsonbOfList::udf(name));
+        }
         for name in crate::jsonb::JsonbFunction::NAMES {
             ctx.register_udf(crate::jsonb::JsonbFunction::udf(name));
         }

@@ -77,3 +77,95 @@ fn unconstant(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         .map_data(|p| p.recompute_schema())
     })
 }
+
+/// DataFusion's `eliminate_join`, kept from joins whose condition can raise an error.
+/// It removes a LEFT JOIN whose right side is unused below a DISTINCT (and turns an inner
+/// join into a semi join that stops at the first match); PostgreSQL removes a join only
+/// when the other side is provably unique, and otherwise evaluates the condition for every
+/// pair, so `SELECT DISTINCT 1 FROM a LEFT JOIN b ON (-2147483648 - b.x) > 0` raises 22003
+/// there. A plan with a join that evaluates (or sits above) a condition that can raise keeps
+/// its joins as written.
+#[derive(Debug)]
+pub struct ErrorPreservingJoins(pub Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>);
+
+impl datafusion::optimizer::OptimizerRule for ErrorPreservingJoins {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        self.0.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let fallible =
+            plan.exists(|node| {
+                Ok(matches!(node, LogicalPlan::Join(_))
+                    && node.exists(|n| Ok(raising_condition(n)))?)
+            })?;
+        if fallible {
+            return Ok(Transformed::no(plan));
+        }
+        self.0.rewrite(plan, config)
+    }
+}
+
+/// Whether `node` evaluates a condition that can raise an error: a join's, a filter's or
+/// one pushed into a scan (the filter push-down moves a LEFT JOIN's condition on its
+/// right side into that side, where the join's removal would drop it).
+fn raising_condition(node: &LogicalPlan) -> bool {
+    match node {
+        LogicalPlan::Join(join) => join
+            .filter
+            .iter()
+            .chain(join.on.iter().flat_map(|(l, r)| [l, r]))
+            .any(may_raise),
+        LogicalPlan::Filter(filter) => may_raise(&filter.predicate),
+        LogicalPlan::TableScan(scan) => scan.filters.iter().any(may_raise),
+        _ => false,
+    }
+}
+
+/// Whether evaluating `e` can raise an error: anything beyond columns, constants,
+/// comparisons, boolean logic and null tests (a function, a cast, arithmetic, CASE).
+fn may_raise(e: &Expr) -> bool {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    e.exists(|e| {
+        Ok(match e {
+            Expr::Column(_)
+            | Expr::Literal(..)
+            | Expr::Alias(_)
+            | Expr::Not(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::Between(_)
+            | Expr::InList(_)
+            | Expr::TryCast(_) => false,
+            Expr::BinaryExpr(BinaryExpr { op, .. }) => !matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::And
+                    | Operator::Or
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ),
+            _ => true,
+        })
+    })
+    .unwrap_or(true)
+}

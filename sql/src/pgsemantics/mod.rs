@@ -73,7 +73,7 @@ pub use folding::ConstantFoldingErrors;
 pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
 };
-pub use joins::OuterJoinConstants;
+pub use joins::{ErrorPreservingJoins, OuterJoinConstants};
 pub(crate) use statement::call_function;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{

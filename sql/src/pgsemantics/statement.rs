@@ -7,6 +7,7 @@ use super::*;
 /// rewrites below, then the refusals.
 pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     crate::colnames::name_outputs(stmt);
+    crate::jsonb_sets::rewrite(stmt)?;
     name_casts_in_aggregates(stmt);
     having_without_aggregates(stmt);
     datetime_literals(stmt)?;

@@ -43,6 +43,7 @@ sqlstates! {
     DatetimeFieldOverflow = "22008",
     DivisionByZero = "22012",
     InvalidParameterValue = "22023",
+    NullValueNotAllowed = "22004",
     InvalidTextRepresentation = "22P02",
     InvalidBinaryRepresentation = "22P03",
     BadCopyFileFormat = "22P04",

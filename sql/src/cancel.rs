@@ -27,16 +27,69 @@ use crate::error::{PgError, PgErrorBox, Result, SqlState};
 /// The token of the statement a session is running (a fresh one per statement).
 pub type CancelSlot = Arc<Mutex<CancellationToken>>;
 
-/// pid → (secret key, the session's slot), for every open connection.
+/// An open connection, as the registry knows it.
+pub struct Backend {
+    /// Its secret key (a CancelRequest must give it).
+    pub key: Bytes,
+    pub slot: CancelSlot,
+    /// Ends the connection (see `duet_wire::Startup::terminate`).
+    pub terminate: CancellationToken,
+    pub database: String,
+    pub user: String,
+}
+
+/// pid → the connection, for every open connection of the server.
 #[derive(Default)]
 pub struct CancelRegistry {
-    sessions: Mutex<HashMap<i32, (Bytes, CancelSlot)>>,
+    sessions: Mutex<HashMap<i32, Backend>>,
 }
 
 impl CancelRegistry {
     /// Registers a connection's backend key.
-    pub fn register(&self, pid: i32, key: Bytes, slot: CancelSlot) {
-        self.sessions.lock().insert(pid, (key, slot));
+    pub fn register(&self, pid: i32, backend: Backend) {
+        self.sessions.lock().insert(pid, backend);
+    }
+
+    /// The role a connection logged in as; `None` if no connection has `pid`.
+    pub fn user_of(&self, pid: i32) -> Option<String> {
+        self.sessions.lock().get(&pid).map(|b| b.user.clone())
+    }
+
+    /// Stops `pid`'s running statement and ends its connection; false if there is none.
+    pub fn terminate(&self, pid: i32) -> bool {
+        let sessions = self.sessions.lock();
+        let Some(b) = sessions.get(&pid) else {
+            return false;
+        };
+        b.slot.lock().cancel();
+        b.terminate.cancel();
+        true
+    }
+
+    /// Stops the running statement of `pid` (without its key, as `pg_cancel_backend`
+    /// does); false if there is no such connection.
+    pub fn cancel_pid(&self, pid: i32) -> bool {
+        match self.sessions.lock().get(&pid) {
+            Some(b) => {
+                b.slot.lock().cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every connection to `database` but `except`'s; how many.
+    pub fn terminate_database(&self, database: &str, except: Option<i32>) -> usize {
+        let sessions = self.sessions.lock();
+        let mut n = 0;
+        for (pid, b) in sessions.iter() {
+            if b.database == database && Some(*pid) != except {
+                b.slot.lock().cancel();
+                b.terminate.cancel();
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Forgets a connection.
@@ -48,7 +101,7 @@ impl CancelRegistry {
     /// As in PostgreSQL, a cancel that arrives between statements does nothing.
     pub fn cancel(&self, pid: i32, key: &[u8]) -> bool {
         let slot = match self.sessions.lock().get(&pid) {
-            Some((k, slot)) if k.as_ref() == key => slot.clone(),
+            Some(b) if b.key.as_ref() == key => b.slot.clone(),
             _ => return false,
         };
         slot.lock().cancel();

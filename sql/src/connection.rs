@@ -632,8 +632,7 @@ impl SqlSession for SqlConnection {
             self.parsed.clear();
             self.shapes.clear();
         }
-        self.session
-            .register_cancel(startup.pid, startup.secret.clone());
+        self.session.register_backend(&startup);
         self.session.login(&startup).map_err(PgError::into_wire)?;
         self.logged_in = true;
         Ok(())

@@ -89,8 +89,17 @@ pub fn execute(session: &mut Session, stmt: &Statement) -> Option<Result<Outcome
             object_type: sqlparser::ast::ObjectType::Database,
             if_exists,
             names,
+            cascade,
+            purge,
             ..
-        } => Some(drop(session, names, *if_exists)),
+        } => Some(if *cascade {
+            Err(PgError::new(
+                SqlState::SyntaxError,
+                "syntax error at or near \"CASCADE\"",
+            ))
+        } else {
+            drop(session, names, *if_exists, *purge)
+        }),
         _ => None,
     }
 }
@@ -246,7 +255,14 @@ fn create(session: &mut Session, name: &ObjectName, if_not_exists: bool) -> Resu
     }
 }
 
-fn drop(session: &mut Session, names: &[ObjectName], if_exists: bool) -> Result<Outcome> {
+/// `DROP DATABASE`; with `force` (`WITH (FORCE)`, see `ddl::rewrite_compat`) the other
+/// sessions connected to it are terminated first, as PostgreSQL 13+ does.
+fn drop(
+    session: &mut Session,
+    names: &[ObjectName],
+    if_exists: bool,
+    force: bool,
+) -> Result<Outcome> {
     outside_block(session, "DROP DATABASE")?;
     let databases = registry(session)?;
     for name in names {
@@ -268,6 +284,12 @@ fn drop(session: &mut Session, names: &[ObjectName], if_exists: bool) -> Result<
                 SqlState::InsufficientPrivilege,
                 format!("must be owner of database {name}"),
             ));
+        }
+        if force {
+            session
+                .shared()
+                .cancels
+                .terminate_database(&name, session.pid());
         }
         match blocking(|| databases.drop_database(&name)) {
             Ok(()) => {}

@@ -1218,6 +1218,47 @@ pub fn rewrite_compat(sql: &str) -> String {
                     format!("{head} LOCATION '{}'", text.replace('\'', "''")),
                 ));
             }
+        } else if word(&tokens[a], "drop")
+            && starts
+            && at(1).is_some_and(|(_, t)| word(t, "database"))
+        {
+            // `DROP DATABASE name [WITH] (FORCE)`: the parser knows no options; FORCE is
+            // carried as PURGE (which PostgreSQL's DROP DATABASE has not), read by
+            // `databases::execute`. Other options stay and fail to parse (42601).
+            let mut j = 2;
+            if at(j).is_some_and(|(_, t)| word(t, "if")) {
+                j += 2;
+            }
+            let Some((name_at, _)) = at(j) else { continue };
+            let mut o = j + 1;
+            if at(o).is_some_and(|(_, t)| word(t, "with")) {
+                o += 1;
+            }
+            if !at(o).is_some_and(|(_, t)| matches!(t, Token::LParen)) {
+                continue;
+            }
+            let mut options = 0;
+            let mut end = None;
+            let mut m = o + 1;
+            while let Some((i, t)) = at(m) {
+                match t {
+                    Token::RParen => {
+                        end = Some(i);
+                        break;
+                    }
+                    Token::Comma => {}
+                    t if word(t, "force") => options += 1,
+                    _ => break,
+                }
+                m += 1;
+            }
+            if let (Some(end), true) = (end, options > 0) {
+                let mut head = String::new();
+                for t in &tokens[a..=name_at] {
+                    head.push_str(&t.to_string());
+                }
+                replace.push((a, end, format!("{head} PURGE")));
+            }
         } else if word(&tokens[a], "set")
             && starts
             && at(1).is_some_and(|(_, t)| word(t, "constraints"))

@@ -450,7 +450,8 @@ impl Session {
                     .build();
             *ctx.state_ref().write() = new_state;
         }
-        ctx.register_udaf(crate::pgsemantics::DeclaredArrayAgg::udaf());
+        ctx.register_udaf(crate::pgsemantics::PgAggregate::udaf());
+        ctx.register_udaf(crate::pgsemantics::PgAggregate::avg());
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::pgsemantics::IntervalScale::default(),
         ));
@@ -658,6 +659,11 @@ impl Session {
         Ok(())
     }
 
+    /// The pid of this session's connection (none for an internal session).
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
     /// The database this session reads.
     pub fn database(&self) -> String {
         self.shared.name()
@@ -684,10 +690,88 @@ impl Session {
         self.source.as_ref().map(|(t, i)| (t.as_ref(), *i))
     }
 
-    /// Makes this session's statements cancellable by a CancelRequest naming `pid` and `key`.
-    pub fn register_cancel(&mut self, pid: i32, key: bytes::Bytes) {
-        self.shared.cancels.register(pid, key, self.cancel.clone());
+    /// Registers the connection `startup` describes with the server: its statements can
+    /// be cancelled by a CancelRequest naming its pid and key, and it can be terminated
+    /// (`pg_terminate_backend`, `DROP DATABASE … WITH (FORCE)`). Also defines the
+    /// functions that name backends by pid: `pg_backend_pid()`, `pg_cancel_backend(pid)`
+    /// and `pg_terminate_backend(pid)` (true if the connection exists, false if not;
+    /// 42501 for another role's connection unless a superuser asks).
+    pub fn register_backend(&mut self, startup: &duet_wire::Startup) {
+        let pid = startup.pid;
+        self.shared.cancels.register(
+            pid,
+            crate::cancel::Backend {
+                key: startup.secret.clone(),
+                slot: self.cancel.clone(),
+                terminate: startup.terminate.clone(),
+                database: self.shared.name(),
+                user: startup.user.clone(),
+            },
+        );
         self.pid = Some(pid);
+        let own = ScalarValue::Int32(Some(pid));
+        self.ctx.register_udf(create_udf(
+            "pg_backend_pid",
+            vec![],
+            DataType::Int32,
+            Volatility::Stable,
+            Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(own.clone()))),
+        ));
+        for terminate in [false, true] {
+            let shared = self.shared.clone();
+            let user = startup.user.clone();
+            let signal = move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+                use datafusion::arrow::array::{AsArray, BooleanArray};
+                let pids = args[0].to_array(1)?;
+                let pids = datafusion::arrow::compute::cast(&pids, &DataType::Int64)?;
+                let mut out = Vec::with_capacity(pids.len());
+                for target in pids.as_primitive::<datafusion::arrow::datatypes::Int64Type>() {
+                    let Some(target) = target else {
+                        out.push(None);
+                        continue;
+                    };
+                    let Ok(target) = i32::try_from(target) else {
+                        out.push(Some(false));
+                        continue;
+                    };
+                    let Some(owner) = shared.cancels.user_of(target) else {
+                        out.push(Some(false));
+                        continue;
+                    };
+                    let me = shared.roles_store().role(&user);
+                    if owner != user && !me.is_some_and(|r| r.superuser) {
+                        let what = if terminate {
+                            "terminate"
+                        } else {
+                            "cancel query of"
+                        };
+                        return Err(datafusion::error::DataFusionError::External(Box::new(
+                            crate::error::PgErrorBox(PgError::new(
+                                SqlState::InsufficientPrivilege,
+                                format!("permission denied to {what} process"),
+                            )),
+                        )));
+                    }
+                    out.push(Some(if terminate {
+                        shared.cancels.terminate(target)
+                    } else {
+                        shared.cancels.cancel_pid(target)
+                    }));
+                }
+                Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+            };
+            self.ctx.register_udf(create_udf(
+                if terminate {
+                    "pg_terminate_backend"
+                } else {
+                    "pg_cancel_backend"
+                },
+                vec![DataType::Int64],
+                DataType::Boolean,
+                Volatility::Volatile,
+                Arc::new(signal),
+            ));
+        }
     }
 
     /// The process's sequence ranges.

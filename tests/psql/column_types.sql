@@ -19,6 +19,10 @@ SELECT id FROM ct WHERE i NOT IN ('30 days') ORDER BY id;
 -- min and max of intervals by length
 SELECT min(i), max(i), max(i) FILTER (WHERE id > 1), min(i) FILTER (WHERE false) FROM ct;
 SELECT min(x), max(x) FROM (VALUES (interval '1 mon'), (interval '40 days'), (interval '29 days 23:00'), (NULL)) v(x);
+-- avg of intervals: the sum divided as interval_div divides (a month's fraction as days)
+SELECT avg(i), avg(i) FILTER (WHERE false) FROM ct;
+SELECT avg(x), sum(x) FROM (VALUES (interval '1 mon'), (interval '1 day'), (interval '00:00:07'), (NULL)) v(x);
+SELECT id, avg(i) OVER (ORDER BY id) FROM ct ORDER BY id;
 SELECT id FROM ct WHERE i IS DISTINCT FROM '1 mon' ORDER BY id;
 SELECT a.id, b.id FROM ct a JOIN ct b ON a.i = b.i AND a.id < b.id ORDER BY 1, 2;
 SELECT id, t FROM ct WHERE t > '12:00' ORDER BY t;

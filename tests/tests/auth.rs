@@ -572,6 +572,47 @@ async fn databases_are_separate_and_created_and_dropped_by_sql() {
     admin.batch_execute("CREATE DATABASE other").await.unwrap();
     let again = connect("other").await.unwrap();
     assert_eq!(error_code(&again, "SELECT * FROM t").await, "42P01");
+    // WITH (FORCE) terminates the sessions connected to it (FATAL 57P01), then drops it.
+    assert_eq!(
+        error_code(&admin, "DROP DATABASE other WITH (FORCE, NOWAIT)").await,
+        "42601"
+    );
+    assert_eq!(
+        error_code(&admin, "DROP DATABASE other CASCADE").await,
+        "42601"
+    );
+    admin
+        .batch_execute("DROP DATABASE other WITH (FORCE)")
+        .await
+        .unwrap();
+    let err = again.batch_execute("SELECT 1").await.unwrap_err();
+    assert!(
+        err.code() == Some(&SqlState::ADMIN_SHUTDOWN) || again.is_closed(),
+        "{err}"
+    );
+    assert!(again.is_closed());
+    admin.batch_execute("CREATE DATABASE other").await.unwrap();
+    // pg_terminate_backend ends a connection by pid; pg_backend_pid is the connection's.
+    let victim = connect("other").await.unwrap();
+    let pid = rows(&victim, "SELECT pg_backend_pid()").await[0][0]
+        .clone()
+        .unwrap();
+    assert_ne!(
+        rows(&admin, "SELECT pg_backend_pid()").await[0][0],
+        Some(pid.clone())
+    );
+    assert_eq!(
+        rows(&admin, &format!("SELECT pg_terminate_backend({pid})")).await,
+        vec![vec![Some("t".into())]]
+    );
+    assert!(victim.batch_execute("SELECT 1").await.is_err());
+    assert_eq!(
+        rows(&admin, &format!("SELECT pg_terminate_backend({pid})")).await,
+        vec![vec![Some("f".into())]]
+    );
+    admin.batch_execute("DROP DATABASE other").await.unwrap();
+    admin.batch_execute("CREATE DATABASE other").await.unwrap();
+    let again = connect("other").await.unwrap();
     // `postgres` exists as in any PostgreSQL server.
     let pg = connect("postgres").await.unwrap();
     assert_eq!(

@@ -97,6 +97,11 @@ fn average_argument(arg: &Expr, schema: &datafusion::common::DFSchema) -> Option
     match arg.get_type(schema).ok()? {
         t if is_int(&t) => Some(arg.clone()),
         DataType::Decimal128(..) => Some(arg.clone()),
+        // PostgreSQL's `interval_avg` is the sum by `interval_div` (DataFusion has no
+        // average of intervals).
+        DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano) => {
+            Some(arg.clone())
+        }
         _ => None,
     }
 }
@@ -105,23 +110,32 @@ fn helper_names(name: &str) -> (String, String) {
     (format!("{name}\u{1f}sum"), format!("{name}\u{1f}count"))
 }
 
-/// `sum / count` under the average's name; an integer sum as numeric(38,0).
+/// `sum / count` under the average's name; an integer sum as numeric(38,0), an interval
+/// sum divided by `duet_interval_div`.
 fn quotient(name: &str, schema: &datafusion::common::DFSchema) -> Expr {
     let (sum, count) = helper_names(name);
     let column = Expr::Column(datafusion::common::Column::new_unqualified(sum));
+    let count = Expr::Column(datafusion::common::Column::new_unqualified(count));
     let sum = match column.get_type(schema) {
         Ok(t) if is_int(&t) => Expr::Cast(datafusion::logical_expr::Cast::new(
             Box::new(column),
             DataType::Decimal128(38, 0),
         )),
+        Ok(DataType::Interval(_)) => {
+            return Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::new_from_impl(
+                    super::arith::IntervalScale::divide(),
+                )),
+                vec![column, count],
+            ))
+            .alias(name)
+        }
         _ => column,
     };
     Expr::BinaryExpr(BinaryExpr::new(
         Box::new(sum),
         Operator::Divide,
-        Box::new(Expr::Column(datafusion::common::Column::new_unqualified(
-            count,
-        ))),
+        Box::new(count),
     ))
     .alias(name)
 }

@@ -4,7 +4,8 @@
 //! datafusion-pg-catalog's `pg.oid_alias` on catalog columns); DataFusion keeps a field's
 //! metadata through columns, aliases and casts, and drops it in aggregates and CASE:
 //!
-//! - [`DeclaredArrayAgg`]: `array_agg` of `oid` values is `oid[]`, as in PostgreSQL;
+//! - [`PgAggregate`]: `array_agg` of `oid` values is `oid[]`, as in PostgreSQL (and `avg`
+//!   takes an interval, which [`super::NumericAverages`] divides as PostgreSQL does);
 //! - [`CaseDeclaredTypes`]: a CASE whose results all have one declared type has it.
 //!
 //! asyncpg decodes `oid[]` with a built-in codec and has to look every other array type up
@@ -43,36 +44,74 @@ fn declared_type(field: &Field) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// `array_agg` (DataFusion's, wrapped): its result is `oid[]` when it aggregates `oid`
-/// values. Everything else is DataFusion's `array_agg`.
+/// DataFusion's `array_agg` and `avg`, wrapped: `array_agg`'s result is `oid[]` when it
+/// aggregates `oid` values; `avg` also takes an `interval` (its own signature), which
+/// [`super::NumericAverages`] rewrites to a sum and a count before anything runs it — an
+/// interval average it left (one with ORDER BY, or under grouping sets) is refused. The
+/// rest is DataFusion's.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DeclaredArrayAgg {
+pub struct PgAggregate {
     inner: Arc<AggregateUDF>,
+    /// `avg`'s signature with intervals; `None`: the inner one.
+    signature: Option<Signature>,
 }
 
-impl DeclaredArrayAgg {
+impl PgAggregate {
     /// The `array_agg` to register in place of DataFusion's.
     pub fn udaf() -> AggregateUDF {
         Self::wrap(datafusion::functions_aggregate::array_agg::array_agg_udaf())
     }
 
+    /// The `avg` to register in place of DataFusion's.
+    pub fn avg() -> AggregateUDF {
+        use datafusion::logical_expr::TypeSignature;
+        let inner = datafusion::functions_aggregate::average::avg_udaf();
+        let interval = TypeSignature::Exact(vec![DataType::Interval(
+            datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
+        )]);
+        let forms = match &inner.signature().type_signature {
+            TypeSignature::OneOf(forms) => forms.iter().cloned().chain([interval]).collect(),
+            other => vec![other.clone(), interval],
+        };
+        let signature = Signature::one_of(forms, inner.signature().volatility);
+        AggregateUDF::new_from_impl(Self {
+            inner,
+            signature: Some(signature),
+        })
+    }
+
     fn wrap(inner: Arc<AggregateUDF>) -> AggregateUDF {
-        AggregateUDF::new_from_impl(Self { inner })
+        AggregateUDF::new_from_impl(Self {
+            inner,
+            signature: None,
+        })
     }
 
     fn wrap_impl(inner: Arc<dyn AggregateUDFImpl>) -> Arc<dyn AggregateUDFImpl> {
         Arc::new(Self {
             inner: Arc::new(AggregateUDF::new_from_shared_impl(inner)),
+            signature: None,
         })
     }
 
     fn imp(&self) -> &dyn AggregateUDFImpl {
         self.inner.inner().as_ref()
     }
+
+    /// Whether this is `avg` of an interval (which DataFusion cannot compute).
+    fn interval_average<'a>(&self, mut types: impl Iterator<Item = &'a DataType>) -> bool {
+        self.signature.is_some() && types.any(|t| matches!(t, DataType::Interval(_)))
+    }
+
+    fn refuse_interval_average() -> DataFusionError {
+        DataFusionError::NotImplemented(
+            "avg of an interval with ORDER BY or under grouping sets".into(),
+        )
+    }
 }
 
 #[warn(clippy::missing_trait_methods)]
-impl AggregateUDFImpl for DeclaredArrayAgg {
+impl AggregateUDFImpl for PgAggregate {
     fn name(&self) -> &str {
         self.imp().name()
     }
@@ -82,14 +121,26 @@ impl AggregateUDFImpl for DeclaredArrayAgg {
     }
 
     fn signature(&self) -> &Signature {
-        self.imp().signature()
+        self.signature
+            .as_ref()
+            .unwrap_or_else(|| self.imp().signature())
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if self.interval_average(arg_types.iter()) {
+            return Ok(arg_types[0].clone());
+        }
         self.imp().return_type(arg_types)
     }
 
     fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
+        if self.interval_average(arg_fields.iter().map(|f| f.data_type())) {
+            return Ok(Arc::new(Field::new(
+                self.name(),
+                arg_fields[0].data_type().clone(),
+                true,
+            )));
+        }
         let field = self.imp().return_field(arg_fields)?;
         // datafusion-pg-catalog tags some catalog columns that are `oid` in PostgreSQL
         // (`pg_attribute.atttypid`, `attrelid`) with the alias they resolve names by
@@ -113,6 +164,9 @@ impl AggregateUDFImpl for DeclaredArrayAgg {
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if self.interval_average(acc_args.expr_fields.iter().map(|f| f.data_type())) {
+            return Err(Self::refuse_interval_average());
+        }
         self.imp().accumulator(acc_args)
     }
 
@@ -137,11 +191,15 @@ impl AggregateUDFImpl for DeclaredArrayAgg {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if self.interval_average(args.input_fields.iter().map(|f| f.data_type())) {
+            return Err(Self::refuse_interval_average());
+        }
         self.imp().state_fields(args)
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        self.imp().groups_accumulator_supported(args)
+        !self.interval_average(args.expr_fields.iter().map(|f| f.data_type()))
+            && self.imp().groups_accumulator_supported(args)
     }
 
     fn create_groups_accumulator(

@@ -984,7 +984,7 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
                 Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
                 f.args.clone(),
             ))),
-            "int_neg" | "abs" | "duet_nullable" | "duet_typed" | "duet_plain" | "duet_keep"
+            "int_neg" | "abs" | "duet_nullable" | "duet_typed" | "duet_plain"
             | "duet_single_value" | "nullif"
                 if !f.args.is_empty() =>
             {

@@ -66,7 +66,7 @@ pub use arith::{
     CheckedIntegerArithmetic, IntervalScale, NullifFirstArgumentType, NumericCasts, NumericDivision,
 };
 pub use bpchar::BpcharLiterals;
-pub use declared::{CaseDeclaredTypes, DeclaredArrayAgg, RecursiveTermMetadata};
+pub use declared::{CaseDeclaredTypes, PgAggregate, RecursiveTermMetadata};
 pub use dscale::{with_display_scales, ConstantDisplayScales};
 pub use floats::FloatNumerics;
 pub use folding::ConstantFoldingErrors;

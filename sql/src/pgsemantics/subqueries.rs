@@ -390,100 +390,23 @@ impl AnalyzerRule for GlobalAggregateConstants {
     }
 }
 
-/// `duet_keep(condition, column)`: the condition, tied to a column so that DataFusion does
-/// not move it (see [`GlobalAggregateFilters`]); volatile, so no simplification removes it.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(super) struct Keep {
-    signature: Signature,
-}
-
-impl Default for Keep {
-    fn default() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Volatile),
-        }
-    }
-}
-
-impl ScalarUDFImpl for Keep {
-    fn name(&self) -> &str {
-        "duet_keep"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(arg_types[0].clone())
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        match &args.args[0] {
-            ColumnarValue::Scalar(v) => Ok(ColumnarValue::Array(v.to_array_of_size(rows)?)),
-            a => Ok(a.clone()),
-        }
-    }
-}
-
-/// An optimizer rule, before DataFusion's filter push-down: a condition without columns
-/// (`NULL`, which the simplifier makes of `CASE WHEN bool_or(x) THEN false END`), or on
-/// constant columns only, in a filter over an aggregate without GROUP BY is tied to a
-/// column of the filter's input. DataFusion
-/// pushed such a condition below the aggregate, as if it were on a grouping column: the
-/// input emptied and the aggregate still answered its one row, where PostgreSQL's HAVING
-/// or outer WHERE removes it.
+/// An optimizer rule, before DataFusion's filter push-down: every aggregate without GROUP
+/// BY gets a `LIMIT` that keeps its one row above it, a node filters are not pushed
+/// through. No condition may go below such an aggregate (it has no grouping column to
+/// test), yet DataFusion pushed those without columns (`NULL`, which the simplifier makes
+/// of `CASE WHEN bool_or(x) THEN false END`), or on columns it had found constant, below
+/// it — through projections, aliases, other filters and joins: the input emptied and the
+/// aggregate still answered its one row, where PostgreSQL's HAVING or outer WHERE removes
+/// it (`SELECT … FROM (SELECT min(x) FROM t) d JOIN u ON true WHERE u.c LIKE 'a' AND NULL`
+/// kept every row of `u`).
 #[derive(Debug, Default)]
 pub struct GlobalAggregateFilters;
 
-/// The columns of `plan` that are constants (through projections, aliases and filters):
-/// push-down substitutes them, and a condition on them alone would then go below the
-/// aggregate like one without columns (`… LEFT JOIN empty ON NULL WHERE empty.c` made
-/// `empty.c` a NULL constant over a global aggregate, which kept its row).
-fn constant_columns(plan: &LogicalPlan) -> std::collections::HashSet<datafusion::common::Column> {
-    use datafusion::common::Column;
-    match plan {
-        LogicalPlan::Projection(p) => {
-            let inner = constant_columns(&p.input);
-            p.expr
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.column_refs().iter().all(|c| inner.contains(*c)))
-                .map(|(i, _)| {
-                    let (q, f) = p.schema.qualified_field(i);
-                    Column::new(q.cloned(), f.name())
-                })
-                .collect()
-        }
-        LogicalPlan::SubqueryAlias(a) => {
-            let inner = constant_columns(&a.input);
-            (0..a.schema.fields().len())
-                .filter(|&i| {
-                    let (q, f) = a.input.schema().qualified_field(i);
-                    inner.contains(&Column::new(q.cloned(), f.name()))
-                })
-                .map(|i| {
-                    let (q, f) = a.schema.qualified_field(i);
-                    Column::new(q.cloned(), f.name())
-                })
-                .collect()
-        }
-        LogicalPlan::Filter(f) => constant_columns(&f.input),
-        _ => Default::default(),
-    }
-}
-
-/// Whether `plan`, through projections, aliases and filters, is an aggregate without
-/// GROUP BY.
-fn over_global_aggregate(plan: &LogicalPlan) -> bool {
-    match plan {
-        LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),
-        LogicalPlan::Projection(p) => over_global_aggregate(&p.input),
-        LogicalPlan::SubqueryAlias(a) => over_global_aggregate(&a.input),
-        LogicalPlan::Filter(f) => over_global_aggregate(&f.input),
-        _ => false,
-    }
+/// The barrier: `LIMIT i64::MAX`, which DataFusion keeps (only `LIMIT 0` and a limit
+/// without a count are removed).
+fn is_barrier(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Limit(l) if l.skip.is_none()
+        && matches!(l.fetch.as_deref(), Some(Expr::Literal(ScalarValue::Int64(Some(i64::MAX)), _))))
 }
 
 impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
@@ -500,171 +423,42 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
         plan: LogicalPlan,
         _config: &dyn datafusion::optimizer::OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-        if let LogicalPlan::Join(join) = plan {
-            return anchor_join_filter(join);
-        }
-        let LogicalPlan::Filter(filter) = &plan else {
-            return Ok(Transformed::no(plan));
-        };
-        if let Some(anchored) = anchor_filter_over_join(filter)? {
-            return Ok(Transformed::yes(anchored));
-        }
-        if !over_global_aggregate(&filter.input) {
+        if is_barrier(&plan) {
             return Ok(Transformed::no(plan));
         }
-        let constants = constant_columns(&filter.input);
-        // A column that is not a constant if there is one (push-down substitutes a constant).
-        let columns: Vec<datafusion::common::Column> = filter
-            .input
-            .schema()
-            .iter()
-            .map(|(q, f)| datafusion::common::Column::new(q.cloned(), f.name()))
-            .collect();
-        let Some(anchor) = columns
-            .iter()
-            .find(|c| !constants.contains(*c))
-            .or(columns.first())
-            .cloned()
-            .map(Expr::Column)
-        else {
-            return Ok(Transformed::no(plan));
+        // A correlated subquery's aggregate is left to the decorrelation, which reads
+        // `Projection → Aggregate` and would not see through the barrier.
+        let correlated = |p: &LogicalPlan| {
+            p.exists(|n| {
+                Ok(n.expressions().iter().any(|e| {
+                    e.exists(|e| Ok(matches!(e, Expr::OuterReferenceColumn(..))))
+                        .unwrap_or(true)
+                }))
+            })
+            .unwrap_or(true)
         };
-        let (parts, changed) = anchor_parts(
-            split_conjunction_owned(filter.predicate.clone()),
-            &constants,
-            &anchor,
-        );
-        if !changed {
+        let global = |p: &LogicalPlan| {
+            matches!(p, LogicalPlan::Aggregate(a) if a.group_expr.is_empty()) && !correlated(p)
+        };
+        if !plan.inputs().into_iter().any(global) {
             return Ok(Transformed::no(plan));
         }
-        let LogicalPlan::Filter(filter) = plan else {
-            unreachable!("matched above");
-        };
-        let predicate = conjunction(parts).unwrap_or(filter.predicate);
-        // Every column constant: push-down would substitute the anchor too and move the
-        // condition below the aggregate again (`SELECT 5 AS c FROM (SELECT max(x) FROM t) d
-        // WHERE c <> c` kept its row). A limit that keeps the one row is a node filters
-        // are not pushed through.
-        let input = match constants.contains(&match &anchor {
-            Expr::Column(c) => c.clone(),
-            _ => unreachable!("the anchor is a column"),
-        }) {
-            true => Arc::new(LogicalPlan::Limit(datafusion::logical_expr::Limit {
-                skip: None,
-                fetch: Some(Box::new(Expr::Literal(
-                    ScalarValue::Int64(Some(i64::MAX)),
-                    None,
-                ))),
-                input: filter.input,
-            })),
-            false => filter.input,
-        };
-        Ok(Transformed::yes(LogicalPlan::Filter(
-            datafusion::logical_expr::Filter::try_new(predicate, input)?,
-        )))
-    }
-}
-
-/// Conditions of an inner join (its ON, or a filter right above it) on nothing but
-/// constants, beside a side that is an aggregate without GROUP BY, tied to a column of that
-/// side that is not constant: push-down moved `… (SELECT min(x) FROM t) d JOIN u ON NULL`
-/// below the aggregate, which still answered its row, and the join kept every row of `u`.
-fn anchor_to_aggregate_sides(parts: Vec<Expr>, sides: [&LogicalPlan; 2]) -> (Vec<Expr>, bool) {
-    let mut changed = false;
-    let mut parts = parts;
-    for side in sides {
-        if !over_global_aggregate(side) {
-            continue;
-        }
-        let constants = constant_columns(side);
-        let Some(anchor) = side
-            .schema()
-            .iter()
-            .map(|(q, f)| datafusion::common::Column::new(q.cloned(), f.name()))
-            .find(|c| !constants.contains(c))
-        else {
-            continue;
-        };
-        let (anchored, side_changed) = anchor_parts(parts, &constants, &Expr::Column(anchor));
-        parts = anchored;
-        changed |= side_changed;
-    }
-    (parts, changed)
-}
-
-/// `parts` with each condition on `constants` alone (not yet kept) as
-/// `duet_keep(condition, anchor)`, and whether any was.
-fn anchor_parts(
-    parts: Vec<Expr>,
-    constants: &std::collections::HashSet<datafusion::common::Column>,
-    anchor: &Expr,
-) -> (Vec<Expr>, bool) {
-    let keep = Arc::new(ScalarUDF::new_from_impl(Keep::default()));
-    let mut changed = false;
-    let parts = parts
-        .into_iter()
-        .map(|c| {
-            let kept = matches!(&c, Expr::ScalarFunction(f) if f.func.name() == "duet_keep");
-            if !kept && c.column_refs().iter().all(|r| constants.contains(*r)) {
-                changed = true;
-                Expr::ScalarFunction(ScalarFunction::new_udf(
-                    keep.clone(),
-                    vec![c, anchor.clone()],
-                ))
-            } else {
-                c
+        plan.map_children(|child| {
+            if !global(&child) {
+                return Ok(Transformed::no(child));
             }
+            Ok(Transformed::yes(LogicalPlan::Limit(
+                datafusion::logical_expr::Limit {
+                    skip: None,
+                    fetch: Some(Box::new(Expr::Literal(
+                        ScalarValue::Int64(Some(i64::MAX)),
+                        None,
+                    ))),
+                    input: Arc::new(child),
+                },
+            )))
         })
-        .collect();
-    (parts, changed)
-}
-
-/// [`anchor_to_aggregate_sides`] on an inner join's ON condition.
-fn anchor_join_filter(join: datafusion::logical_expr::Join) -> Result<Transformed<LogicalPlan>> {
-    use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-    let Some(filter) = join.filter.clone() else {
-        return Ok(Transformed::no(LogicalPlan::Join(join)));
-    };
-    if join.join_type != datafusion::logical_expr::JoinType::Inner {
-        return Ok(Transformed::no(LogicalPlan::Join(join)));
     }
-    let (parts, changed) =
-        anchor_to_aggregate_sides(split_conjunction_owned(filter), [&join.left, &join.right]);
-    if !changed {
-        return Ok(Transformed::no(LogicalPlan::Join(join)));
-    }
-    Ok(Transformed::yes(LogicalPlan::Join(
-        datafusion::logical_expr::Join {
-            filter: conjunction(parts),
-            ..join
-        },
-    )))
-}
-
-/// [`anchor_to_aggregate_sides`] on a filter right above an inner or cross join (as
-/// DataFusion turns `JOIN … ON NULL` into).
-fn anchor_filter_over_join(
-    filter: &datafusion::logical_expr::Filter,
-) -> Result<Option<LogicalPlan>> {
-    use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-    let LogicalPlan::Join(join) = filter.input.as_ref() else {
-        return Ok(None);
-    };
-    if join.join_type != datafusion::logical_expr::JoinType::Inner {
-        return Ok(None);
-    }
-    let (parts, changed) = anchor_to_aggregate_sides(
-        split_conjunction_owned(filter.predicate.clone()),
-        [&join.left, &join.right],
-    );
-    if !changed {
-        return Ok(None);
-    }
-    let predicate = conjunction(parts).unwrap_or_else(|| filter.predicate.clone());
-    Ok(Some(LogicalPlan::Filter(
-        datafusion::logical_expr::Filter::try_new(predicate, filter.input.clone())?,
-    )))
 }
 
 /// A correlated scalar subquery without an aggregate (`SELECT c.id, (SELECT p.name FROM p

@@ -126,6 +126,9 @@ pub struct Startup {
     pub tls: bool,
     /// The other startup parameters (`application_name`, `DateStyle`, `options`, …).
     pub parameters: Vec<(String, String)>,
+    /// Fired to end the connection (`pg_terminate_backend`, `DROP DATABASE … WITH
+    /// (FORCE)`): the server then closes it with `FATAL 57P01`.
+    pub terminate: tokio_util::sync::CancellationToken,
 }
 
 /// What login needs to know of a role.

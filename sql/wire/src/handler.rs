@@ -55,11 +55,16 @@ pub struct Connection<B: SqlBackend> {
 }
 
 impl<B: SqlBackend> Connection<B> {
-    /// A new connection with a fresh session of `backend`, logging in by `hba`'s rules.
-    pub fn new(backend: Arc<B>, hba: Arc<Hba>) -> Result<Self, WireError> {
+    /// A new connection with a fresh session of `backend`, logging in by `hba`'s rules;
+    /// `terminate` ends it (the session learns it at login, see [`crate::Startup`]).
+    pub fn new(
+        backend: Arc<B>,
+        hba: Arc<Hba>,
+        terminate: tokio_util::sync::CancellationToken,
+    ) -> Result<Self, WireError> {
         let session = Arc::new(Mutex::new(backend.open_session()?));
         Ok(Self {
-            login: Arc::new(Login::new(backend.clone(), hba, session.clone())),
+            login: Arc::new(Login::new(backend.clone(), hba, session.clone(), terminate)),
             backend,
             session,
             statements: Arc::default(),

@@ -38,6 +38,7 @@ pub struct Login<B: SqlBackend> {
     hba: Arc<Hba>,
     session: Arc<Mutex<B::Session>>,
     step: Mutex<Step>,
+    terminate: tokio_util::sync::CancellationToken,
 }
 
 fn fatal(state: SqlState, message: String) -> PgWireError {
@@ -60,12 +61,18 @@ fn password_failed(user: &str) -> PgWireError {
 }
 
 impl<B: SqlBackend> Login<B> {
-    pub fn new(backend: Arc<B>, hba: Arc<Hba>, session: Arc<Mutex<B::Session>>) -> Self {
+    pub fn new(
+        backend: Arc<B>,
+        hba: Arc<Hba>,
+        session: Arc<Mutex<B::Session>>,
+        terminate: tokio_util::sync::CancellationToken,
+    ) -> Self {
         Login {
             backend,
             hba,
             session,
             step: Mutex::new(Step::Start),
+            terminate,
         }
     }
 
@@ -136,6 +143,7 @@ impl<B: SqlBackend> Login<B> {
                 database,
                 tls: client.is_secure(),
                 parameters,
+                terminate: self.terminate.clone(),
             })
             .map_err(|mut e| {
                 e.severity = "FATAL".into();

@@ -235,6 +235,26 @@ async fn accept_loop<B: SqlBackend>(
 
 /// Carries out a CancelRequest on the accept thread; hands any other connection, within
 /// `max_connections`, to the sessions' runtime.
+/// `FATAL 57P01 terminating connection due to administrator command` as an ErrorResponse.
+fn terminated_message() -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (code, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P01"),
+        (b'M', "terminating connection due to administrator command"),
+    ] {
+        fields.push(code);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    out.extend_from_slice(&fields);
+    out
+}
+
 async fn admit<B: SqlBackend>(
     mut socket: TcpStream,
     peer: SocketAddr,
@@ -269,6 +289,8 @@ async fn admit<B: SqlBackend>(
     };
     sessions.spawn(async move {
         let _slot = slot;
+        // A second handle on the socket, to say why when the connection is terminated.
+        let raw = socket.try_clone().ok();
         let socket = match TcpStream::from_std(socket) {
             Ok(s) => s,
             Err(e) => {
@@ -276,15 +298,31 @@ async fn admit<B: SqlBackend>(
                 return;
             }
         };
-        let conn = match Connection::new(backend, options.hba) {
+        let terminate = tokio_util::sync::CancellationToken::new();
+        let conn = match Connection::new(backend, options.hba, terminate.clone()) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::error!(%peer, error = %e.message, "failed to set up session");
                 return;
             }
         };
-        if let Err(e) = pgwire::tokio::process_socket(socket, options.tls, conn).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let plain = options.tls.is_none();
+        tokio::select! {
+            ended = pgwire::tokio::process_socket(socket, options.tls, conn) => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            () = terminate.cancelled() => {
+                // The session is dropped with the connection's future. On a connection
+                // without TLS the client is told why first, as PostgreSQL tells it.
+                if let (true, Some(mut raw)) = (plain, raw) {
+                    use std::io::Write;
+                    let _ = raw.write_all(&terminated_message());
+                    let _ = raw.shutdown(std::net::Shutdown::Both);
+                }
+                tracing::info!(%peer, "connection terminated");
+            }
         }
     });
 }

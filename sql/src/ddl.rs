@@ -1455,6 +1455,44 @@ async fn alter(session: &mut Session, table: &str, op: AlterTableOperation) -> R
                 format!("constraint \"{name}\" of relation \"{table}\" does not exist"),
             ))
         }
+        AlterTableOperation::RenameConstraint { old_name, new_name } => {
+            let (from, to) = (ident_name(&old_name), ident_name(&new_name));
+            let def = session.table(table)?;
+            let named = |n: &str| {
+                def.checks.iter().any(|c| c.name == n)
+                    || def.foreign_keys.iter().any(|f| f.name == n)
+            };
+            let key = |n: &str| def.pk_name == n || def.index(n).is_some();
+            if key(&from) {
+                return Err(PgError::unsupported(format!(
+                    "ALTER TABLE RENAME CONSTRAINT {from} (a key; rename its index instead)"
+                )));
+            }
+            if !named(&from) {
+                return Err(PgError::new(
+                    SqlState::UndefinedObject,
+                    format!("constraint \"{from}\" for table \"{table}\" does not exist"),
+                ));
+            }
+            if named(&to) || key(&to) {
+                return Err(PgError::new(
+                    SqlState::DuplicateObject,
+                    format!("constraint \"{to}\" for relation \"{table}\" already exists"),
+                ));
+            }
+            blocking(|| {
+                store.alter_table_def(table, |d| {
+                    for c in d.checks.iter_mut().filter(|c| c.name == from) {
+                        c.name = to.clone();
+                    }
+                    for f in d.foreign_keys.iter_mut().filter(|f| f.name == from) {
+                        f.name = to.clone();
+                    }
+                    Ok(())
+                })
+            })?;
+            Ok(())
+        }
         AlterTableOperation::SetOptionsParens { options } => {
             for o in options {
                 let SqlOption::KeyValue { key, value } = &o else {
@@ -1667,6 +1705,18 @@ mod tests {
             "CREATE DATABASE \"t1\" LOCATION 'WITH ENCODING ''utf8'' TEMPLATE = template0';"
         );
         assert_eq!(rewrite_compat("create database d"), "create database d");
+        assert_eq!(
+            rewrite_compat("DROP DATABASE IF EXISTS d WITH (FORCE);"),
+            "DROP DATABASE IF EXISTS d PURGE;"
+        );
+        assert_eq!(
+            rewrite_compat("drop database d (force)"),
+            "drop database d PURGE"
+        );
+        assert_eq!(
+            rewrite_compat("drop database d (force, nowait)"),
+            "drop database d (force, nowait)"
+        );
         assert_eq!(rewrite_compat("vacuum"), "VACUUM");
         assert_eq!(
             rewrite_compat("select 1; vacuum analyze"),

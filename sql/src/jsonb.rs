@@ -43,6 +43,11 @@ impl Json {
             span: (0, 0),
         }
     }
+
+    /// The value as it was written in `source` (the text it was parsed from).
+    pub fn source_text<'a>(&self, source: &'a str) -> &'a str {
+        &source[self.span.0..self.span.1]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -293,7 +298,7 @@ pub fn numeric_text(n: &str) -> String {
 }
 
 /// `s` as a JSON string, escaped as PostgreSQL escapes it.
-fn write_string(s: &str, out: &mut String) {
+pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -524,18 +529,24 @@ pub struct JsonbFunction {
 }
 
 impl JsonbFunction {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 11] = [
         "jsonb_typeof",
         "jsonb_array_length",
         "to_jsonb",
         "jsonb_build_object",
         "jsonb_build_array",
         "jsonb_set",
+        "json_typeof",
+        "json_array_length",
+        "to_json",
+        "json_build_object",
+        "json_build_array",
     ];
 
     pub fn udf(name: &'static str) -> ScalarUDF {
         let signature = match name {
-            "jsonb_build_object" | "jsonb_build_array" => Signature::one_of(
+            "jsonb_build_object" | "jsonb_build_array" | "json_build_object"
+            | "json_build_array" => Signature::one_of(
                 vec![
                     datafusion::logical_expr::TypeSignature::VariadicAny,
                     datafusion::logical_expr::TypeSignature::Nullary,
@@ -555,8 +566,97 @@ impl JsonbFunction {
     }
 
     fn returns_jsonb(&self) -> bool {
-        !matches!(self.name, "jsonb_typeof" | "jsonb_array_length")
+        !matches!(
+            self.name,
+            "jsonb_typeof" | "jsonb_array_length" | "json_typeof" | "json_array_length"
+        )
     }
+
+    /// The type of the JSON the function makes.
+    fn made_type(&self) -> &'static str {
+        if self.name.starts_with("jsonb") || self.name == "to_jsonb" {
+            "jsonb"
+        } else {
+            "json"
+        }
+    }
+
+    /// The jsonb function that answers the same for a json argument (`json_typeof` is
+    /// `jsonb_typeof` of the parsed value).
+    fn jsonb_name(&self) -> &'static str {
+        match self.name {
+            "json_typeof" => "jsonb_typeof",
+            "json_array_length" => "jsonb_array_length",
+            other => other,
+        }
+    }
+}
+
+/// The text `to_json` makes of row `i` of `array`: a json value as it was written, a jsonb
+/// value in jsonb's form, anything else as `to_jsonb` reads it; `None` for SQL NULL.
+fn json_text_of(array: &ArrayRef, field: &Field, i: usize) -> Result<Option<String>, PgError> {
+    if array.data_type() != &DataType::Null && !array.is_null(i) && declared(field) == Some("json")
+    {
+        let text = datafusion::arrow::compute::cast(&array.slice(i, 1), &DataType::Utf8)
+            .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))?;
+        return Ok(Some(text.as_string::<i32>().value(0).to_string()));
+    }
+    Ok(json_of(array, field, i)?.map(|v| {
+        let mut s = String::new();
+        write_jsonb(&v, &mut s);
+        s
+    }))
+}
+
+/// `to_json`, `json_build_object` and `json_build_array` of row `i`, in PostgreSQL's json
+/// text: members `"key" : value` and items separated by `, `, json arguments as written,
+/// keys in the order given (duplicates kept).
+fn json_row(
+    name: &str,
+    arrays: &[ArrayRef],
+    fields: &[FieldRef],
+    i: usize,
+) -> Result<Option<String>, PgError> {
+    let piece = |k: usize| -> Result<String, PgError> {
+        Ok(json_text_of(&arrays[k], &fields[k], i)?.unwrap_or_else(|| "null".into()))
+    };
+    Ok(Some(match name {
+        "to_json" => return json_text_of(&arrays[0], &fields[0], i),
+        "json_build_array" => {
+            let items = (0..arrays.len())
+                .map(piece)
+                .collect::<Result<Vec<_>, _>>()?;
+            format!("[{}]", items.join(", "))
+        }
+        _ => {
+            let mut members = Vec::with_capacity(arrays.len() / 2);
+            for k in (0..arrays.len()).step_by(2) {
+                let key = match json_of(&arrays[k], &fields[k], i)? {
+                    None => {
+                        return Err(PgError::new(
+                            SqlState::InvalidParameterValue,
+                            format!("argument {}: key must not be null", k + 1),
+                        ))
+                    }
+                    Some(Json {
+                        value: Value::String(s) | Value::Number(s),
+                        ..
+                    }) => s,
+                    Some(other) => {
+                        let mut s = String::new();
+                        write_jsonb(&other, &mut s);
+                        s
+                    }
+                };
+                let mut member = String::new();
+                write_string(&key, &mut member);
+                member.push_str(" : ");
+                member.push_str(&piece(k + 1)?);
+                members.push(member);
+            }
+            format!("{{{}}}", members.join(", "))
+        }
+    }))
 }
 
 /// The JSON value of row `i` of `array` (whose field is `field`), as `to_jsonb` makes it;
@@ -625,7 +725,7 @@ impl ScalarUDFImpl for JsonbFunction {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(match self.name {
+        Ok(match self.jsonb_name() {
             "jsonb_array_length" => DataType::Int32,
             _ => DataType::Utf8,
         })
@@ -633,7 +733,7 @@ impl ScalarUDFImpl for JsonbFunction {
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
         Ok(Arc::new(if self.returns_jsonb() {
-            declared_field(self.name, "jsonb", true)
+            declared_field(self.name, self.made_type(), true)
         } else {
             Field::new(self.name, self.return_type(&[])?, true)
         }))
@@ -643,16 +743,28 @@ impl ScalarUDFImpl for JsonbFunction {
         let (arrays, scalar) = crate::pgsemantics::arg_arrays(&args)?;
         let rows = if scalar { 1 } else { args.number_rows };
         let fields = &args.arg_fields;
-        if self.name == "jsonb_build_object" && arrays.len() % 2 == 1 {
+        if matches!(self.name, "jsonb_build_object" | "json_build_object") && arrays.len() % 2 == 1
+        {
             return Err(pg_error(
                 PgError::new(
                     SqlState::InvalidParameterValue,
                     "argument list must have even number of elements",
                 )
-                .with_hint(
-                    "The arguments of jsonb_build_object() must consist of alternating keys and values.",
-                ),
+                .with_hint(format!(
+                    "The arguments of {}() must consist of alternating keys and values.",
+                    self.name
+                )),
             ));
+        }
+        if matches!(
+            self.name,
+            "to_json" | "json_build_object" | "json_build_array"
+        ) {
+            let mut out = StringBuilder::new();
+            for i in 0..rows {
+                out.append_option(json_row(self.name, &arrays, fields, i).map_err(pg_error)?);
+            }
+            return crate::pgsemantics::columnar(Arc::new(out.finish()), scalar);
         }
         if self.name == "jsonb_set" {
             let out = jsonb_set_rows(&arrays, rows).map_err(pg_error)?;
@@ -704,6 +816,18 @@ impl ScalarUDFImpl for JsonbFunction {
                     }
                     Some(Value::Object(members))
                 }
+                // A string literal given to `jsonb_typeof('…')` is read as JSON, as
+                // PostgreSQL types the literal by the function's argument.
+                "jsonb_typeof" | "jsonb_array_length" | "json_typeof" | "json_array_length"
+                    if declared(&fields[0]).is_none()
+                        && matches!(arrays[0].data_type(), DataType::Utf8) =>
+                {
+                    let texts = arrays[0].as_string::<i32>();
+                    match texts.is_null(i) {
+                        true => None,
+                        false => Some(parse(texts.value(i)).map_err(pg_error)?.value),
+                    }
+                }
                 _ => json_of(&arrays[0], &fields[0], i)
                     .map_err(pg_error)?
                     .map(|j| j.value),
@@ -713,7 +837,7 @@ impl ScalarUDFImpl for JsonbFunction {
                 lengths.append_null();
                 continue;
             };
-            match self.name {
+            match self.jsonb_name() {
                 "jsonb_typeof" => text.append_value(match value {
                     Value::Object(_) => "object",
                     Value::Array(_) => "array",
@@ -749,7 +873,7 @@ impl ScalarUDFImpl for JsonbFunction {
                 }
             }
         }
-        let out: ArrayRef = match self.name {
+        let out: ArrayRef = match self.jsonb_name() {
             "jsonb_array_length" => Arc::new(lengths.finish()),
             _ => Arc::new(text.finish()),
         };
@@ -1441,6 +1565,28 @@ impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
         use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
         use datafusion::logical_expr::{BinaryExpr, LogicalPlan, Operator};
+        // A cast's field keeps its operand's metadata, but no cast makes a json, jsonb or
+        // uuid value (`duet_jsonb(…)` does): a cast of one is wrapped in `duet_plain`, so
+        // `j::text::int > 1` compares integers and `ORDER BY j::text` sorts text.
+        let plan = crate::pgsemantics::retype_expressions(plan, |e, schema| {
+            let operand = match &e {
+                Expr::Cast(c) => &c.expr,
+                Expr::TryCast(c) => &c.expr,
+                _ => return Ok(Transformed::no(e)),
+            };
+            if !operand
+                .to_field(schema)
+                .is_ok_and(|(_, f)| declared(&f).is_some())
+            {
+                return Ok(Transformed::no(e));
+            }
+            let plain = Arc::new(ScalarUDF::new_from_impl(
+                crate::pgsemantics::Identity::plain(),
+            ));
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(plain, vec![e]),
+            )))
+        })?;
         plan.apply_with_subqueries(|node| {
             let LogicalPlan::Sort(sort) = node else {
                 return Ok(TreeNodeRecursion::Continue);

@@ -1,5 +1,6 @@
 //! The jsonb functions over sets of values: the aggregates `jsonb_agg` and
-//! `jsonb_object_agg`, and the set-returning `jsonb_array_elements[_text]`,
+//! `jsonb_object_agg` (and json's `json_agg` and `json_object_agg`, whose text keeps the
+//! items as written), and the set-returning `jsonb_array_elements[_text]`,
 //! `jsonb_each[_text]` and `jsonb_object_keys`.
 //!
 //! Both kinds are statement rewrites onto what DataFusion runs natively, plus functions over
@@ -190,13 +191,56 @@ pub struct JsonbOfList {
 }
 
 impl JsonbOfList {
-    pub const NAMES: [&'static str; 2] = ["duet_jsonb_agg_of", "duet_jsonb_object_agg_of"];
+    pub const NAMES: [&'static str; 4] = [
+        "duet_jsonb_agg_of",
+        "duet_jsonb_object_agg_of",
+        "duet_json_agg_of",
+        "duet_json_object_agg_of",
+    ];
 
     pub fn udf(name: &'static str) -> ScalarUDF {
         ScalarUDF::new_from_impl(Self {
             name,
             signature: Signature::any(1, Volatility::Immutable),
         })
+    }
+
+    /// `json_agg`'s and `json_object_agg`'s text: the items as they were written,
+    /// `[a, b]` and `{ "k" : v, … }` (duplicate keys kept), as PostgreSQL prints them.
+    fn json_text(&self, items: &ArrayRef) -> Result<String, PgError> {
+        let texts = datafusion::arrow::compute::cast(items, &DataType::Utf8)
+            .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))?;
+        let texts = texts.as_string::<i32>();
+        if self.name == "duet_json_agg_of" {
+            let items: Vec<&str> = texts.iter().map(|t| t.unwrap_or("null")).collect();
+            return Ok(format!("[{}]", items.join(", ")));
+        }
+        let mut members = Vec::with_capacity(texts.len());
+        for pair in texts.iter().flatten() {
+            let parsed = parse(pair)?;
+            let Value::Array(kv) = &parsed.value else {
+                continue;
+            };
+            let [key, value] = kv.as_slice() else {
+                continue;
+            };
+            let key = match &key.value {
+                Value::Null => {
+                    return Err(PgError::new(
+                        SqlState::InvalidParameterValue,
+                        "field name must not be null",
+                    ))
+                }
+                Value::String(s) | Value::Number(s) => s.clone(),
+                _ => key.source_text(pair).to_string(),
+            };
+            let mut member = String::new();
+            crate::jsonb::write_string(&key, &mut member);
+            member.push_str(" : ");
+            member.push_str(value.source_text(pair));
+            members.push(member);
+        }
+        Ok(format!("{{ {} }}", members.join(", ")))
     }
 
     fn value(&self, items: &ArrayRef) -> Result<Json, PgError> {
@@ -254,7 +298,12 @@ impl ScalarUDFImpl for JsonbOfList {
     }
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(declared_field(self.name, "jsonb", true)))
+        let ty = if self.name.starts_with("duet_jsonb") {
+            "jsonb"
+        } else {
+            "json"
+        };
+        Ok(Arc::new(declared_field(self.name, ty, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -268,6 +317,10 @@ impl ScalarUDFImpl for JsonbOfList {
             for i in 0..list.len() {
                 if list.is_null(i) {
                     out.append_null();
+                    continue;
+                }
+                if !self.name.starts_with("duet_jsonb") {
+                    out.append_value(self.json_text(&list.value(i)).map_err(pg_error)?);
                     continue;
                 }
                 let v = canonical(self.value(&list.value(i)).map_err(pg_error)?);
@@ -313,35 +366,40 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     fn aggregate(e: &mut Expr) -> Result<(), &'static str> {
         let Expr::Function(f) = e else { return Ok(()) };
         let name = name_of(f);
-        if let (Some(n @ ("jsonb_agg" | "jsonb_object_agg")), FunctionArguments::List(list)) =
-            (name.as_deref(), &f.args)
+        if let (
+            Some(n @ ("jsonb_agg" | "jsonb_object_agg" | "json_agg" | "json_object_agg")),
+            FunctionArguments::List(list),
+        ) = (name.as_deref(), &f.args)
         {
             if matches!(
                 list.duplicate_treatment,
                 Some(sqlparser::ast::DuplicateTreatment::Distinct)
             ) {
-                return Err(if n == "jsonb_agg" {
-                    "jsonb_agg(DISTINCT …)"
-                } else {
-                    "jsonb_object_agg(DISTINCT …)"
+                return Err(match n {
+                    "jsonb_agg" => "jsonb_agg(DISTINCT …)",
+                    "json_agg" => "json_agg(DISTINCT …)",
+                    "json_object_agg" => "json_object_agg(DISTINCT …)",
+                    _ => "jsonb_object_agg(DISTINCT …)",
                 });
             }
         }
-        let (outer, item) = match name.as_deref() {
-            Some("jsonb_agg") => match plain_args(f).as_deref() {
-                Some([x]) => (
-                    "duet_jsonb_agg_of",
-                    call_function("to_jsonb", vec![x.clone()]),
-                ),
-                _ => return Ok(()),
-            },
-            Some("jsonb_object_agg") => match plain_args(f).as_deref() {
-                Some([k, v]) => (
-                    "duet_jsonb_object_agg_of",
-                    call_function("jsonb_build_array", vec![k.clone(), v.clone()]),
-                ),
-                _ => return Ok(()),
-            },
+        let (outer, item) = match (name.as_deref(), plain_args(f).as_deref()) {
+            (Some("jsonb_agg"), Some([x])) => (
+                "duet_jsonb_agg_of",
+                call_function("to_jsonb", vec![x.clone()]),
+            ),
+            (Some("json_agg"), Some([x])) => (
+                "duet_json_agg_of",
+                call_function("to_json", vec![x.clone()]),
+            ),
+            (Some("jsonb_object_agg"), Some([k, v])) => (
+                "duet_jsonb_object_agg_of",
+                call_function("jsonb_build_array", vec![k.clone(), v.clone()]),
+            ),
+            (Some("json_object_agg"), Some([k, v])) => (
+                "duet_json_object_agg_of",
+                call_function("json_build_array", vec![k.clone(), v.clone()]),
+            ),
             _ => return Ok(()),
         };
         let mut inner = f.clone();

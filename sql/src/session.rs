@@ -410,6 +410,8 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::CaseDeclaredTypes));
             rules.push(Arc::new(crate::pgsemantics::RecursiveTermMetadata));
             rules.push(Arc::new(crate::pgsemantics::ConstantDisplayScales));
+            rules.push(Arc::new(crate::pgsemantics::LateralFunctions));
+            rules.push(Arc::new(crate::pgsemantics::UnnestKeys));
             rules.push(Arc::new(crate::pgsemantics::RebuildSchemas));
             // Before DataFusion's filter push-down (see pgsemantics/subqueries.rs).
             let mut optimizers = state.optimizers().to_vec();
@@ -418,6 +420,12 @@ impl Session {
                 .position(|r| r.name() == "push_down_filter")
                 .unwrap_or(0);
             optimizers.insert(at, Arc::new(crate::pgsemantics::GlobalAggregateFilters));
+            if let Some(at) = optimizers
+                .iter()
+                .position(|r| r.name() == "eliminate_duplicated_expr")
+            {
+                optimizers.insert(at, Arc::new(crate::pgsemantics::UnnestKeys));
+            }
             for rule in optimizers.iter_mut() {
                 match rule.name() {
                     "single_distinct_aggregation_to_group_by" => {

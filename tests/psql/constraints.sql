@@ -23,3 +23,15 @@ COPY acct FROM STDIN;
 SELECT count(*) FROM acct;
 CREATE TABLE bad (a int CHECK (b > 0));
 DROP TABLE acct;
+-- RENAME CONSTRAINT: a CHECK and a foreign key keep working under their new names
+CREATE TABLE rn_parent (id int PRIMARY KEY);
+CREATE TABLE rn (a int CONSTRAINT rn_pos CHECK (a > 0), p int CONSTRAINT rn_fk REFERENCES rn_parent (id));
+ALTER TABLE rn RENAME CONSTRAINT rn_pos TO rn_positive;
+ALTER TABLE rn RENAME CONSTRAINT rn_fk TO rn_parent_fk;
+ALTER TABLE rn RENAME CONSTRAINT rn_pos TO rn_other;
+ALTER TABLE rn RENAME CONSTRAINT rn_positive TO rn_parent_fk;
+INSERT INTO rn VALUES (-1, NULL);
+INSERT INTO rn VALUES (1, 5);
+SELECT conname FROM pg_constraint WHERE conrelid = 'rn'::regclass ORDER BY 1;
+DROP TABLE rn;
+DROP TABLE rn_parent;

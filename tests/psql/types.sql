@@ -123,3 +123,15 @@ select jsonb_set('[1]', '{0,x}', '2');
 select jsonb_set('{"a":1}', '{NULL}', '2');
 update jagg set doc = jsonb_set(doc, '{new}', 'true') where id = 3 returning doc;
 DROP TABLE jagg;
+-- json's builders and aggregates: json text as PostgreSQL prints it (json values as written)
+select json_build_object('a', 1, 'b', 'x', 'c', null, 'd', '{"z":  1}'::json, 'e', '{"z":  1}'::jsonb, 'f', 1.50, 'g', true, 'h', date '2024-01-02', 'i', timestamp '2024-01-02 10:00:00.5');
+select json_build_array(1, 'a', null, '[1,  2]'::json), json_build_array(), json_build_object();
+select json_agg(x order by x desc) from (values (1), (2), (null)) t(x);
+select json_object_agg(k, v) from (values ('a', 1), ('b', null), ('a', 3)) t(k, v);
+select to_json('x'::text), to_json(1.50), to_json(null::int), json_typeof('[1]'), json_array_length('[1,2]'), to_json('a"b'::text), jsonb_typeof('{"a": 1}');
+select json_agg(j) from (values ('{"a":  1}'::json)) t(j);
+select json_agg(x) is null, json_object_agg(x, x) is null from (values (1)) t(x) where false;
+select json_build_object('a');
+select json_object_agg(k, v) from (values (null::text, 1)) t(k, v);
+select json_array_length('{"a":1}');
+select json_build_object('k', n) -> 'k', json_build_object('k', n) ->> 'k' from (values (5)) t(n);

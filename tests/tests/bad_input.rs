@@ -180,6 +180,12 @@ async fn subquery_shapes_that_would_answer_differently_are_refused() {
             "INTERSECT ALL",
         ),
         ("SELECT x FROM a EXCEPT ALL SELECT y FROM b", "EXCEPT ALL"),
+        // Correlated: the null-aware anti join decides on NULLs over the whole subquery
+        // (PostgreSQL: one row, for the NULL `p.x`, whose subquery is empty).
+        (
+            "SELECT 1 FROM a AS p WHERE p.x NOT IN (SELECT y FROM b WHERE p.x > 0)",
+            "NOT IN (correlated subquery)",
+        ),
     ];
     for engine in ["row", "column", "auto"] {
         c.batch_execute(&format!("SET duet.engine = '{engine}'"))

@@ -56,6 +56,7 @@ mod floats;
 mod folding;
 mod functions;
 mod joins;
+mod lateral;
 mod statement;
 mod subqueries;
 mod text;
@@ -74,6 +75,7 @@ pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
 };
 pub use joins::{ErrorPreservingJoins, OuterJoinConstants};
+pub use lateral::{LateralFunctions, UnnestKeys};
 pub(crate) use statement::call_function;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{

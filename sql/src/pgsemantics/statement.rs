@@ -7,6 +7,7 @@ use super::*;
 /// rewrites below, then the refusals.
 pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     crate::colnames::name_outputs(stmt);
+    lateral_functions_as_functions(stmt);
     crate::jsonb_sets::rewrite(stmt)?;
     name_casts_in_aggregates(stmt);
     having_without_aggregates(stmt);
@@ -18,6 +19,45 @@ pub fn rewrite_statement(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     character_casts(stmt);
     type_integer_literals(stmt);
     refuse_multiset_set_operations(stmt)
+}
+
+/// `FROM t, LATERAL f(t.x)` is `FROM t, f(t.x)`: PostgreSQL's functions in FROM are lateral
+/// with or without the keyword, and the rewrites of set-returning functions (and
+/// `LateralFunctions`) read the plain form.
+fn lateral_functions_as_functions(stmt: &mut sqlparser::ast::Statement) {
+    use sqlparser::ast::{TableFactor, TableFunctionArgs, VisitMut, VisitorMut};
+    struct Plain;
+    impl VisitorMut for Plain {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> std::ops::ControlFlow<()> {
+            if let TableFactor::Function {
+                lateral: true,
+                name,
+                args,
+                with_ordinality,
+                alias,
+            } = t
+            {
+                *t = TableFactor::Table {
+                    name: name.clone(),
+                    alias: alias.clone(),
+                    args: Some(TableFunctionArgs {
+                        args: std::mem::take(args),
+                        settings: None,
+                    }),
+                    with_hints: vec![],
+                    version: None,
+                    with_ordinality: *with_ordinality,
+                    partitions: vec![],
+                    json_path: None,
+                    sample: None,
+                    index_hints: vec![],
+                };
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Plain);
 }
 
 /// Aggregate functions by name (the statement rewrites tell them from other calls).

@@ -287,6 +287,48 @@ fn reads_a_column(e: &Expr, schema: &datafusion::common::DFSchema) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether DataFusion's null-aware anti join answers `x NOT IN (subquery)` exactly: it
+/// decides on NULLs over the whole subquery, not per outer row, so a correlated subquery
+/// is answered right only where neither `x` nor the subquery's column can be NULL. (`NULL
+/// NOT IN (SELECT … WHERE outer.b)` is true where `outer.b` is NULL — no rows — and
+/// DataFusion dropped the row because other outer rows had some.)
+fn anti_join_exact(
+    s: &datafusion::logical_expr::expr::InSubquery,
+    schema: &datafusion::common::DFSchema,
+) -> bool {
+    s.subquery.outer_ref_columns.is_empty()
+        || (!s.expr.nullable(schema).unwrap_or(true) && !column_nullable(&s.subquery.subquery))
+}
+
+/// Whether a subquery's (first) column can be NULL, seen through the `duet_nullable` that
+/// `NullableScalarSubqueries` puts on every subquery's column.
+fn column_nullable(plan: &LogicalPlan) -> bool {
+    if let LogicalPlan::Projection(p) = plan {
+        let first = p.expr.first().map(|e| match e {
+            Expr::Alias(a) => a.expr.as_ref(),
+            e => e,
+        });
+        if let Some(Expr::ScalarFunction(f)) = first {
+            if f.func.name() == "duet_nullable" {
+                return f
+                    .args
+                    .first()
+                    .is_none_or(|a| a.nullable(p.input.schema()).unwrap_or(true));
+            }
+        }
+    }
+    plan.schema()
+        .fields()
+        .first()
+        .is_none_or(|f| f.is_nullable())
+}
+
+fn correlated_not_in() -> DataFusionError {
+    DataFusionError::NotImplemented(
+        "NOT IN (correlated subquery) where the value or the subquery's column can be NULL".into(),
+    )
+}
+
 /// `conjunct`: `e` is a whole conjunct of the predicate (reached through AND only).
 fn check_in_subqueries(
     e: &Expr,
@@ -310,6 +352,18 @@ fn check_in_subqueries(
         }) => {
             check_in_subqueries(left, false, schema)?;
             check_in_subqueries(right, false, schema)
+        }
+        Expr::InSubquery(s @ InSubquery { negated: true, .. })
+            if conjunct && reads_a_column(&s.expr, schema) && !anti_join_exact(s, schema) =>
+        {
+            Err(correlated_not_in())
+        }
+        Expr::Not(inner)
+            if conjunct
+                && matches!(inner.as_ref(), Expr::InSubquery(s) if !s.negated
+                    && reads_a_column(&s.expr, schema) && !anti_join_exact(s, schema)) =>
+        {
+            Err(correlated_not_in())
         }
         Expr::InSubquery(InSubquery { expr, negated, .. })
             if !negated || conjunct && reads_a_column(expr, schema) =>

@@ -81,12 +81,16 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, PgError> {
     };
     let plain =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql);
-    // The parser knows no ALTER DATABASE; it is a statement DuetDB does not run (yet), not a
-    // syntax error.
+    // The parser knows no ALTER DATABASE and no ALTER VIEW; they are statements DuetDB does
+    // not run (yet), not syntax errors.
     if plain.is_err() {
         let mut words = sql.split_whitespace().map(str::to_ascii_lowercase);
-        if words.next().as_deref() == Some("alter") && words.next().as_deref() == Some("database") {
-            return Err(PgError::unsupported("ALTER DATABASE"));
+        if words.next().as_deref() == Some("alter") {
+            match words.next().as_deref() {
+                Some("database") => return Err(PgError::unsupported("ALTER DATABASE")),
+                Some("view") => return Err(PgError::unsupported("ALTER VIEW")),
+                _ => {}
+            }
         }
     }
     if is_catalog_query(&sql) {

@@ -29,8 +29,24 @@ impl AnalyzerRule for ConstantFoldingErrors {
     }
 }
 
+/// Functions PostgreSQL marks STABLE (their text depends on settings) that DataFusion
+/// folds: PostgreSQL does not fold a call of one, only its arguments.
+const STABLE: &[&str] = &[
+    "concat",
+    "concat_ws",
+    "format",
+    "to_char",
+    "array_to_string",
+    "to_json",
+    "to_jsonb",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_build_array",
+    "jsonb_build_array",
+];
+
 /// Whether PostgreSQL would fold `e` to a constant: no columns, aggregates, windows,
-/// subqueries, parameters or volatile functions.
+/// subqueries, parameters, volatile functions or the stable ones above.
 pub(super) fn is_constant(e: &Expr) -> bool {
     !e.exists(|x| {
         Ok(matches!(
@@ -44,7 +60,8 @@ pub(super) fn is_constant(e: &Expr) -> bool {
                 | Expr::InSubquery(_)
                 | Expr::Placeholder(_)
                 | Expr::ScalarVariable(..)
-        ) || matches!(x, Expr::ScalarFunction(f) if f.func.signature().volatility == Volatility::Volatile))
+        ) || matches!(x, Expr::ScalarFunction(f) if f.func.signature().volatility == Volatility::Volatile
+            || STABLE.contains(&f.func.name())))
     })
     .unwrap_or(false)
 }
@@ -120,14 +137,17 @@ fn fold_errors(e: &Expr) -> Result<()> {
             if let Some(operand) = &case.expr {
                 fold_errors(operand)?;
             }
+            // Each condition reached is folded (its operands first: `(3 * -2147483648) <=
+            // NULL` raises though DataFusion's simplifier makes it NULL); a constant true
+            // one ends the CASE, a constant false or NULL one drops its result unfolded.
             for (when, then) in &case.when_then_expr {
+                fold_errors(when)?;
                 if is_constant(when) && case.expr.is_none() {
                     match eval_constant(when)? {
                         Some(ScalarValue::Boolean(Some(true))) => return fold_errors(then),
                         _ => continue,
                     }
                 }
-                fold_errors(when)?;
                 fold_errors(then)?;
             }
             match &case.else_expr {
@@ -139,20 +159,17 @@ fn fold_errors(e: &Expr) -> Result<()> {
             if matches!(op, Operator::And | Operator::Or) =>
         {
             let decides = ScalarValue::Boolean(Some(*op == Operator::Or));
+            fold_errors(left)?;
             if is_constant(left) && eval_constant(left)? == Some(decides) {
                 return Ok(());
             }
-            fold_errors(left)?;
             fold_errors(right)
         }
         Expr::ScalarFunction(f) if f.func.name() == "coalesce" => {
             for a in &f.args {
-                if is_constant(a) {
-                    if eval_constant(a)?.is_some() {
-                        return Ok(());
-                    }
-                } else {
-                    fold_errors(a)?;
+                fold_errors(a)?;
+                if is_constant(a) && eval_constant(a)?.is_some() {
+                    return Ok(());
                 }
             }
             Ok(())

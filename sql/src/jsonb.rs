@@ -608,6 +608,33 @@ fn json_text_of(array: &ArrayRef, field: &Field, i: usize) -> Result<Option<Stri
     }))
 }
 
+/// The key a `json[b]_build_object` argument (the `position`th, from 0) makes of row `i`:
+/// a string or a number's text; 22023 for NULL.
+fn object_key(
+    array: &ArrayRef,
+    field: &Field,
+    i: usize,
+    position: usize,
+) -> Result<String, PgError> {
+    Ok(match json_of(array, field, i)? {
+        None => {
+            return Err(PgError::new(
+                SqlState::InvalidParameterValue,
+                format!("argument {}: key must not be null", position + 1),
+            ))
+        }
+        Some(Json {
+            value: Value::String(s) | Value::Number(s),
+            ..
+        }) => s,
+        Some(other) => {
+            let mut s = String::new();
+            write_jsonb(&other, &mut s);
+            s
+        }
+    })
+}
+
 /// `to_json`, `json_build_object` and `json_build_array` of row `i`, in PostgreSQL's json
 /// text: members `"key" : value` and items separated by `, `, json arguments as written,
 /// keys in the order given (duplicates kept).
@@ -631,23 +658,7 @@ fn json_row(
         _ => {
             let mut members = Vec::with_capacity(arrays.len() / 2);
             for k in (0..arrays.len()).step_by(2) {
-                let key = match json_of(&arrays[k], &fields[k], i)? {
-                    None => {
-                        return Err(PgError::new(
-                            SqlState::InvalidParameterValue,
-                            format!("argument {}: key must not be null", k + 1),
-                        ))
-                    }
-                    Some(Json {
-                        value: Value::String(s) | Value::Number(s),
-                        ..
-                    }) => s,
-                    Some(other) => {
-                        let mut s = String::new();
-                        write_jsonb(&other, &mut s);
-                        s
-                    }
-                };
+                let key = object_key(&arrays[k], &fields[k], i, k)?;
                 let mut member = String::new();
                 write_string(&key, &mut member);
                 member.push_str(" : ");
@@ -788,23 +799,8 @@ impl ScalarUDFImpl for JsonbFunction {
                 "jsonb_build_object" => {
                     let mut members = Vec::with_capacity(arrays.len() / 2);
                     for (k, pair) in arrays.chunks(2).enumerate() {
-                        let key = match json_of(&pair[0], &fields[2 * k], i).map_err(pg_error)? {
-                            None => {
-                                return Err(pg_error(PgError::new(
-                                    SqlState::InvalidParameterValue,
-                                    format!("argument {}: key must not be null", 2 * k + 1),
-                                )))
-                            }
-                            Some(Json {
-                                value: Value::String(s) | Value::Number(s),
-                                ..
-                            }) => s,
-                            Some(other) => {
-                                let mut s = String::new();
-                                write_jsonb(&other, &mut s);
-                                s
-                            }
-                        };
+                        let key =
+                            object_key(&pair[0], &fields[2 * k], i, 2 * k).map_err(pg_error)?;
                         let v = json_of(&pair[1], &fields[2 * k + 1], i).map_err(pg_error)?;
                         members.push((
                             key,

@@ -429,10 +429,16 @@ impl Session {
             for rule in optimizers.iter_mut() {
                 match rule.name() {
                     "single_distinct_aggregation_to_group_by" => {
-                        *rule = Arc::new(crate::pgsemantics::SingleDistinctUniqueKeys(rule.clone()))
+                        *rule = Arc::new(crate::pgsemantics::GuardedRule {
+                            inner: rule.clone(),
+                            skip: crate::pgsemantics::single_distinct_would_differ,
+                        })
                     }
                     "eliminate_join" => {
-                        *rule = Arc::new(crate::pgsemantics::ErrorPreservingJoins(rule.clone()))
+                        *rule = Arc::new(crate::pgsemantics::GuardedRule {
+                            inner: rule.clone(),
+                            skip: crate::pgsemantics::joins_over_raising_conditions,
+                        })
                     }
                     _ => {}
                 }

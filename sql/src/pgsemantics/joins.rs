@@ -78,40 +78,17 @@ fn unconstant(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     })
 }
 
-/// DataFusion's `eliminate_join`, kept from joins whose condition can raise an error.
-/// It removes a LEFT JOIN whose right side is unused below a DISTINCT (and turns an inner
-/// join into a semi join that stops at the first match); PostgreSQL removes a join only
-/// when the other side is provably unique, and otherwise evaluates the condition for every
-/// pair, so `SELECT DISTINCT 1 FROM a LEFT JOIN b ON (-2147483648 - b.x) > 0` raises 22003
-/// there. A plan with a join that evaluates (or sits above) a condition that can raise keeps
-/// its joins as written.
-#[derive(Debug)]
-pub struct ErrorPreservingJoins(pub Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>);
-
-impl datafusion::optimizer::OptimizerRule for ErrorPreservingJoins {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
-        self.0.apply_order()
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        config: &dyn datafusion::optimizer::OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        let fallible =
-            plan.exists(|node| {
-                Ok(matches!(node, LogicalPlan::Join(_))
-                    && node.exists(|n| Ok(raising_condition(n)))?)
-            })?;
-        if fallible {
-            return Ok(Transformed::no(plan));
-        }
-        self.0.rewrite(plan, config)
-    }
+/// Where DataFusion's `eliminate_join` is not applied ([`super::GuardedRule`]): it removes
+/// a LEFT JOIN whose right side is unused below a DISTINCT (and turns an inner join into a
+/// semi join that stops at the first match); PostgreSQL removes a join only when the other
+/// side is provably unique, and otherwise evaluates the condition for every pair, so
+/// `SELECT DISTINCT 1 FROM a LEFT JOIN b ON (-2147483648 - b.x) > 0` raises 22003 there. A
+/// plan with a join that evaluates (or sits above) a condition that can raise keeps its
+/// joins as written.
+pub fn joins_over_raising_conditions(plan: &LogicalPlan) -> Result<bool> {
+    plan.exists(|node| {
+        Ok(matches!(node, LogicalPlan::Join(_)) && node.exists(|n| Ok(raising_condition(n)))?)
+    })
 }
 
 /// Whether `node` evaluates a condition that can raise an error: a join's, a filter's or
@@ -151,19 +128,16 @@ fn may_raise(e: &Expr) -> bool {
             | Expr::Between(_)
             | Expr::InList(_)
             | Expr::TryCast(_) => false,
-            Expr::BinaryExpr(BinaryExpr { op, .. }) => !matches!(
-                op,
-                Operator::Eq
-                    | Operator::NotEq
-                    | Operator::Lt
-                    | Operator::LtEq
-                    | Operator::Gt
-                    | Operator::GtEq
-                    | Operator::And
-                    | Operator::Or
-                    | Operator::IsDistinctFrom
-                    | Operator::IsNotDistinctFrom
-            ),
+            Expr::BinaryExpr(BinaryExpr { op, .. }) => {
+                !(super::is_comparison(op)
+                    || matches!(
+                        op,
+                        Operator::And
+                            | Operator::Or
+                            | Operator::IsDistinctFrom
+                            | Operator::IsNotDistinctFrom
+                    ))
+            }
             _ => true,
         })
     })

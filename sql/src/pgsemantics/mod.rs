@@ -74,14 +74,14 @@ pub use folding::ConstantFoldingErrors;
 pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
 };
-pub use joins::{ErrorPreservingJoins, OuterJoinConstants};
+pub use joins::{joins_over_raising_conditions, OuterJoinConstants};
 pub use lateral::{LateralFunctions, UnnestKeys};
 pub(crate) use statement::call_function;
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
-    GlobalAggregateConstants, GlobalAggregateFilters, GlobalHavingSubqueries, Identity,
-    InListNulls, InSubqueryNulls, NullableScalarSubqueries, OuterLevelAggregates,
-    SingleDistinctUniqueKeys, SingleRowScalarSubqueries,
+    single_distinct_would_differ, GlobalAggregateConstants, GlobalAggregateFilters,
+    GlobalHavingSubqueries, Identity, InListNulls, InSubqueryNulls, NullableScalarSubqueries,
+    OuterLevelAggregates, SingleRowScalarSubqueries,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
 
@@ -175,6 +175,35 @@ fn check_nodes(
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;
     Ok(plan)
+}
+
+/// One of DataFusion's optimizer rules, not applied to a plan on which `skip` says it would
+/// answer differently from PostgreSQL.
+#[derive(Debug)]
+pub struct GuardedRule {
+    pub inner: Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>,
+    pub skip: fn(&LogicalPlan) -> Result<bool>,
+}
+
+impl datafusion::optimizer::OptimizerRule for GuardedRule {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        self.inner.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if (self.skip)(&plan)? {
+            return Ok(Transformed::no(plan));
+        }
+        self.inner.rewrite(plan, config)
+    }
 }
 
 /// `= <> < <= > >=`.

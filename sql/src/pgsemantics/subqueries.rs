@@ -907,51 +907,31 @@ fn balanced(mut items: Vec<Expr>, op: datafusion::logical_expr::Operator) -> Exp
     ))
 }
 
-/// DataFusion's `single_distinct_aggregation_to_group_by`, except on an aggregate whose
-/// GROUP BY keys share a column name (`GROUP BY a1.c0, a2.c0`): its rewrite regroups the
-/// outer aggregate by name and kept only one of them (`bool_and(DISTINCT …)` over a self
-/// join gave one group per `a1.c0` instead of one per pair; found by the differential
-/// tester); nor on a DISTINCT aggregate of an expression other than a column (see below).
-/// Such an aggregate keeps DataFusion's distinct accumulators.
-#[derive(Debug)]
-pub struct SingleDistinctUniqueKeys(
-    pub Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>,
-);
-
-impl datafusion::optimizer::OptimizerRule for SingleDistinctUniqueKeys {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
-        self.0.apply_order()
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        config: &dyn datafusion::optimizer::OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        if let LogicalPlan::Aggregate(agg) = &plan {
-            let mut names = std::collections::HashSet::new();
-            let repeated = agg.group_expr.iter().any(|g| {
-                let name = match g {
-                    Expr::Column(c) => c.name.clone(),
-                    other => other.schema_name().to_string(),
-                };
-                !names.insert(name)
-            });
-            // A distinct argument that is not a column (`sum(DISTINCT c0::bigint)`, and the
-            // cast `avg` of an integer gets) became a group key whose nullability the
-            // physical plan disagreed with (XX000).
-            let computed = agg.aggr_expr.iter().any(|e| {
-                matches!(e, Expr::AggregateFunction(f) if f.params.distinct
-                    && f.params.args.iter().any(|a| !matches!(a, Expr::Column(_))))
-            });
-            if repeated || computed {
-                return Ok(Transformed::no(plan));
-            }
-        }
-        self.0.rewrite(plan, config)
-    }
+/// Where DataFusion's `single_distinct_aggregation_to_group_by` is not applied
+/// ([`super::GuardedRule`]): on an aggregate whose GROUP BY keys share a column name
+/// (`GROUP BY a1.c0, a2.c0`): its rewrite regroups the outer aggregate by name and kept only
+/// one of them (`bool_and(DISTINCT …)` over a self join gave one group per `a1.c0` instead
+/// of one per pair; found by the differential tester); nor on a DISTINCT aggregate of an
+/// expression other than a column (see below). Such an aggregate keeps DataFusion's
+/// distinct accumulators.
+pub fn single_distinct_would_differ(plan: &LogicalPlan) -> Result<bool> {
+    let LogicalPlan::Aggregate(agg) = plan else {
+        return Ok(false);
+    };
+    let mut names = std::collections::HashSet::new();
+    let repeated = agg.group_expr.iter().any(|g| {
+        let name = match g {
+            Expr::Column(c) => c.name.clone(),
+            other => other.schema_name().to_string(),
+        };
+        !names.insert(name)
+    });
+    // A distinct argument that is not a column (`sum(DISTINCT c0::bigint)`, and the cast
+    // `avg` of an integer gets) became a group key whose nullability the physical plan
+    // disagreed with (XX000).
+    let computed = agg.aggr_expr.iter().any(|e| {
+        matches!(e, Expr::AggregateFunction(f) if f.params.distinct
+            && f.params.args.iter().any(|a| !matches!(a, Expr::Column(_))))
+    });
+    Ok(repeated || computed)
 }

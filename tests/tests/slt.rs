@@ -125,6 +125,17 @@ async fn check(name: &str) {
         .await
         .unwrap();
     run_file(cluster.connection_string(), &path).await;
+    // Again on a fresh node with every scan on the row replica.
+    let cluster = ClusterBuilder::new(format!("slt-{name}-row"))
+        .build()
+        .await
+        .unwrap();
+    run_file_with(
+        cluster.connection_string(),
+        &path,
+        Some("SET duet.engine = 'row'"),
+    )
+    .await;
     // Again on a fresh node, every scan forced to the column replica: same answers.
     let cluster = ClusterBuilder::new(format!("slt-{name}-column"))
         .build()

@@ -5,7 +5,11 @@
 //! UNION, VALUES, CASE, COALESCE, GREATEST or LEAST that mixes them is `double precision`.
 //! DataFusion makes them `Decimal128(30, 15)`, which rounds the float to 15 decimals
 //! (`1/3::float8 = 0.333333333333333` was true) and cannot hold large floats (`1e300`).
-//! Before type coercion, [`FloatNumerics`] casts the numeric side to `Float64` there. A
+//! Before type coercion, [`FloatNumerics`] casts the numeric side to `Float64` there.
+//! Likewise `real` meets an integer or a numeric as `double precision` in PostgreSQL (`1 +
+//! 1e10::real` is `10000000001`, a float8; `real + real` stays `real`), where DataFusion
+//! computed in `Float32` (`1e+10`): both operands of the arithmetic or comparison are cast
+//! to `Float64`. A
 //! statement that is only a VALUES list (an INSERT's source) is left as it is: PostgreSQL
 //! assigns each of its values to the target column without a common type.
 
@@ -50,10 +54,39 @@ fn all_floated(es: Vec<Expr>, schema: &DFSchema) -> Vec<Expr> {
     es.into_iter().map(|e| floated(e, schema)).collect()
 }
 
+/// Whether a `real` meets an integer or a numeric in `types` (two operands).
+fn real_beside_exact(types: &[DataType]) -> bool {
+    let exact = |t: &DataType| is_int(t) || matches!(t, DataType::Decimal128(..));
+    match types {
+        [a, b] => (a == &DataType::Float32 && exact(b)) || (b == &DataType::Float32 && exact(a)),
+        _ => false,
+    }
+}
+
 fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let types =
         |es: &[&Expr]| -> Vec<DataType> { es.iter().filter_map(|e| type_of(e, schema)).collect() };
     Ok(match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if (is_comparison(&op)
+                || matches!(
+                    op,
+                    Operator::Plus
+                        | Operator::Minus
+                        | Operator::Multiply
+                        | Operator::Divide
+                        | Operator::Modulo
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                ))
+                && real_beside_exact(&types(&[&left, &right])) =>
+        {
+            Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(float(*left)),
+                op,
+                Box::new(float(*right)),
+            )))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if (is_comparison(&op)
                 || matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom))

@@ -407,6 +407,7 @@ impl Session {
             rules.push(Arc::new(crate::pgsemantics::InSubqueryNulls));
             rules.push(Arc::new(crate::pgsemantics::GlobalHavingSubqueries));
             rules.push(Arc::new(crate::pgsemantics::ConstantFoldingErrors));
+            rules.push(Arc::new(crate::pgsemantics::LazyBooleanCase));
             rules.push(Arc::new(crate::pgsemantics::CaseDeclaredTypes));
             rules.push(Arc::new(crate::pgsemantics::RecursiveTermMetadata));
             rules.push(Arc::new(crate::pgsemantics::ConstantDisplayScales));

@@ -184,3 +184,66 @@ fn fold_errors(e: &Expr) -> Result<()> {
         }
     }
 }
+
+/// A boolean CASE stays a CASE. DataFusion's simplifier turns one into AND/OR (`CASE WHEN a
+/// THEN NULL WHEN b THEN true END` becomes `… OR (NOT a AND b …)`), which evaluates every
+/// condition on every row; PostgreSQL's CASE evaluates a condition only where the ones
+/// before it failed, so `WHERE CASE WHEN c2 THEN NULL WHEN 2 < -2147483648 / c0 THEN true
+/// END` raised 22003 where PostgreSQL answers (found by the differential tester). A boolean
+/// CASE whose later conditions or results can raise computes in `Int8` (1, 0, NULL) and is
+/// cast back to boolean, which the simplifier leaves as it is.
+#[derive(Debug, Default)]
+pub struct LazyBooleanCase;
+
+impl AnalyzerRule for LazyBooleanCase {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        super::retype_expressions(plan, |e, schema| {
+            let Expr::Case(case) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            let boolean = case
+                .when_then_expr
+                .first()
+                .is_some_and(|(_, then)| then.get_type(schema).ok() == Some(DataType::Boolean));
+            let raising = case
+                .when_then_expr
+                .iter()
+                .enumerate()
+                .any(|(i, (when, then))| {
+                    (i > 0 && super::joins::may_raise(when)) || super::joins::may_raise(then)
+                })
+                || case
+                    .else_expr
+                    .as_deref()
+                    .is_some_and(super::joins::may_raise);
+            if case.expr.is_some() || !boolean || !raising {
+                return Ok(Transformed::no(e));
+            }
+            let Expr::Case(case) = e else {
+                unreachable!("matched above")
+            };
+            let int = |e: Box<Expr>| {
+                Box::new(Expr::Cast(datafusion::logical_expr::Cast::new(
+                    e,
+                    DataType::Int8,
+                )))
+            };
+            let lazy = datafusion::logical_expr::Case {
+                expr: None,
+                when_then_expr: case
+                    .when_then_expr
+                    .into_iter()
+                    .map(|(w, t)| (w, int(t)))
+                    .collect(),
+                else_expr: case.else_expr.map(int),
+            };
+            Ok(Transformed::yes(Expr::Cast(
+                datafusion::logical_expr::Cast::new(Box::new(Expr::Case(lazy)), DataType::Boolean),
+            )))
+        })
+    }
+
+    fn name(&self) -> &str {
+        "duet_lazy_boolean_case"
+    }
+}

@@ -109,7 +109,7 @@ fn raising_condition(node: &LogicalPlan) -> bool {
 
 /// Whether evaluating `e` can raise an error: anything beyond columns, constants,
 /// comparisons, boolean logic and null tests (a function, a cast, arithmetic, CASE).
-fn may_raise(e: &Expr) -> bool {
+pub(super) fn may_raise(e: &Expr) -> bool {
     use datafusion::logical_expr::{BinaryExpr, Operator};
     e.exists(|e| {
         Ok(match e {

@@ -70,7 +70,7 @@ pub use bpchar::BpcharLiterals;
 pub use declared::{CaseDeclaredTypes, PgAggregate, RecursiveTermMetadata};
 pub use dscale::{with_display_scales, ConstantDisplayScales};
 pub use floats::FloatNumerics;
-pub use folding::ConstantFoldingErrors;
+pub use folding::{ConstantFoldingErrors, LazyBooleanCase};
 pub use functions::{
     pg_type_name, AdvisoryUnlockAll, NoComment, PgSleep, PgTypeOf, Refused, ToRegtype,
 };

@@ -479,6 +479,9 @@ impl SubqueryFunction {
     async fn rows(&self, state: &SessionState, values: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
         let plan = self.bind(values)?;
         let optimized = state.optimizer().optimize(plan, state, |_, _| {})?;
+        // Casts of numerics to text inside it print the values' scales, as in any query
+        // (its first column, the answer, stays first).
+        let optimized = super::with_display_scales(optimized)?;
         let physical = state
             .query_planner()
             .create_physical_plan(&optimized, state)

@@ -145,9 +145,37 @@ fn is_query(plan: &LogicalPlan) -> bool {
     )
 }
 
+/// A subquery's plan inside an expression of `plan` rewritten as any query is (its scans'
+/// companions, its casts of numerics to text printing the values' scales), its output kept
+/// to its own columns: `(SELECT count(*) FROM t WHERE length(x::text) = 5)` counted the
+/// stored decimals.
+fn subquery_scales(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.map_subqueries(|sq| {
+        let LogicalPlan::Subquery(mut s) = sq else {
+            return Ok(Transformed::no(sq));
+        };
+        let inner = Arc::unwrap_or_clone(s.subquery);
+        let width = inner.schema().fields().len();
+        let original = inner.schema().clone();
+        let rewritten = rewrite_plan(inner)?;
+        s.subquery = Arc::new(if rewritten.schema().fields().len() == width {
+            rewritten
+        } else {
+            let exprs = original
+                .iter()
+                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                .collect::<Vec<_>>();
+            LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(rewritten))?)
+        });
+        Ok(Transformed::yes(LogicalPlan::Subquery(s)))
+    })
+    .map(|t| t.data)
+}
+
 /// `plan` whose output also holds a companion for each decimal column whose display scale
 /// varies by row (or differs from its type's).
 fn rewrite_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let plan = subquery_scales(plan)?;
     match plan {
         LogicalPlan::Projection(p) => {
             let input = rewrite_plan(Arc::unwrap_or_clone(p.input))?;
@@ -450,6 +478,18 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
             exprs.push(e);
             continue;
         };
+        // The arguments' casts of numerics to text print the values' scales
+        // (`max(right(x::text, 1)) OVER ()`), as in aggregates.
+        let mut args_rewritten = wf.as_ref().clone();
+        args_rewritten.params.args = args_rewritten
+            .params
+            .args
+            .into_iter()
+            .map(|a| rewrite_expr(a, &schema))
+            .collect::<Result<_>>()?;
+        let wf = wf.as_ref().clone();
+        let wf = &wf;
+        let e = keep_name(Expr::WindowFunction(Box::new(args_rewritten)), &e, q, &name);
         let Some(arg) = wf.params.args.first() else {
             exprs.push(e);
             continue;
@@ -477,7 +517,7 @@ fn rewrite_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
             }
             // A row's value: the same row's scale (a default's own where it is used).
             (_, "first_value" | "last_value" | "nth_value" | "lag" | "lead") => {
-                let mut scales = wf.as_ref().clone();
+                let mut scales = wf.clone();
                 scales.params.args[0] = d;
                 if let Some(default) = scales.params.args.get(2).cloned() {
                     scales.params.args[2] =
@@ -895,7 +935,8 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
         Expr::Negative(x) => Some(of(x)?),
         // An uncorrelated scalar subquery's scale: a second subquery over the same plan,
         // answering its companion (it runs once more; DataFusion keeps such subqueries as
-        // expressions).
+        // expressions). The plan was rewritten already ([`subquery_scales`]), its
+        // companions projected away above it.
         Expr::ScalarSubquery(sq) if sq.outer_ref_columns.is_empty() => {
             let plan = sq.subquery.as_ref().clone();
             let Some((q, f)) = plan
@@ -906,8 +947,13 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
             else {
                 return Ok(None);
             };
-            let plan = rewrite_plan(plan)?;
             let c = Column::new(q, companion(f.name()));
+            let plan = match plan {
+                LogicalPlan::Projection(p) if p.input.schema().has_column(&c) => {
+                    Arc::unwrap_or_clone(p.input)
+                }
+                plan => plan,
+            };
             if !plan.schema().has_column(&c) {
                 return Ok(None);
             }

@@ -478,7 +478,13 @@ impl datafusion::optimizer::OptimizerRule for GlobalAggregateFilters {
         _config: &dyn datafusion::optimizer::OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
         if is_barrier(&plan) {
-            return Ok(Transformed::no(plan));
+            // Two barriers meet where a projection between them was removed: one is enough.
+            return Ok(match plan {
+                LogicalPlan::Limit(l) if is_barrier(&l.input) => {
+                    Transformed::yes(Arc::unwrap_or_clone(l.input))
+                }
+                plan => Transformed::no(plan),
+            });
         }
         // A correlated subquery's aggregate is left to the decorrelation, which reads
         // `Projection → Aggregate` and would not see through the barrier.

@@ -17,7 +17,7 @@ impl AnalyzerRule for ConstantFoldingErrors {
         use datafusion::common::tree_node::TreeNodeRecursion;
         check_nodes(plan, |node| {
             node.apply_expressions(|e| {
-                fold_errors(e)?;
+                fold_errors(&pg_folded(e.clone())?)?;
                 Ok(TreeNodeRecursion::Continue)
             })
             .map(|_| ())
@@ -106,6 +106,27 @@ fn eval_constant(e: &Expr) -> Result<Option<ScalarValue>> {
         }
     };
     Ok((!v.is_null()).then_some(v))
+}
+
+/// `e` as PostgreSQL's folding leaves it for the parts that decide what else is constant:
+/// a COALESCE whose first argument is a non-null constant is that constant, so `1e10 /
+/// coalesce(0::float8, x)` is a constant division by zero there (22012), where DataFusion
+/// sees a column. Only the check uses this form; the plan keeps its own.
+fn pg_folded(e: Expr) -> Result<Expr> {
+    e.transform_up(|e| match e {
+        Expr::ScalarFunction(f)
+            if f.func.name() == "coalesce"
+                && f.args.first().is_some_and(|a| {
+                    is_constant(a) && eval_constant(a).is_ok_and(|v| v.is_some())
+                }) =>
+        {
+            Ok(Transformed::yes(
+                f.args.into_iter().next().expect("checked above"),
+            ))
+        }
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
 }
 
 fn fold_errors(e: &Expr) -> Result<()> {

@@ -308,11 +308,9 @@ async fn admit<B: SqlBackend>(
         };
         let plain = options.tls.is_none();
         tokio::select! {
-            ended = pgwire::tokio::process_socket(socket, options.tls, conn) => {
-                if let Err(e) = ended {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            }
+            // Termination first: a connection terminated while idle must not run the
+            // next statement it reads.
+            biased;
             () = terminate.cancelled() => {
                 // The session is dropped with the connection's future. On a connection
                 // without TLS the client is told why first, as PostgreSQL tells it.
@@ -322,6 +320,11 @@ async fn admit<B: SqlBackend>(
                     let _ = raw.shutdown(std::net::Shutdown::Both);
                 }
                 tracing::info!(%peer, "connection terminated");
+            }
+            ended = pgwire::tokio::process_socket(socket, options.tls, conn) => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
             }
         }
     });

@@ -595,11 +595,10 @@ impl JsonbFunction {
 /// The text `to_json` makes of row `i` of `array`: a json value as it was written, a jsonb
 /// value in jsonb's form, anything else as `to_jsonb` reads it; `None` for SQL NULL.
 fn json_text_of(array: &ArrayRef, field: &Field, i: usize) -> Result<Option<String>, PgError> {
-    if array.data_type() != &DataType::Null && !array.is_null(i) && declared(field) == Some("json")
-    {
-        let text = datafusion::arrow::compute::cast(&array.slice(i, 1), &DataType::Utf8)
-            .map_err(|e| PgError::new(SqlState::InternalError, e.to_string()))?;
-        return Ok(Some(text.as_string::<i32>().value(0).to_string()));
+    if declared(field) == Some("json") && !array.is_null(i) {
+        if let Some(texts) = array.as_string_opt::<i32>() {
+            return Ok(Some(texts.value(i).to_string()));
+        }
     }
     Ok(json_of(array, field, i)?.map(|v| {
         let mut s = String::new();
@@ -616,23 +615,26 @@ fn object_key(
     i: usize,
     position: usize,
 ) -> Result<String, PgError> {
-    Ok(match json_of(array, field, i)? {
-        None => {
-            return Err(PgError::new(
-                SqlState::InvalidParameterValue,
-                format!("argument {}: key must not be null", position + 1),
-            ))
-        }
-        Some(Json {
-            value: Value::String(s) | Value::Number(s),
-            ..
-        }) => s,
-        Some(other) => {
+    match json_of(array, field, i)? {
+        None => Err(PgError::new(
+            SqlState::InvalidParameterValue,
+            format!("argument {}: key must not be null", position + 1),
+        )),
+        Some(key) => Ok(key_text(&key)),
+    }
+}
+
+/// The object key a JSON value names: a string's or a number's text, any other value's
+/// jsonb text.
+pub(crate) fn key_text(key: &Json) -> String {
+    match &key.value {
+        Value::String(s) | Value::Number(s) => s.clone(),
+        _ => {
             let mut s = String::new();
-            write_jsonb(&other, &mut s);
+            write_jsonb(key, &mut s);
             s
         }
-    })
+    }
 }
 
 /// `to_json`, `json_build_object` and `json_build_array` of row `i`, in PostgreSQL's json
@@ -883,7 +885,13 @@ fn jsonb_set_rows(
     arrays: &[ArrayRef],
     rows: usize,
 ) -> Result<datafusion::arrow::array::StringArray, PgError> {
-    let internal = |e: DataFusionError| PgError::new(SqlState::InternalError, e.to_string());
+    use crate::error::from_datafusion;
+    let texts = |k: usize| {
+        datafusion::arrow::compute::cast(&arrays[k], &DataType::Utf8)
+            .map_err(|e| from_datafusion(e.into()))
+    };
+    let (targets, news) = (texts(0)?, texts(2)?);
+    let (targets, news) = (targets.as_string::<i32>(), news.as_string::<i32>());
     let mut out = StringBuilder::new();
     for i in 0..rows {
         if arrays
@@ -893,21 +901,11 @@ fn jsonb_set_rows(
             out.append_null();
             continue;
         }
-        let text = |k: usize| -> Result<String, PgError> {
-            let v = datafusion::arrow::compute::cast(&arrays[k].slice(i, 1), &DataType::Utf8)
-                .map_err(|e| internal(e.into()))?;
-            Ok(v.as_string::<i32>().value(0).to_string())
-        };
-        let mut target = canonical(parse(&text(0)?)?);
-        let path = text_list(&ScalarValue::try_from_array(&arrays[1], i).map_err(internal)?)
-            .map_err(|e| match e {
-                DataFusionError::External(b) => match b.downcast::<PgErrorBox>() {
-                    Ok(pg) => pg.0,
-                    Err(other) => PgError::new(SqlState::InternalError, other.to_string()),
-                },
-                other => internal(other),
-            })?;
-        let new = canonical(parse(&text(2)?)?);
+        let mut target = canonical(parse(targets.value(i))?);
+        let path = ScalarValue::try_from_array(&arrays[1], i)
+            .and_then(|p| text_list(&p))
+            .map_err(from_datafusion)?;
+        let new = canonical(parse(news.value(i))?);
         let create = match arrays.get(3) {
             Some(a) => a.as_boolean_opt().map(|b| b.value(i)).ok_or_else(|| {
                 PgError::new(
@@ -1169,7 +1167,7 @@ fn member<'a>(v: &'a Json, key: &str) -> Option<&'a Json> {
 
 /// A sub-value as its operator returns it: `json` the input's text, `jsonb` its
 /// canonical text; as text (`->>`), a string unescaped and `null` as SQL NULL.
-fn output(v: &Json, source: &str, jsonb: bool, as_text: bool) -> Option<String> {
+pub(crate) fn output(v: &Json, source: &str, jsonb: bool, as_text: bool) -> Option<String> {
     match &v.value {
         Value::Null if as_text => None,
         Value::String(s) if as_text => Some(s.clone()),
@@ -1561,45 +1559,7 @@ impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
         use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
         use datafusion::logical_expr::{BinaryExpr, LogicalPlan, Operator};
-        // A cast's field keeps its operand's metadata, but no cast makes a json, jsonb or
-        // uuid value (`duet_jsonb(…)` does): a cast of one is wrapped in `duet_plain`, so
-        // `j::text::int > 1` compares integers and `ORDER BY j::text` sorts text.
         let plan = crate::pgsemantics::retype_expressions(plan, |e, schema| {
-            let operand = match &e {
-                Expr::Cast(c) => &c.expr,
-                Expr::TryCast(c) => &c.expr,
-                _ => return Ok(Transformed::no(e)),
-            };
-            if !operand
-                .to_field(schema)
-                .is_ok_and(|(_, f)| declared(&f).is_some())
-            {
-                return Ok(Transformed::no(e));
-            }
-            let plain = Arc::new(ScalarUDF::new_from_impl(
-                crate::pgsemantics::Identity::plain(),
-            ));
-            Ok(Transformed::yes(Expr::ScalarFunction(
-                datafusion::logical_expr::expr::ScalarFunction::new_udf(plain, vec![e]),
-            )))
-        })?;
-        plan.apply_with_subqueries(|node| {
-            let LogicalPlan::Sort(sort) = node else {
-                return Ok(TreeNodeRecursion::Continue);
-            };
-            for s in &sort.expr {
-                let Ok((_, f)) = s.expr.to_field(sort.input.schema()) else {
-                    continue;
-                };
-                if let Some(t @ ("json" | "jsonb")) = declared(&f) {
-                    return Err(pg_error(PgError::unsupported(format!(
-                        "ORDER BY of a {t} value"
-                    ))));
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        crate::pgsemantics::retype_expressions(plan, |e, schema| {
             let ty = |e: &Expr| {
                 e.to_field(schema)
                     .ok()
@@ -1618,6 +1578,23 @@ impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
                 }
             };
             match e {
+                // A cast's field keeps its operand's metadata, but no cast makes a json,
+                // jsonb or uuid value (`duet_jsonb(…)` does): a cast of one is wrapped in
+                // `duet_plain`, so `j::text::int > 1` compares integers (the comparison
+                // above it is rewritten after it) and `ORDER BY j::text` sorts text.
+                Expr::Cast(datafusion::logical_expr::Cast { ref expr, .. })
+                | Expr::TryCast(datafusion::logical_expr::TryCast { ref expr, .. })
+                    if expr
+                        .to_field(schema)
+                        .is_ok_and(|(_, f)| declared(&f).is_some()) =>
+                {
+                    let plain = Arc::new(ScalarUDF::new_from_impl(
+                        crate::pgsemantics::Identity::plain(),
+                    ));
+                    Ok(Transformed::yes(Expr::ScalarFunction(
+                        datafusion::logical_expr::expr::ScalarFunction::new_udf(plain, vec![e]),
+                    )))
+                }
                 Expr::BinaryExpr(BinaryExpr { left, op, right })
                     if crate::pgsemantics::is_comparison(&op)
                         || matches!(op, Operator::IsDistinctFrom | Operator::IsNotDistinctFrom) =>
@@ -1681,7 +1658,24 @@ impl datafusion::optimizer::AnalyzerRule for TypedTextComparisons {
                 },
                 other => Ok(Transformed::no(other)),
             }
-        })
+        })?;
+        plan.apply_with_subqueries(|node| {
+            let LogicalPlan::Sort(sort) = node else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            for s in &sort.expr {
+                let Ok((_, f)) = s.expr.to_field(sort.input.schema()) else {
+                    continue;
+                };
+                if let Some(t @ ("json" | "jsonb")) = declared(&f) {
+                    return Err(pg_error(PgError::unsupported(format!(
+                        "ORDER BY of a {t} value"
+                    ))));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(plan)
     }
 
     fn name(&self) -> &str {

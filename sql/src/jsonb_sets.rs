@@ -24,7 +24,9 @@ use datafusion::logical_expr::{
 };
 
 use crate::error::{PgError, SqlState};
-use crate::jsonb::{canonical, declared_field, parse, pg_error, write_jsonb, Json, Value};
+use crate::jsonb::{
+    canonical, declared_field, key_text, output, parse, pg_error, write_jsonb, Json, Value,
+};
 
 /// What a list function takes out of a jsonb value, and the SQL function it stands for
 /// (errors name it).
@@ -87,30 +89,14 @@ impl JsonbList {
         })
     }
 
-    /// The parts of `v` (text; `None` for an SQL NULL).
+    /// The parts of `v` (text; `None` for an SQL NULL), as `->` (jsonb) or `->>` (text)
+    /// gives them.
     fn parts(&self, v: Json) -> Result<Vec<Option<String>>, PgError> {
-        let jsonb_text = |v: &Json| {
-            let mut s = String::new();
-            write_jsonb(v, &mut s);
-            s
-        };
-        let as_text = |v: &Json| match &v.value {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            _ => Some(jsonb_text(v)),
-        };
         let fail = |message: String| PgError::new(SqlState::InvalidParameterValue, message);
         match (self.part, v.value) {
-            (Part::Elements { text }, Value::Array(items)) => Ok(items
-                .iter()
-                .map(|i| {
-                    if text {
-                        as_text(i)
-                    } else {
-                        Some(jsonb_text(i))
-                    }
-                })
-                .collect()),
+            (Part::Elements { text }, Value::Array(items)) => {
+                Ok(items.iter().map(|i| output(i, "", true, text)).collect())
+            }
             (Part::Elements { .. }, Value::Object(_)) => {
                 Err(fail("cannot extract elements from an object".into()))
             }
@@ -120,13 +106,7 @@ impl JsonbList {
             }
             (Part::Each { text, .. }, Value::Object(fields)) => Ok(fields
                 .iter()
-                .map(|(_, v)| {
-                    if text {
-                        as_text(v)
-                    } else {
-                        Some(jsonb_text(v))
-                    }
-                })
+                .map(|(_, v)| output(v, "", true, text))
                 .collect()),
             (Part::ObjectKeys, value) => Err(fail(format!(
                 "cannot call jsonb_object_keys on {}",
@@ -224,18 +204,11 @@ impl JsonbOfList {
             let [key, value] = kv.as_slice() else {
                 continue;
             };
-            let key = match &key.value {
-                Value::Null => {
-                    return Err(PgError::new(
-                        SqlState::InvalidParameterValue,
-                        "field name must not be null",
-                    ))
-                }
-                Value::String(s) | Value::Number(s) => s.clone(),
-                _ => key.source_text(pair).to_string(),
-            };
+            if matches!(key.value, Value::Null) {
+                return Err(null_field_name());
+            }
             let mut member = String::new();
-            crate::jsonb::write_string(&key, &mut member);
+            crate::jsonb::write_string(&key_text(key), &mut member);
             member.push_str(" : ");
             member.push_str(value.source_text(pair));
             members.push(member);
@@ -264,24 +237,21 @@ impl JsonbOfList {
             let (Some(value), Some(key)) = (kv.pop(), kv.pop()) else {
                 continue;
             };
-            let key = match key.value {
-                Value::Null => {
-                    return Err(PgError::new(
-                        SqlState::InvalidParameterValue,
-                        "field name must not be null",
-                    ))
-                }
-                Value::String(s) | Value::Number(s) => s,
-                other => {
-                    let mut s = String::new();
-                    write_jsonb(&Json::new(other), &mut s);
-                    s
-                }
-            };
-            fields.push((key, value));
+            if matches!(key.value, Value::Null) {
+                return Err(null_field_name());
+            }
+            fields.push((key_text(&key), value));
         }
         Ok(Json::new(Value::Object(fields)))
     }
+}
+
+/// `json[b]_object_agg` of a NULL key.
+fn null_field_name() -> PgError {
+    PgError::new(
+        SqlState::InvalidParameterValue,
+        "field name must not be null",
+    )
 }
 
 impl ScalarUDFImpl for JsonbOfList {
@@ -342,28 +312,19 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
     };
 
     fn name_of(f: &sqlparser::ast::Function) -> Option<String> {
-        match f.name.0.as_slice() {
-            [sqlparser::ast::ObjectNamePart::Identifier(i)] => Some(i.value.to_ascii_lowercase()),
-            _ => None,
-        }
+        crate::pgsemantics::function_name(f).map(str::to_ascii_lowercase)
     }
     /// The plain argument expressions of a call.
     fn plain_args(f: &sqlparser::ast::Function) -> Option<Vec<Expr>> {
-        let FunctionArguments::List(list) = &f.args else {
-            return None;
-        };
-        list.args
-            .iter()
-            .map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                _ => None,
-            })
-            .collect()
+        match &f.args {
+            FunctionArguments::List(list) => crate::system_catalog::plain_args(&list.args),
+            _ => None,
+        }
     }
     /// `jsonb_agg(x …)` → `duet_jsonb_agg_of(array_agg(to_jsonb(x) …))`, keeping the
     /// call's ORDER BY, FILTER and OVER on the `array_agg`. DISTINCT is refused: PostgreSQL
     /// sorts the distinct values by their type's order, which the jsonb texts do not keep.
-    fn aggregate(e: &mut Expr) -> Result<(), &'static str> {
+    fn aggregate(e: &mut Expr) -> Result<(), String> {
         let Expr::Function(f) = e else { return Ok(()) };
         let name = name_of(f);
         if let (
@@ -375,12 +336,7 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
                 list.duplicate_treatment,
                 Some(sqlparser::ast::DuplicateTreatment::Distinct)
             ) {
-                return Err(match n {
-                    "jsonb_agg" => "jsonb_agg(DISTINCT …)",
-                    "json_agg" => "json_agg(DISTINCT …)",
-                    "json_object_agg" => "json_object_agg(DISTINCT …)",
-                    _ => "jsonb_object_agg(DISTINCT …)",
-                });
+                return Err(format!("{n}(DISTINCT …)"));
             }
         }
         let (outer, item) = match (name.as_deref(), plain_args(f).as_deref()) {
@@ -432,8 +388,8 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
 
     struct Rewrite;
     impl VisitorMut for Rewrite {
-        type Break = &'static str;
-        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<&'static str> {
+        type Break = String;
+        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<String> {
             match aggregate(e) {
                 Ok(()) => std::ops::ControlFlow::Continue(()),
                 Err(what) => std::ops::ControlFlow::Break(what),
@@ -443,7 +399,7 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
         fn post_visit_query(
             &mut self,
             q: &mut sqlparser::ast::Query,
-        ) -> std::ops::ControlFlow<&'static str> {
+        ) -> std::ops::ControlFlow<String> {
             let SetExpr::Select(select) = q.body.as_mut() else {
                 return std::ops::ControlFlow::Continue(());
             };
@@ -467,10 +423,7 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
             std::ops::ControlFlow::Continue(())
         }
 
-        fn pre_visit_table_factor(
-            &mut self,
-            t: &mut TableFactor,
-        ) -> std::ops::ControlFlow<&'static str> {
+        fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> std::ops::ControlFlow<String> {
             let TableFactor::Table {
                 name,
                 args: Some(args),
@@ -548,8 +501,8 @@ pub fn rewrite(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
                 at: None,
             });
             // PostgreSQL's functions in FROM are lateral: one reading a FROM neighbour
-            // (`FROM t, jsonb_array_elements(t.doc)`) is then refused as such (0A000),
-            // like `generate_series(1, t.n)`.
+            // (`FROM t, jsonb_array_elements(t.doc)`) runs per row of it
+            // (`pgsemantics::LateralFunctions`).
             *t = TableFactor::Derived {
                 lateral: true,
                 subquery,

@@ -120,33 +120,25 @@ async fn check(name: &str) {
             "slt {name}: DUET_TEST_PG not set, expected results not re-checked against PostgreSQL"
         );
     }
-    let cluster = ClusterBuilder::new(format!("slt-{name}"))
-        .build()
-        .await
-        .unwrap();
-    run_file(cluster.connection_string(), &path).await;
-    // Again on a fresh node with every scan on the row replica.
-    let cluster = ClusterBuilder::new(format!("slt-{name}-row"))
-        .build()
-        .await
-        .unwrap();
-    run_file_with(
-        cluster.connection_string(),
-        &path,
-        Some("SET duet.engine = 'row'"),
-    )
-    .await;
-    // Again on a fresh node, every scan forced to the column replica: same answers.
-    let cluster = ClusterBuilder::new(format!("slt-{name}-column"))
-        .build()
-        .await
-        .unwrap();
-    run_file_with(
-        cluster.connection_string(),
-        &path,
-        Some("SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s'"),
-    )
-    .await;
+    // Each engine on a fresh node: the router's choice, every scan on the row replica,
+    // every scan on the column replica. Same answers.
+    let mut cluster = None;
+    for (engine, init) in [
+        ("auto", None),
+        ("row", Some("SET duet.engine = 'row'")),
+        (
+            "column",
+            Some("SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s'"),
+        ),
+    ] {
+        let node = ClusterBuilder::new(format!("slt-{name}-{engine}"))
+            .build()
+            .await
+            .unwrap();
+        run_file_with(node.connection_string(), &path, init).await;
+        cluster = Some(node);
+    }
+    let cluster = cluster.expect("three engines ran");
     let columns = cluster.node().unwrap().columns().clone();
     let fallbacks = columns.fallbacks();
     eprintln!(

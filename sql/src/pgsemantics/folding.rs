@@ -17,7 +17,7 @@ impl AnalyzerRule for ConstantFoldingErrors {
         use datafusion::common::tree_node::TreeNodeRecursion;
         check_nodes(plan, |node| {
             node.apply_expressions(|e| {
-                fold_errors(&pg_folded(e.clone())?)?;
+                fold_errors(pg_folded(e)?.as_ref())?;
                 Ok(TreeNodeRecursion::Continue)
             })
             .map(|_| ())
@@ -112,21 +112,26 @@ fn eval_constant(e: &Expr) -> Result<Option<ScalarValue>> {
 /// a COALESCE whose first argument is a non-null constant is that constant, so `1e10 /
 /// coalesce(0::float8, x)` is a constant division by zero there (22012), where DataFusion
 /// sees a column. Only the check uses this form; the plan keeps its own.
-fn pg_folded(e: Expr) -> Result<Expr> {
-    e.transform_up(|e| match e {
-        Expr::ScalarFunction(f)
-            if f.func.name() == "coalesce"
-                && f.args.first().is_some_and(|a| {
-                    is_constant(a) && eval_constant(a).is_ok_and(|v| v.is_some())
-                }) =>
-        {
-            Ok(Transformed::yes(
-                f.args.into_iter().next().expect("checked above"),
-            ))
-        }
-        e => Ok(Transformed::no(e)),
-    })
-    .map(|t| t.data)
+fn pg_folded(e: &Expr) -> Result<std::borrow::Cow<'_, Expr>> {
+    let coalesce = |x: &Expr| matches!(x, Expr::ScalarFunction(f) if f.func.name() == "coalesce");
+    if !e.exists(|x| Ok(coalesce(x)))? {
+        return Ok(std::borrow::Cow::Borrowed(e));
+    }
+    e.clone()
+        .transform_up(|e| match e {
+            Expr::ScalarFunction(f)
+                if f.func.name() == "coalesce"
+                    && f.args.first().is_some_and(|a| {
+                        is_constant(a) && eval_constant(a).is_ok_and(|v| v.is_some())
+                    }) =>
+            {
+                Ok(Transformed::yes(
+                    f.args.into_iter().next().expect("checked above"),
+                ))
+            }
+            e => Ok(Transformed::no(e)),
+        })
+        .map(|t| std::borrow::Cow::Owned(t.data))
 }
 
 fn fold_errors(e: &Expr) -> Result<()> {
@@ -218,6 +223,23 @@ pub struct LazyBooleanCase;
 
 impl AnalyzerRule for LazyBooleanCase {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        // Most statements have no CASE: no pass over them.
+        let mut case = false;
+        plan.apply_with_subqueries(|node| {
+            case = node
+                .expressions()
+                .iter()
+                .any(|e| e.exists(|x| Ok(matches!(x, Expr::Case(_)))).unwrap_or(true));
+            Ok(if case {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+        if !case {
+            return Ok(plan);
+        }
         super::retype_expressions(plan, |e, schema| {
             let Expr::Case(case) = &e else {
                 return Ok(Transformed::no(e));

@@ -76,7 +76,7 @@ pub use functions::{
 };
 pub use joins::{joins_over_raising_conditions, OuterJoinConstants};
 pub use lateral::{LateralFunctions, UnnestKeys};
-pub(crate) use statement::call_function;
+pub(crate) use statement::{call_function, function_name};
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
     single_distinct_would_differ, GlobalAggregateConstants, GlobalAggregateFilters,

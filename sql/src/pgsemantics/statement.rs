@@ -873,7 +873,7 @@ fn datetime_literals(stmt: &mut sqlparser::ast::Statement) -> Result<()> {
 }
 
 /// A function's own name (the last part of a qualified one).
-fn function_name(f: &sqlparser::ast::Function) -> Option<&str> {
+pub(crate) fn function_name(f: &sqlparser::ast::Function) -> Option<&str> {
     match f.name.0.last()? {
         sqlparser::ast::ObjectNamePart::Identifier(i) => Some(&i.value),
         _ => None,

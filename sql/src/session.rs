@@ -391,6 +391,7 @@ impl Session {
             rules.insert(9, Arc::new(crate::datetime::WindowOrderKeys));
             rules.insert(10, Arc::new(crate::pgsemantics::NullifFirstArgumentType));
             rules.insert(11, Arc::new(crate::pgsemantics::FloatNumerics));
+            rules.insert(12, Arc::new(crate::pgsemantics::SetOperationTypes));
             rules.push(Arc::new(crate::pgsemantics::CheckedIntegerArithmetic));
             rules.push(Arc::new(crate::pgsemantics::BpcharLiterals));
             rules.push(Arc::new(crate::jsonb::TypedTextComparisons));
@@ -461,6 +462,7 @@ impl Session {
                 datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                     .with_analyzer_rules(rules)
                     .with_optimizer_rules(optimizers)
+                    .with_physical_optimizer_rule(Arc::new(crate::pgsemantics::PartitionedTopKKeys))
                     .with_type_planner(Arc::new(crate::datetime::DuetTypePlanner::default()))
                     .build();
             *ctx.state_ref().write() = new_state;

@@ -41,6 +41,18 @@ fn widen_integer_aggregate(
     let Some(arg_type) = args.first().and_then(|a| a.get_type(schema).ok()) else {
         return Ok(Transformed::no(e));
     };
+    if name == "sum" && arg_type == DataType::Float32 {
+        let real_sum = Arc::new(datafusion::logical_expr::AggregateUDF::new_from_impl(
+            RealSum::default(),
+        ));
+        let mut e = e;
+        match &mut e {
+            Expr::AggregateFunction(f) => f.func = real_sum,
+            Expr::WindowFunction(w) => w.fun = WindowFunctionDefinition::AggregateUDF(real_sum),
+            _ => {}
+        }
+        return Ok(Transformed::yes(e));
+    }
     let target = match (name.as_str(), &arg_type) {
         ("avg", t) if is_int(t) => DataType::Decimal128(38, 16),
         ("sum", DataType::Int64) => DataType::Decimal128(38, 0),
@@ -275,4 +287,109 @@ fn average_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
     let out = w.schema.clone();
     let node = LogicalPlan::Window(datafusion::logical_expr::Window::try_new(exprs, w.input)?);
     divide_above(node, &out, &names)
+}
+
+/// `sum(real)` as PostgreSQL's `float4pl` adds: in `real`, one value after another, a
+/// finite sum that overflows failing with 22003 (DataFusion adds in double precision and
+/// answers a double).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RealSum {
+    signature: Signature,
+}
+
+impl Default for RealSum {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Float32], Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::AggregateUDFImpl for RealSum {
+    fn name(&self) -> &str {
+        "sum"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float32)
+    }
+
+    fn accumulator(
+        &self,
+        _args: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+        Ok(Box::<RealSumAccumulator>::default())
+    }
+
+    fn state_fields(
+        &self,
+        args: datafusion::logical_expr::function::StateFieldsArgs,
+    ) -> Result<Vec<datafusion::arrow::datatypes::FieldRef>> {
+        Ok(vec![Arc::new(datafusion::arrow::datatypes::Field::new(
+            format!("{}[sum]", args.name),
+            DataType::Float32,
+            true,
+        ))])
+    }
+}
+
+#[derive(Debug, Default)]
+struct RealSumAccumulator {
+    sum: Option<f32>,
+}
+
+impl datafusion::logical_expr::Accumulator for RealSumAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Float32Type;
+        for v in values[0].as_primitive::<Float32Type>().iter().flatten() {
+            let sum = self.sum.unwrap_or(0.0);
+            let next = sum + v;
+            if next.is_infinite() && !sum.is_infinite() && !v.is_infinite() {
+                return Err(DataFusionError::External(Box::new(
+                    crate::error::PgErrorBox(crate::error::PgError::new(
+                        crate::error::SqlState::NumericValueOutOfRange,
+                        "value out of range: overflow",
+                    )),
+                )));
+            }
+            self.sum = Some(next);
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.update_batch(states)
+    }
+
+    /// A sliding window frame's leaving rows (PostgreSQL sums each frame anew; the two
+    /// agree to `real`'s precision).
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Float32Type;
+        for v in values[0].as_primitive::<Float32Type>().iter().flatten() {
+            self.sum = self.sum.map(|s| s - v);
+        }
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Float32(self.sum)])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Float32(self.sum))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
 }

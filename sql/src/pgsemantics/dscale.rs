@@ -920,7 +920,9 @@ fn scale_expr(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
                     }))
                 }
                 (DataType::Decimal128(..), DataType::Decimal128(..)) => Some(of(&c.expr)?),
-                (t, DataType::Decimal128(..)) if is_int(t) => Some(int32(0)),
+                (t, DataType::Decimal128(..)) if is_int(t) || t.is_unsigned_integer() => {
+                    Some(int32(0))
+                }
                 (
                     DataType::Float32
                     | DataType::Float64
@@ -1159,7 +1161,10 @@ impl AnalyzerRule for ConstantDisplayScales {
             | LogicalPlan::Aggregate(_)
             | LogicalPlan::Window(_) => {
                 let constants = constant_row(&node);
-                retype_node(node, &|e, schema| constant_scale(e, schema, &constants))
+                let projection = matches!(node, LogicalPlan::Projection(_));
+                retype_node(node, &|e, schema| {
+                    constant_scale(e, schema, &constants, projection)
+                })
             }
             node => Ok(Transformed::no(node)),
         })
@@ -1196,35 +1201,98 @@ fn scaled(value: Expr, scale: Expr) -> Expr {
     ))
 }
 
+/// Whether `e` is a constant zero (through casts and kept scales).
+fn zero(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(v, _) => {
+            !v.is_null() && ScalarValue::new_zero(&v.data_type()).is_ok_and(|z| &z == v)
+        }
+        Expr::Cast(c) => zero(&c.expr),
+        Expr::ScalarFunction(f) if f.func.name() == "duet_display_scale" => zero(&f.args[0]),
+        _ => false,
+    }
+}
+
+/// Whether `e` is a constant once the display scales kept on its parts are set aside.
+fn constant_value(e: &Expr) -> bool {
+    e.clone()
+        .transform_up(|x| match &x {
+            Expr::ScalarFunction(f) if f.func.name() == "duet_display_scale" => {
+                Ok(Transformed::yes(f.args[0].clone()))
+            }
+            _ => Ok(Transformed::no(x)),
+        })
+        .is_ok_and(|t| super::folding::is_constant(&t.data))
+}
+
 /// `e` with the scale folding would lose kept (`scaled`): a constant quotient, `round` or
-/// `trunc` of constants, and a cast to a decimal of a constant, or of a column that is a
-/// constant of the node's input (`constants`, see [`constant_row`]).
+/// `trunc` to a constant number of decimals (in a projection, of any value: the optimizer
+/// folds `round(0 * count(NULL), 1)` once it knows the count), a cast to a decimal of a
+/// constant, or of a column that is a constant of the node's input (`constants`, see
+/// [`constant_row`]), and arithmetic, CASE and COALESCE over constants whose scale is not
+/// their type's (`0.0 * coalesce(1.125, -0.5)` is `0.0000`).
 fn constant_scale(
     e: Expr,
     schema: &DFSchema,
     constants: &[(Column, Expr)],
+    projection: bool,
 ) -> Result<Transformed<Expr>> {
     match &e {
         Expr::ScalarFunction(f)
-            if f.func.name() == "numeric_div" && f.args.iter().all(super::folding::is_constant) =>
+            if f.func.name() == "numeric_div"
+                && f.args.len() == 2
+                && f.args.iter().all(constant_value) =>
         {
+            let mut args = f.args.clone();
+            let scales = (
+                display_scale(&f.args[0], schema)?,
+                display_scale(&f.args[1], schema)?,
+            );
+            if scales.0.is_some() || scales.1.is_some() {
+                args.push(scale_or_type(scales.0, &f.args[0], schema)?);
+                args.push(scale_or_type(scales.1, &f.args[1], schema)?);
+            }
             let scale = Expr::ScalarFunction(ScalarFunction::new_udf(
                 Arc::new(ScalarUDF::new_from_impl(NumericDivScale::default())),
-                f.args.clone(),
+                args.clone(),
             ));
-            Ok(Transformed::yes(scaled(e, scale)))
+            let value = Expr::ScalarFunction(ScalarFunction::new_udf(f.func.clone(), args));
+            Ok(Transformed::yes(scaled(value, scale)))
         }
         // `round(x, n)` and `trunc(x, n)` have n decimals, which folding would lose.
         Expr::ScalarFunction(f)
             if matches!(f.func.name(), "round" | "trunc")
                 && f.args.len() == 2
-                && f.args.iter().all(super::folding::is_constant)
+                && constant_value(&f.args[1])
+                && (projection || constant_value(&f.args[0]))
                 && matches!(f.args[0].get_type(schema)?, DataType::Decimal128(..)) =>
         {
             let Some(scale) = scale_expr(&e, schema)? else {
                 return Ok(Transformed::no(e));
             };
             Ok(Transformed::yes(scaled(e, scale)))
+        }
+        // DataFusion folds `0.0 * x` (x never NULL) to the zero literal, of the literal's
+        // scale; PostgreSQL's product has both operands' (`0.0 * 1.50` is `0.000`).
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Multiply,
+            right,
+        }) if (zero(left) || zero(right))
+            && matches!(e.get_type(schema), Ok(DataType::Decimal128(..))) =>
+        {
+            let scale = scale_or_type(scale_expr(&e, schema)?, &e, schema)?;
+            Ok(Transformed::yes(scaled(e, scale)))
+        }
+        Expr::BinaryExpr(_) | Expr::Case(_) | Expr::Negative(_) | Expr::ScalarFunction(_)
+            if !matches!(&e, Expr::ScalarFunction(f) if f.func.name() == "duet_display_scale")
+                && matches!(e.get_type(schema), Ok(DataType::Decimal128(..)))
+                && constant_value(&e) =>
+        {
+            match display_scale(&e, schema)? {
+                Some(scale) => Ok(Transformed::yes(scaled(e, scale))),
+                None => Ok(Transformed::no(e)),
+            }
         }
         Expr::Cast(c)
             if !c
@@ -1248,7 +1316,7 @@ fn constant_scale(
             };
             let from = match c.expr.get_type(schema)? {
                 DataType::Decimal128(_, from) => from,
-                t if is_int(&t) => 0,
+                t if is_int(&t) || t.is_unsigned_integer() => 0,
                 DataType::Float32
                 | DataType::Float64
                 | DataType::Utf8

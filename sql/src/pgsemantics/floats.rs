@@ -9,7 +9,8 @@
 //! Likewise `real` meets an integer or a numeric as `double precision` in PostgreSQL (`1 +
 //! 1e10::real` is `10000000001`, a float8; `real + real` stays `real`), where DataFusion
 //! computed in `Float32` (`1e+10`): both operands of the arithmetic or comparison are cast
-//! to `Float64`. A
+//! to `Float64`; so are the arguments of the functions PostgreSQL has only for double
+//! precision (`floor`, `sqrt`, …). A
 //! statement that is only a VALUES list (an INSERT's source) is left as it is: PostgreSQL
 //! assigns each of its values to the target column without a common type.
 
@@ -146,9 +147,34 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 all_floated(f.args, schema),
             )))
         }
+        // PostgreSQL has these only for double precision: a `real` argument is widened
+        // (`floor(0.1::real)` is a float8, and so is a CASE mixing it with the `real`).
+        Expr::ScalarFunction(f)
+            if FLOAT8_ONLY.contains(&f.func.name())
+                && f.args
+                    .iter()
+                    .any(|a| type_of(a, schema) == Some(DataType::Float32)) =>
+        {
+            let args = f
+                .args
+                .into_iter()
+                .map(|a| match type_of(&a, schema) {
+                    Some(DataType::Float32) => float(a),
+                    _ => a,
+                })
+                .collect();
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(f.func, args)))
+        }
         e => Transformed::no(e),
     })
 }
+
+/// Functions PostgreSQL defines for `double precision` and not for `real`.
+const FLOAT8_ONLY: &[&str] = &[
+    "ceil", "ceiling", "floor", "round", "trunc", "sign", "sqrt", "cbrt", "exp", "ln", "log",
+    "log10", "power", "pow", "sin", "cos", "tan", "cot", "asin", "acos", "atan", "atan2", "sinh",
+    "cosh", "tanh", "asinh", "acosh", "atanh", "degrees", "radians",
+];
 
 /// A UNION whose column mixes floats and numerics: each branch's numeric cast to a float.
 fn float_union(u: Union) -> Result<Transformed<LogicalPlan>> {

@@ -25,6 +25,9 @@
 //! - `joins`: a literal on the null-extended side of an outer join is not a constant
 //!   above it (DataFusion dropped a sort on it).
 //! - `functions`: `pg_sleep`, `pg_typeof`.
+//! - `setops`: EXCEPT and INTERSECT answer in the type both sides resolve to.
+//! - `topk` (a physical rule): a partitioned TopK sorts by the whole key of its merge, as
+//!   its partitions share one dynamic filter.
 //! - `apply` (the last optimizer rule): a subquery DataFusion could not decorrelate runs
 //!   once per distinct outer row.
 
@@ -57,9 +60,11 @@ mod folding;
 mod functions;
 mod joins;
 mod lateral;
+mod setops;
 mod statement;
 mod subqueries;
 mod text;
+mod topk;
 
 pub use aggregates::{NumericAverages, NumericIntegerAggregates};
 pub use apply::CorrelatedSubqueries;
@@ -76,6 +81,7 @@ pub use functions::{
 };
 pub use joins::{joins_over_raising_conditions, OuterJoinConstants};
 pub use lateral::{LateralFunctions, UnnestKeys};
+pub use setops::SetOperationTypes;
 pub(crate) use statement::{call_function, function_name};
 pub use statement::{quantified_subqueries_as_in, rewrite_statement};
 pub use subqueries::{
@@ -84,6 +90,7 @@ pub use subqueries::{
     OuterLevelAggregates, SingleRowScalarSubqueries,
 };
 pub use text::{CharacterCast, ConcatArguments, PgTextCasts, TextNumberComparisons};
+pub use topk::PartitionedTopKKeys;
 
 fn is_int(t: &DataType) -> bool {
     matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)

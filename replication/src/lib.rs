@@ -10,6 +10,9 @@
 //!   to a [`peer::StateMachine`] that knows nothing of raft and whose contents replication
 //!   knows nothing of. A proposer hears back with the entry's index once its own peer has
 //!   applied it: that index is the commit version.
+//! - [`tcp::TcpTransport`]: Raft messages between processes, length-delimited protobuf
+//!   frames over one TCP connection per member, bounded queues, unreachable members
+//!   reported to raft, and partitions for tests.
 //! - Learners: a learner peer receives the same log, persists it in its own raft-engine
 //!   directory and applies it at its own pace (it can be paused); one that is behind the
 //!   leader's compacted log is sent a snapshot.
@@ -17,6 +20,7 @@
 pub mod error;
 pub mod log_store;
 pub mod peer;
+pub mod tcp;
 
 pub use error::{Error, Result, StateMachineError};
 pub use log_store::LogStore;
@@ -24,3 +28,4 @@ pub use peer::{
     LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, PendingProposal, Proposer, Role,
     SnapshotSource, StateMachine, Transport,
 };
+pub use tcp::TcpTransport;

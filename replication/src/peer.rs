@@ -160,6 +160,10 @@ pub struct PeerOptions {
     pub log_sync: LogSync,
     /// Raft's logical clock.
     pub tick: Duration,
+    /// Ticks without a leader's word before a voter campaigns; raft-rs draws each timeout
+    /// at random in `[election_tick, 2 * election_tick)` ticks (150–300 ms with a 15 ms
+    /// tick and 10). A leader sends heartbeats every second tick.
+    pub election_tick: usize,
     /// Compact the log once this many entries, or [`PeerOptions::compact_bytes`] of
     /// entries, are applied here since the last compaction.
     pub compact_every: u64,
@@ -180,6 +184,7 @@ impl PeerOptions {
             learners,
             log_sync: LogSync::EachWrite,
             tick: Duration::from_millis(100),
+            election_tick: 10,
             compact_every: 10_000,
             compact_bytes: 256 << 20,
             max_log_behind: 1_000_000,
@@ -211,6 +216,9 @@ pub struct PeerStatus {
     log_syncs: AtomicU64,
     paused: AtomicBool,
     running: AtomicBool,
+    /// The leader this peer knows of (0: none), and its term.
+    leader: AtomicU64,
+    term: AtomicU64,
     failed: Mutex<Option<Arc<Error>>>,
     /// When the commit index passed each recorded value (one sample per driver turn).
     commit_times: Mutex<std::collections::VecDeque<(u64, Instant)>>,
@@ -233,6 +241,8 @@ impl PeerStatus {
             log_syncs: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             running: AtomicBool::new(true),
+            leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
             failed: Mutex::new(None),
             commit_times: Mutex::new(std::collections::VecDeque::new()),
             applied_changed: Condvar::new(),
@@ -277,6 +287,18 @@ impl PeerStatus {
     /// Whether the driver thread is running.
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
+    }
+    /// The leader this peer knows of (`None` while there is none, as during an election).
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader.load(Ordering::Acquire)).filter(|l| *l != 0)
+    }
+    /// The term this peer is in.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
+    }
+    /// Whether this peer leads.
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
     }
     /// Why applying stopped, if it did.
     pub fn failure(&self) -> Option<Arc<Error>> {
@@ -423,8 +445,12 @@ impl Peer {
         let applied = sm.applied_index().min(commit);
         let cfg = Config {
             id: opts.id,
-            election_tick: 10,
+            election_tick: opts.election_tick,
             heartbeat_tick: 2,
+            // A voter cut off from the others cannot raise the term and disturb them when it
+            // comes back (pre-vote), and a leader that loses its quorum steps down.
+            pre_vote: true,
+            check_quorum: true,
             applied,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -771,6 +797,8 @@ impl<S: StateMachine> Driver<S> {
         );
         s.last_index
             .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
+        s.leader.store(self.raw.raft.leader_id, Ordering::Release);
+        s.term.store(self.raw.raft.term, Ordering::Release);
     }
 
     fn paused(&self) -> bool {
@@ -910,4 +938,4 @@ impl<S: StateMachine> Driver<S> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,16 +2,16 @@
 use super::*;
 
 /// What a recorder has seen: (index, payload).
-type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
 /// Records what it applied; persists nothing unless `durable` is set by the test.
-struct Recorder {
+pub(crate) struct Recorder {
     applied: u64,
     seen: Seen,
 }
 
 impl Recorder {
-    fn new(applied: u64) -> (Self, Seen) {
+    pub(crate) fn new(applied: u64) -> (Self, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         (
             Recorder {
@@ -63,7 +63,7 @@ impl StateMachine for Recorder {
     }
 }
 
-fn payloads(seen: &Mutex<Vec<(u64, Vec<u8>)>>) -> Vec<String> {
+pub(crate) fn payloads(seen: &Mutex<Vec<(u64, Vec<u8>)>>) -> Vec<String> {
     seen.lock()
         .iter()
         .map(|(_, d)| String::from_utf8(d.clone()).unwrap())

@@ -29,13 +29,6 @@ pub const KNOWN: &[Known] = &[
                       never evaluates the failing expression",
         matches: unevaluated_error,
     },
-    Known {
-        name: "real-precision",
-        explanation: "arithmetic on real (float4) values: PostgreSQL promotes some of it to \
-                      double precision (floor, mixed operands) and keeps sum(real) in real, \
-                      DuetDB the other way round; the values agree to float4's 6 digits",
-        matches: real_precision_only,
-    },
 ];
 
 /// The entry that explains `f`, if any.
@@ -127,21 +120,6 @@ fn unevaluated_error(f: &Finding) -> bool {
 
 fn numeric_scale_only(f: &Finding) -> bool {
     cells_differ_only(f, same_numeric)
-}
-
-/// Real (float4) columns or casts in the query, and every difference a float that agrees
-/// to 6 significant digits.
-fn real_precision_only(f: &Finding) -> bool {
-    let sql = f.query.to_string();
-    let reals = sql.contains("AS real")
-        || f.schema.tables.iter().any(|t| {
-            sql.contains(&format!("{} AS ", t.name)) && t.columns.iter().any(|c| c.sql == "real")
-        });
-    reals
-        && cells_differ_only(f, |a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
-            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()),
-            _ => false,
-        })
 }
 
 /// Both answered with as many rows, and every differing cell pair passes `same`.

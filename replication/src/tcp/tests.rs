@@ -1,0 +1,278 @@
+//! Tests of the module above: voters in one process, each with its own TCP transport on
+//! loopback, as separate processes would be.
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::peer::tests::{payloads, Recorder, Seen};
+use crate::peer::{Peer, PeerOptions};
+use crate::tcp::TcpTransport;
+use crate::Error;
+
+struct Member {
+    id: u64,
+    transport: Arc<TcpTransport>,
+    peer: Option<Peer>,
+    seen: Seen,
+}
+
+fn options(dir: &Path, id: u64, voters: &[u64]) -> PeerOptions {
+    let mut o = PeerOptions::new(id, dir.join(format!("m{id}")), voters.to_vec(), vec![]);
+    o.tick = Duration::from_millis(15);
+    o.election_tick = 10;
+    o
+}
+
+/// `n` voters over TCP, each transport knowing the others' addresses.
+fn cluster(dir: &Path, n: u64) -> Vec<Member> {
+    let ids: Vec<u64> = (1..=n).collect();
+    let transports: Vec<Arc<TcpTransport>> = ids
+        .iter()
+        .map(|id| TcpTransport::bind(*id, "127.0.0.1:0", HashMap::new()).unwrap())
+        .collect();
+    for t in &transports {
+        for (id, other) in ids.iter().zip(&transports) {
+            t.set_address(*id, other.local_addr().to_string());
+        }
+    }
+    ids.iter()
+        .zip(transports)
+        .map(|(id, transport)| {
+            let (sm, seen) = Recorder::new(0);
+            let peer = Peer::start(options(dir, *id, &ids), sm, transport.clone()).unwrap();
+            Member {
+                id: *id,
+                transport,
+                peer: Some(peer),
+                seen,
+            }
+        })
+        .collect()
+}
+
+/// The leader every running member agrees on, once they do.
+fn agreed_leader(members: &[Member], timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let leaders: Vec<Option<u64>> = members
+            .iter()
+            .filter_map(|m| m.peer.as_ref())
+            .map(|p| p.status().leader())
+            .collect();
+        if let Some(Some(l)) = leaders.first() {
+            let running = members.iter().any(|m| m.id == *l && m.peer.is_some());
+            if running && leaders.iter().all(|x| x == &Some(*l)) {
+                return *l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn member(members: &[Member], id: u64) -> &Member {
+    members.iter().find(|m| m.id == id).unwrap()
+}
+
+/// Proposes on `id` and waits until it is applied there.
+fn write(members: &[Member], id: u64, data: &str) -> crate::Result<u64> {
+    member(members, id)
+        .peer
+        .as_ref()
+        .unwrap()
+        .proposer()
+        .propose(data.as_bytes().to_vec())?
+        .wait()
+}
+
+fn wait_all_applied(members: &[Member], index: u64) {
+    for m in members.iter().filter(|m| m.peer.is_some()) {
+        assert!(
+            m.peer
+                .as_ref()
+                .unwrap()
+                .status()
+                .wait_applied(index, Duration::from_secs(10)),
+            "member {} did not apply {index}",
+            m.id
+        );
+    }
+}
+
+#[test]
+fn three_voters_over_tcp_elect_one_leader_and_apply_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let leader = agreed_leader(&members, Duration::from_secs(10));
+    let mut last = 0;
+    for i in 0..50 {
+        last = write(&members, leader, &format!("w{i}")).unwrap();
+    }
+    // A follower refuses proposals: writes go to the leader.
+    let follower = members.iter().find(|m| m.id != leader).unwrap().id;
+    assert!(matches!(
+        write(&members, follower, "x"),
+        Err(Error::NotLeader)
+    ));
+    wait_all_applied(&members, last);
+    let expected: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    for m in &members {
+        let got: Vec<String> = payloads(&m.seen)
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        assert_eq!(got, expected, "member {}", m.id);
+        assert!(
+            m.transport
+                .stats()
+                .received
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
+    }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_catches_up_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(dir.path(), 3);
+    let old = agreed_leader(&members, Duration::from_secs(10));
+    for i in 0..20 {
+        write(&members, old, &format!("a{i}")).unwrap();
+    }
+    // The leader's process goes away: its peer stops, its sockets close.
+    let addr = {
+        let m = members.iter_mut().find(|m| m.id == old).unwrap();
+        m.peer.take();
+        m.transport.stop();
+        m.transport.local_addr()
+    };
+    let killed = Instant::now();
+    let new = agreed_leader(&members, Duration::from_secs(10));
+    assert_ne!(new, old);
+    let mut acknowledged = Vec::new();
+    let first = loop {
+        match write(&members, new, "b0") {
+            Ok(i) => break i,
+            Err(Error::NotLeader) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    eprintln!(
+        "failover: first commit {:?} after the kill",
+        killed.elapsed()
+    );
+    acknowledged.push("b0".to_string());
+    for i in 1..20 {
+        write(&members, new, &format!("b{i}")).unwrap();
+        acknowledged.push(format!("b{i}"));
+    }
+    // It comes back on the same address with the same log, and catches up.
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let transport = TcpTransport::bind(old, &addr.to_string(), HashMap::new()).unwrap();
+    for m in &members {
+        if m.id != old {
+            transport.set_address(m.id, m.transport.local_addr().to_string());
+        }
+    }
+    let (sm, seen) = Recorder::new(0);
+    let peer = Peer::start(options(dir.path(), old, &ids), sm, transport.clone()).unwrap();
+    {
+        let m = members.iter_mut().find(|m| m.id == old).unwrap();
+        m.transport = transport;
+        m.peer = Some(peer);
+        m.seen = seen;
+    }
+    let last = write(&members, new, "c").unwrap();
+    assert!(last > first);
+    wait_all_applied(&members, last);
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("a{i}"))
+        .chain(acknowledged)
+        .chain(["c".to_string()])
+        .collect();
+    for m in &members {
+        let got: Vec<String> = payloads(&m.seen)
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        assert_eq!(got, expected, "member {}", m.id);
+    }
+}
+
+#[test]
+fn a_partitioned_leader_commits_nothing_and_the_majority_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let old = agreed_leader(&members, Duration::from_secs(10));
+    write(&members, old, "before").unwrap();
+    let others: Vec<u64> = members.iter().map(|m| m.id).filter(|i| *i != old).collect();
+    // Cut the leader off both ways.
+    member(&members, old).transport.isolate(&others);
+    for o in &others {
+        member(&members, *o).transport.isolate(&[old]);
+    }
+    // Its proposal cannot commit: the minority's write never becomes durable.
+    let stranded = member(&members, old)
+        .peer
+        .as_ref()
+        .unwrap()
+        .proposer()
+        .propose(b"stranded".to_vec());
+    // The majority elects one of its own and commits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (new, index) = loop {
+        let leader = others.iter().find(|o| {
+            member(&members, **o)
+                .peer
+                .as_ref()
+                .unwrap()
+                .status()
+                .is_leader()
+        });
+        if let Some(l) = leader {
+            if let Ok(i) = write(&members, *l, "after") {
+                break (*l, i);
+            }
+        }
+        assert!(Instant::now() < deadline, "the majority elected no leader");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Check-quorum: the old leader steps down instead of leading alone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while member(&members, old)
+        .peer
+        .as_ref()
+        .unwrap()
+        .status()
+        .is_leader()
+    {
+        assert!(Instant::now() < deadline, "the cut-off leader kept leading");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Heal: the old leader follows the new one and has the majority's log, not its own.
+    for m in &members {
+        m.transport.heal();
+    }
+    wait_all_applied(&members, index);
+    assert_eq!(agreed_leader(&members, Duration::from_secs(10)), new);
+    if let Ok(p) = stranded {
+        assert!(
+            p.wait().is_err(),
+            "the minority's proposal was acknowledged"
+        );
+    }
+    for m in &members {
+        let got: Vec<String> = payloads(&m.seen)
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["before".to_string(), "after".to_string()],
+            "member {}",
+            m.id
+        );
+    }
+}

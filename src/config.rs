@@ -48,6 +48,18 @@ pub struct Cli {
     /// listening beyond loopback
     #[arg(long)]
     pub allow_remote_trust: bool,
+    /// This process's member id in --initial-cluster (a cluster of processes).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Where this member listens for Raft messages. Default: its address in
+    /// --initial-cluster
+    #[arg(long)]
+    pub raft_listen: Option<String>,
+    /// The cluster's members, "id=replicas@raft-host:port,…" with replicas row (a voter
+    /// with the row replica) or row+column (also a learner with the column replica); the
+    /// same list on every member. Without it DuetDB runs as one process.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -76,6 +88,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Allow a rule trusting remote clients on a non-loopback listen address.
     pub allow_remote_trust: bool,
+    /// A cluster of processes: this member's id, its Raft address and the members.
+    pub node_id: Option<u64>,
+    pub raft_listen: Option<String>,
+    pub initial_cluster: Option<String>,
 }
 
 impl Default for Config {
@@ -94,6 +110,9 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             allow_remote_trust: false,
+            node_id: None,
+            raft_listen: None,
+            initial_cluster: None,
         }
     }
 }
@@ -138,6 +157,15 @@ impl Config {
             config.tls_key = Some(k.clone());
         }
         config.allow_remote_trust |= cli.allow_remote_trust;
+        if cli.node_id.is_some() {
+            config.node_id = cli.node_id;
+        }
+        if cli.raft_listen.is_some() {
+            config.raft_listen = cli.raft_listen.clone();
+        }
+        if cli.initial_cluster.is_some() {
+            config.initial_cluster = cli.initial_cluster.clone();
+        }
         config.validate()?;
         if cli.config_check {
             #[allow(clippy::print_stdout)]
@@ -160,6 +188,26 @@ impl Config {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
         })
+    }
+
+    /// This process's place in a cluster, if it is started as one.
+    pub fn cluster(&self) -> anyhow::Result<Option<duetdb::cluster::ClusterConfig>> {
+        let Some(spec) = &self.initial_cluster else {
+            anyhow::ensure!(
+                self.node_id.is_none() && self.raft_listen.is_none(),
+                "node_id and raft_listen need initial_cluster"
+            );
+            return Ok(None);
+        };
+        let id = self
+            .node_id
+            .context("initial_cluster needs node_id (this member's id in it)")?;
+        let listen: std::net::SocketAddr = self.listen.parse()?;
+        anyhow::ensure!(
+            !listen.ip().is_unspecified() && listen.port() != 0,
+            "in a cluster, listen ({listen}) must be an address and port the other members              can reach: they relay SQL connections to it"
+        );
+        duetdb::cluster::ClusterConfig::new(id, self.raft_listen.clone(), spec).map(Some)
     }
 
     /// Whether the router's calibration is frozen.
@@ -193,6 +241,7 @@ impl Config {
             self.tls_cert.is_some() == self.tls_key.is_some(),
             "tls_cert and tls_key go together"
         );
+        self.cluster()?;
         let hba = self.hba()?;
         anyhow::ensure!(!hba.rules().is_empty(), "hba needs at least one rule");
         let listen: std::net::SocketAddr = self.listen.parse()?;

@@ -1,7 +1,8 @@
 //! The databases of one server (see `duet_sql::databases`): the data directory is the first
 //! database, `duetdb`; every other one is a node of its own in
 //! `<data>/databases/<name in hex>.<created>/`, opened on first use and kept open, with its
-//! own autoanalyze task. Roles stay in the first database's store. A dropped database's
+//! own autoanalyze task. A member of a cluster has only the first database (the one its
+//! Raft log replicates); others are refused with 0A000. Roles stay in the first database's store. A dropped database's
 //! node is not closed until the server stops (its Raft and apply tasks run on the server's
 //! runtime); its files are removed at the next start.
 
@@ -30,6 +31,16 @@ pub struct ServerDatabases {
     roles: duet_rowstore::StoreRef,
     open: Mutex<HashMap<String, Open>>,
     me: Weak<ServerDatabases>,
+    /// A member of a cluster: only the first database is replicated, so it is the only one.
+    clustered: bool,
+}
+
+/// What a cluster member answers for any database but the first.
+fn clustered_only(name: &str) -> DatabaseError {
+    DatabaseError::Unsupported(format!(
+        "database \"{name}\" in a cluster (only the database \"{DEFAULT_DATABASE}\" is \
+         replicated across its members)"
+    ))
 }
 
 fn hex(name: &str) -> String {
@@ -56,6 +67,7 @@ pub fn attach(node: &NodeRef, root: &SharedRef) {
         roles: node.store.clone(),
         open: Mutex::new(HashMap::new()),
         me: me.clone(),
+        clustered: node.cluster().is_some(),
     });
     root.join_server(DEFAULT_DATABASE, &databases, node.store.clone(), true);
     // The files of databases dropped while the server last ran.
@@ -144,6 +156,9 @@ impl Databases for ServerDatabases {
         if name == DEFAULT_DATABASE {
             return Ok(self.root.upgrade());
         }
+        if self.clustered {
+            return Err(clustered_only(name));
+        }
         let mut open = self.open.lock();
         if let Some(o) = open.get(name) {
             return Ok(Some(o.shared.clone()));
@@ -176,6 +191,9 @@ impl Databases for ServerDatabases {
     }
 
     fn create(&self, name: &str) -> Result<(), DatabaseError> {
+        if self.clustered {
+            return Err(clustered_only(name));
+        }
         let mut open = self.open.lock();
         if self.exists(name) {
             return Err(DatabaseError::Exists);

@@ -6,6 +6,8 @@
 //! - [`node`]: the replicas of one process — the row replica on a Raft voter, the column
 //!   replica on a Raft learner, the in-process transport between them, the router's files —
 //!   and the handles the SQL layer gets from them ([`node::DuetNode::services`]);
+//! - [`cluster`]: a cluster of processes (`--initial-cluster`): its members, and which
+//!   member serves a new SQL connection (the leader; the others relay to it);
 //! - [`http`]: the HTTP endpoints (health, metrics, replica status, routing report, the
 //!   inspector page);
 //! - [`allocator`]: the process's memory-allocator settings.
@@ -14,6 +16,7 @@
 //! `duet-router`, data lives in `duet-rowstore` and `duet-colstore`.
 
 pub mod allocator;
+pub mod cluster;
 pub mod databases;
 pub mod error;
 pub mod http;

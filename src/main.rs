@@ -27,20 +27,27 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let node = duetdb::DuetNode::open(&config.data_dir).with_context(|| {
-        format!(
-            "Failed to open the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
+    let listen: std::net::SocketAddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("Invalid listen address {}", config.listen))?;
+    let cluster = config.cluster()?;
+    let tls = match config.tls() {
+        Some(files) => Some(duet_wire::auth::tls_acceptor(&files).context("TLS")?),
+        None => None,
+    };
+    let options = duet_wire::ServerOptions {
+        max_connections: config.max_connections,
+        hba: std::sync::Arc::new(config.hba()?),
+        tls,
+        route: None,
+    };
+    let (node, server) =
+        duetdb::cluster::serve(&config.data_dir, cluster.as_ref(), listen, options).await?;
     node.router()
         .calibrator
         .set_frozen(config.calibration_frozen())
         .context("Failed to save the router's calibration")?;
-    let listen = config
-        .listen
-        .parse()
-        .with_context(|| format!("Invalid listen address {}", config.listen))?;
     let http = match config.http.as_str() {
         "off" => None,
         addr => {
@@ -54,20 +61,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
             )
         }
     };
-    let tls = match config.tls() {
-        Some(files) => Some(duet_wire::auth::tls_acceptor(&files).context("TLS")?),
-        None => None,
-    };
-    let options = duet_wire::ServerOptions {
-        max_connections: config.max_connections,
-        hba: std::sync::Arc::new(config.hba()?),
-        tls,
-    };
-    let shared = node.shared();
-    duetdb::databases::attach(&node, &shared);
-    let server = duet_sql::Server::start_with(shared, listen, options)
-        .await
-        .with_context(|| format!("Failed to listen on {}", config.listen))?;
     #[allow(clippy::print_stdout)]
     {
         println!(

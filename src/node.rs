@@ -11,6 +11,8 @@
 //! The learner can be paused, stopped and restarted alone (tests do, to create lag and to
 //! exercise recovery); while it is down, column scans fall back to the row replica.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,19 +20,25 @@ use std::time::Duration;
 use duet_colstore::{
     ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine,
 };
-use duet_replication::{LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, Transport};
+use duet_replication::{
+    LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, TcpTransport, Transport,
+};
 use duet_router::routing::ColumnAccess;
-use duet_router::sysviews::{ReplicaInfo, ReplicaRow};
+use duet_router::sysviews::{MemberRow, ReplicaInfo, ReplicaRow};
 use duet_rowstore::engine::rocks::RocksEngine;
-use duet_rowstore::{start_voter, voter_options, StoreRef};
+use duet_rowstore::{start_voter, StoreRef};
 use parking_lot::Mutex;
 
+use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
 
 /// Raft id of the embedded voter.
 pub const VOTER_ID: u64 = 1;
 /// Raft id of the embedded learner.
 pub const LEARNER_ID: u64 = 2;
+/// Raft's tick in a cluster: with raft's 10-tick election timeout drawn in [10, 20)
+/// ticks, a new leader is elected 150–300 ms after the old one stopped answering.
+const CLUSTER_TICK: Duration = Duration::from_millis(15);
 /// How often, at most, the learner fsyncs its log (see [`LogSync::Batched`]).
 const LEARNER_LOG_SYNC: Duration = Duration::from_millis(100);
 
@@ -43,6 +51,13 @@ struct Learner {
 pub struct DuetNode {
     pub store: StoreRef,
     voter: Peer,
+    /// Raft membership: voters and learners (ids), and this member's learner id (none: this
+    /// member holds no column replica).
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    learner_id: Option<u64>,
+    /// In a cluster: the membership and the transport to the other members.
+    cluster: Option<(ClusterConfig, Arc<TcpTransport>)>,
     learner: Mutex<Option<Learner>>,
     columns: Arc<ColumnAccess>,
     lag: Arc<LagHistogram>,
@@ -79,16 +94,69 @@ impl DuetNode {
     /// Opens (creating) the data directory: RocksDB and the voter's log (replaying what the
     /// row replica had not applied), then the column replica and the learner's log.
     pub fn open(data_dir: &Path) -> Result<NodeRef> {
+        Self::open_member(data_dir, None)
+    }
+
+    /// Opens this process as a member of `cluster` (the embedded single process without
+    /// one): its voter and, if it holds the column replica, its learner talk to the other
+    /// members over TCP; `sql_addr` is advertised to them, so that they can relay SQL
+    /// connections here while this member leads.
+    pub fn open_member(
+        data_dir: &Path,
+        cluster: Option<(&ClusterConfig, SocketAddr)>,
+    ) -> Result<NodeRef> {
         std::fs::create_dir_all(data_dir).map_err(|e| fail("create the data dir", data_dir, e))?;
         let engine = RocksEngine::open(&data_dir.join("rowstore"))
             .map_err(|e| fail("open RocksDB", data_dir, e))?;
-        let transport: Arc<dyn Transport> = LocalTransport::new();
-        let (store, voter) = start_voter(
-            Arc::new(engine),
-            voter_options(&Self::voter_dir(data_dir), vec![LEARNER_ID]),
-            transport.clone(),
-        )
-        .map_err(|e| fail("start the row replica", data_dir, e))?;
+        let (transport, tcp, voter_id, voters, learners, learner_id): (
+            Arc<dyn Transport>,
+            _,
+            _,
+            _,
+            _,
+            _,
+        ) = match cluster {
+            None => (
+                LocalTransport::new(),
+                None,
+                VOTER_ID,
+                vec![VOTER_ID],
+                vec![LEARNER_ID],
+                Some(LEARNER_ID),
+            ),
+            Some((c, sql_addr)) => {
+                let mut addresses = HashMap::new();
+                for m in &c.members {
+                    addresses.insert(m.id, m.raft_addr.clone());
+                    if let Some(l) = m.learner_raft_id() {
+                        addresses.insert(l, m.raft_addr.clone());
+                    }
+                }
+                let tcp = TcpTransport::bind(c.node_id, &c.raft_listen, addresses)
+                    .map_err(|e| fail("listen for raft messages", data_dir, e))?;
+                tcp.advertise(sql_addr.to_string());
+                let (voters, learners) = c.raft_ids();
+                (
+                    tcp.clone() as Arc<dyn Transport>,
+                    Some((c.clone(), tcp)),
+                    c.node_id,
+                    voters,
+                    learners,
+                    c.me().learner_raft_id(),
+                )
+            }
+        };
+        let mut opts = PeerOptions::new(
+            voter_id,
+            Self::voter_dir(data_dir, voter_id),
+            voters.clone(),
+            learners.clone(),
+        );
+        if tcp.is_some() {
+            opts.tick = CLUSTER_TICK;
+        }
+        let (store, voter) = start_voter(Arc::new(engine), opts, transport.clone())
+            .map_err(|e| fail("start the row replica", data_dir, e))?;
         let router = duet_router::Router::open(store.clone(), Some(&data_dir.join("router")))
             .map_err(|e| fail("open the router's statistics", data_dir, e))?;
         let lag = Arc::new(LagHistogram::default());
@@ -96,6 +164,10 @@ impl DuetNode {
         let node = Arc::new(DuetNode {
             store,
             voter,
+            voters,
+            learners,
+            learner_id,
+            cluster: tcp,
             learner: Mutex::new(None),
             columns: ColumnAccess::new(),
             lag,
@@ -127,8 +199,13 @@ impl DuetNode {
         &self.router
     }
 
-    fn voter_dir(data_dir: &Path) -> PathBuf {
-        data_dir.join("raft").join(format!("voter-{VOTER_ID}"))
+    fn voter_dir(data_dir: &Path, id: u64) -> PathBuf {
+        data_dir.join("raft").join(format!("voter-{id}"))
+    }
+
+    /// The cluster's membership and transport (`None`: the embedded single process).
+    pub fn cluster(&self) -> Option<&(ClusterConfig, Arc<TcpTransport>)> {
+        self.cluster.as_ref()
     }
 
     /// Starts the learner (no-op if it runs): loads the column store's checkpoint and
@@ -136,6 +213,9 @@ impl DuetNode {
     /// snapshot if its log was compacted past it.
     pub fn start_learner(&self) -> Result<()> {
         let mut slot = self.learner.lock();
+        let Some(learner_id) = self.learner_id else {
+            return Ok(());
+        };
         if slot.is_some() {
             return Ok(());
         }
@@ -152,11 +232,14 @@ impl DuetNode {
             self.lag.clone(),
         );
         let mut opts = PeerOptions::new(
-            LEARNER_ID,
-            dir.join("raft").join(format!("learner-{LEARNER_ID}")),
-            vec![VOTER_ID],
-            vec![LEARNER_ID],
+            learner_id,
+            dir.join("raft").join(format!("learner-{learner_id}")),
+            self.voters.clone(),
+            self.learners.clone(),
         );
+        if self.cluster.is_some() {
+            opts.tick = CLUSTER_TICK;
+        }
         // The learner has no vote and its column state is checkpointed on its own: its log
         // only spares the leader re-sending entries after a restart, so it is fsync'd in
         // batches rather than per write (the voter's log keeps the commits durable).
@@ -275,7 +358,80 @@ impl DuetNode {
     }
 }
 
+impl DuetNode {
+    /// `duet.cluster`: every member as this one knows it. The leader follows every
+    /// replica's progress; a member that does not lead knows only itself and the leader.
+    pub fn members(&self) -> Vec<MemberRow> {
+        let voter = self.voter.status();
+        let progress = voter.progress();
+        let find = |id: u64| progress.iter().find(|p| p.id == id);
+        let commit = voter.committed();
+        let leader = voter.leader();
+        let column_here = self.learner_peer().map(|s| s.applied());
+        let Some((cluster, transport)) = &self.cluster else {
+            return vec![MemberRow {
+                member_id: VOTER_ID,
+                replicas: "row+column".into(),
+                raft_addr: "in-process".into(),
+                sql_addr: String::new(),
+                state: "up".into(),
+                leader: true,
+                term: voter.term(),
+                applied_index: voter.applied(),
+                commit_index: commit,
+                lag_entries: 0,
+                column_index: column_here,
+            }];
+        };
+        cluster
+            .members
+            .iter()
+            .map(|m| {
+                let me = m.id == cluster.node_id;
+                let sql_addr = if me {
+                    transport.advertised_here()
+                } else {
+                    transport.advertised(m.id).unwrap_or_default()
+                };
+                let (state, applied) = if me {
+                    ("up", voter.applied())
+                } else {
+                    match find(m.id) {
+                        None => ("unknown", 0),
+                        Some(p) if !p.active => ("down", p.matched),
+                        Some(p) if p.state == "snapshot" => ("snapshotting", p.matched),
+                        Some(p) if p.matched < commit => ("catching up", p.matched),
+                        Some(p) => ("up", p.matched),
+                    }
+                };
+                let column_index = match m.learner_raft_id() {
+                    None => None,
+                    Some(_) if me => column_here,
+                    Some(l) => find(l).map(|p| p.matched),
+                };
+                MemberRow {
+                    member_id: m.id,
+                    replicas: m.replicas().into(),
+                    raft_addr: m.raft_addr.clone(),
+                    sql_addr,
+                    state: state.into(),
+                    leader: leader == Some(m.id),
+                    term: voter.term(),
+                    applied_index: applied,
+                    commit_index: commit,
+                    lag_entries: commit.saturating_sub(applied),
+                    column_index,
+                }
+            })
+            .collect()
+    }
+}
+
 impl ReplicaInfo for DuetNode {
+    fn member_rows(&self) -> Vec<MemberRow> {
+        self.members()
+    }
+
     fn replica_rows(&self) -> Vec<ReplicaRow> {
         let learner = self.learner_status();
         let columns: std::collections::HashMap<String, duet_colstore::TableStatus> = self

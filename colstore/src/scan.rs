@@ -121,7 +121,7 @@ impl ColumnScanExec {
 /// The chunks of `snapshot` whose zone maps do not rule out `filter`.
 fn prune(snapshot: &TableSnapshot, filter: &ScanFilter) -> Vec<usize> {
     let all: Vec<usize> = (0..snapshot.stable.chunks.len()).collect();
-    let Some(predicate) = &filter.predicate else {
+    let Some(predicate) = &filter.pruning else {
         return all;
     };
     let Some(pp) = PruningPredicateBuilder::new()

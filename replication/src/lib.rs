@@ -25,7 +25,7 @@ pub mod tcp;
 pub use error::{Error, Result, StateMachineError};
 pub use log_store::LogStore;
 pub use peer::{
-    LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, PendingProposal, Proposer, Role,
-    SnapshotSource, StateMachine, Transport,
+    LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, PendingProposal, Proposer,
+    ReplicaProgress, Role, SnapshotSource, StateMachine, Transport,
 };
 pub use tcp::TcpTransport;

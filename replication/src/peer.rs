@@ -199,6 +199,20 @@ impl PeerOptions {
     }
 }
 
+/// How far a replica has the log, as its leader knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaProgress {
+    /// Its Raft id.
+    pub id: u64,
+    /// The last index known to be in its log.
+    pub matched: u64,
+    /// raft-rs's replication state: `probe` (finding where its log ends), `replicate`
+    /// (streaming entries) or `snapshot` (being sent one).
+    pub state: &'static str,
+    /// It answered within the last election timeout.
+    pub active: bool,
+}
+
 /// Live figures of a peer, shared with readers (metrics, ReadIndex waits, tests).
 pub struct PeerStatus {
     pub id: u64,
@@ -219,6 +233,11 @@ pub struct PeerStatus {
     /// The leader this peer knows of (0: none), and its term.
     leader: AtomicU64,
     term: AtomicU64,
+    /// The last term this peer was elected in, and the index of its first entry.
+    leading_term: AtomicU64,
+    term_start: AtomicU64,
+    /// While leading: every replica's progress.
+    progress: Mutex<Vec<ReplicaProgress>>,
     failed: Mutex<Option<Arc<Error>>>,
     /// When the commit index passed each recorded value (one sample per driver turn).
     commit_times: Mutex<std::collections::VecDeque<(u64, Instant)>>,
@@ -243,6 +262,9 @@ impl PeerStatus {
             running: AtomicBool::new(true),
             leader: AtomicU64::new(0),
             term: AtomicU64::new(0),
+            leading_term: AtomicU64::new(0),
+            term_start: AtomicU64::new(u64::MAX),
+            progress: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
             commit_times: Mutex::new(std::collections::VecDeque::new()),
             applied_changed: Condvar::new(),
@@ -299,6 +321,17 @@ impl PeerStatus {
     /// Whether this peer leads.
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.id)
+    }
+    /// Whether this peer leads and has applied its term's first entry: everything committed
+    /// by earlier leaders is applied here, so a read here sees every acknowledged commit.
+    pub fn is_serving_leader(&self) -> bool {
+        self.is_leader()
+            && self.leading_term.load(Ordering::Acquire) == self.term()
+            && self.applied() >= self.term_start.load(Ordering::Acquire)
+    }
+    /// While this peer leads: how far each replica (itself included) has the log.
+    pub fn progress(&self) -> Vec<ReplicaProgress> {
+        self.progress.lock().clone()
     }
     /// Why applying stopped, if it did.
     pub fn failure(&self) -> Option<Arc<Error>> {
@@ -797,8 +830,33 @@ impl<S: StateMachine> Driver<S> {
         );
         s.last_index
             .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
+        let term = self.raw.raft.term;
+        if self.raw.raft.state == StateRole::Leader
+            && s.leading_term.load(Ordering::Acquire) != term
+        {
+            // Its term's first entry (the empty one raft appends on election) is in the log.
+            s.term_start
+                .store(self.raw.raft.raft_log.last_index(), Ordering::Release);
+            s.leading_term.store(term, Ordering::Release);
+        }
         s.leader.store(self.raw.raft.leader_id, Ordering::Release);
-        s.term.store(self.raw.raft.term, Ordering::Release);
+        s.term.store(term, Ordering::Release);
+        let mut progress = s.progress.lock();
+        progress.clear();
+        if self.raw.raft.state == StateRole::Leader {
+            for (id, pr) in self.raw.raft.prs().iter() {
+                progress.push(ReplicaProgress {
+                    id: *id,
+                    matched: pr.matched,
+                    state: match pr.state {
+                        raft::ProgressState::Probe => "probe",
+                        raft::ProgressState::Replicate => "replicate",
+                        raft::ProgressState::Snapshot => "snapshot",
+                    },
+                    active: pr.recent_active,
+                });
+            }
+        }
     }
 
     fn paused(&self) -> bool {

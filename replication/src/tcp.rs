@@ -3,7 +3,8 @@
 //! [`TcpTransport`] is a [`Transport`]: each process listens on its Raft address and opens
 //! one connection to every member it sends to. A connection carries length-delimited frames
 //! (`u32` big-endian length, then a raft-rs `Message` in its protobuf encoding) after a
-//! handshake (`DUETRAFT`, the format version and the sender's member id).
+//! handshake (`DUETRAFT`, the format version, the sender's member id and what it
+//! advertises: its SQL address, so that every member learns where the leader serves SQL).
 //!
 //! Why frames over plain TCP rather than gRPC: raft-rs already gives each message its
 //! protobuf encoding, the peers are driven by threads (not tokio tasks) and nothing else
@@ -71,6 +72,9 @@ struct Inner {
     addresses: RwLock<HashMap<u64, String>>,
     mailboxes: RwLock<HashMap<u64, Mailbox>>,
     remotes: Mutex<HashMap<u64, Remote>>,
+    /// What this member tells the others in its handshake, and what they told it.
+    advertise: RwLock<String>,
+    advertised: RwLock<HashMap<u64, String>>,
     /// Members whose messages (either way) are dropped.
     isolated: RwLock<HashSet<u64>>,
     stopped: AtomicBool,
@@ -101,6 +105,8 @@ impl TcpTransport {
             addresses: RwLock::new(members),
             mailboxes: RwLock::new(HashMap::new()),
             remotes: Mutex::new(HashMap::new()),
+            advertise: RwLock::new(String::new()),
+            advertised: RwLock::new(HashMap::new()),
             isolated: RwLock::new(HashSet::new()),
             stopped: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -125,6 +131,22 @@ impl TcpTransport {
     /// Sets (or changes) a member's Raft address.
     pub fn set_address(&self, id: u64, addr: String) {
         self.inner.addresses.write().insert(id, addr);
+    }
+
+    /// What this member advertises to the others (its SQL address), sent with every new
+    /// connection.
+    pub fn advertise(&self, info: String) {
+        *self.inner.advertise.write() = info;
+    }
+
+    /// What this member advertises.
+    pub fn advertised_here(&self) -> String {
+        self.inner.advertise.read().clone()
+    }
+
+    /// What member `id` advertised when it last connected here.
+    pub fn advertised(&self, id: u64) -> Option<String> {
+        self.inner.advertised.read().get(&id).cloned()
     }
 
     /// The transport's counters.
@@ -285,6 +307,14 @@ fn read_loop(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
         ));
     }
     let from = u64::from_be_bytes(head[12..20].try_into().unwrap());
+    let mut len = [0u8; 2];
+    r.read_exact(&mut len)?;
+    let mut info = vec![0u8; u16::from_be_bytes(len) as usize];
+    r.read_exact(&mut info)?;
+    inner
+        .advertised
+        .write()
+        .insert(from, String::from_utf8_lossy(&info).into_owned());
     let mut buf = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -324,6 +354,10 @@ fn connect(inner: &Inner, addr: &str) -> std::io::Result<BufWriter<TcpStream>> {
                 w.write_all(MAGIC)?;
                 w.write_all(&VERSION.to_be_bytes())?;
                 w.write_all(&inner.id.to_be_bytes())?;
+                let info = inner.advertise.read().clone();
+                let info = &info.as_bytes()[..info.len().min(u16::MAX as usize)];
+                w.write_all(&(info.len() as u16).to_be_bytes())?;
+                w.write_all(info)?;
                 return Ok(w);
             }
             Err(e) => last = Some(e),

@@ -1,4 +1,5 @@
-//! DuetDB's system views, in the `duet` schema: `duet.replicas` (per table: its column
+//! DuetDB's system views, in the `duet` schema: `duet.cluster` (per member: its replicas,
+//! addresses, state, whether it leads, how far it has the log), `duet.replicas` (per table: its column
 //! replica, state, build progress, the learner's applied index against the leader's commit
 //! index, lag, delta and stable sizes) and `duet.routing_log` (the router's recent
 //! decisions with both costs, estimated and actual rows, actual time and regret). Rows are
@@ -34,9 +35,82 @@ pub struct ReplicaRow {
     pub stable_rows: u64,
 }
 
+/// One row of `duet.cluster`: a member of the cluster (the one process, embedded).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberRow {
+    pub member_id: u64,
+    /// `row`, `column` or `row+column`.
+    pub replicas: String,
+    pub raft_addr: String,
+    pub sql_addr: String,
+    /// `up`, `down`, `catching up`, `snapshotting`, or `unknown` (asked of a member that
+    /// does not lead: only the leader follows the others).
+    pub state: String,
+    pub leader: bool,
+    pub term: u64,
+    /// The row replica's last index (its applied index on the member asked, the index
+    /// the leader knows is in its log for the others).
+    pub applied_index: u64,
+    pub commit_index: u64,
+    pub lag_entries: u64,
+    /// The column replica's last index the same way (NULL without one).
+    pub column_index: Option<u64>,
+}
+
 /// Where the rows come from (the process's replicas).
 pub trait ReplicaInfo: Send + Sync {
     fn replica_rows(&self) -> Vec<ReplicaRow>;
+    /// The members of the cluster, as this process knows them.
+    fn member_rows(&self) -> Vec<MemberRow> {
+        vec![]
+    }
+}
+
+fn cluster_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("member_id", DataType::Int64, false),
+        Field::new("replicas", DataType::Utf8, false),
+        Field::new("raft_addr", DataType::Utf8, false),
+        Field::new("sql_addr", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("leader", DataType::Boolean, false),
+        Field::new("term", DataType::Int64, false),
+        Field::new("applied_index", DataType::Int64, false),
+        Field::new("commit_index", DataType::Int64, false),
+        Field::new("lag_entries", DataType::Int64, false),
+        Field::new("column_index", DataType::Int64, true),
+    ]))
+}
+
+/// The rows of `duet.cluster`.
+fn cluster_batch(info: &dyn ReplicaInfo, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let rows = info.member_rows();
+    let int = |f: fn(&MemberRow) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| f(r).min(i64::MAX as u64) as i64),
+        ))
+    };
+    let text = |f: fn(&MemberRow) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        int(|r| r.member_id),
+        text(|r| &r.replicas),
+        text(|r| &r.raft_addr),
+        text(|r| &r.sql_addr),
+        text(|r| &r.state),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.leader).collect::<Vec<_>>(),
+        )),
+        int(|r| r.term),
+        int(|r| r.applied_index),
+        int(|r| r.commit_index),
+        int(|r| r.lag_entries),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|r| r.column_index.map(|v| v as i64)),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 fn replicas_schema() -> SchemaRef {
@@ -189,6 +263,7 @@ fn routing_log_batch(router: &crate::Router, schema: &SchemaRef) -> DfResult<Rec
 /// The `duet` schema.
 pub struct SystemSchema {
     replicas: Arc<ComputedView>,
+    cluster: Arc<ComputedView>,
     routing_log: Arc<ComputedView>,
 }
 
@@ -203,11 +278,17 @@ impl SystemSchema {
     pub const NAME: &'static str = "duet";
 
     pub fn new(info: Arc<dyn ReplicaInfo>, router: crate::RouterRef) -> Self {
+        let members = info.clone();
         Self {
             replicas: Arc::new(ComputedView {
                 name: "replicas",
                 schema: replicas_schema(),
                 rows: Box::new(move |schema| replicas_batch(info.as_ref(), schema)),
+            }),
+            cluster: Arc::new(ComputedView {
+                name: "cluster",
+                schema: cluster_schema(),
+                rows: Box::new(move |schema| cluster_batch(members.as_ref(), schema)),
             }),
             routing_log: Arc::new(ComputedView {
                 name: "routing_log",
@@ -221,18 +302,19 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["replicas".into(), "routing_log".into()]
+        vec!["cluster".into(), "replicas".into(), "routing_log".into()]
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         Ok(match name {
             "replicas" => Some(self.replicas.clone() as Arc<dyn TableProvider>),
+            "cluster" => Some(self.cluster.clone() as Arc<dyn TableProvider>),
             "routing_log" => Some(self.routing_log.clone() as Arc<dyn TableProvider>),
             _ => None,
         })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "replicas" | "routing_log")
+        matches!(name, "cluster" | "replicas" | "routing_log")
     }
 }

@@ -92,6 +92,16 @@ impl CancelRegistry {
         n
     }
 
+    /// Ends every connection; how many.
+    pub fn terminate_all(&self) -> usize {
+        let sessions = self.sessions.lock();
+        for b in sessions.values() {
+            b.slot.lock().cancel();
+            b.terminate.cancel();
+        }
+        sessions.len()
+    }
+
     /// Forgets a connection.
     pub fn unregister(&self, pid: i32) {
         self.sessions.lock().remove(&pid);

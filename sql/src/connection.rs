@@ -630,7 +630,7 @@ impl SqlSession for SqlConnection {
             let other = match shared.databases() {
                 Some(d) => d
                     .get(&startup.database)
-                    .map_err(|e| PgError::new(SqlState::IoError, format!("{e:?}")).into_wire())?,
+                    .map_err(|e| crate::databases::failed(e, &startup.database).into_wire())?,
                 None => None,
             };
             let Some(other) = other else {

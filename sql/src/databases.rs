@@ -49,7 +49,7 @@ fn database_name(name: &ObjectName) -> Result<String> {
     crate::ident::table_name(name)
 }
 
-fn failed(e: DatabaseError, name: &str) -> PgError {
+pub(crate) fn failed(e: DatabaseError, name: &str) -> PgError {
     match e {
         DatabaseError::Exists => PgError::new(
             SqlState::DuplicateDatabase,

@@ -105,6 +105,9 @@ impl From<duet_rowstore::Error> for PgError {
             E::ColumnNotFound { .. } => SqlState::UndefinedColumn,
             E::ColumnExists { .. } => SqlState::DuplicateColumn,
             E::InvalidDefinition(_) => SqlState::InvalidTableDefinition,
+            // This member stopped leading before the commit's entry was committed (the
+            // new leader's log replaced it): not committed, and a retry may succeed.
+            E::Replication { source } if source.is_retryable() => SqlState::SerializationFailure,
             E::Engine { .. } | E::Replication { .. } => SqlState::IoError,
             E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
         };

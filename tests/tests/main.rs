@@ -6,6 +6,7 @@
 mod analytics;
 mod auth;
 mod bad_input;
+mod cluster;
 mod copy;
 mod crash;
 mod difftest;

@@ -31,6 +31,9 @@ fn cluster(dir: &Path, n: u64) -> Vec<Member> {
         .iter()
         .map(|id| TcpTransport::bind(*id, "127.0.0.1:0", HashMap::new()).unwrap())
         .collect();
+    for (id, t) in ids.iter().zip(&transports) {
+        t.advertise(format!("sql-of-{id}"));
+    }
     for t in &transports {
         for (id, other) in ids.iter().zip(&transports) {
             t.set_address(*id, other.local_addr().to_string());
@@ -61,7 +64,12 @@ fn agreed_leader(members: &[Member], timeout: Duration) -> u64 {
             .map(|p| p.status().leader())
             .collect();
         if let Some(Some(l)) = leaders.first() {
-            let running = members.iter().any(|m| m.id == *l && m.peer.is_some());
+            let running = members.iter().any(|m| {
+                m.id == *l
+                    && m.peer
+                        .as_ref()
+                        .is_some_and(|p| p.status().is_serving_leader())
+            });
             if running && leaders.iter().all(|x| x == &Some(*l)) {
                 return *l;
             }

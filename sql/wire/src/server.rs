@@ -28,7 +28,21 @@ pub struct ServerOptions {
     pub hba: Arc<Hba>,
     /// TLS, offered to clients that ask (SSLRequest) when set.
     pub tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// In a cluster: which member serves a new connection (see [`Route`]).
+    pub route: Option<Arc<dyn Route>>,
 }
+
+/// Where a new connection is served, asked once per connection before anything is read.
+pub trait Route: Send + Sync {
+    /// `Ok(None)`: here; `Ok(Some(addr))`: the member listening for SQL at `addr`, to
+    /// which the connection's bytes are relayed both ways (TLS, authentication and cancel
+    /// requests included); `Err(why)`: nowhere yet (no leader), asked again for a while,
+    /// then the client is told `FATAL 57P03` with `why`.
+    fn route(&self) -> Result<Option<SocketAddr>, String>;
+}
+
+/// How long a new connection waits for a member to serve it (an election).
+const ROUTE_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -36,6 +50,7 @@ impl Default for ServerOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             hba: Arc::new(Hba::default()),
             tls: None,
+            route: None,
         }
     }
 }
@@ -64,10 +79,10 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Tells a client over the limit why, as PostgreSQL does: it reads the client's first
-/// message (an SSLRequest is answered `N` and the startup message read next), then sends
-/// `ErrorResponse` (FATAL, 53300) and closes.
-async fn refuse_too_many(socket: &mut TcpStream) {
+/// Tells a client it cannot be served, as PostgreSQL does when over the limit: it reads
+/// the client's first message (an SSLRequest is answered `N` and the startup message read
+/// next), then sends `ErrorResponse` (FATAL, `state`, `message`) and closes.
+async fn refuse(socket: &mut TcpStream, state: SqlState, message: &str) {
     use pgwire::messages::startup::{GssEncRequest, SslRequest};
     use pgwire::messages::Message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,11 +107,8 @@ async fn refuse_too_many(socket: &mut TcpStream) {
             read_message(socket).await?;
         }
         // FATAL, as PostgreSQL sends it (the session never started).
-        let info = pgwire::error::ErrorInfo::new(
-            "FATAL".into(),
-            SqlState::TooManyConnections.code().into(),
-            "sorry, too many clients already".into(),
-        );
+        let info =
+            pgwire::error::ErrorInfo::new("FATAL".into(), state.code().into(), message.into());
         let mut msg = bytes::BytesMut::new();
         pgwire::messages::response::ErrorResponse::from(info)
             .encode(&mut msg)
@@ -263,6 +275,23 @@ async fn admit<B: SqlBackend>(
     open: Arc<AtomicUsize>,
     options: ServerOptions,
 ) {
+    if let Some(route) = &options.route {
+        let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
+        loop {
+            match route.route() {
+                Ok(None) => break,
+                Ok(Some(member)) => {
+                    sessions.spawn(relay(socket, peer, member));
+                    return;
+                }
+                Err(why) if tokio::time::Instant::now() >= deadline => {
+                    refuse(&mut socket, SqlState::CannotConnectNow, &why).await;
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
     let mut head = [0u8; 8];
     let peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
     if matches!(peeked, Ok(Ok(8))) && head == CANCEL_HEAD {
@@ -277,7 +306,12 @@ async fn admit<B: SqlBackend>(
         return;
     }
     let Some(slot) = ConnectionSlot::take(&open, options.max_connections) else {
-        refuse_too_many(&mut socket).await;
+        refuse(
+            &mut socket,
+            SqlState::TooManyConnections,
+            "sorry, too many clients already",
+        )
+        .await;
         return;
     };
     let socket = match socket.into_std() {
@@ -328,4 +362,22 @@ async fn admit<B: SqlBackend>(
             }
         }
     });
+}
+
+/// Relays a client's connection to the member at `member` and back, byte for byte, until
+/// either side closes.
+async fn relay(mut client: TcpStream, peer: SocketAddr, member: SocketAddr) {
+    let mut upstream = match TcpStream::connect(member).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%peer, %member, error = %e, "cannot reach the serving member");
+            let why = format!("the member serving this cluster ({member}) is unreachable: {e}");
+            refuse(&mut client, SqlState::CannotConnectNow, &why).await;
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%peer, %member, error = %e, "relayed connection ended");
+    }
 }

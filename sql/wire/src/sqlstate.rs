@@ -89,6 +89,7 @@ sqlstates! {
     TooManyConnections = "53300",
     StatementTooComplex = "54001",
     QueryCanceled = "57014",
+    CannotConnectNow = "57P03",
     IoError = "58030",
     InternalError = "XX000",
 }

@@ -1,0 +1,306 @@
+//! A cluster of processes: three members, each a child process (this test binary serving
+//! one member, as `duetdb --node-id N --initial-cluster …` does), Raft over TCP between
+//! them, SQL on any member, and `kill -9` of the leader.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Not a test on its own: one member process of the tests below.
+#[tokio::test]
+#[ignore = "run only as a member process of the cluster tests"]
+async fn child_member() {
+    let Ok(dir) = std::env::var("DUET_MEMBER_DIR") else {
+        return;
+    };
+    let id: u64 = std::env::var("DUET_MEMBER_ID").unwrap().parse().unwrap();
+    let spec = std::env::var("DUET_MEMBER_CLUSTER").unwrap();
+    let listen = std::env::var("DUET_MEMBER_LISTEN")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cluster = duetdb::cluster::ClusterConfig::new(id, None, &spec).unwrap();
+    let (_node, _server) = duetdb::cluster::serve(
+        Path::new(&dir),
+        Some(&cluster),
+        listen,
+        duet_sql::ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    id: u64,
+    dir: PathBuf,
+    sql_port: u16,
+    child: Option<Child>,
+}
+
+struct ProcessCluster {
+    spec: String,
+    members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    /// Members 1 and 2 hold the row replica, member 3 both replicas.
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kinds = ["row", "row", "row+column"];
+        let raft: Vec<u16> = kinds.iter().map(|_| free_port()).collect();
+        let spec = kinds
+            .iter()
+            .zip(&raft)
+            .enumerate()
+            .map(|(i, (k, p))| format!("{}={k}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = (1..=kinds.len() as u64)
+            .map(|id| Member {
+                id,
+                dir: dir.path().join(format!("m{id}")),
+                sql_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut c = ProcessCluster {
+            spec,
+            members,
+            _dir: dir,
+        };
+        for id in 1..=3 {
+            c.spawn(id);
+        }
+        for id in 1..=3 {
+            c.wait_ready(id).await;
+        }
+        c
+    }
+
+    fn member(&mut self, id: u64) -> &mut Member {
+        self.members.iter_mut().find(|m| m.id == id).unwrap()
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let spec = self.spec.clone();
+        let m = self.member(id);
+        std::fs::create_dir_all(&m.dir).unwrap();
+        let _ = std::fs::remove_file(m.dir.join("ready"));
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cluster::child_member",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("DUET_MEMBER_DIR", &m.dir)
+            .env("DUET_MEMBER_ID", id.to_string())
+            .env("DUET_MEMBER_CLUSTER", spec)
+            .env("DUET_MEMBER_LISTEN", format!("127.0.0.1:{}", m.sql_port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        m.child = Some(child);
+    }
+
+    async fn wait_ready(&mut self, id: u64) {
+        let ready = self.member(id).dir.join("ready");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "member {id} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9` of member `id`'s process.
+    fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.member(id).child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    async fn client(&mut self, id: u64) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let port = self.member(id).sql_port;
+        let (c, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=duetdb connect_timeout=10"),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(conn);
+        Ok(c)
+    }
+
+    /// The leader, as the member that serves SQL on `via` reports it.
+    async fn leader(&mut self, via: u64) -> u64 {
+        let c = self.client(via).await.unwrap();
+        crate::int(&c, "SELECT member_id FROM duet.cluster WHERE leader").await as u64
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Inserts `key` through member `via`, retrying a connection error or a retryable error
+/// until `deadline`; true once acknowledged.
+async fn insert(c: &mut ProcessCluster, via: u64, key: i32, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if let Ok(client) = c.client(via).await {
+            match client
+                .execute("INSERT INTO acked VALUES ($1)", &[&key])
+                .await
+            {
+                Ok(_) => return true,
+                Err(e) => {
+                    let code = e.code().map(|s| s.code().to_string());
+                    // A retried insert that was in fact committed shows as a duplicate.
+                    if code.as_deref() == Some("23505") {
+                        return true;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn keys(c: &mut ProcessCluster, via: u64) -> BTreeSet<i32> {
+    let client = c.client(via).await.unwrap();
+    client
+        .query("SELECT k FROM acked", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit() {
+    let mut c = ProcessCluster::start().await;
+    let first = c.client(1).await.unwrap();
+    first
+        .batch_execute("CREATE TABLE acked (k int PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Writes through every member: the others relay to the leader.
+    let mut acknowledged = BTreeSet::new();
+    for k in 0..60 {
+        let via = 1 + (k as u64 % 3);
+        assert!(insert(&mut c, via, k, Instant::now() + Duration::from_secs(10)).await);
+        acknowledged.insert(k);
+    }
+    for via in 1..=3 {
+        assert_eq!(
+            keys(&mut c, via).await,
+            acknowledged,
+            "read through member {via}"
+        );
+    }
+    // Only the replicated database exists in a cluster.
+    let other = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            c.member(2).sql_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    let e = other.err().expect("the postgres database was served");
+    assert_eq!(e.code().map(|s| s.code()), Some("0A000"), "{e}");
+
+    // kill -9 the leader; a session that was relayed to it loses its connection.
+    let old = c.leader(1).await;
+    let survivor = if old == 1 { 2 } else { 1 };
+    let relayed = c.client(survivor).await.unwrap();
+    c.kill(old);
+    let killed = Instant::now();
+    let e = relayed
+        .simple_query("SELECT 1")
+        .await
+        .err()
+        .expect("a session on the killed leader went on");
+    assert!(e.is_closed() || e.code().is_none(), "{e}");
+    assert!(
+        insert(
+            &mut c,
+            survivor,
+            1000,
+            Instant::now() + Duration::from_secs(20)
+        )
+        .await
+    );
+    eprintln!(
+        "cluster: first commit through member {survivor} {:?} after kill -9 of leader {old}",
+        killed.elapsed()
+    );
+    acknowledged.insert(1000);
+    for k in 1001..1030 {
+        assert!(
+            insert(
+                &mut c,
+                survivor,
+                k,
+                Instant::now() + Duration::from_secs(10)
+            )
+            .await
+        );
+        acknowledged.insert(k);
+    }
+    let new = c.leader(survivor).await;
+    assert_ne!(new, old);
+    assert_eq!(keys(&mut c, survivor).await, acknowledged);
+
+    // The killed member comes back with its log and catches up; then the second leader is
+    // killed, and what every leader acknowledged is still there.
+    c.spawn(old);
+    c.wait_ready(old).await;
+    assert!(insert(&mut c, old, 2000, Instant::now() + Duration::from_secs(20)).await);
+    acknowledged.insert(2000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let client = c.client(old).await.unwrap();
+        let caught_up = crate::int(
+            &client,
+            "SELECT count(*) FROM duet.cluster WHERE state = 'up'",
+        )
+        .await;
+        if caught_up == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the returned member did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.kill(new);
+    let last = [1, 2, 3].into_iter().find(|m| *m != new).unwrap();
+    assert!(insert(&mut c, last, 3000, Instant::now() + Duration::from_secs(20)).await);
+    acknowledged.insert(3000);
+    assert_eq!(keys(&mut c, last).await, acknowledged);
+}

@@ -37,6 +37,7 @@ impl HttpServer {
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok\n" }))
             .route("/api/replicas", get(replicas))
+            .route("/api/cluster", get(cluster))
             .route("/api/routing", get(routing))
             .route("/inspector", get(inspector))
             .with_state(node);
@@ -70,8 +71,16 @@ impl HttpServer {
 }
 
 async fn replicas(State(node): State<NodeRef>) -> impl IntoResponse {
-    let rows = node.replica_rows();
-    match serde_json::to_string_pretty(&rows) {
+    json(&node.replica_rows())
+}
+
+/// `duet.cluster` as JSON.
+async fn cluster(State(node): State<NodeRef>) -> impl IntoResponse {
+    json(&node.members())
+}
+
+fn json(rows: &impl serde::Serialize) -> impl IntoResponse {
+    match serde_json::to_string_pretty(rows) {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -103,6 +112,7 @@ struct RoutingReport {
     decisions: Vec<duet_router::routing::RouteEntry>,
     tables: Vec<TableFreshness>,
     replicas: Vec<duet_router::sysviews::ReplicaRow>,
+    members: Vec<duet_router::sysviews::MemberRow>,
     calibration: duet_router::cost::CalibrationView,
 }
 
@@ -133,6 +143,7 @@ pub fn routing_report(node: &NodeRef) -> serde_json::Value {
         decisions,
         tables,
         replicas: node.replica_rows(),
+        members: node.members(),
         calibration: router.calibrator.view(),
     };
     serde_json::to_value(report).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))

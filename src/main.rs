@@ -76,6 +76,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if node.cluster().is_some() {
+        let leader = node.clone();
+        let handed = tokio::task::spawn_blocking(move || {
+            leader.transfer_leadership(std::time::Duration::from_secs(3))
+        })
+        .await
+        .unwrap_or(false);
+        if !handed {
+            tracing::warn!("could not hand leadership over; the others will elect a leader");
+        }
+    }
     server.shutdown().await;
     if let Some(h) = http {
         h.shutdown().await;

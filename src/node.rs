@@ -203,6 +203,12 @@ impl DuetNode {
         data_dir.join("raft").join(format!("voter-{id}"))
     }
 
+    /// In a cluster, while this member leads: hands leadership to another voter (a
+    /// graceful stop does, so that writes wait for a transfer, not an election timeout).
+    pub fn transfer_leadership(&self, timeout: Duration) -> bool {
+        self.cluster.is_none() || self.voter.transfer_leadership(timeout)
+    }
+
     /// The cluster's membership and transport (`None`: the embedded single process).
     pub fn cluster(&self) -> Option<&(ClusterConfig, Arc<TcpTransport>)> {
         self.cluster.as_ref()

@@ -238,6 +238,8 @@ pub struct PeerStatus {
     term_start: AtomicU64,
     /// While leading: every replica's progress.
     progress: Mutex<Vec<ReplicaProgress>>,
+    /// The voters' Raft ids.
+    voters: Mutex<Vec<u64>>,
     failed: Mutex<Option<Arc<Error>>>,
     /// When the commit index passed each recorded value (one sample per driver turn).
     commit_times: Mutex<std::collections::VecDeque<(u64, Instant)>>,
@@ -265,6 +267,7 @@ impl PeerStatus {
             leading_term: AtomicU64::new(0),
             term_start: AtomicU64::new(u64::MAX),
             progress: Mutex::new(Vec::new()),
+            voters: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
             commit_times: Mutex::new(std::collections::VecDeque::new()),
             applied_changed: Condvar::new(),
@@ -398,6 +401,9 @@ pub enum Event {
     Message(Box<Message>),
     Pause,
     Resume,
+    /// Hand leadership to voter `to` (raft-rs's leader transfer: it is brought up to date,
+    /// then told to campaign at once).
+    TransferLeader(u64),
     /// Compact the log now; `force` ignores replicas that have not caught up (they will need a
     /// snapshot).
     Compact {
@@ -561,6 +567,38 @@ impl Peer {
         &self.status
     }
 
+    /// While leading: hands leadership to the most up-to-date voter that answers, and
+    /// waits up to `timeout` for another to lead. Whether one does (true at once if this
+    /// peer did not lead). A graceful stop does this first, so writes pause for a transfer
+    /// rather than for an election timeout.
+    pub fn transfer_leadership(&self, timeout: Duration) -> bool {
+        let status = &self.status;
+        if !status.is_leader() {
+            return true;
+        }
+        let voters = status.voters.lock().clone();
+        let Some(to) = status
+            .progress()
+            .into_iter()
+            .filter(|p| p.id != status.id && p.active && voters.contains(&p.id))
+            .max_by_key(|p| p.matched)
+            .map(|p| p.id)
+        else {
+            return false;
+        };
+        if self.tx.send(Event::TransferLeader(to)).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if status.leader().is_some_and(|l| l != status.id) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
     /// Stops applying committed entries (they keep arriving and being persisted).
     pub fn pause_apply(&self) {
         self.status.paused.store(true, Ordering::Release);
@@ -713,6 +751,11 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
             Event::Pause => {}
+            Event::TransferLeader(to) => {
+                if self.raw.raft.state == StateRole::Leader {
+                    self.raw.transfer_leader(to);
+                }
+            }
             Event::Resume => self.backlog = true,
             Event::Compact { force, done } => {
                 let _ = done.send(self.compact(force));
@@ -841,6 +884,10 @@ impl<S: StateMachine> Driver<S> {
         }
         s.leader.store(self.raw.raft.leader_id, Ordering::Release);
         s.term.store(term, Ordering::Release);
+        if self.raw.raft.state == StateRole::Leader {
+            let voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+            *s.voters.lock() = voters;
+        }
         let mut progress = s.progress.lock();
         progress.clear();
         if self.raw.raft.state == StateRole::Leader {

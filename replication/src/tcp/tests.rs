@@ -284,3 +284,18 @@ fn a_partitioned_leader_commits_nothing_and_the_majority_goes_on() {
         );
     }
 }
+
+#[test]
+fn a_leader_hands_over_leadership_before_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let old = agreed_leader(&members, Duration::from_secs(10));
+    let index = write(&members, old, "before").unwrap();
+    wait_all_applied(&members, index);
+    let peer = member(&members, old).peer.as_ref().unwrap();
+    assert!(peer.transfer_leadership(Duration::from_secs(5)));
+    let new = agreed_leader(&members, Duration::from_secs(10));
+    assert_ne!(new, old);
+    assert!(matches!(write(&members, old, "x"), Err(Error::NotLeader)));
+    write(&members, new, "after").unwrap();
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# A local DuetDB cluster in one command: N member processes on this machine, Raft over TCP
+# on loopback. Every member but the last holds the row replica (a Raft voter); the last
+# holds both replicas (a voter and a column learner).
+#
+#   scripts/cluster.sh start [N]    # default 3; SQL on 127.0.0.1:5501.., HTTP on 8501..
+#   scripts/cluster.sh status       # duet.cluster, asked of member 1
+#   scripts/cluster.sh kill I       # kill -9 member I
+#   scripts/cluster.sh restart I    # start member I again (same data, same flags)
+#   scripts/cluster.sh stop         # stop every member (SIGTERM: the leader hands over)
+#
+# Data and logs go to $DUET_CLUSTER_DIR (default ./duet-cluster). psql may connect to any
+# member; the others relay to the leader.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DIR=${DUET_CLUSTER_DIR:-./duet-cluster}
+SQL_BASE=${DUET_CLUSTER_SQL_PORT:-5500}
+RAFT_BASE=${DUET_CLUSTER_RAFT_PORT:-7100}
+HTTP_BASE=${DUET_CLUSTER_HTTP_PORT:-8500}
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET/debug/duetdb"
+
+members() {
+  cat "$DIR/members" 2>/dev/null || { echo "no cluster in $DIR (start one)" >&2; exit 1; }
+}
+
+spec() {
+  local n=$1 out="" kind
+  for i in $(seq 1 "$n"); do
+    kind=row
+    [ "$i" -eq "$n" ] && kind=row+column
+    out+="${out:+,}$i=$kind@127.0.0.1:$((RAFT_BASE + i))"
+  done
+  echo "$out"
+}
+
+start_member() {
+  local i=$1 n
+  n=$(members)
+  mkdir -p "$DIR/m$i"
+  "$BIN" --data-dir "$DIR/m$i" --node-id "$i" --initial-cluster "$(spec "$n")" \
+    --listen "127.0.0.1:$((SQL_BASE + i))" --http "127.0.0.1:$((HTTP_BASE + i))" \
+    --log-level warn >>"$DIR/m$i.log" 2>&1 &
+  echo $! >"$DIR/m$i.pid"
+  echo "member $i: pid $!, SQL 127.0.0.1:$((SQL_BASE + i)), HTTP http://127.0.0.1:$((HTTP_BASE + i))/inspector"
+}
+
+case "${1:-}" in
+  start)
+    n=${2:-3}
+    [ "$n" -ge 1 ] || { echo "N must be at least 1" >&2; exit 1; }
+    cargo build --quiet --bin duetdb
+    mkdir -p "$DIR"
+    echo "$n" >"$DIR/members"
+    for i in $(seq 1 "$n"); do start_member "$i"; done
+    echo "connect: psql -h 127.0.0.1 -p $((SQL_BASE + 1)) -U postgres duetdb"
+    ;;
+  restart)
+    start_member "${2:?member id}"
+    ;;
+  kill)
+    kill -9 "$(cat "$DIR/m${2:?member id}.pid")"
+    ;;
+  status)
+    for i in $(seq 1 "$(members)"); do
+      if psql -X -h 127.0.0.1 -p $((SQL_BASE + i)) -U postgres duetdb \
+        -c "SELECT * FROM duet.cluster ORDER BY member_id" 2>/dev/null; then
+        exit 0
+      fi
+    done
+    echo "no member answers" >&2
+    exit 1
+    ;;
+  stop)
+    for i in $(seq 1 "$(members)"); do
+      [ -f "$DIR/m$i.pid" ] && kill "$(cat "$DIR/m$i.pid")" 2>/dev/null || true
+    done
+    ;;
+  *)
+    sed -n '2,14p' "$0"
+    exit 1
+    ;;
+esac

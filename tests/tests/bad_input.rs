@@ -326,3 +326,30 @@ async fn grouping_intervals_keys_on_arrays_and_inexact_numerics_are_refused() {
     );
     still_serving(&cluster).await;
 }
+
+/// Sums past what a value can hold fail instead of wrapping around: an interval's time
+/// (nanoseconds in 64 bits) with 22008, a `real` sum with 22003 (found by the differential
+/// tester: a sum of large intervals came out negative).
+#[tokio::test]
+async fn sums_that_overflow_fail_instead_of_wrapping() {
+    let cluster = ClusterBuilder::new("sum-overflow").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE iv (i interval, r real); \
+         INSERT INTO iv VALUES ('2000000 hours', '3e38'), ('2000000 hours', '3e38'), ('2000000 hours', '3e38')",
+    )
+    .await
+    .unwrap();
+    for engine in ["row", "column"] {
+        c.batch_execute(&format!("SET duet.engine = '{engine}'"))
+            .await
+            .unwrap();
+        let e = c.simple_query("SELECT sum(i) FROM iv").await.unwrap_err();
+        assert_eq!(crate::sqlstate(&e).as_deref(), Some("22008"), "{e:?}");
+        let e = c.simple_query("SELECT sum(r) FROM iv").await.unwrap_err();
+        assert_eq!(crate::sqlstate(&e).as_deref(), Some("22003"), "{e:?}");
+        let rows = crate::rows(&c, "SELECT sum(i / 2) FROM (SELECT i FROM iv LIMIT 2) s").await;
+        assert_eq!(rows, [[Some("2000000:00:00".to_string())]]);
+    }
+    still_serving(&cluster).await;
+}

@@ -41,10 +41,13 @@ fn widen_integer_aggregate(
     let Some(arg_type) = args.first().and_then(|a| a.get_type(schema).ok()) else {
         return Ok(Transformed::no(e));
     };
-    if name == "sum" && arg_type == DataType::Float32 {
-        let real_sum = Arc::new(datafusion::logical_expr::AggregateUDF::new_from_impl(
-            RealSum::default(),
-        ));
+    let interval = DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano);
+    if name == "sum" && (arg_type == DataType::Float32 || arg_type == interval) {
+        let real_sum = Arc::new(if arg_type == interval {
+            datafusion::logical_expr::AggregateUDF::new_from_impl(IntervalSum::default())
+        } else {
+            datafusion::logical_expr::AggregateUDF::new_from_impl(RealSum::default())
+        });
         let mut e = e;
         match &mut e {
             Expr::AggregateFunction(f) => f.func = real_sum,
@@ -387,6 +390,131 @@ impl datafusion::logical_expr::Accumulator for RealSumAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         Ok(ScalarValue::Float32(self.sum))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+}
+
+/// `sum(interval)` with each field added checked: months and days as `integer`s, the time
+/// as nanoseconds in a 64-bit integer (±292 years, PostgreSQL's microseconds reach
+/// ±292,000), a sum past them failing with 22008 `interval out of range` (DataFusion's sum
+/// wrapped around: a sum of many large intervals came out negative).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IntervalSum {
+    signature: Signature,
+}
+
+impl Default for IntervalSum {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Interval(
+                    datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
+                )],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+fn interval_type() -> DataType {
+    DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+}
+
+impl datafusion::logical_expr::AggregateUDFImpl for IntervalSum {
+    fn name(&self) -> &str {
+        "sum"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(interval_type())
+    }
+
+    fn accumulator(
+        &self,
+        _args: datafusion::logical_expr::function::AccumulatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+        Ok(Box::<IntervalSumAccumulator>::default())
+    }
+
+    fn state_fields(
+        &self,
+        args: datafusion::logical_expr::function::StateFieldsArgs,
+    ) -> Result<Vec<datafusion::arrow::datatypes::FieldRef>> {
+        Ok(vec![Arc::new(datafusion::arrow::datatypes::Field::new(
+            format!("{}[sum]", args.name),
+            interval_type(),
+            true,
+        ))])
+    }
+}
+
+#[derive(Debug, Default)]
+struct IntervalSumAccumulator {
+    sum: Option<datafusion::arrow::datatypes::IntervalMonthDayNano>,
+}
+
+impl IntervalSumAccumulator {
+    fn add(&mut self, values: &ArrayRef, sign: i32) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{IntervalMonthDayNano, IntervalMonthDayNanoType};
+        for v in values
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .flatten()
+        {
+            let s = self.sum.unwrap_or(IntervalMonthDayNano::ZERO);
+            let next = (|| {
+                Some(IntervalMonthDayNano::new(
+                    s.months.checked_add(v.months.checked_mul(sign)?)?,
+                    s.days.checked_add(v.days.checked_mul(sign)?)?,
+                    s.nanoseconds
+                        .checked_add(v.nanoseconds.checked_mul(i64::from(sign))?)?,
+                ))
+            })()
+            .ok_or_else(|| {
+                DataFusionError::External(Box::new(crate::error::PgErrorBox(
+                    crate::error::PgError::new(
+                        crate::error::SqlState::DatetimeFieldOverflow,
+                        "interval out of range",
+                    ),
+                )))
+            })?;
+            self.sum = Some(next);
+        }
+        Ok(())
+    }
+}
+
+impl datafusion::logical_expr::Accumulator for IntervalSumAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.add(&states[0], 1)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], -1)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::IntervalMonthDayNano(self.sum)])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::IntervalMonthDayNano(self.sum))
     }
 
     fn size(&self) -> usize {

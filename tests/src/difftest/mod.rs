@@ -2,8 +2,8 @@
 //!
 //! Random schemas and data go into PostgreSQL 15 and DuetDB alike; random queries run on
 //! PostgreSQL and on DuetDB with `duet.engine` = `row`, `column` and `auto`; the answers must
-//! be the same (as multisets unless the query orders every output column; floats to 12
-//! significant digits). A statement DuetDB refuses with 0A000 is not a difference: refusing
+//! be the same (as multisets unless the query orders every output column; double precision to
+//! 12 significant digits, real to 6). A statement DuetDB refuses with 0A000 is not a difference: refusing
 //! is allowed, answering differently is not. Without PostgreSQL, a metamorphic oracle still
 //! runs: ternary logic partitioning (`q` = `q WHERE p` ⊎ `q WHERE NOT p` ⊎
 //! `q WHERE p IS NULL`) on every engine.
@@ -29,7 +29,7 @@ use tokio_postgres::{Client, NoTls};
 
 use ast::{Body, Expr, From, Query};
 use gen::{QueryGen, Schema};
-use outcome::{column_types, is_float, run, same_rows, Outcome};
+use outcome::{column_types, float_digits, run, same_rows, Outcome};
 
 /// The engines every query runs on.
 pub const ENGINES: [&str; 3] = ["row", "column", "auto"];
@@ -247,7 +247,7 @@ enum Verdict {
     Differ(Kind),
 }
 
-fn classify(pg: &Outcome, duet: &Outcome, floats: &[bool], ordered: bool) -> Verdict {
+fn classify(pg: &Outcome, duet: &Outcome, floats: &[u8], ordered: bool) -> Verdict {
     match (pg, duet) {
         (Outcome::Lost(_), _) => Verdict::Skip,
         (_, Outcome::Lost(_)) => Verdict::Differ(Kind::Lost),
@@ -497,13 +497,13 @@ impl Tester {
     }
 
     /// PostgreSQL's answer and the float columns of its result.
-    async fn expected(&self, sql: &str) -> Option<(Outcome, Vec<bool>)> {
+    async fn expected(&self, sql: &str) -> Option<(Outcome, Vec<u8>)> {
         let pg = self.pg.as_ref()?;
         let out = run(pg, sql, BACKSTOP).await;
         let floats = match &out {
             Outcome::Rows { .. } => column_types(pg, sql)
                 .await
-                .map(|t| t.iter().map(is_float).collect())
+                .map(|t| t.iter().map(float_digits).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -830,7 +830,7 @@ impl Tester {
             }
             // Floats: compare every column with tolerance (no types at hand; the text of a
             // non-float never parses differently).
-            let floats = vec![true; names.len()];
+            let floats = vec![12; names.len()];
             if complete && !same_rows(rows, &union, &floats, false) {
                 let shown = parts
                     .iter()

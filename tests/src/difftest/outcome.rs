@@ -90,26 +90,28 @@ pub async fn column_types(client: &Client, sql: &str) -> Option<Vec<Type>> {
     Some(st.columns().iter().map(|c| c.type_().clone()).collect())
 }
 
-/// Floats compare after rounding to 12 significant digits (summation order changes the last
-/// bits); everything else byte for byte.
-fn normalize(cell: &Option<String>, float: bool) -> Option<String> {
+/// Floats compare after rounding to `digits` significant digits (summation order changes
+/// the last bits: 12 for double precision, 6 for real, whose sums add in real); everything
+/// else (`digits` 0) byte for byte.
+fn normalize(cell: &Option<String>, digits: u8) -> Option<String> {
     let s = cell.as_ref()?;
-    if !float {
+    if digits == 0 {
         return Some(s.clone());
     }
     match s.parse::<f64>() {
         Ok(0.0) => Some("0".into()),
-        Ok(v) if v.is_finite() => Some(format!("{v:.11e}")),
+        Ok(v) if v.is_finite() => Some(format!("{v:.*e}", usize::from(digits - 1))),
         _ => Some(s.clone()),
     }
 }
 
 /// Whether two row sets are the same answer: in order when `ordered`, else as multisets.
-/// `floats` marks the columns compared with tolerance (by PostgreSQL's types).
+/// `floats` gives the significant digits each column is compared to (by PostgreSQL's
+/// types, [`float_digits`]; 0: exactly).
 pub fn same_rows(
     a: &[Vec<Option<String>>],
     b: &[Vec<Option<String>>],
-    floats: &[bool],
+    floats: &[u8],
     ordered: bool,
 ) -> bool {
     if a.len() != b.len() {
@@ -121,7 +123,7 @@ pub fn same_rows(
             .map(|r| {
                 r.iter()
                     .enumerate()
-                    .map(|(i, c)| normalize(c, floats.get(i).copied().unwrap_or(false)))
+                    .map(|(i, c)| normalize(c, floats.get(i).copied().unwrap_or(0)))
                     .collect()
             })
             .collect();
@@ -133,6 +135,11 @@ pub fn same_rows(
     norm(a) == norm(b)
 }
 
-pub fn is_float(t: &Type) -> bool {
-    *t == Type::FLOAT4 || *t == Type::FLOAT8
+/// The significant digits a column of type `t` is compared to (0: exactly).
+pub fn float_digits(t: &Type) -> u8 {
+    match *t {
+        Type::FLOAT8 => 12,
+        Type::FLOAT4 => 6,
+        _ => 0,
+    }
 }

@@ -314,8 +314,7 @@ async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit
     let e = relayed
         .simple_query("SELECT 1")
         .await
-        .err()
-        .expect("a session on the killed leader went on");
+        .expect_err("a session on the killed leader went on");
     assert!(e.is_closed() || e.code().is_none(), "{e}");
     assert!(
         insert(

@@ -1,5 +1,6 @@
 //! Tests of the module above: voters in one process, each with its own TCP transport on
 //! loopback, as separate processes would be.
+#![allow(clippy::print_stderr)] // the failover test reports what it measured
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -80,6 +80,14 @@ fn agreed_leader(members: &[Member], timeout: Duration) -> u64 {
     }
 }
 
+/// What member `m` applied, but raft's empty entries.
+fn written(m: &Member) -> Vec<String> {
+    payloads(&m.seen)
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 fn member(members: &[Member], id: u64) -> &Member {
     members.iter().find(|m| m.id == id).unwrap()
 }
@@ -127,10 +135,7 @@ fn three_voters_over_tcp_elect_one_leader_and_apply_the_same_log() {
     wait_all_applied(&members, last);
     let expected: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
     for m in &members {
-        let got: Vec<String> = payloads(&m.seen)
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect();
+        let got = written(m);
         assert_eq!(got, expected, "member {}", m.id);
         assert!(
             m.transport
@@ -202,10 +207,7 @@ fn a_killed_leader_is_replaced_and_catches_up_when_it_returns() {
         .chain(["c".to_string()])
         .collect();
     for m in &members {
-        let got: Vec<String> = payloads(&m.seen)
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect();
+        let got = written(m);
         assert_eq!(got, expected, "member {}", m.id);
     }
 }
@@ -273,10 +275,7 @@ fn a_partitioned_leader_commits_nothing_and_the_majority_goes_on() {
         );
     }
     for m in &members {
-        let got: Vec<String> = payloads(&m.seen)
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect();
+        let got = written(m);
         assert_eq!(
             got,
             vec!["before".to_string(), "after".to_string()],

@@ -41,17 +41,12 @@ fn widen_integer_aggregate(
     let Some(arg_type) = args.first().and_then(|a| a.get_type(schema).ok()) else {
         return Ok(Transformed::no(e));
     };
-    let interval = DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano);
-    if name == "sum" && (arg_type == DataType::Float32 || arg_type == interval) {
-        let real_sum = Arc::new(if arg_type == interval {
-            datafusion::logical_expr::AggregateUDF::new_from_impl(IntervalSum::default())
-        } else {
-            datafusion::logical_expr::AggregateUDF::new_from_impl(RealSum::default())
-        });
+    if let Some(sum) = CheckedSum::of(&arg_type).filter(|_| name == "sum") {
+        let checked = Arc::new(datafusion::logical_expr::AggregateUDF::new_from_impl(sum));
         let mut e = e;
         match &mut e {
-            Expr::AggregateFunction(f) => f.func = real_sum,
-            Expr::WindowFunction(w) => w.fun = WindowFunctionDefinition::AggregateUDF(real_sum),
+            Expr::AggregateFunction(f) => f.func = checked,
+            Expr::WindowFunction(w) => w.fun = WindowFunctionDefinition::AggregateUDF(checked),
             _ => {}
         }
         return Ok(Transformed::yes(e));
@@ -292,23 +287,37 @@ fn average_window(w: datafusion::logical_expr::Window) -> Result<LogicalPlan> {
     divide_above(node, &out, &names)
 }
 
-/// `sum(real)` as PostgreSQL's `float4pl` adds: in `real`, one value after another, a
-/// finite sum that overflows failing with 22003 (DataFusion adds in double precision and
-/// answers a double).
+/// `sum` where DataFusion's differs from PostgreSQL's, by argument type:
+///
+/// - `real`: as PostgreSQL's `float4pl` adds, in `real`, one value after another, a finite
+///   sum that overflows failing with 22003 (DataFusion adds in double precision and answers
+///   a double);
+/// - `interval`: each field added checked, months and days as `integer`s, the time as
+///   nanoseconds in a 64-bit integer (±292 years; PostgreSQL's microseconds reach
+///   ±292,000), a sum past them failing with 22008 `interval out of range` (DataFusion's
+///   sum wrapped around: a sum of many large intervals came out negative).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct RealSum {
+pub struct CheckedSum {
+    ty: DataType,
     signature: Signature,
 }
 
-impl Default for RealSum {
-    fn default() -> Self {
-        Self {
-            signature: Signature::exact(vec![DataType::Float32], Volatility::Immutable),
-        }
+impl CheckedSum {
+    /// The sum of `ty` values, if this one replaces DataFusion's for it.
+    pub fn of(ty: &DataType) -> Option<Self> {
+        matches!(
+            ty,
+            DataType::Float32
+                | DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+        )
+        .then(|| Self {
+            ty: ty.clone(),
+            signature: Signature::exact(vec![ty.clone()], Volatility::Immutable),
+        })
     }
 }
 
-impl datafusion::logical_expr::AggregateUDFImpl for RealSum {
+impl datafusion::logical_expr::AggregateUDFImpl for CheckedSum {
     fn name(&self) -> &str {
         "sum"
     }
@@ -318,14 +327,17 @@ impl datafusion::logical_expr::AggregateUDFImpl for RealSum {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float32)
+        Ok(self.ty.clone())
     }
 
     fn accumulator(
         &self,
         _args: datafusion::logical_expr::function::AccumulatorArgs,
     ) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
-        Ok(Box::<RealSumAccumulator>::default())
+        Ok(match self.ty {
+            DataType::Float32 => Box::<RealSumAccumulator>::default(),
+            _ => Box::<IntervalSumAccumulator>::default(),
+        })
     }
 
     fn state_fields(
@@ -334,7 +346,7 @@ impl datafusion::logical_expr::AggregateUDFImpl for RealSum {
     ) -> Result<Vec<datafusion::arrow::datatypes::FieldRef>> {
         Ok(vec![Arc::new(datafusion::arrow::datatypes::Field::new(
             format!("{}[sum]", args.name),
-            DataType::Float32,
+            self.ty.clone(),
             true,
         ))])
     }
@@ -394,64 +406,6 @@ impl datafusion::logical_expr::Accumulator for RealSumAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
-    }
-}
-
-/// `sum(interval)` with each field added checked: months and days as `integer`s, the time
-/// as nanoseconds in a 64-bit integer (±292 years, PostgreSQL's microseconds reach
-/// ±292,000), a sum past them failing with 22008 `interval out of range` (DataFusion's sum
-/// wrapped around: a sum of many large intervals came out negative).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct IntervalSum {
-    signature: Signature,
-}
-
-impl Default for IntervalSum {
-    fn default() -> Self {
-        Self {
-            signature: Signature::exact(
-                vec![DataType::Interval(
-                    datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
-                )],
-                Volatility::Immutable,
-            ),
-        }
-    }
-}
-
-fn interval_type() -> DataType {
-    DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
-}
-
-impl datafusion::logical_expr::AggregateUDFImpl for IntervalSum {
-    fn name(&self) -> &str {
-        "sum"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(interval_type())
-    }
-
-    fn accumulator(
-        &self,
-        _args: datafusion::logical_expr::function::AccumulatorArgs,
-    ) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
-        Ok(Box::<IntervalSumAccumulator>::default())
-    }
-
-    fn state_fields(
-        &self,
-        args: datafusion::logical_expr::function::StateFieldsArgs,
-    ) -> Result<Vec<datafusion::arrow::datatypes::FieldRef>> {
-        Ok(vec![Arc::new(datafusion::arrow::datatypes::Field::new(
-            format!("{}[sum]", args.name),
-            interval_type(),
-            true,
-        ))])
     }
 }
 

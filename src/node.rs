@@ -182,10 +182,15 @@ impl DuetNode {
     /// What the SQL layer's sessions use of this node: its router, column replica handle
     /// and replica figures.
     pub fn services(self: &Arc<Self>) -> duet_sql::NodeServices {
+        let read_barrier = self.cluster.as_ref().map(|_| {
+            let node = self.clone();
+            Arc::new(move || node.confirm_reads()) as duet_sql::ReadBarrier
+        });
         duet_sql::NodeServices {
             router: self.router.clone(),
             columns: self.columns.clone(),
             replicas: self.clone(),
+            read_barrier,
         }
     }
 
@@ -201,6 +206,26 @@ impl DuetNode {
 
     fn voter_dir(data_dir: &Path, id: u64) -> PathBuf {
         data_dir.join("raft").join(format!("voter-{id}"))
+    }
+
+    /// In a cluster: a ReadIndex round (a quorum confirms that this member leads, and names
+    /// the commit index), then waits until this member has applied that index. A statement
+    /// that then takes its snapshot sees every commit acknowledged before it began, even
+    /// right after an election, and a leader cut off from the others answers none.
+    pub fn confirm_reads(&self) -> std::result::Result<(), String> {
+        const WAIT: Duration = Duration::from_secs(2);
+        let index = self.voter.read_index(WAIT).map_err(|e| match e {
+            duet_replication::Error::NotLeader => {
+                "this member no longer leads the cluster".to_string()
+            }
+            _ => format!("no quorum confirmed within {WAIT:?} that this member leads the cluster"),
+        })?;
+        if !self.voter.status().wait_applied(index, WAIT) {
+            return Err(format!(
+                "this member did not apply the log up to {index} in time"
+            ));
+        }
+        Ok(())
     }
 
     /// In a cluster, while this member leads: hands leadership to another voter (a

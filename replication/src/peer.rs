@@ -401,6 +401,13 @@ pub enum Event {
     Message(Box<Message>),
     Pause,
     Resume,
+    /// A linearizable read's index (raft's ReadIndex, its safe form): the leader confirms
+    /// with a heartbeat round that it still leads and answers its commit index; a follower
+    /// asks the leader. Reading at or past the index once it is applied sees every write
+    /// acknowledged before the request.
+    ReadIndex {
+        done: SyncSender<Result<u64>>,
+    },
     /// Hand leadership to voter `to` (raft-rs's leader transfer: it is brought up to date,
     /// then told to campaign at once).
     TransferLeader(u64),
@@ -521,6 +528,9 @@ impl Peer {
             applied_bytes: 0,
             held: Vec::new(),
             unsynced_since: None,
+            reads: HashMap::new(),
+            read_seq: 0,
+            reads_term: 0,
         };
         driver.log.set_applied(driver.applied);
         driver.publish();
@@ -565,6 +575,18 @@ impl Peer {
     /// The peer's figures.
     pub fn status(&self) -> &Arc<PeerStatus> {
         &self.status
+    }
+
+    /// A linearizable read point: an index that, once applied here, covers every write
+    /// acknowledged before this call (raft's ReadIndex, confirmed by a quorum's heartbeat
+    /// responses, so a leader cut off from the others cannot answer one). `NotLeader` if
+    /// leadership changed meanwhile; `Stopped` after `timeout` (no leader reachable).
+    pub fn read_index(&self, timeout: Duration) -> Result<u64> {
+        let (done, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Event::ReadIndex { done })
+            .map_err(|_| Error::Stopped)?;
+        rx.recv_timeout(timeout).map_err(|_| Error::Stopped)?
     }
 
     /// While leading: hands leadership to the most up-to-date voter that answers, and
@@ -659,6 +681,10 @@ struct Driver<S: StateMachine> {
     held: Vec<Message>,
     /// With [`LogSync::Batched`]: when the oldest write not yet fsync'd was made.
     unsynced_since: Option<Instant>,
+    /// ReadIndex requests raft is confirming, by context, and the term they were asked in.
+    reads: HashMap<Vec<u8>, SyncSender<Result<u64>>>,
+    read_seq: u64,
+    reads_term: u64,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -751,6 +777,12 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
             Event::Pause => {}
+            Event::ReadIndex { done } => {
+                self.read_seq += 1;
+                let ctx = self.read_seq.to_be_bytes().to_vec();
+                self.raw.read_index(ctx.clone());
+                self.reads.insert(ctx, done);
+            }
             Event::TransferLeader(to) => {
                 if self.raw.raft.state == StateRole::Leader {
                     self.raw.transfer_leader(to);
@@ -783,6 +815,11 @@ impl<S: StateMachine> Driver<S> {
         if self.raw.has_ready() {
             let mut rd = self.raw.ready();
             self.send(rd.take_messages());
+            for rs in rd.take_read_states() {
+                if let Some(done) = self.reads.remove(&rs.request_ctx) {
+                    let _ = done.send(Ok(rs.index));
+                }
+            }
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
                 let index = snap.get_metadata().index;
@@ -826,6 +863,14 @@ impl<S: StateMachine> Driver<S> {
                 self.send(persisted);
             }
             let mut light = self.raw.advance(rd);
+            // A term change drops the reads raft was confirming (a leader that steps down
+            // forgets them): their callers try again.
+            if self.raw.raft.term != self.reads_term {
+                self.reads_term = self.raw.raft.term;
+                for (_, done) in std::mem::take(&mut self.reads) {
+                    let _ = done.send(Err(Error::NotLeader));
+                }
+            }
             // Stamp the commit before anyone (the learner included) can hear of it.
             self.status.record_commit(self.raw.raft.raft_log.committed);
             if let Some(commit) = light.commit_index() {

@@ -47,4 +47,4 @@ pub mod views;
 
 pub use error::{PgError, SqlState};
 pub use server::Server;
-pub use session::{NodeServices, Shared, SharedRef};
+pub use session::{NodeServices, ReadBarrier, Shared, SharedRef};

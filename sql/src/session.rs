@@ -91,7 +91,14 @@ pub struct NodeServices {
     pub columns: Arc<duet_router::routing::ColumnAccess>,
     /// Every table's replica figures (`duet.replicas`).
     pub replicas: Arc<dyn duet_router::sysviews::ReplicaInfo>,
+    /// In a cluster: waits until this member has applied everything acknowledged before
+    /// the call and still leads (a ReadIndex), before a statement takes its snapshot; the
+    /// error says why it could not. `None`: one process, whose commits are all its own.
+    pub read_barrier: Option<ReadBarrier>,
 }
+
+/// See [`NodeServices::read_barrier`].
+pub type ReadBarrier = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
 /// Server-wide state shared by sessions.
 pub struct Shared {
@@ -967,6 +974,27 @@ impl Session {
         }
     }
 
+    /// In a cluster: before a statement takes its snapshot, makes sure this member still
+    /// leads and has applied every acknowledged commit ([`NodeServices::read_barrier`]);
+    /// 40001 if it cannot (the session ends when leadership moves; a new connection reaches
+    /// the new leader).
+    pub(crate) fn confirm_reads(&self) -> Result<()> {
+        let Some(barrier) = self
+            .shared
+            .services
+            .as_ref()
+            .and_then(|s| s.read_barrier.clone())
+        else {
+            return Ok(());
+        };
+        blocking(|| barrier()).map_err(|why| {
+            PgError::new(
+                SqlState::SerializationFailure,
+                format!("could not read at a current version: {why}; reconnect and retry"),
+            )
+        })
+    }
+
     /// Runs one statement with bound parameters: the fast path if it takes the statement,
     /// else the general path.
     #[tracing::instrument(skip_all, fields(stmt_kind = statement_kind(&stmt)))]
@@ -984,6 +1012,12 @@ impl Session {
         params: &ParamValues,
     ) -> Result<Outcome> {
         self.take_stream_failure();
+        if !matches!(
+            stmt,
+            Statement::Commit { .. } | Statement::Rollback { .. } | Statement::Set(_)
+        ) {
+            self.confirm_reads()?;
+        }
         match stmt {
             Statement::StartTransaction { modes, .. } => return Ok(self.begin(modes)),
             Statement::Commit { .. } => return self.commit().await,

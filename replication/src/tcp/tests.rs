@@ -299,3 +299,47 @@ fn a_leader_hands_over_leadership_before_it_stops() {
     assert!(matches!(write(&members, old, "x"), Err(Error::NotLeader)));
     write(&members, new, "after").unwrap();
 }
+
+#[test]
+fn read_index_covers_acknowledged_writes_and_a_cut_off_leader_gets_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let leader = agreed_leader(&members, Duration::from_secs(10));
+    let written_at = write(&members, leader, "w").unwrap();
+    let peer = |id: u64| member(&members, id).peer.as_ref().unwrap();
+    // On the leader, and on a follower (which asks the leader): at least the write's index,
+    // and once applied there the follower holds the write.
+    assert!(peer(leader).read_index(Duration::from_secs(5)).unwrap() >= written_at);
+    let follower = members.iter().find(|m| m.id != leader).unwrap().id;
+    let at = peer(follower).read_index(Duration::from_secs(5)).unwrap();
+    assert!(at >= written_at);
+    assert!(peer(follower)
+        .status()
+        .wait_applied(at, Duration::from_secs(5)));
+    assert_eq!(written(member(&members, follower)), ["w"]);
+    // A leader cut off from the others cannot confirm that it leads: no read index, even
+    // while it still believes it leads, so it serves no stale read.
+    let others: Vec<u64> = members
+        .iter()
+        .map(|m| m.id)
+        .filter(|i| *i != leader)
+        .collect();
+    member(&members, leader).transport.isolate(&others);
+    for o in &others {
+        member(&members, *o).transport.isolate(&[leader]);
+    }
+    assert!(peer(leader).read_index(Duration::from_millis(600)).is_err());
+    // The majority goes on, and its reads see its writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (new, index) = loop {
+        if let Some(l) = others.iter().find(|o| peer(**o).status().is_leader()) {
+            if let Ok(i) = write(&members, *l, "after") {
+                break (*l, i);
+            }
+        }
+        assert!(Instant::now() < deadline, "the majority elected no leader");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(peer(new).read_index(Duration::from_secs(5)).unwrap() >= index);
+    assert!(peer(leader).read_index(Duration::from_millis(300)).is_err());
+}

@@ -47,6 +47,9 @@ impl Session {
             return None;
         }
         let plan = self.fast_plan(stmt, cached)?;
+        if let Err(e) = self.confirm_reads() {
+            return Some(Err(e));
+        }
         self.begin_block_statement();
         let result = settle_fast(self.run_fast(&plan, params)?).await;
         self.end_statement(&result);

@@ -22,7 +22,7 @@ async fn child_member() {
         .parse()
         .unwrap();
     let cluster = duetdb::cluster::ClusterConfig::new(id, None, &spec).unwrap();
-    let (_node, _server) = duetdb::cluster::serve(
+    let (node, _server) = duetdb::cluster::serve(
         Path::new(&dir),
         Some(&cluster),
         listen,
@@ -31,8 +31,22 @@ async fn child_member() {
     .await
     .unwrap();
     std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
+    // Faults from the test: `DIR/isolate` lists the members whose messages this one drops
+    // (both ways); without the file, every message goes through.
+    let transport = node.cluster().unwrap().1.clone();
+    let mut isolated = String::new();
     loop {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = std::fs::read_to_string(PathBuf::from(&dir).join("isolate")).unwrap_or_default();
+        if now != isolated {
+            transport.heal();
+            let ids: Vec<u64> = now
+                .split_whitespace()
+                .filter_map(|i| i.parse().ok())
+                .collect();
+            transport.isolate(&ids);
+            isolated = now;
+        }
     }
 }
 
@@ -133,6 +147,25 @@ impl ProcessCluster {
         if let Some(mut c) = self.member(id).child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
+        }
+    }
+
+    /// Cuts member `id` off from the others, both ways (`heal`: lets everything through).
+    fn partition(&mut self, id: u64, heal: bool) {
+        let ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        for m in &self.members {
+            let file = m.dir.join("isolate");
+            let cut: Vec<String> = if heal {
+                vec![]
+            } else if m.id == id {
+                ids.iter()
+                    .filter(|o| **o != id)
+                    .map(|o| o.to_string())
+                    .collect()
+            } else {
+                vec![id.to_string()]
+            };
+            std::fs::write(file, cut.join(" ")).unwrap();
         }
     }
 
@@ -390,4 +423,64 @@ async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit
     assert!(insert(&mut c, last, 3000, Instant::now() + Duration::from_secs(20)).await);
     acknowledged.insert(3000);
     assert_eq!(keys(&mut c, last).await, acknowledged);
+}
+
+#[tokio::test]
+async fn a_partitioned_leader_serves_no_stale_read_and_the_majority_goes_on() {
+    let mut c = ProcessCluster::start().await;
+    let first = c.client(1).await.unwrap();
+    first
+        .batch_execute("CREATE TABLE acked (k int PRIMARY KEY); INSERT INTO acked VALUES (1)")
+        .await
+        .unwrap();
+    let old = c.leader(1).await;
+    // A session served by the leader itself, then the leader is cut off from the others.
+    let on_old = c.client(old).await.unwrap();
+    assert_eq!(crate::int(&on_old, "SELECT count(*) FROM acked").await, 1);
+    c.partition(old, false);
+    let majority = [1, 2, 3].into_iter().find(|m| *m != old).unwrap();
+    assert!(
+        insert(
+            &mut c,
+            majority,
+            2,
+            Instant::now() + Duration::from_secs(20)
+        )
+        .await
+    );
+    // The majority committed 2: the cut-off member must not answer 1 any more, on the old
+    // session or on a new one (it refuses, or it cannot serve at all).
+    match on_old.query_one("SELECT count(*) FROM acked", &[]).await {
+        Ok(r) => panic!("a stale read on the cut-off leader: {}", r.get::<_, i64>(0)),
+        Err(e) => {
+            let code = e.code().map(|s| s.code().to_string());
+            assert!(
+                e.is_closed()
+                    || code.as_deref() == Some("40001")
+                    || code.as_deref() == Some("57P01"),
+                "{e}"
+            );
+        }
+    }
+    if let Ok(fresh) = c.client(old).await {
+        if let Ok(r) = fresh.query_one("SELECT count(*) FROM acked", &[]).await {
+            panic!("a stale read on the cut-off member: {}", r.get::<_, i64>(0));
+        }
+    }
+    // Healed, it follows the new leader and answers with the majority's writes.
+    c.partition(old, true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(client) = c.client(old).await {
+            if let Ok(r) = client.query_one("SELECT count(*) FROM acked", &[]).await {
+                assert_eq!(r.get::<_, i64>(0), 2);
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the healed member did not serve again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

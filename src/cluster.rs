@@ -13,7 +13,8 @@
 //!
 //! SQL: the leader serves every connection; any other member relays a new connection's
 //! bytes to the leader's SQL address ([`LeaderRoute`]), which it learned from the leader's
-//! Raft handshake. A member that stops leading ends its sessions, whose clients reconnect
+//! Raft handshake, after a PROXY protocol line naming the client, so the leader's host
+//! rules judge the client's address (the leader believes the line from members' hosts only). A member that stops leading ends its sessions, whose clients reconnect
 //! to any member and reach the new leader.
 
 use std::net::SocketAddr;
@@ -156,9 +157,33 @@ pub fn parse_members(spec: &str) -> anyhow::Result<Vec<Member>> {
 pub struct LeaderRoute {
     pub node: NodeRef,
     pub transport: Arc<TcpTransport>,
+    /// The members' addresses (their Raft hosts), whose relays' PROXY headers are believed.
+    pub member_ips: Vec<std::net::IpAddr>,
+}
+
+impl LeaderRoute {
+    pub fn new(node: NodeRef, transport: Arc<TcpTransport>, cluster: &ClusterConfig) -> Self {
+        use std::net::ToSocketAddrs;
+        let member_ips = cluster
+            .members
+            .iter()
+            .filter_map(|m| m.raft_addr.to_socket_addrs().ok())
+            .flatten()
+            .map(|a| a.ip())
+            .collect();
+        LeaderRoute {
+            node,
+            transport,
+            member_ips,
+        }
+    }
 }
 
 impl duet_wire::Route for LeaderRoute {
+    fn relays_from(&self, ip: std::net::IpAddr) -> bool {
+        self.member_ips.contains(&ip)
+    }
+
     fn route(&self) -> Result<Option<SocketAddr>, String> {
         let voter = self.node.voter();
         if voter.is_serving_leader() {
@@ -197,11 +222,12 @@ pub async fn serve(
 ) -> anyhow::Result<(NodeRef, duet_sql::Server)> {
     let node = crate::DuetNode::open_member(data_dir, cluster.map(|c| (c, listen)))
         .with_context(|| format!("Failed to open the data directory {}", data_dir.display()))?;
-    if let Some((_, transport)) = node.cluster() {
-        options.route = Some(Arc::new(LeaderRoute {
-            node: node.clone(),
-            transport: transport.clone(),
-        }));
+    if let Some((config, transport)) = node.cluster() {
+        options.route = Some(Arc::new(LeaderRoute::new(
+            node.clone(),
+            transport.clone(),
+            config,
+        )));
     }
     let shared = node.shared();
     crate::databases::attach(&node, &shared);

@@ -39,7 +39,7 @@ pub mod scaled_rows;
 pub mod sequence;
 pub mod server;
 pub use duet_wire::auth;
-pub use server::ServerOptions;
+pub use server::{Route, ServerOptions};
 pub mod session;
 pub mod system_catalog;
 pub mod types;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use duet_rowstore::StoreRef;
 use tokio::sync::watch;
 
-pub use duet_wire::{ServerOptions, DEFAULT_MAX_CONNECTIONS};
+pub use duet_wire::{Route, ServerOptions, DEFAULT_MAX_CONNECTIONS};
 
 use crate::session::SharedRef;
 

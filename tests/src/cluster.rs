@@ -45,6 +45,12 @@ impl ClusterBuilder {
         Ok(self)
     }
 
+    /// Route new connections as a cluster member does (see `duet_sql::Route`).
+    pub fn route(mut self, route: std::sync::Arc<dyn duet_sql::Route>) -> Self {
+        self.options.route = Some(route);
+        self
+    }
+
     /// Offer TLS with this certificate and key (PEM files).
     pub fn tls(
         mut self,

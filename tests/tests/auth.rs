@@ -676,3 +676,63 @@ async fn a_query_pipelined_behind_a_refused_login_does_not_run() {
         vec![vec![Some("0".into())]]
     );
 }
+
+/// Serves every connection here, and believes PROXY headers from loopback only, as a
+/// cluster member believes its fellow members' relays.
+struct ServeHere;
+
+impl duet_sql::Route for ServeHere {
+    fn route(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        Ok(None)
+    }
+    fn relays_from(&self, ip: std::net::IpAddr) -> bool {
+        ip.is_loopback()
+    }
+}
+
+/// Connects with a PROXY protocol line naming `client` first, as a relaying member does.
+async fn login_via_relay(
+    cluster: &duet_tests::Cluster,
+    client: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(cluster.addr())
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "PROXY TCP4 {client} 127.0.0.1 40000 {}\r\n",
+            cluster.addr().port()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let config: tokio_postgres::Config = "user=postgres dbname=duetdb".parse().unwrap();
+    let (c, conn) = config.connect_raw(s, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(c)
+}
+
+/// A connection another member relayed is judged by the client's address, which the relay
+/// names in a PROXY line: the relay's own (loopback) address would have let any client in.
+#[tokio::test]
+async fn host_rules_judge_a_relayed_connection_by_its_client() {
+    let cluster = ClusterBuilder::new("relay-hba")
+        .hba(["host all all 10.1.2.3/32 trust", "host all all all reject"])
+        .unwrap()
+        .route(std::sync::Arc::new(ServeHere))
+        .build()
+        .await
+        .unwrap();
+    let c = login_via_relay(&cluster, "10.1.2.3").await.unwrap();
+    assert_eq!(crate::int(&c, "SELECT 1::bigint").await, 1);
+    let e = login_via_relay(&cluster, "10.9.9.9").await.err().unwrap();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("28000"), "{e:?}");
+    // Without the line, the loopback client itself is judged (and rejected here).
+    let e = tokio_postgres::connect(&cluster.connection_string(), tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("28000"), "{e:?}");
+}

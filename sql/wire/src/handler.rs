@@ -62,9 +62,26 @@ impl<B: SqlBackend> Connection<B> {
         hba: Arc<Hba>,
         terminate: tokio_util::sync::CancellationToken,
     ) -> Result<Self, WireError> {
+        Self::with_client_ip(backend, hba, terminate, None)
+    }
+
+    /// [`Connection::new`] for a connection relayed by another cluster member: the host
+    /// rules see `client_ip` (from the relay's PROXY header), not the member's address.
+    pub fn with_client_ip(
+        backend: Arc<B>,
+        hba: Arc<Hba>,
+        terminate: tokio_util::sync::CancellationToken,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Self, WireError> {
         let session = Arc::new(Mutex::new(backend.open_session()?));
         Ok(Self {
-            login: Arc::new(Login::new(backend.clone(), hba, session.clone(), terminate)),
+            login: Arc::new(Login::new(
+                backend.clone(),
+                hba,
+                session.clone(),
+                terminate,
+                client_ip,
+            )),
             backend,
             session,
             statements: Arc::default(),

@@ -39,6 +39,9 @@ pub struct Login<B: SqlBackend> {
     session: Arc<Mutex<B::Session>>,
     step: Mutex<Step>,
     terminate: tokio_util::sync::CancellationToken,
+    /// The client's address when another cluster member relayed the connection (its PROXY
+    /// header); the socket's peer otherwise.
+    client_ip: Option<std::net::IpAddr>,
 }
 
 fn fatal(state: SqlState, message: String) -> PgWireError {
@@ -66,6 +69,7 @@ impl<B: SqlBackend> Login<B> {
         hba: Arc<Hba>,
         session: Arc<Mutex<B::Session>>,
         terminate: tokio_util::sync::CancellationToken,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Self {
         Login {
             backend,
@@ -73,6 +77,7 @@ impl<B: SqlBackend> Login<B> {
             session,
             step: Mutex::new(Step::Start),
             terminate,
+            client_ip,
         }
     }
 
@@ -181,7 +186,7 @@ impl<B: SqlBackend> StartupHandler for Login<B> {
                 auth::save_startup_parameters_to_metadata(client, startup);
                 let (user, database) = Self::who(client)?;
                 let tls = client.is_secure();
-                let peer = client.socket_addr().ip();
+                let peer = self.client_ip.unwrap_or_else(|| client.socket_addr().ip());
                 let encryption = if tls {
                     "SSL encryption"
                 } else {

@@ -39,6 +39,41 @@ pub trait Route: Send + Sync {
     /// requests included); `Err(why)`: nowhere yet (no leader), asked again for a while,
     /// then the client is told `FATAL 57P03` with `why`.
     fn route(&self) -> Result<Option<SocketAddr>, String>;
+    /// Whether a connection from `ip` is another member's relay, whose PROXY header (the
+    /// client's address, for the host rules) is believed.
+    fn relays_from(&self, ip: std::net::IpAddr) -> bool;
+}
+
+/// The PROXY protocol (version 1) line a relaying member sends first: `PROXY TCP4|TCP6
+/// client-ip member-ip client-port member-port`.
+fn proxy_line(client: SocketAddr, member: SocketAddr) -> String {
+    let family = if client.is_ipv4() { "TCP4" } else { "TCP6" };
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        client.ip(),
+        member.ip(),
+        client.port(),
+        member.port()
+    )
+}
+
+/// Reads a PROXY line from `socket` (known to start with `PROXY `): the client's address.
+async fn read_proxy_line(socket: &mut TcpStream) -> Option<SocketAddr> {
+    let mut line = Vec::with_capacity(108);
+    let mut byte = [0u8; 1];
+    while line.len() < 108 {
+        socket.read_exact(&mut byte).await.ok()?;
+        line.push(byte[0]);
+        if line.ends_with(b"\r\n") {
+            let text = std::str::from_utf8(&line).ok()?;
+            let parts: Vec<&str> = text.trim_end().split(' ').collect();
+            let [_, _, ip, _, port, _] = parts.as_slice() else {
+                return None;
+            };
+            return Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?));
+        }
+    }
+    None
 }
 
 /// How long a new connection waits for a member to serve it (an election).
@@ -293,7 +328,28 @@ async fn admit<B: SqlBackend>(
         }
     }
     let mut head = [0u8; 8];
-    let peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
+    let mut peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
+    // A connection another member relayed starts with the client's address.
+    let mut client_ip = None;
+    if matches!(peeked, Ok(Ok(n)) if n >= 6) && head.starts_with(b"PROXY ") {
+        let trusted = options
+            .route
+            .as_ref()
+            .is_some_and(|r| r.relays_from(peer.ip()));
+        if !trusted {
+            tracing::warn!(%peer, "a PROXY header from a host that is no cluster member");
+            return;
+        }
+        let Some(client) = tokio::time::timeout(FIRST_MESSAGE_WAIT, read_proxy_line(&mut socket))
+            .await
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        client_ip = Some(client.ip());
+        peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
+    }
     if matches!(peeked, Ok(Ok(8))) && head == CANCEL_HEAD {
         let mut msg = [0u8; 16];
         if let Ok(Ok(_)) =
@@ -333,13 +389,14 @@ async fn admit<B: SqlBackend>(
             }
         };
         let terminate = tokio_util::sync::CancellationToken::new();
-        let conn = match Connection::new(backend, options.hba, terminate.clone()) {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                tracing::error!(%peer, error = %e.message, "failed to set up session");
-                return;
-            }
-        };
+        let conn =
+            match Connection::with_client_ip(backend, options.hba, terminate.clone(), client_ip) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    tracing::error!(%peer, error = %e.message, "failed to set up session");
+                    return;
+                }
+            };
         let plain = options.tls.is_none();
         tokio::select! {
             // Termination first: a connection terminated while idle must not run the
@@ -377,6 +434,17 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, member: SocketAddr) {
         }
     };
     let _ = upstream.set_nodelay(true);
+    // The member that serves the connection checks its host rules against the client's
+    // address, not this member's.
+    use tokio::io::AsyncWriteExt;
+    let local = upstream.local_addr().unwrap_or(member);
+    if upstream
+        .write_all(proxy_line(peer, local).as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(%peer, %member, error = %e, "relayed connection ended");
     }

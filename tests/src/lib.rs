@@ -15,14 +15,17 @@
 //!
 //! A cluster is one node: a Raft voter holding the row replica and a Raft learner holding
 //! the column replica, fed by the same log. [`Cluster::pause_learner`] holds the learner back
-//! to test freshness and routing; several voters are not built yet.
+//! to test freshness and routing. [`ClusterProcesses`] starts a cluster of member
+//! processes (Raft over TCP), kills them with `kill -9` and partitions them.
 
 mod cluster;
 pub mod difftest;
+pub mod processes;
 pub mod routing_bench;
 pub mod tpch;
 
 pub use cluster::{Cluster, ClusterBuilder};
+pub use processes::ClusterProcesses;
 
 /// The `tests/` crate's directory, where the SQL logic tests and TPC-H answers live. Taken
 /// from the environment when Cargo runs the tests (a test binary built in another checkout

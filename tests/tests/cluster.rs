@@ -1,201 +1,24 @@
 //! A cluster of processes: three members, each a child process (this test binary serving
-//! one member, as `duetdb --node-id N --initial-cluster …` does), Raft over TCP between
-//! them, SQL on any member, and `kill -9` of the leader.
+//! one member through `duet_tests::ClusterProcesses`, as `duetdb --node-id N
+//! --initial-cluster …` does), Raft over TCP between them, SQL on any member, `kill -9` of
+//! the leader, and a leader cut off from the others.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Not a test on its own: one member process of the tests below. Sessions run on a
-/// multi-threaded runtime, as in the `duetdb` binary (a row-lock wait blocks its thread).
+use duet_tests::ClusterProcesses as ProcessCluster;
+
+/// Not a test on its own: one member process of the tests below (its settings come from
+/// the environment [`ProcessCluster`] sets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "run only as a member process of the cluster tests"]
 async fn child_member() {
-    let Ok(dir) = std::env::var("DUET_MEMBER_DIR") else {
-        return;
-    };
-    let id: u64 = std::env::var("DUET_MEMBER_ID").unwrap().parse().unwrap();
-    let spec = std::env::var("DUET_MEMBER_CLUSTER").unwrap();
-    let listen = std::env::var("DUET_MEMBER_LISTEN")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let cluster = duetdb::cluster::ClusterConfig::new(id, None, &spec).unwrap();
-    let (node, _server) = duetdb::cluster::serve(
-        Path::new(&dir),
-        Some(&cluster),
-        listen,
-        duet_sql::ServerOptions::default(),
-    )
-    .await
-    .unwrap();
-    std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
-    // Faults from the test: `DIR/isolate` lists the members whose messages this one drops
-    // (both ways); without the file, every message goes through.
-    let transport = node.cluster().unwrap().1.clone();
-    let mut isolated = String::new();
-    loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let now = std::fs::read_to_string(PathBuf::from(&dir).join("isolate")).unwrap_or_default();
-        if now != isolated {
-            transport.heal();
-            let ids: Vec<u64> = now
-                .split_whitespace()
-                .filter_map(|i| i.parse().ok())
-                .collect();
-            transport.isolate(&ids);
-            isolated = now;
-        }
-    }
+    duet_tests::processes::serve_member_from_env().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Member {
-    id: u64,
-    dir: PathBuf,
-    sql_port: u16,
-    child: Option<Child>,
-}
-
-struct ProcessCluster {
-    spec: String,
-    members: Vec<Member>,
-    _dir: tempfile::TempDir,
-}
-
-impl ProcessCluster {
-    /// Members 1 and 2 hold the row replica, member 3 both replicas.
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let kinds = ["row", "row", "row+column"];
-        let raft: Vec<u16> = kinds.iter().map(|_| free_port()).collect();
-        let spec = kinds
-            .iter()
-            .zip(&raft)
-            .enumerate()
-            .map(|(i, (k, p))| format!("{}={k}@127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let members = (1..=kinds.len() as u64)
-            .map(|id| Member {
-                id,
-                dir: dir.path().join(format!("m{id}")),
-                sql_port: free_port(),
-                child: None,
-            })
-            .collect();
-        let mut c = ProcessCluster {
-            spec,
-            members,
-            _dir: dir,
-        };
-        for id in 1..=3 {
-            c.spawn(id);
-        }
-        for id in 1..=3 {
-            c.wait_ready(id).await;
-        }
-        c
-    }
-
-    fn member(&mut self, id: u64) -> &mut Member {
-        self.members.iter_mut().find(|m| m.id == id).unwrap()
-    }
-
-    fn spawn(&mut self, id: u64) {
-        let spec = self.spec.clone();
-        let m = self.member(id);
-        std::fs::create_dir_all(&m.dir).unwrap();
-        let _ = std::fs::remove_file(m.dir.join("ready"));
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "cluster::child_member",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("DUET_MEMBER_DIR", &m.dir)
-            .env("DUET_MEMBER_ID", id.to_string())
-            .env("DUET_MEMBER_CLUSTER", spec)
-            .env("DUET_MEMBER_LISTEN", format!("127.0.0.1:{}", m.sql_port))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        m.child = Some(child);
-    }
-
-    async fn wait_ready(&mut self, id: u64) {
-        let ready = self.member(id).dir.join("ready");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "member {id} did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `kill -9` of member `id`'s process.
-    fn kill(&mut self, id: u64) {
-        if let Some(mut c) = self.member(id).child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    /// Cuts member `id` off from the others, both ways (`heal`: lets everything through).
-    fn partition(&mut self, id: u64, heal: bool) {
-        let ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
-        for m in &self.members {
-            let file = m.dir.join("isolate");
-            let cut: Vec<String> = if heal {
-                vec![]
-            } else if m.id == id {
-                ids.iter()
-                    .filter(|o| **o != id)
-                    .map(|o| o.to_string())
-                    .collect()
-            } else {
-                vec![id.to_string()]
-            };
-            std::fs::write(file, cut.join(" ")).unwrap();
-        }
-    }
-
-    async fn client(&mut self, id: u64) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let port = self.member(id).sql_port;
-        let (c, conn) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={port} user=postgres dbname=duetdb connect_timeout=10"),
-            tokio_postgres::NoTls,
-        )
-        .await?;
-        tokio::spawn(conn);
-        Ok(c)
-    }
-
-    /// The leader, as the member that serves SQL on `via` reports it.
-    async fn leader(&mut self, via: u64) -> u64 {
-        let c = self.client(via).await.unwrap();
-        crate::int(&c, "SELECT member_id FROM duet.cluster WHERE leader").await as u64
-    }
-}
-
-impl Drop for ProcessCluster {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(mut c) = m.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
+/// The member processes of a test: this binary, running `child_member`.
+async fn start() -> ProcessCluster {
+    ProcessCluster::start(&["row", "row", "row+column"], "cluster::child_member").await
 }
 
 /// Inserts `key` through member `via`, retrying a connection error or a retryable error
@@ -235,7 +58,7 @@ async fn keys(c: &mut ProcessCluster, via: u64) -> BTreeSet<i32> {
 
 #[tokio::test]
 async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit() {
-    let mut c = ProcessCluster::start().await;
+    let mut c = start().await;
     let first = c.client(1).await.unwrap();
     first
         .batch_execute("CREATE TABLE acked (k int PRIMARY KEY)")
@@ -259,7 +82,7 @@ async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit
     let other = tokio_postgres::connect(
         &format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            c.member(2).sql_port
+            c.sql_port(2)
         ),
         tokio_postgres::NoTls,
     )
@@ -277,7 +100,7 @@ async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit
         .await
         .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ports: Vec<u16> = (1..=3).map(|id| c.member(id).sql_port).collect();
+    let ports: Vec<u16> = (1..=3).map(|id| c.sql_port(id)).collect();
     let mut workers = Vec::new();
     for w in 0..4u32 {
         let (stop, ports) = (stop.clone(), ports.clone());
@@ -427,7 +250,7 @@ async fn sql_on_any_member_and_kill_9_of_the_leader_loses_no_acknowledged_commit
 
 #[tokio::test]
 async fn a_partitioned_leader_serves_no_stale_read_and_the_majority_goes_on() {
-    let mut c = ProcessCluster::start().await;
+    let mut c = start().await;
     let first = c.client(1).await.unwrap();
     first
         .batch_execute("CREATE TABLE acked (k int PRIMARY KEY); INSERT INTO acked VALUES (1)")

@@ -1,0 +1,234 @@
+//! A cluster of DuetDB member processes on this machine, for tests of failover and
+//! partitions: each member is a child process of the test binary, running one test that
+//! calls [`serve_member_from_env`] (as `duetdb --node-id N --initial-cluster …` serves),
+//! with Raft over TCP on loopback between them.
+//!
+//! ```no_run
+//! // In the test binary: the member processes' entry point…
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! #[ignore = "a member process of the cluster tests"]
+//! async fn child_member() {
+//!     duet_tests::processes::serve_member_from_env().await;
+//! }
+//! // …and a test that starts three of them.
+//! # async fn demo() {
+//! let mut c = duet_tests::ClusterProcesses::start(&["row", "row", "row+column"], "child_member").await;
+//! let leader = c.leader(1).await;
+//! c.kill(leader); // kill -9
+//! # }
+//! ```
+//!
+//! Faults: [`ClusterProcesses::partition`] cuts a member off from the others, both ways
+//! (each member process watches an `isolate` file in its directory and drops the Raft
+//! messages to and from the members it lists).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The member process's side: serves the member the environment describes
+/// (`DUET_MEMBER_DIR`, `DUET_MEMBER_ID`, `DUET_MEMBER_CLUSTER`, `DUET_MEMBER_LISTEN`) and
+/// applies the test's partitions, until killed. Returns at once without that environment
+/// (the entry-point test run on its own). Run it on a multi-threaded runtime, as the
+/// `duetdb` binary does: a row-lock wait blocks its thread.
+pub async fn serve_member_from_env() {
+    let Ok(dir) = std::env::var("DUET_MEMBER_DIR") else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let id: u64 = var("DUET_MEMBER_ID").parse().unwrap();
+    let listen = var("DUET_MEMBER_LISTEN").parse().unwrap();
+    let cluster =
+        duetdb::cluster::ClusterConfig::new(id, None, &var("DUET_MEMBER_CLUSTER")).unwrap();
+    let (node, _server) = duetdb::cluster::serve(
+        Path::new(&dir),
+        Some(&cluster),
+        listen,
+        duet_sql::ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
+    let transport = node.cluster().unwrap().1.clone();
+    let mut isolated = String::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = std::fs::read_to_string(PathBuf::from(&dir).join("isolate")).unwrap_or_default();
+        if now != isolated {
+            transport.heal();
+            let ids: Vec<u64> = now
+                .split_whitespace()
+                .filter_map(|i| i.parse().ok())
+                .collect();
+            transport.isolate(&ids);
+            isolated = now;
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    id: u64,
+    dir: PathBuf,
+    sql_port: u16,
+    child: Option<Child>,
+}
+
+/// Member processes of one cluster (killed when dropped).
+pub struct ClusterProcesses {
+    spec: String,
+    entry: String,
+    members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+impl ClusterProcesses {
+    /// Starts one member per entry of `kinds` (`row`, `row+column`), ids from 1, each
+    /// running the test named `entry` of this test binary (which calls
+    /// [`serve_member_from_env`]); returns once every member serves SQL.
+    pub async fn start(kinds: &[&str], entry: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{}={k}@127.0.0.1:{}", i + 1, free_port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = (1..=kinds.len() as u64)
+            .map(|id| Member {
+                id,
+                dir: dir.path().join(format!("m{id}")),
+                sql_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut c = ClusterProcesses {
+            spec,
+            entry: entry.to_string(),
+            members,
+            _dir: dir,
+        };
+        let ids = c.ids();
+        for id in &ids {
+            c.spawn(*id);
+        }
+        for id in &ids {
+            c.wait_ready(*id).await;
+        }
+        c
+    }
+
+    /// The members' ids.
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.iter().map(|m| m.id).collect()
+    }
+
+    fn member(&mut self, id: u64) -> &mut Member {
+        self.members.iter_mut().find(|m| m.id == id).unwrap()
+    }
+
+    /// Member `id`'s SQL port.
+    pub fn sql_port(&mut self, id: u64) -> u16 {
+        self.member(id).sql_port
+    }
+
+    /// Starts member `id`'s process (again, after [`ClusterProcesses::kill`]: same data,
+    /// same flags); see [`ClusterProcesses::wait_ready`].
+    pub fn spawn(&mut self, id: u64) {
+        let (spec, entry) = (self.spec.clone(), self.entry.clone());
+        let m = self.member(id);
+        std::fs::create_dir_all(&m.dir).unwrap();
+        let _ = std::fs::remove_file(m.dir.join("ready"));
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &entry, "--ignored", "--nocapture"])
+            .env("DUET_MEMBER_DIR", &m.dir)
+            .env("DUET_MEMBER_ID", id.to_string())
+            .env("DUET_MEMBER_CLUSTER", spec)
+            .env("DUET_MEMBER_LISTEN", format!("127.0.0.1:{}", m.sql_port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        m.child = Some(child);
+    }
+
+    /// Waits until member `id` serves SQL.
+    pub async fn wait_ready(&mut self, id: u64) {
+        let ready = self.member(id).dir.join("ready");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "member {id} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9` of member `id`'s process.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.member(id).child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Cuts member `id` off from the others, both ways (`heal`: lets everything through).
+    pub fn partition(&mut self, id: u64, heal: bool) {
+        let ids = self.ids();
+        for m in &self.members {
+            let cut: Vec<String> = if heal {
+                vec![]
+            } else if m.id == id {
+                ids.iter()
+                    .filter(|o| **o != id)
+                    .map(|o| o.to_string())
+                    .collect()
+            } else {
+                vec![id.to_string()]
+            };
+            std::fs::write(m.dir.join("isolate"), cut.join(" ")).unwrap();
+        }
+    }
+
+    /// A client of member `id` (served there, or relayed to the leader).
+    pub async fn client(
+        &mut self,
+        id: u64,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let port = self.sql_port(id);
+        let (c, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=duetdb connect_timeout=10"),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(conn);
+        Ok(c)
+    }
+
+    /// The leader, as the member that serves SQL on `via` reports it.
+    pub async fn leader(&mut self, via: u64) -> u64 {
+        let c = self.client(via).await.unwrap();
+        let id: i64 = c
+            .query_one("SELECT member_id FROM duet.cluster WHERE leader", &[])
+            .await
+            .unwrap()
+            .get(0);
+        id as u64
+    }
+}
+
+impl Drop for ClusterProcesses {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

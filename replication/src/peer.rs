@@ -529,6 +529,7 @@ impl Peer {
             held: Vec::new(),
             unsynced_since: None,
             reads: HashMap::new(),
+            read_batch: Vec::new(),
             read_seq: 0,
             reads_term: 0,
         };
@@ -681,8 +682,10 @@ struct Driver<S: StateMachine> {
     held: Vec<Message>,
     /// With [`LogSync::Batched`]: when the oldest write not yet fsync'd was made.
     unsynced_since: Option<Instant>,
-    /// ReadIndex requests raft is confirming, by context, and the term they were asked in.
-    reads: HashMap<Vec<u8>, SyncSender<Result<u64>>>,
+    /// ReadIndex rounds raft is confirming (by context: the requests that share it), the
+    /// requests of this turn, and the term they were asked in.
+    reads: HashMap<Vec<u8>, Vec<SyncSender<Result<u64>>>>,
+    read_batch: Vec<SyncSender<Result<u64>>>,
     read_seq: u64,
     reads_term: u64,
 }
@@ -712,6 +715,14 @@ impl<S: StateMachine> Driver<S> {
                         Err(_) => break,
                     }
                 }
+            }
+            // The reads that arrived this turn share one ReadIndex round: each arrived
+            // before it was asked, so its index covers them all.
+            if !self.read_batch.is_empty() {
+                self.read_seq += 1;
+                let ctx = self.read_seq.to_be_bytes().to_vec();
+                self.raw.read_index(ctx.clone());
+                self.reads.insert(ctx, std::mem::take(&mut self.read_batch));
             }
             if stop {
                 if let Err(e) = self.sync_log(true) {
@@ -777,12 +788,7 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
             Event::Pause => {}
-            Event::ReadIndex { done } => {
-                self.read_seq += 1;
-                let ctx = self.read_seq.to_be_bytes().to_vec();
-                self.raw.read_index(ctx.clone());
-                self.reads.insert(ctx, done);
-            }
+            Event::ReadIndex { done } => self.read_batch.push(done),
             Event::TransferLeader(to) => {
                 if self.raw.raft.state == StateRole::Leader {
                     self.raw.transfer_leader(to);
@@ -816,7 +822,7 @@ impl<S: StateMachine> Driver<S> {
             let mut rd = self.raw.ready();
             self.send(rd.take_messages());
             for rs in rd.take_read_states() {
-                if let Some(done) = self.reads.remove(&rs.request_ctx) {
+                for done in self.reads.remove(&rs.request_ctx).unwrap_or_default() {
                     let _ = done.send(Ok(rs.index));
                 }
             }
@@ -867,7 +873,7 @@ impl<S: StateMachine> Driver<S> {
             // forgets them): their callers try again.
             if self.raw.raft.term != self.reads_term {
                 self.reads_term = self.raw.raft.term;
-                for (_, done) in std::mem::take(&mut self.reads) {
+                for done in std::mem::take(&mut self.reads).into_values().flatten() {
                     let _ = done.send(Err(Error::NotLeader));
                 }
             }

@@ -343,3 +343,23 @@ fn read_index_covers_acknowledged_writes_and_a_cut_off_leader_gets_none() {
     assert!(peer(new).read_index(Duration::from_secs(5)).unwrap() >= index);
     assert!(peer(leader).read_index(Duration::from_millis(300)).is_err());
 }
+
+#[test]
+fn concurrent_reads_share_read_index_rounds_and_each_covers_the_writes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let leader = agreed_leader(&members, Duration::from_secs(10));
+    let peer = member(&members, leader).peer.as_ref().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let members = &members;
+            s.spawn(move || {
+                for i in 0..20 {
+                    let at = write(members, leader, &format!("t{t}-{i}")).unwrap();
+                    let read = peer.read_index(Duration::from_secs(5)).unwrap();
+                    assert!(read >= at, "read index {read} before write {at}");
+                }
+            });
+        }
+    });
+}

@@ -14,8 +14,9 @@
 //! SQL: the leader serves every connection; any other member relays a new connection's
 //! bytes to the leader's SQL address ([`LeaderRoute`]), which it learned from the leader's
 //! Raft handshake, after a PROXY protocol line naming the client, so the leader's host
-//! rules judge the client's address (the leader believes the line from members' hosts only). A member that stops leading ends its sessions, whose clients reconnect
-//! to any member and reach the new leader.
+//! rules judge the client's address (it believes the line from members' hosts only). A
+//! member that stops leading ends its sessions, whose clients reconnect to any member and
+//! reach the new leader.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -36,6 +36,38 @@ use crate::error::{Error, Result};
 pub const VOTER_ID: u64 = 1;
 /// Raft id of the embedded learner.
 pub const LEARNER_ID: u64 = 2;
+/// The Raft ids of this process's peers and of the membership.
+struct RaftIds {
+    voter: u64,
+    /// This member's learner (none: it holds no column replica).
+    learner: Option<u64>,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+}
+
+impl RaftIds {
+    /// In `cluster`, or the embedded process's (voter 1, learner 2).
+    fn of(cluster: Option<&ClusterConfig>) -> Self {
+        match cluster {
+            None => RaftIds {
+                voter: VOTER_ID,
+                learner: Some(LEARNER_ID),
+                voters: vec![VOTER_ID],
+                learners: vec![LEARNER_ID],
+            },
+            Some(c) => {
+                let (voters, learners) = c.raft_ids();
+                RaftIds {
+                    voter: c.node_id,
+                    learner: c.me().learner_raft_id(),
+                    voters,
+                    learners,
+                }
+            }
+        }
+    }
+}
+
 /// Raft's tick in a cluster: with raft's 10-tick election timeout drawn in [10, 20)
 /// ticks, a new leader is elected 150–300 ms after the old one stopped answering.
 const CLUSTER_TICK: Duration = Duration::from_millis(15);
@@ -51,11 +83,6 @@ struct Learner {
 pub struct DuetNode {
     pub store: StoreRef,
     voter: Peer,
-    /// Raft membership: voters and learners (ids), and this member's learner id (none: this
-    /// member holds no column replica).
-    voters: Vec<u64>,
-    learners: Vec<u64>,
-    learner_id: Option<u64>,
     /// In a cluster: the membership and the transport to the other members.
     cluster: Option<(ClusterConfig, Arc<TcpTransport>)>,
     learner: Mutex<Option<Learner>>,
@@ -108,22 +135,8 @@ impl DuetNode {
         std::fs::create_dir_all(data_dir).map_err(|e| fail("create the data dir", data_dir, e))?;
         let engine = RocksEngine::open(&data_dir.join("rowstore"))
             .map_err(|e| fail("open RocksDB", data_dir, e))?;
-        let (transport, tcp, voter_id, voters, learners, learner_id): (
-            Arc<dyn Transport>,
-            _,
-            _,
-            _,
-            _,
-            _,
-        ) = match cluster {
-            None => (
-                LocalTransport::new(),
-                None,
-                VOTER_ID,
-                vec![VOTER_ID],
-                vec![LEARNER_ID],
-                Some(LEARNER_ID),
-            ),
+        let (transport, tcp): (Arc<dyn Transport>, _) = match cluster {
+            None => (LocalTransport::new(), None),
             Some((c, sql_addr)) => {
                 let mut addresses = HashMap::new();
                 for m in &c.members {
@@ -135,22 +148,15 @@ impl DuetNode {
                 let tcp = TcpTransport::bind(c.node_id, &c.raft_listen, addresses)
                     .map_err(|e| fail("listen for raft messages", data_dir, e))?;
                 tcp.advertise(sql_addr.to_string());
-                let (voters, learners) = c.raft_ids();
-                (
-                    tcp.clone() as Arc<dyn Transport>,
-                    Some((c.clone(), tcp)),
-                    c.node_id,
-                    voters,
-                    learners,
-                    c.me().learner_raft_id(),
-                )
+                (tcp.clone(), Some((c.clone(), tcp)))
             }
         };
+        let ids = RaftIds::of(cluster.map(|(c, _)| c));
         let mut opts = PeerOptions::new(
-            voter_id,
-            Self::voter_dir(data_dir, voter_id),
-            voters.clone(),
-            learners.clone(),
+            ids.voter,
+            Self::voter_dir(data_dir, ids.voter),
+            ids.voters,
+            ids.learners,
         );
         if tcp.is_some() {
             opts.tick = CLUSTER_TICK;
@@ -164,9 +170,6 @@ impl DuetNode {
         let node = Arc::new(DuetNode {
             store,
             voter,
-            voters,
-            learners,
-            learner_id,
             cluster: tcp,
             learner: Mutex::new(None),
             columns: ColumnAccess::new(),
@@ -244,7 +247,8 @@ impl DuetNode {
     /// snapshot if its log was compacted past it.
     pub fn start_learner(&self) -> Result<()> {
         let mut slot = self.learner.lock();
-        let Some(learner_id) = self.learner_id else {
+        let ids = RaftIds::of(self.cluster.as_ref().map(|(c, _)| c));
+        let Some(learner_id) = ids.learner else {
             return Ok(());
         };
         if slot.is_some() {
@@ -265,8 +269,8 @@ impl DuetNode {
         let mut opts = PeerOptions::new(
             learner_id,
             dir.join("raft").join(format!("learner-{learner_id}")),
-            self.voters.clone(),
-            self.learners.clone(),
+            ids.voters,
+            ids.learners,
         );
         if self.cluster.is_some() {
             opts.tick = CLUSTER_TICK;

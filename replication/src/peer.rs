@@ -204,6 +204,8 @@ impl PeerOptions {
 pub struct ReplicaProgress {
     /// Its Raft id.
     pub id: u64,
+    /// It votes (else it is a learner).
+    pub voter: bool,
     /// The last index known to be in its log.
     pub matched: u64,
     /// raft-rs's replication state: `probe` (finding where its log ends), `replicate`
@@ -238,8 +240,6 @@ pub struct PeerStatus {
     term_start: AtomicU64,
     /// While leading: every replica's progress.
     progress: Mutex<Vec<ReplicaProgress>>,
-    /// The voters' Raft ids.
-    voters: Mutex<Vec<u64>>,
     failed: Mutex<Option<Arc<Error>>>,
     /// When the commit index passed each recorded value (one sample per driver turn).
     commit_times: Mutex<std::collections::VecDeque<(u64, Instant)>>,
@@ -267,7 +267,6 @@ impl PeerStatus {
             leading_term: AtomicU64::new(0),
             term_start: AtomicU64::new(u64::MAX),
             progress: Mutex::new(Vec::new()),
-            voters: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
             commit_times: Mutex::new(std::collections::VecDeque::new()),
             applied_changed: Condvar::new(),
@@ -599,11 +598,10 @@ impl Peer {
         if !status.is_leader() {
             return true;
         }
-        let voters = status.voters.lock().clone();
         let Some(to) = status
             .progress()
             .into_iter()
-            .filter(|p| p.id != status.id && p.active && voters.contains(&p.id))
+            .filter(|p| p.id != status.id && p.active && p.voter)
             .max_by_key(|p| p.matched)
             .map(|p| p.id)
         else {
@@ -935,16 +933,14 @@ impl<S: StateMachine> Driver<S> {
         }
         s.leader.store(self.raw.raft.leader_id, Ordering::Release);
         s.term.store(term, Ordering::Release);
-        if self.raw.raft.state == StateRole::Leader {
-            let voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
-            *s.voters.lock() = voters;
-        }
         let mut progress = s.progress.lock();
         progress.clear();
         if self.raw.raft.state == StateRole::Leader {
+            let voters = self.raw.raft.prs().conf().voters();
             for (id, pr) in self.raw.raft.prs().iter() {
                 progress.push(ReplicaProgress {
                     id: *id,
+                    voter: voters.contains(*id),
                     matched: pr.matched,
                     state: match pr.state {
                         raft::ProgressState::Probe => "probe",

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Between two failed connection attempts to one member.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Counters of one transport (exported as metrics).
+/// Counters of one transport.
 #[derive(Default, Debug)]
 pub struct TransportStats {
     pub sent: AtomicU64,
@@ -71,7 +71,7 @@ struct Inner {
     local_addr: SocketAddr,
     addresses: RwLock<HashMap<u64, String>>,
     mailboxes: RwLock<HashMap<u64, Mailbox>>,
-    remotes: Mutex<HashMap<u64, Remote>>,
+    remotes: RwLock<HashMap<u64, Remote>>,
     /// What this member tells the others in its handshake, and what they told it.
     advertise: RwLock<String>,
     advertised: RwLock<HashMap<u64, String>>,
@@ -104,7 +104,7 @@ impl TcpTransport {
             local_addr,
             addresses: RwLock::new(members),
             mailboxes: RwLock::new(HashMap::new()),
-            remotes: Mutex::new(HashMap::new()),
+            remotes: RwLock::new(HashMap::new()),
             advertise: RwLock::new(String::new()),
             advertised: RwLock::new(HashMap::new()),
             isolated: RwLock::new(HashSet::new()),
@@ -154,16 +154,6 @@ impl TcpTransport {
         &self.inner.stats
     }
 
-    /// Whether messages to member `id` currently reach a connection (false after a failed
-    /// connect or write, until one succeeds).
-    pub fn is_up(&self, id: u64) -> bool {
-        self.inner
-            .remotes
-            .lock()
-            .get(&id)
-            .is_some_and(|r| r.up.load(Ordering::Acquire))
-    }
-
     /// Drops every message to and from `ids` from now on (a network partition between this
     /// process and them).
     pub fn isolate(&self, ids: &[u64]) {
@@ -186,19 +176,23 @@ impl TcpTransport {
             let _ = s.shutdown(Shutdown::Both);
         }
         // Writers wake on their queue's disconnection.
-        self.inner.remotes.lock().clear();
+        self.inner.remotes.write().clear();
         let threads = std::mem::take(&mut *self.inner.threads.lock());
         for t in threads {
             let _ = t.join();
         }
     }
 
-    fn remote(&self, to: u64) -> Option<(SyncSender<Message>, Arc<AtomicBool>)> {
-        let mut remotes = self.inner.remotes.lock();
-        if let Some(r) = remotes.get(&to) {
-            return Some((r.queue.clone(), r.up.clone()));
+    /// Starts the queue and writer thread of member `to` (if it has an address and none
+    /// runs yet).
+    fn add_remote(&self, to: u64) {
+        let mut remotes = self.inner.remotes.write();
+        if remotes.contains_key(&to) {
+            return;
         }
-        let addr = self.inner.addresses.read().get(&to)?.clone();
+        let Some(addr) = self.inner.addresses.read().get(&to).cloned() else {
+            return;
+        };
         let (queue, rx) = sync_channel(QUEUE);
         let up = Arc::new(AtomicBool::new(true));
         let writer = {
@@ -207,17 +201,22 @@ impl TcpTransport {
             std::thread::Builder::new()
                 .name(format!("raft-send-{}-{to}", self.inner.id))
                 .spawn(move || write_loop(inner, to, addr, rx, up))
-                .ok()?
         };
-        self.inner.threads.lock().push(writer);
-        remotes.insert(
-            to,
-            Remote {
-                queue: queue.clone(),
-                up: up.clone(),
-            },
-        );
-        Some((queue, up))
+        if let Ok(writer) = writer {
+            self.inner.threads.lock().push(writer);
+            remotes.insert(to, Remote { queue, up });
+        }
+    }
+
+    /// Queues `msg` for its member's writer; false if it will not arrive (no such member,
+    /// its queue full, or its connection down: the writer is still woken to try again).
+    fn enqueue(&self, msg: Message) -> bool {
+        let remotes = self.inner.remotes.read();
+        let Some(r) = remotes.get(&msg.to) else {
+            return false;
+        };
+        let up = r.up.load(Ordering::Acquire);
+        r.queue.try_send(msg).is_ok() && up
     }
 }
 
@@ -240,23 +239,14 @@ impl Transport for TcpTransport {
         if let Some(m) = inner.mailboxes.read().get(&msg.to) {
             return m.deliver(msg);
         }
-        let Some((queue, up)) = self.remote(msg.to) else {
-            inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
-        if !up.load(Ordering::Acquire) {
-            // Wake the writer for a new attempt, but tell raft the member is unreachable.
-            let _ = queue.try_send(msg);
-            inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return false;
+        if !inner.remotes.read().contains_key(&msg.to) {
+            self.add_remote(msg.to);
         }
-        match queue.try_send(msg) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+        let queued = self.enqueue(msg);
+        if !queued {
+            inner.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     fn register(&self, id: u64, mailbox: Mailbox) {

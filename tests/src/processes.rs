@@ -56,9 +56,18 @@ pub async fn serve_member_from_env() {
         let now = std::fs::read_to_string(PathBuf::from(&dir).join("isolate")).unwrap_or_default();
         if now != isolated {
             transport.heal();
+            // A member's learner (its other Raft id) is cut off with it.
             let ids: Vec<u64> = now
                 .split_whitespace()
-                .filter_map(|i| i.parse().ok())
+                .filter_map(|i| i.parse::<u64>().ok())
+                .flat_map(|id| {
+                    let learner = cluster
+                        .members
+                        .iter()
+                        .find(|m| m.id == id)
+                        .and_then(|m| m.learner_raft_id());
+                    std::iter::once(id).chain(learner)
+                })
                 .collect();
             transport.isolate(&ids);
             isolated = now;

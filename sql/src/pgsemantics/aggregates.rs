@@ -357,39 +357,38 @@ struct RealSumAccumulator {
     sum: Option<f32>,
 }
 
-impl datafusion::logical_expr::Accumulator for RealSumAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+impl RealSumAccumulator {
+    /// Adds (`sign` 1) or takes away (-1, a sliding window frame's leaving rows:
+    /// PostgreSQL sums each frame anew; the two agree to `real`'s precision) `values`.
+    fn add(&mut self, values: &ArrayRef, sign: f32) -> Result<()> {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::Float32Type;
-        for v in values[0].as_primitive::<Float32Type>().iter().flatten() {
+        for v in values.as_primitive::<Float32Type>().iter().flatten() {
             let sum = self.sum.unwrap_or(0.0);
-            let next = sum + v;
+            let next = sum + sign * v;
             if next.is_infinite() && !sum.is_infinite() && !v.is_infinite() {
-                return Err(DataFusionError::External(Box::new(
-                    crate::error::PgErrorBox(crate::error::PgError::new(
-                        crate::error::SqlState::NumericValueOutOfRange,
-                        "value out of range: overflow",
-                    )),
+                return Err(crate::jsonb::pg_error(crate::error::PgError::new(
+                    crate::error::SqlState::NumericValueOutOfRange,
+                    "value out of range: overflow",
                 )));
             }
             self.sum = Some(next);
         }
         Ok(())
     }
+}
 
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.update_batch(states)
+impl datafusion::logical_expr::Accumulator for RealSumAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], 1.0)
     }
 
-    /// A sliding window frame's leaving rows (PostgreSQL sums each frame anew; the two
-    /// agree to `real`'s precision).
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.add(&states[0], 1.0)
+    }
+
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        use datafusion::arrow::array::AsArray;
-        use datafusion::arrow::datatypes::Float32Type;
-        for v in values[0].as_primitive::<Float32Type>().iter().flatten() {
-            self.sum = self.sum.map(|s| s - v);
-        }
-        Ok(())
+        self.add(&values[0], -1.0)
     }
 
     fn supports_retract_batch(&self) -> bool {
@@ -433,12 +432,10 @@ impl IntervalSumAccumulator {
                 ))
             })()
             .ok_or_else(|| {
-                DataFusionError::External(Box::new(crate::error::PgErrorBox(
-                    crate::error::PgError::new(
-                        crate::error::SqlState::DatetimeFieldOverflow,
-                        "interval out of range",
-                    ),
-                )))
+                crate::jsonb::pg_error(crate::error::PgError::new(
+                    crate::error::SqlState::DatetimeFieldOverflow,
+                    "interval out of range",
+                ))
             })?;
             self.sum = Some(next);
         }

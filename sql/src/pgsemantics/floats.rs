@@ -36,7 +36,7 @@ fn type_of(e: &Expr, schema: &DFSchema) -> Option<DataType> {
 }
 
 /// Whether `types` mix a float with a numeric.
-fn mixed<'a>(types: impl Iterator<Item = &'a DataType> + Clone) -> bool {
+pub(super) fn mixed<'a>(types: impl Iterator<Item = &'a DataType> + Clone) -> bool {
     types.clone().any(is_float)
         && types
             .into_iter()
@@ -56,7 +56,7 @@ fn all_floated(es: Vec<Expr>, schema: &DFSchema) -> Vec<Expr> {
 }
 
 /// Whether a `real` meets an integer or a numeric in `types` (two operands).
-fn real_beside_exact(types: &[DataType]) -> bool {
+pub(super) fn real_beside_exact(types: &[DataType]) -> bool {
     let exact = |t: &DataType| is_int(t) || matches!(t, DataType::Decimal128(..));
     match types {
         [a, b] => (a == &DataType::Float32 && exact(b)) || (b == &DataType::Float32 && exact(a)),

@@ -56,9 +56,11 @@ fn is_set_operation(j: &Join) -> bool {
         })
 }
 
+/// As [`super::FloatNumerics`] resolves them: a float beside a numeric, and `real` beside
+/// an integer, are double precision; the rest as DataFusion compares them.
 fn common_type(l: &DataType, r: &DataType) -> Option<DataType> {
-    let exact = |t: &DataType| is_int(t) || matches!(t, DataType::Decimal128(..));
-    if (is_float(l) && (exact(r) || is_float(r))) || (is_float(r) && exact(l)) {
+    let pair = [l.clone(), r.clone()];
+    if super::floats::mixed(pair.iter()) || super::floats::real_beside_exact(&pair) {
         return Some(DataType::Float64);
     }
     comparison_coercion(l, r)

@@ -45,7 +45,7 @@ pub trait Route: Send + Sync {
 }
 
 /// The PROXY protocol (version 1) line a relaying member sends first: `PROXY TCP4|TCP6
-/// client-ip member-ip client-port member-port`.
+/// client-ip server-ip client-port server-port`.
 fn proxy_line(client: SocketAddr, member: SocketAddr) -> String {
     let family = if client.is_ipv4() { "TCP4" } else { "TCP6" };
     format!(
@@ -310,13 +310,38 @@ async fn admit<B: SqlBackend>(
     open: Arc<AtomicUsize>,
     options: ServerOptions,
 ) {
+    let mut head = [0u8; 8];
+    let mut peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
+    // A connection another member relayed starts with the client's address: host rules
+    // judge it, and a relay onwards (leadership moved meanwhile) passes it on.
+    let mut client = peer;
+    let mut proxied = false;
+    if matches!(peeked, Ok(Ok(n)) if n >= 6) && head.starts_with(b"PROXY ") {
+        let trusted = options
+            .route
+            .as_ref()
+            .is_some_and(|r| r.relays_from(peer.ip()));
+        if !trusted {
+            tracing::warn!(%peer, "a PROXY header from a host that is no cluster member");
+            return;
+        }
+        let Some(named) = tokio::time::timeout(FIRST_MESSAGE_WAIT, read_proxy_line(&mut socket))
+            .await
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        client = named;
+        proxied = true;
+    }
     if let Some(route) = &options.route {
         let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
         loop {
             match route.route() {
                 Ok(None) => break,
                 Ok(Some(member)) => {
-                    sessions.spawn(relay(socket, peer, member));
+                    sessions.spawn(relay(socket, client, member));
                     return;
                 }
                 Err(why) if tokio::time::Instant::now() >= deadline => {
@@ -327,27 +352,7 @@ async fn admit<B: SqlBackend>(
             }
         }
     }
-    let mut head = [0u8; 8];
-    let mut peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
-    // A connection another member relayed starts with the client's address.
-    let mut client_ip = None;
-    if matches!(peeked, Ok(Ok(n)) if n >= 6) && head.starts_with(b"PROXY ") {
-        let trusted = options
-            .route
-            .as_ref()
-            .is_some_and(|r| r.relays_from(peer.ip()));
-        if !trusted {
-            tracing::warn!(%peer, "a PROXY header from a host that is no cluster member");
-            return;
-        }
-        let Some(client) = tokio::time::timeout(FIRST_MESSAGE_WAIT, read_proxy_line(&mut socket))
-            .await
-            .ok()
-            .flatten()
-        else {
-            return;
-        };
-        client_ip = Some(client.ip());
+    if proxied {
         peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
     }
     if matches!(peeked, Ok(Ok(8))) && head == CANCEL_HEAD {
@@ -389,14 +394,18 @@ async fn admit<B: SqlBackend>(
             }
         };
         let terminate = tokio_util::sync::CancellationToken::new();
-        let conn =
-            match Connection::with_client_ip(backend, options.hba, terminate.clone(), client_ip) {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    tracing::error!(%peer, error = %e.message, "failed to set up session");
-                    return;
-                }
-            };
+        let conn = match Connection::with_client_ip(
+            backend,
+            options.hba,
+            terminate.clone(),
+            proxied.then_some(client.ip()),
+        ) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(%peer, error = %e.message, "failed to set up session");
+                return;
+            }
+        };
         let plain = options.tls.is_none();
         tokio::select! {
             // Termination first: a connection terminated while idle must not run the
@@ -421,8 +430,8 @@ async fn admit<B: SqlBackend>(
     });
 }
 
-/// Relays a client's connection to the member at `member` and back, byte for byte, until
-/// either side closes.
+/// Relays the connection of the client at `peer` to the member at `member` and back, byte
+/// for byte, until either side closes.
 async fn relay(mut client: TcpStream, peer: SocketAddr, member: SocketAddr) {
     let mut upstream = match TcpStream::connect(member).await {
         Ok(s) => s,
@@ -437,9 +446,8 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, member: SocketAddr) {
     // The member that serves the connection checks its host rules against the client's
     // address, not this member's.
     use tokio::io::AsyncWriteExt;
-    let local = upstream.local_addr().unwrap_or(member);
     if upstream
-        .write_all(proxy_line(peer, local).as_bytes())
+        .write_all(proxy_line(peer, member).as_bytes())
         .await
         .is_err()
     {

@@ -22,7 +22,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
-use duet_replication::TcpTransport;
+use duet_replication::{PeerStatus, TcpTransport};
+
+use crate::column_member::ColumnMember;
 
 use crate::node::NodeRef;
 
@@ -74,11 +76,6 @@ impl ClusterConfig {
             .iter()
             .find(|m| m.id == node_id)
             .with_context(|| format!("--node-id {node_id} is not in --initial-cluster"))?;
-        ensure!(
-            me.row,
-            "member {node_id} holds only the column replica; column-only members are not \
-             supported yet (use row+column@)"
-        );
         Ok(ClusterConfig {
             node_id,
             raft_listen: raft_listen.unwrap_or_else(|| me.raft_addr.clone()),
@@ -156,14 +153,20 @@ pub fn parse_members(spec: &str) -> anyhow::Result<Vec<Member>> {
 /// Which member serves a new connection: this one while it leads (and has applied what
 /// earlier leaders committed), else the leader, at the SQL address it advertised.
 pub struct LeaderRoute {
-    pub node: NodeRef,
+    /// This member's Raft peer: its voter, or a column-only member's learner (which never
+    /// leads, and knows the leader from its messages).
+    pub peer: Arc<PeerStatus>,
     pub transport: Arc<TcpTransport>,
     /// The members' addresses (their Raft hosts), whose relays' PROXY headers are believed.
     pub member_ips: Vec<std::net::IpAddr>,
 }
 
 impl LeaderRoute {
-    pub fn new(node: NodeRef, transport: Arc<TcpTransport>, cluster: &ClusterConfig) -> Self {
+    pub fn new(
+        peer: Arc<PeerStatus>,
+        transport: Arc<TcpTransport>,
+        cluster: &ClusterConfig,
+    ) -> Self {
         use std::net::ToSocketAddrs;
         let member_ips = cluster
             .members
@@ -173,7 +176,7 @@ impl LeaderRoute {
             .map(|a| a.ip())
             .collect();
         LeaderRoute {
-            node,
+            peer,
             transport,
             member_ips,
         }
@@ -186,7 +189,7 @@ impl duet_wire::Route for LeaderRoute {
     }
 
     fn route(&self) -> Result<Option<SocketAddr>, String> {
-        let voter = self.node.voter();
+        let voter = &self.peer;
         if voter.is_serving_leader() {
             return Ok(None);
         }
@@ -225,7 +228,7 @@ pub async fn serve(
         .with_context(|| format!("Failed to open the data directory {}", data_dir.display()))?;
     if let Some((config, transport)) = node.cluster() {
         options.route = Some(Arc::new(LeaderRoute::new(
-            node.clone(),
+            node.voter().clone(),
             transport.clone(),
             config,
         )));
@@ -233,6 +236,17 @@ pub async fn serve(
     let shared = node.shared();
     crate::databases::attach(&node, &shared);
     if node.cluster().is_some() {
+        let (config, _) = node.cluster().expect("checked above");
+        options.member_service = Some(Arc::new(ScanPort::new(
+            config.node_id,
+            node.columns().clone(),
+            &shared,
+            node.read_pins().clone(),
+            Some(node.store.clone() as Arc<dyn duet_common::source::RowSource>),
+        )?));
+        let remote = duet_colstore::remote::RemoteColumns::new();
+        node.columns().set_remote(remote.clone());
+        tokio::spawn(poll_column_members(node.clone(), remote));
         tokio::spawn(end_sessions_when_not_leading(
             node.clone(),
             shared.cancels.clone(),
@@ -242,6 +256,116 @@ pub async fn serve(
         .await
         .with_context(|| format!("Failed to listen on {listen}"))?;
     Ok((node, server))
+}
+
+/// The column scans this member serves the other members, on its SQL port.
+struct ScanPort(Arc<duet_colstore::remote::ScanService>);
+
+impl ScanPort {
+    /// Serves member `member`'s `columns` (and its row replica `rows`, if it holds one),
+    /// planning filters with the functions of a session of `shared`.
+    fn new(
+        member: u64,
+        columns: Arc<duet_router::routing::ColumnAccess>,
+        shared: &duet_sql::SharedRef,
+        pins: Arc<duet_colstore::remote::ReadPins>,
+        rows: Option<Arc<dyn duet_common::source::RowSource>>,
+    ) -> anyhow::Result<Self> {
+        // A session's functions and settings: scans' filters name the same functions.
+        let session = duet_sql::session::Session::new(shared.clone())
+            .map_err(|e| anyhow::anyhow!("a session for column scans: {e}"))?;
+        Ok(ScanPort(duet_colstore::remote::ScanService::new(
+            member,
+            Arc::new(move || columns.get()),
+            session.state(),
+            Arc::new(|e| {
+                let e = duet_sql::error::from_datafusion(e);
+                (e.state.code().to_string(), e.message)
+            }),
+            pins,
+            rows,
+        )))
+    }
+}
+
+impl duet_wire::MemberService for ScanPort {
+    fn magic(&self) -> &'static [u8; 8] {
+        duet_colstore::remote::MAGIC
+    }
+
+    fn serve(
+        &self,
+        socket: tokio::net::TcpStream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        Box::pin(self.0.clone().serve(socket))
+    }
+}
+
+/// How often this member asks the others holding the column replica for its status.
+const COLUMN_STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Keeps `remote` current: what each other member holding the column replica has applied
+/// and which tables it can scan, at the SQL address it advertised.
+async fn poll_column_members(node: NodeRef, remote: Arc<duet_colstore::remote::RemoteColumns>) {
+    let Some((config, transport)) = node.cluster() else {
+        return;
+    };
+    let others: Vec<u64> = config
+        .members
+        .iter()
+        .filter(|m| m.column && m.id != config.node_id)
+        .map(|m| m.id)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    loop {
+        // The oldest snapshot this member's readers hold: the others keep their column
+        // replicas scannable from there on.
+        let pin = (config.node_id, node.store.oldest_read_version().get());
+        for &id in &others {
+            if let Some(addr) = transport.advertised(id).and_then(|a| a.parse().ok()) {
+                remote.refresh(id, addr, pin).await;
+            }
+        }
+        tokio::time::sleep(COLUMN_STATUS_EVERY).await;
+    }
+}
+
+/// Opens this process's data directory as `cluster`'s column-only member and listens on
+/// `listen`: it serves column scans to the other members and relays every SQL connection
+/// to the leader (it never leads, so no session runs here).
+pub async fn serve_column(
+    data_dir: &std::path::Path,
+    cluster: &ClusterConfig,
+    listen: SocketAddr,
+    mut options: duet_wire::ServerOptions,
+) -> anyhow::Result<(Arc<ColumnMember>, duet_sql::Server)> {
+    let member = ColumnMember::open(data_dir, cluster, listen)
+        .with_context(|| format!("Failed to open the data directory {}", data_dir.display()))?;
+    let (config, transport) = member.cluster();
+    options.route = Some(Arc::new(LeaderRoute::new(
+        member.learner().clone(),
+        transport.clone(),
+        config,
+    )));
+    // The listener's sessions would need a row store: an empty one in memory, which no
+    // session uses (every connection is relayed) and the scan service only plans with.
+    let empty =
+        duet_rowstore::Store::open(Arc::new(duet_rowstore::engine::memory::MemoryEngine::new()))
+            .context("an empty row store")?;
+    let shared = duet_sql::Shared::new(empty, None);
+    options.member_service = Some(Arc::new(ScanPort::new(
+        config.node_id,
+        member.columns().clone(),
+        &shared,
+        member.read_pins().clone(),
+        None,
+    )?));
+    let server = duet_sql::Server::start_with(shared, listen, options)
+        .await
+        .with_context(|| format!("Failed to listen on {listen}"))?;
+    Ok((member, server))
 }
 
 /// Ends every session of this member once it stops leading (its clients reconnect, to
@@ -293,7 +417,12 @@ mod tests {
             assert!(parse_members(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(ClusterConfig::new(4, None, "1=row@h:1").is_err());
-        assert!(ClusterConfig::new(2, None, "1=row@h:1,2=column@h:2").is_err());
+        assert!(
+            !ClusterConfig::new(2, None, "1=row@h:1,2=column@h:2")
+                .unwrap()
+                .me()
+                .row
+        );
         let c = ClusterConfig::new(2, None, "1=row@h:1,2=row+column@h:2").unwrap();
         assert_eq!(c.raft_listen, "h:2");
         assert_eq!(c.raft_ids(), (vec![1, 2], vec![2 + LEARNER_RAFT_ID_OFFSET]));

@@ -7,7 +7,9 @@
 //!   replica on a Raft learner, the in-process transport between them, the router's files —
 //!   and the handles the SQL layer gets from them ([`node::DuetNode::services`]);
 //! - [`cluster`]: a cluster of processes (`--initial-cluster`): its members, and which
-//!   member serves a new SQL connection (the leader; the others relay to it);
+//!   member serves a new SQL connection (the leader; the others relay to it), and the
+//!   column scans members serve each other;
+//! - [`column_member`]: a member holding only the column replica (no row store);
 //! - [`http`]: the HTTP endpoints (health, metrics, replica status, routing report, the
 //!   inspector page);
 //! - [`allocator`]: the process's memory-allocator settings.
@@ -17,6 +19,7 @@
 
 pub mod allocator;
 pub mod cluster;
+pub mod column_member;
 pub mod databases;
 pub mod error;
 pub mod http;

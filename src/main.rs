@@ -40,8 +40,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.max_connections,
         hba: std::sync::Arc::new(config.hba()?),
         tls,
-        route: None,
+        ..Default::default()
     };
+    if let Some(c) = cluster.as_ref().filter(|c| !c.me().row) {
+        return run_column_member(&config, c, listen, options).await;
+    }
     let (node, server) =
         duetdb::cluster::serve(&config.data_dir, cluster.as_ref(), listen, options).await?;
     node.router()
@@ -91,6 +94,38 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(h) = http {
         h.shutdown().await;
     }
+    Ok(())
+}
+
+/// A member holding only the column replica: it serves column scans to the others and
+/// relays SQL connections to the leader.
+async fn run_column_member(
+    config: &Config,
+    cluster: &duetdb::cluster::ClusterConfig,
+    listen: std::net::SocketAddr,
+    options: duet_wire::ServerOptions,
+) -> anyhow::Result<()> {
+    let (_member, server) =
+        duetdb::cluster::serve_column(&config.data_dir, cluster, listen, options).await?;
+    if config.http != "off" {
+        tracing::warn!(
+            "a column-only member serves no HTTP endpoints yet; the leader's show the cluster"
+        );
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "DuetDB {} column member {} listening on {} (data in {}); SQL connections are \
+             relayed to the leader",
+            env!("CARGO_PKG_VERSION"),
+            cluster.node_id,
+            server.local_addr(),
+            config.data_dir.display(),
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use duet_colstore::remote::{PinnedSource, ReadPins};
 use duet_colstore::{
     ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine,
 };
@@ -70,9 +71,24 @@ impl RaftIds {
 
 /// Raft's tick in a cluster: with raft's 10-tick election timeout drawn in [10, 20)
 /// ticks, a new leader is elected 150–300 ms after the old one stopped answering.
-const CLUSTER_TICK: Duration = Duration::from_millis(15);
+pub(crate) const CLUSTER_TICK: Duration = Duration::from_millis(15);
 /// How often, at most, the learner fsyncs its log (see [`LogSync::Batched`]).
-const LEARNER_LOG_SYNC: Duration = Duration::from_millis(100);
+pub(crate) const LEARNER_LOG_SYNC: Duration = Duration::from_millis(100);
+
+/// Where each Raft peer of `cluster` listens: a member's voter and learner share its
+/// address.
+pub(crate) fn raft_addresses(cluster: &ClusterConfig) -> HashMap<u64, String> {
+    let mut addresses = HashMap::new();
+    for m in &cluster.members {
+        if m.row {
+            addresses.insert(m.id, m.raft_addr.clone());
+        }
+        if let Some(l) = m.learner_raft_id() {
+            addresses.insert(l, m.raft_addr.clone());
+        }
+    }
+    addresses
+}
 
 struct Learner {
     peer: Peer,
@@ -88,6 +104,8 @@ pub struct DuetNode {
     learner: Mutex<Option<Learner>>,
     columns: Arc<ColumnAccess>,
     lag: Arc<LagHistogram>,
+    /// Versions other members may still scan in this member's column replica.
+    pins: Arc<ReadPins>,
     data_dir: PathBuf,
     transport: Arc<dyn Transport>,
     /// Statistics, cost model and routing log (kept in `<data>/router`).
@@ -138,14 +156,7 @@ impl DuetNode {
         let (transport, tcp): (Arc<dyn Transport>, _) = match cluster {
             None => (LocalTransport::new(), None),
             Some((c, sql_addr)) => {
-                let mut addresses = HashMap::new();
-                for m in &c.members {
-                    addresses.insert(m.id, m.raft_addr.clone());
-                    if let Some(l) = m.learner_raft_id() {
-                        addresses.insert(l, m.raft_addr.clone());
-                    }
-                }
-                let tcp = TcpTransport::bind(c.node_id, &c.raft_listen, addresses)
+                let tcp = TcpTransport::bind(c.node_id, &c.raft_listen, raft_addresses(c))
                     .map_err(|e| fail("listen for raft messages", data_dir, e))?;
                 tcp.advertise(sql_addr.to_string());
                 (tcp.clone(), Some((c.clone(), tcp)))
@@ -174,6 +185,7 @@ impl DuetNode {
             learner: Mutex::new(None),
             columns: ColumnAccess::new(),
             lag,
+            pins: ReadPins::new(),
             data_dir: data_dir.to_path_buf(),
             transport,
             router,
@@ -258,7 +270,10 @@ impl DuetNode {
         let store = ColumnStore::open(
             &dir.join("colstore"),
             ColumnStoreOptions::default(),
-            self.store.clone(),
+            Arc::new(PinnedSource {
+                inner: self.store.clone(),
+                pins: self.pins.clone(),
+            }),
         )
         .map_err(|e| fail("open the column store", dir, e))?;
         let sm = LearnerStateMachine::new(
@@ -317,6 +332,11 @@ impl DuetNode {
     /// The column store, while the learner runs.
     pub fn column_store(&self) -> Option<ColumnStoreRef> {
         self.learner.lock().as_ref().map(|l| l.store.clone())
+    }
+
+    /// Versions other members may still scan in this member's column replica.
+    pub fn read_pins(&self) -> &Arc<ReadPins> {
+        &self.pins
     }
 
     /// What column scans read through.

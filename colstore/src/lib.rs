@@ -16,12 +16,16 @@
 //!   [`duet_common::source::RowSource`]) while later entries collect in the delta.
 //! - [`scan::ColumnScanExec`]: the DataFusion leaf over a table snapshot, with filter
 //!   pushdown, zone-map pruning and statistics.
+//! - [`remote`]: column scans across processes: the service a member holding the replica
+//!   runs for the others, and the leaf ([`remote::RemoteColumnScanExec`]) that streams
+//!   another member's scan in.
 //!
 //! It depends only on `duet-common` and `duet-replication`: a learner-only process links no
 //! RocksDB (`cargo tree -p duet-colstore` shows none).
 
 pub mod error;
 pub mod persist;
+pub mod remote;
 pub mod scan;
 pub mod store;
 pub mod table;

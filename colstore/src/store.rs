@@ -191,6 +191,19 @@ impl ColumnStore {
             .then(|| (t.stable.rows as u64, t.delta_versions as u64))
     }
 
+    /// Every table whose column replica is available: its id and [`Self::row_counts`].
+    pub fn available(&self) -> Vec<(u32, u64, u64)> {
+        let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
+        tables
+            .iter()
+            .filter_map(|t| {
+                let t = t.read();
+                matches!(t.state, ReplicaState::Available)
+                    .then(|| (t.def.id, t.stable.rows as u64, t.delta_versions as u64))
+            })
+            .collect()
+    }
+
     fn table(&self, id: u32) -> Option<Arc<RwLock<ColumnTable>>> {
         self.tables.read().by_id.get(&id).cloned()
     }

@@ -30,6 +30,10 @@ pub enum Error {
     /// A broken invariant: a bug.
     #[error("Internal error: {0}")]
     Internal(String),
+    /// Another cluster member failed to serve part of a statement (a column scan), with the
+    /// SQLSTATE it reported.
+    #[error("{message}")]
+    Remote { code: String, message: String },
 }
 
 /// Kinds of bad values, each with its own SQLSTATE at the wire boundary.

@@ -116,6 +116,30 @@ impl ScanFilter {
         read.sort_unstable();
         read.dedup();
         let read_schema = Arc::new(schema.project(&read)?);
+        let output = projection
+            .iter()
+            .map(|p| read.binary_search(p).expect("projection is part of read"))
+            .collect();
+        Self::from_parts(state, read, read_schema, exprs, output)
+    }
+
+    /// The filter of the columns `read` (whose batches have `read_schema`), evaluating
+    /// `exprs` (over `read_schema`'s unqualified names) and keeping the columns at `output`
+    /// (positions in `read`): how a member serving another member's scan rebuilds the
+    /// filter that member planned ([`ScanFilter::output_positions`]).
+    pub fn from_parts(
+        state: &dyn Session,
+        read: Vec<usize>,
+        read_schema: SchemaRef,
+        exprs: Vec<Expr>,
+        output: Vec<usize>,
+    ) -> DfResult<Self> {
+        if let Some(bad) = output.iter().find(|&&o| o >= read.len()) {
+            return Err(datafusion::error::DataFusionError::Plan(format!(
+                "output column {bad} is not among the {} columns read",
+                read.len()
+            )));
+        }
         let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
         let predicate = match conjunction(exprs.clone()) {
             Some(e) => Some(state.create_physical_expr(e, &df_schema)?),
@@ -129,11 +153,7 @@ impl ScanFilter {
             Some(e) => Some(state.create_physical_expr(e, &df_schema)?),
             None => None,
         };
-        let output = projection
-            .iter()
-            .map(|p| read.binary_search(p).expect("projection is part of read"))
-            .collect();
-        let output_schema = Arc::new(schema.project(projection)?);
+        let output_schema = Arc::new(read_schema.project(&output)?);
         Ok(Self {
             read,
             read_schema,
@@ -143,6 +163,11 @@ impl ScanFilter {
             output,
             output_schema,
         })
+    }
+
+    /// For each output column, its position in `read`.
+    pub fn output_positions(&self) -> &[usize] {
+        &self.output
     }
 
     /// The rows of `batch` (columns `read`) that pass the filter and `keep` (a mask from

@@ -12,6 +12,7 @@ use datafusion::common::{Constraint, Constraints, DataFusionError, Result as DfR
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use duet_colstore::remote::{RemoteColumnScanExec, RemoteColumns, RemoteMember};
 use duet_colstore::ColumnScanExec;
 use duet_common::batch::table_schema;
 use duet_common::filter::ScanFilter;
@@ -30,6 +31,13 @@ use crate::routing::{
 use crate::row_scan::RowScanExec;
 use crate::stats::TableStats;
 use crate::ScanContext;
+
+/// A remote column scan's fixed cost (a connection and a round trip to the member),
+/// microseconds; not calibrated yet.
+const REMOTE_SCAN_US: f64 = 300.0;
+/// Microseconds per byte a remote column scan returns (Arrow IPC over the network, about
+/// 500 MB/s on loopback); not calibrated yet.
+const REMOTE_BYTE_US: f64 = 0.002;
 
 /// Name of the extra column (encoded primary key) that DML scans carry to address rows.
 pub const KEY_COLUMN: &str = "__duet_key";
@@ -141,14 +149,16 @@ impl RowTableProvider {
         }
     }
 
-    /// A column-replica scan at `view`'s snapshot, or why there cannot be one.
+    /// A column-replica scan at `view`'s snapshot, or why there cannot be one: of this
+    /// process's replica, or else of another member's.
     async fn column_scan(
         &self,
         view: &duet_rowstore::ReadView,
         filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
-    ) -> Result<ColumnScanExec, (Fallback, String)> {
+        state: &dyn Session,
+    ) -> Result<ColumnPlan, (Fallback, String)> {
         if view.has_writes() {
             return Err((
                 Fallback::UncommittedWrites,
@@ -156,10 +166,16 @@ impl RowTableProvider {
             ));
         }
         let Some(columns) = self.ctx.columns.get() else {
-            return Err((
-                Fallback::ReplicaDown,
-                "the column replica is not running".into(),
-            ));
+            return match self.ctx.columns.remote_for(self.def.id) {
+                Some((remote, member)) => self
+                    .remote_scan(&remote, member, view, filter, limit, partitions, state)
+                    .await
+                    .map(ColumnPlan::Remote),
+                None => Err((
+                    Fallback::ReplicaDown,
+                    "the column replica is not running".into(),
+                )),
+            };
         };
         // Both replicas read the same snapshot: the version the row replica would read,
         // which the leader has committed; the learner must have applied it.
@@ -176,7 +192,63 @@ impl RowTableProvider {
             ));
         }
         self.column_scan_now(view, filter, limit, partitions)
+            .map(ColumnPlan::Local)
             .map_err(|why| (Fallback::NotAvailable, why))
+    }
+
+    /// A scan of `member`'s column replica at `view`'s version, once the member applied it
+    /// (waiting `duet.learner_wait_timeout` at most).
+    #[allow(clippy::too_many_arguments)]
+    async fn remote_scan(
+        &self,
+        remote: &RemoteColumns,
+        member: RemoteMember,
+        view: &duet_rowstore::ReadView,
+        filter: &ScanFilter,
+        limit: Option<usize>,
+        partitions: usize,
+        state: &dyn Session,
+    ) -> Result<RemoteColumnScanExec, (Fallback, String)> {
+        let version = view.snapshot().get();
+        let wait = self.ctx.route.settings.lock().learner_wait;
+        let member = if member.columns.applied >= version {
+            member
+        } else {
+            let columns = remote
+                .wait_applied(&member, version, wait)
+                .await
+                .map_err(|why| (Fallback::WaitTimeout, why))?;
+            RemoteMember { columns, ..member }
+        };
+        if member.row_counts(self.def.id).is_none() {
+            return Err((
+                Fallback::NotAvailable,
+                format!(
+                    "member {} has no available column replica of the table",
+                    member.id
+                ),
+            ));
+        }
+        RemoteColumnScanExec::new(
+            &member,
+            self.def.as_ref().clone(),
+            version,
+            filter,
+            limit,
+            partitions,
+            wait,
+            state.config_options().execution.time_zone.clone(),
+            state,
+        )
+        .map_err(|e| {
+            (
+                Fallback::NotAvailable,
+                format!(
+                    "the scan's filter cannot be sent to member {}: {e}",
+                    member.id
+                ),
+            )
+        })
     }
 
     /// The table definition this provider was resolved with.
@@ -250,7 +322,7 @@ impl TableProvider for RowTableProvider {
             )));
         }
         let partitions = state.config().target_partitions();
-        self.route(view, ranges, filter, filters, limit, partitions)
+        self.route(view, ranges, filter, filters, limit, partitions, state)
             .await
     }
 }
@@ -265,6 +337,23 @@ struct Costs {
     column: Option<(CostParts, f64)>,
     /// Whether the learner has applied the scan's version (a column scan need not wait).
     learner_ready: bool,
+    /// The member whose column replica a column scan would read (none: this process's).
+    remote: Option<RemoteMember>,
+}
+
+/// A column scan of this process's replica or of another member's.
+enum ColumnPlan {
+    Local(ColumnScanExec),
+    Remote(RemoteColumnScanExec),
+}
+
+impl ColumnPlan {
+    fn partitions(&self) -> usize {
+        match self {
+            ColumnPlan::Local(p) => p.partitions(),
+            ColumnPlan::Remote(_) => 1,
+        }
+    }
 }
 
 /// The scan the router ended up with.
@@ -272,7 +361,7 @@ struct Chosen {
     replica: Replica,
     reason: String,
     /// The column scan, when the column replica serves it.
-    plan: Option<ColumnScanExec>,
+    plan: Option<ColumnPlan>,
     /// Why a column choice fell back to the row replica.
     fallback: Option<String>,
     parts: CostParts,
@@ -307,6 +396,7 @@ fn column_work(
 impl RowTableProvider {
     /// Chooses the replica of one scan ([`decide`]: hint, then session setting, then
     /// cost), builds the scan, and records the decision in the routing log.
+    #[allow(clippy::too_many_arguments)]
     async fn route(
         &self,
         view: duet_rowstore::ReadView,
@@ -315,6 +405,7 @@ impl RowTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
         partitions: usize,
+        state: &dyn Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let router = &self.ctx.router;
         let settings = self.ctx.route.settings.lock().clone();
@@ -327,7 +418,7 @@ impl RowTableProvider {
             hint: statement.hints.for_table(&self.def.name),
             setting: settings.engine,
             columnar: self.def.columnar,
-            replica_running: columns.is_some(),
+            replica_running: columns.is_some() || costs.remote.is_some(),
             has_writes: view.has_writes(),
             kind: ranges.kind,
             row_cost: costs.row_cost,
@@ -343,7 +434,7 @@ impl RowTableProvider {
             Step::CompareCosts => {
                 // Close enough to matter: with the learner caught up, build the column
                 // scan now (its zone-map pruning tells how many rows it would really read).
-                if costs.learner_ready {
+                if costs.learner_ready && costs.remote.is_none() {
                     let started = Instant::now();
                     if let Ok(plan) = self.column_scan_now(&view, &filter, limit, partitions) {
                         costs.column = Some(self.built_cost(&costs.est, &plan, limit));
@@ -355,7 +446,7 @@ impl RowTableProvider {
         };
         let chosen = self
             .build_chosen(
-                replica, reason, prebuilt, &view, &filter, limit, partitions, &mut costs,
+                replica, reason, prebuilt, &view, &filter, limit, partitions, state, &mut costs,
             )
             .await;
 
@@ -384,7 +475,10 @@ impl RowTableProvider {
         });
         let estimates = Self::estimates(&costs, &filter);
         Ok(match chosen.plan {
-            Some(p) => Arc::new(p.with_observer(hook).with_estimates(estimates)),
+            Some(ColumnPlan::Local(p)) => Arc::new(p.with_observer(hook).with_estimates(estimates)),
+            Some(ColumnPlan::Remote(p)) => {
+                Arc::new(p.with_observer(hook).with_estimates(estimates))
+            }
             None => Arc::new(
                 RowScanExec::new(view, self.def.clone(), ranges, filter, limit)
                     .with_fallback(chosen.fallback)
@@ -406,8 +500,13 @@ impl RowTableProvider {
     ) -> Costs {
         let router = &self.ctx.router;
         let columns = self.ctx.columns.get();
+        let remote = self.ctx.columns.remote_for(self.def.id).map(|(_, m)| m);
         let stats = router.table_stats(&self.def);
-        let counts = columns.as_ref().and_then(|c| c.row_counts(self.def.id));
+        let counts = match (&columns, &remote) {
+            (Some(c), _) => c.row_counts(self.def.id),
+            (None, Some(m)) => m.row_counts(self.def.id),
+            (None, None) => None,
+        };
         let table_rows = match (counts, &stats) {
             (Some((stable, delta)), _) => (stable + delta) as f64,
             (None, Some(s)) => s.row_count,
@@ -424,7 +523,11 @@ impl RowTableProvider {
         );
         let (row_parts, row_cost) = router.row_cost(&est.row);
         let version = view.snapshot().get();
-        let learner_ready = columns.as_ref().is_some_and(|c| c.applied() >= version);
+        let learner_ready = match (&columns, &remote) {
+            (Some(c), _) => c.applied() >= version,
+            (None, Some(m)) => m.columns.applied >= version,
+            (None, None) => false,
+        };
         let wait = if learner_ready {
             0.0
         } else {
@@ -432,15 +535,22 @@ impl RowTableProvider {
         };
         let (stable_rows, delta_rows) =
             counts.map_or((table_rows, 0.0), |(s, d)| (s as f64, d as f64));
-        let column = (self.def.columnar && columns.is_some()).then(|| {
-            router.column_cost(&column_work(
+        let column = (self.def.columnar && (columns.is_some() || remote.is_some())).then(|| {
+            let (mut parts, mut cost) = router.column_cost(&column_work(
                 &est,
                 limit,
                 stable_rows,
                 delta_rows,
                 partitions,
                 wait,
-            ))
+            ));
+            if remote.is_some() && columns.is_none() {
+                // The batches cross the network (and Arrow IPC) to this member.
+                let transfer = REMOTE_SCAN_US + est.out_rows * est.read_bytes * REMOTE_BYTE_US;
+                parts.wait += transfer;
+                cost += transfer;
+            }
+            (parts, cost)
         });
         Costs {
             est,
@@ -449,6 +559,7 @@ impl RowTableProvider {
             row_cost,
             column,
             learner_ready,
+            remote: if columns.is_none() { remote } else { None },
         }
     }
 
@@ -482,6 +593,7 @@ impl RowTableProvider {
         filter: &ScanFilter,
         limit: Option<usize>,
         partitions: usize,
+        state: &dyn Session,
         costs: &mut Costs,
     ) -> Chosen {
         let row = |reason: String, fallback: Option<String>| Chosen {
@@ -497,10 +609,10 @@ impl RowTableProvider {
             return row(reason.label().to_string(), None);
         }
         let built = match prebuilt {
-            Some((plan, setup)) => Ok((plan, setup)),
+            Some((plan, setup)) => Ok((ColumnPlan::Local(plan), setup)),
             None => {
                 let started = Instant::now();
-                self.column_scan(view, filter, limit, partitions)
+                self.column_scan(view, filter, limit, partitions, state)
                     .await
                     .map(|plan| (plan, started.elapsed()))
             }
@@ -508,7 +620,11 @@ impl RowTableProvider {
         match built {
             Ok((plan, setup)) => {
                 self.ctx.columns.count_scan();
-                let (parts, cost) = self.built_cost(&costs.est, &plan, limit);
+                let (parts, cost) = match &plan {
+                    ColumnPlan::Local(p) => self.built_cost(&costs.est, p, limit),
+                    // Estimated from the member's row counts (in `costs`).
+                    ColumnPlan::Remote(_) => costs.column.unwrap_or_default(),
+                };
                 costs.column = Some((parts, cost));
                 Chosen {
                     replica: Replica::Column,

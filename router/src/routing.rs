@@ -154,6 +154,9 @@ impl Fallback {
 #[derive(Default)]
 pub struct ColumnAccess {
     store: RwLock<Option<ColumnStoreRef>>,
+    /// In a cluster: the other members' column replicas, read when this process has none
+    /// running.
+    remote: RwLock<Option<Arc<duet_colstore::remote::RemoteColumns>>>,
     column_scans: AtomicU64,
     fallbacks: Mutex<BTreeMap<Fallback, u64>>,
 }
@@ -168,6 +171,26 @@ impl ColumnAccess {
     }
     pub fn get(&self) -> Option<ColumnStoreRef> {
         self.store.read().clone()
+    }
+    /// Lets scans read the column replicas of the members `remote` knows.
+    pub fn set_remote(&self, remote: Arc<duet_colstore::remote::RemoteColumns>) {
+        *self.remote.write() = Some(remote);
+    }
+    /// The member to read table `table`'s column replica from, when this process has no
+    /// column replica running.
+    pub fn remote_for(
+        &self,
+        table: u32,
+    ) -> Option<(
+        Arc<duet_colstore::remote::RemoteColumns>,
+        duet_colstore::remote::RemoteMember,
+    )> {
+        if self.store.read().is_some() {
+            return None;
+        }
+        let remote = self.remote.read().clone()?;
+        let member = remote.pick(table)?;
+        Some((remote, member))
     }
     pub(crate) fn count_scan(&self) {
         self.column_scans.fetch_add(1, Ordering::Relaxed);

@@ -137,6 +137,11 @@ fn data_state(e: &duet_common::Error) -> SqlState {
         },
         E::Source { .. } => SqlState::IoError,
         E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
+        E::Remote { code, .. } => SqlState::ALL
+            .iter()
+            .copied()
+            .find(|s| s.code() == code)
+            .unwrap_or(SqlState::InternalError),
     }
 }
 

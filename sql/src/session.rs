@@ -684,6 +684,12 @@ impl Session {
     }
 
     /// The pid of this session's connection (none for an internal session).
+    /// The DataFusion state this session plans with (its functions and settings): what a
+    /// member serving another member's column scan resolves the scan's filter with.
+    pub fn state(&self) -> datafusion::execution::session_state::SessionState {
+        self.ctx.state()
+    }
+
     pub fn pid(&self) -> Option<i32> {
         self.pid
     }

@@ -40,16 +40,34 @@ pub async fn serve_member_from_env() {
     let listen = var("DUET_MEMBER_LISTEN").parse().unwrap();
     let cluster =
         duetdb::cluster::ClusterConfig::new(id, None, &var("DUET_MEMBER_CLUSTER")).unwrap();
-    let (node, _server) = duetdb::cluster::serve(
-        Path::new(&dir),
-        Some(&cluster),
-        listen,
-        duet_sql::ServerOptions::default(),
-    )
-    .await
-    .unwrap();
+    // Kept until the process is killed.
+    let (_node, _column_member, _server, transport);
+    if cluster.me().row {
+        let served = duetdb::cluster::serve(
+            Path::new(&dir),
+            Some(&cluster),
+            listen,
+            duet_sql::ServerOptions::default(),
+        )
+        .await
+        .unwrap();
+        transport = served.0.cluster().unwrap().1.clone();
+        (_node, _server) = (Some(served.0), served.1);
+        _column_member = None;
+    } else {
+        let served = duetdb::cluster::serve_column(
+            Path::new(&dir),
+            &cluster,
+            listen,
+            duet_sql::ServerOptions::default(),
+        )
+        .await
+        .unwrap();
+        transport = served.0.cluster().1.clone();
+        (_column_member, _server) = (Some(served.0), served.1);
+        _node = None;
+    }
     std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
-    let transport = node.cluster().unwrap().1.clone();
     let mut isolated = String::new();
     loop {
         tokio::time::sleep(Duration::from_millis(10)).await;

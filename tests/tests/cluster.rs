@@ -307,3 +307,251 @@ async fn a_partitioned_leader_serves_no_stale_read_and_the_majority_goes_on() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The leader as member `via` reports it, retrying through an election.
+async fn leader_via(c: &mut ProcessCluster, via: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(client) = c.client(via).await {
+            if let Ok(r) = client
+                .query_one("SELECT member_id FROM duet.cluster WHERE leader", &[])
+                .await
+            {
+                return r.get::<_, i64>(0) as u64;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The rows of `sql`'s last result, as text.
+async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let mut rows = Vec::new();
+    for m in client.simple_query(sql).await.unwrap() {
+        match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            tokio_postgres::SimpleQueryMessage::CommandComplete(_) => {}
+            _ => {}
+        }
+    }
+    rows
+}
+
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    text_rows(client, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A leader without the column replica reads it from the member that has one (member 3):
+/// the same answers as its own row replica at the same snapshot, every commit acknowledged
+/// before the query included, the serving member's errors with their SQLSTATE, EXPLAIN
+/// naming the member; once that member is gone, scans fall back to the row replica.
+#[tokio::test]
+async fn a_leader_without_the_column_replica_scans_another_members() {
+    let mut c = start().await;
+    // Make a row-only member lead: member 3 (row+column) hands over when killed.
+    while leader_via(&mut c, 1).await == 3 {
+        c.kill(3);
+        while leader_via(&mut c, 1).await == 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c.spawn(3);
+        c.wait_ready(3).await;
+    }
+    let leader = leader_via(&mut c, 1).await;
+    let db = c.client(leader).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE facts (k bigint PRIMARY KEY, g int NOT NULL, v double precision, \
+                             s text, d date);
+         INSERT INTO facts SELECT k, (k % 10)::int, k * 0.5, 'item ' || (k % 7), \
+                DATE '2026-01-01' + (k % 30)::int FROM generate_series(1, 20000) AS s(k);
+         ANALYZE facts;
+         SET duet.learner_wait_timeout = '30s'",
+    )
+    .await
+    .unwrap();
+
+    let grouped = "SELECT g, count(*), sum(v) FROM facts GROUP BY g ORDER BY g";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    db.batch_execute("SET duet.engine = 'column'")
+        .await
+        .unwrap();
+    loop {
+        let plan = explain(&db, grouped).await;
+        if plan.contains("member=3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never scanned member 3's column replica:\n{plan}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let queries = [
+        grouped,
+        "SELECT count(*), min(k), max(k) FROM facts WHERE s LIKE 'item 3%' \
+         AND d >= DATE '2026-01-10'",
+        "SELECT k, v, s FROM facts WHERE g IN (2, 5) AND v > 9900 ORDER BY k",
+        "SELECT sum(k) FROM facts WHERE CAST(d AS timestamp) < TIMESTAMP '2026-01-05 12:00'",
+        "SELECT d, count(*) FROM facts WHERE v BETWEEN 100 AND 200 OR s IS NULL \
+         GROUP BY d ORDER BY d LIMIT 5",
+    ];
+    for q in queries {
+        db.batch_execute("SET duet.engine = 'column'")
+            .await
+            .unwrap();
+        let plan = explain(&db, q).await;
+        assert!(plan.contains("member=3"), "{q}:\n{plan}");
+        let column = text_rows(&db, q).await;
+        db.batch_execute("SET duet.engine = 'row'").await.unwrap();
+        let row = text_rows(&db, q).await;
+        assert!(!row.is_empty(), "{q}");
+        assert_eq!(column, row, "{q}");
+    }
+
+    // Every acknowledged commit is in the next remote scan.
+    db.batch_execute("SET duet.engine = 'column'")
+        .await
+        .unwrap();
+    let writer = c.client(leader).await.unwrap();
+    for i in 0..20i64 {
+        writer
+            .execute(
+                "INSERT INTO facts VALUES ($1, 1, 1.0, 'new', DATE '2026-02-01')",
+                &[&(100_000 + i)],
+            )
+            .await
+            .unwrap();
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM facts WHERE s = 'new'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, i + 1);
+    }
+
+    // An error evaluating the filter on member 3 reaches the client with its SQLSTATE.
+    let err = db
+        .query_one("SELECT count(*) FROM facts WHERE 10 / (g - g) > 0", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|s| s.code()), Some("22012"), "{err:?}");
+    assert_eq!(crate::int(&db, "SELECT count(*) FROM facts").await, 20_020);
+
+    // Without member 3, the column choice falls back to the row replica.
+    c.kill(3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = db.query_one("SELECT count(*) FROM facts", &[]).await {
+            assert_eq!(r.get::<_, i64>(0), 20_020);
+            if !explain(&db, "SELECT count(*) FROM facts")
+                .await
+                .contains("member=3")
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "scans still went to member 3");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A member that holds only the column replica (no row store): the leader's column scans
+/// read it; a table whose column replica is turned on later is built there from a voter's
+/// rows over the network; killed with `kill -9` and started again, it catches up and
+/// serves again.
+#[tokio::test]
+async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
+    let mut c =
+        ProcessCluster::start(&["row", "row", "row", "column"], "cluster::child_member").await;
+    // SQL on the column member is relayed to the leader like on any other.
+    let via_column = c.client(4).await.unwrap();
+    via_column
+        .batch_execute(
+            "CREATE TABLE facts (k bigint PRIMARY KEY, g int NOT NULL, v double precision);
+             INSERT INTO facts SELECT k, (k % 10)::int, k * 0.25 \
+                FROM generate_series(1, 5000) AS s(k);
+             CREATE TABLE later (k bigint PRIMARY KEY, s text);
+             ALTER TABLE later SET COLUMNAR REPLICA 0;
+             INSERT INTO later SELECT k, 'row ' || k FROM generate_series(1, 3000) AS s(k);
+             ANALYZE facts; ANALYZE later",
+        )
+        .await
+        .unwrap();
+    let leader = leader_via(&mut c, 1).await;
+    assert_ne!(leader, 4, "a column-only member led");
+    let db = c.client(leader).await.unwrap();
+    db.batch_execute("SET duet.learner_wait_timeout = '30s'")
+        .await
+        .unwrap();
+
+    // Until the replica of `later` is built, only member 4 can serve `facts`.
+    async fn served_by_4(db: &tokio_postgres::Client, sql: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        db.batch_execute("SET duet.engine = 'column'")
+            .await
+            .unwrap();
+        loop {
+            let plan = explain(db, sql).await;
+            if plan.contains("member=4") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not served by member 4:\n{plan}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let checks = [
+        "SELECT g, count(*), sum(v) FROM facts WHERE k > 100 GROUP BY g ORDER BY g",
+        "SELECT count(*), min(s), max(s) FROM later WHERE k % 3 = 0",
+    ];
+    served_by_4(&db, checks[0]).await;
+    db.batch_execute("ALTER TABLE later SET COLUMNAR REPLICA 1")
+        .await
+        .unwrap();
+    served_by_4(&db, checks[1]).await;
+    for round in 0..2 {
+        db.batch_execute(&format!(
+            "UPDATE facts SET v = v + 1 WHERE g = {round}; DELETE FROM later WHERE k = {}",
+            round + 1
+        ))
+        .await
+        .unwrap();
+        for q in checks {
+            db.batch_execute("SET duet.engine = 'column'")
+                .await
+                .unwrap();
+            assert!(explain(&db, q).await.contains("member=4"), "{q}");
+            let column = text_rows(&db, q).await;
+            db.batch_execute("SET duet.engine = 'row'").await.unwrap();
+            assert_eq!(column, text_rows(&db, q).await, "{q}");
+        }
+    }
+
+    // Killed, written to meanwhile, restarted: it catches up and serves the new rows.
+    c.kill(4);
+    db.batch_execute("INSERT INTO facts VALUES (9999999, 1, 1.0)")
+        .await
+        .unwrap();
+    c.spawn(4);
+    c.wait_ready(4).await;
+    served_by_4(&db, checks[0]).await;
+    db.batch_execute("SET duet.engine = 'column'")
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::int(&db, "SELECT count(*) FROM facts WHERE k = 9999999").await,
+        1
+    );
+    assert!(explain(&db, "SELECT count(*) FROM facts WHERE k = 9999999")
+        .await
+        .contains("member=4"));
+}

@@ -34,7 +34,7 @@ pub mod sqlstate;
 pub use backend::{
     Described, LoginRole, Outcome, SqlBackend, SqlSession, Startup, StatementResult, WireError,
 };
-pub use server::{Route, Server, ServerOptions, DEFAULT_MAX_CONNECTIONS};
+pub use server::{MemberService, Route, Server, ServerOptions, DEFAULT_MAX_CONNECTIONS};
 pub use sqlstate::SqlState;
 
 /// The PostgreSQL version DuetDB is compatible with, as the `server_version` parameter

@@ -30,6 +30,21 @@ pub struct ServerOptions {
     pub tls: Option<pgwire::tokio::TlsAcceptor>,
     /// In a cluster: which member serves a new connection (see [`Route`]).
     pub route: Option<Arc<dyn Route>>,
+    /// In a cluster: what the other members ask of this one on its SQL port (see
+    /// [`MemberService`]).
+    pub member_service: Option<Arc<dyn MemberService>>,
+}
+
+/// A service the other members of a cluster reach on this member's SQL port (the column
+/// scans it serves them): a connection from a member's host ([`Route::relays_from`]) whose
+/// first eight bytes are [`MemberService::magic`] (no PostgreSQL startup packet starts so)
+/// is handed over, unread, instead of becoming a session.
+pub trait MemberService: Send + Sync {
+    fn magic(&self) -> &'static [u8; 8];
+    fn serve(
+        &self,
+        socket: TcpStream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 }
 
 /// Where a new connection is served, asked once per connection before anything is read.
@@ -86,6 +101,7 @@ impl Default for ServerOptions {
             hba: Arc::new(Hba::default()),
             tls: None,
             route: None,
+            member_service: None,
         }
     }
 }
@@ -314,6 +330,20 @@ async fn admit<B: SqlBackend>(
     let mut peeked = tokio::time::timeout(FIRST_MESSAGE_WAIT, socket.peek(&mut head)).await;
     // A connection another member relayed starts with the client's address: host rules
     // judge it, and a relay onwards (leadership moved meanwhile) passes it on.
+    if let (Some(service), Ok(Ok(8))) = (&options.member_service, &peeked) {
+        if &head == service.magic() {
+            let member = options
+                .route
+                .as_ref()
+                .is_some_and(|r| r.relays_from(peer.ip()));
+            if member {
+                sessions.spawn(service.serve(socket));
+            } else {
+                tracing::warn!(%peer, "a member's request from a host that is no cluster member");
+            }
+            return;
+        }
+    }
     let mut client = peer;
     let mut proxied = false;
     if matches!(peeked, Ok(Ok(n)) if n >= 6) && head.starts_with(b"PROXY ") {

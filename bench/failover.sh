@@ -6,8 +6,8 @@
 #
 #   bench/failover.sh [KILLS] [MEMBERS]      # default 20 kills of a 3-member cluster
 #
-# Uses the build scripts/cluster.sh uses (debug unless CARGO_TARGET_DIR points at a
-# release build named debug); the time is mostly Raft's election timeout (150-300 ms).
+# Uses the build scripts/cluster.sh uses (DUET_PROFILE, debug by default); the time is
+# mostly Raft's election timeout (150-300 ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${1:-20}
@@ -22,7 +22,8 @@ q() { # member, sql
 }
 now_ms() { date +%s%3N; }
 
-scripts/cluster.sh start "$N" >/dev/null
+# N voters, the last also holding the column replica (no column-only member).
+scripts/cluster.sh start "$N" 0 >/dev/null
 for _ in $(seq 1 200); do q 1 "SELECT 1" >/dev/null && break; sleep 0.05; done
 q 1 "CREATE TABLE failover (k int PRIMARY KEY)"
 key=0

@@ -16,10 +16,12 @@
 //! A cluster is one node: a Raft voter holding the row replica and a Raft learner holding
 //! the column replica, fed by the same log. [`Cluster::pause_learner`] holds the learner back
 //! to test freshness and routing. [`ClusterProcesses`] starts a cluster of member
-//! processes (Raft over TCP), kills them with `kill -9` and partitions them.
+//! processes (Raft over TCP), kills them with `kill -9` and partitions them;
+//! [`linearizable::check_register`] checks what clients saw of a register meanwhile.
 
 mod cluster;
 pub mod difftest;
+pub mod linearizable;
 pub mod processes;
 pub mod routing_bench;
 pub mod tpch;

@@ -447,6 +447,28 @@ async fn a_leader_without_the_column_replica_scans_another_members() {
     assert_eq!(err.code().map(|s| s.code()), Some("22012"), "{err:?}");
     assert_eq!(crate::int(&db, "SELECT count(*) FROM facts").await, 20_020);
 
+    // statement_timeout ends a remote scan midway (its filter runs on member 3), and the
+    // session goes on.
+    let slow = "SELECT count(*) FROM facts WHERE length(repeat(s, 20000)) < 0";
+    let plan = explain(&db, slow).await;
+    assert!(
+        plan.contains("member=3") && plan.contains("repeat") && !plan.contains("local_filter"),
+        "{plan}"
+    );
+    db.batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = db.query_one(slow, &[]).await.unwrap_err();
+    assert_eq!(err.code().map(|s| s.code()), Some("57014"), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    db.batch_execute("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(crate::int(&db, "SELECT count(*) FROM facts").await, 20_020);
+
     // Without member 3, the column choice falls back to the row replica.
     c.kill(3);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -554,4 +576,140 @@ async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
     assert!(explain(&db, "SELECT count(*) FROM facts WHERE k = 9999999")
         .await
         .contains("member=4"));
+}
+
+/// One client of the register workload: reads and writes row 0 of `reg` through the
+/// members at `ports` (another after every error) until `stop`, recording each operation.
+async fn register_client(
+    n: i64,
+    ports: Vec<u16>,
+    origin: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<duet_tests::linearizable::Timed> {
+    use duet_tests::linearizable::{RegisterOp, Timed};
+    let now = || origin.elapsed().as_nanos() as u64;
+    let mut history = Vec::new();
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut i: i64 = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        i += 1;
+        let Some(cl) = &client else {
+            let port = ports[(n + i) as usize % ports.len()];
+            let conn = tokio_postgres::connect(
+                &format!(
+                    "host=127.0.0.1 port={port} user=postgres dbname=duetdb connect_timeout=2"
+                ),
+                tokio_postgres::NoTls,
+            )
+            .await;
+            match conn {
+                Ok((c, conn)) => {
+                    tokio::spawn(conn);
+                    client = Some(c);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            continue;
+        };
+        let limit = Duration::from_secs(10);
+        let invoked = now();
+        let ok = if i % 2 == 0 {
+            let v = n * 1_000_000 + i;
+            let done = tokio::time::timeout(
+                limit,
+                cl.execute("UPDATE reg SET v = $1 WHERE k = 0", &[&v]),
+            )
+            .await;
+            let acked = matches!(done, Ok(Ok(1)));
+            // Not acknowledged: it may still take effect (a commit overtaken by an
+            // election, a lost connection after the commit).
+            history.push(Timed {
+                op: RegisterOp::Write(v),
+                invoked,
+                returned: acked.then(now),
+            });
+            acked
+        } else {
+            let done =
+                tokio::time::timeout(limit, cl.query_one("SELECT v FROM reg WHERE k = 0", &[]))
+                    .await;
+            match done {
+                Ok(Ok(r)) => {
+                    history.push(Timed {
+                        op: RegisterOp::Read(r.get(0)),
+                        invoked,
+                        returned: Some(now()),
+                    });
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !ok {
+            client = None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    history
+}
+
+/// Jepsen's register: four clients read and write one row through every member while the
+/// leader is killed with `kill -9` (and restarted) and cut off from the others (and
+/// healed); the history of what they saw must be linearizable.
+#[tokio::test]
+async fn a_register_stays_linearizable_through_leader_kills_and_partitions() {
+    use duet_tests::linearizable::{check_register, RegisterOp};
+    let mut c = start().await;
+    c.client(1)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE reg (k int PRIMARY KEY, v bigint NOT NULL); INSERT INTO reg VALUES (0, 0)",
+        )
+        .await
+        .unwrap();
+    let ports: Vec<u16> = c.ids().into_iter().map(|id| c.sql_port(id)).collect();
+    let origin = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (1..=4)
+        .map(|n| tokio::spawn(register_client(n, ports.clone(), origin, stop.clone())))
+        .collect();
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let leader = leader_via(&mut c, 1).await;
+        if round % 2 == 0 {
+            c.kill(leader);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            c.spawn(leader);
+            c.wait_ready(leader).await;
+        } else {
+            c.partition(leader, false);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            c.partition(leader, true);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut history = Vec::new();
+    for h in clients {
+        history.extend(h.await.unwrap());
+    }
+    let count = |read: bool| {
+        history
+            .iter()
+            .filter(|t| t.returned.is_some() && matches!(t.op, RegisterOp::Read(_)) == read)
+            .count()
+    };
+    let (reads, writes) = (count(true), count(false));
+    assert!(
+        reads >= 100 && writes >= 100,
+        "{reads} reads, {writes} writes"
+    );
+    if let Err(e) = check_register(0, &history) {
+        panic!(
+            "not linearizable ({reads} reads, {writes} acknowledged writes): {} operations \
+             ordered, then none of {:?}",
+            e.linearized, e.stuck_at
+        );
+    }
 }

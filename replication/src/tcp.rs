@@ -18,8 +18,10 @@
 //! Incoming connections get a reader thread each that hands messages to the local peer's
 //! mailbox.
 //!
-//! Faults for tests ([`TcpTransport::isolate`]): messages to or from chosen members are
-//! dropped silently, as a network partition would; healing lets them through again.
+//! Faults for tests: messages to or from chosen members are dropped silently, as a network
+//! partition would, both ways ([`TcpTransport::isolate`]) or one way
+//! ([`TcpTransport::mute`], [`TcpTransport::deafen`]), or held before delivery
+//! ([`TcpTransport::delay`]); healing lets everything through again.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -75,8 +77,12 @@ struct Inner {
     /// What this member tells the others in its handshake, and what they told it.
     advertise: RwLock<String>,
     advertised: RwLock<HashMap<u64, String>>,
-    /// Members whose messages (either way) are dropped.
-    isolated: RwLock<HashSet<u64>>,
+    /// Peers (Raft ids) whose messages from here are dropped.
+    muted: RwLock<HashSet<u64>>,
+    /// Members whose messages to here are dropped.
+    deaf_to: RwLock<HashSet<u64>>,
+    /// How long every arriving message is held before delivery, in microseconds.
+    delay_us: AtomicU64,
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Open incoming connections, to shut down on stop.
@@ -107,7 +113,9 @@ impl TcpTransport {
             remotes: RwLock::new(HashMap::new()),
             advertise: RwLock::new(String::new()),
             advertised: RwLock::new(HashMap::new()),
-            isolated: RwLock::new(HashSet::new()),
+            muted: RwLock::new(HashSet::new()),
+            deaf_to: RwLock::new(HashSet::new()),
+            delay_us: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             incoming: Mutex::new(Vec::new()),
@@ -157,12 +165,34 @@ impl TcpTransport {
     /// Drops every message to and from `ids` from now on (a network partition between this
     /// process and them).
     pub fn isolate(&self, ids: &[u64]) {
-        self.inner.isolated.write().extend(ids.iter().copied());
+        self.mute(ids);
+        self.deafen(ids);
     }
 
-    /// Lets every message through again.
+    /// Drops every message from here to `ids` (Raft ids) from now on: one direction of a
+    /// partition.
+    pub fn mute(&self, ids: &[u64]) {
+        self.inner.muted.write().extend(ids.iter().copied());
+    }
+
+    /// Drops every message from members `ids` to here from now on: the other direction.
+    pub fn deafen(&self, ids: &[u64]) {
+        self.inner.deaf_to.write().extend(ids.iter().copied());
+    }
+
+    /// Holds every message arriving here for `delay` before delivering it (in order: a slow
+    /// network, and the senders' queues fill as a slow link's would).
+    pub fn delay(&self, delay: Duration) {
+        self.inner
+            .delay_us
+            .store(delay.as_micros() as u64, Ordering::Release);
+    }
+
+    /// Lets every message through again, without delay.
     pub fn heal(&self) {
-        self.inner.isolated.write().clear();
+        self.inner.muted.write().clear();
+        self.inner.deaf_to.write().clear();
+        self.inner.delay_us.store(0, Ordering::Release);
     }
 
     /// Stops listening, closes every connection and joins the transport's threads.
@@ -232,7 +262,7 @@ impl Transport for TcpTransport {
         if inner.stopped.load(Ordering::Acquire) {
             return false;
         }
-        if inner.isolated.read().contains(&msg.to) {
+        if inner.muted.read().contains(&msg.to) {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return true;
         }
@@ -286,7 +316,22 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
-fn read_loop(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
+/// Delivers each message it is given once the message's time comes (see
+/// [`TcpTransport::delay`]); ends when its sender is dropped.
+fn delayed_delivery(inner: Arc<Inner>) -> SyncSender<(Instant, Message)> {
+    let (tx, rx) = sync_channel::<(Instant, Message)>(QUEUE);
+    std::thread::spawn(move || {
+        for (due, msg) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if let Some(m) = inner.mailboxes.read().get(&msg.to) {
+                m.deliver(msg);
+            }
+        }
+    });
+    tx
+}
+
+fn read_loop(inner: &Arc<Inner>, stream: TcpStream) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(256 << 10, stream);
     let mut head = [0u8; 20];
     r.read_exact(&mut head)?;
@@ -306,6 +351,7 @@ fn read_loop(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
         .write()
         .insert(from, String::from_utf8_lossy(&info).into_owned());
     let mut buf = Vec::new();
+    let mut delayed = None;
     loop {
         let mut len = [0u8; 4];
         r.read_exact(&mut len)?;
@@ -321,14 +367,20 @@ fn read_loop(inner: &Inner, stream: TcpStream) -> std::io::Result<()> {
         if inner.stopped.load(Ordering::Acquire) {
             return Ok(());
         }
-        if inner.isolated.read().contains(&from) {
+        if inner.deaf_to.read().contains(&from) {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let msg = Message::parse_from_bytes(&buf)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
         inner.stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(m) = inner.mailboxes.read().get(&msg.to) {
+        let delay = inner.delay_us.load(Ordering::Acquire);
+        if delay > 0 {
+            // A full queue drops the message, as a congested link would.
+            let _ = delayed
+                .get_or_insert_with(|| delayed_delivery(inner.clone()))
+                .try_send((Instant::now() + Duration::from_micros(delay), msg));
+        } else if let Some(m) = inner.mailboxes.read().get(&msg.to) {
             m.deliver(msg);
         }
     }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 /// The member process's side: serves the member the environment describes
 /// (`DUET_MEMBER_DIR`, `DUET_MEMBER_ID`, `DUET_MEMBER_CLUSTER`, `DUET_MEMBER_LISTEN`) and
-/// applies the test's partitions, until killed. Returns at once without that environment
+/// applies the test's network faults (its `isolate` file), until killed. Returns at once without that environment
 /// (the entry-point test run on its own). Run it on a multi-threaded runtime, as the
 /// `duetdb` binary does: a row-lock wait blocks its thread.
 pub async fn serve_member_from_env() {
@@ -75,19 +75,27 @@ pub async fn serve_member_from_env() {
         if now != isolated {
             transport.heal();
             // A member's learner (its other Raft id) is cut off with it.
-            let ids: Vec<u64> = now
-                .split_whitespace()
-                .filter_map(|i| i.parse::<u64>().ok())
-                .flat_map(|id| {
-                    let learner = cluster
-                        .members
-                        .iter()
-                        .find(|m| m.id == id)
-                        .and_then(|m| m.learner_raft_id());
-                    std::iter::once(id).chain(learner)
-                })
-                .collect();
-            transport.isolate(&ids);
+            let peers = |id: u64| {
+                let learner = cluster
+                    .members
+                    .iter()
+                    .find(|m| m.id == id)
+                    .and_then(|m| m.learner_raft_id());
+                std::iter::once(id).chain(learner).collect::<Vec<u64>>()
+            };
+            // `N`: cut off from member N both ways; `>N`: messages to N dropped; `<N`:
+            // messages from N dropped; `delay=MS`: every arriving message held MS ms.
+            for token in now.split_whitespace() {
+                if let Some(ms) = token.strip_prefix("delay=") {
+                    transport.delay(Duration::from_millis(ms.parse().unwrap()));
+                } else if let Some(id) = token.strip_prefix('>') {
+                    transport.mute(&peers(id.parse().unwrap()));
+                } else if let Some(id) = token.strip_prefix('<') {
+                    transport.deafen(&[id.parse().unwrap()]);
+                } else {
+                    transport.isolate(&peers(token.parse().unwrap()));
+                }
+            }
             isolated = now;
         }
     }
@@ -219,6 +227,29 @@ impl ClusterProcesses {
                 vec![id.to_string()]
             };
             std::fs::write(m.dir.join("isolate"), cut.join(" ")).unwrap();
+        }
+    }
+
+    /// Drops the messages from member `from` to member `to` (one direction of a
+    /// partition); [`ClusterProcesses::heal`] lets them through again.
+    pub fn cut_one_way(&mut self, from: u64, to: u64) {
+        let file = self.member(from).dir.join("isolate");
+        let mut faults = std::fs::read_to_string(&file).unwrap_or_default();
+        faults.push_str(&format!(" >{to}"));
+        std::fs::write(file, faults).unwrap();
+    }
+
+    /// Holds every Raft message `ms` milliseconds before it is delivered, on every link.
+    pub fn delay(&mut self, ms: u64) {
+        for m in &self.members {
+            std::fs::write(m.dir.join("isolate"), format!("delay={ms}")).unwrap();
+        }
+    }
+
+    /// Removes every fault: partitions, one-way cuts and delays.
+    pub fn heal(&mut self) {
+        for m in &self.members {
+            std::fs::write(m.dir.join("isolate"), "").unwrap();
         }
     }
 

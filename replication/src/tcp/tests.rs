@@ -363,3 +363,65 @@ fn concurrent_reads_share_read_index_rounds_and_each_covers_the_writes_before_it
         }
     });
 }
+
+#[test]
+fn a_leader_that_cannot_hear_the_others_steps_down_and_a_slow_network_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let old = agreed_leader(&members, Duration::from_secs(10));
+    write(&members, old, "before").unwrap();
+    let others: Vec<u64> = members.iter().map(|m| m.id).filter(|i| *i != old).collect();
+    // One way: the leader's heartbeats reach the others, their answers never reach it. It
+    // cannot commit, check-quorum steps it down, and the others elect one of their own.
+    member(&members, old).transport.deafen(&others);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (new, index) = loop {
+        let leader = others.iter().find(|o| {
+            member(&members, **o)
+                .peer
+                .as_ref()
+                .unwrap()
+                .status()
+                .is_serving_leader()
+        });
+        if let Some(l) = leader {
+            if let Ok(i) = write(&members, *l, "after") {
+                break (*l, i);
+            }
+        }
+        assert!(Instant::now() < deadline, "the others elected no leader");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!member(&members, old)
+        .peer
+        .as_ref()
+        .unwrap()
+        .status()
+        .is_leader());
+    for m in &members {
+        m.transport.heal();
+    }
+    wait_all_applied(&members, index);
+    assert_eq!(agreed_leader(&members, Duration::from_secs(10)), new);
+
+    // 40 ms on every message, below the election timeout (150–300 ms): a commit takes at
+    // least the round trip, and the leader stays.
+    for m in &members {
+        m.transport.delay(Duration::from_millis(40));
+    }
+    let started = Instant::now();
+    let slow = write(&members, new, "slow").unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(80),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(agreed_leader(&members, Duration::from_secs(10)), new);
+    for m in &members {
+        m.transport.heal();
+    }
+    wait_all_applied(&members, slow);
+    for m in &members {
+        assert_eq!(written(m), ["before", "after", "slow"], "member {}", m.id);
+    }
+}

@@ -771,6 +771,19 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
             }
+            Event::Message(m) if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapStatus => {
+                // The transport's word on a snapshot it accepted and could not deliver (a
+                // local message, which raft does not take through `step`).
+                let status = if m.reject {
+                    raft::SnapshotStatus::Failure
+                } else {
+                    raft::SnapshotStatus::Finish
+                };
+                self.raw.report_snapshot(m.from, status);
+                if m.reject {
+                    self.raw.report_unreachable(m.from);
+                }
+            }
             Event::Message(mut m) => {
                 // A batched learner that lost the unsynced tail of its log (a crash) may hear
                 // a heartbeat committing entries it no longer has: the leader's progress still

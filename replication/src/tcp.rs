@@ -11,6 +11,11 @@
 //! speaks this protocol; a frame per message over one stream per peer is what TiKV's
 //! batched gRPC stream amounts to, without tonic's code generation and build time.
 //!
+//! Snapshots travel apart from the other messages: on a connection of their own, one at a
+//! time per member (a second is refused while one is on its way, and raft retries it), in
+//! chunks of 1 MiB (a frame length of `u32::MAX`, the total length, then the chunks), so
+//! heartbeats and appends to that member do not queue behind a large snapshot.
+//!
 //! Per remote member a bounded queue and a writer thread: a message that does not fit (the
 //! peer is slow or gone) is refused, and so is one for a member whose connection is down;
 //! the peer's driver then reports the member unreachable to raft, which probes it again
@@ -42,8 +47,15 @@ const MAGIC: &[u8; 8] = b"DUETRAFT";
 const VERSION: u32 = 1;
 /// Messages waiting for one member's connection.
 const QUEUE: usize = 4096;
-/// The largest frame accepted (a snapshot travels in one message).
-const MAX_FRAME: usize = 1 << 31;
+/// The largest frame accepted.
+const MAX_FRAME: usize = 1 << 30;
+/// A frame length that announces a chunked message: a `u64` total length follows, then
+/// frames of at most [`SNAPSHOT_CHUNK`] bytes until the total is reached.
+const CHUNKED: u32 = u32::MAX;
+/// Bytes per chunk of a snapshot.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// The largest snapshot accepted.
+const MAX_SNAPSHOT: u64 = 1 << 40;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Between two failed connection attempts to one member.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
@@ -59,10 +71,15 @@ pub struct TransportStats {
     pub dropped: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Snapshots sent whole, and refused because one was still on its way to the member.
+    pub snapshots_sent: AtomicU64,
+    pub snapshots_refused: AtomicU64,
 }
 
 struct Remote {
     queue: SyncSender<Message>,
+    /// Room for one snapshot, sent on a connection of its own.
+    snapshots: SyncSender<Message>,
     /// False after a failed connection attempt or write, until the next connect succeeds.
     up: Arc<AtomicBool>,
 }
@@ -224,17 +241,31 @@ impl TcpTransport {
             return;
         };
         let (queue, rx) = sync_channel(QUEUE);
+        let (snapshots, snapshot_rx) = sync_channel(0);
         let up = Arc::new(AtomicBool::new(true));
         let writer = {
             let inner = self.inner.clone();
-            let up = up.clone();
+            let (up, addr) = (up.clone(), addr.clone());
             std::thread::Builder::new()
                 .name(format!("raft-send-{}-{to}", self.inner.id))
                 .spawn(move || write_loop(inner, to, addr, rx, up))
         };
-        if let Ok(writer) = writer {
-            self.inner.threads.lock().push(writer);
-            remotes.insert(to, Remote { queue, up });
+        let snapshot_writer = {
+            let inner = self.inner.clone();
+            std::thread::Builder::new()
+                .name(format!("raft-snap-{}-{to}", self.inner.id))
+                .spawn(move || snapshot_loop(inner, to, addr, snapshot_rx))
+        };
+        if let (Ok(writer), Ok(snapshot_writer)) = (writer, snapshot_writer) {
+            self.inner.threads.lock().extend([writer, snapshot_writer]);
+            remotes.insert(
+                to,
+                Remote {
+                    queue,
+                    snapshots,
+                    up,
+                },
+            );
         }
     }
 
@@ -245,6 +276,18 @@ impl TcpTransport {
         let Some(r) = remotes.get(&msg.to) else {
             return false;
         };
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+            // A rendezvous: taken only by an idle snapshot writer, so at most one snapshot
+            // is on its way to a member; raft sends another after this one is refused.
+            let sent = r.snapshots.try_send(msg).is_ok();
+            if !sent {
+                self.inner
+                    .stats
+                    .snapshots_refused
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return sent;
+        }
         let up = r.up.load(Ordering::Acquire);
         r.queue.try_send(msg).is_ok() && up
     }
@@ -355,15 +398,20 @@ fn read_loop(inner: &Arc<Inner>, stream: TcpStream) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 4];
         r.read_exact(&mut len)?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_FRAME {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("raft frame of {len} bytes"),
-            ));
+        let len = u32::from_be_bytes(len);
+        if len == CHUNKED {
+            read_chunked(&mut r, &mut buf)?;
+        } else {
+            let len = len as usize;
+            if len > MAX_FRAME {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("raft frame of {len} bytes"),
+                ));
+            }
+            buf.resize(len, 0);
+            r.read_exact(&mut buf)?;
         }
-        buf.resize(len, 0);
-        r.read_exact(&mut buf)?;
         if inner.stopped.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -382,6 +430,85 @@ fn read_loop(inner: &Arc<Inner>, stream: TcpStream) -> std::io::Result<()> {
                 .try_send((Instant::now() + Duration::from_micros(delay), msg));
         } else if let Some(m) = inner.mailboxes.read().get(&msg.to) {
             m.deliver(msg);
+        }
+    }
+}
+
+/// Reads a chunked message (after its [`CHUNKED`] mark) into `buf`.
+fn read_chunked(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut total = [0u8; 8];
+    r.read_exact(&mut total)?;
+    let total = u64::from_be_bytes(total);
+    if total > MAX_SNAPSHOT {
+        return Err(invalid(format!("a chunked raft message of {total} bytes")));
+    }
+    buf.clear();
+    buf.reserve(total as usize);
+    while (buf.len() as u64) < total {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > SNAPSHOT_CHUNK || (buf.len() + len) as u64 > total {
+            return Err(invalid(format!("a raft message chunk of {len} bytes")));
+        }
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        r.read_exact(&mut buf[start..])?;
+    }
+    Ok(())
+}
+
+/// Sends each snapshot it is given on a connection of its own, in chunks (the socket's
+/// send buffer paces it to what the receiver reads), so the member's other messages
+/// (heartbeats, appends) do not wait behind it; a snapshot that cannot be sent is reported
+/// to the sender's raft as failed (it tries again).
+fn snapshot_loop(inner: Arc<Inner>, to: u64, addr: String, rx: Receiver<Message>) {
+    loop {
+        let msg = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                if inner.stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let sent = (|| -> std::io::Result<()> {
+            let bytes = msg
+                .write_to_bytes()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut w = connect(&inner, &addr)?;
+            w.write_all(&CHUNKED.to_be_bytes())?;
+            w.write_all(&(bytes.len() as u64).to_be_bytes())?;
+            for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
+                if inner.stopped.load(Ordering::Acquire) {
+                    return Err(std::io::Error::other("the transport stopped"));
+                }
+                w.write_all(&(chunk.len() as u32).to_be_bytes())?;
+                w.write_all(chunk)?;
+            }
+            w.flush()
+        })();
+        match sent {
+            Ok(()) => {
+                inner.stats.snapshots_sent.fetch_add(1, Ordering::Relaxed);
+                inner.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(to, %addr, error = %e, "sending a raft snapshot failed");
+                // The sender's raft waits for the snapshot's outcome: tell it, and it
+                // sends another later.
+                let mut failed = Message::default();
+                failed.set_msg_type(raft::eraftpb::MessageType::MsgSnapStatus);
+                failed.from = to;
+                failed.to = msg.from;
+                failed.reject = true;
+                if let Some(m) = inner.mailboxes.read().get(&msg.from) {
+                    m.deliver(failed);
+                }
+            }
         }
     }
 }

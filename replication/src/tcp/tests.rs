@@ -425,3 +425,55 @@ fn a_leader_that_cannot_hear_the_others_steps_down_and_a_slow_network_still_comm
         assert_eq!(written(m), ["before", "after", "slow"], "member {}", m.id);
     }
 }
+
+#[test]
+fn a_member_behind_the_compacted_log_gets_a_chunked_snapshot_on_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(dir.path(), 3);
+    let leader = agreed_leader(&members, Duration::from_secs(10));
+    let behind = members.iter().map(|m| m.id).find(|i| *i != leader).unwrap();
+    write(&members, leader, "before").unwrap();
+    let addr = {
+        let m = members.iter_mut().find(|m| m.id == behind).unwrap();
+        m.peer.take();
+        m.transport.stop();
+        m.transport.local_addr()
+    };
+    // Several MiB of entries, then the log is compacted past them: only a snapshot (of
+    // several chunks) can bring the stopped member up to date.
+    let pad = "x".repeat(100_000);
+    let mut last = 0;
+    for i in 0..40 {
+        last = write(&members, leader, &format!("big{i}-{pad}")).unwrap();
+    }
+    let first = member(&members, leader)
+        .peer
+        .as_ref()
+        .unwrap()
+        .compact(true)
+        .unwrap();
+    assert_eq!(first, last + 1);
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let transport = TcpTransport::bind(behind, &addr.to_string(), HashMap::new()).unwrap();
+    for m in &members {
+        if m.id != behind {
+            transport.set_address(m.id, m.transport.local_addr().to_string());
+        }
+    }
+    let (sm, seen) = Recorder::new(0);
+    let peer = Peer::start(options(dir.path(), behind, &ids), sm, transport.clone()).unwrap();
+    {
+        let m = members.iter_mut().find(|m| m.id == behind).unwrap();
+        m.transport = transport;
+        m.peer = Some(peer);
+        m.seen = seen;
+    }
+    let after = write(&members, leader, "after").unwrap();
+    wait_all_applied(&members, after);
+    let m = member(&members, behind);
+    assert_eq!(m.peer.as_ref().unwrap().status().snapshots_restored(), 1);
+    let sent = &member(&members, leader).transport.stats().snapshots_sent;
+    assert!(sent.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(written(m), written(member(&members, leader)));
+    assert_eq!(written(m).len(), 42);
+}

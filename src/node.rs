@@ -448,10 +448,16 @@ impl DuetNode {
                 } else {
                     transport.advertised(m.id).unwrap_or_default()
                 };
+                // A column-only member's Raft peer is its learner.
+                let raft_id = if m.row {
+                    m.id
+                } else {
+                    m.learner_raft_id().unwrap_or(m.id)
+                };
                 let (state, applied) = if me {
                     ("up", voter.applied())
                 } else {
-                    match find(m.id) {
+                    match find(raft_id) {
                         None => ("unknown", 0),
                         Some(p) if !p.active => ("down", p.matched),
                         Some(p) if p.state == "snapshot" => ("snapshotting", p.matched),

@@ -171,6 +171,12 @@ impl RowTableProvider {
                     .remote_scan(&remote, member, view, filter, limit, partitions, state)
                     .await
                     .map(ColumnPlan::Remote),
+                None if self.ctx.columns.has_remote() => Err((
+                    Fallback::ReplicaDown,
+                    "no cluster member with the column replica has the table available \
+                     (or none answered lately)"
+                        .into(),
+                )),
                 None => Err((
                     Fallback::ReplicaDown,
                     "the column replica is not running".into(),

@@ -176,6 +176,10 @@ impl ColumnAccess {
     pub fn set_remote(&self, remote: Arc<duet_colstore::remote::RemoteColumns>) {
         *self.remote.write() = Some(remote);
     }
+    /// Whether scans may read other members' column replicas (in a cluster).
+    pub fn has_remote(&self) -> bool {
+        self.remote.read().is_some()
+    }
     /// The member to read table `table`'s column replica from, when this process has no
     /// column replica running.
     pub fn remote_for(

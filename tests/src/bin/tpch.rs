@@ -51,6 +51,10 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only write the `.tbl` files (into `<work-dir>/sf<SF>/tbl`) and stop: data for
+    /// loading elsewhere (`bench/cluster-tpch.sh`).
+    #[arg(long)]
+    tbl_only: bool,
 }
 
 enum Outcome {
@@ -733,6 +737,10 @@ async fn main() -> anyhow::Result<()> {
     let counts = tpch::write_tbl(&tbl, args.sf, progress("tpchgen", &[]))?;
     eprintln!();
     let gen = (secs(t), dir_size(&tbl));
+    if args.tbl_only {
+        eprintln!("wrote {}", tbl.display());
+        return Ok(());
+    }
 
     let mut notes = Vec::new();
     let mut systems = duetdb(&args, &counts, &mut notes).await?;

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# TPC-H served by a column-only member while pgbench runs against the voters: a cluster of
+# 3 voters and 1 column-only member on loopback (scripts/cluster.sh, release build). The
+# leader holds no column replica, so with duet.engine = 'column' every scan of the 22
+# queries runs on member 4 (joins and aggregates on the leader). Measures the 22 queries
+# alone, pgbench tpcb-like alone, then both at once.
+#
+#   bench/cluster-tpch.sh TBL_DIR [PGBENCH_SCALE]      # TBL_DIR: tpch --tbl-only's output
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TBL=$1
+SCALE=${2:-10}
+SQL_BASE=${DUET_CLUSTER_SQL_PORT:-5500}
+export DUET_PROFILE=release
+DUET_CLUSTER_DIR=$(mktemp -d /var/tmp/duet-cluster-tpch.XXXXXX)
+export DUET_CLUSTER_DIR
+cleanup() {
+  scripts/cluster.sh stop >/dev/null 2>&1 || true
+  sleep 1
+  rm -rf "$DUET_CLUSTER_DIR"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
+scripts/cluster.sh start 3 1 >/dev/null
+for _ in $(seq 1 300); do
+  leader=$(psql -X -h 127.0.0.1 -p $((SQL_BASE + 1)) -U postgres duetdb -Atqc \
+    "SELECT member_id FROM duet.cluster WHERE leader" 2>/dev/null || true)
+  [ -n "$leader" ] && break
+  sleep 0.1
+done
+A=(-X -h 127.0.0.1 -p $((SQL_BASE + leader)) -U postgres duetdb)
+echo "leader: member $leader"
+
+t0=$(now)
+psql "${A[@]}" -q < bench/tpch-ddl.sql >/dev/null 2>&1
+for t in region nation part supplier partsupp customer orders lineitem; do
+  psql "${A[@]}" -qc "COPY $t FROM STDIN WITH (DELIMITER '|')" < "$TBL/$t.tbl"
+done
+psql "${A[@]}" -qc "ANALYZE" >/dev/null
+echo "TPC-H load (COPY + ANALYZE) through the leader: $(echo "$(now) - $t0" | bc) s"
+pgbench -i -q -s "$SCALE" "${A[@]:1}" >/dev/null 2>&1
+# Until member 4 serves lineitem's scans.
+for _ in $(seq 1 600); do
+  psql "${A[@]}" -Atqc "SET duet.engine = 'column'; EXPLAIN SELECT count(*) FROM lineitem" 2>/dev/null \
+    | grep -q "member=4" && break
+  sleep 0.5
+done
+
+queries() { # → total seconds of the 22 queries, one run each; per-query times on stderr
+  local total=0 q s e
+  for i in $(seq 1 22); do
+    q=tests/tpch/queries/q$i.sql
+    [ -f "$q" ] || q=tests/tpch/queries/Q$i.sql
+    s=$(now)
+    { echo "SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s';"; cat "$q"; } \
+      | psql "${A[@]}" -q -v ON_ERROR_STOP=1 >/dev/null || echo "q$i failed" >&2
+    e=$(now)
+    echo "q$i $(echo "$e - $s" | bc)" >&2
+    total=$(echo "$total + $e - $s" | bc)
+  done
+  echo "$total"
+}
+bench() { # seconds
+  pgbench -n -c 8 -j 2 -M prepared -T "$1" -b tpcb-like "${A[@]:1}" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
+}
+
+queries >/dev/null 2>&1   # warm-up
+alone=$(queries 2>/tmp/cluster-tpch-alone.txt)
+echo "TPC-H SF$(basename "$(dirname "$TBL")" | tr -d sf) 22 queries alone: $alone s"
+secs=$(printf '%.0f' "$alone")
+[ "$secs" -ge 10 ] || secs=10
+tps_alone=$(bench "$secs")
+echo "pgbench tpcb-like (scale $SCALE, 8 clients) alone, $secs s: $tps_alone TPS"
+bench "$secs" > /tmp/cluster-tpch-tps.txt &
+bp=$!
+both=$(queries 2>/tmp/cluster-tpch-both.txt)
+wait "$bp"
+echo "together: TPC-H 22 queries $both s; pgbench $(cat /tmp/cluster-tpch-tps.txt) TPS over $secs s"
+paste /tmp/cluster-tpch-alone.txt /tmp/cluster-tpch-both.txt | awk '{printf "%s alone %.2f s, with pgbench %.2f s\n", $1, $2, $4}'

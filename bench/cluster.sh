@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# pgbench against one DuetDB process and against a cluster of 3 voters and 1 column-only
+# member on loopback (scripts/cluster.sh), release builds on fresh data directories, run
+# alternately (one process, cluster, one process, cluster, …); pgbench connects to the
+# cluster's leader. Prints each run's TPS and, per workload, the median ratio cluster/one.
+#
+#   bench/cluster.sh [SCALE] [SECONDS] [PAIRS]      # default 10, 30, 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${1:-10}
+SECS=${2:-30}
+PAIRS=${3:-3}
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET/release/duetdb"
+SQL_BASE=${DUET_CLUSTER_SQL_PORT:-5500}
+. bench/lib.sh
+export DUET_PROFILE=release
+DUET_CLUSTER_DIR=$(mktemp -d /var/tmp/duet-cluster-bench.XXXXXX)
+export DUET_CLUSTER_DIR
+cleanup() {
+  scripts/cluster.sh stop >/dev/null 2>&1 || true
+  sleep 1
+  rm -rf "$DUET_CLUSTER_DIR"
+  duet_stop
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
+duet_start "$BIN"
+trap cleanup EXIT
+scripts/cluster.sh start 3 1 >/dev/null
+for _ in $(seq 1 300); do
+  leader=$(psql -X -h 127.0.0.1 -p $((SQL_BASE + 1)) -U postgres duetdb -Atqc \
+    "SELECT member_id FROM duet.cluster WHERE leader" 2>/dev/null || true)
+  [ -n "$leader" ] && break
+  sleep 0.1
+done
+LPORT=$((SQL_BASE + leader))
+echo "cluster leader: member $leader (port $LPORT)"
+for port in "$DUET_PORT" "$LPORT"; do
+  pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$port" -U postgres duetdb >/dev/null 2>&1
+done
+
+run() { # port workload → TPS
+  pgbench -n -c 8 -j 2 -M prepared -T "$SECS" -b "$2" -h 127.0.0.1 -p "$1" -U postgres duetdb \
+    2>/dev/null | awk '/^tps/ {printf "%d", $3}'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+for w in select-only tpcb-like; do
+  ratios=()
+  for pair in $(seq 1 "$PAIRS"); do
+    one=$(run "$DUET_PORT" "$w")
+    cluster=$(run "$LPORT" "$w")
+    ratio=$(echo "scale=3; $cluster / $one" | bc)
+    ratios+=("$ratio")
+    echo "$w pair $pair: one process $one TPS, cluster $cluster TPS, ratio $ratio (load $(cut -d' ' -f1 /proc/loadavg))"
+  done
+  echo "$w: median ratio cluster/one $(printf '%s\n' "${ratios[@]}" | median), ratios ${ratios[*]}"
+done

@@ -245,7 +245,7 @@ pub async fn serve(
             Some(node.store.clone() as Arc<dyn duet_common::source::RowSource>),
         )?));
         let remote = duet_colstore::remote::RemoteColumns::new();
-        node.columns().set_remote(remote.clone());
+        node.columns().set_remote(config.node_id, remote.clone());
         tokio::spawn(poll_column_members(node.clone(), remote));
         tokio::spawn(end_sessions_when_not_leading(
             node.clone(),

@@ -478,6 +478,10 @@ impl RowTableProvider {
         let hook = Arc::new(RouteHook {
             record,
             sample: parking_lot::Mutex::new(sample),
+            member: match chosen.plan {
+                Some(ColumnPlan::Remote(_)) => None,
+                _ => self.ctx.columns.member(),
+            },
         });
         let estimates = Self::estimates(&costs, &filter);
         Ok(match chosen.plan {

@@ -157,6 +157,8 @@ pub struct ColumnAccess {
     /// In a cluster: the other members' column replicas, read when this process has none
     /// running.
     remote: RwLock<Option<Arc<duet_colstore::remote::RemoteColumns>>>,
+    /// In a cluster: this process's member id.
+    member: RwLock<Option<u64>>,
     column_scans: AtomicU64,
     fallbacks: Mutex<BTreeMap<Fallback, u64>>,
 }
@@ -172,9 +174,15 @@ impl ColumnAccess {
     pub fn get(&self) -> Option<ColumnStoreRef> {
         self.store.read().clone()
     }
-    /// Lets scans read the column replicas of the members `remote` knows.
-    pub fn set_remote(&self, remote: Arc<duet_colstore::remote::RemoteColumns>) {
+    /// Lets scans of cluster member `member` read the column replicas of the members
+    /// `remote` knows.
+    pub fn set_remote(&self, member: u64, remote: Arc<duet_colstore::remote::RemoteColumns>) {
         *self.remote.write() = Some(remote);
+        *self.member.write() = Some(member);
+    }
+    /// In a cluster, this process's member id.
+    pub fn member(&self) -> Option<u64> {
+        *self.member.read()
     }
     /// Whether scans may read other members' column replicas (in a cluster).
     pub fn has_remote(&self) -> bool {
@@ -466,6 +474,9 @@ fn fmt_us(us: f64) -> String {
 pub struct RouteHook {
     pub record: Arc<RouteRecord>,
     pub(crate) sample: Mutex<Option<Sample>>,
+    /// In a cluster, the member whose replica serves the scan (EXPLAIN names it; a remote
+    /// column scan names its member itself).
+    pub(crate) member: Option<u64>,
 }
 
 impl std::fmt::Debug for Sample {
@@ -478,8 +489,11 @@ impl duet_common::scan::ScanObserver for RouteHook {
     fn describe(&self) -> String {
         let r = &self.record;
         let column = r.cost_column.map_or_else(|| "n/a".to_string(), fmt_us);
+        let member = self
+            .member
+            .map_or_else(String::new, |m| format!("member={m}, "));
         format!(
-            "route=[reason={}, est_rows={:.0}, cost_row={}, cost_column={}]",
+            "{member}route=[reason={}, est_rows={:.0}, cost_row={}, cost_column={}]",
             r.reason,
             r.est_rows,
             fmt_us(r.cost_row),

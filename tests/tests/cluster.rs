@@ -417,6 +417,12 @@ async fn a_leader_without_the_column_replica_scans_another_members() {
         assert!(plan.contains("member=3"), "{q}:\n{plan}");
         let column = text_rows(&db, q).await;
         db.batch_execute("SET duet.engine = 'row'").await.unwrap();
+        // The row scan is the leader's own.
+        let plan = explain(&db, q).await;
+        assert!(
+            plan.contains(&format!("member={leader}, route")),
+            "{q}:\n{plan}"
+        );
         let row = text_rows(&db, q).await;
         assert!(!row.is_empty(), "{q}");
         assert_eq!(column, row, "{q}");

@@ -28,6 +28,7 @@ macro_rules! sqlstates {
 sqlstates! {
     Warning = "01000",
     FeatureNotSupported = "0A000",
+    ConnectionFailure = "08006",
     ProtocolViolation = "08P01",
     CardinalityViolation = "21000",
     InvalidAuthorizationSpecification = "28000",

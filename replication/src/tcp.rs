@@ -25,8 +25,9 @@
 //!
 //! Faults for tests: messages to or from chosen members are dropped silently, as a network
 //! partition would, both ways ([`TcpTransport::isolate`]) or one way
-//! ([`TcpTransport::mute`], [`TcpTransport::deafen`]), or held before delivery
-//! ([`TcpTransport::delay`]); healing lets everything through again.
+//! ([`TcpTransport::mute`], [`TcpTransport::deafen`]), held before delivery
+//! ([`TcpTransport::delay`]) or lost at random ([`TcpTransport::lose`]); healing lets
+//! everything through again.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -100,6 +101,10 @@ struct Inner {
     deaf_to: RwLock<HashSet<u64>>,
     /// How long every arriving message is held before delivery, in microseconds.
     delay_us: AtomicU64,
+    /// Parts per million of arriving messages dropped at random.
+    loss_ppm: AtomicU64,
+    /// State of the generator that picks them (xorshift).
+    loss_rng: AtomicU64,
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Open incoming connections, to shut down on stop.
@@ -133,6 +138,8 @@ impl TcpTransport {
             muted: RwLock::new(HashSet::new()),
             deaf_to: RwLock::new(HashSet::new()),
             delay_us: AtomicU64::new(0),
+            loss_ppm: AtomicU64::new(0),
+            loss_rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15 ^ id),
             stopped: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             incoming: Mutex::new(Vec::new()),
@@ -205,11 +212,19 @@ impl TcpTransport {
             .store(delay.as_micros() as u64, Ordering::Release);
     }
 
-    /// Lets every message through again, without delay.
+    /// Drops `fraction` (0 to 1) of the messages arriving here, chosen at random: a lossy
+    /// network.
+    pub fn lose(&self, fraction: f64) {
+        let ppm = (fraction.clamp(0.0, 1.0) * 1e6) as u64;
+        self.inner.loss_ppm.store(ppm, Ordering::Release);
+    }
+
+    /// Lets every message through again, without delay or loss.
     pub fn heal(&self) {
         self.inner.muted.write().clear();
         self.inner.deaf_to.write().clear();
         self.inner.delay_us.store(0, Ordering::Release);
+        self.inner.loss_ppm.store(0, Ordering::Release);
     }
 
     /// Stops listening, closes every connection and joins the transport's threads.
@@ -359,6 +374,22 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
+impl Inner {
+    /// Whether to drop the next arriving message ([`TcpTransport::lose`]).
+    fn lost(&self) -> bool {
+        let ppm = self.loss_ppm.load(Ordering::Acquire);
+        if ppm == 0 {
+            return false;
+        }
+        let mut x = self.loss_rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.loss_rng.store(x, Ordering::Relaxed);
+        x % 1_000_000 < ppm
+    }
+}
+
 /// Delivers each message it is given once the message's time comes (see
 /// [`TcpTransport::delay`]); ends when its sender is dropped.
 fn delayed_delivery(inner: Arc<Inner>) -> SyncSender<(Instant, Message)> {
@@ -415,7 +446,7 @@ fn read_loop(inner: &Arc<Inner>, stream: TcpStream) -> std::io::Result<()> {
         if inner.stopped.load(Ordering::Acquire) {
             return Ok(());
         }
-        if inner.deaf_to.read().contains(&from) {
+        if inner.deaf_to.read().contains(&from) || inner.lost() {
             inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }

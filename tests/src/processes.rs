@@ -84,10 +84,13 @@ pub async fn serve_member_from_env() {
                 std::iter::once(id).chain(learner).collect::<Vec<u64>>()
             };
             // `N`: cut off from member N both ways; `>N`: messages to N dropped; `<N`:
-            // messages from N dropped; `delay=MS`: every arriving message held MS ms.
+            // messages from N dropped; `delay=MS`: every arriving message held MS ms;
+            // `lose=P`: P percent of arriving messages dropped at random.
             for token in now.split_whitespace() {
                 if let Some(ms) = token.strip_prefix("delay=") {
                     transport.delay(Duration::from_millis(ms.parse().unwrap()));
+                } else if let Some(percent) = token.strip_prefix("lose=") {
+                    transport.lose(percent.parse::<f64>().unwrap() / 100.0);
                 } else if let Some(id) = token.strip_prefix('>') {
                     transport.mute(&peers(id.parse().unwrap()));
                 } else if let Some(id) = token.strip_prefix('<') {
@@ -239,14 +242,16 @@ impl ClusterProcesses {
         std::fs::write(file, faults).unwrap();
     }
 
-    /// Holds every Raft message `ms` milliseconds before it is delivered, on every link.
-    pub fn delay(&mut self, ms: u64) {
+    /// Holds every Raft message `ms` milliseconds before it is delivered and drops
+    /// `lose_percent` of them at random, on every link.
+    pub fn degrade(&mut self, ms: u64, lose_percent: u32) {
         for m in &self.members {
-            std::fs::write(m.dir.join("isolate"), format!("delay={ms}")).unwrap();
+            let faults = format!("delay={ms} lose={lose_percent}");
+            std::fs::write(m.dir.join("isolate"), faults).unwrap();
         }
     }
 
-    /// Removes every fault: partitions, one-way cuts and delays.
+    /// Removes every fault: partitions, one-way cuts, delays and losses.
     pub fn heal(&mut self) {
         for m in &self.members {
             std::fs::write(m.dir.join("isolate"), "").unwrap();

@@ -49,4 +49,4 @@ count=$(q 1 "SELECT count(*) FROM failover")
 [ "$count" = "$key" ] || { echo "LOST COMMITS: $count rows, $key acknowledged" >&2; exit 1; }
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 pick() { echo "$sorted" | sed -n "$(( ($1 * ${#times[@]} + 99) / 100 ))p"; }
-echo "failover over $KILLS kills of a $N-member cluster: p50 $(pick 50) ms, p90 $(pick 90) ms, max $(echo "$sorted" | tail -1) ms; $key acknowledged inserts, all present"
+echo "failover over $KILLS kills of a $N-member cluster: p50 $(pick 50) ms, p90 $(pick 90) ms, p99 $(pick 99) ms, max $(echo "$sorted" | tail -1) ms; $key acknowledged inserts, all present"

@@ -10,27 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TBL=$1
 SCALE=${2:-10}
-SQL_BASE=${DUET_CLUSTER_SQL_PORT:-5500}
-export DUET_PROFILE=release
-DUET_CLUSTER_DIR=$(mktemp -d /var/tmp/duet-cluster-tpch.XXXXXX)
-export DUET_CLUSTER_DIR
-cleanup() {
-  scripts/cluster.sh stop >/dev/null 2>&1 || true
-  sleep 1
-  rm -rf "$DUET_CLUSTER_DIR"
-}
-trap cleanup EXIT
+. bench/lib.sh
+trap cluster_stop EXIT
 now() { date +%s.%N; }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
-scripts/cluster.sh start 3 1 >/dev/null
-for _ in $(seq 1 300); do
-  leader=$(psql -X -h 127.0.0.1 -p $((SQL_BASE + 1)) -U postgres duetdb -Atqc \
-    "SELECT member_id FROM duet.cluster WHERE leader" 2>/dev/null || true)
-  [ -n "$leader" ] && break
-  sleep 0.1
-done
-A=(-X -h 127.0.0.1 -p $((SQL_BASE + leader)) -U postgres duetdb)
+cluster_start 3 1
+leader=$LEADER
+A=(-X -h 127.0.0.1 -p "$LEADER_PORT" -U postgres duetdb)
 echo "leader: member $leader"
 
 t0=$(now)

@@ -12,30 +12,18 @@ SECS=${2:-30}
 PAIRS=${3:-3}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release/duetdb"
-SQL_BASE=${DUET_CLUSTER_SQL_PORT:-5500}
 . bench/lib.sh
-export DUET_PROFILE=release
-DUET_CLUSTER_DIR=$(mktemp -d /var/tmp/duet-cluster-bench.XXXXXX)
-export DUET_CLUSTER_DIR
 cleanup() {
-  scripts/cluster.sh stop >/dev/null 2>&1 || true
-  sleep 1
-  rm -rf "$DUET_CLUSTER_DIR"
+  cluster_stop
   duet_stop
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
 duet_start "$BIN"
 trap cleanup EXIT
-scripts/cluster.sh start 3 1 >/dev/null
-for _ in $(seq 1 300); do
-  leader=$(psql -X -h 127.0.0.1 -p $((SQL_BASE + 1)) -U postgres duetdb -Atqc \
-    "SELECT member_id FROM duet.cluster WHERE leader" 2>/dev/null || true)
-  [ -n "$leader" ] && break
-  sleep 0.1
-done
-LPORT=$((SQL_BASE + leader))
-echo "cluster leader: member $leader (port $LPORT)"
+cluster_start 3 1
+LPORT=$LEADER_PORT
+echo "cluster leader: member $LEADER (port $LPORT)"
 for port in "$DUET_PORT" "$LPORT"; do
   pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$port" -U postgres duetdb >/dev/null 2>&1
 done

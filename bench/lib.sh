@@ -29,3 +29,32 @@ duet_start() { # binary [extra args…]; older builds without --http: set DUET_H
   cat "$DUET_DATA/server.log" >&2
   exit 1
 }
+
+# A local cluster (scripts/cluster.sh, release build) of N voters and M column-only members
+# on a fresh directory: `cluster_start N M` sets LEADER (member id) and LEADER_PORT, and
+# stops the members and removes the directory at `cluster_stop`.
+cluster_stop() {
+  if [ -n "${DUET_CLUSTER_DIR:-}" ]; then
+    scripts/cluster.sh stop >/dev/null 2>&1 || true
+    sleep 1
+    rm -rf "$DUET_CLUSTER_DIR"
+  fi
+}
+
+cluster_start() { # voters column-members
+  local base=${DUET_CLUSTER_SQL_PORT:-5500}
+  export DUET_PROFILE=release
+  DUET_CLUSTER_DIR=$(mktemp -d /var/tmp/duet-cluster-bench.XXXXXX)
+  export DUET_CLUSTER_DIR
+  scripts/cluster.sh start "$1" "$2" >/dev/null
+  LEADER=
+  for _ in $(seq 1 300); do
+    LEADER=$(psql -X -h 127.0.0.1 -p $((base + 1)) -U postgres duetdb -Atqc \
+      "SELECT member_id FROM duet.cluster WHERE leader" 2>/dev/null || true)
+    [ -n "$LEADER" ] && break
+    sleep 0.1
+  done
+  [ -n "$LEADER" ] || { echo "the cluster elected no leader" >&2; exit 1; }
+  LEADER_PORT=$((base + LEADER))
+}
+

@@ -11,7 +11,8 @@ SCALE=${1:-10}
 SECS=${2:-30}
 PAIRS=${3:-3}
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN="$TARGET/release/duetdb"
+# DUET_PROFILE=debug checks the script quickly; figures come from release builds only.
+BIN="$TARGET/${DUET_PROFILE:-release}/duetdb"
 . bench/lib.sh
 cleanup() {
   cluster_stop

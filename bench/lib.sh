@@ -30,7 +30,8 @@ duet_start() { # binary [extra args…]; older builds without --http: set DUET_H
   exit 1
 }
 
-# A local cluster (scripts/cluster.sh, release build) of N voters and M column-only members
+# A local cluster (scripts/cluster.sh; release build unless DUET_PROFILE says otherwise) of
+# N voters and M column-only members
 # on a fresh directory: `cluster_start N M` sets LEADER (member id) and LEADER_PORT, and
 # stops the members and removes the directory at `cluster_stop`.
 cluster_stop() {
@@ -43,7 +44,7 @@ cluster_stop() {
 
 cluster_start() { # voters column-members
   local base=${DUET_CLUSTER_SQL_PORT:-5500}
-  export DUET_PROFILE=release
+  export DUET_PROFILE=${DUET_PROFILE:-release}
   DUET_CLUSTER_DIR=$(mktemp -d /var/tmp/duet-cluster-bench.XXXXXX)
   export DUET_CLUSTER_DIR
   scripts/cluster.sh start "$1" "$2" >/dev/null

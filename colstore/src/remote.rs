@@ -150,6 +150,20 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>>
     Ok(buf)
 }
 
+/// An `E` frame: the request failed with SQLSTATE `code`.
+async fn write_failure<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    code: &str,
+    message: String,
+) -> std::io::Result<()> {
+    let body = serde_json::to_vec(&Failure {
+        code: code.to_string(),
+        message,
+    })
+    .map_err(invalid)?;
+    write_frame(w, &[b"E", &body]).await
+}
+
 async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]]) -> std::io::Result<()> {
     let n: usize = parts.iter().map(|p| p.len()).sum();
     w.write_u32(n as u32).await?;
@@ -375,9 +389,7 @@ impl ScanService {
                             ScanError::Sql(code, message) => (code, message),
                             ScanError::Plan(e) => (self.errors)(e),
                         };
-                        let body =
-                            serde_json::to_vec(&Failure { code, message }).map_err(invalid)?;
-                        write_frame(&mut writer, &[b"E", &body]).await
+                        write_failure(&mut writer, &code, message).await
                     }
                     Err(Stop::Gone(e)) => Err(e),
                 }
@@ -395,12 +407,8 @@ impl ScanService {
     ) -> std::io::Result<()> {
         let member = self.member;
         let Some(rows) = self.rows.clone() else {
-            let f = Failure {
-                code: "55000".into(),
-                message: format!("member {member} holds no row replica"),
-            };
-            let body = serde_json::to_vec(&f).map_err(invalid)?;
-            return write_frame(socket, &[b"E", &body]).await;
+            let message = format!("member {member} holds no row replica");
+            return write_failure(socket, "55000", message).await;
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(4);
         let reader = tokio::task::spawn_blocking(move || {
@@ -432,14 +440,7 @@ impl ScanService {
             match piece {
                 Ok(bytes) if bytes.is_empty() => {}
                 Ok(bytes) => write_frame(socket, &[b"R", &bytes]).await?,
-                Err(message) => {
-                    let f = Failure {
-                        code: "58030".into(),
-                        message,
-                    };
-                    let body = serde_json::to_vec(&f).map_err(invalid)?;
-                    return write_frame(socket, &[b"E", &body]).await;
-                }
+                Err(message) => return write_failure(socket, "58030", message).await,
             }
         }
         reader.await.map_err(std::io::Error::other)?;

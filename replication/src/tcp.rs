@@ -490,22 +490,27 @@ fn read_chunked(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The next message of a writer's queue, or `None` once the transport stopped or the
+/// queue is gone (it wakes every 200 ms to notice).
+fn next_queued(inner: &Inner, rx: &Receiver<Message>) -> Option<Message> {
+    loop {
+        if inner.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) if !inner.stopped.load(Ordering::Acquire) => return Some(m),
+            Ok(_) | Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
 /// Sends each snapshot it is given on a connection of its own, in chunks (the socket's
 /// send buffer paces it to what the receiver reads), so the member's other messages
 /// (heartbeats, appends) do not wait behind it; a snapshot that cannot be sent is reported
 /// to the sender's raft as failed (it tries again).
 fn snapshot_loop(inner: Arc<Inner>, to: u64, addr: String, rx: Receiver<Message>) {
-    loop {
-        let msg = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => {
-                if inner.stopped.load(Ordering::Acquire) {
-                    return;
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+    while let Some(msg) = next_queued(&inner, &rx) {
         let sent = (|| -> std::io::Result<()> {
             let bytes = msg
                 .write_to_bytes()
@@ -575,20 +580,7 @@ fn write_loop(
 ) {
     let mut conn: Option<BufWriter<TcpStream>> = None;
     let mut last_failure: Option<Instant> = None;
-    loop {
-        let first = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => {
-                if inner.stopped.load(Ordering::Acquire) {
-                    return;
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        if inner.stopped.load(Ordering::Acquire) {
-            return;
-        }
+    while let Some(first) = next_queued(&inner, &rx) {
         let mut batch = vec![first];
         while batch.len() < 256 {
             match rx.try_recv() {

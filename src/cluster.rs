@@ -237,9 +237,10 @@ pub async fn serve(
     crate::databases::attach(&node, &shared);
     if node.cluster().is_some() {
         let (config, _) = node.cluster().expect("checked above");
+        let columns = node.columns().clone();
         options.member_service = Some(Arc::new(ScanPort::new(
             config.node_id,
-            node.columns().clone(),
+            Arc::new(move || columns.get()),
             &shared,
             node.read_pins().clone(),
             Some(node.store.clone() as Arc<dyn duet_common::source::RowSource>),
@@ -262,11 +263,12 @@ pub async fn serve(
 struct ScanPort(Arc<duet_colstore::remote::ScanService>);
 
 impl ScanPort {
-    /// Serves member `member`'s `columns` (and its row replica `rows`, if it holds one),
-    /// planning filters with the functions of a session of `shared`.
+    /// Serves member `member`'s column replica (`columns`: while it runs) and its row
+    /// replica `rows`, if it holds one, planning filters with the functions of a session of
+    /// `shared`.
     fn new(
         member: u64,
-        columns: Arc<duet_router::routing::ColumnAccess>,
+        columns: Arc<dyn Fn() -> Option<duet_colstore::ColumnStoreRef> + Send + Sync>,
         shared: &duet_sql::SharedRef,
         pins: Arc<duet_colstore::remote::ReadPins>,
         rows: Option<Arc<dyn duet_common::source::RowSource>>,
@@ -276,7 +278,7 @@ impl ScanPort {
             .map_err(|e| anyhow::anyhow!("a session for column scans: {e}"))?;
         Ok(ScanPort(duet_colstore::remote::ScanService::new(
             member,
-            Arc::new(move || columns.get()),
+            columns,
             session.state(),
             Arc::new(|e| {
                 let e = duet_sql::error::from_datafusion(e);
@@ -355,9 +357,10 @@ pub async fn serve_column(
         duet_rowstore::Store::open(Arc::new(duet_rowstore::engine::memory::MemoryEngine::new()))
             .context("an empty row store")?;
     let shared = duet_sql::Shared::new(empty, None);
+    let store = member.store().clone();
     options.member_service = Some(Arc::new(ScanPort::new(
         config.node_id,
-        member.columns().clone(),
+        Arc::new(move || Some(store.clone())),
         &shared,
         member.read_pins().clone(),
         None,

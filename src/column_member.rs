@@ -21,7 +21,6 @@ use duet_colstore::remote::{PinnedSource, ReadPins, RemoteRowSource};
 use duet_colstore::LearnerStateMachine;
 use duet_colstore::{ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram};
 use duet_replication::{LogSync, Peer, PeerOptions, PeerStatus, TcpTransport};
-use duet_router::routing::ColumnAccess;
 
 use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
@@ -32,7 +31,6 @@ pub struct ColumnMember {
     transport: Arc<TcpTransport>,
     learner: Peer,
     store: ColumnStoreRef,
-    columns: Arc<ColumnAccess>,
     pins: Arc<ReadPins>,
 }
 
@@ -97,14 +95,11 @@ impl ColumnMember {
         opts.log_sync = LogSync::Batched(crate::node::LEARNER_LOG_SYNC);
         let learner = Peer::start(opts, sm, transport.clone())
             .map_err(|e| fail("start the column replica", e.into()))?;
-        let columns = ColumnAccess::new();
-        columns.set(Some(store.clone()));
         Ok(Arc::new(ColumnMember {
             config: config.clone(),
             transport,
             learner,
             store,
-            columns,
             pins,
         }))
     }
@@ -122,11 +117,6 @@ impl ColumnMember {
     /// The column store.
     pub fn store(&self) -> &ColumnStoreRef {
         &self.store
-    }
-
-    /// What the scan service reads.
-    pub fn columns(&self) -> &Arc<ColumnAccess> {
-        &self.columns
     }
 
     /// Versions other members may still scan here.

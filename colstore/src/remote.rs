@@ -9,12 +9,14 @@
 //! bytes):
 //!
 //! ```text
-//! → request (JSON)            Status | Wait { version, wait_ms } | Scan(ScanHeader)
+//! → request (JSON)            Status | Wait | Scan | RowsWait | Rows
 //! → for Scan: the read schema (an Arrow IPC stream with no batches), then one frame per
 //!   filter conjunct (DataFusion's protobuf encoding of the `Expr`)
 //! ← 'S' + JSON                the member's column replica (Status, Wait)
 //! ← 'B' + IPC bytes           the next piece of one Arrow IPC stream of the scan's output
-//! ← 'D'                       the scan ended
+//! ← 'V' + 1 byte              whether its row replica reached the version (RowsWait)
+//! ← 'R' + pairs               the next rows of a table from its row replica (Rows)
+//! ← 'D'                       the scan (or the rows) ended
 //! ← 'E' + JSON                it failed: a SQLSTATE and a message
 //! ```
 //!
@@ -117,7 +119,6 @@ struct ScanHeader {
 /// One member's column replica as it reports it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MemberColumns {
-    pub member: u64,
     /// The last Raft index the replica applied.
     pub applied: u64,
     /// Every table with an available column replica: id, stable rows, delta versions.
@@ -318,7 +319,6 @@ impl ScanService {
 
     fn status(&self, store: Option<&ColumnStoreRef>) -> MemberColumns {
         MemberColumns {
-            member: self.member,
             applied: store.map_or(0, |s| s.applied()),
             tables: store.map(|s| s.available()).unwrap_or_default(),
         }
@@ -595,57 +595,39 @@ impl RemoteRowSource {
     }
 }
 
-mod blocking {
-    use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpStream};
-    use std::time::Duration;
+/// Runs this module's async client on the calling thread (builds run on threads of their
+/// own, outside any runtime).
+fn block_on<T>(work: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
 
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-        let mut s = TcpStream::connect_timeout(&addr, super::CONNECT_TIMEOUT)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(timeout))?;
-        let mut head = super::MAGIC.to_vec();
-        head.extend_from_slice(&super::VERSION.to_be_bytes());
-        s.write_all(&head)?;
-        Ok(s)
-    }
-
-    pub fn write_frame(s: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
-        let mut out = (body.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(body);
-        s.write_all(&out)
-    }
-
-    pub fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)?;
-        let n = u32::from_be_bytes(len) as usize;
-        if n > super::MAX_FRAME {
-            return Err(super::invalid(format!("a frame of {n} bytes")));
-        }
-        let mut buf = vec![0u8; n];
-        s.read_exact(&mut buf)?;
-        Ok(buf)
-    }
+/// Reads a frame, waiting at most `wait` for it.
+async fn read_frame_within(s: &mut TcpStream, wait: Duration) -> std::io::Result<Vec<u8>> {
+    tokio::time::timeout(wait, read_frame(s))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
 }
 
 impl RemoteRowSource {
-    fn rows_from(
+    async fn rows_from(
         addr: SocketAddr,
         def: &TableDef,
         version: u64,
         f: &mut duet_common::source::RowVisitor<'_>,
     ) -> std::io::Result<()> {
         let wait = Duration::from_secs(60);
-        let mut s = blocking::connect(addr, wait)?;
+        let mut s = connect(addr).await?;
         let request = Request::Rows {
             table: def.clone(),
             version,
             wait_ms: wait.as_millis() as u64,
         };
-        blocking::write_frame(&mut s, &serde_json::to_vec(&request).map_err(invalid)?)?;
+        write_frame(&mut s, &[&serde_json::to_vec(&request).map_err(invalid)?]).await?;
         loop {
-            let frame = blocking::read_frame(&mut s)?;
+            let frame = read_frame_within(&mut s, wait + CONNECT_TIMEOUT).await?;
             match frame.split_first() {
                 Some((b'R', mut body)) => {
                     while !body.is_empty() {
@@ -666,6 +648,18 @@ impl RemoteRowSource {
             }
         }
     }
+
+    /// Whether the member at `addr` has applied `version` to its row replica (it waits
+    /// up to `wait`).
+    async fn rows_reached(addr: SocketAddr, version: u64, wait: Duration) -> std::io::Result<bool> {
+        let mut s = connect(addr).await?;
+        let request = Request::RowsWait {
+            version,
+            wait_ms: wait.as_millis() as u64,
+        };
+        write_frame(&mut s, &[&serde_json::to_vec(&request).map_err(invalid)?]).await?;
+        Ok(read_frame_within(&mut s, wait + CONNECT_TIMEOUT).await? == [b'V', 1])
+    }
 }
 
 /// One `u32`-length-prefixed field of `bytes`, and the rest.
@@ -684,26 +678,22 @@ impl RowSource for RemoteRowSource {
 
     fn wait_version(&self, version: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            for addr in (self.voters)() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let asked = blocking::connect(addr, left + CONNECT_TIMEOUT).and_then(|mut s| {
-                    let request = Request::RowsWait {
-                        version,
-                        wait_ms: left.as_millis() as u64,
-                    };
-                    blocking::write_frame(&mut s, &serde_json::to_vec(&request).map_err(invalid)?)?;
-                    blocking::read_frame(&mut s)
-                });
-                if let Ok(reply) = asked {
-                    if reply == [b'V', 1] {
-                        return true;
+        let waited = block_on(async {
+            while Instant::now() < deadline {
+                for addr in (self.voters)() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if Self::rows_reached(addr, version, left)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        return Ok(true);
                     }
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+            Ok(false)
+        });
+        waited.unwrap_or(false)
     }
 
     fn scan_table(
@@ -717,10 +707,10 @@ impl RowSource for RemoteRowSource {
             // A member that fails before sending anything is skipped for the next one; one
             // that fails midway fails the build (its rows were visited already).
             let mut visited = false;
-            let outcome = Self::rows_from(addr, def, version, &mut |k, v| {
+            let outcome = block_on(Self::rows_from(addr, def, version, &mut |k, v| {
                 visited = true;
                 f(k, v)
-            });
+            }));
             match outcome {
                 Ok(()) => return Ok(()),
                 Err(e) if !visited => last = Some(e),
@@ -764,7 +754,7 @@ impl RemoteMember {
 /// ([`RemoteColumns::refresh`]).
 #[derive(Debug, Default)]
 pub struct RemoteColumns {
-    members: RwLock<Vec<RemoteMember>>,
+    members: RwLock<Vec<Arc<RemoteMember>>>,
 }
 
 impl RemoteColumns {
@@ -780,12 +770,12 @@ impl RemoteColumns {
         let mut members = self.members.write();
         match heard {
             Ok(columns) => {
-                let m = RemoteMember {
+                let m = Arc::new(RemoteMember {
                     id,
                     addr,
                     columns,
                     heard: Instant::now(),
-                };
+                });
                 match members.iter_mut().find(|m| m.id == id) {
                     Some(old) => *old = m,
                     None => members.push(m),
@@ -799,19 +789,14 @@ impl RemoteColumns {
     }
 
     /// The member to read table `table` from: one that has it available, heard from
-    /// lately, the furthest applied.
-    pub fn pick(&self, table: u32) -> Option<RemoteMember> {
+    /// lately, the furthest applied (asked for every scan planned: no copy).
+    pub fn pick(&self, table: u32) -> Option<Arc<RemoteMember>> {
         self.members
             .read()
             .iter()
             .filter(|m| m.heard.elapsed() < STATUS_FRESH && m.row_counts(table).is_some())
             .max_by_key(|m| m.columns.applied)
             .cloned()
-    }
-
-    /// What every member last said.
-    pub fn members(&self) -> Vec<RemoteMember> {
-        self.members.read().clone()
     }
 
     /// Waits until `member` applied `version` (at most `wait`): its status then, or why
@@ -827,8 +812,11 @@ impl RemoteColumns {
             .map_err(|e| format!("member {} did not answer: {e}", member.id))?;
         let mut members = self.members.write();
         if let Some(m) = members.iter_mut().find(|m| m.id == member.id) {
-            m.columns = status.clone();
-            m.heard = Instant::now();
+            *m = Arc::new(RemoteMember {
+                columns: status.clone(),
+                heard: Instant::now(),
+                ..member.clone()
+            });
         }
         if status.applied >= version {
             Ok(status)
@@ -847,15 +835,8 @@ impl RemoteColumns {
 /// A scan of another member's column replica.
 #[derive(Debug)]
 pub struct RemoteColumnScanExec {
-    member: u64,
-    addr: SocketAddr,
-    table: String,
-    header: Arc<ScanHeader>,
-    read_schema: Arc<Vec<u8>>,
-    conjuncts: Arc<Vec<Vec<u8>>>,
+    request: Arc<RemoteScanRequest>,
     filter_display: Option<String>,
-    /// The part of the filter evaluated here, on the member's batches of the columns read.
-    local: Option<Arc<ScanFilter>>,
     schema: SchemaRef,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -878,7 +859,6 @@ impl RemoteColumnScanExec {
         limit: Option<usize>,
         partitions: usize,
         wait: Duration,
-        time_zone: Option<String>,
         state: &dyn datafusion::catalog::Session,
     ) -> DfResult<Self> {
         let task = state.task_ctx();
@@ -908,46 +888,38 @@ impl RemoteColumnScanExec {
                 kept,
                 filter.output_positions().to_vec(),
             )?;
-            (
-                (0..filter.read.len()).collect(),
-                None,
-                Some(Arc::new(local)),
-            )
+            ((0..filter.read.len()).collect(), None, Some(local))
         };
         let mut read_schema = StreamWriter::try_new(Vec::new(), &filter.read_schema)?;
         read_schema.finish()?;
         let read_schema = read_schema.into_inner()?;
         let schema = filter.output_schema.clone();
         Ok(RemoteColumnScanExec {
-            member: member.id,
-            addr: member.addr,
-            table: table.name.clone(),
-            header: Arc::new(ScanHeader {
-                table,
-                version,
-                read: filter.read.clone(),
-                output,
-                conjuncts: conjuncts.len(),
-                limit,
-                partitions,
-                wait_ms: wait.as_millis() as u64,
-                time_zone,
+            request: Arc::new(RemoteScanRequest {
+                member: member.id,
+                addr: member.addr,
+                header: ScanHeader {
+                    table,
+                    version,
+                    read: filter.read.clone(),
+                    output,
+                    conjuncts: conjuncts.len(),
+                    limit,
+                    partitions,
+                    wait_ms: wait.as_millis() as u64,
+                    time_zone: state.config_options().execution.time_zone.clone(),
+                },
+                read_schema,
+                conjuncts,
+                local,
             }),
-            read_schema: Arc::new(read_schema),
-            conjuncts: Arc::new(conjuncts),
             filter_display: (!shipped.is_empty()).then(|| shipped.join(" AND ")),
-            local,
             props: leaf_properties(&schema, 1),
             schema,
             metrics: ExecutionPlanMetricsSet::new(),
             observer: None,
             estimates: None,
         })
-    }
-
-    /// The member that serves the scan.
-    pub fn member(&self) -> u64 {
-        self.member
     }
 
     /// Reports this scan's work to `observer`.
@@ -971,22 +943,23 @@ impl DisplayAs for RemoteColumnScanExec {
             .iter()
             .map(|f| f.name().as_str())
             .collect();
+        let r = &self.request;
         write!(
             f,
             "ColumnScan: table={}, engine=column, member={} ({}), version={}, projection=[{}]",
-            self.table,
-            self.member,
-            self.addr,
-            self.header.version,
+            r.header.table.name,
+            r.member,
+            r.addr,
+            r.header.version,
             cols.join(", ")
         )?;
         if let Some(filter) = &self.filter_display {
             write!(f, ", filter=[{filter}]")?;
         }
-        if let Some(local) = &self.local {
+        if let Some(local) = &r.local {
             write!(f, ", local_filter=[{}]", local.display())?;
         }
-        if let Some(l) = self.header.limit {
+        if let Some(l) = r.header.limit {
             write!(f, ", limit={l}")?;
         }
         if let Some(o) = &self.observer {
@@ -998,7 +971,7 @@ impl DisplayAs for RemoteColumnScanExec {
 
 /// The requesting side of one scan, read as DataFusion polls.
 struct Fetch {
-    exec: RemoteScanRequest,
+    exec: Arc<RemoteScanRequest>,
     socket: Option<TcpStream>,
     decoder: StreamDecoder,
     pending: Buffer,
@@ -1006,14 +979,16 @@ struct Fetch {
     report: Report,
 }
 
-/// What [`Fetch`] sends.
+/// Where a remote scan goes and what it asks.
+#[derive(Debug)]
 struct RemoteScanRequest {
     member: u64,
     addr: SocketAddr,
-    header: Arc<ScanHeader>,
-    read_schema: Arc<Vec<u8>>,
-    conjuncts: Arc<Vec<Vec<u8>>>,
-    local: Option<Arc<ScanFilter>>,
+    header: ScanHeader,
+    read_schema: Vec<u8>,
+    conjuncts: Vec<Vec<u8>>,
+    /// The part of the filter evaluated here, on the member's batches of the columns read.
+    local: Option<ScanFilter>,
 }
 
 /// Tells the observer the stream's rows and wall time when it ends or is dropped.
@@ -1047,15 +1022,17 @@ impl Fetch {
 
     async fn open(&mut self) -> DfResult<()> {
         let mut s = connect(self.exec.addr).await.map_err(|e| self.lost(e))?;
-        let request = serde_json::to_vec(&Request::Scan(self.exec.header.as_ref().clone()))
+        let request = serde_json::to_vec(&Request::Scan(self.exec.header.clone()))
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // One write of every frame.
         let mut out = Vec::new();
         for part in std::iter::once(&request)
-            .chain(std::iter::once(self.exec.read_schema.as_ref()))
+            .chain(std::iter::once(&self.exec.read_schema))
             .chain(self.exec.conjuncts.iter())
         {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
+            write_frame(&mut out, &[part])
+                .await
+                .map_err(|e| self.lost(e))?;
         }
         s.write_all(&out).await.map_err(|e| self.lost(e))?;
         self.socket = Some(s);
@@ -1140,14 +1117,7 @@ impl ExecutionPlan for RemoteColumnScanExec {
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let fetch = Fetch {
-            exec: RemoteScanRequest {
-                member: self.member,
-                addr: self.addr,
-                header: self.header.clone(),
-                read_schema: self.read_schema.clone(),
-                conjuncts: self.conjuncts.clone(),
-                local: self.local.clone(),
-            },
+            exec: self.request.clone(),
             socket: None,
             decoder: StreamDecoder::new(),
             pending: Buffer::from(Vec::<u8>::new()),

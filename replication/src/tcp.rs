@@ -107,8 +107,10 @@ struct Inner {
     loss_rng: AtomicU64,
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Open incoming connections, to shut down on stop.
-    incoming: Mutex<Vec<TcpStream>>,
+    /// Open incoming connections by a number of their own, to shut down on stop (each
+    /// reader removes its own when its connection ends: a snapshot comes on a connection
+    /// of its own).
+    incoming: Mutex<HashMap<u64, TcpStream>>,
     stats: TransportStats,
 }
 
@@ -142,7 +144,7 @@ impl TcpTransport {
             loss_rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15 ^ id),
             stopped: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
-            incoming: Mutex::new(Vec::new()),
+            incoming: Mutex::new(HashMap::new()),
             stats: TransportStats::default(),
         });
         let acceptor = {
@@ -234,7 +236,7 @@ impl TcpTransport {
         }
         // Wake the acceptor, and every reader blocked on its socket.
         let _ = TcpStream::connect_timeout(&self.inner.local_addr, CONNECT_TIMEOUT);
-        for s in self.inner.incoming.lock().drain(..) {
+        for (_, s) in self.inner.incoming.lock().drain() {
             let _ = s.shutdown(Shutdown::Both);
         }
         // Writers wake on their queue's disconnection.
@@ -347,14 +349,14 @@ impl Transport for TcpTransport {
 }
 
 fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
-    for stream in listener.incoming() {
+    for (n, stream) in (0u64..).zip(listener.incoming()) {
         if inner.stopped.load(Ordering::Acquire) {
             break;
         }
         let Ok(stream) = stream else { continue };
         let _ = stream.set_nodelay(true);
         if let Ok(clone) = stream.try_clone() {
-            inner.incoming.lock().push(clone);
+            inner.incoming.lock().insert(n, clone);
         }
         let reader = {
             let inner = inner.clone();
@@ -366,10 +368,15 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                             tracing::debug!(error = %e, "raft connection closed");
                         }
                     }
+                    inner.incoming.lock().remove(&n);
                 })
         };
         if let Ok(t) = reader {
-            inner.threads.lock().push(t);
+            let mut threads = inner.threads.lock();
+            // Readers of closed connections are done: let them go rather than keep them
+            // for the join at stop.
+            threads.retain(|t| !t.is_finished());
+            threads.push(t);
         }
     }
 }

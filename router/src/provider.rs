@@ -208,7 +208,7 @@ impl RowTableProvider {
     async fn remote_scan(
         &self,
         remote: &RemoteColumns,
-        member: RemoteMember,
+        member: Arc<RemoteMember>,
         view: &duet_rowstore::ReadView,
         filter: &ScanFilter,
         limit: Option<usize>,
@@ -224,7 +224,10 @@ impl RowTableProvider {
                 .wait_applied(&member, version, wait)
                 .await
                 .map_err(|why| (Fallback::WaitTimeout, why))?;
-            RemoteMember { columns, ..member }
+            Arc::new(RemoteMember {
+                columns,
+                ..member.as_ref().clone()
+            })
         };
         if member.row_counts(self.def.id).is_none() {
             return Err((
@@ -243,7 +246,6 @@ impl RowTableProvider {
             limit,
             partitions,
             wait,
-            state.config_options().execution.time_zone.clone(),
             state,
         )
         .map_err(|e| {
@@ -344,7 +346,7 @@ struct Costs {
     /// Whether the learner has applied the scan's version (a column scan need not wait).
     learner_ready: bool,
     /// The member whose column replica a column scan would read (none: this process's).
-    remote: Option<RemoteMember>,
+    remote: Option<Arc<RemoteMember>>,
 }
 
 /// A column scan of this process's replica or of another member's.
@@ -554,7 +556,7 @@ impl RowTableProvider {
                 partitions,
                 wait,
             ));
-            if remote.is_some() && columns.is_none() {
+            if remote.is_some() {
                 // The batches cross the network (and Arrow IPC) to this member.
                 let transfer = REMOTE_SCAN_US + est.out_rows * est.read_bytes * REMOTE_BYTE_US;
                 parts.wait += transfer;
@@ -569,7 +571,7 @@ impl RowTableProvider {
             row_cost,
             column,
             learner_ready,
-            remote: if columns.is_none() { remote } else { None },
+            remote,
         }
     }
 

@@ -195,7 +195,7 @@ impl ColumnAccess {
         table: u32,
     ) -> Option<(
         Arc<duet_colstore::remote::RemoteColumns>,
-        duet_colstore::remote::RemoteMember,
+        Arc<duet_colstore::remote::RemoteMember>,
     )> {
         if self.store.read().is_some() {
             return None;

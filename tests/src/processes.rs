@@ -40,33 +40,19 @@ pub async fn serve_member_from_env() {
     let listen = var("DUET_MEMBER_LISTEN").parse().unwrap();
     let cluster =
         duetdb::cluster::ClusterConfig::new(id, None, &var("DUET_MEMBER_CLUSTER")).unwrap();
-    // Kept until the process is killed.
-    let (_node, _column_member, _server, transport);
-    if cluster.me().row {
-        let served = duetdb::cluster::serve(
-            Path::new(&dir),
-            Some(&cluster),
-            listen,
-            duet_sql::ServerOptions::default(),
-        )
-        .await
-        .unwrap();
-        transport = served.0.cluster().unwrap().1.clone();
-        (_node, _server) = (Some(served.0), served.1);
-        _column_member = None;
+    let (dir_path, options) = (Path::new(&dir), duet_sql::ServerOptions::default());
+    // The member (kept until the process is killed) and its Raft transport.
+    let (transport, _member): (_, Box<dyn std::any::Any>) = if cluster.me().row {
+        let served = duetdb::cluster::serve(dir_path, Some(&cluster), listen, options)
+            .await
+            .unwrap();
+        (served.0.cluster().unwrap().1.clone(), Box::new(served))
     } else {
-        let served = duetdb::cluster::serve_column(
-            Path::new(&dir),
-            &cluster,
-            listen,
-            duet_sql::ServerOptions::default(),
-        )
-        .await
-        .unwrap();
-        transport = served.0.cluster().1.clone();
-        (_column_member, _server) = (Some(served.0), served.1);
-        _node = None;
-    }
+        let served = duetdb::cluster::serve_column(dir_path, &cluster, listen, options)
+            .await
+            .unwrap();
+        (served.0.cluster().1.clone(), Box::new(served))
+    };
     std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
     let mut isolated = String::new();
     loop {

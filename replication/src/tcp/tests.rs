@@ -103,6 +103,32 @@ fn write(members: &[Member], id: u64, data: &str) -> crate::Result<u64> {
         .wait()
 }
 
+/// Writes `data` through whichever of `candidates` leads once one does (within 10 s): that
+/// member and the write's index.
+fn write_via_new_leader(members: &[Member], candidates: &[u64], data: &str) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader = candidates.iter().find(|c| {
+            member(members, **c)
+                .peer
+                .as_ref()
+                .unwrap()
+                .status()
+                .is_leader()
+        });
+        if let Some(l) = leader {
+            if let Ok(i) = write(members, *l, data) {
+                return (*l, i);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{candidates:?} elected no leader"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn wait_all_applied(members: &[Member], index: u64) {
     for m in members.iter().filter(|m| m.peer.is_some()) {
         assert!(
@@ -232,24 +258,7 @@ fn a_partitioned_leader_commits_nothing_and_the_majority_goes_on() {
         .proposer()
         .propose(b"stranded".to_vec());
     // The majority elects one of its own and commits.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (new, index) = loop {
-        let leader = others.iter().find(|o| {
-            member(&members, **o)
-                .peer
-                .as_ref()
-                .unwrap()
-                .status()
-                .is_leader()
-        });
-        if let Some(l) = leader {
-            if let Ok(i) = write(&members, *l, "after") {
-                break (*l, i);
-            }
-        }
-        assert!(Instant::now() < deadline, "the majority elected no leader");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (new, index) = write_via_new_leader(&members, &others, "after");
     // Check-quorum: the old leader steps down instead of leading alone.
     let deadline = Instant::now() + Duration::from_secs(10);
     while member(&members, old)
@@ -330,16 +339,7 @@ fn read_index_covers_acknowledged_writes_and_a_cut_off_leader_gets_none() {
     }
     assert!(peer(leader).read_index(Duration::from_millis(600)).is_err());
     // The majority goes on, and its reads see its writes.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (new, index) = loop {
-        if let Some(l) = others.iter().find(|o| peer(**o).status().is_leader()) {
-            if let Ok(i) = write(&members, *l, "after") {
-                break (*l, i);
-            }
-        }
-        assert!(Instant::now() < deadline, "the majority elected no leader");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (new, index) = write_via_new_leader(&members, &others, "after");
     assert!(peer(new).read_index(Duration::from_secs(5)).unwrap() >= index);
     assert!(peer(leader).read_index(Duration::from_millis(300)).is_err());
 }
@@ -374,24 +374,7 @@ fn a_leader_that_cannot_hear_the_others_steps_down_and_a_slow_network_still_comm
     // One way: the leader's heartbeats reach the others, their answers never reach it. It
     // cannot commit, check-quorum steps it down, and the others elect one of their own.
     member(&members, old).transport.deafen(&others);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (new, index) = loop {
-        let leader = others.iter().find(|o| {
-            member(&members, **o)
-                .peer
-                .as_ref()
-                .unwrap()
-                .status()
-                .is_serving_leader()
-        });
-        if let Some(l) = leader {
-            if let Ok(i) = write(&members, *l, "after") {
-                break (*l, i);
-            }
-        }
-        assert!(Instant::now() < deadline, "the others elected no leader");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (new, index) = write_via_new_leader(&members, &others, "after");
     assert!(!member(&members, old)
         .peer
         .as_ref()

@@ -58,11 +58,19 @@ alone=$(queries 2>/tmp/cluster-tpch-alone.txt)
 echo "TPC-H SF$(basename "$(dirname "$TBL")" | tr -d sf) 22 queries alone: $alone s"
 secs=$(printf '%.0f' "$alone")
 [ "$secs" -ge 10 ] || secs=10
+sample_lag "$LEADER_PORT" 4 /tmp/cluster-tpch-lag-oltp.txt &
+lp=$!
 tps_alone=$(bench "$secs")
+kill "$lp"
 echo "pgbench tpcb-like (scale $SCALE, 8 clients) alone, $secs s: $tps_alone TPS"
+echo "  member 4's column lag meanwhile: $(lag_summary /tmp/cluster-tpch-lag-oltp.txt)"
 bench "$secs" > /tmp/cluster-tpch-tps.txt &
 bp=$!
+sample_lag "$LEADER_PORT" 4 /tmp/cluster-tpch-lag-both.txt &
+lp=$!
 both=$(queries 2>/tmp/cluster-tpch-both.txt)
 wait "$bp"
+kill "$lp"
 echo "together: TPC-H 22 queries $both s; pgbench $(cat /tmp/cluster-tpch-tps.txt) TPS over $secs s"
+echo "  member 4's column lag meanwhile: $(lag_summary /tmp/cluster-tpch-lag-both.txt)"
 paste /tmp/cluster-tpch-alone.txt /tmp/cluster-tpch-both.txt | awk '{printf "%s alone %.2f s, with pgbench %.2f s\n", $1, $2, $4}'

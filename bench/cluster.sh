@@ -2,7 +2,8 @@
 # pgbench against one DuetDB process and against a cluster of 3 voters and 1 column-only
 # member on loopback (scripts/cluster.sh), release builds on fresh data directories, run
 # alternately (one process, cluster, one process, cluster, …); pgbench connects to the
-# cluster's leader. Prints each run's TPS and, per workload, the median ratio cluster/one.
+# cluster's leader. Prints each run's TPS and, per workload, the median ratio cluster/one;
+# during the cluster's runs, the column-only member's lag is sampled every 0.5 s.
 #
 #   bench/cluster.sh [SCALE] [SECONDS] [PAIRS]      # default 10, 30, 3
 set -euo pipefail
@@ -40,10 +41,13 @@ for w in select-only tpcb-like; do
   ratios=()
   for pair in $(seq 1 "$PAIRS"); do
     one=$(run "$DUET_PORT" "$w")
+    sample_lag "$LPORT" 4 "/tmp/cluster-lag-$w-$pair.txt" &
+    lp=$!
     cluster=$(run "$LPORT" "$w")
+    kill "$lp"
     ratio=$(echo "scale=3; $cluster / $one" | bc)
     ratios+=("$ratio")
-    echo "$w pair $pair: one process $one TPS, cluster $cluster TPS, ratio $ratio (load $(cut -d' ' -f1 /proc/loadavg))"
+    echo "$w pair $pair: one process $one TPS, cluster $cluster TPS, ratio $ratio (load $(cut -d' ' -f1 /proc/loadavg)); member 4's column lag $(lag_summary "/tmp/cluster-lag-$w-$pair.txt")"
   done
   echo "$w: median ratio cluster/one $(printf '%s\n' "${ratios[@]}" | median), ratios ${ratios[*]}"
 done

@@ -59,3 +59,19 @@ cluster_start() { # voters column-members
   LEADER_PORT=$((base + LEADER))
 }
 
+# Member MEMBER's column lag as the member on PORT measures it (duet.cluster.column_lag_ms),
+# sampled every 0.5 s into FILE until the sampler is killed.
+sample_lag() { # port member file
+  : >"$3"
+  while sleep 0.5; do
+    psql -X -h 127.0.0.1 -p "$1" -U postgres -Atqc \
+      "SELECT column_lag_ms FROM duet.cluster WHERE member_id = $2" duetdb >>"$3" 2>/dev/null || true
+  done
+}
+
+lag_summary() { # file → "p50 …, p95 …, max … ms (N samples)"
+  grep -E '^[0-9]+$' "$1" | sort -n | awk '{a[NR]=$1} END {
+    if (NR == 0) { print "no samples"; exit }
+    i95 = int(NR * 0.95); if (i95 < 1) i95 = 1
+    printf "p50 %d, p95 %d, max %d ms (%d samples)", a[int((NR + 1) / 2)], a[i95], a[NR], NR }'
+}

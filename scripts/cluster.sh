@@ -53,7 +53,9 @@ start_member() {
     --listen "127.0.0.1:$((SQL_BASE + i))" --http "127.0.0.1:$((HTTP_BASE + i))" \
     --log-level warn >>"$DIR/m$i.log" 2>&1 &
   echo $! >"$DIR/m$i.pid"
-  echo "member $i: pid $!, SQL 127.0.0.1:$((SQL_BASE + i)), HTTP http://127.0.0.1:$((HTTP_BASE + i))/inspector"
+  local page=inspector
+  [ "$i" -gt "$n" ] && [ "${m:-0}" -gt 0 ] && page=api/cluster   # a column-only member
+  echo "member $i: pid $!, SQL 127.0.0.1:$((SQL_BASE + i)), HTTP http://127.0.0.1:$((HTTP_BASE + i))/$page"
 }
 
 case "${1:-}" in

@@ -21,6 +21,7 @@ use duet_colstore::remote::{PinnedSource, ReadPins, RemoteRowSource};
 use duet_colstore::LearnerStateMachine;
 use duet_colstore::{ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram};
 use duet_replication::{LogSync, Peer, PeerOptions, PeerStatus, TcpTransport};
+use duet_router::sysviews::{MemberRow, ReplicaRow};
 
 use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
@@ -122,5 +123,77 @@ impl ColumnMember {
     /// Versions other members may still scan here.
     pub fn read_pins(&self) -> &Arc<ReadPins> {
         &self.pins
+    }
+
+    /// How long the oldest commit the learner has not applied has been committed, as far
+    /// as it knows (from when it heard of the commit): 0 when caught up.
+    pub fn lag_ms(&self) -> u64 {
+        let s = self.learner.status();
+        let applied = s.applied();
+        if applied >= s.committed() {
+            return 0;
+        }
+        s.committed_at(applied + 1)
+            .map_or(0, |at| at.elapsed().as_millis() as u64)
+    }
+
+    /// The members as this one knows them (`/api/cluster`): the leader, from its messages,
+    /// and itself; only the leader follows the others (their state is `unknown`).
+    pub fn members(&self) -> Vec<MemberRow> {
+        let s = self.learner.status();
+        let (applied, commit, leader) = (s.applied(), s.committed(), s.leader());
+        self.config
+            .members
+            .iter()
+            .map(|m| {
+                let me = m.id == self.config.node_id;
+                let sql_addr = if me {
+                    self.transport.advertised_here()
+                } else {
+                    self.transport.advertised(m.id).unwrap_or_default()
+                };
+                MemberRow {
+                    member_id: m.id,
+                    replicas: m.replicas().into(),
+                    raft_addr: m.raft_addr.clone(),
+                    sql_addr,
+                    state: if me { "up" } else { "unknown" }.into(),
+                    leader: leader == Some(m.id),
+                    term: s.term(),
+                    applied_index: if me { applied } else { 0 },
+                    commit_index: commit,
+                    lag_entries: if me {
+                        commit.saturating_sub(applied)
+                    } else {
+                        0
+                    },
+                    column_index: me.then_some(applied),
+                    column_lag_ms: me.then(|| self.lag_ms()),
+                }
+            })
+            .collect()
+    }
+
+    /// Its tables' column replicas (`/api/replicas`).
+    pub fn replica_rows(&self) -> Vec<ReplicaRow> {
+        let s = self.learner.status();
+        let (applied, commit, running) = (s.applied(), s.committed(), s.is_running());
+        let lag_ms = self.lag_ms();
+        self.store
+            .status()
+            .into_iter()
+            .map(|t| ReplicaRow {
+                table_name: t.table,
+                column_replica: t.replicated,
+                state: if running { t.state } else { "down" }.to_string(),
+                progress: t.progress,
+                applied_index: applied,
+                commit_index: commit,
+                lag_entries: commit.saturating_sub(applied),
+                lag_ms,
+                delta_rows: t.delta_versions as u64,
+                stable_rows: t.stable_rows as u64,
+            })
+            .collect()
     }
 }

@@ -2,23 +2,28 @@
 //! `GET /health`, `GET /api/replicas` (the rows of `duet.replicas` as JSON),
 //! `GET /api/routing` (the router's recent decisions, per-table statistics freshness,
 //! replica lag, cost constants and calibration history, as JSON) and `GET /inspector`, a
-//! page that shows the same (`sql/src/inspector.html`, plain HTML and JavaScript).
+//! page that shows the same (`src/inspector.html`, plain HTML and JavaScript). A
+//! column-only member serves `/metrics`, `/health`, `/api/replicas` and `/api/cluster`.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use duet_router::sysviews::ReplicaInfo;
+use duet_colstore::ColumnStore;
+use duet_replication::PeerStatus;
+use duet_router::sysviews::{ReplicaInfo, ReplicaRow};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::column_member::ColumnMember;
 use crate::node::NodeRef;
 
 /// A running HTTP listener.
@@ -29,10 +34,8 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `listen` and serves on the current runtime.
+    /// Binds `listen` and serves `node`'s endpoints on the current runtime.
     pub async fn start(node: NodeRef, listen: SocketAddr) -> std::io::Result<HttpServer> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok\n" }))
@@ -41,6 +44,39 @@ impl HttpServer {
             .route("/api/routing", get(routing))
             .route("/inspector", get(inspector))
             .with_state(node);
+        Self::serve(app, listen).await
+    }
+
+    /// Binds `listen` and serves a column-only member's endpoints: `/metrics`, `/health`,
+    /// `/api/replicas` and `/api/cluster` (it routes no scans: the router's report and the
+    /// inspector are on the members with the row replica).
+    pub async fn start_column(
+        member: Arc<ColumnMember>,
+        listen: SocketAddr,
+    ) -> std::io::Result<HttpServer> {
+        let app = Router::new()
+            .route(
+                "/metrics",
+                get(|State(m): State<Arc<ColumnMember>>| async move {
+                    text_metrics(render_column_metrics(&m))
+                }),
+            )
+            .route("/health", get(|| async { "ok\n" }))
+            .route(
+                "/api/replicas",
+                get(|State(m): State<Arc<ColumnMember>>| async move { json(&m.replica_rows()) }),
+            )
+            .route(
+                "/api/cluster",
+                get(|State(m): State<Arc<ColumnMember>>| async move { json(&m.members()) }),
+            )
+            .with_state(member);
+        Self::serve(app, listen).await
+    }
+
+    async fn serve(app: Router, listen: SocketAddr) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
         let (tx, mut rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let stop = async move {
@@ -166,7 +202,11 @@ async fn inspector() -> impl IntoResponse {
 }
 
 async fn metrics(State(node): State<NodeRef>) -> impl IntoResponse {
-    match render_metrics(&node) {
+    text_metrics(render_metrics(&node))
+}
+
+fn text_metrics(rendered: Result<String, prometheus::Error>) -> impl IntoResponse {
+    match rendered {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -255,111 +295,138 @@ impl Collectors {
     }
 }
 
+impl Collectors {
+    /// Everything gathered, in the text format.
+    fn encode(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
 fn as_i64(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
 /// The row cache and both Raft peers' figures.
 fn raft_figures(node: &NodeRef, c: &Collectors) {
-    let Collectors {
-        raft,
-        raft_events,
-        row_cache,
-        ..
-    } = c;
     let (hits, misses) = node.store.row_cache_stats();
-    row_cache.with_label_values(&["hit"]).inc_by(hits);
-    row_cache.with_label_values(&["miss"]).inc_by(misses);
+    c.row_cache.with_label_values(&["hit"]).inc_by(hits);
+    c.row_cache.with_label_values(&["miss"]).inc_by(misses);
     let voter = node.voter();
-    raft.with_label_values(&["voter", "commit"])
-        .set(as_i64(voter.committed()));
-    raft.with_label_values(&["voter", "applied"])
-        .set(as_i64(voter.applied()));
-    raft.with_label_values(&["voter", "first"])
-        .set(as_i64(voter.first_index()));
-    raft.with_label_values(&["voter", "last"])
-        .set(as_i64(voter.last_index()));
-    let peers = [
-        ("voter", Some(voter.clone())),
-        ("learner", node.learner_peer()),
-    ];
-    for (role, status) in peers {
-        let Some(status) = status else { continue };
-        let (writes, entries) = status.log_writes();
-        for (event, n) in [
-            ("log_writes", writes),
-            ("entries_written", entries),
-            ("log_syncs", status.log_syncs()),
-        ] {
-            raft_events.with_label_values(&[role, event]).inc_by(n);
-        }
+    log_figures("voter", voter, c);
+    if let Some(learner) = node.learner_peer() {
+        peer_events("learner", &learner, c);
+    }
+}
+
+/// A peer's log indexes and its log writes.
+fn log_figures(role: &str, status: &PeerStatus, c: &Collectors) {
+    for (kind, v) in [
+        ("commit", status.committed()),
+        ("applied", status.applied()),
+        ("first", status.first_index()),
+        ("last", status.last_index()),
+    ] {
+        c.raft.with_label_values(&[role, kind]).set(as_i64(v));
+    }
+    peer_events(role, status, c);
+}
+
+/// Log writes, the entries they carried and syncs of one peer.
+fn peer_events(role: &str, status: &PeerStatus, c: &Collectors) {
+    let (writes, entries) = status.log_writes();
+    for (event, n) in [
+        ("log_writes", writes),
+        ("entries_written", entries),
+        ("log_syncs", status.log_syncs()),
+    ] {
+        c.raft_events.with_label_values(&[role, event]).inc_by(n);
     }
 }
 
 /// The learner's lag, every table's column replica and the column scans' counters.
 fn replica_figures(node: &NodeRef, c: &Collectors) {
-    let Collectors {
-        raft,
-        learner_lag,
-        table,
-        counters,
-        fallbacks,
-        ..
-    } = c;
     let l = node.learner_status();
-    raft.with_label_values(&["learner", "applied"])
-        .set(as_i64(l.applied));
-    learner_lag
+    learner_figures(l.applied, l.lag_entries, l.lag_ms, c);
+    table_figures(&node.replica_rows(), c);
+    if let Some(cs) = node.column_store() {
+        column_store_figures(&cs, c);
+    }
+    c.counters
+        .with_label_values(&["column_scans"])
+        .inc_by(node.columns().column_scans());
+    for (reason, n) in node.columns().fallbacks() {
+        c.fallbacks.with_label_values(&[reason]).inc_by(n);
+    }
+}
+
+fn learner_figures(applied: u64, lag_entries: u64, lag_ms: u64, c: &Collectors) {
+    c.raft
+        .with_label_values(&["learner", "applied"])
+        .set(as_i64(applied));
+    c.learner_lag
         .with_label_values(&["entries"])
-        .set(as_i64(l.lag_entries));
-    learner_lag
+        .set(as_i64(lag_entries));
+    c.learner_lag
         .with_label_values(&["milliseconds"])
-        .set(as_i64(l.lag_ms));
-    for r in node.replica_rows() {
+        .set(as_i64(lag_ms));
+}
+
+fn table_figures(rows: &[ReplicaRow], c: &Collectors) {
+    for r in rows {
         let state = match r.state.as_str() {
             "available" => 1.0,
             "building" => 0.5,
             _ => 0.0,
         };
-        table
-            .with_label_values(&[r.table_name.as_str(), "available"])
-            .set(state);
-        table
-            .with_label_values(&[r.table_name.as_str(), "build_progress"])
-            .set(r.progress);
-        table
-            .with_label_values(&[r.table_name.as_str(), "delta_rows"])
-            .set(r.delta_rows as f64);
-        table
-            .with_label_values(&[r.table_name.as_str(), "stable_rows"])
-            .set(r.stable_rows as f64);
-    }
-    if let Some(cs) = node.column_store() {
-        let c = &cs.counters;
-        for (name, v) in [
-            ("rows_applied", c.rows_applied.load(Ordering::Relaxed)),
-            ("compactions", c.compactions.load(Ordering::Relaxed)),
-            ("checkpoints", c.checkpoints.load(Ordering::Relaxed)),
-            ("builds", c.builds.load(Ordering::Relaxed)),
-            (
-                "apply_microseconds",
-                c.apply_nanos.load(Ordering::Relaxed) / 1000,
-            ),
-            ("versions_folded", c.versions_folded.load(Ordering::Relaxed)),
-            (
-                "compact_microseconds",
-                c.compact_nanos.load(Ordering::Relaxed) / 1000,
-            ),
+        let name = r.table_name.as_str();
+        for (figure, v) in [
+            ("available", state),
+            ("build_progress", r.progress),
+            ("delta_rows", r.delta_rows as f64),
+            ("stable_rows", r.stable_rows as f64),
         ] {
-            counters.with_label_values(&[name]).inc_by(v);
+            c.table.with_label_values(&[name, figure]).set(v);
         }
     }
-    counters
-        .with_label_values(&["column_scans"])
-        .inc_by(node.columns().column_scans());
-    for (reason, n) in node.columns().fallbacks() {
-        fallbacks.with_label_values(&[reason]).inc_by(n);
+}
+
+fn column_store_figures(cs: &ColumnStore, c: &Collectors) {
+    let n = &cs.counters;
+    for (name, v) in [
+        ("rows_applied", n.rows_applied.load(Ordering::Relaxed)),
+        ("compactions", n.compactions.load(Ordering::Relaxed)),
+        ("checkpoints", n.checkpoints.load(Ordering::Relaxed)),
+        ("builds", n.builds.load(Ordering::Relaxed)),
+        (
+            "apply_microseconds",
+            n.apply_nanos.load(Ordering::Relaxed) / 1000,
+        ),
+        ("versions_folded", n.versions_folded.load(Ordering::Relaxed)),
+        (
+            "compact_microseconds",
+            n.compact_nanos.load(Ordering::Relaxed) / 1000,
+        ),
+    ] {
+        c.counters.with_label_values(&[name]).inc_by(v);
     }
+}
+
+/// A column-only member's figures: its learner's log, lag and column store.
+pub fn render_column_metrics(member: &ColumnMember) -> Result<String, prometheus::Error> {
+    let c = Collectors::new()?;
+    let s = member.learner();
+    log_figures("learner", s, &c);
+    learner_figures(
+        s.applied(),
+        s.committed().saturating_sub(s.applied()),
+        member.lag_ms(),
+        &c,
+    );
+    table_figures(&member.replica_rows(), &c);
+    column_store_figures(member.store(), &c);
+    c.encode()
 }
 
 /// The node's figures in the Prometheus text format, gathered now.
@@ -367,9 +434,7 @@ pub fn render_metrics(node: &NodeRef) -> Result<String, prometheus::Error> {
     let c = Collectors::new()?;
     raft_figures(node, &c);
     replica_figures(node, &c);
-    let mut buf = Vec::new();
-    TextEncoder::new().encode(&c.registry.gather(), &mut buf)?;
-    let mut out = String::from_utf8_lossy(&buf).into_owned();
+    let mut out = c.encode()?;
     // Commit-to-learner visibility, already bucketed by the learner.
     let (buckets, count, sum) = node.lag_histogram().snapshot();
     out.push_str(

@@ -105,27 +105,42 @@ async fn run_column_member(
     listen: std::net::SocketAddr,
     options: duet_wire::ServerOptions,
 ) -> anyhow::Result<()> {
-    let (_member, server) =
+    let (member, server) =
         duetdb::cluster::serve_column(&config.data_dir, cluster, listen, options).await?;
-    if config.http != "off" {
-        tracing::warn!(
-            "a column-only member serves no HTTP endpoints yet; the leader's show the cluster"
-        );
-    }
+    let http = match config.http.as_str() {
+        "off" => None,
+        addr => {
+            let addr = addr
+                .parse()
+                .with_context(|| format!("Invalid http address {addr}"))?;
+            Some(
+                duetdb::HttpServer::start_column(member, addr)
+                    .await
+                    .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
+            )
+        }
+    };
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "DuetDB {} column member {} listening on {} (data in {}); SQL connections are \
-             relayed to the leader",
+            "DuetDB {} column member {} listening on {} (data in {}, metrics on {}); SQL \
+             connections are relayed to the leader",
             env!("CARGO_PKG_VERSION"),
             cluster.node_id,
             server.local_addr(),
             config.data_dir.display(),
+            http.as_ref().map_or("off".to_string(), |h| format!(
+                "http://{}/metrics",
+                h.local_addr()
+            )),
         );
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
+    if let Some(h) = http {
+        h.shutdown().await;
+    }
     Ok(())
 }
 

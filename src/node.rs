@@ -423,6 +423,7 @@ impl DuetNode {
         let commit = voter.committed();
         let leader = voter.leader();
         let column_here = self.learner_peer().map(|s| s.applied());
+        let lag_here = column_here.map(|_| self.learner_status().lag_ms);
         let Some((cluster, transport)) = &self.cluster else {
             return vec![MemberRow {
                 member_id: VOTER_ID,
@@ -436,8 +437,10 @@ impl DuetNode {
                 commit_index: commit,
                 lag_entries: 0,
                 column_index: column_here,
+                column_lag_ms: lag_here,
             }];
         };
+        let remote = self.columns().remote();
         cluster
             .members
             .iter()
@@ -470,6 +473,17 @@ impl DuetNode {
                     Some(_) if me => column_here,
                     Some(l) => find(l).map(|p| p.matched),
                 };
+                let column_lag_ms = match m.learner_raft_id() {
+                    None => None,
+                    Some(_) if me => lag_here,
+                    // Since the first commit it lacked when it answered; 0 if that came
+                    // later or is not committed yet.
+                    Some(_) => remote.as_ref().and_then(|r| r.get(m.id)).map(|r| {
+                        voter.committed_at(r.columns.applied + 1).map_or(0, |at| {
+                            r.heard.saturating_duration_since(at).as_millis() as u64
+                        })
+                    }),
+                };
                 MemberRow {
                     member_id: m.id,
                     replicas: m.replicas().into(),
@@ -482,6 +496,7 @@ impl DuetNode {
                     commit_index: commit,
                     lag_entries: commit.saturating_sub(applied),
                     column_index,
+                    column_lag_ms,
                 }
             })
             .collect()

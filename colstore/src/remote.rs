@@ -788,6 +788,11 @@ impl RemoteColumns {
         }
     }
 
+    /// What member `id` last said, if it answers.
+    pub fn get(&self, id: u64) -> Option<Arc<RemoteMember>> {
+        self.members.read().iter().find(|m| m.id == id).cloned()
+    }
+
     /// The member to read table `table` from: one that has it available, heard from
     /// lately, the furthest applied (asked for every scan planned: no copy).
     pub fn pick(&self, table: u32) -> Option<Arc<RemoteMember>> {

@@ -188,6 +188,10 @@ impl ColumnAccess {
     pub fn has_remote(&self) -> bool {
         self.remote.read().is_some()
     }
+    /// The other members' column replicas (in a cluster).
+    pub fn remote(&self) -> Option<Arc<duet_colstore::remote::RemoteColumns>> {
+        self.remote.read().clone()
+    }
     /// The member to read table `table`'s column replica from, when this process has no
     /// column replica running.
     pub fn remote_for(

@@ -55,6 +55,10 @@ pub struct MemberRow {
     pub lag_entries: u64,
     /// The column replica's last index the same way (NULL without one).
     pub column_index: Option<u64>,
+    /// How long the oldest commit the column replica had not applied had been committed
+    /// (0: caught up), when last known: this member's own, or another's as it answered
+    /// its last status request (every 300 ms). NULL without a column replica or unknown.
+    pub column_lag_ms: Option<u64>,
 }
 
 /// Where the rows come from (the process's replicas).
@@ -79,6 +83,7 @@ fn cluster_schema() -> SchemaRef {
         Field::new("commit_index", DataType::Int64, false),
         Field::new("lag_entries", DataType::Int64, false),
         Field::new("column_index", DataType::Int64, true),
+        Field::new("column_lag_ms", DataType::Int64, true),
     ]))
 }
 
@@ -108,6 +113,9 @@ fn cluster_batch(info: &dyn ReplicaInfo, schema: &SchemaRef) -> DfResult<RecordB
         int(|r| r.lag_entries),
         Arc::new(Int64Array::from_iter(
             rows.iter().map(|r| r.column_index.map(|v| v as i64)),
+        )),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|r| r.column_lag_ms.map(|v| v as i64)),
         )),
     ];
     Ok(RecordBatch::try_new(schema.clone(), columns)?)

@@ -42,16 +42,26 @@ pub async fn serve_member_from_env() {
         duetdb::cluster::ClusterConfig::new(id, None, &var("DUET_MEMBER_CLUSTER")).unwrap();
     let (dir_path, options) = (Path::new(&dir), duet_sql::ServerOptions::default());
     // The member (kept until the process is killed) and its Raft transport.
+    // The HTTP endpoints on a port of their own, written to the `http` file.
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (transport, _member): (_, Box<dyn std::any::Any>) = if cluster.me().row {
         let served = duetdb::cluster::serve(dir_path, Some(&cluster), listen, options)
             .await
             .unwrap();
-        (served.0.cluster().unwrap().1.clone(), Box::new(served))
+        let h = duetdb::HttpServer::start(served.0.clone(), http)
+            .await
+            .unwrap();
+        std::fs::write(dir_path.join("http"), h.local_addr().to_string()).unwrap();
+        (served.0.cluster().unwrap().1.clone(), Box::new((served, h)))
     } else {
         let served = duetdb::cluster::serve_column(dir_path, &cluster, listen, options)
             .await
             .unwrap();
-        (served.0.cluster().1.clone(), Box::new(served))
+        let h = duetdb::HttpServer::start_column(served.0.clone(), http)
+            .await
+            .unwrap();
+        std::fs::write(dir_path.join("http"), h.local_addr().to_string()).unwrap();
+        (served.0.cluster().1.clone(), Box::new((served, h)))
     };
     std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
     let mut isolated = String::new();
@@ -191,6 +201,13 @@ impl ClusterProcesses {
             assert!(Instant::now() < deadline, "member {id} did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET path` on member `id`'s HTTP endpoints (the body of a 200 answer).
+    pub async fn http_get(&mut self, id: u64, path: &str) -> anyhow::Result<String> {
+        let file = self.member(id).dir.join("http");
+        let addr = std::fs::read_to_string(file)?.parse()?;
+        crate::cluster::http_get(addr, path).await
     }
 
     /// `kill -9` of member `id`'s process.

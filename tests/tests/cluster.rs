@@ -645,6 +645,65 @@ async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
     assert!(explain(&db, "SELECT count(*) FROM facts WHERE k = 9999999")
         .await
         .contains("member=4"));
+
+    // Member 4's HTTP endpoints: the cluster as it knows it, its replicas, its figures.
+    let json = |body: String| -> serde_json::Value { serde_json::from_str(&body).unwrap() };
+    let members = json(c.http_get(4, "/api/cluster").await.unwrap());
+    let row = |id: u64| {
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["member_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(4)["state"], "up", "{members}");
+    assert!(row(4)["column_index"].as_u64().unwrap() > 0, "{members}");
+    assert_eq!(row(leader)["leader"], true, "{members}");
+    let replicas = json(c.http_get(4, "/api/replicas").await.unwrap());
+    assert!(
+        replicas
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["table_name"] == "facts" && r["state"] == "available"),
+        "{replicas}"
+    );
+    let metrics = c.http_get(4, "/metrics").await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("duet_raft_index")
+            && l.contains("peer=\"learner\"")
+            && l.contains("kind=\"applied\"")),
+        "{metrics}"
+    );
+
+    // How stale member 4's column replica is, as the leader measures it from member 4's
+    // status answers: cut off from the Raft messages it falls behind, and the lag grows
+    // with the age of the first commit it lacks; healed, it catches up.
+    async fn column_lag(db: &tokio_postgres::Client) -> i64 {
+        db.query_one(
+            "SELECT column_lag_ms FROM duet.cluster WHERE member_id = 4",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<i64>>(0)
+        .expect("the leader knows member 4's lag")
+    }
+    c.partition(4, false);
+    db.batch_execute("INSERT INTO facts VALUES (9999998, 2, 2.0)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let behind = column_lag(&db).await;
+    assert!(behind >= 1000, "member 4 cut off, lag {behind} ms");
+    c.partition(4, true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while column_lag(&db).await >= 1000 {
+        assert!(Instant::now() < deadline, "member 4 did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// One client of the register workload: reads and writes row 0 of `reg` through the
@@ -795,4 +854,260 @@ async fn a_register_stays_linearizable_through_kills_partitions_and_delays() {
             e.linearized, e.stuck_at
         );
     }
+}
+
+/// What one worker of the nemesis test saw.
+#[derive(Default)]
+struct Seen {
+    transfers: u64,
+    /// Bank totals read on the row replica and on the column replica (all 1000).
+    row_sums: u64,
+    column_sums: u64,
+    /// Keys of `uniq` acknowledged, and tried without an answer (committed or not).
+    acked: Vec<i32>,
+    unsure: Vec<i32>,
+}
+
+/// One worker of the nemesis test: connects through the members at `ports` in turn (a new
+/// member after every connection error) and, by `role`, moves money, reads the bank's total
+/// on both replicas, or inserts unique keys, until `stop`.
+async fn nemesis_worker(
+    w: i32,
+    role: &'static str,
+    ports: Vec<u16>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut i = 0i32;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let port = ports[(w + i) as usize % ports.len()];
+        let Ok((client, conn)) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=duetdb connect_timeout=5"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        else {
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute("SET duet.learner_wait_timeout = '2s'")
+            .await;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            i += 1;
+            let outcome = match role {
+                "transfer" => {
+                    let (from, to) = (1 + i % 10, 1 + (i * 7 + w) % 10);
+                    if from == to {
+                        continue;
+                    }
+                    let r = client
+                        .batch_execute(&format!(
+                            "BEGIN; UPDATE bank SET balance = balance - 1 WHERE id = {from}; \
+                             UPDATE bank SET balance = balance + 1 WHERE id = {to}; COMMIT"
+                        ))
+                        .await;
+                    if r.is_ok() {
+                        seen.transfers += 1;
+                    } else {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    r
+                }
+                "read" => {
+                    let engine = if i % 2 == 0 { "column" } else { "row" };
+                    let r = client
+                        .query_one(
+                            &format!("SELECT /*+ engine({engine}) */ sum(balance)::int FROM bank"),
+                            &[],
+                        )
+                        .await;
+                    if let Ok(row) = &r {
+                        assert_eq!(
+                            row.get::<_, i32>(0),
+                            1000,
+                            "the {engine} replica through port {port} saw money appear or vanish"
+                        );
+                        match engine {
+                            "column" => seen.column_sums += 1,
+                            _ => seen.row_sums += 1,
+                        }
+                    }
+                    r.map(|_| ())
+                }
+                _ => {
+                    let k = w * 1_000_000 + i;
+                    let r = client
+                        .execute("INSERT INTO uniq VALUES ($1, $2)", &[&k, &w])
+                        .await;
+                    // An error leaves it unknown (a leader that lost its office after
+                    // replicating the entry answers 40001, and its successor commits it).
+                    match &r {
+                        Ok(_) => seen.acked.push(k),
+                        Err(_) => seen.unsure.push(k),
+                    }
+                    r.map(|_| ())
+                }
+            };
+            if let Err(e) = outcome {
+                if e.is_closed() || e.code().is_none() {
+                    break; // the member is gone: connect to another
+                }
+            }
+        }
+        i += 1;
+    }
+    seen
+}
+
+/// Jepsen-style workloads under a nemesis: bank transfers (the total of every snapshot read
+/// on either replica, through any member, is 1000) and unique inserts (every acknowledged
+/// key present once, none that was never tried), through every member, while the leader is
+/// killed, the column-only member is killed, the leader is cut off, and the network turns
+/// one-way, slow and lossy. `DUET_NEMESIS_SECS` sets how long (14 s by default, for CI:
+/// each kind of fault once).
+#[tokio::test]
+async fn bank_and_set_workloads_hold_under_kills_partitions_and_a_lossy_network() {
+    let secs: u64 = std::env::var("DUET_NEMESIS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(14);
+    let mut c =
+        ProcessCluster::start(&["row", "row", "row", "column"], "cluster::child_member").await;
+    c.client(1)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE bank (id int PRIMARY KEY, balance int NOT NULL);
+             INSERT INTO bank SELECT g, 100 FROM generate_series(1, 10) g;
+             CREATE TABLE uniq (k int PRIMARY KEY, w int NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let ports: Vec<u16> = c.ids().into_iter().map(|id| c.sql_port(id)).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let roles = [
+        "transfer", "transfer", "transfer", "read", "read", "insert", "insert",
+    ];
+    let workers: Vec<_> = roles
+        .iter()
+        .enumerate()
+        .map(|(w, role)| {
+            tokio::spawn(nemesis_worker(
+                w as i32 + 1,
+                role,
+                ports.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut round = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = leader_via(&mut c, 1 + round % 3).await;
+        match round % 4 {
+            0 => {
+                c.kill(leader);
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                c.spawn(leader);
+                c.wait_ready(leader).await;
+            }
+            1 => {
+                c.kill(4);
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                c.spawn(4);
+                c.wait_ready(4).await;
+            }
+            2 => {
+                c.partition(leader, false);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                c.heal();
+            }
+            _ => {
+                for other in c.ids().into_iter().filter(|m| *m != leader) {
+                    c.cut_one_way(other, leader);
+                }
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                c.degrade(20, 5);
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                c.heal();
+            }
+        }
+        round += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Seen::default();
+    for w in workers {
+        let s = w.await.unwrap();
+        all.transfers += s.transfers;
+        all.row_sums += s.row_sums;
+        all.column_sums += s.column_sums;
+        all.acked.extend(s.acked);
+        all.unsure.extend(s.unsure);
+    }
+    eprintln!(
+        "nemesis: {round} faults in {secs} s; {} transfers, {} row and {} column totals read, \
+         {} inserts acknowledged, {} without an answer",
+        all.transfers,
+        all.row_sums,
+        all.column_sums,
+        all.acked.len(),
+        all.unsure.len()
+    );
+    assert!(all.transfers > 0 && all.row_sums > 0 && all.column_sums > 0);
+    assert!(!all.acked.is_empty());
+
+    // After the faults: both replicas agree, on the bank and on the set.
+    let leader = leader_via(&mut c, 1).await;
+    let db = c.client(leader).await.unwrap();
+    db.batch_execute("SET duet.learner_wait_timeout = '30s'")
+        .await
+        .unwrap();
+    // Until member 4 serves the column scans again.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !explain(&db, "SELECT /*+ engine(column) */ k FROM uniq")
+        .await
+        .contains("member=4")
+    {
+        assert!(
+            Instant::now() < until,
+            "member 4 does not serve column scans"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut keys_by_engine = Vec::new();
+    for engine in ["row", "column"] {
+        let total = crate::int(
+            &db,
+            &format!("SELECT /*+ engine({engine}) */ sum(balance) FROM bank"),
+        )
+        .await;
+        assert_eq!(total, 1000, "{engine} replica");
+        let keys: Vec<i32> = db
+            .query(
+                &format!("SELECT /*+ engine({engine}) */ k FROM uniq ORDER BY k"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        keys_by_engine.push(keys);
+    }
+    assert_eq!(
+        keys_by_engine[0], keys_by_engine[1],
+        "the replicas' sets differ"
+    );
+    let present: BTreeSet<i32> = keys_by_engine[0].iter().copied().collect();
+    assert_eq!(present.len(), keys_by_engine[0].len(), "a key twice");
+    let lost: Vec<&i32> = all.acked.iter().filter(|k| !present.contains(k)).collect();
+    assert!(lost.is_empty(), "acknowledged inserts lost: {lost:?}");
+    let tried: BTreeSet<i32> = all.acked.iter().chain(&all.unsure).copied().collect();
+    let invented: Vec<&i32> = present.iter().filter(|k| !tried.contains(k)).collect();
+    assert!(invented.is_empty(), "keys never inserted: {invented:?}");
 }

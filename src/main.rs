@@ -51,18 +51,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .calibrator
         .set_frozen(config.calibration_frozen())
         .context("Failed to save the router's calibration")?;
-    let http = match config.http.as_str() {
-        "off" => None,
-        addr => {
-            let addr = addr
-                .parse()
-                .with_context(|| format!("Invalid http address {addr}"))?;
-            Some(
-                duetdb::HttpServer::start(node.clone(), addr)
-                    .await
-                    .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
-            )
-        }
+    let http = match http_addr(&config)? {
+        None => None,
+        Some(addr) => Some(
+            duetdb::HttpServer::start(node.clone(), addr)
+                .await
+                .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
+        ),
     };
     #[allow(clippy::print_stdout)]
     {
@@ -107,18 +102,13 @@ async fn run_column_member(
 ) -> anyhow::Result<()> {
     let (member, server) =
         duetdb::cluster::serve_column(&config.data_dir, cluster, listen, options).await?;
-    let http = match config.http.as_str() {
-        "off" => None,
-        addr => {
-            let addr = addr
-                .parse()
-                .with_context(|| format!("Invalid http address {addr}"))?;
-            Some(
-                duetdb::HttpServer::start_column(member, addr)
-                    .await
-                    .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
-            )
-        }
+    let http = match http_addr(config)? {
+        None => None,
+        Some(addr) => Some(
+            duetdb::HttpServer::start_column(member, addr)
+                .await
+                .with_context(|| format!("Failed to listen on {addr} (HTTP)"))?,
+        ),
     };
     #[allow(clippy::print_stdout)]
     {
@@ -142,6 +132,17 @@ async fn run_column_member(
         h.shutdown().await;
     }
     Ok(())
+}
+
+/// `--http`: an address, or `off`.
+fn http_addr(config: &Config) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    match config.http.as_str() {
+        "off" => Ok(None),
+        addr => Ok(Some(
+            addr.parse()
+                .with_context(|| format!("Invalid http address {addr}"))?,
+        )),
+    }
 }
 
 async fn shutdown_signal() {

@@ -276,6 +276,14 @@ impl ColumnStore {
         self.applied_tx.send_replace(index);
     }
 
+    /// Log entry `index` carries no command (a new leader's first entry): the replica is
+    /// as of `index` without a change, and a scan at that version need not wait.
+    pub fn skip(&self, index: u64) {
+        if index > self.applied() {
+            self.set_applied(index);
+        }
+    }
+
     /// Applies log entry `index`, whose payload `data` is a command (`CommandRef`). Delta
     /// rows keep slices of `data`.
     pub fn apply(self: &Arc<Self>, index: u64, data: &Bytes) -> Result<()> {
@@ -737,6 +745,10 @@ impl StateMachine for LearnerStateMachine {
             self.lag.record(at.elapsed());
         }
         Ok(())
+    }
+
+    fn skip(&mut self, index: u64) {
+        self.store.skip(index);
     }
 
     fn applied_index(&self) -> u64 {

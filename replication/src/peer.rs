@@ -47,6 +47,13 @@ pub trait StateMachine: Send + 'static {
     /// durably; replay starts after it.
     fn applied_index(&self) -> u64;
 
+    /// Told of committed entry `index` that carries nothing to apply (a new leader's empty
+    /// entry, a configuration change), in log order: a state machine whose applied index
+    /// stands for "the log up to here" may advance it (nothing needs to be durable).
+    fn skip(&mut self, index: u64) {
+        let _ = index;
+    }
+
     /// Makes everything applied so far durable (the log before it may then be compacted) and
     /// returns the index that is now durable.
     fn persist(&mut self) -> std::result::Result<u64, StateMachineError> {
@@ -1024,10 +1031,14 @@ impl<S: StateMachine> Driver<S> {
         let index = e.index;
         match e.get_entry_type() {
             EntryType::EntryNormal => {
-                if !e.data.is_empty() && index > self.sm.applied_index() {
-                    self.sm
-                        .apply(index, &e.data)
-                        .map_err(|e| Error::apply(index, e))?;
+                if index > self.sm.applied_index() {
+                    if e.data.is_empty() {
+                        self.sm.skip(index);
+                    } else {
+                        self.sm
+                            .apply(index, &e.data)
+                            .map_err(|e| Error::apply(index, e))?;
+                    }
                 }
             }
             EntryType::EntryConfChange => {
@@ -1036,6 +1047,9 @@ impl<S: StateMachine> Driver<S> {
                     .map_err(|err| Error::Corrupt(format!("conf change {index}: {err}")))?;
                 let cs = self.raw.apply_conf_change(&cc)?;
                 self.log.set_conf_state(&cs)?;
+                if index > self.sm.applied_index() {
+                    self.sm.skip(index);
+                }
             }
             EntryType::EntryConfChangeV2 => {
                 return Err(Error::Corrupt(format!(

@@ -505,6 +505,23 @@ async fn a_leader_without_the_column_replica_scans_another_members() {
 async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
     let mut c =
         ProcessCluster::start(&["row", "row", "row", "column"], "cluster::child_member").await;
+    // Idle after the election, whose entry carries no command: member 4 is not behind.
+    let leader = leader_via(&mut c, 1).await;
+    let idle = c.client(leader).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while column_lag(&idle).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never heard from member 4"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lag = column_lag(&idle).await;
+    assert!(
+        lag.is_some_and(|l| l < 1000),
+        "idle member 4 {lag:?} ms behind"
+    );
     // SQL on the column member is relayed to the leader like on any other.
     let via_column = c.client(4).await.unwrap();
     via_column
@@ -681,29 +698,68 @@ async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
     // How stale member 4's column replica is, as the leader measures it from member 4's
     // status answers: cut off from the Raft messages it falls behind, and the lag grows
     // with the age of the first commit it lacks; healed, it catches up.
-    async fn column_lag(db: &tokio_postgres::Client) -> i64 {
-        db.query_one(
-            "SELECT column_lag_ms FROM duet.cluster WHERE member_id = 4",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, Option<i64>>(0)
-        .expect("the leader knows member 4's lag")
-    }
     c.partition(4, false);
     db.batch_execute("INSERT INTO facts VALUES (9999998, 2, 2.0)")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let behind = column_lag(&db).await;
+    let behind = column_lag(&db)
+        .await
+        .expect("the leader knows member 4's lag");
     assert!(behind >= 1000, "member 4 cut off, lag {behind} ms");
     c.partition(4, true);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while column_lag(&db).await >= 1000 {
+    while column_lag(&db).await.is_none_or(|l| l >= 1000) {
         assert!(Instant::now() < deadline, "member 4 did not catch up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A fault the workloads below run through.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// `kill -9`, a second down, restarted.
+    Kill,
+    /// Cut off from the others both ways for 1.5 s.
+    Partition,
+    /// Hears nobody (one way) for 1.5 s, then every link is slow and lossy for a second.
+    DeafThenLossy,
+}
+
+async fn inject(c: &mut ProcessCluster, fault: Fault, member: u64) {
+    match fault {
+        Fault::Kill => {
+            c.kill(member);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            c.spawn(member);
+            c.wait_ready(member).await;
+        }
+        Fault::Partition => {
+            c.partition(member, false);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            c.heal();
+        }
+        Fault::DeafThenLossy => {
+            for other in c.ids().into_iter().filter(|m| *m != member) {
+                c.cut_one_way(other, member);
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            c.degrade(30, 10);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            c.heal();
+        }
+    }
+}
+
+/// Member 4's column lag as `db`'s member measures it (`duet.cluster.column_lag_ms`).
+async fn column_lag(db: &tokio_postgres::Client) -> Option<i64> {
+    db.query_one(
+        "SELECT column_lag_ms FROM duet.cluster WHERE member_id = 4",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 /// One client of the register workload: reads and writes row 0 of `reg` through the
@@ -806,29 +862,8 @@ async fn a_register_stays_linearizable_through_kills_partitions_and_delays() {
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let leader = leader_via(&mut c, 1).await;
-        match round % 3 {
-            0 => {
-                c.kill(leader);
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                c.spawn(leader);
-                c.wait_ready(leader).await;
-            }
-            1 => {
-                c.partition(leader, false);
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                c.heal();
-            }
-            _ => {
-                // The leader hears nobody (one way), then every link is slow and lossy.
-                for other in c.ids().into_iter().filter(|m| *m != leader) {
-                    c.cut_one_way(other, leader);
-                }
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                c.degrade(30, 10);
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                c.heal();
-            }
-        }
+        let fault = [Fault::Kill, Fault::Partition, Fault::DeafThenLossy][round % 3];
+        inject(&mut c, fault, leader).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1009,32 +1044,10 @@ async fn bank_and_set_workloads_hold_under_kills_partitions_and_a_lossy_network(
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let leader = leader_via(&mut c, 1 + round % 3).await;
         match round % 4 {
-            0 => {
-                c.kill(leader);
-                tokio::time::sleep(Duration::from_millis(800)).await;
-                c.spawn(leader);
-                c.wait_ready(leader).await;
-            }
-            1 => {
-                c.kill(4);
-                tokio::time::sleep(Duration::from_millis(800)).await;
-                c.spawn(4);
-                c.wait_ready(4).await;
-            }
-            2 => {
-                c.partition(leader, false);
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                c.heal();
-            }
-            _ => {
-                for other in c.ids().into_iter().filter(|m| *m != leader) {
-                    c.cut_one_way(other, leader);
-                }
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                c.degrade(20, 5);
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                c.heal();
-            }
+            0 => inject(&mut c, Fault::Kill, leader).await,
+            1 => inject(&mut c, Fault::Kill, 4).await,
+            2 => inject(&mut c, Fault::Partition, leader).await,
+            _ => inject(&mut c, Fault::DeafThenLossy, leader).await,
         }
         round += 1;
     }

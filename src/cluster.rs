@@ -65,7 +65,13 @@ pub struct ClusterConfig {
     /// Where this member listens for Raft messages.
     pub raft_listen: String,
     pub members: Vec<Member>,
+    /// A member that hears from no leader for a random time in `[t, 2t)` starts an
+    /// election (raft's 10-tick election timeout: the tick is a tenth of it).
+    pub election_timeout: Duration,
 }
+
+/// The classic 150–300 ms range.
+pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(150);
 
 impl ClusterConfig {
     /// Reads `--initial-cluster` and checks this member against it; `raft_listen` defaults
@@ -80,7 +86,13 @@ impl ClusterConfig {
             node_id,
             raft_listen: raft_listen.unwrap_or_else(|| me.raft_addr.clone()),
             members,
+            election_timeout: DEFAULT_ELECTION_TIMEOUT,
         })
+    }
+
+    /// Raft's tick: a tenth of the election timeout (heartbeats go every 2 ticks).
+    pub fn tick(&self) -> Duration {
+        self.election_timeout / 10
     }
 
     /// Raft ids of the voters and of the learners.

@@ -91,7 +91,7 @@ impl ColumnMember {
             voter_ids,
             learner_ids,
         );
-        opts.tick = crate::node::CLUSTER_TICK;
+        opts.tick = config.tick();
         // As a row+column member's learner: the column state is checkpointed on its own.
         opts.log_sync = LogSync::Batched(crate::node::LEARNER_LOG_SYNC);
         let learner = Peer::start(opts, sm, transport.clone())

@@ -60,6 +60,10 @@ pub struct Cli {
     /// same list on every member. Without it DuetDB runs as one process.
     #[arg(long)]
     pub initial_cluster: Option<String>,
+    /// In a cluster: a member that hears from no leader for a random time between N and
+    /// 2N milliseconds starts an election (default 150; heartbeats go every N/5 ms)
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -92,6 +96,8 @@ pub struct Config {
     pub node_id: Option<u64>,
     pub raft_listen: Option<String>,
     pub initial_cluster: Option<String>,
+    /// Raft's election timeout in milliseconds (drawn at random in [N, 2N)).
+    pub election_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -113,6 +119,7 @@ impl Default for Config {
             node_id: None,
             raft_listen: None,
             initial_cluster: None,
+            election_timeout_ms: duetdb::cluster::DEFAULT_ELECTION_TIMEOUT.as_millis() as u64,
         }
     }
 }
@@ -166,6 +173,9 @@ impl Config {
         if cli.initial_cluster.is_some() {
             config.initial_cluster = cli.initial_cluster.clone();
         }
+        if let Some(ms) = cli.election_timeout_ms {
+            config.election_timeout_ms = ms;
+        }
         config.validate()?;
         if cli.config_check {
             #[allow(clippy::print_stdout)]
@@ -207,7 +217,9 @@ impl Config {
             !listen.ip().is_unspecified() && listen.port() != 0,
             "in a cluster, listen ({listen}) must be an address and port the other members              can reach: they relay SQL connections to it"
         );
-        duetdb::cluster::ClusterConfig::new(id, self.raft_listen.clone(), spec).map(Some)
+        let mut cluster = duetdb::cluster::ClusterConfig::new(id, self.raft_listen.clone(), spec)?;
+        cluster.election_timeout = std::time::Duration::from_millis(self.election_timeout_ms);
+        Ok(Some(cluster))
     }
 
     /// Whether the router's calibration is frozen.
@@ -236,6 +248,11 @@ impl Config {
         anyhow::ensure!(
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
+        );
+        anyhow::ensure!(
+            (50..=60_000).contains(&self.election_timeout_ms),
+            "election_timeout_ms must be between 50 and 60000, got {}",
+            self.election_timeout_ms
         );
         anyhow::ensure!(
             self.tls_cert.is_some() == self.tls_key.is_some(),
@@ -296,5 +313,22 @@ mod tests {
         assert!(!Config::default().calibration_frozen());
         let bad: Config = toml::from_str("router_calibration = \"off\"").unwrap();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn the_election_timeout_sets_the_raft_tick() {
+        let spec = "initial_cluster = \"1=row@127.0.0.1:7001,2=row@127.0.0.1:7002,3=row@127.0.0.1:7003\"\nnode_id = 2\n";
+        let default: Config = toml::from_str(spec).unwrap();
+        let cluster = default.cluster().unwrap().unwrap();
+        assert_eq!(cluster.tick(), std::time::Duration::from_millis(15));
+        let slow: Config = toml::from_str(&format!("{spec}election_timeout_ms = 1000")).unwrap();
+        assert!(slow.validate().is_ok());
+        let cluster = slow.cluster().unwrap().unwrap();
+        assert_eq!(cluster.election_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(cluster.tick(), std::time::Duration::from_millis(100));
+        for bad in [0, 49, 60_001] {
+            let c: Config = toml::from_str(&format!("{spec}election_timeout_ms = {bad}")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

@@ -69,9 +69,6 @@ impl RaftIds {
     }
 }
 
-/// Raft's tick in a cluster: with raft's 10-tick election timeout drawn in [10, 20)
-/// ticks, a new leader is elected 150–300 ms after the old one stopped answering.
-pub(crate) const CLUSTER_TICK: Duration = Duration::from_millis(15);
 /// How often, at most, the learner fsyncs its log (see [`LogSync::Batched`]).
 pub(crate) const LEARNER_LOG_SYNC: Duration = Duration::from_millis(100);
 
@@ -169,8 +166,8 @@ impl DuetNode {
             ids.voters,
             ids.learners,
         );
-        if tcp.is_some() {
-            opts.tick = CLUSTER_TICK;
+        if let Some((c, _)) = cluster {
+            opts.tick = c.tick();
         }
         let (store, voter) = start_voter(Arc::new(engine), opts, transport.clone())
             .map_err(|e| fail("start the row replica", data_dir, e))?;
@@ -287,8 +284,8 @@ impl DuetNode {
             ids.voters,
             ids.learners,
         );
-        if self.cluster.is_some() {
-            opts.tick = CLUSTER_TICK;
+        if let Some((c, _)) = &self.cluster {
+            opts.tick = c.tick();
         }
         // The learner has no vote and its column state is checkpointed on its own: its log
         // only spares the leader re-sending entries after a restart, so it is fsync'd in

@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use duet_replication::{PeerStatus, TcpTransport};
@@ -316,7 +317,7 @@ impl duet_wire::MemberService for ScanPort {
 }
 
 /// How often this member asks the others holding the column replica for its status.
-const COLUMN_STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(300);
+const COLUMN_STATUS_EVERY: Duration = Duration::from_millis(300);
 
 /// Keeps `remote` current: what each other member holding the column replica has applied
 /// and which tables it can scan, at the SQL address it advertised.
@@ -392,7 +393,7 @@ pub async fn end_sessions_when_not_leading(
 ) {
     let mut serving = false;
     loop {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let now = node.voter().is_serving_leader();
         if serving && !now {
             let n = sessions.terminate_all();

@@ -27,7 +27,7 @@ for t in region nation part supplier partsupp customer orders lineitem; do
 done
 psql "${A[@]}" -qc "ANALYZE" >/dev/null
 echo "TPC-H load (COPY + ANALYZE) through the leader: $(echo "$(now) - $t0" | bc) s"
-pgbench -i -q -s "$SCALE" "${A[@]:1}" >/dev/null 2>&1
+pgbench_load "$LEADER_PORT" "$SCALE"
 # Until member 4 serves lineitem's scans.
 for _ in $(seq 1 600); do
   psql "${A[@]}" -Atqc "SET duet.engine = 'column'; EXPLAIN SELECT count(*) FROM lineitem" 2>/dev/null \

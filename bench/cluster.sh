@@ -27,7 +27,7 @@ cluster_start 3 1
 LPORT=$LEADER_PORT
 echo "cluster leader: member $LEADER (port $LPORT)"
 for port in "$DUET_PORT" "$LPORT"; do
-  pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$port" -U postgres duetdb >/dev/null 2>&1
+  pgbench_load "$port" "$SCALE"
 done
 
 run() { # port workload → TPS

@@ -10,7 +10,8 @@
 #   scripts/cluster.sh stop         # stop every member (SIGTERM: the leader hands over)
 #
 # Data and logs go to $DUET_CLUSTER_DIR (default ./duet-cluster); DUET_PROFILE=release uses
-# the release build. psql may connect to any member; the others relay to the leader.
+# the release build; DUET_ELECTION_TIMEOUT_MS sets every member's --election-timeout-ms.
+# psql may connect to any member; the others relay to the leader.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,6 +52,7 @@ start_member() {
   mkdir -p "$DIR/m$i"
   "$BIN" --data-dir "$DIR/m$i" --node-id "$i" --initial-cluster "$(spec "$n" "${m:-0}")" \
     --listen "127.0.0.1:$((SQL_BASE + i))" --http "127.0.0.1:$((HTTP_BASE + i))" \
+    ${DUET_ELECTION_TIMEOUT_MS:+--election-timeout-ms "$DUET_ELECTION_TIMEOUT_MS"} \
     --log-level warn >>"$DIR/m$i.log" 2>&1 &
   echo $! >"$DIR/m$i.pid"
   local page=inspector

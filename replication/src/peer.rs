@@ -140,6 +140,11 @@ pub enum Role {
 /// With [`LogSync::Batched`], a sync comes early once this many messages wait for it (a
 /// quarter of the leader's window of appends in flight, `max_inflight_msgs`).
 const HELD_MESSAGES_MAX: usize = 64;
+/// Longest a driver turn keeps applying committed entries once it has applied one; the rest
+/// waits in the backlog for the next turns, so the peer answers messages in between. A
+/// voter that applies for a whole election timeout without answering looks dead to the
+/// leader's check-quorum (one entry still applies whole, however long it takes).
+const APPLY_BUDGET: Duration = Duration::from_millis(30);
 
 /// When a peer's log writes are fsync'd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,6 +534,7 @@ impl Peer {
             pending: BTreeMap::new(),
             applied: applied.max(status.applied()),
             backlog: true,
+            apply_until: None,
             last_tick: Instant::now(),
             last_compact_check: 0,
             applied_bytes: 0,
@@ -679,6 +685,8 @@ struct Driver<S: StateMachine> {
     /// Committed entries handed over by raft were not applied (paused, or a gap): read them
     /// back from the log.
     backlog: bool,
+    /// When this turn's applying must stop (see [`APPLY_BUDGET`]): set by its first apply.
+    apply_until: Option<Instant>,
     last_tick: Instant,
     last_compact_check: u64,
     /// Bytes of entries applied since the last compaction check.
@@ -703,6 +711,10 @@ impl<S: StateMachine> Driver<S> {
                 (self.unsynced_since, self.opts.log_sync)
             {
                 timeout = timeout.min(every.saturating_sub(since.elapsed()));
+            }
+            // Entries left to apply (a turn ran out of its apply budget): soon again.
+            if self.backlog && !self.paused() {
+                timeout = Duration::ZERO;
             }
             let timeout = timeout.max(Duration::from_millis(1));
             let first = match rx.recv_timeout(timeout) {
@@ -836,6 +848,7 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn turn(&mut self) -> Result<()> {
+        self.apply_until = None;
         if self.raw.has_ready() {
             let mut rd = self.raw.ready();
             self.send(rd.take_messages());
@@ -863,8 +876,10 @@ impl<S: StateMachine> Driver<S> {
                 self.status.set_applied(self.sm.applied_index());
                 tracing::info!(peer = self.opts.id, index, "restored from snapshot");
             }
+            // Applied once the new entries are written and the messages that waited for
+            // them are sent (etcd's order): a follower answers the leader before a long
+            // apply. Committed entries are in the log already.
             let committed = rd.take_committed_entries();
-            self.apply_entries(committed)?;
             let batched = matches!(self.opts.log_sync, LogSync::Batched(_));
             self.log.append(rd.entries(), rd.hs(), !batched)?;
             if !rd.entries().is_empty() || rd.hs().is_some() {
@@ -886,6 +901,7 @@ impl<S: StateMachine> Driver<S> {
             } else {
                 self.send(persisted);
             }
+            self.apply_entries(committed)?;
             let mut light = self.raw.advance(rd);
             // A term change drops the reads raft was confirming (a leader that steps down
             // forgets them): their callers try again.
@@ -989,7 +1005,7 @@ impl<S: StateMachine> Driver<S> {
             if e.index <= self.applied {
                 continue;
             }
-            if e.index != self.applied + 1 {
+            if e.index != self.applied + 1 || self.out_of_apply_budget() {
                 self.backlog = true;
                 return Ok(());
             }
@@ -1019,6 +1035,9 @@ impl<S: StateMachine> Driver<S> {
                     e.index
                 )));
             }
+            if self.out_of_apply_budget() {
+                return Ok(());
+            }
             self.apply_one(e)?;
         }
         if self.applied >= committed {
@@ -1027,7 +1046,14 @@ impl<S: StateMachine> Driver<S> {
         Ok(())
     }
 
+    /// Whether this turn applied for [`APPLY_BUDGET`] already.
+    fn out_of_apply_budget(&self) -> bool {
+        self.apply_until.is_some_and(|t| Instant::now() >= t)
+    }
+
     fn apply_one(&mut self, e: Entry) -> Result<()> {
+        self.apply_until
+            .get_or_insert_with(|| Instant::now() + APPLY_BUDGET);
         let index = e.index;
         match e.get_entry_type() {
             EntryType::EntryNormal => {

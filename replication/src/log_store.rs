@@ -51,6 +51,9 @@ pub struct LogStore {
     state: Arc<RwLock<Cached>>,
     /// The index the peer's state machine has applied (a snapshot is taken there).
     applied: Arc<AtomicU64>,
+    /// An entry is being applied beside the driver: the state is between two indexes, and
+    /// no snapshot can be taken.
+    applying: Arc<std::sync::atomic::AtomicBool>,
     snapshot_source: Arc<RwLock<Option<Arc<dyn SnapshotSource>>>>,
     /// The batch appends are encoded into, kept between them: raft-engine keeps its buffer
     /// (up to 8 MiB) across writes, where a new batch grew from 4 KiB by doubling for every
@@ -228,6 +231,7 @@ impl LogStore {
                 ..Cached::default()
             })),
             applied: Arc::new(AtomicU64::new(0)),
+            applying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             snapshot_source: Arc::new(RwLock::new(None)),
             batch: Arc::new(Mutex::new(LogBatch::default())),
         })
@@ -298,6 +302,11 @@ impl LogStore {
             .map_err(|e| self.err(e))?;
         self.state.write().conf_state = cs.clone();
         Ok(())
+    }
+
+    /// Whether an entry is being applied beside the driver (see [`LogStore::applying`]).
+    pub fn set_applying(&self, applying: bool) {
+        self.applying.store(applying, Ordering::Release);
     }
 
     /// Records what the state machine has applied (where a snapshot would be taken).
@@ -505,6 +514,12 @@ impl raft::Storage for LogStore {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         };
+        // Raft asks again later.
+        if self.applying.load(Ordering::Acquire) {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
         let index = self.applied.load(Ordering::Acquire);
         let term = raft::Storage::term(self, index)?;
         let data = source.build().map_err(|source| {

@@ -145,6 +145,20 @@ const HELD_MESSAGES_MAX: usize = 64;
 /// voter that applies for a whole election timeout without answering looks dead to the
 /// leader's check-quorum (one entry still applies whole, however long it takes).
 const APPLY_BUDGET: Duration = Duration::from_millis(30);
+/// An entry at least this large is applied on a thread of its own while the driver goes on
+/// writing the log and answering messages (one such entry at a time; the entries after it
+/// wait): applying a bulk load's entry can take longer than an election timeout, and a
+/// leader whose followers stay silent that long steps down (check-quorum).
+const APPLY_ASIDE_BYTES: usize = 1 << 20;
+
+/// An entry being applied beside the driver: the state machine is on that thread until
+/// it is done.
+struct Aside<S> {
+    index: u64,
+    term: u64,
+    bytes: u64,
+    job: std::thread::JoinHandle<(S, std::result::Result<(), StateMachineError>)>,
+}
 
 /// When a peer's log writes are fsync'd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -527,7 +541,8 @@ impl Peer {
         let driver = Driver {
             raw,
             log,
-            sm,
+            sm: Some(sm),
+            aside: None,
             opts: opts.clone(),
             status: status.clone(),
             transport: transport.clone(),
@@ -674,7 +689,9 @@ impl Drop for Peer {
 struct Driver<S: StateMachine> {
     raw: RawNode<LogStore>,
     log: LogStore,
-    sm: S,
+    /// The state machine, unless an entry is being applied beside the driver (`aside`).
+    sm: Option<S>,
+    aside: Option<Aside<S>>,
     opts: PeerOptions,
     status: Arc<PeerStatus>,
     transport: Arc<dyn Transport>,
@@ -713,7 +730,7 @@ impl<S: StateMachine> Driver<S> {
                 timeout = timeout.min(every.saturating_sub(since.elapsed()));
             }
             // Entries left to apply (a turn ran out of its apply budget): soon again.
-            if self.backlog && !self.paused() {
+            if (self.backlog && !self.paused()) || self.aside.is_some() {
                 timeout = Duration::ZERO;
             }
             let timeout = timeout.max(Duration::from_millis(1));
@@ -754,6 +771,12 @@ impl<S: StateMachine> Driver<S> {
             if let Err(e) = self.turn() {
                 self.fail(e);
                 break;
+            }
+        }
+        // An entry applied beside the driver finishes before the peer stops.
+        if self.aside.is_some() {
+            if let Err(e) = self.finish_aside(true) {
+                self.fail(e);
             }
         }
         self.status.running.store(false, Ordering::Release);
@@ -849,6 +872,7 @@ impl<S: StateMachine> Driver<S> {
 
     fn turn(&mut self) -> Result<()> {
         self.apply_until = None;
+        self.finish_aside(false)?;
         if self.raw.has_ready() {
             let mut rd = self.raw.ready();
             self.send(rd.take_messages());
@@ -863,7 +887,7 @@ impl<S: StateMachine> Driver<S> {
                 // The state machine first (durably): a crash before the log is replaced
                 // leaves an old log under a newer state, which replay skips; the other order
                 // would leave a log starting past what the state machine holds.
-                self.sm
+                self.state_machine()?
                     .restore(index, snap.get_data())
                     .map_err(|e| Error::apply(index, e))?;
                 self.log.apply_snapshot(&snap)?;
@@ -873,7 +897,8 @@ impl<S: StateMachine> Driver<S> {
                 self.status
                     .snapshots_restored
                     .fetch_add(1, Ordering::AcqRel);
-                self.status.set_applied(self.sm.applied_index());
+                let applied = self.state_machine()?.applied_index();
+                self.status.set_applied(applied);
                 tracing::info!(peer = self.opts.id, index, "restored from snapshot");
             }
             // Applied once the new entries are written and the messages that waited for
@@ -1005,7 +1030,7 @@ impl<S: StateMachine> Driver<S> {
             if e.index <= self.applied {
                 continue;
             }
-            if e.index != self.applied + 1 || self.out_of_apply_budget() {
+            if e.index != self.applied + 1 || self.out_of_apply_budget() || self.aside.is_some() {
                 self.backlog = true;
                 return Ok(());
             }
@@ -1017,7 +1042,7 @@ impl<S: StateMachine> Driver<S> {
     /// Applies committed entries raft handed over earlier but we did not apply, reading them
     /// back from the log (bounded per turn so messages keep flowing).
     fn catch_up(&mut self) -> Result<()> {
-        if !self.backlog || self.paused() {
+        if !self.backlog || self.paused() || self.aside.is_some() {
             return Ok(());
         }
         let committed = self.raw.raft.raft_log.committed.min(self.log.last_index());
@@ -1035,7 +1060,7 @@ impl<S: StateMachine> Driver<S> {
                     e.index
                 )));
             }
-            if self.out_of_apply_budget() {
+            if self.out_of_apply_budget() || self.aside.is_some() {
                 return Ok(());
             }
             self.apply_one(e)?;
@@ -1057,12 +1082,14 @@ impl<S: StateMachine> Driver<S> {
         let index = e.index;
         match e.get_entry_type() {
             EntryType::EntryNormal => {
-                if index > self.sm.applied_index() {
+                let sm = self.state_machine()?;
+                if index > sm.applied_index() {
                     if e.data.is_empty() {
-                        self.sm.skip(index);
+                        sm.skip(index);
+                    } else if e.data.len() >= APPLY_ASIDE_BYTES {
+                        return self.apply_aside(e);
                     } else {
-                        self.sm
-                            .apply(index, &e.data)
+                        sm.apply(index, &e.data)
                             .map_err(|e| Error::apply(index, e))?;
                     }
                 }
@@ -1073,8 +1100,9 @@ impl<S: StateMachine> Driver<S> {
                     .map_err(|err| Error::Corrupt(format!("conf change {index}: {err}")))?;
                 let cs = self.raw.apply_conf_change(&cc)?;
                 self.log.set_conf_state(&cs)?;
-                if index > self.sm.applied_index() {
-                    self.sm.skip(index);
+                let sm = self.state_machine()?;
+                if index > sm.applied_index() {
+                    sm.skip(index);
                 }
             }
             EntryType::EntryConfChangeV2 => {
@@ -1083,18 +1111,72 @@ impl<S: StateMachine> Driver<S> {
                 )));
             }
         }
+        self.applied_through(index, e.term, e.data.len() as u64);
+        Ok(())
+    }
+
+    /// Entry `index` of term `term` (`bytes` long) is applied: publishes it and answers
+    /// its proposer.
+    fn applied_through(&mut self, index: u64, term: u64, bytes: u64) {
         self.applied = index;
-        self.applied_bytes += e.data.len() as u64;
+        self.applied_bytes += bytes;
         self.log.set_applied(index);
         self.status.set_applied(index);
-        if let Some((term, done)) = self.pending.remove(&index) {
-            let r = if term == e.term {
+        if let Some((proposed_in, done)) = self.pending.remove(&index) {
+            let r = if proposed_in == term {
                 Ok(index)
             } else {
                 Err(Error::NotLeader)
             };
             let _ = done.send(r);
         }
+    }
+
+    /// The state machine, once an entry being applied beside the driver is done (waits for
+    /// it).
+    fn state_machine(&mut self) -> Result<&mut S> {
+        self.finish_aside(true)?;
+        Ok(self.sm.as_mut().expect("the state machine is back"))
+    }
+
+    /// Applies the large entry `e` on a thread of its own; the entries after it wait in the
+    /// backlog until [`Driver::finish_aside`] takes the state machine back.
+    fn apply_aside(&mut self, e: Entry) -> Result<()> {
+        let mut sm = self.sm.take().expect("no entry is being applied aside");
+        let (index, term, bytes) = (e.index, e.term, e.data.len() as u64);
+        let data = e.data;
+        self.log.set_applying(true);
+        let job = std::thread::Builder::new()
+            .name(format!("raft-{}-apply", self.opts.id))
+            .spawn(move || {
+                let r = sm.apply(index, &data);
+                (sm, r)
+            })
+            .map_err(|source| Error::Spawn { source })?;
+        self.aside = Some(Aside {
+            index,
+            term,
+            bytes,
+            job,
+        });
+        self.backlog = true;
+        Ok(())
+    }
+
+    /// Takes the state machine back from an entry applied beside the driver, once it is
+    /// done (`wait`: waiting for it).
+    fn finish_aside(&mut self, wait: bool) -> Result<()> {
+        let Some(aside) = self.aside.take_if(|a| wait || a.job.is_finished()) else {
+            return Ok(());
+        };
+        let (sm, applied) = aside
+            .job
+            .join()
+            .map_err(|_| Error::Corrupt(format!("applying entry {} panicked", aside.index)))?;
+        self.sm = Some(sm);
+        self.log.set_applying(false);
+        applied.map_err(|e| Error::apply(aside.index, e))?;
+        self.applied_through(aside.index, aside.term, aside.bytes);
         Ok(())
     }
 
@@ -1102,7 +1184,7 @@ impl<S: StateMachine> Driver<S> {
     /// with `force`).
     fn compact(&mut self, force: bool) -> Result<u64> {
         let durable = self
-            .sm
+            .state_machine()?
             .persist()
             .map_err(|e| Error::apply(0, e))?
             .min(self.applied);
@@ -1122,6 +1204,9 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn maybe_compact(&mut self) -> Result<()> {
+        if self.aside.is_some() {
+            return Ok(()); // next turn
+        }
         if self.applied < self.last_compact_check + self.opts.compact_every
             && self.applied_bytes < self.opts.compact_bytes
         {

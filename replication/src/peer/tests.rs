@@ -1,6 +1,9 @@
 //! Tests of the module above.
 use super::*;
 
+/// How long a [`Recorder`] takes to apply a large entry, asked at each.
+pub(crate) type LargeApply = Arc<dyn Fn() -> Duration + Send + Sync>;
+
 /// What a recorder has seen: (index, payload).
 pub(crate) type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
@@ -8,15 +11,23 @@ pub(crate) type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 pub(crate) struct Recorder {
     applied: u64,
     seen: Seen,
+    /// How long applying an entry of 1 MiB or more takes (a bulk load's entry).
+    large_apply: LargeApply,
 }
 
 impl Recorder {
     pub(crate) fn new(applied: u64) -> (Self, Seen) {
+        Self::slow(applied, Arc::new(|| Duration::ZERO))
+    }
+
+    /// One that takes `large_apply()` to apply each entry of 1 MiB or more.
+    pub(crate) fn slow(applied: u64, large_apply: LargeApply) -> (Self, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         (
             Recorder {
                 applied,
                 seen: seen.clone(),
+                large_apply,
             },
             seen,
         )
@@ -41,6 +52,9 @@ impl StateMachine for Recorder {
     fn apply(&mut self, index: u64, data: &Bytes) -> std::result::Result<(), StateMachineError> {
         if index <= self.applied {
             return Err(format!("index {index} applied twice").into());
+        }
+        if data.len() >= 1 << 20 {
+            std::thread::sleep((self.large_apply)());
         }
         self.applied = index;
         self.seen.lock().push((index, data.to_vec()));

@@ -27,6 +27,16 @@ fn options(dir: &Path, id: u64, voters: &[u64]) -> PeerOptions {
 
 /// `n` voters over TCP, each transport knowing the others' addresses.
 fn cluster(dir: &Path, n: u64) -> Vec<Member> {
+    slow_cluster(dir, n, |_| Arc::new(|| Duration::ZERO))
+}
+
+/// The same, whose member `id` takes `large_apply(id)()` to apply an entry of 1 MiB or
+/// more.
+fn slow_cluster(
+    dir: &Path,
+    n: u64,
+    large_apply: impl Fn(u64) -> crate::peer::tests::LargeApply,
+) -> Vec<Member> {
     let ids: Vec<u64> = (1..=n).collect();
     let transports: Vec<Arc<TcpTransport>> = ids
         .iter()
@@ -43,7 +53,7 @@ fn cluster(dir: &Path, n: u64) -> Vec<Member> {
     ids.iter()
         .zip(transports)
         .map(|(id, transport)| {
-            let (sm, seen) = Recorder::new(0);
+            let (sm, seen) = Recorder::slow(0, large_apply(*id));
             let peer = Peer::start(options(dir, *id, &ids), sm, transport.clone()).unwrap();
             Member {
                 id: *id,
@@ -459,4 +469,51 @@ fn a_member_behind_the_compacted_log_gets_a_chunked_snapshot_on_its_own_connecti
     assert!(sent.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(written(m), written(member(&members, leader)));
     assert_eq!(written(m).len(), 42);
+}
+
+/// Applying one entry may take the followers longer than an election timeout (a bulk
+/// load's entry, on busier machines than the leader's): they apply such an entry beside
+/// their raft thread and go on answering, so the leader keeps its office (its
+/// check-quorum hears them; no election, the same term) and the entries after it apply in
+/// order.
+#[test]
+fn a_slow_apply_of_a_large_entry_does_not_cost_the_leader_its_office() {
+    let dir = tempfile::tempdir().unwrap();
+    // The followers take 800 ms per large entry, the leader nothing.
+    let leading = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let members = slow_cluster(dir.path(), 3, |id| {
+        let leading = leading.clone();
+        Arc::new(move || {
+            if leading.load(std::sync::atomic::Ordering::Relaxed) == id {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(800)
+            }
+        })
+    });
+    let leader = agreed_leader(&members, Duration::from_secs(10));
+    leading.store(leader, std::sync::atomic::Ordering::Relaxed);
+    let status = member(&members, leader)
+        .peer
+        .as_ref()
+        .unwrap()
+        .status()
+        .clone();
+    let term = status.term();
+    let big = "x".repeat(2 << 20);
+    for round in 0..2 {
+        let i = write(&members, leader, &big).unwrap();
+        let j = write(&members, leader, &format!("after {round}")).unwrap();
+        assert!(j > i);
+        wait_all_applied(&members, j);
+    }
+    assert_eq!(status.term(), term, "an election took place");
+    assert!(status.is_leader());
+    for m in &members {
+        let w = written(m);
+        assert_eq!(w.len(), 4, "member {}", m.id);
+        assert_eq!(w[0].len(), big.len());
+        assert_eq!(w[1], "after 0");
+        assert_eq!(w[3], "after 1");
+    }
 }

@@ -129,12 +129,7 @@ impl ColumnMember {
     /// as it knows (from when it heard of the commit): 0 when caught up.
     pub fn lag_ms(&self) -> u64 {
         let s = self.learner.status();
-        let applied = s.applied();
-        if applied >= s.committed() {
-            return 0;
-        }
-        s.committed_at(applied + 1)
-            .map_or(0, |at| at.elapsed().as_millis() as u64)
+        s.behind_for(s.applied()).as_millis() as u64
     }
 
     /// The members as this one knows them (`/api/cluster`): the leader, from its messages,

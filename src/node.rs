@@ -377,14 +377,7 @@ impl DuetNode {
         let s = l.peer.status();
         let applied = s.applied();
         let lag_entries = leader_commit.saturating_sub(applied);
-        let lag_ms = if lag_entries == 0 {
-            0
-        } else {
-            self.voter
-                .status()
-                .committed_at(applied + 1)
-                .map_or(0, |t| t.elapsed().as_millis() as u64)
-        };
+        let lag_ms = self.voter.status().behind_for(applied).as_millis() as u64;
         LearnerStatus {
             running: s.is_running(),
             paused: s.is_paused(),

@@ -277,7 +277,7 @@ impl ColumnStore {
     }
 
     /// Log entry `index` carries no command (a new leader's first entry): the replica is
-    /// as of `index` without a change, and a scan at that version need not wait.
+    /// as of `index` without a change.
     pub fn skip(&self, index: u64) {
         if index > self.applied() {
             self.set_applied(index);

@@ -143,7 +143,8 @@ const HELD_MESSAGES_MAX: usize = 64;
 /// Longest a driver turn keeps applying committed entries once it has applied one; the rest
 /// waits in the backlog for the next turns, so the peer answers messages in between. A
 /// voter that applies for a whole election timeout without answering looks dead to the
-/// leader's check-quorum (one entry still applies whole, however long it takes).
+/// leader's check-quorum (an entry applies whole; a large one beside the driver, see
+/// [`APPLY_ASIDE_BYTES`]).
 const APPLY_BUDGET: Duration = Duration::from_millis(30);
 /// An entry at least this large is applied on a thread of its own while the driver goes on
 /// writing the log and answering messages (one such entry at a time; the entries after it
@@ -381,6 +382,13 @@ impl PeerStatus {
         let t = self.commit_times.lock();
         let pos = t.partition_point(|(i, _)| *i < index);
         t.get(pos).map(|(_, at)| *at)
+    }
+
+    /// How long a replica that applied up to `applied` has lacked a committed entry: the
+    /// time since the entry after it became committed here (zero if it is not committed).
+    pub fn behind_for(&self, applied: u64) -> Duration {
+        self.committed_at(applied + 1)
+            .map_or(Duration::ZERO, |at| at.elapsed())
     }
 
     fn set_applied(&self, index: u64) {

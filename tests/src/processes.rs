@@ -41,18 +41,17 @@ pub async fn serve_member_from_env() {
     let cluster =
         duetdb::cluster::ClusterConfig::new(id, None, &var("DUET_MEMBER_CLUSTER")).unwrap();
     let (dir_path, options) = (Path::new(&dir), duet_sql::ServerOptions::default());
-    // The member (kept until the process is killed) and its Raft transport.
-    // The HTTP endpoints on a port of their own, written to the `http` file.
+    // The member and its HTTP endpoints (kept until the process is killed; the endpoints'
+    // address in the `http` file) and its Raft transport.
     let http = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let (transport, _member): (_, Box<dyn std::any::Any>) = if cluster.me().row {
+    let (transport, endpoints, _member): (_, _, Box<dyn std::any::Any>) = if cluster.me().row {
         let served = duetdb::cluster::serve(dir_path, Some(&cluster), listen, options)
             .await
             .unwrap();
         let h = duetdb::HttpServer::start(served.0.clone(), http)
             .await
             .unwrap();
-        std::fs::write(dir_path.join("http"), h.local_addr().to_string()).unwrap();
-        (served.0.cluster().unwrap().1.clone(), Box::new((served, h)))
+        (served.0.cluster().unwrap().1.clone(), h, Box::new(served))
     } else {
         let served = duetdb::cluster::serve_column(dir_path, &cluster, listen, options)
             .await
@@ -60,9 +59,9 @@ pub async fn serve_member_from_env() {
         let h = duetdb::HttpServer::start_column(served.0.clone(), http)
             .await
             .unwrap();
-        std::fs::write(dir_path.join("http"), h.local_addr().to_string()).unwrap();
-        (served.0.cluster().1.clone(), Box::new((served, h)))
+        (served.0.cluster().1.clone(), h, Box::new(served))
     };
+    std::fs::write(dir_path.join("http"), endpoints.local_addr().to_string()).unwrap();
     std::fs::write(PathBuf::from(&dir).join("ready"), "").unwrap();
     let mut isolated = String::new();
     loop {

@@ -389,3 +389,132 @@ fn a_batched_learner_that_lost_its_log_tail_is_sent_it_again() {
     assert_eq!(payloads(&lseen), payloads(&vseen));
     assert_eq!(l.status().snapshots_restored(), 0);
 }
+
+/// A payload whose bytes tell where they are (a misplaced part shows).
+fn large_payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn a_proposal_larger_than_an_entry_is_written_as_parts_and_applied_whole_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let (sm, vseen) = Recorder::new(0);
+    let mut vo = voter(dir.path(), vec![2]);
+    vo.max_entry_bytes = 1000;
+    let mut v = Peer::start(vo.clone(), sm, t.clone()).unwrap();
+    let (lsm, lseen) = Recorder::new(0);
+    let l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+    let before = propose_concurrently(&v.proposer(), 1, 3, "a");
+    let big = large_payload(10_500);
+    // Small proposals race the large one: they wait for its parts, which stay consecutive.
+    let pending = v.proposer().propose(big.clone()).unwrap();
+    let small = propose_concurrently(&v.proposer(), 4, 5, "b");
+    let at = pending.wait().unwrap();
+    assert!(
+        at > *before.last().unwrap() + 10,
+        "11 parts: applied at {at}"
+    );
+    let last = *small.last().unwrap();
+    assert!(l
+        .status()
+        .wait_applied(last.max(at), Duration::from_secs(10)));
+    for seen in [&vseen, &lseen] {
+        let seen = seen.lock();
+        let whole: Vec<u64> = seen
+            .iter()
+            .filter(|(_, d)| d.len() > 100)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(whole, vec![at], "applied once, whole, at its last part");
+        assert_eq!(seen.iter().find(|(i, _)| *i == at).unwrap().1, big);
+        assert_eq!(seen.len(), 3 + 1 + 20);
+    }
+    assert_eq!(payloads_small(&lseen), payloads_small(&vseen));
+    v.shutdown();
+    drop(v);
+    drop(l);
+
+    // In the log: eleven parts of at most 1000 bytes, consecutive, naming the first.
+    let first = at - 10;
+    {
+        let log = LogStore::open(&vo.dir).unwrap();
+        let entries = log.read_entries(first, at + 1).unwrap();
+        for (n, e) in entries.iter().enumerate() {
+            let tag = PartTag::decode(&e.context).expect("a part");
+            assert_eq!(
+                (tag.group, tag.seq, tag.last),
+                (first, n as u32, e.index == at)
+            );
+            assert!(e.data.len() <= 1000);
+        }
+    }
+
+    // A state machine that had applied everything before the parts gets them again, whole.
+    let (sm, seen) = Recorder::new(first - 1);
+    let v = Peer::start(vo, sm, t).unwrap();
+    assert!(v
+        .status()
+        .wait_applied(last.max(at), Duration::from_secs(10)));
+    let seen = seen.lock();
+    assert_eq!(seen[0], (at, big));
+}
+
+/// Payloads shorter than a part (the small proposals), in order.
+fn payloads_small(seen: &Mutex<Vec<(u64, Vec<u8>)>>) -> Vec<Vec<u8>> {
+    seen.lock()
+        .iter()
+        .filter(|(_, d)| d.len() <= 100)
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
+#[test]
+fn parts_of_a_leader_that_lost_office_are_dropped_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let mut peers = Vec::new();
+    let mut seens = Vec::new();
+    for id in 1..=3 {
+        let mut o = PeerOptions::new(id, dir.path().join(format!("p{id}")), vec![1, 2, 3], vec![]);
+        o.tick = Duration::from_millis(10);
+        o.max_entry_bytes = 64;
+        let (sm, seen) = Recorder::new(0);
+        peers.push(Peer::start(o, sm, t.clone()).unwrap());
+        seens.push(seen);
+    }
+    let leader = |peers: &[Peer]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = peers.iter().position(|p| p.status().is_serving_leader()) {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let old = leader(&peers);
+    propose_concurrently(&peers[old].proposer(), 1, 2, "x");
+    // 2,000 parts, each waiting for a commit round: still going out when leadership moves.
+    let pending = peers[old]
+        .proposer()
+        .propose(large_payload(128_000))
+        .unwrap();
+    let start = peers[old].status().last_index();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while peers[old].status().committed() < start + 20 {
+        assert!(Instant::now() < deadline, "parts are not being committed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(peers[old].transfer_leadership(Duration::from_secs(10)));
+    let r = pending.wait();
+    assert!(matches!(r, Err(Error::NotLeader)), "{r:?}");
+    let new = leader(&peers);
+    assert_ne!(new, old);
+    let after = propose_concurrently(&peers[new].proposer(), 1, 2, "y");
+    let last = *after.last().unwrap();
+    for (p, seen) in peers.iter().zip(&seens) {
+        assert!(p.status().wait_applied(last, Duration::from_secs(10)));
+        assert_eq!(payloads(seen), vec!["x0-0", "x0-1", "y0-0", "y0-1"]);
+    }
+}

@@ -517,3 +517,35 @@ fn a_slow_apply_of_a_large_entry_does_not_cost_the_leader_its_office() {
         assert_eq!(w[3], "after 1");
     }
 }
+
+/// One proposal of a bulk load's size (an `ALTER TABLE ... ADD PRIMARY KEY` over a million
+/// rows was one 150 MB entry): written as parts of a few megabytes, so no driver is busy
+/// longer than an election timeout with it, and the leader keeps its office.
+#[test]
+fn a_bulk_proposal_does_not_cost_the_leader_its_office() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = cluster(dir.path(), 3);
+    let leader = agreed_leader(&members, Duration::from_secs(10));
+    let status = member(&members, leader)
+        .peer
+        .as_ref()
+        .unwrap()
+        .status()
+        .clone();
+    let term = status.term();
+    let big: String = (0..48 << 20)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let i = write(&members, leader, &big).unwrap();
+    let j = write(&members, leader, "after").unwrap();
+    assert!(j > i);
+    wait_all_applied(&members, j);
+    assert_eq!(status.term(), term, "an election took place");
+    assert!(status.is_leader());
+    for m in &members {
+        let w = written(m);
+        assert_eq!(w.len(), 2, "member {}", m.id);
+        assert!(w[0] == big, "member {}: the large write differs", m.id);
+        assert_eq!(w[1], "after");
+    }
+}

@@ -430,10 +430,25 @@ impl LogStore {
 
     /// Entries `[low, high)` (for tests and replay).
     pub fn read_entries(&self, low: u64, high: u64) -> Result<Vec<Entry>> {
+        self.read_entries_bounded(low, high, None)
+    }
+
+    /// Entries `[low, high)`, stopping before `max_bytes` of them (at least one entry).
+    pub fn read_entries_bounded(
+        &self,
+        low: u64,
+        high: u64,
+        max_bytes: Option<usize>,
+    ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         self.engine
-            .fetch_entries_to::<EntryExt>(GROUP, low, high, None, &mut out)
+            .fetch_entries_to::<EntryExt>(GROUP, low, high, max_bytes, &mut out)
             .map_err(|e| self.err(e))?;
+        if out.is_empty() && low < high {
+            self.engine
+                .fetch_entries_to::<EntryExt>(GROUP, low, low + 1, None, &mut out)
+                .map_err(|e| self.err(e))?;
+        }
         Ok(out)
     }
 }

@@ -158,6 +158,8 @@ const APPLY_ASIDE_BYTES: usize = 1 << 20;
 /// this project's 2-vCPU test machine a 4 MiB entry is written, fsync'd and sent well within
 /// a heartbeat.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
+/// At most this much of the log is read back (or handed over by raft) to apply at once.
+const READ_BACK_BYTES: usize = 64 << 20;
 /// Parts of a large proposal proposed and not yet committed, at most (see [`parts`]).
 const PARTS_IN_FLIGHT: u64 = 2;
 
@@ -181,13 +183,22 @@ enum Applied {
     Stray,
 }
 
-/// An entry being applied beside the driver: the state machine is on that thread until
+/// Work on the state machine beside the driver: the state machine is on that thread until
 /// it is done.
 struct Aside<S> {
-    index: u64,
-    term: u64,
-    bytes: u64,
-    job: std::thread::JoinHandle<(S, std::result::Result<(), StateMachineError>)>,
+    work: AsideWork,
+    /// The state machine back, and the index applied or made durable.
+    job: std::thread::JoinHandle<(S, std::result::Result<u64, StateMachineError>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum AsideWork {
+    /// Applying a large entry.
+    Apply { index: u64, term: u64, bytes: u64 },
+    /// [`StateMachine::persist`] before the log is compacted: the row replica's flush of a
+    /// bulk load's memtables took 0.4–0.9 s, and three voters doing it at once left the
+    /// leader without a quorum's answers for longer than an election timeout.
+    Persist,
 }
 
 /// When a peer's log writes are fsync'd.
@@ -567,6 +578,9 @@ impl Peer {
             applied,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // A replica catching up is handed committed entries a bounded batch at a time
+            // (a bulk load's parts are megabytes each).
+            max_committed_size_per_ready: READ_BACK_BYTES as u64,
             ..Default::default()
         };
         cfg.validate()?;
@@ -1186,7 +1200,9 @@ impl<S: StateMachine> Driver<S> {
             return Ok(());
         }
         let high = committed.min(self.applied + 1024) + 1;
-        let entries = self.log.read_entries(self.applied + 1, high)?;
+        let entries =
+            self.log
+                .read_entries_bounded(self.applied + 1, high, Some(READ_BACK_BYTES))?;
         for e in entries {
             if e.index != self.applied + 1 {
                 return Err(Error::Corrupt(format!(
@@ -1303,40 +1319,57 @@ impl<S: StateMachine> Driver<S> {
     /// Applies the large entry at `index` on a thread of its own; the entries after it wait in the
     /// backlog until [`Driver::finish_aside`] takes the state machine back.
     fn apply_aside(&mut self, index: u64, term: u64, data: Bytes) -> Result<()> {
-        let mut sm = self.sm.take().expect("no entry is being applied aside");
         let bytes = data.len() as u64;
+        // Between two indexes meanwhile: no snapshot.
         self.log.set_applying(true);
-        let job = std::thread::Builder::new()
-            .name(format!("raft-{}-apply", self.opts.id))
-            .spawn(move || {
-                let r = sm.apply(index, &data);
-                (sm, r)
-            })
-            .map_err(|source| Error::Spawn { source })?;
-        self.aside = Some(Aside {
-            index,
-            term,
-            bytes,
-            job,
-        });
+        self.aside(AsideWork::Apply { index, term, bytes }, move |sm| {
+            sm.apply(index, &data).map(|()| index)
+        })?;
         self.backlog = true;
         Ok(())
     }
 
-    /// Takes the state machine back from an entry applied beside the driver, once it is
-    /// done (`wait`: waiting for it).
+    /// Runs `f` on the state machine on a thread of its own (see [`AsideWork`]).
+    fn aside(
+        &mut self,
+        work: AsideWork,
+        f: impl FnOnce(&mut S) -> std::result::Result<u64, StateMachineError> + Send + 'static,
+    ) -> Result<()> {
+        let mut sm = self.sm.take().expect("nothing is being done aside");
+        let job = std::thread::Builder::new()
+            .name(format!("raft-{}-aside", self.opts.id))
+            .spawn(move || {
+                let r = f(&mut sm);
+                (sm, r)
+            })
+            .map_err(|source| Error::Spawn { source })?;
+        self.aside = Some(Aside { work, job });
+        Ok(())
+    }
+
+    /// Takes the state machine back from work beside the driver, once it is done (`wait`:
+    /// waiting for it), and finishes that work.
     fn finish_aside(&mut self, wait: bool) -> Result<()> {
         let Some(aside) = self.aside.take_if(|a| wait || a.job.is_finished()) else {
             return Ok(());
         };
-        let (sm, applied) = aside
+        let (index, what) = match aside.work {
+            AsideWork::Apply { index, .. } => (index, "applying entry"),
+            AsideWork::Persist => (0, "persisting the state machine"),
+        };
+        let (sm, r) = aside
             .job
             .join()
-            .map_err(|_| Error::Corrupt(format!("applying entry {} panicked", aside.index)))?;
+            .map_err(|_| Error::Corrupt(format!("{what} {index} panicked")))?;
         self.sm = Some(sm);
-        self.log.set_applying(false);
-        applied.map_err(|e| Error::apply(aside.index, e))?;
-        self.applied_through(aside.index, aside.term, aside.bytes, Applied::Entry);
+        let done = r.map_err(|e| Error::apply(index, e))?;
+        match aside.work {
+            AsideWork::Apply { index, term, bytes } => {
+                self.log.set_applying(false);
+                self.applied_through(index, term, bytes, Applied::Entry);
+            }
+            AsideWork::Persist => self.compacted(done)?,
+        }
         Ok(())
     }
 
@@ -1346,9 +1379,14 @@ impl<S: StateMachine> Driver<S> {
         let durable = self
             .state_machine()?
             .persist()
-            .map_err(|e| Error::apply(0, e))?
-            .min(self.applied);
-        let mut upto = durable;
+            .map_err(|e| Error::apply(0, e))?;
+        self.compact_log(durable, force)
+    }
+
+    /// Drops the log before `durable` (what this peer's state machine has made durable) and
+    /// what the other replicas have (unless `force`).
+    fn compact_log(&mut self, durable: u64, force: bool) -> Result<u64> {
+        let mut upto = durable.min(self.applied);
         if !force && self.raw.raft.state == StateRole::Leader {
             for (id, pr) in self.raw.raft.prs().iter() {
                 if *id != self.opts.id {
@@ -1374,14 +1412,21 @@ impl<S: StateMachine> Driver<S> {
         }
         self.last_compact_check = self.applied;
         self.applied_bytes = 0;
-        let first = self.compact(false)?;
+        // Applying waits meanwhile; the log is compacted when it is done.
+        self.aside(AsideWork::Persist, |sm| sm.persist())
+    }
+
+    /// The state machine made everything up to `durable` durable (beside the driver):
+    /// compacts the log up to what every replica has, or past a replica too far behind.
+    fn compacted(&mut self, durable: u64) -> Result<()> {
+        let first = self.compact_log(durable, false)?;
         if self.applied.saturating_sub(first) > self.opts.max_log_behind {
             tracing::warn!(
                 peer = self.opts.id,
                 kept = self.applied - first,
                 "a replica is too far behind: compacting past it (it will need a snapshot)"
             );
-            self.compact(true)?;
+            self.compact_log(durable, true)?;
         }
         Ok(())
     }

@@ -13,6 +13,8 @@ pub(crate) struct Recorder {
     seen: Seen,
     /// How long applying an entry of 1 MiB or more takes (a bulk load's entry).
     large_apply: LargeApply,
+    /// How long [`StateMachine::persist`] takes, asked at each.
+    pub(crate) persist_delay: LargeApply,
 }
 
 impl Recorder {
@@ -28,6 +30,7 @@ impl Recorder {
                 applied,
                 seen: seen.clone(),
                 large_apply,
+                persist_delay: Arc::new(|| Duration::ZERO),
             },
             seen,
         )
@@ -62,6 +65,10 @@ impl StateMachine for Recorder {
     }
     fn applied_index(&self) -> u64 {
         self.applied
+    }
+    fn persist(&mut self) -> std::result::Result<u64, StateMachineError> {
+        std::thread::sleep((self.persist_delay)());
+        Ok(self.applied)
     }
     fn restore(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), StateMachineError> {
         let mut seen = self.seen.lock();

@@ -37,7 +37,7 @@ use crate::error::{Error, Result, StateMachineError};
 use crate::log_store::LogStore;
 
 mod parts;
-use parts::{Assembled, Assembler, Outgoing, PartTag};
+use parts::{join, Assembled, Assembler, Outgoing, PartTag};
 
 /// What replication calls with committed entries. It knows nothing of what is inside them.
 pub trait StateMachine: Send + 'static {
@@ -1242,10 +1242,10 @@ impl<S: StateMachine> Driver<S> {
         }
         match e.get_entry_type() {
             EntryType::EntryNormal => {
-                let data = match tag {
-                    None => e.data,
+                let parts = match tag {
+                    None => vec![e.data],
                     Some(tag) => match self.assembler.push(index, tag, e.data) {
-                        Assembled::Whole(data) => data,
+                        Assembled::Whole(parts) => parts,
                         Assembled::Kept => {
                             // The state machine is still before the group.
                             self.applied_through(index, e.term, bytes, Applied::Part);
@@ -1257,14 +1257,16 @@ impl<S: StateMachine> Driver<S> {
                         }
                     },
                 };
+                let len: usize = parts.iter().map(Bytes::len).sum();
                 let sm = self.state_machine()?;
                 if index > sm.applied_index() {
-                    if data.is_empty() {
+                    if len == 0 {
                         sm.skip(index);
-                    } else if data.len() >= APPLY_ASIDE_BYTES {
-                        return self.apply_aside(index, e.term, data);
+                    } else if len >= APPLY_ASIDE_BYTES {
+                        return self.apply_aside(index, e.term, parts);
                     } else {
-                        sm.apply(index, &data).map_err(|e| Error::apply(index, e))?;
+                        sm.apply(index, &join(parts))
+                            .map_err(|e| Error::apply(index, e))?;
                     }
                 }
             }
@@ -1318,12 +1320,12 @@ impl<S: StateMachine> Driver<S> {
 
     /// Applies the large entry at `index` on a thread of its own; the entries after it wait in the
     /// backlog until [`Driver::finish_aside`] takes the state machine back.
-    fn apply_aside(&mut self, index: u64, term: u64, data: Bytes) -> Result<()> {
-        let bytes = data.len() as u64;
+    fn apply_aside(&mut self, index: u64, term: u64, parts: Vec<Bytes>) -> Result<()> {
+        let bytes = parts.iter().map(|p| p.len() as u64).sum();
         // Between two indexes meanwhile: no snapshot.
         self.log.set_applying(true);
         self.aside(AsideWork::Apply { index, term, bytes }, move |sm| {
-            sm.apply(index, &data).map(|()| index)
+            sm.apply(index, &join(parts)).map(|()| index)
         })?;
         self.backlog = true;
         Ok(())

@@ -64,6 +64,10 @@ pub struct Cli {
     /// 2N milliseconds starts an election (default 150; heartbeats go every N/5 ms)
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
+    /// Seconds a row version stays readable after a newer one replaced it, for readers the
+    /// row replica does not know of; older ones are garbage-collected (default 600)
+    #[arg(long)]
+    pub gc_life_time_s: Option<u64>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -98,6 +102,8 @@ pub struct Config {
     pub initial_cluster: Option<String>,
     /// Raft's election timeout in milliseconds (drawn at random in [N, 2N)).
     pub election_timeout_ms: u64,
+    /// How long a replaced row version stays readable (MVCC garbage collection's grace).
+    pub gc_life_time_s: u64,
 }
 
 impl Default for Config {
@@ -120,6 +126,7 @@ impl Default for Config {
             raft_listen: None,
             initial_cluster: None,
             election_timeout_ms: duetdb::cluster::DEFAULT_ELECTION_TIMEOUT.as_millis() as u64,
+            gc_life_time_s: duet_rowstore::store::GC_LIFE_TIME.as_secs(),
         }
     }
 }
@@ -175,6 +182,9 @@ impl Config {
         }
         if let Some(ms) = cli.election_timeout_ms {
             config.election_timeout_ms = ms;
+        }
+        if let Some(s) = cli.gc_life_time_s {
+            config.gc_life_time_s = s;
         }
         config.validate()?;
         if cli.config_check {
@@ -253,6 +263,12 @@ impl Config {
             (50..=60_000).contains(&self.election_timeout_ms),
             "election_timeout_ms must be between 50 and 60000, got {}",
             self.election_timeout_ms
+        );
+        anyhow::ensure!(
+            self.gc_life_time_s >= duet_rowstore::store::GC_LIFE_TIME_MIN.as_secs(),
+            "gc_life_time_s must be at least {}, got {}",
+            duet_rowstore::store::GC_LIFE_TIME_MIN.as_secs(),
+            self.gc_life_time_s
         );
         anyhow::ensure!(
             self.tls_cert.is_some() == self.tls_key.is_some(),

@@ -230,6 +230,8 @@ struct Collectors {
     fallbacks: IntCounterVec,
     raft_events: IntCounterVec,
     row_cache: IntCounterVec,
+    gc: IntGaugeVec,
+    gc_removed: IntCounterVec,
 }
 
 impl Collectors {
@@ -275,6 +277,22 @@ impl Collectors {
             ),
             &["result"],
         )?;
+        let gc = IntGaugeVec::new(
+            Opts::new(
+                "duet_gc",
+                "Row replica garbage collection: safe_point, safe_point_age_ms, versions_behind (current version minus the safe point), life_time_ms",
+            ),
+            &["figure"],
+        )?;
+        let gc_removed = IntCounterVec::new(
+            Opts::new(
+                "duet_gc_removed_total",
+                "What garbage collection removed from the row replica: versions, tombstones, bytes",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(gc.clone()))?;
+        registry.register(Box::new(gc_removed.clone()))?;
         registry.register(Box::new(raft.clone()))?;
         registry.register(Box::new(row_cache.clone()))?;
         registry.register(Box::new(raft_events.clone()))?;
@@ -291,6 +309,8 @@ impl Collectors {
             fallbacks,
             raft_events,
             row_cache,
+            gc,
+            gc_removed,
         })
     }
 }
@@ -313,6 +333,28 @@ fn raft_figures(node: &NodeRef, c: &Collectors) {
     let (hits, misses) = node.store.row_cache_stats();
     c.row_cache.with_label_values(&["hit"]).inc_by(hits);
     c.row_cache.with_label_values(&["miss"]).inc_by(misses);
+    let gc = node.store.gc_report();
+    for (figure, v) in [
+        ("safe_point", gc.stats.safe_point),
+        (
+            "safe_point_age_ms",
+            gc.safe_point_age.map_or(0, |d| d.as_millis() as u64),
+        ),
+        (
+            "versions_behind",
+            gc.current_version.saturating_sub(gc.stats.safe_point),
+        ),
+        ("life_time_ms", gc.life_time.as_millis() as u64),
+    ] {
+        c.gc.with_label_values(&[figure]).set(as_i64(v));
+    }
+    for (kind, v) in [
+        ("versions", gc.stats.versions_removed),
+        ("tombstones", gc.stats.tombstones_removed),
+        ("bytes", gc.stats.bytes_removed),
+    ] {
+        c.gc_removed.with_label_values(&[kind]).inc_by(v);
+    }
     let voter = node.voter();
     log_figures("voter", voter, c);
     if let Some(learner) = node.learner_peer() {

@@ -47,6 +47,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let (node, server) =
         duetdb::cluster::serve(&config.data_dir, cluster.as_ref(), listen, options).await?;
+    node.store
+        .set_gc_life_time(std::time::Duration::from_secs(config.gc_life_time_s));
     node.router()
         .calibrator
         .set_frozen(config.calibration_frozen())

@@ -498,6 +498,19 @@ impl ReplicaInfo for DuetNode {
         self.members()
     }
 
+    fn gc_rows(&self) -> Vec<duet_router::sysviews::GcRow> {
+        let r = self.store.gc_report();
+        vec![duet_router::sysviews::GcRow {
+            safe_point: r.stats.safe_point,
+            safe_point_age_ms: r.safe_point_age.map(|d| d.as_millis() as u64),
+            current_version: r.current_version,
+            life_time_ms: r.life_time.as_millis() as u64,
+            versions_removed: r.stats.versions_removed,
+            tombstones_removed: r.stats.tombstones_removed,
+            bytes_removed: r.stats.bytes_removed,
+        }]
+    }
+
     fn replica_rows(&self) -> Vec<ReplicaRow> {
         let learner = self.learner_status();
         let columns: std::collections::HashMap<String, duet_colstore::TableStatus> = self

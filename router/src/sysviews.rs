@@ -2,8 +2,9 @@
 //! addresses, state, whether it leads, how far it has the log), `duet.replicas` (per table: its column
 //! replica, state, build progress, the learner's applied index against the leader's commit
 //! index, lag, delta and stable sizes) and `duet.routing_log` (the router's recent
-//! decisions with both costs, estimated and actual rows, actual time and regret). Rows are
-//! computed when the view is scanned.
+//! decisions with both costs, estimated and actual rows, actual time and regret) and
+//! `duet.gc` (the row replica's MVCC garbage collection: safe point, its age, what was
+//! removed). Rows are computed when the view is scanned.
 
 use std::fmt;
 use std::sync::Arc;
@@ -61,9 +62,28 @@ pub struct MemberRow {
     pub column_lag_ms: Option<u64>,
 }
 
+/// The one row of `duet.gc`: the row replica's MVCC garbage collection on this member.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GcRow {
+    /// Versions older than this that a newer one at or below it shadows are removed.
+    pub safe_point: u64,
+    /// How long ago the safe point's version was current (NULL before the first one).
+    pub safe_point_age_ms: Option<u64>,
+    pub current_version: u64,
+    /// `gc_life_time`: how long a replaced version stays readable.
+    pub life_time_ms: u64,
+    pub versions_removed: u64,
+    pub tombstones_removed: u64,
+    pub bytes_removed: u64,
+}
+
 /// Where the rows come from (the process's replicas).
 pub trait ReplicaInfo: Send + Sync {
     fn replica_rows(&self) -> Vec<ReplicaRow>;
+    /// This member's row replica's garbage collection (none without a row replica).
+    fn gc_rows(&self) -> Vec<GcRow> {
+        vec![]
+    }
     /// The members of the cluster, as this process knows them.
     fn member_rows(&self) -> Vec<MemberRow> {
         vec![]
@@ -134,6 +154,39 @@ fn replicas_schema() -> SchemaRef {
         Field::new("delta_rows", DataType::Int64, false),
         Field::new("stable_rows", DataType::Int64, false),
     ]))
+}
+
+fn gc_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("safe_point", DataType::Int64, false),
+        Field::new("safe_point_age_ms", DataType::Int64, true),
+        Field::new("current_version", DataType::Int64, false),
+        Field::new("life_time_ms", DataType::Int64, false),
+        Field::new("versions_removed", DataType::Int64, false),
+        Field::new("tombstones_removed", DataType::Int64, false),
+        Field::new("bytes_removed", DataType::Int64, false),
+    ]))
+}
+
+fn gc_batch(info: &dyn ReplicaInfo, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let rows = info.gc_rows();
+    let int = |f: fn(&GcRow) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| f(r).min(i64::MAX as u64) as i64),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        int(|r| r.safe_point),
+        Arc::new(Int64Array::from_iter(rows.iter().map(|r| {
+            r.safe_point_age_ms.map(|v| v.min(i64::MAX as u64) as i64)
+        }))),
+        int(|r| r.current_version),
+        int(|r| r.life_time_ms),
+        int(|r| r.versions_removed),
+        int(|r| r.tombstones_removed),
+        int(|r| r.bytes_removed),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Computes a view's rows (as one batch of the given schema).
@@ -273,6 +326,7 @@ pub struct SystemSchema {
     replicas: Arc<ComputedView>,
     cluster: Arc<ComputedView>,
     routing_log: Arc<ComputedView>,
+    gc: Arc<ComputedView>,
 }
 
 impl fmt::Debug for SystemSchema {
@@ -287,7 +341,13 @@ impl SystemSchema {
 
     pub fn new(info: Arc<dyn ReplicaInfo>, router: crate::RouterRef) -> Self {
         let members = info.clone();
+        let gc_info = info.clone();
         Self {
+            gc: Arc::new(ComputedView {
+                name: "gc",
+                schema: gc_schema(),
+                rows: Box::new(move |schema| gc_batch(gc_info.as_ref(), schema)),
+            }),
             replicas: Arc::new(ComputedView {
                 name: "replicas",
                 schema: replicas_schema(),
@@ -310,7 +370,12 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["cluster".into(), "replicas".into(), "routing_log".into()]
+        vec![
+            "cluster".into(),
+            "gc".into(),
+            "replicas".into(),
+            "routing_log".into(),
+        ]
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
@@ -318,11 +383,12 @@ impl SchemaProvider for SystemSchema {
             "replicas" => Some(self.replicas.clone() as Arc<dyn TableProvider>),
             "cluster" => Some(self.cluster.clone() as Arc<dyn TableProvider>),
             "routing_log" => Some(self.routing_log.clone() as Arc<dyn TableProvider>),
+            "gc" => Some(self.gc.clone() as Arc<dyn TableProvider>),
             _ => None,
         })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "cluster" | "replicas" | "routing_log")
+        matches!(name, "cluster" | "gc" | "replicas" | "routing_log")
     }
 }

@@ -154,6 +154,17 @@ pub trait KvEngine: Send + Sync + 'static {
     }
     /// Flushes memtables: every write before it is on stable storage.
     fn flush(&self) -> Result<()>;
+    /// MVCC garbage collection's shared state, if this engine drops garbage while it
+    /// compacts (see [`crate::gc`]).
+    fn gc_state(&self) -> Option<crate::gc::GcStateRef> {
+        None
+    }
+    /// Compacts `[start, end)` now (everything with `None`s), so garbage collection runs
+    /// over it at once.
+    fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        let _ = (start, end);
+        Ok(())
+    }
     /// For each range `i` of `ranges` (in ascending order for speed), calls `f(i, pair)`
     /// with the first pair in `[start, end)`, or `None` if there is none. Engines serve all
     /// ranges with one iterator; this default seeks each range on its own.

@@ -76,6 +76,9 @@ pub enum Error {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// A read at a version garbage collection has passed (see [`crate::gc`]).
+    #[error("snapshot too old: version {version} is older than the garbage-collection safe point {safe_point}")]
+    SnapshotTooOld { version: u64, safe_point: u64 },
     /// Bytes on disk could not be decoded.
     #[error("Failed to decode stored data: {0}")]
     Corrupt(String),

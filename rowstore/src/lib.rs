@@ -23,6 +23,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod gc;
 pub mod lock;
 pub mod replica;
 pub mod rowcache;

@@ -95,6 +95,23 @@ impl RowSource for Store {
         version: u64,
         f: &mut RowVisitor<'_>,
     ) -> duet_common::Result<()> {
+        // A build reads an older version than the current one: held from garbage
+        // collection while it reads (or refused if already collected).
+        self.pin_version(version)
+            .map_err(duet_common::Error::row_source)?;
+        let r = self.scan_table_pinned(def, version, f);
+        self.unpin_version(version);
+        r
+    }
+}
+
+impl Store {
+    fn scan_table_pinned(
+        &self,
+        def: &TableDef,
+        version: u64,
+        f: &mut RowVisitor<'_>,
+    ) -> duet_common::Result<()> {
         let prefix = key::record_prefix(def.storage_id);
         let end = memcmp::prefix_end(&prefix);
         self.scan_versions(&prefix, &end, Version::new(version), &mut |k, v| {

@@ -13,9 +13,10 @@
 //! entry), reads what it needs, proposes its command. Commits share the gate only while they
 //! check and propose, never while they wait for the log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use duet_replication::{PendingProposal, Proposer};
 
@@ -23,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::engine::{KvEngineRef, WriteBatch};
 use crate::error::{Error, Result};
+use crate::gc::{GcStateRef, GcStats};
 use duet_common::catalog::{
     Catalog, ColumnDef, IndexDef, RoleDef, TableDef, TableDefRef, CATALOG_FORMAT,
 };
@@ -86,6 +88,16 @@ impl Latches {
 }
 
 const VERSION_KEY: &str = "version";
+/// The garbage-collection safe point (local to this replica, not replicated).
+const GC_SAFE_POINT_KEY: &str = "gc_safe_point";
+/// The default `gc_life_time`: versions current within it are kept for readers this
+/// replica does not know of (PostgreSQL-style grace).
+pub const GC_LIFE_TIME: Duration = Duration::from_secs(600);
+/// The least `gc_life_time`: a read that pins nothing (an autocommit point read) finishes
+/// well within it.
+pub const GC_LIFE_TIME_MIN: Duration = Duration::from_secs(1);
+/// How often the background thread advances the safe point.
+const GC_TICK: Duration = Duration::from_secs(1);
 const NEXT_ID_KEY: &str = "next_id";
 const NEXT_ROWID_KEY: &str = "next_rowid";
 const FORMAT_KEY: &str = "format";
@@ -119,10 +131,25 @@ pub struct Store {
     changes: Mutex<HashMap<u32, u64>>,
     /// Newest versions of recently read rows (point reads skip the engine).
     row_cache: crate::rowcache::RowCache,
+    /// MVCC garbage collection: the safe point (shared with the engine's compaction filter),
+    /// the grace period, and the version current at each tick within it.
+    gc: GcStateRef,
+    gc_life_ms: AtomicU64,
+    gc_history: Mutex<VecDeque<(Instant, u64)>>,
 }
 
 /// Shared handle to the store.
 pub type StoreRef = Arc<Store>;
+
+/// Garbage collection's figures (see [`Store::gc_report`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GcReport {
+    pub stats: GcStats,
+    pub current_version: u64,
+    pub life_time: Duration,
+    /// How long ago the safe point's version was the current one.
+    pub safe_point_age: Option<Duration>,
+}
 
 /// A snapshot registered as in use (see [`Store::pin`]).
 pub struct SnapshotPin {
@@ -138,13 +165,7 @@ impl SnapshotPin {
 
 impl Drop for SnapshotPin {
     fn drop(&mut self) {
-        let mut pins = self.store.pins.lock();
-        if let Some(n) = pins.get_mut(&self.version.get()) {
-            *n -= 1;
-            if *n == 0 {
-                pins.remove(&self.version.get());
-            }
-        }
+        self.store.unpin_version(self.version.get());
     }
 }
 
@@ -176,6 +197,7 @@ impl Store {
         }
         let next_id = read_u64(&engine, NEXT_ID_KEY)?.unwrap_or(1) as u32;
         let next_rowid = read_u64(&engine, NEXT_ROWID_KEY)?.unwrap_or(1);
+        let engine_gc = engine.gc_state().unwrap_or_default();
         let store = Store {
             engine,
             visible: AtomicU64::new(version),
@@ -191,7 +213,13 @@ impl Store {
             next_id: AtomicU32::new(next_id),
             next_rowid: AtomicU64::new(next_rowid),
             row_cache: crate::rowcache::RowCache::new(ROW_CACHE_BYTES),
+            gc: engine_gc,
+            gc_life_ms: AtomicU64::new(GC_LIFE_TIME.as_millis() as u64),
+            gc_history: Mutex::new(VecDeque::new()),
         };
+        store
+            .gc
+            .advance(read_u64(&store.engine, GC_SAFE_POINT_KEY)?.unwrap_or(0));
         let (start, end) = key::catalog_range();
         let mut catalog = Catalog::default();
         store.scan_versions(&start, &end, Version::MAX, &mut |k, payload| {
@@ -204,7 +232,141 @@ impl Store {
             tables = store.catalog.read().tables().count(),
             "row store opened"
         );
-        Ok(Arc::new(store))
+        let store = Arc::new(store);
+        store
+            .gc_history
+            .lock()
+            .push_back((Instant::now(), store.current_version().get()));
+        Self::start_gc(&store)?;
+        Ok(store)
+    }
+
+    // ---------------------------------------------------------------- garbage collection
+
+    /// Advances the safe point every [`GC_TICK`] until the store is dropped.
+    fn start_gc(store: &StoreRef) -> Result<()> {
+        let weak: Weak<Store> = Arc::downgrade(store);
+        std::thread::Builder::new()
+            .name("row-gc".into())
+            .spawn(move || loop {
+                std::thread::sleep(GC_TICK);
+                let Some(store) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = store.gc_tick() {
+                    tracing::warn!(error = %e, "advancing the garbage-collection safe point failed");
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("cannot start the garbage-collection thread: {e}")))
+    }
+
+    /// How long a version stays readable after a newer one replaced it, for readers this
+    /// replica does not know of (at least [`GC_LIFE_TIME_MIN`]).
+    pub fn set_gc_life_time(&self, life: Duration) {
+        let life = life.max(GC_LIFE_TIME_MIN);
+        self.gc_life_ms
+            .store(life.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn gc_life_time(&self) -> Duration {
+        Duration::from_millis(self.gc_life_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves the safe point up to the oldest of: the pinned snapshots and the version that
+    /// was current `gc_life_time` ago (see [`crate::gc`]); keeps it in the meta family.
+    pub fn gc_tick(&self) -> Result<GcStats> {
+        let now = Instant::now();
+        let life = self.gc_life_time();
+        let aged = {
+            let mut h = self.gc_history.lock();
+            h.push_back((now, self.current_version().get()));
+            // Keep the newest sample at least `life` old, and everything after it.
+            while h.len() >= 2 && now.duration_since(h[1].0) >= life {
+                h.pop_front();
+            }
+            h.front()
+                .filter(|(at, _)| now.duration_since(*at) >= life)
+                .map(|(_, v)| *v)
+        };
+        let Some(aged) = aged else {
+            return Ok(self.gc.stats());
+        };
+        let before = self.gc.safe_point();
+        // Under the pins' lock: a reader pins at a version the safe point has not passed.
+        let after = {
+            let pins = self.pins.lock();
+            let oldest = pins.keys().next().copied().unwrap_or(u64::MAX);
+            self.gc.advance(aged.min(oldest))
+        };
+        if after > before {
+            let mut b = WriteBatch::new();
+            b.put(key::system_key(GC_SAFE_POINT_KEY), after.to_be_bytes());
+            self.engine.write(&b, false)?;
+        }
+        Ok(self.gc.stats())
+    }
+
+    /// What garbage collection has done.
+    pub fn gc_stats(&self) -> GcStats {
+        self.gc.stats()
+    }
+
+    /// Garbage collection as `duet.gc` and /metrics show it.
+    pub fn gc_report(&self) -> GcReport {
+        let stats = self.gc.stats();
+        let now = Instant::now();
+        // How long ago the safe point's version was current (at least; the history keeps
+        // only the grace period).
+        let safe_point_age = (stats.safe_point > 0)
+            .then(|| {
+                let h = self.gc_history.lock();
+                h.iter()
+                    .find(|(_, v)| *v >= stats.safe_point)
+                    .or(h.front())
+                    .map(|(at, _)| now.duration_since(*at))
+            })
+            .flatten();
+        GcReport {
+            stats,
+            current_version: self.current_version().get(),
+            life_time: self.gc_life_time(),
+            safe_point_age,
+        }
+    }
+
+    /// Garbage-collects `[start, end)` now (everything with `None`s): the safe point
+    /// advances, then the engine compacts the range through its filter (PostgreSQL's
+    /// VACUUM reclaims dead rows the same way, on demand).
+    pub fn vacuum(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<GcStats> {
+        self.gc_tick()?;
+        self.engine.compact_range(start, end)?;
+        Ok(self.gc.stats())
+    }
+
+    /// Registers a read at `version` (older than the current one) until
+    /// [`Store::unpin_version`]; [`Error::SnapshotTooOld`] if garbage collection passed it.
+    pub(crate) fn pin_version(&self, version: u64) -> Result<()> {
+        let mut pins = self.pins.lock();
+        let safe_point = self.gc.safe_point();
+        if version < safe_point {
+            return Err(Error::SnapshotTooOld {
+                version,
+                safe_point,
+            });
+        }
+        *pins.entry(version).or_default() += 1;
+        Ok(())
+    }
+
+    pub(crate) fn unpin_version(&self, version: u64) {
+        let mut pins = self.pins.lock();
+        if let Some(n) = pins.get_mut(&version) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&version);
+            }
+        }
     }
 
     /// The newest published version.

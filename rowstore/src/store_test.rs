@@ -558,3 +558,103 @@ fn point_reads_through_the_row_cache_match_the_engine() {
         );
     }
 }
+
+/// Versions of `def`'s row `id` in the engine (every one, not what a read sees).
+fn raw_versions(engine: &KvEngineRef, def: &TableDef, id: i64) -> usize {
+    let user = duet_common::codec::key::record_key(def.storage_id, &pk(id));
+    let end = duet_common::codec::memcmp::prefix_end(user.as_bytes());
+    let mut n = 0;
+    engine
+        .scan(user.as_bytes(), &end, &mut |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
+    n
+}
+
+#[test]
+fn garbage_collection_keeps_what_readers_may_read_and_drops_the_rest() {
+    use duet_common::source::RowSource;
+    let dir = tempfile_dir::Dir::new();
+    let path = dir.0.join("rocks");
+    let engine: KvEngineRef = Arc::new(RocksEngine::open(&path).unwrap());
+    let (store, peer) = start(engine.clone(), &dir);
+    store.set_gc_life_time(std::time::Duration::ZERO);
+    assert_eq!(store.gc_life_time(), crate::store::GC_LIFE_TIME_MIN);
+    let t = accounts(&store);
+    let write = |f: &dyn Fn(&mut Transaction)| {
+        let mut w = Transaction::begin(&store);
+        f(&mut w);
+        w.commit().unwrap()
+    };
+    write(&|w| {
+        w.insert(&t, row(1, "ann", 0)).unwrap();
+        w.insert(&t, row(2, "bob", 0)).unwrap();
+    });
+    let mut reader = None;
+    for i in 1..=20 {
+        write(&|w| w.update(&t, &pk(1), row(1, "ann", i)).unwrap());
+        if i == 10 {
+            // A transaction that stays open: its snapshot must stay readable.
+            reader = Some(Transaction::begin(&store));
+        }
+    }
+    write(&|w| {
+        w.update(&t, &pk(2), row(2, "bob", 5)).unwrap();
+    });
+    let gone = write(&|w| {
+        w.delete(&t, &pk(2)).unwrap();
+    });
+    let reader = reader.unwrap();
+    let pinned = reader.snapshot().get();
+    assert_eq!(raw_versions(&engine, &t, 1), 21);
+
+    // Past the grace period: the safe point stops at the open transaction's snapshot.
+    assert_eq!(
+        store.gc_tick().unwrap().safe_point,
+        0,
+        "within the grace period"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let stats = store.vacuum(None, None).unwrap();
+    assert_eq!(stats.safe_point, pinned);
+    assert_eq!(reader.get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 10)));
+    assert_eq!(reader.get_row(&t, &pk(2)).unwrap(), Some(row(2, "bob", 0)));
+    assert_eq!(
+        raw_versions(&engine, &t, 1),
+        11,
+        "the ten versions after the snapshot and the one it reads"
+    );
+    assert!(stats.versions_removed >= 10, "{stats:?}");
+    // A read below the safe point is refused, not answered from what is left.
+    let err = store
+        .scan_table(&t, pinned - 1, &mut |_, _| true)
+        .unwrap_err();
+    assert!(err.to_string().contains("snapshot too old"), "{err}");
+
+    // The transaction ends: after the grace period, one version of row 1 is left, and
+    // nothing of deleted row 2 but perhaps its tombstone.
+    drop(reader);
+    let stats = store.vacuum(None, None).unwrap();
+    assert!(stats.safe_point >= gone.get(), "{stats:?}");
+    assert_eq!(raw_versions(&engine, &t, 1), 1);
+    assert!(raw_versions(&engine, &t, 2) <= 1);
+    let now = Transaction::begin(&store);
+    assert_eq!(now.get_row(&t, &pk(1)).unwrap(), Some(row(1, "ann", 20)));
+    assert_eq!(now.get_row(&t, &pk(2)).unwrap(), None);
+    drop(now);
+
+    // The safe point survives a restart.
+    let safe_point = stats.safe_point;
+    drop(peer);
+    drop(store);
+    drop(engine);
+    let engine: KvEngineRef = Arc::new(RocksEngine::open(&path).unwrap());
+    let (store, _peer) = start(engine, &dir);
+    assert_eq!(store.gc_stats().safe_point, safe_point);
+    assert_eq!(
+        Transaction::begin(&store).get_row(&t, &pk(1)).unwrap(),
+        Some(row(1, "ann", 20))
+    );
+}

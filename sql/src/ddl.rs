@@ -171,9 +171,30 @@ pub async fn execute(session: &mut Session, stmt: Statement) -> Result<Outcome> 
             let table = a.table_name.as_ref().map(table_name).transpose()?;
             crate::analyze::analyze(session, table.as_deref()).await
         }
-        // Space reclamation is the column replica's compaction and RocksDB's; accepting
-        // VACUUM keeps tools such as pgbench working.
-        Statement::Vacuum(_) => Ok(Outcome::Command("VACUUM".into())),
+        // Garbage-collects the row replica now: the safe point advances and RocksDB
+        // compacts the table's records and indexes (everything without a table) through the
+        // MVCC filter. The column replica reclaims space in its own compaction.
+        Statement::Vacuum(v) => {
+            let range = match &v.table_name {
+                Some(n) => {
+                    let name = table_name(n)?;
+                    let def = session
+                        .store()
+                        .table(&name)
+                        .ok_or(duet_rowstore::Error::TableNotFound(name))?;
+                    let start = duet_common::codec::key::storage_prefix(def.storage_id);
+                    let end = duet_common::codec::memcmp::prefix_end(&start);
+                    Some((start, end))
+                }
+                None => None,
+            };
+            let store = session.store().clone();
+            blocking(|| match &range {
+                Some((start, end)) => store.vacuum(Some(start), Some(end)),
+                None => store.vacuum(None, None),
+            })?;
+            Ok(Outcome::Command("VACUUM".into()))
+        }
         other => Err(PgError::unsupported(format!(
             "statement {}",
             first_words(&other.to_string())

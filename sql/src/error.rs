@@ -109,6 +109,7 @@ impl From<duet_rowstore::Error> for PgError {
             // new leader's log replaced it): not committed, and a retry may succeed.
             E::Replication { source } if source.is_retryable() => SqlState::SerializationFailure,
             E::Engine { .. } | E::Replication { .. } => SqlState::IoError,
+            E::SnapshotTooOld { .. } => SqlState::SnapshotTooOld,
             E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
         };
         let detail = match &e {

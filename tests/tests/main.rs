@@ -13,6 +13,7 @@ mod difftest;
 mod drivers;
 mod fastpath;
 mod foreign_keys;
+mod gc;
 mod layering;
 mod pgbench;
 mod psql;

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use rocksdb::compaction_filter::{CompactionFilter, Decision};
+use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType as Compression, Direction,
     IteratorMode, Options, ReadOptions, SliceTransform, WriteOptions, DB,
@@ -9,6 +11,7 @@ use rocksdb::{
 
 use super::{FirstVisitor, KvEngine, WriteBatch, WriteOp};
 use crate::error::{Error, Result};
+use crate::gc::{GcStateRef, VersionFilter};
 use duet_common::codec::key;
 
 /// A RocksDB database in one directory. Catalog and data keys are in the default column
@@ -20,6 +23,40 @@ use duet_common::codec::key;
 /// merged and rewritten by compaction instead of moved down as whole files.
 pub struct RocksEngine {
     db: DB,
+    gc: GcStateRef,
+}
+
+/// Makes a [`VersionFilter`] for each compaction of the data family.
+struct GcFilterFactory(GcStateRef);
+
+const GC_FILTER: &std::ffi::CStr = c"duet.mvcc_gc";
+
+impl CompactionFilterFactory for GcFilterFactory {
+    type Filter = GcFilter;
+    fn create(&mut self, context: CompactionFilterContext) -> GcFilter {
+        GcFilter(VersionFilter::new(
+            self.0.clone(),
+            context.is_full_compaction,
+        ))
+    }
+    fn name(&self) -> &std::ffi::CStr {
+        GC_FILTER
+    }
+}
+
+struct GcFilter(VersionFilter);
+
+impl CompactionFilter for GcFilter {
+    fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> Decision {
+        if self.0.remove(key, value) {
+            Decision::Remove
+        } else {
+            Decision::Keep
+        }
+    }
+    fn name(&self) -> &std::ffi::CStr {
+        GC_FILTER
+    }
 }
 
 /// The column family of system keys.
@@ -65,10 +102,13 @@ impl RocksEngine {
         // Applies write without the WAL (see `write`), so the two families must be flushed
         // together: a memtable that fills flushes both at once.
         opts.set_atomic_flush(true);
+        let gc = GcStateRef::default();
+        let mut data_opts = opts.clone();
+        data_opts.set_compaction_filter_factory(GcFilterFactory(gc.clone()));
         let meta = ColumnFamilyDescriptor::new(META_CF, Options::default());
-        let data = ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let data = ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data_opts);
         let db = DB::open_cf_descriptors(&opts, path, [data, meta]).map_err(engine_err)?;
-        Ok(Self { db })
+        Ok(Self { db, gc })
     }
 
     fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
@@ -306,6 +346,15 @@ impl KvEngine for RocksEngine {
                 break;
             }
         }
+        Ok(())
+    }
+
+    fn gc_state(&self) -> Option<GcStateRef> {
+        Some(self.gc.clone())
+    }
+
+    fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        self.db.compact_range(start, end);
         Ok(())
     }
 

@@ -92,6 +92,7 @@ sqlstates! {
     QueryCanceled = "57014",
     CannotConnectNow = "57P03",
     IoError = "58030",
+    SnapshotTooOld = "72000",
     InternalError = "XX000",
 }
 

@@ -269,6 +269,13 @@ impl Store {
             .store(life.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Any grace period, even none (tests whose readers all pin their snapshots).
+    #[cfg(test)]
+    pub(crate) fn set_gc_life_time_unchecked(&self, life: Duration) {
+        self.gc_life_ms
+            .store(life.as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn gc_life_time(&self) -> Duration {
         Duration::from_millis(self.gc_life_ms.load(Ordering::Relaxed))
     }

@@ -158,8 +158,9 @@ const APPLY_ASIDE_BYTES: usize = 1 << 20;
 /// this project's 2-vCPU test machine a 4 MiB entry is written, fsync'd and sent well within
 /// a heartbeat.
 pub const MAX_ENTRY_BYTES: usize = 4 << 20;
-/// At most this much of the log is read back (or handed over by raft) to apply at once.
-const READ_BACK_BYTES: usize = 64 << 20;
+/// At most this much of the log is read back (or handed over by raft) to apply at once: two
+/// parts of a large proposal (reading 64 MiB back in one turn took longer than a heartbeat).
+const READ_BACK_BYTES: usize = 2 * MAX_ENTRY_BYTES;
 /// Parts of a large proposal proposed and not yet committed, at most (see [`parts`]).
 const PARTS_IN_FLIGHT: u64 = 2;
 
@@ -618,6 +619,7 @@ impl Peer {
             outgoing: None,
             deferred: VecDeque::new(),
             assembler: Assembler::default(),
+            turn_times: TurnTimes::default(),
         };
         driver.log.set_applied(driver.applied);
         driver.publish();
@@ -783,6 +785,18 @@ struct Driver<S: StateMachine> {
     deferred: VecDeque<(Vec<u8>, oneshot::Sender<Result<u64>>)>,
     /// Parts of a large proposal applied so far (see [`parts`]).
     assembler: Assembler,
+    /// Where this turn's time went (reported when it is slow).
+    turn_times: TurnTimes,
+}
+
+/// Time spent in a driver turn's phases.
+#[derive(Default)]
+struct TurnTimes {
+    log_write: Duration,
+    apply: Duration,
+    /// Reading committed entries back from the log and applying them.
+    read_back: Duration,
+    compact: Duration,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -833,10 +847,12 @@ impl<S: StateMachine> Driver<S> {
                 self.raw.tick();
                 self.last_tick = Instant::now();
             }
+            let started = Instant::now();
             if let Err(e) = self.turn() {
                 self.fail(e);
                 break;
             }
+            self.report_slow_turn(started.elapsed());
         }
         // An entry applied beside the driver finishes before the peer stops.
         if self.aside.is_some() {
@@ -943,6 +959,12 @@ impl<S: StateMachine> Driver<S> {
             if tag.last {
                 let out = self.outgoing.take().expect("outgoing");
                 self.pending.insert(index, (out.term, out.done));
+                // Unmapping hundreds of megabytes stalls the process's page faults for a
+                // while: not on this thread.
+                let data = out.data;
+                let _ = std::thread::Builder::new()
+                    .name("raft-free".into())
+                    .spawn(move || drop(data));
                 break;
             }
         }
@@ -1015,6 +1037,25 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
+    /// Logs a turn that took half an election timeout or more (the leader's check-quorum,
+    /// or a follower's election timer, runs out at one), with where its time went.
+    fn report_slow_turn(&mut self, took: Duration) {
+        let timeout = self.opts.tick * self.opts.election_tick as u32;
+        if took >= timeout / 2 {
+            let t = std::mem::take(&mut self.turn_times);
+            tracing::warn!(
+                peer = self.opts.id,
+                took_ms = took.as_millis() as u64,
+                log_write_ms = t.log_write.as_millis() as u64,
+                apply_ms = t.apply.as_millis() as u64,
+                read_back_ms = t.read_back.as_millis() as u64,
+                compact_ms = t.compact.as_millis() as u64,
+                "slow raft turn"
+            );
+        }
+        self.turn_times = TurnTimes::default();
+    }
+
     fn turn(&mut self) -> Result<()> {
         self.apply_until = None;
         self.finish_aside(false)?;
@@ -1055,7 +1096,9 @@ impl<S: StateMachine> Driver<S> {
             // apply. Committed entries are in the log already.
             let committed = rd.take_committed_entries();
             let batched = matches!(self.opts.log_sync, LogSync::Batched(_));
+            let t = Instant::now();
             self.log.append(rd.entries(), rd.hs(), !batched)?;
+            self.turn_times.log_write += t.elapsed();
             if !rd.entries().is_empty() || rd.hs().is_some() {
                 if batched {
                     self.unsynced_since.get_or_insert_with(Instant::now);
@@ -1075,7 +1118,9 @@ impl<S: StateMachine> Driver<S> {
             } else {
                 self.send(persisted);
             }
+            let t = Instant::now();
             self.apply_entries(committed)?;
+            self.turn_times.apply += t.elapsed();
             let mut light = self.raw.advance(rd);
             // A term change drops the reads raft was confirming (a leader that steps down
             // forgets them): their callers try again.
@@ -1095,10 +1140,14 @@ impl<S: StateMachine> Driver<S> {
             self.apply_entries(committed)?;
             self.raw.advance_apply();
         }
+        let t = Instant::now();
         self.catch_up()?;
+        self.turn_times.read_back += t.elapsed();
         self.sync_log(false)?;
         self.publish();
+        let t = Instant::now();
         self.maybe_compact()?;
+        self.turn_times.compact += t.elapsed();
         Ok(())
     }
 

@@ -59,7 +59,12 @@ pub struct LogStore {
     /// (up to 8 MiB) across writes, where a new batch grew from 4 KiB by doubling for every
     /// large entry (a bulk load's reallocations and page faults).
     batch: Arc<Mutex<LogBatch>>,
+    /// Set by a compaction: the purge thread deletes the files it made obsolete.
+    purge_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How often the purge thread looks for work.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Default)]
 struct Cached {
@@ -221,8 +226,12 @@ impl LogStore {
             Some(_) => return Err(Error::Corrupt("truncated index".into())),
             None => Truncated::default(),
         };
+        let engine = Arc::new(engine);
+        let purge_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        Self::start_purge(&engine, &purge_wanted, &dir_s)?;
         Ok(Self {
-            engine: Arc::new(engine),
+            purge_wanted,
+            engine,
             dir: dir_s,
             state: Arc::new(RwLock::new(Cached {
                 hard_state,
@@ -235,6 +244,35 @@ impl LogStore {
             snapshot_source: Arc::new(RwLock::new(None)),
             batch: Arc::new(Mutex::new(LogBatch::default())),
         })
+    }
+
+    /// Purges the log's obsolete files beside the Raft thread (TiKV purges in a background
+    /// worker too): a purge may rewrite the entries that keep old files alive, and with a
+    /// bulk load's hundreds of megabytes in the log that took seconds on the Raft thread,
+    /// longer than an election timeout. Ends when the engine is dropped.
+    fn start_purge(
+        engine: &Arc<Engine>,
+        wanted: &Arc<std::sync::atomic::AtomicBool>,
+        dir: &str,
+    ) -> Result<()> {
+        let engine = Arc::downgrade(engine);
+        let wanted = wanted.clone();
+        let dir = dir.to_string();
+        std::thread::Builder::new()
+            .name("raft-purge".into())
+            .spawn(move || loop {
+                std::thread::sleep(PURGE_EVERY);
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                if wanted.swap(false, Ordering::AcqRel) {
+                    if let Err(e) = engine.purge_expired_files() {
+                        tracing::warn!(dir = %dir, error = %e, "purging the raft log failed");
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|source| Error::Spawn { source })
     }
 
     fn err(&self, source: raft_engine::Error) -> Error {
@@ -381,7 +419,7 @@ impl LogStore {
             .map_err(|e| self.err(e))?;
         self.engine.compact_to(GROUP, index);
         // compact_to only marks entries obsolete; files go when purged.
-        self.engine.purge_expired_files().map_err(|e| self.err(e))?;
+        self.purge_wanted.store(true, Ordering::Release);
         let mut state = self.state.write();
         state.truncated = Truncated {
             index: index - 1,

@@ -672,7 +672,7 @@ fn garbage_collection_never_takes_a_version_an_open_snapshot_reads() {
     let seed: u64 = std::env::var("DUET_GC_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile_dir::Dir::new();
     let engine: KvEngineRef = Arc::new(RocksEngine::open(&dir.0.join("rocks")).unwrap());

@@ -112,6 +112,11 @@ fn member(members: &[Member], id: u64) -> &Member {
     members.iter().find(|m| m.id == id).unwrap()
 }
 
+/// Member `id`'s live figures (it must be running).
+fn status_of(members: &[Member], id: u64) -> Arc<crate::peer::PeerStatus> {
+    member(members, id).peer.as_ref().unwrap().status().clone()
+}
+
 /// Proposes on `id` and waits until it is applied there.
 fn write(members: &[Member], id: u64, data: &str) -> crate::Result<u64> {
     member(members, id)
@@ -503,12 +508,7 @@ fn a_slow_apply_of_a_large_entry_does_not_cost_the_leader_its_office() {
     });
     let leader = agreed_leader(&members, Duration::from_secs(10));
     leading.store(leader, std::sync::atomic::Ordering::Relaxed);
-    let status = member(&members, leader)
-        .peer
-        .as_ref()
-        .unwrap()
-        .status()
-        .clone();
+    let status = status_of(&members, leader);
     let term = status.term();
     let big = "x".repeat(2 << 20);
     for round in 0..2 {
@@ -536,12 +536,7 @@ fn a_bulk_proposal_does_not_cost_the_leader_its_office() {
     let dir = tempfile::tempdir().unwrap();
     let members = cluster(dir.path(), 3);
     let leader = agreed_leader(&members, Duration::from_secs(10));
-    let status = member(&members, leader)
-        .peer
-        .as_ref()
-        .unwrap()
-        .status()
-        .clone();
+    let status = status_of(&members, leader);
     let term = status.term();
     let big: String = (0..48 << 20)
         .map(|i| (b'a' + (i % 26) as u8) as char)
@@ -584,12 +579,7 @@ fn a_slow_persist_before_compaction_does_not_cost_the_leader_its_office() {
     });
     let leader = agreed_leader(&members, Duration::from_secs(10));
     leading.store(leader, std::sync::atomic::Ordering::Relaxed);
-    let status = member(&members, leader)
-        .peer
-        .as_ref()
-        .unwrap()
-        .status()
-        .clone();
+    let status = status_of(&members, leader);
     let term = status.term();
     let mut last = 0;
     for i in 0..30 {

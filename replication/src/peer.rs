@@ -794,8 +794,9 @@ struct Driver<S: StateMachine> {
 struct TurnTimes {
     log_write: Duration,
     apply: Duration,
-    /// Reading committed entries back from the log and applying them.
+    /// Reading committed entries back from the log and applying them; the reading alone.
     read_back: Duration,
+    log_read: Duration,
     compact: Duration,
 }
 
@@ -1049,6 +1050,7 @@ impl<S: StateMachine> Driver<S> {
                 log_write_ms = t.log_write.as_millis() as u64,
                 apply_ms = t.apply.as_millis() as u64,
                 read_back_ms = t.read_back.as_millis() as u64,
+                log_read_ms = t.log_read.as_millis() as u64,
                 compact_ms = t.compact.as_millis() as u64,
                 "slow raft turn"
             );
@@ -1249,9 +1251,11 @@ impl<S: StateMachine> Driver<S> {
             return Ok(());
         }
         let high = committed.min(self.applied + 1024) + 1;
+        let t = Instant::now();
         let entries =
             self.log
                 .read_entries_bounded(self.applied + 1, high, Some(READ_BACK_BYTES))?;
+        self.turn_times.log_read += t.elapsed();
         for e in entries {
             if e.index != self.applied + 1 {
                 return Err(Error::Corrupt(format!(

@@ -96,6 +96,8 @@ pub const GC_LIFE_TIME: Duration = Duration::from_secs(600);
 /// The least `gc_life_time`: a read that pins nothing (an autocommit point read) finishes
 /// well within it.
 pub const GC_LIFE_TIME_MIN: Duration = Duration::from_secs(1);
+/// An apply of a small command slower than this is logged (it runs on the Raft thread).
+const SLOW_APPLY: Duration = Duration::from_millis(50);
 /// How often the background thread advances the safe point.
 const GC_TICK: Duration = Duration::from_secs(1);
 const NEXT_ID_KEY: &str = "next_id";
@@ -710,6 +712,22 @@ impl Store {
     /// past a memtable flush ([`Store::sync`]), and the applied index is in the same batch,
     /// so a crash replays exactly what is missing.
     pub fn apply_command(&self, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
+        let started = Instant::now();
+        let r = self.apply_command_timed(index, cmd);
+        let took = started.elapsed();
+        if took >= SLOW_APPLY && cmd.writes.len() < 10_000 {
+            tracing::warn!(
+                index,
+                took_ms = took.as_millis() as u64,
+                writes = cmd.writes.len(),
+                delete_ranges = cmd.delete_ranges.len(),
+                "slow apply of a small command"
+            );
+        }
+        r
+    }
+
+    fn apply_command_timed(&self, index: u64, cmd: &CommandRef<'_>) -> Result<()> {
         // Until the version is published, fills of the row cache are refused.
         let cache = self.row_cache.begin_apply();
         let bytes: usize = cmd
@@ -737,9 +755,25 @@ impl Store {
         batch.put(key::system_key(NEXT_ID_KEY), next_id.to_be_bytes());
         batch.put(key::system_key(NEXT_ROWID_KEY), next_rowid.to_be_bytes());
         batch.put(key::system_key(FORMAT_KEY), DATA_FORMAT.to_be_bytes());
+        let t = Instant::now();
         self.engine.write(&batch, false)?;
+        if t.elapsed() >= SLOW_APPLY {
+            tracing::warn!(
+                index,
+                took_ms = t.elapsed().as_millis() as u64,
+                "slow RocksDB write of an apply"
+            );
+        }
+        let t = Instant::now();
         if cmd.snapshot || !cmd.delete_ranges.is_empty() {
             cache.clear();
+        }
+        if t.elapsed() >= SLOW_APPLY {
+            tracing::warn!(
+                index,
+                took_ms = t.elapsed().as_millis() as u64,
+                "slow row cache clear of an apply"
+            );
         }
         for (k, v) in &cmd.writes {
             // Only rows are read by key; index and catalog entries are not worth room.

@@ -68,6 +68,11 @@ pub struct Cli {
     /// row replica does not know of; older ones are garbage-collected (default 600)
     #[arg(long)]
     pub gc_life_time_s: Option<u64>,
+    /// Megabytes the data directory's disk keeps free: below it writes are refused with
+    /// SQLSTATE 53100 (reads go on) until space is freed; 0 turns the reserve off. Default:
+    /// 5% of the disk, at least 160 and at most 512
+    #[arg(long)]
+    pub disk_reserve_mb: Option<u64>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -104,6 +109,8 @@ pub struct Config {
     pub election_timeout_ms: u64,
     /// How long a replaced row version stays readable (MVCC garbage collection's grace).
     pub gc_life_time_s: u64,
+    /// Free space (MB) the disk keeps; None: 5% of the disk, within 160 and 512 MB.
+    pub disk_reserve_mb: Option<u64>,
 }
 
 impl Default for Config {
@@ -127,6 +134,7 @@ impl Default for Config {
             initial_cluster: None,
             election_timeout_ms: duetdb::cluster::DEFAULT_ELECTION_TIMEOUT.as_millis() as u64,
             gc_life_time_s: duet_rowstore::store::GC_LIFE_TIME.as_secs(),
+            disk_reserve_mb: None,
         }
     }
 }
@@ -185,6 +193,9 @@ impl Config {
         }
         if let Some(s) = cli.gc_life_time_s {
             config.gc_life_time_s = s;
+        }
+        if cli.disk_reserve_mb.is_some() {
+            config.disk_reserve_mb = cli.disk_reserve_mb;
         }
         config.validate()?;
         if cli.config_check {

@@ -232,6 +232,8 @@ struct Collectors {
     row_cache: IntCounterVec,
     gc: IntGaugeVec,
     gc_removed: IntCounterVec,
+    disk: IntGaugeVec,
+    disk_refused: IntCounterVec,
 }
 
 impl Collectors {
@@ -291,6 +293,22 @@ impl Collectors {
             ),
             &["kind"],
         )?;
+        let disk = IntGaugeVec::new(
+            Opts::new(
+                "duet_disk",
+                "The data directory's disk: available_bytes, reserve_bytes (writes are refused with 53100 below it), full (1 while below)",
+            ),
+            &["figure"],
+        )?;
+        let disk_refused = IntCounterVec::new(
+            Opts::new(
+                "duet_disk_full_refusals_total",
+                "Writes refused with 53100 because the disk was below its reserve",
+            ),
+            &["dir"],
+        )?;
+        registry.register(Box::new(disk.clone()))?;
+        registry.register(Box::new(disk_refused.clone()))?;
         registry.register(Box::new(gc.clone()))?;
         registry.register(Box::new(gc_removed.clone()))?;
         registry.register(Box::new(raft.clone()))?;
@@ -311,6 +329,8 @@ impl Collectors {
             row_cache,
             gc,
             gc_removed,
+            disk,
+            disk_refused,
         })
     }
 }
@@ -354,6 +374,19 @@ fn raft_figures(node: &NodeRef, c: &Collectors) {
         ("bytes", gc.stats.bytes_removed),
     ] {
         c.gc_removed.with_label_values(&[kind]).inc_by(v);
+    }
+    if let Some(disk) = node.store.disk_guard() {
+        let available = disk.available().unwrap_or(0);
+        for (figure, v) in [
+            ("available_bytes", available),
+            ("reserve_bytes", disk.reserve()),
+            ("full", u64::from(available < disk.reserve())),
+        ] {
+            c.disk.with_label_values(&[figure]).set(as_i64(v));
+        }
+        c.disk_refused
+            .with_label_values(&[&disk.dir().display().to_string()])
+            .inc_by(disk.refused());
     }
     let voter = node.voter();
     log_figures("voter", voter, c);

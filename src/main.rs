@@ -49,6 +49,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         duetdb::cluster::serve(&config.data_dir, cluster.as_ref(), listen, options).await?;
     node.store
         .set_gc_life_time(std::time::Duration::from_secs(config.gc_life_time_s));
+    if let (Some(mb), Some(disk)) = (config.disk_reserve_mb, node.store.disk_guard()) {
+        disk.set_reserve(mb << 20);
+    }
     node.router()
         .calibrator
         .set_frozen(config.calibration_frozen())

@@ -21,6 +21,7 @@ use duet_colstore::remote::{PinnedSource, ReadPins};
 use duet_colstore::{
     ColumnStore, ColumnStoreOptions, ColumnStoreRef, LagHistogram, LearnerStateMachine,
 };
+use duet_common::fs::DiskGuard;
 use duet_replication::{
     LocalTransport, LogSync, Peer, PeerOptions, PeerStatus, TcpTransport, Transport,
 };
@@ -171,6 +172,10 @@ impl DuetNode {
         }
         let (store, voter) = start_voter(Arc::new(engine), opts, transport.clone())
             .map_err(|e| fail("start the row replica", data_dir, e))?;
+        store.set_disk_guard(Arc::new(DiskGuard::new(
+            data_dir,
+            DiskGuard::default_reserve(data_dir),
+        )));
         let router = duet_router::Router::open(store.clone(), Some(&data_dir.join("router")))
             .map_err(|e| fail("open the router's statistics", data_dir, e))?;
         let lag = Arc::new(LagHistogram::default());

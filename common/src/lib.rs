@@ -12,7 +12,7 @@
 //! - the mapping between rows and Arrow ([`batch`]);
 //! - scan plumbing both replicas' DataFusion leaves use ([`filter`], [`scan`]);
 //! - the seam a column replica is built through ([`source::RowSource`]);
-//! - durable file writes ([`fs`]).
+//! - durable file writes and the disk's free-space reserve ([`fs`]).
 //!
 //! Invariant: no storage engine under it (no RocksDB, no raft-engine), and it depends on no
 //! other DuetDB crate, so a learner-only process links it without the row store.

@@ -66,8 +66,34 @@ impl Error {
         }
     }
 
+    /// Whether a failed log write may succeed once the machine has the resource again: no
+    /// space on the disk (or over quota), no file descriptor left. raft-engine truncates
+    /// what a failed append wrote, so the write can be tried again.
+    pub fn is_exhausted_resource(&self) -> bool {
+        match self {
+            Error::Log {
+                source: raft_engine::Error::TryAgain(_),
+                ..
+            } => true,
+            Error::Log {
+                source: raft_engine::Error::Io(e),
+                ..
+            } => is_exhausted_io(e),
+            _ => false,
+        }
+    }
+
     /// Whether retrying may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::NotLeader)
     }
+}
+
+/// An I/O error that says a resource ran out (disk space, quota, file descriptors).
+pub fn is_exhausted_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
 }

@@ -18,6 +18,7 @@
 //!   leader's compacted log is sent a snapshot.
 
 pub mod error;
+pub mod log_fs;
 pub mod log_store;
 pub mod peer;
 pub mod tcp;

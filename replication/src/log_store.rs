@@ -15,7 +15,11 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Config, Engine, LogBatch, MessageExt};
 
 use crate::error::{Error, Result};
+use crate::log_fs::{LogFaults, LogFileSystem};
 use crate::peer::SnapshotSource;
+
+/// raft-engine through [`LogFileSystem`].
+type LogEngine = Engine<LogFileSystem>;
 
 /// The raft group every entry belongs to until sharding.
 pub const GROUP: u64 = 1;
@@ -46,7 +50,7 @@ struct Truncated {
 /// A node's Raft log on raft-engine. Cheap to clone.
 #[derive(Clone)]
 pub struct LogStore {
-    engine: Arc<Engine>,
+    engine: Arc<LogEngine>,
     dir: String,
     state: Arc<RwLock<Cached>>,
     /// The index the peer's state machine has applied (a snapshot is taken there).
@@ -176,6 +180,11 @@ const PURGE_THRESHOLD_MB: u64 = 512;
 impl LogStore {
     /// Opens (creating) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_faults(dir, Arc::default())
+    }
+
+    /// Opens (creating) the log in `dir`, its writes subject to `faults`.
+    pub fn open_with_faults(dir: &Path, faults: Arc<LogFaults>) -> Result<Self> {
         let dir_s = dir.display().to_string();
         std::fs::create_dir_all(dir).map_err(|e| Error::Log {
             dir: dir_s.clone(),
@@ -194,7 +203,8 @@ impl LogStore {
             purge_threshold: raft_engine::ReadableSize::mb(PURGE_THRESHOLD_MB),
             ..Default::default()
         };
-        let engine = Engine::open(cfg).map_err(|source| Error::Log {
+        let fs = Arc::new(LogFileSystem::new(faults));
+        let engine = Engine::open_with_file_system(cfg, fs).map_err(|source| Error::Log {
             dir: dir_s.clone(),
             source,
         })?;
@@ -251,7 +261,7 @@ impl LogStore {
     /// bulk load's hundreds of megabytes in the log that took seconds on the Raft thread,
     /// longer than an election timeout. Ends when the engine is dropped.
     fn start_purge(
-        engine: &Arc<Engine>,
+        engine: &Arc<LogEngine>,
         wanted: &Arc<std::sync::atomic::AtomicBool>,
         dir: &str,
     ) -> Result<()> {

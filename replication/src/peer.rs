@@ -34,6 +34,7 @@ use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message};
 use raft::{Config, RawNode, StateRole};
 
 use crate::error::{Error, Result, StateMachineError};
+use crate::log_fs::LogFaults;
 use crate::log_store::LogStore;
 
 mod parts;
@@ -245,6 +246,8 @@ pub struct PeerOptions {
     /// at the last one (see [`parts`]): one huge entry kept every driver busy longer than an
     /// election timeout.
     pub max_entry_bytes: usize,
+    /// Faults injected into the log's writes (tests; off unless switched on).
+    pub log_faults: Arc<LogFaults>,
 }
 
 impl PeerOptions {
@@ -261,6 +264,7 @@ impl PeerOptions {
             compact_bytes: 256 << 20,
             max_log_behind: 1_000_000,
             max_entry_bytes: MAX_ENTRY_BYTES,
+            log_faults: Arc::default(),
         }
     }
     fn role(&self) -> Role {
@@ -305,6 +309,12 @@ pub struct PeerStatus {
     log_syncs: AtomicU64,
     paused: AtomicBool,
     running: AtomicBool,
+    /// The peer was asked to stop (a log write being retried gives up).
+    stopping: AtomicBool,
+    /// Log writes failed for want of a resource (disk space, file descriptors) and retried;
+    /// whether the current one is failing.
+    log_write_retries: AtomicU64,
+    log_write_stalled: AtomicBool,
     /// The leader this peer knows of (0: none), and its term.
     leader: AtomicU64,
     term: AtomicU64,
@@ -335,6 +345,9 @@ impl PeerStatus {
             log_syncs: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             running: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            log_write_retries: AtomicU64::new(0),
+            log_write_stalled: AtomicBool::new(false),
             leader: AtomicU64::new(0),
             term: AtomicU64::new(0),
             leading_term: AtomicU64::new(0),
@@ -408,6 +421,16 @@ impl PeerStatus {
     pub fn progress(&self) -> Vec<ReplicaProgress> {
         self.progress.lock().clone()
     }
+    /// Log writes retried because the disk was full (or file descriptors ran out), and
+    /// whether the log cannot be written now: the peer waits, holding what raft gave it,
+    /// until the write succeeds.
+    pub fn log_write_stall(&self) -> (u64, bool) {
+        (
+            self.log_write_retries.load(Ordering::Relaxed),
+            self.log_write_stalled.load(Ordering::Relaxed),
+        )
+    }
+
     /// Why applying stopped, if it did.
     pub fn failure(&self) -> Option<Arc<Error>> {
         self.failed.lock().clone()
@@ -556,7 +579,7 @@ impl Peer {
         transport: Arc<dyn Transport>,
     ) -> Result<Peer> {
         let role = opts.role();
-        let log = LogStore::open(&opts.dir)?;
+        let log = LogStore::open_with_faults(&opts.dir, opts.log_faults.clone())?;
         let mut cs = raft::Storage::initial_state(&log)?.conf_state;
         if cs.voters.is_empty() {
             cs = ConfState::from((opts.voters.clone(), opts.learners.clone()));
@@ -733,6 +756,7 @@ impl Peer {
 
     /// Stops the driver thread and waits for it.
     pub fn shutdown(&mut self) {
+        self.status.stopping.store(true, Ordering::Release);
         self.transport.unregister(self.status.id);
         let _ = self.tx.send(Event::Stop);
         if let Some(t) = self.thread.take() {
@@ -1058,6 +1082,59 @@ impl<S: StateMachine> Driver<S> {
         self.turn_times = TurnTimes::default();
     }
 
+    /// Writes a Ready's entries and hard state. A write that failed for want of a resource
+    /// the machine may get back (disk space, file descriptors) is tried again until it
+    /// succeeds or the peer is stopped: raft cannot go on before what it handed over is in
+    /// the log, and raft-engine truncated what the failed write left. Nothing waiting is
+    /// answered meanwhile (a proposal in this write is neither committed nor refused), and
+    /// the row store refuses new writes while its disk is below the reserve.
+    fn append_retrying(
+        &mut self,
+        entries: &[raft::eraftpb::Entry],
+        hs: Option<&raft::eraftpb::HardState>,
+        sync: bool,
+    ) -> Result<()> {
+        let mut wait = Duration::from_millis(10);
+        let mut since: Option<Instant> = None;
+        loop {
+            match self.log.append(entries, hs, sync) {
+                Ok(()) => {
+                    if let Some(since) = since {
+                        self.status
+                            .log_write_stalled
+                            .store(false, Ordering::Relaxed);
+                        tracing::info!(
+                            peer = self.opts.id,
+                            after_ms = since.elapsed().as_millis() as u64,
+                            "the raft log can be written again"
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_exhausted_resource() => {
+                    self.status
+                        .log_write_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    if since.is_none() {
+                        since = Some(Instant::now());
+                        self.status.log_write_stalled.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            peer = self.opts.id,
+                            error = %e,
+                            "cannot write the raft log; retrying until it can be written"
+                        );
+                    }
+                    if self.status.stopping.load(Ordering::Acquire) {
+                        return Err(e);
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn turn(&mut self) -> Result<()> {
         self.apply_until = None;
         self.finish_aside(false)?;
@@ -1099,7 +1176,7 @@ impl<S: StateMachine> Driver<S> {
             let committed = rd.take_committed_entries();
             let batched = matches!(self.opts.log_sync, LogSync::Batched(_));
             let t = Instant::now();
-            self.log.append(rd.entries(), rd.hs(), !batched)?;
+            self.append_retrying(rd.entries(), rd.hs(), !batched)?;
             self.turn_times.log_write += t.elapsed();
             if !rd.entries().is_empty() || rd.hs().is_some() {
                 if batched {
@@ -1417,13 +1494,20 @@ impl<S: StateMachine> Driver<S> {
             .join()
             .map_err(|_| Error::Corrupt(format!("{what} {index} panicked")))?;
         self.sm = Some(sm);
-        let done = r.map_err(|e| Error::apply(index, e))?;
-        match aside.work {
-            AsideWork::Apply { index, term, bytes } => {
+        match (aside.work, r) {
+            (AsideWork::Apply { index, term, bytes }, Ok(_)) => {
                 self.log.set_applying(false);
                 self.applied_through(index, term, bytes, Applied::Entry);
             }
-            AsideWork::Persist => self.compacted(done)?,
+            (AsideWork::Apply { index, .. }, Err(e)) => return Err(Error::apply(index, e)),
+            (AsideWork::Persist, Ok(durable)) => self.compacted(durable)?,
+            // What was durable stays so (a checkpoint is replaced whole, a flush that fails
+            // leaves the memtable): the log is kept until a later persist succeeds.
+            (AsideWork::Persist, Err(e)) => tracing::warn!(
+                peer = self.opts.id,
+                error = %e,
+                "persisting the state machine failed; the log is kept and persisting is tried again later"
+            ),
         }
         Ok(())
     }
@@ -1474,7 +1558,15 @@ impl<S: StateMachine> Driver<S> {
     /// The state machine made everything up to `durable` durable (beside the driver):
     /// compacts the log up to what every replica has, or past a replica too far behind.
     fn compacted(&mut self, durable: u64) -> Result<()> {
-        let first = self.compact_log(durable, false)?;
+        let first = match self.compact_log(durable, false) {
+            Ok(first) => first,
+            // Compacting writes a record to the log; on a full disk it waits for the next.
+            Err(e) if e.is_exhausted_resource() => {
+                tracing::warn!(peer = self.opts.id, error = %e, "could not compact the raft log");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if self.applied.saturating_sub(first) > self.opts.max_log_behind {
             tracing::warn!(
                 peer = self.opts.id,

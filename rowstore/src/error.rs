@@ -79,6 +79,9 @@ pub enum Error {
     /// A read at a version garbage collection has passed (see [`crate::gc`]).
     #[error("snapshot too old: version {version} is older than the garbage-collection safe point {safe_point}")]
     SnapshotTooOld { version: u64, safe_point: u64 },
+    /// A write refused because the data directory's disk is below its free-space reserve.
+    #[error(transparent)]
+    DiskFull(#[from] duet_common::fs::DiskFull),
     /// Bytes on disk could not be decoded.
     #[error("Failed to decode stored data: {0}")]
     Corrupt(String),

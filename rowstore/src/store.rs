@@ -32,6 +32,7 @@ use duet_common::codec::key::{self, Key, LIVE, TOMBSTONE};
 use duet_common::codec::memcmp::{self, prefix_end};
 use duet_common::codec::row;
 use duet_common::command::{encode_parts, Command, CommandRef};
+use duet_common::fs::DiskGuard;
 use duet_common::types::Row;
 use duet_common::version::Version;
 
@@ -121,6 +122,9 @@ pub struct Store {
     pub(crate) locks: crate::lock::LockTable,
     next_txn: AtomicU64,
     proposer: OnceLock<Proposer>,
+    /// The free-space reserve of the data directory's disk: writes are refused (53100)
+    /// before they reach the log while the disk is below it.
+    disk: OnceLock<Arc<DiskGuard>>,
     /// Snapshots in use by open transactions and running scans: version → count.
     pins: Mutex<BTreeMap<u64, usize>>,
     catalog: RwLock<Catalog>,
@@ -209,6 +213,7 @@ impl Store {
             next_txn: AtomicU64::new(1),
             changes: Mutex::new(HashMap::new()),
             proposer: OnceLock::new(),
+            disk: OnceLock::new(),
             pins: Mutex::new(BTreeMap::new()),
             catalog: RwLock::new(Catalog::default()),
             catalog_generation: AtomicU64::new(0),
@@ -588,6 +593,26 @@ impl Store {
         let _ = self.proposer.set(proposer);
     }
 
+    /// Guards writes with `guard`: each is refused with [`Error::DiskFull`] while its disk
+    /// has less than the reserve free. Set once, when the node opens.
+    pub fn set_disk_guard(&self, guard: Arc<DiskGuard>) {
+        let _ = self.disk.set(guard);
+    }
+
+    /// The disk guard, if one is set.
+    pub fn disk_guard(&self) -> Option<&Arc<DiskGuard>> {
+        self.disk.get()
+    }
+
+    /// Refuses a write of `bytes` while the disk is below its reserve (a write that `frees`
+    /// space, below a quarter of it).
+    fn admit_write(&self, bytes: usize, frees: bool) -> Result<()> {
+        match self.disk.get() {
+            Some(g) => g.admit(bytes as u64, frees).map_err(Error::DiskFull),
+            None => Ok(()),
+        }
+    }
+
     fn proposer(&self) -> Result<&Proposer> {
         self.proposer
             .get()
@@ -596,10 +621,12 @@ impl Store {
 
     /// Proposes `cmd` and waits until this node has applied it; returns its version.
     fn replicate(&self, cmd: &Command) -> Result<Version> {
-        let pending = self
-            .proposer()?
-            .propose(cmd.encode())
-            .map_err(Error::replication)?;
+        // A barrier, or a DROP or TRUNCATE (ranges removed, a few catalog keys written),
+        // gives space back.
+        let frees = cmd.is_empty() || (!cmd.delete_ranges.is_empty() && cmd.writes.len() <= 16);
+        let data = cmd.encode();
+        self.admit_write(data.len(), frees)?;
+        let pending = self.proposer()?.propose(data).map_err(Error::replication)?;
         Self::await_applied(pending)
     }
 
@@ -653,7 +680,8 @@ impl Store {
             false,
         );
         match self
-            .proposer()
+            .admit_write(data.len(), false)
+            .and_then(|()| self.proposer())
             .and_then(|p| p.propose(data).map_err(Error::replication))
         {
             Ok(p) => Ok(p),

@@ -110,17 +110,26 @@ impl From<duet_rowstore::Error> for PgError {
             E::Replication { source } if source.is_retryable() => SqlState::SerializationFailure,
             E::Engine { .. } | E::Replication { .. } => SqlState::IoError,
             E::SnapshotTooOld { .. } => SqlState::SnapshotTooOld,
+            E::DiskFull(_) => SqlState::DiskFull,
             E::Corrupt(_) | E::Internal(_) => SqlState::InternalError,
         };
         let detail = match &e {
             E::UniqueViolation { detail, .. } => Some(detail.clone()),
             _ => None,
         };
+        let hint = match &e {
+            E::DiskFull(_) => Some(
+                "Free space on that disk: reads go on, DROP TABLE and TRUNCATE still run, and \
+                 writes resume by themselves once the reserve is free (--disk-reserve-mb sets it)."
+                    .to_string(),
+            ),
+            _ => None,
+        };
         PgError {
             state,
             message: e.to_string(),
             detail,
-            hint: None,
+            hint,
             restart: matches!(e, E::StatementRestart),
         }
     }

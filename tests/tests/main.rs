@@ -10,6 +10,7 @@ mod cluster;
 mod copy;
 mod crash;
 mod difftest;
+mod disk;
 mod drivers;
 mod fastpath;
 mod foreign_keys;

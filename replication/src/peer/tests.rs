@@ -525,3 +525,86 @@ fn parts_of_a_leader_that_lost_office_are_dropped_on_every_replica() {
         assert_eq!(payloads(seen), vec!["x0-0", "x0-1", "y0-0", "y0-1"]);
     }
 }
+
+#[test]
+fn a_log_write_refused_for_want_of_space_waits_and_commits_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let faults = Arc::new(crate::log_fs::LogFaults::default());
+    let mut opts = voter(dir.path(), vec![2]);
+    opts.log_faults = faults.clone();
+    let (sm, vseen) = Recorder::new(0);
+    let v = Peer::start(opts.clone(), sm, t.clone()).unwrap();
+    let (lsm, lseen) = Recorder::new(0);
+    let l = Peer::start(learner(dir.path()), lsm, t.clone()).unwrap();
+    let before = *propose_concurrently(&v.proposer(), 2, 5, "a")
+        .last()
+        .unwrap();
+    assert!(l.status().wait_applied(before, Duration::from_secs(10)));
+
+    // The disk fills: the leader's log writes fail; proposals wait, nothing commits.
+    faults.set_no_space(true);
+    let waiting: Vec<_> = (0..20)
+        .map(|i| v.proposer().propose(format!("b{i}").into_bytes()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        vseen.lock().len(),
+        10,
+        "nothing committed while the log is full"
+    );
+    assert!(faults.failed() > 0);
+    let (retries, stalled) = v.status().log_write_stall();
+    assert!(stalled && retries > 0, "{retries} {stalled}");
+    assert!(
+        v.status().failure().is_none(),
+        "the peer waits, it does not stop"
+    );
+
+    // Space again: every waiting proposal is committed and applied once, on both.
+    faults.set_no_space(false);
+    let mut got: Vec<u64> = waiting.into_iter().map(|p| p.wait().unwrap()).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 20);
+    assert!(!v.status().log_write_stall().1);
+    let last = *got.last().unwrap();
+    assert!(l.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(payloads(&lseen), payloads(&vseen));
+    assert_eq!(vseen.lock().len(), 30);
+    drop(l);
+    drop(v);
+
+    // The log holds each entry once: a restart replays the same.
+    let (sm, again) = Recorder::new(0);
+    let v = Peer::start(opts, sm, t).unwrap();
+    assert!(v.status().wait_applied(last, Duration::from_secs(10)));
+    assert_eq!(payloads(&again), payloads(&vseen));
+}
+
+#[test]
+fn a_peer_waiting_for_space_to_write_its_log_still_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let faults = Arc::new(crate::log_fs::LogFaults::default());
+    let mut opts = voter(dir.path(), vec![]);
+    opts.log_faults = faults.clone();
+    let (sm, _) = Recorder::new(0);
+    let v = Peer::start(opts, sm, t).unwrap();
+    v.proposer().propose(b"w".to_vec()).unwrap().wait().unwrap();
+    faults.set_no_space(true);
+    let pending = v.proposer().propose(b"x".to_vec()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(v.status().log_write_stall().1);
+    let started = Instant::now();
+    drop(v);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        pending.wait().is_err(),
+        "an unwritten proposal is not acknowledged"
+    );
+}

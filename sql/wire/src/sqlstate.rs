@@ -86,6 +86,7 @@ sqlstates! {
     InvalidObjectDefinition = "42P17",
     InvalidForeignKey = "42830",
     IndeterminateDatatype = "42P18",
+    DiskFull = "53100",
     OutOfMemory = "53200",
     TooManyConnections = "53300",
     StatementTooComplex = "54001",

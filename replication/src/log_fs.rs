@@ -1,0 +1,126 @@
+//! The file system raft-engine writes a peer's log through: the machine's own, with a
+//! switch ([`LogFaults`]) that makes writes fail as they do on a full disk (ENOSPC). Tests
+//! use it to check what a peer does when its log cannot be written; in a server the switch
+//! stays off and costs one atomic load per write.
+
+use std::io::{Result as IoResult, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use raft_engine::env::{DefaultFileSystem, FileSystem, Permission, WriteExt};
+
+/// Faults injected into a log's writes.
+#[derive(Debug, Default)]
+pub struct LogFaults {
+    no_space: AtomicBool,
+    failed: AtomicU64,
+}
+
+impl LogFaults {
+    /// While on, every write, allocation and file creation of the log fails with ENOSPC.
+    pub fn set_no_space(&self, on: bool) {
+        self.no_space.store(on, Ordering::Release);
+    }
+
+    /// Operations failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn check(&self) -> IoResult<()> {
+        if self.no_space.load(Ordering::Acquire) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "No space left on device (injected)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// [`DefaultFileSystem`] with [`LogFaults`].
+pub struct LogFileSystem {
+    inner: DefaultFileSystem,
+    faults: Arc<LogFaults>,
+}
+
+impl LogFileSystem {
+    pub fn new(faults: Arc<LogFaults>) -> Self {
+        LogFileSystem {
+            inner: DefaultFileSystem,
+            faults,
+        }
+    }
+}
+
+type Inner = DefaultFileSystem;
+
+impl FileSystem for LogFileSystem {
+    type Handle = <Inner as FileSystem>::Handle;
+    type Reader = <Inner as FileSystem>::Reader;
+    type Writer = LogWriter;
+
+    fn create<P: AsRef<Path>>(&self, path: P) -> IoResult<Self::Handle> {
+        self.faults.check()?;
+        self.inner.create(path)
+    }
+
+    fn open<P: AsRef<Path>>(&self, path: P, perm: Permission) -> IoResult<Self::Handle> {
+        self.inner.open(path, perm)
+    }
+
+    fn delete<P: AsRef<Path>>(&self, path: P) -> IoResult<()> {
+        self.inner.delete(path)
+    }
+
+    fn rename<P: AsRef<Path>>(&self, src_path: P, dst_path: P) -> IoResult<()> {
+        self.inner.rename(src_path, dst_path)
+    }
+
+    fn new_reader(&self, handle: Arc<Self::Handle>) -> IoResult<Self::Reader> {
+        self.inner.new_reader(handle)
+    }
+
+    fn new_writer(&self, handle: Arc<Self::Handle>) -> IoResult<Self::Writer> {
+        Ok(LogWriter {
+            inner: self.inner.new_writer(handle)?,
+            faults: self.faults.clone(),
+        })
+    }
+}
+
+/// A log file's writer, failing while [`LogFaults`] say so.
+pub struct LogWriter {
+    inner: <Inner as FileSystem>::Writer,
+    faults: Arc<LogFaults>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        self.faults.check()?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        self.inner.flush()
+    }
+}
+
+impl Seek for LogWriter {
+    fn seek(&mut self, pos: SeekFrom) -> IoResult<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+impl WriteExt for LogWriter {
+    fn truncate(&mut self, offset: usize) -> IoResult<()> {
+        self.inner.truncate(offset)
+    }
+
+    fn allocate(&mut self, offset: usize, size: usize) -> IoResult<()> {
+        self.faults.check()?;
+        self.inner.allocate(offset, size)
+    }
+}

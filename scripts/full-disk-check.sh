@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Fills a real, small filesystem under a running DuetDB and checks what a user relies on:
+# writes refused with SQLSTATE 53100 (COPY and pgbench), reads going on, writes resuming by
+# themselves once space is freed, and every acknowledged row present after kill -9 and a
+# restart. Needs root (it mounts a tmpfs); CI runs the same logic at the storage seam
+# (tests/tests/disk.rs, and replication's injected ENOSPC tests).
+#
+#   sudo scripts/full-disk-check.sh            # 400 MB tmpfs, the default reserve
+#   DUET_DISK_MB=600 DUET_PROFILE=release scripts/full-disk-check.sh
+#
+# Exits non-zero at the first check that fails. Leaves nothing mounted.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+SIZE_MB=${DUET_DISK_MB:-400}
+PORT=${DUET_DISK_PORT:-5491}
+TARGET=${CARGO_TARGET_DIR:-target}
+PROFILE=${DUET_PROFILE:-debug}
+BIN="$TARGET/$PROFILE/duetdb"
+MNT=$(mktemp -d /tmp/duet-full-disk.XXXXXX)
+LOG=$MNT.log
+PID=
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root to mount a tmpfs" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "no $BIN: cargo build${PROFILE/debug/} --bin duetdb" >&2; exit 2; }
+
+cleanup() {
+  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
+  sleep 0.5
+  umount "$MNT" 2>/dev/null || true
+  rmdir "$MNT" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+mount -t tmpfs -o size=${SIZE_MB}m tmpfs "$MNT"
+# Space to give back later: a ballast file the "operator" deletes.
+dd if=/dev/zero of="$MNT/ballast" bs=1M count=$((SIZE_MB / 4)) status=none
+
+start() {
+  "$BIN" --data-dir "$MNT/data" --listen "127.0.0.1:$PORT" --http off --log-level info \
+    >>"$LOG" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 100); do
+    psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -Atqc 'select 1' >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  echo "server did not start; log: $LOG" >&2
+  exit 1
+}
+sql() { psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -v ON_ERROR_STOP=1 -Atqc "$1"; }
+fail() { echo "FAIL: $*" >&2; echo "server log: $LOG" >&2; exit 1; }
+free_mb() { df -m --output=avail "$MNT" | tail -1 | tr -d ' '; }
+
+start
+echo "tmpfs ${SIZE_MB} MB at $MNT; free after ballast: $(free_mb) MB"
+sql "CREATE TABLE f (id bigint PRIMARY KEY, pad text)"
+pgbench -i -q -s 1 -h 127.0.0.1 -p "$PORT" -U postgres duetdb >/dev/null 2>&1 || fail "pgbench -i"
+
+# COPY 20,000-row batches (about 2.4 MB each) until one is refused.
+batch=20000
+acked=0
+copy_batch() {
+  local from=$1
+  python3 -c "
+import sys
+pad = 'x' * 100
+w = sys.stdout.write
+for i in range($from, $from + $batch):
+    w(f'{i}\t{pad}\n')
+" | psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -v ON_ERROR_STOP=1 -Atq \
+      -c "\\copy f FROM STDIN" 2>"$MNT.err"
+}
+refused=0
+for _ in $(seq 1 10000); do
+  if copy_batch "$acked"; then
+    acked=$((acked + batch))
+  else
+    grep -q "53100\|reserve" "$MNT.err" || { cat "$MNT.err"; fail "COPY failed without 53100"; }
+    refused=1
+    break
+  fi
+done
+[ "$refused" -eq 1 ] || fail "the disk never filled"
+echo "COPY refused after $acked acknowledged rows, free $(free_mb) MB: $(head -1 "$MNT.err")"
+psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -Atq -c "\\set VERBOSITY verbose" \
+  -c "INSERT INTO f VALUES (-1, 'x')" 2>&1 | grep -q 53100 || fail "INSERT not refused with 53100"
+# pgbench's writes are refused too (each client stops at its first error).
+if pgbench -n -c 2 -T 3 -h 127.0.0.1 -p "$PORT" -U postgres duetdb >"$MNT.pgb" 2>&1; then
+  grep -q "53100\|reserve" "$MNT.pgb" || fail "pgbench ran on a full disk: $(tail -3 "$MNT.pgb")"
+fi
+grep -q "reserve" "$MNT.pgb" || fail "pgbench did not see the refusal: $(tail -3 "$MNT.pgb")"
+# Reads go on.
+[ "$(sql "SELECT count(*) FROM f")" = "$acked" ] || fail "count while full"
+[ "$(sql "SET duet.engine = 'column'; SELECT count(*) FROM f" | tail -1)" = "$acked" ] \
+  || fail "column replica count while full"
+echo "reads go on while full: count(*) = $acked on both replicas"
+
+# The operator frees space: writes resume without a restart.
+rm -f "$MNT/ballast"
+sleep 1
+copy_batch "$acked" || { cat "$MNT.err"; fail "COPY after freeing space"; }
+acked=$((acked + batch))
+pgbench -n -c 2 -t 200 -h 127.0.0.1 -p "$PORT" -U postgres duetdb >"$MNT.pgb" 2>&1 \
+  || fail "pgbench after freeing space: $(tail -3 "$MNT.pgb")"
+echo "writes resumed after freeing space: $acked rows acknowledged, free $(free_mb) MB"
+
+# Nothing acknowledged is lost across kill -9.
+kill -9 "$PID"
+wait "$PID" 2>/dev/null || true
+start
+[ "$(sql "SELECT count(*) FROM f")" = "$acked" ] || fail "count after kill -9: $(sql "SELECT count(*) FROM f")"
+[ "$(sql "SELECT count(*) FROM f WHERE id < 0")" = "0" ] || fail "a refused INSERT was applied"
+! grep -q "raft peer stopped\|panicked" "$LOG" || fail "a peer stopped or a thread panicked"
+echo "PASS: $acked acknowledged rows after kill -9 and restart"

@@ -1,0 +1,117 @@
+//! A full disk through SQL: writes refused with 53100 before they reach the log, reads going
+//! on, DROP and TRUNCATE still running, writes resuming once space returns, and nothing
+//! refused or acknowledged lost or half-applied. The disk is the test machine's real one;
+//! "full" is its free space below the reserve, which the test raises above what is free
+//! (scripts/full-disk-check.sh fills a real small filesystem).
+
+use duet_tests::ClusterBuilder;
+use futures::SinkExt;
+
+async fn copy_rows(
+    c: &tokio_postgres::Client,
+    from: i64,
+    to: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = c.copy_in("COPY d (id, v) FROM STDIN").await?;
+    let mut sink = Box::pin(sink);
+    let text: String = (from..to).map(|i| format!("{i}\t{i}\n")).collect();
+    sink.send(bytes::Bytes::from(text)).await?;
+    sink.as_mut().finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_53100_keeps_reads_and_resumes_when_space_returns() {
+    let mut cluster = ClusterBuilder::new("disk").build().await.unwrap();
+    let disk = cluster
+        .node()
+        .unwrap()
+        .store
+        .disk_guard()
+        .expect("a node guards its disk")
+        .clone();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE d (id int PRIMARY KEY, v int); \
+         CREATE TABLE spare (id int PRIMARY KEY); \
+         CREATE TABLE gone (id int PRIMARY KEY); \
+         INSERT INTO spare SELECT i FROM generate_series(1, 50) AS s(i); \
+         INSERT INTO gone SELECT i FROM generate_series(1, 50) AS s(i)",
+    )
+    .await
+    .unwrap();
+    copy_rows(&c, 0, 100).await.unwrap();
+
+    // Less free than the reserve, more than a quarter of it.
+    let free = disk.available().expect("statvfs");
+    disk.set_reserve(free.saturating_mul(2));
+    for sql in [
+        "INSERT INTO d VALUES (90000, 1)",
+        "UPDATE d SET v = v + 1",
+        "DELETE FROM d WHERE id < 10",
+        "CREATE TABLE later (id int)",
+    ] {
+        assert_eq!(crate::error_code(&c, sql).await, "53100", "{sql}");
+    }
+    let e = copy_rows(&c, 100, 2100).await.unwrap_err();
+    assert_eq!(crate::sqlstate(&e).as_deref(), Some("53100"), "{e}");
+    let db = e.as_db_error().unwrap();
+    assert!(db.message().contains("reserve"), "{}", db.message());
+    assert!(db.hint().is_some_and(|h| h.contains("TRUNCATE")), "{db:?}");
+    // A transaction's writes are refused at COMMIT; the session goes on.
+    c.batch_execute("BEGIN; INSERT INTO d VALUES (90001, 1)")
+        .await
+        .unwrap();
+    assert_eq!(crate::error_code(&c, "COMMIT").await, "53100");
+    assert_eq!(crate::int(&c, "SELECT count(*) FROM d").await, 100);
+    // Reads go on, on both replicas.
+    for engine in ["row", "column"] {
+        c.batch_execute(&format!("SET duet.engine = '{engine}'"))
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::int(&c, "SELECT count(*) FROM d").await,
+            100,
+            "{engine}"
+        );
+        assert_eq!(
+            crate::int(&c, "SELECT sum(v) FROM d").await,
+            4950,
+            "{engine}"
+        );
+    }
+    c.batch_execute("SET duet.engine = 'auto'").await.unwrap();
+    // What gives space back still runs.
+    c.batch_execute("TRUNCATE spare; DROP TABLE gone")
+        .await
+        .unwrap();
+    assert_eq!(crate::int(&c, "SELECT count(*) FROM spare").await, 0);
+    let metrics = cluster.http_get("/metrics").await.unwrap();
+    assert_eq!(crate::metric(&metrics, "duet_disk{figure=\"full\"}"), 1.0);
+    assert!(crate::metric(&metrics, "duet_disk{figure=\"reserve_bytes\"}") > 0.0);
+
+    // Space again: the same writes succeed, without a restart.
+    disk.set_reserve(free / 1000);
+    copy_rows(&c, 100, 2100).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO d VALUES (5000, 1); UPDATE d SET v = v + 1 WHERE id < 10; \
+         CREATE TABLE later (id int)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(crate::int(&c, "SELECT count(*) FROM d").await, 2101);
+    // Nothing refused was applied, everything acknowledged survives a restart.
+    drop((c, disk));
+    cluster.restart().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    assert_eq!(crate::int(&c, "SELECT count(*) FROM d").await, 2101);
+    assert_eq!(
+        crate::int(&c, "SELECT count(*) FROM d WHERE id >= 90000").await,
+        0
+    );
+    assert_eq!(
+        crate::int(&c, "SELECT sum(v) FROM d").await,
+        (0..2100).sum::<i64>() + 1 + 10
+    );
+    let metrics = cluster.http_get("/metrics").await.unwrap();
+    assert_eq!(crate::metric(&metrics, "duet_disk{figure=\"full\"}"), 0.0);
+}

@@ -52,12 +52,14 @@ pub struct DiskGuard {
 /// A write refused because the disk is (almost) full: SQLSTATE 53100 at the wire.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "could not write: the disk holding {} has {} free, less than the {} DuetDB keeps in reserve",
-    dir.display(), mb(*available), mb(*reserve)
+    "could not write: the disk holding {} has {} free, less than the {} this write needs with the {} DuetDB keeps in reserve",
+    dir.display(), mb(*available), mb(*needed), mb(*reserve)
 )]
 pub struct DiskFull {
     pub dir: PathBuf,
     pub available: u64,
+    /// What the write needed free: the reserve (or its quarter) and twice its size.
+    pub needed: u64,
     pub reserve: u64,
 }
 
@@ -142,6 +144,7 @@ impl DiskGuard {
             return Err(DiskFull {
                 dir: self.dir.clone(),
                 available,
+                needed: floor,
                 reserve,
             });
         }

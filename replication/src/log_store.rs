@@ -203,6 +203,10 @@ impl LogStore {
             purge_threshold: raft_engine::ReadableSize::mb(PURGE_THRESHOLD_MB),
             ..Default::default()
         };
+        remove_headerless_tail(dir).map_err(|e| Error::Log {
+            dir: dir_s.clone(),
+            source: raft_engine::Error::Io(e),
+        })?;
         let fs = Arc::new(LogFileSystem::new(faults));
         let engine = Engine::open_with_file_system(cfg, fs).map_err(|source| Error::Log {
             dir: dir_s.clone(),
@@ -325,6 +329,11 @@ impl LogStore {
             state.hard_state = hs.clone();
         }
         Ok(())
+    }
+
+    /// Free bytes on the log's filesystem, if it can be asked.
+    pub fn available_space(&self) -> Option<u64> {
+        fs2::available_space(&self.dir).ok()
     }
 
     /// Makes every write so far durable.
@@ -499,6 +508,50 @@ impl LogStore {
         }
         Ok(out)
     }
+}
+
+/// The shortest header raft-engine writes at the start of a log file (its 53-byte magic
+/// and an 8-byte version; version 2 adds 8 more).
+const LOG_FILE_HEADER_MIN: u64 = 61;
+
+/// Removes the files at the end of each of raft-engine's queues in `dir` that are too short
+/// to hold a header. raft-engine creates a file and then writes its header; when that write
+/// fails (a full disk: raft-engine rotates to a new file on ENOSPC) the empty file stays,
+/// and its recovery then fails on it, so the log could not be opened again. Such a file
+/// holds no entry.
+fn remove_headerless_tail(dir: &Path) -> std::io::Result<()> {
+    for suffix in ["raftlog", "rewrite"] {
+        let mut files: Vec<(u64, std::path::PathBuf, u64)> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(suffix) {
+                continue;
+            }
+            let Some(seq) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            files.push((seq, path, entry.metadata()?.len()));
+        }
+        files.sort();
+        while let Some((_, path, len)) = files.last() {
+            if *len >= LOG_FILE_HEADER_MIN {
+                break;
+            }
+            tracing::warn!(
+                file = %path.display(),
+                bytes = len,
+                "removing a raft log file without a header (left by a write that failed)"
+            );
+            std::fs::remove_file(path)?;
+            files.pop();
+        }
+    }
+    Ok(())
 }
 
 fn store_err(e: Error) -> raft::Error {
@@ -712,5 +765,77 @@ mod tests {
         let ctx = GetEntriesContext::empty(false);
         let all = raft::Storage::entries(&log, 1, 6, None, ctx).unwrap();
         assert_eq!(all, (1..=5).map(big).collect::<Vec<_>>());
+    }
+
+    fn large(from: u64, to: u64) -> Vec<Entry> {
+        (from..=to)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                data: vec![index as u8; 512 << 10].into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_log_whose_writes_failed_for_want_of_space_opens_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(LogFaults::default());
+        {
+            let log = LogStore::open_with_faults(dir.path(), faults.clone()).unwrap();
+            log.append(&entries(1, 10, 1), None, true).unwrap();
+            faults.set_no_space(true);
+            for _ in 0..3 {
+                let e = log.append(&entries(11, 12, 1), None, true).unwrap_err();
+                assert!(e.is_exhausted_resource(), "{e}");
+            }
+            faults.set_no_space(false);
+            // Enough to make raft-engine allocate ahead again: the file it writes now ends
+            // in zeros, a tail its recovery tolerates only in the last file.
+            log.append(&large(11, 20), None, true).unwrap();
+        }
+        // raft-engine moved on to new files it could not write a header into.
+        let headerless = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.metadata().unwrap().len() < LOG_FILE_HEADER_MIN)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "raftlog"))
+            .count();
+        assert!(headerless > 0, "the failed writes left no empty file");
+        let mut want = entries(1, 10, 1);
+        want.extend(large(11, 20));
+        let log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.read_entries(1, 21).unwrap(), want);
+        log.append(&entries(21, 22, 1), None, true).unwrap();
+        drop(log);
+        want.extend(entries(21, 22, 1));
+        let log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.read_entries(1, 23).unwrap(), want);
+    }
+
+    #[test]
+    fn an_empty_file_after_a_preallocated_one_does_not_keep_the_log_from_opening() {
+        // What a full disk left behind (seen on a tmpfs): the file written last ends in the
+        // zeros of space allocated ahead, and after it an empty file whose header could not
+        // be written. raft-engine tolerates a zero tail only in the last file.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = LogStore::open(dir.path()).unwrap();
+            log.append(&entries(1, 10, 1), None, true).unwrap();
+        }
+        let last = dir.path().join("0000000000000001.raftlog");
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .unwrap();
+        f.set_len(f.metadata().unwrap().len() + (1 << 20)).unwrap();
+        std::fs::File::create(dir.path().join("0000000000000002.raftlog")).unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.read_entries(1, 11).unwrap(), entries(1, 10, 1));
+        log.append(&entries(11, 12, 1), None, true).unwrap();
+        drop(log);
+        let log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.read_entries(1, 13).unwrap(), entries(1, 12, 1));
     }
 }

@@ -771,6 +771,10 @@ impl Drop for Peer {
     }
 }
 
+/// Free space beyond its own size a log write waits for after one failed for want of
+/// space (raft-engine allocates its files ahead in steps of a few MB).
+const LOG_WRITE_ROOM: u64 = 8 << 20;
+
 struct Driver<S: StateMachine> {
     raw: RawNode<LogStore>,
     log: LogStore,
@@ -1124,11 +1128,20 @@ impl<S: StateMachine> Driver<S> {
                             "cannot write the raft log; retrying until it can be written"
                         );
                     }
-                    if self.status.stopping.load(Ordering::Acquire) {
-                        return Err(e);
+                    // Tried again once the disk has room for the write: each attempt on a
+                    // full disk makes raft-engine start a new file.
+                    let needed =
+                        entries.iter().map(|e| e.data.len() as u64).sum::<u64>() + LOG_WRITE_ROOM;
+                    loop {
+                        if self.status.stopping.load(Ordering::Acquire) {
+                            return Err(e);
+                        }
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(1));
+                        if self.log.available_space().is_none_or(|free| free >= needed) {
+                            break;
+                        }
                     }
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e),
             }

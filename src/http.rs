@@ -234,6 +234,7 @@ struct Collectors {
     gc_removed: IntCounterVec,
     disk: IntGaugeVec,
     disk_refused: IntCounterVec,
+    memory_budget: IntGaugeVec,
 }
 
 impl Collectors {
@@ -307,6 +308,14 @@ impl Collectors {
             ),
             &["dir"],
         )?;
+        let memory_budget = IntGaugeVec::new(
+            Opts::new(
+                "duet_memory_budget_bytes",
+                "Memory budgets: row_cache, block_cache (RocksDB), query_default (a session's duet.query_memory_limit until it sets one)",
+            ),
+            &["pool"],
+        )?;
+        registry.register(Box::new(memory_budget.clone()))?;
         registry.register(Box::new(disk.clone()))?;
         registry.register(Box::new(disk_refused.clone()))?;
         registry.register(Box::new(gc.clone()))?;
@@ -331,6 +340,7 @@ impl Collectors {
             gc_removed,
             disk,
             disk_refused,
+            memory_budget,
         })
     }
 }
@@ -374,6 +384,18 @@ fn raft_figures(node: &NodeRef, c: &Collectors) {
         ("bytes", gc.stats.bytes_removed),
     ] {
         c.gc_removed.with_label_values(&[kind]).inc_by(v);
+    }
+    for (pool, bytes) in [
+        ("row_cache", duet_rowstore::store::ROW_CACHE_BYTES as u64),
+        (
+            "block_cache",
+            duet_rowstore::engine::rocks::BLOCK_CACHE_BYTES as u64,
+        ),
+        ("query_default", duet_sql::default_query_memory()),
+    ] {
+        c.memory_budget
+            .with_label_values(&[pool])
+            .set(as_i64(bytes));
     }
     if let Some(disk) = node.store.disk_guard() {
         let available = disk.available().unwrap_or(0);

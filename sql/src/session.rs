@@ -36,10 +36,11 @@ mod set_show;
 pub(crate) use set_show::{set_config_call, string_literal, take_set_config_calls};
 pub(crate) use settings::{setting_name, shown_name};
 mod settings;
+pub use settings::default_query_memory;
 mod txn;
 
+use settings::set_memory_limit;
 pub(crate) use settings::Settings;
-use settings::{default_query_memory, set_memory_limit};
 
 /// Name of the database (catalog) every session sees.
 pub const DATABASE: &str = "duetdb";

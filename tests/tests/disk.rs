@@ -115,3 +115,55 @@ async fn a_full_disk_refuses_writes_with_53100_keeps_reads_and_resumes_when_spac
     let metrics = cluster.http_get("/metrics").await.unwrap();
     assert_eq!(crate::metric(&metrics, "duet_disk{figure=\"full\"}"), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_own_settings_show_and_cannot_be_set_by_a_session() {
+    let cluster = ClusterBuilder::new("server-settings")
+        .build()
+        .await
+        .unwrap();
+    let c = cluster.client().await.unwrap();
+    let show = |name: &'static str| {
+        let c = &c;
+        async move {
+            crate::rows(c, &format!("SHOW {name}")).await[0][0]
+                .clone()
+                .unwrap()
+        }
+    };
+    assert_eq!(show("duet.gc_life_time").await, "600s");
+    assert_eq!(show("duet.row_cache_size").await, "256MB");
+    assert!(show("duet.disk_reserve").await.ends_with("MB"));
+    for sql in [
+        "SET duet.disk_reserve = '1GB'",
+        "SET duet.gc_life_time = '1s'",
+    ] {
+        assert_eq!(crate::error_code(&c, sql).await, "55P02", "{sql}");
+    }
+    // SHOW ALL: PostgreSQL's three columns, session and server settings alike.
+    let all = crate::rows(&c, "SHOW ALL").await;
+    let get = |n: &str| all.iter().find(|r| r[0].as_deref() == Some(n)).cloned();
+    assert_eq!(all[0].len(), 3);
+    assert_eq!(
+        get("duet.block_cache_size").unwrap()[1].as_deref(),
+        Some("256MB")
+    );
+    assert!(get("duet.disk_reserve").unwrap()[2]
+        .as_deref()
+        .unwrap()
+        .contains("53100"));
+    assert!(get("statement_timeout").is_some() && get("duet.engine").is_some());
+    c.batch_execute("SET statement_timeout = '5s'")
+        .await
+        .unwrap();
+    let all = crate::rows(&c, "SHOW ALL").await;
+    assert!(all
+        .iter()
+        .any(|r| r[0].as_deref() == Some("statement_timeout") && r[1].as_deref() == Some("5s")));
+    let metrics = cluster.http_get("/metrics").await.unwrap();
+    assert_eq!(
+        crate::metric(&metrics, "duet_memory_budget_bytes{pool=\"row_cache\"}"),
+        (256u64 << 20) as f64
+    );
+    assert!(crate::metric(&metrics, "duet_memory_budget_bytes{pool=\"query_default\"}") > 0.0);
+}

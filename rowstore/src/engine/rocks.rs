@@ -144,7 +144,7 @@ impl RocksEngine {
 
 /// RocksDB's block cache (uncompressed blocks of SST files). Reads past it go to the
 /// operating system's page cache.
-const BLOCK_CACHE_BYTES: usize = 256 << 20;
+pub const BLOCK_CACHE_BYTES: usize = 256 << 20;
 
 /// [`KvEngine::first_of_keys`] seeks one by one up to this many keys.
 const PREFIX_SEEKS_UP_TO: usize = 64;

@@ -168,13 +168,61 @@ impl Session {
                 key = dotted;
             }
         }
+        if self.settings.shown(&key).is_none() {
+            if let Some((n, v, _)) = self
+                .server_settings()
+                .into_iter()
+                .find(|s| s.0 == key || s.0 == setting_name(&name.replace(' ', ".")))
+            {
+                return Ok(single_text(n, &v));
+            }
+        }
         match self.settings.shown(&key) {
             Some(v) => Ok(single_text(super::settings::shown_name(&key), v)),
-            None if key == "all" => Err(PgError::unsupported("SHOW ALL")),
+            None if key == "all" => Ok(self.show_all()),
             None => Err(PgError::new(
                 SqlState::UndefinedObject,
                 format!("unrecognized configuration parameter \"{name}\""),
             )),
+        }
+    }
+
+    /// `SHOW ALL`: every setting a session has, then the server's, with PostgreSQL's three
+    /// columns.
+    fn show_all(&self) -> Outcome {
+        let mut rows: Vec<(String, String, String)> = self
+            .settings
+            .all()
+            .filter(|(n, _)| !n.starts_with("datafusion."))
+            .map(|(n, v)| {
+                (
+                    super::settings::shown_name(n).to_string(),
+                    v.to_string(),
+                    String::new(),
+                )
+            })
+            .collect();
+        rows.extend(
+            self.server_settings()
+                .into_iter()
+                .map(|(n, v, d)| (n.to_string(), v, d.to_string())),
+        );
+        rows.sort();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("setting", DataType::Utf8, true),
+            Field::new("description", DataType::Utf8, true),
+        ]));
+        let col = |f: fn(&(String, String, String)) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+        };
+        let columns = vec![col(|r| &r.0), col(|r| &r.1), col(|r| &r.2)];
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .expect("three utf8 columns match their schema");
+        Outcome::Batches {
+            schema,
+            batches: vec![batch],
+            tag: "SHOW".into(),
         }
     }
 

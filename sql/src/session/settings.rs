@@ -376,7 +376,47 @@ impl Session {
         }
     }
 
+    /// The server's own settings, which `SHOW` reads and a session cannot change (each is a
+    /// flag or key of the config file): name, value, description.
+    pub(super) fn server_settings(&self) -> Vec<(&'static str, String, &'static str)> {
+        let store = &self.shared.store;
+        let mb = |bytes: u64| format!("{}MB", bytes >> 20);
+        let mut out = vec![
+            (
+                "duet.gc_life_time",
+                format!("{}s", store.gc_life_time().as_secs()),
+                "How long a row version replaced by a newer one stays readable (--gc-life-time-s).",
+            ),
+            (
+                "duet.row_cache_size",
+                mb(duet_rowstore::store::ROW_CACHE_BYTES as u64),
+                "Memory of the row cache of point reads.",
+            ),
+            (
+                "duet.block_cache_size",
+                mb(duet_rowstore::engine::rocks::BLOCK_CACHE_BYTES as u64),
+                "Memory of RocksDB's block cache.",
+            ),
+        ];
+        if let Some(disk) = store.disk_guard() {
+            out.push((
+                "duet.disk_reserve",
+                mb(disk.reserve()),
+                "Free space the data directory's disk keeps: writes fail with 53100 below it (--disk-reserve-mb).",
+            ));
+        }
+        out.sort_by_key(|s| s.0);
+        out
+    }
+
     pub(super) fn assign_setting(&mut self, name: &str, value: String) -> Result<()> {
+        if self.server_settings().iter().any(|s| s.0 == name) {
+            return Err(PgError::new(
+                SqlState::CantChangeRuntimeParam,
+                format!("parameter \"{name}\" cannot be changed now"),
+            )
+            .with_hint("It is a setting of the server: its flag or config file key sets it."));
+        }
         let invalid = || {
             PgError::new(
                 SqlState::InvalidParameterValue,
@@ -480,7 +520,8 @@ pub(super) fn parse_duration_ms(v: &str) -> Option<Duration> {
 
 /// The default `duet.query_memory_limit`: a quarter of the machine's memory (1 GiB if
 /// /proc/meminfo cannot be read).
-pub(super) fn default_query_memory() -> u64 {
+/// The query memory limit a session starts with: a quarter of the machine's RAM.
+pub fn default_query_memory() -> u64 {
     *DEFAULT_QUERY_MEMORY
 }
 

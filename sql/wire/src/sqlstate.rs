@@ -66,6 +66,7 @@ sqlstates! {
     DeadlockDetected = "40P01",
     LockNotAvailable = "55P03",
     ObjectNotInPrerequisiteState = "55000",
+    CantChangeRuntimeParam = "55P02",
     WrongObjectType = "42809",
     GeneratedAlways = "428C9",
     SyntaxError = "42601",

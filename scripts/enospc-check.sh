@@ -11,28 +11,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-TARGET=${CARGO_TARGET_DIR:-target}
-PROFILE=${DUET_PROFILE:-debug}
-BIN="$TARGET/$PROFILE/duetdb"
 ROWS=${DUET_ENOSPC_ROWS:-20000}
 PORT=${DUET_ENOSPC_PORT:-5493}
-MNT=$(mktemp -d /tmp/duet-enospc.XXXXXX)
-LOG=$MNT.log
-PID=
+NAME=enospc
+. scripts/tmpfs-lib.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "needs root to mount a tmpfs" >&2; exit 2; }
-[ -x "$BIN" ] || { echo "no $BIN: cargo build${PROFILE/debug/} --bin duetdb" >&2; exit 2; }
-
-cleanup() {
-  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
-  sleep 0.5
-  umount "$MNT" 2>/dev/null || true
-  rmdir "$MNT" 2>/dev/null || true
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; echo "server log: $LOG" >&2; exit 1; }
-
-mount -t tmpfs -o size=300m tmpfs "$MNT"
+tmpfs_mount 300
 dd if=/dev/zero of="$MNT/ballast" bs=1M count=60 status=none
 
 start() {

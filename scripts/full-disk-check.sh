@@ -15,27 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${DUET_DISK_MB:-400}
 PORT=${DUET_DISK_PORT:-5491}
-TARGET=${CARGO_TARGET_DIR:-target}
-PROFILE=${DUET_PROFILE:-debug}
-BIN="$TARGET/$PROFILE/duetdb"
-MNT=$(mktemp -d /tmp/duet-full-disk.XXXXXX)
-LOG=$MNT.log
-PID=
+NAME=full-disk
+. scripts/tmpfs-lib.sh
 
-[ "$(id -u)" -eq 0 ] || { echo "needs root to mount a tmpfs" >&2; exit 2; }
-[ -x "$BIN" ] || { echo "no $BIN: cargo build${PROFILE/debug/} --bin duetdb" >&2; exit 2; }
-
-cleanup() {
-  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
-  sleep 0.5
-  # DUET_DISK_KEEP=1 leaves the filesystem mounted, to look at what a failure left.
-  [ -n "${DUET_DISK_KEEP:-}" ] && { echo "left mounted: $MNT"; return; }
-  umount "$MNT" 2>/dev/null || true
-  rmdir "$MNT" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-mount -t tmpfs -o size=${SIZE_MB}m tmpfs "$MNT"
+tmpfs_mount "$SIZE_MB"
 # Space to give back later: a ballast file the "operator" deletes.
 dd if=/dev/zero of="$MNT/ballast" bs=1M count=$((SIZE_MB / 4)) status=none
 
@@ -51,7 +34,6 @@ start() {
   exit 1
 }
 sql() { psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -v ON_ERROR_STOP=1 -Atqc "$1"; }
-fail() { echo "FAIL: $*" >&2; echo "server log: $LOG" >&2; exit 1; }
 free_mb() { df -m --output=avail "$MNT" | tail -1 | tr -d ' '; }
 
 start

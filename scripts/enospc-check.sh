@@ -19,20 +19,10 @@ NAME=enospc
 tmpfs_mount 300
 dd if=/dev/zero of="$MNT/ballast" bs=1M count=60 status=none
 
-start() {
-  "$BIN" --data-dir "$MNT/data" --listen "127.0.0.1:$PORT" --http off --disk-reserve-mb 0 \
-    >>"$LOG" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 100); do
-    psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -Atqc 'select 1' >/dev/null 2>&1 && return
-    sleep 0.2
-  done
-  fail "the server did not start"
-}
 sql() { timeout 20 psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -Atqc "$1"; }
 count() { sql "SET duet.engine = '$1'; SET duet.learner_wait_timeout = '20s'; SELECT count(*) FROM f" | tail -1; }
 
-start
+start --disk-reserve-mb 0
 sql "CREATE TABLE f (id bigint PRIMARY KEY, pad text)"
 acked=0
 for b in $(seq 1 2000); do
@@ -63,7 +53,7 @@ echo "space freed: writes resume, $before rows (the waiting COPY committed: $((b
 
 kill -9 "$PID"
 wait "$PID" 2>/dev/null || true
-start
+start --disk-reserve-mb 0
 after=$(count row)
 [ "$after" = "$before" ] || fail "after kill -9 and restart: $after rows, $before before"
 [ "$(count column)" = "$after" ] || fail "the column replica differs after restart"

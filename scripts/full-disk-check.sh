@@ -22,21 +22,10 @@ tmpfs_mount "$SIZE_MB"
 # Space to give back later: a ballast file the "operator" deletes.
 dd if=/dev/zero of="$MNT/ballast" bs=1M count=$((SIZE_MB / 4)) status=none
 
-start() {
-  "$BIN" --data-dir "$MNT/data" --listen "127.0.0.1:$PORT" --http off --log-level info \
-    >>"$LOG" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 100); do
-    psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -Atqc 'select 1' >/dev/null 2>&1 && return
-    sleep 0.2
-  done
-  echo "server did not start; log: $LOG" >&2
-  exit 1
-}
 sql() { psql -h 127.0.0.1 -p "$PORT" -U postgres -d duetdb -v ON_ERROR_STOP=1 -Atqc "$1"; }
 free_mb() { df -m --output=avail "$MNT" | tail -1 | tr -d ' '; }
 
-start
+start --log-level info
 echo "tmpfs ${SIZE_MB} MB at $MNT; free after ballast: $(free_mb) MB"
 sql "CREATE TABLE f (id bigint PRIMARY KEY, pad text)"
 pgbench -i -q -s 1 -h 127.0.0.1 -p "$PORT" -U postgres duetdb >/dev/null 2>&1 || fail "pgbench -i"
@@ -105,7 +94,7 @@ echo "writes resumed after freeing space: $acked rows acknowledged, free $(free_
 # Nothing acknowledged is lost across kill -9.
 kill -9 "$PID"
 wait "$PID" 2>/dev/null || true
-start
+start --log-level info
 [ "$(sql "SELECT count(*) FROM f")" = "$acked" ] || fail "count after kill -9: $(sql "SELECT count(*) FROM f")"
 [ "$(sql "SELECT count(*) FROM f WHERE id < 0")" = "0" ] || fail "a refused INSERT was applied"
 ! grep -q "raft peer stopped\|panicked" "$LOG" || fail "a peer stopped or a thread panicked"

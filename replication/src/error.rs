@@ -90,7 +90,7 @@ impl Error {
 }
 
 /// An I/O error that says a resource ran out (disk space, quota, file descriptors).
-pub fn is_exhausted_io(e: &std::io::Error) -> bool {
+fn is_exhausted_io(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     const ENFILE: i32 = 23;
     const EMFILE: i32 = 24;

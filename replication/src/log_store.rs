@@ -791,11 +791,12 @@ mod tests {
                 assert!(e.is_exhausted_resource(), "{e}");
             }
             faults.set_no_space(false);
-            // Enough to make raft-engine allocate ahead again: the file it writes now ends
-            // in zeros, a tail its recovery tolerates only in the last file.
+            // Written where the failed writes were not (raft-engine truncated them).
             log.append(&large(11, 20), None, true).unwrap();
         }
-        // raft-engine moved on to new files it could not write a header into.
+        // raft-engine moved on to new files it could not write a header into (the state
+        // that also needs a zero tail before them to keep the log from opening is the next
+        // test's).
         let headerless = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())

@@ -520,7 +520,6 @@ pub(super) fn parse_duration_ms(v: &str) -> Option<Duration> {
 
 /// The default `duet.query_memory_limit`: a quarter of the machine's memory (1 GiB if
 /// /proc/meminfo cannot be read).
-/// The query memory limit a session starts with: a quarter of the machine's RAM.
 pub fn default_query_memory() -> u64 {
     *DEFAULT_QUERY_MEMORY
 }

@@ -94,9 +94,19 @@ pub async fn serve_member_from_env() {
                     transport.isolate(&peers(token.parse().unwrap()));
                 }
             }
+            // Told back, so that the test acts only once the fault is in place.
+            write_atomically(&PathBuf::from(&dir).join("isolate.applied"), &now);
             isolated = now;
         }
     }
+}
+
+/// Writes `text` to `path` through a rename, so a reader sees the old or the new text,
+/// never a part.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn free_port() -> u16 {
@@ -179,6 +189,7 @@ impl ClusterProcesses {
         let m = self.member(id);
         std::fs::create_dir_all(&m.dir).unwrap();
         let _ = std::fs::remove_file(m.dir.join("ready"));
+        let _ = std::fs::remove_file(m.dir.join("isolate.applied"));
         let child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", &entry, "--ignored", "--nocapture"])
             .env("DUET_MEMBER_DIR", &m.dir)
@@ -217,13 +228,38 @@ impl ClusterProcesses {
         }
     }
 
-    /// Cuts member `id` off from the others, both ways (`heal`: lets everything through).
-    pub fn partition(&mut self, id: u64, heal: bool) {
+    /// Sets the faults of member `id`'s transport to `faults` (the tokens read by
+    /// [`serve_member_from_env`]) and waits until its process applied them; a member that
+    /// is not running takes them when it starts.
+    async fn set_faults(&mut self, id: u64, faults: String) {
+        let m = self.member(id);
+        write_atomically(&m.dir.join("isolate"), &faults);
+        if m.child.is_none() {
+            return;
+        }
+        let applied = m.dir.join("isolate.applied");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::read_to_string(&applied).unwrap_or_default();
+            if now == faults {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {id} did not apply the faults {faults:?} (it has {now:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Cuts member `id` off from the others, both ways (`heal`: lets everything through);
+    /// returns once every running member applied it.
+    pub async fn partition(&mut self, id: u64, heal: bool) {
         let ids = self.ids();
-        for m in &self.members {
+        for m in &ids {
             let cut: Vec<String> = if heal {
                 vec![]
-            } else if m.id == id {
+            } else if *m == id {
                 ids.iter()
                     .filter(|o| **o != id)
                     .map(|o| o.to_string())
@@ -231,32 +267,32 @@ impl ClusterProcesses {
             } else {
                 vec![id.to_string()]
             };
-            std::fs::write(m.dir.join("isolate"), cut.join(" ")).unwrap();
+            self.set_faults(*m, cut.join(" ")).await;
         }
     }
 
     /// Drops the messages from member `from` to member `to` (one direction of a
     /// partition); [`ClusterProcesses::heal`] lets them through again.
-    pub fn cut_one_way(&mut self, from: u64, to: u64) {
+    pub async fn cut_one_way(&mut self, from: u64, to: u64) {
         let file = self.member(from).dir.join("isolate");
         let mut faults = std::fs::read_to_string(&file).unwrap_or_default();
         faults.push_str(&format!(" >{to}"));
-        std::fs::write(file, faults).unwrap();
+        self.set_faults(from, faults).await;
     }
 
     /// Holds every Raft message `ms` milliseconds before it is delivered and drops
     /// `lose_percent` of them at random, on every link.
-    pub fn degrade(&mut self, ms: u64, lose_percent: u32) {
-        for m in &self.members {
-            let faults = format!("delay={ms} lose={lose_percent}");
-            std::fs::write(m.dir.join("isolate"), faults).unwrap();
+    pub async fn degrade(&mut self, ms: u64, lose_percent: u32) {
+        for id in self.ids() {
+            self.set_faults(id, format!("delay={ms} lose={lose_percent}"))
+                .await;
         }
     }
 
     /// Removes every fault: partitions, one-way cuts, delays and losses.
-    pub fn heal(&mut self) {
-        for m in &self.members {
-            std::fs::write(m.dir.join("isolate"), "").unwrap();
+    pub async fn heal(&mut self) {
+        for id in self.ids() {
+            self.set_faults(id, String::new()).await;
         }
     }
 

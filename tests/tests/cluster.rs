@@ -264,7 +264,7 @@ async fn a_partitioned_leader_serves_no_stale_read_and_the_majority_goes_on() {
     // A session served by the leader itself, then the leader is cut off from the others.
     let on_old = c.client(old).await.unwrap();
     assert_eq!(crate::int(&on_old, "SELECT count(*) FROM acked").await, 1);
-    c.partition(old, false);
+    c.partition(old, false).await;
     let majority = [1, 2, 3].into_iter().find(|m| *m != old).unwrap();
     assert!(
         insert(
@@ -295,7 +295,7 @@ async fn a_partitioned_leader_serves_no_stale_read_and_the_majority_goes_on() {
         }
     }
     // Healed, it follows the new leader and answers with the majority's writes.
-    c.partition(old, true);
+    c.partition(old, true).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(client) = c.client(old).await {
@@ -698,7 +698,7 @@ async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
     // How stale member 4's column replica is, as the leader measures it from member 4's
     // status answers: cut off from the Raft messages it falls behind, and the lag grows
     // with the age of the first commit it lacks; healed, it catches up.
-    c.partition(4, false);
+    c.partition(4, false).await;
     db.batch_execute("INSERT INTO facts VALUES (9999998, 2, 2.0)")
         .await
         .unwrap();
@@ -718,7 +718,7 @@ async fn a_column_only_member_serves_column_scans_and_builds_from_the_voters() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    c.partition(4, true);
+    c.partition(4, true).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while column_lag(&db).await.is_none_or(|l| l >= 1000) {
         assert!(Instant::now() < deadline, "member 4 did not catch up");
@@ -746,18 +746,18 @@ async fn inject(c: &mut ProcessCluster, fault: Fault, member: u64) {
             c.wait_ready(member).await;
         }
         Fault::Partition => {
-            c.partition(member, false);
+            c.partition(member, false).await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            c.heal();
+            c.heal().await;
         }
         Fault::DeafThenLossy => {
             for other in c.ids().into_iter().filter(|m| *m != member) {
-                c.cut_one_way(other, member);
+                c.cut_one_way(other, member).await;
             }
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            c.degrade(30, 10);
+            c.degrade(30, 10).await;
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            c.heal();
+            c.heal().await;
         }
     }
 }

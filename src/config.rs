@@ -73,6 +73,11 @@ pub struct Cli {
     /// 5% of the disk, at least 160 and at most 512
     #[arg(long)]
     pub disk_reserve_mb: Option<u64>,
+    /// Memory the column replica's cache may hold (e.g. 512MB, 4GB; a bare number is
+    /// megabytes): stable chunks are read from their files through it. Default: a quarter
+    /// of the machine's memory, at least 256MB
+    #[arg(long, value_parser = parse_size)]
+    pub column_cache_size: Option<u64>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -111,6 +116,9 @@ pub struct Config {
     pub gc_life_time_s: u64,
     /// Free space (MB) the disk keeps; None: 5% of the disk, within 160 and 512 MB.
     pub disk_reserve_mb: Option<u64>,
+    /// The column cache's budget (`512MB`, `4GB`, a bare number: MB); None: a quarter of
+    /// the machine's memory, at least 256 MB.
+    pub column_cache_size: Option<String>,
 }
 
 impl Default for Config {
@@ -135,6 +143,7 @@ impl Default for Config {
             election_timeout_ms: duetdb::cluster::DEFAULT_ELECTION_TIMEOUT.as_millis() as u64,
             gc_life_time_s: duet_rowstore::store::GC_LIFE_TIME.as_secs(),
             disk_reserve_mb: None,
+            column_cache_size: None,
         }
     }
 }
@@ -196,6 +205,9 @@ impl Config {
         }
         if cli.disk_reserve_mb.is_some() {
             config.disk_reserve_mb = cli.disk_reserve_mb;
+        }
+        if let Some(bytes) = cli.column_cache_size {
+            config.column_cache_size = Some(format!("{bytes}B"));
         }
         config.validate()?;
         if cli.config_check {
@@ -286,6 +298,7 @@ impl Config {
             "tls_cert and tls_key go together"
         );
         self.cluster()?;
+        self.column_cache_bytes()?;
         let hba = self.hba()?;
         anyhow::ensure!(!hba.rules().is_empty(), "hba needs at least one rule");
         let listen: std::net::SocketAddr = self.listen.parse()?;
@@ -301,9 +314,52 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The column cache's budget in bytes, if set.
+    pub fn column_cache_bytes(&self) -> anyhow::Result<Option<u64>> {
+        self.column_cache_size
+            .as_deref()
+            .map(|s| parse_size(s).map_err(|e| anyhow::anyhow!("column_cache_size: {e}")))
+            .transpose()
+    }
+}
+
+/// A size: a number with a unit (`B`, `kB`, `MB`, `GB`, `TB`, case-insensitive), a bare
+/// number is megabytes.
+fn parse_size(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{v:?} is not a size such as 512MB or 4GB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 0,
+        "kb" => 10,
+        "" | "mb" => 20,
+        "gb" => 30,
+        "tb" => 40,
+        _ => return Err(format!("{v:?}: the unit must be B, kB, MB, GB or TB")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{v:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_units_and_a_bare_number_is_megabytes() {
+        assert_eq!(parse_size("512"), Ok(512 << 20));
+        assert_eq!(parse_size("4GB"), Ok(4 << 30));
+        assert_eq!(parse_size("64 kB"), Ok(64 << 10));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert!(parse_size("4 GiB").is_err());
+        assert!(parse_size("lots").is_err());
+        let c: Config = toml::from_str("column_cache_size = \"2GB\"").unwrap();
+        assert_eq!(c.column_cache_bytes().unwrap(), Some(2 << 30));
+    }
 
     #[test]
     fn unknown_keys_are_rejected_and_known_ones_load() {

@@ -235,6 +235,8 @@ struct Collectors {
     disk: IntGaugeVec,
     disk_refused: IntCounterVec,
     memory_budget: IntGaugeVec,
+    column_cache: IntGaugeVec,
+    column_cache_events: IntCounterVec,
 }
 
 impl Collectors {
@@ -311,10 +313,26 @@ impl Collectors {
         let memory_budget = IntGaugeVec::new(
             Opts::new(
                 "duet_memory_budget_bytes",
-                "Memory budgets: row_cache, block_cache (RocksDB), query_default (a session's duet.query_memory_limit until it sets one)",
+                "Memory budgets: row_cache, block_cache (RocksDB), column_cache, query_default (a session's duet.query_memory_limit until it sets one)",
             ),
             &["pool"],
         )?;
+        let column_cache = IntGaugeVec::new(
+            Opts::new(
+                "duet_column_cache",
+                "The column cache: bytes and entries (chunk columns) it holds now",
+            ),
+            &["figure"],
+        )?;
+        let column_cache_events = IntCounterVec::new(
+            Opts::new(
+                "duet_column_cache_events_total",
+                "Column cache: hit and miss (chunk columns a scan asked for), file_read (projected reads of chunk files), bytes_loaded (Arrow bytes read from them)",
+            ),
+            &["event"],
+        )?;
+        registry.register(Box::new(column_cache.clone()))?;
+        registry.register(Box::new(column_cache_events.clone()))?;
         registry.register(Box::new(memory_budget.clone()))?;
         registry.register(Box::new(disk.clone()))?;
         registry.register(Box::new(disk_refused.clone()))?;
@@ -341,6 +359,8 @@ impl Collectors {
             disk,
             disk_refused,
             memory_budget,
+            column_cache,
+            column_cache_events,
         })
     }
 }
@@ -490,6 +510,24 @@ fn table_figures(rows: &[ReplicaRow], c: &Collectors) {
 }
 
 fn column_store_figures(cs: &ColumnStore, c: &Collectors) {
+    let f = cs.cache().figures();
+    c.memory_budget
+        .with_label_values(&["column_cache"])
+        .set(as_i64(f.capacity));
+    c.column_cache
+        .with_label_values(&["bytes"])
+        .set(as_i64(f.bytes));
+    c.column_cache
+        .with_label_values(&["entries"])
+        .set(as_i64(f.entries));
+    for (event, v) in [
+        ("hit", f.hits),
+        ("miss", f.misses),
+        ("file_read", f.file_reads),
+        ("bytes_loaded", f.bytes_loaded),
+    ] {
+        c.column_cache_events.with_label_values(&[event]).inc_by(v);
+    }
     let n = &cs.counters;
     for (name, v) in [
         ("rows_applied", n.rows_applied.load(Ordering::Relaxed)),

@@ -52,6 +52,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let (Some(mb), Some(disk)) = (config.disk_reserve_mb, node.store.disk_guard()) {
         disk.set_reserve(mb << 20);
     }
+    if let Some(bytes) = config.column_cache_bytes()? {
+        node.set_column_cache_size(bytes);
+    }
     node.router()
         .calibrator
         .set_frozen(config.calibration_frozen())
@@ -107,6 +110,9 @@ async fn run_column_member(
 ) -> anyhow::Result<()> {
     let (member, server) =
         duetdb::cluster::serve_column(&config.data_dir, cluster, listen, options).await?;
+    if let Some(bytes) = config.column_cache_bytes()? {
+        member.store().cache().set_capacity(bytes);
+    }
     let http = match http_addr(config)? {
         None => None,
         Some(addr) => Some(

@@ -108,6 +108,8 @@ pub struct DuetNode {
     transport: Arc<dyn Transport>,
     /// Statistics, cost model and routing log (kept in `<data>/router`).
     router: duet_router::RouterRef,
+    /// The column cache's budget (kept across restarts of the learner).
+    column_cache_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Shared handle.
@@ -191,6 +193,7 @@ impl DuetNode {
             data_dir: data_dir.to_path_buf(),
             transport,
             router,
+            column_cache_bytes: duet_colstore::cache::default_cache_bytes().into(),
         });
         node.start_learner()?;
         Ok(node)
@@ -271,7 +274,10 @@ impl DuetNode {
         let dir = &self.data_dir;
         let store = ColumnStore::open(
             &dir.join("colstore"),
-            ColumnStoreOptions::default(),
+            ColumnStoreOptions {
+                cache_bytes: self.column_cache_size(),
+                ..Default::default()
+            },
             Arc::new(PinnedSource {
                 inner: self.store.clone(),
                 pins: self.pins.clone(),
@@ -329,6 +335,22 @@ impl DuetNode {
     pub fn wait_learner(&self, index: u64, timeout: Duration) -> bool {
         self.learner_peer()
             .is_some_and(|s| s.wait_applied(index, timeout))
+    }
+
+    /// The column cache's byte budget.
+    pub fn column_cache_size(&self) -> u64 {
+        self.column_cache_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the column cache's byte budget (`--column-cache-size`), now and for a restarted
+    /// learner.
+    pub fn set_column_cache_size(&self, bytes: u64) {
+        self.column_cache_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        if let Some(store) = self.column_store() {
+            store.cache().set_capacity(bytes);
+        }
     }
 
     /// The column store, while the learner runs.
@@ -501,6 +523,12 @@ impl DuetNode {
 impl ReplicaInfo for DuetNode {
     fn member_rows(&self) -> Vec<MemberRow> {
         self.members()
+    }
+
+    fn column_cache_size(&self) -> Option<u64> {
+        RaftIds::of(self.cluster.as_ref().map(|(c, _)| c))
+            .learner
+            .map(|_| self.column_cache_size())
     }
 
     fn gc_rows(&self) -> Vec<duet_router::sysviews::GcRow> {

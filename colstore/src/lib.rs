@@ -23,6 +23,7 @@
 //! It depends only on `duet-common` and `duet-replication`: a learner-only process links no
 //! RocksDB (`cargo tree -p duet-colstore` shows none).
 
+pub mod cache;
 pub mod error;
 pub mod persist;
 pub mod remote;
@@ -30,6 +31,7 @@ pub mod scan;
 pub mod store;
 pub mod table;
 
+pub use cache::ColumnCache;
 pub use error::{Error, Result};
 pub use scan::ColumnScanExec;
 pub use store::{

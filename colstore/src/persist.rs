@@ -14,21 +14,26 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, BinaryArray};
+use arrow::array::{Array, ArrayRef, BinaryArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::ipc::CompressionType;
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use datafusion::common::ScalarValue;
 use duet_common::batch::table_schema;
 use duet_common::numeric::SUFFIX;
 use duet_common::{TableDef, TableDefRef};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::ColumnCache;
 use crate::error::{Error, Result};
-use crate::table::{Chunk, ReplicaState, Stable};
+use crate::table::{Chunk, ColumnRange, ReplicaState, Stable};
 
 const MANIFEST: &str = "manifest.json";
-const FORMAT: u32 = 2;
+/// 3: chunk files hold their zone map first and are LZ4-compressed.
+const FORMAT: u32 = 3;
 /// The oldest manifest format this build reads.
 const OLDEST_FORMAT: u32 = 1;
 const KEY_FIELD: &str = "__key";
@@ -75,8 +80,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Loads the last checkpoint in `dir` (an empty store if there is none).
-pub fn load(dir: &Path) -> Result<Loaded> {
+/// Loads the last checkpoint in `dir` (an empty store if there is none): the chunks'
+/// figures, not their arrays, which are read through `cache` when a scan needs them.
+pub fn load(dir: &Path, cache: &Arc<ColumnCache>) -> Result<Loaded> {
     let path = dir.join(MANIFEST);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
@@ -112,14 +118,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         };
         let mut chunks = Vec::new();
         if let Some(f) = &t.file {
-            // Not remembered as the chunks' file: it holds all of them.
+            // Kept in memory, not as the chunks' file: it holds all of them.
             chunks.extend(read_chunks(&dir.join(f), &def)?);
         }
         for f in &t.chunks {
-            for chunk in read_chunks(&dir.join(f), &def)? {
-                let _ = chunk.file.set(f.clone());
-                chunks.push(chunk);
-            }
+            chunks.push(open_chunk(dir, f, &def, cache)?);
         }
         let rows = chunks.iter().map(|c| c.rows()).sum();
         tables.push(LoadedTable {
@@ -135,7 +138,114 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     })
 }
 
-/// The chunks in an Arrow IPC file, one per record batch.
+/// Custom metadata of a chunk file whose first record batch is the chunk's zone map (its
+/// min and max row) and second its rows: the null count of each column, comma-separated.
+const NULLS_KEY: &str = "duet.zone.nulls";
+/// … and the number of rows.
+const ROWS_KEY: &str = "duet.rows";
+
+/// The chunk in file `name` of `dir`: with a zone map in the file (format 3), only its
+/// footer and zone map are read; an older file is read whole and its arrays go to the cache.
+fn open_chunk(
+    dir: &Path,
+    name: &str,
+    def: &TableDef,
+    cache: &Arc<ColumnCache>,
+) -> Result<Arc<Chunk>> {
+    let path = dir.join(name);
+    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut reader = FileReader::try_new(std::io::BufReader::new(file), None)?;
+    let meta = reader.custom_metadata().clone();
+    let (Some(nulls), Some(rows)) = (meta.get(NULLS_KEY), meta.get(ROWS_KEY)) else {
+        drop(reader);
+        let mut chunks = read_chunks(&path, def)?;
+        if chunks.len() != 1 {
+            return Err(Error::Corrupt(format!(
+                "{}: {} chunks",
+                path.display(),
+                chunks.len()
+            )));
+        }
+        let chunk = chunks.pop().expect("one chunk");
+        chunk.written_to(
+            name.to_string(),
+            cache.file(&path, 0, chunk.width() + chunk.scaled().len() + 1),
+        );
+        return Ok(chunk);
+    };
+    let corrupt = |what: &str| Error::Corrupt(format!("{}: {what}", path.display()));
+    let rows: usize = rows.parse().map_err(|_| corrupt("row count"))?;
+    let nulls: Vec<usize> = if nulls.is_empty() {
+        vec![]
+    } else {
+        nulls
+            .split(',')
+            .map(|n| n.parse().map_err(|_| corrupt("null counts")))
+            .collect::<Result<_>>()?
+    };
+    let zone = reader.next().ok_or_else(|| corrupt("no zone map"))??;
+    let (columns, scaled) = split_fields(&path, &zone)?;
+    let schema = table_schema(def, None);
+    if columns.len() > schema.fields().len() || nulls.len() != columns.len() || zone.num_rows() != 2
+    {
+        return Err(corrupt("zone map does not fit the table"));
+    }
+    let keys = zone
+        .column(0)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| corrupt("key column"))?;
+    let key_range = (
+        Bytes::copy_from_slice(keys.value(0)),
+        Bytes::copy_from_slice(keys.value(1)),
+    );
+    let ranges = columns
+        .iter()
+        .zip(nulls)
+        .map(|(&c, nulls)| {
+            let a = zone.column(c);
+            Ok(ColumnRange {
+                min: ScalarValue::try_from_array(a, 0).map_err(|e| corrupt(&e.to_string()))?,
+                max: ScalarValue::try_from_array(a, 1).map_err(|e| corrupt(&e.to_string()))?,
+                nulls,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let width = columns.len();
+    let fields: Vec<usize> = (0..width).collect();
+    let handle = cache.file(&path, 1, 1 + width + scaled.len());
+    Ok(Arc::new(Chunk::in_file(
+        name.to_string(),
+        handle,
+        rows,
+        key_range,
+        Arc::new(schema.project(&fields)?),
+        ranges,
+        scaled.into_iter().map(|(c, _)| c).collect(),
+    )))
+}
+
+/// The positions of a chunk file's columns (after the key) and of its display scales, as
+/// (column, position) pairs.
+fn split_fields(path: &Path, batch: &RecordBatch) -> Result<(Vec<usize>, Vec<(usize, usize)>)> {
+    let mut columns = Vec::new();
+    let mut scales = Vec::new();
+    for (i, f) in batch.schema().fields().iter().enumerate().skip(1) {
+        match f.name().strip_suffix(SUFFIX) {
+            Some(c) => {
+                let c = c.parse::<usize>().map_err(|_| {
+                    Error::Corrupt(format!("{}: field {}", path.display(), f.name()))
+                })?;
+                scales.push((c, i));
+            }
+            None => columns.push(i),
+        }
+    }
+    Ok((columns, scales))
+}
+
+/// The chunks in an Arrow IPC file written before zone maps were kept in files (formats 1
+/// and 2), one per record batch, read whole.
 fn read_chunks(path: &Path, def: &TableDef) -> Result<Vec<Arc<Chunk>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = FileReader::try_new(file, None)?;
@@ -149,20 +259,12 @@ fn read_chunks(path: &Path, def: &TableDef) -> Result<Vec<Arc<Chunk>>> {
             .downcast_ref::<BinaryArray>()
             .ok_or_else(|| Error::Corrupt(format!("{}: key column", path.display())))?
             .clone();
-        let file_schema = batch.schema();
-        let mut columns = Vec::new();
-        let mut scales = Vec::new();
-        for (f, a) in file_schema.fields().iter().zip(batch.columns()).skip(1) {
-            match f.name().strip_suffix(SUFFIX) {
-                Some(c) => {
-                    let c = c.parse::<usize>().map_err(|_| {
-                        Error::Corrupt(format!("{}: field {}", path.display(), f.name()))
-                    })?;
-                    scales.push((c, a.clone()));
-                }
-                None => columns.push(a.clone()),
-            }
-        }
+        let (positions, scaled) = split_fields(path, &batch)?;
+        let columns: Vec<ArrayRef> = positions.iter().map(|&i| batch.column(i).clone()).collect();
+        let scales: Vec<(usize, ArrayRef)> = scaled
+            .into_iter()
+            .map(|(c, i)| (c, batch.column(i).clone()))
+            .collect();
         // Chunks written before an ADD COLUMN lack it (they read its `missing` value).
         if columns.len() > schema.fields().len() {
             return Err(Error::Corrupt(format!(
@@ -181,20 +283,21 @@ fn read_chunks(path: &Path, def: &TableDef) -> Result<Vec<Arc<Chunk>>> {
 }
 
 /// The files of `stable`'s chunks (table `def`, generation `gen`, checkpoint `index`),
-/// writing the chunks no checkpoint has written yet. Names are never reused, so a file a
-/// current manifest names is never overwritten.
+/// writing the chunks no checkpoint has written yet; those then leave memory for `cache`.
+/// Names are never reused, so a file a current manifest names is never overwritten.
 pub fn write_chunks(
     dir: &Path,
     def: &TableDef,
     stable: &Stable,
     index: u64,
     gen: u64,
+    cache: &Arc<ColumnCache>,
 ) -> Result<Vec<String>> {
     let mut names = Vec::with_capacity(stable.chunks.len());
-    let mut wrote = false;
+    let mut written = Vec::new();
     for (pos, chunk) in stable.chunks.iter().enumerate() {
-        if let Some(name) = chunk.file.get() {
-            names.push(name.clone());
+        if let Some(name) = chunk.file_name() {
+            names.push(name.to_string());
             continue;
         }
         let stem = format!("t{}-s{}-{index}-g{gen}-c{pos}", def.id, def.storage_id);
@@ -205,21 +308,35 @@ pub fn write_chunks(
             name = format!("{stem}-{n}.arrow");
         }
         write_chunk(&dir.join(&name), chunk)?;
-        names.push(chunk.file.get_or_init(|| name).clone());
-        wrote = true;
+        names.push(name.clone());
+        written.push((chunk, name));
     }
-    if wrote {
+    if !written.is_empty() {
         // The new names are durable before a manifest names them.
         sync_dir(dir)?;
+    }
+    for (chunk, name) in written {
+        let columns = 1 + chunk.width() + chunk.scaled().len();
+        chunk.written_to(name.clone(), cache.file(&dir.join(&name), 1, columns));
     }
     Ok(names)
 }
 
-/// Writes one chunk (its keys, then its columns) to `path`, durably.
+/// Writes one chunk to `path`, durably, LZ4-compressed: its zone map (a record batch of
+/// the smallest and largest key and value of each column), then its rows (keys, columns,
+/// display scales).
 fn write_chunk(path: &Path, chunk: &Chunk) -> Result<()> {
+    let arrays = chunk.arrays()?;
+    // Nullable: the zone map of a column holds NULL where the column is all NULL.
     let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
-    fields.extend(chunk.batch.schema().fields().iter().cloned());
-    for (c, a) in &chunk.scales {
+    fields.extend(
+        chunk
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
+    );
+    for (c, a) in chunk.scaled().iter().zip(&arrays.scales) {
         fields.push(Arc::new(Field::new(
             format!("{c}{SUFFIX}"),
             a.data_type().clone(),
@@ -227,22 +344,57 @@ fn write_chunk(path: &Path, chunk: &Chunk) -> Result<()> {
         )));
     }
     let schema = Arc::new(Schema::new(fields));
-    let mut columns = vec![Arc::new(chunk.keys.clone()) as Arc<dyn Array>];
-    columns.extend(chunk.batch.columns().iter().cloned());
-    columns.extend(chunk.scales.iter().map(|(_, a)| a.clone()));
+    let mut zone = vec![Arc::new(BinaryArray::from_iter_values([
+        chunk.min_key(),
+        chunk.max_key(),
+    ])) as ArrayRef];
+    for (range, field) in chunk.zone.iter().zip(chunk.schema().fields()) {
+        let a = ScalarValue::iter_to_array([range.min.clone(), range.max.clone()])
+            .map_err(|source| Error::ZoneMap { source })?;
+        zone.push(if a.data_type() == field.data_type() {
+            a
+        } else {
+            arrow::compute::cast(&a, field.data_type())?
+        });
+    }
+    zone.extend(
+        arrays
+            .scales
+            .iter()
+            .map(|a| arrow::array::new_null_array(a.data_type(), 2)),
+    );
+    let mut rows = vec![Arc::new(arrays.keys.clone()) as ArrayRef];
+    rows.extend(arrays.columns.iter().cloned());
+    rows.extend(arrays.scales.iter().cloned());
+    let nulls: Vec<String> = chunk.zone.iter().map(|z| z.nulls.to_string()).collect();
+
     let tmp = path.with_extension("arrow.tmp");
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = FileWriter::try_new(file, &schema)?;
-    w.write(&RecordBatch::try_new(schema, columns)?)?;
+    let options =
+        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut w = FileWriter::try_new_with_options(std::io::BufWriter::new(file), &schema, options)?;
+    w.write_metadata(NULLS_KEY, nulls.join(","));
+    w.write_metadata(ROWS_KEY, chunk.rows().to_string());
+    w.write(&RecordBatch::try_new(schema.clone(), zone)?)?;
+    w.write(&RecordBatch::try_new(schema, rows)?)?;
     w.finish()?;
-    let file = w.into_inner()?;
+    let file = w
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     Ok(())
 }
 
-/// Atomically replaces the manifest, then removes files it no longer names.
-pub fn write_manifest(dir: &Path, index: u64, tables: &[TableEntry]) -> Result<()> {
+/// Atomically replaces the manifest, then removes files it no longer names (a file a live
+/// chunk still names goes when that chunk does, see [`ColumnCache::remove_file`]).
+pub fn write_manifest(
+    dir: &Path,
+    index: u64,
+    tables: &[TableEntry],
+    cache: &ColumnCache,
+) -> Result<()> {
     let m = ManifestRef {
         format: FORMAT,
         index,
@@ -270,8 +422,13 @@ pub fn write_manifest(dir: &Path, index: u64, tables: &[TableEntry]) -> Result<(
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if name.ends_with(".arrow") && !keep.contains(name.as_str()) {
-                let _ = std::fs::remove_file(e.path());
+            if !name.ends_with(".arrow") {
+                continue;
+            }
+            if keep.contains(name.as_str()) {
+                cache.keep_file(&e.path());
+            } else {
+                cache.remove_file(&e.path());
             }
         }
     }
@@ -317,14 +474,26 @@ mod tests {
         t.fold(Arc::new(stable), version);
     }
 
-    /// The loaded table's chunks hold the same keys and columns as `stable`'s.
+    /// The loaded table's chunks hold the same keys, columns and zone maps as `stable`'s.
     fn assert_same(loaded: &Stable, stable: &Stable) {
         assert_eq!(loaded.rows, stable.rows);
         assert_eq!(loaded.chunks.len(), stable.chunks.len());
         for (a, b) in loaded.chunks.iter().zip(&stable.chunks) {
+            let (a, b) = (a.arrays().unwrap(), b.arrays().unwrap());
             assert_eq!(a.keys, b.keys);
-            assert_eq!(a.batch.columns(), b.batch.columns());
+            assert_eq!(a.columns, b.columns);
+            assert_eq!(a.scales, b.scales);
         }
+        for (a, b) in loaded.chunks.iter().zip(&stable.chunks) {
+            assert_eq!(a.zone, b.zone);
+            assert_eq!((a.min_key(), a.max_key()), (b.min_key(), b.max_key()));
+            assert_eq!(a.rows(), b.rows());
+        }
+    }
+
+    /// A cache of 1 byte: every read goes to the file.
+    fn no_cache() -> Arc<ColumnCache> {
+        ColumnCache::new(1)
     }
 
     /// The display scales of an unconstrained numeric column survive the delta, a merge
@@ -336,6 +505,7 @@ mod tests {
         use duet_common::numeric::COMPANION_BASE;
         use duet_common::{Datum, SqlType};
         let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
         let mut d = def();
         d.columns[1].ty = SqlType::Numeric {
             precision: 38,
@@ -374,7 +544,7 @@ mod tests {
                 take(
                     &RecordBatch::try_new(
                         table_schema(&d, Some(&proj)),
-                        vec![crate::table::chunk_column(&d, ch, proj[0]).unwrap()],
+                        crate::table::chunk_columns(&d, ch, &proj, false).unwrap().1,
                     )
                     .unwrap(),
                 );
@@ -411,9 +581,9 @@ mod tests {
             scales(&t.stable, None),
             (0..80).map(want).collect::<Vec<_>>()
         );
-        let files = write_chunks(dir.path(), &d, &t.stable, 2, t.gen).unwrap();
-        write_manifest(dir.path(), 2, &[entry(&t, None, files)]).unwrap();
-        let loaded = load(dir.path()).unwrap();
+        let files = write_chunks(dir.path(), &d, &t.stable, 2, t.gen, &cache).unwrap();
+        write_manifest(dir.path(), 2, &[entry(&t, None, files)], &cache).unwrap();
+        let loaded = load(dir.path(), &cache).unwrap();
         assert_same(&loaded.tables[0].stable, &t.stable);
         assert_eq!(
             scales(&loaded.tables[0].stable, None),
@@ -424,6 +594,7 @@ mod tests {
     #[test]
     fn checkpoints_write_only_new_chunks_and_load_back() {
         let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
         let d = Arc::new(def());
         let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
         let full = 2 * CHUNK_ROWS as i64;
@@ -431,7 +602,7 @@ mod tests {
             t.write(key(i), 1, Some(row(i, "a")));
         }
         fold(&mut t, 1);
-        let first = write_chunks(dir.path(), &d, &t.stable, 1, t.gen).unwrap();
+        let first = write_chunks(dir.path(), &d, &t.stable, 1, t.gen, &cache).unwrap();
         assert_eq!(first.len(), 2);
 
         // An append after the last key keeps both full chunks and their files.
@@ -439,34 +610,94 @@ mod tests {
             t.write(key(i), 2, Some(row(i, "b")));
         }
         fold(&mut t, 2);
-        let second = write_chunks(dir.path(), &d, &t.stable, 2, t.gen).unwrap();
+        let second = write_chunks(dir.path(), &d, &t.stable, 2, t.gen, &cache).unwrap();
         assert_eq!(second.len(), 3);
         assert_eq!(second[..2], first[..]);
         assert_eq!(arrow_files(dir.path()), 3);
 
-        write_manifest(dir.path(), 2, &[entry(&t, None, second.clone())]).unwrap();
-        let loaded = load(dir.path()).unwrap();
+        write_manifest(dir.path(), 2, &[entry(&t, None, second.clone())], &cache).unwrap();
+        let loaded = load(dir.path(), &cache).unwrap();
         assert_eq!(loaded.index, 2);
         assert_same(&loaded.tables[0].stable, &t.stable);
         // Loaded chunks know their files: checkpointing them again writes nothing.
-        let again = write_chunks(dir.path(), &d, &loaded.tables[0].stable, 3, 99).unwrap();
+        let again = write_chunks(dir.path(), &d, &loaded.tables[0].stable, 3, 99, &cache).unwrap();
         assert_eq!(again, second);
         assert_eq!(arrow_files(dir.path()), 3);
 
-        // A change inside the first chunk replaces it; the manifest drops the old file.
+        // A change inside the first chunk replaces it; the manifest drops the old file, but
+        // only once no chunk holds it: a reader of the loaded chunks still reads them.
+        let before = t.stable.clone();
         t.write(key(5), 3, None);
         fold(&mut t, 3);
-        let third = write_chunks(dir.path(), &d, &t.stable, 3, t.gen).unwrap();
+        let third = write_chunks(dir.path(), &d, &t.stable, 3, t.gen, &cache).unwrap();
         assert_ne!(third[0], second[0]);
         assert_eq!(third[1..], second[1..]);
-        write_manifest(dir.path(), 3, &[entry(&t, None, third)]).unwrap();
+        write_manifest(dir.path(), 3, &[entry(&t, None, third)], &cache).unwrap();
+        assert_eq!(arrow_files(dir.path()), 4);
+        assert_same(&loaded.tables[0].stable, &before);
+        drop((loaded, before));
         assert_eq!(arrow_files(dir.path()), 3);
-        assert_same(&load(dir.path()).unwrap().tables[0].stable, &t.stable);
+        assert_same(
+            &load(dir.path(), &cache).unwrap().tables[0].stable,
+            &t.stable,
+        );
+    }
+
+    /// Format 2 chunk files (one record batch of rows, no zone map, uncompressed) load,
+    /// and are read through the cache like the others.
+    #[test]
+    fn a_format_2_checkpoint_loads_and_reads_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
+        let d = Arc::new(def());
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        for i in 0..CHUNK_ROWS as i64 + 10 {
+            t.write(key(i), 1, Some(row(i, "a")));
+        }
+        fold(&mut t, 1);
+        let mut names = Vec::new();
+        for (n, c) in t.stable.chunks.iter().enumerate() {
+            let a = c.arrays().unwrap();
+            let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
+            fields.extend(c.schema().fields().iter().cloned());
+            let schema = Arc::new(Schema::new(fields));
+            let mut columns = vec![Arc::new(a.keys.clone()) as Arc<dyn Array>];
+            columns.extend(a.columns.iter().cloned());
+            let name = format!("t1-s2-1-g1-c{n}.arrow");
+            let file = File::create(dir.path().join(&name)).unwrap();
+            let mut w = FileWriter::try_new(file, &schema).unwrap();
+            w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+                .unwrap();
+            w.finish().unwrap();
+            names.push(name);
+        }
+        let manifest = serde_json::json!({
+            "format": 2,
+            "index": 1,
+            "tables": [{
+                "def": &*d,
+                "state": "available",
+                "stable_version": 1,
+                "chunks": names,
+            }],
+        });
+        std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+        let loaded = load(dir.path(), &cache).unwrap();
+        let stable = &loaded.tables[0].stable;
+        assert!(stable.chunks.iter().all(|c| !c.is_resident()));
+        assert_same(stable, &t.stable);
+        assert!(cache.figures().file_reads > 0);
+        // Named by the next checkpoint as they are.
+        assert_eq!(
+            write_chunks(dir.path(), &d, stable, 2, 1, &cache).unwrap(),
+            names
+        );
     }
 
     #[test]
     fn a_format_1_checkpoint_loads_and_is_written_again_as_chunks() {
         let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
         let d = Arc::new(def());
         let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
         for i in 0..CHUNK_ROWS as i64 + 10 {
@@ -477,14 +708,15 @@ mod tests {
         // Format 1: one file, one record batch per chunk.
         let schema = {
             let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
-            fields.extend(t.stable.chunks[0].batch.schema().fields().iter().cloned());
+            fields.extend(t.stable.chunks[0].schema().fields().iter().cloned());
             Arc::new(Schema::new(fields))
         };
         let file = File::create(dir.path().join("t1-s2-1-g1.arrow")).unwrap();
         let mut w = FileWriter::try_new(file, &schema).unwrap();
         for c in &t.stable.chunks {
-            let mut columns = vec![Arc::new(c.keys.clone()) as Arc<dyn Array>];
-            columns.extend(c.batch.columns().iter().cloned());
+            let a = c.arrays().unwrap();
+            let mut columns = vec![Arc::new(a.keys.clone()) as Arc<dyn Array>];
+            columns.extend(a.columns.iter().cloned());
             w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
                 .unwrap();
         }
@@ -501,17 +733,20 @@ mod tests {
         });
         std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
 
-        let loaded = load(dir.path()).unwrap();
+        let loaded = load(dir.path(), &cache).unwrap();
         let stable = &loaded.tables[0].stable;
         assert_same(stable, &t.stable);
-        let chunks = write_chunks(dir.path(), &d, stable, 2, 1).unwrap();
+        let chunks = write_chunks(dir.path(), &d, stable, 2, 1, &cache).unwrap();
         assert_eq!(chunks.len(), 2);
         let entry = TableEntry {
             chunks,
             ..entry(&t, None, vec![])
         };
-        write_manifest(dir.path(), 2, &[entry]).unwrap();
+        write_manifest(dir.path(), 2, &[entry], &cache).unwrap();
         assert_eq!(arrow_files(dir.path()), 2, "the format 1 file is removed");
-        assert_same(&load(dir.path()).unwrap().tables[0].stable, &t.stable);
+        assert_same(
+            &load(dir.path(), &cache).unwrap().tables[0].stable,
+            &t.stable,
+        );
     }
 }

@@ -22,6 +22,7 @@ use duet_common::{TableDef, TableDefRef};
 use duet_replication::{PeerStatus, StateMachine, StateMachineError};
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::cache::ColumnCache;
 use crate::error::{Error, Result};
 use crate::persist;
 use crate::table::{chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot};
@@ -33,6 +34,8 @@ pub struct ColumnStoreOptions {
     pub compact_delta_versions: usize,
     /// … or once the oldest unfolded change is this old.
     pub compact_interval: Duration,
+    /// Bytes of stable chunk columns held in memory ([`crate::cache`]).
+    pub cache_bytes: u64,
 }
 
 impl Default for ColumnStoreOptions {
@@ -40,6 +43,7 @@ impl Default for ColumnStoreOptions {
         Self {
             compact_delta_versions: 200_000,
             compact_interval: Duration::from_secs(5),
+            cache_bytes: crate::cache::default_cache_bytes(),
         }
     }
 }
@@ -90,6 +94,7 @@ pub struct ColumnStore {
     stopped: AtomicBool,
     last_fold: Mutex<Instant>,
     source: RwLock<Option<Arc<dyn RowSource>>>,
+    cache: Arc<ColumnCache>,
     pub counters: ColumnCounters,
 }
 
@@ -105,7 +110,8 @@ impl ColumnStore {
         source: Arc<dyn RowSource>,
     ) -> Result<ColumnStoreRef> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let loaded = persist::load(dir)?;
+        let cache = ColumnCache::new(options.cache_bytes);
+        let loaded = persist::load(dir, &cache)?;
         let (tx, _) = tokio::sync::watch::channel(loaded.index);
         let store = Arc::new(ColumnStore {
             dir: dir.to_path_buf(),
@@ -119,6 +125,7 @@ impl ColumnStore {
             stopped: AtomicBool::new(false),
             last_fold: Mutex::new(Instant::now()),
             source: RwLock::new(Some(source)),
+            cache,
             counters: ColumnCounters::default(),
         });
         let mut rebuild = Vec::new();
@@ -166,6 +173,11 @@ impl ColumnStore {
     /// Highest log index applied.
     pub fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
+    }
+
+    /// The cache stable chunks are read through.
+    pub fn cache(&self) -> &Arc<ColumnCache> {
+        &self.cache
     }
 
     /// Index of the last checkpoint (what a restart starts from).
@@ -572,7 +584,7 @@ impl ColumnStore {
             };
             let chunks = match state {
                 ReplicaState::Available => {
-                    persist::write_chunks(&self.dir, &def, &stable, index, gen)?
+                    persist::write_chunks(&self.dir, &def, &stable, index, gen, &self.cache)?
                 }
                 _ => Vec::new(),
             };
@@ -588,7 +600,7 @@ impl ColumnStore {
                 chunks,
             });
         }
-        persist::write_manifest(&self.dir, index, &entries)?;
+        persist::write_manifest(&self.dir, index, &entries, &self.cache)?;
         self.checkpoint.store(index, Ordering::Release);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -10,7 +10,7 @@
 //! `v >= stable_version`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray};
 use arrow::compute::{filter_record_batch, interleave};
@@ -24,7 +24,9 @@ use duet_common::batch::{datums_to_array, decode_rows, scales_array, table_schem
 use duet_common::numeric::{companion_of, COMPANION_BASE};
 use duet_common::types::unknown_scale;
 use duet_common::{TableDef, TableDefRef};
+use parking_lot::RwLock;
 
+use crate::cache::ChunkFile;
 use crate::error::{Error, Result};
 
 /// Rows per stable chunk.
@@ -39,69 +41,257 @@ pub struct ColumnRange {
     pub nulls: usize,
 }
 
-/// A run of rows sorted by key, as Arrow arrays.
+/// The Arrow arrays of a chunk: its keys, columns and display scales.
+#[derive(Debug)]
+pub struct ChunkArrays {
+    pub keys: BinaryArray,
+    pub columns: Vec<ArrayRef>,
+    /// In the order of [`Chunk::scaled`].
+    pub scales: Vec<ArrayRef>,
+}
+
+/// A part of a chunk a reader asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Part {
+    Keys,
+    /// A column of the chunk (`< Chunk::width()`).
+    Column(usize),
+    /// The display scales of a column (one [`Chunk::has_scales`] says it has).
+    Scales(usize),
+}
+
+/// A run of rows sorted by key. Its zone map, row count and key range always stay in
+/// memory; its arrays are in memory until a checkpoint writes the chunk to its file, then
+/// read through the column cache ([`crate::cache`]).
 #[derive(Debug)]
 pub struct Chunk {
-    /// Encoded primary keys (memcomparable, so byte order is key order), ascending.
-    pub keys: BinaryArray,
+    rows: usize,
+    min_key: Bytes,
+    max_key: Bytes,
     /// The table's columns when the chunk was written (a later `ADD COLUMN` is filled in at
     /// scan time from the column's `missing` value).
-    pub batch: RecordBatch,
-    /// Per column of `batch`: its min/max in this chunk, for pruning scans (issue #4).
+    schema: SchemaRef,
+    /// Per column of the chunk: its min/max in this chunk, for pruning scans (issue #4).
     pub zone: Vec<ColumnRange>,
-    /// The display scales of the unconstrained `numeric` columns' values: (column, Int32
-    /// array). A column without one (a chunk written before scales were kept) reads the
-    /// fewest decimals that hold each value.
-    pub scales: Vec<(usize, ArrayRef)>,
+    /// The unconstrained `numeric` columns whose values' display scales the chunk holds.
+    /// A column without (a chunk written before scales were kept) reads the fewest
+    /// decimals that hold each value.
+    scaled: Vec<usize>,
+    /// The arrays, until the chunk is in a file.
+    resident: RwLock<Option<Arc<ChunkArrays>>>,
     /// The checkpoint file holding this chunk, once one does (chunks are immutable, so a
     /// chunk is written once and later checkpoints name the same file).
-    pub(crate) file: std::sync::OnceLock<String>,
+    file: OnceLock<(String, Arc<ChunkFile>)>,
 }
 
 impl Chunk {
-    /// A chunk with its zone map computed.
+    /// A chunk in memory, with its zone map computed.
     pub fn new(keys: BinaryArray, batch: RecordBatch) -> Result<Chunk> {
         let zone = batch
             .columns()
             .iter()
-            .map(|col| {
-                let zone_map = |source| Error::ZoneMap { source };
-                let mut lo = MinAccumulator::try_new(col.data_type()).map_err(zone_map)?;
-                let mut hi = MaxAccumulator::try_new(col.data_type()).map_err(zone_map)?;
-                lo.update_batch(std::slice::from_ref(col))
-                    .and_then(|_| hi.update_batch(std::slice::from_ref(col)))
-                    .map_err(zone_map)?;
-                Ok(ColumnRange {
-                    min: lo.evaluate().map_err(zone_map)?,
-                    max: hi.evaluate().map_err(zone_map)?,
-                    nulls: col.null_count(),
-                })
-            })
+            .map(|col| zone_of(col))
             .collect::<Result<Vec<_>>>()?;
         Ok(Chunk {
-            keys,
-            batch,
+            rows: keys.len(),
+            min_key: Bytes::copy_from_slice(keys.value(0)),
+            max_key: Bytes::copy_from_slice(keys.value(keys.len() - 1)),
+            schema: batch.schema(),
             zone,
-            scales: Vec::new(),
-            file: std::sync::OnceLock::new(),
+            scaled: Vec::new(),
+            resident: RwLock::new(Some(Arc::new(ChunkArrays {
+                keys,
+                columns: batch.columns().to_vec(),
+                scales: Vec::new(),
+            }))),
+            file: OnceLock::new(),
         })
     }
 
-    /// This chunk with the display scales `scales` ([`Chunk::scales`]).
+    /// This chunk with the display scales `scales` ((column, Int32 array) pairs).
     pub fn with_scales(mut self, scales: Vec<(usize, ArrayRef)>) -> Chunk {
-        self.scales = scales;
+        self.scaled = scales.iter().map(|(c, _)| *c).collect();
+        let arrays = self
+            .resident
+            .get_mut()
+            .take()
+            .expect("a new chunk is in memory");
+        let arrays = Arc::into_inner(arrays).expect("a new chunk's arrays are its own");
+        *self.resident.get_mut() = Some(Arc::new(ChunkArrays {
+            scales: scales.into_iter().map(|(_, a)| a).collect(),
+            ..arrays
+        }));
         self
     }
 
+    /// A chunk whose arrays are in `file` (named `name` in manifests), known by its
+    /// figures only.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn in_file(
+        name: String,
+        file: Arc<ChunkFile>,
+        rows: usize,
+        key_range: (Bytes, Bytes),
+        schema: SchemaRef,
+        zone: Vec<ColumnRange>,
+        scaled: Vec<usize>,
+    ) -> Chunk {
+        Chunk {
+            rows,
+            min_key: key_range.0,
+            max_key: key_range.1,
+            schema,
+            zone,
+            scaled,
+            resident: RwLock::new(None),
+            file: OnceLock::from((name, file)),
+        }
+    }
+
     pub fn rows(&self) -> usize {
-        self.keys.len()
+        self.rows
     }
     pub fn min_key(&self) -> &[u8] {
-        self.keys.value(0)
+        &self.min_key
     }
     pub fn max_key(&self) -> &[u8] {
-        self.keys.value(self.keys.len() - 1)
+        &self.max_key
     }
+    /// Columns the chunk has (the table's width when it was written).
+    pub fn width(&self) -> usize {
+        self.schema.fields().len()
+    }
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+    /// The columns whose display scales the chunk holds, in file order.
+    pub fn scaled(&self) -> &[usize] {
+        &self.scaled
+    }
+    pub fn has_scales(&self, column: usize) -> bool {
+        self.scaled.contains(&column)
+    }
+    /// The name of the file holding the chunk, once written.
+    pub fn file_name(&self) -> Option<&str> {
+        self.file.get().map(|(n, _)| n.as_str())
+    }
+    /// Whether the chunk's arrays are held in memory outside the cache (not yet written).
+    pub fn is_resident(&self) -> bool {
+        self.resident.read().is_some()
+    }
+
+    /// The position of `part` in the chunk's file: the keys, the columns, the scales.
+    fn file_column(&self, part: Part) -> u32 {
+        (match part {
+            Part::Keys => 0,
+            Part::Column(c) => 1 + c,
+            Part::Scales(c) => {
+                let pos = self.scaled.iter().position(|s| *s == c).unwrap_or(0);
+                1 + self.width() + pos
+            }
+        }) as u32
+    }
+
+    /// The arrays of `parts`, in that order: from memory, or from the file through the
+    /// cache (the ones not cached with one read).
+    pub fn read(&self, parts: &[Part]) -> Result<Vec<ArrayRef>> {
+        if let Some(a) = self.resident.read().as_ref() {
+            return parts
+                .iter()
+                .map(|p| {
+                    Ok(match *p {
+                        Part::Keys => Arc::new(a.keys.clone()) as ArrayRef,
+                        Part::Column(c) => a.columns[c].clone(),
+                        Part::Scales(c) => {
+                            let pos =
+                                self.scaled.iter().position(|s| *s == c).ok_or_else(|| {
+                                    Error::Internal(format!("chunk has no scales of {c}"))
+                                })?;
+                            a.scales[pos].clone()
+                        }
+                    })
+                })
+                .collect();
+        }
+        let (_, file) = self
+            .file
+            .get()
+            .ok_or_else(|| Error::Internal("a chunk neither in memory nor in a file".into()))?;
+        let columns: Vec<u32> = parts.iter().map(|p| self.file_column(*p)).collect();
+        file.read(&columns)
+    }
+
+    /// The chunk's encoded primary keys.
+    pub fn keys(&self) -> Result<BinaryArray> {
+        let a = self.read(&[Part::Keys])?;
+        a[0].as_any()
+            .downcast_ref::<BinaryArray>()
+            .cloned()
+            .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))
+    }
+
+    /// All of the chunk's arrays.
+    pub fn arrays(&self) -> Result<Arc<ChunkArrays>> {
+        if let Some(a) = self.resident.read().as_ref() {
+            return Ok(a.clone());
+        }
+        let mut parts = vec![Part::Keys];
+        parts.extend((0..self.width()).map(Part::Column));
+        parts.extend(self.scaled.iter().map(|c| Part::Scales(*c)));
+        let mut read = self.read(&parts)?.into_iter();
+        let keys = read.next().expect("keys read");
+        let keys = keys
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .cloned()
+            .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))?;
+        let columns = read.by_ref().take(self.width()).collect();
+        Ok(Arc::new(ChunkArrays {
+            keys,
+            columns,
+            scales: read.collect(),
+        }))
+    }
+
+    /// Records that the chunk is now in `file` (named `name`): its arrays move from memory
+    /// into the cache, which may evict them.
+    pub(crate) fn written_to(&self, name: String, file: Arc<ChunkFile>) {
+        if self.file.set((name, file)).is_err() {
+            return;
+        }
+        let (_, file) = self.file.get().expect("set above");
+        if let Some(a) = self.resident.write().take() {
+            let mut parts = vec![(Part::Keys, Arc::new(a.keys.clone()) as ArrayRef)];
+            parts.extend(
+                a.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(c, x)| (Part::Column(c), x.clone())),
+            );
+            parts.extend(
+                self.scaled
+                    .iter()
+                    .zip(&a.scales)
+                    .map(|(c, x)| (Part::Scales(*c), x.clone())),
+            );
+            file.warm(parts.into_iter().map(|(p, x)| (self.file_column(p), x)));
+        }
+    }
+}
+
+/// A column's zone map entry.
+pub(crate) fn zone_of(col: &ArrayRef) -> Result<ColumnRange> {
+    let zone_map = |source| Error::ZoneMap { source };
+    let mut lo = MinAccumulator::try_new(col.data_type()).map_err(zone_map)?;
+    let mut hi = MaxAccumulator::try_new(col.data_type()).map_err(zone_map)?;
+    lo.update_batch(std::slice::from_ref(col))
+        .and_then(|_| hi.update_batch(std::slice::from_ref(col)))
+        .map_err(zone_map)?;
+    Ok(ColumnRange {
+        min: lo.evaluate().map_err(zone_map)?,
+        max: hi.evaluate().map_err(zone_map)?,
+        nulls: col.null_count(),
+    })
 }
 
 /// The immutable layer.
@@ -221,40 +411,86 @@ impl ColumnTable {
     }
 }
 
-/// Output column `c` of `chunk` for a table now defined as `def` (a companion position
-/// reads the display scales of its column).
-pub(crate) fn chunk_column(def: &TableDef, chunk: &Chunk, c: usize) -> Result<ArrayRef> {
-    if let Some(c) = companion_of(c) {
-        if let Some((_, a)) = chunk.scales.iter().find(|(s, _)| *s == c) {
-            return Ok(a.clone());
+/// How an output column of a chunk is made.
+enum Out {
+    /// Read part `n` of the parts asked for.
+    Part(usize),
+    /// The display scales of decimal column (part `n`), for a chunk that kept none.
+    ScalesOf(usize),
+    /// A column the chunk predates: its `missing` value, or the scales of it.
+    Missing(usize),
+}
+
+/// Output columns `projection` of `chunk` for a table now defined as `def` (a companion
+/// position reads the display scales of its column), and the chunk's keys if `with_keys`:
+/// the parts needed are read at once (one file read for those not cached).
+pub(crate) fn chunk_columns(
+    def: &TableDef,
+    chunk: &Chunk,
+    projection: &[usize],
+    with_keys: bool,
+) -> Result<(Option<BinaryArray>, Vec<ArrayRef>)> {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut part = |p: Part| match parts.iter().position(|q| *q == p) {
+        Some(n) => n,
+        None => {
+            parts.push(p);
+            parts.len() - 1
         }
-        if c < chunk.batch.num_columns() {
-            let values = chunk
-                .batch
-                .column(c)
+    };
+    let keys_at = with_keys.then(|| part(Part::Keys));
+    let outs: Vec<Out> = projection
+        .iter()
+        .map(|&c| match companion_of(c) {
+            Some(v) if chunk.has_scales(v) => Out::Part(part(Part::Scales(v))),
+            Some(v) if v < chunk.width() => Out::ScalesOf(part(Part::Column(v))),
+            Some(_) => Out::Missing(c),
+            None if c < chunk.width() => Out::Part(part(Part::Column(c))),
+            None => Out::Missing(c),
+        })
+        .collect();
+    let read = chunk.read(&parts)?;
+    let keys = match keys_at {
+        Some(n) => Some(
+            read[n]
                 .as_any()
-                .downcast_ref::<arrow::array::Decimal128Array>()
-                .ok_or_else(|| Error::Internal(format!("column {c} is not a decimal")))?;
-            let scales: arrow::array::Int32Array = values
-                .iter()
-                .map(|v| v.map(|v| i32::from(unknown_scale(v))))
-                .collect();
-            return Ok(Arc::new(scales));
-        }
-        return Ok(Arc::new(scales_array(std::iter::repeat_n(
-            &def.columns[c].missing,
-            chunk.rows(),
-        ))));
-    }
-    if c < chunk.batch.num_columns() {
-        return Ok(chunk.batch.column(c).clone());
-    }
-    let missing = &def.columns[c].missing;
-    datums_to_array(
-        &def.columns[c].ty,
-        std::iter::repeat_n(missing, chunk.rows()),
-    )
-    .map_err(Error::from)
+                .downcast_ref::<BinaryArray>()
+                .cloned()
+                .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))?,
+        ),
+        None => None,
+    };
+    let columns = outs
+        .into_iter()
+        .map(|o| match o {
+            Out::Part(n) => Ok(read[n].clone()),
+            Out::ScalesOf(n) => {
+                let values = read[n]
+                    .as_any()
+                    .downcast_ref::<arrow::array::Decimal128Array>()
+                    .ok_or_else(|| {
+                        Error::Internal("scales of a column that is not a decimal".into())
+                    })?;
+                let scales: arrow::array::Int32Array = values
+                    .iter()
+                    .map(|v| v.map(|v| i32::from(unknown_scale(v))))
+                    .collect();
+                Ok(Arc::new(scales) as ArrayRef)
+            }
+            Out::Missing(c) => match companion_of(c) {
+                Some(v) => Ok(Arc::new(scales_array(std::iter::repeat_n(
+                    &def.columns[v].missing,
+                    chunk.rows(),
+                ))) as ArrayRef),
+                None => datums_to_array(
+                    &def.columns[c].ty,
+                    std::iter::repeat_n(&def.columns[c].missing, chunk.rows()),
+                )
+                .map_err(Error::from),
+            },
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((keys, columns))
 }
 
 impl TableSnapshot {
@@ -290,24 +526,21 @@ impl TableSnapshot {
         projection: &[usize],
     ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         let chunk = &self.stable.chunks[i];
-        let columns = projection
-            .iter()
-            .map(|&c| chunk_column(&self.def, chunk, c))
-            .collect::<Result<Vec<_>>>()?;
+        let range = self.delta_range(chunk);
+        let (keys, columns) = chunk_columns(&self.def, chunk, projection, !range.is_empty())?;
         let batch = RecordBatch::try_new_with_options(
             self.schema(projection),
             columns,
             &RecordBatchOptions::new().with_row_count(Some(chunk.rows())),
         )?;
-        let range = self.delta_range(chunk);
-        if range.is_empty() {
+        let Some(keys) = keys else {
             return Ok((batch, None));
-        }
+        };
         let shadow = &self.delta_keys[range];
         let mut keep = Vec::with_capacity(chunk.rows());
         let mut d = 0;
         for r in 0..chunk.rows() {
-            let k = chunk.keys.value(r);
+            let k = keys.value(r);
             while d < shadow.len() && &shadow[d][..] < k {
                 d += 1;
             }
@@ -341,17 +574,21 @@ impl TableSnapshot {
     }
 
     /// Live rows at the read version: stable rows minus shadowed ones, plus delta rows.
-    pub fn live_rows(&self) -> usize {
+    pub fn live_rows(&self) -> Result<usize> {
         let shadowed: usize = self
             .stable
             .chunks
             .iter()
             .map(|c| {
                 let r = self.delta_range(c);
+                if r.is_empty() {
+                    return Ok(0);
+                }
+                let keys = c.keys()?;
                 let mut n = 0;
                 let mut d = r.start;
                 for i in 0..c.rows() {
-                    let k = c.keys.value(i);
+                    let k = keys.value(i);
                     while d < r.end && &self.delta_keys[d][..] < k {
                         d += 1;
                     }
@@ -359,10 +596,10 @@ impl TableSnapshot {
                         n += 1;
                     }
                 }
-                n
+                Ok(n)
             })
-            .sum();
-        self.stable.rows - shadowed + self.delta_rows.iter().filter(|r| r.is_some()).count()
+            .sum::<Result<usize>>()?;
+        Ok(self.stable.rows - shadowed + self.delta_rows.iter().filter(|r| r.is_some()).count())
     }
 }
 
@@ -415,16 +652,15 @@ impl Source {
     }
 
     fn of_chunk(def: &TableDef, chunk: &Chunk) -> Result<Source> {
+        let width = def.columns.len();
+        let mut all: Vec<usize> = (0..width).collect();
+        all.extend(def.scaled_columns().iter().map(|c| COMPANION_BASE + c));
+        let (keys, mut columns) = chunk_columns(def, chunk, &all, true)?;
+        let scales = columns.split_off(width);
         Ok(Source {
-            keys: Arc::new(chunk.keys.clone()),
-            columns: (0..def.columns.len())
-                .map(|c| chunk_column(def, chunk, c))
-                .collect::<Result<_>>()?,
-            scales: def
-                .scaled_columns()
-                .iter()
-                .map(|c| chunk_column(def, chunk, COMPANION_BASE + c))
-                .collect::<Result<_>>()?,
+            keys: Arc::new(keys.expect("keys asked for")),
+            columns,
+            scales,
         })
     }
 }
@@ -535,17 +771,23 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
             out.push(chunk.clone());
             continue;
         }
-        sources.push(Source::of_chunk(def, chunk)?);
+        let source = Source::of_chunk(def, chunk)?;
+        let keys = source.keys.clone();
+        let keys = keys
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .expect("chunk keys are binary");
+        sources.push(source);
         let s = sources.len() - 1;
         let (mut i, mut j) = (0, start);
         while i < chunk.rows() || j < d {
-            let take_old = j >= d || (i < chunk.rows() && chunk.keys.value(i) < &delta[j].0[..]);
+            let take_old = j >= d || (i < chunk.rows() && keys.value(i) < &delta[j].0[..]);
             if take_old {
                 pending.push((s, i));
                 i += 1;
                 continue;
             }
-            if i < chunk.rows() && chunk.keys.value(i) == &delta[j].0[..] {
+            if i < chunk.rows() && keys.value(i) == &delta[j].0[..] {
                 i += 1;
             }
             if delta[j].1.is_some() {
@@ -626,7 +868,7 @@ pub(crate) mod tests {
             }
         }
         out.sort();
-        assert_eq!(snap.live_rows(), out.len());
+        assert_eq!(snap.live_rows().unwrap(), out.len());
         out
     }
 
@@ -754,7 +996,8 @@ pub(crate) mod tests {
             let chunks = &t.stable.chunks;
             for (i, c) in chunks.iter().enumerate() {
                 assert!(c.rows() > 0 && c.rows() <= CHUNK_ROWS);
-                assert!((1..c.rows()).all(|r| c.keys.value(r - 1) < c.keys.value(r)));
+                let keys = c.keys().unwrap();
+                assert!((1..c.rows()).all(|r| keys.value(r - 1) < keys.value(r)));
                 if i > 0 {
                     assert!(chunks[i - 1].max_key() < c.min_key());
                 }

@@ -4,6 +4,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo), read once; `None` where
+/// it cannot be read.
+pub fn physical_memory() -> Option<u64> {
+    static TOTAL: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kb = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+        let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    });
+    *TOTAL
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file: a
 /// temporary file is written and synced, renamed over `path`, and the directory synced.
 /// Concurrent writers of one path each use their own temporary file; the last rename wins.

@@ -88,6 +88,10 @@ pub trait ReplicaInfo: Send + Sync {
     fn member_rows(&self) -> Vec<MemberRow> {
         vec![]
     }
+    /// The byte budget of this member's column cache (none without a column replica).
+    fn column_cache_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 fn cluster_schema() -> SchemaRef {

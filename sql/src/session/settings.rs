@@ -398,6 +398,18 @@ impl Session {
                 "Memory of RocksDB's block cache.",
             ),
         ];
+        let column_cache = self
+            .shared
+            .services
+            .as_ref()
+            .and_then(|s| s.replicas.column_cache_size());
+        if let Some(bytes) = column_cache {
+            out.push((
+                "duet.column_cache_size",
+                mb(bytes),
+                "Memory of the column cache: stable chunks of the column replica are read from their files through it (--column-cache-size).",
+            ));
+        }
         if let Some(disk) = store.disk_guard() {
             out.push((
                 "duet.disk_reserve",
@@ -526,15 +538,7 @@ pub fn default_query_memory() -> u64 {
 
 /// Read once: every new session asks for it twice.
 static DEFAULT_QUERY_MEMORY: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024 / 4)
-        .unwrap_or(1 << 30)
+    duet_common::fs::physical_memory().map_or(1 << 30, |total| total / 4)
 });
 
 /// A PostgreSQL-style memory setting: a number with a unit (`B`, `kB`, `MB`, `GB`, `TB`);

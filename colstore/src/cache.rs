@@ -1,0 +1,287 @@
+//! The column cache: stable chunks live in their checkpoint files and their columns are read
+//! into memory through one cache with a byte budget (`--column-cache-size`), so the column
+//! replica can be several times larger than the memory it may use. Zone maps, row counts
+//! and key ranges stay in memory (in [`crate::table::Chunk`]), so pruning needs no I/O.
+//!
+//! An entry is one column of one chunk file (the keys are column 0), weighed by its Arrow
+//! memory size; eviction is `quick_cache`'s (CLOCK-Pro-like, so one large scan does not
+//! flush what other queries use). A scan asks for the columns it projects: the ones cached
+//! are served, the others are read with one projected read of the file.
+//!
+//! A chunk file stays on disk while a chunk that names it is alive, even after a newer
+//! checkpoint stopped naming it: a scan that took a snapshot before that checkpoint may
+//! still need to read it ([`ChunkFile::retire`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use arrow::array::{Array, ArrayRef};
+use arrow::ipc::reader::FileReader;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+
+/// One column of one chunk file: (file id, column of the file).
+type Key = (u64, u32);
+
+#[derive(Clone)]
+struct ArrayWeight;
+
+impl quick_cache::Weighter<Key, ArrayRef> for ArrayWeight {
+    fn weight(&self, _key: &Key, value: &ArrayRef) -> u64 {
+        // Never 0: a weightless entry would never be evicted.
+        value.get_array_memory_size().max(1) as u64
+    }
+}
+
+/// Counters of the column cache (for /metrics and tests).
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    /// Column reads served from memory.
+    pub hits: AtomicU64,
+    /// Column reads that went to the file.
+    pub misses: AtomicU64,
+    /// Bytes of Arrow arrays read from chunk files.
+    pub bytes_loaded: AtomicU64,
+    /// Projected file reads (one per chunk a scan found partly uncached).
+    pub file_reads: AtomicU64,
+}
+
+/// What the cache holds now and may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheFigures {
+    pub capacity: u64,
+    pub bytes: u64,
+    pub entries: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_loaded: u64,
+    pub file_reads: u64,
+}
+
+/// The byte-budgeted cache of chunk columns, shared by every table of a column store.
+pub struct ColumnCache {
+    capacity: AtomicU64,
+    entries: quick_cache::sync::Cache<Key, ArrayRef, ArrayWeight>,
+    next_file: AtomicU64,
+    /// Files with a live chunk, by path: a checkpoint that stops naming one retires it
+    /// rather than removing it.
+    files: Mutex<HashMap<PathBuf, Weak<ChunkFile>>>,
+    pub counters: CacheCounters,
+}
+
+impl std::fmt::Debug for ColumnCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnCache")
+            .field("capacity", &self.capacity())
+            .field("bytes", &self.entries.weight())
+            .finish()
+    }
+}
+
+/// The default budget: a quarter of the machine's memory, at least 256 MiB.
+pub fn default_cache_bytes() -> u64 {
+    let total = duet_common::fs::physical_memory().unwrap_or(4 << 30);
+    (total / 4).max(256 << 20)
+}
+
+impl ColumnCache {
+    /// A cache holding at most `capacity` bytes of Arrow arrays.
+    pub fn new(capacity: u64) -> Arc<Self> {
+        // quick_cache sizes its tables from an item estimate: chunks of a few columns of
+        // 65,536 rows weigh about 256 KiB each.
+        let estimated = (capacity / (256 << 10)).clamp(64, 1 << 20) as usize;
+        Arc::new(Self {
+            capacity: AtomicU64::new(capacity),
+            entries: quick_cache::sync::Cache::with_weighter(estimated, capacity, ArrayWeight),
+            next_file: AtomicU64::new(1),
+            files: Mutex::new(HashMap::new()),
+            counters: CacheCounters::default(),
+        })
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Changes the budget (evicting down to it).
+    pub fn set_capacity(&self, bytes: u64) {
+        self.capacity.store(bytes, Ordering::Relaxed);
+        self.entries.set_capacity(bytes);
+    }
+
+    pub fn figures(&self) -> CacheFigures {
+        let c = &self.counters;
+        CacheFigures {
+            capacity: self.capacity(),
+            bytes: self.entries.weight(),
+            entries: self.entries.len() as u64,
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            bytes_loaded: c.bytes_loaded.load(Ordering::Relaxed),
+            file_reads: c.file_reads.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The chunk file at `path`, whose chunk is record batch `batch` of the file, of
+    /// `columns` columns (the same handle while a chunk holds it).
+    pub fn file(self: &Arc<Self>, path: &Path, batch: usize, columns: usize) -> Arc<ChunkFile> {
+        let mut files = self.files.lock();
+        if let Some(f) = files.get(path).and_then(Weak::upgrade) {
+            return f;
+        }
+        let f = Arc::new(ChunkFile {
+            id: self.next_file.fetch_add(1, Ordering::Relaxed),
+            path: path.to_path_buf(),
+            batch,
+            columns: columns as u32,
+            retired: AtomicBool::new(false),
+            cache: Arc::downgrade(self),
+        });
+        files.insert(path.to_path_buf(), Arc::downgrade(&f));
+        if files.len() > 1024 && files.len().is_power_of_two() {
+            files.retain(|_, f| f.strong_count() > 0);
+        }
+        f
+    }
+
+    /// Removes the chunk file at `path` now, or, if a live chunk still names it, once the
+    /// last such chunk is dropped.
+    pub fn remove_file(&self, path: &Path) {
+        let live = self.files.lock().get(path).and_then(Weak::upgrade);
+        match live {
+            Some(f) => f.retire(),
+            None => {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// A manifest names the file at `path` (again): it is not to be removed.
+    pub fn keep_file(&self, path: &Path) {
+        if let Some(f) = self.files.lock().get(path).and_then(Weak::upgrade) {
+            f.retired.store(false, Ordering::Release);
+        }
+    }
+
+    fn insert(&self, file: u64, column: u32, array: ArrayRef) {
+        self.entries.insert((file, column), array);
+    }
+}
+
+/// A chunk's checkpoint file, read through the cache.
+#[derive(Debug)]
+pub struct ChunkFile {
+    id: u64,
+    path: PathBuf,
+    /// Which record batch of the file holds the chunk's rows.
+    batch: usize,
+    /// Columns in the file (for dropping its cache entries with it).
+    columns: u32,
+    /// No manifest names the file any more: removed when the last chunk holding it goes.
+    retired: AtomicBool,
+    cache: Weak<ColumnCache>,
+}
+
+impl ChunkFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Marks the file for removal once no chunk holds it.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Puts arrays the caller already has (a chunk just written) in the cache.
+    pub fn warm(&self, columns: impl IntoIterator<Item = (u32, ArrayRef)>) {
+        if let Some(cache) = self.cache.upgrade() {
+            for (c, a) in columns {
+                cache.insert(self.id, c, a);
+            }
+        }
+    }
+
+    /// Columns `columns` of the file (positions in the file's schema), in that order: from
+    /// the cache, the missing ones with one projected read of the file.
+    pub fn read(&self, columns: &[u32]) -> Result<Vec<ArrayRef>> {
+        let Some(cache) = self.cache.upgrade() else {
+            return self.read_file(columns);
+        };
+        let mut out: Vec<Option<ArrayRef>> = columns
+            .iter()
+            .map(|c| cache.entries.get(&(self.id, *c)))
+            .collect();
+        let mut missing: Vec<u32> = columns
+            .iter()
+            .zip(&out)
+            .filter(|(_, a)| a.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        let c = &cache.counters;
+        c.hits
+            .fetch_add((columns.len() - missing.len()) as u64, Ordering::Relaxed);
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            c.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+            c.file_reads.fetch_add(1, Ordering::Relaxed);
+            let read = self.read_file(&missing)?;
+            for (col, array) in missing.iter().zip(read) {
+                c.bytes_loaded
+                    .fetch_add(array.get_array_memory_size() as u64, Ordering::Relaxed);
+                for (slot, want) in out.iter_mut().zip(columns) {
+                    if want == col && slot.is_none() {
+                        *slot = Some(array.clone());
+                    }
+                }
+                cache.insert(self.id, *col, array);
+            }
+        }
+        Ok(out.into_iter().map(|a| a.expect("read above")).collect())
+    }
+
+    /// Columns `columns` (ascending) of the chunk's record batch, read from the file.
+    fn read_file(&self, columns: &[u32]) -> Result<Vec<ArrayRef>> {
+        let io = |e| Error::io(&self.path, e);
+        let file = File::open(&self.path).map_err(io)?;
+        let projection = columns.iter().map(|c| *c as usize).collect();
+        let mut reader = FileReader::try_new(std::io::BufReader::new(file), Some(projection))?;
+        reader.set_index(self.batch)?;
+        let batch = reader
+            .next()
+            .ok_or_else(|| Error::Corrupt(format!("{}: no record batch", self.path.display())))??;
+        let mut out = batch.columns().to_vec();
+        if out.len() != columns.len() {
+            return Err(Error::Corrupt(format!(
+                "{}: read {} columns, wanted {}",
+                self.path.display(),
+                out.len(),
+                columns.len()
+            )));
+        }
+        // The projection comes back in the file's order, which is `columns`'s order.
+        out.truncate(columns.len());
+        Ok(out)
+    }
+}
+
+impl Drop for ChunkFile {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        if let Some(cache) = self.cache.upgrade() {
+            for c in 0..self.columns {
+                cache.entries.remove(&(self.id, c));
+            }
+            let mut files = cache.files.lock();
+            if files.get(&self.path).is_some_and(|f| f.strong_count() == 0) {
+                files.remove(&self.path);
+            }
+        }
+    }
+}

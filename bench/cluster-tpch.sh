@@ -21,11 +21,7 @@ A=(-X -h 127.0.0.1 -p "$LEADER_PORT" -U postgres duetdb)
 echo "leader: member $leader"
 
 t0=$(now)
-psql "${A[@]}" -q < bench/tpch-ddl.sql >/dev/null 2>&1
-for t in region nation part supplier partsupp customer orders lineitem; do
-  psql "${A[@]}" -qc "COPY $t FROM STDIN WITH (DELIMITER '|')" < "$TBL/$t.tbl"
-done
-psql "${A[@]}" -qc "ANALYZE" >/dev/null
+tpch_load "$TBL" "${A[@]}"
 echo "TPC-H load (COPY + ANALYZE) through the leader: $(echo "$(now) - $t0" | bc) s"
 pgbench_load "$LEADER_PORT" "$SCALE"
 # Until member 4 serves lineitem's scans.
@@ -35,20 +31,7 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 
-queries() { # → total seconds of the 22 queries, one run each; per-query times on stderr
-  local total=0 q s e
-  for i in $(seq 1 22); do
-    q=tests/tpch/queries/q$i.sql
-    [ -f "$q" ] || q=tests/tpch/queries/Q$i.sql
-    s=$(now)
-    { echo "SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s';"; cat "$q"; } \
-      | psql "${A[@]}" -q -v ON_ERROR_STOP=1 >/dev/null || echo "q$i failed" >&2
-    e=$(now)
-    echo "q$i $(echo "$e - $s" | bc)" >&2
-    total=$(echo "$total + $e - $s" | bc)
-  done
-  echo "$total"
-}
+queries() { tpch_queries "${A[@]}"; }
 bench() { # seconds
   pgbench -n -c 8 -j 2 -M prepared -T "$1" -b tpcb-like "${A[@]:1}" 2>/dev/null | awk '/^tps/ {printf "%d", $3}'
 }

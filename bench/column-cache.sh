@@ -14,6 +14,7 @@ BIN=$1
 TBL=$2
 BUDGETS=${3:-64MB 8GB}
 ROUNDS=${4:-2}
+. bench/lib.sh
 PORT=${DUET_PORT:-55433}
 HTTP=${DUET_HTTP:-127.0.0.1:58433}
 DATA=$(mktemp -d /var/tmp/duet-cache-bench-XXXXXX)
@@ -40,17 +41,9 @@ rss_mb() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$PID/status"; }
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GB, load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
 start "$(echo "$BUDGETS" | cut -d' ' -f1)"
 t0=$(now)
-psql "${A[@]}" -q < bench/tpch-ddl.sql >/dev/null 2>&1
-for t in region nation part supplier partsupp customer orders lineitem; do
-  psql "${A[@]}" -qc "COPY $t FROM STDIN WITH (DELIMITER '|')" < "$TBL/$t.tbl"
-done
-psql "${A[@]}" -qc "ANALYZE" >/dev/null
-for _ in $(seq 1200); do
-  d=$(psql "${A[@]}" -Atc "SELECT coalesce(sum(delta_rows), 0) FROM duet.replicas")
-  [ "$d" = 0 ] && break
-  sleep 0.5
-done
-echo "load (COPY + ANALYZE + column delta folded): $(echo "$(now) - $t0" | bc) s; RSS after load $(rss_mb) MB"
+tpch_load "$TBL" "${A[@]}"
+d=$(wait_column_delta "${A[@]}")
+echo "load (COPY + ANALYZE + column delta folded, rows left in it: $d): $(echo "$(now) - $t0" | bc) s; RSS after load $(rss_mb) MB"
 du -sh "$DATA/data/colstore" "$DATA/data/rowstore" | sed 's/^/on disk: /'
 stop
 
@@ -62,17 +55,8 @@ for round in $(seq "$ROUNDS"); do
     ( while sleep 0.2; do rss_mb >>"$DATA/rss" 2>/dev/null || exit 0; echo >>"$DATA/rss"; done ) &
     sampler=$!
     for pass in cold warm; do
-      total=0
-      times=""
-      for q in $(seq 1 22); do
-        f=tests/tpch/queries/q$q.sql
-        s=$(now)
-        psql "${A[@]}" -q -o /dev/null -c "SET duet.engine = 'column'" -f "$f"
-        e=$(echo "$(now) - $s" | bc)
-        total=$(echo "$total + $e" | bc)
-        times="$times $(printf 'Q%d=%.2f' "$q" "$e")"
-      done
-      echo "round $round, cache $budget, $pass pass: 22 queries in $(printf '%.1f' "$total") s;$times"
+      total=$(tpch_queries "${A[@]}" 2>"$DATA/times")
+      echo "round $round, cache $budget, $pass pass: 22 queries in $(printf '%.1f' "$total") s; $(awk '{printf "%s=%.2f ", $1, $2}' "$DATA/times")"
     done
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true

@@ -27,11 +27,7 @@ for t in $tables; do
   echo "DuetDB $t: $(echo "$t1 - $t0" | bc) s, server CPU $(( s1 - s0 )) ticks"
 done
 echo "DuetDB COPY, all tables: $(echo "$(now) - $T0" | bc) s"
-for _ in $(seq 600); do
-  d=$(psql "${A[@]}" -Atc "SELECT coalesce(sum(delta_rows), 0) FROM duet.replicas")
-  [ "$d" = 0 ] && break
-  sleep 0.5
-done
+d=$(wait_column_delta "${A[@]}")
 echo "DuetDB column delta empty at $(echo "$(now) - $T0" | bc) s (rows left: $d)"
 du -sh "$DUET_DATA"/data/*
 duet_stop

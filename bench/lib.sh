@@ -82,3 +82,41 @@ lag_summary() { # file → "p50 …, p95 …, max … ms (N samples)"
 pgbench_load() { # port scale
   pgbench -i -q -s "$2" -h 127.0.0.1 -p "$1" -U postgres duetdb >/dev/null
 }
+
+# TPC-H's tables (bench/tpch-ddl.sql) loaded from TBL_DIR's .tbl files with COPY, then
+# ANALYZE, through `psql ARGS…`.
+tpch_load() { # tbl_dir psql-args…
+  local tbl=$1 t; shift
+  psql "$@" -q < bench/tpch-ddl.sql >/dev/null 2>&1
+  for t in region nation part supplier partsupp customer orders lineitem; do
+    psql "$@" -qc "COPY $t FROM STDIN WITH (DELIMITER '|')" < "$tbl/$t.tbl"
+  done
+  psql "$@" -qc "ANALYZE" >/dev/null
+}
+
+# Waits (at most 10 min) until no column replica has delta rows left to fold; prints how
+# many are left.
+wait_column_delta() { # psql-args…
+  local d=
+  for _ in $(seq 1200); do
+    d=$(psql "$@" -Atc "SELECT coalesce(sum(delta_rows), 0) FROM duet.replicas")
+    [ "$d" = 0 ] && break
+    sleep 0.5
+  done
+  echo "$d"
+}
+
+# The 22 TPC-H queries on the column engine, one run each: total seconds on stdout,
+# "qN seconds" per query on stderr.
+tpch_queries() { # psql-args…
+  local total=0 i s e
+  for i in $(seq 1 22); do
+    s=$(date +%s.%N)
+    { echo "SET duet.engine = 'column'; SET duet.learner_wait_timeout = '30s';"; cat "tests/tpch/queries/q$i.sql"; } \
+      | psql "$@" -q -v ON_ERROR_STOP=1 >/dev/null || echo "q$i failed" >&2
+    e=$(date +%s.%N)
+    echo "q$i $(echo "$e - $s" | bc)" >&2
+    total=$(echo "$total + $e - $s" | bc)
+  done
+  echo "$total"
+}

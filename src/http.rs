@@ -327,7 +327,7 @@ impl Collectors {
         let column_cache_events = IntCounterVec::new(
             Opts::new(
                 "duet_column_cache_events_total",
-                "Column cache: hit and miss (chunk columns a scan asked for), file_read (projected reads of chunk files), bytes_loaded (Arrow bytes read from them)",
+                "Column cache: hit and miss (chunk columns a scan asked for), file_read (projected reads of chunk files), read_ahead (those a scan made ahead of itself), bytes_loaded (Arrow bytes read from them)",
             ),
             &["event"],
         )?;
@@ -524,6 +524,7 @@ fn column_store_figures(cs: &ColumnStore, c: &Collectors) {
         ("hit", f.hits),
         ("miss", f.misses),
         ("file_read", f.file_reads),
+        ("read_ahead", f.prefetches),
         ("bytes_loaded", f.bytes_loaded),
     ] {
         c.column_cache_events.with_label_values(&[event]).inc_by(v);

@@ -48,6 +48,8 @@ pub struct CacheCounters {
     pub bytes_loaded: AtomicU64,
     /// Projected file reads (one per chunk a scan found partly uncached).
     pub file_reads: AtomicU64,
+    /// Of those, the ones a scan's read-ahead made.
+    pub prefetches: AtomicU64,
 }
 
 /// What the cache holds now and may hold.
@@ -60,6 +62,7 @@ pub struct CacheFigures {
     pub misses: u64,
     pub bytes_loaded: u64,
     pub file_reads: u64,
+    pub prefetches: u64,
 }
 
 /// The byte-budgeted cache of chunk columns, shared by every table of a column store.
@@ -123,6 +126,7 @@ impl ColumnCache {
             misses: c.misses.load(Ordering::Relaxed),
             bytes_loaded: c.bytes_loaded.load(Ordering::Relaxed),
             file_reads: c.file_reads.load(Ordering::Relaxed),
+            prefetches: c.prefetches.load(Ordering::Relaxed),
         }
     }
 
@@ -242,6 +246,33 @@ impl ChunkFile {
             }
         }
         Ok(out.into_iter().map(|a| a.expect("read above")).collect())
+    }
+
+    /// Reads those of `columns` that are not cached into the cache (counted as neither hits
+    /// nor misses: the read the scan makes later is).
+    pub fn prefetch(&self, columns: &[u32]) -> Result<()> {
+        let Some(cache) = self.cache.upgrade() else {
+            return Ok(());
+        };
+        let mut missing: Vec<u32> = columns
+            .iter()
+            .copied()
+            .filter(|c| !cache.entries.contains_key(&(self.id, *c)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let c = &cache.counters;
+        c.file_reads.fetch_add(1, Ordering::Relaxed);
+        c.prefetches.fetch_add(1, Ordering::Relaxed);
+        for (col, array) in missing.iter().zip(self.read_file(&missing)?) {
+            c.bytes_loaded
+                .fetch_add(array.get_array_memory_size() as u64, Ordering::Relaxed);
+            cache.insert(self.id, *col, array);
+        }
+        Ok(())
     }
 
     /// Columns `columns` (ascending) of the chunk's record batch, read from the file.

@@ -643,45 +643,62 @@ mod tests {
         );
     }
 
-    /// Format 2 chunk files (one record batch of rows, no zone map, uncompressed) load,
-    /// and are read through the cache like the others.
-    #[test]
-    fn a_format_2_checkpoint_loads_and_reads_through_the_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = no_cache();
+    /// A table of two chunks (65,546 rows) folded at version 1.
+    fn two_chunks() -> (Arc<TableDef>, ColumnTable) {
         let d = Arc::new(def());
         let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
         for i in 0..CHUNK_ROWS as i64 + 10 {
             t.write(key(i), 1, Some(row(i, "a")));
         }
         fold(&mut t, 1);
-        let mut names = Vec::new();
-        for (n, c) in t.stable.chunks.iter().enumerate() {
+        assert_eq!(t.stable.chunks.len(), 2);
+        (d, t)
+    }
+
+    /// Writes `chunks` as the files of formats 1 and 2 were: uncompressed, no zone map, one
+    /// record batch (keys, then columns) per chunk.
+    fn write_old_file(path: &Path, chunks: &[Arc<Chunk>]) {
+        let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
+        fields.extend(chunks[0].schema().fields().iter().cloned());
+        let schema = Arc::new(Schema::new(fields));
+        let mut w = FileWriter::try_new(File::create(path).unwrap(), &schema).unwrap();
+        for c in chunks {
             let a = c.arrays().unwrap();
-            let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
-            fields.extend(c.schema().fields().iter().cloned());
-            let schema = Arc::new(Schema::new(fields));
             let mut columns = vec![Arc::new(a.keys.clone()) as Arc<dyn Array>];
             columns.extend(a.columns.iter().cloned());
-            let name = format!("t1-s2-1-g1-c{n}.arrow");
-            let file = File::create(dir.path().join(&name)).unwrap();
-            let mut w = FileWriter::try_new(file, &schema).unwrap();
             w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
                 .unwrap();
-            w.finish().unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    /// Writes a manifest of format `format` naming table `d` with `files`.
+    fn write_old_manifest(dir: &Path, format: u32, d: &TableDef, files: serde_json::Value) {
+        let mut table = serde_json::json!({
+            "def": d,
+            "state": "available",
+            "stable_version": 1,
+        });
+        let key = if format == 1 { "file" } else { "chunks" };
+        table[key] = files;
+        let manifest = serde_json::json!({ "format": format, "index": 1, "tables": [table] });
+        std::fs::write(dir.join(MANIFEST), manifest.to_string()).unwrap();
+    }
+
+    /// Format 2 chunk files (one record batch of rows, no zone map, uncompressed) load,
+    /// and are read through the cache like the others.
+    #[test]
+    fn a_format_2_checkpoint_loads_and_reads_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
+        let (d, t) = two_chunks();
+        let mut names = Vec::new();
+        for (n, c) in t.stable.chunks.iter().enumerate() {
+            let name = format!("t1-s2-1-g1-c{n}.arrow");
+            write_old_file(&dir.path().join(&name), std::slice::from_ref(c));
             names.push(name);
         }
-        let manifest = serde_json::json!({
-            "format": 2,
-            "index": 1,
-            "tables": [{
-                "def": &*d,
-                "state": "available",
-                "stable_version": 1,
-                "chunks": names,
-            }],
-        });
-        std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+        write_old_manifest(dir.path(), 2, &d, serde_json::json!(names));
         let loaded = load(dir.path(), &cache).unwrap();
         let stable = &loaded.tables[0].stable;
         assert!(stable.chunks.iter().all(|c| !c.is_resident()));
@@ -698,40 +715,10 @@ mod tests {
     fn a_format_1_checkpoint_loads_and_is_written_again_as_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let cache = no_cache();
-        let d = Arc::new(def());
-        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
-        for i in 0..CHUNK_ROWS as i64 + 10 {
-            t.write(key(i), 1, Some(row(i, "a")));
-        }
-        fold(&mut t, 1);
-        assert_eq!(t.stable.chunks.len(), 2);
+        let (d, t) = two_chunks();
         // Format 1: one file, one record batch per chunk.
-        let schema = {
-            let mut fields = vec![Arc::new(Field::new(KEY_FIELD, DataType::Binary, false))];
-            fields.extend(t.stable.chunks[0].schema().fields().iter().cloned());
-            Arc::new(Schema::new(fields))
-        };
-        let file = File::create(dir.path().join("t1-s2-1-g1.arrow")).unwrap();
-        let mut w = FileWriter::try_new(file, &schema).unwrap();
-        for c in &t.stable.chunks {
-            let a = c.arrays().unwrap();
-            let mut columns = vec![Arc::new(a.keys.clone()) as Arc<dyn Array>];
-            columns.extend(a.columns.iter().cloned());
-            w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
-                .unwrap();
-        }
-        w.finish().unwrap();
-        let manifest = serde_json::json!({
-            "format": 1,
-            "index": 1,
-            "tables": [{
-                "def": &*d,
-                "state": "available",
-                "stable_version": 1,
-                "file": "t1-s2-1-g1.arrow",
-            }],
-        });
-        std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+        write_old_file(&dir.path().join("t1-s2-1-g1.arrow"), &t.stable.chunks);
+        write_old_manifest(dir.path(), 1, &d, serde_json::json!("t1-s2-1-g1.arrow"));
 
         let loaded = load(dir.path(), &cache).unwrap();
         let stable = &loaded.tables[0].stable;

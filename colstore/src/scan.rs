@@ -407,6 +407,25 @@ struct State {
     remaining: Option<usize>,
 }
 
+/// Reads chunk `i`'s columns that `projection` needs into the column cache on a blocking
+/// thread while the scan works on the chunk before it (chunks in files only: the others are
+/// in memory).
+fn read_ahead(snapshot: &TableSnapshot, i: usize, projection: &[usize]) {
+    let chunk = &snapshot.stable.chunks[i];
+    if chunk.is_resident() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (chunk, projection) = (chunk.clone(), projection.to_vec());
+    drop(runtime.spawn_blocking(move || {
+        if let Err(e) = crate::table::prefetch_columns(&chunk, &projection) {
+            tracing::debug!(error = %e, "column read-ahead failed; the scan reads the chunk itself");
+        }
+    }));
+}
+
 fn col_err(e: crate::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
@@ -418,6 +437,9 @@ impl State {
                 return Ok(None);
             }
             let batch = if let Some(i) = self.chunks.next() {
+                if let Some(&next) = self.chunks.as_slice().first() {
+                    read_ahead(&self.snapshot, next, &self.filter.read);
+                }
                 let (batch, visible) = self
                     .snapshot
                     .chunk_with_visibility(i, &self.filter.read)

@@ -25,7 +25,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::cache::ColumnCache;
 use crate::error::{Error, Result};
 use crate::persist;
-use crate::table::{chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot};
+use crate::table::{
+    chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot, CHUNK_ROWS,
+};
 
 /// Tuning of the column store.
 #[derive(Debug, Clone)]
@@ -632,7 +634,6 @@ fn build(
         total += 1;
         true
     })?;
-    let mut rows = Vec::with_capacity(total);
     let still_building = |store: &ColumnStore, progress: f64| -> bool {
         let Some(t) = store.table(id) else {
             return false;
@@ -646,15 +647,56 @@ fn build(
             _ => false,
         }
     };
+    // Rows become chunks CHUNK_ROWS at a time, each written to its file at once and left
+    // to the cache, so a build holds one chunk's rows in memory, not the table's.
+    let mut pending: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK_ROWS.min(total));
+    let mut chunks = Vec::new();
+    let mut rows = 0usize;
     let mut cancelled = false;
+    let mut failed = None;
+    let mut flush = |pending: &mut Vec<(Vec<u8>, Vec<u8>)>| -> Result<bool> {
+        let Some(store) = weak.upgrade() else {
+            return Ok(false);
+        };
+        let made = chunks_from_rows(&def, pending)?;
+        let stable = Stable {
+            rows: pending.len(),
+            chunks: made,
+        };
+        persist::write_chunks(
+            &store.dir,
+            &def,
+            &stable,
+            from,
+            crate::table::next_gen(),
+            &store.cache,
+        )?;
+        chunks.extend(stable.chunks);
+        pending.clear();
+        Ok(true)
+    };
     source.scan_table(&def, from, &mut |k, v| {
-        rows.push((k.to_vec(), v.to_vec()));
-        if rows.len() % 10_000 == 0 {
+        pending.push((k.to_vec(), v.to_vec()));
+        rows += 1;
+        if pending.len() == CHUNK_ROWS {
+            match flush(&mut pending) {
+                Ok(true) => {}
+                Ok(false) => {
+                    cancelled = true;
+                    return false;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            }
+        }
+        if rows % 10_000 == 0 {
             let Some(store) = weak.upgrade() else {
                 cancelled = true;
                 return false;
             };
-            let progress = 0.99 * rows.len() as f64 / total.max(1) as f64;
+            let progress = 0.99 * rows as f64 / total.max(1) as f64;
             if !still_building(&store, progress.min(0.99)) {
                 cancelled = true;
                 return false;
@@ -662,10 +704,16 @@ fn build(
         }
         true
     })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if cancelled {
         return Ok(());
     }
-    let chunks = chunks_from_rows(&def, &rows)?;
+    if !pending.is_empty() && !flush(&mut pending)? {
+        return Ok(());
+    }
+    drop(flush);
     let Some(store) = weak.upgrade() else {
         return Ok(());
     };
@@ -680,15 +728,12 @@ fn build(
         return Ok(());
     }
     g.gen = crate::table::next_gen();
-    g.stable = Arc::new(Stable {
-        rows: rows.len(),
-        chunks,
-    });
+    g.stable = Arc::new(Stable { rows, chunks });
     g.stable_version = from;
     g.state = ReplicaState::Available;
     drop(g);
     store.counters.builds.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(table = %def.name, rows = rows.len(), from, "column replica built");
+    tracing::info!(table = %def.name, rows, from, "column replica built");
     Ok(())
 }
 

@@ -221,6 +221,20 @@ impl Chunk {
         file.read(&columns)
     }
 
+    /// Reads `parts` into the cache if the chunk is in a file and they are not cached.
+    pub fn prefetch(&self, parts: &[Part]) -> Result<()> {
+        if self.resident.read().is_some() {
+            return Ok(());
+        }
+        match self.file.get() {
+            Some((_, file)) => {
+                let columns: Vec<u32> = parts.iter().map(|p| self.file_column(*p)).collect();
+                file.prefetch(&columns)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The chunk's encoded primary keys.
     pub fn keys(&self) -> Result<BinaryArray> {
         let a = self.read(&[Part::Keys])?;
@@ -421,15 +435,9 @@ enum Out {
     Missing(usize),
 }
 
-/// Output columns `projection` of `chunk` for a table now defined as `def` (a companion
-/// position reads the display scales of its column), and the chunk's keys if `with_keys`:
-/// the parts needed are read at once (one file read for those not cached).
-pub(crate) fn chunk_columns(
-    def: &TableDef,
-    chunk: &Chunk,
-    projection: &[usize],
-    with_keys: bool,
-) -> Result<(Option<BinaryArray>, Vec<ArrayRef>)> {
+/// The parts of `chunk` that output columns `projection` (and the keys, if `with_keys`)
+/// need, and how each output column is made of them; the keys, if asked for, are part 0.
+fn plan_columns(chunk: &Chunk, projection: &[usize], with_keys: bool) -> (Vec<Part>, Vec<Out>) {
     let mut parts: Vec<Part> = Vec::new();
     let mut part = |p: Part| match parts.iter().position(|q| *q == p) {
         Some(n) => n,
@@ -438,7 +446,9 @@ pub(crate) fn chunk_columns(
             parts.len() - 1
         }
     };
-    let keys_at = with_keys.then(|| part(Part::Keys));
+    if with_keys {
+        part(Part::Keys);
+    }
     let outs: Vec<Out> = projection
         .iter()
         .map(|&c| match companion_of(c) {
@@ -449,6 +459,27 @@ pub(crate) fn chunk_columns(
             None => Out::Missing(c),
         })
         .collect();
+    (parts, outs)
+}
+
+/// Reads what output columns `projection` of `chunk` need into the column cache, if the
+/// chunk is in a file and they are not cached (a scan's read-ahead).
+pub(crate) fn prefetch_columns(chunk: &Chunk, projection: &[usize]) -> Result<()> {
+    let (parts, _) = plan_columns(chunk, projection, false);
+    chunk.prefetch(&parts)
+}
+
+/// Output columns `projection` of `chunk` for a table now defined as `def` (a companion
+/// position reads the display scales of its column), and the chunk's keys if `with_keys`:
+/// the parts needed are read at once (one file read for those not cached).
+pub(crate) fn chunk_columns(
+    def: &TableDef,
+    chunk: &Chunk,
+    projection: &[usize],
+    with_keys: bool,
+) -> Result<(Option<BinaryArray>, Vec<ArrayRef>)> {
+    let (parts, outs) = plan_columns(chunk, projection, with_keys);
+    let keys_at = with_keys.then_some(0);
     let read = chunk.read(&parts)?;
     let keys = match keys_at {
         Some(n) => Some(
@@ -651,6 +682,17 @@ impl Source {
         })
     }
 
+    /// A source of no rows with the same columns (what a merge keeps of a chunk it has
+    /// copied everything from: the positions of sources must not move).
+    fn emptied(&self) -> Source {
+        let empty = |a: &ArrayRef| arrow::array::new_empty_array(a.data_type());
+        Source {
+            keys: empty(&self.keys),
+            columns: self.columns.iter().map(empty).collect(),
+            scales: self.scales.iter().map(empty).collect(),
+        }
+    }
+
     fn of_chunk(def: &TableDef, chunk: &Chunk) -> Result<Source> {
         let width = def.columns.len();
         let mut all: Vec<usize> = (0..width).collect();
@@ -736,11 +778,15 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
 
     let mut out: Vec<Arc<Chunk>> = Vec::with_capacity(stable.chunks.len() + 1);
     let mut pending: Vec<(usize, usize)> = Vec::new();
-    let flush = |out: &mut Vec<Arc<Chunk>>,
-                 sources: &mut Vec<Source>,
-                 pending: &mut Vec<(usize, usize)>|
+    // Makes chunks of the pending rows: all of them, or (`all` false) only full ones, the
+    // rest staying pending. The chunks no pending row comes from any more are let go, so a
+    // merge holds the delta and a few chunks, not every chunk the delta touches.
+    let emit = |out: &mut Vec<Arc<Chunk>>,
+                sources: &mut Vec<Source>,
+                pending: &mut Vec<(usize, usize)>,
+                all: bool|
      -> Result<()> {
-        if pending.is_empty() {
+        if pending.is_empty() || (!all && pending.len() < CHUNK_ROWS) {
             return Ok(());
         }
         if let Some(last) = out.pop_if(|last| last.rows() < CHUNK_ROWS / 2) {
@@ -748,10 +794,21 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
             let s = sources.len() - 1;
             pending.splice(0..0, (0..last.rows()).map(|r| (s, r)));
         }
-        for part in pending.chunks(CHUNK_ROWS) {
+        let take = if all {
+            pending.len()
+        } else {
+            pending.len() / CHUNK_ROWS * CHUNK_ROWS
+        };
+        for part in pending[..take].chunks(CHUNK_ROWS) {
             out.push(Arc::new(chunk_from_sources(def, sources, part)?));
         }
-        pending.clear();
+        pending.drain(..take);
+        let used: std::collections::HashSet<usize> = pending.iter().map(|(s, _)| *s).collect();
+        for (n, source) in sources.iter_mut().enumerate().skip(1) {
+            if !used.contains(&n) && source.keys.len() > 0 {
+                *source = source.emptied();
+            }
+        }
         Ok(())
     };
     let mut d = 0;
@@ -767,7 +824,7 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
             d += 1;
         }
         if start == d {
-            flush(&mut out, &mut sources, &mut pending)?;
+            emit(&mut out, &mut sources, &mut pending, true)?;
             out.push(chunk.clone());
             continue;
         }
@@ -795,13 +852,14 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
             }
             j += 1;
         }
+        emit(&mut out, &mut sources, &mut pending, false)?;
     }
     for (j, (_, row)) in delta.iter().enumerate().skip(d) {
         if row.is_some() {
             pending.push(from_delta(j));
         }
     }
-    flush(&mut out, &mut sources, &mut pending)?;
+    emit(&mut out, &mut sources, &mut pending, true)?;
     let rows = out.iter().map(|c| c.rows()).sum();
     Ok(Stable { chunks: out, rows })
 }

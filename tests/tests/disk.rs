@@ -166,4 +166,22 @@ async fn the_servers_own_settings_show_and_cannot_be_set_by_a_session() {
         (256u64 << 20) as f64
     );
     assert!(crate::metric(&metrics, "duet_memory_budget_bytes{pool=\"query_default\"}") > 0.0);
+    // The column cache's budget: its default, then the one the server is given.
+    let default = duet_colstore::cache::default_cache_bytes();
+    assert_eq!(
+        show("duet.column_cache_size").await,
+        format!("{}MB", default >> 20)
+    );
+    cluster.node().unwrap().set_column_cache_size(96 << 20);
+    assert_eq!(show("duet.column_cache_size").await, "96MB");
+    assert_eq!(
+        crate::error_code(&c, "SET duet.column_cache_size = '1GB'").await,
+        "55P02"
+    );
+    let metrics = cluster.http_get("/metrics").await.unwrap();
+    assert_eq!(
+        crate::metric(&metrics, "duet_memory_budget_bytes{pool=\"column_cache\"}"),
+        (96u64 << 20) as f64
+    );
+    assert!(crate::metric(&metrics, "duet_column_cache{figure=\"bytes\"}") >= 0.0);
 }

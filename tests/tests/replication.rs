@@ -556,7 +556,7 @@ async fn column_replica_is_removed_and_rebuilt_online_while_writes_go_on() {
     let c = cluster.client().await.unwrap();
     c.batch_execute(
         "CREATE TABLE b (id int PRIMARY KEY, v text);
-         INSERT INTO b SELECT i, 'v' || i FROM generate_series(1, 30000) AS s(i);",
+         INSERT INTO b SELECT i, 'v' || i FROM generate_series(1, 140000) AS s(i);",
     )
     .await
     .unwrap();
@@ -582,23 +582,27 @@ async fn column_replica_is_removed_and_rebuilt_online_while_writes_go_on() {
         .unwrap_err();
     assert_eq!(crate::sqlstate(&bad).as_deref(), Some("22023"));
 
-    // Rebuild while a writer keeps inserting and updating.
+    // Rebuild while a writer keeps inserting and updating, with a column cache far smaller
+    // than the table: the build writes each chunk (65,536 rows) to its file as it goes, and
+    // the reads below come back from the files.
+    let node = cluster.node().unwrap();
+    node.set_column_cache_size(64 << 10);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let w = cluster.client().await.unwrap();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let mut i = 100_000;
+            let mut i = 200_000;
             while !stop.load(Ordering::Relaxed) {
                 w.execute("INSERT INTO b VALUES ($1, 'w')", &[&i])
                     .await
                     .unwrap();
-                w.execute("UPDATE b SET v = 'u' WHERE id = $1", &[&(i - 99_000)])
+                w.execute("UPDATE b SET v = 'u' WHERE id = $1", &[&(i - 199_000)])
                     .await
                     .unwrap();
                 i += 1;
             }
-            i - 100_000
+            i - 200_000
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -624,7 +628,12 @@ async fn column_replica_is_removed_and_rebuilt_online_while_writes_go_on() {
     eprintln!("rebuild: states seen {seen_states:?}, {written} rows written meanwhile");
     assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
     let content = same_content(&cluster, "b").await;
-    assert_eq!(content.len(), 30_000 + written as usize);
+    assert_eq!(content.len(), 140_000 + written as usize);
+    let cache = node.column_store().unwrap().cache().figures();
+    assert!(
+        cache.bytes <= 64 << 10 && cache.file_reads >= 3,
+        "{cache:?}"
+    );
 }
 
 #[tokio::test]

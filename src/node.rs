@@ -108,8 +108,8 @@ pub struct DuetNode {
     transport: Arc<dyn Transport>,
     /// Statistics, cost model and routing log (kept in `<data>/router`).
     router: duet_router::RouterRef,
-    /// The column cache's budget (kept across restarts of the learner).
-    column_cache_bytes: std::sync::atomic::AtomicU64,
+    /// The column replica's cache (kept across restarts of the learner).
+    column_cache: Arc<duet_colstore::ColumnCache>,
 }
 
 /// Shared handle.
@@ -193,7 +193,9 @@ impl DuetNode {
             data_dir: data_dir.to_path_buf(),
             transport,
             router,
-            column_cache_bytes: duet_colstore::cache::default_cache_bytes().into(),
+            column_cache: duet_colstore::ColumnCache::new(
+                duet_colstore::cache::default_cache_bytes(),
+            ),
         });
         node.start_learner()?;
         Ok(node)
@@ -275,7 +277,7 @@ impl DuetNode {
         let store = ColumnStore::open(
             &dir.join("colstore"),
             ColumnStoreOptions {
-                cache_bytes: self.column_cache_size(),
+                cache: self.column_cache.clone(),
                 ..Default::default()
             },
             Arc::new(PinnedSource {
@@ -339,18 +341,12 @@ impl DuetNode {
 
     /// The column cache's byte budget.
     pub fn column_cache_size(&self) -> u64 {
-        self.column_cache_bytes
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.column_cache.capacity()
     }
 
-    /// Sets the column cache's byte budget (`--column-cache-size`), now and for a restarted
-    /// learner.
+    /// Sets the column cache's byte budget (`--column-cache-size`).
     pub fn set_column_cache_size(&self, bytes: u64) {
-        self.column_cache_bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-        if let Some(store) = self.column_store() {
-            store.cache().set_capacity(bytes);
-        }
+        self.column_cache.set_capacity(bytes);
     }
 
     /// The column store, while the learner runs.

@@ -82,7 +82,15 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Loads the last checkpoint in `dir` (an empty store if there is none): the chunks'
 /// figures, not their arrays, which are read through `cache` when a scan needs them.
+/// Chunk files a crash left half-written are removed.
 pub fn load(dir: &Path, cache: &Arc<ColumnCache>) -> Result<Loaded> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".arrow.tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let path = dir.join(MANIFEST);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
@@ -307,17 +315,21 @@ pub fn write_chunks(
             n += 1;
             name = format!("{stem}-{n}.arrow");
         }
+        // Known to the cache before the file exists: a checkpoint of another thread (a
+        // build writes its chunks outside checkpoints) that finds the file unnamed keeps it
+        // while this chunk lives.
+        let columns = 1 + chunk.width() + chunk.scaled().len();
+        let handle = cache.file(&dir.join(&name), 1, columns);
         write_chunk(&dir.join(&name), chunk)?;
         names.push(name.clone());
-        written.push((chunk, name));
+        written.push((chunk, name, handle));
     }
     if !written.is_empty() {
         // The new names are durable before a manifest names them.
         sync_dir(dir)?;
     }
-    for (chunk, name) in written {
-        let columns = 1 + chunk.width() + chunk.scaled().len();
-        chunk.written_to(name.clone(), cache.file(&dir.join(&name), 1, columns));
+    for (chunk, name, handle) in written {
+        chunk.written_to(name, handle);
     }
     Ok(names)
 }
@@ -369,22 +381,28 @@ fn write_chunk(path: &Path, chunk: &Chunk) -> Result<()> {
     let nulls: Vec<String> = chunk.zone.iter().map(|z| z.nulls.to_string()).collect();
 
     let tmp = path.with_extension("arrow.tmp");
-    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let options =
-        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
-    let mut w = FileWriter::try_new_with_options(std::io::BufWriter::new(file), &schema, options)?;
-    w.write_metadata(NULLS_KEY, nulls.join(","));
-    w.write_metadata(ROWS_KEY, chunk.rows().to_string());
-    w.write(&RecordBatch::try_new(schema.clone(), zone)?)?;
-    w.write(&RecordBatch::try_new(schema, rows)?)?;
-    w.finish()?;
-    let file = w
-        .into_inner()?
-        .into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    let written = (|| {
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let options =
+            IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+        let mut w =
+            FileWriter::try_new_with_options(std::io::BufWriter::new(file), &schema, options)?;
+        w.write_metadata(NULLS_KEY, nulls.join(","));
+        w.write_metadata(ROWS_KEY, chunk.rows().to_string());
+        w.write(&RecordBatch::try_new(schema.clone(), zone)?)?;
+        w.write(&RecordBatch::try_new(schema.clone(), rows)?)?;
+        w.finish()?;
+        let file = w
+            .into_inner()?
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Atomically replaces the manifest, then removes files it no longer names (a file a live

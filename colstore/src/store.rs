@@ -36,8 +36,10 @@ pub struct ColumnStoreOptions {
     pub compact_delta_versions: usize,
     /// … or once the oldest unfolded change is this old.
     pub compact_interval: Duration,
-    /// Bytes of stable chunk columns held in memory ([`crate::cache`]).
-    pub cache_bytes: u64,
+    /// The cache stable chunks are read through ([`crate::cache`]); one a process keeps
+    /// across restarts of its learner, so that a file a new store drops is kept while a
+    /// chunk of the old one still reads it.
+    pub cache: Arc<ColumnCache>,
 }
 
 impl Default for ColumnStoreOptions {
@@ -45,7 +47,7 @@ impl Default for ColumnStoreOptions {
         Self {
             compact_delta_versions: 200_000,
             compact_interval: Duration::from_secs(5),
-            cache_bytes: crate::cache::default_cache_bytes(),
+            cache: ColumnCache::new(crate::cache::default_cache_bytes()),
         }
     }
 }
@@ -112,7 +114,7 @@ impl ColumnStore {
         source: Arc<dyn RowSource>,
     ) -> Result<ColumnStoreRef> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let cache = ColumnCache::new(options.cache_bytes);
+        let cache = options.cache.clone();
         let loaded = persist::load(dir, &cache)?;
         let (tx, _) = tokio::sync::watch::channel(loaded.index);
         let store = Arc::new(ColumnStore {

@@ -544,6 +544,14 @@ fn column_store_figures(cs: &ColumnStore, c: &Collectors) {
             "compact_microseconds",
             n.compact_nanos.load(Ordering::Relaxed) / 1000,
         ),
+        (
+            "delta_full_waits",
+            n.delta_full_waits.load(Ordering::Relaxed),
+        ),
+        (
+            "delta_full_microseconds",
+            n.delta_full_nanos.load(Ordering::Relaxed) / 1000,
+        ),
     ] {
         c.counters.with_label_values(&[name]).inc_by(v);
     }

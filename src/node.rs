@@ -317,8 +317,10 @@ impl DuetNode {
         let learner = self.learner.lock().take();
         self.columns.set(None);
         if let Some(mut l) = learner {
-            l.peer.shutdown();
+            // The store first: an apply waiting for room in a full delta gives up when it
+            // stops, so the peer's thread can be joined.
             l.store.stop();
+            l.peer.shutdown();
         }
     }
 

@@ -29,6 +29,9 @@ use crate::table::{
     chunks_from_rows, merge, ColumnTable, ReplicaState, Stable, TableSnapshot, CHUNK_ROWS,
 };
 
+/// The default [`ColumnStoreOptions::max_delta_versions`]: ten compactions' worth.
+pub const MAX_DELTA_VERSIONS: usize = 2_000_000;
+
 /// Tuning of the column store.
 #[derive(Debug, Clone)]
 pub struct ColumnStoreOptions {
@@ -36,6 +39,10 @@ pub struct ColumnStoreOptions {
     pub compact_delta_versions: usize,
     /// … or once the oldest unfolded change is this old.
     pub compact_interval: Duration,
+    /// The most versions the delta may hold: at it, applying waits for a compaction (the
+    /// learner falls behind, and says so, rather than grow without bound while readers keep
+    /// old versions from being folded).
+    pub max_delta_versions: usize,
     /// The cache stable chunks are read through ([`crate::cache`]); one a process keeps
     /// across restarts of its learner, so that a file a new store drops is kept while a
     /// chunk of the old one still reads it.
@@ -47,6 +54,7 @@ impl Default for ColumnStoreOptions {
         Self {
             compact_delta_versions: 200_000,
             compact_interval: Duration::from_secs(5),
+            max_delta_versions: MAX_DELTA_VERSIONS,
             cache: ColumnCache::new(crate::cache::default_cache_bytes()),
         }
     }
@@ -83,6 +91,10 @@ pub struct ColumnCounters {
     pub versions_folded: AtomicU64,
     pub checkpoints: AtomicU64,
     pub builds: AtomicU64,
+    /// Times applying waited for a compaction because the delta was full, and how long
+    /// (nanoseconds).
+    pub delta_full_waits: AtomicU64,
+    pub delta_full_nanos: AtomicU64,
 }
 
 /// The column replica of one learner.
@@ -95,6 +107,10 @@ pub struct ColumnStore {
     checkpoint: AtomicU64,
     compact_lock: Mutex<()>,
     wake: (Mutex<bool>, Condvar),
+    /// Notified after each compaction (what a full delta waits for).
+    folded: (Mutex<()>, Condvar),
+    /// [`ColumnStoreOptions::max_delta_versions`], changeable while running.
+    max_delta_versions: std::sync::atomic::AtomicUsize,
     stopped: AtomicBool,
     last_fold: Mutex<Instant>,
     source: RwLock<Option<Arc<dyn RowSource>>>,
@@ -117,6 +133,7 @@ impl ColumnStore {
         let cache = options.cache.clone();
         let loaded = persist::load(dir, &cache)?;
         let (tx, _) = tokio::sync::watch::channel(loaded.index);
+        let max_delta_versions = options.max_delta_versions.into();
         let store = Arc::new(ColumnStore {
             dir: dir.to_path_buf(),
             options,
@@ -126,6 +143,8 @@ impl ColumnStore {
             checkpoint: AtomicU64::new(loaded.index),
             compact_lock: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
+            folded: (Mutex::new(()), Condvar::new()),
+            max_delta_versions,
             stopped: AtomicBool::new(false),
             last_fold: Mutex::new(Instant::now()),
             source: RwLock::new(Some(source)),
@@ -303,6 +322,7 @@ impl ColumnStore {
     /// Applies log entry `index`, whose payload `data` is a command (`CommandRef`). Delta
     /// rows keep slices of `data`.
     pub fn apply(self: &Arc<Self>, index: u64, data: &Bytes) -> Result<()> {
+        self.wait_for_room();
         let started = Instant::now();
         let cmd = CommandRef::decode(data)?;
         if cmd.snapshot {
@@ -367,6 +387,39 @@ impl ColumnStore {
             self.wake();
         }
         Ok(())
+    }
+
+    /// Sets [`ColumnStoreOptions::max_delta_versions`].
+    pub fn set_max_delta_versions(&self, versions: usize) {
+        self.max_delta_versions.store(versions, Ordering::Relaxed);
+        let (m, c) = &self.folded;
+        let _g = m.lock();
+        c.notify_all();
+    }
+
+    /// While the delta holds [`ColumnStoreOptions::max_delta_versions`] or more, wakes the
+    /// compaction and waits for it (or for the store to stop): the learner falls behind
+    /// instead of holding ever more versions in memory.
+    fn wait_for_room(&self) {
+        if self.delta_versions() < self.max_delta_versions.load(Ordering::Relaxed) {
+            return;
+        }
+        let started = Instant::now();
+        self.counters
+            .delta_full_waits
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("the column delta is full: applying waits for a compaction");
+        while !self.stopped.load(Ordering::Acquire)
+            && self.delta_versions() >= self.max_delta_versions.load(Ordering::Relaxed)
+        {
+            self.wake();
+            let (m, c) = &self.folded;
+            let mut g = m.lock();
+            c.wait_for(&mut g, Duration::from_millis(200));
+        }
+        self.counters
+            .delta_full_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn delta_versions(&self) -> usize {
@@ -561,6 +614,11 @@ impl ColumnStore {
         self.counters
             .compact_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        {
+            let (m, c) = &self.folded;
+            let _g = m.lock();
+            c.notify_all();
+        }
         self.checkpoint_now(upto)?;
         Ok(upto)
     }
@@ -768,6 +826,7 @@ fn compaction_loop(weak: Weak<ColumnStore>) {
         let idle = applied == applied_before;
         applied_before = applied;
         let due = pending >= store.options.compact_delta_versions
+            || pending >= store.max_delta_versions.load(Ordering::Relaxed)
             || (idle && pending >= FOLD_WHEN_IDLE)
             || (pending > 0 && store.last_fold.lock().elapsed() >= store.options.compact_interval);
         if due {

@@ -676,3 +676,61 @@ async fn column_checkpoints_survive_add_column_and_restarts() {
     assert_eq!(same_content(&cluster, "a").await.len(), 1000);
     assert_eq!(same_content(&cluster, "other").await.len(), 1);
 }
+
+/// A learner whose delta cannot be folded (an open REPEATABLE READ transaction holds an old
+/// version of the column replica) stops applying at `max_delta_versions` rather than hold
+/// ever more in memory: it falls behind and says so while the voter keeps committing; once
+/// the reader is gone it catches up and both replicas agree.
+#[tokio::test]
+async fn a_learner_whose_delta_is_full_falls_behind_without_holding_up_commits() {
+    let cluster = ClusterBuilder::new("delta-full").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    c.batch_execute("CREATE TABLE f (id int PRIMARY KEY, v text); INSERT INTO f VALUES (0, 's')")
+        .await
+        .unwrap();
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    let store = cluster.node().unwrap().column_store().unwrap();
+    store.set_max_delta_versions(1_000);
+    let mut reader = cluster.client().await.unwrap();
+    let tx = reader
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    let count = "SELECT /*+ engine(column) */ count(*) FROM f";
+    assert_eq!(tx.query_one(count, &[]).await.unwrap().get::<_, i64>(0), 1);
+    for b in 0..10 {
+        c.batch_execute(&format!(
+            "INSERT INTO f SELECT i, 'x' FROM generate_series({}, {}) AS s(i)",
+            b * 500 + 1,
+            b * 500 + 500
+        ))
+        .await
+        .unwrap();
+    }
+    // The learner applies what fits (at most one 500-row entry past the limit), then waits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = replica_row(&c, "f").await;
+    assert!(num(&r[5]) > 0.0, "the learner is not behind: {r:?}");
+    assert!(num(&r[7]) < 1_500.0, "the delta grew past its limit: {r:?}");
+    let m = cluster.http_get("/metrics").await.unwrap();
+    assert!(metric(&m, "duet_column_events_total{event=\"delta_full_waits\"}") >= 1.0);
+    assert!(metric(&m, "duet_learner_lag{unit=\"entries\"}") > 0.0);
+    // The reader still reads its snapshot.
+    assert_eq!(tx.query_one(count, &[]).await.unwrap().get::<_, i64>(0), 1);
+    // A learner waiting for room stops (and starts again, with the default limit).
+    let node = cluster.node().unwrap();
+    let stopping = tokio::task::spawn_blocking({
+        let node = node.clone();
+        move || node.stop_learner()
+    });
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("a learner waiting for room in its delta did not stop")
+        .unwrap();
+    node.start_learner().unwrap();
+    tx.commit().await.unwrap();
+    assert!(cluster.wait_learner_caught_up(WAIT).unwrap());
+    assert_eq!(same_content(&cluster, "f").await.len(), 5_001);
+}

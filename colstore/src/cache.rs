@@ -94,12 +94,25 @@ pub fn default_cache_bytes() -> u64 {
 impl ColumnCache {
     /// A cache holding at most `capacity` bytes of Arrow arrays.
     pub fn new(capacity: u64) -> Arc<Self> {
-        // quick_cache sizes its tables from an item estimate: chunks of a few columns of
-        // 65,536 rows weigh about 256 KiB each.
+        // quick_cache sizes its tables from an item estimate (a column of 65,536 rows weighs
+        // about 256 KiB) and splits the budget among shards, each refusing an entry larger
+        // than its share: few shards, so that a wide column (65,536 long strings) fits a
+        // small budget's share.
         let estimated = (capacity / (256 << 10)).clamp(64, 1 << 20) as usize;
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(capacity)
+            .shards(4)
+            .build()
+            .expect("valid cache options");
         Arc::new(Self {
             capacity: AtomicU64::new(capacity),
-            entries: quick_cache::sync::Cache::with_weighter(estimated, capacity, ArrayWeight),
+            entries: quick_cache::sync::Cache::with_options(
+                options,
+                ArrayWeight,
+                quick_cache::DefaultHashBuilder::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
             next_file: AtomicU64::new(1),
             files: Mutex::new(HashMap::new()),
             counters: CacheCounters::default(),
@@ -166,8 +179,10 @@ impl ColumnCache {
 
     /// A manifest names the file at `path` (again): it is not to be removed.
     pub fn keep_file(&self, path: &Path) {
-        if let Some(f) = self.files.lock().get(path).and_then(Weak::upgrade) {
-            f.retired.store(false, Ordering::Release);
+        // Upgraded under the lock, used after it: dropping the last handle takes the lock.
+        let live = self.files.lock().get(path).and_then(Weak::upgrade);
+        if let Some(f) = live {
+            f.keep();
         }
     }
 
@@ -198,6 +213,11 @@ impl ChunkFile {
     /// Marks the file for removal once no chunk holds it.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+    }
+
+    /// Undoes [`ChunkFile::retire`]: a manifest about to be written names the file.
+    pub fn keep(&self) {
+        self.retired.store(false, Ordering::Release);
     }
 
     /// Puts arrays the caller already has (a chunk just written) in the cache.

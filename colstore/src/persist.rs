@@ -305,6 +305,9 @@ pub fn write_chunks(
     let mut written = Vec::new();
     for (pos, chunk) in stable.chunks.iter().enumerate() {
         if let Some(name) = chunk.file_name() {
+            // Before the manifest naming it is written: a file retired by a checkpoint that
+            // ran while a build was writing it must stay.
+            chunk.keep_file();
             names.push(name.to_string());
             continue;
         }
@@ -701,6 +704,29 @@ mod tests {
         table[key] = files;
         let manifest = serde_json::json!({ "format": format, "index": 1, "tables": [table] });
         std::fs::write(dir.join(MANIFEST), manifest.to_string()).unwrap();
+    }
+
+    /// A build writes its chunks before a manifest names them; a checkpoint that runs then
+    /// retires the files (a live chunk holds them). Once a checkpoint names them again they
+    /// stay, even if the table goes before that manifest is written: the manifest on disk
+    /// names them.
+    #[test]
+    fn a_retired_file_a_manifest_names_again_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
+        let (d, t) = two_chunks();
+        let built = write_chunks(dir.path(), &d, &t.stable, 1, 1, &cache).unwrap();
+        write_manifest(dir.path(), 1, &[], &cache).unwrap();
+        assert_eq!(arrow_files(dir.path()), 2, "live chunks keep their files");
+        let named = write_chunks(dir.path(), &d, &t.stable, 2, t.gen, &cache).unwrap();
+        assert_eq!(named, built);
+        let entry = entry(&t, None, named);
+        drop(t);
+        write_manifest(dir.path(), 2, &[entry], &cache).unwrap();
+        assert_eq!(arrow_files(dir.path()), 2);
+        let loaded = load(dir.path(), &cache).unwrap();
+        assert_eq!(loaded.tables[0].stable.rows, CHUNK_ROWS + 10);
+        assert_eq!(loaded.tables[0].stable.chunks[1].keys().unwrap().len(), 10);
     }
 
     /// Format 2 chunk files (one record batch of rows, no zone map, uncompressed) load,

@@ -551,9 +551,21 @@ impl ColumnStore {
         let name = def.name.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("colstore-build-{id}"))
-            .spawn(move || {
-                if let Err(e) = build(weak, source, id, def, from) {
-                    tracing::error!(table = %name, error = %e, "column replica build failed");
+            .spawn(move || loop {
+                let Err(e) = build(weak.clone(), source.clone(), id, def.clone(), from) else {
+                    return;
+                };
+                // A full disk, a voter that did not answer: tried again while the table is
+                // still to be built from `from`, rather than left building for good.
+                tracing::error!(table = %name, error = %e, "column replica build failed; trying again in 5 s");
+                std::thread::sleep(BUILD_RETRY);
+                let Some(store) = weak.upgrade() else { return };
+                let waiting = !store.stopped.load(Ordering::Acquire)
+                    && store.table(id).is_some_and(|t| {
+                        matches!(t.read().state, ReplicaState::Building { from: f, .. } if f == from)
+                    });
+                if !waiting {
+                    return;
                 }
             });
         if let Err(e) = spawned {
@@ -632,6 +644,9 @@ impl ColumnStore {
         }
         let tables: Vec<_> = self.tables.read().by_id.values().cloned().collect();
         let mut entries = Vec::new();
+        // The stable layers written, held until the manifest naming their files is: a table
+        // dropped meanwhile must not take files the manifest names with it.
+        let mut held = Vec::with_capacity(tables.len());
         for t in &tables {
             // Files are written outside the table's lock: the learner keeps applying.
             let (def, state, stable_version, stable, gen) = {
@@ -650,6 +665,7 @@ impl ColumnStore {
                 }
                 _ => Vec::new(),
             };
+            held.push(stable);
             entries.push(persist::TableEntry {
                 def: (*def).clone(),
                 state: match state {
@@ -663,6 +679,7 @@ impl ColumnStore {
             });
         }
         persist::write_manifest(&self.dir, index, &entries, &self.cache)?;
+        drop(held);
         self.checkpoint.store(index, Ordering::Release);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -715,7 +732,10 @@ fn build(
     let mut cancelled = false;
     let mut failed = None;
     let mut flush = |pending: &mut Vec<(Vec<u8>, Vec<u8>)>| -> Result<bool> {
-        let Some(store) = weak.upgrade() else {
+        let Some(store) = weak
+            .upgrade()
+            .filter(|s| !s.stopped.load(Ordering::Acquire))
+        else {
             return Ok(false);
         };
         let made = chunks_from_rows(&def, pending)?;
@@ -796,6 +816,9 @@ fn build(
     tracing::info!(table = %def.name, rows, from, "column replica built");
     Ok(())
 }
+
+/// How long a failed column replica build waits before it starts again.
+const BUILD_RETRY: Duration = Duration::from_secs(5);
 
 /// A delta at least this large is folded as soon as the log has been idle for one wake-up
 /// period (500 ms), not at the next interval: the tail of a bulk load.

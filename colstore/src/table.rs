@@ -175,6 +175,14 @@ impl Chunk {
     pub fn file_name(&self) -> Option<&str> {
         self.file.get().map(|(n, _)| n.as_str())
     }
+    /// Marks the chunk's file as named by the manifest being written: kept even if a
+    /// checkpoint that did not name it retired it (see [`ChunkFile::retire`]).
+    pub(crate) fn keep_file(&self) {
+        if let Some((_, f)) = self.file.get() {
+            f.keep();
+        }
+    }
+
     /// Whether the chunk's arrays are held in memory outside the cache (not yet written).
     pub fn is_resident(&self) -> bool {
         self.resident.read().is_some()

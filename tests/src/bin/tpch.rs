@@ -42,6 +42,10 @@ struct Args {
     /// DuetDB engines (`duet.engine`) to run the queries on, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "column")]
     engines: Vec<String>,
+    /// Column cache budgets (MB, comma-separated) to run the column engine's queries with,
+    /// one after the other (each a system of the report); without it, the default budget.
+    #[arg(long, value_delimiter = ',')]
+    column_cache_mb: Vec<u64>,
     /// libpq connection string of a PostgreSQL 15 server; without it PostgreSQL is skipped.
     #[arg(long)]
     pg: Option<String>,
@@ -274,16 +278,37 @@ async fn duetdb(
     let columns = cluster.node()?.columns().clone();
     let fallbacks = || columns.fallbacks().iter().map(|(_, n)| n).sum::<u64>();
     let mut systems = Vec::new();
+    let node = cluster.node()?;
+    let mut runs: Vec<(String, Option<u64>)> = Vec::new();
     for engine in &args.engines {
+        if engine == "column" && !args.column_cache_mb.is_empty() {
+            runs.extend(
+                args.column_cache_mb
+                    .iter()
+                    .map(|mb| (engine.clone(), Some(*mb))),
+            );
+        } else {
+            runs.push((engine.clone(), None));
+        }
+    }
+    for (engine, cache_mb) in &runs {
         c.batch_execute(&format!(
             "SET duet.engine = '{engine}'; SET duet.learner_wait_timeout = '30s'"
         ))
         .await?;
-        let mut sys = System::new(
-            &format!("duetdb-{engine}"),
-            &format!("DuetDB ({engine})"),
-            &version,
-        );
+        let (key, name) = match cache_mb {
+            Some(mb) => {
+                node.set_column_cache_size(mb << 20);
+                (
+                    format!("duetdb-{engine}-{mb}mb"),
+                    format!("DuetDB ({engine}, {mb} MB cache)"),
+                )
+            }
+            None => (format!("duetdb-{engine}"), format!("DuetDB ({engine})")),
+        };
+        let mut sys = System::new(&key, &name, &version);
+        let cache = node.column_store().map(|s| s.cache().clone());
+        let cache_before = cache.as_ref().map(|c| c.figures());
         let before = fallbacks();
         for (q, sql) in tpch::queries() {
             let c = &c;
@@ -299,6 +324,20 @@ async fn duetdb(
                 "**FALLBACK** DuetDB: {} column scans read the row replica instead: {:?}",
                 fallbacks() - before,
                 columns.fallbacks()
+            ));
+        }
+        if let (Some(cache), Some(b), true) = (&cache, cache_before, engine == "column") {
+            let f = cache.figures();
+            notes.push(format!(
+                "{name}: column cache of {} MB held {} MB at the end; the queries read {} MB \
+                 from chunk files in {} reads ({} ahead of the scan); {} column hits, {} misses",
+                f.capacity >> 20,
+                f.bytes >> 20,
+                (f.bytes_loaded - b.bytes_loaded) >> 20,
+                f.file_reads - b.file_reads,
+                f.prefetches - b.prefetches,
+                f.hits - b.hits,
+                f.misses - b.misses
             ));
         }
         systems.push(sys);

@@ -9,6 +9,8 @@
 #
 #   bench/gc.sh [DUETDB_BINARY]
 #   SCALE=10 CLIENTS=8 THREADS=2 DURATION=1800 OUT=bench/results/gc
+#   DUET_ARGS="--column-cache-size 256MB" (more flags for duetdb)
+#   SYSTEMS="duetdb postgresql" (which of the two to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-${CARGO_TARGET_DIR:-target}/release/duetdb}
@@ -17,6 +19,8 @@ CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-1800}
 OUT=${OUT:-bench/results/gc}
+SYSTEMS=${SYSTEMS:-duetdb postgresql}
+read -r -a DUET_EXTRA <<<"${DUET_ARGS:-}"
 . bench/lib.sh
 mkdir -p "$OUT"
 SAMPLES=$OUT/samples.csv
@@ -60,22 +64,27 @@ run() { # system, dir, pid-lister, connection args… → pgbench with per-minut
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "load average before the run: $load" >&2
 
-duet_start "$BIN"
-duet_pids() { echo "$DUET_PID"; }
-pgbench -h 127.0.0.1 -p "$DUET_PORT" -U postgres -i -q -s "$SCALE" duetdb >/dev/null 2>&1
-run duetdb "$DUET_DATA/data" duet_pids -h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb
-psql -h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb -Atc \
-  "SELECT 'duetdb gc: safe point ' || safe_point || ', versions removed ' || versions_removed || ', tombstones removed ' || tombstones_removed FROM duet.gc" >&2
-duet_stop
+if [[ " $SYSTEMS " == *" duetdb "* ]]; then
+  duet_start "$BIN" "${DUET_EXTRA[@]}"
+  duet_pids() { echo "$DUET_PID"; }
+  pgbench -h 127.0.0.1 -p "$DUET_PORT" -U postgres -i -q -s "$SCALE" duetdb >/dev/null 2>&1
+  run duetdb "$DUET_DATA/data" duet_pids -h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb
+  psql -h 127.0.0.1 -p "$DUET_PORT" -U postgres duetdb -Atc \
+    "SELECT 'duetdb gc: safe point ' || safe_point || ', versions removed ' || versions_removed || ', tombstones removed ' || tombstones_removed FROM duet.gc" >&2
+  curl -s "http://$DUET_HTTP/metrics" | grep -E '^duet_(column_cache|memory_budget_bytes)' >&2 || true
+  duet_stop
+fi
 
-PGDIR=${DUET_PG_DIR:-/var/tmp/duet-reference-pg}
-scripts/reference-pg.sh start >/dev/null
-PG=(-h 127.0.0.1 -p 54329 -U postgres)
-psql "${PG[@]}" -qc "DROP DATABASE IF EXISTS pgbench_gc" postgres
-psql "${PG[@]}" -qc "CREATE DATABASE pgbench_gc" postgres
-pgbench "${PG[@]}" -i -q -s "$SCALE" pgbench_gc >/dev/null 2>&1
-pg_pids() { pgrep -u postgres -x postgres; }
-run postgresql "$PGDIR" pg_pids "${PG[@]}" pgbench_gc
-psql "${PG[@]}" -qc "DROP DATABASE IF EXISTS pgbench_gc" postgres
+if [[ " $SYSTEMS " == *" postgresql "* ]]; then
+  PGDIR=${DUET_PG_DIR:-/var/tmp/duet-reference-pg}
+  scripts/reference-pg.sh start >/dev/null
+  PG=(-h 127.0.0.1 -p 54329 -U postgres)
+  psql "${PG[@]}" -qc "DROP DATABASE IF EXISTS pgbench_gc" postgres
+  psql "${PG[@]}" -qc "CREATE DATABASE pgbench_gc" postgres
+  pgbench "${PG[@]}" -i -q -s "$SCALE" pgbench_gc >/dev/null 2>&1
+  pg_pids() { pgrep -u postgres -x postgres; }
+  run postgresql "$PGDIR" pg_pids "${PG[@]}" pgbench_gc
+  psql "${PG[@]}" -qc "DROP DATABASE IF EXISTS pgbench_gc" postgres
+fi
 
 python3 bench/gc_plot.py "$OUT"

@@ -316,8 +316,23 @@ impl ChunkFile {
         }
         // The projection comes back in the file's order, which is `columns`'s order.
         out.truncate(columns.len());
-        Ok(out)
+        Ok(out.into_iter().map(compact).collect())
     }
+}
+
+/// `array`, or a copy of it that holds only its own bytes. Arrow IPC stores a buffer that
+/// LZ4 does not shrink uncompressed, and reads it as a slice of the whole record batch's
+/// body: cached as it is, one such column would keep the body of every column read with it
+/// in memory (and weigh that much).
+fn compact(array: ArrayRef) -> ArrayRef {
+    let data = array.to_data();
+    let own = data.get_slice_memory_size().unwrap_or(usize::MAX);
+    if array.get_array_memory_size() <= own.saturating_add(own / 4).saturating_add(4096) {
+        return array;
+    }
+    let mut copy = arrow::array::MutableArrayData::new(vec![&data], false, data.len());
+    copy.extend(0, 0, data.len());
+    arrow::array::make_array(copy.freeze())
 }
 
 impl Drop for ChunkFile {

@@ -467,7 +467,7 @@ struct ManifestRef<'a> {
 mod tests {
     use super::*;
     use crate::table::tests::{def, key, row};
-    use crate::table::{merge, ColumnTable, CHUNK_ROWS};
+    use crate::table::{merge, ColumnTable, Part, CHUNK_ROWS};
 
     fn arrow_files(dir: &Path) -> usize {
         std::fs::read_dir(dir)
@@ -704,6 +704,43 @@ mod tests {
         table[key] = files;
         let manifest = serde_json::json!({ "format": format, "index": 1, "tables": [table] });
         std::fs::write(dir.join(MANIFEST), manifest.to_string()).unwrap();
+    }
+
+    /// A column LZ4 cannot shrink is stored raw, and Arrow reads it as a slice of the whole
+    /// record batch; the cache keeps a copy of its own bytes instead.
+    #[test]
+    fn a_column_read_from_a_file_holds_only_its_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ColumnCache::new(1 << 30);
+        let d = Arc::new(def());
+        let mut t = ColumnTable::new(d.clone(), ReplicaState::Available, 0);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t.write(
+                key(i),
+                1,
+                Some(row(i, &format!("{x:016x}{:016x}", x.rotate_left(29)))),
+            );
+        }
+        fold(&mut t, 1);
+        let files = write_chunks(dir.path(), &d, &t.stable, 1, t.gen, &cache).unwrap();
+        write_manifest(dir.path(), 1, &[entry(&t, None, files)], &cache).unwrap();
+        let fresh = ColumnCache::new(1 << 30);
+        let loaded = load(dir.path(), &fresh).unwrap();
+        let chunk = &loaded.tables[0].stable.chunks[0];
+        for part in [Part::Keys, Part::Column(0), Part::Column(1)] {
+            let a = chunk.read(&[part]).unwrap().remove(0);
+            let own = a.to_data().get_slice_memory_size().unwrap();
+            assert!(
+                a.get_array_memory_size() <= own + own / 4 + 4096,
+                "{part:?}: {} bytes held for {own} of its own",
+                a.get_array_memory_size()
+            );
+        }
+        assert_eq!(fresh.figures().file_reads, 3);
     }
 
     /// A build writes its chunks before a manifest names them; a checkpoint that runs then

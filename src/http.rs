@@ -235,6 +235,7 @@ struct Collectors {
     disk: IntGaugeVec,
     disk_refused: IntCounterVec,
     memory_budget: IntGaugeVec,
+    memory_used: IntGaugeVec,
     column_cache: IntGaugeVec,
     column_cache_events: IntCounterVec,
 }
@@ -331,6 +332,14 @@ impl Collectors {
             ),
             &["event"],
         )?;
+        let memory_used = IntGaugeVec::new(
+            Opts::new(
+                "duet_memory_bytes",
+                "Memory held now: row_cache, block_cache, memtables and table_readers (RocksDB), column_cache",
+            ),
+            &["pool"],
+        )?;
+        registry.register(Box::new(memory_used.clone()))?;
         registry.register(Box::new(column_cache.clone()))?;
         registry.register(Box::new(column_cache_events.clone()))?;
         registry.register(Box::new(memory_budget.clone()))?;
@@ -359,6 +368,7 @@ impl Collectors {
             disk,
             disk_refused,
             memory_budget,
+            memory_used,
             column_cache,
             column_cache_events,
         })
@@ -416,6 +426,9 @@ fn raft_figures(node: &NodeRef, c: &Collectors) {
         c.memory_budget
             .with_label_values(&[pool])
             .set(as_i64(bytes));
+    }
+    for (pool, bytes) in node.store.memory_usage() {
+        c.memory_used.with_label_values(&[pool]).set(as_i64(bytes));
     }
     if let Some(disk) = node.store.disk_guard() {
         let available = disk.available().unwrap_or(0);
@@ -516,6 +529,9 @@ fn column_store_figures(cs: &ColumnStore, c: &Collectors) {
         .set(as_i64(f.capacity));
     c.column_cache
         .with_label_values(&["bytes"])
+        .set(as_i64(f.bytes));
+    c.memory_used
+        .with_label_values(&["column_cache"])
         .set(as_i64(f.bytes));
     c.column_cache
         .with_label_values(&["entries"])

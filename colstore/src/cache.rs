@@ -331,8 +331,10 @@ fn compact(array: ArrayRef) -> ArrayRef {
         return array;
     }
     let mut copy = arrow::array::MutableArrayData::new(vec![&data], false, data.len());
-    copy.extend(0, 0, data.len());
-    arrow::array::make_array(copy.freeze())
+    match copy.try_extend(0, 0, data.len()) {
+        Ok(()) => arrow::array::make_array(copy.freeze()),
+        Err(_) => array,
+    }
 }
 
 impl Drop for ChunkFile {

@@ -154,6 +154,10 @@ pub trait KvEngine: Send + Sync + 'static {
     }
     /// Flushes memtables: every write before it is on stable storage.
     fn flush(&self) -> Result<()>;
+    /// What the engine holds in memory now, by pool (bytes): for /metrics.
+    fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        vec![]
+    }
     /// MVCC garbage collection's shared state, if this engine drops garbage while it
     /// compacts (see [`crate::gc`]).
     fn gc_state(&self) -> Option<crate::gc::GcStateRef> {

@@ -149,6 +149,11 @@ impl RowCache {
         )
     }
 
+    /// Bytes held (keys and entries, as the budget counts them).
+    pub fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().bytes).sum()
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().map.len()).sum()

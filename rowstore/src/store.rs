@@ -491,6 +491,14 @@ impl Store {
         self.row_cache.stats()
     }
 
+    /// What the row replica holds in memory now, by pool (bytes): the row cache and the
+    /// engine's (RocksDB: block cache, memtables, table readers).
+    pub fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        let mut out = vec![("row_cache", self.row_cache.bytes() as u64)];
+        out.extend(self.engine.memory_usage());
+        out
+    }
+
     /// Whether each of `keys` (ascending for speed) has a live payload at `version`, read
     /// with one engine iterator.
     pub fn exists_many<'a>(

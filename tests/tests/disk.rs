@@ -184,4 +184,9 @@ async fn the_servers_own_settings_show_and_cannot_be_set_by_a_session() {
         (96u64 << 20) as f64
     );
     assert!(crate::metric(&metrics, "duet_column_cache{figure=\"bytes\"}") >= 0.0);
+    // What each pool holds now: RocksDB's memtables hold the catalog written above.
+    assert!(crate::metric(&metrics, "duet_memory_bytes{pool=\"memtables\"}") > 0.0);
+    for pool in ["row_cache", "block_cache", "table_readers", "column_cache"] {
+        assert!(crate::metric(&metrics, &format!("duet_memory_bytes{{pool=\"{pool}\"}}")) >= 0.0);
+    }
 }

@@ -24,6 +24,7 @@ use duet_common::codec::key;
 pub struct RocksEngine {
     db: DB,
     gc: GcStateRef,
+    block_cache: Cache,
 }
 
 /// Makes a [`VersionFilter`] for each compaction of the data family.
@@ -108,7 +109,11 @@ impl RocksEngine {
         let meta = ColumnFamilyDescriptor::new(META_CF, Options::default());
         let data = ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data_opts);
         let db = DB::open_cf_descriptors(&opts, path, [data, meta]).map_err(engine_err)?;
-        Ok(Self { db, gc })
+        Ok(Self {
+            db,
+            gc,
+            block_cache: cache,
+        })
     }
 
     fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
@@ -365,6 +370,23 @@ impl KvEngine for RocksEngine {
         // the Raft thread does between them.)
         self.db.flush().map_err(engine_err)?;
         self.db.flush_cf(self.meta()?).map_err(engine_err)
+    }
+
+    fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        // Summed over both families (RocksDB's properties are per family).
+        let sum = |name: &str| -> u64 {
+            let data = self.db.property_int_value(name).ok().flatten();
+            let meta = self
+                .meta()
+                .ok()
+                .and_then(|cf| self.db.property_int_value_cf(cf, name).ok().flatten());
+            data.unwrap_or(0) + meta.unwrap_or(0)
+        };
+        vec![
+            ("block_cache", self.block_cache.get_usage() as u64),
+            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
+            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+        ]
     }
 }
 

@@ -233,9 +233,12 @@ fn open_chunk(
     )))
 }
 
-/// The positions of a chunk file's columns (after the key) and of its display scales, as
-/// (column, position) pairs.
-fn split_fields(path: &Path, batch: &RecordBatch) -> Result<(Vec<usize>, Vec<(usize, usize)>)> {
+/// Where a chunk file's fields go: the positions of its columns (after the key), and of its
+/// display scales as (column, position) pairs.
+type Fields = (Vec<usize>, Vec<(usize, usize)>);
+
+/// The [`Fields`] of a chunk file's record batch.
+fn split_fields(path: &Path, batch: &RecordBatch) -> Result<Fields> {
     let mut columns = Vec::new();
     let mut scales = Vec::new();
     for (i, f) in batch.schema().fields().iter().enumerate().skip(1) {

@@ -771,7 +771,7 @@ fn build(
                 }
             }
         }
-        if rows % 10_000 == 0 {
+        if rows.is_multiple_of(10_000) {
             let Some(store) = weak.upgrade() else {
                 cancelled = true;
                 return false;
@@ -793,7 +793,6 @@ fn build(
     if !pending.is_empty() && !flush(&mut pending)? {
         return Ok(());
     }
-    drop(flush);
     let Some(store) = weak.upgrade() else {
         return Ok(());
     };

@@ -90,7 +90,7 @@ impl Chunk {
         let zone = batch
             .columns()
             .iter()
-            .map(|col| zone_of(col))
+            .map(zone_of)
             .collect::<Result<Vec<_>>>()?;
         Ok(Chunk {
             rows: keys.len(),
@@ -813,7 +813,7 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
         pending.drain(..take);
         let used: std::collections::HashSet<usize> = pending.iter().map(|(s, _)| *s).collect();
         for (n, source) in sources.iter_mut().enumerate().skip(1) {
-            if !used.contains(&n) && source.keys.len() > 0 {
+            if !used.contains(&n) && !source.keys.is_empty() {
                 *source = source.emptied();
             }
         }

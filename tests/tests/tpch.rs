@@ -89,6 +89,25 @@ async fn check_against_postgres(sf: f64) {
         .unwrap();
 }
 
+/// Runs the 22 queries on `c`, comparing each answer with PostgreSQL's at scale `sf`; what
+/// differed or failed, each labelled with the query and `label`.
+async fn run_queries(c: &tokio_postgres::Client, sf: f64, label: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (q, sql) in tpch::queries() {
+        let t = Instant::now();
+        match tpch::query_text(c, sql).await {
+            Ok(got) => {
+                if let Err(d) = tpch::compare(&expected(sf, q), &got) {
+                    failures.push(format!("Q{q} {label}: {d}"));
+                }
+            }
+            Err(e) => failures.push(format!("Q{q} {label}: error {e:?}")),
+        }
+        eprintln!("tpch sf{sf}: Q{q} {label} {:?}", t.elapsed());
+    }
+    failures
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_22_queries_match_postgres_on_both_replicas() {
     duet_tests::init_test_logging();
@@ -133,18 +152,7 @@ async fn tpch_22_queries_match_postgres_on_both_replicas() {
         ))
         .await
         .unwrap();
-        for (q, sql) in tpch::queries() {
-            let t = Instant::now();
-            match tpch::query_text(&c, sql).await {
-                Ok(got) => {
-                    if let Err(d) = tpch::compare(&expected(SF, q), &got) {
-                        failures.push(format!("Q{q} engine={engine}: {d}"));
-                    }
-                }
-                Err(e) => failures.push(format!("Q{q} engine={engine}: error {e:?}")),
-            }
-            eprintln!("tpch: Q{q} engine={engine} {:?}", t.elapsed());
-        }
+        failures.extend(run_queries(&c, SF, &format!("engine={engine}")).await);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(
@@ -195,19 +203,7 @@ async fn tpch_on_a_column_replica_a_hundred_times_its_cache_matches_postgres() {
     c.batch_execute("SET duet.engine = 'column'; SET duet.learner_wait_timeout = '60s'")
         .await
         .unwrap();
-    let mut failures = Vec::new();
-    for (q, sql) in tpch::queries() {
-        let t = Instant::now();
-        match tpch::query_text(&c, sql).await {
-            Ok(got) => {
-                if let Err(d) = tpch::compare(&expected(SF_LARGE, q), &got) {
-                    failures.push(format!("Q{q}: {d}"));
-                }
-            }
-            Err(e) => failures.push(format!("Q{q}: error {e:?}")),
-        }
-        eprintln!("tpch sf{SF_LARGE}: Q{q} {:?}", t.elapsed());
-    }
+    let failures = run_queries(&c, SF_LARGE, "engine=column").await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(
         columns.fallbacks(),

@@ -54,7 +54,8 @@ async fn check_against_postgres(sf: f64) {
         return;
     };
     let bless = std::env::var("DUET_TPCH_BLESS").is_ok_and(|v| v == "1");
-    let db = format!("duet_tpch_{}", std::process::id());
+    // One database per scale: the tests at both scales run at once in one process.
+    let db = format!("duet_tpch_{}_{}", std::process::id(), (sf * 100.0) as u64);
     let (a, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .expect("DUET_TEST_PG is set but PostgreSQL is unreachable");

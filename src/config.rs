@@ -324,25 +324,18 @@ impl Config {
     }
 }
 
-/// A size: a number with a unit (`B`, `kB`, `MB`, `GB`, `TB`, case-insensitive), a bare
-/// number is megabytes.
+/// A size: a PostgreSQL-style memory value (`B`, `kB`, `MB`, `GB`, `TB`), except that a
+/// bare number is megabytes.
 fn parse_size(v: &str) -> Result<u64, String> {
     let t = v.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{v:?} is not a size such as 512MB or 4GB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "b" => 0,
-        "kb" => 10,
-        "" | "mb" => 20,
-        "gb" => 30,
-        "tb" => 40,
-        _ => return Err(format!("{v:?}: the unit must be B, kB, MB, GB or TB")),
+    let with_unit = if t.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{t}MB")
+    } else {
+        t.to_string()
     };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{v:?} is too large"))
+    duet_sql::parse_memory(&with_unit).ok_or_else(|| {
+        format!("{v:?} is not a size such as 512MB or 4GB (units: B, kB, MB, GB, TB)")
+    })
 }
 
 #[cfg(test)]

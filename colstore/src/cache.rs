@@ -206,10 +206,6 @@ pub struct ChunkFile {
 }
 
 impl ChunkFile {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Marks the file for removal once no chunk holds it.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
@@ -239,7 +235,7 @@ impl ChunkFile {
             .iter()
             .map(|c| cache.entries.get(&(self.id, *c)))
             .collect();
-        let mut missing: Vec<u32> = columns
+        let missing: Vec<u32> = columns
             .iter()
             .zip(&out)
             .filter(|(_, a)| a.is_none())
@@ -248,21 +244,12 @@ impl ChunkFile {
         let c = &cache.counters;
         c.hits
             .fetch_add((columns.len() - missing.len()) as u64, Ordering::Relaxed);
-        if !missing.is_empty() {
-            missing.sort_unstable();
-            missing.dedup();
-            c.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
-            c.file_reads.fetch_add(1, Ordering::Relaxed);
-            let read = self.read_file(&missing)?;
-            for (col, array) in missing.iter().zip(read) {
-                c.bytes_loaded
-                    .fetch_add(array.get_array_memory_size() as u64, Ordering::Relaxed);
-                for (slot, want) in out.iter_mut().zip(columns) {
-                    if want == col && slot.is_none() {
-                        *slot = Some(array.clone());
-                    }
+        c.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        for (col, array) in self.load(&cache, missing)? {
+            for (slot, want) in out.iter_mut().zip(columns) {
+                if *want == col && slot.is_none() {
+                    *slot = Some(array.clone());
                 }
-                cache.insert(self.id, *col, array);
             }
         }
         Ok(out.into_iter().map(|a| a.expect("read above")).collect())
@@ -274,25 +261,36 @@ impl ChunkFile {
         let Some(cache) = self.cache.upgrade() else {
             return Ok(());
         };
-        let mut missing: Vec<u32> = columns
+        let missing: Vec<u32> = columns
             .iter()
             .copied()
             .filter(|c| !cache.entries.contains_key(&(self.id, *c)))
             .collect();
+        if !missing.is_empty() {
+            cache.counters.prefetches.fetch_add(1, Ordering::Relaxed);
+            self.load(&cache, missing)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `missing` (any order, repeats allowed) with one projected read of the file and
+    /// puts them in `cache`; nothing when it is empty.
+    fn load(&self, cache: &ColumnCache, mut missing: Vec<u32>) -> Result<Vec<(u32, ArrayRef)>> {
         if missing.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         missing.sort_unstable();
         missing.dedup();
         let c = &cache.counters;
         c.file_reads.fetch_add(1, Ordering::Relaxed);
-        c.prefetches.fetch_add(1, Ordering::Relaxed);
-        for (col, array) in missing.iter().zip(self.read_file(&missing)?) {
+        let read = self.read_file(&missing)?;
+        let loaded: Vec<(u32, ArrayRef)> = missing.into_iter().zip(read).collect();
+        for (col, array) in &loaded {
             c.bytes_loaded
                 .fetch_add(array.get_array_memory_size() as u64, Ordering::Relaxed);
-            cache.insert(self.id, *col, array);
+            cache.insert(self.id, *col, array.clone());
         }
-        Ok(())
+        Ok(loaded)
     }
 
     /// Columns `columns` (ascending) of the chunk's record batch, read from the file.
@@ -305,7 +303,8 @@ impl ChunkFile {
         let batch = reader
             .next()
             .ok_or_else(|| Error::Corrupt(format!("{}: no record batch", self.path.display())))??;
-        let mut out = batch.columns().to_vec();
+        // The projection comes back in the file's order, which is `columns`'s order.
+        let out = batch.columns();
         if out.len() != columns.len() {
             return Err(Error::Corrupt(format!(
                 "{}: read {} columns, wanted {}",
@@ -314,9 +313,7 @@ impl ChunkFile {
                 columns.len()
             )));
         }
-        // The projection comes back in the file's order, which is `columns`'s order.
-        out.truncate(columns.len());
-        Ok(out.into_iter().map(compact).collect())
+        Ok(out.iter().cloned().map(compact).collect())
     }
 }
 

@@ -175,10 +175,7 @@ fn open_chunk(
             )));
         }
         let chunk = chunks.pop().expect("one chunk");
-        chunk.written_to(
-            name.to_string(),
-            cache.file(&path, 0, chunk.width() + chunk.scaled().len() + 1),
-        );
+        chunk.written_to(name.to_string(), cache.file(&path, 0, chunk.file_columns()));
         return Ok(chunk);
     };
     let corrupt = |what: &str| Error::Corrupt(format!("{}: {what}", path.display()));
@@ -324,8 +321,7 @@ pub fn write_chunks(
         // Known to the cache before the file exists: a checkpoint of another thread (a
         // build writes its chunks outside checkpoints) that finds the file unnamed keeps it
         // while this chunk lives.
-        let columns = 1 + chunk.width() + chunk.scaled().len();
-        let handle = cache.file(&dir.join(&name), 1, columns);
+        let handle = cache.file(&dir.join(&name), 1, chunk.file_columns());
         write_chunk(&dir.join(&name), chunk)?;
         names.push(name.clone());
         written.push((chunk, name, handle));

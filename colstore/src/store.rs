@@ -111,6 +111,10 @@ pub struct ColumnStore {
     folded: (Mutex<()>, Condvar),
     /// [`ColumnStoreOptions::max_delta_versions`], changeable while running.
     max_delta_versions: std::sync::atomic::AtomicUsize,
+    /// The delta's versions as last counted (after an apply that wrote rows, after a
+    /// compaction): never below the truth for long, so an apply checks it instead of
+    /// locking every table to count.
+    delta_seen: std::sync::atomic::AtomicUsize,
     stopped: AtomicBool,
     last_fold: Mutex<Instant>,
     source: RwLock<Option<Arc<dyn RowSource>>>,
@@ -145,6 +149,7 @@ impl ColumnStore {
             wake: (Mutex::new(false), Condvar::new()),
             folded: (Mutex::new(()), Condvar::new()),
             max_delta_versions,
+            delta_seen: 0.into(),
             stopped: AtomicBool::new(false),
             last_fold: Mutex::new(Instant::now()),
             source: RwLock::new(Some(source)),
@@ -383,8 +388,12 @@ impl ColumnStore {
         self.counters
             .apply_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if rows > 0 && self.delta_versions() >= self.options.compact_delta_versions {
-            self.wake();
+        if rows > 0 {
+            let pending = self.delta_versions();
+            self.delta_seen.store(pending, Ordering::Relaxed);
+            if pending >= self.options.compact_delta_versions {
+                self.wake();
+            }
         }
         Ok(())
     }
@@ -392,6 +401,11 @@ impl ColumnStore {
     /// Sets [`ColumnStoreOptions::max_delta_versions`].
     pub fn set_max_delta_versions(&self, versions: usize) {
         self.max_delta_versions.store(versions, Ordering::Relaxed);
+        self.notify_folded();
+    }
+
+    /// Wakes an apply waiting for room in the delta.
+    fn notify_folded(&self) {
         let (m, c) = &self.folded;
         let _g = m.lock();
         c.notify_all();
@@ -401,7 +415,13 @@ impl ColumnStore {
     /// compaction and waits for it (or for the store to stop): the learner falls behind
     /// instead of holding ever more versions in memory.
     fn wait_for_room(&self) {
-        if self.delta_versions() < self.max_delta_versions.load(Ordering::Relaxed) {
+        let max = || self.max_delta_versions.load(Ordering::Relaxed);
+        if self.delta_seen.load(Ordering::Relaxed) < max() {
+            return;
+        }
+        let pending = self.delta_versions();
+        self.delta_seen.store(pending, Ordering::Relaxed);
+        if pending < max() {
             return;
         }
         let started = Instant::now();
@@ -409,9 +429,7 @@ impl ColumnStore {
             .delta_full_waits
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!("the column delta is full: applying waits for a compaction");
-        while !self.stopped.load(Ordering::Acquire)
-            && self.delta_versions() >= self.max_delta_versions.load(Ordering::Relaxed)
-        {
+        while !self.stopped.load(Ordering::Acquire) && self.delta_versions() >= max() {
             self.wake();
             let (m, c) = &self.folded;
             let mut g = m.lock();
@@ -626,11 +644,9 @@ impl ColumnStore {
         self.counters
             .compact_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        {
-            let (m, c) = &self.folded;
-            let _g = m.lock();
-            c.notify_all();
-        }
+        self.delta_seen
+            .store(self.delta_versions(), Ordering::Relaxed);
+        self.notify_folded();
         self.checkpoint_now(upto)?;
         Ok(upto)
     }

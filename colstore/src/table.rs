@@ -188,16 +188,27 @@ impl Chunk {
         self.resident.read().is_some()
     }
 
-    /// The position of `part` in the chunk's file: the keys, the columns, the scales.
-    fn file_column(&self, part: Part) -> u32 {
-        (match part {
+    /// Where the display scales of column `c` are among the chunk's scales.
+    fn scales_position(&self, c: usize) -> Result<usize> {
+        self.scaled
+            .iter()
+            .position(|s| *s == c)
+            .ok_or_else(|| Error::Internal(format!("chunk has no scales of column {c}")))
+    }
+
+    /// How many columns the chunk's file has: the keys, the columns, the scales.
+    pub(crate) fn file_columns(&self) -> usize {
+        1 + self.width() + self.scaled.len()
+    }
+
+    /// The position of `part` in the chunk's file (the keys, the columns, the scales).
+    fn file_column(&self, part: Part) -> Result<u32> {
+        let pos = match part {
             Part::Keys => 0,
             Part::Column(c) => 1 + c,
-            Part::Scales(c) => {
-                let pos = self.scaled.iter().position(|s| *s == c).unwrap_or(0);
-                1 + self.width() + pos
-            }
-        }) as u32
+            Part::Scales(c) => 1 + self.width() + self.scales_position(c)?,
+        };
+        Ok(pos as u32)
     }
 
     /// The arrays of `parts`, in that order: from memory, or from the file through the
@@ -210,13 +221,7 @@ impl Chunk {
                     Ok(match *p {
                         Part::Keys => Arc::new(a.keys.clone()) as ArrayRef,
                         Part::Column(c) => a.columns[c].clone(),
-                        Part::Scales(c) => {
-                            let pos =
-                                self.scaled.iter().position(|s| *s == c).ok_or_else(|| {
-                                    Error::Internal(format!("chunk has no scales of {c}"))
-                                })?;
-                            a.scales[pos].clone()
-                        }
+                        Part::Scales(c) => a.scales[self.scales_position(c)?].clone(),
                     })
                 })
                 .collect();
@@ -225,7 +230,10 @@ impl Chunk {
             .file
             .get()
             .ok_or_else(|| Error::Internal("a chunk neither in memory nor in a file".into()))?;
-        let columns: Vec<u32> = parts.iter().map(|p| self.file_column(*p)).collect();
+        let columns = parts
+            .iter()
+            .map(|p| self.file_column(*p))
+            .collect::<Result<Vec<u32>>>()?;
         file.read(&columns)
     }
 
@@ -236,7 +244,10 @@ impl Chunk {
         }
         match self.file.get() {
             Some((_, file)) => {
-                let columns: Vec<u32> = parts.iter().map(|p| self.file_column(*p)).collect();
+                let columns = parts
+                    .iter()
+                    .map(|p| self.file_column(*p))
+                    .collect::<Result<Vec<u32>>>()?;
                 file.prefetch(&columns)
             }
             None => Ok(()),
@@ -245,11 +256,7 @@ impl Chunk {
 
     /// The chunk's encoded primary keys.
     pub fn keys(&self) -> Result<BinaryArray> {
-        let a = self.read(&[Part::Keys])?;
-        a[0].as_any()
-            .downcast_ref::<BinaryArray>()
-            .cloned()
-            .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))
+        as_keys(&self.read(&[Part::Keys])?[0])
     }
 
     /// All of the chunk's arrays.
@@ -261,12 +268,7 @@ impl Chunk {
         parts.extend((0..self.width()).map(Part::Column));
         parts.extend(self.scaled.iter().map(|c| Part::Scales(*c)));
         let mut read = self.read(&parts)?.into_iter();
-        let keys = read.next().expect("keys read");
-        let keys = keys
-            .as_any()
-            .downcast_ref::<BinaryArray>()
-            .cloned()
-            .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))?;
+        let keys = as_keys(&read.next().expect("keys read"))?;
         let columns = read.by_ref().take(self.width()).collect();
         Ok(Arc::new(ChunkArrays {
             keys,
@@ -283,22 +285,21 @@ impl Chunk {
         }
         let (_, file) = self.file.get().expect("set above");
         if let Some(a) = self.resident.write().take() {
-            let mut parts = vec![(Part::Keys, Arc::new(a.keys.clone()) as ArrayRef)];
-            parts.extend(
-                a.columns
-                    .iter()
-                    .enumerate()
-                    .map(|(c, x)| (Part::Column(c), x.clone())),
-            );
-            parts.extend(
-                self.scaled
-                    .iter()
-                    .zip(&a.scales)
-                    .map(|(c, x)| (Part::Scales(*c), x.clone())),
-            );
-            file.warm(parts.into_iter().map(|(p, x)| (self.file_column(p), x)));
+            // In the file's order: keys, columns, scales.
+            let arrays = std::iter::once(Arc::new(a.keys.clone()) as ArrayRef)
+                .chain(a.columns.iter().cloned())
+                .chain(a.scales.iter().cloned());
+            file.warm((0u32..).zip(arrays));
         }
     }
+}
+
+/// `a` as the encoded keys of a chunk.
+fn as_keys(a: &ArrayRef) -> Result<BinaryArray> {
+    a.as_any()
+        .downcast_ref::<BinaryArray>()
+        .cloned()
+        .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))
 }
 
 /// A column's zone map entry.
@@ -489,16 +490,7 @@ pub(crate) fn chunk_columns(
     let (parts, outs) = plan_columns(chunk, projection, with_keys);
     let keys_at = with_keys.then_some(0);
     let read = chunk.read(&parts)?;
-    let keys = match keys_at {
-        Some(n) => Some(
-            read[n]
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .cloned()
-                .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))?,
-        ),
-        None => None,
-    };
+    let keys = keys_at.map(|n| as_keys(&read[n])).transpose()?;
     let columns = outs
         .into_iter()
         .map(|o| match o {
@@ -811,9 +803,12 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
             out.push(Arc::new(chunk_from_sources(def, sources, part)?));
         }
         pending.drain(..take);
-        let used: std::collections::HashSet<usize> = pending.iter().map(|(s, _)| *s).collect();
+        let mut used = vec![false; sources.len()];
+        for (s, _) in pending.iter() {
+            used[*s] = true;
+        }
         for (n, source) in sources.iter_mut().enumerate().skip(1) {
-            if !used.contains(&n) && !source.keys.is_empty() {
+            if !used[n] && !source.keys.is_empty() {
                 *source = source.emptied();
             }
         }
@@ -837,11 +832,7 @@ pub fn merge(def: &TableDef, stable: &Stable, delta: &[Change]) -> Result<Stable
             continue;
         }
         let source = Source::of_chunk(def, chunk)?;
-        let keys = source.keys.clone();
-        let keys = keys
-            .as_any()
-            .downcast_ref::<BinaryArray>()
-            .expect("chunk keys are binary");
+        let keys = as_keys(&source.keys)?;
         sources.push(source);
         let s = sources.len() - 1;
         let (mut i, mut j) = (0, start);

@@ -47,5 +47,5 @@ pub mod views;
 
 pub use error::{PgError, SqlState};
 pub use server::Server;
-pub use session::default_query_memory;
+pub use session::{default_query_memory, parse_memory};
 pub use session::{NodeServices, ReadBarrier, Shared, SharedRef};

@@ -36,7 +36,7 @@ mod set_show;
 pub(crate) use set_show::{set_config_call, string_literal, take_set_config_calls};
 pub(crate) use settings::{setting_name, shown_name};
 mod settings;
-pub use settings::default_query_memory;
+pub use settings::{default_query_memory, parse_memory};
 mod txn;
 
 use settings::set_memory_limit;

@@ -543,7 +543,7 @@ static DEFAULT_QUERY_MEMORY: std::sync::LazyLock<u64> = std::sync::LazyLock::new
 
 /// A PostgreSQL-style memory setting: a number with a unit (`B`, `kB`, `MB`, `GB`, `TB`);
 /// a bare number is kilobytes, as for `work_mem`.
-fn parse_memory(v: &str) -> Option<u64> {
+pub fn parse_memory(v: &str) -> Option<u64> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);

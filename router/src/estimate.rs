@@ -218,6 +218,7 @@ impl Router {
                     row_count: table_rows,
                     analyzed_at_ms: 0,
                     changes_at_analyze: 0,
+                    rows_read: 0.0,
                     columns: Default::default(),
                 };
                 &empty

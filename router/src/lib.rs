@@ -24,6 +24,7 @@ pub mod keyrange;
 pub mod provider;
 pub mod routing;
 pub mod row_scan;
+pub mod sample;
 pub mod stats;
 pub mod sysviews;
 

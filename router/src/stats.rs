@@ -1,10 +1,13 @@
 //! Table statistics (`ANALYZE`) and the estimates the router makes from them.
 //!
-//! [`StatsBuilder`] reads a table once, batch by batch, and keeps per column the exact row
-//! and null counts, min and max (DataFusion's min/max accumulators), a HyperLogLog sketch of
-//! the distinct values (hashes from DataFusion's `create_hashes`), the average width, and a
-//! uniform reservoir sample of [`SAMPLE_ROWS`] rows. From the sample it derives the most
-//! common values and an equi-depth histogram of the others, as PostgreSQL's ANALYZE does.
+//! [`StatsBuilder`] reads a table, or a sample of it (whole chunks of the column replica,
+//! see `crate::sample`), batch by batch, and keeps per column the row and null counts, min
+//! and max (DataFusion's min/max accumulators), a distinct sample of the values by hash
+//! (hashes from DataFusion's `create_hashes`) with the number of sampling units each was
+//! seen in, the average width, and a uniform reservoir sample of [`SAMPLE_ROWS`] rows.
+//! From the reservoir it derives the most common values and an equi-depth histogram of the
+//! others, as PostgreSQL's ANALYZE does; from the distinct sample the table's distinct
+//! values ([`estimate_distinct`]).
 //! [`TableStats::selectivity`] turns pushed-down filters into the fraction of rows they keep:
 //! equality (most common values, else the remaining rows spread over the remaining distinct
 //! values), ranges (histogram, interpolated within a bucket), IN lists, LIKE prefixes,
@@ -81,6 +84,11 @@ impl StatValue {
             }
             _ => None,
         }
+    }
+
+    /// Order of two values (numbers before strings).
+    pub fn compare(&self, other: &StatValue) -> std::cmp::Ordering {
+        self.cmp(other)
     }
 
     fn cmp(&self, other: &StatValue) -> std::cmp::Ordering {
@@ -212,6 +220,9 @@ pub struct TableStats {
     pub analyzed_at_ms: u64,
     /// The row store's count of changed rows of the table when it was analyzed.
     pub changes_at_analyze: u64,
+    /// Rows ANALYZE read (all of them, or a sample).
+    #[serde(default)]
+    pub rows_read: f64,
     pub columns: HashMap<String, ColumnStats>,
 }
 
@@ -481,57 +492,103 @@ impl TableStats {
     }
 }
 
-/// A HyperLogLog sketch with 2^12 registers (standard error about 1.6%).
-#[derive(Clone)]
-struct Hll {
-    registers: Vec<u8>,
+/// Distinct values a column's distinct sample keeps at most (see [`DistinctSample`]).
+pub const DISTINCT_KEEP: usize = 16_384;
+
+/// A uniform sample of a column's distinct values, taken by hash (Gibbons' distinct
+/// sampling): a value is kept when its hash falls in the lowest `2^-level` of the hash
+/// space, so every distinct value has the same chance whatever its frequency. When more than
+/// [`DISTINCT_KEEP`] values are kept, the level goes up and about half are dropped. For each
+/// kept value it counts the sampling units (chunks read whole, or single rows) it was seen
+/// in, up to 3: the estimate of the values no unit held needs those seen in exactly one and
+/// in exactly two (see [`estimate_distinct`]). With fewer than `DISTINCT_KEEP` distinct
+/// values the counts are exact; above, their relative error is about `1/sqrt(DISTINCT_KEEP/2)`
+/// (under 1.2%).
+#[derive(Default)]
+struct DistinctSample {
+    level: u32,
+    /// Hash → (last unit it was seen in, units it was seen in, at most 3).
+    seen: HashMap<u64, (u32, u8)>,
 }
 
-const HLL_BITS: u32 = 12;
-
-impl Hll {
-    fn new() -> Self {
-        Hll {
-            registers: vec![0; 1 << HLL_BITS],
+impl DistinctSample {
+    fn add(&mut self, hash: u64, unit: u32) {
+        if self.level > 0 && hash >> (64 - self.level) != 0 {
+            return;
+        }
+        match self.seen.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((unit, 1));
+                while self.seen.len() > DISTINCT_KEEP && self.level < 63 {
+                    self.level += 1;
+                    let level = self.level;
+                    self.seen.retain(|h, _| h >> (64 - level) == 0);
+                }
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let (last, units) = e.get_mut();
+                if *last != unit {
+                    *last = unit;
+                    *units = (*units + 1).min(3);
+                }
+            }
         }
     }
 
-    fn add_hash(&mut self, h: u64) {
-        let idx = (h >> (64 - HLL_BITS)) as usize;
-        let rest = (h << HLL_BITS) | (1 << (HLL_BITS - 1));
-        let rank = rest.leading_zeros() as u8 + 1;
-        if self.registers[idx] < rank {
-            self.registers[idx] = rank;
+    /// Distinct values, values seen in exactly one unit and in exactly two, scaled up from
+    /// the kept values to all of those the units held.
+    fn counts(&self) -> (f64, f64, f64) {
+        let scale = 2f64.powi(self.level as i32);
+        let (mut f1, mut f2) = (0u64, 0u64);
+        for (_, units) in self.seen.values() {
+            match units {
+                1 => f1 += 1,
+                2 => f2 += 1,
+                _ => {}
+            }
         }
-    }
-
-    fn estimate(&self) -> f64 {
-        let m = self.registers.len() as f64;
-        let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let sum: f64 = self.registers.iter().map(|&r| 2f64.powi(-(r as i32))).sum();
-        let raw = alpha * m * m / sum;
-        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        if raw <= 2.5 * m && zeros > 0 {
-            m * (m / zeros as f64).ln()
-        } else {
-            raw
-        }
+        (
+            self.seen.len() as f64 * scale,
+            f1 as f64 * scale,
+            f2 as f64 * scale,
+        )
     }
 }
 
-/// A small deterministic generator for the reservoir sample (splitmix64).
-struct SplitMix(u64);
+/// Distinct values of a column in a whole table, from a sample that read a `fraction` of its
+/// sampling units (chunks read whole, or single rows) and saw `distinct` values, `once` of
+/// them in exactly one unit and `twice` in exactly two.
+///
+/// The values the sample missed are estimated with Chao's bias-corrected estimator
+/// `f1 (f1 - 1) / (2 (f2 + 1))`, which is right when a value's occurrences are spread over
+/// the table (its count in the sample is then about Poisson), and capped at
+/// `f1 (1/fraction - 1)`: the values seen in one unit only, scaled up as if every such
+/// value were confined to one unit. That cap is the answer for a column clustered by the
+/// key (each value in one chunk: a primary key, an order's line items), where counting
+/// rows instead of units, as PostgreSQL's row-level estimator does, sees every value many
+/// times and extrapolates nothing. A whole-table read (`fraction` 1) is exact.
+pub fn estimate_distinct(distinct: f64, once: f64, twice: f64, fraction: f64) -> f64 {
+    if fraction >= 1.0 || fraction <= 0.0 {
+        return distinct;
+    }
+    let unseen =
+        (once * (once - 1.0).max(0.0) / (2.0 * (twice + 1.0))).min(once * (1.0 / fraction - 1.0));
+    distinct + unseen
+}
+
+/// A small deterministic generator for the samples (splitmix64).
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
 }
 
@@ -541,13 +598,16 @@ struct ColumnBuilder {
     bytes: u64,
     min: Option<MinAccumulator>,
     max: Option<MaxAccumulator>,
-    hll: Hll,
+    distinct: DistinctSample,
 }
 
-/// Computes a table's statistics from its rows, fed as Arrow batches.
+/// Computes a table's statistics from its rows, fed as Arrow batches: all of them
+/// ([`Self::finish`]), or a sample ([`Self::finish_sample`]).
 pub struct StatsBuilder {
     columns: Vec<ColumnBuilder>,
     rows: u64,
+    /// The sampling unit the next rows belong to.
+    unit: u32,
     /// Sampled rows: one value per column (`None` for NULL or a value with no order).
     sample: Vec<Vec<Option<StatValue>>>,
     rng: SplitMix,
@@ -566,24 +626,37 @@ impl StatsBuilder {
                 bytes: 0,
                 min: MinAccumulator::try_new(ty).ok(),
                 max: MaxAccumulator::try_new(ty).ok(),
-                hll: Hll::new(),
+                distinct: DistinctSample::default(),
             })
             .collect();
         StatsBuilder {
             columns,
             rows: 0,
+            unit: 0,
             sample: Vec::new(),
             rng: SplitMix(0x5eed),
             hashes: Vec::new(),
         }
     }
 
-    /// Adds a batch whose columns are the builder's, in order.
+    /// Adds a batch whose columns are the builder's, in order; each row was drawn on its
+    /// own (a sampling unit of its own).
     pub fn add(&mut self, batch: &RecordBatch) -> datafusion::common::Result<()> {
+        self.add_rows(batch, false)
+    }
+
+    /// Adds a batch of rows drawn together: a chunk a sample reads whole, one sampling unit.
+    pub fn add_block(&mut self, batch: &RecordBatch) -> datafusion::common::Result<()> {
+        self.add_rows(batch, true)
+    }
+
+    fn add_rows(&mut self, batch: &RecordBatch, block: bool) -> datafusion::common::Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
         }
+        let first_unit = self.unit;
+        self.unit = self.unit.wrapping_add(if block { 1 } else { n as u32 });
         for (cb, array) in self.columns.iter_mut().zip(batch.columns()) {
             cb.nulls += array.null_count() as u64;
             cb.bytes += array.get_buffer_memory_size() as u64;
@@ -598,7 +671,12 @@ impl StatsBuilder {
             create_hashes([array], &HLL_RANDOM_STATE, &mut self.hashes)?;
             for (i, h) in self.hashes.iter().enumerate() {
                 if array.is_valid(i) {
-                    cb.hll.add_hash(*h);
+                    let unit = if block {
+                        first_unit
+                    } else {
+                        first_unit.wrapping_add(i as u32)
+                    };
+                    cb.distinct.add(*h, unit);
                 }
             }
         }
@@ -630,46 +708,71 @@ impl StatsBuilder {
         Ok(())
     }
 
-    /// The finished statistics.
-    pub fn finish(
+    /// The statistics of a table the builder read whole.
+    pub fn finish(self, table: &str, table_id: u32, storage_id: u32, changes: u64) -> TableStats {
+        let population = Population {
+            fraction: 1.0,
+            rows: self.rows as f64,
+            bounds: Vec::new(),
+        };
+        self.finish_sample(table, table_id, storage_id, changes, population)
+    }
+
+    /// The statistics of a table of which the builder read a sample, standing for
+    /// `population`: row count and value bounds from it, distinct values scaled up by
+    /// [`estimate_distinct`], fractions (NULLs, most common values, histogram) and widths
+    /// from the sample.
+    pub fn finish_sample(
         mut self,
         table: &str,
         table_id: u32,
         storage_id: u32,
         changes: u64,
+        population: Population,
     ) -> TableStats {
-        let rows = self.rows as f64;
+        let read = self.rows as f64;
+        let rows = population.rows.max(0.0);
         let sample_len = self.sample.len();
         let mut columns = HashMap::new();
         for (c, cb) in self.columns.iter_mut().enumerate() {
             let mut values: Vec<StatValue> =
                 self.sample.iter_mut().filter_map(|r| r[c].take()).collect();
             values.sort_by(|a, b| a.cmp(b));
-            let (mcv, histogram, sample_ndv) = summarize(&values, sample_len, cb.hll.estimate());
-            let non_null = self.rows - cb.nulls;
-            let ndv = cb
-                .hll
-                .estimate()
+            let (distinct, once, twice) = cb.distinct.counts();
+            let estimate = estimate_distinct(distinct, once, twice, population.fraction);
+            let (mcv, histogram, sample_ndv) = summarize(&values, sample_len, estimate);
+            let null_frac = if read > 0.0 {
+                cb.nulls as f64 / read
+            } else {
+                0.0
+            };
+            let ndv = estimate
                 .round()
                 .max(sample_ndv as f64)
-                .min(non_null as f64);
+                .min((rows * (1.0 - null_frac)).round());
             let scalar = |s: Option<datafusion::common::Result<ScalarValue>>| {
                 s.and_then(|r| r.ok())
                     .and_then(|v| StatValue::from_scalar(&v))
             };
+            let mut min = scalar(cb.min.as_mut().map(|m| m.evaluate()));
+            let mut max = scalar(cb.max.as_mut().map(|m| m.evaluate()));
+            if let Some(Some((lo, hi))) = population.bounds.get(c) {
+                if min.as_ref().is_none_or(|m| lo.compare(m).is_lt()) {
+                    min = Some(lo.clone());
+                }
+                if max.as_ref().is_none_or(|m| hi.compare(m).is_gt()) {
+                    max = Some(hi.clone());
+                }
+            }
             let stats = ColumnStats {
-                null_frac: if rows > 0.0 {
-                    cb.nulls as f64 / rows
-                } else {
-                    0.0
-                },
+                null_frac,
                 ndv,
-                min: scalar(cb.min.as_mut().map(|m| m.evaluate())),
-                max: scalar(cb.max.as_mut().map(|m| m.evaluate())),
+                min,
+                max,
                 mcv,
                 histogram,
-                avg_width: if rows > 0.0 {
-                    cb.bytes as f64 / rows
+                avg_width: if read > 0.0 {
+                    cb.bytes as f64 / read
                 } else {
                     0.0
                 },
@@ -683,9 +786,27 @@ impl StatsBuilder {
             row_count: rows,
             analyzed_at_ms: now_ms(),
             changes_at_analyze: changes,
+            rows_read: read,
             columns,
         }
     }
+
+    /// Rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// What a sample stands for (see [`StatsBuilder::finish_sample`]).
+#[derive(Debug, Clone)]
+pub struct Population {
+    /// The share of the table's sampling units the sample read (1: the whole table).
+    pub fraction: f64,
+    /// The table's rows (estimated from the sample when `fraction` < 1).
+    pub rows: f64,
+    /// Per column of the builder, the smallest and largest value in the whole table when
+    /// known without reading it (zone maps); `None` or missing: the sample's own.
+    pub bounds: Vec<Option<(StatValue, StatValue)>>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,5 +1,7 @@
-//! `ANALYZE [table]` and its automatic form: read the table at a fresh snapshot (from the
-//! column replica when it has one, by a hint) and store its statistics in the router.
+//! `ANALYZE [table]` and its automatic form: read a sample of the table at a fresh snapshot
+//! (a bounded number of chunks of its column replica, see `duet_router::sample`), or the
+//! whole table when no column replica in this process can serve it, and store its
+//! statistics in the router.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,10 +75,88 @@ pub(crate) async fn analyze(session: &mut Session, table: Option<&str>) -> Resul
     Ok(Outcome::Command("ANALYZE".into()))
 }
 
-/// Reads `def` and stores its statistics.
+/// Gathers `def`'s statistics and stores them: from a sample of its column replica when
+/// this process has one that serves the session's snapshot (see `duet_router::sample`),
+/// else by reading the whole table.
 pub(crate) async fn analyze_table(session: &mut Session, def: &TableDefRef) -> Result<()> {
     let router = session.router().clone();
     let changes = session.store().changes(def.storage_id);
+    let stats = match sample_column_replica(session, def, changes).await {
+        Some(stats) => stats?,
+        None => read_whole(session, def, changes).await?,
+    };
+    tracing::debug!(
+        table = %def.name,
+        rows = stats.row_count,
+        read = stats.rows_read,
+        "analyzed"
+    );
+    router.stats.put(stats).map_err(|e| {
+        PgError::new(
+            SqlState::IoError,
+            format!("could not save statistics of \"{}\": {e}", def.name),
+        )
+    })?;
+    Ok(())
+}
+
+/// Statistics from at most `duet.analyze_sample_chunks` chunks of `def`'s column replica in
+/// this process, read at the session's snapshot; `None` when that replica cannot serve it
+/// (no replica here, one being built, a transaction with uncommitted writes, or a learner
+/// that does not reach the snapshot within `duet.learner_wait_timeout`).
+async fn sample_column_replica(
+    session: &Session,
+    def: &TableDefRef,
+    changes: u64,
+) -> Option<Result<duet_router::stats::TableStats>> {
+    if !def.columnar {
+        return None;
+    }
+    let columns = session.shared().column_access()?.get()?;
+    session.publish_view();
+    let view = session.view_slot().lock().take()?;
+    if view.has_writes() {
+        return None;
+    }
+    let version = view.snapshot().get();
+    if !columns.wait_applied(version, session.learner_wait()).await {
+        return None;
+    }
+    let snapshot = columns.snapshot(def, version).ok()?;
+    let max_chunks = session.analyze_sample_chunks();
+    let seed = u64::from(def.storage_id) << 32 ^ changes;
+    let name = def.name.clone();
+    let (id, storage_id) = (def.id, def.storage_id);
+    let read = tokio::task::spawn_blocking(move || {
+        duet_router::sample::sample_snapshot(&snapshot, max_chunks, seed)
+    })
+    .await;
+    Some(match read {
+        Ok(Ok(sample)) => {
+            tracing::debug!(
+                table = %name,
+                chunks_read = sample.chunks_read,
+                chunks = sample.chunks,
+                "sampled the column replica"
+            );
+            Ok(sample
+                .builder
+                .finish_sample(&name, id, storage_id, changes, sample.population))
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(PgError::new(
+            SqlState::InternalError,
+            format!("ANALYZE's sample failed: {e}"),
+        )),
+    })
+}
+
+/// Statistics from every row of `def`, read through the router at a fresh snapshot.
+async fn read_whole(
+    session: &mut Session,
+    def: &TableDefRef,
+    changes: u64,
+) -> Result<duet_router::stats::TableStats> {
     let saved = session.swap_route_statement(StatementInfo {
         text: Arc::from(format!("ANALYZE {}", def.name)),
         hints: Hints {
@@ -102,15 +182,7 @@ pub(crate) async fn analyze_table(session: &mut Session, def: &TableDefRef) -> R
     .await;
     session.set_view(None);
     session.swap_route_statement(saved);
-    let stats = result?;
-    tracing::debug!(table = %def.name, rows = stats.row_count, "analyzed");
-    router.stats.put(stats).map_err(|e| {
-        PgError::new(
-            SqlState::IoError,
-            format!("could not save statistics of \"{}\": {e}", def.name),
-        )
-    })?;
-    Ok(())
+    result
 }
 
 /// Analyzes, every [`AUTOANALYZE_INTERVAL`], the tables whose statistics are missing or

@@ -129,6 +129,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// What column scans read through (`None` in planning-only unit tests).
+    pub(crate) fn column_access(&self) -> Option<&Arc<duet_router::routing::ColumnAccess>> {
+        self.services.as_ref().map(|s| &s.columns)
+    }
+
     /// Shared state for sessions on `store` (and a node's replicas).
     pub fn new(store: StoreRef, services: Option<NodeServices>) -> SharedRef {
         let router = match &services {
@@ -828,6 +833,16 @@ impl Session {
     /// Publishes `view` (or none) as the read view the next plan's scans take.
     pub(crate) fn set_view(&self, view: Option<duet_rowstore::ReadView>) {
         *self.view.lock() = view;
+    }
+
+    /// `duet.learner_wait_timeout`.
+    pub(crate) fn learner_wait(&self) -> std::time::Duration {
+        self.route.settings.lock().learner_wait
+    }
+
+    /// `duet.analyze_sample_chunks`.
+    pub(crate) fn analyze_sample_chunks(&self) -> usize {
+        self.settings.analyze_sample_chunks
     }
 
     /// The slot scans take their read view from (Describe empties it afterwards).

@@ -539,3 +539,87 @@ async fn routing_quality_workload_runs_and_logs_every_decision() {
     );
     eprintln!("{}", routing_bench::report(&measured, 120));
 }
+
+/// ANALYZE of a table larger than its sample reads only `duet.analyze_sample_chunks` chunks
+/// of the column replica, and its estimates hold for the whole table: the row count, the
+/// distinct values of a unique, a clustered and a spread column, NULLs, and bounds, with
+/// rows changed after the last compaction (the delta) counted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_reads_a_bounded_sample_of_the_column_replica() {
+    let cluster = ClusterBuilder::new("routing-sample").build().await.unwrap();
+    let c = cluster.client().await.unwrap();
+    // 400,000 rows: 7 chunks of the column replica once compacted.
+    c.batch_execute(
+        "CREATE TABLE s (id bigint PRIMARY KEY, g bigint, m int, n int);
+         INSERT INTO s SELECT i, i / 4, (i * 7919) % 1000,
+                CASE WHEN i % 10 = 0 THEN NULL ELSE i % 3 END
+           FROM generate_series(1, 400000) AS g(i);",
+    )
+    .await
+    .unwrap();
+    cluster.compact_columns().unwrap();
+    c.batch_execute(
+        "DELETE FROM s WHERE id <= 1000;
+         INSERT INTO s SELECT i, i / 4, (i * 7919) % 1000, 1
+           FROM generate_series(400001, 405000) AS g(i);",
+    )
+    .await
+    .unwrap();
+    let node = cluster.node().unwrap();
+    let def = node.store.table("s").unwrap();
+    // Let autoanalyze see the final rows first, so it has no reason to run again.
+    let deadline = Instant::now() + WAIT;
+    while node
+        .router()
+        .table_stats(&def)
+        .is_none_or(|s| s.changes_at_analyze != node.store.changes(def.storage_id))
+    {
+        assert!(Instant::now() < deadline, "autoanalyze never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        rows(&c, "SHOW duet.analyze_sample_chunks").await[0][0].as_deref(),
+        Some("32")
+    );
+    let bad = c
+        .batch_execute("SET duet.analyze_sample_chunks = 0")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE)
+    );
+    c.batch_execute("SET duet.analyze_sample_chunks = 2; ANALYZE s")
+        .await
+        .unwrap();
+    let stats = node.router().table_stats(&def).unwrap();
+    // Two chunks (of 65,536 rows, or the last one's 6,784) and a share of the 5,000 delta
+    // rows.
+    assert!(
+        stats.rows_read > 65_536.0 && stats.rows_read < 2.0 * 65_536.0 + 2_000.0,
+        "read {} rows",
+        stats.rows_read
+    );
+    let within = |what: &str, estimate: f64, truth: f64, tolerance: f64| {
+        assert!(
+            (estimate / truth - 1.0).abs() <= tolerance,
+            "{what}: estimate {estimate}, truth {truth}"
+        );
+    };
+    within("rows", stats.row_count, 404_000.0, 0.02);
+    let col = |name: &str| stats.columns[name].clone();
+    within("distinct id", col("id").ndv, 404_000.0, 0.03);
+    within("distinct g", col("g").ndv, 101_001.0, 0.05);
+    assert_eq!(col("m").ndv, 1000.0);
+    assert_eq!(col("n").ndv, 3.0);
+    within("NULLs of n", col("n").null_frac, 0.099, 0.1);
+    // Bounds over the whole table, not the sample: the delta's newest key is the maximum.
+    use duet_router::stats::StatValue;
+    assert_eq!(col("id").max, Some(StatValue::Num(405_000.0)));
+    assert!(matches!(col("id").min, Some(StatValue::Num(v)) if v <= 1001.0));
+    // Answers do not depend on statistics; a query over the sampled table still matches.
+    assert_eq!(
+        rows(&c, "SELECT count(*), count(DISTINCT g) FROM s").await,
+        vec![vec![Some("404000".into()), Some("101001".into())]]
+    );
+}

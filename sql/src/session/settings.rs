@@ -23,6 +23,7 @@ pub(super) enum Value {
     Flag(bool),
     Duration(Duration),
     Bytes(u64),
+    Count(usize),
     Fraction(f64),
     Engine(Engine),
     /// An isolation level; `serializable`: asked for SERIALIZABLE, which runs as
@@ -257,6 +258,23 @@ pub(super) static SETTINGS: &[Def] = &[
         },
     },
     Def {
+        name: "duet.analyze_sample_chunks",
+        default: || duet_router::sample::SAMPLE_CHUNKS.to_string(),
+        parse: |v| {
+            v.parse()
+                .ok()
+                .filter(|n: &usize| (1..=1_000_000).contains(n))
+                .map(Value::Count)
+                .ok_or(Refused::Invalid)
+        },
+        apply: |s, v| {
+            if let Value::Count(n) = v {
+                s.settings.analyze_sample_chunks = n;
+            }
+            Ok(Shown::AsWritten)
+        },
+    },
+    Def {
         name: "duet.routing_sample_rate",
         default: || "0.01".into(),
         parse: |v| {
@@ -315,6 +333,8 @@ pub(crate) struct Settings {
     pub fast_path: bool,
     /// `default_transaction_isolation` (SET SESSION CHARACTERISTICS sets it too).
     pub default_isolation: Isolation,
+    /// `duet.analyze_sample_chunks`: column-replica chunks ANALYZE reads at most.
+    pub analyze_sample_chunks: usize,
 }
 
 impl Default for Settings {
@@ -328,6 +348,7 @@ impl Default for Settings {
             lock_timeout: Duration::ZERO,
             fast_path: true,
             default_isolation: Isolation::ReadCommitted,
+            analyze_sample_chunks: duet_router::sample::SAMPLE_CHUNKS,
         }
     }
 }

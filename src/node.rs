@@ -110,6 +110,9 @@ pub struct DuetNode {
     router: duet_router::RouterRef,
     /// The column replica's cache (kept across restarts of the learner).
     column_cache: Arc<duet_colstore::ColumnCache>,
+    /// Faults injected into the voter's and the learner's raft logs (tests; off in a
+    /// server, where it costs an atomic load per log write and sync).
+    log_faults: Arc<duet_replication::log_fs::LogFaults>,
 }
 
 /// Shared handle.
@@ -163,12 +166,14 @@ impl DuetNode {
             }
         };
         let ids = RaftIds::of(cluster.map(|(c, _)| c));
+        let log_faults = Arc::new(duet_replication::log_fs::LogFaults::default());
         let mut opts = PeerOptions::new(
             ids.voter,
             Self::voter_dir(data_dir, ids.voter),
             ids.voters,
             ids.learners,
         );
+        opts.log_faults = log_faults.clone();
         if let Some((c, _)) = cluster {
             opts.tick = c.tick();
         }
@@ -196,6 +201,7 @@ impl DuetNode {
             column_cache: duet_colstore::ColumnCache::new(
                 duet_colstore::cache::default_cache_bytes(),
             ),
+            log_faults,
         });
         node.start_learner()?;
         Ok(node)
@@ -304,6 +310,7 @@ impl DuetNode {
         // only spares the leader re-sending entries after a restart, so it is fsync'd in
         // batches rather than per write (the voter's log keeps the commits durable).
         opts.log_sync = LogSync::Batched(LEARNER_LOG_SYNC);
+        opts.log_faults = self.log_faults.clone();
         let peer = Peer::start(opts, sm, self.transport.clone())
             .map_err(|e| fail("start the column replica", dir, e))?;
         self.columns.set(Some(store.clone()));
@@ -344,6 +351,11 @@ impl DuetNode {
     /// The column cache's byte budget.
     pub fn column_cache_size(&self) -> u64 {
         self.column_cache.capacity()
+    }
+
+    /// Faults injected into this process's raft logs (for tests).
+    pub fn log_faults(&self) -> &Arc<duet_replication::log_fs::LogFaults> {
+        &self.log_faults
     }
 
     /// Sets the column cache's byte budget (`--column-cache-size`).

@@ -52,6 +52,15 @@ pub enum Error {
     /// The peer's driver thread could not be started.
     #[error("Failed to start the raft thread: {source}")]
     Spawn { source: std::io::Error },
+    /// A sync (fdatasync) of the raft log failed. What was written since the last sync may
+    /// or may not be on disk, and raft-engine cannot go on after a failed sync (it panics;
+    /// so does PostgreSQL): the log takes no more writes until the process restarts and
+    /// recovers it from what is on disk.
+    #[error(
+        "Failed to sync the raft log in {dir}: {message}; it takes no more writes until the \
+         server restarts"
+    )]
+    LogSync { dir: String, message: String },
     /// A stored message could not be decoded.
     #[error("Failed to decode stored raft state: {0}")]
     Corrupt(String),
@@ -79,6 +88,15 @@ impl Error {
                 source: raft_engine::Error::Io(e),
                 ..
             } => is_exhausted_io(e),
+            _ => false,
+        }
+    }
+
+    /// Whether this is, or a peer stopped after, a failed sync of its log.
+    pub fn is_log_sync_failure(&self) -> bool {
+        match self {
+            Error::LogSync { .. } => true,
+            Error::Failed { source } => source.is_log_sync_failure(),
             _ => false,
         }
     }

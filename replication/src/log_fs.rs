@@ -1,19 +1,21 @@
-//! The file system raft-engine writes a peer's log through: the machine's own, with a
-//! switch ([`LogFaults`]) that makes writes fail as they do on a full disk (ENOSPC). Tests
-//! use it to check what a peer does when its log cannot be written; in a server the switch
-//! stays off and costs one atomic load per write.
+//! The file system raft-engine writes a peer's log through: the machine's own, with
+//! switches ([`LogFaults`]) that make writes fail as they do on a full disk (ENOSPC) and
+//! syncs fail as they do on a failing disk (EIO). Tests use them to check what a peer does
+//! when its log cannot be written or made durable; in a server they stay off and cost one
+//! atomic load per write or sync.
 
 use std::io::{Result as IoResult, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use raft_engine::env::{DefaultFileSystem, FileSystem, Permission, WriteExt};
+use raft_engine::env::{DefaultFileSystem, FileSystem, Handle, Permission, WriteExt};
 
 /// Faults injected into a log's writes.
 #[derive(Debug, Default)]
 pub struct LogFaults {
     no_space: AtomicBool,
+    sync_fails: AtomicBool,
     failed: AtomicU64,
 }
 
@@ -22,6 +24,12 @@ impl LogFaults {
     /// empty file still succeeds, as on a full disk).
     pub fn set_no_space(&self, on: bool) {
         self.no_space.store(on, Ordering::Release);
+    }
+
+    /// While on, every sync (fdatasync) of a log file fails with EIO, as on a disk that
+    /// lost writes.
+    pub fn set_sync_fails(&self, on: bool) {
+        self.sync_fails.store(on, Ordering::Release);
     }
 
     /// Operations failed so far.
@@ -41,7 +49,18 @@ impl LogFaults {
         }
         Ok(())
     }
+
+    fn check_sync(&self) -> IoResult<()> {
+        if self.sync_fails.load(Ordering::Acquire) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(std::io::Error::from_raw_os_error(EIO));
+        }
+        Ok(())
+    }
 }
+
+/// EIO on Linux: what a failed fdatasync returns.
+const EIO: i32 = 5;
 
 /// [`DefaultFileSystem`] with [`LogFaults`].
 pub struct LogFileSystem {
@@ -60,17 +79,47 @@ impl LogFileSystem {
 
 type Inner = DefaultFileSystem;
 
+/// A log file's handle, whose sync fails while [`LogFaults`] say so.
+pub struct LogHandle {
+    inner: Arc<<Inner as FileSystem>::Handle>,
+    faults: Arc<LogFaults>,
+}
+
+impl Handle for LogHandle {
+    fn truncate(&self, offset: usize) -> IoResult<()> {
+        self.inner.truncate(offset)
+    }
+
+    fn file_size(&self) -> IoResult<usize> {
+        self.inner.file_size()
+    }
+
+    fn sync(&self) -> IoResult<()> {
+        self.faults.check_sync()?;
+        self.inner.sync()
+    }
+}
+
+impl LogFileSystem {
+    fn handle(&self, inner: <Inner as FileSystem>::Handle) -> LogHandle {
+        LogHandle {
+            inner: Arc::new(inner),
+            faults: self.faults.clone(),
+        }
+    }
+}
+
 impl FileSystem for LogFileSystem {
-    type Handle = <Inner as FileSystem>::Handle;
+    type Handle = LogHandle;
     type Reader = <Inner as FileSystem>::Reader;
     type Writer = LogWriter;
 
     fn create<P: AsRef<Path>>(&self, path: P) -> IoResult<Self::Handle> {
-        self.inner.create(path)
+        Ok(self.handle(self.inner.create(path)?))
     }
 
     fn open<P: AsRef<Path>>(&self, path: P, perm: Permission) -> IoResult<Self::Handle> {
-        self.inner.open(path, perm)
+        Ok(self.handle(self.inner.open(path, perm)?))
     }
 
     fn delete<P: AsRef<Path>>(&self, path: P) -> IoResult<()> {
@@ -82,12 +131,12 @@ impl FileSystem for LogFileSystem {
     }
 
     fn new_reader(&self, handle: Arc<Self::Handle>) -> IoResult<Self::Reader> {
-        self.inner.new_reader(handle)
+        self.inner.new_reader(handle.inner.clone())
     }
 
     fn new_writer(&self, handle: Arc<Self::Handle>) -> IoResult<Self::Writer> {
         Ok(LogWriter {
-            inner: self.inner.new_writer(handle)?,
+            inner: self.inner.new_writer(handle.inner.clone())?,
             faults: self.faults.clone(),
         })
     }

@@ -65,6 +65,42 @@ pub struct LogStore {
     batch: Arc<Mutex<LogBatch>>,
     /// Set by a compaction: the purge thread deletes the files it made obsolete.
     purge_wanted: Arc<std::sync::atomic::AtomicBool>,
+    /// A sync of the log failed (why): nothing is written to it any more (see
+    /// [`Error::LogSync`]).
+    sync_failed: Arc<Mutex<Option<String>>>,
+}
+
+/// Runs `write` on the log in `dir` unless a sync of it failed before (`failed` holds
+/// why), catching the panic raft-engine raises when a sync fails (see
+/// [`LogStore::guarded`]).
+fn sync_guarded<T>(
+    dir: &str,
+    failed: &Mutex<Option<String>>,
+    write: impl FnOnce() -> raft_engine::Result<T>,
+) -> Result<T> {
+    let refused = |message: String| Error::LogSync {
+        dir: dir.to_string(),
+        message,
+    };
+    if let Some(message) = failed.lock().clone() {
+        return Err(refused(message));
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)) {
+        Ok(result) => result.map_err(|source| Error::Log {
+            dir: dir.to_string(),
+            source,
+        }),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "raft-engine stopped on a failed sync".into());
+            tracing::error!(dir, error = %message, "a sync of the raft log failed; it takes no more writes");
+            *failed.lock() = Some(message.clone());
+            Err(refused(message))
+        }
+    }
 }
 
 /// How often the purge thread looks for work.
@@ -242,9 +278,11 @@ impl LogStore {
         };
         let engine = Arc::new(engine);
         let purge_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        Self::start_purge(&engine, &purge_wanted, &dir_s)?;
+        let sync_failed = Arc::new(Mutex::new(None));
+        Self::start_purge(&engine, &purge_wanted, &sync_failed, &dir_s)?;
         Ok(Self {
             purge_wanted,
+            sync_failed,
             engine,
             dir: dir_s,
             state: Arc::new(RwLock::new(Cached {
@@ -267,10 +305,12 @@ impl LogStore {
     fn start_purge(
         engine: &Arc<LogEngine>,
         wanted: &Arc<std::sync::atomic::AtomicBool>,
+        sync_failed: &Arc<Mutex<Option<String>>>,
         dir: &str,
     ) -> Result<()> {
         let engine = Arc::downgrade(engine);
         let wanted = wanted.clone();
+        let sync_failed = sync_failed.clone();
         let dir = dir.to_string();
         std::thread::Builder::new()
             .name("raft-purge".into())
@@ -280,7 +320,9 @@ impl LogStore {
                     return;
                 };
                 if wanted.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = engine.purge_expired_files() {
+                    // A purge rewrites and syncs what keeps old files alive.
+                    let purged = sync_guarded(&dir, &sync_failed, || engine.purge_expired_files());
+                    if let Err(e) = purged {
                         tracing::warn!(dir = %dir, error = %e, "purging the raft log failed");
                     }
                 }
@@ -296,6 +338,14 @@ impl LogStore {
         }
     }
 
+    /// Runs `write` (a raft-engine call that may sync the log), unless a sync failed
+    /// before. raft-engine panics when a sync fails (it cannot tell what reached the disk);
+    /// the panic is caught here and turned into [`Error::LogSync`], for this call and every
+    /// later one, so the peer stops taking writes instead of the process dying.
+    fn guarded<T>(&self, write: impl FnOnce() -> raft_engine::Result<T>) -> Result<T> {
+        sync_guarded(&self.dir, &self.sync_failed, write)
+    }
+
     /// Persists `entries` (overwriting any conflicting suffix) and the hard state in one
     /// write; with `sync` it is on disk when this returns.
     pub fn append(
@@ -307,20 +357,24 @@ impl LogStore {
         let mut batch = self.batch.lock();
         let written = (|| {
             if !entries.is_empty() {
-                batch.add_entries::<EntryExt>(GROUP, entries)?;
+                batch
+                    .add_entries::<EntryExt>(GROUP, entries)
+                    .map_err(|e| self.err(e))?;
             }
             if let Some(hs) = hard_state {
-                batch.put_message(GROUP, HARD_STATE_KEY.to_vec(), hs)?;
+                batch
+                    .put_message(GROUP, HARD_STATE_KEY.to_vec(), hs)
+                    .map_err(|e| self.err(e))?;
             }
             if !batch.is_empty() {
-                self.engine.write(&mut batch, sync)?;
+                self.guarded(|| self.engine.write(&mut batch, sync))?;
             }
-            Ok(())
+            Ok::<_, Error>(())
         })();
         if let Err(e) = written {
             // What a failed write left in the batch must not go out with the next one.
             *batch = LogBatch::default();
-            return Err(self.err(e));
+            return Err(e);
         }
         drop(batch);
         let mut state = self.state.write();
@@ -338,7 +392,7 @@ impl LogStore {
 
     /// Makes every write so far durable.
     pub fn sync(&self) -> Result<()> {
-        self.engine.sync().map_err(|e| self.err(e))
+        self.guarded(|| self.engine.sync())
     }
 
     /// Records the commit index without other hard-state changes.

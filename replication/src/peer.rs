@@ -550,9 +550,13 @@ impl Proposer {
     /// Queues `data` for the log. The index is the entry's position, known once it is applied.
     pub fn propose(&self, data: Vec<u8>) -> Result<PendingProposal> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Event::Propose { data, done })
-            .map_err(|_| Error::Stopped)?;
+        self.tx.send(Event::Propose { data, done }).map_err(|_| {
+            // A peer that stopped after a failure says which.
+            match self.status.failure() {
+                Some(source) => Error::Failed { source },
+                None => Error::Stopped,
+            }
+        })?;
         Ok(PendingProposal(rx))
     }
     /// The peer's figures.

@@ -4,7 +4,8 @@
 //! index, lag, delta and stable sizes) and `duet.routing_log` (the router's recent
 //! decisions with both costs, estimated and actual rows, actual time and regret) and
 //! `duet.gc` (the row replica's MVCC garbage collection: safe point, its age, what was
-//! removed). Rows are computed when the view is scanned.
+//! removed) and `duet.stats` (per analyzed column: what ANALYZE found, as the router's
+//! estimates use it). Rows are computed when the view is scanned.
 
 use std::fmt;
 use std::sync::Arc;
@@ -325,12 +326,103 @@ fn routing_log_batch(router: &crate::Router, schema: &SchemaRef) -> DfResult<Rec
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+fn stats_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new(
+            "analyzed_at",
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("table_rows", DataType::Float64, false),
+        Field::new("rows_read", DataType::Float64, false),
+        Field::new("null_frac", DataType::Float64, false),
+        Field::new("n_distinct", DataType::Float64, false),
+        Field::new("avg_width", DataType::Float64, false),
+        Field::new("min_value", DataType::Utf8, true),
+        Field::new("max_value", DataType::Utf8, true),
+        Field::new("most_common_vals", DataType::Utf8, false),
+        Field::new("most_common_freqs", DataType::Utf8, false),
+        Field::new("histogram_buckets", DataType::Int64, false),
+    ]))
+}
+
+fn stat_text(v: &crate::stats::StatValue) -> String {
+    match v {
+        crate::stats::StatValue::Num(n) => n.to_string(),
+        crate::stats::StatValue::Str(s) => s.clone(),
+    }
+}
+
+/// The rows of `duet.stats`: every column of every table with statistics, in table and
+/// column order. Values are as the statistics keep them (dates as days since 1970,
+/// timestamps as microseconds, decimals and booleans as numbers).
+fn stats_batch(router: &crate::Router, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let mut tables: Vec<_> = router
+        .store()
+        .tables()
+        .into_iter()
+        .filter(|t| t.view.is_none())
+        .filter_map(|def| router.table_stats(&def).map(|s| (def, s)))
+        .collect();
+    tables.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let rows: Vec<_> = tables
+        .iter()
+        .flat_map(|(def, stats)| {
+            def.columns.iter().filter_map(move |c| {
+                stats
+                    .columns
+                    .get(&c.name)
+                    .map(|cs| (stats.as_ref(), c.name.as_str(), cs))
+            })
+        })
+        .collect();
+    let text = |f: &dyn Fn(&crate::stats::ColumnStats) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, _, c)| f(c))))
+    };
+    let float = |f: &dyn Fn(&crate::stats::TableStats, &crate::stats::ColumnStats) -> f64| {
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|(t, _, c)| f(t, c)),
+        )) as ArrayRef
+    };
+    let list = |items: Vec<String>| format!("{{{}}}", items.join(","));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(t, _, _)| t.table.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, n, _)| *n),
+        )),
+        Arc::new(
+            datafusion::arrow::array::TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|(t, _, _)| t.analyzed_at_ms as i64),
+            ),
+        ),
+        float(&|t, _| t.row_count),
+        float(&|t, _| t.rows_read),
+        float(&|_, c| c.null_frac),
+        float(&|_, c| c.ndv),
+        float(&|_, c| c.avg_width),
+        text(&|c| c.min.as_ref().map(stat_text)),
+        text(&|c| c.max.as_ref().map(stat_text)),
+        text(&|c| Some(list(c.mcv.iter().map(|(v, _)| stat_text(v)).collect()))),
+        text(&|c| Some(list(c.mcv.iter().map(|(_, f)| format!("{f:.4}")).collect()))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter()
+                .map(|(_, _, c)| c.histogram.len().saturating_sub(1) as i64),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
 /// The `duet` schema.
 pub struct SystemSchema {
     replicas: Arc<ComputedView>,
     cluster: Arc<ComputedView>,
     routing_log: Arc<ComputedView>,
     gc: Arc<ComputedView>,
+    stats: Arc<ComputedView>,
 }
 
 impl fmt::Debug for SystemSchema {
@@ -346,7 +438,13 @@ impl SystemSchema {
     pub fn new(info: Arc<dyn ReplicaInfo>, router: crate::RouterRef) -> Self {
         let members = info.clone();
         let gc_info = info.clone();
+        let stats_router = router.clone();
         Self {
+            stats: Arc::new(ComputedView {
+                name: "stats",
+                schema: stats_schema(),
+                rows: Box::new(move |schema| stats_batch(&stats_router, schema)),
+            }),
             gc: Arc::new(ComputedView {
                 name: "gc",
                 schema: gc_schema(),
@@ -379,6 +477,7 @@ impl SchemaProvider for SystemSchema {
             "gc".into(),
             "replicas".into(),
             "routing_log".into(),
+            "stats".into(),
         ]
     }
 
@@ -388,11 +487,15 @@ impl SchemaProvider for SystemSchema {
             "cluster" => Some(self.cluster.clone() as Arc<dyn TableProvider>),
             "routing_log" => Some(self.routing_log.clone() as Arc<dyn TableProvider>),
             "gc" => Some(self.gc.clone() as Arc<dyn TableProvider>),
+            "stats" => Some(self.stats.clone() as Arc<dyn TableProvider>),
             _ => None,
         })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "cluster" | "gc" | "replicas" | "routing_log")
+        matches!(
+            name,
+            "cluster" | "gc" | "replicas" | "routing_log" | "stats"
+        )
     }
 }

@@ -118,6 +118,13 @@ impl From<duet_rowstore::Error> for PgError {
             _ => None,
         };
         let hint = match &e {
+            E::Replication { source } if source.is_log_sync_failure() => Some(
+                "A sync of the raft log failed: the disk may have lost what was written since \
+                 the last sync, so this server takes no more writes (reads go on). This \
+                 transaction may or may not have committed. Check the disk and restart the \
+                 server: it recovers from what the log holds."
+                    .to_string(),
+            ),
             E::DiskFull(_) => Some(
                 "Free space on that disk: reads go on, DROP TABLE and TRUNCATE still run, and \
                  writes resume by themselves once the reserve is free (--disk-reserve-mb sets it)."

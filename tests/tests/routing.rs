@@ -617,6 +617,30 @@ async fn analyze_reads_a_bounded_sample_of_the_column_replica() {
     use duet_router::stats::StatValue;
     assert_eq!(col("id").max, Some(StatValue::Num(405_000.0)));
     assert!(matches!(col("id").min, Some(StatValue::Num(v)) if v <= 1001.0));
+    // What ANALYZE found is a system view, in the table's column order.
+    let mut seen = rows(
+        &c,
+        "SELECT column_name, n_distinct, min_value, max_value, most_common_vals,
+                histogram_buckets > 0, rows_read < 150000, table_rows > 390000
+           FROM duet.stats WHERE table_name = 's'",
+    )
+    .await;
+    let text = |v: &[&str]| v.iter().map(|v| Some(v.to_string())).collect::<Vec<_>>();
+    assert_eq!(
+        seen.iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+        text(&["id", "g", "m", "n"])
+    );
+    // n's three values are all common ones (their order is by frequency in the sample).
+    let n_common = seen[3][4].take().unwrap();
+    let mut n_common: Vec<&str> = n_common
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .collect();
+    n_common.sort();
+    assert_eq!(n_common, ["0", "1", "2"]);
+    seen[2].remove(4); // m's common values: sampling noise around uniform counts
+    assert_eq!(seen[2], text(&["m", "1000", "0", "999", "t", "t", "t"]));
+    assert_eq!(seen[3][5..], text(&["f", "t", "t"])[..]);
     // Answers do not depend on statistics; a query over the sampled table still matches.
     assert_eq!(
         rows(&c, "SELECT count(*), count(DISTINCT g) FROM s").await,

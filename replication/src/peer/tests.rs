@@ -583,6 +583,67 @@ fn a_log_write_refused_for_want_of_space_waits_and_commits_once_space_returns() 
 }
 
 #[test]
+fn a_failed_sync_of_the_log_stops_writes_not_the_process_and_a_restart_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = LocalTransport::new();
+    let faults = Arc::new(crate::log_fs::LogFaults::default());
+    let mut opts = voter(dir.path(), vec![]);
+    opts.log_faults = faults.clone();
+    let (sm, seen) = Recorder::new(0);
+    let v = Peer::start(opts.clone(), sm, t.clone()).unwrap();
+    let acked = *propose_concurrently(&v.proposer(), 2, 5, "a")
+        .last()
+        .unwrap();
+
+    // The disk starts failing syncs: the write waiting for one is not acknowledged, and
+    // says why (raft-engine panics on a failed sync; the panic stays in the log store).
+    faults.set_sync_fails(true);
+    let e = v
+        .proposer()
+        .propose(b"unknown".to_vec())
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(e.is_log_sync_failure(), "{e}");
+    assert!(faults.failed() > 0);
+    assert!(v
+        .status()
+        .failure()
+        .is_some_and(|f| f.is_log_sync_failure()));
+    // Every later write is refused at once with the same reason, even once syncs work:
+    // what the failed sync lost cannot be known.
+    faults.set_sync_fails(false);
+    let later = v
+        .proposer()
+        .propose(b"later".to_vec())
+        .and_then(|p| p.wait())
+        .unwrap_err();
+    assert!(later.is_log_sync_failure(), "{later}");
+    assert_eq!(
+        seen.lock().len(),
+        10,
+        "nothing after the failed sync was applied"
+    );
+    drop(v);
+
+    // A restart recovers from what the log holds: every acknowledged entry, applied once,
+    // and writes go on.
+    let (sm, again) = Recorder::new(0);
+    let v = Peer::start(opts, sm, t).unwrap();
+    assert!(v.status().wait_applied(acked, Duration::from_secs(10)));
+    let replayed = payloads(&again);
+    assert_eq!(replayed[..10], payloads(&seen)[..]);
+    let next = v
+        .proposer()
+        .propose(b"after".to_vec())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(v.status().wait_applied(next, Duration::from_secs(10)));
+    assert_eq!(payloads(&again).last().map(String::as_str), Some("after"));
+}
+
+#[test]
 fn a_peer_waiting_for_space_to_write_its_log_still_stops() {
     let dir = tempfile::tempdir().unwrap();
     let t = LocalTransport::new();

@@ -62,17 +62,24 @@ impl LogFaults {
 /// EIO on Linux: what a failed fdatasync returns.
 const EIO: i32 = 5;
 
+/// Set once a sync of the log failed (why): the log is abandoned (see
+/// [`crate::Error::LogSync`]).
+pub type SyncFailure = Arc<parking_lot::Mutex<Option<String>>>;
+
 /// [`DefaultFileSystem`] with [`LogFaults`].
 pub struct LogFileSystem {
     inner: DefaultFileSystem,
     faults: Arc<LogFaults>,
+    abandoned: SyncFailure,
 }
 
 impl LogFileSystem {
-    pub fn new(faults: Arc<LogFaults>) -> Self {
+    /// The file system of a log that `abandoned` says is abandoned once a sync failed.
+    pub fn new(faults: Arc<LogFaults>, abandoned: SyncFailure) -> Self {
         LogFileSystem {
             inner: DefaultFileSystem,
             faults,
+            abandoned,
         }
     }
 }
@@ -83,6 +90,7 @@ type Inner = DefaultFileSystem;
 pub struct LogHandle {
     inner: Arc<<Inner as FileSystem>::Handle>,
     faults: Arc<LogFaults>,
+    abandoned: SyncFailure,
 }
 
 impl Handle for LogHandle {
@@ -94,7 +102,14 @@ impl Handle for LogHandle {
         self.inner.file_size()
     }
 
+    /// A sync of an abandoned log does nothing: nothing is written to it after the failed
+    /// sync, and raft-engine syncs its files again when it closes them, in destructors,
+    /// where a second failure would panic while the first file's panic unwinds and abort
+    /// the process.
     fn sync(&self) -> IoResult<()> {
+        if self.abandoned.lock().is_some() {
+            return Ok(());
+        }
         self.faults.check_sync()?;
         self.inner.sync()
     }
@@ -105,6 +120,7 @@ impl LogFileSystem {
         LogHandle {
             inner: Arc::new(inner),
             faults: self.faults.clone(),
+            abandoned: self.abandoned.clone(),
         }
     }
 }

@@ -243,7 +243,8 @@ impl LogStore {
             dir: dir_s.clone(),
             source: raft_engine::Error::Io(e),
         })?;
-        let fs = Arc::new(LogFileSystem::new(faults));
+        let sync_failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let fs = Arc::new(LogFileSystem::new(faults, sync_failed.clone()));
         let engine = Engine::open_with_file_system(cfg, fs).map_err(|source| Error::Log {
             dir: dir_s.clone(),
             source,
@@ -278,7 +279,6 @@ impl LogStore {
         };
         let engine = Arc::new(engine);
         let purge_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sync_failed = Arc::new(Mutex::new(None));
         Self::start_purge(&engine, &purge_wanted, &sync_failed, &dir_s)?;
         Ok(Self {
             purge_wanted,

@@ -941,6 +941,23 @@ impl StatsStore {
         self.save()
     }
 
+    /// Stores `stats`, gathered by a read that began at `started_ms`, unless statistics of
+    /// the same table stored meanwhile came from a later read (two ANALYZEs of one table at
+    /// once: the one that saw newer data stays). Whether it stored them.
+    pub fn put_unless_newer(&self, stats: TableStats, started_ms: u64) -> std::io::Result<bool> {
+        {
+            let mut tables = self.tables.write();
+            let newer = tables
+                .get(&stats.table_id)
+                .is_some_and(|t| t.storage_id == stats.storage_id && t.analyzed_at_ms > started_ms);
+            if newer {
+                return Ok(false);
+            }
+            tables.insert(stats.table_id, Arc::new(stats));
+        }
+        self.save().map(|_| true)
+    }
+
     /// Forgets tables not in `live` (dropped ones).
     pub fn retain(&self, live: &[u32]) -> std::io::Result<()> {
         let before = self.tables.read().len();
@@ -1137,6 +1154,22 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(StatsStore::open(dir.path()).unwrap().all().len(), 8);
+    }
+
+    #[test]
+    fn statistics_from_an_earlier_read_do_not_replace_newer_ones() {
+        let store = StatsStore::in_memory();
+        let mut newer = analyze(vec![("a", ints((0..10).map(Some)))]);
+        newer.analyzed_at_ms = 2_000;
+        assert!(store.put_unless_newer(newer, 1_500).unwrap());
+        // A read that began before the stored statistics were made loses.
+        let older = analyze(vec![("a", ints((0..5).map(Some)))]);
+        assert!(!store.put_unless_newer(older, 1_000).unwrap());
+        assert_eq!(store.get(1).unwrap().row_count, 10.0);
+        // One that began after wins.
+        let later = analyze(vec![("a", ints((0..7).map(Some)))]);
+        assert!(store.put_unless_newer(later, 2_500).unwrap());
+        assert_eq!(store.get(1).unwrap().row_count, 7.0);
     }
 
     #[test]

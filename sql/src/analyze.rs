@@ -81,6 +81,7 @@ pub(crate) async fn analyze(session: &mut Session, table: Option<&str>) -> Resul
 pub(crate) async fn analyze_table(session: &mut Session, def: &TableDefRef) -> Result<()> {
     let router = session.router().clone();
     let changes = session.store().changes(def.storage_id);
+    let started_ms = duet_router::stats::now_ms();
     let stats = match sample_column_replica(session, def, changes).await {
         Some(stats) => stats?,
         None => read_whole(session, def, changes).await?,
@@ -91,12 +92,15 @@ pub(crate) async fn analyze_table(session: &mut Session, def: &TableDefRef) -> R
         read = stats.rows_read,
         "analyzed"
     );
-    router.stats.put(stats).map_err(|e| {
-        PgError::new(
-            SqlState::IoError,
-            format!("could not save statistics of \"{}\": {e}", def.name),
-        )
-    })?;
+    router
+        .stats
+        .put_unless_newer(stats, started_ms)
+        .map_err(|e| {
+            PgError::new(
+                SqlState::IoError,
+                format!("could not save statistics of \"{}\": {e}", def.name),
+            )
+        })?;
     Ok(())
 }
 

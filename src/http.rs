@@ -446,7 +446,7 @@ fn raft_figures(node: &NodeRef, c: &Collectors) {
     let voter = node.voter();
     log_figures("voter", voter, c);
     if let Some(learner) = node.learner_peer() {
-        peer_events("learner", &learner, c);
+        log_figures("learner", &learner, c);
     }
 }
 

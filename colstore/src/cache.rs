@@ -24,6 +24,16 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 
+/// Whether a read keeps the columns it loads from a file in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Keep them (scans).
+    Keep,
+    /// Use what is cached but keep nothing new: a one-off reader, such as ANALYZE's sample,
+    /// would evict what the queries use.
+    Pass,
+}
+
 /// One column of one chunk file: (file id, column of the file).
 type Key = (u64, u32);
 
@@ -228,6 +238,11 @@ impl ChunkFile {
     /// Columns `columns` of the file (positions in the file's schema), in that order: from
     /// the cache, the missing ones with one projected read of the file.
     pub fn read(&self, columns: &[u32]) -> Result<Vec<ArrayRef>> {
+        self.read_as(columns, Caching::Keep)
+    }
+
+    /// [`Self::read`], keeping what it loads from the file in the cache or not.
+    pub fn read_as(&self, columns: &[u32], caching: Caching) -> Result<Vec<ArrayRef>> {
         let Some(cache) = self.cache.upgrade() else {
             return self.read_file(columns);
         };
@@ -245,7 +260,7 @@ impl ChunkFile {
         c.hits
             .fetch_add((columns.len() - missing.len()) as u64, Ordering::Relaxed);
         c.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
-        for (col, array) in self.load(&cache, missing)? {
+        for (col, array) in self.load(&cache, missing, caching)? {
             for (slot, want) in out.iter_mut().zip(columns) {
                 if *want == col && slot.is_none() {
                     *slot = Some(array.clone());
@@ -268,14 +283,19 @@ impl ChunkFile {
             .collect();
         if !missing.is_empty() {
             cache.counters.prefetches.fetch_add(1, Ordering::Relaxed);
-            self.load(&cache, missing)?;
+            self.load(&cache, missing, Caching::Keep)?;
         }
         Ok(())
     }
 
     /// Reads `missing` (any order, repeats allowed) with one projected read of the file and
-    /// puts them in `cache`; nothing when it is empty.
-    fn load(&self, cache: &ColumnCache, mut missing: Vec<u32>) -> Result<Vec<(u32, ArrayRef)>> {
+    /// puts them in `cache` unless `caching` says not to; nothing when it is empty.
+    fn load(
+        &self,
+        cache: &ColumnCache,
+        mut missing: Vec<u32>,
+        caching: Caching,
+    ) -> Result<Vec<(u32, ArrayRef)>> {
         if missing.is_empty() {
             return Ok(Vec::new());
         }
@@ -288,7 +308,9 @@ impl ChunkFile {
         for (col, array) in &loaded {
             c.bytes_loaded
                 .fetch_add(array.get_array_memory_size() as u64, Ordering::Relaxed);
-            cache.insert(self.id, *col, array.clone());
+            if caching == Caching::Keep {
+                cache.insert(self.id, *col, array.clone());
+            }
         }
         Ok(loaded)
     }

@@ -792,6 +792,38 @@ mod tests {
     }
 
     #[test]
+    fn a_passing_read_uses_the_cache_but_keeps_nothing_new() {
+        use crate::cache::Caching;
+        use crate::table::Part;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = no_cache();
+        let (d, t) = two_chunks();
+        let chunks = write_chunks(dir.path(), &d, &t.stable, 2, 1, &cache).unwrap();
+        let entry = TableEntry {
+            chunks,
+            ..entry(&t, None, vec![])
+        };
+        write_manifest(dir.path(), 2, &[entry], &cache).unwrap();
+        let fresh = ColumnCache::new(64 << 20);
+        let loaded = load(dir.path(), &fresh).unwrap();
+        let chunk = &loaded.tables[0].stable.chunks[0];
+        assert!(!chunk.is_resident());
+        assert_eq!(fresh.figures().entries, 0);
+        let parts = [Part::Keys, Part::Column(1)];
+        let passing = chunk.read_as(&parts, Caching::Pass).unwrap();
+        assert_eq!(fresh.figures().entries, 0, "a passing read keeps nothing");
+        let kept = chunk.read(&parts).unwrap();
+        assert_eq!(fresh.figures().entries, 2);
+        for (a, b) in passing.iter().zip(&kept) {
+            assert_eq!(a.to_data(), b.to_data());
+        }
+        // What is cached serves a passing read.
+        let reads = fresh.figures().file_reads;
+        chunk.read_as(&parts, Caching::Pass).unwrap();
+        assert_eq!(fresh.figures().file_reads, reads);
+    }
+
+    #[test]
     fn a_format_1_checkpoint_loads_and_is_written_again_as_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let cache = no_cache();

@@ -26,7 +26,7 @@ use duet_common::types::unknown_scale;
 use duet_common::{TableDef, TableDefRef};
 use parking_lot::RwLock;
 
-use crate::cache::ChunkFile;
+use crate::cache::{Caching, ChunkFile};
 use crate::error::{Error, Result};
 
 /// Rows per stable chunk.
@@ -214,6 +214,11 @@ impl Chunk {
     /// The arrays of `parts`, in that order: from memory, or from the file through the
     /// cache (the ones not cached with one read).
     pub fn read(&self, parts: &[Part]) -> Result<Vec<ArrayRef>> {
+        self.read_as(parts, Caching::Keep)
+    }
+
+    /// [`Self::read`], keeping what it loads from the file in the cache or not.
+    pub fn read_as(&self, parts: &[Part], caching: Caching) -> Result<Vec<ArrayRef>> {
         if let Some(a) = self.resident.read().as_ref() {
             return parts
                 .iter()
@@ -234,7 +239,7 @@ impl Chunk {
             .iter()
             .map(|p| self.file_column(*p))
             .collect::<Result<Vec<u32>>>()?;
-        file.read(&columns)
+        file.read_as(&columns, caching)
     }
 
     /// Reads `parts` into the cache if the chunk is in a file and they are not cached.
@@ -487,9 +492,20 @@ pub(crate) fn chunk_columns(
     projection: &[usize],
     with_keys: bool,
 ) -> Result<(Option<BinaryArray>, Vec<ArrayRef>)> {
+    chunk_columns_as(def, chunk, projection, with_keys, Caching::Keep)
+}
+
+/// [`chunk_columns`], keeping what it reads from the file in the cache or not.
+fn chunk_columns_as(
+    def: &TableDef,
+    chunk: &Chunk,
+    projection: &[usize],
+    with_keys: bool,
+    caching: Caching,
+) -> Result<(Option<BinaryArray>, Vec<ArrayRef>)> {
     let (parts, outs) = plan_columns(chunk, projection, with_keys);
     let keys_at = with_keys.then_some(0);
-    let read = chunk.read(&parts)?;
+    let read = chunk.read_as(&parts, caching)?;
     let keys = keys_at.map(|n| as_keys(&read[n])).transpose()?;
     let columns = outs
         .into_iter()
@@ -556,9 +572,21 @@ impl TableSnapshot {
         i: usize,
         projection: &[usize],
     ) -> Result<(RecordBatch, Option<BooleanArray>)> {
+        self.chunk_with_visibility_as(i, projection, Caching::Keep)
+    }
+
+    /// [`Self::chunk_with_visibility`], keeping what it reads from the chunk's file in the
+    /// column cache or not (a one-off reader: [`Caching::Pass`]).
+    pub fn chunk_with_visibility_as(
+        &self,
+        i: usize,
+        projection: &[usize],
+        caching: Caching,
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         let chunk = &self.stable.chunks[i];
         let range = self.delta_range(chunk);
-        let (keys, columns) = chunk_columns(&self.def, chunk, projection, !range.is_empty())?;
+        let (keys, columns) =
+            chunk_columns_as(&self.def, chunk, projection, !range.is_empty(), caching)?;
         let batch = RecordBatch::try_new_with_options(
             self.schema(projection),
             columns,

@@ -9,6 +9,9 @@
 //! values: scaled up from the sample by [`crate::stats::estimate_distinct`], with chunks as
 //! sampling units. Fractions (NULLs, most common values, histograms) come from the sample.
 //!
+//! The chunks are read past the column cache: what is cached serves, nothing read is kept
+//! (ANALYZE would otherwise evict what the queries use).
+//!
 //! Chunks are key ranges, so the sample is a cluster sample: a column clustered by the key
 //! is seen as a few runs of values. Its histogram is coarser than a row sample's would be;
 //! its distinct count is right (that is what the unit counting is for).
@@ -19,6 +22,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
+use duet_colstore::cache::Caching;
 use duet_colstore::TableSnapshot;
 
 use crate::stats::{Population, SplitMix, StatValue, StatsBuilder};
@@ -122,7 +126,7 @@ pub fn sample_snapshot(snapshot: &TableSnapshot, max_chunks: usize, seed: u64) -
     let (mut stable_read, mut live_read) = (0usize, 0usize);
     for &i in &picked {
         let (batch, visible) = snapshot
-            .chunk_with_visibility(i, &projection)
+            .chunk_with_visibility_as(i, &projection, Caching::Pass)
             .map_err(colstore)?;
         stable_read += batch.num_rows();
         let batch = match visible {

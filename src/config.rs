@@ -78,6 +78,14 @@ pub struct Cli {
     /// of the machine's memory, at least 256MB
     #[arg(long, value_parser = parse_size)]
     pub column_cache_size: Option<u64>,
+    /// Memory of the row cache of point reads (`256MB`, `1GB`; a bare number is
+    /// megabytes; 0 turns it off). Default: 256MB
+    #[arg(long, value_parser = parse_size)]
+    pub row_cache_size: Option<u64>,
+    /// Memory of RocksDB's block cache (`256MB`, `1GB`; a bare number is megabytes).
+    /// Default: 256MB
+    #[arg(long, value_parser = parse_size)]
+    pub block_cache_size: Option<u64>,
     /// Only validate the configuration and print it.
     #[arg(long)]
     pub config_check: bool,
@@ -119,6 +127,10 @@ pub struct Config {
     /// The column cache's budget (`512MB`, `4GB`, a bare number: MB); None: a quarter of
     /// the machine's memory, at least 256 MB.
     pub column_cache_size: Option<String>,
+    /// The row cache's budget (as `column_cache_size`); None: 256 MB.
+    pub row_cache_size: Option<String>,
+    /// RocksDB's block cache budget (as `column_cache_size`); None: 256 MB.
+    pub block_cache_size: Option<String>,
 }
 
 impl Default for Config {
@@ -144,6 +156,8 @@ impl Default for Config {
             gc_life_time_s: duet_rowstore::store::GC_LIFE_TIME.as_secs(),
             disk_reserve_mb: None,
             column_cache_size: None,
+            row_cache_size: None,
+            block_cache_size: None,
         }
     }
 }
@@ -208,6 +222,12 @@ impl Config {
         }
         if let Some(bytes) = cli.column_cache_size {
             config.column_cache_size = Some(format!("{bytes}B"));
+        }
+        if let Some(bytes) = cli.row_cache_size {
+            config.row_cache_size = Some(format!("{bytes}B"));
+        }
+        if let Some(bytes) = cli.block_cache_size {
+            config.block_cache_size = Some(format!("{bytes}B"));
         }
         config.validate()?;
         if cli.config_check {
@@ -317,11 +337,26 @@ impl Config {
 impl Config {
     /// The column cache's budget in bytes, if set.
     pub fn column_cache_bytes(&self) -> anyhow::Result<Option<u64>> {
-        self.column_cache_size
-            .as_deref()
-            .map(|s| parse_size(s).map_err(|e| anyhow::anyhow!("column_cache_size: {e}")))
-            .transpose()
+        size_setting("column_cache_size", &self.column_cache_size)
     }
+
+    /// The row cache's budget in bytes, if set.
+    pub fn row_cache_bytes(&self) -> anyhow::Result<Option<u64>> {
+        size_setting("row_cache_size", &self.row_cache_size)
+    }
+
+    /// The block cache's budget in bytes, if set.
+    pub fn block_cache_bytes(&self) -> anyhow::Result<Option<u64>> {
+        size_setting("block_cache_size", &self.block_cache_size)
+    }
+}
+
+/// The size setting `name`'s bytes, if set.
+fn size_setting(name: &str, value: &Option<String>) -> anyhow::Result<Option<u64>> {
+    value
+        .as_deref()
+        .map(|s| parse_size(s).map_err(|e| anyhow::anyhow!("{name}: {e}")))
+        .transpose()
 }
 
 /// A size: a PostgreSQL-style memory value (`B`, `kB`, `MB`, `GB`, `TB`), except that a
@@ -352,6 +387,10 @@ mod tests {
         assert!(parse_size("lots").is_err());
         let c: Config = toml::from_str("column_cache_size = \"2GB\"").unwrap();
         assert_eq!(c.column_cache_bytes().unwrap(), Some(2 << 30));
+        let c: Config =
+            toml::from_str("row_cache_size = \"64MB\"\nblock_cache_size = \"1024\"").unwrap();
+        assert_eq!(c.row_cache_bytes().unwrap(), Some(64 << 20));
+        assert_eq!(c.block_cache_bytes().unwrap(), Some(1 << 30));
     }
 
     #[test]

@@ -415,12 +415,10 @@ fn raft_figures(node: &NodeRef, c: &Collectors) {
     ] {
         c.gc_removed.with_label_values(&[kind]).inc_by(v);
     }
+    let (row_cache, block_cache) = node.store.cache_budgets();
     for (pool, bytes) in [
-        ("row_cache", duet_rowstore::store::ROW_CACHE_BYTES as u64),
-        (
-            "block_cache",
-            duet_rowstore::engine::rocks::BLOCK_CACHE_BYTES as u64,
-        ),
+        ("row_cache", row_cache),
+        ("block_cache", block_cache),
         ("query_default", duet_sql::default_query_memory()),
     ] {
         c.memory_budget

@@ -55,6 +55,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(bytes) = config.column_cache_bytes()? {
         node.set_column_cache_size(bytes);
     }
+    if let Some(bytes) = config.row_cache_bytes()? {
+        node.store.set_row_cache_size(bytes);
+    }
+    if let Some(bytes) = config.block_cache_bytes()? {
+        node.store.set_block_cache_size(bytes);
+    }
     node.router()
         .calibrator
         .set_frozen(config.calibration_frozen())

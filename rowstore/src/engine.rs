@@ -158,6 +158,12 @@ pub trait KvEngine: Send + Sync + 'static {
     fn memory_usage(&self) -> Vec<(&'static str, u64)> {
         vec![]
     }
+    /// The byte budget of the engine's block cache, if it has one.
+    fn block_cache_size(&self) -> Option<usize> {
+        None
+    }
+    /// Changes the byte budget of the engine's block cache (nothing without one).
+    fn set_block_cache_size(&self, _bytes: usize) {}
     /// MVCC garbage collection's shared state, if this engine drops garbage while it
     /// compacts (see [`crate::gc`]).
     fn gc_state(&self) -> Option<crate::gc::GcStateRef> {

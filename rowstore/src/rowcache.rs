@@ -46,12 +46,24 @@ impl Shard {
     fn cost(key: &[u8], c: &Cached) -> usize {
         2 * key.len() + c.payload.as_ref().map_or(0, |p| p.len()) + ENTRY_OVERHEAD
     }
+
+    /// Drops the oldest entries until the shard holds at most `budget` bytes.
+    fn evict_to(&mut self, budget: usize) {
+        while self.bytes > budget {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.map.remove(&old) {
+                self.bytes -= Shard::cost(&old, &c);
+            }
+        }
+    }
 }
 
 /// See the module documentation.
 pub struct RowCache {
     shards: Vec<Mutex<Shard>>,
-    shard_budget: usize,
+    shard_budget: std::sync::atomic::AtomicUsize,
     seq: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -66,7 +78,7 @@ impl RowCache {
     pub fn new(budget: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            shard_budget: budget / SHARDS,
+            shard_budget: std::sync::atomic::AtomicUsize::new(budget / SHARDS),
             seq: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -84,7 +96,25 @@ impl RowCache {
     }
 
     pub fn enabled(&self) -> bool {
-        self.shard_budget > 0
+        self.shard_budget() > 0
+    }
+
+    fn shard_budget(&self) -> usize {
+        self.shard_budget.load(Ordering::Relaxed)
+    }
+
+    /// The byte budget.
+    pub fn budget(&self) -> usize {
+        self.shard_budget() * SHARDS
+    }
+
+    /// Changes the byte budget (0: disabled); a smaller one evicts the oldest entries now.
+    pub fn set_budget(&self, budget: usize) {
+        let per_shard = budget / SHARDS;
+        self.shard_budget.store(per_shard, Ordering::Relaxed);
+        for shard in &self.shards {
+            shard.lock().evict_to(per_shard);
+        }
     }
 
     /// The entry of `key` if it answers a read at `snapshot`.
@@ -125,14 +155,7 @@ impl RowCache {
         shard.bytes += Shard::cost(key, &entry);
         shard.map.insert(key.into(), entry);
         shard.order.push_back(key.into());
-        while shard.bytes > self.shard_budget {
-            let Some(old) = shard.order.pop_front() else {
-                break;
-            };
-            if let Some(c) = shard.map.remove(&old) {
-                shard.bytes -= Shard::cost(&old, &c);
-            }
-        }
+        shard.evict_to(self.shard_budget());
     }
 
     /// Brackets an apply: readers' fills started before it are refused until it ends.
@@ -191,7 +214,7 @@ impl ApplyGuard<'_> {
             }
             None if add => {
                 let cost = Shard::cost(key, &entry);
-                if shard.bytes + cost <= self.0.shard_budget {
+                if shard.bytes + cost <= self.0.shard_budget() {
                     shard.bytes += cost;
                     shard.map.insert(key.into(), entry);
                     shard.order.push_back(key.into());
@@ -290,6 +313,24 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_budget_evicts_at_once_and_zero_turns_it_off() {
+        let c = RowCache::new(SHARDS * 10_000);
+        for i in 0..1_000u32 {
+            let t = c.ticket().unwrap();
+            c.fill(t, &i.to_be_bytes(), entry(1, &[0u8; 100]));
+        }
+        let full = c.bytes();
+        assert!(full > SHARDS * 1_000, "{full}");
+        c.set_budget(SHARDS * 1_000);
+        assert_eq!(c.budget(), SHARDS * 1_000);
+        assert!(c.bytes() <= SHARDS * 1_000, "{}", c.bytes());
+        assert!(c.get(&999u32.to_be_bytes(), 1).is_some(), "the newest stay");
+        c.set_budget(0);
+        assert!(!c.enabled());
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
     fn stays_within_its_budget_evicting_the_oldest() {
         let c = RowCache::new(SHARDS * 1000);
         for i in 0..10_000u32 {
@@ -300,7 +341,7 @@ mod tests {
         assert!(held > 0 && held < 10_000, "{held}");
         for s in &c.shards {
             let s = s.lock();
-            assert!(s.bytes <= c.shard_budget);
+            assert!(s.bytes <= c.shard_budget());
             assert_eq!(s.map.len(), s.order.len());
         }
         // The newest key is still there, the first one is not.

@@ -104,7 +104,7 @@ const GC_TICK: Duration = Duration::from_secs(1);
 const NEXT_ID_KEY: &str = "next_id";
 const NEXT_ROWID_KEY: &str = "next_rowid";
 const FORMAT_KEY: &str = "format";
-/// Bytes of the row cache (see [`crate::rowcache`]).
+/// Bytes of the row cache by default (see [`crate::rowcache`]; `--row-cache-size`).
 pub const ROW_CACHE_BYTES: usize = 256 << 20;
 /// Format 2: versions are Raft indexes and the store is a state machine of the log.
 const DATA_FORMAT: u64 = 3;
@@ -487,6 +487,25 @@ impl Store {
     }
 
     /// `(hits, misses)` of the row cache since start.
+    /// The byte budgets of the row cache and the row store's block cache (`--row-cache-size`,
+    /// `--block-cache-size`).
+    pub fn cache_budgets(&self) -> (u64, u64) {
+        (
+            self.row_cache.budget() as u64,
+            self.engine.block_cache_size().unwrap_or(0) as u64,
+        )
+    }
+
+    /// Changes the row cache's byte budget (0: no row cache).
+    pub fn set_row_cache_size(&self, bytes: u64) {
+        self.row_cache.set_budget(bytes as usize);
+    }
+
+    /// Changes the block cache's byte budget.
+    pub fn set_block_cache_size(&self, bytes: u64) {
+        self.engine.set_block_cache_size(bytes as usize);
+    }
+
     pub fn row_cache_stats(&self) -> (u64, u64) {
         self.row_cache.stats()
     }

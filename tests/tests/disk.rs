@@ -184,6 +184,22 @@ async fn the_servers_own_settings_show_and_cannot_be_set_by_a_session() {
         (96u64 << 20) as f64
     );
     assert!(crate::metric(&metrics, "duet_column_cache{figure=\"bytes\"}") >= 0.0);
+    // The row and block caches' budgets, as --row-cache-size and --block-cache-size set them.
+    let store = cluster.node().unwrap().store.clone();
+    store.set_row_cache_size(64 << 20);
+    store.set_block_cache_size(512 << 20);
+    assert_eq!(show("duet.row_cache_size").await, "64MB");
+    assert_eq!(show("duet.block_cache_size").await, "512MB");
+    let metrics = cluster.http_get("/metrics").await.unwrap();
+    for (pool, mb) in [("row_cache", 64u64), ("block_cache", 512)] {
+        assert_eq!(
+            crate::metric(
+                &metrics,
+                &format!("duet_memory_budget_bytes{{pool=\"{pool}\"}}")
+            ),
+            (mb << 20) as f64
+        );
+    }
     // What each pool holds now: RocksDB's memtables hold the catalog written above.
     assert!(crate::metric(&metrics, "duet_memory_bytes{pool=\"memtables\"}") > 0.0);
     for pool in ["row_cache", "block_cache", "table_readers", "column_cache"] {

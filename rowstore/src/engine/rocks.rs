@@ -25,6 +25,8 @@ pub struct RocksEngine {
     db: DB,
     gc: GcStateRef,
     block_cache: Cache,
+    /// The block cache's budget (RocksDB's binding sets it but does not read it back).
+    block_cache_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// Makes a [`VersionFilter`] for each compaction of the data family.
@@ -113,6 +115,7 @@ impl RocksEngine {
             db,
             gc,
             block_cache: cache,
+            block_cache_bytes: std::sync::atomic::AtomicUsize::new(BLOCK_CACHE_BYTES),
         })
     }
 
@@ -147,8 +150,8 @@ impl RocksEngine {
     }
 }
 
-/// RocksDB's block cache (uncompressed blocks of SST files). Reads past it go to the
-/// operating system's page cache.
+/// RocksDB's block cache by default (uncompressed blocks of SST files; `--block-cache-size`).
+/// Reads past it go to the operating system's page cache.
 pub const BLOCK_CACHE_BYTES: usize = 256 << 20;
 
 /// [`KvEngine::first_of_keys`] seeks one by one up to this many keys.
@@ -387,6 +390,20 @@ impl KvEngine for RocksEngine {
             ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
             ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
         ]
+    }
+
+    fn block_cache_size(&self) -> Option<usize> {
+        Some(
+            self.block_cache_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn set_block_cache_size(&self, bytes: usize) {
+        // The handle shares the cache: setting the clone's capacity sets the cache's.
+        self.block_cache.clone().set_capacity(bytes);
+        self.block_cache_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -410,13 +410,13 @@ impl Session {
             ),
             (
                 "duet.row_cache_size",
-                mb(duet_rowstore::store::ROW_CACHE_BYTES as u64),
-                "Memory of the row cache of point reads.",
+                mb(store.cache_budgets().0),
+                "Memory of the row cache of point reads (--row-cache-size).",
             ),
             (
                 "duet.block_cache_size",
-                mb(duet_rowstore::engine::rocks::BLOCK_CACHE_BYTES as u64),
-                "Memory of RocksDB's block cache.",
+                mb(store.cache_budgets().1),
+                "Memory of RocksDB's block cache (--block-cache-size).",
             ),
         ];
         let column_cache = self

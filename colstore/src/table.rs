@@ -307,8 +307,8 @@ fn as_keys(a: &ArrayRef) -> Result<BinaryArray> {
         .ok_or_else(|| Error::Corrupt("chunk keys are not binary".into()))
 }
 
-/// A column's zone map entry.
-pub(crate) fn zone_of(col: &ArrayRef) -> Result<ColumnRange> {
+/// A column's zone map entry: its min, max and NULL count.
+pub fn zone_of(col: &ArrayRef) -> Result<ColumnRange> {
     let zone_map = |source| Error::ZoneMap { source };
     let mut lo = MinAccumulator::try_new(col.data_type()).map_err(zone_map)?;
     let mut hi = MaxAccumulator::try_new(col.data_type()).map_err(zone_map)?;

@@ -15,7 +15,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Config, Engine, LogBatch, MessageExt};
 
 use crate::error::{Error, Result};
-use crate::log_fs::{LogFaults, LogFileSystem};
+use crate::log_fs::{LogFaults, LogFileSystem, SyncFailure};
 use crate::peer::SnapshotSource;
 
 /// raft-engine through [`LogFileSystem`].
@@ -67,7 +67,7 @@ pub struct LogStore {
     purge_wanted: Arc<std::sync::atomic::AtomicBool>,
     /// A sync of the log failed (why): nothing is written to it any more (see
     /// [`Error::LogSync`]).
-    sync_failed: Arc<Mutex<Option<String>>>,
+    sync_failed: SyncFailure,
 }
 
 /// Runs `write` on the log in `dir` unless a sync of it failed before (`failed` holds
@@ -243,7 +243,7 @@ impl LogStore {
             dir: dir_s.clone(),
             source: raft_engine::Error::Io(e),
         })?;
-        let sync_failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let sync_failed = SyncFailure::default();
         let fs = Arc::new(LogFileSystem::new(faults, sync_failed.clone()));
         let engine = Engine::open_with_file_system(cfg, fs).map_err(|source| Error::Log {
             dir: dir_s.clone(),
@@ -305,7 +305,7 @@ impl LogStore {
     fn start_purge(
         engine: &Arc<LogEngine>,
         wanted: &Arc<std::sync::atomic::AtomicBool>,
-        sync_failed: &Arc<Mutex<Option<String>>>,
+        sync_failed: &SyncFailure,
         dir: &str,
     ) -> Result<()> {
         let engine = Arc::downgrade(engine);

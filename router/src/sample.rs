@@ -16,16 +16,15 @@
 //! is seen as a few runs of values. Its histogram is coarser than a row sample's would be;
 //! its distinct count is right (that is what the unit counting is for).
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
-use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
-use datafusion::logical_expr::Accumulator;
 use duet_colstore::cache::Caching;
+use duet_colstore::table::zone_of;
 use duet_colstore::TableSnapshot;
 
-use crate::stats::{Population, SplitMix, StatValue, StatsBuilder};
+use crate::stats::{widen, Population, SplitMix, StatValue, StatsBuilder};
 
 /// Stable chunks ANALYZE reads at most by default (`duet.analyze_sample_chunks`): about
 /// two million rows.
@@ -47,35 +46,8 @@ fn colstore(e: duet_colstore::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
-/// The smallest and largest of `a` and `b`.
-fn widen(
-    a: Option<(StatValue, StatValue)>,
-    b: Option<(StatValue, StatValue)>,
-) -> Option<(StatValue, StatValue)> {
-    match (a, b) {
-        (Some((l1, h1)), Some((l2, h2))) => Some((
-            if l2.compare(&l1).is_lt() { l2 } else { l1 },
-            if h2.compare(&h1).is_gt() { h2 } else { h1 },
-        )),
-        (a, b) => a.or(b),
-    }
-}
-
 fn bounds_of(min: &ScalarValue, max: &ScalarValue) -> Option<(StatValue, StatValue)> {
     Some((StatValue::from_scalar(min)?, StatValue::from_scalar(max)?))
-}
-
-/// Min and max of the non-null values of `array`.
-fn array_bounds(array: &ArrayRef) -> Result<Option<(StatValue, StatValue)>> {
-    let (Ok(mut lo), Ok(mut hi)) = (
-        MinAccumulator::try_new(array.data_type()),
-        MaxAccumulator::try_new(array.data_type()),
-    ) else {
-        return Ok(None);
-    };
-    lo.update_batch(std::slice::from_ref(array))?;
-    hi.update_batch(std::slice::from_ref(array))?;
-    Ok(bounds_of(&lo.evaluate()?, &hi.evaluate()?))
 }
 
 /// Which `k` of `0..n` to read, chosen uniformly (ascending).
@@ -143,7 +115,8 @@ pub fn sample_snapshot(snapshot: &TableSnapshot, max_chunks: usize, seed: u64) -
     {
         delta_live += batch.num_rows();
         for (c, b) in bounds.iter_mut().enumerate() {
-            *b = widen(b.take(), array_bounds(batch.column(c))?);
+            let zone = zone_of(batch.column(c)).map_err(colstore)?;
+            *b = widen(b.take(), bounds_of(&zone.min, &zone.max));
         }
         if fraction >= 1.0 {
             builder.add(&batch)?;
@@ -176,7 +149,7 @@ pub fn sample_snapshot(snapshot: &TableSnapshot, max_chunks: usize, seed: u64) -
 mod tests {
     use super::*;
     use crate::stats::estimate_distinct;
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
     use std::sync::Arc;

@@ -87,10 +87,6 @@ impl StatValue {
     }
 
     /// Order of two values (numbers before strings).
-    pub fn compare(&self, other: &StatValue) -> std::cmp::Ordering {
-        self.cmp(other)
-    }
-
     fn cmp(&self, other: &StatValue) -> std::cmp::Ordering {
         match (self, other) {
             (StatValue::Num(a), StatValue::Num(b)) => a.total_cmp(b),
@@ -754,16 +750,9 @@ impl StatsBuilder {
                 s.and_then(|r| r.ok())
                     .and_then(|v| StatValue::from_scalar(&v))
             };
-            let mut min = scalar(cb.min.as_mut().map(|m| m.evaluate()));
-            let mut max = scalar(cb.max.as_mut().map(|m| m.evaluate()));
-            if let Some(Some((lo, hi))) = population.bounds.get(c) {
-                if min.as_ref().is_none_or(|m| lo.compare(m).is_lt()) {
-                    min = Some(lo.clone());
-                }
-                if max.as_ref().is_none_or(|m| hi.compare(m).is_gt()) {
-                    max = Some(hi.clone());
-                }
-            }
+            let sampled = scalar(cb.min.as_mut().map(|m| m.evaluate()))
+                .zip(scalar(cb.max.as_mut().map(|m| m.evaluate())));
+            let (min, max) = widen(sampled, population.bounds.get(c).cloned().flatten()).unzip();
             let stats = ColumnStats {
                 null_frac,
                 ndv,
@@ -790,10 +779,19 @@ impl StatsBuilder {
             columns,
         }
     }
+}
 
-    /// Rows added so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
+/// The smallest and largest of the bounds `a` and `b`.
+pub(crate) fn widen(
+    a: Option<(StatValue, StatValue)>,
+    b: Option<(StatValue, StatValue)>,
+) -> Option<(StatValue, StatValue)> {
+    match (a, b) {
+        (Some((l1, h1)), Some((l2, h2))) => Some((
+            if l2.cmp(&l1).is_lt() { l2 } else { l1 },
+            if h2.cmp(&h1).is_gt() { h2 } else { h1 },
+        )),
+        (a, b) => a.or(b),
     }
 }
 

@@ -401,6 +401,7 @@ impl Session {
     /// flag or key of the config file): name, value, description.
     pub(super) fn server_settings(&self) -> Vec<(&'static str, String, &'static str)> {
         let store = &self.shared.store;
+        let (row_cache, block_cache) = store.cache_budgets();
         let mb = |bytes: u64| format!("{}MB", bytes >> 20);
         let mut out = vec![
             (
@@ -410,12 +411,12 @@ impl Session {
             ),
             (
                 "duet.row_cache_size",
-                mb(store.cache_budgets().0),
+                mb(row_cache),
                 "Memory of the row cache of point reads (--row-cache-size).",
             ),
             (
                 "duet.block_cache_size",
-                mb(store.cache_budgets().1),
+                mb(block_cache),
                 "Memory of RocksDB's block cache (--block-cache-size).",
             ),
         ];
